@@ -1,0 +1,1 @@
+//! Client histories, JSON and Jepsen import, linearizability checking (being built).

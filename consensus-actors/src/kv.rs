@@ -1,0 +1,1 @@
+//! The reference key-value state machine (being built).

@@ -1,0 +1,36 @@
+//! # consensus-actors
+//!
+//! The runtime every protocol of this workspace stands on. Each box of a
+//! protocol's architecture is an actix actor around a pure core; this crate
+//! gives those actors what they share:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`types`] | ids, terms, indexes, ballots, log entries, roles |
+//! | [`config`] | [`ConsensusConfig`](config::ConsensusConfig) and its validation |
+//! | [`supervision`] | the per-node supervision tree that catches panics and restarts components |
+//! | [`storage`] | storage traits (hard state, log, snapshots) and a crash-aware in-memory store |
+//! | [`transport`] | the network abstraction protocol code sends through |
+//! | [`sim`] | deterministic simulation: `SimNetwork`, `Simulation`, paused clock, seeded RNG, traces |
+//! | [`metrics`] | `LatencyTracker`, `ThroughputMeter` and a per-cluster metrics recorder |
+//! | [`safety`] | the `SafetyVerifier` and the Raft, Paxos and PBFT invariants |
+//! | [`kv`] | the reference key-value state machine |
+//! | [`history`] | client histories, JSON and Jepsen import, the linearizability checker |
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod history;
+pub mod kv;
+pub mod metrics;
+pub mod safety;
+pub mod sim;
+pub mod storage;
+pub mod supervision;
+pub mod transport;
+pub mod types;
+
+pub use config::{ConfigError, ConsensusConfig};
+pub use types::{
+    Ballot, ClientId, ConsensusProtocol, LogEntry, LogId, LogIndex, NodeId, NodeState, SeqNo, Slot,
+    Term, View,
+};

@@ -1,0 +1,1 @@
+//! LatencyTracker, ThroughputMeter and the per-cluster recorder (being built).

@@ -1,0 +1,1 @@
+//! The SafetyVerifier and protocol invariants (being built).

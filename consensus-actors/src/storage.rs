@@ -1,0 +1,1 @@
+//! Storage traits and the crash-aware in-memory store (being built).
