@@ -227,7 +227,7 @@ pub struct ReplicationCore<SM: StateMachine> {
     hard_state_dirty: bool,
     reported_role: (Term, NodeState, Option<NodeId>),
     reported_progress: LogProgress,
-    reported_membership: (Term, LogId, LogId),
+    reported_membership: (LogId, LogId),
     out: Vec<Effect<SM::Command, SM::Output>>,
 }
 
@@ -309,7 +309,7 @@ where
             hard_state_dirty: false,
             reported_role: (hard_state.term, NodeState::Follower, None),
             reported_progress: LogProgress::default(),
-            reported_membership: (Term::ZERO, LogId::default(), LogId::default()),
+            reported_membership: (LogId::default(), LogId::default()),
             out: Vec::new(),
         };
         core.reported_progress = core.log_progress();
@@ -464,9 +464,8 @@ where
         }
     }
 
-    fn membership_ids(&self) -> (Term, LogId, LogId) {
+    fn membership_ids(&self) -> (LogId, LogId) {
         (
-            self.term,
             self.configs[self.configs.len() - 1].0,
             self.committed_config().0,
         )
@@ -1697,3 +1696,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
