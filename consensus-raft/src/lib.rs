@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod election;
 pub mod error;
 pub mod events;
 pub mod log;
