@@ -227,21 +227,19 @@ impl ElectionCore {
                     }
                 }
             }
-            RaftEvent::HeardFromLeader { term, leader } => {
-                if *term >= self.term && self.role != NodeState::Leader {
-                    // Figure 2, followers: the timer restarts on every valid
-                    // AppendEntries from the current leader.
-                    self.term = *term;
-                    self.leader = Some(*leader);
-                    self.campaign = None;
-                    self.reset_deadline(now_us);
-                }
+            RaftEvent::HeardFromLeader { term, leader }
+                if *term >= self.term && self.role != NodeState::Leader =>
+            {
+                // Figure 2, followers: the timer restarts on every valid
+                // AppendEntries from the current leader.
+                self.term = *term;
+                self.leader = Some(*leader);
+                self.campaign = None;
+                self.reset_deadline(now_us);
             }
-            RaftEvent::VoteGranted { term, .. } => {
-                if *term >= self.term {
-                    // Figure 2, followers: "... or granting vote to candidate".
-                    self.reset_deadline(now_us);
-                }
+            RaftEvent::VoteGranted { term, .. } if *term >= self.term => {
+                // Figure 2, followers: "... or granting vote to candidate".
+                self.reset_deadline(now_us);
             }
             RaftEvent::ElectionStarted { term, pre_vote, .. } => {
                 let mut granted = BTreeSet::new();
@@ -253,10 +251,10 @@ impl ElectionCore {
                 });
                 self.maybe_win();
             }
-            RaftEvent::PeerActive { term, peer } => {
-                if *term == self.term && self.role == NodeState::Leader {
-                    self.active.insert(*peer);
-                }
+            RaftEvent::PeerActive { term, peer }
+                if *term == self.term && self.role == NodeState::Leader =>
+            {
+                self.active.insert(*peer);
             }
             RaftEvent::MembershipChanged { effective, .. } => {
                 self.membership = effective.clone();
