@@ -24,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod log;
 pub mod membership;
+pub mod membership_manager;
 pub mod messages;
 pub mod replication;
 
