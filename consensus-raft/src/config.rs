@@ -32,6 +32,12 @@ pub struct RaftConfig {
     pub max_inflight_appends: usize,
     /// Bytes of snapshot data per InstallSnapshot chunk. Default: 64 KiB.
     pub snapshot_chunk_bytes: usize,
+    /// Largest snapshot a follower accepts from a leader. Default: 1 GiB.
+    pub max_snapshot_bytes: u64,
+    /// Entries kept in the log below a new snapshot, so followers slightly
+    /// behind catch up from the log rather than by InstallSnapshot.
+    /// Default: `max_log_entries_per_append * max_inflight_appends`.
+    pub snapshot_keep_entries: u64,
     /// Proposals a leader holds waiting for their results before it answers
     /// `Busy`. Default: 65,536.
     pub max_pending_proposals: usize,
@@ -61,6 +67,8 @@ impl RaftConfig {
             check_quorum: true,
             max_inflight_appends: 8,
             snapshot_chunk_bytes: 64 * 1024,
+            max_snapshot_bytes: 1 << 30,
+            snapshot_keep_entries: cfg.max_log_entries_per_append as u64 * 8,
             max_pending_proposals: 65_536,
             learner_max_lag: cfg.max_log_entries_per_append as u64,
             learner_catchup_timeout_ms: cfg.election_timeout_ms.1.saturating_mul(20),
@@ -80,10 +88,11 @@ impl RaftConfig {
         shared.validate()?;
         if self.max_inflight_appends == 0
             || self.snapshot_chunk_bytes == 0
+            || self.max_snapshot_bytes == 0
             || self.max_pending_proposals == 0
         {
             return Err(ConfigError::Parse(
-                "max_inflight_appends, snapshot_chunk_bytes and max_pending_proposals must be at least 1"
+                "max_inflight_appends, snapshot_chunk_bytes, max_snapshot_bytes and max_pending_proposals must be at least 1"
                     .to_string(),
             ));
         }

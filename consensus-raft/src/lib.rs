@@ -27,6 +27,7 @@ pub mod membership;
 pub mod membership_manager;
 pub mod messages;
 pub mod replication;
+pub mod snapshot;
 
 pub use config::RaftConfig;
 pub use membership::Membership;
