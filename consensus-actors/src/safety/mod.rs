@@ -82,6 +82,8 @@ mod raft_leader_completeness;
 mod raft_log;
 mod raft_log_matching;
 mod raft_state_machine_safety;
+#[cfg(test)]
+mod scenarios;
 mod verifier;
 mod violation;
 
