@@ -126,9 +126,13 @@ where
     waker: Option<Waker>,
 }
 
-struct ChildHandle<A>(Rc<RefCell<ChildCell<A>>>)
+struct ChildHandle<A>
 where
-    A: Actor<Context = Context<A>>;
+    A: Actor<Context = Context<A>>,
+{
+    cell: Rc<RefCell<ChildCell<A>>>,
+    tag: ChildTag,
+}
 
 impl<A> ChildControl for ChildHandle<A>
 where
@@ -136,7 +140,7 @@ where
 {
     fn request_restart(&self) {
         let waker = {
-            let mut cell = self.0.borrow_mut();
+            let mut cell = self.cell.borrow_mut();
             if cell.state == ChildState::Stopped {
                 return;
             }
@@ -151,14 +155,18 @@ where
 
     fn stop(&self) -> Option<String> {
         let (fut, addr, waker) = {
-            let mut cell = self.0.borrow_mut();
+            let mut cell = self.cell.borrow_mut();
             cell.state = ChildState::Stopped;
             cell.restart_requested = false;
             (cell.fut.take(), cell.addr.take(), cell.waker.take())
         };
         drop(addr);
         // Dropping a live ContextFut runs the actor's stopping()/stopped().
-        let reason = fut.and_then(|f| guarded(move || drop(f)).err().map(panic_reason));
+        let reason = fut.and_then(|f| {
+            with_current_child(&self.tag, || guarded(move || drop(f)))
+                .err()
+                .map(panic_reason)
+        });
         if let Some(w) = waker {
             w.wake();
         }
@@ -166,11 +174,11 @@ where
     }
 
     fn state(&self) -> ChildState {
-        self.0.borrow().state
+        self.cell.borrow().state
     }
 
     fn incarnation(&self) -> u64 {
-        self.0.borrow().incarnation
+        self.cell.borrow().incarnation
     }
 }
 
@@ -288,10 +296,10 @@ where
     actix_rt::spawn(ChildTask {
         cell: Rc::clone(&cell),
         index,
-        tag,
+        tag: tag.clone(),
         report,
     });
-    Box::new(ChildHandle(cell))
+    Box::new(ChildHandle { cell, tag })
 }
 
 thread_local! {

@@ -40,6 +40,10 @@ struct Probe {
     ticks: Rc<Cell<u32>>,
     /// How many more times `started()` panics.
     started_panics: Rc<Cell<u32>>,
+    /// How many more times `restarting()` panics.
+    restarting_panics: Rc<Cell<u32>>,
+    /// Whether `stopped()` panics.
+    stopped_panics: Rc<Cell<bool>>,
 }
 
 impl Probe {
@@ -50,6 +54,8 @@ impl Probe {
             journal: Rc::clone(&self.journal),
             ticks: Rc::default(),
             started_panics: Rc::default(),
+            restarting_panics: Rc::default(),
+            stopped_panics: Rc::default(),
         }
     }
 
@@ -112,12 +118,20 @@ impl Actor for Worker {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.log("stopped");
+        if self.probe.stopped_panics.get() {
+            panic!("cannot stop");
+        }
     }
 }
 
 impl Supervised for Worker {
     fn restarting(&mut self, _: &mut Self::Context) {
         self.log("restarting");
+        let left = self.probe.restarting_panics.get();
+        if left > 0 {
+            self.probe.restarting_panics.set(left - 1);
+            panic!("cannot restart");
+        }
         // Rebuild from storage; volatile state starts over.
         self.durable = self.probe.store.get();
         self.volatile = 0;
@@ -158,6 +172,18 @@ impl Handler<Boom> for Worker {
         // Half-done work that the restart must throw away.
         self.volatile += 1000;
         panic!("{}", msg.0);
+    }
+}
+
+/// Arms a timer whose callback panics.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct TimeBomb(Duration);
+
+impl Handler<TimeBomb> for Worker {
+    type Result = ();
+    fn handle(&mut self, msg: TimeBomb, ctx: &mut Self::Context) {
+        ctx.run_later(msg.0, |_, _| panic!("timer went off"));
     }
 }
 
@@ -727,4 +753,84 @@ fn events_serialize_with_their_fields() {
     );
     let back: SupervisionEvent = serde_json::from_str(&json).unwrap();
     assert_eq!(back, e);
+}
+
+#[test]
+fn a_panic_in_restarting_is_another_failure() {
+    run(|| async {
+        let probe = Probe::default();
+        probe.restarting_panics.set(1);
+        let log = EventLog::new().start();
+        let mut tree = SupervisorBuilder::new(NodeId(1)).subscriber(log.clone().recipient());
+        let w = tree.spawn_child("w", |_| Worker::new("w", &probe)).unwrap();
+        let sup = tree.start();
+        w.send(Incr).await.unwrap();
+        w.do_send(Boom("boom"));
+        settle().await;
+        assert_eq!(w.send(Get).await.unwrap(), (1, 0));
+        assert_eq!(restarts(&sup).await, [2]);
+        assert_eq!(
+            probe.journal(),
+            ["w:started", "w:restarting", "w:restarting", "w:started"]
+        );
+        assert_eq!(
+            events(&log).await,
+            [
+                ev("w", panicked("boom"), 0),
+                ev("w", restarted(false), 0),
+                ev("w", panicked("cannot restart"), 0),
+                ev("w", restarted(false), 0),
+            ]
+        );
+    });
+}
+
+#[test]
+fn a_panic_in_a_timer_callback_is_caught_and_the_timer_is_gone() {
+    run(|| async {
+        let probe = Probe::default();
+        let log = EventLog::new().start();
+        let mut tree = SupervisorBuilder::new(NodeId(1)).subscriber(log.clone().recipient());
+        let w = tree
+            .spawn_child("w", |_| {
+                Worker::new("w", &probe).ticking(Duration::from_millis(100))
+            })
+            .unwrap();
+        let sup = tree.start();
+        w.send(Incr).await.unwrap();
+        w.send(TimeBomb(Duration::from_millis(250))).await.unwrap();
+        sleep_ms(1000).await;
+        // Ticks at 100, 200 before the bomb at 250, then the new interval
+        // from 250: 350 ... 950.
+        assert_eq!(probe.ticks.get(), 9);
+        assert_eq!(w.send(Get).await.unwrap(), (1, 0));
+        assert_eq!(restarts(&sup).await, [1]);
+        assert_eq!(
+            events(&log).await,
+            [
+                ev("w", panicked("timer went off"), 250_000),
+                ev("w", restarted(false), 250_000),
+            ]
+        );
+    });
+}
+
+#[test]
+fn a_panic_while_stopping_does_not_stop_the_shutdown() {
+    run(|| async {
+        let probe = Probe::default();
+        probe.stopped_panics.set(true);
+        let other = probe.sibling();
+        let mut tree = SupervisorBuilder::new(NodeId(1));
+        let a = tree.spawn_child("a", |_| Worker::new("a", &other)).unwrap();
+        let b = tree.spawn_child("b", |_| Worker::new("b", &probe)).unwrap();
+        let sup = tree.start();
+        settle().await;
+        sup.send(Shutdown).await.unwrap();
+        assert!(!a.connected() && !b.connected());
+        assert_eq!(
+            probe.journal(),
+            ["a:started", "b:started", "b:stopped", "a:stopped"]
+        );
+    });
 }
