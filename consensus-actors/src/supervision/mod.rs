@@ -63,7 +63,7 @@ mod tests;
 
 pub use child::{install_panic_hook, ChildSlot};
 pub use node::{
-    EventLog, GetEvents, GetStatus, NodeSupervisor, RestartChild, Shutdown, Subscribe,
+    EventLog, FailNode, GetEvents, GetStatus, NodeSupervisor, RestartChild, Shutdown, Subscribe,
     SupervisorBuilder,
 };
 pub use policy::{RestartDecision, RestartIntensity, RestartStrategy, RestartTracker};
@@ -105,8 +105,8 @@ pub enum SupervisionEventKind {
         /// Restarted for a sibling's failure.
         by_strategy: bool,
     },
-    /// The restart intensity was exceeded; every child is stopped and the
-    /// supervisor stops.
+    /// The restart intensity was exceeded (or a component sent
+    /// [`FailNode`]); every child is stopped and the supervisor stops.
     NodeFailed {
         /// Why (which child failed last, how, and the intensity).
         reason: String,

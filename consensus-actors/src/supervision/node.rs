@@ -249,6 +249,17 @@ impl NodeSupervisor {
         );
     }
 
+    fn fail_node(&mut self, reason: String, at: Instant, ctx: &mut Context<Self>) {
+        debug_assert_eq!(self.phase, Phase::Running);
+        tracing::error!(node = %self.node, %reason, "node failed");
+        metrics::counter!("supervision_node_failures_total", "node" => self.node.get().to_string())
+            .increment(1);
+        self.phase = Phase::Failed;
+        self.stop_children();
+        self.emit("", SupervisionEventKind::NodeFailed { reason }, at);
+        ctx.stop();
+    }
+
     fn status(&self) -> NodeStatus {
         NodeStatus {
             node: self.node,
@@ -324,12 +335,30 @@ impl Handler<ChildFailed> for NodeSupervisor {
                     "{name} {how}; restart intensity exceeded ({restarts_in_window} restarts within {:?}, at most {})",
                     intensity.within, intensity.max_restarts
                 );
-                tracing::error!(node = %self.node, %reason, "node failed");
-                self.phase = Phase::Failed;
-                self.stop_children();
-                self.emit("", SupervisionEventKind::NodeFailed { reason }, msg.at);
-                ctx.stop();
+                self.fail_node(reason, msg.at, ctx);
             }
+        }
+    }
+}
+
+/// Declares the node failed at once, as if the restart intensity had been
+/// exceeded: every child stops, [`SupervisionEventKind::NodeFailed`] is
+/// emitted with `reason`, the supervisor stops. For a component that meets
+/// an error no restart can cure (for example durable storage refusing a
+/// write). Ignored if the node is no longer running.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct FailNode {
+    /// Why the node cannot go on.
+    pub reason: String,
+}
+
+impl Handler<FailNode> for NodeSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FailNode, ctx: &mut Self::Context) {
+        if self.phase == Phase::Running {
+            self.fail_node(msg.reason, Instant::now(), ctx);
         }
     }
 }

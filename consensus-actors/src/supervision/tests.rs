@@ -834,3 +834,33 @@ fn a_panic_while_stopping_does_not_stop_the_shutdown() {
         );
     });
 }
+
+#[test]
+fn fail_node_stops_every_child_with_the_given_reason() {
+    run(|| async {
+        let probe = Probe::default();
+        let log = EventLog::new().start();
+        let mut tree = SupervisorBuilder::new(NodeId(1)).subscriber(log.clone().recipient());
+        let w = tree.spawn_child("w", |_| Worker::new("w", &probe)).unwrap();
+        let sup = tree.start();
+        sleep_ms(7).await;
+        sup.send(FailNode {
+            reason: "disk refused a write".to_owned(),
+        })
+        .await
+        .unwrap();
+        assert!(!w.connected());
+        settle().await;
+        assert!(!sup.connected());
+        assert_eq!(
+            events(&log).await,
+            [ev(
+                "",
+                SupervisionEventKind::NodeFailed {
+                    reason: "disk refused a write".to_owned()
+                },
+                7_000
+            )]
+        );
+    });
+}
