@@ -318,6 +318,8 @@ mod tests {
             commit(N2, 2, 3),
             SafetyEvent::Crashed { node: N2 },
             apply(N2, 1, 10),
+            // After a crash the node's commit index is volatile and unknown:
+            // dropping an unsynced suffix on recovery is not judged here.
             RaftEvent::Truncated {
                 node: N2,
                 from_index: LogIndex(3),
