@@ -16,8 +16,11 @@
 //! | [`election`] | the LeaderElection core: timeouts, pre-vote, vote counting, check-quorum, transfer |
 //! | [`membership_manager`] | the MembershipManager core: learner catch-up, C_old,new then C_new |
 //! | [`snapshot`] | the SnapshotCompactor core: when to snapshot, InstallSnapshot chunks |
+//! | [`actors`] | the four components (and the inbound router) as supervised actix actors |
+//! | [`node`] | [`node::RaftNodeBuilder`]: one node as a supervision tree, and the client API |
 #![deny(missing_docs)]
 
+pub mod actors;
 pub mod config;
 pub mod election;
 pub mod error;
@@ -26,6 +29,7 @@ pub mod log;
 pub mod membership;
 pub mod membership_manager;
 pub mod messages;
+pub mod node;
 pub mod replication;
 pub mod snapshot;
 

@@ -1,0 +1,194 @@
+//! The LeaderElection actor: runs the [`ElectionCore`] with a timer and asks
+//! the owner of term/vote/log to act on its decisions.
+
+use super::{
+    log_refusal, micros_since, AbortTransfer, BecomeLeader, BeginElection, GetState, ObserveTerm,
+    OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, StartTransfer, StepDown,
+    TransferLeadership,
+};
+use crate::config::RaftConfig;
+use crate::election::{ElectionCore, ElectionEffect};
+use crate::error::Refusal;
+use crate::messages::RaftMessage;
+use actix::prelude::*;
+use consensus_actors::types::NodeId;
+use std::marker::PhantomData;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The LeaderElection component. See the [module documentation](self).
+pub struct LeaderElection<C> {
+    id: NodeId,
+    cfg: RaftConfig,
+    seed: u64,
+    incarnation: u64,
+    owner: OwnerHandles,
+    epoch: Instant,
+    core: ElectionCore,
+    timer: Option<SpawnHandle>,
+    _commands: PhantomData<fn() -> C>,
+}
+
+impl<C: ReplicatedCommand> LeaderElection<C> {
+    /// A LeaderElection for node `id`, its timeouts drawn from `seed` (a
+    /// restart reseeds deterministically from it).
+    pub fn new(
+        id: NodeId,
+        cfg: RaftConfig,
+        seed: u64,
+        owner: OwnerHandles,
+        epoch: Instant,
+    ) -> Self {
+        Self {
+            id,
+            core: ElectionCore::new(id, cfg.clone(), seed),
+            cfg,
+            seed,
+            incarnation: 0,
+            owner,
+            epoch,
+            timer: None,
+            _commands: PhantomData,
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        micros_since(self.epoch)
+    }
+
+    fn run_effects(&mut self, ctx: &mut Context<Self>) {
+        for effect in self.core.take_effects() {
+            match effect {
+                ElectionEffect::SetTimer { at_us } => {
+                    if let Some(t) = self.timer.take() {
+                        ctx.cancel_future(t);
+                    }
+                    let delay = Duration::from_micros(at_us.saturating_sub(self.now_us()));
+                    self.timer = Some(ctx.run_later(delay, |act, ctx| {
+                        act.timer = None;
+                        let now = act.now_us();
+                        act.core.handle_timeout(now);
+                        act.run_effects(ctx);
+                    }));
+                }
+                ElectionEffect::BeginElection {
+                    expected_term,
+                    pre_vote,
+                    transfer,
+                } => {
+                    let req = self.owner.begin_election.send(BeginElection {
+                        expected_term,
+                        pre_vote,
+                        transfer,
+                    });
+                    ctx.spawn(req.into_actor(self).map(|res, act, _ctx| {
+                        if let Ok(Err(refusal)) = &res {
+                            act.core.handle_refusal(refusal);
+                        }
+                        log_refusal("election", "begin election", &res.unwrap_or(Ok(())));
+                    }));
+                }
+                ElectionEffect::BecomeLeader { term } => {
+                    self.owner.become_leader.do_send(BecomeLeader { term });
+                }
+                ElectionEffect::StepDown { term } => {
+                    tracing::info!(node = %self.id, %term, "check-quorum failed: stepping down");
+                    self.owner.step_down.do_send(StepDown { term });
+                }
+                ElectionEffect::ObserveTerm { term } => {
+                    self.owner.observe_term.do_send(ObserveTerm { term });
+                }
+                ElectionEffect::TransferLeadership { term, target } => {
+                    self.owner
+                        .start_transfer
+                        .do_send(StartTransfer { term, target });
+                }
+                ElectionEffect::AbortTransfer { term } => {
+                    self.owner.abort_transfer.do_send(AbortTransfer { term });
+                }
+            }
+        }
+    }
+}
+
+impl<C: ReplicatedCommand> Actor for LeaderElection<C> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Resynchronise with the owner (after a restart the copies are stale).
+        let now = self.now_us();
+        self.core.start(now);
+        self.run_effects(ctx);
+        let req = self.owner.get_state.send(GetState);
+        ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
+            if let Ok(events) = res {
+                let now = act.now_us();
+                for e in &events {
+                    act.core.handle_event(now, e);
+                }
+                act.run_effects(ctx);
+            }
+        }));
+    }
+}
+
+impl<C: ReplicatedCommand> Supervised for LeaderElection<C> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.incarnation += 1;
+        self.timer = None;
+        let seed = self
+            .seed
+            .wrapping_add(self.incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.core = ElectionCore::new(self.id, self.cfg.clone(), seed);
+    }
+}
+
+impl<C: ReplicatedCommand> Handler<RaftEvents> for LeaderElection<C> {
+    type Result = ();
+
+    fn handle(&mut self, m: RaftEvents, ctx: &mut Context<Self>) {
+        let now = self.now_us();
+        for e in &m.0 {
+            self.core.handle_event(now, e);
+        }
+        self.run_effects(ctx);
+    }
+}
+
+impl<C: ReplicatedCommand> Handler<PeerMessage<C>> for LeaderElection<C> {
+    type Result = ();
+
+    fn handle(&mut self, m: PeerMessage<C>, ctx: &mut Context<Self>) {
+        let now = self.now_us();
+        match m.msg {
+            RaftMessage::RequestVoteResponse(r) => {
+                self.core.handle_request_vote_response(now, m.from, r)
+            }
+            RaftMessage::TimeoutNow(t) => self.core.handle_timeout_now(now, m.from, t),
+            other => tracing::debug!(message = other.name(), "not for leader election"),
+        }
+        self.run_effects(ctx);
+    }
+}
+
+impl<C: ReplicatedCommand> Handler<TransferLeadership> for LeaderElection<C> {
+    type Result = Result<(), Refusal>;
+
+    fn handle(&mut self, m: TransferLeadership, ctx: &mut Context<Self>) -> Self::Result {
+        let now = self.now_us();
+        let r = self.core.transfer_leadership(now, m.target);
+        self.run_effects(ctx);
+        r
+    }
+}
+
+impl<C> Handler<super::InjectPanic> for LeaderElection<C>
+where
+    C: ReplicatedCommand,
+{
+    type Result = ();
+
+    fn handle(&mut self, _: super::InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("injected panic in LeaderElection");
+    }
+}

@@ -1,0 +1,416 @@
+//! The four Raft components as actix actors, and the messages they exchange.
+//!
+//! Each actor owns one pure core and carries out its effects in order:
+//!
+//! | actor | core | handles |
+//! |---|---|---|
+//! | [`LogReplicator`] | [`ReplicationCore`](crate::replication::ReplicationCore) | RequestVote, AppendEntries(+Response), client proposals and reads, every request that touches term/vote/log |
+//! | [`LeaderElection`] | [`ElectionCore`](crate::election::ElectionCore) | vote responses, TimeoutNow, the election timer, leadership transfer requests |
+//! | [`MembershipManager`] | [`MembershipCore`](crate::membership_manager::MembershipCore) | add/remove node requests |
+//! | [`SnapshotCompactor`] | [`SnapshotCore`](crate::snapshot::SnapshotCore) | InstallSnapshot(+Response), compaction |
+//! | [`RaftRouter`] | — | inbound envelopes, dispatched to the component that handles them |
+//!
+//! Components reach each other only through `Recipient<_>` handles
+//! ([`OwnerHandles`], [`EventSubscribers`]) given by the node builder, so any
+//! of them can be replaced by another actor handling the same messages.
+//!
+//! Every actor is `Supervised`: on a restart it rebuilds its state from
+//! storage (the LogReplicator) or from the owner's current state
+//! ([`GetState`]), never from memory a crash would have lost, and sets its
+//! timers again in `started()`.
+
+mod compactor;
+mod election;
+mod membership;
+mod replicator;
+mod router;
+
+pub use compactor::SnapshotCompactor;
+pub use election::LeaderElection;
+pub use membership::MembershipManager;
+pub use replicator::{LogReplicator, RaftStorage};
+pub use router::RaftRouter;
+
+use crate::error::{ProposeError, Refusal};
+use crate::events::{RaftEvent, Snapshot, SnapshotMeta};
+use crate::membership::Membership;
+use crate::membership_manager::{ChangeKind, MembershipChangeError};
+use crate::messages::RaftMessage;
+use actix::prelude::*;
+use consensus_actors::kv::StateMachine;
+use consensus_actors::types::{ClientId, LogId, LogIndex, NodeId, NodeState, Term};
+use std::any::Any;
+use std::marker::PhantomData;
+use tokio::time::Instant;
+
+/// A command Raft can replicate: it crosses the network (serde), and is
+/// shared between components and threads by reference count (`Send +
+/// Sync`).
+pub trait ReplicatedCommand:
+    Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + Unpin
+    + 'static
+{
+}
+
+impl<T> ReplicatedCommand for T where
+    T: Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + Unpin
+        + 'static
+{
+}
+
+/// A state machine Raft can replicate: its commands are
+/// [`ReplicatedCommand`]s; the actor holding it must be `Unpin` (actix).
+pub trait RaftStateMachine:
+    StateMachine<Command: ReplicatedCommand, Output: Unpin> + Send + Unpin
+{
+}
+
+impl<T> RaftStateMachine for T where
+    T: StateMachine<Command: ReplicatedCommand, Output: Unpin> + Send + Unpin
+{
+}
+
+/// Microseconds since the node's time base (tokio clock: virtual under a
+/// paused runtime).
+pub(crate) fn micros_since(epoch: Instant) -> u64 {
+    u64::try_from(Instant::now().saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A protocol message from a peer, dispatched by the [`RaftRouter`].
+pub struct PeerMessage<C> {
+    /// The sender.
+    pub from: NodeId,
+    /// The message.
+    pub msg: RaftMessage<C>,
+}
+
+impl<C: 'static> Message for PeerMessage<C> {
+    type Result = ();
+}
+
+/// Events published by the owner of term, vote and log, in order.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct RaftEvents(pub Vec<RaftEvent>);
+
+/// Asks the owner for events that describe its state from scratch (a
+/// component that just (re)started resynchronises with them).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Vec<RaftEvent>")]
+pub struct GetState;
+
+/// Asks the owner to start a campaign (see
+/// [`ReplicationCore::begin_election`](crate::replication::ReplicationCore::begin_election)).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct BeginElection {
+    /// The term the decision was based on.
+    pub expected_term: Term,
+    /// A pre-vote campaign.
+    pub pre_vote: bool,
+    /// Started by TimeoutNow.
+    pub transfer: bool,
+}
+
+/// Tells the owner a quorum voted for it in `term`.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct BecomeLeader {
+    /// The campaign's term.
+    pub term: Term,
+}
+
+/// Asks the owner to step down from leadership of `term`.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct StepDown {
+    /// The leader's term.
+    pub term: Term,
+}
+
+/// Tells the owner a higher term was seen.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct ObserveTerm {
+    /// The term.
+    pub term: Term,
+}
+
+/// Tells the owner a snapshot chunk came from `leader` of `term`.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct ObserveLeader {
+    /// The leader's term.
+    pub term: Term,
+    /// The leader.
+    pub leader: NodeId,
+}
+
+/// Asks the owner (as leader of `term`) to hand leadership to `target`.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct StartTransfer {
+    /// The leader's term.
+    pub term: Term,
+    /// The node to take over.
+    pub target: NodeId,
+}
+
+/// Tells the owner the transfer of `term` timed out.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct AbortTransfer {
+    /// The leader's term.
+    pub term: Term,
+}
+
+/// Asks the owner (as leader of `term`) to append a configuration.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<LogId, Refusal>")]
+pub struct ProposeConfig {
+    /// The leader's term.
+    pub term: Term,
+    /// The configuration.
+    pub membership: Membership,
+}
+
+/// Asks the owner to snapshot the state machine and purge the log.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<SnapshotMeta, Refusal>")]
+pub struct Compact {
+    /// Entries to keep below the snapshot.
+    pub keep_entries: u64,
+}
+
+/// Hands a complete snapshot from `leader` of `term` to the owner.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct InstallSnapshotData {
+    /// The leader's term.
+    pub term: Term,
+    /// The leader.
+    pub leader: NodeId,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+}
+
+/// Tells the owner (leader of `term`) that `peer` installed the snapshot.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct SnapshotSent {
+    /// The leader's term.
+    pub term: Term,
+    /// The follower.
+    pub peer: NodeId,
+    /// What it now holds.
+    pub last_included: LogId,
+}
+
+/// A client proposal; answered with the state machine's output once the
+/// entry is committed and applied, or with why not.
+pub struct Propose<C, O> {
+    /// The command.
+    pub command: C,
+    /// The proposing client.
+    pub client_id: ClientId,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<C, O> Propose<C, O> {
+    /// A proposal of `command` by `client_id`.
+    pub fn new(command: C, client_id: ClientId) -> Self {
+        Self {
+            command,
+            client_id,
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<C: 'static, O: 'static> Message for Propose<C, O> {
+    type Result = Result<O, ProposeError>;
+}
+
+/// What a linearizable read computes from the state machine.
+pub type ReadFn<SM> = Box<dyn FnOnce(&SM) -> Box<dyn Any + Send> + Send>;
+
+/// A linearizable read through ReadIndex: `query` runs on the state machine
+/// once the leader confirmed its leadership and applied the read index.
+pub struct Read<SM> {
+    /// The query.
+    pub query: ReadFn<SM>,
+}
+
+impl<SM: 'static> Message for Read<SM> {
+    type Result = Result<Box<dyn Any + Send>, ProposeError>;
+}
+
+/// Asks the MembershipManager to change the configuration; answered when the
+/// change is committed (or failed).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<Membership, MembershipChangeError>")]
+pub struct ChangeMembership(pub ChangeKind);
+
+/// Asks LeaderElection to hand leadership to `target`.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct TransferLeadership {
+    /// The node to take over.
+    pub target: NodeId,
+}
+
+/// A snapshot of a node's Raft state, for tests, metrics and operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftStatus {
+    /// The node.
+    pub id: NodeId,
+    /// Current term.
+    pub term: Term,
+    /// Current role.
+    pub role: NodeState,
+    /// Known leader.
+    pub leader: Option<NodeId>,
+    /// Commit index.
+    pub commit_index: LogIndex,
+    /// Applied index.
+    pub last_applied: LogIndex,
+    /// Last log id.
+    pub last_log: LogId,
+    /// First index held in the log.
+    pub first_log_index: LogIndex,
+    /// Last index covered by the latest snapshot.
+    pub snapshot_index: LogIndex,
+    /// Configuration in effect.
+    pub membership: Membership,
+}
+
+/// Asks the owner for its [`RaftStatus`] (`None` while it is restarting).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Option<RaftStatus>")]
+pub struct GetRaftStatus;
+
+/// Makes the receiving component panic: fault injection for tests and chaos
+/// experiments (the supervisor restarts it by the node's strategy).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+/// The owner's handles the other components use (all term-carrying).
+#[derive(Clone)]
+pub struct OwnerHandles {
+    /// [`GetState`].
+    pub get_state: Recipient<GetState>,
+    /// [`BeginElection`].
+    pub begin_election: Recipient<BeginElection>,
+    /// [`BecomeLeader`].
+    pub become_leader: Recipient<BecomeLeader>,
+    /// [`StepDown`].
+    pub step_down: Recipient<StepDown>,
+    /// [`ObserveTerm`].
+    pub observe_term: Recipient<ObserveTerm>,
+    /// [`ObserveLeader`].
+    pub observe_leader: Recipient<ObserveLeader>,
+    /// [`StartTransfer`].
+    pub start_transfer: Recipient<StartTransfer>,
+    /// [`AbortTransfer`].
+    pub abort_transfer: Recipient<AbortTransfer>,
+    /// [`ProposeConfig`].
+    pub propose_config: Recipient<ProposeConfig>,
+    /// [`Compact`].
+    pub compact: Recipient<Compact>,
+    /// [`InstallSnapshotData`].
+    pub install_snapshot: Recipient<InstallSnapshotData>,
+    /// [`SnapshotSent`].
+    pub snapshot_sent: Recipient<SnapshotSent>,
+}
+
+impl OwnerHandles {
+    /// The handles of an actor that handles every owner request.
+    pub fn of<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<GetState>
+            + Handler<BeginElection>
+            + Handler<BecomeLeader>
+            + Handler<StepDown>
+            + Handler<ObserveTerm>
+            + Handler<ObserveLeader>
+            + Handler<StartTransfer>
+            + Handler<AbortTransfer>
+            + Handler<ProposeConfig>
+            + Handler<Compact>
+            + Handler<InstallSnapshotData>
+            + Handler<SnapshotSent>,
+    {
+        Self {
+            get_state: addr.clone().recipient(),
+            begin_election: addr.clone().recipient(),
+            become_leader: addr.clone().recipient(),
+            step_down: addr.clone().recipient(),
+            observe_term: addr.clone().recipient(),
+            observe_leader: addr.clone().recipient(),
+            start_transfer: addr.clone().recipient(),
+            abort_transfer: addr.clone().recipient(),
+            propose_config: addr.clone().recipient(),
+            compact: addr.clone().recipient(),
+            install_snapshot: addr.clone().recipient(),
+            snapshot_sent: addr.clone().recipient(),
+        }
+    }
+}
+
+/// Where the owner publishes its events.
+#[derive(Clone)]
+pub struct EventSubscribers {
+    /// LeaderElection.
+    pub election: Recipient<RaftEvents>,
+    /// MembershipManager.
+    pub membership: Recipient<RaftEvents>,
+    /// SnapshotCompactor.
+    pub compactor: Recipient<RaftEvents>,
+}
+
+impl EventSubscribers {
+    /// Sends each component the events it acts on (one message each at
+    /// most).
+    pub fn publish(&self, events: Vec<RaftEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let pick = |f: fn(&RaftEvent) -> bool| -> Vec<RaftEvent> {
+            events.iter().filter(|e| f(e)).cloned().collect()
+        };
+        let to_election = pick(RaftEvent::for_election);
+        let to_membership = pick(RaftEvent::for_membership);
+        let to_compactor = pick(RaftEvent::for_compactor);
+        if !to_election.is_empty() {
+            self.election.do_send(RaftEvents(to_election));
+        }
+        if !to_membership.is_empty() {
+            self.membership.do_send(RaftEvents(to_membership));
+        }
+        if !to_compactor.is_empty() {
+            self.compactor.do_send(RaftEvents(to_compactor));
+        }
+    }
+}
+
+/// Logs a refusal from the owner at debug level (refusals are normal: the
+/// request was based on a state that moved on).
+pub(crate) fn log_refusal(component: &str, what: &str, r: &Result<(), Refusal>) {
+    if let Err(e) = r {
+        tracing::debug!(component, what, refusal = %e, "owner refused");
+    }
+}

@@ -1,0 +1,633 @@
+//! The LogReplicator actor: runs the [`ReplicationCore`] (the owner of term,
+//! vote and log) against real storage, the network and the other components.
+//!
+//! Effects are carried out in order; durable writes (hard state, entries,
+//! truncations, snapshots, purges) go to storage first and are synced before
+//! the first effect that anybody else can see (a message, a client result, an
+//! event), so one sync covers a whole step: a group commit. Client proposals
+//! and reads are batched: every proposal waiting in the mailbox joins the
+//! same batch, appended and replicated together.
+
+use super::{
+    micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, EventSubscribers,
+    GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm, PeerMessage, Propose,
+    ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, SnapshotSent, StartTransfer,
+    StepDown,
+};
+use crate::config::RaftConfig;
+use crate::error::{ProposeError, RecoveryError, Refusal};
+use crate::events::{HardState, RaftEvent, Snapshot, SnapshotMeta};
+use crate::membership::Membership;
+use crate::messages::{EntryRef, RaftMessage};
+use crate::replication::{
+    Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
+};
+use actix::prelude::*;
+use consensus_actors::safety::{digest_of, RaftEvent as SafetyRaftEvent, SafetyEvent, SafetySink};
+use consensus_actors::storage::{Snapshot as StoredSnapshot, Storage, StorageError};
+use consensus_actors::supervision::FailNode;
+use consensus_actors::transport::Transport;
+use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState};
+use serde::{de::DeserializeOwned, Serialize};
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// A store for a Raft node replicating commands `C`: hard state
+/// ([`HardState`]), log entries ([`EntryRef`]) and snapshots.
+pub trait RaftStorage<C>: Storage<HardState, EntryRef<C>> + Unpin
+where
+    C: Clone + Serialize + DeserializeOwned,
+{
+}
+
+impl<T, C> RaftStorage<C> for T
+where
+    T: Storage<HardState, EntryRef<C>> + Unpin,
+    C: Clone + Serialize + DeserializeOwned,
+{
+}
+
+type Output<SM> = <SM as consensus_actors::kv::StateMachine>::Output;
+type Command<SM> = <SM as consensus_actors::kv::StateMachine>::Command;
+type ReadReply = Result<Box<dyn Any + Send>, ProposeError>;
+
+/// Runs the batch of proposals and reads collected from the mailbox.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+/// The LogReplicator component. See the [module documentation](self).
+pub struct LogReplicator<SM: RaftStateMachine, S> {
+    id: NodeId,
+    cfg: RaftConfig,
+    initial_membership: Membership,
+    storage: S,
+    make_sm: Arc<dyn Fn() -> SM + Send + Sync>,
+    transport: Transport<RaftMessage<Command<SM>>>,
+    subscribers: EventSubscribers,
+    safety: SafetySink,
+    supervisor: Option<Recipient<FailNode>>,
+    epoch: Instant,
+    core: Option<ReplicationCore<SM>>,
+    next_id: u64,
+    proposals: BTreeMap<ProposalId, oneshot::Sender<Result<Output<SM>, ProposeError>>>,
+    reads: BTreeMap<ReadId, (ReadFn<SM>, oneshot::Sender<ReadReply>)>,
+    batch: Vec<Proposal<Command<SM>>>,
+    read_batch: Vec<ReadId>,
+    flush_scheduled: bool,
+    unsynced: bool,
+    failed: bool,
+}
+
+impl<SM, S> LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    /// A LogReplicator for node `id`. `initial_membership` is used when the
+    /// storage holds no configuration (the bootstrap voters, or
+    /// [`Membership::empty`] for a node that will be added later);
+    /// `make_sm` builds an empty state machine (restored from the snapshot
+    /// on every start).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: NodeId,
+        cfg: RaftConfig,
+        initial_membership: Membership,
+        storage: S,
+        make_sm: Arc<dyn Fn() -> SM + Send + Sync>,
+        transport: Transport<RaftMessage<Command<SM>>>,
+        subscribers: EventSubscribers,
+        safety: SafetySink,
+        supervisor: Option<Recipient<FailNode>>,
+        epoch: Instant,
+    ) -> Self {
+        Self {
+            id,
+            cfg,
+            initial_membership,
+            storage,
+            make_sm,
+            transport,
+            subscribers,
+            safety,
+            supervisor,
+            epoch,
+            core: None,
+            next_id: 0,
+            proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            batch: Vec::new(),
+            read_batch: Vec::new(),
+            flush_scheduled: false,
+            unsynced: false,
+            failed: false,
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        micros_since(self.epoch)
+    }
+
+    /// Reads term, vote, snapshot and log from storage.
+    fn recover(&self) -> Result<ReplicationCore<SM>, String> {
+        let hard_state = self
+            .storage
+            .load_hard_state()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let snapshot = match self.storage.load_snapshot().map_err(|e| e.to_string())? {
+            Some(s) => Some(from_stored(s).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let first = self.storage.first_index();
+        let last = self.storage.last_index();
+        let entries = if last >= first {
+            self.storage
+                .entries(first, last.next(), usize::MAX)
+                .map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
+        let recovered = Recovered {
+            hard_state,
+            snapshot,
+            entries,
+            initial_membership: self.initial_membership.clone(),
+        };
+        let mut core = ReplicationCore::new(self.id, self.cfg.clone(), recovered, (self.make_sm)())
+            .map_err(|e| e.to_string())?;
+        core.set_observe_commits(self.safety.is_enabled());
+        Ok(core)
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        tracing::error!(node = %self.id, %reason, "log replicator cannot go on");
+        match &self.supervisor {
+            Some(s) => s.do_send(FailNode { reason }),
+            None => tracing::error!(node = %self.id, "no supervisor to report the failure to"),
+        }
+    }
+
+    fn store(&mut self, what: &str, r: Result<(), StorageError>) -> bool {
+        match r {
+            Ok(()) => {
+                self.unsynced = true;
+                true
+            }
+            Err(e) => {
+                self.fail(format!("storage refused {what}: {e}"));
+                false
+            }
+        }
+    }
+
+    fn sync(&mut self) -> bool {
+        if !self.unsynced {
+            return true;
+        }
+        match self.storage.sync() {
+            Ok(()) => {
+                self.unsynced = false;
+                true
+            }
+            Err(e) => {
+                self.fail(format!("storage sync failed: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Carries out the core's effects in order (see the module
+    /// documentation), then publishes the events.
+    fn run_effects(&mut self) {
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let effects = core.take_effects();
+        let mut events = Vec::new();
+        for effect in effects {
+            if self.failed {
+                return;
+            }
+            self.run_effect(effect, &mut events);
+        }
+        if self.sync() {
+            self.subscribers.publish(events);
+        }
+    }
+
+    fn run_effect(&mut self, effect: EffectOf<SM>, events: &mut Vec<RaftEvent>) {
+        let node = self.id;
+        match effect {
+            Effect::SaveHardState(hs) => {
+                let r = self.storage.save_hard_state(&hs);
+                self.store("the hard state", r);
+            }
+            Effect::AppendLog(entries) => {
+                self.safety.emit_with(|| SafetyRaftEvent::AppendedBatch {
+                    node,
+                    first_index: entries.first().map(|e| e.index).unwrap_or_default(),
+                    entries: entries
+                        .iter()
+                        .map(|e| (e.term, digest_of(&e.command)))
+                        .collect(),
+                });
+                let r = self.storage.append(&entries);
+                self.store("log entries", r);
+            }
+            Effect::TruncateLog(from) => {
+                self.safety.emit_with(|| SafetyRaftEvent::Truncated {
+                    node,
+                    from_index: from,
+                });
+                let r = self.storage.truncate_suffix(from);
+                self.store("a truncation", r);
+            }
+            Effect::SaveSnapshot(s) => {
+                self.safety
+                    .emit_with(|| SafetyRaftEvent::SnapshotInstalled {
+                        node,
+                        last_index: s.meta.last_included.index,
+                        last_term: s.meta.last_included.term,
+                    });
+                let r = to_stored(&s).and_then(|stored| self.storage.save_snapshot(stored));
+                self.store("a snapshot", r);
+            }
+            Effect::PurgeLog(upto) => {
+                let r = self.storage.purge_prefix(upto);
+                self.store("a purge", r);
+            }
+            Effect::Send { to, msg } => {
+                if self.sync() {
+                    self.transport.send(to, msg);
+                }
+            }
+            Effect::ProposalResult { id, result } => {
+                if self.sync() {
+                    if let Some(tx) = self.proposals.remove(&id) {
+                        // The client may have given up: nothing to do then.
+                        let _ = tx.send(result);
+                    }
+                }
+            }
+            Effect::ReadReady { id } => {
+                if self.sync() {
+                    if let (Some((query, tx)), Some(core)) = (self.reads.remove(&id), &self.core) {
+                        let _ = tx.send(Ok(query(core.state_machine())));
+                    }
+                }
+            }
+            Effect::ReadFailed { id, error } => {
+                if let Some((_, tx)) = self.reads.remove(&id) {
+                    let _ = tx.send(Err(error));
+                }
+            }
+            Effect::Event(ev) => {
+                if let RaftEvent::RoleChanged { term, role, .. } = &ev {
+                    let (term, role) = (*term, *role);
+                    self.safety.emit_with(|| {
+                        if role == NodeState::Leader {
+                            SafetyRaftEvent::BecameLeader { node, term }
+                        } else {
+                            SafetyRaftEvent::SteppedDown { node }
+                        }
+                    });
+                }
+                events.push(ev);
+            }
+            Effect::Committed(entries) => {
+                if let (Some(last), Some(core)) = (entries.last(), &self.core) {
+                    let term = core.term();
+                    let commit_index = last.index;
+                    self.safety.emit(SafetyRaftEvent::CommitAdvanced {
+                        node,
+                        term,
+                        commit_index,
+                    });
+                    for e in &entries {
+                        self.safety.emit(SafetyRaftEvent::Applied {
+                            node,
+                            index: e.index,
+                            digest: digest_of(&e.command),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the core (if running) and carries out the effects.
+    fn step<R>(&mut self, f: impl FnOnce(&mut ReplicationCore<SM>, u64) -> R) -> Option<R> {
+        if self.failed {
+            return None;
+        }
+        let now = self.now_us();
+        let core = self.core.as_mut()?;
+        let r = f(core, now);
+        self.run_effects();
+        Some(r)
+    }
+
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            ctx.notify(Flush);
+        }
+    }
+
+    fn drop_clients(&mut self) {
+        for (_, tx) in std::mem::take(&mut self.proposals) {
+            let _ = tx.send(Err(ProposeError::Unknown));
+        }
+        for (_, (_, tx)) in std::mem::take(&mut self.reads) {
+            let _ = tx.send(Err(ProposeError::Unknown));
+        }
+        self.batch.clear();
+        self.read_batch.clear();
+        self.flush_scheduled = false;
+    }
+}
+
+fn to_stored(s: &Snapshot) -> Result<StoredSnapshot, StorageError> {
+    let meta =
+        rmp_serde::to_vec(&s.meta.membership).map_err(|e| StorageError::Codec(e.to_string()))?;
+    Ok(StoredSnapshot::new(
+        s.meta.last_included.index,
+        s.meta.last_included.term,
+        meta,
+        s.data.as_ref().clone(),
+    ))
+}
+
+fn from_stored(s: StoredSnapshot) -> Result<Snapshot, RecoveryError> {
+    let membership: Membership =
+        rmp_serde::from_slice(&s.meta).map_err(|e| RecoveryError::BadSnapshot(e.to_string()))?;
+    Ok(Snapshot {
+        meta: SnapshotMeta {
+            last_included: LogId::new(s.last_term, s.last_index),
+            membership,
+        },
+        data: Arc::new(s.data),
+    })
+}
+
+impl<SM, S> Actor for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.failed = false;
+        self.unsynced = false;
+        match self.recover() {
+            Ok(core) => {
+                let last = core.log().last_index();
+                let node = self.id;
+                // Whatever the verifier saw beyond the recovered log was lost
+                // with the crash (unsynced), and volatile state is gone.
+                self.safety.emit_with(|| SafetyEvent::Crashed { node });
+                self.safety.emit_with(|| SafetyRaftEvent::Truncated {
+                    node,
+                    from_index: last.next(),
+                });
+                let events = core.snapshot_events();
+                self.core = Some(core);
+                self.subscribers.publish(events);
+            }
+            Err(reason) => {
+                self.fail(format!("cannot recover from storage: {reason}"));
+                return;
+            }
+        }
+        let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
+        ctx.run_interval(interval, |act, _ctx| {
+            act.step(|core, now| core.tick(now));
+        });
+    }
+}
+
+impl<SM, S> Supervised for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Everything in memory is suspect: forget it, recover from storage in
+        // started(). Waiting clients learn the outcome is unknown.
+        self.core = None;
+        self.drop_clients();
+    }
+}
+
+impl<SM, S> Handler<PeerMessage<Command<SM>>> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ();
+
+    fn handle(&mut self, m: PeerMessage<Command<SM>>, _ctx: &mut Context<Self>) {
+        let from = m.from;
+        self.step(|core, now| match m.msg {
+            RaftMessage::RequestVote(rv) => core.handle_request_vote(now, from, rv),
+            RaftMessage::AppendEntries(ae) => core.handle_append_entries(now, from, ae),
+            RaftMessage::AppendEntriesResponse(r) => {
+                core.handle_append_entries_response(now, from, r)
+            }
+            other => tracing::debug!(message = other.name(), "not for the log replicator"),
+        });
+    }
+}
+
+impl<SM, S> Handler<Propose<Command<SM>, Output<SM>>> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ResponseFuture<Result<Output<SM>, ProposeError>>;
+
+    fn handle(
+        &mut self,
+        m: Propose<Command<SM>, Output<SM>>,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if self.core.is_none() || self.failed {
+            return Box::pin(async { Err(ProposeError::Unknown) });
+        }
+        self.next_id += 1;
+        let id = ProposalId(self.next_id);
+        self.proposals.insert(id, tx);
+        self.batch.push(Proposal {
+            id,
+            command: m.command,
+            client_id: m.client_id,
+        });
+        self.schedule_flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(ProposeError::Unknown)) })
+    }
+}
+
+impl<SM, S> Handler<Read<SM>> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ResponseFuture<ReadReply>;
+
+    fn handle(&mut self, m: Read<SM>, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if self.core.is_none() || self.failed {
+            return Box::pin(async { Err(ProposeError::Unknown) });
+        }
+        self.next_id += 1;
+        let id = ReadId(self.next_id);
+        self.reads.insert(id, (m.query, tx));
+        self.read_batch.push(id);
+        self.schedule_flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(ProposeError::Unknown)) })
+    }
+}
+
+impl<SM, S> Handler<Flush> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let batch = std::mem::take(&mut self.batch);
+        let reads = std::mem::take(&mut self.read_batch);
+        self.step(|core, now| {
+            if !batch.is_empty() {
+                core.propose(now, batch);
+            }
+            if !reads.is_empty() {
+                core.read_index(reads);
+            }
+        });
+    }
+}
+
+impl<SM, S> Handler<GetState> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = MessageResult<GetState>;
+
+    fn handle(&mut self, _: GetState, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.core
+                .as_ref()
+                .map(|c| c.snapshot_events())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl<SM, S> Handler<GetRaftStatus> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = MessageResult<GetRaftStatus>;
+
+    fn handle(&mut self, _: GetRaftStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.as_ref().map(|c| {
+            RaftStatus {
+                id: c.id(),
+                term: c.term(),
+                role: c.role(),
+                leader: c.leader(),
+                commit_index: c.commit_index(),
+                last_applied: c.last_applied(),
+                last_log: c.log().last_log_id(),
+                first_log_index: c.log().first_index(),
+                snapshot_index: c
+                    .snapshot()
+                    .map(|s| s.meta.last_included.index)
+                    .unwrap_or(LogIndex::ZERO),
+                membership: c.membership().clone(),
+            }
+        }))
+    }
+}
+
+/// Implements a term-carrying owner request: run the core method, carry out
+/// the effects, return its result (`Unknown`-like refusal while restarting).
+macro_rules! owner_request {
+    ($msg:ty, $ret:ty, |$core:ident, $now:ident, $m:ident| $body:expr) => {
+        impl<SM, S> Handler<$msg> for LogReplicator<SM, S>
+        where
+            SM: RaftStateMachine,
+            S: RaftStorage<Command<SM>>,
+        {
+            type Result = $ret;
+
+            fn handle(&mut self, $m: $msg, _ctx: &mut Context<Self>) -> $ret {
+                match self.step(|$core, $now| $body) {
+                    Some(r) => r,
+                    None => Err(Refusal::NotLeader),
+                }
+            }
+        }
+    };
+}
+
+owner_request!(BeginElection, Result<(), Refusal>, |core, _now, m| core
+    .begin_election(m.expected_term, m.pre_vote, m.transfer));
+owner_request!(BecomeLeader, Result<(), Refusal>, |core, now, m| core
+    .become_leader(now, m.term));
+owner_request!(StepDown, Result<(), Refusal>, |core, _now, m| core.step_down(m.term));
+owner_request!(ObserveLeader, Result<(), Refusal>, |core, now, m| core
+    .observe_leader(now, m.term, m.leader));
+owner_request!(StartTransfer, Result<(), Refusal>, |core, _now, m| core
+    .transfer_leadership(m.term, m.target));
+owner_request!(AbortTransfer, Result<(), Refusal>, |core, _now, m| core
+    .abort_transfer(m.term));
+owner_request!(ProposeConfig, Result<LogId, Refusal>, |core, now, m| core
+    .propose_membership(now, m.term, m.membership));
+owner_request!(Compact, Result<SnapshotMeta, Refusal>, |core, _now, m| core
+    .compact(m.keep_entries));
+owner_request!(InstallSnapshotData, Result<(), Refusal>, |core, now, m| core
+    .install_snapshot(now, m.term, m.leader, m.snapshot));
+owner_request!(SnapshotSent, Result<(), Refusal>, |core, _now, m| core
+    .snapshot_sent(m.term, m.peer, m.last_included));
+
+impl<SM, S> Handler<ObserveTerm> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ();
+
+    fn handle(&mut self, m: ObserveTerm, _ctx: &mut Context<Self>) {
+        self.step(|core, _now| core.observe_term(m.term));
+    }
+}
+
+impl<SM, S> Handler<super::InjectPanic> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ();
+
+    fn handle(&mut self, _: super::InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("injected panic in LogReplicator");
+    }
+}

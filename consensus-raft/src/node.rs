@@ -1,0 +1,418 @@
+//! A Raft node: the four components and the router as children of one
+//! [`NodeSupervisor`], wired with `Recipient<_>` handles, and the client API.
+//!
+//! ```text
+//!                    network (Envelope<RaftMessage<C>>)
+//!                               │
+//!                          RaftRouter ───────────────┬──────────────────┐
+//!     RequestVote, AppendEntries(+resp) │   vote responses, TimeoutNow   InstallSnapshot(+resp)
+//!                               ▼                    ▼                  ▼
+//!   clients ──► LogReplicator ◄──── requests ── LeaderElection   SnapshotCompactor
+//!   (propose,   (term, vote, log,               MembershipManager ──►  (owner)
+//!    read)       state machine) ──── events ──►  the other three
+//! ```
+//!
+//! Children start in the order LogReplicator, LeaderElection,
+//! MembershipManager, SnapshotCompactor, RaftRouter: with
+//! [`RestartStrategy::RestForOne`] a failure of the owner restarts
+//! everything that depends on it.
+
+use crate::actors::{
+    ChangeMembership, EventSubscribers, GetRaftStatus, InjectPanic, LeaderElection, LogReplicator,
+    MembershipManager, OwnerHandles, Propose, RaftRouter, RaftStateMachine, RaftStatus,
+    RaftStorage, Read, SnapshotCompactor, TransferLeadership,
+};
+use crate::config::RaftConfig;
+use crate::error::{ProposeError, Refusal};
+use crate::membership::Membership;
+use crate::membership_manager::{ChangeKind, MembershipChangeError};
+use crate::messages::RaftMessage;
+use actix::prelude::*;
+use consensus_actors::kv::StateMachine;
+use consensus_actors::safety::SafetySink;
+use consensus_actors::supervision::{
+    ChildSlot, NodeSupervisor, RestartIntensity, RestartStrategy, Shutdown, SupervisionError,
+    SupervisionEvent, SupervisorBuilder,
+};
+use consensus_actors::transport::{Envelope, RegisterNode, Transport};
+use consensus_actors::types::{ClientId, NodeId};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+type Command<SM> = <SM as StateMachine>::Command;
+type Output<SM> = <SM as StateMachine>::Output;
+
+/// The names of a Raft node's children in its supervision tree.
+pub mod components {
+    /// The LogReplicator (owner of term, vote, log and state machine).
+    pub const LOG_REPLICATOR: &str = "log-replicator";
+    /// LeaderElection.
+    pub const LEADER_ELECTION: &str = "leader-election";
+    /// MembershipManager.
+    pub const MEMBERSHIP_MANAGER: &str = "membership-manager";
+    /// SnapshotCompactor.
+    pub const SNAPSHOT_COMPACTOR: &str = "snapshot-compactor";
+    /// The inbound router.
+    pub const ROUTER: &str = "router";
+    /// The four Raft components, in start order.
+    pub const ALL: [&str; 4] = [
+        LOG_REPLICATOR,
+        LEADER_ELECTION,
+        MEMBERSHIP_MANAGER,
+        SNAPSHOT_COMPACTOR,
+    ];
+}
+
+/// Builds and starts one Raft node.
+///
+/// ```no_run
+/// # use consensus_raft::{node::RaftNodeBuilder, RaftConfig, Membership};
+/// # use consensus_actors::{kv::KvStore, storage::MemStorage, NodeId};
+/// # fn network() -> actix::Recipient<consensus_actors::transport::Envelope<consensus_raft::RaftMessage<consensus_actors::kv::KvCommand>>> { unimplemented!() }
+/// let node = RaftNodeBuilder::new(
+///     NodeId(1),
+///     RaftConfig::default(),
+///     Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+///     MemStorage::new(),
+///     KvStore::default,
+///     network(),
+/// )
+/// .seed(42)
+/// .start();
+/// ```
+pub struct RaftNodeBuilder<SM: RaftStateMachine, S> {
+    id: NodeId,
+    cfg: RaftConfig,
+    initial_membership: Membership,
+    storage: S,
+    make_sm: Arc<dyn Fn() -> SM + Send + Sync>,
+    network: Recipient<Envelope<RaftMessage<Command<SM>>>>,
+    seed: u64,
+    safety: SafetySink,
+    strategy: RestartStrategy,
+    intensity: RestartIntensity,
+    subscribers: Vec<Recipient<SupervisionEvent>>,
+    time_base: Option<Instant>,
+}
+
+impl<SM, S> RaftNodeBuilder<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    /// A node `id` with `cfg`, starting from `storage` (empty for a new
+    /// node). `initial_membership` is the configuration used while storage
+    /// holds none: the bootstrap voters (every initial node gets the same),
+    /// or [`Membership::empty`] for a node that an `add_node` will bring in.
+    /// `make_sm` builds an empty state machine. Messages to peers go to
+    /// `network`.
+    pub fn new(
+        id: NodeId,
+        cfg: RaftConfig,
+        initial_membership: Membership,
+        storage: S,
+        make_sm: impl Fn() -> SM + Send + Sync + 'static,
+        network: Recipient<Envelope<RaftMessage<Command<SM>>>>,
+    ) -> Self {
+        Self {
+            id,
+            cfg,
+            initial_membership,
+            storage,
+            make_sm: Arc::new(make_sm),
+            network,
+            seed: id.get(),
+            safety: SafetySink::noop(),
+            strategy: RestartStrategy::OneForOne,
+            intensity: RestartIntensity::default(),
+            subscribers: Vec::new(),
+            time_base: None,
+        }
+    }
+
+    /// Seeds the election timeouts (default: the node id).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Reports safety events to `sink` (default: off).
+    #[must_use]
+    pub fn safety(mut self, sink: SafetySink) -> Self {
+        self.safety = sink;
+        self
+    }
+
+    /// The supervision strategy (default: one-for-one).
+    #[must_use]
+    pub fn strategy(mut self, strategy: RestartStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// The restart intensity (default: 10 in 10 s).
+    #[must_use]
+    pub fn intensity(mut self, intensity: RestartIntensity) -> Self {
+        self.intensity = intensity;
+        self
+    }
+
+    /// Sends supervision events to `subscriber`.
+    #[must_use]
+    pub fn supervision_subscriber(mut self, subscriber: Recipient<SupervisionEvent>) -> Self {
+        self.subscribers.push(subscriber);
+        self
+    }
+
+    /// Measures time (timers, supervision events) from `base` (default: the
+    /// start).
+    #[must_use]
+    pub fn time_base(mut self, base: Instant) -> Self {
+        self.time_base = Some(base);
+        self
+    }
+
+    /// Starts the node's supervision tree. Must run inside an actix System.
+    /// Register [`RaftNode::inbox`] with the network so peers reach it.
+    pub fn start(self) -> RaftNode<SM> {
+        let id = self.id;
+        let epoch = self.time_base.unwrap_or_else(Instant::now);
+        let mut tree = SupervisorBuilder::new(id)
+            .strategy(self.strategy)
+            .intensity(self.intensity)
+            .time_base(epoch);
+        for s in self.subscribers {
+            tree = tree.subscriber(s);
+        }
+        let replicator_slot = ChildSlot::<LogReplicator<SM, S>>::new();
+        let election_slot = ChildSlot::<LeaderElection<Command<SM>>>::new();
+        let membership_slot = ChildSlot::<MembershipManager>::new();
+        let compactor_slot = ChildSlot::<SnapshotCompactor<Command<SM>>>::new();
+        let router_slot = ChildSlot::<RaftRouter<Command<SM>>>::new();
+        let replicator = replicator_slot.address();
+        let election = election_slot.address();
+        let membership = membership_slot.address();
+        let compactor = compactor_slot.address();
+        let router = router_slot.address();
+        let owner = OwnerHandles::of(&replicator);
+        let events = EventSubscribers {
+            election: election.clone().recipient(),
+            membership: membership.clone().recipient(),
+            compactor: compactor.clone().recipient(),
+        };
+        let transport = Transport::new(id, self.network);
+        let replicator_actor = LogReplicator::new(
+            id,
+            self.cfg.clone(),
+            self.initial_membership,
+            self.storage,
+            self.make_sm,
+            transport.clone(),
+            events,
+            self.safety,
+            Some(tree.address().recipient()),
+            epoch,
+        );
+        let election_actor =
+            LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch);
+        let membership_actor = MembershipManager::new(id, self.cfg.clone(), owner.clone(), epoch);
+        let compactor_actor = SnapshotCompactor::new(id, self.cfg.clone(), owner, transport, epoch);
+        let router_actor = RaftRouter::new(
+            id,
+            replicator.clone().recipient(),
+            election.clone().recipient(),
+            compactor.clone().recipient(),
+        );
+        let started: Result<(), SupervisionError> = (|| {
+            tree.start_child(
+                components::LOG_REPLICATOR,
+                replicator_slot,
+                replicator_actor,
+            )?;
+            tree.start_child(components::LEADER_ELECTION, election_slot, election_actor)?;
+            tree.start_child(
+                components::MEMBERSHIP_MANAGER,
+                membership_slot,
+                membership_actor,
+            )?;
+            tree.start_child(
+                components::SNAPSHOT_COMPACTOR,
+                compactor_slot,
+                compactor_actor,
+            )?;
+            tree.start_child(components::ROUTER, router_slot, router_actor)?;
+            Ok(())
+        })();
+        // The names are distinct constants: a duplicate cannot happen.
+        debug_assert!(started.is_ok(), "{started:?}");
+        let supervisor = tree.start();
+        RaftNode {
+            id,
+            supervisor,
+            propose: replicator.clone().recipient(),
+            read: replicator.clone().recipient(),
+            status: replicator.clone().recipient(),
+            change: membership.clone().recipient(),
+            transfer: election.clone().recipient(),
+            inbox: router.clone().recipient(),
+            panics: [
+                replicator.recipient(),
+                election.recipient(),
+                membership.recipient(),
+                compactor.recipient(),
+            ],
+        }
+    }
+}
+
+/// A running Raft node: its supervisor, the handles of its components and
+/// the client API. Cheap to clone.
+pub struct RaftNode<SM: RaftStateMachine> {
+    id: NodeId,
+    supervisor: Addr<NodeSupervisor>,
+    propose: Recipient<Propose<Command<SM>, Output<SM>>>,
+    read: Recipient<Read<SM>>,
+    status: Recipient<GetRaftStatus>,
+    change: Recipient<ChangeMembership>,
+    transfer: Recipient<TransferLeadership>,
+    inbox: Recipient<Envelope<RaftMessage<Command<SM>>>>,
+    panics: [Recipient<InjectPanic>; 4],
+}
+
+impl<SM: RaftStateMachine> Clone for RaftNode<SM> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            supervisor: self.supervisor.clone(),
+            propose: self.propose.clone(),
+            read: self.read.clone(),
+            status: self.status.clone(),
+            change: self.change.clone(),
+            transfer: self.transfer.clone(),
+            inbox: self.inbox.clone(),
+            panics: self.panics.clone(),
+        }
+    }
+}
+
+impl<SM: RaftStateMachine> RaftNode<SM> {
+    /// The node.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The node's supervisor (status, events, shutdown, restarts).
+    pub fn supervisor(&self) -> &Addr<NodeSupervisor> {
+        &self.supervisor
+    }
+
+    /// Where the network delivers this node's messages.
+    pub fn inbox(&self) -> Recipient<Envelope<RaftMessage<Command<SM>>>> {
+        self.inbox.clone()
+    }
+
+    /// Registers the node's inbox with a network.
+    pub fn register_with(&self, network: &Recipient<RegisterNode<RaftMessage<Command<SM>>>>) {
+        network.do_send(RegisterNode {
+            node: self.id,
+            inbox: self.inbox.clone(),
+        });
+    }
+
+    /// Proposes `command`: the state machine's output once it is committed
+    /// and applied. A follower answers [`ProposeError::NotLeader`] with the
+    /// leader it knows.
+    pub async fn propose(
+        &self,
+        command: Command<SM>,
+        client_id: ClientId,
+    ) -> Result<Output<SM>, ProposeError> {
+        self.propose
+            .send(Propose::new(command, client_id))
+            .await
+            .unwrap_or(Err(ProposeError::Unknown))
+    }
+
+    /// A linearizable read (ReadIndex): `query` runs on the leader's state
+    /// machine once everything committed before the call is applied and the
+    /// leader confirmed it still leads.
+    pub async fn read<R, F>(&self, query: F) -> Result<R, ProposeError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&SM) -> R + Send + 'static,
+    {
+        let query = Box::new(move |sm: &SM| Box::new(query(sm)) as Box<dyn std::any::Any + Send>);
+        let out = self
+            .read
+            .send(Read { query })
+            .await
+            .unwrap_or(Err(ProposeError::Unknown))?;
+        out.downcast::<R>()
+            .map(|b| *b)
+            .map_err(|_| ProposeError::Unknown)
+    }
+
+    /// Adds `node` as a voter (learner first, then joint consensus). Ask the
+    /// leader.
+    pub async fn add_node(&self, node: NodeId) -> Result<Membership, MembershipChangeError> {
+        self.change_membership(ChangeKind::AddNode(node)).await
+    }
+
+    /// Removes `node` (joint consensus). Ask the leader.
+    pub async fn remove_node(&self, node: NodeId) -> Result<Membership, MembershipChangeError> {
+        self.change_membership(ChangeKind::RemoveNode(node)).await
+    }
+
+    async fn change_membership(
+        &self,
+        kind: ChangeKind,
+    ) -> Result<Membership, MembershipChangeError> {
+        self.change
+            .send(ChangeMembership(kind))
+            .await
+            .unwrap_or(Err(MembershipChangeError::LeadershipLost))
+    }
+
+    /// Hands leadership to `target` (leader only).
+    pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), Refusal> {
+        self.transfer
+            .send(TransferLeadership { target })
+            .await
+            .unwrap_or(Err(Refusal::NotLeader))
+    }
+
+    /// The node's Raft state (`None` while the LogReplicator restarts or
+    /// after the node stopped).
+    pub async fn status(&self) -> Option<RaftStatus> {
+        self.status.send(GetRaftStatus).await.ok().flatten()
+    }
+
+    /// Makes one component panic (fault injection for tests and chaos
+    /// experiments): `component` is one of [`components::ALL`]. Returns
+    /// false for an unknown name.
+    pub fn inject_panic(&self, component: &str) -> bool {
+        match components::ALL.iter().position(|c| *c == component) {
+            Some(i) => {
+                self.panics[i].do_send(InjectPanic);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops the node (every component) and waits until it is down.
+    pub async fn shutdown(&self) {
+        // An error means the supervisor is already gone.
+        let _ = self.supervisor.send(Shutdown).await;
+    }
+}
+
+impl RaftNode<consensus_actors::kv::KvStore> {
+    /// Linearizable read of `key` from the reference key-value store.
+    pub async fn get(&self, key: impl Into<String>) -> Result<Option<String>, ProposeError> {
+        let key = key.into();
+        self.read(move |kv: &consensus_actors::kv::KvStore| kv.get(&key).map(str::to_string))
+            .await
+    }
+}
