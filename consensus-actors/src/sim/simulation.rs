@@ -183,9 +183,13 @@ struct Running {
 /// Runs `fut` to completion on a fresh actix System over a current-thread
 /// tokio runtime whose clock is paused: virtual time jumps ahead whenever
 /// every task is idle. Everything spawned inside stays on this thread.
+///
+/// Only tokio's time driver is enabled: simulated code does no I/O, and
+/// without the I/O driver a wake-up costs no system call (several times
+/// faster simulations).
 pub fn block_on_paused<Fut: Future>(fut: Fut) -> Result<Fut::Output, SimError> {
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_time()
         .start_paused(true)
         .build()?;
     let system = System::with_tokio_rt(move || rt);
