@@ -83,7 +83,7 @@
 //! ```
 
 mod nemesis;
-mod network;
+pub mod network;
 pub mod rng;
 mod simulation;
 pub mod trace;

@@ -21,7 +21,11 @@
 //! * At delivery time the link and the destination are checked again: a
 //!   message in flight when a partition starts or its destination crashes is
 //!   dropped. A message in flight to a node that crashed and came back is
-//!   delivered to the new incarnation, like a late packet.
+//!   delivered to the new incarnation, like a late packet; a message already
+//!   in flight from a node that crashes is still delivered.
+//! * A partition only concerns the nodes it lists: nodes in no group (test
+//!   clients, nodes added later) still reach everyone. Use [`Isolate`] to cut
+//!   a node off entirely.
 //! * Messages due at the same instant are delivered in the order they entered
 //!   the network. Nothing depends on hash-map order.
 //!
@@ -189,9 +193,10 @@ impl NetworkStatsHandle {
 #[rtype(result = "Result<(), NetworkError>")]
 pub struct SetFaults(pub NetworkFaults);
 
-/// Splits the nodes into groups that cannot talk to each other (both ways).
-/// A node in no group can talk to nobody but itself. Replaces any earlier
-/// partition; one-way blocks and isolations stay.
+/// Splits the listed nodes into groups that cannot talk to each other (both
+/// ways). Nodes listed in no group are not affected (they reach every
+/// group). Replaces any earlier partition; one-way blocks and isolations
+/// stay.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "Result<(), NetworkError>")]
 pub struct Partition(pub Vec<Vec<NodeId>>);
@@ -304,7 +309,7 @@ impl<M: Wire> SimNetwork<M> {
             None => true,
             Some(groups) => match (groups.get(&from), groups.get(&to)) {
                 (Some(a), Some(b)) => a == b,
-                _ => false,
+                _ => true,
             },
         }
     }

@@ -101,6 +101,21 @@ impl SimConfig {
         }
     }
 
+    /// The same configuration with network fault rates `faults`.
+    #[must_use]
+    pub fn with_faults(mut self, faults: NetworkFaults) -> Self {
+        self.network = faults;
+        self
+    }
+
+    /// The same configuration keeping the last `records` trace records in
+    /// memory (for [`TraceHandle::write_jsonl`]).
+    #[must_use]
+    pub fn keep_trace(mut self, records: usize) -> Self {
+        self.trace.keep_records = records;
+        self
+    }
+
     /// Checks the node list (no duplicates), the fault rates and the
     /// polling interval (non-zero).
     pub fn validate(&self) -> Result<(), SimError> {
@@ -210,6 +225,7 @@ pub struct Simulation<M: Wire, F: NodeFactory<M>> {
     stats: NetworkStatsHandle,
     trace: TraceHandle,
     nodes: BTreeMap<NodeId, NodeSlot>,
+    clients: BTreeSet<NodeId>,
     rng: ChaCha8Rng,
     start: Instant,
     faults: NetworkFaults,
@@ -271,6 +287,7 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
                     )
                 })
                 .collect(),
+            clients: BTreeSet::new(),
             config,
             factory,
             network,
@@ -389,7 +406,7 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
     /// Adds and starts a new node (for membership changes). Nodes already
     /// running are not told: that is the protocol's business.
     pub fn add_node(&mut self, id: NodeId) -> Result<(), SimError> {
-        if self.nodes.contains_key(&id) {
+        if self.nodes.contains_key(&id) || self.clients.contains(&id) {
             return Err(SimError::NodeExists(id));
         }
         self.launch(id, 0);
@@ -504,11 +521,28 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
         &self.network
     }
 
-    /// A transport sending as `id` straight into the network (for test
-    /// clients that are not simulated nodes; register their inbox with
-    /// [`RegisterNode`] on [`network`](Self::network)).
+    /// A transport sending as `id` straight into the network, bypassing any
+    /// node port (for test clients that are not simulated nodes).
     pub fn transport_for(&self, id: NodeId) -> Transport<M> {
         Transport::new(id, self.network.clone().recipient())
+    }
+
+    /// Makes `id` a network endpoint that is not a cluster member (a test
+    /// client): messages to `id` go to `inbox`, with the same delays and
+    /// faults as between nodes. Returns the transport it sends with. The
+    /// nemesis never crashes or partitions it, and partitions that do not
+    /// list it leave it connected to every side.
+    pub fn register_client(
+        &mut self,
+        id: NodeId,
+        inbox: Recipient<Envelope<M>>,
+    ) -> Result<Transport<M>, SimError> {
+        if self.nodes.contains_key(&id) || !self.clients.insert(id) {
+            return Err(SimError::NodeExists(id));
+        }
+        self.network.do_send(RegisterNode { node: id, inbox });
+        self.trace.record_control(format!("client {id}"));
+        Ok(self.transport_for(id))
     }
 
     /// Every member, sorted.

@@ -738,3 +738,95 @@ fn trace_records_deliveries_and_state_changes_when_kept() {
     assert_eq!(recs[4].at_us, 1_000);
     assert_eq!(recs.last().map(|r| r.hash), Some(out.trace_hash));
 }
+
+/// A test client's inbox: records what reaches it.
+struct ClientInbox {
+    id: NodeId,
+    shared: Shared,
+}
+
+impl Actor for ClientInbox {
+    type Context = Context<Self>;
+}
+
+impl Handler<Envelope<Msg>> for ClientInbox {
+    type Result = ();
+
+    fn handle(&mut self, env: Envelope<Msg>, _: &mut Context<Self>) {
+        self.shared
+            .0
+            .borrow_mut()
+            .received
+            .entry(self.id)
+            .or_default()
+            .push(Received {
+                from: env.from,
+                msg: env.msg,
+                incarnation: 0,
+            });
+    }
+}
+
+#[test]
+fn nodes_left_out_of_a_partition_reach_every_side() {
+    let f = TestFactory::passive();
+    let s = f.shared.clone();
+    Simulation::run(SimConfig::new(17, 3), f, |sim| async move {
+        sim.partition(vec![vec![NodeId(1)], vec![NodeId(2)]])
+            .expect("valid");
+        s.send(3, 1, Msg::Data(1));
+        s.send(3, 2, Msg::Data(2));
+        s.send(1, 3, Msg::Data(3));
+        s.send(2, 3, Msg::Data(4));
+        s.send(1, 2, Msg::Data(5));
+        sim.run_for(ms(10)).await;
+        assert_eq!(s.data_from(1, 3), vec![1]);
+        assert_eq!(s.data_from(2, 3), vec![2]);
+        assert_eq!(s.data_from(3, 1), vec![3]);
+        assert_eq!(s.data_from(3, 2), vec![4]);
+        assert!(s.data_from(2, 1).is_empty());
+    })
+    .expect("runs");
+}
+
+#[test]
+fn registered_clients_exchange_messages_with_nodes() {
+    let f = TestFactory::passive();
+    let s = f.shared.clone();
+    Simulation::run(SimConfig::new(18, 2), f, |mut sim| async move {
+        let client = NodeId(100);
+        let inbox = ClientInbox {
+            id: client,
+            shared: s.clone(),
+        }
+        .start();
+        let t = sim
+            .register_client(client, inbox.recipient())
+            .expect("new client");
+        let again = ClientInbox {
+            id: client,
+            shared: s.clone(),
+        }
+        .start();
+        assert!(matches!(
+            sim.register_client(client, again.clone().recipient()),
+            Err(SimError::NodeExists(_))
+        ));
+        assert!(matches!(
+            sim.register_client(NodeId(1), again.recipient()),
+            Err(SimError::NodeExists(_))
+        ));
+        assert!(matches!(sim.add_node(client), Err(SimError::NodeExists(_))));
+        sim.partition(vec![vec![NodeId(1)], vec![NodeId(2)]])
+            .expect("valid");
+        t.send(NodeId(1), Msg::Data(1));
+        t.send(NodeId(2), Msg::Data(2));
+        s.send(2, 100, Msg::Data(3));
+        sim.run_for(ms(10)).await;
+        assert_eq!(s.data_from(1, 100), vec![1]);
+        assert_eq!(s.data_from(2, 100), vec![2]);
+        assert_eq!(s.data_from(100, 2), vec![3]);
+        assert_eq!(sim.members(), vec![NodeId(1), NodeId(2)]);
+    })
+    .expect("runs");
+}

@@ -151,6 +151,7 @@ struct TraceState {
 #[derive(Clone, Debug)]
 pub struct TraceHandle {
     inner: Arc<Mutex<TraceState>>,
+    skip_deliveries: bool,
 }
 
 impl TraceHandle {
@@ -164,6 +165,7 @@ impl TraceHandle {
                 config,
                 kept: VecDeque::new(),
             })),
+            skip_deliveries: config.skip_deliveries,
         }
     }
 
@@ -209,15 +211,15 @@ impl TraceHandle {
 
     /// Whether deliveries are being recorded.
     pub fn records_deliveries(&self) -> bool {
-        !self.lock().config.skip_deliveries
+        !self.skip_deliveries
     }
 
     fn push(&self, kind: TraceKind) {
-        let now = Instant::now();
-        let mut st = self.lock();
-        if st.config.skip_deliveries && matches!(kind, TraceKind::Deliver { .. }) {
+        if self.skip_deliveries && matches!(kind, TraceKind::Deliver { .. }) {
             return;
         }
+        let now = Instant::now();
+        let mut st = self.lock();
         let at_us =
             u64::try_from(now.saturating_duration_since(st.start).as_micros()).unwrap_or(u64::MAX);
         let h = &mut st.hasher;
