@@ -18,6 +18,7 @@
 //! | [`snapshot`] | the SnapshotCompactor core: when to snapshot, InstallSnapshot chunks |
 //! | [`actors`] | the four components (and the inbound router) as supervised actix actors |
 //! | [`node`] | [`node::RaftNodeBuilder`]: one node as a supervision tree, and the client API |
+//! | [`sim`] | [`sim::RaftSimFactory`]: Raft nodes for the deterministic simulation |
 #![deny(missing_docs)]
 
 pub mod actors;
@@ -31,6 +32,7 @@ pub mod membership_manager;
 pub mod messages;
 pub mod node;
 pub mod replication;
+pub mod sim;
 pub mod snapshot;
 
 pub use config::RaftConfig;

@@ -66,19 +66,23 @@ pub mod components {
 /// Builds and starts one Raft node.
 ///
 /// ```no_run
-/// # use consensus_raft::{node::RaftNodeBuilder, RaftConfig, Membership};
-/// # use consensus_actors::{kv::KvStore, storage::MemStorage, NodeId};
-/// # fn network() -> actix::Recipient<consensus_actors::transport::Envelope<consensus_raft::RaftMessage<consensus_actors::kv::KvCommand>>> { unimplemented!() }
-/// let node = RaftNodeBuilder::new(
-///     NodeId(1),
-///     RaftConfig::default(),
-///     Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
-///     MemStorage::new(),
-///     KvStore::default,
-///     network(),
-/// )
-/// .seed(42)
-/// .start();
+/// use actix::Recipient;
+/// use consensus_actors::{kv::{KvCommand, KvStore}, storage::MemStorage, NodeId};
+/// use consensus_actors::transport::{Envelope, Transport};
+/// use consensus_raft::{node::{RaftNode, RaftNodeBuilder}, Membership, RaftConfig, RaftMessage};
+///
+/// fn start(network: Recipient<Envelope<RaftMessage<KvCommand>>>) -> RaftNode<KvStore> {
+///     RaftNodeBuilder::new(
+///         NodeId(1),
+///         RaftConfig::default(),
+///         Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+///         MemStorage::new(),
+///         KvStore::default,
+///         Transport::new(NodeId(1), network),
+///     )
+///     .seed(42)
+///     .start()
+/// }
 /// ```
 pub struct RaftNodeBuilder<SM: RaftStateMachine, S> {
     id: NodeId,
@@ -86,7 +90,7 @@ pub struct RaftNodeBuilder<SM: RaftStateMachine, S> {
     initial_membership: Membership,
     storage: S,
     make_sm: Arc<dyn Fn() -> SM + Send + Sync>,
-    network: Recipient<Envelope<RaftMessage<Command<SM>>>>,
+    transport: Transport<RaftMessage<Command<SM>>>,
     seed: u64,
     safety: SafetySink,
     strategy: RestartStrategy,
@@ -104,23 +108,24 @@ where
     /// node). `initial_membership` is the configuration used while storage
     /// holds none: the bootstrap voters (every initial node gets the same),
     /// or [`Membership::empty`] for a node that an `add_node` will bring in.
-    /// `make_sm` builds an empty state machine. Messages to peers go to
-    /// `network`.
+    /// `make_sm` builds an empty state machine. Messages to peers leave
+    /// through `transport` (which must send as `id`).
     pub fn new(
         id: NodeId,
         cfg: RaftConfig,
         initial_membership: Membership,
         storage: S,
         make_sm: impl Fn() -> SM + Send + Sync + 'static,
-        network: Recipient<Envelope<RaftMessage<Command<SM>>>>,
+        transport: Transport<RaftMessage<Command<SM>>>,
     ) -> Self {
+        debug_assert_eq!(transport.local(), id, "the transport must send as the node");
         Self {
             id,
             cfg,
             initial_membership,
             storage,
             make_sm: Arc::new(make_sm),
-            network,
+            transport,
             seed: id.get(),
             safety: SafetySink::noop(),
             strategy: RestartStrategy::OneForOne,
@@ -201,7 +206,7 @@ where
             membership: membership.clone().recipient(),
             compactor: compactor.clone().recipient(),
         };
-        let transport = Transport::new(id, self.network);
+        let transport = self.transport;
         let replicator_actor = LogReplicator::new(
             id,
             self.cfg.clone(),

@@ -262,6 +262,11 @@ where
                 let r = to_stored(&s).and_then(|stored| self.storage.save_snapshot(stored));
                 self.store("a snapshot", r);
             }
+            Effect::DiscardLog => {
+                let first = self.storage.first_index();
+                let r = self.storage.truncate_suffix(first);
+                self.store("discarding the log", r);
+            }
             Effect::PurgeLog(upto) => {
                 let r = self.storage.purge_prefix(upto);
                 self.store("a purge", r);

@@ -103,6 +103,9 @@ pub enum Effect<C, O> {
     SaveSnapshot(Arc<Snapshot>),
     /// Delete every persisted entry up to and including this index.
     PurgeLog(LogIndex),
+    /// Delete every persisted entry: the snapshot just saved replaces the
+    /// whole log (it does not match the snapshot's last entry, §7).
+    DiscardLog,
     /// Send a message to a peer.
     Send {
         /// Destination.
@@ -145,8 +148,9 @@ struct Progress {
     match_index: LogIndex,
     /// Index of the next log entry to send to that server.
     next_index: LogIndex,
-    /// Last index of every AppendEntries with entries still unanswered.
-    inflight: VecDeque<LogIndex>,
+    /// Last index of every AppendEntries with entries still unanswered, and
+    /// the leader tick at which it was sent.
+    inflight: VecDeque<(LogIndex, u64)>,
     /// After a rejection: one request at a time until one succeeds.
     probing: bool,
     /// The follower is getting a snapshot from the compactor.
@@ -155,10 +159,6 @@ struct Progress {
     acked_round: u64,
     /// PeerActive was reported since the last tick.
     reported_active: bool,
-    /// Ticks in a row with requests in flight and no answer.
-    stalled_ticks: u32,
-    /// An answer came since the last tick.
-    answered: bool,
 }
 
 impl Progress {
@@ -171,8 +171,6 @@ impl Progress {
             snapshotting: false,
             acked_round: 0,
             reported_active: false,
-            stalled_ticks: 0,
-            answered: false,
         }
     }
 }
@@ -195,6 +193,8 @@ struct LeaderState {
     first_index: LogIndex,
     /// Leadership is being handed to this node.
     transfer: Option<NodeId>,
+    /// Heartbeat ticks since the election (ages of requests in flight).
+    ticks: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -729,6 +729,7 @@ where
             reads: VecDeque::new(),
             first_index,
             transfer: None,
+            ticks: 0,
         });
         self.sync_progress();
         self.report_role();
@@ -1173,6 +1174,7 @@ where
             return false;
         };
         let round = ls.round;
+        let tick = ls.ticks;
         let Some(p) = ls.progress.get_mut(&peer) else {
             return false;
         };
@@ -1202,7 +1204,7 @@ where
             let entries = self.log.slice(p.next_index, max_entries);
             debug_assert!(!entries.is_empty());
             let last_sent = entries[entries.len() - 1].index;
-            p.inflight.push_back(last_sent);
+            p.inflight.push_back((last_sent, tick));
             p.next_index = last_sent.next();
             msgs.push(AppendEntries {
                 term,
@@ -1216,10 +1218,17 @@ where
             sent = true;
         }
         if !sent && heartbeat && !p.snapshotting {
-            // An empty AppendEntries anchored at the last index known to
-            // match (or the purge point), so it succeeds and carries the
-            // commit index without disturbing the pipeline.
-            let anchor = p.match_index.max(purged.index);
+            // An empty AppendEntries. While probing with nothing in flight
+            // it is anchored at nextIndex - 1 and so probes the follower's
+            // log (a rejection starts the back-off); otherwise at the last
+            // index known to match, so it succeeds and carries the commit
+            // index without disturbing the pipeline.
+            let anchor = if p.probing && p.inflight.is_empty() {
+                p.next_index.prev()
+            } else {
+                p.match_index
+            }
+            .max(purged.index);
             if let Some(prev_term) = self.log.term_at(anchor) {
                 msgs.push(AppendEntries {
                     term,
@@ -1273,7 +1282,6 @@ where
         let Some(p) = ls.progress.get_mut(&from) else {
             return;
         };
-        p.answered = true;
         p.acked_round = p.acked_round.max(r.round);
         let mut events = Vec::new();
         if !p.reported_active {
@@ -1282,7 +1290,7 @@ where
         }
         let mut matched = false;
         if r.success {
-            while p.inflight.front().is_some_and(|&i| i <= r.match_index) {
+            while p.inflight.front().is_some_and(|&(i, _)| i <= r.match_index) {
                 p.inflight.pop_front();
             }
             if r.match_index > p.match_index {
@@ -1293,7 +1301,10 @@ where
                 p.match_index = r.match_index;
                 matched = true;
             }
-            p.probing = false;
+            if r.match_index.next() >= p.next_index {
+                // Everything sent is acknowledged: the pipeline may open.
+                p.probing = false;
+            }
             if p.next_index <= p.match_index {
                 p.next_index = p.match_index.next();
             }
@@ -1347,23 +1358,22 @@ where
         let Some(ls) = self.leader_state.as_mut() else {
             return;
         };
+        ls.ticks += 1;
+        let now_tick = ls.ticks;
         let mut needs_snapshot = Vec::new();
         for (&peer, p) in ls.progress.iter_mut() {
             p.reported_active = false;
-            if !p.inflight.is_empty() && !p.answered {
-                p.stalled_ticks += 1;
-                if p.stalled_ticks >= 2 {
-                    // Two heartbeat intervals without an answer: assume the
-                    // requests were lost and resend from the match point.
-                    p.inflight.clear();
-                    p.next_index = p.match_index.next();
-                    p.probing = true;
-                    p.stalled_ticks = 0;
-                }
-            } else {
-                p.stalled_ticks = 0;
+            if p.inflight
+                .front()
+                .is_some_and(|&(_, sent)| now_tick - sent >= 2)
+            {
+                // Unanswered for two heartbeat intervals: assume the window
+                // was lost and resend from the match point, one request at a
+                // time.
+                p.inflight.clear();
+                p.next_index = p.match_index.next();
+                p.probing = true;
             }
-            p.answered = false;
             if p.snapshotting {
                 needs_snapshot.push(peer);
             }
@@ -1607,12 +1617,14 @@ where
             // The log goes on after the snapshot: keep that suffix.
             self.purge_to(last);
         } else {
+            // The snapshot replaces the whole log (not a truncation of
+            // committed entries: the snapshot covers them).
             if self.log.last_index() > self.log.snapshot_last().index {
                 let from = self.log.first_index();
                 self.log.truncate_from(from);
-                self.emit(Effect::TruncateLog(from));
             }
             self.log.purge_upto(last);
+            self.emit(Effect::DiscardLog);
             self.emit(Effect::PurgeLog(last.index));
             self.configs = vec![(last, snapshot.meta.membership.clone())];
         }

@@ -712,26 +712,37 @@ fn stale_rejections_are_ignored() {
 }
 
 /// A window whose answers never come (lost) is resent from the match point
-/// after two heartbeat intervals.
+/// once its oldest request is two heartbeat intervals old, even while
+/// heartbeats to the same follower are answered.
 #[test]
-fn lost_appends_are_resent_after_two_silent_ticks() {
+fn lost_appends_are_resent_after_two_heartbeat_intervals() {
     let mut c = leader(1, &[1, 2, 3]);
     c.handle_append_entries_response(0, n(2), ok(1, 1));
     c.propose(0, (0..3).map(|i| proposal(i, "k", "v")).collect());
     c.take_effects();
     assert_eq!(c.next_index_of(n(2)), Some(LogIndex(5)));
-    // The first interval had an answer (match 1); the next two have none.
-    for _ in 0..2 {
-        c.tick(0);
-        c.take_effects();
-        assert_eq!(c.next_index_of(n(2)), Some(LogIndex(5)));
-    }
+    c.tick(0);
+    let effects = c.take_effects();
+    assert_eq!(
+        c.next_index_of(n(2)),
+        Some(LogIndex(5)),
+        "one interval: still waiting"
+    );
+    // The heartbeat (anchored at match 1) is answered; the window is not.
+    let hb = appends_to(&effects, 2);
+    assert_eq!(hb, vec![ae(1, 1, (1, 1), vec![], 1)]);
+    c.handle_append_entries_response(0, n(2), ok(1, 1));
+    assert!(
+        appends_to(&c.take_effects(), 2).is_empty(),
+        "still probing-free window of 2, one in flight"
+    );
     c.tick(0);
     let effects = c.take_effects();
     let to2 = appends_to(&effects, 2);
     assert_eq!(to2.len(), 1);
     assert_eq!(to2[0].prev_log_index, LogIndex(1));
     assert_eq!(to2[0].entries.len(), 3);
+    assert_eq!(c.next_index_of(n(2)), Some(LogIndex(5)));
 }
 
 /// Heartbeats are empty AppendEntries anchored at the follower's match
@@ -744,6 +755,34 @@ fn heartbeat_is_anchored_at_match_index() {
     c.tick(0);
     let effects = c.take_effects();
     assert_eq!(appends_to(&effects, 2), vec![ae(1, 1, (1, 1), vec![], 1)]);
+}
+
+/// Figure 2, leaders: "If last log index ≥ nextIndex for a follower: send
+/// AppendEntries RPC with log entries starting at nextIndex" — and when
+/// nextIndex is already past the end for a follower whose log is unknown (a
+/// new learner), the heartbeat itself is anchored at nextIndex - 1, so its
+/// rejection starts the back-off.
+#[test]
+fn heartbeat_probes_a_follower_whose_log_is_unknown() {
+    let mut c = leader(1, &[1, 2, 3]);
+    c.handle_append_entries_response(0, n(2), ok(1, 1));
+    let m = members(&[1, 2, 3]).with_learner(n(4)).unwrap();
+    c.propose_membership(0, Term(1), m).unwrap();
+    c.handle_append_entries_response(0, n(2), ok(1, 2));
+    c.take_effects();
+    assert_eq!(c.next_index_of(n(4)), Some(LogIndex(3)), "past the end");
+    c.tick(0);
+    let hb = appends_to(&c.take_effects(), 4);
+    assert_eq!(hb, vec![ae(1, 1, (1, 2), vec![], 2)]);
+    let mut learner = follower(4, &[]);
+    learner.handle_append_entries(0, n(1), hb[0].clone());
+    let r = ae_reply(&learner.take_effects());
+    assert_eq!((r.success, r.conflict_index), (false, LogIndex(1)));
+    c.handle_append_entries_response(0, n(4), r);
+    let to4 = appends_to(&c.take_effects(), 4);
+    assert_eq!(to4.len(), 1);
+    assert_eq!(to4[0].prev_log_index, LogIndex(0));
+    assert_eq!(to4[0].entries.len(), 2);
 }
 
 // ----- AppendEntries receiver ---------------------------------------------
@@ -1169,8 +1208,16 @@ fn install_snapshot_keeps_a_matching_suffix_or_discards_the_log() {
     let mut c = node_with_log(2, &[1, 2, 3], 2, &[1, 1]);
     c.install_snapshot(0, Term(2), n(1), snap(2, 5)).unwrap();
     let effects = c.take_effects();
-    assert!(effects.contains(&Effect::TruncateLog(LogIndex(1))));
-    assert!(effects.contains(&Effect::PurgeLog(LogIndex(5))));
+    let durable: Vec<_> = effects
+        .iter()
+        .filter(|e| !matches!(e, Effect::Send { .. } | Effect::Event(_)))
+        .cloned()
+        .collect();
+    assert!(matches!(durable[0], Effect::SaveSnapshot(_)));
+    assert_eq!(
+        durable[1..],
+        [Effect::DiscardLog, Effect::PurgeLog(LogIndex(5))]
+    );
     assert_eq!(c.log().last_log_id(), LogId::new(Term(2), LogIndex(5)));
     // A stale snapshot is refused.
     assert!(c.install_snapshot(0, Term(1), n(1), snap(1, 9)).is_err());

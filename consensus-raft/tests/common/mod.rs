@@ -1,189 +1,82 @@
-//! A small deterministic in-process network and cluster harness for the
-//! Raft integration tests: fixed one-way delay, per-link blocking
-//! (partitions), seeded loss. Everything runs on a paused tokio clock.
+//! Shared harness for the Raft integration tests: a simulated cluster of
+//! supervised Raft nodes (the workspace's deterministic `Simulation`, paused
+//! clock, seeded faults) with a local safety checker, and helpers that wait
+//! on conditions in virtual time.
 
 #![allow(dead_code)]
 
-use actix::prelude::*;
-use consensus_actors::kv::{KvCommand, KvStore};
+use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
 use consensus_actors::safety::{SafetyChecker, SafetySink, SharedChecker};
-use consensus_actors::storage::MemStorage;
-use consensus_actors::transport::{Envelope, RegisterNode};
-use consensus_actors::types::{NodeId, NodeState};
+use consensus_actors::sim::{block_on_paused, SimConfig, Simulation};
+use consensus_actors::storage::LogStore;
+use consensus_actors::types::{ClientId, LogIndex, NodeId, NodeState, Term};
 use consensus_raft::actors::RaftStatus;
-use consensus_raft::events::HardState;
+use consensus_raft::error::ProposeError;
 use consensus_raft::messages::{EntryRef, RaftMessage};
-use consensus_raft::node::{RaftNode, RaftNodeBuilder};
-use consensus_raft::{Membership, RaftConfig};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use consensus_raft::node::RaftNode;
+use consensus_raft::sim::RaftSimFactory;
+use consensus_raft::RaftConfig;
+use std::future::Future;
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub type Msg = RaftMessage<KvCommand>;
-pub type Store = MemStorage<HardState, EntryRef<KvCommand>>;
+/// The simulation type of these tests.
+pub type Sim = Simulation<RaftMessage<KvCommand>, RaftSimFactory<KvStore>>;
 
-/// Runs `f` on an actix System with a paused clock.
-pub fn run<F: std::future::Future<Output = ()>>(f: F) {
-    let rt = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime")
-    };
-    actix::System::with_tokio_rt(rt).block_on(f);
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Block(pub NodeId, pub NodeId, pub bool);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SetLoss(pub f64);
-
-#[derive(Message)]
-#[rtype(result = "u64")]
-pub struct Delivered;
-
-/// The network: delivers after `delay`, drops blocked links and a seeded
-/// fraction of messages.
-pub struct Net {
-    delay: Duration,
-    inboxes: BTreeMap<NodeId, Recipient<Envelope<Msg>>>,
-    blocked: BTreeSet<(NodeId, NodeId)>,
-    loss: f64,
-    rng: ChaCha8Rng,
-    delivered: u64,
-}
-
-impl Net {
-    pub fn new(delay: Duration, seed: u64) -> Self {
-        Self {
-            delay,
-            inboxes: BTreeMap::new(),
-            blocked: BTreeSet::new(),
-            loss: 0.0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            delivered: 0,
-        }
-    }
-}
-
-impl Actor for Net {
-    type Context = Context<Self>;
-}
-
-impl Handler<Envelope<Msg>> for Net {
-    type Result = ();
-    fn handle(&mut self, env: Envelope<Msg>, ctx: &mut Context<Self>) {
-        if self.blocked.contains(&(env.from, env.to)) {
-            return;
-        }
-        if self.loss > 0.0 && self.rng.random_bool(self.loss) {
-            return;
-        }
-        ctx.run_later(self.delay, move |act, _| {
-            if act.blocked.contains(&(env.from, env.to)) {
-                return;
-            }
-            if let Some(inbox) = act.inboxes.get(&env.to) {
-                act.delivered += 1;
-                inbox.do_send(env);
-            }
-        });
-    }
-}
-
-impl Handler<RegisterNode<Msg>> for Net {
-    type Result = ();
-    fn handle(&mut self, m: RegisterNode<Msg>, _: &mut Context<Self>) {
-        self.inboxes.insert(m.node, m.inbox);
-    }
-}
-
-impl Handler<Block> for Net {
-    type Result = ();
-    fn handle(&mut self, m: Block, _: &mut Context<Self>) {
-        if m.2 {
-            self.blocked.insert((m.0, m.1));
-        } else {
-            self.blocked.remove(&(m.0, m.1));
-        }
-    }
-}
-
-impl Handler<SetLoss> for Net {
-    type Result = ();
-    fn handle(&mut self, m: SetLoss, _: &mut Context<Self>) {
-        self.loss = m.0;
-    }
-}
-
-impl Handler<Delivered> for Net {
-    type Result = u64;
-    fn handle(&mut self, _: Delivered, _: &mut Context<Self>) -> u64 {
-        self.delivered
-    }
-}
-
-/// A cluster of Raft nodes over a [`Net`], with a local safety checker.
+/// A running test cluster.
 pub struct Cluster {
-    pub net: Addr<Net>,
-    pub nodes: BTreeMap<NodeId, RaftNode<KvStore>>,
-    pub stores: BTreeMap<NodeId, Store>,
-    pub cfg: RaftConfig,
+    pub sim: Sim,
     pub checker: SharedChecker,
-    pub epoch: Instant,
-    pub seed: u64,
+}
+
+/// Runs `body` on a fresh simulated cluster of `n` nodes.
+pub fn with_cluster<F, Fut, R>(seed: u64, n: u64, cfg: RaftConfig, body: F) -> R
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: Future<Output = R>,
+{
+    with_cluster_config(SimConfig::new(seed, n), cfg, body)
+}
+
+/// Runs `body` on a simulated cluster built from `sim_config`.
+pub fn with_cluster_config<F, Fut, R>(sim_config: SimConfig, cfg: RaftConfig, body: F) -> R
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: Future<Output = R>,
+{
+    block_on_paused(async move {
+        let checker = SharedChecker::new(SafetyChecker::new().with_raft());
+        let origin = Instant::now();
+        let factory = RaftSimFactory::new(cfg, sim_config.nodes.clone(), KvStore::default)
+            .with_safety(SafetySink::local(&checker, origin))
+            .with_time_base(origin);
+        let sim = Simulation::start(sim_config, factory).expect("simulation starts");
+        body(Cluster { sim, checker }).await
+    })
+    .expect("runtime builds")
 }
 
 impl Cluster {
-    pub fn new(n: u64, cfg: RaftConfig, seed: u64) -> Self {
-        let net = Net::new(Duration::from_millis(2), seed).start();
-        let checker = SharedChecker::new(SafetyChecker::new().with_raft());
-        let mut c = Cluster {
-            net,
-            nodes: BTreeMap::new(),
-            stores: BTreeMap::new(),
-            cfg,
-            checker,
-            epoch: Instant::now(),
-            seed,
-        };
-        let members = Membership::new((1..=n).map(NodeId));
-        for i in 1..=n {
-            c.start_node(NodeId(i), members.clone());
-        }
-        c
+    /// The running node `id`.
+    pub fn node(&self, id: u64) -> RaftNode<KvStore> {
+        self.sim
+            .factory()
+            .node(NodeId(id))
+            .unwrap_or_else(|| panic!("node {id} is not running"))
+            .clone()
     }
 
-    pub fn start_node(&mut self, id: NodeId, initial: Membership) {
-        let store = self.stores.entry(id).or_default().clone();
-        let node = RaftNodeBuilder::new(
-            id,
-            self.cfg.clone(),
-            initial,
-            store,
-            KvStore::default,
-            self.net.clone().recipient(),
-        )
-        .seed(self.seed.wrapping_mul(1000).wrapping_add(id.get()))
-        .safety(SafetySink::local(&self.checker, self.epoch))
-        .start();
-        node.register_with(&self.net.clone().recipient());
-        self.nodes.insert(id, node);
+    /// Status of `id`, `None` when down or restarting.
+    pub async fn status(&self, id: NodeId) -> Option<RaftStatus> {
+        let node = self.sim.factory().node(id)?.clone();
+        node.status().await
     }
 
-    pub fn node(&self, id: u64) -> &RaftNode<KvStore> {
-        &self.nodes[&NodeId(id)]
-    }
-
+    /// Statuses of every running node.
     pub async fn statuses(&self) -> Vec<RaftStatus> {
+        let nodes: Vec<_> = self.sim.factory().nodes().cloned().collect();
         let mut out = Vec::new();
-        for n in self.nodes.values() {
+        for n in nodes {
             if let Some(s) = n.status().await {
                 out.push(s);
             }
@@ -191,52 +84,95 @@ impl Cluster {
         out
     }
 
-    /// Waits (virtual time) until exactly one node of the highest term
-    /// leads, among `among`; returns it.
-    pub async fn wait_for_leader(&self, among: &[u64], limit: Duration) -> Option<NodeId> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            let mut leaders = Vec::new();
-            for &i in among {
-                if let Some(s) = self.node(i).status().await {
-                    if s.role == NodeState::Leader {
-                        leaders.push((s.term, s.id));
-                    }
-                }
+    /// The leader of the highest term among the running nodes in `among`
+    /// (all running nodes when empty), if any.
+    pub async fn leader(&self, among: &[u64]) -> Option<(NodeId, Term)> {
+        let mut best: Option<(Term, NodeId)> = None;
+        for s in self.statuses().await {
+            if !among.is_empty() && !among.contains(&s.id.get()) {
+                continue;
             }
-            leaders.sort();
-            if let Some(&(_, id)) = leaders.last() {
-                return Some(id);
+            if s.role == NodeState::Leader && best.is_none_or(|(t, _)| s.term > t) {
+                best = Some((s.term, s.id));
+            }
+        }
+        best.map(|(t, n)| (n, t))
+    }
+
+    /// Waits until a leader exists among `among`, for at most `limit`.
+    pub async fn wait_for_leader(&self, among: &[u64], limit: Duration) -> Option<(NodeId, Term)> {
+        let began = Instant::now();
+        loop {
+            if let Some(l) = self.leader(among).await {
+                return Some(l);
+            }
+            if began.elapsed() >= limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until `cond` holds on the statuses, for at most `limit`.
+    pub async fn wait_statuses(
+        &self,
+        limit: Duration,
+        mut cond: impl FnMut(&[RaftStatus]) -> bool,
+    ) -> bool {
+        let began = Instant::now();
+        loop {
+            if cond(&self.statuses().await) {
+                return true;
+            }
+            if began.elapsed() >= limit {
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        None
     }
 
-    pub async fn partition(&self, a: &[u64], b: &[u64]) {
-        for &x in a {
-            for &y in b {
-                self.net
-                    .send(Block(NodeId(x), NodeId(y), true))
-                    .await
-                    .unwrap();
-                self.net
-                    .send(Block(NodeId(y), NodeId(x), true))
-                    .await
-                    .unwrap();
+    /// Proposes through whichever node leads, retrying (in virtual time)
+    /// while there is none or the answer is NotLeader, for at most `limit`.
+    pub async fn propose(&self, cmd: KvCommand, limit: Duration) -> Result<KvOutput, ProposeError> {
+        let began = Instant::now();
+        loop {
+            let last = match self.leader(&[]).await {
+                Some((l, _)) => {
+                    let node = self.sim.factory().node(l).cloned();
+                    match node {
+                        Some(n) => n.propose(cmd.clone(), ClientId(1)).await,
+                        None => Err(ProposeError::NotLeader { leader: None }),
+                    }
+                }
+                None => Err(ProposeError::NotLeader { leader: None }),
+            };
+            match last {
+                Err(ProposeError::NotLeader { .. }) | Err(ProposeError::TransferInProgress)
+                    if began.elapsed() < limit =>
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => return other,
             }
         }
     }
 
-    pub async fn heal(&self) {
-        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
-        for &x in &ids {
-            for &y in &ids {
-                self.net.send(Block(x, y, false)).await.unwrap();
-            }
+    /// The persisted log of `id` as (index, term, command digest).
+    pub fn log_of(&self, id: NodeId) -> Vec<(LogIndex, Term, EntryRef<KvCommand>)> {
+        let store = self.sim.factory().storage(id).expect("storage").clone();
+        let (first, last) = (store.first_index(), store.last_index());
+        if last < first {
+            return Vec::new();
         }
+        store
+            .entries(first, last.next(), usize::MAX)
+            .expect("entries")
+            .into_iter()
+            .map(|e| (e.index, e.term, e))
+            .collect()
     }
 
+    /// Safety violations found so far, printed.
     pub fn violations(&self) -> Vec<String> {
         self.checker
             .violations()
@@ -244,4 +180,21 @@ impl Cluster {
             .map(|v| v.to_string())
             .collect()
     }
+
+    /// Asserts the checker saw events and no violation.
+    pub fn assert_safe(&self) {
+        let report = self.checker.report();
+        assert!(report.events_observed > 0, "the checker saw nothing");
+        assert!(self.violations().is_empty(), "{:#?}", self.violations());
+    }
+}
+
+/// Milliseconds, as a `Duration`.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Seconds, as a `Duration`.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
 }

@@ -1,0 +1,169 @@
+//! Raft nodes for the deterministic [`Simulation`](consensus_actors::sim::Simulation):
+//! a [`NodeFactory`] that starts each node as a supervised [`RaftNode`] over
+//! a crash-aware [`MemStorage`] kept across incarnations.
+//!
+//! A crash stops the node's supervision tree and drops every storage write
+//! that was not synced; a restart rebuilds the node from what survived.
+//! Nodes listed at construction bootstrap with that configuration; nodes
+//! added later start with an empty configuration and wait to be added with
+//! [`RaftNode::add_node`].
+
+use crate::actors::RaftStateMachine;
+use crate::config::RaftConfig;
+use crate::events::HardState;
+use crate::membership::Membership;
+use crate::messages::{EntryRef, RaftMessage};
+use crate::node::{RaftNode, RaftNodeBuilder};
+use actix::Recipient;
+use consensus_actors::kv::StateMachine;
+use consensus_actors::safety::SafetySink;
+use consensus_actors::sim::{NodeContext, NodeFactory, StartedNode};
+use consensus_actors::storage::MemStorage;
+use consensus_actors::supervision::{
+    RestartIntensity, RestartStrategy, Shutdown, SupervisionEvent,
+};
+use consensus_actors::types::NodeId;
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The storage a simulated Raft node uses.
+pub type SimStorage<C> = MemStorage<HardState, EntryRef<C>>;
+
+type Command<SM> = <SM as StateMachine>::Command;
+
+/// Starts simulated Raft nodes. See the [module documentation](self).
+pub struct RaftSimFactory<SM: RaftStateMachine> {
+    cfg: RaftConfig,
+    bootstrap: BTreeSet<NodeId>,
+    make_sm: Arc<dyn Fn() -> SM + Send + Sync>,
+    safety: SafetySink,
+    strategy: RestartStrategy,
+    intensity: RestartIntensity,
+    supervision: Option<Recipient<SupervisionEvent>>,
+    time_base: Option<Instant>,
+    stores: BTreeMap<NodeId, SimStorage<Command<SM>>>,
+    nodes: BTreeMap<NodeId, RaftNode<SM>>,
+}
+
+impl<SM: RaftStateMachine> RaftSimFactory<SM> {
+    /// A factory whose nodes `bootstrap` form the initial configuration.
+    pub fn new(
+        cfg: RaftConfig,
+        bootstrap: impl IntoIterator<Item = NodeId>,
+        make_sm: impl Fn() -> SM + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            cfg,
+            bootstrap: bootstrap.into_iter().collect(),
+            make_sm: Arc::new(make_sm),
+            safety: SafetySink::noop(),
+            strategy: RestartStrategy::OneForOne,
+            intensity: RestartIntensity::default(),
+            supervision: None,
+            time_base: None,
+            stores: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// Reports every node's safety events to `sink`.
+    #[must_use]
+    pub fn with_safety(mut self, sink: SafetySink) -> Self {
+        self.safety = sink;
+        self
+    }
+
+    /// Every node's supervision strategy and intensity.
+    #[must_use]
+    pub fn with_supervision(
+        mut self,
+        strategy: RestartStrategy,
+        intensity: RestartIntensity,
+    ) -> Self {
+        self.strategy = strategy;
+        self.intensity = intensity;
+        self
+    }
+
+    /// Sends every node's supervision events to `subscriber`.
+    #[must_use]
+    pub fn with_supervision_events(mut self, subscriber: Recipient<SupervisionEvent>) -> Self {
+        self.supervision = Some(subscriber);
+        self
+    }
+
+    /// Measures every node's time from `base`.
+    #[must_use]
+    pub fn with_time_base(mut self, base: Instant) -> Self {
+        self.time_base = Some(base);
+        self
+    }
+
+    /// The running incarnation of `id`.
+    pub fn node(&self, id: NodeId) -> Option<&RaftNode<SM>> {
+        self.nodes.get(&id)
+    }
+
+    /// Every running node.
+    pub fn nodes(&self) -> impl Iterator<Item = &RaftNode<SM>> {
+        self.nodes.values()
+    }
+
+    /// The storage of `id` (kept across crashes).
+    pub fn storage(&self, id: NodeId) -> Option<&SimStorage<Command<SM>>> {
+        self.stores.get(&id)
+    }
+
+    /// The Raft settings.
+    pub fn config(&self) -> &RaftConfig {
+        &self.cfg
+    }
+}
+
+impl<SM: RaftStateMachine> NodeFactory<RaftMessage<Command<SM>>> for RaftSimFactory<SM> {
+    fn start_node(
+        &mut self,
+        mut ctx: NodeContext<RaftMessage<Command<SM>>>,
+    ) -> StartedNode<RaftMessage<Command<SM>>> {
+        let id = ctx.id;
+        let storage = self.stores.entry(id).or_default().clone();
+        let initial = if self.bootstrap.contains(&id) {
+            Membership::new(self.bootstrap.iter().copied())
+        } else {
+            Membership::empty()
+        };
+        let make_sm = Arc::clone(&self.make_sm);
+        let mut builder = RaftNodeBuilder::new(
+            id,
+            self.cfg.clone(),
+            initial,
+            storage,
+            move || make_sm(),
+            ctx.transport,
+        )
+        .seed(ctx.rng.random())
+        .safety(self.safety.clone())
+        .strategy(self.strategy)
+        .intensity(self.intensity);
+        if let Some(s) = &self.supervision {
+            builder = builder.supervision_subscriber(s.clone());
+        }
+        if let Some(base) = self.time_base {
+            builder = builder.time_base(base);
+        }
+        let node = builder.start();
+        let inbox = node.inbox();
+        let supervisor = node.supervisor().clone();
+        self.nodes.insert(id, node);
+        StartedNode::new(inbox, move || supervisor.do_send(Shutdown))
+    }
+
+    fn on_crash(&mut self, id: NodeId) {
+        self.nodes.remove(&id);
+        if let Some(store) = self.stores.get(&id) {
+            store.crash();
+        }
+    }
+}

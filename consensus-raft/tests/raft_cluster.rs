@@ -1,0 +1,467 @@
+//! The Raft scenarios of the specification, each on a simulated cluster of
+//! supervised nodes in virtual time (paused clock, seeded network), with the
+//! SafetyVerifier's Raft invariants checked on every event. Tests wait on
+//! conditions in virtual time, never on real sleeps.
+
+mod common;
+
+use common::*;
+use consensus_actors::kv::{KvCommand, KvOutput};
+use consensus_actors::sim::NetworkFaults;
+use consensus_actors::types::{ClientId, LogIndex, NodeId, NodeState, Term};
+use consensus_raft::error::ProposeError;
+use consensus_raft::membership_manager::MembershipChangeError;
+use consensus_raft::{Membership, RaftConfig};
+use std::collections::BTreeSet;
+
+fn put(i: u64) -> KvCommand {
+    KvCommand::put(format!("k{i}"), format!("v{i}"))
+}
+
+/// One node times out first, asks for (pre-)votes and wins: a single
+/// election round (term 1), every node follows the same leader, and no
+/// other node ever became leader.
+#[test]
+fn test_leader_election_single_candidate() {
+    with_cluster(7, 5, RaftConfig::default(), |c| async move {
+        let (leader, term) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        assert_eq!(term, Term(1), "pre-vote: one candidate, one term");
+        assert!(
+            c.wait_statuses(ms(200), |all| all.len() == 5
+                && all
+                    .iter()
+                    .all(|s| s.term == term && s.leader == Some(leader)))
+                .await
+        );
+        // Stable: no further election while the leader is healthy.
+        c.sim.run_for(secs(3)).await;
+        let statuses = c.statuses().await;
+        assert!(statuses
+            .iter()
+            .all(|s| s.term == term && s.leader == Some(leader)));
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|s| s.role == NodeState::Leader)
+                .count(),
+            1
+        );
+        c.assert_safe();
+    });
+}
+
+/// With pre-vote off and election timeouts drawn from a narrow range, the
+/// four nodes time out nearly together and split the vote: no candidate
+/// gets a majority in the first term; randomized timeouts then separate the
+/// candidates and one wins a later term. At most one leader per term
+/// throughout (Election Safety, checked by the verifier).
+#[test]
+fn test_leader_election_split_vote() {
+    let cfg = RaftConfig {
+        pre_vote: false,
+        election_timeout_ms: (150, 152),
+        heartbeat_interval_ms: 50,
+        ..RaftConfig::default()
+    };
+    with_cluster(3, 4, cfg, |c| async move {
+        let (leader, term) = c.wait_for_leader(&[], secs(10)).await.expect("a leader");
+        assert!(
+            term > Term(1),
+            "the first term split the vote (won in {term})"
+        );
+        assert!(
+            c.wait_statuses(ms(500), |all| all.iter().all(|s| s.leader == Some(leader)))
+                .await
+        );
+        c.assert_safe();
+    });
+}
+
+/// Entries proposed to the leader are replicated to every node, committed,
+/// applied in order, and the results returned to the proposer; all logs end
+/// up identical.
+#[test]
+fn test_log_replication_basic() {
+    with_cluster(11, 3, RaftConfig::default(), |c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let l = c.node(leader.get());
+        for i in 0..50 {
+            assert_eq!(l.propose(put(i), ClientId(1)).await, Ok(KvOutput::Ok));
+        }
+        assert_eq!(l.get("k49").await, Ok(Some("v49".into())));
+        assert_eq!(
+            l.propose(KvCommand::cas("k3", Some("v3"), "x"), ClientId(1))
+                .await,
+            Ok(KvOutput::CasOk)
+        );
+        assert!(
+            c.wait_statuses(secs(1), |all| all.len() == 3
+                && all.iter().all(|s| s.last_applied == LogIndex(52)))
+                .await
+        );
+        let reference: Vec<_> = c
+            .log_of(leader)
+            .iter()
+            .map(|(i, t, e)| (*i, *t, e.command.clone()))
+            .collect();
+        assert_eq!(reference.len(), 52, "no-op + 51 commands");
+        for id in 1..=3 {
+            let log: Vec<_> = c
+                .log_of(NodeId(id))
+                .iter()
+                .map(|(i, t, e)| (*i, *t, e.command.clone()))
+                .collect();
+            assert_eq!(log, reference, "log of n{id}");
+        }
+        c.assert_safe();
+    });
+}
+
+/// A follower cut off while the leader commits 600 entries (with a
+/// majority) catches up once it can hear the leader again, through the
+/// fast back-off and batches of at most `max_log_entries_per_append`.
+#[test]
+fn test_log_replication_with_follower_lag() {
+    let cfg = RaftConfig {
+        max_log_entries_per_append: 64,
+        ..RaftConfig::default()
+    };
+    with_cluster(5, 3, cfg, |c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let lagging = (1..=3).map(NodeId).find(|&n| n != leader).unwrap();
+        c.sim.isolate(lagging);
+        let l = c.node(leader.get());
+        let mut pending = Vec::new();
+        for i in 0..600 {
+            let l = l.clone();
+            pending.push(actix::spawn(
+                async move { l.propose(put(i), ClientId(1)).await },
+            ));
+        }
+        for p in pending {
+            assert_eq!(p.await.unwrap(), Ok(KvOutput::Ok));
+        }
+        let lag_status = c.status(lagging).await.unwrap();
+        assert!(lag_status.last_log.index < LogIndex(10), "{lag_status:?}");
+        c.sim.heal();
+        assert!(
+            c.wait_statuses(secs(3), |all| all
+                .iter()
+                .all(|s| s.last_applied == LogIndex(601)))
+                .await,
+            "{:?}",
+            c.statuses().await
+        );
+        assert_eq!(c.log_of(lagging).len(), 601);
+        c.assert_safe();
+    });
+}
+
+/// The leader crashes: the others elect a new leader within a few election
+/// timeouts, nothing committed is lost, and the old leader rejoins as a
+/// follower and catches up.
+#[test]
+fn test_leader_failure_and_reelection() {
+    with_cluster(21, 5, RaftConfig::default(), |mut c| async move {
+        let (old, old_term) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        for i in 0..20 {
+            assert_eq!(c.propose(put(i), secs(1)).await, Ok(KvOutput::Ok));
+        }
+        c.sim.crash(old).unwrap();
+        let crashed_at = c.sim.now();
+        let others: Vec<u64> = (1..=5).filter(|&n| n != old.get()).collect();
+        let (new, new_term) = c
+            .wait_for_leader(&others, secs(3))
+            .await
+            .expect("a new leader");
+        let failover = c.sim.now() - crashed_at;
+        assert!(new != old && new_term > old_term);
+        // Detection (≤ max election timeout) + one pre-vote/vote round.
+        assert!(failover <= ms(700), "failover took {failover:?}");
+        let n = c.node(new.get());
+        for i in 0..20 {
+            assert_eq!(n.get(format!("k{i}")).await, Ok(Some(format!("v{i}"))));
+        }
+        assert_eq!(n.propose(put(100), ClientId(1)).await, Ok(KvOutput::Ok));
+        c.sim.restart(old).unwrap();
+        assert!(
+            c.wait_statuses(secs(2), |all| all.len() == 5
+                && all.iter().all(
+                    |s| s.last_applied == all[0].last_applied && s.leader == Some(new)
+                ))
+            .await
+        );
+        c.assert_safe();
+    });
+}
+
+/// A leader in a minority partition cannot commit: its proposal never
+/// completes while partitioned; after the partition heals it learns of the
+/// new term, steps down, and its uncommitted entry is overwritten (the
+/// proposer is told it was dropped).
+#[test]
+fn test_network_partition_minority_cannot_commit() {
+    with_cluster(31, 5, RaftConfig::default(), |c| async move {
+        let (old, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        assert_eq!(c.propose(put(0), secs(1)).await, Ok(KvOutput::Ok));
+        let buddy = (1..=5).map(NodeId).find(|&n| n != old).unwrap();
+        let majority: Vec<NodeId> = (1..=5)
+            .map(NodeId)
+            .filter(|&n| n != old && n != buddy)
+            .collect();
+        c.sim
+            .partition(vec![vec![old, buddy], majority.clone()])
+            .unwrap();
+        let old_node = c.node(old.get());
+        let stuck = actix::spawn(async move { old_node.propose(put(1), ClientId(1)).await });
+        c.sim.run_for(secs(1)).await;
+        assert!(!stuck.is_finished(), "a minority leader must not commit");
+        let old_status = c.status(old).await.unwrap();
+        assert_eq!(old_status.commit_index, LogIndex(2), "{old_status:?}");
+        // Check-quorum: the isolated leader steps down by itself.
+        assert_ne!(old_status.role, NodeState::Leader, "{old_status:?}");
+        c.sim.heal();
+        let r = stuck.await.unwrap();
+        assert_eq!(r, Err(ProposeError::Dropped));
+        let ids: Vec<u64> = majority.iter().map(|n| n.get()).collect();
+        let (new, _) = c
+            .wait_for_leader(&ids, secs(1))
+            .await
+            .expect("majority leader");
+        assert_eq!(
+            c.node(new.get()).get("k1").await,
+            Ok(None),
+            "the minority write never happened"
+        );
+        c.assert_safe();
+    });
+}
+
+/// The majority side of a partition elects a leader (if it lost it) and
+/// keeps committing; after healing, the minority catches up.
+#[test]
+fn test_network_partition_majority_continues() {
+    with_cluster(41, 5, RaftConfig::default(), |c| async move {
+        let (old, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let buddy = (1..=5).map(NodeId).find(|&n| n != old).unwrap();
+        let majority: Vec<u64> = (1..=5)
+            .filter(|&n| n != old.get() && n != buddy.get())
+            .collect();
+        c.sim
+            .partition(vec![
+                vec![old, buddy],
+                majority.iter().map(|&n| NodeId(n)).collect(),
+            ])
+            .unwrap();
+        let (new, _) = c
+            .wait_for_leader(&majority, secs(2))
+            .await
+            .expect("majority leader");
+        let n = c.node(new.get());
+        for i in 0..30 {
+            assert_eq!(n.propose(put(i), ClientId(1)).await, Ok(KvOutput::Ok));
+        }
+        assert_eq!(n.get("k29").await, Ok(Some("v29".into())));
+        c.sim.heal();
+        let target = c.status(new).await.unwrap().commit_index;
+        assert!(
+            c.wait_statuses(secs(2), |all| all.len() == 5
+                && all.iter().all(|s| s.last_applied >= target))
+                .await
+        );
+        c.assert_safe();
+    });
+}
+
+/// Log compaction: past `snapshot_threshold` applied entries the nodes
+/// snapshot and purge; a follower that missed the purged entries is brought
+/// up to date with InstallSnapshot in chunks; a restarted node recovers
+/// from snapshot plus log.
+#[test]
+fn test_snapshot_compaction() {
+    let cfg = RaftConfig {
+        snapshot_threshold: 100,
+        snapshot_keep_entries: 10,
+        snapshot_chunk_bytes: 256,
+        ..RaftConfig::default()
+    };
+    with_cluster(51, 3, cfg, |mut c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let lagging = (1..=3).map(NodeId).find(|&n| n != leader).unwrap();
+        c.sim.isolate(lagging);
+        let l = c.node(leader.get());
+        for i in 0..350 {
+            assert_eq!(l.propose(put(i), ClientId(1)).await, Ok(KvOutput::Ok));
+        }
+        let s = c.status(leader).await.unwrap();
+        assert!(s.snapshot_index >= LogIndex(300), "{s:?}");
+        assert!(
+            s.first_log_index > LogIndex(200),
+            "the log was purged: {s:?}"
+        );
+        c.sim.heal();
+        assert!(
+            c.wait_statuses(secs(3), |all| all
+                .iter()
+                .all(|s| s.last_applied == LogIndex(351)))
+                .await,
+            "{:?}",
+            c.statuses().await
+        );
+        let lag = c.status(lagging).await.unwrap();
+        assert!(
+            lag.snapshot_index >= LogIndex(300),
+            "installed a snapshot: {lag:?}"
+        );
+        // Restart a node: it comes back from snapshot + log.
+        c.sim.crash(lagging).unwrap();
+        c.sim.restart(lagging).unwrap();
+        assert!(
+            c.wait_statuses(secs(2), |all| all.len() == 3
+                && all.iter().all(|s| s.last_applied == LogIndex(351)))
+                .await
+        );
+        c.sim.crash(leader).unwrap();
+        let others: Vec<u64> = (1..=3).filter(|&n| n != leader.get()).collect();
+        let (new, _) = c
+            .wait_for_leader(&others, secs(3))
+            .await
+            .expect("new leader");
+        let n = c.node(new.get());
+        for i in [0, 123, 349] {
+            assert_eq!(n.get(format!("k{i}")).await, Ok(Some(format!("v{i}"))));
+        }
+        c.assert_safe();
+    });
+}
+
+/// add_node: the new node joins as a learner, catches up, then C_old,new,
+/// then C_new; a second change meanwhile is refused. remove_node of the
+/// leader: it steps down once C_new is committed and the rest elect a new
+/// leader.
+#[test]
+fn test_membership_change_joint_consensus() {
+    with_cluster(61, 3, RaftConfig::default(), |mut c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let l = c.node(leader.get());
+        for i in 0..40 {
+            assert_eq!(l.propose(put(i), ClientId(1)).await, Ok(KvOutput::Ok));
+        }
+        c.sim.add_node(NodeId(4)).unwrap();
+        let adding = {
+            let l = l.clone();
+            actix::spawn(async move { l.add_node(NodeId(4)).await })
+        };
+        tokio::task::yield_now().await;
+        c.sim.run_for(ms(1)).await;
+        assert_eq!(
+            l.add_node(NodeId(5)).await,
+            Err(MembershipChangeError::ChangeInProgress)
+        );
+        let four = Membership::new([1, 2, 3, 4].map(NodeId));
+        assert_eq!(adding.await.unwrap(), Ok(four.clone()));
+        assert!(
+            c.wait_statuses(secs(2), |all| all.len() == 4
+                && all
+                    .iter()
+                    .all(|s| s.membership == four && s.last_applied >= LogIndex(41)))
+                .await,
+            "{:?}",
+            c.statuses().await
+        );
+        // Remove the leader itself.
+        let three: BTreeSet<NodeId> = [1, 2, 3, 4]
+            .map(NodeId)
+            .into_iter()
+            .filter(|&n| n != leader)
+            .collect();
+        let expected = Membership::new(three.iter().copied());
+        assert_eq!(l.remove_node(leader).await, Ok(expected.clone()));
+        let among: Vec<u64> = three.iter().map(|n| n.get()).collect();
+        let (new, _) = c
+            .wait_for_leader(&among, secs(3))
+            .await
+            .expect("a leader among the rest");
+        assert_ne!(new, leader);
+        let old_status = c.status(leader).await.unwrap();
+        assert_ne!(
+            old_status.role,
+            NodeState::Leader,
+            "the removed leader stepped down"
+        );
+        let n = c.node(new.get());
+        assert_eq!(n.propose(put(99), ClientId(1)).await, Ok(KvOutput::Ok));
+        assert_eq!(n.get("k99").await, Ok(Some("v99".into())));
+        // The removed node never disrupts the new configuration.
+        c.sim.run_for(secs(3)).await;
+        let (still, _) = c.leader(&among).await.expect("leader");
+        assert_eq!(still, new);
+        c.assert_safe();
+    });
+}
+
+/// Many proposals in flight at once are batched into shared AppendEntries
+/// and all answered, each with its own result (ordering per key respected).
+#[test]
+fn test_concurrent_proposals_are_batched() {
+    with_cluster(71, 3, RaftConfig::default(), |c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let l = c.node(leader.get());
+        let before = c.sim.stats().delivered;
+        let mut handles = Vec::new();
+        for i in 0..1000u64 {
+            let l = l.clone();
+            handles.push(actix::spawn(async move {
+                l.propose(KvCommand::cas("ctr", None, format!("{i}")), ClientId(i))
+                    .await
+            }));
+        }
+        let mut ok = 0;
+        for h in handles {
+            match h.await.unwrap() {
+                Ok(KvOutput::CasOk) => ok += 1,
+                Ok(KvOutput::CasFailed(Some(_))) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(ok, 1, "exactly one CAS on an absent key wins");
+        let messages = c.sim.stats().delivered - before;
+        assert!(
+            messages < 200,
+            "1000 proposals took {messages} messages: not batched"
+        );
+        c.assert_safe();
+    });
+}
+
+/// Network faults (loss, duplication, reordering) do not break safety and
+/// the cluster still makes progress.
+#[test]
+fn test_progress_under_lossy_network() {
+    let faults = NetworkFaults {
+        loss: 0.05,
+        duplicate: 0.05,
+        reorder: 0.1,
+        jitter: ms(3),
+        ..NetworkFaults::none()
+    };
+    with_cluster_config(
+        consensus_actors::sim::SimConfig::new(81, 5).with_faults(faults),
+        RaftConfig::default(),
+        |c| async move {
+            for i in 0..50 {
+                let r = c.propose(put(i), secs(5)).await;
+                assert!(
+                    matches!(
+                        r,
+                        Ok(KvOutput::Ok) | Err(ProposeError::Dropped) | Err(ProposeError::Unknown)
+                    ),
+                    "{r:?}"
+                );
+            }
+            let (l, _) = c.wait_for_leader(&[], secs(2)).await.expect("leader");
+            assert_eq!(c.node(l.get()).get("k49").await, Ok(Some("v49".into())));
+            c.assert_safe();
+        },
+    );
+}
