@@ -24,7 +24,9 @@ use consensus_actors::supervision::{
 };
 use consensus_actors::types::NodeId;
 use rand::Rng;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -44,7 +46,48 @@ pub struct RaftSimFactory<SM: RaftStateMachine> {
     supervision: Option<Recipient<SupervisionEvent>>,
     time_base: Option<Instant>,
     stores: BTreeMap<NodeId, SimStorage<Command<SM>>>,
-    nodes: BTreeMap<NodeId, RaftNode<SM>>,
+    nodes: NodeRegistry<SM>,
+}
+
+/// The running nodes of a simulation, shared with test clients and fault
+/// hooks that cannot borrow the simulation (single-threaded: `Rc`).
+pub struct NodeRegistry<SM: RaftStateMachine>(Rc<RefCell<BTreeMap<NodeId, RaftNode<SM>>>>);
+
+impl<SM: RaftStateMachine> Clone for NodeRegistry<SM> {
+    fn clone(&self) -> Self {
+        Self(Rc::clone(&self.0))
+    }
+}
+
+impl<SM: RaftStateMachine> Default for NodeRegistry<SM> {
+    fn default() -> Self {
+        Self(Rc::new(RefCell::new(BTreeMap::new())))
+    }
+}
+
+impl<SM: RaftStateMachine> NodeRegistry<SM> {
+    /// The running incarnation of `id`.
+    pub fn get(&self, id: NodeId) -> Option<RaftNode<SM>> {
+        self.0.borrow().get(&id).cloned()
+    }
+
+    /// Every running node, in id order.
+    pub fn all(&self) -> Vec<RaftNode<SM>> {
+        self.0.borrow().values().cloned().collect()
+    }
+
+    /// The ids of the running nodes.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.0.borrow().keys().copied().collect()
+    }
+
+    fn insert(&self, node: RaftNode<SM>) {
+        self.0.borrow_mut().insert(node.id(), node);
+    }
+
+    fn remove(&self, id: NodeId) {
+        self.0.borrow_mut().remove(&id);
+    }
 }
 
 impl<SM: RaftStateMachine> RaftSimFactory<SM> {
@@ -64,7 +107,7 @@ impl<SM: RaftStateMachine> RaftSimFactory<SM> {
             supervision: None,
             time_base: None,
             stores: BTreeMap::new(),
-            nodes: BTreeMap::new(),
+            nodes: NodeRegistry::default(),
         }
     }
 
@@ -102,13 +145,18 @@ impl<SM: RaftStateMachine> RaftSimFactory<SM> {
     }
 
     /// The running incarnation of `id`.
-    pub fn node(&self, id: NodeId) -> Option<&RaftNode<SM>> {
-        self.nodes.get(&id)
+    pub fn node(&self, id: NodeId) -> Option<RaftNode<SM>> {
+        self.nodes.get(id)
     }
 
-    /// Every running node.
-    pub fn nodes(&self) -> impl Iterator<Item = &RaftNode<SM>> {
-        self.nodes.values()
+    /// Every running node, in id order.
+    pub fn nodes(&self) -> Vec<RaftNode<SM>> {
+        self.nodes.all()
+    }
+
+    /// A shared view of the running nodes (for clients and fault hooks).
+    pub fn registry(&self) -> NodeRegistry<SM> {
+        self.nodes.clone()
     }
 
     /// The storage of `id` (kept across crashes).
@@ -156,12 +204,12 @@ impl<SM: RaftStateMachine> NodeFactory<RaftMessage<Command<SM>>> for RaftSimFact
         let node = builder.start();
         let inbox = node.inbox();
         let supervisor = node.supervisor().clone();
-        self.nodes.insert(id, node);
+        self.nodes.insert(node);
         StartedNode::new(inbox, move || supervisor.do_send(Shutdown))
     }
 
     fn on_crash(&mut self, id: NodeId) {
-        self.nodes.remove(&id);
+        self.nodes.remove(id);
         if let Some(store) = self.stores.get(&id) {
             store.crash();
         }

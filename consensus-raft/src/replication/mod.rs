@@ -801,6 +801,9 @@ where
         }
         if term > self.term || self.role != NodeState::Follower || self.leader != Some(leader) {
             self.become_follower(term, Some(leader));
+            // Reported before any log change that follows: a former leader
+            // has stepped down before it truncates anything.
+            self.report_role();
         }
         self.last_leader_contact_us = Some(now_us);
         self.emit(Effect::Event(RaftEvent::HeardFromLeader { term, leader }));
@@ -1696,6 +1699,15 @@ where
             }));
             if self.role == NodeState::Leader {
                 self.sync_progress();
+            } else if !self.membership().contains(self.id) {
+                // Removed from the cluster: this node will not learn the
+                // fate of the proposals it accepted as leader.
+                while let Some(p) = self.pending.pop_front() {
+                    self.emit(Effect::ProposalResult {
+                        id: p.id,
+                        result: Err(ProposeError::Unknown),
+                    });
+                }
             }
         }
         let progress = self.log_progress();

@@ -588,6 +588,38 @@ fn leader_steps_down_on_higher_term_in_response() {
     }));
 }
 
+/// A deposed leader reports that it stepped down before its log changes
+/// (the verifier checks Leader Append-Only against the role it reports).
+#[test]
+fn deposed_leader_reports_stepping_down_before_truncating() {
+    let mut c = leader(1, &[1, 2, 3]);
+    c.propose(0, vec![proposal(1, "a", "1")]);
+    c.take_effects();
+    c.handle_append_entries(
+        0,
+        n(2),
+        ae(2, 2, (1, 1), vec![entry(2, 2, RaftCommand::Noop)], 1),
+    );
+    let effects = c.take_effects();
+    let stepped = effects
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Effect::Event(RaftEvent::RoleChanged {
+                    role: NodeState::Follower,
+                    ..
+                })
+            )
+        })
+        .expect("stepped down");
+    let truncated = effects
+        .iter()
+        .position(|e| matches!(e, Effect::TruncateLog(LogIndex(2))))
+        .expect("truncated");
+    assert!(stepped < truncated, "{effects:?}");
+}
+
 /// "A follower answers a proposal with NotLeader and the leader it knows."
 #[test]
 fn follower_refuses_proposals_with_leader_hint() {

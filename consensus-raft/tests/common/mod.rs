@@ -63,18 +63,17 @@ impl Cluster {
             .factory()
             .node(NodeId(id))
             .unwrap_or_else(|| panic!("node {id} is not running"))
-            .clone()
     }
 
     /// Status of `id`, `None` when down or restarting.
     pub async fn status(&self, id: NodeId) -> Option<RaftStatus> {
-        let node = self.sim.factory().node(id)?.clone();
+        let node = self.sim.factory().node(id)?;
         node.status().await
     }
 
     /// Statuses of every running node.
     pub async fn statuses(&self) -> Vec<RaftStatus> {
-        let nodes: Vec<_> = self.sim.factory().nodes().cloned().collect();
+        let nodes = self.sim.factory().nodes();
         let mut out = Vec::new();
         for n in nodes {
             if let Some(s) = n.status().await {
@@ -138,7 +137,7 @@ impl Cluster {
         loop {
             let last = match self.leader(&[]).await {
                 Some((l, _)) => {
-                    let node = self.sim.factory().node(l).cloned();
+                    let node = self.sim.factory().node(l);
                     match node {
                         Some(n) => n.propose(cmd.clone(), ClientId(1)).await,
                         None => Err(ProposeError::NotLeader { leader: None }),
