@@ -10,7 +10,7 @@
 //!   time with control messages ([`SetFaults`], [`Partition`], [`BlockLink`],
 //!   [`UnblockLink`], [`Isolate`], [`Heal`]).
 //! * [`TraceHandle`]: the run's trace. The network records every delivery
-//!   (virtual time, sender, receiver, digest of the MessagePack bytes); nodes
+//!   (virtual time, sender, receiver, [`digest`] of the message); nodes
 //!   record state changes. All of it feeds an FNV-1a hash, the replay check:
 //!   same seed and same build give the same [`TraceHandle::hash`].
 //! * [`Simulation`]: the cluster on one actix System over a current-thread
@@ -82,6 +82,7 @@
 //! assert_eq!(a.trace_hash, b.trace_hash);
 //! ```
 
+mod digest;
 mod nemesis;
 pub mod network;
 pub mod rng;

@@ -69,12 +69,20 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Digest of a value: FNV-1a 64 of its MessagePack (rmp-serde) encoding.
-/// A value that fails to encode digests to the FNV of its error text, so the
-/// trace stays deterministic; a warning is logged.
+/// Digest of a value: a 64-bit hash of its serde data model (integers,
+/// strings, lengths, variant indexes, in order; see the encoding in the
+/// `digest` module's source docs), folded a word at a time without encoding
+/// the value into a buffer. Equal values digest equally in every process and
+/// on every platform; values of one type that differ digest differently
+/// (up to 64-bit hash collisions). A value whose `Serialize` impl fails
+/// digests to the FNV-1a of its error text, so the trace stays
+/// deterministic; a warning is logged.
+///
+/// (Until this digest was introduced, it was the FNV-1a of the value's
+/// MessagePack encoding: trace hashes recorded before differ.)
 pub fn digest<T: Serialize + ?Sized>(value: &T) -> u64 {
-    match rmp_serde::to_vec(value) {
-        Ok(bytes) => fnv1a64(&bytes),
+    match super::digest::structural_digest(value) {
+        Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "trace digest: value does not encode");
             fnv1a64(e.to_string().as_bytes())
