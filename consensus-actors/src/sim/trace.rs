@@ -212,6 +212,12 @@ impl TraceHandle {
         self.push(TraceKind::Deliver { from, to, digest });
     }
 
+    /// [`record_delivery`](Self::record_delivery) when the caller already
+    /// knows the current virtual time `now`.
+    pub(crate) fn record_delivery_at(&self, now: Instant, from: NodeId, to: NodeId, digest: u64) {
+        self.push_at(now, TraceKind::Deliver { from, to, digest });
+    }
+
     /// The simulation performed a control action.
     pub fn record_control(&self, what: impl Into<String>) {
         self.push(TraceKind::Control { what: what.into() });
@@ -223,10 +229,13 @@ impl TraceHandle {
     }
 
     fn push(&self, kind: TraceKind) {
+        self.push_at(Instant::now(), kind);
+    }
+
+    fn push_at(&self, now: Instant, kind: TraceKind) {
         if self.skip_deliveries && matches!(kind, TraceKind::Deliver { .. }) {
             return;
         }
-        let now = Instant::now();
         let mut st = self.lock();
         let at_us =
             u64::try_from(now.saturating_duration_since(st.start).as_micros()).unwrap_or(u64::MAX);
