@@ -134,6 +134,18 @@ impl WordHasher {
         }
     }
 
+    /// Pads the stream with zero bytes to a whole word (callers keep the
+    /// stream unambiguous by writing lengths before variable-length data).
+    #[inline]
+    pub(crate) fn pad_to_word(&mut self) {
+        if self.pending_bytes > 0 {
+            let word = self.pending;
+            self.fold(word);
+            self.pending = 0;
+            self.pending_bytes = 0;
+        }
+    }
+
     /// The hash of everything appended so far.
     pub(crate) fn finish(&self) -> u64 {
         let mut h = *self;

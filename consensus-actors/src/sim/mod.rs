@@ -11,7 +11,7 @@
 //!   [`UnblockLink`], [`Isolate`], [`Heal`]).
 //! * [`TraceHandle`]: the run's trace. The network records every delivery
 //!   (virtual time, sender, receiver, [`digest`] of the message); nodes
-//!   record state changes. All of it feeds an FNV-1a hash, the replay check:
+//!   record state changes. All of it feeds one 64-bit hash, the replay check:
 //!   same seed and same build give the same [`TraceHandle::hash`].
 //! * [`Simulation`]: the cluster on one actix System over a current-thread
 //!   tokio runtime with a paused clock (virtual time jumps whenever every

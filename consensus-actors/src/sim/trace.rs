@@ -3,14 +3,17 @@
 //!
 //! The hash is the replay check of the simulation: the same seed on the same
 //! build yields the same sequence of events at the same virtual times, hence
-//! the same [`TraceHandle::hash`]. It is FNV-1a 64 over a fixed little-endian
-//! encoding of each record, so it does not depend on the process, the
-//! platform's hasher keys or the order of any hash map.
+//! the same [`TraceHandle::hash`]. It folds a fixed little-endian encoding
+//! of each record a 64-bit word at a time (the same word hasher as
+//! [`digest`]), so it does not depend on the process, the platform's hasher
+//! keys or the order of any hash map. (It was FNV-1a 64 byte by byte before:
+//! hashes recorded then differ.)
 //!
 //! Records themselves are only kept when asked for
 //! ([`TraceConfig::keep_records`]), bounded to the most recent ones, and can
 //! be written out as JSON lines to compare two runs record by record.
 
+use super::digest::WordHasher;
 use crate::types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -147,7 +150,7 @@ pub struct TraceConfig {
 #[derive(Debug)]
 struct TraceState {
     start: Instant,
-    hasher: Fnv1a64,
+    hasher: WordHasher,
     count: u64,
     config: TraceConfig,
     kept: VecDeque<TraceRecord>,
@@ -168,7 +171,7 @@ impl TraceHandle {
         Self {
             inner: Arc::new(Mutex::new(TraceState {
                 start,
-                hasher: Fnv1a64::new(),
+                hasher: WordHasher::new(),
                 count: 0,
                 config,
                 kept: VecDeque::new(),
@@ -243,7 +246,7 @@ impl TraceHandle {
         h.write_u64(at_us);
         match &kind {
             TraceKind::Deliver { from, to, digest } => {
-                h.write(&[1]);
+                h.write_u64(1);
                 h.write_u64(from.get());
                 h.write_u64(to.get());
                 h.write_u64(*digest);
@@ -253,21 +256,25 @@ impl TraceHandle {
                 label,
                 digest,
             } => {
-                h.write(&[2]);
+                h.write_u64(2);
                 h.write_u64(node.get());
-                h.write_str(label);
+                h.write_u64(label.len() as u64);
+                h.write_bytes(label.as_bytes());
+                h.pad_to_word();
                 h.write_u64(*digest);
             }
             TraceKind::Control { what } => {
-                h.write(&[3]);
-                h.write_str(what);
+                h.write_u64(3);
+                h.write_u64(what.len() as u64);
+                h.write_bytes(what.as_bytes());
+                h.pad_to_word();
             }
         }
-        let hash = h.finish();
         let seq = st.count;
         st.count += 1;
         let keep = st.config.keep_records;
         if keep > 0 {
+            let hash = st.hasher.finish();
             if st.kept.len() == keep {
                 st.kept.pop_front();
             }
