@@ -904,8 +904,14 @@ pub struct SimPort<M: Wire> {
 enum PortTarget<M: Wire> {
     /// To a network actor's mailbox.
     Actor(Recipient<Envelope<M>>),
-    /// Straight into a [`SimNetwork`]'s state (one mailbox hop fewer).
-    Direct(NetHandle<M>),
+    /// Straight into a [`SimNetwork`]'s state (one mailbox hop fewer). The
+    /// recipient is not used: it keeps the network actor (and so its
+    /// delivery task) alive as long as a port can send, as a port sending
+    /// through the actor's mailbox does.
+    Direct {
+        net: NetHandle<M>,
+        _keep_alive: Recipient<Envelope<M>>,
+    },
 }
 
 impl<M: Wire> Actor for SimPort<M> {
@@ -944,13 +950,21 @@ impl<M: Wire> SimPort<M> {
 
     /// A port for `node` handing its envelopes straight to the network
     /// behind `net` (as the network actor would on receiving them), with the
-    /// switch that closes it.
-    pub(crate) fn direct(node: NodeId, net: NetHandle<M>) -> (Self, PortSwitch) {
+    /// switch that closes it. `network` is that network actor's recipient,
+    /// held to keep the actor alive.
+    pub(crate) fn direct(
+        node: NodeId,
+        net: NetHandle<M>,
+        network: Recipient<Envelope<M>>,
+    ) -> (Self, PortSwitch) {
         let switch = PortSwitch::default();
         (
             Self {
                 node,
-                network: PortTarget::Direct(net),
+                network: PortTarget::Direct {
+                    net,
+                    _keep_alive: network,
+                },
                 closed: switch.0.clone(),
             },
             switch,
@@ -972,7 +986,7 @@ impl<M: Wire> Handler<Envelope<M>> for SimPort<M> {
         }
         match &self.network {
             PortTarget::Actor(network) => network.do_send(env),
-            PortTarget::Direct(net) => net.send(env),
+            PortTarget::Direct { net, .. } => net.send(env),
         }
     }
 }

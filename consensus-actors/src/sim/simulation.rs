@@ -306,7 +306,8 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
     }
 
     fn launch(&mut self, id: NodeId, incarnation: u32) {
-        let (port, switch) = SimPort::direct(id, self.net.clone());
+        let (port, switch) =
+            SimPort::direct(id, self.net.clone(), self.network.clone().recipient());
         let port = port.start();
         let ctx = NodeContext {
             id,

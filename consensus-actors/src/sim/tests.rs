@@ -927,3 +927,24 @@ fn a_standalone_network_actor_delivers_on_time_and_obeys_control_messages() {
     })
     .expect("runtime");
 }
+
+/// Dropping the `Simulation` handle does not stop the network: the nodes'
+/// ports keep the network actor (and its delivery task) alive, so running
+/// nodes keep exchanging messages.
+#[test]
+fn the_network_outlives_the_simulation_handle() {
+    let mut cfg = SimConfig::new(19, 2);
+    cfg.network.base_delay = ms(5);
+    let f = TestFactory::passive();
+    let s = f.shared.clone();
+    Simulation::run(cfg, f, |sim| async move {
+        s.send(1, 2, Msg::Data(1));
+        drop(sim);
+        tokio::time::sleep(ms(20)).await;
+        s.send(2, 1, Msg::Data(2));
+        tokio::time::sleep(ms(20)).await;
+        assert_eq!(s.data_from(2, 1), vec![1]);
+        assert_eq!(s.data_from(1, 2), vec![2]);
+    })
+    .expect("runs");
+}
