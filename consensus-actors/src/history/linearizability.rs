@@ -433,12 +433,16 @@ fn explain(key: &str, ops: &[&Operation], values: &Values<'_>, deepest: &Deepest
         .filter(|&&i| i != deepest.blocked)
         .map(|&i| ops[i as usize].to_string())
         .collect();
+    let value = match &value_after_prefix {
+        Some(v) => format!("{v:?}"),
+        None => "absent".to_string(),
+    };
     let summary = format!(
-        "key {key:?} is not linearizable: at most {} of its {} operations can be linearized \
-         (leaving the value {:?}); then {blocked} must take effect before it returns but cannot{}",
+        "key {key:?} is not linearizable: the longest linearizable prefix has {} of its {} \
+         operations and leaves the value {value}; then {blocked} must take effect before it \
+         returns but cannot{}",
         longest_prefix.len(),
         ops.len(),
-        value_after_prefix,
         if others.is_empty() {
             String::new()
         } else {

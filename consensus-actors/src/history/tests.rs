@@ -137,6 +137,12 @@ fn stale_read_is_not_linearizable_and_explained() {
     assert_eq!(e.candidates, vec![OpId(1)]);
     assert!(e.summary.contains("key \"x\""), "{}", e.summary);
     assert!(e.summary.contains("op1"), "{}", e.summary);
+    assert!(
+        e.summary
+            .contains("prefix has 1 of its 2 operations and leaves the value \"1\""),
+        "{}",
+        e.summary
+    );
     assert!(report.to_string().contains(&e.summary));
 }
 
