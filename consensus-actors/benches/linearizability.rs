@@ -7,6 +7,10 @@
 //! - `10k_ops_100_keys_3pct_unknown`: the same with 3% of the operations
 //!   ending unknown (half of them took effect), which keeps them candidates
 //!   for the rest of the search;
+//! - `10k_ops_1_key_8_clients`: 10,000 operations of 8 clients on one hot
+//!   key (the search is exponential in the concurrency on one key: at 16
+//!   clients on one key it needs about a million steps per 2,000
+//!   operations, beyond 24 it exhausts the default budget);
 //! - `jepsen_etcd_all`: the 103 Jepsen etcd histories of
 //!   `<workspace root>/../shared/testdata/jepsen-etcd`, or of
 //!   `$JEPSEN_ETCD_DIR` when set (skipped when absent).
@@ -124,14 +128,16 @@ fn jepsen_histories() -> Vec<History> {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("check_history");
     group.sample_size(20);
-    for (name, unknown_pct) in [
-        ("10k_ops_100_keys", 0),
-        ("10k_ops_100_keys_3pct_unknown", 3),
+    for (name, keys, clients, unknown_pct) in [
+        ("10k_ops_100_keys", 100, 32, 0),
+        ("10k_ops_100_keys_3pct_unknown", 100, 32, 3),
+        ("10k_ops_1_key_8_clients", 1, 8, 0),
     ] {
-        let history = linearizable_history(10_000, 100, 32, unknown_pct);
+        let history = linearizable_history(10_000, keys, clients, unknown_pct);
         let report = check_history(&history);
         assert_eq!(report.verdict, Verdict::Linearizable, "{report}");
-        assert_eq!((report.operations, report.keys), (10_000, 100));
+        assert_eq!((report.operations, report.keys), (10_000, keys));
+        eprintln!("{name}: {} search steps", report.steps);
         group.bench_function(name, |b| b.iter(|| check_history(black_box(&history))));
     }
     let jepsen = jepsen_histories();

@@ -8,30 +8,55 @@
 //! (P-compositionality, Horn & Kroening 2015). `Noop`, failed operations and
 //! reads with an unknown outcome constrain nothing and are left out.
 //!
-//! Each sub-history is checked by the search of Wing & Gong (1993) with
-//! Lowe's "just-in-time linearization" and memo (Lowe 2017), as Porcupine
-//! does it. Invocations and completions are laid out as one list of entries
-//! in time order (invocations first at equal times, so equal timestamps mean
-//! "concurrent"). The search walks the list from the front: every invocation
-//! met before the first completion is an operation that may take effect now.
-//! It tries each in turn: if applying it to the current register value gives
-//! the output the client observed, and the pair (set of operations taken
-//! effect, new register value) has not been seen before, the operation is
-//! *linearized*: its two entries are unlinked from the list (dancing links)
-//! and the walk restarts from the front. Reaching a completion means the
-//! operation it closes must have taken effect already but cannot, so the
-//! search backtracks: the last linearized operation is relinked and the walk
-//! resumes after it. The sub-history is linearizable when every operation
-//! with a known outcome is linearized (operations with an unknown outcome
-//! complete at +infinity with an unconstrained output, so they can always be
-//! placed at the end); it is not when backtracking runs out.
+//! Each sub-history is checked by the depth-first search of Wing & Gong
+//! (1993) with Lowe's "just-in-time linearization" and memo (Lowe 2017), as
+//! Porcupine does it. Invocations and completions are laid out as one list
+//! of entries in time order (invocations first at equal times, so equal
+//! timestamps mean "concurrent"). At each node of the search, the
+//! *candidates* are the invocations met before the first completion in the
+//! list: the operations that may take effect next. The first completion's
+//! operation (the *urgent* one) must take effect before anything invoked
+//! after it returned, so it is always a candidate. A candidate is
+//! *linearized* when applying it to the current register value gives the
+//! output its client observed and the pair (set of operations taken effect,
+//! new value) has not been explored before: its two entries are unlinked
+//! from the list (dancing links) and the search goes one level deeper. When
+//! no candidate is left, the urgent operation cannot take effect after this
+//! prefix: the search backtracks, relinking the last linearized operation
+//! and trying the next candidate of the node above. The sub-history is
+//! linearizable once every operation with a known outcome is linearized
+//! (operations with an unknown outcome complete at +infinity with an
+//! unconstrained output, so they can always go at the end); it is not when
+//! backtracking runs out.
+//!
+//! Two refinements keep the search small; neither changes a verdict:
+//!
+//! - **Forced moves.** A candidate whose observed output shows it left the
+//!   value unchanged, whatever the value (a read, a failed compare-and-swap,
+//!   a delete that found nothing), and that fits the current value is the
+//!   node's only choice: any linearization from the node that places it
+//!   later stays valid with it moved to now (the value it sees is the same,
+//!   it changes nothing for the others, and everything that must precede it
+//!   already did). This alone removes the branching over reads.
+//! - **Candidate order.** The urgent operation is tried first, then the
+//!   candidates after which it would fit, then the others in invocation
+//!   order.
+//!
+//! On the 103 Jepsen etcd histories the search takes 0.68 million steps in
+//! all; with forced moves but plain invocation order, 1.6 million; with
+//! neither (Porcupine's search), the hardest history alone takes 1.36
+//! million.
 //!
 //! The memo makes the search visit each (linearized set, value) pair at most
-//! once; the set is a bitset keyed by an incrementally maintained Zobrist
-//! hash. The search is deterministic: same history, same steps, same answer.
-//! A step budget per key (and an optional interrupt callback for wall-clock
-//! limits, polled every few thousand steps) turns a search that would take
-//! too long into an [`Verdict::Unknown`] verdict.
+//! once. Sets are bitsets over operations in invocation order, hashed by an
+//! incrementally maintained Zobrist key and stored compactly: all operations
+//! below the first one not linearized are implied, so an entry holds only
+//! the few words above it. The search is deterministic: same history, same steps,
+//! same answer. Its cost is exponential in the number of operations
+//! concurrent on one key in the worst case, as for every such checker. A step
+//! budget per key (and an optional interrupt callback for wall-clock limits,
+//! polled every few thousand steps) turns a search that would take too long
+//! into a [`Verdict::Unknown`] verdict.
 
 use super::{History, ObservedOutput, OpId, Operation, Outcome};
 use crate::kv::KvCommand;
@@ -352,6 +377,17 @@ struct SeqOp {
 }
 
 impl SeqOp {
+    /// Whether the observed output shows the operation left the value as it
+    /// found it, whatever that value was (a read, a failed compare-and-swap,
+    /// a delete of an absent key).
+    fn preserves_state(&self) -> bool {
+        matches!(
+            self.expect,
+            Expect::Exactly(Out::Value(_) | Out::CasFailed(_) | Out::Deleted(false))
+                | Expect::AnyCasFailure
+        )
+    }
+
     fn new<'h>(op: &'h Operation, values: &mut Values<'h>) -> Self {
         let cmd = match &op.command {
             KvCommand::Put { value, .. } => Cmd::Put(values.id(Some(value))),
@@ -505,41 +541,118 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The set of (linearized bitset, register value) pairs already explored,
-/// stored flat: entry `i` is `sets[i*words..(i+1)*words]`, `states[i]`, and
-/// `chain[i]` links entries whose hashes are equal.
+/// The set of operations linearized so far, as a bitset over operations
+/// numbered in invocation order, with a Zobrist hash kept up to date.
+///
+/// Its canonical compact form ([`key`](Self::key)) is what the memo stores:
+/// every operation below `low` (the first one not linearized) is in the set,
+/// so only the words from `low`'s word up to the last non-zero word need
+/// storing. That span is about the history's concurrency, not its length, so
+/// memo entries stay a few words long even for a long single-key history.
+struct Linearized {
+    words: Vec<u64>,
+    zobrist: Vec<u64>,
+    hash: u64,
+    /// The first bit not set (all below are set).
+    low: usize,
+    /// One past the last non-zero word.
+    high_word: usize,
+}
+
+impl Linearized {
+    fn new(n: usize) -> Self {
+        Self {
+            words: vec![0; n.div_ceil(64)],
+            zobrist: (0..n as u64).map(mix).collect(),
+            hash: 0,
+            low: 0,
+            high_word: 0,
+        }
+    }
+
+    fn insert(&mut self, bit: usize) {
+        debug_assert_eq!(self.words[bit / 64] & (1 << (bit % 64)), 0);
+        self.words[bit / 64] |= 1 << (bit % 64);
+        self.hash ^= self.zobrist[bit];
+        self.high_word = self.high_word.max(bit / 64 + 1);
+        if bit == self.low {
+            // Skip the run of set bits that now starts at `low`.
+            while let Some(&word) = self.words.get(self.low / 64) {
+                let shift = self.low % 64;
+                // The shifted-in high bits read as zeros, so `ones` stops
+                // at the end of the word at the latest.
+                let ones = (!(word >> shift)).trailing_zeros() as usize;
+                self.low += ones;
+                if ones < 64 - shift {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, bit: usize) {
+        debug_assert_ne!(self.words[bit / 64] & (1 << (bit % 64)), 0);
+        self.words[bit / 64] &= !(1 << (bit % 64));
+        self.hash ^= self.zobrist[bit];
+        self.low = self.low.min(bit);
+        while self.high_word > 0 && self.words[self.high_word - 1] == 0 {
+            self.high_word -= 1;
+        }
+    }
+
+    /// The canonical compact form: the index of `low`'s word and the words
+    /// from there to the last non-zero one.
+    fn key(&self) -> (u32, &[u64]) {
+        let start = self.low / 64;
+        (start as u32, &self.words[start..self.high_word.max(start)])
+    }
+}
+
+/// The set of (linearized set, register value) pairs already explored, in
+/// flat arenas: entry `i` is the compact set `(starts[i],
+/// words[offsets[i]..offsets[i + 1]])` with value `states[i]`; `chain[i]`
+/// links entries whose hashes are equal.
 struct Memo {
-    words: usize,
     heads: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
-    sets: Vec<u64>,
+    starts: Vec<u32>,
+    offsets: Vec<usize>,
+    words: Vec<u64>,
     states: Vec<u32>,
     chain: Vec<u32>,
 }
 
 impl Memo {
-    fn new(words: usize) -> Self {
+    fn new() -> Self {
         Self {
-            words,
             heads: HashMap::default(),
-            sets: Vec::new(),
+            starts: Vec::new(),
+            offsets: vec![0],
+            words: Vec::new(),
             states: Vec::new(),
             chain: Vec::new(),
         }
     }
 
     /// Inserts the pair; `false` if it was already there.
-    fn insert(&mut self, hash: u64, set: &[u64], state: u32) -> bool {
+    fn insert(&mut self, set: &Linearized, state: u32) -> bool {
+        let hash = set.hash ^ mix(u64::from(state) ^ 0xA5A5_A5A5);
+        let (start, words) = set.key();
         let head = self.heads.entry(hash).or_insert(NIL);
         let mut cur = *head;
         while cur != NIL {
             let i = cur as usize;
-            if self.states[i] == state && self.sets[i * self.words..(i + 1) * self.words] == *set {
+            if self.states[i] == state
+                && self.starts[i] == start
+                && self.words[self.offsets[i]..self.offsets[i + 1]] == *words
+            {
                 return false;
             }
             cur = self.chain[i];
         }
         let index = self.states.len() as u32;
-        self.sets.extend_from_slice(set);
+        self.starts.push(start);
+        self.words.extend_from_slice(words);
+        self.offsets.push(self.words.len());
         self.states.push(state);
         self.chain.push(*head);
         *head = index;
@@ -558,9 +671,9 @@ struct Search<'s> {
     next: Vec<u32>,
     prev: Vec<u32>,
     head: u32,
-    zobrist: Vec<u64>,
-    linearized: Vec<u64>,
-    linearized_hash: u64,
+    /// Operation -> its bit in `linearized` (its rank in invocation order).
+    bit_of: Vec<u32>,
+    linearized: Linearized,
     /// Operations with a known outcome not yet linearized.
     definite_left: usize,
     steps: u64,
@@ -583,10 +696,14 @@ impl<'s> Search<'s> {
         let mut entry_op = vec![0; m];
         let mut completion_of = vec![NIL; m];
         let mut invocation_at = vec![NIL; n];
+        let mut bit_of = vec![0; n];
+        let mut invoked = 0;
         for (e, &(_, _, is_completion, op)) in order.iter().enumerate() {
             entry_op[e] = op;
             if !is_completion {
                 invocation_at[op as usize] = e as u32;
+                bit_of[op as usize] = invoked;
+                invoked += 1;
             }
         }
         for (e, &(_, _, is_completion, op)) in order.iter().enumerate() {
@@ -610,9 +727,8 @@ impl<'s> Search<'s> {
             next,
             prev,
             head,
-            zobrist: (0..n as u64).map(mix).collect(),
-            linearized: vec![0; n.div_ceil(64)],
-            linearized_hash: 0,
+            bit_of,
+            linearized: Linearized::new(n),
             definite_left: ops.iter().filter(|op| op.complete_us.is_some()).count(),
             steps: 0,
         }
@@ -646,22 +762,104 @@ impl<'s> Search<'s> {
         self.relink(call);
     }
 
-    fn toggle(&mut self, op: u32) {
-        self.linearized[(op / 64) as usize] ^= 1 << (op % 64);
-        self.linearized_hash ^= self.zobrist[op as usize];
+    fn bit(&self, op: u32) -> usize {
+        self.bit_of[op as usize] as usize
     }
 
     fn is_definite(&self, op: u32) -> bool {
         self.ops[op as usize].complete_us.is_some()
     }
 
+    /// Opens the node reached with value `state`: lists its candidates in
+    /// the order to try them into `frame`.
+    ///
+    /// The candidates are the invocations before the first completion in
+    /// the list; that completion's operation (the most urgent one) is always
+    /// among them. If some candidate's observed output shows it leaves any
+    /// value unchanged (a read, a failed compare-and-swap, a delete of an
+    /// absent key) and fits `state`, it is the only one listed: any
+    /// linearization from here that places it later stays valid with it
+    /// moved to now. Otherwise the order is: the urgent operation, then the
+    /// candidates after which it would fit, then the rest in invocation
+    /// order. The order changes how fast a linearization is found, never the
+    /// verdict.
+    fn open_node(&self, state: u32, frame: &mut Frame) {
+        frame.state = state;
+        frame.next = 0;
+        frame.chosen = NIL;
+        frame.candidates.clear();
+        let mut e = self.next[self.head as usize];
+        while e != NIL && self.completion_of[e as usize] != NIL {
+            let op = self.ops[self.entry_op[e as usize] as usize];
+            if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
+                frame.candidates.clear();
+                frame.candidates.push(e);
+                frame.urgent = self.first_completion_from(e);
+                return;
+            }
+            frame.candidates.push(e);
+            e = self.next[e as usize];
+        }
+        frame.urgent = e;
+        if e == NIL {
+            return;
+        }
+        let urgent = self.entry_op[e as usize];
+        let urgent_op = self.ops[urgent as usize];
+        let Some(urgent_call) = frame
+            .candidates
+            .iter()
+            .position(|&c| self.entry_op[c as usize] == urgent)
+        else {
+            return;
+        };
+        let call = frame.candidates.remove(urgent_call);
+        // Candidates after which the urgent operation would fit go first
+        // (the sort is stable: invocation order otherwise).
+        frame.candidates.sort_by_key(|&c| {
+            let op = self.ops[self.entry_op[c as usize] as usize];
+            let (after, out) = step(state, op.cmd);
+            !(op.expect.allows(out) && urgent_op.expect.allows(step(after, urgent_op.cmd).1))
+        });
+        frame.candidates.insert(0, call);
+    }
+
+    /// The first completion entry at or after `e` in the list.
+    fn first_completion_from(&self, mut e: u32) -> u32 {
+        while e != NIL && self.completion_of[e as usize] != NIL {
+            e = self.next[e as usize];
+        }
+        e
+    }
+
+    /// Takes invocation entry `call` out of the list, its operation being
+    /// linearized (its bit is already in the set).
+    fn linearize(&mut self, call: u32) {
+        let op = self.entry_op[call as usize];
+        self.lift(call);
+        if self.is_definite(op) {
+            self.definite_left -= 1;
+        }
+    }
+
+    /// Undoes [`linearize`](Self::linearize) (must be the last one).
+    fn unlinearize(&mut self, call: u32) {
+        let op = self.entry_op[call as usize];
+        self.linearized.remove(self.bit(op));
+        self.unlift(call);
+        if self.is_definite(op) {
+            self.definite_left += 1;
+        }
+    }
+
     fn run(&mut self, options: &CheckOptions<'_>) -> SearchOutcome {
-        let mut state = ABSENT;
-        let mut memo = Memo::new(self.linearized.len());
-        // Linearized invocation entries, each with the value before it.
-        let mut calls: Vec<(u32, u32)> = Vec::new();
+        let mut memo = Memo::new();
+        // frames[..depth] is the path from the root to the current node;
+        // deeper frames are kept for their allocations.
+        let mut frames: Vec<Frame> = vec![Frame::default()];
+        self.open_node(ABSENT, &mut frames[0]);
+        let mut depth = 1;
         let mut deepest: Option<Deepest> = None;
-        let mut entry = self.next[self.head as usize];
         loop {
             if self.definite_left == 0 {
                 return SearchOutcome::Linearizable;
@@ -681,71 +879,144 @@ impl<'s> Search<'s> {
             }
             self.steps += 1;
 
-            let is_call = entry != NIL && self.completion_of[entry as usize] != NIL;
-            if is_call {
-                let op = self.entry_op[entry as usize];
+            let frame = &mut frames[depth - 1];
+            if let Some(&call) = frame.candidates.get(frame.next) {
+                frame.next += 1;
+                let state = frame.state;
+                let op = self.entry_op[call as usize];
                 let seq_op = self.ops[op as usize];
                 let (new_state, out) = step(state, seq_op.cmd);
-                if seq_op.expect.allows(out) {
-                    self.toggle(op);
-                    let key_hash = self.linearized_hash ^ mix(u64::from(new_state) ^ 0xA5A5_A5A5);
-                    if memo.insert(key_hash, &self.linearized, new_state) {
-                        calls.push((entry, state));
-                        state = new_state;
-                        self.lift(entry);
-                        if self.is_definite(op) {
-                            self.definite_left -= 1;
-                        }
-                        entry = self.next[self.head as usize];
-                        continue;
-                    }
-                    self.toggle(op);
+                if !seq_op.expect.allows(out) {
+                    continue;
                 }
-                entry = self.next[entry as usize];
+                self.linearized.insert(self.bit(op));
+                if !memo.insert(&self.linearized, new_state) {
+                    self.linearized.remove(self.bit(op));
+                    continue;
+                }
+                frame.chosen = call;
+                self.linearize(call);
+                if frames.len() == depth {
+                    frames.push(Frame::default());
+                }
+                self.open_node(new_state, &mut frames[depth]);
+                depth += 1;
             } else {
-                // A completion: the operation it closes cannot take effect
-                // after the current prefix.
-                if deepest
-                    .as_ref()
-                    .is_none_or(|d| calls.len() > d.prefix.len())
-                {
-                    deepest = Some(self.dead_end(&calls, state, entry));
+                // Every candidate failed: the urgent operation cannot take
+                // effect after this prefix.
+                if deepest.as_ref().is_none_or(|d| depth - 1 > d.prefix.len()) {
+                    deepest = Some(self.dead_end(&frames[..depth]));
                 }
-                let Some((call, before)) = calls.pop() else {
+                depth -= 1;
+                if depth == 0 {
                     return SearchOutcome::Violation(deepest.unwrap_or_default());
-                };
-                let op = self.entry_op[call as usize];
-                state = before;
-                self.toggle(op);
-                self.unlift(call);
-                if self.is_definite(op) {
-                    self.definite_left += 1;
                 }
-                entry = self.next[call as usize];
+                let chosen = frames[depth - 1].chosen;
+                self.unlinearize(chosen);
             }
         }
     }
 
-    /// Describes the dead end at completion entry `stop`.
-    fn dead_end(&self, calls: &[(u32, u32)], state: u32, stop: u32) -> Deepest {
+    /// Describes the dead end at the last of `path`.
+    fn dead_end(&self, path: &[Frame]) -> Deepest {
+        let Some((node, ancestors)) = path.split_last() else {
+            return Deepest::default();
+        };
         let mut candidates = Vec::new();
         let mut e = self.next[self.head as usize];
-        while e != stop && e != NIL {
+        while e != node.urgent && e != NIL {
             candidates.push(self.entry_op[e as usize]);
             e = self.next[e as usize];
         }
         Deepest {
-            prefix: calls
+            prefix: ancestors
                 .iter()
-                .map(|&(c, _)| self.entry_op[c as usize])
+                .map(|f| self.entry_op[f.chosen as usize])
                 .collect(),
-            state,
-            blocked: if stop == NIL {
+            state: node.state,
+            blocked: if node.urgent == NIL {
                 0
             } else {
-                self.entry_op[stop as usize]
+                self.entry_op[node.urgent as usize]
             },
             candidates,
         }
+    }
+}
+
+/// One node of the search: the value there, its candidates in the order to
+/// try them, and which one the path below it took.
+#[derive(Clone, Debug, Default)]
+struct Frame {
+    state: u32,
+    candidates: Vec<u32>,
+    next: usize,
+    chosen: u32,
+    /// The first completion entry in the list at this node.
+    urgent: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::collections::BTreeSet;
+
+    /// The compact key of [`Linearized`] is canonical: equal exactly when
+    /// the sets are, whatever order bits were set and cleared in.
+    #[test]
+    fn linearized_set_key_is_canonical() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let n = 300;
+        let mut seen: HashMap<(u32, Vec<u64>), BTreeSet<usize>> = HashMap::new();
+        let mut set = Linearized::new(n);
+        let mut reference = BTreeSet::new();
+        for _ in 0..20_000 {
+            // Mostly fill from the bottom, as the search does, with holes.
+            let bit = if rng.random_bool(0.7) {
+                (0..n).find(|b| !reference.contains(b)).unwrap_or(0)
+            } else {
+                rng.random_range(0..n)
+            };
+            if reference.contains(&bit) {
+                set.remove(bit);
+                reference.remove(&bit);
+            } else {
+                set.insert(bit);
+                reference.insert(bit);
+            }
+            let low = (0..=n).find(|b| !reference.contains(b)).unwrap();
+            assert_eq!(set.low, low);
+            let expected_hash = reference.iter().fold(0, |h, &b| h ^ mix(b as u64));
+            assert_eq!(set.hash, expected_hash);
+            let (start, words) = set.key();
+            let previous = seen
+                .entry((start, words.to_vec()))
+                .or_insert_with(|| reference.clone());
+            assert_eq!(*previous, reference, "two sets share a key");
+            if reference.len() == n {
+                reference.clear();
+                set = Linearized::new(n);
+            }
+        }
+        assert!(seen.len() > 1000, "{}", seen.len());
+    }
+
+    #[test]
+    fn memo_tells_sets_and_values_apart() {
+        let mut memo = Memo::new();
+        let mut a = Linearized::new(130);
+        assert!(memo.insert(&a, 0));
+        assert!(!memo.insert(&a, 0));
+        assert!(memo.insert(&a, 1));
+        a.insert(129);
+        assert!(memo.insert(&a, 0));
+        a.remove(129);
+        a.insert(0);
+        assert!(memo.insert(&a, 0));
+        a.remove(0);
+        assert!(!memo.insert(&a, 1));
+        assert_eq!(memo.states.len(), 4);
     }
 }
