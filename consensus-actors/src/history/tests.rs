@@ -596,15 +596,37 @@ enum Fate {
     Fail,
 }
 
+/// The size of [`random_history`]'s histories.
+#[derive(Clone, Copy)]
+struct Shape {
+    max_ops: usize,
+    max_len_us: u64,
+    one_key: bool,
+}
+
+/// Up to 8 operations on one or two keys, short intervals.
+const SMALL: Shape = Shape {
+    max_ops: 8,
+    max_len_us: 12,
+    one_key: false,
+};
+
+/// Up to 9 operations on one key with long intervals: most overlap.
+const CROWDED: Shape = Shape {
+    max_ops: 9,
+    max_len_us: 40,
+    one_key: true,
+};
+
 /// A small random history: a real sequential execution of random commands
 /// on one or two keys, each operation given an interval around its
 /// linearization point, some with unknown or failed outcomes, then (often)
 /// one perturbation of an output, a command or an interval that may or may
 /// not break linearizability.
-fn random_history(rng: &mut ChaCha8Rng) -> History {
+fn random_history(rng: &mut ChaCha8Rng, shape: Shape) -> History {
     const VALUES: [&str; 3] = ["1", "2", "3"];
-    let n = rng.random_range(1..=8usize);
-    let keys: &[&str] = if rng.random_bool(0.7) {
+    let n = rng.random_range(1..=shape.max_ops);
+    let keys: &[&str] = if shape.one_key || rng.random_bool(0.7) {
         &["x"]
     } else {
         &["x", "y"]
@@ -628,7 +650,7 @@ fn random_history(rng: &mut ChaCha8Rng) -> History {
             _ => KvCommand::Noop,
         };
         let invoke_us = rng.random_range(0..30u64);
-        let complete_us = invoke_us + rng.random_range(0..12u64);
+        let complete_us = invoke_us + rng.random_range(0..shape.max_len_us);
         let point = rng.random_range(invoke_us..=complete_us);
         let fate = match rng.random_range(0..100) {
             0..72 => Fate::Ok,
@@ -751,7 +773,7 @@ fn agrees_with_brute_force_on_random_histories() {
     let (mut lin, mut not) = (0usize, 0usize);
     const CASES: usize = 20_000;
     for _ in 0..CASES {
-        let h = random_history(&mut rng);
+        let h = random_history(&mut rng, SMALL);
         match verdict(&h) {
             LIN => lin += 1,
             NOT => not += 1,
@@ -762,12 +784,29 @@ fn agrees_with_brute_force_on_random_histories() {
     assert!(lin >= CASES / 4 && not >= CASES / 4, "lin {lin}, not {not}");
 }
 
+/// The same on crowded single-key histories, where most operations overlap
+/// and forced moves and candidate order matter most.
+#[test]
+fn agrees_with_brute_force_on_crowded_histories() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0xc20_3d3d);
+    let (mut lin, mut not) = (0usize, 0usize);
+    const CASES: usize = 3000;
+    for _ in 0..CASES {
+        match verdict(&random_history(&mut rng, CROWDED)) {
+            LIN => lin += 1,
+            NOT => not += 1,
+            Verdict::Unknown => panic!("unlimited search stopped"),
+        }
+    }
+    assert!(lin >= CASES / 4 && not >= CASES / 4, "lin {lin}, not {not}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn json_round_trips_and_checker_agrees(seed in any::<u64>()) {
-        let h = random_history(&mut ChaCha8Rng::seed_from_u64(seed));
+        let h = random_history(&mut ChaCha8Rng::seed_from_u64(seed), SMALL);
         prop_assert_eq!(History::from_json(&h.to_json()), Ok(h.clone()));
         let report = check_history_with(&h, &CheckOptions::unlimited());
         prop_assert_eq!(report.linearizable, brute::linearizable(&h));
