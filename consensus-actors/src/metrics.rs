@@ -1,1 +1,0 @@
-//! LatencyTracker, ThroughputMeter and the per-cluster recorder (being built).

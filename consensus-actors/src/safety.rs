@@ -1,1 +1,0 @@
-//! The SafetyVerifier and protocol invariants (being built).

@@ -1,0 +1,381 @@
+//! The pluggable invariant interface and the pure, synchronous checker that
+//! runs a set of invariants over an event stream.
+
+use super::{
+    PaxosAgreement, PaxosPromisesKept, PbftAgreement, PbftPreparedAgreement, RaftElectionSafety,
+    RaftLeaderAppendOnly, RaftLeaderCompleteness, RaftLogMatching, RaftStateMachineSafety,
+    SafetyEvent, Violation,
+};
+use crate::types::ConsensusProtocol;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A safety property checked as events happen.
+///
+/// An invariant keeps whatever state it needs, sees every event in order
+/// and pushes a [`Violation`] to `out` for each way the event breaks its
+/// property. It ignores events of other protocols. Implement it to check
+/// your own properties and add it with [`SafetyChecker::add`].
+pub trait Invariant: Send {
+    /// A short kebab-case name, e.g. `raft-log-matching`; used as
+    /// [`Violation::invariant`].
+    fn name(&self) -> &'static str;
+
+    /// Observes one event that happened at `at_us` (microseconds).
+    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>);
+}
+
+/// How many violations a checker keeps by default; more are counted but not
+/// stored, so a badly broken run cannot exhaust memory.
+pub const DEFAULT_VIOLATION_LIMIT: usize = 1000;
+
+/// Runs a set of [`Invariant`]s over an event stream. Pure: no clock, no
+/// actor, no I/O; the caller says when each event happened.
+pub struct SafetyChecker {
+    invariants: Vec<Box<dyn Invariant>>,
+    violations: Vec<Violation>,
+    violation_count: u64,
+    violation_limit: usize,
+    events_observed: u64,
+    fresh: Vec<Violation>,
+}
+
+impl Default for SafetyChecker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for SafetyChecker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SafetyChecker")
+            .field("invariants", &self.invariant_names())
+            .field("events_observed", &self.events_observed)
+            .field("violation_count", &self.violation_count)
+            .finish()
+    }
+}
+
+impl SafetyChecker {
+    /// A checker with no invariants.
+    pub fn new() -> Self {
+        Self {
+            invariants: Vec::new(),
+            violations: Vec::new(),
+            violation_count: 0,
+            violation_limit: DEFAULT_VIOLATION_LIMIT,
+            events_observed: 0,
+            fresh: Vec::new(),
+        }
+    }
+
+    /// Adds the Raft invariants: Election Safety, Leader Append-Only, Log
+    /// Matching, Leader Completeness and State Machine Safety (Figure 3 of
+    /// the Raft paper).
+    #[must_use]
+    pub fn with_raft(self) -> Self {
+        self.with(Box::new(RaftElectionSafety::default()))
+            .with(Box::new(RaftLeaderAppendOnly::default()))
+            .with(Box::new(RaftLogMatching::default()))
+            .with(Box::new(RaftLeaderCompleteness::default()))
+            .with(Box::new(RaftStateMachineSafety::default()))
+    }
+
+    /// Adds the Paxos invariants: agreement (one value chosen per slot,
+    /// judged from learners' `Chosen` reports and P2b) and promises kept
+    /// (P1a).
+    #[must_use]
+    pub fn with_paxos(self) -> Self {
+        self.with(Box::new(PaxosAgreement::default()))
+            .with(Box::new(PaxosPromisesKept::default()))
+    }
+
+    /// Like [`with_paxos`](Self::with_paxos), but knowing there are
+    /// `acceptors` acceptors, agreement also infers which values are chosen
+    /// from the acceptors' `Accepted` reports (a majority at one ballot),
+    /// without waiting for a learner.
+    #[must_use]
+    pub fn with_paxos_acceptors(self, acceptors: usize) -> Self {
+        self.with(Box::new(PaxosAgreement::with_acceptors(acceptors)))
+            .with(Box::new(PaxosPromisesKept::default()))
+    }
+
+    /// Adds the PBFT invariants: correct replicas commit one request per
+    /// sequence number in any view, and prepare one per view and sequence
+    /// number.
+    #[must_use]
+    pub fn with_pbft(self) -> Self {
+        self.with(Box::new(PbftAgreement::default()))
+            .with(Box::new(PbftPreparedAgreement::default()))
+    }
+
+    /// A checker with the invariants of `protocol` (Multi-Paxos gets the
+    /// Paxos ones).
+    pub fn for_protocol(protocol: ConsensusProtocol) -> Self {
+        match protocol {
+            ConsensusProtocol::Raft => Self::new().with_raft(),
+            ConsensusProtocol::Paxos | ConsensusProtocol::MultiPaxos => Self::new().with_paxos(),
+            ConsensusProtocol::Pbft => Self::new().with_pbft(),
+        }
+    }
+
+    /// Adds an invariant (builder style).
+    #[must_use]
+    pub fn with(mut self, invariant: Box<dyn Invariant>) -> Self {
+        self.add(invariant);
+        self
+    }
+
+    /// Adds an invariant.
+    pub fn add(&mut self, invariant: Box<dyn Invariant>) {
+        self.invariants.push(invariant);
+    }
+
+    /// Keeps at most `limit` violations (the first ones); later ones are
+    /// only counted.
+    #[must_use]
+    pub fn with_violation_limit(mut self, limit: usize) -> Self {
+        self.violation_limit = limit;
+        self
+    }
+
+    /// Feeds one event, observed at `at_us`, to every invariant. Returns the
+    /// violations this event caused (empty almost always).
+    pub fn observe(&mut self, at_us: u64, ev: &SafetyEvent) -> &[Violation] {
+        self.events_observed += 1;
+        self.fresh.clear();
+        for invariant in &mut self.invariants {
+            invariant.observe(at_us, ev, &mut self.fresh);
+        }
+        for v in &self.fresh {
+            tracing::error!(violation = %v, "safety violation");
+            self.violation_count += 1;
+            if self.violations.len() < self.violation_limit {
+                self.violations.push(v.clone());
+            }
+        }
+        &self.fresh
+    }
+
+    /// The violations found so far (at most the limit; see
+    /// [`violation_count`](Self::violation_count)).
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// How many violations were found, including those beyond the limit.
+    pub fn violation_count(&self) -> u64 {
+        self.violation_count
+    }
+
+    /// True when no invariant has been violated.
+    pub fn is_ok(&self) -> bool {
+        self.violation_count == 0
+    }
+
+    /// How many events were observed.
+    pub fn events_observed(&self) -> u64 {
+        self.events_observed
+    }
+
+    /// The names of the invariants, in the order they run.
+    pub fn invariant_names(&self) -> Vec<&'static str> {
+        self.invariants.iter().map(|i| i.name()).collect()
+    }
+
+    /// A serializable summary (for the `consensus` program's JSON).
+    pub fn report(&self) -> SafetyReport {
+        SafetyReport {
+            ok: self.is_ok(),
+            events_observed: self.events_observed,
+            violation_count: self.violation_count,
+            invariants: self
+                .invariant_names()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            violations: self.violations.clone(),
+        }
+    }
+}
+
+/// What a checker found, in a form ready for JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SafetyReport {
+    /// True when no invariant was violated.
+    pub ok: bool,
+    /// Events observed.
+    pub events_observed: u64,
+    /// Violations found (including any beyond the stored limit).
+    pub violation_count: u64,
+    /// The invariants checked.
+    pub invariants: Vec<String>,
+    /// The stored violations, in the order found.
+    pub violations: Vec<Violation>,
+}
+
+/// A [`SafetyChecker`] shared by every node of an in-process cluster, for
+/// direct synchronous checking without messages (see
+/// [`SafetySink::local`](super::SafetySink::local)). Cloning is cheap.
+#[derive(Clone, Default)]
+pub struct SharedChecker(Arc<Mutex<SafetyChecker>>);
+
+impl fmt::Debug for SharedChecker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.lock().fmt(f)
+    }
+}
+
+impl SharedChecker {
+    /// Shares `checker`.
+    pub fn new(checker: SafetyChecker) -> Self {
+        Self(Arc::new(Mutex::new(checker)))
+    }
+
+    /// Locks the checker. A panic inside an invariant while it was locked
+    /// does not make the checker unusable (its state is still consistent
+    /// per event).
+    pub fn lock(&self) -> MutexGuard<'_, SafetyChecker> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Feeds one event; returns how many violations it caused.
+    pub fn observe(&self, at_us: u64, ev: &SafetyEvent) -> usize {
+        self.lock().observe(at_us, ev).len()
+    }
+
+    /// A copy of the violations found so far.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.lock().violations().to_vec()
+    }
+
+    /// True when no invariant has been violated.
+    pub fn is_ok(&self) -> bool {
+        self.lock().is_ok()
+    }
+
+    /// A serializable summary.
+    pub fn report(&self) -> SafetyReport {
+        self.lock().report()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::safety::{PaxosEvent, RaftEvent};
+    use crate::types::{Ballot, NodeId, Slot, Term};
+
+    /// A user-defined invariant: node 9 must never do anything.
+    struct Node9StaysQuiet;
+
+    impl Invariant for Node9StaysQuiet {
+        fn name(&self) -> &'static str {
+            "node9-quiet"
+        }
+
+        fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+            if let SafetyEvent::Raft(r) = ev {
+                if r.node() == NodeId(9) {
+                    out.push(
+                        Violation::new(self.name(), at_us, ev, "n9 spoke").with_nodes([NodeId(9)]),
+                    );
+                }
+            }
+        }
+    }
+
+    fn leader(node: u64, term: u64) -> SafetyEvent {
+        RaftEvent::BecameLeader {
+            node: NodeId(node),
+            term: Term(term),
+        }
+        .into()
+    }
+
+    #[test]
+    fn protocol_sets_hold_the_documented_invariants() {
+        assert_eq!(
+            SafetyChecker::for_protocol(ConsensusProtocol::Raft).invariant_names(),
+            vec![
+                "raft-election-safety",
+                "raft-leader-append-only",
+                "raft-log-matching",
+                "raft-leader-completeness",
+                "raft-state-machine-safety"
+            ]
+        );
+        assert_eq!(
+            SafetyChecker::for_protocol(ConsensusProtocol::MultiPaxos).invariant_names(),
+            vec!["paxos-agreement", "paxos-promises-kept"]
+        );
+        assert_eq!(
+            SafetyChecker::for_protocol(ConsensusProtocol::Pbft).invariant_names(),
+            vec!["pbft-agreement", "pbft-prepared-agreement"]
+        );
+    }
+
+    #[test]
+    fn user_invariants_plug_in_next_to_the_built_in_ones() {
+        let mut c = SafetyChecker::new()
+            .with_raft()
+            .with(Box::new(Node9StaysQuiet));
+        assert!(c.observe(1, &leader(1, 1)).is_empty());
+        let found = c.observe(2, &leader(9, 1));
+        let names: Vec<&str> = found.iter().map(|v| v.invariant.as_str()).collect();
+        assert_eq!(names, vec!["raft-election-safety", "node9-quiet"]);
+        assert_eq!(c.violation_count(), 2);
+        assert_eq!(c.events_observed(), 2);
+        assert!(!c.is_ok());
+    }
+
+    #[test]
+    fn invariants_ignore_other_protocols_events() {
+        let mut c = SafetyChecker::new().with_raft().with_pbft();
+        // Two learners disagreeing about a Paxos slot is not Raft's business.
+        for node in [1, 2] {
+            c.observe(
+                1,
+                &PaxosEvent::Chosen {
+                    node: NodeId(node),
+                    slot: Slot(1),
+                    ballot: Ballot::new(1, NodeId(node)),
+                    digest: node,
+                }
+                .into(),
+            );
+        }
+        assert!(c.is_ok());
+    }
+
+    #[test]
+    fn violations_beyond_the_limit_are_counted_not_stored() {
+        let mut c = SafetyChecker::new().with_raft().with_violation_limit(2);
+        c.observe(0, &leader(1, 1));
+        for node in 2..=5 {
+            assert_eq!(c.observe(node, &leader(node, 1)).len(), 1);
+        }
+        assert_eq!(c.violation_count(), 4);
+        assert_eq!(c.violations().len(), 2);
+        assert_eq!(c.violations()[0].at_us, 2);
+        let report = c.report();
+        assert!(!report.ok);
+        assert_eq!(report.violation_count, 4);
+        assert_eq!(report.events_observed, 5);
+        assert_eq!(report.violations.len(), 2);
+    }
+
+    #[test]
+    fn a_shared_checker_is_one_checker_behind_many_handles() {
+        let shared = SharedChecker::new(SafetyChecker::new().with_raft());
+        let other = shared.clone();
+        assert_eq!(shared.observe(1, &leader(1, 3)), 0);
+        assert_eq!(other.observe(2, &leader(2, 3)), 1);
+        assert!(!shared.is_ok());
+        assert_eq!(shared.violations().len(), 1);
+        assert_eq!(shared.report().events_observed, 2);
+    }
+}

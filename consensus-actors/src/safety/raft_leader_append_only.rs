@@ -1,0 +1,260 @@
+//! Raft **Leader Append-Only** (Raft paper §5.3, Figure 3): "a leader never
+//! overwrites or deletes entries in its log; it only appends new entries".
+//!
+//! A node counts as leader from `BecameLeader` until `SteppedDown` or a
+//! crash. While it leads, writing an entry of another term over one of its
+//! entries, truncating its log, or installing a snapshot that discards its
+//! entries is a violation. Compacting its own log (a snapshot whose last
+//! entry it holds) is not.
+
+use super::{Epoch, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
+use crate::types::{LogIndex, NodeId, Term};
+use std::collections::BTreeMap;
+
+/// Leaders only append.
+#[derive(Clone, Debug, Default)]
+pub struct RaftLeaderAppendOnly {
+    logs: RaftLogs,
+    leading: BTreeMap<NodeId, Term>,
+}
+
+impl RaftLeaderAppendOnly {
+    fn violation(
+        &self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        node: NodeId,
+        term: Term,
+        index: LogIndex,
+        detail: String,
+    ) -> Violation {
+        Violation::new(self.name(), at_us, ev, detail)
+            .with_nodes([node])
+            .with_epoch(Epoch::Term(term))
+            .with_position(Position::Index(index))
+    }
+}
+
+impl Invariant for RaftLeaderAppendOnly {
+    fn name(&self) -> &'static str {
+        "raft-leader-append-only"
+    }
+
+    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+        let raft = match ev {
+            SafetyEvent::Crashed { node } => {
+                self.leading.remove(node);
+                self.logs.apply(ev);
+                return;
+            }
+            SafetyEvent::Raft(r) => r,
+            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => return,
+        };
+        if let Some((node, entries)) = raft.appended_entries() {
+            let leading = self.leading.get(&node).copied();
+            for (index, term, digest) in entries {
+                if let Some(lt) = leading {
+                    let log = self.logs.log_mut(node);
+                    if let Some((old_term, _)) = log.entry_at(index).filter(|(t, _)| *t != term) {
+                        let last = log.last_index();
+                        let v = self.violation(
+                            at_us,
+                            ev,
+                            node,
+                            lt,
+                            index,
+                            format!(
+                                "{node}, leader of {lt}, overwrote its entry {index} of {old_term} with one of {term} (removing {index}..={last})"
+                            ),
+                        );
+                        out.push(v);
+                    }
+                }
+                self.logs.log_mut(node).append(index, term, digest);
+            }
+            return;
+        }
+        match raft {
+            RaftEvent::BecameLeader { node, term } => {
+                self.leading.insert(*node, *term);
+            }
+            RaftEvent::SteppedDown { node } => {
+                self.leading.remove(node);
+            }
+            RaftEvent::Truncated { node, from_index } => {
+                if let Some(lt) = self.leading.get(node).copied() {
+                    let last = self.logs.log_mut(*node).last_index();
+                    if *from_index <= last {
+                        let v = self.violation(
+                            at_us,
+                            ev,
+                            *node,
+                            lt,
+                            *from_index,
+                            format!(
+                                "{node}, leader of {lt}, deleted its entries {from_index}..={last}"
+                            ),
+                        );
+                        out.push(v);
+                    }
+                }
+            }
+            RaftEvent::SnapshotInstalled {
+                node,
+                last_index,
+                last_term,
+            } => {
+                if let Some(lt) = self.leading.get(node).copied() {
+                    let log = self.logs.log_mut(*node);
+                    if log.snapshot_would_discard(*last_index, *last_term) {
+                        let last = log.last_index();
+                        let v = self.violation(
+                            at_us,
+                            ev,
+                            *node,
+                            lt,
+                            *last_index,
+                            format!(
+                                "{node}, leader of {lt}, installed a snapshot through {last_index} {last_term} that its log (ending at {last}) does not match, discarding its entries"
+                            ),
+                        );
+                        out.push(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.logs.apply(ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N1: NodeId = NodeId(1);
+
+    fn leader(node: NodeId, term: u64) -> SafetyEvent {
+        RaftEvent::BecameLeader {
+            node,
+            term: Term(term),
+        }
+        .into()
+    }
+
+    fn append(node: NodeId, index: u64, term: u64, digest: u64) -> SafetyEvent {
+        RaftEvent::Appended {
+            node,
+            index: LogIndex(index),
+            term: Term(term),
+            digest,
+        }
+        .into()
+    }
+
+    fn truncate(node: NodeId, from: u64) -> SafetyEvent {
+        RaftEvent::Truncated {
+            node,
+            from_index: LogIndex(from),
+        }
+        .into()
+    }
+
+    fn run(events: &[SafetyEvent]) -> Vec<Violation> {
+        let mut inv = RaftLeaderAppendOnly::default();
+        let mut out = Vec::new();
+        for (t, ev) in events.iter().enumerate() {
+            inv.observe(t as u64, ev, &mut out);
+        }
+        out
+    }
+
+    /// Followers may overwrite and truncate; a leader that only appends and
+    /// compacts its own log is fine; after stepping down it may truncate.
+    #[test]
+    fn appending_leaders_and_truncating_followers_pass() {
+        let out = run(&[
+            append(N1, 1, 1, 10),
+            append(N1, 2, 1, 11),
+            append(N1, 2, 2, 12), // follower overwrite
+            truncate(N1, 2),      // follower truncation
+            leader(N1, 3),
+            append(N1, 2, 3, 13),
+            append(N1, 3, 3, 14),
+            append(N1, 3, 3, 14), // re-announcing its own entry
+            RaftEvent::SnapshotInstalled {
+                node: N1,
+                last_index: LogIndex(2),
+                last_term: Term(3),
+            }
+            .into(),
+            truncate(N1, 4), // nothing at 4: nothing deleted
+            RaftEvent::SteppedDown { node: N1 }.into(),
+            truncate(N1, 3),
+            leader(N1, 5),
+            SafetyEvent::Crashed { node: N1 },
+            append(N1, 3, 4, 15),
+        ]);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    /// Figure 3: a leader overwriting one of its entries is a violation.
+    #[test]
+    fn a_leader_overwriting_its_log_is_reported() {
+        let out = run(&[
+            append(N1, 1, 1, 10),
+            append(N1, 2, 1, 11),
+            leader(N1, 2),
+            append(N1, 2, 2, 12),
+        ]);
+        assert_eq!(out.len(), 1);
+        let v = &out[0];
+        assert_eq!(v.nodes, vec![N1]);
+        assert_eq!(v.epoch, Some(Epoch::Term(Term(2))));
+        assert_eq!(v.position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(
+            v.detail,
+            "n1, leader of t2, overwrote its entry i2 of t1 with one of t2 (removing i2..=i2)"
+        );
+    }
+
+    /// Figure 3: a leader deleting entries is a violation.
+    #[test]
+    fn a_leader_truncating_its_log_is_reported() {
+        let out = run(&[
+            RaftEvent::AppendedBatch {
+                node: N1,
+                first_index: LogIndex(1),
+                entries: vec![(Term(1), 1), (Term(1), 2), (Term(1), 3)],
+            }
+            .into(),
+            leader(N1, 2),
+            truncate(N1, 2),
+        ]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(
+            out[0].detail,
+            "n1, leader of t2, deleted its entries i2..=i3"
+        );
+    }
+
+    /// A leader installing a snapshot that does not match its log loses its
+    /// entries: a violation.
+    #[test]
+    fn a_leader_discarding_its_log_for_a_snapshot_is_reported() {
+        let out = run(&[
+            append(N1, 1, 1, 1),
+            append(N1, 2, 1, 2),
+            leader(N1, 2),
+            RaftEvent::SnapshotInstalled {
+                node: N1,
+                last_index: LogIndex(2),
+                last_term: Term(2),
+            }
+            .into(),
+        ]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].position, Some(Position::Index(LogIndex(2))));
+    }
+}

@@ -1,0 +1,320 @@
+//! Raft **Leader Completeness** (Raft paper §5.4.1 and the proof in §5.4.3,
+//! Figure 3): "if a log entry is committed in a given term, then that entry
+//! will be present in the logs of the leaders for all higher-numbered
+//! terms". This is the half of "committed entries are never lost" that
+//! elections could break.
+//!
+//! Commits are learned from `CommitAdvanced` (the newly committed entries are
+//! read from the reporting node's mirrored log). For each committed index
+//! the checker keeps the entry and an upper bound on the term in which it
+//! was committed: the smallest current term of any node that reported it
+//! committed (exact when the leader that committed it reports first). When a
+//! node becomes leader of term T, every entry committed in a term below T
+//! must be in its mirrored log, with the same term and command. Entries the
+//! new leader has compacted into a snapshot are only checked at the
+//! snapshot's last index (by term); a snapshot holds committed entries only.
+
+use super::event::fmt_digest;
+use super::{Epoch, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
+use crate::types::{LogIndex, NodeId, Term};
+use std::collections::BTreeMap;
+
+/// A committed entry, as first reported.
+#[derive(Clone, Copy, Debug)]
+struct Committed {
+    term: Term,
+    digest: u64,
+    /// Upper bound on the term in which the entry was committed.
+    commit_term: Term,
+    node: NodeId,
+}
+
+/// Every leader holds every entry committed in earlier terms.
+#[derive(Clone, Debug, Default)]
+pub struct RaftLeaderCompleteness {
+    logs: RaftLogs,
+    committed: BTreeMap<LogIndex, Committed>,
+}
+
+impl RaftLeaderCompleteness {
+    /// How many committed indexes are known.
+    pub fn committed_len(&self) -> usize {
+        self.committed.len()
+    }
+
+    fn record_commits(&mut self, node: NodeId, term: Term, commit_index: LogIndex) {
+        let log = self.logs.log_mut(node);
+        let Some((first, last)) = log.advance_commit(commit_index) else {
+            return;
+        };
+        for i in first.get()..=last.get() {
+            let index = LogIndex(i);
+            // Entries inside the snapshot (after a crash) have no digest left.
+            let Some((entry_term, digest)) = log.entry_at(index) else {
+                continue;
+            };
+            self.committed
+                .entry(index)
+                .and_modify(|c| {
+                    if c.term == entry_term && c.digest == digest {
+                        c.commit_term = c.commit_term.min(term);
+                    }
+                })
+                .or_insert(Committed {
+                    term: entry_term,
+                    digest,
+                    commit_term: term.max(entry_term),
+                    node,
+                });
+        }
+    }
+
+    fn check_new_leader(
+        &self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        node: NodeId,
+        term: Term,
+        out: &mut Vec<Violation>,
+    ) {
+        let empty = super::NodeLog::default();
+        let log = self.logs.get(node).unwrap_or(&empty);
+        let (snapshot_index, snapshot_term) = log.snapshot();
+        let mut missing = 0u64;
+        let mut first_missing: Option<(LogIndex, Committed)> = None;
+        for (index, c) in self.committed.range(snapshot_index..) {
+            if c.commit_term >= term {
+                continue;
+            }
+            let present = if *index == snapshot_index {
+                snapshot_term.is_none_or(|t| t == c.term)
+            } else {
+                log.entry_at(*index) == Some((c.term, c.digest))
+            };
+            if !present {
+                missing += 1;
+                first_missing.get_or_insert((*index, *c));
+            }
+        }
+        let Some((index, c)) = first_missing else {
+            return;
+        };
+        let holds = match (log.entry_at(index), index == snapshot_index) {
+            (Some((t, d)), _) => format!("it holds {t} {} there", fmt_digest(d)),
+            (None, true) => format!(
+                "its snapshot ends there in {}",
+                snapshot_term.map_or_else(|| "an unknown term".to_string(), |t| t.to_string())
+            ),
+            (None, false) => format!("its log ends at {}", log.last_index()),
+        };
+        let others = if missing > 1 {
+            format!(" (and {} more)", missing - 1)
+        } else {
+            String::new()
+        };
+        out.push(
+            Violation::new(
+                self.name(),
+                at_us,
+                ev,
+                format!(
+                    "{node} became leader of {term} without the entry {index} {} {} that {} reported committed no later than {}{others}; {holds}",
+                    c.term,
+                    fmt_digest(c.digest),
+                    c.node,
+                    c.commit_term
+                ),
+            )
+            .with_nodes([c.node, node])
+            .with_epoch(Epoch::Term(term))
+            .with_position(Position::Index(index)),
+        );
+    }
+}
+
+impl Invariant for RaftLeaderCompleteness {
+    fn name(&self) -> &'static str {
+        "raft-leader-completeness"
+    }
+
+    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+        match ev {
+            SafetyEvent::Raft(RaftEvent::BecameLeader { node, term }) => {
+                self.check_new_leader(at_us, ev, *node, *term, out);
+            }
+            SafetyEvent::Raft(RaftEvent::CommitAdvanced {
+                node,
+                term,
+                commit_index,
+            }) => self.record_commits(*node, *term, *commit_index),
+            SafetyEvent::Raft(_) | SafetyEvent::Crashed { .. } => self.logs.apply(ev),
+            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N1: NodeId = NodeId(1);
+    const N2: NodeId = NodeId(2);
+    const N3: NodeId = NodeId(3);
+
+    fn leader(node: NodeId, term: u64) -> SafetyEvent {
+        RaftEvent::BecameLeader {
+            node,
+            term: Term(term),
+        }
+        .into()
+    }
+
+    fn batch(node: NodeId, first: u64, entries: &[(u64, u64)]) -> SafetyEvent {
+        RaftEvent::AppendedBatch {
+            node,
+            first_index: LogIndex(first),
+            entries: entries.iter().map(|(t, d)| (Term(*t), *d)).collect(),
+        }
+        .into()
+    }
+
+    fn commit(node: NodeId, term: u64, index: u64) -> SafetyEvent {
+        RaftEvent::CommitAdvanced {
+            node,
+            term: Term(term),
+            commit_index: LogIndex(index),
+        }
+        .into()
+    }
+
+    fn run(events: &[SafetyEvent]) -> Vec<Violation> {
+        let mut inv = RaftLeaderCompleteness::default();
+        let mut out = Vec::new();
+        for (t, ev) in events.iter().enumerate() {
+            inv.observe(t as u64, ev, &mut out);
+        }
+        out
+    }
+
+    /// §5.4.1: a new leader whose log holds every committed entry passes,
+    /// including one that compacted them into a snapshot.
+    #[test]
+    fn leaders_holding_every_committed_entry_pass() {
+        let out = run(&[
+            leader(N1, 1),
+            batch(N1, 1, &[(1, 10), (1, 11)]),
+            batch(N2, 1, &[(1, 10), (1, 11)]),
+            commit(N1, 1, 2),
+            commit(N2, 1, 2),
+            leader(N2, 2),
+            batch(N2, 3, &[(2, 12)]),
+            batch(N3, 1, &[(1, 10), (1, 11), (2, 12)]),
+            commit(N2, 2, 3),
+            RaftEvent::SnapshotInstalled {
+                node: N3,
+                last_index: LogIndex(2),
+                last_term: Term(1),
+            }
+            .into(),
+            SafetyEvent::Crashed { node: N3 },
+            leader(N3, 3),
+        ]);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    /// §5.4.1: a leader elected without an entry committed in an earlier
+    /// term is a violation naming the leader, the committer and the index.
+    #[test]
+    fn a_leader_missing_a_committed_entry_is_reported() {
+        let out = run(&[
+            leader(N1, 1),
+            batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
+            batch(N2, 1, &[(1, 10), (1, 11), (1, 12)]),
+            commit(N1, 1, 3),
+            batch(N3, 1, &[(1, 10)]),
+            leader(N3, 2),
+        ]);
+        assert_eq!(out.len(), 1);
+        let v = &out[0];
+        assert_eq!(v.invariant, "raft-leader-completeness");
+        assert_eq!(v.nodes, vec![N1, N3]);
+        assert_eq!(v.epoch, Some(Epoch::Term(Term(2))));
+        assert_eq!(v.position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(
+            v.detail,
+            "n3 became leader of t2 without the entry i2 t1 #000000000000000b that n1 reported committed no later than t1 (and 1 more); its log ends at i1"
+        );
+    }
+
+    /// A leader that holds a different entry at a committed index lacks the
+    /// committed one.
+    #[test]
+    fn a_leader_with_a_different_entry_at_a_committed_index_is_reported() {
+        let out = run(&[
+            batch(N1, 1, &[(1, 10), (1, 11)]),
+            commit(N1, 1, 2),
+            batch(N3, 1, &[(1, 10), (2, 99)]),
+            leader(N3, 3),
+        ]);
+        assert_eq!(out.len(), 1);
+        assert!(out[0]
+            .detail
+            .ends_with("it holds t2 #0000000000000063 there"));
+    }
+
+    /// The property binds leaders of *later* terms only: an entry committed in
+    /// t5 need not be in the log of a (slow) leader of t4 elected afterwards.
+    #[test]
+    fn a_leader_of_an_earlier_term_than_the_commit_is_not_bound() {
+        let out = run(&[
+            batch(N1, 1, &[(2, 10), (5, 11)]),
+            commit(N1, 5, 2),
+            leader(N3, 4),
+        ]);
+        assert!(out.is_empty(), "{out:?}");
+        // But a leader of t6 must have them.
+        let out = run(&[
+            batch(N1, 1, &[(2, 10), (5, 11)]),
+            commit(N1, 5, 2),
+            leader(N3, 6),
+        ]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].position, Some(Position::Index(LogIndex(1))));
+    }
+
+    /// The commit term is the smallest term any node reported the commit in:
+    /// a later report by a follower in a higher term does not raise it.
+    #[test]
+    fn the_commit_term_is_the_earliest_report() {
+        let out = run(&[
+            batch(N2, 1, &[(1, 10)]),
+            commit(N2, 4, 1),
+            batch(N1, 1, &[(1, 10)]),
+            commit(N1, 2, 1),
+            leader(N3, 3),
+        ]);
+        assert_eq!(out.len(), 1, "committed by t2, so a t3 leader needs it");
+    }
+
+    /// A snapshot whose last entry disagrees with a committed entry there.
+    #[test]
+    fn a_leader_whose_snapshot_contradicts_a_commit_is_reported() {
+        let out = run(&[
+            batch(N1, 1, &[(1, 10), (1, 11)]),
+            commit(N1, 1, 2),
+            RaftEvent::SnapshotInstalled {
+                node: N3,
+                last_index: LogIndex(2),
+                last_term: Term(2),
+            }
+            .into(),
+            leader(N3, 3),
+        ]);
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].detail.ends_with("its snapshot ends there in t2"),
+            "{}",
+            out[0].detail
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! The verifier's mirror of each Raft node's log: (term, command digest) per
+//! index above the node's snapshot, the snapshot's (index, term), and the
+//! node's commit index. Raft invariants that need to know what a node's log
+//! holds keep one of these and update it with the node's events.
+
+use super::{RaftEvent, SafetyEvent};
+use crate::types::{LogIndex, NodeId, Term};
+use std::collections::BTreeMap;
+
+/// What the verifier knows of one node's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLog {
+    snapshot_index: LogIndex,
+    /// `None` when unknown (the log restarted after a gap in the reports).
+    snapshot_term: Option<Term>,
+    /// `entries[k]` is the entry at `snapshot_index + 1 + k`.
+    entries: Vec<(Term, u64)>,
+    commit_index: LogIndex,
+}
+
+impl Default for NodeLog {
+    fn default() -> Self {
+        Self {
+            snapshot_index: LogIndex::ZERO,
+            snapshot_term: Some(Term::ZERO),
+            entries: Vec::new(),
+            commit_index: LogIndex::ZERO,
+        }
+    }
+}
+
+/// What writing one entry did to a [`NodeLog`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The entry extended the log by one.
+    Extended,
+    /// An entry of the same term was already at that index (nothing
+    /// changed, except the digest if it differed).
+    AlreadyPresent {
+        /// The digest that was there before.
+        digest: u64,
+    },
+    /// An entry of another term was there: it and everything after it were
+    /// removed, then the new entry written.
+    Replaced {
+        /// The term of the entry that was replaced.
+        old_term: Term,
+        /// How many entries were removed (including the replaced one).
+        removed: u64,
+    },
+    /// The index is inside the snapshot (or is 0): nothing changed.
+    BelowSnapshot,
+    /// The index is beyond `last_index + 1`: the mirror forgets the log and
+    /// restarts from this entry with an unknown prefix.
+    Gap {
+        /// The last index before the write.
+        last_index: LogIndex,
+    },
+}
+
+/// What installing a snapshot did to a [`NodeLog`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// The snapshot is not newer than the current one: nothing changed.
+    Stale,
+    /// The log held the snapshot's last entry: entries up to it were
+    /// compacted, later ones kept.
+    Compacted,
+    /// The log did not hold the snapshot's last entry: every entry was
+    /// discarded.
+    Replaced {
+        /// How many entries were discarded.
+        removed: u64,
+    },
+}
+
+impl NodeLog {
+    /// The index of the last entry (the snapshot's if there are none).
+    pub fn last_index(&self) -> LogIndex {
+        LogIndex(self.snapshot_index.get() + self.entries.len() as u64)
+    }
+
+    /// The snapshot's last index and term (index 0, term 0 before any).
+    pub fn snapshot(&self) -> (LogIndex, Option<Term>) {
+        (self.snapshot_index, self.snapshot_term)
+    }
+
+    /// The node's commit index as last reported (reset to the snapshot
+    /// index by a crash).
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit_index
+    }
+
+    /// The number of entries held above the snapshot.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no entries are held above the snapshot.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn offset(&self, index: LogIndex) -> Option<usize> {
+        if index <= self.snapshot_index {
+            return None;
+        }
+        let k = index.get() - self.snapshot_index.get() - 1;
+        if k < self.entries.len() as u64 {
+            usize::try_from(k).ok()
+        } else {
+            None
+        }
+    }
+
+    /// The term of the entry at `index`: known for the snapshot's last index
+    /// and every index above it that the log holds; `None` otherwise.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.snapshot_index {
+            self.snapshot_term
+        } else {
+            self.offset(index).map(|k| self.entries[k].0)
+        }
+    }
+
+    /// The (term, digest) of the entry at `index`, for indexes above the
+    /// snapshot that the log holds.
+    pub fn entry_at(&self, index: LogIndex) -> Option<(Term, u64)> {
+        self.offset(index).map(|k| self.entries[k])
+    }
+
+    /// Would writing (`index`, `term`) replace an entry of another term?
+    pub fn would_replace(&self, index: LogIndex, term: Term) -> bool {
+        self.entry_at(index).is_some_and(|(t, _)| t != term)
+    }
+
+    /// Writes one entry, with Raft's rule for conflicts.
+    pub fn append(&mut self, index: LogIndex, term: Term, digest: u64) -> AppendOutcome {
+        if index <= self.snapshot_index {
+            return AppendOutcome::BelowSnapshot;
+        }
+        let last = self.last_index();
+        if index.get() == last.get() + 1 {
+            self.entries.push((term, digest));
+            return AppendOutcome::Extended;
+        }
+        if index > last {
+            self.snapshot_index = index.prev();
+            self.snapshot_term = None;
+            self.entries.clear();
+            self.entries.push((term, digest));
+            self.commit_index = self.commit_index.min(self.snapshot_index);
+            return AppendOutcome::Gap { last_index: last };
+        }
+        // index is inside the log.
+        let Some(k) = self.offset(index) else {
+            return AppendOutcome::BelowSnapshot;
+        };
+        let (old_term, old_digest) = self.entries[k];
+        if old_term == term {
+            self.entries[k].1 = digest;
+            return AppendOutcome::AlreadyPresent { digest: old_digest };
+        }
+        let removed = (self.entries.len() - k) as u64;
+        self.entries.truncate(k);
+        self.entries.push((term, digest));
+        AppendOutcome::Replaced { old_term, removed }
+    }
+
+    /// Removes every entry at `from_index` and after; returns how many were
+    /// removed. The snapshot cannot be removed: a `from_index` inside it
+    /// removes every entry above it.
+    pub fn truncate(&mut self, from_index: LogIndex) -> u64 {
+        let keep = if from_index <= self.snapshot_index {
+            0
+        } else {
+            let k = from_index.get() - self.snapshot_index.get() - 1;
+            usize::try_from(k)
+                .unwrap_or(usize::MAX)
+                .min(self.entries.len())
+        };
+        let removed = (self.entries.len() - keep) as u64;
+        self.entries.truncate(keep);
+        removed
+    }
+
+    /// Would installing a snapshot through (`last_index`, `last_term`)
+    /// discard the entry at `last_index` or entries after it?
+    pub fn snapshot_would_discard(&self, last_index: LogIndex, last_term: Term) -> bool {
+        if last_index <= self.snapshot_index || self.term_at(last_index) == Some(last_term) {
+            return false;
+        }
+        self.term_at(last_index).is_some() || self.last_index() > last_index
+    }
+
+    /// Installs a snapshot, with Raft's rule (§7): keep the entries after
+    /// the snapshot if the log holds its last entry, else discard them all.
+    pub fn install_snapshot(&mut self, last_index: LogIndex, last_term: Term) -> SnapshotOutcome {
+        if last_index <= self.snapshot_index {
+            return SnapshotOutcome::Stale;
+        }
+        let outcome = if self.term_at(last_index) == Some(last_term) {
+            let drop = usize::try_from(last_index.get() - self.snapshot_index.get())
+                .unwrap_or(usize::MAX)
+                .min(self.entries.len());
+            self.entries.drain(..drop);
+            self.commit_index = self.commit_index.max(last_index);
+            SnapshotOutcome::Compacted
+        } else {
+            let removed = self.entries.len() as u64;
+            self.entries.clear();
+            self.commit_index = last_index;
+            SnapshotOutcome::Replaced { removed }
+        };
+        self.snapshot_index = last_index;
+        self.snapshot_term = Some(last_term);
+        outcome
+    }
+
+    /// Raises the commit index to `commit_index` (never lowers it, never
+    /// beyond the last entry). Returns the newly committed range
+    /// `(first, last)` of indexes, if any.
+    pub fn advance_commit(&mut self, commit_index: LogIndex) -> Option<(LogIndex, LogIndex)> {
+        let target = commit_index.min(self.last_index());
+        if target <= self.commit_index {
+            return None;
+        }
+        let first = self.commit_index.next();
+        self.commit_index = target;
+        Some((first, target))
+    }
+
+    /// Forgets volatile state after a crash: the commit index falls back to
+    /// the snapshot (the log itself is durable).
+    pub fn crash(&mut self) {
+        self.commit_index = self.snapshot_index;
+    }
+}
+
+/// The mirrored logs of every node, updated from [`RaftEvent`]s.
+#[derive(Clone, Debug, Default)]
+pub struct RaftLogs {
+    nodes: BTreeMap<NodeId, NodeLog>,
+}
+
+impl RaftLogs {
+    /// The log of `node`, if it reported anything.
+    pub fn get(&self, node: NodeId) -> Option<&NodeLog> {
+        self.nodes.get(&node)
+    }
+
+    /// The log of `node`, created empty if unknown.
+    pub fn log_mut(&mut self, node: NodeId) -> &mut NodeLog {
+        self.nodes.entry(node).or_default()
+    }
+
+    /// Updates the mirror with one event (every event that changes a log,
+    /// a commit index, or volatile state; others are ignored).
+    pub fn apply(&mut self, ev: &SafetyEvent) {
+        match ev {
+            SafetyEvent::Crashed { node } => {
+                if let Some(log) = self.nodes.get_mut(node) {
+                    log.crash();
+                }
+            }
+            SafetyEvent::Raft(r) => self.apply_raft(r),
+            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => {}
+        }
+    }
+
+    fn apply_raft(&mut self, ev: &RaftEvent) {
+        if let Some((node, entries)) = ev.appended_entries() {
+            let log = self.log_mut(node);
+            for (index, term, digest) in entries {
+                log.append(index, term, digest);
+            }
+            return;
+        }
+        match ev {
+            RaftEvent::Truncated { node, from_index } => {
+                self.log_mut(*node).truncate(*from_index);
+            }
+            RaftEvent::SnapshotInstalled {
+                node,
+                last_index,
+                last_term,
+            } => {
+                self.log_mut(*node)
+                    .install_snapshot(*last_index, *last_term);
+            }
+            RaftEvent::CommitAdvanced {
+                node, commit_index, ..
+            } => {
+                self.log_mut(*node).advance_commit(*commit_index);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(entries: &[(u64, u64)]) -> NodeLog {
+        let mut log = NodeLog::default();
+        for (k, (term, digest)) in entries.iter().enumerate() {
+            let outcome = log.append(LogIndex(k as u64 + 1), Term(*term), *digest);
+            assert_eq!(outcome, AppendOutcome::Extended);
+        }
+        log
+    }
+
+    #[test]
+    fn appends_extend_keep_or_replace_like_append_entries() {
+        let mut log = log_of(&[(1, 10), (1, 11), (2, 12)]);
+        assert_eq!(log.last_index(), LogIndex(3));
+        assert_eq!(
+            log.append(LogIndex(2), Term(1), 11),
+            AppendOutcome::AlreadyPresent { digest: 11 }
+        );
+        assert_eq!(
+            log.last_index(),
+            LogIndex(3),
+            "a matching entry keeps the suffix"
+        );
+        assert!(log.would_replace(LogIndex(2), Term(3)));
+        assert_eq!(
+            log.append(LogIndex(2), Term(3), 20),
+            AppendOutcome::Replaced {
+                old_term: Term(1),
+                removed: 2
+            }
+        );
+        assert_eq!(log.last_index(), LogIndex(2));
+        assert_eq!(log.entry_at(LogIndex(2)), Some((Term(3), 20)));
+        assert_eq!(log.term_at(LogIndex(0)), Some(Term(0)));
+        assert_eq!(
+            log.append(LogIndex(0), Term(1), 1),
+            AppendOutcome::BelowSnapshot
+        );
+    }
+
+    #[test]
+    fn a_gap_restarts_the_mirror_with_an_unknown_prefix() {
+        let mut log = log_of(&[(1, 10)]);
+        assert_eq!(
+            log.append(LogIndex(4), Term(2), 13),
+            AppendOutcome::Gap {
+                last_index: LogIndex(1)
+            }
+        );
+        assert_eq!(log.snapshot(), (LogIndex(3), None));
+        assert_eq!(log.term_at(LogIndex(3)), None);
+        assert_eq!(log.entry_at(LogIndex(4)), Some((Term(2), 13)));
+    }
+
+    #[test]
+    fn truncation_removes_the_suffix_but_never_the_snapshot() {
+        let mut log = log_of(&[(1, 10), (1, 11), (2, 12)]);
+        assert_eq!(log.truncate(LogIndex(5)), 0);
+        assert_eq!(log.truncate(LogIndex(3)), 1);
+        assert_eq!(log.last_index(), LogIndex(2));
+        assert_eq!(
+            log.install_snapshot(LogIndex(1), Term(1)),
+            SnapshotOutcome::Compacted
+        );
+        assert_eq!(log.truncate(LogIndex(1)), 1);
+        assert_eq!(log.last_index(), LogIndex(1));
+        assert_eq!(log.term_at(LogIndex(1)), Some(Term(1)));
+    }
+
+    #[test]
+    fn snapshots_keep_a_matching_suffix_and_discard_a_conflicting_log() {
+        let mut log = log_of(&[(1, 10), (1, 11), (2, 12), (2, 13)]);
+        assert!(!log.snapshot_would_discard(LogIndex(2), Term(1)));
+        assert_eq!(
+            log.install_snapshot(LogIndex(2), Term(1)),
+            SnapshotOutcome::Compacted
+        );
+        assert_eq!(log.snapshot(), (LogIndex(2), Some(Term(1))));
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.entry_at(LogIndex(3)), Some((Term(2), 12)));
+        assert_eq!(log.entry_at(LogIndex(2)), None);
+        assert_eq!(log.term_at(LogIndex(2)), Some(Term(1)));
+        assert_eq!(log.commit_index(), LogIndex(2));
+        assert_eq!(
+            log.install_snapshot(LogIndex(1), Term(1)),
+            SnapshotOutcome::Stale
+        );
+
+        assert!(log.snapshot_would_discard(LogIndex(3), Term(3)));
+        assert!(!log.snapshot_would_discard(LogIndex(9), Term(3)));
+        assert_eq!(
+            log.install_snapshot(LogIndex(3), Term(3)),
+            SnapshotOutcome::Replaced { removed: 2 }
+        );
+        assert!(log.is_empty());
+        assert_eq!(log.last_index(), LogIndex(3));
+        assert_eq!(
+            log.append(LogIndex(4), Term(3), 14),
+            AppendOutcome::Extended
+        );
+    }
+
+    #[test]
+    fn commit_index_only_grows_within_the_log_and_a_crash_resets_it() {
+        let mut log = log_of(&[(1, 10), (1, 11), (2, 12)]);
+        assert_eq!(
+            log.advance_commit(LogIndex(2)),
+            Some((LogIndex(1), LogIndex(2)))
+        );
+        assert_eq!(log.advance_commit(LogIndex(1)), None);
+        assert_eq!(
+            log.advance_commit(LogIndex(9)),
+            Some((LogIndex(3), LogIndex(3)))
+        );
+        assert_eq!(log.commit_index(), LogIndex(3));
+        log.crash();
+        assert_eq!(log.commit_index(), LogIndex(0));
+        assert_eq!(log.last_index(), LogIndex(3), "the log is durable");
+    }
+
+    #[test]
+    fn raft_logs_follow_events() {
+        let mut logs = RaftLogs::default();
+        logs.apply(
+            &RaftEvent::AppendedBatch {
+                node: NodeId(1),
+                first_index: LogIndex(1),
+                entries: vec![(Term(1), 1), (Term(1), 2)],
+            }
+            .into(),
+        );
+        logs.apply(
+            &RaftEvent::CommitAdvanced {
+                node: NodeId(1),
+                term: Term(1),
+                commit_index: LogIndex(2),
+            }
+            .into(),
+        );
+        assert_eq!(logs.get(NodeId(1)).unwrap().commit_index(), LogIndex(2));
+        logs.apply(&SafetyEvent::Crashed { node: NodeId(1) });
+        assert_eq!(logs.get(NodeId(1)).unwrap().commit_index(), LogIndex(0));
+        logs.apply(
+            &RaftEvent::Truncated {
+                node: NodeId(1),
+                from_index: LogIndex(2),
+            }
+            .into(),
+        );
+        assert_eq!(logs.get(NodeId(1)).unwrap().last_index(), LogIndex(1));
+        assert!(logs.get(NodeId(2)).is_none());
+    }
+}

@@ -1,0 +1,440 @@
+//! Raft **State Machine Safety** (Raft paper §5.4.3, Figure 3): "if a server
+//! has applied a log entry at a given index to its state machine, no other
+//! server will ever apply a different log entry for the same index" — and
+//! the commit-level facts it rests on, the half of "committed entries are
+//! never lost or changed" that replication could break:
+//!
+//! * every node that commits an index commits the same entry (term and
+//!   command) there;
+//! * a node never removes an entry it has committed (by truncation or by a
+//!   snapshot that does not match it), and never moves its commit index past
+//!   its last entry;
+//! * every node applies the same command at an index, and the command it
+//!   applies is the one committed there.
+//!
+//! Committed entries are read from the reporting node's mirrored log when its
+//! commit index advances.
+
+use super::event::fmt_digest;
+use super::{Epoch, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
+use crate::types::{LogIndex, NodeId, Term};
+use std::collections::BTreeMap;
+
+/// Committed and applied entries never differ between nodes or change.
+#[derive(Clone, Debug, Default)]
+pub struct RaftStateMachineSafety {
+    logs: RaftLogs,
+    /// index -> (term, digest, first node that committed it).
+    committed: BTreeMap<LogIndex, (Term, u64, NodeId)>,
+    /// index -> (digest, first node that applied it).
+    applied: BTreeMap<LogIndex, (u64, NodeId)>,
+}
+
+impl RaftStateMachineSafety {
+    fn on_commit(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        node: NodeId,
+        commit_index: LogIndex,
+        out: &mut Vec<Violation>,
+    ) {
+        let name = self.name();
+        let log = self.logs.log_mut(node);
+        let last = log.last_index();
+        if commit_index > last {
+            out.push(
+                Violation::new(
+                    name,
+                    at_us,
+                    ev,
+                    format!("{node} moved its commit index to {commit_index}, beyond its last entry {last}"),
+                )
+                .with_nodes([node])
+                .with_position(Position::Index(commit_index)),
+            );
+        }
+        let Some((first, last_new)) = log.advance_commit(commit_index) else {
+            return;
+        };
+        let mut conflicts = 0u64;
+        let mut first_conflict = None;
+        for i in first.get()..=last_new.get() {
+            let index = LogIndex(i);
+            let Some((term, digest)) = log.entry_at(index) else {
+                continue;
+            };
+            let (c_term, c_digest, c_node) =
+                *self.committed.entry(index).or_insert((term, digest, node));
+            if (c_term, c_digest) != (term, digest) {
+                conflicts += 1;
+                first_conflict.get_or_insert((index, term, digest, c_term, c_digest, c_node));
+            }
+        }
+        if let Some((index, term, digest, c_term, c_digest, c_node)) = first_conflict {
+            let others = if conflicts > 1 {
+                format!(" (and {} more indexes)", conflicts - 1)
+            } else {
+                String::new()
+            };
+            out.push(
+                Violation::new(
+                    name,
+                    at_us,
+                    ev,
+                    format!(
+                        "{node} committed {term} {} at {index} where {c_node} committed {c_term} {}{others}",
+                        fmt_digest(digest),
+                        fmt_digest(c_digest)
+                    ),
+                )
+                .with_nodes([c_node, node])
+                .with_epoch(Epoch::Term(term))
+                .with_position(Position::Index(index)),
+            );
+        }
+    }
+
+    fn on_truncate(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        node: NodeId,
+        from_index: LogIndex,
+        out: &mut Vec<Violation>,
+    ) {
+        let log = self.logs.log_mut(node);
+        let commit = log.commit_index();
+        if from_index <= commit {
+            out.push(
+                Violation::new(
+                    self.name(),
+                    at_us,
+                    ev,
+                    format!(
+                        "{node} removed its committed entries {from_index}..={commit} (its commit index is {commit})"
+                    ),
+                )
+                .with_nodes([node])
+                .with_position(Position::Index(from_index)),
+            );
+        }
+    }
+
+    fn on_snapshot(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        node: NodeId,
+        last_index: LogIndex,
+        last_term: Term,
+        out: &mut Vec<Violation>,
+    ) {
+        let name = self.name();
+        if let Some((c_term, c_digest, c_node)) = self.committed.get(&last_index).copied() {
+            if c_term != last_term {
+                out.push(
+                    Violation::new(
+                        name,
+                        at_us,
+                        ev,
+                        format!(
+                            "{node} installed a snapshot ending at {last_index} in {last_term}, but {c_node} committed {c_term} {} there",
+                            fmt_digest(c_digest)
+                        ),
+                    )
+                    .with_nodes([c_node, node])
+                    .with_epoch(Epoch::Term(last_term))
+                    .with_position(Position::Index(last_index)),
+                );
+            }
+        }
+        let log = self.logs.log_mut(node);
+        let commit = log.commit_index();
+        if log.snapshot_would_discard(last_index, last_term) && commit > last_index {
+            out.push(
+                Violation::new(
+                    name,
+                    at_us,
+                    ev,
+                    format!(
+                        "{node} installed a snapshot ending at {last_index} {last_term} that its log does not match, discarding its committed entries up to {commit}"
+                    ),
+                )
+                .with_nodes([node])
+                .with_epoch(Epoch::Term(last_term))
+                .with_position(Position::Index(last_index.next())),
+            );
+        }
+    }
+
+    fn on_apply(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        node: NodeId,
+        index: LogIndex,
+        digest: u64,
+        out: &mut Vec<Violation>,
+    ) {
+        let name = self.name();
+        let (a_digest, a_node) = *self.applied.entry(index).or_insert((digest, node));
+        if a_digest != digest {
+            out.push(
+                Violation::new(
+                    name,
+                    at_us,
+                    ev,
+                    format!(
+                        "{node} applied {} at {index} where {a_node} applied {}",
+                        fmt_digest(digest),
+                        fmt_digest(a_digest)
+                    ),
+                )
+                .with_nodes([a_node, node])
+                .with_position(Position::Index(index)),
+            );
+        }
+        if let Some((c_term, c_digest, c_node)) = self.committed.get(&index).copied() {
+            if c_digest != digest {
+                out.push(
+                    Violation::new(
+                        name,
+                        at_us,
+                        ev,
+                        format!(
+                            "{node} applied {} at {index}, but the entry committed there (by {c_node}) is {c_term} {}",
+                            fmt_digest(digest),
+                            fmt_digest(c_digest)
+                        ),
+                    )
+                    .with_nodes([c_node, node])
+                    .with_epoch(Epoch::Term(c_term))
+                    .with_position(Position::Index(index)),
+                );
+            }
+        }
+    }
+}
+
+impl Invariant for RaftStateMachineSafety {
+    fn name(&self) -> &'static str {
+        "raft-state-machine-safety"
+    }
+
+    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+        match ev {
+            SafetyEvent::Raft(RaftEvent::CommitAdvanced {
+                node, commit_index, ..
+            }) => {
+                // Updates the mirror's commit index itself.
+                self.on_commit(at_us, ev, *node, *commit_index, out);
+                return;
+            }
+            SafetyEvent::Raft(RaftEvent::Truncated { node, from_index }) => {
+                self.on_truncate(at_us, ev, *node, *from_index, out);
+            }
+            SafetyEvent::Raft(RaftEvent::SnapshotInstalled {
+                node,
+                last_index,
+                last_term,
+            }) => self.on_snapshot(at_us, ev, *node, *last_index, *last_term, out),
+            SafetyEvent::Raft(RaftEvent::Applied {
+                node,
+                index,
+                digest,
+            }) => {
+                self.on_apply(at_us, ev, *node, *index, *digest, out);
+                return;
+            }
+            SafetyEvent::Raft(_) | SafetyEvent::Crashed { .. } => {}
+            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => return,
+        }
+        self.logs.apply(ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N1: NodeId = NodeId(1);
+    const N2: NodeId = NodeId(2);
+
+    fn batch(node: NodeId, first: u64, entries: &[(u64, u64)]) -> SafetyEvent {
+        RaftEvent::AppendedBatch {
+            node,
+            first_index: LogIndex(first),
+            entries: entries.iter().map(|(t, d)| (Term(*t), *d)).collect(),
+        }
+        .into()
+    }
+
+    fn commit(node: NodeId, term: u64, index: u64) -> SafetyEvent {
+        RaftEvent::CommitAdvanced {
+            node,
+            term: Term(term),
+            commit_index: LogIndex(index),
+        }
+        .into()
+    }
+
+    fn apply(node: NodeId, index: u64, digest: u64) -> SafetyEvent {
+        RaftEvent::Applied {
+            node,
+            index: LogIndex(index),
+            digest,
+        }
+        .into()
+    }
+
+    fn run(events: &[SafetyEvent]) -> Vec<Violation> {
+        let mut inv = RaftStateMachineSafety::default();
+        let mut out = Vec::new();
+        for (t, ev) in events.iter().enumerate() {
+            inv.observe(t as u64, ev, &mut out);
+        }
+        out
+    }
+
+    /// Figure 3: nodes that commit and apply the same entries, re-apply them
+    /// after a crash, and truncate only uncommitted entries, pass.
+    #[test]
+    fn nodes_agreeing_on_committed_and_applied_entries_pass() {
+        let out = run(&[
+            batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
+            batch(N2, 1, &[(1, 10), (1, 11), (1, 99)]),
+            commit(N1, 1, 2),
+            commit(N2, 1, 2),
+            apply(N1, 1, 10),
+            apply(N1, 2, 11),
+            apply(N2, 1, 10),
+            RaftEvent::Truncated {
+                node: N2,
+                from_index: LogIndex(3),
+            }
+            .into(),
+            batch(N2, 3, &[(2, 13)]),
+            commit(N2, 2, 3),
+            SafetyEvent::Crashed { node: N2 },
+            apply(N2, 1, 10),
+            // After a crash the node's commit index is volatile and unknown:
+            // dropping an unsynced suffix on recovery is not judged here.
+            RaftEvent::Truncated {
+                node: N2,
+                from_index: LogIndex(3),
+            }
+            .into(),
+            // A snapshot that matches the log compacts it: nothing lost.
+            RaftEvent::SnapshotInstalled {
+                node: N1,
+                last_index: LogIndex(2),
+                last_term: Term(1),
+            }
+            .into(),
+            commit(N1, 1, 1),
+        ]);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    /// "Committed entries are never changed": a different entry committed at
+    /// an index another node committed is a violation.
+    #[test]
+    fn a_different_committed_entry_at_an_index_is_reported() {
+        let out = run(&[
+            batch(N1, 1, &[(1, 10), (1, 11)]),
+            batch(N2, 1, &[(1, 10), (2, 12)]),
+            commit(N1, 1, 2),
+            commit(N2, 2, 2),
+        ]);
+        assert_eq!(out.len(), 1);
+        let v = &out[0];
+        assert_eq!(v.invariant, "raft-state-machine-safety");
+        assert_eq!(v.nodes, vec![N1, N2]);
+        assert_eq!(v.epoch, Some(Epoch::Term(Term(2))));
+        assert_eq!(v.position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(
+            v.detail,
+            "n2 committed t2 #000000000000000c at i2 where n1 committed t1 #000000000000000b"
+        );
+    }
+
+    /// "Committed entries are never lost": a node overwriting (truncating) an
+    /// entry it committed is a violation.
+    #[test]
+    fn a_committed_entry_overwritten_is_reported() {
+        let out = run(&[
+            batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
+            commit(N1, 1, 2),
+            RaftEvent::Truncated {
+                node: N1,
+                from_index: LogIndex(2),
+            }
+            .into(),
+            batch(N1, 2, &[(2, 20)]),
+            commit(N1, 2, 2),
+        ]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(
+            out[0].detail,
+            "n1 removed its committed entries i2..=i2 (its commit index is i2)"
+        );
+    }
+
+    /// Figure 3: two nodes applying different commands at one index.
+    #[test]
+    fn two_commands_applied_at_one_index_are_reported() {
+        let out = run(&[apply(N1, 4, 10), apply(N2, 4, 10), apply(NodeId(3), 4, 11)]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].nodes, vec![N1, NodeId(3)]);
+        assert_eq!(out[0].position, Some(Position::Index(LogIndex(4))));
+        assert_eq!(
+            out[0].detail,
+            "n3 applied #000000000000000b at i4 where n1 applied #000000000000000a"
+        );
+    }
+
+    #[test]
+    fn applying_something_other_than_the_committed_entry_is_reported() {
+        let out = run(&[batch(N1, 1, &[(1, 10)]), commit(N1, 1, 1), apply(N1, 1, 11)]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].detail,
+            "n1 applied #000000000000000b at i1, but the entry committed there (by n1) is t1 #000000000000000a"
+        );
+    }
+
+    #[test]
+    fn a_commit_index_beyond_the_log_is_reported() {
+        let out = run(&[batch(N1, 1, &[(1, 10)]), commit(N1, 1, 3)]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].position, Some(Position::Index(LogIndex(3))));
+        assert_eq!(
+            out[0].detail,
+            "n1 moved its commit index to i3, beyond its last entry i1"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_contradicting_committed_entries_is_reported() {
+        let out = run(&[
+            batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
+            commit(N1, 1, 3),
+            RaftEvent::SnapshotInstalled {
+                node: N1,
+                last_index: LogIndex(2),
+                last_term: Term(2),
+            }
+            .into(),
+        ]);
+        let details: Vec<&str> = out.iter().map(|v| v.detail.as_str()).collect();
+        assert_eq!(
+            details,
+            vec![
+                "n1 installed a snapshot ending at i2 in t2, but n1 committed t1 #000000000000000b there",
+                "n1 installed a snapshot ending at i2 t2 that its log does not match, discarding its committed entries up to i3",
+            ]
+        );
+    }
+}

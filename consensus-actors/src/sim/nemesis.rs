@@ -1,0 +1,334 @@
+//! [`FaultSchedule`]: a protocol-agnostic nemesis that, driven by its own
+//! stream of the simulation seed, crashes and restarts nodes, cuts and heals
+//! links and varies the network's fault rates over a run.
+
+use super::network::NetworkFaults;
+use super::rng::nemesis_rng;
+use super::simulation::{NodeFactory, SimError, Simulation};
+use crate::transport::Wire;
+use crate::types::NodeId;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tokio::time::Duration;
+
+/// The kinds of fault a [`FaultSchedule`] chooses among.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FaultKind {
+    /// Crash a running node (at most `max_down` down at once).
+    Crash,
+    /// Restart a crashed node.
+    Restart,
+    /// Split the members into two groups.
+    Partition,
+    /// Cut one directed link.
+    OneWay,
+    /// Cut every link of one node.
+    Isolate,
+    /// Remove every partition, block and isolation.
+    Heal,
+    /// Draw new fault rates (loss, duplication, reordering, jitter).
+    Faults,
+    /// Call the panic hook on a running node (only with a hook).
+    Panic,
+}
+
+impl FaultKind {
+    /// Every kind.
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::Crash,
+        FaultKind::Restart,
+        FaultKind::Partition,
+        FaultKind::OneWay,
+        FaultKind::Isolate,
+        FaultKind::Heal,
+        FaultKind::Faults,
+        FaultKind::Panic,
+    ];
+}
+
+/// One fault, as applied to a simulation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FaultAction {
+    /// Crash a node.
+    Crash(NodeId),
+    /// Restart a crashed node.
+    Restart(NodeId),
+    /// Partition into these groups.
+    Partition(Vec<Vec<NodeId>>),
+    /// Cut the directed link `from -> to`.
+    BlockLink {
+        /// Sender side.
+        from: NodeId,
+        /// Receiver side.
+        to: NodeId,
+    },
+    /// Cut every link of a node.
+    Isolate(NodeId),
+    /// Heal the network.
+    Heal,
+    /// Set new fault rates.
+    SetFaults(NetworkFaults),
+    /// Panic a component of a node (through the hook).
+    Panic(NodeId),
+}
+
+/// A fault applied at a virtual time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    /// Virtual time since the simulation started.
+    pub at: Duration,
+    /// What was done.
+    pub action: FaultAction,
+}
+
+/// A random fault schedule (nemesis). Every `U[min_interval, max_interval]`
+/// of virtual time it picks one applicable kind by weight and applies it.
+/// Protocol-agnostic: "panic a component" is a user hook.
+pub struct FaultSchedule {
+    /// Shortest pause between two faults.
+    pub min_interval: Duration,
+    /// Longest pause between two faults.
+    pub max_interval: Duration,
+    /// At most this many nodes down at once (e.g. a minority).
+    pub max_down: usize,
+    /// Relative weight of each kind (missing or 0: never chosen).
+    pub weights: BTreeMap<FaultKind, u32>,
+    /// Upper bounds of drawn fault rates: loss, duplicate, reorder and jitter
+    /// are drawn uniformly up to these; base delay and reorder window are
+    /// taken as they are.
+    pub max_faults: NetworkFaults,
+    panic_hook: Option<Box<dyn FnMut(NodeId)>>,
+    rng: Option<ChaCha8Rng>,
+}
+
+impl FaultSchedule {
+    /// Every kind but `Panic` with weight 1, a fault every 0.5 to 3 s,
+    /// `max_down` nodes down at most, loss and duplication up to 10 %,
+    /// reordering up to 20 %, jitter up to 5 ms.
+    pub fn new(max_down: usize) -> Self {
+        let weights = FaultKind::ALL
+            .iter()
+            .map(|&k| (k, u32::from(k != FaultKind::Panic)))
+            .collect();
+        Self {
+            min_interval: Duration::from_millis(500),
+            max_interval: Duration::from_secs(3),
+            max_down,
+            weights,
+            max_faults: NetworkFaults {
+                jitter: Duration::from_millis(5),
+                loss: 0.1,
+                duplicate: 0.1,
+                reorder: 0.2,
+                ..NetworkFaults::none()
+            },
+            panic_hook: None,
+            rng: None,
+        }
+    }
+
+    /// Only these kinds, weight 1 each.
+    #[must_use]
+    pub fn only(mut self, kinds: &[FaultKind]) -> Self {
+        self.weights = kinds.iter().map(|&k| (k, 1)).collect();
+        self
+    }
+
+    /// Sets the weight of one kind.
+    #[must_use]
+    pub fn with_weight(mut self, kind: FaultKind, weight: u32) -> Self {
+        self.weights.insert(kind, weight);
+        self
+    }
+
+    /// Sets the pause between faults.
+    #[must_use]
+    pub fn with_interval(mut self, min: Duration, max: Duration) -> Self {
+        self.min_interval = min;
+        self.max_interval = max.max(min);
+        self
+    }
+
+    /// Installs the hook that panics a component of a node, and gives
+    /// `Panic` weight 1 if it had none.
+    #[must_use]
+    pub fn with_panic_hook(mut self, hook: impl FnMut(NodeId) + 'static) -> Self {
+        self.panic_hook = Some(Box::new(hook));
+        let w = self.weights.entry(FaultKind::Panic).or_insert(0);
+        if *w == 0 {
+            *w = 1;
+        }
+        self
+    }
+
+    /// Picks the next fault for a cluster of `members` of which `up` are
+    /// running, or `None` when no kind applies.
+    pub fn pick(
+        &self,
+        rng: &mut ChaCha8Rng,
+        members: &[NodeId],
+        up: &[NodeId],
+    ) -> Option<FaultAction> {
+        let down: Vec<NodeId> = members
+            .iter()
+            .copied()
+            .filter(|n| !up.contains(n))
+            .collect();
+        let applicable = |k: FaultKind| match k {
+            FaultKind::Crash => !up.is_empty() && down.len() < self.max_down,
+            FaultKind::Restart => !down.is_empty(),
+            FaultKind::Partition | FaultKind::OneWay => members.len() >= 2,
+            FaultKind::Isolate => !members.is_empty(),
+            FaultKind::Heal | FaultKind::Faults => true,
+            FaultKind::Panic => self.panic_hook.is_some() && !up.is_empty(),
+        };
+        let choices: Vec<(FaultKind, u32)> = self
+            .weights
+            .iter()
+            .filter(|&(&k, &w)| w > 0 && applicable(k))
+            .map(|(&k, &w)| (k, w))
+            .collect();
+        let total: u64 = choices.iter().map(|&(_, w)| u64::from(w)).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut roll = rng.random_range(0..total);
+        let mut kind = choices[0].0;
+        for &(k, w) in &choices {
+            if roll < u64::from(w) {
+                kind = k;
+                break;
+            }
+            roll -= u64::from(w);
+        }
+        let one_of = |rng: &mut ChaCha8Rng, v: &[NodeId]| v[rng.random_range(0..v.len())];
+        Some(match kind {
+            FaultKind::Crash => FaultAction::Crash(one_of(rng, up)),
+            FaultKind::Restart => FaultAction::Restart(one_of(rng, &down)),
+            FaultKind::Partition => {
+                let mut shuffled = members.to_vec();
+                shuffled.shuffle(rng);
+                let cut = rng.random_range(1..shuffled.len());
+                let (a, b) = shuffled.split_at(cut);
+                let (mut a, mut b) = (a.to_vec(), b.to_vec());
+                a.sort_unstable();
+                b.sort_unstable();
+                FaultAction::Partition(vec![a, b])
+            }
+            FaultKind::OneWay => {
+                let from = rng.random_range(0..members.len());
+                let mut to = rng.random_range(0..members.len() - 1);
+                if to >= from {
+                    to += 1;
+                }
+                FaultAction::BlockLink {
+                    from: members[from],
+                    to: members[to],
+                }
+            }
+            FaultKind::Isolate => FaultAction::Isolate(one_of(rng, members)),
+            FaultKind::Heal => FaultAction::Heal,
+            FaultKind::Faults => {
+                let m = self.max_faults;
+                let jitter_ns = u64::try_from(m.jitter.as_nanos()).unwrap_or(u64::MAX);
+                let mut p = |max: f64| {
+                    if max > 0.0 {
+                        rng.random_range(0.0..=max)
+                    } else {
+                        0.0
+                    }
+                };
+                let loss = p(m.loss);
+                let duplicate = p(m.duplicate);
+                let reorder = p(m.reorder);
+                FaultAction::SetFaults(NetworkFaults {
+                    base_delay: m.base_delay,
+                    jitter: Duration::from_nanos(rng.random_range(0..=jitter_ns)),
+                    loss,
+                    duplicate,
+                    reorder,
+                    reorder_window: m.reorder_window,
+                })
+            }
+            FaultKind::Panic => FaultAction::Panic(one_of(rng, up)),
+        })
+    }
+
+    /// Applies one fault to `sim`.
+    pub fn apply<M: Wire, F: NodeFactory<M>>(
+        &mut self,
+        sim: &mut Simulation<M, F>,
+        action: &FaultAction,
+    ) -> Result<(), SimError> {
+        match action {
+            FaultAction::Crash(n) => sim.crash(*n),
+            FaultAction::Restart(n) => sim.restart(*n).map(|_| ()),
+            FaultAction::Partition(groups) => sim.partition(groups.clone()),
+            FaultAction::BlockLink { from, to } => {
+                sim.block_link(*from, *to);
+                Ok(())
+            }
+            FaultAction::Isolate(n) => {
+                sim.isolate(*n);
+                Ok(())
+            }
+            FaultAction::Heal => {
+                sim.heal();
+                Ok(())
+            }
+            FaultAction::SetFaults(f) => sim.set_faults(*f),
+            FaultAction::Panic(n) => {
+                let hook = self.panic_hook.as_mut().ok_or(SimError::NoPanicHook(*n))?;
+                sim.trace().record_control(format!("panic {n}"));
+                hook(*n);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the schedule on `sim` for `duration` of virtual time and returns
+    /// the faults applied. The cluster is left as the last fault left it:
+    /// call [`Simulation::recover`] to heal it. Calling `run` again continues
+    /// the same random stream.
+    pub async fn run<M: Wire, F: NodeFactory<M>>(
+        &mut self,
+        sim: &mut Simulation<M, F>,
+        duration: Duration,
+    ) -> Vec<FaultEvent> {
+        let mut rng = self.rng.take().unwrap_or_else(|| nemesis_rng(sim.seed()));
+        let end = sim.now() + duration;
+        let mut events = Vec::new();
+        loop {
+            let min_ns = u64::try_from(self.min_interval.as_nanos()).unwrap_or(u64::MAX);
+            let max_ns = u64::try_from(self.max_interval.as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(min_ns);
+            // At least 1 ms, so the loop always moves virtual time forward.
+            let pause = Duration::from_nanos(rng.random_range(min_ns..=max_ns))
+                .max(Duration::from_millis(1));
+            let now = sim.now();
+            if now + pause >= end {
+                sim.run_for(end.saturating_sub(now)).await;
+                break;
+            }
+            sim.run_for(pause).await;
+            let members = sim.members();
+            let up = sim.up_nodes();
+            let Some(action) = self.pick(&mut rng, &members, &up) else {
+                continue;
+            };
+            match self.apply(sim, &action) {
+                Ok(()) => events.push(FaultEvent {
+                    at: sim.now(),
+                    action,
+                }),
+                Err(e) => tracing::warn!(error = %e, ?action, "nemesis: fault not applied"),
+            }
+        }
+        self.rng = Some(rng);
+        events
+    }
+}

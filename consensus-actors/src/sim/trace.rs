@@ -1,0 +1,394 @@
+//! The run trace: every delivered message and every state change a node
+//! reports, folded into one stable hash.
+//!
+//! The hash is the replay check of the simulation: the same seed on the same
+//! build yields the same sequence of events at the same virtual times, hence
+//! the same [`TraceHandle::hash`]. It is FNV-1a 64 over a fixed little-endian
+//! encoding of each record, so it does not depend on the process, the
+//! platform's hasher keys or the order of any hash map.
+//!
+//! Records themselves are only kept when asked for
+//! ([`TraceConfig::keep_records`]), bounded to the most recent ones, and can
+//! be written out as JSON lines to compare two runs record by record.
+
+use crate::types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::time::Instant;
+
+const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
+
+/// Incremental FNV-1a 64-bit hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fnv1a64(u64);
+
+impl Default for Fnv1a64 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fnv1a64 {
+    /// A hasher in its initial state.
+    pub const fn new() -> Self {
+        Self(FNV_OFFSET)
+    }
+
+    /// Folds `bytes` in.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    /// Folds a `u64` in (little-endian).
+    pub fn write_u64(&mut self, v: u64) {
+        self.write(&v.to_le_bytes());
+    }
+
+    /// Folds a string in, length-prefixed so `("ab","c")` and `("a","bc")` differ.
+    pub fn write_str(&mut self, s: &str) {
+        self.write_u64(s.len() as u64);
+        self.write(s.as_bytes());
+    }
+
+    /// The hash so far.
+    pub const fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// FNV-1a 64 of `bytes`.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h = Fnv1a64::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// Digest of a value: FNV-1a 64 of its MessagePack (rmp-serde) encoding.
+/// A value that fails to encode digests to the FNV of its error text, so the
+/// trace stays deterministic; a warning is logged.
+pub fn digest<T: Serialize + ?Sized>(value: &T) -> u64 {
+    match rmp_serde::to_vec(value) {
+        Ok(bytes) => fnv1a64(&bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "trace digest: value does not encode");
+            fnv1a64(e.to_string().as_bytes())
+        }
+    }
+}
+
+/// What happened, in one record of the trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TraceKind {
+    /// The network delivered a message to `to`'s inbox.
+    Deliver {
+        /// Sender.
+        from: NodeId,
+        /// Receiver.
+        to: NodeId,
+        /// [`digest`] of the message.
+        digest: u64,
+    },
+    /// A node reported a state change.
+    State {
+        /// The reporting node.
+        node: NodeId,
+        /// What changed ("became leader", "committed", ...).
+        label: String,
+        /// [`digest`] of the attached value, 0 when there is none.
+        digest: u64,
+    },
+    /// The simulation itself acted (node started or crashed, partition, faults).
+    Control {
+        /// A description of the action (part of the hash).
+        what: String,
+    },
+}
+
+/// One record of the trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceRecord {
+    /// Position in the trace, from 0.
+    pub seq: u64,
+    /// Virtual time since the trace started, in microseconds.
+    pub at_us: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub kind: TraceKind,
+    /// The trace hash after folding this record in (lets two runs be compared
+    /// to find the first diverging record).
+    pub hash: u64,
+}
+
+/// Which records a trace keeps in memory (the hash always covers all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TraceConfig {
+    /// Keep at most this many of the most recent records (0 keeps none).
+    pub keep_records: usize,
+    /// Record every delivered message (on by default in simulations; turning
+    /// it off leaves only state changes and control actions in the hash).
+    pub skip_deliveries: bool,
+}
+
+#[derive(Debug)]
+struct TraceState {
+    start: Instant,
+    hasher: Fnv1a64,
+    count: u64,
+    config: TraceConfig,
+    kept: VecDeque<TraceRecord>,
+}
+
+/// A clonable handle on one run's trace. Protocol actors receive one in their
+/// [`NodeContext`](super::NodeContext) and report state changes through it.
+/// All clones feed the same hash. Cheap to clone; safe to share.
+#[derive(Clone, Debug)]
+pub struct TraceHandle {
+    inner: Arc<Mutex<TraceState>>,
+    skip_deliveries: bool,
+}
+
+impl TraceHandle {
+    /// A trace whose virtual time 0 is `start`.
+    pub fn new(start: Instant, config: TraceConfig) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(TraceState {
+                start,
+                hasher: Fnv1a64::new(),
+                count: 0,
+                config,
+                kept: VecDeque::new(),
+            })),
+            skip_deliveries: config.skip_deliveries,
+        }
+    }
+
+    /// A trace starting now (virtual time of the current tokio clock).
+    pub fn starting_now(config: TraceConfig) -> Self {
+        Self::new(Instant::now(), config)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TraceState> {
+        // A panic while holding the lock cannot leave the state half-written
+        // in a way that matters more than the panic itself: keep going.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Node `node` reports a state change described by `label`.
+    pub fn record(&self, node: NodeId, label: &str) {
+        self.push(TraceKind::State {
+            node,
+            label: label.to_owned(),
+            digest: 0,
+        });
+    }
+
+    /// Node `node` reports a state change `label` with a value (its digest,
+    /// see [`digest`], enters the hash).
+    pub fn record_value<T: Serialize + ?Sized>(&self, node: NodeId, label: &str, value: &T) {
+        self.push(TraceKind::State {
+            node,
+            label: label.to_owned(),
+            digest: digest(value),
+        });
+    }
+
+    /// The network delivered a message whose [`digest`] is `digest`.
+    pub fn record_delivery(&self, from: NodeId, to: NodeId, digest: u64) {
+        self.push(TraceKind::Deliver { from, to, digest });
+    }
+
+    /// The simulation performed a control action.
+    pub fn record_control(&self, what: impl Into<String>) {
+        self.push(TraceKind::Control { what: what.into() });
+    }
+
+    /// Whether deliveries are being recorded.
+    pub fn records_deliveries(&self) -> bool {
+        !self.skip_deliveries
+    }
+
+    fn push(&self, kind: TraceKind) {
+        if self.skip_deliveries && matches!(kind, TraceKind::Deliver { .. }) {
+            return;
+        }
+        let now = Instant::now();
+        let mut st = self.lock();
+        let at_us =
+            u64::try_from(now.saturating_duration_since(st.start).as_micros()).unwrap_or(u64::MAX);
+        let h = &mut st.hasher;
+        h.write_u64(at_us);
+        match &kind {
+            TraceKind::Deliver { from, to, digest } => {
+                h.write(&[1]);
+                h.write_u64(from.get());
+                h.write_u64(to.get());
+                h.write_u64(*digest);
+            }
+            TraceKind::State {
+                node,
+                label,
+                digest,
+            } => {
+                h.write(&[2]);
+                h.write_u64(node.get());
+                h.write_str(label);
+                h.write_u64(*digest);
+            }
+            TraceKind::Control { what } => {
+                h.write(&[3]);
+                h.write_str(what);
+            }
+        }
+        let hash = h.finish();
+        let seq = st.count;
+        st.count += 1;
+        let keep = st.config.keep_records;
+        if keep > 0 {
+            if st.kept.len() == keep {
+                st.kept.pop_front();
+            }
+            st.kept.push_back(TraceRecord {
+                seq,
+                at_us,
+                kind,
+                hash,
+            });
+        }
+    }
+
+    /// The hash of every record so far: the replay check.
+    pub fn hash(&self) -> u64 {
+        self.lock().hasher.finish()
+    }
+
+    /// How many records have been folded into the hash.
+    pub fn len(&self) -> u64 {
+        self.lock().count
+    }
+
+    /// Whether nothing has been recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The records kept in memory (the most recent
+    /// [`TraceConfig::keep_records`]), oldest first.
+    pub fn records(&self) -> Vec<TraceRecord> {
+        self.lock().kept.iter().cloned().collect()
+    }
+
+    /// Virtual time since the trace started.
+    pub fn elapsed(&self) -> tokio::time::Duration {
+        Instant::now().saturating_duration_since(self.lock().start)
+    }
+
+    /// Writes the kept records as JSON lines (one object per line).
+    pub fn write_jsonl<W: io::Write>(&self, mut out: W) -> io::Result<()> {
+        for rec in self.records() {
+            serde_json::to_writer(&mut out, &rec).map_err(io::Error::other)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_reference_vectors() {
+        // Reference values of FNV-1a 64.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    fn on_paused<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn hash_depends_on_content_order_and_time() {
+        on_paused(async {
+            let cfg = TraceConfig {
+                keep_records: 2,
+                skip_deliveries: false,
+            };
+            let a = TraceHandle::starting_now(cfg);
+            let b = TraceHandle::starting_now(cfg);
+            let c = TraceHandle::starting_now(cfg);
+            a.record(NodeId(1), "x");
+            a.record_value(NodeId(2), "y", &5u32);
+            b.record(NodeId(1), "x");
+            b.record_value(NodeId(2), "y", &5u32);
+            c.record_value(NodeId(2), "y", &5u32);
+            c.record(NodeId(1), "x");
+            assert_eq!(a.hash(), b.hash());
+            assert_ne!(a.hash(), c.hash());
+            tokio::time::sleep(tokio::time::Duration::from_millis(3)).await;
+            a.record_delivery(NodeId(1), NodeId(2), 9);
+            b.record_delivery(NodeId(1), NodeId(2), 9);
+            assert_eq!(a.hash(), b.hash());
+            // Same event, one millisecond apart: different hashes.
+            let a_clone = a.clone();
+            a_clone.record(NodeId(3), "z");
+            tokio::time::sleep(tokio::time::Duration::from_millis(1)).await;
+            b.record(NodeId(3), "z");
+            assert_eq!(a.len(), 4);
+            assert_ne!(a.hash(), b.hash());
+            let kept = a.records();
+            assert_eq!(kept.len(), 2);
+            assert_eq!(kept[0].seq, 2);
+            assert_eq!(kept[0].at_us, 3_000);
+            assert_eq!(
+                kept[0].kind,
+                TraceKind::Deliver {
+                    from: NodeId(1),
+                    to: NodeId(2),
+                    digest: 9
+                }
+            );
+            assert_eq!(kept[1].at_us, 3_000);
+            assert_eq!(kept[1].hash, a.hash());
+            let mut out = Vec::new();
+            a.write_jsonl(&mut out).expect("write");
+            let text = String::from_utf8(out).expect("utf8");
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2);
+            let back: TraceRecord = serde_json::from_str(lines[1]).expect("parse");
+            assert_eq!(back, kept[1]);
+            assert!(lines[0].contains("\"kind\":\"deliver\""), "{}", lines[0]);
+        });
+    }
+
+    #[test]
+    fn skipping_deliveries_leaves_them_out_of_the_hash() {
+        on_paused(async {
+            let cfg = TraceConfig {
+                keep_records: 0,
+                skip_deliveries: true,
+            };
+            let a = TraceHandle::starting_now(cfg);
+            let h0 = a.hash();
+            a.record_delivery(NodeId(1), NodeId(2), 3);
+            assert_eq!(a.hash(), h0);
+            assert!(a.is_empty());
+            a.record_control("heal");
+            assert_ne!(a.hash(), h0);
+            assert!(a.records().is_empty());
+        });
+    }
+}

@@ -1,1 +1,0 @@
-//! Storage traits and the crash-aware in-memory store (being built).

@@ -1,1 +1,0 @@
-//! The per-node supervision tree (being built).
