@@ -84,6 +84,8 @@ mod raft_log_matching;
 mod raft_state_machine_safety;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod test_support;
 mod verifier;
 mod violation;
 

@@ -131,42 +131,12 @@ impl Invariant for RaftLeaderAppendOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::test_support::{append, leader, run_invariant, truncate};
 
     const N1: NodeId = NodeId(1);
 
-    fn leader(node: NodeId, term: u64) -> SafetyEvent {
-        RaftEvent::BecameLeader {
-            node,
-            term: Term(term),
-        }
-        .into()
-    }
-
-    fn append(node: NodeId, index: u64, term: u64, digest: u64) -> SafetyEvent {
-        RaftEvent::Appended {
-            node,
-            index: LogIndex(index),
-            term: Term(term),
-            digest,
-        }
-        .into()
-    }
-
-    fn truncate(node: NodeId, from: u64) -> SafetyEvent {
-        RaftEvent::Truncated {
-            node,
-            from_index: LogIndex(from),
-        }
-        .into()
-    }
-
     fn run(events: &[SafetyEvent]) -> Vec<Violation> {
-        let mut inv = RaftLeaderAppendOnly::default();
-        let mut out = Vec::new();
-        for (t, ev) in events.iter().enumerate() {
-            inv.observe(t as u64, ev, &mut out);
-        }
-        out
+        run_invariant(&mut RaftLeaderAppendOnly::default(), events)
     }
 
     /// Followers may overwrite and truncate; a leader that only appends and

@@ -156,44 +156,14 @@ impl Invariant for RaftLeaderCompleteness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::test_support::{batch, commit, leader, run_invariant};
 
     const N1: NodeId = NodeId(1);
     const N2: NodeId = NodeId(2);
     const N3: NodeId = NodeId(3);
 
-    fn leader(node: NodeId, term: u64) -> SafetyEvent {
-        RaftEvent::BecameLeader {
-            node,
-            term: Term(term),
-        }
-        .into()
-    }
-
-    fn batch(node: NodeId, first: u64, entries: &[(u64, u64)]) -> SafetyEvent {
-        RaftEvent::AppendedBatch {
-            node,
-            first_index: LogIndex(first),
-            entries: entries.iter().map(|(t, d)| (Term(*t), *d)).collect(),
-        }
-        .into()
-    }
-
-    fn commit(node: NodeId, term: u64, index: u64) -> SafetyEvent {
-        RaftEvent::CommitAdvanced {
-            node,
-            term: Term(term),
-            commit_index: LogIndex(index),
-        }
-        .into()
-    }
-
     fn run(events: &[SafetyEvent]) -> Vec<Violation> {
-        let mut inv = RaftLeaderCompleteness::default();
-        let mut out = Vec::new();
-        for (t, ev) in events.iter().enumerate() {
-            inv.observe(t as u64, ev, &mut out);
-        }
-        out
+        run_invariant(&mut RaftLeaderCompleteness::default(), events)
     }
 
     /// §5.4.1: a new leader whose log holds every committed entry passes,

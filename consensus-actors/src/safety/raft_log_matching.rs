@@ -169,38 +169,15 @@ impl Invariant for RaftLogMatching {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::test_support::{append, batch, run_invariant};
     use crate::safety::RaftEvent;
 
     const N1: NodeId = NodeId(1);
     const N2: NodeId = NodeId(2);
     const N3: NodeId = NodeId(3);
 
-    fn append(node: NodeId, index: u64, term: u64, digest: u64) -> SafetyEvent {
-        RaftEvent::Appended {
-            node,
-            index: LogIndex(index),
-            term: Term(term),
-            digest,
-        }
-        .into()
-    }
-
-    fn batch(node: NodeId, first: u64, entries: &[(u64, u64)]) -> SafetyEvent {
-        RaftEvent::AppendedBatch {
-            node,
-            first_index: LogIndex(first),
-            entries: entries.iter().map(|(t, d)| (Term(*t), *d)).collect(),
-        }
-        .into()
-    }
-
     fn run(events: &[SafetyEvent]) -> Vec<Violation> {
-        let mut inv = RaftLogMatching::default();
-        let mut out = Vec::new();
-        for (t, ev) in events.iter().enumerate() {
-            inv.observe(t as u64, ev, &mut out);
-        }
-        out
+        run_invariant(&mut RaftLogMatching::default(), events)
     }
 
     /// §5.3: followers that repair divergent suffixes (Figure 7 style) keep

@@ -257,44 +257,13 @@ impl Invariant for RaftStateMachineSafety {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::test_support::{apply, batch, commit, run_invariant};
 
     const N1: NodeId = NodeId(1);
     const N2: NodeId = NodeId(2);
 
-    fn batch(node: NodeId, first: u64, entries: &[(u64, u64)]) -> SafetyEvent {
-        RaftEvent::AppendedBatch {
-            node,
-            first_index: LogIndex(first),
-            entries: entries.iter().map(|(t, d)| (Term(*t), *d)).collect(),
-        }
-        .into()
-    }
-
-    fn commit(node: NodeId, term: u64, index: u64) -> SafetyEvent {
-        RaftEvent::CommitAdvanced {
-            node,
-            term: Term(term),
-            commit_index: LogIndex(index),
-        }
-        .into()
-    }
-
-    fn apply(node: NodeId, index: u64, digest: u64) -> SafetyEvent {
-        RaftEvent::Applied {
-            node,
-            index: LogIndex(index),
-            digest,
-        }
-        .into()
-    }
-
     fn run(events: &[SafetyEvent]) -> Vec<Violation> {
-        let mut inv = RaftStateMachineSafety::default();
-        let mut out = Vec::new();
-        for (t, ev) in events.iter().enumerate() {
-            inv.observe(t as u64, ev, &mut out);
-        }
-        out
+        run_invariant(&mut RaftStateMachineSafety::default(), events)
     }
 
     /// Figure 3: nodes that commit and apply the same entries, re-apply them

@@ -8,8 +8,9 @@
 //!
 //! # Model
 //!
-//! * A message enters the network when the actor handles its [`Envelope`].
-//!   It is dropped at once when its sender is down, its destination is not
+//! * A message enters the network when the actor handles its [`Envelope`]
+//!   (or, in a [`Simulation`](super::Simulation), when the sending node's
+//!   [`SimPort`] handles it). It is dropped at once when its sender is down, its destination is not
 //!   registered, the link is cut (partition, one-way block, isolation), or by
 //!   the loss roll.
 //! * Otherwise it is delivered after `base_delay + U[0, jitter]`. Links are
@@ -31,6 +32,21 @@
 //!
 //! tokio's timer has millisecond resolution: delays are effectively rounded
 //! up to the next millisecond of virtual time.
+//!
+//! # Inside (what makes it cheap per message)
+//!
+//! The network's state (generator, fault rates, node table, link table,
+//! in-flight queue) sits behind one lock shared by the actor, the ports of a
+//! simulation's nodes and the simulation itself. A node's port applies the
+//! model above to each envelope itself, so a message costs one mailbox hop
+//! to enter the network instead of two, and the simulation's control
+//! operations (partition, crash, faults...) apply the moment they are
+//! called. Copies in flight wait in one binary heap ordered by (delivery
+//! time, entry order); a single driver task sleeps until the earliest one is
+//! due, delivers everything due, and moves its one tokio sleep to the next:
+//! no timer or task per message. Which links are open is a table
+//! recomputed when partitions, blocks or isolations change, not worked out
+//! per message; every lookup by node id happens once per message.
 
 use super::rng::chance;
 use super::trace::{digest, TraceHandle};
@@ -40,10 +56,13 @@ use actix::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use tokio::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Waker};
+use tokio::time::{Duration, Instant, Sleep};
 
 /// The fault rates of the network. All may be changed during a run with
 /// [`SetFaults`].
@@ -183,8 +202,11 @@ impl NetworkStatsHandle {
         }
     }
 
+    /// Counts one. Only the network's core, under its lock, writes the
+    /// counters, so a plain load and store suffice (no atomic
+    /// read-modify-write on the per-message path).
     fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }
 
@@ -236,66 +258,143 @@ pub struct Heal;
 #[rtype(result = "NetworkStats")]
 pub struct GetStats;
 
-struct InFlight<M: Wire> {
-    env: Envelope<M>,
-    digest: u64,
+/// A node as the network knows it, at a dense index.
+struct Endpoint<M: Wire> {
+    id: NodeId,
+    /// Where its messages go; `None` when not registered (never, or since
+    /// it was deregistered).
+    inbox: Option<Recipient<Envelope<M>>>,
+    /// Deregistered (crashed) and not registered again: what it sends is
+    /// dropped.
+    down: bool,
 }
 
-/// The simulated network actor. See the [module docs](self) for the model.
-pub struct SimNetwork<M: Wire> {
+/// The state of one directed link.
+#[derive(Clone, Copy, Default)]
+struct Link {
+    /// Whether a message may currently travel the link (partitions, blocks
+    /// and isolations folded in; recomputed when they change).
+    open: bool,
+    /// Delivery time of the last FIFO message on the link.
+    tail: Option<Instant>,
+}
+
+/// A copy of a message in flight, ordered by delivery time then by the
+/// order it entered the network.
+struct Scheduled<M: Wire> {
+    at: Instant,
+    seq: u64,
+    from: u32,
+    to: u32,
+    digest: u64,
+    env: Envelope<M>,
+}
+
+impl<M: Wire> PartialEq for Scheduled<M> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl<M: Wire> Eq for Scheduled<M> {}
+
+impl<M: Wire> PartialOrd for Scheduled<M> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<M: Wire> Ord for Scheduled<M> {
+    /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest first.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Everything the network knows and decides, shared by the [`SimNetwork`]
+/// actor, the ports of the nodes (which hand their messages straight to it,
+/// without a second mailbox hop) and the [`Simulation`](super::Simulation)
+/// (whose control operations apply at once). Everything runs on the
+/// simulation's one thread: the lock is never contended.
+struct Core<M: Wire> {
     rng: ChaCha8Rng,
     faults: NetworkFaults,
     trace: Option<TraceHandle>,
+    record_deliveries: bool,
     stats: NetworkStatsHandle,
-    inboxes: BTreeMap<NodeId, Recipient<Envelope<M>>>,
-    down: BTreeSet<NodeId>,
+    /// Dense index of every node the network has heard of (registered,
+    /// sender or named by a control request). Never shrinks.
+    index: BTreeMap<NodeId, u32>,
+    endpoints: Vec<Endpoint<M>>,
+    /// `endpoints.len()²` links, row `from`, column `to`.
+    links: Vec<Link>,
     groups: Option<BTreeMap<NodeId, usize>>,
     blocked: BTreeSet<(NodeId, NodeId)>,
     isolated: BTreeSet<NodeId>,
-    queue: BTreeMap<(Instant, u64), InFlight<M>>,
+    queue: BinaryHeap<Scheduled<M>>,
     next_seq: u64,
-    link_tail: BTreeMap<(NodeId, NodeId), Instant>,
-    timer: Option<(Instant, SpawnHandle)>,
+    /// The instant the driver will next wake at, `None` when it sleeps
+    /// until told (or has not started).
+    armed: Option<Instant>,
+    /// The driver's waker, once it has run.
+    driver: Option<Waker>,
+    /// The actor stopped: the driver ends.
+    closed: bool,
 }
 
-impl<M: Wire> Actor for SimNetwork<M> {
-    type Context = Context<Self>;
-}
-
-impl<M: Wire> SimNetwork<M> {
-    /// A network drawing every random choice from `rng`, recording deliveries
-    /// and control actions in `trace` when given. Fails when `faults` is
-    /// invalid (see [`NetworkFaults::validate`]).
-    pub fn new(
-        rng: ChaCha8Rng,
-        faults: NetworkFaults,
-        trace: Option<TraceHandle>,
-    ) -> Result<Self, NetworkError> {
-        faults.validate()?;
-        Ok(Self {
+impl<M: Wire> Core<M> {
+    fn new(rng: ChaCha8Rng, faults: NetworkFaults, trace: Option<TraceHandle>) -> Self {
+        Self {
             rng,
             faults,
+            record_deliveries: trace.as_ref().is_some_and(TraceHandle::records_deliveries),
             trace,
             stats: NetworkStatsHandle::default(),
-            inboxes: BTreeMap::new(),
-            down: BTreeSet::new(),
+            index: BTreeMap::new(),
+            endpoints: Vec::new(),
+            links: Vec::new(),
             groups: None,
             blocked: BTreeSet::new(),
             isolated: BTreeSet::new(),
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             next_seq: 0,
-            link_tail: BTreeMap::new(),
-            timer: None,
-        })
+            armed: None,
+            driver: None,
+            closed: false,
+        }
     }
 
-    /// The live counters (take it before starting the actor).
-    pub fn stats_handle(&self) -> NetworkStatsHandle {
-        self.stats.clone()
+    fn lookup(&self, id: NodeId) -> Option<u32> {
+        self.index.get(&id).copied()
     }
 
-    /// Whether a message may currently travel `from -> to`.
-    fn link_open(&self, from: NodeId, to: NodeId) -> bool {
+    /// The dense index of `id`, added (with its links) when new.
+    fn endpoint(&mut self, id: NodeId) -> u32 {
+        if let Some(i) = self.lookup(id) {
+            return i;
+        }
+        let old = self.endpoints.len();
+        let new = old + 1;
+        let mut links = vec![Link::default(); new * new];
+        for from in 0..old {
+            links[from * new..from * new + old]
+                .copy_from_slice(&self.links[from * old..from * old + old]);
+        }
+        self.links = links;
+        self.endpoints.push(Endpoint {
+            id,
+            inbox: None,
+            down: false,
+        });
+        let i = u32::try_from(old).unwrap_or(u32::MAX);
+        self.index.insert(id, i);
+        self.recompute_links();
+        i
+    }
+
+    /// Whether a message may currently travel `from -> to` (the rules; the
+    /// link table caches the answer).
+    fn link_rule(&self, from: NodeId, to: NodeId) -> bool {
         if from == to {
             return true;
         }
@@ -314,14 +413,89 @@ impl<M: Wire> SimNetwork<M> {
         }
     }
 
+    fn recompute_links(&mut self) {
+        let n = self.endpoints.len();
+        for from in 0..n {
+            for to in 0..n {
+                let open = self.link_rule(self.endpoints[from].id, self.endpoints[to].id);
+                self.links[from * n + to].open = open;
+            }
+        }
+    }
+
+    fn is_open(&self, from: u32, to: u32) -> bool {
+        let n = self.endpoints.len();
+        self.links[from as usize * n + to as usize].open
+    }
+
+    fn link(&mut self, from: u32, to: u32) -> &mut Link {
+        let n = self.endpoints.len();
+        &mut self.links[from as usize * n + to as usize]
+    }
+
     fn control(&self, what: impl FnOnce() -> String) {
         if let Some(t) = &self.trace {
             t.record_control(what());
         }
     }
 
+    /// A message enters the network. Returns whether the driver must be
+    /// woken (the message is due before the driver's next wake-up).
+    fn send(&mut self, env: Envelope<M>) -> bool {
+        let c = &self.stats.inner;
+        NetworkStatsHandle::bump(&c.sent);
+        let to = match self.lookup(env.to) {
+            Some(to) if self.endpoints[to as usize].inbox.is_some() => to,
+            _ => {
+                NetworkStatsHandle::bump(&c.dropped_down);
+                return false;
+            }
+        };
+        let from = match self.lookup(env.from) {
+            Some(from) => {
+                if self.endpoints[from as usize].down {
+                    NetworkStatsHandle::bump(&c.dropped_down);
+                    return false;
+                }
+                from
+            }
+            None => self.endpoint(env.from),
+        };
+        let c = &self.stats.inner;
+        if !self.is_open(from, to) {
+            NetworkStatsHandle::bump(&c.dropped_partition);
+            return false;
+        }
+        if chance(&mut self.rng, self.faults.loss) {
+            NetworkStatsHandle::bump(&c.dropped_loss);
+            return false;
+        }
+        let digest = if self.record_deliveries {
+            digest(&env.msg)
+        } else {
+            0
+        };
+        let now = Instant::now();
+        let at = self.schedule_at(now, from, to);
+        let mut earliest = at;
+        if chance(&mut self.rng, self.faults.duplicate) {
+            NetworkStatsHandle::bump(&self.stats.inner.duplicated);
+            let at2 = self.schedule_at(now, from, to);
+            earliest = earliest.min(at2);
+            self.enqueue(at2, from, to, digest, env.clone());
+        }
+        self.enqueue(at, from, to, digest, env);
+        match self.armed {
+            Some(armed) if armed <= earliest => false,
+            _ => {
+                self.armed = Some(earliest);
+                self.driver.is_some()
+            }
+        }
+    }
+
     /// Delivery instant of one copy sent now on `from -> to`.
-    fn schedule_at(&mut self, now: Instant, from: NodeId, to: NodeId) -> Instant {
+    fn schedule_at(&mut self, now: Instant, from: u32, to: u32) -> Instant {
         let f = self.faults;
         let mut delay = f.base_delay;
         if !f.jitter.is_zero() {
@@ -334,59 +508,46 @@ impl<M: Wire> SimNetwork<M> {
             let window_ns = u64::try_from(f.reorder_window.as_nanos()).unwrap_or(u64::MAX);
             at += Duration::from_nanos(self.rng.random_range(0..=window_ns));
         } else {
-            let tail = self.link_tail.entry((from, to)).or_insert(at);
-            if *tail > at {
-                at = *tail;
+            let link = self.link(from, to);
+            if let Some(tail) = link.tail {
+                if tail > at {
+                    at = tail;
+                }
             }
-            *tail = at;
+            link.tail = Some(at);
         }
         at
     }
 
-    fn enqueue(&mut self, at: Instant, flight: InFlight<M>) {
+    fn enqueue(&mut self, at: Instant, from: u32, to: u32, digest: u64, env: Envelope<M>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.insert((at, seq), flight);
-    }
-
-    fn arm(&mut self, ctx: &mut Context<Self>) {
-        let Some(&(next, _)) = self.queue.keys().next() else {
-            return;
-        };
-        if let Some((armed, handle)) = self.timer {
-            if armed <= next {
-                return;
-            }
-            ctx.cancel_future(handle);
-        }
-        let wait = next.saturating_duration_since(Instant::now());
-        let handle = ctx.run_later(wait, |act, ctx| {
-            act.timer = None;
-            act.fire(ctx);
+        self.queue.push(Scheduled {
+            at,
+            seq,
+            from,
+            to,
+            digest,
+            env,
         });
-        self.timer = Some((next, handle));
     }
 
-    fn fire(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        while let Some(entry) = self.queue.first_entry() {
-            if entry.key().0 > now {
-                break;
+    /// Delivers every copy due at or before `now`, in order.
+    fn deliver_due(&mut self, now: Instant) {
+        while self.queue.peek().is_some_and(|s| s.at <= now) {
+            if let Some(s) = self.queue.pop() {
+                self.deliver(now, s);
             }
-            let flight = entry.remove();
-            self.deliver(flight);
         }
-        self.arm(ctx);
     }
 
-    fn deliver(&mut self, flight: InFlight<M>) {
-        let InFlight { env, digest } = flight;
+    fn deliver(&mut self, now: Instant, s: Scheduled<M>) {
         let c = &self.stats.inner;
-        if !self.link_open(env.from, env.to) {
+        if !self.is_open(s.from, s.to) {
             NetworkStatsHandle::bump(&c.dropped_partition);
             return;
         }
-        let Some(inbox) = self.inboxes.get(&env.to) else {
+        let Some(inbox) = &self.endpoints[s.to as usize].inbox else {
             NetworkStatsHandle::bump(&c.dropped_down);
             return;
         };
@@ -394,87 +555,37 @@ impl<M: Wire> SimNetwork<M> {
             NetworkStatsHandle::bump(&c.dropped_down);
             return;
         }
-        if let Some(t) = &self.trace {
-            t.record_delivery(env.from, env.to, digest);
+        if self.record_deliveries {
+            if let Some(t) = &self.trace {
+                t.record_delivery_at(now, s.env.from, s.env.to, s.digest);
+            }
         }
         NetworkStatsHandle::bump(&c.delivered);
-        inbox.do_send(env);
+        inbox.do_send(s.env);
     }
-}
 
-impl<M: Wire> Handler<Envelope<M>> for SimNetwork<M> {
-    type Result = ();
-
-    fn handle(&mut self, env: Envelope<M>, ctx: &mut Context<Self>) {
-        let c = self.stats.inner.clone();
-        NetworkStatsHandle::bump(&c.sent);
-        if self.down.contains(&env.from) || !self.inboxes.contains_key(&env.to) {
-            NetworkStatsHandle::bump(&c.dropped_down);
-            return;
-        }
-        if !self.link_open(env.from, env.to) {
-            NetworkStatsHandle::bump(&c.dropped_partition);
-            return;
-        }
-        if chance(&mut self.rng, self.faults.loss) {
-            NetworkStatsHandle::bump(&c.dropped_loss);
-            return;
-        }
-        let digest = match &self.trace {
-            Some(t) if t.records_deliveries() => digest(&env.msg),
-            _ => 0,
-        };
-        let now = Instant::now();
-        let at = self.schedule_at(now, env.from, env.to);
-        if chance(&mut self.rng, self.faults.duplicate) {
-            NetworkStatsHandle::bump(&c.duplicated);
-            let at2 = self.schedule_at(now, env.from, env.to);
-            self.enqueue(
-                at2,
-                InFlight {
-                    env: env.clone(),
-                    digest,
-                },
-            );
-        }
-        self.enqueue(at, InFlight { env, digest });
-        self.arm(ctx);
+    fn register(&mut self, node: NodeId, inbox: Recipient<Envelope<M>>) {
+        let i = self.endpoint(node) as usize;
+        let e = &mut self.endpoints[i];
+        e.down = false;
+        e.inbox = Some(inbox);
     }
-}
 
-impl<M: Wire> Handler<RegisterNode<M>> for SimNetwork<M> {
-    type Result = ();
-
-    fn handle(&mut self, msg: RegisterNode<M>, _: &mut Context<Self>) {
-        self.down.remove(&msg.node);
-        self.inboxes.insert(msg.node, msg.inbox);
+    fn deregister(&mut self, node: NodeId) {
+        let i = self.endpoint(node) as usize;
+        let e = &mut self.endpoints[i];
+        e.down = true;
+        e.inbox = None;
     }
-}
 
-impl<M: Wire> Handler<DeregisterNode> for SimNetwork<M> {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeregisterNode, _: &mut Context<Self>) {
-        self.inboxes.remove(&msg.node);
-        self.down.insert(msg.node);
-    }
-}
-
-impl<M: Wire> Handler<SetFaults> for SimNetwork<M> {
-    type Result = Result<(), NetworkError>;
-
-    fn handle(&mut self, SetFaults(faults): SetFaults, _: &mut Context<Self>) -> Self::Result {
+    fn set_faults(&mut self, faults: NetworkFaults) -> Result<(), NetworkError> {
         faults.validate()?;
         self.faults = faults;
         self.control(|| format!("faults {faults:?}"));
         Ok(())
     }
-}
 
-impl<M: Wire> Handler<Partition> for SimNetwork<M> {
-    type Result = Result<(), NetworkError>;
-
-    fn handle(&mut self, Partition(groups): Partition, _: &mut Context<Self>) -> Self::Result {
+    fn partition(&mut self, groups: &[Vec<NodeId>]) -> Result<(), NetworkError> {
         let mut map = BTreeMap::new();
         for (i, group) in groups.iter().enumerate() {
             for &node in group {
@@ -487,8 +598,255 @@ impl<M: Wire> Handler<Partition> for SimNetwork<M> {
             }
         }
         self.groups = Some(map);
+        self.recompute_links();
         self.control(|| format!("partition {groups:?}"));
         Ok(())
+    }
+
+    fn block(&mut self, from: NodeId, to: NodeId) {
+        self.blocked.insert((from, to));
+        self.recompute_links();
+        self.control(|| format!("block {from}->{to}"));
+    }
+
+    fn unblock(&mut self, from: NodeId, to: NodeId) {
+        self.blocked.remove(&(from, to));
+        self.recompute_links();
+        self.control(|| format!("unblock {from}->{to}"));
+    }
+
+    fn isolate(&mut self, node: NodeId) {
+        self.isolated.insert(node);
+        self.recompute_links();
+        self.control(|| format!("isolate {node}"));
+    }
+
+    fn heal(&mut self) {
+        self.groups = None;
+        self.blocked.clear();
+        self.isolated.clear();
+        self.recompute_links();
+        self.control(|| "heal".to_owned());
+    }
+}
+
+/// A handle on a network's shared state: what ports and the simulation use
+/// to act on the network without going through the actor's mailbox.
+pub(crate) struct NetHandle<M: Wire>(Arc<Mutex<Core<M>>>);
+
+impl<M: Wire> Clone for NetHandle<M> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<M: Wire> NetHandle<M> {
+    fn lock(&self) -> MutexGuard<'_, Core<M>> {
+        // Only the simulation's thread takes the lock and no code that can
+        // panic half-way through an update runs under it: keep going.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A message enters the network (as if the actor handled it).
+    pub(crate) fn send(&self, env: Envelope<M>) {
+        let mut core = self.lock();
+        if core.send(env) {
+            if let Some(w) = &core.driver {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// See [`RegisterNode`].
+    pub(crate) fn register(&self, node: NodeId, inbox: Recipient<Envelope<M>>) {
+        self.lock().register(node, inbox);
+    }
+
+    /// See [`DeregisterNode`].
+    pub(crate) fn deregister(&self, node: NodeId) {
+        self.lock().deregister(node);
+    }
+
+    /// See [`SetFaults`].
+    pub(crate) fn set_faults(&self, faults: NetworkFaults) -> Result<(), NetworkError> {
+        self.lock().set_faults(faults)
+    }
+
+    /// See [`Partition`].
+    pub(crate) fn partition(&self, groups: &[Vec<NodeId>]) -> Result<(), NetworkError> {
+        self.lock().partition(groups)
+    }
+
+    /// See [`BlockLink`].
+    pub(crate) fn block(&self, from: NodeId, to: NodeId) {
+        self.lock().block(from, to);
+    }
+
+    /// See [`UnblockLink`].
+    pub(crate) fn unblock(&self, from: NodeId, to: NodeId) {
+        self.lock().unblock(from, to);
+    }
+
+    /// See [`Isolate`].
+    pub(crate) fn isolate(&self, node: NodeId) {
+        self.lock().isolate(node);
+    }
+
+    /// See [`Heal`].
+    pub(crate) fn heal(&self) {
+        self.lock().heal();
+    }
+
+    fn close(&self) {
+        let mut core = self.lock();
+        core.closed = true;
+        if let Some(w) = core.driver.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The task that delivers messages when they are due: one tokio sleep,
+/// moved to the earliest delivery time whenever that changes, instead of a
+/// timer per message or per wake-up.
+struct Driver<M: Wire> {
+    net: NetHandle<M>,
+    sleep: Pin<Box<Sleep>>,
+    sleep_at: Option<Instant>,
+}
+
+impl<M: Wire> Future for Driver<M> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut core = this.net.lock();
+        loop {
+            if core.closed {
+                return Poll::Ready(());
+            }
+            let now = Instant::now();
+            core.deliver_due(now);
+            let Some(next) = core.queue.peek().map(|s| s.at) else {
+                core.armed = None;
+                store_waker(&mut core.driver, cx);
+                return Poll::Pending;
+            };
+            if this.sleep_at != Some(next) {
+                this.sleep.as_mut().reset(next);
+                this.sleep_at = Some(next);
+            }
+            if this.sleep.as_mut().poll(cx).is_ready() {
+                // tokio fires a sleep at or after its deadline (rounded up
+                // to the millisecond), so `next` is due now.
+                this.sleep_at = None;
+                continue;
+            }
+            core.armed = Some(next);
+            store_waker(&mut core.driver, cx);
+            return Poll::Pending;
+        }
+    }
+}
+
+fn store_waker(slot: &mut Option<Waker>, cx: &TaskContext<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// The simulated network actor. See the [module docs](self) for the model.
+pub struct SimNetwork<M: Wire> {
+    net: NetHandle<M>,
+    stats: NetworkStatsHandle,
+}
+
+impl<M: Wire> Actor for SimNetwork<M> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        let driver = Driver {
+            net: self.net.clone(),
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now())),
+            sleep_at: None,
+        };
+        // On the current thread's LocalSet, like the actor itself.
+        actix::spawn(driver);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.net.close();
+    }
+}
+
+impl<M: Wire> SimNetwork<M> {
+    /// A network drawing every random choice from `rng`, recording deliveries
+    /// and control actions in `trace` when given. Fails when `faults` is
+    /// invalid (see [`NetworkFaults::validate`]).
+    pub fn new(
+        rng: ChaCha8Rng,
+        faults: NetworkFaults,
+        trace: Option<TraceHandle>,
+    ) -> Result<Self, NetworkError> {
+        faults.validate()?;
+        let core = Core::new(rng, faults, trace);
+        let stats = core.stats.clone();
+        Ok(Self {
+            net: NetHandle(Arc::new(Mutex::new(core))),
+            stats,
+        })
+    }
+
+    /// The live counters (take it before starting the actor).
+    pub fn stats_handle(&self) -> NetworkStatsHandle {
+        self.stats.clone()
+    }
+
+    /// The shared state, for ports and the simulation (take it before
+    /// starting the actor).
+    pub(crate) fn handle(&self) -> NetHandle<M> {
+        self.net.clone()
+    }
+}
+
+impl<M: Wire> Handler<Envelope<M>> for SimNetwork<M> {
+    type Result = ();
+
+    fn handle(&mut self, env: Envelope<M>, _: &mut Context<Self>) {
+        self.net.send(env);
+    }
+}
+
+impl<M: Wire> Handler<RegisterNode<M>> for SimNetwork<M> {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterNode<M>, _: &mut Context<Self>) {
+        self.net.register(msg.node, msg.inbox);
+    }
+}
+
+impl<M: Wire> Handler<DeregisterNode> for SimNetwork<M> {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeregisterNode, _: &mut Context<Self>) {
+        self.net.deregister(msg.node);
+    }
+}
+
+impl<M: Wire> Handler<SetFaults> for SimNetwork<M> {
+    type Result = Result<(), NetworkError>;
+
+    fn handle(&mut self, SetFaults(faults): SetFaults, _: &mut Context<Self>) -> Self::Result {
+        self.net.set_faults(faults)
+    }
+}
+
+impl<M: Wire> Handler<Partition> for SimNetwork<M> {
+    type Result = Result<(), NetworkError>;
+
+    fn handle(&mut self, Partition(groups): Partition, _: &mut Context<Self>) -> Self::Result {
+        self.net.partition(&groups)
     }
 }
 
@@ -496,8 +854,7 @@ impl<M: Wire> Handler<BlockLink> for SimNetwork<M> {
     type Result = ();
 
     fn handle(&mut self, BlockLink { from, to }: BlockLink, _: &mut Context<Self>) {
-        self.blocked.insert((from, to));
-        self.control(|| format!("block {from}->{to}"));
+        self.net.block(from, to);
     }
 }
 
@@ -505,8 +862,7 @@ impl<M: Wire> Handler<UnblockLink> for SimNetwork<M> {
     type Result = ();
 
     fn handle(&mut self, UnblockLink { from, to }: UnblockLink, _: &mut Context<Self>) {
-        self.blocked.remove(&(from, to));
-        self.control(|| format!("unblock {from}->{to}"));
+        self.net.unblock(from, to);
     }
 }
 
@@ -514,8 +870,7 @@ impl<M: Wire> Handler<Isolate> for SimNetwork<M> {
     type Result = ();
 
     fn handle(&mut self, Isolate(node): Isolate, _: &mut Context<Self>) {
-        self.isolated.insert(node);
-        self.control(|| format!("isolate {node}"));
+        self.net.isolate(node);
     }
 }
 
@@ -523,10 +878,7 @@ impl<M: Wire> Handler<Heal> for SimNetwork<M> {
     type Result = ();
 
     fn handle(&mut self, _: Heal, _: &mut Context<Self>) {
-        self.groups = None;
-        self.blocked.clear();
-        self.isolated.clear();
-        self.control(|| "heal".to_owned());
+        self.net.heal();
     }
 }
 
@@ -544,8 +896,22 @@ impl<M: Wire> Handler<GetStats> for SimNetwork<M> {
 /// cannot send as the node (or as its next incarnation).
 pub struct SimPort<M: Wire> {
     node: NodeId,
-    network: Recipient<Envelope<M>>,
+    network: PortTarget<M>,
     closed: Arc<AtomicBool>,
+}
+
+/// Where a port hands its envelopes.
+enum PortTarget<M: Wire> {
+    /// To a network actor's mailbox.
+    Actor(Recipient<Envelope<M>>),
+    /// Straight into a [`SimNetwork`]'s state (one mailbox hop fewer). The
+    /// recipient is not used: it keeps the network actor (and so its
+    /// delivery task) alive as long as a port can send, as a port sending
+    /// through the actor's mailbox does.
+    Direct {
+        net: NetHandle<M>,
+        _keep_alive: Recipient<Envelope<M>>,
+    },
 }
 
 impl<M: Wire> Actor for SimPort<M> {
@@ -575,7 +941,30 @@ impl<M: Wire> SimPort<M> {
         (
             Self {
                 node,
-                network,
+                network: PortTarget::Actor(network),
+                closed: switch.0.clone(),
+            },
+            switch,
+        )
+    }
+
+    /// A port for `node` handing its envelopes straight to the network
+    /// behind `net` (as the network actor would on receiving them), with the
+    /// switch that closes it. `network` is that network actor's recipient,
+    /// held to keep the actor alive.
+    pub(crate) fn direct(
+        node: NodeId,
+        net: NetHandle<M>,
+        network: Recipient<Envelope<M>>,
+    ) -> (Self, PortSwitch) {
+        let switch = PortSwitch::default();
+        (
+            Self {
+                node,
+                network: PortTarget::Direct {
+                    net,
+                    _keep_alive: network,
+                },
                 closed: switch.0.clone(),
             },
             switch,
@@ -595,6 +984,9 @@ impl<M: Wire> Handler<Envelope<M>> for SimPort<M> {
             tracing::warn!(port = %self.node, from = %env.from, "envelope with a foreign sender restamped");
             env.from = self.node;
         }
-        self.network.do_send(env);
+        match &self.network {
+            PortTarget::Actor(network) => network.do_send(env),
+            PortTarget::Direct { net, .. } => net.send(env),
+        }
     }
 }

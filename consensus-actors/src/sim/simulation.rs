@@ -1,12 +1,12 @@
 //! [`Simulation`]: a whole cluster on one thread, in virtual time.
 
 use super::network::{
-    BlockLink, Heal, Isolate, NetworkError, NetworkFaults, NetworkStats, NetworkStatsHandle,
-    Partition, PortSwitch, SetFaults, SimNetwork, SimPort, UnblockLink,
+    NetHandle, NetworkError, NetworkFaults, NetworkStats, NetworkStatsHandle, PortSwitch,
+    SimNetwork, SimPort,
 };
 use super::rng::{derive_rng, network_rng, node_rng, workload_rng, STREAM_USER};
 use super::trace::{fnv1a64, TraceConfig, TraceHandle};
-use crate::transport::{DeregisterNode, Envelope, RegisterNode, Transport, Wire};
+use crate::transport::{Envelope, Transport, Wire};
 use crate::types::NodeId;
 use actix::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -222,6 +222,7 @@ pub struct Simulation<M: Wire, F: NodeFactory<M>> {
     config: SimConfig,
     factory: F,
     network: Addr<SimNetwork<M>>,
+    net: NetHandle<M>,
     stats: NetworkStatsHandle,
     trace: TraceHandle,
     nodes: BTreeMap<NodeId, NodeSlot>,
@@ -270,6 +271,7 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
             Some(trace.clone()),
         )?;
         let stats = network.stats_handle();
+        let net = network.handle();
         let network = network.start();
         let mut sim = Self {
             rng: workload_rng(config.seed),
@@ -291,6 +293,7 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
             config,
             factory,
             network,
+            net,
             stats,
             trace,
             start,
@@ -303,7 +306,8 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
     }
 
     fn launch(&mut self, id: NodeId, incarnation: u32) {
-        let (port, switch) = SimPort::new(id, self.network.clone().recipient());
+        let (port, switch) =
+            SimPort::direct(id, self.net.clone(), self.network.clone().recipient());
         let port = port.start();
         let ctx = NodeContext {
             id,
@@ -314,10 +318,7 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
             incarnation,
         };
         let started = self.factory.start_node(ctx);
-        self.network.do_send(RegisterNode {
-            node: id,
-            inbox: started.inbox,
-        });
+        self.net.register(id, started.inbox);
         self.trace
             .record_control(format!("start {id} incarnation {incarnation}"));
         tracing::debug!(node = %id, incarnation, "sim: node started");
@@ -382,7 +383,7 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
         let running = slot.running.take().ok_or(SimError::NodeDown(id))?;
         let incarnation = slot.incarnation;
         running.port.close();
-        self.network.do_send(DeregisterNode { node: id });
+        self.net.deregister(id);
         (running.shutdown)();
         self.factory.on_crash(id);
         self.trace
@@ -414,45 +415,37 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
     }
 
     /// Splits the network into groups that cannot talk to each other (see
-    /// [`Partition`]).
+    /// [`Partition`](super::Partition)).
     pub fn partition(&self, groups: Vec<Vec<NodeId>>) -> Result<(), SimError> {
-        let mut seen = BTreeMap::new();
-        for (i, g) in groups.iter().enumerate() {
-            for &n in g {
-                if seen.insert(n, i).is_some_and(|j| j != i) {
-                    return Err(NetworkError::NodeInTwoGroups(n).into());
-                }
-            }
-        }
-        self.network.do_send(Partition(groups));
+        self.net.partition(&groups)?;
         Ok(())
     }
 
     /// Cuts the directed link `from -> to` only.
     pub fn block_link(&self, from: NodeId, to: NodeId) {
-        self.network.do_send(BlockLink { from, to });
+        self.net.block(from, to);
     }
 
     /// Restores the directed link `from -> to`.
     pub fn unblock_link(&self, from: NodeId, to: NodeId) {
-        self.network.do_send(UnblockLink { from, to });
+        self.net.unblock(from, to);
     }
 
     /// Cuts every link to and from `node`.
     pub fn isolate(&self, node: NodeId) {
-        self.network.do_send(Isolate(node));
+        self.net.isolate(node);
     }
 
     /// Removes every partition, block and isolation.
     pub fn heal(&self) {
-        self.network.do_send(Heal);
+        self.net.heal();
     }
 
     /// Replaces the network's fault rates.
     pub fn set_faults(&mut self, faults: NetworkFaults) -> Result<(), SimError> {
         faults.validate()?;
         self.faults = faults;
-        self.network.do_send(SetFaults(faults));
+        self.net.set_faults(faults)?;
         Ok(())
     }
 
@@ -468,7 +461,10 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
         self.heal();
         if self.faults != self.config.network {
             self.faults = self.config.network;
-            self.network.do_send(SetFaults(self.faults));
+            if let Err(e) = self.net.set_faults(self.faults) {
+                // The configured rates were validated when the run started.
+                tracing::error!(error = %e, "sim: cannot restore the configured fault rates");
+            }
         }
         let down = self.down_nodes();
         for &id in &down {
@@ -540,7 +536,7 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
         if self.nodes.contains_key(&id) || !self.clients.insert(id) {
             return Err(SimError::NodeExists(id));
         }
-        self.network.do_send(RegisterNode { node: id, inbox });
+        self.net.register(id, inbox);
         self.trace.record_control(format!("client {id}"));
         Ok(self.transport_for(id))
     }

@@ -830,3 +830,121 @@ fn registered_clients_exchange_messages_with_nodes() {
     })
     .expect("runs");
 }
+
+/// An inbox that logs (virtual ms since `start`, sender, message).
+struct TimedInbox {
+    start: tokio::time::Instant,
+    log: Rc<RefCell<Vec<(u64, NodeId, Msg)>>>,
+}
+
+impl Actor for TimedInbox {
+    type Context = Context<Self>;
+}
+
+impl Handler<Envelope<Msg>> for TimedInbox {
+    type Result = ();
+
+    fn handle(&mut self, env: Envelope<Msg>, _: &mut Context<Self>) {
+        let at = tokio::time::Instant::now().saturating_duration_since(self.start);
+        let at_ms = u64::try_from(at.as_millis()).expect("short run");
+        self.log.borrow_mut().push((at_ms, env.from, env.msg));
+    }
+}
+
+/// The network actor on its own (no `Simulation`): envelopes, registrations
+/// and control requests all arrive through its mailbox. A message sent later
+/// with a shorter delay is delivered first (the delivery timer is moved
+/// earlier), and a partition requested by message applies to what is sent
+/// after it.
+#[test]
+fn a_standalone_network_actor_delivers_on_time_and_obeys_control_messages() {
+    block_on_paused(async {
+        let start = tokio::time::Instant::now();
+        let slow = NetworkFaults {
+            base_delay: ms(50),
+            ..NetworkFaults::none()
+        };
+        let fast = NetworkFaults {
+            base_delay: ms(5),
+            ..NetworkFaults::none()
+        };
+        let trace = TraceHandle::new(start, TraceConfig::default());
+        let net = SimNetwork::<Msg>::new(rng::network_rng(1), slow, Some(trace.clone()))
+            .expect("valid faults");
+        let stats = net.stats_handle();
+        let addr = net.start();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        for id in [1, 2] {
+            let inbox = TimedInbox {
+                start,
+                log: log.clone(),
+            }
+            .start();
+            addr.do_send(crate::transport::RegisterNode {
+                node: NodeId(id),
+                inbox: inbox.recipient(),
+            });
+        }
+        let envelope = |from: u64, to: u64, msg: Msg| Envelope {
+            from: NodeId(from),
+            to: NodeId(to),
+            msg,
+        };
+        addr.do_send(envelope(1, 2, Msg::Data(1)));
+        addr.send(SetFaults(fast))
+            .await
+            .expect("network runs")
+            .expect("valid faults");
+        tokio::time::sleep(ms(10)).await;
+        addr.do_send(envelope(2, 1, Msg::Data(2)));
+        tokio::time::sleep(ms(100)).await;
+        assert_eq!(
+            *log.borrow(),
+            vec![(15, NodeId(2), Msg::Data(2)), (50, NodeId(1), Msg::Data(1))]
+        );
+        addr.send(Partition(vec![vec![NodeId(1)], vec![NodeId(2)]]))
+            .await
+            .expect("network runs")
+            .expect("valid partition");
+        addr.do_send(envelope(1, 2, Msg::Data(3)));
+        addr.do_send(envelope(3, 2, Msg::Data(4)));
+        tokio::time::sleep(ms(100)).await;
+        assert_eq!(log.borrow().len(), 3);
+        assert_eq!(log.borrow()[2], (115, NodeId(3), Msg::Data(4)));
+        let got = addr.send(GetStats).await.expect("network runs");
+        assert_eq!(got, stats.get());
+        assert_eq!(
+            got,
+            NetworkStats {
+                sent: 4,
+                delivered: 3,
+                dropped_partition: 1,
+                ..NetworkStats::default()
+            }
+        );
+        // Deliveries and control actions are in the trace.
+        assert_eq!(trace.len(), 3 + 2);
+    })
+    .expect("runtime");
+}
+
+/// Dropping the `Simulation` handle does not stop the network: the nodes'
+/// ports keep the network actor (and its delivery task) alive, so running
+/// nodes keep exchanging messages.
+#[test]
+fn the_network_outlives_the_simulation_handle() {
+    let mut cfg = SimConfig::new(19, 2);
+    cfg.network.base_delay = ms(5);
+    let f = TestFactory::passive();
+    let s = f.shared.clone();
+    Simulation::run(cfg, f, |sim| async move {
+        s.send(1, 2, Msg::Data(1));
+        drop(sim);
+        tokio::time::sleep(ms(20)).await;
+        s.send(2, 1, Msg::Data(2));
+        tokio::time::sleep(ms(20)).await;
+        assert_eq!(s.data_from(2, 1), vec![1]);
+        assert_eq!(s.data_from(1, 2), vec![2]);
+    })
+    .expect("runs");
+}

@@ -3,14 +3,17 @@
 //!
 //! The hash is the replay check of the simulation: the same seed on the same
 //! build yields the same sequence of events at the same virtual times, hence
-//! the same [`TraceHandle::hash`]. It is FNV-1a 64 over a fixed little-endian
-//! encoding of each record, so it does not depend on the process, the
-//! platform's hasher keys or the order of any hash map.
+//! the same [`TraceHandle::hash`]. It folds a fixed little-endian encoding
+//! of each record a 64-bit word at a time (the same word hasher as
+//! [`digest`]), so it does not depend on the process, the platform's hasher
+//! keys or the order of any hash map. (It was FNV-1a 64 byte by byte before:
+//! hashes recorded then differ.)
 //!
 //! Records themselves are only kept when asked for
 //! ([`TraceConfig::keep_records`]), bounded to the most recent ones, and can
 //! be written out as JSON lines to compare two runs record by record.
 
+use super::digest::WordHasher;
 use crate::types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -69,12 +72,20 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Digest of a value: FNV-1a 64 of its MessagePack (rmp-serde) encoding.
-/// A value that fails to encode digests to the FNV of its error text, so the
-/// trace stays deterministic; a warning is logged.
+/// Digest of a value: a 64-bit hash of its serde data model (integers,
+/// strings, lengths, variant indexes, in order; see the encoding in the
+/// `digest` module's source docs), folded a word at a time without encoding
+/// the value into a buffer. Equal values digest equally in every process and
+/// on every platform; values of one type that differ digest differently
+/// (up to 64-bit hash collisions). A value whose `Serialize` impl fails
+/// digests to the FNV-1a of its error text, so the trace stays
+/// deterministic; a warning is logged.
+///
+/// (Until this digest was introduced, it was the FNV-1a of the value's
+/// MessagePack encoding: trace hashes recorded before differ.)
 pub fn digest<T: Serialize + ?Sized>(value: &T) -> u64 {
-    match rmp_serde::to_vec(value) {
-        Ok(bytes) => fnv1a64(&bytes),
+    match super::digest::structural_digest(value) {
+        Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "trace digest: value does not encode");
             fnv1a64(e.to_string().as_bytes())
@@ -139,7 +150,7 @@ pub struct TraceConfig {
 #[derive(Debug)]
 struct TraceState {
     start: Instant,
-    hasher: Fnv1a64,
+    hasher: WordHasher,
     count: u64,
     config: TraceConfig,
     kept: VecDeque<TraceRecord>,
@@ -160,7 +171,7 @@ impl TraceHandle {
         Self {
             inner: Arc::new(Mutex::new(TraceState {
                 start,
-                hasher: Fnv1a64::new(),
+                hasher: WordHasher::new(),
                 count: 0,
                 config,
                 kept: VecDeque::new(),
@@ -204,6 +215,12 @@ impl TraceHandle {
         self.push(TraceKind::Deliver { from, to, digest });
     }
 
+    /// [`record_delivery`](Self::record_delivery) when the caller already
+    /// knows the current virtual time `now`.
+    pub(crate) fn record_delivery_at(&self, now: Instant, from: NodeId, to: NodeId, digest: u64) {
+        self.push_at(now, TraceKind::Deliver { from, to, digest });
+    }
+
     /// The simulation performed a control action.
     pub fn record_control(&self, what: impl Into<String>) {
         self.push(TraceKind::Control { what: what.into() });
@@ -215,10 +232,13 @@ impl TraceHandle {
     }
 
     fn push(&self, kind: TraceKind) {
+        self.push_at(Instant::now(), kind);
+    }
+
+    fn push_at(&self, now: Instant, kind: TraceKind) {
         if self.skip_deliveries && matches!(kind, TraceKind::Deliver { .. }) {
             return;
         }
-        let now = Instant::now();
         let mut st = self.lock();
         let at_us =
             u64::try_from(now.saturating_duration_since(st.start).as_micros()).unwrap_or(u64::MAX);
@@ -226,7 +246,7 @@ impl TraceHandle {
         h.write_u64(at_us);
         match &kind {
             TraceKind::Deliver { from, to, digest } => {
-                h.write(&[1]);
+                h.write_u64(1);
                 h.write_u64(from.get());
                 h.write_u64(to.get());
                 h.write_u64(*digest);
@@ -236,21 +256,25 @@ impl TraceHandle {
                 label,
                 digest,
             } => {
-                h.write(&[2]);
+                h.write_u64(2);
                 h.write_u64(node.get());
-                h.write_str(label);
+                h.write_u64(label.len() as u64);
+                h.write_bytes(label.as_bytes());
+                h.pad_to_word();
                 h.write_u64(*digest);
             }
             TraceKind::Control { what } => {
-                h.write(&[3]);
-                h.write_str(what);
+                h.write_u64(3);
+                h.write_u64(what.len() as u64);
+                h.write_bytes(what.as_bytes());
+                h.pad_to_word();
             }
         }
-        let hash = h.finish();
         let seq = st.count;
         st.count += 1;
         let keep = st.config.keep_records;
         if keep > 0 {
+            let hash = st.hasher.finish();
             if st.kept.len() == keep {
                 st.kept.pop_front();
             }

@@ -1,0 +1,74 @@
+//! Event builders and a runner shared by the invariant tests, so each test
+//! reads as the sequence of events it checks.
+
+use super::*;
+use crate::types::{LogIndex, NodeId, Term};
+
+/// Feeds `events` to `inv` in order (event `i` at virtual time `i` µs) and
+/// returns every violation reported.
+pub(crate) fn run_invariant(inv: &mut dyn Invariant, events: &[SafetyEvent]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (t, ev) in events.iter().enumerate() {
+        inv.observe(t as u64, ev, &mut out);
+    }
+    out
+}
+
+/// `node` became leader of `term`.
+pub(crate) fn leader(node: NodeId, term: u64) -> SafetyEvent {
+    RaftEvent::BecameLeader {
+        node,
+        term: Term(term),
+    }
+    .into()
+}
+
+/// `node` wrote one entry.
+pub(crate) fn append(node: NodeId, index: u64, term: u64, digest: u64) -> SafetyEvent {
+    RaftEvent::Appended {
+        node,
+        index: LogIndex(index),
+        term: Term(term),
+        digest,
+    }
+    .into()
+}
+
+/// `node` wrote `(term, digest)` entries from index `first` on.
+pub(crate) fn batch(node: NodeId, first: u64, entries: &[(u64, u64)]) -> SafetyEvent {
+    RaftEvent::AppendedBatch {
+        node,
+        first_index: LogIndex(first),
+        entries: entries.iter().map(|(t, d)| (Term(*t), *d)).collect(),
+    }
+    .into()
+}
+
+/// `node` dropped its log from `from` on.
+pub(crate) fn truncate(node: NodeId, from: u64) -> SafetyEvent {
+    RaftEvent::Truncated {
+        node,
+        from_index: LogIndex(from),
+    }
+    .into()
+}
+
+/// `node`, in `term`, advanced its commit index to `index`.
+pub(crate) fn commit(node: NodeId, term: u64, index: u64) -> SafetyEvent {
+    RaftEvent::CommitAdvanced {
+        node,
+        term: Term(term),
+        commit_index: LogIndex(index),
+    }
+    .into()
+}
+
+/// `node` applied the command with `digest` at `index`.
+pub(crate) fn apply(node: NodeId, index: u64, digest: u64) -> SafetyEvent {
+    RaftEvent::Applied {
+        node,
+        index: LogIndex(index),
+        digest,
+    }
+    .into()
+}
