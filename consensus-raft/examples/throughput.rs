@@ -48,7 +48,10 @@ impl Handler<RegisterNode<Msg>> for DirectNet {
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let clients = args.first().copied().unwrap_or(4096);
     let secs = args.get(1).copied().unwrap_or(3);
     let sys = actix::System::new();
@@ -77,7 +80,10 @@ fn main() {
         let leader = loop {
             let mut found = None;
             for n in &nodes {
-                if n.status().await.is_some_and(|s| s.role == NodeState::Leader) {
+                if n.status()
+                    .await
+                    .is_some_and(|s| s.role == NodeState::Leader)
+                {
                     found = Some(n.clone());
                 }
             }

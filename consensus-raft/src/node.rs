@@ -30,6 +30,7 @@ use crate::messages::RaftMessage;
 use actix::prelude::*;
 use consensus_actors::kv::StateMachine;
 use consensus_actors::safety::SafetySink;
+use consensus_actors::sim::TraceHandle;
 use consensus_actors::supervision::{
     ChildSlot, NodeSupervisor, RestartIntensity, RestartStrategy, Shutdown, SupervisionError,
     SupervisionEvent, SupervisorBuilder,
@@ -97,6 +98,7 @@ pub struct RaftNodeBuilder<SM: RaftStateMachine, S> {
     intensity: RestartIntensity,
     subscribers: Vec<Recipient<SupervisionEvent>>,
     time_base: Option<Instant>,
+    trace: Option<TraceHandle>,
 }
 
 impl<SM, S> RaftNodeBuilder<SM, S>
@@ -132,6 +134,7 @@ where
             intensity: RestartIntensity::default(),
             subscribers: Vec::new(),
             time_base: None,
+            trace: None,
         }
     }
 
@@ -178,6 +181,14 @@ where
         self
     }
 
+    /// Records the node's role changes and commit advances in a simulation
+    /// trace.
+    #[must_use]
+    pub fn trace(mut self, trace: TraceHandle) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
     /// Starts the node's supervision tree. Must run inside an actix System.
     /// Register [`RaftNode::inbox`] with the network so peers reach it.
     pub fn start(self) -> RaftNode<SM> {
@@ -218,7 +229,8 @@ where
             self.safety,
             Some(tree.address().recipient()),
             epoch,
-        );
+        )
+        .with_trace(self.trace);
         let election_actor =
             LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch);
         let membership_actor = MembershipManager::new(id, self.cfg.clone(), owner.clone(), epoch);

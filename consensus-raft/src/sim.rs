@@ -192,6 +192,7 @@ impl<SM: RaftStateMachine> NodeFactory<RaftMessage<Command<SM>>> for RaftSimFact
             ctx.transport,
         )
         .seed(ctx.rng.random())
+        .trace(ctx.trace.clone())
         .safety(self.safety.clone())
         .strategy(self.strategy)
         .intensity(self.intensity);

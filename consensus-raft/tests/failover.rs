@@ -29,7 +29,8 @@ fn failover(seed: u64) -> (Duration, Duration) {
         let (old, _) = c.wait_for_leader(&[], secs(3)).await.expect("leader");
         for i in 0..5 {
             assert_eq!(
-                c.propose(KvCommand::put(format!("k{i}"), "v"), secs(1)).await,
+                c.propose(KvCommand::put(format!("k{i}"), "v"), secs(1))
+                    .await,
                 Ok(KvOutput::Ok)
             );
         }
@@ -48,7 +49,10 @@ fn failover(seed: u64) -> (Duration, Duration) {
                 }
             }
             if let Some((l, at)) = elected {
-                let r = c.node(l.get()).propose(KvCommand::put("after", "v"), ClientId(1)).await;
+                let r = c
+                    .node(l.get())
+                    .propose(KvCommand::put("after", "v"), ClientId(1))
+                    .await;
                 if r == Ok(KvOutput::Ok) {
                     c.assert_safe();
                     return (at, crashed.elapsed());
@@ -84,6 +88,14 @@ fn failover_time_distribution() {
     // heartbeat interval; a pre-vote and a vote round trip follow. Split
     // pre-votes are rare: the worst case stays within two maximum timeouts.
     assert!(elect[0] >= ms(100), "{:?}", elect[0]);
-    assert!(percentile(&elect, 0.5) <= ms(350), "{:?}", percentile(&elect, 0.5));
-    assert!(commit[commit.len() - 1] <= ms(700), "{:?}", commit[commit.len() - 1]);
+    assert!(
+        percentile(&elect, 0.5) <= ms(350),
+        "{:?}",
+        percentile(&elect, 0.5)
+    );
+    assert!(
+        commit[commit.len() - 1] <= ms(700),
+        "{:?}",
+        commit[commit.len() - 1]
+    );
 }

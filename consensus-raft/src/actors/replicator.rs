@@ -24,6 +24,7 @@ use crate::replication::{
 };
 use actix::prelude::*;
 use consensus_actors::safety::{digest_of, RaftEvent as SafetyRaftEvent, SafetyEvent, SafetySink};
+use consensus_actors::sim::TraceHandle;
 use consensus_actors::storage::{Snapshot as StoredSnapshot, Storage, StorageError};
 use consensus_actors::supervision::FailNode;
 use consensus_actors::transport::Transport;
@@ -72,6 +73,7 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     safety: SafetySink,
     supervisor: Option<Recipient<FailNode>>,
     epoch: Instant,
+    trace: Option<TraceHandle>,
     core: Option<ReplicationCore<SM>>,
     next_id: u64,
     proposals: BTreeMap<ProposalId, oneshot::Sender<Result<Output<SM>, ProposeError>>>,
@@ -117,6 +119,7 @@ where
             safety,
             supervisor,
             epoch,
+            trace: None,
             core: None,
             next_id: 0,
             proposals: BTreeMap::new(),
@@ -127,6 +130,14 @@ where
             unsynced: false,
             failed: false,
         }
+    }
+
+    /// Records role changes and commit advances in a simulation trace (so
+    /// the replay hash covers the protocol's state, not only its messages).
+    #[must_use]
+    pub fn with_trace(mut self, trace: Option<TraceHandle>) -> Self {
+        self.trace = trace;
+        self
     }
 
     fn now_us(&self) -> u64 {
@@ -297,6 +308,21 @@ where
                 }
             }
             Effect::Event(ev) => {
+                if let Some(trace) = &self.trace {
+                    match &ev {
+                        RaftEvent::RoleChanged { term, role, leader } => trace.record_value(
+                            node,
+                            "raft-role",
+                            &(term.get(), format!("{role:?}"), leader.map(NodeId::get)),
+                        ),
+                        RaftEvent::Progress(p) => trace.record_value(
+                            node,
+                            "raft-commit",
+                            &(p.commit_index.get(), p.last_log_index.get()),
+                        ),
+                        _ => {}
+                    }
+                }
                 if let RaftEvent::RoleChanged { term, role, .. } = &ev {
                     let (term, role) = (*term, *role);
                     self.safety.emit_with(|| {
