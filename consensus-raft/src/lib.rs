@@ -1,8 +1,76 @@
 //! # consensus-raft
 //!
-//! Raft as four supervised actors around pure cores: `LeaderElection`,
-//! `LogReplicator`, `MembershipManager` (joint consensus) and
-//! `SnapshotCompactor`.
+//! Raft (Ongaro and Ousterhout, 2014, and Ongaro's thesis) as four
+//! supervised actix actors around pure cores. Not a classroom Raft:
+//! pre-vote, check-quorum and the leader lease on votes, leadership transfer,
+//! pipelined and batched replication with fast back-off, ReadIndex reads,
+//! joint-consensus membership changes with learner catch-up, log compaction
+//! with chunked InstallSnapshot, and recovery from snapshot plus log.
+//!
+//! # The four components
+//!
+//! | component | owns | decides |
+//! |---|---|---|
+//! | **LogReplicator** | term, vote, log, commit index, state machine, role, configuration in effect | votes, term changes, appends, commits, applies, snapshots taken and installed |
+//! | **LeaderElection** | timing | when to campaign (randomized, seeded timeouts), pre-vote, vote counting (both majorities while joint), check-quorum, transfer timing |
+//! | **MembershipManager** | the change process | learner catch-up, `C_old,new` then `C_new`, one change at a time, a removed leader steps down |
+//! | **SnapshotCompactor** | transfers | when to snapshot, InstallSnapshot chunks (both sides) |
+//!
+//! One owner for term, vote and log: the LogReplicator. The other three keep
+//! read-only copies refreshed by [`events::RaftEvent`]s and ask the owner
+//! with term-carrying requests (`BeginElection{expected_term}`,
+//! `BecomeLeader{term}`, `ProposeConfig{term}`, ...) that it refuses when
+//! stale. A vote is never decided on a stale copy of the log.
+//!
+//! Each core is a plain struct (no actix, no clock, no I/O): inputs in,
+//! effects out, unit-tested rule by rule (Figure 2, §5.3, §5.4, §6, §7 of the
+//! paper, the thesis' §3.10, §4.2.3, §6.4, §9.6). The actors carry the
+//! effects out in order: hard state and entries are persisted and synced
+//! before any message, client result or event that depends on them.
+//!
+//! # Using it
+//!
+//! A 3-node cluster in the deterministic simulation (virtual time, so this
+//! runs in milliseconds):
+//!
+//! ```
+//! use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
+//! use consensus_actors::sim::{SimConfig, Simulation};
+//! use consensus_actors::types::{ClientId, NodeId, NodeState};
+//! use consensus_raft::{sim::RaftSimFactory, RaftConfig};
+//! use std::time::Duration;
+//!
+//! let factory = RaftSimFactory::new(RaftConfig::default(), (1..=3).map(NodeId), KvStore::default);
+//! let out = Simulation::run(SimConfig::new(7, 3), factory, |sim| async move {
+//!     sim.run_for(Duration::from_secs(1)).await; // an election happens
+//!     let mut leader = None;
+//!     for node in sim.factory().nodes() {
+//!         if node.status().await.is_some_and(|s| s.role == NodeState::Leader) {
+//!             leader = Some(node);
+//!         }
+//!     }
+//!     let leader = leader.expect("a leader is elected within a second");
+//!     assert_eq!(leader.propose(KvCommand::put("x", "1"), ClientId(1)).await, Ok(KvOutput::Ok));
+//!     leader.get("x").await // a linearizable read (ReadIndex)
+//! })
+//! .unwrap();
+//! assert_eq!(out.result, Ok(Some("1".to_string())));
+//! ```
+//!
+//! Outside the simulation, build each node with [`node::RaftNodeBuilder`]
+//! (any [`StateMachine`](consensus_actors::kv::StateMachine), any storage
+//! implementing the workspace's storage traits, any network) and call the
+//! client API on the returned [`node::RaftNode`]: `propose`, `read`/`get`,
+//! `add_node`, `remove_node`, `transfer_leadership`, `status`.
+//!
+//! # Testing
+//!
+//! ```sh
+//! cargo test -p consensus-raft                       # cores, scenarios, supervision, 200-seed campaign
+//! RAFT_CAMPAIGN_SEEDS=10000 cargo test --release -p consensus-raft --test campaign -- --nocapture
+//! RAFT_FAILOVER_SEEDS=1000 cargo test --release -p consensus-raft --test failover -- --nocapture
+//! cargo run --release -p consensus-raft --example throughput -- 4096 3
+//! ```
 //!
 //! # Layout
 //!
@@ -19,6 +87,8 @@
 //! | [`actors`] | the four components (and the inbound router) as supervised actix actors |
 //! | [`node`] | [`node::RaftNodeBuilder`]: one node as a supervision tree, and the client API |
 //! | [`sim`] | [`sim::RaftSimFactory`]: Raft nodes for the deterministic simulation |
+//! | [`config`] | [`RaftConfig`]: the shared settings plus Raft's own knobs |
+//! | [`error`] | client errors and the owner's refusals |
 #![deny(missing_docs)]
 
 pub mod actors;

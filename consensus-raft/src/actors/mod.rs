@@ -19,11 +19,11 @@
 //! ([`GetState`]), never from memory a crash would have lost, and sets its
 //! timers again in `started()`.
 
-mod compactor;
-mod election;
-mod membership;
-mod replicator;
-mod router;
+pub mod compactor;
+pub mod election;
+pub mod membership;
+pub mod replicator;
+pub mod router;
 
 pub use compactor::SnapshotCompactor;
 pub use election::LeaderElection;
