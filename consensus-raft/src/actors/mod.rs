@@ -407,6 +407,61 @@ impl EventSubscribers {
     }
 }
 
+/// The reply to a request answered later without spawning a task per
+/// request (actix's `ResponseFuture` spawns one): the handler returns
+/// [`Reply::Later`] with a [`ReplySlot`] it keeps; actix puts the requester's
+/// channel in the slot right after the handler returns; the actor answers
+/// through the slot when the result exists.
+pub enum Reply<T> {
+    /// Answered now.
+    Now(T),
+    /// Answered later through the slot.
+    Later(ReplySlot<T>),
+}
+
+/// Where the requester's channel waits for a [`Reply::Later`].
+pub struct ReplySlot<T>(std::rc::Rc<std::cell::RefCell<Option<actix::dev::OneshotSender<T>>>>);
+
+impl<T> Clone for ReplySlot<T> {
+    fn clone(&self) -> Self {
+        Self(std::rc::Rc::clone(&self.0))
+    }
+}
+
+impl<T> Default for ReplySlot<T> {
+    fn default() -> Self {
+        Self(std::rc::Rc::new(std::cell::RefCell::new(None)))
+    }
+}
+
+impl<T> ReplySlot<T> {
+    /// Answers the requester (if it is still waiting).
+    pub fn send(self, value: T) {
+        if let Some(tx) = self.0.borrow_mut().take() {
+            // The requester may have given up: nothing to do then.
+            let _ = tx.send(value);
+        }
+    }
+}
+
+impl<A, M, T> actix::dev::MessageResponse<A, M> for Reply<T>
+where
+    A: Actor,
+    M: Message<Result = T>,
+    T: 'static,
+{
+    fn handle(self, _ctx: &mut A::Context, tx: Option<actix::dev::OneshotSender<T>>) {
+        match self {
+            Reply::Now(v) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(v);
+                }
+            }
+            Reply::Later(slot) => *slot.0.borrow_mut() = tx,
+        }
+    }
+}
+
 /// Logs a refusal from the owner at debug level (refusals are normal: the
 /// request was based on a state that moved on).
 pub(crate) fn log_refusal(component: &str, what: &str, r: &Result<(), Refusal>) {

@@ -11,8 +11,8 @@
 use super::{
     micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, EventSubscribers,
     GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm, PeerMessage, Propose,
-    ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, SnapshotSent, StartTransfer,
-    StepDown,
+    ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot, SnapshotSent,
+    StartTransfer, StepDown,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};
@@ -34,7 +34,6 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// A store for a Raft node replicating commands `C`: hard state
@@ -76,8 +75,8 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     trace: Option<TraceHandle>,
     core: Option<ReplicationCore<SM>>,
     next_id: u64,
-    proposals: BTreeMap<ProposalId, oneshot::Sender<Result<Output<SM>, ProposeError>>>,
-    reads: BTreeMap<ReadId, (ReadFn<SM>, oneshot::Sender<ReadReply>)>,
+    proposals: BTreeMap<ProposalId, ReplySlot<Result<Output<SM>, ProposeError>>>,
+    reads: BTreeMap<ReadId, (ReadFn<SM>, ReplySlot<ReadReply>)>,
     batch: Vec<Proposal<Command<SM>>>,
     read_batch: Vec<ReadId>,
     flush_scheduled: bool,
@@ -289,22 +288,22 @@ where
             }
             Effect::ProposalResult { id, result } => {
                 if self.sync() {
-                    if let Some(tx) = self.proposals.remove(&id) {
-                        // The client may have given up: nothing to do then.
-                        let _ = tx.send(result);
+                    if let Some(slot) = self.proposals.remove(&id) {
+                        slot.send(result);
                     }
                 }
             }
             Effect::ReadReady { id } => {
                 if self.sync() {
-                    if let (Some((query, tx)), Some(core)) = (self.reads.remove(&id), &self.core) {
-                        let _ = tx.send(Ok(query(core.state_machine())));
+                    if let (Some((query, slot)), Some(core)) = (self.reads.remove(&id), &self.core)
+                    {
+                        slot.send(Ok(query(core.state_machine())));
                     }
                 }
             }
             Effect::ReadFailed { id, error } => {
-                if let Some((_, tx)) = self.reads.remove(&id) {
-                    let _ = tx.send(Err(error));
+                if let Some((_, slot)) = self.reads.remove(&id) {
+                    slot.send(Err(error));
                 }
             }
             Effect::Event(ev) => {
@@ -376,11 +375,11 @@ where
     }
 
     fn drop_clients(&mut self) {
-        for (_, tx) in std::mem::take(&mut self.proposals) {
-            let _ = tx.send(Err(ProposeError::Unknown));
+        for (_, slot) in std::mem::take(&mut self.proposals) {
+            slot.send(Err(ProposeError::Unknown));
         }
-        for (_, (_, tx)) in std::mem::take(&mut self.reads) {
-            let _ = tx.send(Err(ProposeError::Unknown));
+        for (_, (_, slot)) in std::mem::take(&mut self.reads) {
+            slot.send(Err(ProposeError::Unknown));
         }
         self.batch.clear();
         self.read_batch.clear();
@@ -486,27 +485,27 @@ where
     SM: RaftStateMachine,
     S: RaftStorage<Command<SM>>,
 {
-    type Result = ResponseFuture<Result<Output<SM>, ProposeError>>;
+    type Result = Reply<Result<Output<SM>, ProposeError>>;
 
     fn handle(
         &mut self,
         m: Propose<Command<SM>, Output<SM>>,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
         if self.core.is_none() || self.failed {
-            return Box::pin(async { Err(ProposeError::Unknown) });
+            return Reply::Now(Err(ProposeError::Unknown));
         }
         self.next_id += 1;
         let id = ProposalId(self.next_id);
-        self.proposals.insert(id, tx);
+        let slot = ReplySlot::default();
+        self.proposals.insert(id, slot.clone());
         self.batch.push(Proposal {
             id,
             command: m.command,
             client_id: m.client_id,
         });
         self.schedule_flush(ctx);
-        Box::pin(async move { rx.await.unwrap_or(Err(ProposeError::Unknown)) })
+        Reply::Later(slot)
     }
 }
 
@@ -515,19 +514,19 @@ where
     SM: RaftStateMachine,
     S: RaftStorage<Command<SM>>,
 {
-    type Result = ResponseFuture<ReadReply>;
+    type Result = Reply<ReadReply>;
 
     fn handle(&mut self, m: Read<SM>, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
         if self.core.is_none() || self.failed {
-            return Box::pin(async { Err(ProposeError::Unknown) });
+            return Reply::Now(Err(ProposeError::Unknown));
         }
         self.next_id += 1;
         let id = ReadId(self.next_id);
-        self.reads.insert(id, (m.query, tx));
+        let slot = ReplySlot::default();
+        self.reads.insert(id, (m.query, slot.clone()));
         self.read_batch.push(id);
         self.schedule_flush(ctx);
-        Box::pin(async move { rx.await.unwrap_or(Err(ProposeError::Unknown)) })
+        Reply::Later(slot)
     }
 }
 

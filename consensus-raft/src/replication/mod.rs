@@ -963,9 +963,6 @@ where
             self.emit(Effect::Committed(self.log.slice(from, n)));
         }
         self.apply_committed();
-        if self.role == NodeState::Leader {
-            self.sync_progress();
-        }
     }
 
     /// Figure 2, all servers: "If commitIndex > lastApplied: increment
