@@ -2,8 +2,9 @@
 //! (plus a sixth node added and a voter removed by joint consensus) under a
 //! seeded nemesis — crashes and restarts, partitions, one-way links,
 //! isolation, loss, duplication, reordering, jitter, and panics of random
-//! Raft components (restarted by the node's supervision strategy) — while
-//! concurrent clients read and write the key-value store. Every run must
+//! Raft components (restarted by the node's supervision strategy), plus
+//! leadership transfers — while concurrent clients read and write the
+//! key-value store. Every run must
 //! end with zero SafetyVerifier violations, every client result must be
 //! consistent with the writes, and the healed cluster must serve a write
 //! and a read.
@@ -64,6 +65,7 @@ struct SeedReport {
     unknown: u64,
     faults: usize,
     membership_changes: u64,
+    transfers: u64,
     violations: Vec<String>,
     inconsistencies: Vec<String>,
     healed: bool,
@@ -215,6 +217,24 @@ async fn membership_changes(
     }
 }
 
+/// Now and then asks the leader to hand leadership to a random node.
+async fn transfers(
+    reg: NodeRegistry<KvStore>,
+    mut rng: ChaCha8Rng,
+    stop: Rc<Cell<bool>>,
+    done: Rc<Cell<u64>>,
+) {
+    while !stop.get() {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(700..2500))).await;
+        let target = NodeId(rng.random_range(1..=6));
+        if let Some(l) = find_leader(&reg, None).await {
+            if l.id() != target && l.transfer_leadership(target).await.is_ok() {
+                done.set(done.get() + 1);
+            }
+        }
+    }
+}
+
 /// Checks every completed operation against the writes: a read returns
 /// the initial absence or a value some write put there (invoked before the
 /// read completed); a successful CAS saw such a value too; a write reported
@@ -303,6 +323,13 @@ fn run_seed(seed: u64, fault_secs: u64) -> SeedReport {
             stop.clone(),
             changes.clone(),
         )));
+        let transfers_done = Rc::new(Cell::new(0));
+        tasks.push(actix::spawn(transfers(
+            reg.clone(),
+            sim.rng_for("transfers"),
+            stop.clone(),
+            transfers_done.clone(),
+        )));
         let panic_reg = reg.clone();
         let mut panic_rng = sim.rng_for("panics");
         let mut nemesis = FaultSchedule::new(2)
@@ -386,6 +413,7 @@ fn run_seed(seed: u64, fault_secs: u64) -> SeedReport {
             unknown: history.iter().filter(|o| o.result.is_none()).count() as u64,
             faults: faults.len(),
             membership_changes: changes.get(),
+            transfers: transfers_done.get(),
             violations: checker.violations().iter().map(|v| v.to_string()).collect(),
             inconsistencies: check_history(&history),
             healed,
@@ -420,10 +448,16 @@ fn campaign_has_no_safety_violations() {
         totals.unknown += r.unknown;
         totals.faults += r.faults;
         totals.membership_changes += r.membership_changes;
+        totals.transfers += r.transfers;
     }
     println!(
-        "campaign: {seeds} seeds from {first}, {} faults, {} writes committed, {} reads, {} unknown outcomes, {} membership changes",
-        totals.faults, totals.committed_writes, totals.reads, totals.unknown, totals.membership_changes
+        "campaign: {seeds} seeds from {first}, {} faults, {} writes committed, {} reads, {} unknown outcomes, {} membership changes, {} leadership transfers started",
+        totals.faults,
+        totals.committed_writes,
+        totals.reads,
+        totals.unknown,
+        totals.membership_changes,
+        totals.transfers
     );
     assert!(
         failures.is_empty(),

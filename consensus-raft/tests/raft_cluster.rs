@@ -465,3 +465,66 @@ fn test_progress_under_lossy_network() {
         },
     );
 }
+
+/// Pre-vote (thesis §9.6): a follower cut off for many election timeouts
+/// keeps campaigning in pre-votes only, so its term does not grow; when it
+/// comes back it does not disrupt the healthy leader (same leader, same
+/// term).
+#[test]
+fn test_rejoining_node_does_not_disrupt_the_leader() {
+    with_cluster(91, 5, RaftConfig::default(), |c| async move {
+        let (leader, term) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let loner = (1..=5).map(NodeId).find(|&n| n != leader).unwrap();
+        c.sim.isolate(loner);
+        c.sim.run_for(secs(3)).await;
+        let s = c.status(loner).await.unwrap();
+        assert_eq!(s.term, term, "pre-votes do not bump the term: {s:?}");
+        c.sim.heal();
+        c.sim.run_for(secs(1)).await;
+        let (now, now_term) = c.leader(&[]).await.expect("leader");
+        assert_eq!((now, now_term), (leader, term));
+        assert_eq!(
+            c.node(leader.get()).propose(put(1), ClientId(1)).await,
+            Ok(KvOutput::Ok)
+        );
+        c.assert_safe();
+    });
+}
+
+/// Leadership transfer (thesis §3.10): the leader brings the target up to
+/// date and sends it TimeoutNow; the target wins the next term at once (no
+/// election timeout, no pre-vote), and proposals resume there.
+#[test]
+fn test_leadership_transfer() {
+    with_cluster(101, 3, RaftConfig::default(), |c| async move {
+        let (leader, term) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let l = c.node(leader.get());
+        for i in 0..10 {
+            assert_eq!(l.propose(put(i), ClientId(1)).await, Ok(KvOutput::Ok));
+        }
+        let target = (1..=3).map(NodeId).find(|&n| n != leader).unwrap();
+        let began = c.sim.now();
+        l.transfer_leadership(target)
+            .await
+            .expect("transfer starts");
+        let (new, new_term) = loop {
+            if let Some((n, t)) = c.leader(&[]).await {
+                if n == target {
+                    break (n, t);
+                }
+            }
+            assert!(c.sim.now() - began < ms(100), "transfer took too long");
+            tokio::time::sleep(ms(1)).await;
+        };
+        assert_eq!(new_term, term.next());
+        assert!(c.sim.now() - began < ms(50), "no election timeout waited");
+        let t = c.node(new.get());
+        assert_eq!(t.get("k9").await, Ok(Some("v9".into())));
+        assert_eq!(t.propose(put(10), ClientId(1)).await, Ok(KvOutput::Ok));
+        assert_eq!(
+            l.transfer_leadership(leader).await,
+            Err(consensus_raft::error::Refusal::NotLeader)
+        );
+        c.assert_safe();
+    });
+}
