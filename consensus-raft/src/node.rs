@@ -201,7 +201,13 @@ where
         for s in self.subscribers {
             tree = tree.subscriber(s);
         }
-        let replicator_slot = ChildSlot::<LogReplicator<SM, S>>::new();
+        let mut replicator_slot = ChildSlot::<LogReplicator<SM, S>>::new();
+        // Clients queue proposals here: a mailbox as deep as the proposals
+        // the leader accepts, so in-flight clients are not parked one by one
+        // (actix's default capacity is 16).
+        replicator_slot
+            .context_mut()
+            .set_mailbox_capacity(self.cfg.max_pending_proposals);
         let election_slot = ChildSlot::<LeaderElection<Command<SM>>>::new();
         let membership_slot = ChildSlot::<MembershipManager>::new();
         let compactor_slot = ChildSlot::<SnapshotCompactor<Command<SM>>>::new();
