@@ -1,9 +1,12 @@
 //! Throughput of a 3-node cluster in one process on the real clock: a
-//! direct in-memory network (no delay), `CLIENTS` proposals kept in flight
-//! against the leader, commits per second measured over a few seconds.
+//! direct in-memory network (no delay), `IN_FLIGHT` proposals kept in flight
+//! against the leader by `IN_FLIGHT / BATCH` clients each sending batches of
+//! `BATCH` commands, commits per second measured over `SECS` seconds.
 //!
 //! ```sh
-//! cargo run --release -p consensus-raft --example throughput -- 4096 3
+//! # IN_FLIGHT SECS BATCH
+//! cargo run --release -p consensus-raft --example throughput -- 4096 3 1
+//! cargo run --release -p consensus-raft --example throughput -- 4096 3 64
 //! ```
 
 use actix::prelude::*;
@@ -52,8 +55,10 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let clients = args.first().copied().unwrap_or(4096);
+    let in_flight = args.first().copied().unwrap_or(4096);
     let secs = args.get(1).copied().unwrap_or(3);
+    let batch = args.get(2).copied().unwrap_or(1).max(1);
+    let clients = (in_flight / batch).max(1);
     let sys = actix::System::new();
     sys.block_on(async move {
         let net = DirectNet::default().start();
@@ -101,10 +106,21 @@ fn main() {
                 let mut i = 0u64;
                 while !stop.get() {
                     i += 1;
-                    let cmd = KvCommand::put(format!("k{}", c % 64), format!("{i}"));
-                    if leader.propose(cmd, ClientId(c)).await == Ok(KvOutput::Ok) {
-                        done.set(done.get() + 1);
-                    }
+                    let cmds: Vec<_> = (0..batch)
+                        .map(|b| KvCommand::put(format!("k{}", (c + b) % 64), format!("{i}")))
+                        .collect();
+                    let ok = if batch == 1 {
+                        let cmd = cmds.into_iter().next().expect("one command");
+                        u64::from(leader.propose(cmd, ClientId(c)).await == Ok(KvOutput::Ok))
+                    } else {
+                        leader
+                            .propose_batch(cmds, ClientId(c))
+                            .await
+                            .iter()
+                            .filter(|r| **r == Ok(KvOutput::Ok))
+                            .count() as u64
+                    };
+                    done.set(done.get() + ok);
                 }
             });
         }
@@ -113,7 +129,8 @@ fn main() {
         let elapsed = started.elapsed().as_secs_f64();
         let n = done.get();
         println!(
-            "{clients} in flight: {n} commits in {elapsed:.2}s = {:.0} commits/s",
+            "{} in flight ({clients} clients x {batch}): {n} commits in {elapsed:.2}s = {:.0} commits/s",
+            clients * batch,
             n as f64 / elapsed
         );
         System::current().stop();

@@ -60,7 +60,8 @@
 //! Outside the simulation, build each node with [`node::RaftNodeBuilder`]
 //! (any [`StateMachine`](consensus_actors::kv::StateMachine), any storage
 //! implementing the workspace's storage traits, any network) and call the
-//! client API on the returned [`node::RaftNode`]: `propose`, `read`/`get`,
+//! client API on the returned [`node::RaftNode`]: `propose`,
+//! `propose_batch`, `read`/`get`,
 //! `add_node`, `remove_node`, `transfer_leadership`, `status`.
 //!
 //! # Testing
@@ -69,7 +70,7 @@
 //! cargo test -p consensus-raft                       # cores, scenarios, supervision, 200-seed campaign
 //! RAFT_CAMPAIGN_SEEDS=10000 cargo test --release -p consensus-raft --test campaign -- --nocapture
 //! RAFT_FAILOVER_SEEDS=1000 cargo test --release -p consensus-raft --test failover -- --nocapture
-//! cargo run --release -p consensus-raft --example throughput -- 4096 3
+//! cargo run --release -p consensus-raft --example throughput -- 4096 3 64
 //! ```
 //!
 //! # Layout

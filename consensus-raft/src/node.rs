@@ -19,8 +19,8 @@
 
 use crate::actors::{
     ChangeMembership, EventSubscribers, GetRaftStatus, InjectPanic, LeaderElection, LogReplicator,
-    MembershipManager, OwnerHandles, Propose, RaftRouter, RaftStateMachine, RaftStatus,
-    RaftStorage, Read, SnapshotCompactor, TransferLeadership,
+    MembershipManager, OwnerHandles, Propose, ProposeBatch, RaftRouter, RaftStateMachine,
+    RaftStatus, RaftStorage, Read, SnapshotCompactor, TransferLeadership,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, Refusal};
@@ -274,6 +274,7 @@ where
             id,
             supervisor,
             propose: replicator.clone().recipient(),
+            propose_batch: replicator.clone().recipient(),
             read: replicator.clone().recipient(),
             status: replicator.clone().recipient(),
             change: membership.clone().recipient(),
@@ -295,6 +296,7 @@ pub struct RaftNode<SM: RaftStateMachine> {
     id: NodeId,
     supervisor: Addr<NodeSupervisor>,
     propose: Recipient<Propose<Command<SM>, Output<SM>>>,
+    propose_batch: Recipient<ProposeBatch<Command<SM>, Output<SM>>>,
     read: Recipient<Read<SM>>,
     status: Recipient<GetRaftStatus>,
     change: Recipient<ChangeMembership>,
@@ -309,6 +311,7 @@ impl<SM: RaftStateMachine> Clone for RaftNode<SM> {
             id: self.id,
             supervisor: self.supervisor.clone(),
             propose: self.propose.clone(),
+            propose_batch: self.propose_batch.clone(),
             read: self.read.clone(),
             status: self.status.clone(),
             change: self.change.clone(),
@@ -355,6 +358,24 @@ impl<SM: RaftStateMachine> RaftNode<SM> {
             .send(Propose::new(command, client_id))
             .await
             .unwrap_or(Err(ProposeError::Unknown))
+    }
+
+    /// Proposes several commands in one message: one result per command, in
+    /// order (each as [`propose`](Self::propose) would give it).
+    pub async fn propose_batch(
+        &self,
+        commands: Vec<Command<SM>>,
+        client_id: ClientId,
+    ) -> Vec<Result<Output<SM>, ProposeError>> {
+        let n = commands.len();
+        match self
+            .propose_batch
+            .send(ProposeBatch::new(commands, client_id))
+            .await
+        {
+            Ok(results) => results,
+            Err(_) => (0..n).map(|_| Err(ProposeError::Unknown)).collect(),
+        }
     }
 
     /// A linearizable read (ReadIndex): `query` runs on the leader's state

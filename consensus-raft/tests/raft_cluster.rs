@@ -528,3 +528,45 @@ fn test_leadership_transfer() {
         c.assert_safe();
     });
 }
+
+/// A batch of proposals in one message: one result per command, in order,
+/// applied in that order; a follower refuses the whole batch.
+#[test]
+fn test_propose_batch_returns_results_in_order() {
+    with_cluster(111, 3, RaftConfig::default(), |c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let batch = vec![
+            KvCommand::cas("x", None, "1"),
+            KvCommand::cas("x", Some("1"), "2"),
+            KvCommand::cas("x", None, "3"),
+            KvCommand::get("x"),
+        ];
+        assert_eq!(
+            c.node(leader.get())
+                .propose_batch(batch.clone(), ClientId(1))
+                .await,
+            vec![
+                Ok(KvOutput::CasOk),
+                Ok(KvOutput::CasOk),
+                Ok(KvOutput::CasFailed(Some("2".into()))),
+                Ok(KvOutput::Value(Some("2".into()))),
+            ]
+        );
+        let follower = (1..=3).map(NodeId).find(|&n| n != leader).unwrap();
+        let refused = c
+            .node(follower.get())
+            .propose_batch(batch, ClientId(1))
+            .await;
+        assert_eq!(refused.len(), 4);
+        assert!(refused.iter().all(|r| *r
+            == Err(ProposeError::NotLeader {
+                leader: Some(leader)
+            })));
+        assert!(c
+            .node(leader.get())
+            .propose_batch(Vec::new(), ClientId(1))
+            .await
+            .is_empty());
+        c.assert_safe();
+    });
+}

@@ -243,6 +243,32 @@ impl<C: 'static, O: 'static> Message for Propose<C, O> {
     type Result = Result<O, ProposeError>;
 }
 
+/// Several client proposals in one message (one mailbox trip for the whole
+/// batch); answered with one result per command, in order, once every one of
+/// them is known.
+pub struct ProposeBatch<C, O> {
+    /// The commands, in order.
+    pub commands: Vec<C>,
+    /// The proposing client.
+    pub client_id: ClientId,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<C, O> ProposeBatch<C, O> {
+    /// A batch of `commands` by `client_id`.
+    pub fn new(commands: Vec<C>, client_id: ClientId) -> Self {
+        Self {
+            commands,
+            client_id,
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<C: 'static, O: 'static> Message for ProposeBatch<C, O> {
+    type Result = Vec<Result<O, ProposeError>>;
+}
+
 /// What a linearizable read computes from the state machine.
 pub type ReadFn<SM> = Box<dyn FnOnce(&SM) -> Box<dyn Any + Send> + Send>;
 

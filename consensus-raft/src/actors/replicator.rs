@@ -11,8 +11,8 @@
 use super::{
     micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, EventSubscribers,
     GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm, PeerMessage, Propose,
-    ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot, SnapshotSent,
-    StartTransfer, StepDown,
+    ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot,
+    SnapshotSent, StartTransfer, StepDown,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};
@@ -54,6 +54,44 @@ where
 type Output<SM> = <SM as consensus_actors::kv::StateMachine>::Output;
 type Command<SM> = <SM as consensus_actors::kv::StateMachine>::Command;
 type ReadReply = Result<Box<dyn Any + Send>, ProposeError>;
+type ProposeReply<SM> = Result<Output<SM>, ProposeError>;
+
+/// The results of a [`ProposeBatch`], filled in as they come.
+struct BatchReply<T> {
+    results: Vec<Option<T>>,
+    remaining: usize,
+    slot: ReplySlot<Vec<T>>,
+}
+
+/// Who waits for a proposal's result.
+enum Waiter<T> {
+    /// A single [`Propose`].
+    One(ReplySlot<T>),
+    /// Position `.1` of a [`ProposeBatch`].
+    InBatch(std::rc::Rc<std::cell::RefCell<BatchReply<T>>>, usize),
+}
+
+impl<T> Waiter<T> {
+    fn answer(self, result: T) {
+        match self {
+            Waiter::One(slot) => slot.send(result),
+            Waiter::InBatch(batch, i) => {
+                let mut b = batch.borrow_mut();
+                if b.results[i].is_none() {
+                    b.results[i] = Some(result);
+                    b.remaining -= 1;
+                }
+                if b.remaining == 0 {
+                    let results = std::mem::take(&mut b.results)
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    b.slot.clone().send(results);
+                }
+            }
+        }
+    }
+}
 
 /// Runs the batch of proposals and reads collected from the mailbox.
 #[derive(Message)]
@@ -75,7 +113,7 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     trace: Option<TraceHandle>,
     core: Option<ReplicationCore<SM>>,
     next_id: u64,
-    proposals: BTreeMap<ProposalId, ReplySlot<Result<Output<SM>, ProposeError>>>,
+    proposals: BTreeMap<ProposalId, Waiter<ProposeReply<SM>>>,
     reads: BTreeMap<ReadId, (ReadFn<SM>, ReplySlot<ReadReply>)>,
     batch: Vec<Proposal<Command<SM>>>,
     read_batch: Vec<ReadId>,
@@ -288,8 +326,8 @@ where
             }
             Effect::ProposalResult { id, result } => {
                 if self.sync() {
-                    if let Some(slot) = self.proposals.remove(&id) {
-                        slot.send(result);
+                    if let Some(waiter) = self.proposals.remove(&id) {
+                        waiter.answer(result);
                     }
                 }
             }
@@ -375,8 +413,8 @@ where
     }
 
     fn drop_clients(&mut self) {
-        for (_, slot) in std::mem::take(&mut self.proposals) {
-            slot.send(Err(ProposeError::Unknown));
+        for (_, waiter) in std::mem::take(&mut self.proposals) {
+            waiter.answer(Err(ProposeError::Unknown));
         }
         for (_, (_, slot)) in std::mem::take(&mut self.reads) {
             slot.send(Err(ProposeError::Unknown));
@@ -498,12 +536,53 @@ where
         self.next_id += 1;
         let id = ProposalId(self.next_id);
         let slot = ReplySlot::default();
-        self.proposals.insert(id, slot.clone());
+        self.proposals.insert(id, Waiter::One(slot.clone()));
         self.batch.push(Proposal {
             id,
             command: m.command,
             client_id: m.client_id,
         });
+        self.schedule_flush(ctx);
+        Reply::Later(slot)
+    }
+}
+
+impl<SM, S> Handler<ProposeBatch<Command<SM>, Output<SM>>> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = Reply<Vec<ProposeReply<SM>>>;
+
+    fn handle(
+        &mut self,
+        m: ProposeBatch<Command<SM>, Output<SM>>,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let n = m.commands.len();
+        if self.core.is_none() || self.failed {
+            return Reply::Now((0..n).map(|_| Err(ProposeError::Unknown)).collect());
+        }
+        if n == 0 {
+            return Reply::Now(Vec::new());
+        }
+        let slot = ReplySlot::default();
+        let batch = std::rc::Rc::new(std::cell::RefCell::new(BatchReply {
+            results: (0..n).map(|_| None).collect(),
+            remaining: n,
+            slot: slot.clone(),
+        }));
+        for (i, command) in m.commands.into_iter().enumerate() {
+            self.next_id += 1;
+            let id = ProposalId(self.next_id);
+            self.proposals
+                .insert(id, Waiter::InBatch(std::rc::Rc::clone(&batch), i));
+            self.batch.push(Proposal {
+                id,
+                command,
+                client_id: m.client_id,
+            });
+        }
         self.schedule_flush(ctx);
         Reply::Later(slot)
     }
