@@ -570,3 +570,41 @@ fn test_propose_batch_returns_results_in_order() {
         c.assert_safe();
     });
 }
+
+/// A node added after the log was compacted catches up as a learner through
+/// InstallSnapshot, then becomes a voter.
+#[test]
+fn test_new_node_catches_up_from_a_snapshot() {
+    let cfg = RaftConfig {
+        snapshot_threshold: 50,
+        snapshot_keep_entries: 0,
+        snapshot_chunk_bytes: 128,
+        ..RaftConfig::default()
+    };
+    with_cluster(121, 3, cfg, |mut c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let l = c.node(leader.get());
+        for i in 0..120 {
+            assert_eq!(l.propose(put(i), ClientId(1)).await, Ok(KvOutput::Ok));
+        }
+        c.sim.run_for(ms(100)).await;
+        let s = c.status(leader).await.unwrap();
+        assert!(s.first_log_index > LogIndex(50), "compacted: {s:?}");
+        c.sim.add_node(NodeId(4)).unwrap();
+        let four = Membership::new([1, 2, 3, 4].map(NodeId));
+        assert_eq!(l.add_node(NodeId(4)).await, Ok(four.clone()));
+        let s4 = c.status(NodeId(4)).await.unwrap();
+        assert!(
+            s4.snapshot_index > LogIndex(0),
+            "installed a snapshot: {s4:?}"
+        );
+        assert_eq!(s4.membership, four);
+        assert!(
+            c.wait_statuses(secs(1), |all| all
+                .iter()
+                .all(|s| s.last_applied == all[0].last_applied))
+                .await
+        );
+        c.assert_safe();
+    });
+}

@@ -1670,6 +1670,15 @@ where
             p.next_index = p.match_index.next();
             p.probing = true;
         }
+        if self.membership().is_learner(peer) {
+            let match_index = self.match_index_of(peer).unwrap_or_default();
+            self.emit(Effect::Event(RaftEvent::LearnerProgress {
+                term,
+                peer,
+                match_index,
+                last_log_index: last,
+            }));
+        }
         self.advance_commit_as_leader();
         self.maybe_send_append(peer, true);
         self.finish_step();
