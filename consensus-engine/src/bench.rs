@@ -103,7 +103,9 @@ pub fn validate(config: &ConsensusConfig, options: &BenchOptions) -> Result<(), 
         ));
     }
     if options.ops == 0 {
-        return Err(EngineError::InvalidSetting("--ops must be at least 1".into()));
+        return Err(EngineError::InvalidSetting(
+            "--ops must be at least 1".into(),
+        ));
     }
     Ok(())
 }
@@ -180,7 +182,9 @@ async fn run<P: ProtocolPlugin>(
     }
     for task in tasks {
         if let Err(e) = task.await {
-            return Err(EngineError::InvalidSetting(format!("a client task failed: {e}")));
+            return Err(EngineError::InvalidSetting(format!(
+                "a client task failed: {e}"
+            )));
         }
     }
     let elapsed = started.elapsed();
@@ -276,7 +280,8 @@ impl ClientCtx {
                         attempts += 1;
                         self.retries.set(self.retries.get() + 1);
                         if attempts > 20 {
-                            *self.failure.borrow_mut() = Some(EngineError::from_node(handle.node(), error));
+                            *self.failure.borrow_mut() =
+                                Some(EngineError::from_node(handle.node(), error));
                             return;
                         }
                         if !self.relocate().await {
@@ -311,7 +316,10 @@ impl ClientCtx {
 }
 
 /// Polls every running node until one says it leads; returns it.
-pub async fn find_leader(directory: &NodeDirectory, timeout: Duration) -> Result<NodeId, EngineError> {
+pub async fn find_leader(
+    directory: &NodeDirectory,
+    timeout: Duration,
+) -> Result<NodeId, EngineError> {
     let began = Instant::now();
     loop {
         if let Some(leader) = leader_now(directory).await {

@@ -69,7 +69,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// The result of `consensus check-history --json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CheckReport {
     /// The history is linearizable.
     pub linearizable: bool,
@@ -88,7 +88,7 @@ pub struct CheckReport {
 }
 
 /// A key whose history is not linearizable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyViolation {
     /// The key.
     pub key: String,
@@ -141,8 +141,11 @@ mod tests {
     fn garbage_is_a_parse_error_on_one_line() {
         let err = parse_history("{\"operations\": [", HistoryFormat::Json).unwrap_err();
         assert_eq!(err.0, "JSON");
-        let err = parse_history("INFO  jepsen.util - 0\t:invoke\t:bogus\tnil\n", HistoryFormat::Jepsen)
-            .unwrap_err();
+        let err = parse_history(
+            "INFO  jepsen.util - 0\t:invoke\t:bogus\tnil\n",
+            HistoryFormat::Jepsen,
+        )
+        .unwrap_err();
         assert_eq!(err.0, "Jepsen");
         assert!(err.1.contains("line 1"), "{}", err.1);
         assert_eq!(one_line("a\n  b\tc"), "a b c");
@@ -162,9 +165,11 @@ mod tests {
 
     #[test]
     fn missing_file_is_a_read_error() {
-        let err = load_history(Path::new("/nonexistent/history.json"), HistoryFormat::Json)
-            .unwrap_err();
+        let err =
+            load_history(Path::new("/nonexistent/history.json"), HistoryFormat::Json).unwrap_err();
         assert!(matches!(err, LoadError::Read { .. }));
-        assert!(err.to_string().starts_with("/nonexistent/history.json: cannot read"));
+        assert!(err
+            .to_string()
+            .starts_with("/nonexistent/history.json: cannot read"));
     }
 }

@@ -367,7 +367,8 @@ impl ConsensusEngine {
     fn count_ok(&self, began: Instant) {
         if let Some(c) = self.counters.borrow_mut().as_mut() {
             let now = Instant::now();
-            c.latency.record_duration(now.saturating_duration_since(began));
+            c.latency
+                .record_duration(now.saturating_duration_since(began));
             c.throughput.record(1, now);
             c.committed += 1;
         }
@@ -584,12 +585,7 @@ impl ConsensusEngine {
                 c.committed,
                 c.failed,
             ),
-            None => (
-                LatencyStats::default(),
-                ThroughputSnapshot::default(),
-                0,
-                0,
-            ),
+            None => (LatencyStats::default(), ThroughputSnapshot::default(), 0, 0),
         };
         EngineMetrics {
             protocol: self.config.protocol,
@@ -622,6 +618,9 @@ impl ConsensusEngine {
     /// The safety checker's report (`None` when safety is not checked or no
     /// node was started).
     pub fn safety_report(&self) -> Option<SafetyReport> {
-        self.cluster.borrow().as_ref().and_then(|c| c.safety_report())
+        self.cluster
+            .borrow()
+            .as_ref()
+            .and_then(|c| c.safety_report())
     }
 }

@@ -62,21 +62,16 @@ impl fmt::Display for Fault {
 
 /// The faults of a run: `none`, `all` (every family the protocol supports),
 /// or an explicit list.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultSelection {
     /// No faults.
     None,
     /// Every family the protocol supports (`panic` only with
     /// [`Capabilities::panic_injection`]).
+    #[default]
     All,
     /// Exactly these families.
     Only(Vec<Fault>),
-}
-
-impl Default for FaultSelection {
-    fn default() -> Self {
-        FaultSelection::All
-    }
 }
 
 /// A `--faults` value that cannot be understood.
@@ -259,7 +254,10 @@ mod tests {
         assert!(FaultSelection::Only(vec![Fault::Panic])
             .resolve(&caps(false))
             .is_err());
-        assert!(FaultSelection::None.resolve(&caps(true)).unwrap().is_empty());
+        assert!(FaultSelection::None
+            .resolve(&caps(true))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -35,11 +35,6 @@ impl<M: Wire> LocalNetwork<M> {
 
 impl<M: Wire> Actor for LocalNetwork<M> {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // A whole cluster's traffic goes through this one mailbox.
-        ctx.set_mailbox_capacity(usize::MAX);
-    }
 }
 
 impl<M: Wire> Handler<Envelope<M>> for LocalNetwork<M> {
@@ -78,10 +73,10 @@ impl<M: Wire> Handler<DeregisterNode> for LocalNetwork<M> {
 pub struct GetLocalStats;
 
 impl<M: Wire> Handler<GetLocalStats> for LocalNetwork<M> {
-    type Result = (u64, u64);
+    type Result = MessageResult<GetLocalStats>;
 
-    fn handle(&mut self, _msg: GetLocalStats, _ctx: &mut Context<Self>) -> (u64, u64) {
-        (self.delivered, self.dropped)
+    fn handle(&mut self, _msg: GetLocalStats, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.delivered, self.dropped))
     }
 }
 

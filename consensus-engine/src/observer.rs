@@ -387,8 +387,12 @@ mod tests {
         obs.supervision(ev(SupervisionEventKind::ChildPanicked {
             reason: "boom".into(),
         }));
-        obs.supervision(ev(SupervisionEventKind::ChildRestarted { by_strategy: false }));
-        obs.supervision(ev(SupervisionEventKind::ChildRestarted { by_strategy: true }));
+        obs.supervision(ev(SupervisionEventKind::ChildRestarted {
+            by_strategy: false,
+        }));
+        obs.supervision(ev(SupervisionEventKind::ChildRestarted {
+            by_strategy: true,
+        }));
         obs.supervision(ev(SupervisionEventKind::NodeFailed {
             reason: "too many".into(),
         }));

@@ -27,6 +27,7 @@
 
 use crate::error::NodeError;
 use crate::observer::ClusterObserver;
+use actix::Recipient;
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::safety::{SafetyChecker, SafetySink};
@@ -36,7 +37,6 @@ use consensus_actors::transport::Wire;
 use consensus_actors::types::{
     ClientId, ConsensusProtocol, LogEntry, LogIndex, NodeId, NodeState, Term,
 };
-use actix::Recipient;
 use futures::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -213,7 +213,6 @@ pub trait NodeHandle {
         false
     }
 }
-
 
 /// Where a node reports what the engine observes. Handed to
 /// [`ProtocolPlugin::start_node`] for every node of a cluster.

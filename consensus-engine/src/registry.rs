@@ -164,7 +164,10 @@ impl Registry {
     }
 
     /// The driver of `protocol`, or why there is none.
-    pub fn driver(&self, protocol: ConsensusProtocol) -> Result<Arc<dyn ProtocolDriver>, EngineError> {
+    pub fn driver(
+        &self,
+        protocol: ConsensusProtocol,
+    ) -> Result<Arc<dyn ProtocolDriver>, EngineError> {
         match self.entries.iter().find(|(p, _)| *p == protocol) {
             Some((_, Availability::Built(driver))) => Ok(driver.clone()),
             Some((_, Availability::Planned(reason))) => Err(EngineError::ProtocolNotBuilt {

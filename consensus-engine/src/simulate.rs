@@ -28,7 +28,9 @@ use crate::timeline::Timeline;
 use crate::workload::{Workload, WorkloadOptions};
 use actix::prelude::*;
 use consensus_actors::config::ConsensusConfig;
-use consensus_actors::history::{check_history_with, CheckOptions, History, LinearizabilityReport, Verdict};
+use consensus_actors::history::{
+    check_history_with, CheckOptions, History, LinearizabilityReport, Verdict,
+};
 use consensus_actors::safety::SafetyReport;
 use consensus_actors::sim::{
     block_on_paused, FaultEvent, NetworkFaults, NetworkStats, SimConfig, Simulation, TraceConfig,
@@ -109,8 +111,8 @@ pub struct ViolationSummary {
 }
 
 /// The result of one simulation run, as `consensus simulate --json` prints
-/// it. The first twelve fields are the contract of DESIGN.md.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// it. The first eleven fields are the contract of DESIGN.md.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SimulationReport {
     /// The protocol.
     pub protocol: ConsensusProtocol,
@@ -157,10 +159,10 @@ pub struct SimulationReport {
     pub network: NetworkStats,
     /// Real time the run took, in seconds (set by the program, not the
     /// deterministic part).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub real_secs: Option<f64>,
     /// Virtual seconds per real second.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub speedup: Option<f64>,
 }
 
@@ -251,8 +253,12 @@ pub fn simulate<P: ProtocolPlugin>(
         )));
     }
     let faults = options.faults.resolve(&P::CAPABILITIES)?;
-    let raw = block_on_paused(run_cluster::<P>(config.clone(), options.clone(), faults.clone()))
-        .map_err(|e| EngineError::Simulation(e.to_string()))??;
+    let raw = block_on_paused(run_cluster::<P>(
+        config.clone(),
+        options.clone(),
+        faults.clone(),
+    ))
+    .map_err(|e| EngineError::Simulation(e.to_string()))??;
 
     let check_options = match options.max_check_steps {
         Some(steps) => CheckOptions::unlimited().with_max_steps_per_key(steps),

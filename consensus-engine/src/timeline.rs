@@ -189,13 +189,13 @@ impl Timeline {
         );
         let _ = writeln!(
             s,
-            r#"<text x="{:.0}" y="{:.0}" text-anchor="end" fill="#555">{max_ops}</text>"#,
+            r##"<text x="{:.0}" y="{:.0}" text-anchor="end" fill="#555">{max_ops}</text>"##,
             LEFT - 6.0,
             CHART_TOP + 10.0
         );
         let _ = writeln!(
             s,
-            r#"<text x="{:.0}" y="{:.0}" text-anchor="end" fill="#555">0</text>"#,
+            r##"<text x="{:.0}" y="{:.0}" text-anchor="end" fill="#555">0</text>"##,
             LEFT - 6.0,
             CHART_TOP + CHART_HEIGHT
         );
@@ -403,7 +403,13 @@ fn fault_windows(events: &[FaultEvent], recovered_at_us: u64) -> Vec<FaultWindow
             }
             FaultAction::Restart(n) => {
                 if let Some(from) = crashed.remove(n) {
-                    close(&mut windows, FaultRow::Crash, format!("crash {n}"), from, at);
+                    close(
+                        &mut windows,
+                        FaultRow::Crash,
+                        format!("crash {n}"),
+                        from,
+                        at,
+                    );
                 }
             }
             FaultAction::Partition(groups) => {
@@ -469,10 +475,22 @@ fn fault_windows(events: &[FaultEvent], recovered_at_us: u64) -> Vec<FaultWindow
         );
     }
     if let Some((label, from)) = partition {
-        close(&mut windows, FaultRow::Network, label, from, recovered_at_us);
+        close(
+            &mut windows,
+            FaultRow::Network,
+            label,
+            from,
+            recovered_at_us,
+        );
     }
     for (label, from) in network {
-        close(&mut windows, FaultRow::Network, label, from, recovered_at_us);
+        close(
+            &mut windows,
+            FaultRow::Network,
+            label,
+            from,
+            recovered_at_us,
+        );
     }
     if let Some((label, from)) = rates {
         close(&mut windows, FaultRow::Rates, label, from, recovered_at_us);
@@ -489,7 +507,9 @@ fn node_color(node: NodeId) -> &'static str {
 }
 
 fn tick_step(end_s: f64) -> f64 {
-    for step in [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0] {
+    for step in [
+        0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    ] {
         if end_s / step <= 12.0 {
             return step;
         }
@@ -547,9 +567,24 @@ mod tests {
         assert_eq!(
             spans,
             vec![
-                LeaderSpan { node: NodeId(1), epoch: 1, from_us: 100, to_us: 500 },
-                LeaderSpan { node: NodeId(2), epoch: 2, from_us: 700, to_us: 900 },
-                LeaderSpan { node: NodeId(2), epoch: 3, from_us: 900, to_us: 1000 },
+                LeaderSpan {
+                    node: NodeId(1),
+                    epoch: 1,
+                    from_us: 100,
+                    to_us: 500
+                },
+                LeaderSpan {
+                    node: NodeId(2),
+                    epoch: 2,
+                    from_us: 700,
+                    to_us: 900
+                },
+                LeaderSpan {
+                    node: NodeId(2),
+                    epoch: 3,
+                    from_us: 900,
+                    to_us: 1000
+                },
             ]
         );
     }
@@ -562,7 +597,10 @@ mod tests {
         };
         let events = [
             ev(1, FaultAction::Crash(NodeId(2))),
-            ev(2, FaultAction::Partition(vec![vec![NodeId(1)], vec![NodeId(3)]])),
+            ev(
+                2,
+                FaultAction::Partition(vec![vec![NodeId(1)], vec![NodeId(3)]]),
+            ),
             ev(3, FaultAction::SetFaults(lossy)),
             ev(4, FaultAction::Restart(NodeId(2))),
             ev(5, FaultAction::Heal),
@@ -580,7 +618,12 @@ mod tests {
             vec![
                 (FaultRow::Crash, "crash n2", 1000, 4000),
                 (FaultRow::Network, "partition n1 | n3", 2000, 5000),
-                (FaultRow::Rates, "loss 5.0% dup 0.0% reorder 0.0% jitter 0 ms", 3000, 7000),
+                (
+                    FaultRow::Rates,
+                    "loss 5.0% dup 0.0% reorder 0.0% jitter 0 ms",
+                    3000,
+                    7000
+                ),
                 (FaultRow::Panic, "panic in n3", 6000, 6000),
                 (FaultRow::Network, "isolate n1", 8000, 10_000),
             ]

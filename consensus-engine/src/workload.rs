@@ -201,9 +201,7 @@ impl Workload {
             .map(|rate| Duration::from_secs_f64(clients as f64 / rate));
         // Spread the clients' first operations over one interval.
         let mut next_start = Instant::now()
-            + interval.map_or(Duration::ZERO, |i| {
-                i.mul_f64(index as f64 / clients as f64)
-            });
+            + interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / clients as f64));
         loop {
             if interval.is_some() {
                 tokio::time::sleep_until(next_start).await;
@@ -228,9 +226,11 @@ impl Workload {
                 .borrow_mut()
                 .invoke(client, command.clone(), invoked_us);
             self.stats.borrow_mut().invoked += 1;
-            let answer =
-                tokio::time::timeout(self.options.request_timeout, handle.submit(client, command.clone()))
-                    .await;
+            let answer = tokio::time::timeout(
+                self.options.request_timeout,
+                handle.submit(client, command.clone()),
+            )
+            .await;
             let done_us = self.now_us();
             let mut backoff = false;
             match answer {

@@ -368,9 +368,11 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     let began = Instant::now();
     let run = match driver.simulate(&config, &options) {
         Ok(run) => run,
-        Err(e @ (EngineError::Config(_) | EngineError::InvalidSetting(_) | EngineError::ProtocolNotBuilt { .. })) => {
-            return usage_error(e)
-        }
+        Err(
+            e @ (EngineError::Config(_)
+            | EngineError::InvalidSetting(_)
+            | EngineError::ProtocolNotBuilt { .. }),
+        ) => return usage_error(e),
         Err(e) => {
             eprintln!("consensus: simulation failed: {e}");
             return ExitCode::from(EXIT_FAILED);
@@ -445,12 +447,7 @@ fn print_summary(run: &SimulationRun) {
     };
     let real = r
         .real_secs
-        .map(|s| {
-            format!(
-                " in {s:.2} s real ({:.0}x)",
-                r.speedup.unwrap_or_default()
-            )
-        })
+        .map(|s| format!(" in {s:.2} s real ({:.0}x)", r.speedup.unwrap_or_default()))
         .unwrap_or_default();
     println!(
         "{}, {} nodes, {} clients, seed {}, faults {}: {:.1} s virtual{real}",
@@ -514,7 +511,10 @@ fn replay_command(args: &SimulateArgs, seed: u64) -> String {
         cmd.push_str(&format!(" --rate {rate}"));
     }
     if args.request_timeout_ms != 1000 {
-        cmd.push_str(&format!(" --request-timeout-ms {}", args.request_timeout_ms));
+        cmd.push_str(&format!(
+            " --request-timeout-ms {}",
+            args.request_timeout_ms
+        ));
     }
     let c = &args.cluster;
     if let Some(path) = &c.config {
@@ -709,7 +709,9 @@ fn progress(done: u64, total: u64, failed: u64) {
 fn check_history(args: CheckArgs) -> ExitCode {
     if let Some(t) = args.timeout {
         if !(t.is_finite() && t > 0.0) {
-            return usage_error(format!("--timeout must be a positive number of seconds, got {t}"));
+            return usage_error(format!(
+                "--timeout must be a positive number of seconds, got {t}"
+            ));
         }
     }
     if args.max_steps == Some(0) {
