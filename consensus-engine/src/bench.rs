@@ -136,6 +136,7 @@ async fn run<P: ProtocolPlugin>(
         LocalOptions {
             seed: 1,
             check_safety: false,
+            direct_rpcs: false,
         },
     )?;
     let members: Vec<NodeId> = (1..=config.cluster_size as u64).map(NodeId).collect();

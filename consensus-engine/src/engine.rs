@@ -4,9 +4,7 @@
 use crate::bench::leader_now;
 use crate::error::{EngineError, NodeError};
 use crate::host::{ClusterHost, LocalOptions};
-use crate::plugin::{
-    AppendRequest, Capabilities, Committed, NodeHandle, NodeInfo, SnapshotInfo, VoteRequest,
-};
+use crate::plugin::{AppendRequest, Capabilities, Committed, NodeHandle, NodeInfo, VoteRequest};
 use crate::registry::{ProtocolDriver, Registry};
 use crate::simulate::LatencySummary;
 use consensus_actors::config::ConsensusConfig;
@@ -209,6 +207,7 @@ impl ConsensusEngine {
                 LocalOptions {
                     seed: self.options.seed,
                     check_safety: self.options.check_safety,
+                    direct_rpcs: true,
                 },
             )?;
             *self.counters.borrow_mut() = Some(Counters {
@@ -280,13 +279,42 @@ impl ConsensusEngine {
 
     /// Proposes `command` for `client_id` to the leader (found and followed
     /// through redirects) and returns the log entry it became once it is
-    /// committed and applied.
+    /// committed and applied. Needs a protocol that reports log positions
+    /// ([`Capabilities::log_positions`]); [`execute`](Self::execute) works
+    /// with every protocol.
     pub async fn propose(
         &self,
         command: KvCommand,
         client_id: ClientId,
     ) -> Result<LogEntry<KvCommand>, EngineError> {
-        self.execute(command, client_id).await.map(|c| c.entry)
+        self.require(
+            self.capabilities().log_positions,
+            "propose returning the log entry (use execute)",
+        )?;
+        let committed = self.execute(command.clone(), client_id).await?;
+        self.entry_of(committed, command, client_id)
+    }
+
+    fn entry_of(
+        &self,
+        committed: Committed,
+        command: KvCommand,
+        client_id: ClientId,
+    ) -> Result<LogEntry<KvCommand>, EngineError> {
+        let log_id = committed.log_id.ok_or(EngineError::Unsupported {
+            protocol: self.config.protocol,
+            operation: "propose returning the log entry (use execute)",
+        })?;
+        let timestamp_us = self.counters.borrow().as_ref().map_or(0, |c| {
+            micros(Instant::now().saturating_duration_since(c.throughput.start()))
+        });
+        Ok(LogEntry::new(
+            log_id.term,
+            log_id.index,
+            command,
+            timestamp_us,
+            client_id,
+        ))
     }
 
     /// Like [`propose`](Self::propose), also returning what applying the
@@ -339,11 +367,15 @@ impl ConsensusEngine {
         command: KvCommand,
         client_id: ClientId,
     ) -> Result<LogEntry<KvCommand>, EngineError> {
+        self.require(
+            self.capabilities().log_positions,
+            "propose returning the log entry",
+        )?;
         let began = Instant::now();
-        match self.submit_to(node, command, client_id).await {
+        match self.submit_to(node, command.clone(), client_id).await {
             Ok(c) => {
                 self.count_ok(began);
-                Ok(c.entry)
+                self.entry_of(c, command, client_id)
             }
             Err(e) => {
                 if !matches!(e, EngineError::NotLeader { .. }) {
@@ -540,20 +572,13 @@ impl ConsensusEngine {
         Ok(())
     }
 
-    /// Snapshots the leader's state machine now (compacting its log) and
-    /// returns the serialized state.
+    /// A consistent snapshot of the replicated state machine (its
+    /// serialized state at a linearizable point), taken on the leader.
+    /// [`KvStore::restore`](consensus_actors::kv::StateMachine::restore)
+    /// reads it back.
     pub async fn create_snapshot(&self) -> Result<Vec<u8>, EngineError> {
         self.require(self.capabilities().snapshots, "create_snapshot")?;
-        self.on_leader(|leader| leader.create_snapshot())
-            .await
-            .map(|s| s.data)
-    }
-
-    /// Snapshots node `node`'s state machine now.
-    pub async fn create_snapshot_on(&self, node: NodeId) -> Result<SnapshotInfo, EngineError> {
-        self.require(self.capabilities().snapshots, "create_snapshot")?;
-        let handle = self.handle(node)?;
-        self.timed(node, handle.create_snapshot()).await
+        self.on_leader(|leader| leader.create_snapshot()).await
     }
 
     /// Latency percentiles and throughput of the commands proposed through
@@ -623,4 +648,8 @@ impl ConsensusEngine {
             .as_ref()
             .and_then(|c| c.safety_report())
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -213,6 +213,7 @@ mod tests {
             raft_rpcs: true,
             panic_injection: panic,
             byzantine: false,
+            log_positions: true,
         }
     }
 

@@ -48,6 +48,11 @@ impl<P: ProtocolPlugin> HostedFactory<P> {
         &self.wiring
     }
 
+    /// The wiring, to change before more nodes start.
+    pub fn wiring_mut(&mut self) -> &mut NodeWiring {
+        &mut self.wiring
+    }
+
     /// The running nodes.
     pub fn directory(&self) -> &NodeDirectory {
         &self.directory
@@ -120,6 +125,8 @@ pub struct LocalOptions {
     pub seed: u64,
     /// Check the protocol's safety invariants as the cluster runs.
     pub check_safety: bool,
+    /// Ask the plug-in for direct RPCs ([`NodeWiring::direct_rpcs`]).
+    pub direct_rpcs: bool,
 }
 
 impl Default for LocalOptions {
@@ -127,6 +134,7 @@ impl Default for LocalOptions {
         Self {
             seed: 1,
             check_safety: true,
+            direct_rpcs: true,
         }
     }
 }
@@ -137,7 +145,9 @@ pub trait ClusterHost {
     fn protocol(&self) -> ConsensusProtocol;
     /// What it offers.
     fn capabilities(&self) -> Capabilities;
-    /// Starts node `id` knowing `peers`.
+    /// Starts node `id` knowing `peers`. The first node started fixes the
+    /// initial configuration (itself and its peers); a node outside it
+    /// joins through the leader's membership change.
     fn start_node(&mut self, id: NodeId, peers: Vec<NodeId>) -> Result<(), EngineError>;
     /// Stops node `id` as a crash would (durable state kept).
     fn stop_node(&mut self, id: NodeId) -> Result<(), EngineError>;
@@ -194,6 +204,8 @@ impl<P: ProtocolPlugin> LocalCluster<P> {
             config: config.clone(),
             safety: checking.sink,
             supervision: Some(collector.recipient()),
+            initial_members: Vec::new(),
+            direct_rpcs: options.direct_rpcs,
             observer,
             simulated: false,
         };
@@ -259,6 +271,12 @@ impl<P: ProtocolPlugin> ClusterHost for LocalCluster<P> {
         let mut peers: Vec<NodeId> = peers.into_iter().filter(|&p| p != id).collect();
         peers.sort_unstable();
         peers.dedup();
+        if self.factory.wiring().initial_members.is_empty() {
+            let mut initial = peers.clone();
+            initial.push(id);
+            initial.sort_unstable();
+            self.factory.wiring_mut().initial_members = initial;
+        }
         self.launch(id, peers, 0);
         Ok(())
     }

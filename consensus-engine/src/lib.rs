@@ -35,6 +35,7 @@
 //! | [`faults`] | the `--faults` selection and its nemesis |
 //! | [`simulate`] | one checked simulation run and its [`SimulationReport`] |
 //! | [`timeline`] | a run over time, and its SVG picture |
+//! | [`raft`] | the Raft plug-in |
 //! | [`bench`] | the real-clock benchmark |
 //! | [`check`] | reading and checking recorded histories |
 #![deny(missing_docs)]
@@ -48,6 +49,7 @@ pub mod host;
 pub mod network;
 pub mod observer;
 pub mod plugin;
+pub mod raft;
 pub mod registry;
 pub mod simulate;
 pub mod timeline;
@@ -59,7 +61,7 @@ pub use error::{EngineError, NodeError};
 pub use faults::{Fault, FaultSelection};
 pub use plugin::{
     Capabilities, Committed, NodeDirectory, NodeHandle, NodeInfo, NodeWiring, PluginNode,
-    ProtocolPlugin, SnapshotInfo,
+    ProtocolPlugin,
 };
 pub use registry::{ProtocolDriver, Registry};
 pub use simulate::{LatencySummary, SimulateOptions, SimulationReport, SimulationRun};

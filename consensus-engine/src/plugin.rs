@@ -35,7 +35,7 @@ use consensus_actors::sim::{NodeContext, StartedNode};
 use consensus_actors::supervision::SupervisionEvent;
 use consensus_actors::transport::Wire;
 use consensus_actors::types::{
-    ClientId, ConsensusProtocol, LogEntry, LogIndex, NodeId, NodeState, Term,
+    ClientId, ConsensusProtocol, LogEntry, LogId, LogIndex, NodeId, NodeState, Term,
 };
 use futures::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
@@ -69,18 +69,24 @@ pub struct Capabilities {
     pub panic_injection: bool,
     /// The protocol tolerates Byzantine replicas.
     pub byzantine: bool,
+    /// A committed command's answer says where it sits in the log
+    /// ([`Committed::log_id`]); [`ConsensusEngine::propose`] needs it.
+    ///
+    /// [`ConsensusEngine::propose`]: crate::ConsensusEngine::propose
+    pub log_positions: bool,
 }
 
-/// A command that committed: the log entry it became and what applying it
-/// returned.
+/// A command that committed: what applying it returned and, when the
+/// protocol reports it, where it sits in the replicated log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {
-    /// The entry. For protocols without terms or indexes, `term` is the
-    /// protocol's epoch (view, ballot round) and `index` its position
-    /// (slot, sequence number).
-    pub entry: LogEntry<KvCommand>,
     /// What the state machine returned.
     pub output: KvOutput,
+    /// The entry's position: for protocols without terms or indexes, `term`
+    /// is the epoch (view, ballot round) and `index` the position (slot,
+    /// sequence number). `None` when the protocol does not report it
+    /// ([`Capabilities::log_positions`] false).
+    pub log_id: Option<LogId>,
 }
 
 /// What a node knows of itself and its cluster.
@@ -100,17 +106,6 @@ pub struct NodeInfo {
     pub last_applied: LogIndex,
     /// The voting members it knows of, sorted.
     pub members: Vec<NodeId>,
-}
-
-/// A snapshot of a node's state machine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotInfo {
-    /// Last position the snapshot covers.
-    pub last_index: LogIndex,
-    /// Epoch (term) of that position.
-    pub last_term: Term,
-    /// The state machine's serialized state.
-    pub data: Vec<u8>,
 }
 
 /// Raft's RequestVote arguments (Figure 2).
@@ -190,8 +185,9 @@ pub trait NodeHandle {
         unsupported("remove_node")
     }
 
-    /// Snapshots the state machine now (compacting the log) and returns it.
-    fn create_snapshot(&self) -> Reply<SnapshotInfo> {
+    /// A consistent snapshot of the state machine (its serialized state at
+    /// a linearizable point), taken on this node, which must lead.
+    fn create_snapshot(&self) -> Reply<Vec<u8>> {
         unsupported("create_snapshot")
     }
 
@@ -230,6 +226,14 @@ pub struct NodeWiring {
     ///
     /// [`SupervisorBuilder::subscriber`]: consensus_actors::supervision::SupervisorBuilder::subscriber
     pub supervision: Option<Recipient<SupervisionEvent>>,
+    /// The members of the initial configuration (the nodes that bootstrap
+    /// the cluster). A node started that is not listed joins later, through
+    /// [`NodeHandle::add_member`] on the leader.
+    pub initial_members: Vec<NodeId>,
+    /// Offer [`NodeHandle::request_vote`] and [`NodeHandle::append_entries`]
+    /// (the engine facade asks for them; benchmarks and simulations do not,
+    /// so a plug-in need not pay for them there).
+    pub direct_rpcs: bool,
     /// Leadership and other cluster-level facts. Raft's `BecameLeader` /
     /// `SteppedDown` safety events reach it by themselves; a protocol that
     /// does not emit those calls

@@ -122,10 +122,7 @@ impl Registry {
     /// Multi-Paxos and PBFT are listed as planned.
     pub fn builtin() -> Self {
         let mut r = Self::empty();
-        r.plan(
-            ConsensusProtocol::Raft,
-            "the Raft plug-in waits for consensus-raft's node actors, which are not built yet",
-        );
+        r.register::<crate::raft::RaftPlugin>();
         r.plan(
             ConsensusProtocol::Paxos,
             "the consensus-paxos plug-in (Proposer, Acceptor, Learner) is not built yet",
@@ -199,7 +196,6 @@ mod tests {
     fn unbuilt_protocols_are_refused_with_the_reason() {
         let r = Registry::builtin();
         for p in [
-            ConsensusProtocol::Raft,
             ConsensusProtocol::Paxos,
             ConsensusProtocol::MultiPaxos,
             ConsensusProtocol::Pbft,
@@ -213,7 +209,11 @@ mod tests {
                 Ok(_) => panic!("{p} must not be available"),
             }
         }
-        assert!(r.available().is_empty());
+        assert_eq!(r.available(), vec![ConsensusProtocol::Raft]);
+        assert_eq!(
+            r.driver(ConsensusProtocol::Raft).map(|d| d.protocol()).ok(),
+            Some(ConsensusProtocol::Raft)
+        );
         let empty = Registry::empty();
         assert!(matches!(
             empty.driver(ConsensusProtocol::Raft),

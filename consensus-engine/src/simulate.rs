@@ -374,6 +374,8 @@ async fn run_cluster<P: ProtocolPlugin>(
         config: config.clone(),
         safety: checking.sink,
         supervision: Some(collector.recipient()),
+        initial_members: (1..=config.cluster_size as u64).map(NodeId).collect(),
+        direct_rpcs: false,
         observer: observer.clone(),
         simulated: true,
     };

@@ -15,7 +15,7 @@ use consensus_actors::sim::NodeContext;
 use consensus_actors::sim::StartedNode;
 use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{
-    ClientId, ConsensusProtocol, LogEntry, LogIndex, NodeId, NodeState, Term,
+    ClientId, ConsensusProtocol, LogId, LogIndex, NodeId, NodeState, Term,
 };
 use consensus_engine::plugin::{ready, Reply};
 use consensus_engine::{
@@ -132,9 +132,10 @@ impl NodeHandle for ToyHandle {
                 .send(Apply(command.clone()))
                 .await
                 .map_err(|_| NodeError::Stopped)?;
+            let _ = (client, command);
             Ok(Committed {
-                entry: LogEntry::new(Term(1), LogIndex(index), command, 0, client),
                 output,
+                log_id: Some(LogId::new(Term(1), LogIndex(index))),
             })
         })
     }
@@ -166,6 +167,7 @@ impl<const LYING: bool> ProtocolPlugin for Toy<LYING> {
         raft_rpcs: false,
         panic_injection: false,
         byzantine: false,
+        log_positions: true,
     };
 
     fn new(_config: &ConsensusConfig) -> Result<Self, EngineError> {
