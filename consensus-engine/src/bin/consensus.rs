@@ -42,7 +42,7 @@ const EXIT_UNDECIDED: u8 = 3;
 )]
 struct Cli {
     /// Log level for messages on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    #[arg(long, global = true, default_value = "error", value_name = "LEVEL")]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -228,12 +228,16 @@ fn main() -> ExitCode {
                 | ErrorKind::DisplayVersion
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
                 _ => {
+                    // clap's first paragraph, on one line.
                     let text = e.to_string();
-                    let first = text
+                    let first: Vec<&str> = text
                         .lines()
-                        .find(|l| !l.trim().is_empty())
-                        .unwrap_or("bad arguments")
-                        .trim_start_matches("error: ");
+                        .map(str::trim)
+                        .skip_while(|l| l.is_empty())
+                        .take_while(|l| !l.is_empty())
+                        .collect();
+                    let first = first.join(" ");
+                    let first = first.trim_start_matches("error: ");
                     eprintln!("consensus: {first} (see consensus --help)");
                     return ExitCode::from(EXIT_USAGE);
                 }
@@ -241,6 +245,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log);
+    // Injected component panics are logged (at warn) instead of printed.
+    consensus_actors::supervision::install_panic_hook();
     match cli.command {
         Command::Simulate(args) => simulate(args),
         Command::CheckHistory(args) => check_history(args),
