@@ -7,7 +7,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`types`] | ids, terms, indexes, ballots, log entries, roles |
-//! | [`config`] | [`ConsensusConfig`](config::ConsensusConfig) and its validation |
+//! | [`config`] | [`ConsensusConfig`] and its validation |
 //! | [`supervision`] | the per-node supervision tree that catches panics and restarts components |
 //! | [`storage`] | storage traits (hard state, log, snapshots) and a crash-aware in-memory store |
 //! | [`transport`] | the network abstraction protocol code sends through |

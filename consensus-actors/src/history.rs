@@ -1,1 +1,0 @@
-//! Client histories, JSON and Jepsen import, linearizability checking (being built).

@@ -1,0 +1,1022 @@
+//! The linearizability checker for key-value histories.
+//!
+//! # Algorithm
+//!
+//! The history is first split by key: commands on different keys commute and
+//! the key-value model is the product of one register per key, so the
+//! history is linearizable exactly when each per-key sub-history is
+//! (P-compositionality, Horn & Kroening 2015). `Noop`, failed operations and
+//! reads with an unknown outcome constrain nothing and are left out.
+//!
+//! Each sub-history is checked by the depth-first search of Wing & Gong
+//! (1993) with Lowe's "just-in-time linearization" and memo (Lowe 2017), as
+//! Porcupine does it. Invocations and completions are laid out as one list
+//! of entries in time order (invocations first at equal times, so equal
+//! timestamps mean "concurrent"). At each node of the search, the
+//! *candidates* are the invocations met before the first completion in the
+//! list: the operations that may take effect next. The first completion's
+//! operation (the *urgent* one) must take effect before anything invoked
+//! after it returned, so it is always a candidate. A candidate is
+//! *linearized* when applying it to the current register value gives the
+//! output its client observed and the pair (set of operations taken effect,
+//! new value) has not been explored before: its two entries are unlinked
+//! from the list (dancing links) and the search goes one level deeper. When
+//! no candidate is left, the urgent operation cannot take effect after this
+//! prefix: the search backtracks, relinking the last linearized operation
+//! and trying the next candidate of the node above. The sub-history is
+//! linearizable once every operation with a known outcome is linearized
+//! (operations with an unknown outcome complete at +infinity with an
+//! unconstrained output, so they can always go at the end); it is not when
+//! backtracking runs out.
+//!
+//! Two refinements keep the search small; neither changes a verdict:
+//!
+//! - **Forced moves.** A candidate whose observed output shows it left the
+//!   value unchanged, whatever the value (a read, a failed compare-and-swap,
+//!   a delete that found nothing), and that fits the current value is the
+//!   node's only choice: any linearization from the node that places it
+//!   later stays valid with it moved to now (the value it sees is the same,
+//!   it changes nothing for the others, and everything that must precede it
+//!   already did). This alone removes the branching over reads.
+//! - **Candidate order.** The urgent operation is tried first, then the
+//!   candidates after which it would fit, then the others in invocation
+//!   order.
+//!
+//! On the 103 Jepsen etcd histories the search takes 0.68 million steps in
+//! all; with forced moves but plain invocation order, 1.6 million; with
+//! neither (Porcupine's search), the hardest history alone takes 1.36
+//! million.
+//!
+//! The memo makes the search visit each (linearized set, value) pair at most
+//! once. Sets are bitsets over operations in invocation order, hashed by an
+//! incrementally maintained Zobrist key and stored compactly: all operations
+//! below the first one not linearized are implied, so an entry holds only
+//! the few words above it. The search is deterministic: same history, same steps,
+//! same answer. Its cost is exponential in the number of operations
+//! concurrent on one key in the worst case, as for every such checker. A step
+//! budget per key (and an optional interrupt callback for wall-clock limits,
+//! polled every few thousand steps) turns a search that would take too long
+//! into a [`Verdict::Unknown`] verdict.
+
+use super::{History, ObservedOutput, OpId, Operation, Outcome};
+use crate::kv::KvCommand;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// The default step budget per key of [`CheckOptions::default`]: a few
+/// seconds of search at most, far more than any history of a few thousand
+/// operations per key that is not adversarial needs.
+pub const DEFAULT_MAX_STEPS_PER_KEY: u64 = 20_000_000;
+
+/// How often (in search steps) the interrupt callback is polled.
+const INTERRUPT_POLL_STEPS: u64 = 4096;
+
+/// Limits on the search.
+#[derive(Clone, Copy)]
+pub struct CheckOptions<'a> {
+    /// Search steps allowed per key before its verdict becomes
+    /// [`Verdict::Unknown`] (`None`: unlimited).
+    pub max_steps_per_key: Option<u64>,
+    /// Polled every few thousand steps; when it returns `true` the search
+    /// stops and every key not yet decided gets [`Verdict::Unknown`]. This is
+    /// how a caller imposes a wall-clock deadline without the checker reading
+    /// a clock.
+    pub interrupt: Option<&'a dyn Fn() -> bool>,
+}
+
+impl Default for CheckOptions<'_> {
+    fn default() -> Self {
+        Self {
+            max_steps_per_key: Some(DEFAULT_MAX_STEPS_PER_KEY),
+            interrupt: None,
+        }
+    }
+}
+
+impl<'a> CheckOptions<'a> {
+    /// No step budget and no interrupt: the search runs to the end.
+    pub fn unlimited() -> Self {
+        Self {
+            max_steps_per_key: None,
+            interrupt: None,
+        }
+    }
+
+    /// These options with a step budget per key.
+    #[must_use]
+    pub fn with_max_steps_per_key(mut self, steps: u64) -> Self {
+        self.max_steps_per_key = Some(steps);
+        self
+    }
+
+    /// These options with an interrupt callback.
+    #[must_use]
+    pub fn with_interrupt(mut self, interrupt: &'a dyn Fn() -> bool) -> Self {
+        self.interrupt = Some(interrupt);
+        self
+    }
+}
+
+impl fmt::Debug for CheckOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckOptions")
+            .field("max_steps_per_key", &self.max_steps_per_key)
+            .field("interrupt", &self.interrupt.map(|_| "<callback>"))
+            .finish()
+    }
+}
+
+/// The answer for a history or one key of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// A linearization exists.
+    Linearizable,
+    /// No linearization exists.
+    NotLinearizable,
+    /// The search was stopped (budget or interrupt) before it could tell.
+    Unknown,
+}
+
+/// Why a key's sub-history is not linearizable: the deepest point the search
+/// reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The longest sequence of operations that could be linearized, in
+    /// linearization order.
+    pub longest_prefix: Vec<OpId>,
+    /// The key's value after that prefix.
+    pub value_after_prefix: Option<String>,
+    /// The operation that had to take effect next (its completion came
+    /// next) but could not, whichever pending operation was put before it.
+    pub blocked: OpId,
+    /// The operations that could have taken effect at that point (invoked,
+    /// not yet linearized), the blocked one included.
+    pub candidates: Vec<OpId>,
+    /// A one-paragraph account for people.
+    pub summary: String,
+}
+
+/// The result for one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyReport {
+    /// The key.
+    pub key: String,
+    /// Operations on the key that constrain it (failed operations and reads
+    /// with unknown outcome excluded).
+    pub operations: usize,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Search steps spent.
+    pub steps: u64,
+    /// For [`Verdict::NotLinearizable`], why.
+    pub explanation: Option<Explanation>,
+}
+
+/// The result of [`check_history`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinearizabilityReport {
+    /// Overall: not linearizable if any key is not, else unknown if any key
+    /// is unknown, else linearizable.
+    pub verdict: Verdict,
+    /// `verdict == Verdict::Linearizable`.
+    pub linearizable: bool,
+    /// Operations in the history (all outcomes, `Noop` included).
+    pub operations: usize,
+    /// Distinct keys in the history.
+    pub keys: usize,
+    /// Search steps spent over all keys.
+    pub steps: u64,
+    /// One report per key, in key order.
+    pub per_key: Vec<KeyReport>,
+}
+
+impl LinearizabilityReport {
+    /// The keys whose sub-history is not linearizable.
+    pub fn violations(&self) -> impl Iterator<Item = &KeyReport> {
+        self.per_key
+            .iter()
+            .filter(|k| k.verdict == Verdict::NotLinearizable)
+    }
+}
+
+impl fmt::Display for LinearizabilityReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?}: {} operations, {} keys, {} search steps",
+            self.verdict, self.operations, self.keys, self.steps
+        )?;
+        for key in &self.per_key {
+            match (&key.verdict, &key.explanation) {
+                (Verdict::NotLinearizable, Some(e)) => write!(f, "\n  {}", e.summary)?,
+                (Verdict::Unknown, _) => write!(
+                    f,
+                    "\n  key {:?}: undecided after {} steps",
+                    key.key, key.steps
+                )?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks `history` with the default [`CheckOptions`].
+pub fn check_history(history: &History) -> LinearizabilityReport {
+    check_history_with(history, &CheckOptions::default())
+}
+
+/// Checks `history` for linearizability against the key-value model.
+pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> LinearizabilityReport {
+    let mut partitions: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    for op in &history.operations {
+        let Some(key) = op.command.key() else {
+            continue;
+        };
+        let ops = partitions.entry(key).or_default();
+        if constrains(op) {
+            ops.push(op);
+        }
+    }
+    let keys = partitions.len();
+    let per_key: Vec<KeyReport> = partitions
+        .into_iter()
+        .map(|(key, ops)| check_key(key, &ops, options))
+        .collect();
+    let verdict = if per_key
+        .iter()
+        .any(|k| k.verdict == Verdict::NotLinearizable)
+    {
+        Verdict::NotLinearizable
+    } else if per_key.iter().any(|k| k.verdict == Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Linearizable
+    };
+    let report = LinearizabilityReport {
+        verdict,
+        linearizable: verdict == Verdict::Linearizable,
+        operations: history.operations.len(),
+        keys,
+        steps: per_key.iter().map(|k| k.steps).sum(),
+        per_key,
+    };
+    tracing::debug!(verdict = ?report.verdict, operations = report.operations, keys, steps = report.steps, "history checked");
+    report
+}
+
+/// Whether an operation constrains the model at all.
+fn constrains(op: &Operation) -> bool {
+    match op.outcome {
+        Outcome::Ok { .. } => true,
+        Outcome::Fail { .. } => false,
+        // It may or may not have happened and its output is unknown: only
+        // a command that writes can influence what others observe.
+        Outcome::Unknown { .. } => !op.command.is_read_only(),
+    }
+}
+
+/// Value ids of one key: 0 is "absent", others index `names`.
+struct Values<'h> {
+    ids: HashMap<&'h str, u32>,
+    names: Vec<Option<&'h str>>,
+}
+
+impl<'h> Values<'h> {
+    fn new() -> Self {
+        Self {
+            ids: HashMap::new(),
+            names: vec![None],
+        }
+    }
+
+    fn id(&mut self, value: Option<&'h str>) -> u32 {
+        let Some(value) = value else {
+            return ABSENT;
+        };
+        let next = self.names.len() as u32;
+        *self.ids.entry(value).or_insert_with(|| {
+            self.names.push(Some(value));
+            next
+        })
+    }
+
+    fn name(&self, id: u32) -> Option<String> {
+        self.names
+            .get(id as usize)
+            .copied()
+            .flatten()
+            .map(str::to_string)
+    }
+}
+
+const ABSENT: u32 = 0;
+const NIL: u32 = u32::MAX;
+
+/// A command on one key, values interned.
+#[derive(Clone, Copy, Debug)]
+enum Cmd {
+    Put(u32),
+    Get,
+    Delete,
+    Cas { expected: u32, new: u32 },
+}
+
+/// What the model returns, values interned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Out {
+    Ok,
+    Value(u32),
+    Deleted(bool),
+    CasOk,
+    CasFailed(u32),
+}
+
+/// What the client observed, values interned.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// Unknown outcome: anything goes.
+    Any,
+    Exactly(Out),
+    /// A failed compare-and-swap whose found value was not reported.
+    AnyCasFailure,
+}
+
+impl Expect {
+    fn allows(self, out: Out) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Exactly(expected) => expected == out,
+            Self::AnyCasFailure => matches!(out, Out::CasFailed(_)),
+        }
+    }
+}
+
+/// The register model of one key: applies `cmd` to `state`.
+fn step(state: u32, cmd: Cmd) -> (u32, Out) {
+    match cmd {
+        Cmd::Put(v) => (v, Out::Ok),
+        Cmd::Get => (state, Out::Value(state)),
+        Cmd::Delete => (ABSENT, Out::Deleted(state != ABSENT)),
+        Cmd::Cas { expected, new } if state == expected => (new, Out::CasOk),
+        Cmd::Cas { .. } => (state, Out::CasFailed(state)),
+    }
+}
+
+/// One operation of a sub-history, in the search's terms.
+#[derive(Clone, Copy, Debug)]
+struct SeqOp {
+    cmd: Cmd,
+    expect: Expect,
+    invoke_us: u64,
+    /// `None`: completes at +infinity (unknown outcome).
+    complete_us: Option<u64>,
+}
+
+impl SeqOp {
+    /// Whether the observed output shows the operation left the value as it
+    /// found it, whatever that value was (a read, a failed compare-and-swap,
+    /// a delete of an absent key).
+    fn preserves_state(&self) -> bool {
+        matches!(
+            self.expect,
+            Expect::Exactly(Out::Value(_) | Out::CasFailed(_) | Out::Deleted(false))
+                | Expect::AnyCasFailure
+        )
+    }
+
+    fn new<'h>(op: &'h Operation, values: &mut Values<'h>) -> Self {
+        let cmd = match &op.command {
+            KvCommand::Put { value, .. } => Cmd::Put(values.id(Some(value))),
+            KvCommand::Get { .. } => Cmd::Get,
+            KvCommand::Delete { .. } => Cmd::Delete,
+            KvCommand::Cas { expected, new, .. } => Cmd::Cas {
+                expected: values.id(expected.as_deref()),
+                new: values.id(Some(new)),
+            },
+            // Noop has no key and never reaches a partition; treat it as a
+            // read of this key with an unconstrained output if it did.
+            KvCommand::Noop => Cmd::Get,
+        };
+        let (expect, complete_us) = match &op.outcome {
+            Outcome::Ok {
+                output,
+                complete_us,
+            } => {
+                let expect = match output {
+                    ObservedOutput::Ok => Expect::Exactly(Out::Ok),
+                    ObservedOutput::Value(v) => {
+                        Expect::Exactly(Out::Value(values.id(v.as_deref())))
+                    }
+                    ObservedOutput::Deleted(existed) => Expect::Exactly(Out::Deleted(*existed)),
+                    ObservedOutput::CasOk => Expect::Exactly(Out::CasOk),
+                    ObservedOutput::CasFailed(v) => {
+                        Expect::Exactly(Out::CasFailed(values.id(v.as_deref())))
+                    }
+                    ObservedOutput::CasFailedUnreported => Expect::AnyCasFailure,
+                };
+                // An inconsistent history (completion before invocation) is
+                // read as an instantaneous operation.
+                (expect, Some((*complete_us).max(op.invoke_us)))
+            }
+            Outcome::Fail { .. } | Outcome::Unknown { .. } => (Expect::Any, None),
+        };
+        Self {
+            cmd,
+            expect,
+            invoke_us: op.invoke_us,
+            complete_us,
+        }
+    }
+}
+
+fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyReport {
+    let mut values = Values::new();
+    let seq: Vec<SeqOp> = ops.iter().map(|op| SeqOp::new(op, &mut values)).collect();
+    let mut search = Search::new(&seq);
+    let outcome = search.run(options);
+    let steps = search.steps;
+    let (verdict, explanation) = match outcome {
+        SearchOutcome::Linearizable => (Verdict::Linearizable, None),
+        SearchOutcome::Stopped => (Verdict::Unknown, None),
+        SearchOutcome::Violation(deepest) => {
+            let explanation = explain(key, ops, &values, &deepest);
+            tracing::debug!(key, summary = %explanation.summary, "not linearizable");
+            (Verdict::NotLinearizable, Some(explanation))
+        }
+    };
+    KeyReport {
+        key: key.to_string(),
+        operations: ops.len(),
+        verdict,
+        steps,
+        explanation,
+    }
+}
+
+fn explain(key: &str, ops: &[&Operation], values: &Values<'_>, deepest: &Deepest) -> Explanation {
+    let id = |i: u32| ops[i as usize].id;
+    let longest_prefix: Vec<OpId> = deepest.prefix.iter().map(|&i| id(i)).collect();
+    let value_after_prefix = values.name(deepest.state);
+    let blocked = ops[deepest.blocked as usize];
+    let candidates: Vec<OpId> = deepest.candidates.iter().map(|&i| id(i)).collect();
+    let others: Vec<String> = deepest
+        .candidates
+        .iter()
+        .filter(|&&i| i != deepest.blocked)
+        .map(|&i| ops[i as usize].to_string())
+        .collect();
+    let value = match &value_after_prefix {
+        Some(v) => format!("{v:?}"),
+        None => "absent".to_string(),
+    };
+    let summary = format!(
+        "key {key:?} is not linearizable: the longest linearizable prefix has {} of its {} \
+         operations and leaves the value {value}; then {blocked} must take effect before it \
+         returns but cannot{}",
+        longest_prefix.len(),
+        ops.len(),
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(", whichever of these goes first: {}", others.join("; "))
+        }
+    );
+    Explanation {
+        longest_prefix,
+        value_after_prefix,
+        blocked: blocked.id,
+        candidates,
+        summary,
+    }
+}
+
+/// The deepest dead end of a failed search.
+#[derive(Clone, Debug, Default)]
+struct Deepest {
+    /// Linearized operations (indexes into the sub-history), in order.
+    prefix: Vec<u32>,
+    /// Register value after them.
+    state: u32,
+    /// The operation whose completion stopped the walk.
+    blocked: u32,
+    /// Operations invoked and not linearized at that point.
+    candidates: Vec<u32>,
+}
+
+enum SearchOutcome {
+    Linearizable,
+    Violation(Deepest),
+    Stopped,
+}
+
+/// Hashes a `u64` that is already a good hash (a Zobrist key) to itself.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// SplitMix64's finalizer: a fixed, well-mixed 64-bit value per input.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The set of operations linearized so far, as a bitset over operations
+/// numbered in invocation order, with a Zobrist hash kept up to date.
+///
+/// Its canonical compact form ([`key`](Self::key)) is what the memo stores:
+/// every operation below `low` (the first one not linearized) is in the set,
+/// so only the words from `low`'s word up to the last non-zero word need
+/// storing. That span is about the history's concurrency, not its length, so
+/// memo entries stay a few words long even for a long single-key history.
+struct Linearized {
+    words: Vec<u64>,
+    zobrist: Vec<u64>,
+    hash: u64,
+    /// The first bit not set (all below are set).
+    low: usize,
+    /// One past the last non-zero word.
+    high_word: usize,
+}
+
+impl Linearized {
+    fn new(n: usize) -> Self {
+        Self {
+            words: vec![0; n.div_ceil(64)],
+            zobrist: (0..n as u64).map(mix).collect(),
+            hash: 0,
+            low: 0,
+            high_word: 0,
+        }
+    }
+
+    fn insert(&mut self, bit: usize) {
+        debug_assert_eq!(self.words[bit / 64] & (1 << (bit % 64)), 0);
+        self.words[bit / 64] |= 1 << (bit % 64);
+        self.hash ^= self.zobrist[bit];
+        self.high_word = self.high_word.max(bit / 64 + 1);
+        if bit == self.low {
+            // Skip the run of set bits that now starts at `low`.
+            while let Some(&word) = self.words.get(self.low / 64) {
+                let shift = self.low % 64;
+                // The shifted-in high bits read as zeros, so `ones` stops
+                // at the end of the word at the latest.
+                let ones = (!(word >> shift)).trailing_zeros() as usize;
+                self.low += ones;
+                if ones < 64 - shift {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, bit: usize) {
+        debug_assert_ne!(self.words[bit / 64] & (1 << (bit % 64)), 0);
+        self.words[bit / 64] &= !(1 << (bit % 64));
+        self.hash ^= self.zobrist[bit];
+        self.low = self.low.min(bit);
+        while self.high_word > 0 && self.words[self.high_word - 1] == 0 {
+            self.high_word -= 1;
+        }
+    }
+
+    /// The canonical compact form: the index of `low`'s word and the words
+    /// from there to the last non-zero one.
+    fn key(&self) -> (u32, &[u64]) {
+        let start = self.low / 64;
+        (start as u32, &self.words[start..self.high_word.max(start)])
+    }
+}
+
+/// The set of (linearized set, register value) pairs already explored, in
+/// flat arenas: entry `i` is the compact set `(starts[i],
+/// words[offsets[i]..offsets[i + 1]])` with value `states[i]`; `chain[i]`
+/// links entries whose hashes are equal.
+struct Memo {
+    heads: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
+    starts: Vec<u32>,
+    offsets: Vec<usize>,
+    words: Vec<u64>,
+    states: Vec<u32>,
+    chain: Vec<u32>,
+}
+
+impl Memo {
+    fn new() -> Self {
+        Self {
+            heads: HashMap::default(),
+            starts: Vec::new(),
+            offsets: vec![0],
+            words: Vec::new(),
+            states: Vec::new(),
+            chain: Vec::new(),
+        }
+    }
+
+    /// Inserts the pair; `false` if it was already there.
+    fn insert(&mut self, set: &Linearized, state: u32) -> bool {
+        let hash = set.hash ^ mix(u64::from(state) ^ 0xA5A5_A5A5);
+        let (start, words) = set.key();
+        let head = self.heads.entry(hash).or_insert(NIL);
+        let mut cur = *head;
+        while cur != NIL {
+            let i = cur as usize;
+            if self.states[i] == state
+                && self.starts[i] == start
+                && self.words[self.offsets[i]..self.offsets[i + 1]] == *words
+            {
+                return false;
+            }
+            cur = self.chain[i];
+        }
+        let index = self.states.len() as u32;
+        self.starts.push(start);
+        self.words.extend_from_slice(words);
+        self.offsets.push(self.words.len());
+        self.states.push(state);
+        self.chain.push(*head);
+        *head = index;
+        true
+    }
+}
+
+/// The search over one sub-history.
+struct Search<'s> {
+    ops: &'s [SeqOp],
+    /// Entry `e < 2n`: the operation it belongs to.
+    entry_op: Vec<u32>,
+    /// For an invocation entry, its completion entry; `NIL` for completions.
+    completion_of: Vec<u32>,
+    /// Doubly linked list over entries; index `2n` is the head sentinel.
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    head: u32,
+    /// Operation -> its bit in `linearized` (its rank in invocation order).
+    bit_of: Vec<u32>,
+    linearized: Linearized,
+    /// Operations with a known outcome not yet linearized.
+    definite_left: usize,
+    steps: u64,
+}
+
+impl<'s> Search<'s> {
+    fn new(ops: &'s [SeqOp]) -> Self {
+        let n = ops.len();
+        // (at infinity, time, completion?, op) orders the entries.
+        let mut order: Vec<(bool, u64, bool, u32)> = Vec::with_capacity(2 * n);
+        for (i, op) in ops.iter().enumerate() {
+            order.push((false, op.invoke_us, false, i as u32));
+            match op.complete_us {
+                Some(t) => order.push((false, t, true, i as u32)),
+                None => order.push((true, 0, true, i as u32)),
+            }
+        }
+        order.sort_unstable();
+        let m = order.len();
+        let mut entry_op = vec![0; m];
+        let mut completion_of = vec![NIL; m];
+        let mut invocation_at = vec![NIL; n];
+        let mut bit_of = vec![0; n];
+        let mut invoked = 0;
+        for (e, &(_, _, is_completion, op)) in order.iter().enumerate() {
+            entry_op[e] = op;
+            if !is_completion {
+                invocation_at[op as usize] = e as u32;
+                bit_of[op as usize] = invoked;
+                invoked += 1;
+            }
+        }
+        for (e, &(_, _, is_completion, op)) in order.iter().enumerate() {
+            if is_completion {
+                completion_of[invocation_at[op as usize] as usize] = e as u32;
+            }
+        }
+        let head = m as u32;
+        let mut next = vec![NIL; m + 1];
+        let mut prev = vec![NIL; m + 1];
+        let mut last = head;
+        for e in 0..m as u32 {
+            next[last as usize] = e;
+            prev[e as usize] = last;
+            last = e;
+        }
+        Self {
+            ops,
+            entry_op,
+            completion_of,
+            next,
+            prev,
+            head,
+            bit_of,
+            linearized: Linearized::new(n),
+            definite_left: ops.iter().filter(|op| op.complete_us.is_some()).count(),
+            steps: 0,
+        }
+    }
+
+    fn unlink(&mut self, e: u32) {
+        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
+        self.next[p as usize] = n;
+        if n != NIL {
+            self.prev[n as usize] = p;
+        }
+    }
+
+    fn relink(&mut self, e: u32) {
+        let (p, n) = (self.prev[e as usize], self.next[e as usize]);
+        self.next[p as usize] = e;
+        if n != NIL {
+            self.prev[n as usize] = e;
+        }
+    }
+
+    /// Takes an invocation entry and its completion out of the list.
+    fn lift(&mut self, call: u32) {
+        self.unlink(call);
+        self.unlink(self.completion_of[call as usize]);
+    }
+
+    /// Undoes the matching [`lift`](Self::lift) (must be the last one).
+    fn unlift(&mut self, call: u32) {
+        self.relink(self.completion_of[call as usize]);
+        self.relink(call);
+    }
+
+    fn bit(&self, op: u32) -> usize {
+        self.bit_of[op as usize] as usize
+    }
+
+    fn is_definite(&self, op: u32) -> bool {
+        self.ops[op as usize].complete_us.is_some()
+    }
+
+    /// Opens the node reached with value `state`: lists its candidates in
+    /// the order to try them into `frame`.
+    ///
+    /// The candidates are the invocations before the first completion in
+    /// the list; that completion's operation (the most urgent one) is always
+    /// among them. If some candidate's observed output shows it leaves any
+    /// value unchanged (a read, a failed compare-and-swap, a delete of an
+    /// absent key) and fits `state`, it is the only one listed: any
+    /// linearization from here that places it later stays valid with it
+    /// moved to now. Otherwise the order is: the urgent operation, then the
+    /// candidates after which it would fit, then the rest in invocation
+    /// order. The order changes how fast a linearization is found, never the
+    /// verdict.
+    fn open_node(&self, state: u32, frame: &mut Frame) {
+        frame.state = state;
+        frame.next = 0;
+        frame.chosen = NIL;
+        frame.candidates.clear();
+        let mut e = self.next[self.head as usize];
+        while e != NIL && self.completion_of[e as usize] != NIL {
+            let op = self.ops[self.entry_op[e as usize] as usize];
+            if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
+                frame.candidates.clear();
+                frame.candidates.push(e);
+                frame.urgent = self.first_completion_from(e);
+                return;
+            }
+            frame.candidates.push(e);
+            e = self.next[e as usize];
+        }
+        frame.urgent = e;
+        if e == NIL {
+            return;
+        }
+        let urgent = self.entry_op[e as usize];
+        let urgent_op = self.ops[urgent as usize];
+        let Some(urgent_call) = frame
+            .candidates
+            .iter()
+            .position(|&c| self.entry_op[c as usize] == urgent)
+        else {
+            return;
+        };
+        let call = frame.candidates.remove(urgent_call);
+        // Candidates after which the urgent operation would fit go first
+        // (the sort is stable: invocation order otherwise).
+        frame.candidates.sort_by_key(|&c| {
+            let op = self.ops[self.entry_op[c as usize] as usize];
+            let (after, out) = step(state, op.cmd);
+            !(op.expect.allows(out) && urgent_op.expect.allows(step(after, urgent_op.cmd).1))
+        });
+        frame.candidates.insert(0, call);
+    }
+
+    /// The first completion entry at or after `e` in the list.
+    fn first_completion_from(&self, mut e: u32) -> u32 {
+        while e != NIL && self.completion_of[e as usize] != NIL {
+            e = self.next[e as usize];
+        }
+        e
+    }
+
+    /// Takes invocation entry `call` out of the list, its operation being
+    /// linearized (its bit is already in the set).
+    fn linearize(&mut self, call: u32) {
+        let op = self.entry_op[call as usize];
+        self.lift(call);
+        if self.is_definite(op) {
+            self.definite_left -= 1;
+        }
+    }
+
+    /// Undoes [`linearize`](Self::linearize) (must be the last one).
+    fn unlinearize(&mut self, call: u32) {
+        let op = self.entry_op[call as usize];
+        self.linearized.remove(self.bit(op));
+        self.unlift(call);
+        if self.is_definite(op) {
+            self.definite_left += 1;
+        }
+    }
+
+    fn run(&mut self, options: &CheckOptions<'_>) -> SearchOutcome {
+        let mut memo = Memo::new();
+        // frames[..depth] is the path from the root to the current node;
+        // deeper frames are kept for their allocations.
+        let mut frames: Vec<Frame> = vec![Frame::default()];
+        self.open_node(ABSENT, &mut frames[0]);
+        let mut depth = 1;
+        let mut deepest: Option<Deepest> = None;
+        loop {
+            if self.definite_left == 0 {
+                return SearchOutcome::Linearizable;
+            }
+            if self.steps % INTERRUPT_POLL_STEPS == 0 {
+                if let Some(interrupt) = options.interrupt {
+                    if interrupt() {
+                        return SearchOutcome::Stopped;
+                    }
+                }
+            }
+            if options
+                .max_steps_per_key
+                .is_some_and(|max| self.steps >= max)
+            {
+                return SearchOutcome::Stopped;
+            }
+            self.steps += 1;
+
+            let frame = &mut frames[depth - 1];
+            if let Some(&call) = frame.candidates.get(frame.next) {
+                frame.next += 1;
+                let state = frame.state;
+                let op = self.entry_op[call as usize];
+                let seq_op = self.ops[op as usize];
+                let (new_state, out) = step(state, seq_op.cmd);
+                if !seq_op.expect.allows(out) {
+                    continue;
+                }
+                self.linearized.insert(self.bit(op));
+                if !memo.insert(&self.linearized, new_state) {
+                    self.linearized.remove(self.bit(op));
+                    continue;
+                }
+                frame.chosen = call;
+                self.linearize(call);
+                if frames.len() == depth {
+                    frames.push(Frame::default());
+                }
+                self.open_node(new_state, &mut frames[depth]);
+                depth += 1;
+            } else {
+                // Every candidate failed: the urgent operation cannot take
+                // effect after this prefix.
+                if deepest.as_ref().is_none_or(|d| depth - 1 > d.prefix.len()) {
+                    deepest = Some(self.dead_end(&frames[..depth]));
+                }
+                depth -= 1;
+                if depth == 0 {
+                    return SearchOutcome::Violation(deepest.unwrap_or_default());
+                }
+                let chosen = frames[depth - 1].chosen;
+                self.unlinearize(chosen);
+            }
+        }
+    }
+
+    /// Describes the dead end at the last of `path`.
+    fn dead_end(&self, path: &[Frame]) -> Deepest {
+        let Some((node, ancestors)) = path.split_last() else {
+            return Deepest::default();
+        };
+        let mut candidates = Vec::new();
+        let mut e = self.next[self.head as usize];
+        while e != node.urgent && e != NIL {
+            candidates.push(self.entry_op[e as usize]);
+            e = self.next[e as usize];
+        }
+        Deepest {
+            prefix: ancestors
+                .iter()
+                .map(|f| self.entry_op[f.chosen as usize])
+                .collect(),
+            state: node.state,
+            blocked: if node.urgent == NIL {
+                0
+            } else {
+                self.entry_op[node.urgent as usize]
+            },
+            candidates,
+        }
+    }
+}
+
+/// One node of the search: the value there, its candidates in the order to
+/// try them, and which one the path below it took.
+#[derive(Clone, Debug, Default)]
+struct Frame {
+    state: u32,
+    candidates: Vec<u32>,
+    next: usize,
+    chosen: u32,
+    /// The first completion entry in the list at this node.
+    urgent: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::collections::BTreeSet;
+
+    /// The compact key of [`Linearized`] is canonical: equal exactly when
+    /// the sets are, whatever order bits were set and cleared in.
+    #[test]
+    fn linearized_set_key_is_canonical() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let n = 300;
+        let mut seen: HashMap<(u32, Vec<u64>), BTreeSet<usize>> = HashMap::new();
+        let mut set = Linearized::new(n);
+        let mut reference = BTreeSet::new();
+        for _ in 0..20_000 {
+            // Mostly fill from the bottom, as the search does, with holes.
+            let bit = if rng.random_bool(0.7) {
+                (0..n).find(|b| !reference.contains(b)).unwrap_or(0)
+            } else {
+                rng.random_range(0..n)
+            };
+            if reference.contains(&bit) {
+                set.remove(bit);
+                reference.remove(&bit);
+            } else {
+                set.insert(bit);
+                reference.insert(bit);
+            }
+            let low = (0..=n).find(|b| !reference.contains(b)).unwrap();
+            assert_eq!(set.low, low);
+            let expected_hash = reference.iter().fold(0, |h, &b| h ^ mix(b as u64));
+            assert_eq!(set.hash, expected_hash);
+            let (start, words) = set.key();
+            let previous = seen
+                .entry((start, words.to_vec()))
+                .or_insert_with(|| reference.clone());
+            assert_eq!(*previous, reference, "two sets share a key");
+            if reference.len() == n {
+                reference.clear();
+                set = Linearized::new(n);
+            }
+        }
+        assert!(seen.len() > 1000, "{}", seen.len());
+    }
+
+    #[test]
+    fn memo_tells_sets_and_values_apart() {
+        let mut memo = Memo::new();
+        let mut a = Linearized::new(130);
+        assert!(memo.insert(&a, 0));
+        assert!(!memo.insert(&a, 0));
+        assert!(memo.insert(&a, 1));
+        a.insert(129);
+        assert!(memo.insert(&a, 0));
+        a.remove(129);
+        a.insert(0);
+        assert!(memo.insert(&a, 0));
+        a.remove(0);
+        assert!(!memo.insert(&a, 1));
+        assert_eq!(memo.states.len(), 4);
+    }
+}

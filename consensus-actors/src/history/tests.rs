@@ -1,0 +1,896 @@
+//! Tests of the history types, the recorder and the checker; the checker is
+//! cross-checked against the exhaustive one in [`super::brute`].
+
+use super::*;
+use crate::kv::{KvStore, StateMachine};
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Builds histories one operation at a time; ids in insertion order, client
+/// = id unless given.
+#[derive(Default)]
+struct B(Vec<Operation>);
+
+impl B {
+    fn push(mut self, command: KvCommand, invoke_us: u64, outcome: Outcome) -> Self {
+        let id = self.0.len() as u64;
+        self.0.push(Operation {
+            id: OpId(id),
+            client: ClientId(id),
+            command,
+            invoke_us,
+            outcome,
+        });
+        self
+    }
+
+    fn ok(
+        self,
+        command: KvCommand,
+        output: impl Into<ObservedOutput>,
+        inv: u64,
+        done: u64,
+    ) -> Self {
+        self.push(
+            command,
+            inv,
+            Outcome::Ok {
+                output: output.into(),
+                complete_us: done,
+            },
+        )
+    }
+
+    fn fail(self, command: KvCommand, inv: u64, done: u64) -> Self {
+        self.push(command, inv, Outcome::Fail { complete_us: done })
+    }
+
+    fn unknown(self, command: KvCommand, inv: u64) -> Self {
+        self.push(command, inv, Outcome::Unknown { gave_up_us: None })
+    }
+
+    fn history(self) -> History {
+        History { operations: self.0 }
+    }
+}
+
+fn put(v: &str) -> KvCommand {
+    KvCommand::put("x", v)
+}
+
+fn get() -> KvCommand {
+    KvCommand::get("x")
+}
+
+fn read(v: Option<&str>) -> KvOutput {
+    KvOutput::Value(v.map(str::to_string))
+}
+
+/// Checks with the real checker and the brute-force one, asserts they
+/// agree, and returns the verdict.
+fn verdict(h: &History) -> Verdict {
+    let report = check_history_with(h, &CheckOptions::unlimited());
+    assert_eq!(
+        report.linearizable,
+        brute::linearizable(h),
+        "checker and brute force disagree on {h:#?}\n{report}"
+    );
+    report.verdict
+}
+
+use Verdict::{Linearizable as LIN, NotLinearizable as NOT};
+
+#[test]
+fn empty_and_sequential_histories_are_linearizable() {
+    let empty = check_history(&History::default());
+    assert_eq!(
+        (empty.verdict, empty.operations, empty.keys, empty.steps),
+        (LIN, 0, 0, 0)
+    );
+    assert!(empty.linearizable && empty.per_key.is_empty());
+    let h = B::default()
+        .ok(get(), read(None), 0, 1)
+        .ok(put("1"), KvOutput::Ok, 2, 3)
+        .ok(get(), read(Some("1")), 4, 5)
+        .ok(KvCommand::cas("x", Some("1"), "2"), KvOutput::CasOk, 6, 7)
+        .ok(KvCommand::delete("x"), KvOutput::Deleted(true), 8, 9)
+        .ok(KvCommand::delete("x"), KvOutput::Deleted(false), 10, 11)
+        .ok(KvCommand::cas("x", None, "3"), KvOutput::CasOk, 12, 13)
+        .ok(
+            KvCommand::cas("x", None, "4"),
+            KvOutput::CasFailed(Some("3".into())),
+            14,
+            15,
+        )
+        .history();
+    assert_eq!(verdict(&h), LIN);
+    let report = check_history(&h);
+    assert_eq!((report.operations, report.keys), (8, 1));
+    assert_eq!(report.per_key[0].operations, 8);
+}
+
+#[test]
+fn concurrent_read_may_see_either_value() {
+    for seen in [None, Some("1")] {
+        let h = B::default()
+            .ok(put("1"), KvOutput::Ok, 0, 10)
+            .ok(get(), read(seen), 5, 15)
+            .history();
+        assert_eq!(verdict(&h), LIN, "read {seen:?}");
+    }
+}
+
+#[test]
+fn stale_read_is_not_linearizable_and_explained() {
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 10)
+        .ok(get(), read(None), 20, 30)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    let report = check_history(&h);
+    assert_eq!(report.violations().count(), 1);
+    let e = report.per_key[0].explanation.clone().unwrap();
+    assert_eq!(e.longest_prefix, vec![OpId(0)]);
+    assert_eq!(e.value_after_prefix.as_deref(), Some("1"));
+    assert_eq!(e.blocked, OpId(1));
+    assert_eq!(e.candidates, vec![OpId(1)]);
+    assert!(e.summary.contains("key \"x\""), "{}", e.summary);
+    assert!(e.summary.contains("op1"), "{}", e.summary);
+    assert!(
+        e.summary
+            .contains("prefix has 1 of its 2 operations and leaves the value \"1\""),
+        "{}",
+        e.summary
+    );
+    assert!(report.to_string().contains(&e.summary));
+}
+
+#[test]
+fn lost_write_is_not_linearizable() {
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 10)
+        .ok(put("2"), KvOutput::Ok, 20, 30)
+        .ok(get(), read(Some("1")), 40, 50)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    // Had the writes overlapped, "1" could have been last.
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 25)
+        .ok(put("2"), KvOutput::Ok, 20, 30)
+        .ok(get(), read(Some("1")), 40, 50)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+}
+
+#[test]
+fn read_of_a_value_never_written_is_not_linearizable() {
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 10)
+        .ok(get(), read(Some("7")), 5, 15)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+}
+
+#[test]
+fn reads_may_not_go_back_in_time() {
+    // Two reads ordered in real time see new then old: not linearizable,
+    // though each alone overlaps the write.
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 100)
+        .ok(get(), read(Some("1")), 10, 20)
+        .ok(get(), read(None), 30, 40)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+}
+
+#[test]
+fn cas_anomalies() {
+    let cas = |e: Option<&str>, n: &str| KvCommand::cas("x", e, n);
+    // Two CAS from the same expected value cannot both succeed.
+    let h = B::default()
+        .ok(put("a"), KvOutput::Ok, 0, 1)
+        .ok(cas(Some("a"), "b"), KvOutput::CasOk, 2, 10)
+        .ok(cas(Some("a"), "c"), KvOutput::CasOk, 3, 11)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    // One of them failing, seeing the other's value, is fine.
+    let h = B::default()
+        .ok(put("a"), KvOutput::Ok, 0, 1)
+        .ok(cas(Some("a"), "b"), KvOutput::CasOk, 2, 10)
+        .ok(
+            cas(Some("a"), "c"),
+            KvOutput::CasFailed(Some("b".into())),
+            3,
+            11,
+        )
+        .history();
+    assert_eq!(verdict(&h), LIN);
+    // ...but not reporting a value that was never there.
+    let h = B::default()
+        .ok(put("a"), KvOutput::Ok, 0, 1)
+        .ok(cas(Some("a"), "b"), KvOutput::CasOk, 2, 10)
+        .ok(
+            cas(Some("a"), "c"),
+            KvOutput::CasFailed(Some("z".into())),
+            3,
+            11,
+        )
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    // A CAS that fails although the register certainly held the expected value.
+    let h = B::default()
+        .ok(put("a"), KvOutput::Ok, 0, 1)
+        .ok(
+            cas(Some("a"), "b"),
+            ObservedOutput::CasFailedUnreported,
+            2,
+            3,
+        )
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    // An unreported failure matches any other value.
+    let h = B::default()
+        .ok(put("q"), KvOutput::Ok, 0, 1)
+        .ok(
+            cas(Some("a"), "b"),
+            ObservedOutput::CasFailedUnreported,
+            2,
+            3,
+        )
+        .ok(get(), read(Some("q")), 4, 5)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+    // A CAS that succeeded but whose new value is not what a later read sees.
+    let h = B::default()
+        .ok(cas(None, "n"), KvOutput::CasOk, 0, 1)
+        .ok(get(), read(None), 2, 3)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+}
+
+#[test]
+fn delete_semantics() {
+    let del = || KvCommand::delete("x");
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 1)
+        .ok(del(), KvOutput::Deleted(true), 2, 3)
+        .ok(get(), read(None), 4, 5)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+    // Deleting a key that certainly exists cannot report it absent.
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 1)
+        .ok(del(), KvOutput::Deleted(false), 2, 3)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    // The value does not survive a completed delete.
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 1)
+        .ok(del(), KvOutput::Deleted(true), 2, 3)
+        .ok(get(), read(Some("1")), 4, 5)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    // Two deletes of one value cannot both find it.
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 1)
+        .ok(del(), KvOutput::Deleted(true), 2, 10)
+        .ok(del(), KvOutput::Deleted(true), 3, 11)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+}
+
+#[test]
+fn unknown_outcome_may_have_taken_effect() {
+    let h = B::default()
+        .unknown(put("1"), 0)
+        .ok(get(), read(Some("1")), 10, 20)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+}
+
+#[test]
+fn unknown_outcome_may_not_have_taken_effect() {
+    let h = B::default()
+        .unknown(put("1"), 0)
+        .ok(get(), read(None), 10, 20)
+        .ok(get(), read(None), 30, 40)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+    // ...or may take effect late, after later reads.
+    let h = B::default()
+        .unknown(put("1"), 0)
+        .ok(get(), read(None), 10, 20)
+        .ok(get(), read(Some("1")), 30, 40)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+}
+
+#[test]
+fn unknown_outcome_takes_effect_at_most_once_and_not_before_invocation() {
+    // Once seen, an unknown write cannot be un-done.
+    let h = B::default()
+        .unknown(put("1"), 0)
+        .ok(get(), read(Some("1")), 10, 20)
+        .ok(get(), read(None), 30, 40)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    // It cannot take effect before it was invoked.
+    let h = B::default()
+        .ok(get(), read(Some("1")), 0, 5)
+        .unknown(put("1"), 10)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    // An unknown delete may explain a missing value.
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 1)
+        .unknown(KvCommand::delete("x"), 2)
+        .ok(get(), read(None), 10, 20)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+}
+
+#[test]
+fn failed_operations_are_ignored() {
+    let h = B::default()
+        .fail(put("1"), 0, 5)
+        .ok(get(), read(Some("1")), 10, 20)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    let h = B::default()
+        .fail(put("1"), 0, 5)
+        .ok(get(), read(None), 10, 20)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+    assert_eq!(check_history(&h).per_key[0].operations, 1);
+}
+
+#[test]
+fn keys_are_checked_independently_and_noops_constrain_nothing() {
+    let h = B::default()
+        .ok(KvCommand::put("a", "1"), KvOutput::Ok, 0, 10)
+        .ok(KvCommand::put("b", "1"), KvOutput::Ok, 0, 10)
+        .ok(KvCommand::Noop, KvOutput::Ok, 0, 100)
+        .ok(KvCommand::get("a"), read(Some("1")), 20, 30)
+        .ok(KvCommand::get("b"), read(None), 20, 30)
+        .ok(KvCommand::get("c"), read(None), 20, 30)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    let report = check_history(&h);
+    assert_eq!((report.operations, report.keys), (6, 3));
+    let per_key: Vec<(&str, Verdict, usize)> = report
+        .per_key
+        .iter()
+        .map(|k| (k.key.as_str(), k.verdict, k.operations))
+        .collect();
+    assert_eq!(per_key, vec![("a", LIN, 2), ("b", NOT, 2), ("c", LIN, 1)]);
+    assert!(report.per_key[0].explanation.is_none());
+    assert_eq!(
+        report.per_key[1].explanation.as_ref().unwrap().blocked,
+        OpId(4)
+    );
+}
+
+#[test]
+fn equal_timestamps_are_concurrent() {
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 10)
+        .ok(get(), read(None), 10, 20)
+        .history();
+    assert_eq!(verdict(&h), LIN);
+    let h = B::default()
+        .ok(put("1"), KvOutput::Ok, 0, 10)
+        .ok(get(), read(None), 11, 20)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+}
+
+/// A history whose search is exponential without a lucky order: many
+/// overlapping writes of distinct values, then a read of none of them.
+fn hard_history(writers: usize) -> History {
+    let mut b = B::default();
+    for i in 0..writers {
+        b = b.ok(put(&i.to_string()), KvOutput::Ok, 0, 100);
+    }
+    b.ok(get(), read(Some("never")), 200, 300).history()
+}
+
+#[test]
+fn step_budget_and_interrupt_give_unknown() {
+    let h = hard_history(12);
+    let full = check_history_with(&h, &CheckOptions::unlimited());
+    assert_eq!(full.verdict, NOT);
+    assert!(full.steps > 100, "{}", full.steps);
+
+    let limited = check_history_with(&h, &CheckOptions::default().with_max_steps_per_key(50));
+    assert_eq!(
+        (limited.verdict, limited.linearizable),
+        (Verdict::Unknown, false)
+    );
+    assert_eq!(limited.steps, 50);
+    assert_eq!(limited.per_key[0].verdict, Verdict::Unknown);
+    assert!(limited.to_string().contains("undecided after 50 steps"));
+
+    let stop = || true;
+    let interrupted = check_history_with(&h, &CheckOptions::unlimited().with_interrupt(&stop));
+    assert_eq!(interrupted.verdict, Verdict::Unknown);
+    assert_eq!(interrupted.steps, 0);
+
+    // A budget large enough changes nothing, and the search is deterministic.
+    let again = check_history_with(&h, &CheckOptions::default());
+    assert_eq!(again, full);
+}
+
+#[test]
+fn a_violation_on_one_key_wins_over_an_unknown_on_another() {
+    let mut h = hard_history(12);
+    h.operations.push(Operation {
+        id: OpId(100),
+        client: ClientId(100),
+        command: KvCommand::get("other"),
+        invoke_us: 0,
+        outcome: Outcome::Ok {
+            output: ObservedOutput::Value(Some("ghost".into())),
+            complete_us: 1,
+        },
+    });
+    let report = check_history_with(&h, &CheckOptions::default().with_max_steps_per_key(50));
+    let verdicts: Vec<Verdict> = report.per_key.iter().map(|k| k.verdict).collect();
+    assert_eq!(verdicts, vec![NOT, Verdict::Unknown]);
+    assert_eq!(report.verdict, NOT);
+}
+
+#[test]
+fn recorder_builds_histories_and_rejects_misuse() {
+    let mut rec = HistoryRecorder::new();
+    assert!(rec.is_empty());
+    let a = rec.invoke(ClientId(1), put("1"), 10);
+    let b = rec.invoke(ClientId(2), get(), 11);
+    let c = rec.invoke(ClientId(3), put("2"), 12);
+    let d = rec.invoke(ClientId(4), put("3"), 13);
+    assert_eq!((a, b, c, d), (OpId(0), OpId(1), OpId(2), OpId(3)));
+    assert_eq!((rec.len(), rec.open()), (4, 4));
+    rec.ok(a, KvOutput::Ok, 20).unwrap();
+    rec.fail(c, 21).unwrap();
+    rec.unknown(d, 22).unwrap();
+    assert_eq!(rec.open(), 1);
+    assert_eq!(
+        rec.ok(a, KvOutput::Ok, 30),
+        Err(RecordError::AlreadyEnded(a))
+    );
+    assert_eq!(rec.fail(OpId(9), 30), Err(RecordError::UnknownOp(OpId(9))));
+    assert_eq!(
+        rec.ok(b, read(None), 5),
+        Err(RecordError::EndsBeforeInvoke {
+            op: b,
+            invoke_us: 11,
+            time_us: 5
+        })
+    );
+    let snapshot = rec.history();
+    assert_eq!(
+        snapshot.operations[1].outcome,
+        Outcome::Unknown { gave_up_us: None }
+    );
+    rec.ok(b, read(Some("1")), 25).unwrap();
+    let h = rec.into_history();
+    let outcomes: Vec<Outcome> = h.operations.iter().map(|o| o.outcome.clone()).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Ok {
+                output: ObservedOutput::Ok,
+                complete_us: 20
+            },
+            Outcome::Ok {
+                output: ObservedOutput::Value(Some("1".into())),
+                complete_us: 25
+            },
+            Outcome::Fail { complete_us: 21 },
+            Outcome::Unknown {
+                gave_up_us: Some(22)
+            },
+        ]
+    );
+    assert_eq!(h.operations[3].client, ClientId(4));
+    assert_eq!(verdict(&h), LIN);
+}
+
+#[test]
+fn json_schema_is_as_documented() {
+    let h = B::default()
+        .ok(
+            KvCommand::cas("k", None, "v"),
+            KvOutput::CasFailed(None),
+            1,
+            2,
+        )
+        .fail(KvCommand::Noop, 3, 4)
+        .unknown(KvCommand::delete("k"), 5)
+        .ok(get(), ObservedOutput::CasFailedUnreported, 6, 7)
+        .history();
+    let json = h.to_json();
+    assert_eq!(
+        json,
+        concat!(
+            r#"{"operations":["#,
+            r#"{"id":0,"client":0,"command":{"Cas":{"key":"k","expected":null,"new":"v"}},"invoke_us":1,"outcome":{"status":"ok","output":{"CasFailed":null},"complete_us":2}},"#,
+            r#"{"id":1,"client":1,"command":"Noop","invoke_us":3,"outcome":{"status":"fail","complete_us":4}},"#,
+            r#"{"id":2,"client":2,"command":{"Delete":{"key":"k"}},"invoke_us":5,"outcome":{"status":"unknown"}},"#,
+            r#"{"id":3,"client":3,"command":{"Get":{"key":"x"}},"invoke_us":6,"outcome":{"status":"ok","output":"CasFailedUnreported","complete_us":7}}"#,
+            "]}"
+        )
+    );
+    assert_eq!(History::from_json(&json), Ok(h.clone()));
+    assert_eq!(History::from_json(&h.to_json_pretty()), Ok(h));
+    let given_up = r#"{"operations":[{"id":5,"client":1,"command":"Noop","invoke_us":3,"outcome":{"status":"unknown","gave_up_us":9}}]}"#;
+    let parsed = History::from_json(given_up).unwrap();
+    assert_eq!(
+        parsed.operations[0].outcome,
+        Outcome::Unknown {
+            gave_up_us: Some(9)
+        }
+    );
+    assert_eq!(parsed.to_json(), given_up);
+}
+
+#[test]
+fn observed_output_serializes_like_kv_output() {
+    for out in [
+        KvOutput::Ok,
+        KvOutput::Value(None),
+        KvOutput::Value(Some("v".into())),
+        KvOutput::Deleted(true),
+        KvOutput::CasOk,
+        KvOutput::CasFailed(Some("w".into())),
+    ] {
+        let observed = ObservedOutput::from(out.clone());
+        assert!(observed.matches(&out));
+        assert_eq!(
+            serde_json::to_string(&observed).unwrap(),
+            serde_json::to_string(&out).unwrap()
+        );
+    }
+    assert!(ObservedOutput::CasFailedUnreported.matches(&KvOutput::CasFailed(None)));
+    assert!(ObservedOutput::CasFailedUnreported.matches(&KvOutput::CasFailed(Some("a".into()))));
+    assert!(!ObservedOutput::CasFailedUnreported.matches(&KvOutput::CasOk));
+    assert!(!ObservedOutput::Value(None).matches(&KvOutput::Value(Some("a".into()))));
+}
+
+#[test]
+fn invalid_json_histories_are_typed_errors() {
+    assert!(matches!(
+        History::from_json("{"),
+        Err(HistoryError::Json(_))
+    ));
+    assert!(matches!(
+        History::from_json(r#"{"operations":[{"id":0}]}"#),
+        Err(HistoryError::Json(_))
+    ));
+    let dup = B::default()
+        .ok(get(), read(None), 0, 1)
+        .ok(get(), read(None), 0, 1)
+        .history();
+    let json = dup.to_json().replace(r#""id":1"#, r#""id":0"#);
+    assert_eq!(
+        History::from_json(&json),
+        Err(HistoryError::DuplicateId(OpId(0)))
+    );
+    let backwards = B::default().ok(get(), read(None), 5, 4).history();
+    assert_eq!(
+        History::from_json(&backwards.to_json()),
+        Err(HistoryError::CompletesBeforeInvoke {
+            op: OpId(0),
+            invoke_us: 5,
+            complete_us: 4
+        })
+    );
+}
+
+/// What happened to an operation in the generated run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Ok,
+    UnknownApplied,
+    UnknownNotApplied,
+    Fail,
+}
+
+/// The size of [`random_history`]'s histories.
+#[derive(Clone, Copy)]
+struct Shape {
+    max_ops: usize,
+    max_len_us: u64,
+    one_key: bool,
+}
+
+/// Up to 8 operations on one or two keys, short intervals.
+const SMALL: Shape = Shape {
+    max_ops: 8,
+    max_len_us: 12,
+    one_key: false,
+};
+
+/// Up to 9 operations on one key with long intervals: most overlap.
+const CROWDED: Shape = Shape {
+    max_ops: 9,
+    max_len_us: 40,
+    one_key: true,
+};
+
+/// A small random history: a real sequential execution of random commands
+/// on one or two keys, each operation given an interval around its
+/// linearization point, some with unknown or failed outcomes, then (often)
+/// one perturbation of an output, a command or an interval that may or may
+/// not break linearizability.
+fn random_history(rng: &mut ChaCha8Rng, shape: Shape) -> History {
+    const VALUES: [&str; 3] = ["1", "2", "3"];
+    let n = rng.random_range(1..=shape.max_ops);
+    let keys: &[&str] = if shape.one_key || rng.random_bool(0.7) {
+        &["x"]
+    } else {
+        &["x", "y"]
+    };
+    let value = |rng: &mut ChaCha8Rng| VALUES[rng.random_range(0..VALUES.len())].to_string();
+    let mut plans = Vec::with_capacity(n);
+    for _ in 0..n {
+        let key = keys[rng.random_range(0..keys.len())].to_string();
+        let command = match rng.random_range(0..100) {
+            0..30 => KvCommand::Put {
+                key,
+                value: value(rng),
+            },
+            30..60 => KvCommand::Get { key },
+            60..72 => KvCommand::Delete { key },
+            72..97 => KvCommand::Cas {
+                key,
+                expected: rng.random_bool(0.8).then(|| value(rng)),
+                new: value(rng),
+            },
+            _ => KvCommand::Noop,
+        };
+        let invoke_us = rng.random_range(0..30u64);
+        let complete_us = invoke_us + rng.random_range(0..shape.max_len_us);
+        let point = rng.random_range(invoke_us..=complete_us);
+        let fate = match rng.random_range(0..100) {
+            0..72 => Fate::Ok,
+            72..82 => Fate::UnknownApplied,
+            82..90 => Fate::UnknownNotApplied,
+            _ => Fate::Fail,
+        };
+        plans.push((command, invoke_us, complete_us, point, fate));
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (plans[i].3, i));
+    let mut store = KvStore::default();
+    let mut outputs: Vec<Option<KvOutput>> = vec![None; n];
+    for &i in &order {
+        if matches!(plans[i].4, Fate::Ok | Fate::UnknownApplied) {
+            outputs[i] = Some(store.apply(&plans[i].0));
+        }
+    }
+    let mut ops: Vec<Operation> = plans
+        .iter()
+        .zip(outputs)
+        .enumerate()
+        .map(
+            |(i, ((command, invoke_us, complete_us, _, fate), output))| Operation {
+                id: OpId(i as u64),
+                client: ClientId(rng.random_range(0..4)),
+                command: command.clone(),
+                invoke_us: *invoke_us,
+                outcome: match (fate, output) {
+                    (Fate::Ok, Some(output)) => Outcome::Ok {
+                        output: output.into(),
+                        complete_us: *complete_us,
+                    },
+                    (Fate::Fail, _) => Outcome::Fail {
+                        complete_us: *complete_us,
+                    },
+                    _ => Outcome::Unknown {
+                        gave_up_us: rng.random_bool(0.5).then_some(*complete_us),
+                    },
+                },
+            },
+        )
+        .collect();
+    if rng.random_bool(0.7) {
+        for _ in 0..rng.random_range(1..=3) {
+            perturb(&mut ops, rng);
+        }
+    }
+    History { operations: ops }
+}
+
+/// Changes one operation a little: what it observed (half the time, when
+/// something observed a value), its interval, or what it wrote or expected.
+fn perturb(ops: &mut [Operation], rng: &mut ChaCha8Rng) {
+    let other_value = |rng: &mut ChaCha8Rng| match rng.random_range(0..5) {
+        0 => None,
+        1 => Some("9".to_string()),
+        v => Some(v.to_string()),
+    };
+    let observers: Vec<usize> = (0..ops.len())
+        .filter(|&i| {
+            matches!(&ops[i].outcome, Outcome::Ok { output, .. } if *output != ObservedOutput::Ok)
+        })
+        .collect();
+    if !observers.is_empty() && rng.random_bool(0.5) {
+        let op = &mut ops[observers[rng.random_range(0..observers.len())]];
+        if let Outcome::Ok { output, .. } = &mut op.outcome {
+            *output = match output {
+                ObservedOutput::Value(_) => ObservedOutput::Value(other_value(rng)),
+                ObservedOutput::Deleted(existed) => ObservedOutput::Deleted(!*existed),
+                ObservedOutput::CasOk => match rng.random_range(0..2) {
+                    0 => ObservedOutput::CasFailedUnreported,
+                    _ => ObservedOutput::CasFailed(other_value(rng)),
+                },
+                ObservedOutput::CasFailed(_) => match rng.random_range(0..3) {
+                    0 => ObservedOutput::CasOk,
+                    1 => ObservedOutput::CasFailedUnreported,
+                    _ => ObservedOutput::CasFailed(other_value(rng)),
+                },
+                ObservedOutput::CasFailedUnreported => ObservedOutput::CasOk,
+                ObservedOutput::Ok => ObservedOutput::Ok,
+            };
+        }
+        return;
+    }
+    let i = rng.random_range(0..ops.len());
+    let op = &mut ops[i];
+    if rng.random_bool(0.5) {
+        // Move the operation to another interval.
+        let shift = rng.random_range(0..40u64);
+        let len = op.outcome.complete_us().map_or(0, |c| c - op.invoke_us);
+        op.invoke_us = shift;
+        match &mut op.outcome {
+            Outcome::Ok { complete_us, .. } | Outcome::Fail { complete_us } => {
+                *complete_us = shift + len
+            }
+            Outcome::Unknown { .. } => {}
+        }
+    } else {
+        // Change what it wrote or expected.
+        match &mut op.command {
+            KvCommand::Put { value, .. } => *value = other_value(rng).unwrap_or_default(),
+            KvCommand::Cas { expected, new, .. } => {
+                if rng.random_bool(0.5) {
+                    *expected = other_value(rng);
+                } else {
+                    *new = other_value(rng).unwrap_or_default();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The checker agrees with the exhaustive one on thousands of small random
+/// histories, and both verdicts are common among them.
+#[test]
+fn agrees_with_brute_force_on_random_histories() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x11ea_7ab1e);
+    let (mut lin, mut not) = (0usize, 0usize);
+    const CASES: usize = 20_000;
+    for _ in 0..CASES {
+        let h = random_history(&mut rng, SMALL);
+        match verdict(&h) {
+            LIN => lin += 1,
+            NOT => not += 1,
+            Verdict::Unknown => panic!("unlimited search stopped"),
+        }
+    }
+    assert_eq!(lin + not, CASES);
+    assert!(lin >= CASES / 4 && not >= CASES / 4, "lin {lin}, not {not}");
+}
+
+/// The same on crowded single-key histories, where most operations overlap
+/// and forced moves and candidate order matter most.
+#[test]
+fn agrees_with_brute_force_on_crowded_histories() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0xc20_3d3d);
+    let (mut lin, mut not) = (0usize, 0usize);
+    const CASES: usize = 3000;
+    for _ in 0..CASES {
+        match verdict(&random_history(&mut rng, CROWDED)) {
+            LIN => lin += 1,
+            NOT => not += 1,
+            Verdict::Unknown => panic!("unlimited search stopped"),
+        }
+    }
+    assert!(lin >= CASES / 4 && not >= CASES / 4, "lin {lin}, not {not}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn json_round_trips_and_checker_agrees(seed in any::<u64>()) {
+        let h = random_history(&mut ChaCha8Rng::seed_from_u64(seed), SMALL);
+        prop_assert_eq!(History::from_json(&h.to_json()), Ok(h.clone()));
+        let report = check_history_with(&h, &CheckOptions::unlimited());
+        prop_assert_eq!(report.linearizable, brute::linearizable(&h));
+    }
+}
+
+/// A linearizable history of `ops` operations over `keys` keys from
+/// `clients` concurrent clients, each operation's interval around its
+/// linearization point.
+fn big_linearizable_history(ops: usize, keys: usize, clients: u64, seed: u64) -> History {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut store = KvStore::default();
+    let mut rec = HistoryRecorder::new();
+    for i in 0..ops as u64 {
+        let point = i * 10;
+        let client = rng.random_range(0..clients);
+        let key = format!("k{}", rng.random_range(0..keys));
+        let command = match rng.random_range(0..4) {
+            0 => KvCommand::put(key, i.to_string()),
+            1 => KvCommand::get(key),
+            2 => KvCommand::Cas {
+                expected: store.get(&key).map(str::to_string),
+                key,
+                new: i.to_string(),
+            },
+            _ => KvCommand::delete(key),
+        };
+        let invoke = point.saturating_sub(rng.random_range(0..60));
+        let complete = point + rng.random_range(0..60);
+        let output = store.apply(&command);
+        let op = rec.invoke(ClientId(client), command, invoke);
+        rec.ok(op, output, complete).unwrap();
+    }
+    rec.into_history()
+}
+
+#[test]
+fn long_single_key_history_is_linearizable() {
+    let h = big_linearizable_history(3_000, 1, 16, 8);
+    let report = check_history(&h);
+    assert_eq!((report.verdict, report.keys), (LIN, 1), "{report}");
+    // No backtracking blow-up: a few dozen steps per operation (each step
+    // tries one of the ~12 concurrent candidates).
+    assert!(report.steps < 50 * 3_000, "{}", report.steps);
+    // Removing a write makes some later read see a value never written.
+    let mut broken = h.clone();
+    let write = broken
+        .operations
+        .iter()
+        .position(|op| matches!(op.command, KvCommand::Put { .. }) && op.invoke_us > 15_000)
+        .unwrap();
+    broken.operations[write].outcome = Outcome::Fail {
+        complete_us: broken.operations[write].invoke_us,
+    };
+    assert_eq!(check_history(&broken).verdict, NOT);
+}
+
+#[test]
+fn large_history_over_many_keys_is_linearizable() {
+    let h = big_linearizable_history(10_000, 100, 16, 7);
+    let report = check_history(&h);
+    assert_eq!(report.verdict, LIN, "{report}");
+    assert_eq!((report.operations, report.keys), (10_000, 100));
+    // Breaking one read breaks exactly its key.
+    let mut broken = h.clone();
+    let victim = broken
+        .operations
+        .iter()
+        .rposition(|op| matches!(op.command, KvCommand::Get { .. }))
+        .unwrap();
+    broken.operations[victim].outcome = Outcome::Ok {
+        output: ObservedOutput::Value(Some("never written".into())),
+        complete_us: broken.operations[victim].outcome.complete_us().unwrap(),
+    };
+    let report = check_history(&broken);
+    assert_eq!(report.verdict, NOT);
+    let bad: Vec<&str> = report.violations().map(|k| k.key.as_str()).collect();
+    assert_eq!(bad, vec![broken.operations[victim].command.key().unwrap()]);
+    let e = report
+        .violations()
+        .next()
+        .unwrap()
+        .explanation
+        .as_ref()
+        .unwrap();
+    assert_eq!(e.blocked, broken.operations[victim].id);
+}
