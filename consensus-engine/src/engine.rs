@@ -581,6 +581,21 @@ impl ConsensusEngine {
         self.on_leader(|leader| leader.create_snapshot()).await
     }
 
+    /// Makes one component of node `node` panic (fault injection); its
+    /// supervisor restarts it, and [`EngineMetrics::component_restarts`]
+    /// counts it. Successive calls go through the node's components in turn.
+    pub fn inject_panic(&self, node: NodeId) -> Result<(), EngineError> {
+        self.require(self.capabilities().panic_injection, "inject_panic")?;
+        if self.handle(node)?.inject_panic() {
+            Ok(())
+        } else {
+            Err(EngineError::Unsupported {
+                protocol: self.config.protocol,
+                operation: "inject_panic",
+            })
+        }
+    }
+
     /// Latency percentiles and throughput of the commands proposed through
     /// this engine, leader changes, component restarts and safety.
     pub fn get_metrics(&self) -> EngineMetrics {
