@@ -36,7 +36,7 @@
 //! | [`simulate`] | one checked simulation run and its [`SimulationReport`] |
 //! | [`timeline`] | a run over time, and its SVG picture |
 //! | [`raft`] | the Raft plug-in |
-//! | [`bench`] | the real-clock benchmark |
+//! | [`bench`](mod@bench) | the real-clock benchmark |
 //! | [`check`] | reading and checking recorded histories |
 #![deny(missing_docs)]
 
