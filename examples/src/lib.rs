@@ -1,2 +1,8 @@
 //! Runnable examples of the consensus framework, one concept each; run them
-//! with `cargo run --example NAME`. They arrive with the engine.
+//! from the repository root with `cargo run --example NAME`:
+//!
+//! | example | shows |
+//! |---|---|
+//! | `kv_cluster` | a 5-node Raft cluster through the `ConsensusEngine`: write, read, lose the leader, go on |
+//! | `supervised_restart` | a component panics, its node's supervisor restarts it, the cluster never notices |
+//! | `custom_topology` | replacing one Raft component (LeaderElection) with an actor of your own |

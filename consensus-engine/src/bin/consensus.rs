@@ -1,0 +1,835 @@
+//! The `consensus` program: `simulate`, `check-history`, `bench`.
+//!
+//! Exit status: 0 success; 1 the check failed (safety, linearizability) or
+//! the benchmark could not finish; 2 a bad flag, an impossible
+//! configuration or an unreadable file (one line on stderr naming it);
+//! 3 `check-history` stopped by `--max-steps`/`--timeout` before a verdict.
+
+use clap::{Args, Parser, Subcommand};
+use consensus_actors::config::ConsensusConfig;
+use consensus_actors::history::CheckOptions;
+use consensus_actors::types::ConsensusProtocol;
+use consensus_engine::bench::{BenchCommand, BenchOptions, BenchReport};
+use consensus_engine::check::{load_history, CheckReport, HistoryFormat};
+use consensus_engine::faults::FaultSelection;
+use consensus_engine::simulate::{SimulateOptions, SimulationReport, SimulationRun};
+use consensus_engine::workload::WorkloadOptions;
+use consensus_engine::{EngineError, Registry};
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_UNDECIDED: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "consensus",
+    version,
+    about = "Run, check and measure consensus protocols (Raft today; Paxos, Multi-Paxos and PBFT planned)",
+    long_about = "Run, check and measure consensus protocols.\n\n\
+        simulate       a deterministic in-process cluster in virtual time, under a client workload \
+        and injected faults, checked for safety and linearizability\n\
+        check-history  check a recorded client history (ours or Jepsen's) for linearizability\n\
+        bench          real-clock throughput and latency of an in-process cluster\n\n\
+        Exit status: 0 success; 1 a check failed; 2 a bad flag, impossible configuration or \
+        unreadable file; 3 check-history stopped before a verdict."
+)]
+struct Cli {
+    /// Log level for messages on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "error", value_name = "LEVEL")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a deterministic cluster in virtual time under clients and faults, then check it.
+    ///
+    /// The defaults are the main job: Raft, 5 nodes, seed 1, every fault, 60 virtual seconds.
+    /// Exits 0 only when safety held and the client history is linearizable.
+    Simulate(SimulateArgs),
+    /// Check a client history for linearizability against the key-value model.
+    ///
+    /// Exits 0 when linearizable, 1 when not, 2 when the file cannot be read or parsed,
+    /// 3 when --max-steps or --timeout stopped the search before a verdict.
+    CheckHistory(CheckArgs),
+    /// Measure real-clock throughput and latency of an in-process cluster.
+    Bench(BenchArgs),
+    /// List the protocols and whether this build runs them.
+    Protocols,
+}
+
+/// Settings shared by `simulate` and `bench` that shape the cluster.
+#[derive(Args, Debug, Clone)]
+struct ClusterArgs {
+    /// Start from this configuration file (TOML or JSON ConsensusConfig); other flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Election timeout range in milliseconds, MIN..MAX (default 150..300).
+    #[arg(long, value_name = "MIN..MAX", value_parser = parse_range)]
+    election_timeout_ms: Option<(u64, u64)>,
+    /// Heartbeat interval in milliseconds (default 50; must be below the minimum election timeout).
+    #[arg(long, value_name = "MS")]
+    heartbeat_ms: Option<u64>,
+    /// Most log entries carried by one AppendEntries (default 100).
+    #[arg(long, value_name = "N")]
+    max_append_entries: Option<usize>,
+    /// Entries applied since the last snapshot that trigger a new one (default 10000).
+    #[arg(long, value_name = "N")]
+    snapshot_threshold: Option<u64>,
+    /// Byzantine replicas to tolerate (PBFT only; needs nodes >= 3F+1).
+    #[arg(long, value_name = "F")]
+    byzantine: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct SimulateArgs {
+    /// Protocol to run: raft, paxos, multi-paxos or pbft.
+    #[arg(long, default_value = "raft", value_name = "P")]
+    protocol: ConsensusProtocol,
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    nodes: usize,
+    /// Seed of every random choice (same seed, same build: same run and trace hash).
+    #[arg(long, default_value_t = 1, value_name = "S", conflicts_with = "seeds")]
+    seed: u64,
+    /// Run a campaign over seeds A to B inclusive (e.g. 1..100) and list the failing ones
+    /// with the command that replays each.
+    #[arg(long, value_name = "A..B", value_parser = parse_range)]
+    seeds: Option<(u64, u64)>,
+    /// Campaign runs in parallel (one thread each).
+    #[arg(long, default_value_t = 1, value_name = "N", requires = "seeds")]
+    jobs: usize,
+    /// Virtual seconds the workload and the faults run for (fractions allowed).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    duration: f64,
+    /// Concurrent clients, each with one operation in flight.
+    #[arg(long, default_value_t = 5, value_name = "C")]
+    clients: usize,
+    /// Faults to inject: none, all, or a comma-separated list of crash, partition, loss, dup,
+    /// reorder, panic.
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    faults: FaultSelection,
+    /// Distinct keys the clients read and write.
+    #[arg(long, default_value_t = 8, value_name = "K")]
+    keys: usize,
+    /// Target operations per virtual second for the whole workload (default: each client goes
+    /// again 10 ms after its previous answer).
+    #[arg(long, value_name = "OPS")]
+    rate: Option<f64>,
+    /// Milliseconds a client waits for an answer before recording the outcome as unknown.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    request_timeout_ms: u64,
+    /// Search budget of the linearizability check per key (0: unlimited).
+    #[arg(long, default_value_t = consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY, value_name = "N")]
+    max_check_steps: u64,
+    /// Print one JSON object (the report) as the last line of stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+    /// Write the run's trace (JSON lines: deliveries, state changes, faults) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "seeds")]
+    trace: Option<PathBuf>,
+    /// Write the client history (JSON, readable by check-history) to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "seeds")]
+    history: Option<PathBuf>,
+    /// Write a picture of the run (SVG: committed ops/s, leader per term, fault windows) to FILE.
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "seeds")]
+    report: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+struct CheckArgs {
+    /// The history file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Its format: json (what simulate --history writes) or jepsen (a Jepsen register log).
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Json)]
+    format: HistoryFormat,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+    /// Stop the search on a key after N steps (verdict unknown, exit 3). Default: no limit.
+    #[arg(long, value_name = "N")]
+    max_steps: Option<u64>,
+    /// Stop the whole search after SECS of wall-clock time (verdict unknown, exit 3).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct BenchArgs {
+    /// Protocol to run: raft, paxos, multi-paxos or pbft.
+    #[arg(long, default_value = "raft", value_name = "P")]
+    protocol: ConsensusProtocol,
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    nodes: usize,
+    /// Concurrent clients, each with one command in flight.
+    #[arg(long, default_value_t = 1, value_name = "C")]
+    clients: usize,
+    /// Commands to commit.
+    #[arg(long, default_value_t = 100_000, value_name = "OPS")]
+    ops: u64,
+    /// What to replicate: noop (empty commands) or put (small writes).
+    #[arg(long, value_enum, default_value_t = BenchCommandArg::Noop)]
+    command: BenchCommandArg,
+    /// Sample resident memory every MS milliseconds (reported with --json; Linux only).
+    #[arg(long, value_name = "MS")]
+    rss_interval_ms: Option<u64>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchCommandArg {
+    Noop,
+    Put,
+}
+
+/// `A..B` or `A..=B` (both inclusive), e.g. `150..300`.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once("..=")
+        .or_else(|| s.split_once(".."))
+        .ok_or_else(|| format!("{s:?} is not a range A..B"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a whole number"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a whole number"))?;
+    if a > b {
+        return Err(format!("range {a}..{b} is empty"));
+    }
+    Ok((a, b))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+                _ => {
+                    // clap's first paragraph, on one line.
+                    let text = e.to_string();
+                    let first: Vec<&str> = text
+                        .lines()
+                        .map(str::trim)
+                        .skip_while(|l| l.is_empty())
+                        .take_while(|l| !l.is_empty())
+                        .collect();
+                    let first = first.join(" ");
+                    let first = first.trim_start_matches("error: ");
+                    eprintln!("consensus: {first} (see consensus --help)");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+    };
+    init_logging(&cli.log);
+    // Injected component panics are logged (at warn) instead of printed.
+    consensus_actors::supervision::install_panic_hook();
+    match cli.command {
+        Command::Simulate(args) => simulate(args),
+        Command::CheckHistory(args) => check_history(args),
+        Command::Bench(args) => bench(args),
+        Command::Protocols => protocols(),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("consensus: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string(value) {
+        Ok(line) => println!("{line}"),
+        Err(e) => eprintln!("consensus: cannot encode the report as JSON: {e}"),
+    }
+}
+
+/// The cluster configuration of a run: the file (if any), the protocol and
+/// size, then the flags; validated.
+fn build_config(
+    protocol: ConsensusProtocol,
+    nodes: usize,
+    args: &ClusterArgs,
+) -> Result<ConsensusConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            let parsed = if path.extension().is_some_and(|e| e == "json") {
+                ConsensusConfig::from_json_str(&text)
+            } else {
+                ConsensusConfig::from_toml_str(&text)
+            };
+            let mut c = parsed.map_err(|e| format!("{}: {e}", path.display()))?;
+            c.protocol = protocol;
+            c.cluster_size = nodes;
+            c
+        }
+        None => ConsensusConfig::for_protocol(protocol, nodes),
+    };
+    if let Some(range) = args.election_timeout_ms {
+        config.election_timeout_ms = range;
+    }
+    if let Some(hb) = args.heartbeat_ms {
+        config.heartbeat_interval_ms = hb;
+    }
+    if let Some(n) = args.max_append_entries {
+        config.max_log_entries_per_append = n;
+    }
+    if let Some(n) = args.snapshot_threshold {
+        config.snapshot_threshold = n;
+    }
+    if let Some(f) = args.byzantine {
+        config.byzantine_tolerance = true;
+        config.max_byzantine_nodes = f;
+    }
+    config
+        .validate()
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    Ok(config)
+}
+
+fn simulate_options(args: &SimulateArgs, seed: u64) -> Result<SimulateOptions, String> {
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        return Err(format!(
+            "--duration must be a positive number of seconds, got {}",
+            args.duration
+        ));
+    }
+    if args.duration > 7.0 * 24.0 * 3600.0 {
+        return Err("--duration longer than a week of virtual time is not supported".into());
+    }
+    if args.request_timeout_ms == 0 {
+        return Err("--request-timeout-ms must be at least 1".into());
+    }
+    let options = SimulateOptions {
+        seed,
+        duration: Duration::from_secs_f64(args.duration),
+        workload: WorkloadOptions {
+            clients: args.clients,
+            keys: args.keys,
+            rate: args.rate,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            ..WorkloadOptions::default()
+        },
+        faults: args.faults.clone(),
+        keep_trace: if args.trace.is_some() { 10_000_000 } else { 0 },
+        max_check_steps: (args.max_check_steps > 0).then_some(args.max_check_steps),
+    };
+    options.workload.validate()?;
+    Ok(options)
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    let config = match build_config(args.protocol, args.nodes, &args.cluster) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let registry = Registry::builtin();
+    let driver = match registry.driver(config.protocol) {
+        Ok(d) => d,
+        Err(e) => return usage_error(e),
+    };
+    if let Some((from, to)) = args.seeds {
+        return campaign(&args, &config, driver, from, to);
+    }
+    let options = match simulate_options(&args, args.seed) {
+        Ok(o) => o,
+        Err(e) => return usage_error(e),
+    };
+    let began = Instant::now();
+    let run = match driver.simulate(&config, &options) {
+        Ok(run) => run,
+        Err(
+            e @ (EngineError::Config(_)
+            | EngineError::InvalidSetting(_)
+            | EngineError::ProtocolNotBuilt { .. }),
+        ) => return usage_error(e),
+        Err(e) => {
+            eprintln!("consensus: simulation failed: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let mut run = run;
+    run.report.set_real_time(began.elapsed().as_secs_f64());
+    if let Err(e) = write_artifacts(&args, &run) {
+        return usage_error(e);
+    }
+    if args.json {
+        print_json(&run.report);
+    } else {
+        print_summary(&run);
+    }
+    if run.report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+fn write_file(path: &PathBuf, contents: &[u8]) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}
+
+fn write_artifacts(args: &SimulateArgs, run: &SimulationRun) -> Result<(), String> {
+    if let Some(path) = &args.trace {
+        let mut out = Vec::new();
+        for record in &run.trace {
+            serde_json::to_writer(&mut out, record).map_err(|e| e.to_string())?;
+            out.push(b'\n');
+        }
+        write_file(path, &out)?;
+        if (run.trace.len() as u64) < run.trace_len {
+            eprintln!(
+                "consensus: the trace had {} records; the last {} were written",
+                run.trace_len,
+                run.trace.len()
+            );
+        }
+    }
+    if let Some(path) = &args.history {
+        write_file(path, run.history.to_json_pretty().as_bytes())?;
+    }
+    if let Some(path) = &args.report {
+        let r = &run.report;
+        let title = format!(
+            "{} · {} nodes · seed {} · faults {} · {}",
+            r.protocol,
+            r.nodes,
+            r.seed,
+            args.faults,
+            if r.passed() { "PASS" } else { "FAIL" }
+        );
+        write_file(path, run.timeline.to_svg(&title).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.1} ms", us as f64 / 1000.0)
+}
+
+fn print_summary(run: &SimulationRun) {
+    let r = &run.report;
+    let faults: Vec<&str> = r.faults.iter().map(|f| f.name()).collect();
+    let faults = if faults.is_empty() {
+        "none".to_string()
+    } else {
+        faults.join(",")
+    };
+    let real = r
+        .real_secs
+        .map(|s| format!(" in {s:.2} s real ({:.0}x)", r.speedup.unwrap_or_default()))
+        .unwrap_or_default();
+    println!(
+        "{}, {} nodes, {} clients, seed {}, faults {}: {:.1} s virtual{real}",
+        r.protocol, r.nodes, r.clients, r.seed, faults, r.virtual_secs
+    );
+    println!(
+        "  operations:   {} invoked, {} committed, {} failed, {} unknown",
+        r.operations.invoked, r.operations.ok, r.operations.failed, r.operations.unknown
+    );
+    println!(
+        "  latency:      p50 {}, p99 {}, max {}",
+        ms(r.latency_us.p50),
+        ms(r.latency_us.p99),
+        ms(r.latency_us.max)
+    );
+    println!(
+        "  cluster:      {} leaderships, {} crashes, {} component restarts, {} faults injected",
+        r.leader_changes, r.crashes, r.component_restarts, r.faults_injected
+    );
+    println!(
+        "  network:      {} messages delivered, {} dropped, {} duplicated",
+        r.network.delivered,
+        r.network.dropped(),
+        r.network.duplicated
+    );
+    println!(
+        "  safety:       {} ({} invariants, {} events)",
+        if r.safety_ok { "ok" } else { "VIOLATED" },
+        run.safety.invariants.len(),
+        r.safety_events
+    );
+    println!(
+        "  linearizable: {} ({} keys)",
+        match r.linearizability {
+            consensus_actors::history::Verdict::Linearizable => "yes",
+            consensus_actors::history::Verdict::NotLinearizable => "NO",
+            consensus_actors::history::Verdict::Unknown => "undecided",
+        },
+        run.linearizability.keys
+    );
+    println!("  trace hash:   {}", r.trace_hash);
+    for v in r.violations.iter().take(10) {
+        println!("  violation ({}, {}): {}", v.kind, v.name, v.detail);
+    }
+    if r.violations.len() > 10 {
+        println!("  ... and {} more violations", r.violations.len() - 10);
+    }
+    println!("{}", if r.passed() { "PASS" } else { "FAIL" });
+}
+
+/// The command line that replays one seed of a campaign.
+fn replay_command(args: &SimulateArgs, seed: u64) -> String {
+    let mut cmd = format!(
+        "consensus simulate --protocol {} --nodes {} --seed {seed} --duration {} --clients {} --faults {}",
+        args.protocol, args.nodes, args.duration, args.clients, args.faults
+    );
+    if args.keys != 8 {
+        cmd.push_str(&format!(" --keys {}", args.keys));
+    }
+    if let Some(rate) = args.rate {
+        cmd.push_str(&format!(" --rate {rate}"));
+    }
+    if args.request_timeout_ms != 1000 {
+        cmd.push_str(&format!(
+            " --request-timeout-ms {}",
+            args.request_timeout_ms
+        ));
+    }
+    let c = &args.cluster;
+    if let Some(path) = &c.config {
+        cmd.push_str(&format!(" --config {}", path.display()));
+    }
+    if let Some((a, b)) = c.election_timeout_ms {
+        cmd.push_str(&format!(" --election-timeout-ms {a}..{b}"));
+    }
+    if let Some(v) = c.heartbeat_ms {
+        cmd.push_str(&format!(" --heartbeat-ms {v}"));
+    }
+    if let Some(v) = c.max_append_entries {
+        cmd.push_str(&format!(" --max-append-entries {v}"));
+    }
+    if let Some(v) = c.snapshot_threshold {
+        cmd.push_str(&format!(" --snapshot-threshold {v}"));
+    }
+    if let Some(v) = c.byzantine {
+        cmd.push_str(&format!(" --byzantine {v}"));
+    }
+    cmd
+}
+
+#[derive(Serialize)]
+struct FailedSeed {
+    seed: u64,
+    safety_ok: bool,
+    linearizable: bool,
+    violations: Vec<String>,
+    trace_hash: String,
+    replay: String,
+}
+
+#[derive(Serialize)]
+struct CampaignReport {
+    protocol: ConsensusProtocol,
+    nodes: usize,
+    seeds_from: u64,
+    seeds_to: u64,
+    runs: u64,
+    passed: u64,
+    failed: Vec<FailedSeed>,
+    errors: Vec<String>,
+    committed: u64,
+    real_secs: f64,
+}
+
+fn campaign(
+    args: &SimulateArgs,
+    config: &ConsensusConfig,
+    driver: std::sync::Arc<dyn consensus_engine::ProtocolDriver>,
+    from: u64,
+    to: u64,
+) -> ExitCode {
+    // Check the settings once, before any run.
+    if let Err(e) = simulate_options(args, from) {
+        return usage_error(e);
+    }
+    if args.jobs == 0 {
+        return usage_error("--jobs must be at least 1");
+    }
+    let total = to - from + 1;
+    let show_progress = std::io::stderr().is_terminal();
+    let began = Instant::now();
+    let next = AtomicU64::new(from);
+    let (tx, rx) = mpsc::channel::<(u64, Result<SimulationReport, EngineError>)>();
+    let mut results: Vec<(u64, Result<SimulationReport, EngineError>)> = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.min(total as usize) {
+            let tx = tx.clone();
+            let driver = driver.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let seed = next.fetch_add(1, Ordering::SeqCst);
+                if seed > to {
+                    break;
+                }
+                let result = simulate_options(args, seed)
+                    .map_err(EngineError::InvalidSetting)
+                    .and_then(|o| driver.simulate(config, &o))
+                    .map(|run| run.report);
+                if tx.send((seed, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut failed = 0u64;
+        for (seed, result) in rx {
+            if !matches!(&result, Ok(r) if r.passed()) {
+                failed += 1;
+            }
+            results.push((seed, result));
+            if show_progress {
+                progress(results.len() as u64, total, failed);
+            }
+        }
+    });
+    if show_progress {
+        eprintln!();
+    }
+    results.sort_by_key(|(seed, _)| *seed);
+    let mut report = CampaignReport {
+        protocol: config.protocol,
+        nodes: config.cluster_size,
+        seeds_from: from,
+        seeds_to: to,
+        runs: total,
+        passed: 0,
+        failed: Vec::new(),
+        errors: Vec::new(),
+        committed: 0,
+        real_secs: began.elapsed().as_secs_f64(),
+    };
+    for (seed, result) in &results {
+        match result {
+            Ok(r) => {
+                report.committed += r.committed;
+                if r.passed() {
+                    report.passed += 1;
+                } else {
+                    report.failed.push(FailedSeed {
+                        seed: *seed,
+                        safety_ok: r.safety_ok,
+                        linearizable: r.linearizable,
+                        violations: r
+                            .violations
+                            .iter()
+                            .map(|v| format!("{} {}: {}", v.kind, v.name, v.detail))
+                            .collect(),
+                        trace_hash: r.trace_hash.clone(),
+                        replay: replay_command(args, *seed),
+                    });
+                }
+            }
+            Err(e) => report.errors.push(format!(
+                "seed {seed}: {e} (replay: {})",
+                replay_command(args, *seed)
+            )),
+        }
+    }
+    if args.json {
+        print_json(&report);
+    } else {
+        println!(
+            "{} campaign, {} nodes, seeds {from}..{to}: {} runs, {} passed, {} failed, {} errors, {} operations committed, {:.1} s",
+            report.protocol,
+            report.nodes,
+            report.runs,
+            report.passed,
+            report.failed.len(),
+            report.errors.len(),
+            report.committed,
+            report.real_secs
+        );
+        for f in &report.failed {
+            let what = match (f.safety_ok, f.linearizable) {
+                (false, false) => "safety violated and not linearizable",
+                (false, true) => "safety violated",
+                _ => "not linearizable",
+            };
+            println!("  seed {}: {what}", f.seed);
+            if let Some(v) = f.violations.first() {
+                println!("    {v}");
+            }
+            println!("    replay: {}", f.replay);
+        }
+        for e in &report.errors {
+            println!("  error: {e}");
+        }
+    }
+    if report.failed.is_empty() && report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+fn progress(done: u64, total: u64, failed: u64) {
+    const WIDTH: u64 = 30;
+    let filled = (done * WIDTH / total.max(1)) as usize;
+    let bar = format!(
+        "{}{}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH as usize - filled)
+    );
+    let mut err = std::io::stderr();
+    let _ = write!(err, "\r[{bar}] {done}/{total} seeds, {failed} failed");
+    let _ = err.flush();
+}
+
+fn check_history(args: CheckArgs) -> ExitCode {
+    if let Some(t) = args.timeout {
+        if !(t.is_finite() && t > 0.0) {
+            return usage_error(format!(
+                "--timeout must be a positive number of seconds, got {t}"
+            ));
+        }
+    }
+    if args.max_steps == Some(0) {
+        return usage_error("--max-steps must be at least 1");
+    }
+    let history = match load_history(&args.file, args.format) {
+        Ok(h) => h,
+        Err(e) => return usage_error(e),
+    };
+    let began = Instant::now();
+    let deadline = args.timeout.map(|t| began + Duration::from_secs_f64(t));
+    let interrupt = move || deadline.is_some_and(|d| Instant::now() >= d);
+    let mut options = CheckOptions::unlimited();
+    if let Some(steps) = args.max_steps {
+        options = options.with_max_steps_per_key(steps);
+    }
+    if deadline.is_some() {
+        options = options.with_interrupt(&interrupt);
+    }
+    let report = consensus_engine::check::check(&history, &options);
+    let elapsed_ms = began.elapsed().as_secs_f64() * 1000.0;
+    let out = CheckReport::from_report(&report, elapsed_ms);
+    if args.json {
+        print_json(&out);
+    } else {
+        let verdict = match out.verdict {
+            consensus_actors::history::Verdict::Linearizable => "linearizable",
+            consensus_actors::history::Verdict::NotLinearizable => "NOT linearizable",
+            consensus_actors::history::Verdict::Unknown => "undecided (search stopped)",
+        };
+        println!(
+            "{}: {} operations on {} keys: {verdict} ({elapsed_ms:.1} ms, {} search steps)",
+            args.file.display(),
+            out.operations,
+            out.keys,
+            out.steps
+        );
+        for v in &out.violations {
+            println!("  key {:?}: {}", v.key, v.detail);
+        }
+    }
+    match out.verdict {
+        consensus_actors::history::Verdict::Linearizable => ExitCode::SUCCESS,
+        consensus_actors::history::Verdict::NotLinearizable => ExitCode::from(EXIT_FAILED),
+        consensus_actors::history::Verdict::Unknown => ExitCode::from(EXIT_UNDECIDED),
+    }
+}
+
+fn bench(args: BenchArgs) -> ExitCode {
+    let config = match build_config(args.protocol, args.nodes, &args.cluster) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let driver = match Registry::builtin().driver(config.protocol) {
+        Ok(d) => d,
+        Err(e) => return usage_error(e),
+    };
+    let options = BenchOptions {
+        clients: args.clients,
+        ops: args.ops,
+        command: match args.command {
+            BenchCommandArg::Noop => BenchCommand::Noop,
+            BenchCommandArg::Put => BenchCommand::Put,
+        },
+        rss_interval: args.rss_interval_ms.map(Duration::from_millis),
+        ..BenchOptions::default()
+    };
+    if let Err(e) = consensus_engine::bench::validate(&config, &options) {
+        return usage_error(e);
+    }
+    let report: BenchReport = match driver.bench(&config, &options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("consensus: benchmark failed: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    if args.json {
+        print_json(&report);
+    } else {
+        println!(
+            "{}, {} nodes, {} clients, {} {:?} commands: {:.0} commits/s in {:.2} s",
+            report.protocol,
+            report.nodes,
+            report.clients,
+            report.ops,
+            report.command,
+            report.ops_per_sec,
+            report.elapsed_secs
+        );
+        println!(
+            "  latency: p50 {} us, p99 {} us, max {} us; {} retries; leader {}",
+            report.latency_us.p50,
+            report.latency_us.p99,
+            report.latency_us.max,
+            report.retries,
+            report.leader
+        );
+        if let Some(peak) = report.peak_rss_mib {
+            println!("  peak resident memory: {peak:.1} MiB");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn protocols() -> ExitCode {
+    let registry = Registry::builtin();
+    for p in ConsensusProtocol::ALL {
+        match registry.driver(p) {
+            Ok(_) => println!("{p:<12} available"),
+            Err(e) => println!("{p:<12} {e}"),
+        }
+    }
+    ExitCode::SUCCESS
+}

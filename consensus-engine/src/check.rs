@@ -1,0 +1,175 @@
+//! `consensus check-history`: reading a client history (our JSON, or a
+//! Jepsen register log) and checking it for linearizability.
+
+use consensus_actors::history::{
+    check_history_with, CheckOptions, History, LinearizabilityReport, Verdict,
+};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The format of a history file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryFormat {
+    /// What `consensus simulate --history` writes (see
+    /// `consensus_actors::history`).
+    #[default]
+    Json,
+    /// A Jepsen single-register log (`INFO jepsen.util - P :TYPE :F VALUE`).
+    Jepsen,
+}
+
+/// A history file that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("{path}: cannot read: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a history in the given format.
+    #[error("{path}: not a {format} history: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The format expected.
+        format: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Reads and parses the history in `path`.
+pub fn load_history(path: &Path, format: HistoryFormat) -> Result<History, LoadError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    parse_history(&text, format).map_err(|(format, reason)| LoadError::Parse {
+        path: shown,
+        format,
+        reason: one_line(&reason),
+    })
+}
+
+/// Parses a history from text.
+pub fn parse_history(text: &str, format: HistoryFormat) -> Result<History, (&'static str, String)> {
+    match format {
+        HistoryFormat::Json => History::from_json(text).map_err(|e| ("JSON", e.to_string())),
+        HistoryFormat::Jepsen => History::from_jepsen(text).map_err(|e| ("Jepsen", e.to_string())),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The result of `consensus check-history --json`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckReport {
+    /// The history is linearizable.
+    pub linearizable: bool,
+    /// `linearizable`, `not_linearizable` or `unknown` (search stopped).
+    pub verdict: Verdict,
+    /// Operations in the history.
+    pub operations: usize,
+    /// Distinct keys.
+    pub keys: usize,
+    /// Wall-clock milliseconds the check took.
+    pub elapsed_ms: f64,
+    /// Search steps spent.
+    pub steps: u64,
+    /// For each key that is not linearizable (or undecided), why.
+    pub violations: Vec<KeyViolation>,
+}
+
+/// A key whose history is not linearizable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyViolation {
+    /// The key.
+    pub key: String,
+    /// `not_linearizable` or `unknown`.
+    pub verdict: Verdict,
+    /// Why.
+    pub detail: String,
+}
+
+/// Checks `history` with an optional per-key step budget and interrupt.
+pub fn check(history: &History, options: &CheckOptions<'_>) -> LinearizabilityReport {
+    check_history_with(history, options)
+}
+
+impl CheckReport {
+    /// The JSON report of `report`, which took `elapsed_ms`.
+    pub fn from_report(report: &LinearizabilityReport, elapsed_ms: f64) -> Self {
+        Self {
+            linearizable: report.linearizable,
+            verdict: report.verdict,
+            operations: report.operations,
+            keys: report.keys,
+            elapsed_ms,
+            steps: report.steps,
+            violations: report
+                .per_key
+                .iter()
+                .filter(|k| k.verdict != Verdict::Linearizable)
+                .map(|k| KeyViolation {
+                    key: k.key.clone(),
+                    verdict: k.verdict,
+                    detail: match (&k.verdict, &k.explanation) {
+                        (Verdict::NotLinearizable, Some(e)) => e.summary.clone(),
+                        (Verdict::Unknown, _) => {
+                            format!("undecided after {} search steps", k.steps)
+                        }
+                        _ => "not linearizable".to_string(),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_a_parse_error_on_one_line() {
+        let err = parse_history("{\"operations\": [", HistoryFormat::Json).unwrap_err();
+        assert_eq!(err.0, "JSON");
+        let err = parse_history(
+            "INFO  jepsen.util - 0\t:invoke\t:bogus\tnil\n",
+            HistoryFormat::Jepsen,
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "Jepsen");
+        assert!(err.1.contains("line 1"), "{}", err.1);
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
+    }
+
+    #[test]
+    fn empty_jepsen_log_is_the_empty_history() {
+        let h = parse_history("", HistoryFormat::Jepsen).unwrap();
+        assert!(h.is_empty());
+        let r = check(&h, &CheckOptions::unlimited());
+        assert!(r.linearizable);
+        let report = CheckReport::from_report(&r, 0.5);
+        assert_eq!(report.operations, 0);
+        assert_eq!(report.keys, 0);
+        assert!(report.violations.is_empty());
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err =
+            load_history(Path::new("/nonexistent/history.json"), HistoryFormat::Json).unwrap_err();
+        assert!(matches!(err, LoadError::Read { .. }));
+        assert!(err
+            .to_string()
+            .starts_with("/nonexistent/history.json: cannot read"));
+    }
+}

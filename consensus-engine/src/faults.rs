@@ -1,0 +1,287 @@
+//! Which faults a simulation injects (`--faults none|all|crash,partition,...`)
+//! and the [`FaultSchedule`] (nemesis) that injects them.
+
+use crate::error::EngineError;
+use crate::plugin::{Capabilities, NodeDirectory};
+use consensus_actors::sim::{FaultKind, FaultSchedule, NetworkFaults};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use tokio::time::Duration;
+
+/// One family of faults the `consensus simulate` command can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Crash nodes (at most a minority at once) and restart them from their
+    /// durable state.
+    Crash,
+    /// Partition the network: two groups, one-way link cuts, isolated nodes;
+    /// and heal it.
+    Partition,
+    /// Lose messages (up to 10 %).
+    Loss,
+    /// Duplicate messages (up to 10 %).
+    Dup,
+    /// Reorder messages (up to 20 % held back up to 10 ms) with up to 5 ms
+    /// of jitter.
+    Reorder,
+    /// Make a component of a node panic; its supervisor restarts it.
+    Panic,
+}
+
+impl Fault {
+    /// Every fault family, in command-line order.
+    pub const ALL: [Fault; 6] = [
+        Fault::Crash,
+        Fault::Partition,
+        Fault::Loss,
+        Fault::Dup,
+        Fault::Reorder,
+        Fault::Panic,
+    ];
+
+    /// The command-line name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Fault::Crash => "crash",
+            Fault::Partition => "partition",
+            Fault::Loss => "loss",
+            Fault::Dup => "dup",
+            Fault::Reorder => "reorder",
+            Fault::Panic => "panic",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The faults of a run: `none`, `all` (every family the protocol supports),
+/// or an explicit list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultSelection {
+    /// No faults.
+    None,
+    /// Every family the protocol supports (`panic` only with
+    /// [`Capabilities::panic_injection`]).
+    #[default]
+    All,
+    /// Exactly these families.
+    Only(Vec<Fault>),
+}
+
+/// A `--faults` value that cannot be understood.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of crash, partition, loss, dup, reorder, panic")]
+pub struct UnknownFault(pub String);
+
+impl FromStr for FaultSelection {
+    type Err = UnknownFault;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        match s.to_ascii_lowercase().as_str() {
+            "none" => return Ok(FaultSelection::None),
+            "all" => return Ok(FaultSelection::All),
+            _ => {}
+        }
+        let mut faults = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim().to_ascii_lowercase();
+            let fault = match part.as_str() {
+                "crash" => Fault::Crash,
+                "partition" => Fault::Partition,
+                "loss" => Fault::Loss,
+                "dup" | "duplicate" => Fault::Dup,
+                "reorder" => Fault::Reorder,
+                "panic" => Fault::Panic,
+                _ => return Err(UnknownFault(part)),
+            };
+            if !faults.contains(&fault) {
+                faults.push(fault);
+            }
+        }
+        faults.sort_unstable();
+        Ok(FaultSelection::Only(faults))
+    }
+}
+
+impl fmt::Display for FaultSelection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FaultSelection::None => f.write_str("none"),
+            FaultSelection::All => f.write_str("all"),
+            FaultSelection::Only(list) if list.is_empty() => f.write_str("none"),
+            FaultSelection::Only(list) => {
+                let names: Vec<&str> = list.iter().map(|x| x.name()).collect();
+                f.write_str(&names.join(","))
+            }
+        }
+    }
+}
+
+impl FaultSelection {
+    /// The fault families this selection injects for a protocol with
+    /// `capabilities`. An explicit `panic` the protocol cannot do is an
+    /// error; `all` leaves it out.
+    pub fn resolve(&self, capabilities: &Capabilities) -> Result<Vec<Fault>, EngineError> {
+        match self {
+            FaultSelection::None => Ok(Vec::new()),
+            FaultSelection::All => Ok(Fault::ALL
+                .iter()
+                .copied()
+                .filter(|&f| f != Fault::Panic || capabilities.panic_injection)
+                .collect()),
+            FaultSelection::Only(list) => {
+                if list.contains(&Fault::Panic) && !capabilities.panic_injection {
+                    return Err(EngineError::InvalidSetting(
+                        "--faults panic: this protocol cannot inject component panics".into(),
+                    ));
+                }
+                Ok(list.clone())
+            }
+        }
+    }
+}
+
+/// The nemesis for `faults` on a cluster of `nodes`: a fault every 0.5 to
+/// 3 s of virtual time, at most a minority down at once. `None` when there
+/// is nothing to inject.
+pub fn schedule_for(
+    faults: &[Fault],
+    nodes: usize,
+    directory: &NodeDirectory,
+) -> Option<FaultSchedule> {
+    let mut kinds = Vec::new();
+    let has = |f: Fault| faults.contains(&f);
+    if has(Fault::Crash) {
+        kinds.extend([FaultKind::Crash, FaultKind::Restart]);
+    }
+    if has(Fault::Partition) {
+        kinds.extend([
+            FaultKind::Partition,
+            FaultKind::OneWay,
+            FaultKind::Isolate,
+            FaultKind::Heal,
+        ]);
+    }
+    let rates = has(Fault::Loss) || has(Fault::Dup) || has(Fault::Reorder);
+    if rates {
+        kinds.push(FaultKind::Faults);
+    }
+    if kinds.is_empty() && !has(Fault::Panic) {
+        return None;
+    }
+    let base = NetworkFaults::lan();
+    let mut schedule = FaultSchedule::new(nodes.saturating_sub(1) / 2).only(&kinds);
+    schedule.max_faults = NetworkFaults {
+        base_delay: base.base_delay,
+        jitter: if has(Fault::Reorder) {
+            Duration::from_millis(5)
+        } else {
+            base.jitter
+        },
+        loss: if has(Fault::Loss) { 0.1 } else { 0.0 },
+        duplicate: if has(Fault::Dup) { 0.1 } else { 0.0 },
+        reorder: if has(Fault::Reorder) { 0.2 } else { 0.0 },
+        reorder_window: Duration::from_millis(10),
+    };
+    if has(Fault::Panic) {
+        let directory = directory.clone();
+        schedule = schedule.with_panic_hook(move |node| {
+            let injected = directory.get(node).is_some_and(|h| h.inject_panic());
+            if !injected {
+                tracing::debug!(%node, "panic fault: node not running or cannot panic");
+            }
+        });
+    }
+    Some(schedule)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(panic: bool) -> Capabilities {
+        Capabilities {
+            membership: true,
+            snapshots: true,
+            raft_rpcs: true,
+            panic_injection: panic,
+            byzantine: false,
+            log_positions: true,
+        }
+    }
+
+    #[test]
+    fn parses_none_all_and_lists() {
+        assert_eq!("none".parse(), Ok(FaultSelection::None));
+        assert_eq!("ALL".parse(), Ok(FaultSelection::All));
+        assert_eq!(
+            "reorder, crash,crash,dup".parse(),
+            Ok(FaultSelection::Only(vec![
+                Fault::Crash,
+                Fault::Dup,
+                Fault::Reorder
+            ]))
+        );
+        assert_eq!(
+            "crash,bitflip".parse::<FaultSelection>(),
+            Err(UnknownFault("bitflip".into()))
+        );
+        assert_eq!(
+            FaultSelection::Only(vec![Fault::Loss, Fault::Panic]).to_string(),
+            "loss,panic"
+        );
+    }
+
+    #[test]
+    fn all_leaves_out_panic_when_the_protocol_cannot() {
+        assert_eq!(
+            FaultSelection::All.resolve(&caps(false)).unwrap(),
+            vec![
+                Fault::Crash,
+                Fault::Partition,
+                Fault::Loss,
+                Fault::Dup,
+                Fault::Reorder
+            ]
+        );
+        assert_eq!(FaultSelection::All.resolve(&caps(true)).unwrap().len(), 6);
+        assert!(FaultSelection::Only(vec![Fault::Panic])
+            .resolve(&caps(false))
+            .is_err());
+        assert!(FaultSelection::None
+            .resolve(&caps(true))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn schedule_weights_follow_the_selection() {
+        let dir = NodeDirectory::new();
+        assert!(schedule_for(&[], 5, &dir).is_none());
+        let s = schedule_for(&[Fault::Crash, Fault::Loss], 5, &dir).unwrap();
+        let kinds: Vec<FaultKind> = s
+            .weights
+            .iter()
+            .filter(|(_, &w)| w > 0)
+            .map(|(&k, _)| k)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![FaultKind::Crash, FaultKind::Restart, FaultKind::Faults]
+        );
+        assert_eq!(s.max_down, 2);
+        assert_eq!(s.max_faults.loss, 0.1);
+        assert_eq!(s.max_faults.duplicate, 0.0);
+        assert_eq!(s.max_faults.reorder, 0.0);
+        let p = schedule_for(&[Fault::Panic], 3, &dir).unwrap();
+        assert_eq!(p.weights.get(&FaultKind::Panic), Some(&1));
+        assert_eq!(p.max_down, 1);
+    }
+}

@@ -1,0 +1,462 @@
+//! `consensus simulate`: a deterministic in-process cluster of any plug-in,
+//! in virtual time, under a client workload and a fault schedule, then
+//! checked for safety (as it runs) and linearizability (at the end).
+//!
+//! One run:
+//!
+//! 1. a paused-clock actix System; a [`Simulation`] of `nodes` nodes built by
+//!    the plug-in, on a LAN-like [`SimNetwork`](consensus_actors::sim::SimNetwork)
+//!    (1 ms delay, 1 ms jitter);
+//! 2. every node reports safety events into one synchronous checker holding
+//!    the protocol's invariants; supervision events and leaderships go to a
+//!    [`ClusterObserver`];
+//! 3. `clients` clients run the [`Workload`] for `duration` of virtual time
+//!    while the nemesis injects the selected faults;
+//! 4. the cluster is healed and restarted ([`Simulation::recover`]), the
+//!    clients finish their last operations (answered or timed out), and the
+//!    trace hash is taken;
+//! 5. the client history is checked for linearizability.
+//!
+//! Same plug-in, same options, same build: same trace hash, same report.
+
+use crate::error::EngineError;
+use crate::faults::{schedule_for, Fault, FaultSelection};
+use crate::host::{checking_for, safety_report, HostedFactory};
+use crate::observer::{ClusterObserver, ObserverSnapshot, SupervisionCollector};
+use crate::plugin::{NodeDirectory, NodeWiring, ProtocolPlugin};
+use crate::timeline::Timeline;
+use crate::workload::{Workload, WorkloadOptions};
+use actix::prelude::*;
+use consensus_actors::config::ConsensusConfig;
+use consensus_actors::history::{
+    check_history_with, CheckOptions, History, LinearizabilityReport, Verdict,
+};
+use consensus_actors::safety::SafetyReport;
+use consensus_actors::sim::{
+    block_on_paused, FaultEvent, NetworkFaults, NetworkStats, SimConfig, Simulation, TraceConfig,
+    TraceRecord,
+};
+use consensus_actors::types::{ConsensusProtocol, NodeId};
+use serde::{Deserialize, Serialize};
+use tokio::time::{Duration, Instant};
+
+/// Everything that shapes a simulation run besides the cluster configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimulateOptions {
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// Virtual time the workload and the faults run for.
+    pub duration: Duration,
+    /// The client workload.
+    pub workload: WorkloadOptions,
+    /// Which faults to inject.
+    pub faults: FaultSelection,
+    /// Trace records to keep for writing out (0: none; the hash always
+    /// covers everything).
+    pub keep_trace: usize,
+    /// Search budget of the linearizability check per key (`None`:
+    /// unlimited).
+    pub max_check_steps: Option<u64>,
+}
+
+impl Default for SimulateOptions {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            duration: Duration::from_secs(60),
+            workload: WorkloadOptions::default(),
+            faults: FaultSelection::All,
+            keep_trace: 0,
+            max_check_steps: Some(consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY),
+        }
+    }
+}
+
+/// Latency figures in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// How the client operations ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationCounts {
+    /// Sent.
+    pub invoked: u64,
+    /// Took effect (acknowledged).
+    pub ok: u64,
+    /// Certainly did not take effect.
+    pub failed: u64,
+    /// Outcome unknown.
+    pub unknown: u64,
+}
+
+/// One thing that went wrong, for the report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViolationSummary {
+    /// `safety` or `linearizability`.
+    pub kind: String,
+    /// The invariant broken, or the key whose history is not linearizable.
+    pub name: String,
+    /// What happened.
+    pub detail: String,
+    /// When (virtual microseconds), for safety violations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_us: Option<u64>,
+}
+
+/// The result of one simulation run, as `consensus simulate --json` prints
+/// it. The first eleven fields are the contract of DESIGN.md.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimulationReport {
+    /// The protocol.
+    pub protocol: ConsensusProtocol,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// The seed.
+    pub seed: u64,
+    /// Virtual time of the whole run (workload, then recovery), in seconds.
+    pub virtual_secs: f64,
+    /// Client operations acknowledged as committed.
+    pub committed: u64,
+    /// Leaderships taken (the first election included).
+    pub leader_changes: u64,
+    /// Virtual latency of acknowledged operations.
+    pub latency_us: LatencySummary,
+    /// No safety invariant was violated.
+    pub safety_ok: bool,
+    /// The client history is linearizable.
+    pub linearizable: bool,
+    /// Every violation found (safety first).
+    pub violations: Vec<ViolationSummary>,
+    /// The replay check, 16 hex digits: same seed, same build, same hash.
+    pub trace_hash: String,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Virtual time the workload and the faults ran for, in seconds.
+    pub duration_secs: f64,
+    /// The fault families injected.
+    pub faults: Vec<Fault>,
+    /// Faults applied by the nemesis.
+    pub faults_injected: usize,
+    /// How the client operations ended.
+    pub operations: OperationCounts,
+    /// Component restarts by supervisors.
+    pub component_restarts: u64,
+    /// Node crashes injected.
+    pub crashes: u64,
+    /// Safety events checked.
+    pub safety_events: u64,
+    /// The linearizability verdict (`linearizable`, `not_linearizable`,
+    /// `unknown` when the search budget ran out).
+    pub linearizability: Verdict,
+    /// What the network did.
+    pub network: NetworkStats,
+    /// Real time the run took, in seconds (set by the program, not the
+    /// deterministic part).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub real_secs: Option<f64>,
+    /// Virtual seconds per real second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<f64>,
+}
+
+impl SimulationReport {
+    /// Whether the run passed: safety held and the history is linearizable.
+    pub fn passed(&self) -> bool {
+        self.safety_ok && self.linearizable
+    }
+
+    /// Records the real time the run took (and the speed-up it means).
+    pub fn set_real_time(&mut self, real_secs: f64) {
+        self.real_secs = Some(real_secs);
+        if real_secs > 0.0 {
+            self.speedup = Some(self.virtual_secs / real_secs);
+        }
+    }
+}
+
+/// A run's report and everything that can be written out of it.
+#[derive(Clone, Debug)]
+pub struct SimulationRun {
+    /// The report.
+    pub report: SimulationReport,
+    /// The client history.
+    pub history: History,
+    /// The kept trace records (see [`SimulateOptions::keep_trace`]).
+    pub trace: Vec<TraceRecord>,
+    /// Records in the whole trace (kept or not).
+    pub trace_len: u64,
+    /// The safety checker's report.
+    pub safety: SafetyReport,
+    /// The linearizability checker's report.
+    pub linearizability: LinearizabilityReport,
+    /// What the run looked like over time (for `--report`).
+    pub timeline: Timeline,
+    /// The faults applied, in order.
+    pub fault_events: Vec<FaultEvent>,
+    /// Leaderships and supervision events.
+    pub observed: ObserverSnapshot,
+}
+
+/// What the deterministic part of a run produced.
+struct RawRun {
+    history: History,
+    stats: crate::workload::WorkloadStats,
+    fault_events: Vec<FaultEvent>,
+    observed: ObserverSnapshot,
+    safety: SafetyReport,
+    trace_hash: u64,
+    trace: Vec<TraceRecord>,
+    trace_len: u64,
+    network: NetworkStats,
+    virtual_us: u64,
+    recovered_at_us: u64,
+}
+
+/// Checks the settings of a simulation.
+pub fn validate(config: &ConsensusConfig, options: &SimulateOptions) -> Result<(), EngineError> {
+    config.validate()?;
+    if options.duration.is_zero() {
+        return Err(EngineError::InvalidSetting(
+            "--duration must be at least one millisecond of virtual time".into(),
+        ));
+    }
+    if options.duration > Duration::from_secs(7 * 24 * 3600) {
+        return Err(EngineError::InvalidSetting(
+            "--duration longer than a week of virtual time is not supported".into(),
+        ));
+    }
+    options
+        .workload
+        .validate()
+        .map_err(EngineError::InvalidSetting)?;
+    Ok(())
+}
+
+/// Runs one simulation of plug-in `P` and checks it.
+pub fn simulate<P: ProtocolPlugin>(
+    config: &ConsensusConfig,
+    options: &SimulateOptions,
+) -> Result<SimulationRun, EngineError> {
+    validate(config, options)?;
+    if config.protocol != P::PROTOCOL {
+        return Err(EngineError::InvalidSetting(format!(
+            "configuration asks for {} but the plug-in runs {}",
+            config.protocol,
+            P::PROTOCOL
+        )));
+    }
+    let faults = options.faults.resolve(&P::CAPABILITIES)?;
+    let raw = block_on_paused(run_cluster::<P>(
+        config.clone(),
+        options.clone(),
+        faults.clone(),
+    ))
+    .map_err(|e| EngineError::Simulation(e.to_string()))??;
+
+    let check_options = match options.max_check_steps {
+        Some(steps) => CheckOptions::unlimited().with_max_steps_per_key(steps),
+        None => CheckOptions::unlimited(),
+    };
+    let linearizability = check_history_with(&raw.history, &check_options);
+
+    let mut violations: Vec<ViolationSummary> = raw
+        .safety
+        .violations
+        .iter()
+        .map(|v| ViolationSummary {
+            kind: "safety".into(),
+            name: v.invariant.clone(),
+            detail: v.to_string(),
+            at_us: Some(v.at_us),
+        })
+        .collect();
+    for key in &linearizability.per_key {
+        match key.verdict {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable => violations.push(ViolationSummary {
+                kind: "linearizability".into(),
+                name: key.key.clone(),
+                detail: key
+                    .explanation
+                    .as_ref()
+                    .map_or_else(|| "not linearizable".to_string(), |e| e.summary.clone()),
+                at_us: None,
+            }),
+            Verdict::Unknown => violations.push(ViolationSummary {
+                kind: "linearizability".into(),
+                name: key.key.clone(),
+                detail: format!(
+                    "undecided: the search stopped after {} steps (raise the budget)",
+                    key.steps
+                ),
+                at_us: None,
+            }),
+        }
+    }
+
+    let stats = &raw.stats;
+    let report = SimulationReport {
+        protocol: P::PROTOCOL,
+        nodes: config.cluster_size,
+        seed: options.seed,
+        virtual_secs: raw.virtual_us as f64 / 1e6,
+        committed: stats.ok,
+        leader_changes: raw.observed.leader_changes,
+        latency_us: LatencySummary {
+            p50: stats.latency.p50(),
+            p99: stats.latency.p99(),
+            max: stats.latency.max(),
+        },
+        safety_ok: raw.safety.ok,
+        linearizable: linearizability.linearizable,
+        violations,
+        trace_hash: format!("{:016x}", raw.trace_hash),
+        clients: options.workload.clients,
+        duration_secs: options.duration.as_secs_f64(),
+        faults: faults.clone(),
+        faults_injected: raw.fault_events.len(),
+        operations: OperationCounts {
+            invoked: stats.invoked,
+            ok: stats.ok,
+            failed: stats.failed,
+            unknown: stats.unknown,
+        },
+        component_restarts: raw.observed.component_restarts,
+        crashes: raw.observed.crashes,
+        safety_events: raw.safety.events_observed,
+        linearizability: linearizability.verdict,
+        network: raw.network,
+        real_secs: None,
+        speedup: None,
+    };
+    let timeline = Timeline::build(
+        config.cluster_size,
+        raw.virtual_us,
+        raw.recovered_at_us,
+        &stats.ok_per_second,
+        &raw.observed.leadership,
+        &raw.fault_events,
+    );
+    Ok(SimulationRun {
+        report,
+        history: raw.history,
+        trace: raw.trace,
+        trace_len: raw.trace_len,
+        safety: raw.safety,
+        linearizability,
+        timeline,
+        fault_events: raw.fault_events,
+        observed: raw.observed,
+    })
+}
+
+/// The deterministic part: runs inside a paused-clock System.
+async fn run_cluster<P: ProtocolPlugin>(
+    config: ConsensusConfig,
+    options: SimulateOptions,
+    faults: Vec<Fault>,
+) -> Result<RawRun, EngineError> {
+    let origin = Instant::now();
+    let observer = ClusterObserver::with_origin(origin);
+    let plugin = P::new(&config)?;
+    let checking = checking_for(&plugin, &config, &observer, origin, true);
+    let checker = checking.checker.clone();
+    let collector = SupervisionCollector::new(observer.clone()).start();
+    let directory = NodeDirectory::new();
+    let wiring = NodeWiring {
+        config: config.clone(),
+        safety: checking.sink,
+        supervision: Some(collector.recipient()),
+        initial_members: (1..=config.cluster_size as u64).map(NodeId).collect(),
+        direct_rpcs: false,
+        observer: observer.clone(),
+        simulated: true,
+    };
+    let factory = HostedFactory::new(plugin, wiring, directory.clone());
+    let nodes = config.cluster_size;
+    let sim_config = SimConfig {
+        network: NetworkFaults::lan(),
+        trace: TraceConfig {
+            keep_records: options.keep_trace,
+            skip_deliveries: false,
+        },
+        ..SimConfig::new(options.seed, nodes as u64)
+    };
+    let mut sim = Simulation::start(sim_config, factory)
+        .map_err(|e| EngineError::Simulation(e.to_string()))?;
+
+    let workload = Workload::new(options.workload.clone(), directory.clone(), origin);
+    let deadline = origin + options.duration;
+    let mut clients = Vec::with_capacity(options.workload.clients);
+    for index in 0..options.workload.clients {
+        let rng = sim.rng_for(&format!("client-{index}"));
+        clients.push(actix::spawn(
+            workload.clone().run_client(index, rng, deadline),
+        ));
+    }
+
+    let fault_events = match schedule_for(&faults, nodes, &directory) {
+        Some(mut schedule) => schedule.run(&mut sim, options.duration).await,
+        None => {
+            sim.run_for(options.duration).await;
+            Vec::new()
+        }
+    };
+    let recovered_at_us = micros(Instant::now().saturating_duration_since(origin));
+    let restarted: Vec<NodeId> = sim.recover();
+    if !restarted.is_empty() {
+        tracing::debug!(?restarted, "simulation: nodes restarted for recovery");
+    }
+    for client in clients {
+        if let Err(e) = client.await {
+            tracing::error!(error = %e, "simulation: a client task failed");
+        }
+    }
+    let virtual_us = micros(Instant::now().saturating_duration_since(origin));
+    // Everything reported is taken here, before the nodes are stopped.
+    let trace = sim.trace().clone();
+    let trace_hash = trace.hash();
+    let trace_records = trace.records();
+    let trace_len = trace.len();
+    let network = sim.stats();
+    let observed = observer.snapshot();
+    let safety = checker.as_ref().map(safety_report).unwrap_or(SafetyReport {
+        ok: true,
+        events_observed: 0,
+        violation_count: 0,
+        invariants: Vec::new(),
+        violations: Vec::new(),
+    });
+    // Stop every node before the System goes away.
+    for node in sim.up_nodes() {
+        if let Err(e) = sim.crash(node) {
+            tracing::debug!(error = %e, "simulation: stopping a node");
+        }
+    }
+    let stats = workload.stats();
+    let history = workload.recorder().borrow().history();
+    Ok(RawRun {
+        history,
+        stats,
+        fault_events,
+        observed,
+        safety,
+        trace_hash,
+        trace: trace_records,
+        trace_len,
+        network,
+        virtual_us,
+        recovered_at_us,
+    })
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

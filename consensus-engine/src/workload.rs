@@ -1,0 +1,367 @@
+//! The client workload of a simulation: concurrent clients that send
+//! key-value commands to the cluster, follow leader hints, and record every
+//! operation (invocation, outcome, virtual times) in one
+//! [`HistoryRecorder`] for the linearizability check.
+//!
+//! Each client runs one operation at a time. An answer that proves the
+//! command was not applied (not the leader, refused, dropped) is recorded
+//! as a failure; a timeout or a lost node is recorded as unknown, and the
+//! client then continues under a fresh client id, as Jepsen does, because
+//! its previous operation may still take effect at any later time.
+
+use crate::error::NodeError;
+use crate::plugin::NodeDirectory;
+use consensus_actors::history::HistoryRecorder;
+use consensus_actors::kv::{KvCommand, KvOutput};
+use consensus_actors::metrics::LatencyHistogram;
+use consensus_actors::types::{ClientId, NodeId};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use tokio::time::{Duration, Instant};
+
+/// How long a client waits before retrying when it knows no leader.
+const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+
+/// The shape of the client workload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadOptions {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Distinct keys the clients use (`k0`, `k1`, ...).
+    pub keys: usize,
+    /// Target rate of the whole workload in operations per virtual second;
+    /// `None`: each client starts its next operation as soon as the previous
+    /// one ended (after `think_time`).
+    pub rate: Option<f64>,
+    /// Pause between two operations of one client when `rate` is `None`.
+    pub think_time: Duration,
+    /// How long a client waits for an answer before recording the outcome
+    /// as unknown.
+    pub request_timeout: Duration,
+    /// Relative weights of get, put, cas and delete.
+    pub mix: OpMix,
+}
+
+impl Default for WorkloadOptions {
+    fn default() -> Self {
+        Self {
+            clients: 5,
+            keys: 8,
+            rate: None,
+            think_time: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(1),
+            mix: OpMix::default(),
+        }
+    }
+}
+
+impl WorkloadOptions {
+    /// Checks the settings; returns a one-line reason when one is impossible.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.keys == 0 {
+            return Err("the workload needs at least one key".into());
+        }
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(format!("--rate must be a positive number, got {rate}"));
+            }
+            if self.clients == 0 {
+                return Err("--rate needs at least one client".into());
+            }
+        }
+        if self.request_timeout.is_zero() {
+            return Err("the request timeout must be positive".into());
+        }
+        if self.mix.total() == 0 {
+            return Err("the operation mix has no weight".into());
+        }
+        Ok(())
+    }
+}
+
+/// Relative weights of the operations clients issue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpMix {
+    /// Reads.
+    pub get: u32,
+    /// Writes.
+    pub put: u32,
+    /// Compare-and-swaps.
+    pub cas: u32,
+    /// Deletes.
+    pub delete: u32,
+}
+
+impl Default for OpMix {
+    fn default() -> Self {
+        Self {
+            get: 40,
+            put: 35,
+            cas: 20,
+            delete: 5,
+        }
+    }
+}
+
+impl OpMix {
+    fn total(&self) -> u32 {
+        self.get + self.put + self.cas + self.delete
+    }
+}
+
+/// What the clients saw.
+#[derive(Clone, Debug, Default)]
+pub struct WorkloadStats {
+    /// Operations sent.
+    pub invoked: u64,
+    /// Operations that took effect (acknowledged).
+    pub ok: u64,
+    /// Operations that certainly did not take effect.
+    pub failed: u64,
+    /// Operations whose outcome is unknown.
+    pub unknown: u64,
+    /// Virtual latency of acknowledged operations, in microseconds.
+    pub latency: LatencyHistogram,
+    /// Acknowledged operations per second of virtual time (index: second).
+    pub ok_per_second: Vec<u64>,
+}
+
+impl WorkloadStats {
+    fn record_ok(&mut self, latency_us: u64, at_us: u64) {
+        self.ok += 1;
+        self.latency.record(latency_us);
+        let second = usize::try_from(at_us / 1_000_000).unwrap_or(usize::MAX);
+        if second < 1_000_000 {
+            if self.ok_per_second.len() <= second {
+                self.ok_per_second.resize(second + 1, 0);
+            }
+            self.ok_per_second[second] += 1;
+        }
+    }
+}
+
+/// The state the clients of one run share (single-threaded).
+#[derive(Clone)]
+pub struct Workload {
+    options: WorkloadOptions,
+    directory: NodeDirectory,
+    recorder: Rc<RefCell<HistoryRecorder>>,
+    stats: Rc<RefCell<WorkloadStats>>,
+    origin: Instant,
+}
+
+impl Workload {
+    /// A workload on the nodes of `directory`, timing everything from
+    /// `origin`.
+    pub fn new(options: WorkloadOptions, directory: NodeDirectory, origin: Instant) -> Self {
+        Self {
+            options,
+            directory,
+            recorder: Rc::new(RefCell::new(HistoryRecorder::new())),
+            stats: Rc::new(RefCell::new(WorkloadStats::default())),
+            origin,
+        }
+    }
+
+    /// The history recorded so far.
+    pub fn recorder(&self) -> Rc<RefCell<HistoryRecorder>> {
+        self.recorder.clone()
+    }
+
+    /// The statistics so far.
+    pub fn stats(&self) -> WorkloadStats {
+        self.stats.borrow().clone()
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.origin)
+                .as_micros(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// Runs client number `index` (0-based) until `deadline`, drawing its
+    /// choices from `rng`. Spawn one future per client.
+    pub async fn run_client(self, index: usize, mut rng: ChaCha8Rng, deadline: Instant) {
+        let clients = self.options.clients.max(1) as u64;
+        let mut generation: u64 = 0;
+        let client_of = |generation: u64| ClientId(index as u64 + 1 + generation * clients);
+        let mut hint: Option<NodeId> = None;
+        let mut seq: u64 = 0;
+        let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let interval = self
+            .options
+            .rate
+            .map(|rate| Duration::from_secs_f64(clients as f64 / rate));
+        // Spread the clients' first operations over one interval.
+        let mut next_start = Instant::now()
+            + interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / clients as f64));
+        loop {
+            if interval.is_some() {
+                tokio::time::sleep_until(next_start).await;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            let Some(target) = self.pick_target(&mut hint, &mut rng) else {
+                tokio::time::sleep(RETRY_BACKOFF).await;
+                continue;
+            };
+            let Some(handle) = self.directory.get(target) else {
+                hint = None;
+                continue;
+            };
+            seq += 1;
+            let command = self.next_command(&mut rng, index, generation, seq, &seen);
+            let client = client_of(generation);
+            let invoked_us = self.now_us();
+            let op = self
+                .recorder
+                .borrow_mut()
+                .invoke(client, command.clone(), invoked_us);
+            self.stats.borrow_mut().invoked += 1;
+            let answer = tokio::time::timeout(
+                self.options.request_timeout,
+                handle.submit(client, command.clone()),
+            )
+            .await;
+            let done_us = self.now_us();
+            let mut backoff = false;
+            match answer {
+                Ok(Ok(committed)) => {
+                    self.learn(&mut seen, &command, &committed.output);
+                    hint = Some(target);
+                    if let Err(e) = self.recorder.borrow_mut().ok(op, committed.output, done_us) {
+                        tracing::error!(error = %e, "history: cannot record an acknowledgement");
+                    }
+                    self.stats
+                        .borrow_mut()
+                        .record_ok(done_us.saturating_sub(invoked_us), done_us);
+                }
+                Ok(Err(error)) if !error.may_have_applied() => {
+                    if let Err(e) = self.recorder.borrow_mut().fail(op, done_us) {
+                        tracing::error!(error = %e, "history: cannot record a failure");
+                    }
+                    self.stats.borrow_mut().failed += 1;
+                    match error {
+                        NodeError::NotLeader {
+                            leader: Some(leader),
+                        } if leader != target => hint = Some(leader),
+                        _ => {
+                            hint = None;
+                            backoff = true;
+                        }
+                    }
+                }
+                Ok(Err(_)) | Err(_) => {
+                    if let Err(e) = self.recorder.borrow_mut().unknown(op, done_us) {
+                        tracing::error!(error = %e, "history: cannot record an unknown outcome");
+                    }
+                    self.stats.borrow_mut().unknown += 1;
+                    generation += 1;
+                    hint = None;
+                    backoff = true;
+                }
+            }
+            match interval {
+                Some(i) => {
+                    next_start += i;
+                    if backoff && next_start < Instant::now() + RETRY_BACKOFF {
+                        next_start = Instant::now() + RETRY_BACKOFF;
+                    }
+                }
+                None => {
+                    let pause = if backoff {
+                        RETRY_BACKOFF.max(self.options.think_time)
+                    } else {
+                        self.options.think_time
+                    };
+                    if pause.is_zero() {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn pick_target(&self, hint: &mut Option<NodeId>, rng: &mut ChaCha8Rng) -> Option<NodeId> {
+        if let Some(h) = *hint {
+            if self.directory.contains(h) {
+                return Some(h);
+            }
+            *hint = None;
+        }
+        let up = self.directory.ids();
+        if up.is_empty() {
+            return None;
+        }
+        Some(up[rng.random_range(0..up.len())])
+    }
+
+    fn next_command(
+        &self,
+        rng: &mut ChaCha8Rng,
+        index: usize,
+        generation: u64,
+        seq: u64,
+        seen: &BTreeMap<String, Option<String>>,
+    ) -> KvCommand {
+        let key = format!("k{}", rng.random_range(0..self.options.keys));
+        let value = format!("c{index}g{generation}s{seq}");
+        let mix = self.options.mix;
+        let mut roll = rng.random_range(0..mix.total());
+        if roll < mix.get {
+            return KvCommand::get(key);
+        }
+        roll -= mix.get;
+        if roll < mix.put {
+            return KvCommand::put(key, value);
+        }
+        roll -= mix.put;
+        if roll < mix.cas {
+            let expected = seen.get(&key).cloned().flatten();
+            return KvCommand::Cas {
+                key,
+                expected,
+                new: value,
+            };
+        }
+        KvCommand::delete(key)
+    }
+
+    /// Remembers what a key held after an acknowledged command, so later
+    /// compare-and-swaps have a fair chance to hold.
+    fn learn(
+        &self,
+        seen: &mut BTreeMap<String, Option<String>>,
+        command: &KvCommand,
+        output: &KvOutput,
+    ) {
+        match (command, output) {
+            (KvCommand::Get { key }, KvOutput::Value(v)) => {
+                seen.insert(key.clone(), v.clone());
+            }
+            (KvCommand::Put { key, value }, _) => {
+                seen.insert(key.clone(), Some(value.clone()));
+            }
+            (KvCommand::Delete { key }, _) => {
+                seen.insert(key.clone(), None);
+            }
+            (KvCommand::Cas { key, new, .. }, KvOutput::CasOk) => {
+                seen.insert(key.clone(), Some(new.clone()));
+            }
+            (KvCommand::Cas { key, .. }, KvOutput::CasFailed(actual)) => {
+                seen.insert(key.clone(), actual.clone());
+            }
+            _ => {}
+        }
+    }
+}
