@@ -681,14 +681,16 @@ fn test_concurrent_proposals_linearizability() {
                                 Ok(Err(e)) => Some(Err(e)),
                             }
                         };
-                        let mut r = rec.borrow_mut();
-                        let ended = match res {
-                            Some(Ok(out)) => r.ok(op, out, now()),
-                            Some(Err(_)) => r.fail(op, now()),
-                            None => r.unknown(op, now()),
+                        let at = now();
+                        let ended = {
+                            let mut r = rec.borrow_mut();
+                            match res {
+                                Some(Ok(out)) => r.ok(op, out, at),
+                                Some(Err(_)) => r.fail(op, at),
+                                None => r.unknown(op, at),
+                            }
                         };
                         ended.expect("ends once");
-                        drop(r);
                         tokio::time::sleep(ms(rand::Rng::random_range(&mut rng, 1..10))).await;
                     }
                 }));
