@@ -30,6 +30,16 @@ pub struct RaftConfig {
     /// AppendEntries requests in flight per follower (pipelining depth).
     /// Default: 8.
     pub max_inflight_appends: usize,
+    /// Coalesce small appends (Nagle's algorithm): while a follower has an
+    /// AppendEntries unanswered, new entries that would not fill a whole
+    /// request (`max_log_entries_per_append`) wait for the answer and then
+    /// leave together, one request instead of one per proposal. A follower
+    /// with nothing in flight gets a new entry at once, so an idle cluster
+    /// commits a single proposal with no added delay; full requests still
+    /// pipeline up to `max_inflight_appends` deep. Off: every proposal batch
+    /// goes out at once while the window has room. Default: on.
+    #[serde(default = "default_coalesce_appends")]
+    pub coalesce_appends: bool,
     /// Bytes of snapshot data per InstallSnapshot chunk. Default: 64 KiB.
     pub snapshot_chunk_bytes: usize,
     /// Largest snapshot a follower accepts from a leader. Default: 1 GiB.
@@ -49,6 +59,10 @@ pub struct RaftConfig {
     pub learner_catchup_timeout_ms: u64,
 }
 
+fn default_coalesce_appends() -> bool {
+    true
+}
+
 impl Default for RaftConfig {
     fn default() -> Self {
         Self::from_consensus(&ConsensusConfig::default())
@@ -66,6 +80,7 @@ impl RaftConfig {
             pre_vote: true,
             check_quorum: true,
             max_inflight_appends: 8,
+            coalesce_appends: true,
             snapshot_chunk_bytes: 64 * 1024,
             max_snapshot_bytes: 1 << 30,
             snapshot_keep_entries: cfg.max_log_entries_per_append as u64 * 8,

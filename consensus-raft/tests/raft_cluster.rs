@@ -598,13 +598,17 @@ fn test_new_node_catches_up_from_a_snapshot() {
             s4.snapshot_index > LogIndex(0),
             "installed a snapshot: {s4:?}"
         );
-        assert_eq!(s4.membership, four);
+        // n4 learns the configuration that adds it with the next
+        // AppendEntries (which may wait for its answer to the previous one).
         assert!(
             c.wait_statuses(secs(1), |all| all
                 .iter()
-                .all(|s| s.last_applied == all[0].last_applied))
+                .all(|s| s.last_applied == all[0].last_applied && s.membership == four)
+                && all.len() == 4)
                 .await
         );
+        let s4 = c.status(NodeId(4)).await.unwrap();
+        assert_eq!(s4.membership, four);
         c.assert_safe();
     });
 }

@@ -27,7 +27,12 @@
 //! every AppendEntries share. Up to `max_inflight_appends` AppendEntries of up
 //! to `max_log_entries_per_append` entries are in flight per follower; while
 //! the window is full, new entries accumulate and leave in the next, larger
-//! batch.
+//! batch. With `coalesce_appends` (the default), a request that would not be
+//! full also waits while another to the same follower is unanswered
+//! (Nagle's algorithm): under a steady trickle of proposals each follower
+//! gets one request per round trip carrying everything proposed meanwhile,
+//! instead of one per proposal; an idle follower still gets a new entry at
+//! once.
 
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};
@@ -1166,6 +1171,7 @@ where
     fn maybe_send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
         let max_entries = self.cfg.max_log_entries_per_append;
         let max_inflight = self.cfg.max_inflight_appends;
+        let coalesce = self.cfg.coalesce_appends;
         let term = self.term;
         let commit = self.commit_index;
         let last = self.log.last_index();
@@ -1195,6 +1201,12 @@ where
             let window_full =
                 p.inflight.len() >= max_inflight || (p.probing && !p.inflight.is_empty());
             if window_full || p.next_index > last {
+                break;
+            }
+            // Nagle: a partial request waits while another is unanswered;
+            // the answer sends everything accumulated meanwhile.
+            let available = last.get() - p.next_index.get() + 1;
+            if coalesce && !p.inflight.is_empty() && available < max_entries as u64 {
                 break;
             }
             let prev_index = p.next_index.prev();

@@ -674,6 +674,76 @@ fn appends_are_bounded_and_pipelined() {
     ));
 }
 
+/// Nagle's algorithm (`coalesce_appends`, the default): an idle follower
+/// gets a proposal at once; while its request is unanswered, proposals that
+/// would not fill a request wait and leave together with the answer; enough
+/// of them to fill one leave at once (pipelined).
+#[test]
+fn small_appends_wait_for_the_answer_and_leave_together() {
+    let mut c = leader(1, &[1, 2, 3]);
+    c.handle_append_entries_response(0, n(2), ok(1, 1));
+    c.take_effects();
+    c.propose(0, vec![proposal(1, "a", "1")]);
+    let to2 = appends_to(&c.take_effects(), 2);
+    assert_eq!(
+        to2.iter()
+            .map(|a| (a.prev_log_index.get(), a.entries.len()))
+            .collect::<Vec<_>>(),
+        vec![(1, 1)],
+        "idle follower: sent at once"
+    );
+    c.propose(0, vec![proposal(2, "a", "2")]);
+    c.propose(0, vec![proposal(3, "a", "3")]);
+    assert!(
+        appends_to(&c.take_effects(), 2).is_empty(),
+        "held while index 2 is unanswered"
+    );
+    c.handle_append_entries_response(0, n(2), ok(1, 2));
+    let to2 = appends_to(&c.take_effects(), 2);
+    assert_eq!(
+        to2.iter()
+            .map(|a| (a.prev_log_index.get(), a.entries.len()))
+            .collect::<Vec<_>>(),
+        vec![(2, 2)],
+        "the answer releases both, in one request"
+    );
+    // Three more fill a request (max 3 entries): it leaves while 3..=4 is
+    // still unanswered.
+    c.propose(0, (4..7).map(|i| proposal(i, "a", "x")).collect());
+    let to2 = appends_to(&c.take_effects(), 2);
+    assert_eq!(
+        to2.iter()
+            .map(|a| (a.prev_log_index.get(), a.entries.len()))
+            .collect::<Vec<_>>(),
+        vec![(4, 3)]
+    );
+    assert_eq!(c.next_index_of(n(2)), Some(LogIndex(8)));
+}
+
+/// With `coalesce_appends` off, every proposal batch leaves at once while
+/// the window has room.
+#[test]
+fn without_coalescing_every_batch_leaves_at_once() {
+    let cfg = RaftConfig {
+        coalesce_appends: false,
+        ..cfg()
+    };
+    let recovered = Recovered::fresh(members(&[1, 2, 3]));
+    let mut c = ReplicationCore::new(n(1), cfg, recovered, KvStore::default()).unwrap();
+    elect(&mut c);
+    c.handle_append_entries_response(0, n(2), ok(1, 1));
+    c.take_effects();
+    c.propose(0, vec![proposal(1, "a", "1")]);
+    c.propose(0, vec![proposal(2, "a", "2")]);
+    let to2 = appends_to(&c.take_effects(), 2);
+    assert_eq!(
+        to2.iter()
+            .map(|a| (a.prev_log_index.get(), a.entries.len()))
+            .collect::<Vec<_>>(),
+        vec![(1, 1), (2, 1)]
+    );
+}
+
 /// §5.3 with the fast back-off: "the follower can include the term of the
 /// conflicting entry and the first index it stores for that term. With this
 /// information, the leader can decrement nextIndex to bypass all of the
