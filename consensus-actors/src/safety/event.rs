@@ -94,6 +94,17 @@ pub enum RaftEvent {
         /// Digest of the applied command.
         digest: u64,
     },
+    /// The node applied consecutive entries from `first_index` on, one
+    /// command digest each; the same as one `Applied` per digest, in order
+    /// (what a node reports once per commit advance).
+    AppliedBatch {
+        /// The node that applied.
+        node: NodeId,
+        /// The first applied index.
+        first_index: LogIndex,
+        /// Digest of each applied command, in index order.
+        digests: Vec<u64>,
+    },
     /// The node's log now starts with a snapshot ending at `last_index` in
     /// `last_term`: received from a leader, or the node compacting its own
     /// log. As in Raft §7, if the log holds an entry at `last_index` with
@@ -208,6 +219,7 @@ impl RaftEvent {
             | RaftEvent::Truncated { node, .. }
             | RaftEvent::CommitAdvanced { node, .. }
             | RaftEvent::Applied { node, .. }
+            | RaftEvent::AppliedBatch { node, .. }
             | RaftEvent::SnapshotInstalled { node, .. } => *node,
         }
     }
@@ -234,6 +246,63 @@ impl RaftEvent {
                 },
             )),
             _ => None,
+        }
+    }
+}
+
+impl RaftEvent {
+    /// For `Applied` and `AppliedBatch`: the node and the entries it applied
+    /// as (index, digest), in order. `None` for other events.
+    pub fn applied_entries(&self) -> Option<(NodeId, AppliedEntries<'_>)> {
+        match self {
+            RaftEvent::Applied {
+                node,
+                index,
+                digest,
+            } => Some((*node, AppliedEntries::One(Some((*index, *digest))))),
+            RaftEvent::AppliedBatch {
+                node,
+                first_index,
+                digests,
+            } => Some((
+                *node,
+                AppliedEntries::Batch {
+                    next: *first_index,
+                    rest: digests.iter(),
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The entries an `Applied` or `AppliedBatch` event applied, as
+/// (index, digest).
+#[derive(Clone, Debug)]
+pub enum AppliedEntries<'a> {
+    /// A single entry (taken once).
+    One(Option<(LogIndex, u64)>),
+    /// A batch.
+    Batch {
+        /// Index of the next entry.
+        next: LogIndex,
+        /// The digests not yet returned.
+        rest: std::slice::Iter<'a, u64>,
+    },
+}
+
+impl Iterator for AppliedEntries<'_> {
+    type Item = (LogIndex, u64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            AppliedEntries::One(entry) => entry.take(),
+            AppliedEntries::Batch { next, rest } => {
+                let digest = rest.next()?;
+                let index = *next;
+                *next = next.next();
+                Some((index, *digest))
+            }
         }
     }
 }
@@ -336,6 +405,19 @@ impl fmt::Display for RaftEvent {
                 index,
                 digest,
             } => write!(f, "{node} applied {index} {}", Digest(*digest)),
+            RaftEvent::AppliedBatch {
+                node,
+                first_index,
+                digests,
+            } => match digests.len() {
+                0 => write!(f, "{node} applied no entries at {first_index}"),
+                1 => write!(f, "{node} applied {first_index} {}", Digest(digests[0])),
+                n => write!(
+                    f,
+                    "{node} applied {n} entries {first_index}..={}",
+                    LogIndex(first_index.get() + n as u64 - 1)
+                ),
+            },
             RaftEvent::SnapshotInstalled {
                 node,
                 last_index,
@@ -427,6 +509,36 @@ mod tests {
         );
         assert!(RaftEvent::SteppedDown { node: NodeId(1) }
             .appended_entries()
+            .is_none());
+    }
+
+    #[test]
+    fn applied_entries_walk_single_and_batch_events() {
+        let one = RaftEvent::Applied {
+            node: NodeId(1),
+            index: LogIndex(4),
+            digest: 9,
+        };
+        let (node, entries) = one.applied_entries().unwrap();
+        assert_eq!(node, NodeId(1));
+        assert_eq!(entries.collect::<Vec<_>>(), vec![(LogIndex(4), 9)]);
+        let batch = RaftEvent::AppliedBatch {
+            node: NodeId(2),
+            first_index: LogIndex(7),
+            digests: vec![10, 11, 12],
+        };
+        let (node, entries) = batch.applied_entries().unwrap();
+        assert_eq!(node, NodeId(2));
+        assert_eq!(
+            entries.collect::<Vec<_>>(),
+            vec![(LogIndex(7), 10), (LogIndex(8), 11), (LogIndex(9), 12)]
+        );
+        assert_eq!(
+            SafetyEvent::from(batch).to_string(),
+            "raft n2 applied 3 entries i7..=i9"
+        );
+        assert!(RaftEvent::SteppedDown { node: NodeId(1) }
+            .applied_entries()
             .is_none());
     }
 

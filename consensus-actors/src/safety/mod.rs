@@ -54,7 +54,8 @@
 //!   lost); an `Appended` at an index that holds an entry of another term
 //!   implicitly truncates from there, as in the paper. `CommitAdvanced`
 //!   whenever the node's commit index grows, with the node's current term;
-//!   `Applied` after `CommitAdvanced` for that index; `SteppedDown` when a
+//!   `Applied` (or one `AppliedBatch` per commit advance) after
+//!   `CommitAdvanced` for that index; `SteppedDown` when a
 //!   leader leaves leadership; `SnapshotInstalled` both for a snapshot
 //!   received from the leader and for the node compacting its own log.
 //!   [`SafetyEvent::Crashed`] when the node loses its volatile state; its log
@@ -90,7 +91,7 @@ mod verifier;
 mod violation;
 
 pub use checker::{Invariant, SafetyChecker, SafetyReport, SharedChecker, DEFAULT_VIOLATION_LIMIT};
-pub use event::{AppendedEntries, PaxosEvent, PbftEvent, RaftEvent, SafetyEvent};
+pub use event::{AppendedEntries, AppliedEntries, PaxosEvent, PbftEvent, RaftEvent, SafetyEvent};
 pub use paxos_agreement::PaxosAgreement;
 pub use paxos_promises::PaxosPromisesKept;
 pub use pbft_agreement::PbftAgreement;

@@ -72,3 +72,13 @@ pub(crate) fn apply(node: NodeId, index: u64, digest: u64) -> SafetyEvent {
     }
     .into()
 }
+
+/// `node` applied the commands with `digests` from `first` on.
+pub(crate) fn apply_batch(node: NodeId, first: u64, digests: &[u64]) -> SafetyEvent {
+    RaftEvent::AppliedBatch {
+        node,
+        first_index: LogIndex(first),
+        digests: digests.to_vec(),
+    }
+    .into()
+}

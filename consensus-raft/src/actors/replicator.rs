@@ -31,7 +31,7 @@ use consensus_actors::transport::Transport;
 use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState};
 use serde::{de::DeserializeOwned, Serialize};
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -120,6 +120,10 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     flush_scheduled: bool,
     unsynced: bool,
     failed: bool,
+    /// Command digests of the entries appended and not yet applied, for
+    /// the safety reports (each entry is digested once per node: when
+    /// appended, then reused when applied).
+    digests: VecDeque<(EntryRef<Command<SM>>, u64)>,
 }
 
 impl<SM, S> LogReplicator<SM, S>
@@ -166,6 +170,7 @@ where
             flush_scheduled: false,
             unsynced: false,
             failed: false,
+            digests: VecDeque::new(),
         }
     }
 
@@ -281,18 +286,14 @@ where
                 self.store("the hard state", r);
             }
             Effect::AppendLog(entries) => {
-                self.safety.emit_with(|| SafetyRaftEvent::AppendedBatch {
-                    node,
-                    first_index: entries.first().map(|e| e.index).unwrap_or_default(),
-                    entries: entries
-                        .iter()
-                        .map(|e| (e.term, digest_of(&e.command)))
-                        .collect(),
-                });
+                if self.safety.is_enabled() {
+                    self.report_appended(&entries);
+                }
                 let r = self.storage.append(&entries);
                 self.store("log entries", r);
             }
             Effect::TruncateLog(from) => {
+                self.forget_digests_from(from);
                 self.safety.emit_with(|| SafetyRaftEvent::Truncated {
                     node,
                     from_index: from,
@@ -311,6 +312,7 @@ where
                 self.store("a snapshot", r);
             }
             Effect::DiscardLog => {
+                self.digests.clear();
                 let first = self.storage.first_index();
                 let r = self.storage.truncate_suffix(first);
                 self.store("discarding the log", r);
@@ -373,23 +375,71 @@ where
                 events.push(ev);
             }
             Effect::Committed(entries) => {
-                if let (Some(last), Some(core)) = (entries.last(), &self.core) {
-                    let term = core.term();
-                    let commit_index = last.index;
+                let term = self.core.as_ref().map(ReplicationCore::term);
+                if let (Some(first), Some(last), Some(term)) =
+                    (entries.first(), entries.last(), term)
+                {
+                    let (first_index, commit_index) = (first.index, last.index);
                     self.safety.emit(SafetyRaftEvent::CommitAdvanced {
                         node,
                         term,
                         commit_index,
                     });
-                    for e in &entries {
-                        self.safety.emit(SafetyRaftEvent::Applied {
-                            node,
-                            index: e.index,
-                            digest: digest_of(&e.command),
-                        });
-                    }
+                    let digests = entries.iter().map(|e| self.take_digest(e)).collect();
+                    self.safety.emit(SafetyRaftEvent::AppliedBatch {
+                        node,
+                        first_index,
+                        digests,
+                    });
                 }
             }
+        }
+    }
+
+    /// Reports appended entries to the safety checker, keeping their
+    /// digests for the report of their apply.
+    fn report_appended(&mut self, entries: &[EntryRef<Command<SM>>]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        self.forget_digests_from(first.index);
+        let mut terms_digests = Vec::with_capacity(entries.len());
+        for e in entries {
+            let digest = digest_of(&e.command);
+            terms_digests.push((e.term, digest));
+            self.digests.push_back((Arc::clone(e), digest));
+        }
+        self.safety.emit(SafetyRaftEvent::AppendedBatch {
+            node: self.id,
+            first_index: first.index,
+            entries: terms_digests,
+        });
+    }
+
+    /// Drops the kept digests of entries at `from` and after (truncated).
+    fn forget_digests_from(&mut self, from: LogIndex) {
+        while self.digests.back().is_some_and(|(e, _)| e.index >= from) {
+            self.digests.pop_back();
+        }
+    }
+
+    /// The digest of an entry being applied: the one computed when it was
+    /// appended (the very same entry), else computed now.
+    fn take_digest(&mut self, entry: &EntryRef<Command<SM>>) -> u64 {
+        while self
+            .digests
+            .front()
+            .is_some_and(|(e, _)| e.index < entry.index)
+        {
+            self.digests.pop_front();
+        }
+        match self.digests.front() {
+            Some((e, digest)) if Arc::ptr_eq(e, entry) => {
+                let digest = *digest;
+                self.digests.pop_front();
+                digest
+            }
+            _ => digest_of(&entry.command),
         }
     }
 
@@ -494,6 +544,7 @@ where
         // Everything in memory is suspect: forget it, recover from storage in
         // started(). Waiting clients learn the outcome is unknown.
         self.core = None;
+        self.digests.clear();
         self.drop_clients();
     }
 }
