@@ -116,7 +116,9 @@ where
     A: Actor<Context = Context<A>>,
 {
     /// The running actor; `None` while the task polls it or after a stop.
-    fut: Option<ContextFut<A, Context<A>>>,
+    /// Boxed: the task takes it out and puts it back on every poll, which
+    /// then moves one pointer instead of the whole actor and its context.
+    fut: Option<Box<ContextFut<A, Context<A>>>>,
     /// Keeps the mailbox connected, so `ContextFut::restart` always succeeds
     /// and the actor does not stop just because nobody else holds it.
     addr: Option<Addr<A>>,
@@ -231,7 +233,7 @@ where
                     // The cell holds an address, so the mailbox is connected.
                     debug_assert!(restarted, "restart of a child with a closed mailbox");
                 }
-                Pin::new(&mut fut).poll(cx)
+                Pin::new(&mut *fut).poll(cx)
             })
         });
         let failure = match outcome {
@@ -284,7 +286,7 @@ where
 {
     let ctx = ctx.into_context();
     let addr = ctx.address();
-    let fut = ctx.into_future(actor);
+    let fut = Box::new(ctx.into_future(actor));
     let cell = Rc::new(RefCell::new(ChildCell {
         fut: Some(fut),
         addr: Some(addr),
