@@ -132,7 +132,7 @@ impl ProtocolPlugin for RaftPlugin {
         PluginNode {
             started: StartedNode::new(node.inbox(), shutdown),
             handle: Rc::new(RaftHandle {
-                node,
+                node: Rc::new(node),
                 tap,
                 next_panic: Cell::new(0),
             }),
@@ -168,7 +168,9 @@ fn membership_error(e: MembershipChangeError) -> NodeError {
 
 /// The engine's handle on one Raft node.
 struct RaftHandle {
-    node: RaftNode<KvStore>,
+    /// Shared, so a request clones one pointer instead of the node's
+    /// dozen actor addresses.
+    node: Rc<RaftNode<KvStore>>,
     tap: Option<Addr<RpcTap>>,
     next_panic: Cell<usize>,
 }

@@ -73,6 +73,7 @@
 
 mod checker;
 mod event;
+mod index_map;
 mod paxos_agreement;
 mod paxos_promises;
 mod pbft_agreement;

@@ -15,9 +15,9 @@
 //! snapshot's last index (by term); a snapshot holds committed entries only.
 
 use super::event::fmt_digest;
+use super::index_map::IndexMap;
 use super::{Epoch, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
 use crate::types::{LogIndex, NodeId, Term};
-use std::collections::BTreeMap;
 
 /// A committed entry, as first reported.
 #[derive(Clone, Copy, Debug)]
@@ -33,7 +33,7 @@ struct Committed {
 #[derive(Clone, Debug, Default)]
 pub struct RaftLeaderCompleteness {
     logs: RaftLogs,
-    committed: BTreeMap<LogIndex, Committed>,
+    committed: IndexMap<Committed>,
 }
 
 impl RaftLeaderCompleteness {
@@ -53,19 +53,24 @@ impl RaftLeaderCompleteness {
             let Some((entry_term, digest)) = log.entry_at(index) else {
                 continue;
             };
-            self.committed
-                .entry(index)
-                .and_modify(|c| {
+            match self.committed.get_mut(index) {
+                Some(c) => {
                     if c.term == entry_term && c.digest == digest {
                         c.commit_term = c.commit_term.min(term);
                     }
-                })
-                .or_insert(Committed {
-                    term: entry_term,
-                    digest,
-                    commit_term: term.max(entry_term),
-                    node,
-                });
+                }
+                None => {
+                    self.committed.get_or_insert(
+                        index,
+                        Committed {
+                            term: entry_term,
+                            digest,
+                            commit_term: term.max(entry_term),
+                            node,
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -82,18 +87,18 @@ impl RaftLeaderCompleteness {
         let (snapshot_index, snapshot_term) = log.snapshot();
         let mut missing = 0u64;
         let mut first_missing: Option<(LogIndex, Committed)> = None;
-        for (index, c) in self.committed.range(snapshot_index..) {
+        for (index, c) in self.committed.range_from(snapshot_index) {
             if c.commit_term >= term {
                 continue;
             }
-            let present = if *index == snapshot_index {
+            let present = if index == snapshot_index {
                 snapshot_term.is_none_or(|t| t == c.term)
             } else {
-                log.entry_at(*index) == Some((c.term, c.digest))
+                log.entry_at(index) == Some((c.term, c.digest))
             };
             if !present {
                 missing += 1;
-                first_missing.get_or_insert((*index, *c));
+                first_missing.get_or_insert((index, *c));
             }
         }
         let Some((index, c)) = first_missing else {

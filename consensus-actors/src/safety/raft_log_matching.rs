@@ -28,6 +28,31 @@ use super::event::fmt_digest;
 use super::{AppendOutcome, Epoch, Invariant, Position, RaftLogs, SafetyEvent, Violation};
 use crate::types::{LogIndex, NodeId, Term};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast multiply-rotate hasher (FxHash) for the facts table: its keys are
+/// two small integers reported by our own nodes, and the table is looked up,
+/// never iterated, so neither hash flooding nor hashing order matters.
+#[derive(Clone, Copy, Debug, Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// What the first write of an (index, term) said.
 #[derive(Clone, Copy, Debug)]
@@ -44,7 +69,7 @@ struct EntryFact {
 pub struct RaftLogMatching {
     logs: RaftLogs,
     /// Looked up, never iterated: its hashing order cannot affect results.
-    facts: HashMap<(LogIndex, Term), EntryFact>,
+    facts: HashMap<(LogIndex, Term), EntryFact, BuildHasherDefault<FxHasher>>,
 }
 
 impl RaftLogMatching {

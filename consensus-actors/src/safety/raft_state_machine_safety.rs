@@ -16,18 +16,18 @@
 //! commit index advances.
 
 use super::event::fmt_digest;
+use super::index_map::IndexMap;
 use super::{Epoch, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
 use crate::types::{LogIndex, NodeId, Term};
-use std::collections::BTreeMap;
 
 /// Committed and applied entries never differ between nodes or change.
 #[derive(Clone, Debug, Default)]
 pub struct RaftStateMachineSafety {
     logs: RaftLogs,
     /// index -> (term, digest, first node that committed it).
-    committed: BTreeMap<LogIndex, (Term, u64, NodeId)>,
+    committed: IndexMap<(Term, u64, NodeId)>,
     /// index -> (digest, first node that applied it).
-    applied: BTreeMap<LogIndex, (u64, NodeId)>,
+    applied: IndexMap<(u64, NodeId)>,
 }
 
 impl RaftStateMachineSafety {
@@ -65,7 +65,7 @@ impl RaftStateMachineSafety {
                 continue;
             };
             let (c_term, c_digest, c_node) =
-                *self.committed.entry(index).or_insert((term, digest, node));
+                *self.committed.get_or_insert(index, (term, digest, node));
             if (c_term, c_digest) != (term, digest) {
                 conflicts += 1;
                 first_conflict.get_or_insert((index, term, digest, c_term, c_digest, c_node));
@@ -131,7 +131,7 @@ impl RaftStateMachineSafety {
         out: &mut Vec<Violation>,
     ) {
         let name = self.name();
-        if let Some((c_term, c_digest, c_node)) = self.committed.get(&last_index).copied() {
+        if let Some((c_term, c_digest, c_node)) = self.committed.get(last_index).copied() {
             if c_term != last_term {
                 out.push(
                     Violation::new(
@@ -178,7 +178,7 @@ impl RaftStateMachineSafety {
         out: &mut Vec<Violation>,
     ) {
         let name = self.name();
-        let (a_digest, a_node) = *self.applied.entry(index).or_insert((digest, node));
+        let (a_digest, a_node) = *self.applied.get_or_insert(index, (digest, node));
         if a_digest != digest {
             out.push(
                 Violation::new(
@@ -195,7 +195,7 @@ impl RaftStateMachineSafety {
                 .with_position(Position::Index(index)),
             );
         }
-        if let Some((c_term, c_digest, c_node)) = self.committed.get(&index).copied() {
+        if let Some((c_term, c_digest, c_node)) = self.committed.get(index).copied() {
             if c_digest != digest {
                 out.push(
                     Violation::new(
