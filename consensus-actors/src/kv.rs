@@ -142,6 +142,20 @@ pub struct KvStore {
 }
 
 impl KvStore {
+    /// Sets `key` to `value`, reusing the stored key and value buffers when
+    /// the key exists (every replica applies every write).
+    fn set(&mut self, key: &str, value: &str) {
+        match self.data.get_mut(key) {
+            Some(v) => {
+                v.clear();
+                v.push_str(value);
+            }
+            None => {
+                self.data.insert(key.to_owned(), value.to_owned());
+            }
+        }
+    }
+
     /// Reads `key` without going through a command.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.data.get(key).map(String::as_str)
@@ -170,7 +184,7 @@ impl StateMachine for KvStore {
     fn apply(&mut self, command: &KvCommand) -> KvOutput {
         match command {
             KvCommand::Put { key, value } => {
-                self.data.insert(key.clone(), value.clone());
+                self.set(key, value);
                 KvOutput::Ok
             }
             KvCommand::Get { key } => KvOutput::Value(self.data.get(key).cloned()),
@@ -178,7 +192,7 @@ impl StateMachine for KvStore {
             KvCommand::Cas { key, expected, new } => {
                 let current = self.data.get(key);
                 if current == expected.as_ref() {
-                    self.data.insert(key.clone(), new.clone());
+                    self.set(key, new);
                     KvOutput::CasOk
                 } else {
                     KvOutput::CasFailed(current.cloned())
