@@ -123,6 +123,8 @@ pub enum RaftEvent {
         committed: Membership,
     },
     /// The commit index, the applied index, the log end or the snapshot moved.
+    /// (The LogReplicator does not publish one in which only the log end
+    /// moved: no component acts on an uncommitted append.)
     Progress(LogProgress),
     /// As leader, a learner's match index moved (catch-up tracking).
     LearnerProgress {

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};
-use crate::events::{HardState, RaftEvent, Snapshot, SnapshotMeta};
+use crate::events::{HardState, LogProgress, RaftEvent, Snapshot, SnapshotMeta};
 use crate::membership::Membership;
 use crate::messages::{EntryRef, RaftMessage};
 use crate::replication::{
@@ -124,6 +124,9 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     /// the safety reports (each entry is digested once per node: when
     /// appended, then reused when applied).
     digests: VecDeque<(EntryRef<Command<SM>>, u64)>,
+    /// The last [`RaftEvent::Progress`] published to the other components
+    /// (see [`publishes`](Self::publishes)).
+    published_progress: Option<LogProgress>,
 }
 
 impl<SM, S> LogReplicator<SM, S>
@@ -171,6 +174,7 @@ where
             unsynced: false,
             failed: false,
             digests: VecDeque::new(),
+            published_progress: None,
         }
     }
 
@@ -266,7 +270,7 @@ where
             return;
         };
         let effects = core.take_effects();
-        let mut events = Vec::new();
+        let mut events: Vec<RaftEvent> = Vec::new();
         for effect in effects {
             if self.failed {
                 return;
@@ -274,8 +278,25 @@ where
             self.run_effect(effect, &mut events);
         }
         if self.sync() {
+            events.retain(|e| self.publishes(e));
             self.subscribers.publish(events);
         }
+    }
+
+    /// Whether the other components get `event`. Every event but one kind:
+    /// a [`RaftEvent::Progress`] in which only the log end moved (an append
+    /// not yet committed) is not published, since no component acts on the
+    /// log end; they learn it with the next commit. Saves two mailbox
+    /// messages per proposal batch at the leader.
+    fn publishes(&mut self, event: &RaftEvent) -> bool {
+        let RaftEvent::Progress(p) = event else {
+            return true;
+        };
+        if !progress_to_publish(self.published_progress.as_ref(), p) {
+            return false;
+        }
+        self.published_progress = Some(*p);
+        true
     }
 
     fn run_effect(&mut self, effect: EffectOf<SM>, events: &mut Vec<RaftEvent>) {
@@ -475,6 +496,20 @@ where
     }
 }
 
+/// Whether `p` tells the components something beyond `last` (the last
+/// progress published): anything but the log end alone.
+fn progress_to_publish(last: Option<&LogProgress>, p: &LogProgress) -> bool {
+    match last {
+        None => true,
+        Some(q) => {
+            LogProgress {
+                last_log_index: p.last_log_index,
+                ..*q
+            } != *p
+        }
+    }
+}
+
 fn to_stored(s: &Snapshot) -> Result<StoredSnapshot, StorageError> {
     let meta =
         rmp_serde::to_vec(&s.meta.membership).map_err(|e| StorageError::Codec(e.to_string()))?;
@@ -520,6 +555,10 @@ where
                     from_index: last.next(),
                 });
                 let events = core.snapshot_events();
+                self.published_progress = events.iter().find_map(|e| match e {
+                    RaftEvent::Progress(p) => Some(*p),
+                    _ => None,
+                });
                 self.core = Some(core);
                 self.subscribers.publish(events);
             }
@@ -545,6 +584,7 @@ where
         // started(). Waiting clients learn the outcome is unknown.
         self.core = None;
         self.digests.clear();
+        self.published_progress = None;
         self.drop_clients();
     }
 }
@@ -789,5 +829,51 @@ where
 
     fn handle(&mut self, _: super::InjectPanic, _ctx: &mut Context<Self>) {
         panic!("injected panic in LogReplicator");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use consensus_actors::types::Term;
+
+    /// An append alone (the log end moves) is not published; a move of the
+    /// term, commit index, applied index or snapshot is, and so is the
+    /// first progress.
+    #[test]
+    fn only_progress_beyond_the_log_end_is_published() {
+        let base = LogProgress {
+            term: Term(2),
+            commit_index: LogIndex(5),
+            last_applied: LogIndex(5),
+            last_log_index: LogIndex(6),
+            snapshot_index: LogIndex(0),
+        };
+        assert!(progress_to_publish(None, &base));
+        let appended = LogProgress {
+            last_log_index: LogIndex(9),
+            ..base
+        };
+        assert!(!progress_to_publish(Some(&base), &appended));
+        for moved in [
+            LogProgress {
+                term: Term(3),
+                ..appended
+            },
+            LogProgress {
+                commit_index: LogIndex(6),
+                ..appended
+            },
+            LogProgress {
+                last_applied: LogIndex(6),
+                ..appended
+            },
+            LogProgress {
+                snapshot_index: LogIndex(4),
+                ..appended
+            },
+        ] {
+            assert!(progress_to_publish(Some(&base), &moved), "{moved:?}");
+        }
     }
 }
