@@ -58,11 +58,25 @@ fn majority_index(set: &BTreeSet<NodeId>, match_index: &impl Fn(NodeId) -> LogIn
     if set.is_empty() {
         return LogIndex::ZERO;
     }
-    let mut m: Vec<LogIndex> = set.iter().map(|&n| match_index(n)).collect();
-    m.sort_unstable_by(|a, b| b.cmp(a));
     // With n voters sorted descending, the entry at position n/2 is held by
-    // n/2 + 1 voters: a majority.
-    m[set.len() / 2]
+    // n/2 + 1 voters: a majority. Small clusters sort on the stack (this runs
+    // on every acknowledgement the leader gets).
+    const ON_STACK: usize = 16;
+    let n = set.len();
+    let majority = |m: &mut [LogIndex]| {
+        m.sort_unstable_by(|a, b| b.cmp(a));
+        m[n / 2]
+    };
+    if n <= ON_STACK {
+        let mut buf = [LogIndex::ZERO; ON_STACK];
+        for (slot, &id) in buf.iter_mut().zip(set) {
+            *slot = match_index(id);
+        }
+        majority(&mut buf[..n])
+    } else {
+        let mut m: Vec<LogIndex> = set.iter().map(|&id| match_index(id)).collect();
+        majority(&mut m)
+    }
 }
 
 impl Membership {
@@ -256,6 +270,12 @@ mod tests {
         let five = Membership::new(ids(&[1, 2, 3, 4, 5]));
         let idx5 = |n: NodeId| LogIndex([0, 9, 1, 8, 2, 7][n.0 as usize]);
         assert_eq!(five.committed_index(idx5), LogIndex(7));
+        // Beyond the on-stack size (16): node i matches index i, so 17
+        // voters commit up to 9 (held by nodes 9..=17, a majority of 9).
+        let big = Membership::new((1..=17).map(NodeId));
+        assert_eq!(big.committed_index(|n| LogIndex(n.0)), LogIndex(9));
+        let sixteen = Membership::new((1..=16).map(NodeId));
+        assert_eq!(sixteen.committed_index(|n| LogIndex(n.0)), LogIndex(8));
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub struct RaftLeaderAppendOnly {
 
 impl RaftLeaderAppendOnly {
     fn violation(
-        &self,
+        name: &'static str,
         at_us: u64,
         ev: &SafetyEvent,
         node: NodeId,
@@ -28,7 +28,7 @@ impl RaftLeaderAppendOnly {
         index: LogIndex,
         detail: String,
     ) -> Violation {
-        Violation::new(self.name(), at_us, ev, detail)
+        Violation::new(name, at_us, ev, detail)
             .with_nodes([node])
             .with_epoch(Epoch::Term(term))
             .with_position(Position::Index(index))
@@ -52,12 +52,14 @@ impl Invariant for RaftLeaderAppendOnly {
         };
         if let Some((node, entries)) = raft.appended_entries() {
             let leading = self.leading.get(&node).copied();
+            let name = self.name();
+            let log = self.logs.log_mut(node);
             for (index, term, digest) in entries {
                 if let Some(lt) = leading {
-                    let log = self.logs.log_mut(node);
                     if let Some((old_term, _)) = log.entry_at(index).filter(|(t, _)| *t != term) {
                         let last = log.last_index();
-                        let v = self.violation(
+                        out.push(Self::violation(
+                            name,
                             at_us,
                             ev,
                             node,
@@ -66,11 +68,10 @@ impl Invariant for RaftLeaderAppendOnly {
                             format!(
                                 "{node}, leader of {lt}, overwrote its entry {index} of {old_term} with one of {term} (removing {index}..={last})"
                             ),
-                        );
-                        out.push(v);
+                        ));
                     }
                 }
-                self.logs.log_mut(node).append(index, term, digest);
+                log.append(index, term, digest);
             }
             return;
         }
@@ -85,7 +86,8 @@ impl Invariant for RaftLeaderAppendOnly {
                 if let Some(lt) = self.leading.get(node).copied() {
                     let last = self.logs.log_mut(*node).last_index();
                     if *from_index <= last {
-                        let v = self.violation(
+                        let v = Self::violation(
+                            self.name(),
                             at_us,
                             ev,
                             *node,
@@ -108,7 +110,8 @@ impl Invariant for RaftLeaderAppendOnly {
                     let log = self.logs.log_mut(*node);
                     if log.snapshot_would_discard(*last_index, *last_term) {
                         let last = log.last_index();
-                        let v = self.violation(
+                        let v = Self::violation(
+                            self.name(),
                             at_us,
                             ev,
                             *node,

@@ -25,8 +25,9 @@
 //! `last_index + 1` is reported, and the mirror restarts from it).
 
 use super::event::fmt_digest;
-use super::{AppendOutcome, Epoch, Invariant, Position, RaftLogs, SafetyEvent, Violation};
+use super::{AppendOutcome, Epoch, Invariant, NodeLog, Position, RaftLogs, SafetyEvent, Violation};
 use crate::types::{LogIndex, NodeId, Term};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -64,12 +65,15 @@ struct EntryFact {
     node: NodeId,
 }
 
+/// What the first write of each (index, term) said.
+type FactTable = HashMap<(LogIndex, Term), EntryFact, BuildHasherDefault<FxHasher>>;
+
 /// Same index and term ⇒ identical logs up to that index.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLogMatching {
     logs: RaftLogs,
     /// Looked up, never iterated: its hashing order cannot affect results.
-    facts: HashMap<(LogIndex, Term), EntryFact, BuildHasherDefault<FxHasher>>,
+    facts: FactTable,
 }
 
 impl RaftLogMatching {
@@ -79,16 +83,18 @@ impl RaftLogMatching {
     }
 
     /// Checks one written entry (index, term, digest) of `node`, then
-    /// writes it to the mirror.
+    /// writes it to the node's mirrored `log`.
+    #[allow(clippy::too_many_arguments)]
     fn check_entry(
-        &mut self,
+        facts: &mut FactTable,
+        log: &mut NodeLog,
+        name: &'static str,
         at_us: u64,
         ev: &SafetyEvent,
         node: NodeId,
         (index, term, digest): (LogIndex, Term, u64),
         out: &mut Vec<Violation>,
     ) {
-        let name = self.name();
         let here = |detail: String, nodes: &[NodeId]| {
             Violation::new(name, at_us, ev, detail)
                 .with_nodes(nodes.iter().copied())
@@ -102,7 +108,6 @@ impl RaftLogMatching {
             ));
             return;
         }
-        let log = self.logs.log_mut(node);
         let (snapshot_index, _) = log.snapshot();
         let last = log.last_index();
         let prev_term = if index <= snapshot_index {
@@ -124,18 +129,16 @@ impl RaftLogMatching {
                 &[node],
             ));
         }
-        match self.facts.get_mut(&(index, term)) {
-            None => {
-                self.facts.insert(
-                    (index, term),
-                    EntryFact {
-                        digest,
-                        prev_term,
-                        node,
-                    },
-                );
+        match facts.entry((index, term)) {
+            Entry::Vacant(slot) => {
+                slot.insert(EntryFact {
+                    digest,
+                    prev_term,
+                    node,
+                });
             }
-            Some(fact) => {
+            Entry::Occupied(mut slot) => {
+                let fact = slot.get_mut();
                 if fact.digest != digest {
                     out.push(here(
                         format!(
@@ -161,7 +164,7 @@ impl RaftLogMatching {
                 }
             }
         }
-        let outcome = self.logs.log_mut(node).append(index, term, digest);
+        let outcome = log.append(index, term, digest);
         debug_assert!(
             !matches!(outcome, AppendOutcome::BelowSnapshot) || index <= snapshot_index,
             "only indexes inside the snapshot are ignored"
@@ -178,8 +181,10 @@ impl Invariant for RaftLogMatching {
         match ev {
             SafetyEvent::Raft(raft) => {
                 if let Some((node, entries)) = raft.appended_entries() {
+                    let name = self.name();
+                    let log = self.logs.log_mut(node);
                     for entry in entries {
-                        self.check_entry(at_us, ev, node, entry, out);
+                        Self::check_entry(&mut self.facts, log, name, at_us, ev, node, entry, out);
                     }
                 } else {
                     self.logs.apply(ev);

@@ -1065,9 +1065,16 @@ where
 
     fn append_as_leader(&mut self, entries: Vec<EntryRef<SM::Command>>) {
         debug_assert_eq!(self.role, NodeState::Leader);
+        let reconfigures = entries
+            .iter()
+            .any(|e| matches!(e.command, RaftCommand::ConfigChange(_)));
         self.append_entries_to_log(&entries);
         self.emit(Effect::AppendLog(entries));
-        self.sync_progress();
+        // The set of followers changes only with the configuration (a
+        // configuration entry here, or a commit: see finish_step).
+        if reconfigures {
+            self.sync_progress();
+        }
     }
 
     /// Proposes a configuration entry (MembershipManager). One change at a
