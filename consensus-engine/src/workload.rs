@@ -315,7 +315,9 @@ impl Workload {
         seen: &BTreeMap<String, Option<String>>,
     ) -> KvCommand {
         let key = format!("k{}", rng.random_range(0..self.options.keys));
-        let value = format!("c{index}g{generation}s{seq}");
+        // Only writes carry a value (built after every draw: the draws and
+        // so the commands stay the same).
+        let value = || format!("c{index}g{generation}s{seq}");
         let mix = self.options.mix;
         let mut roll = rng.random_range(0..mix.total());
         if roll < mix.get {
@@ -323,7 +325,7 @@ impl Workload {
         }
         roll -= mix.get;
         if roll < mix.put {
-            return KvCommand::put(key, value);
+            return KvCommand::put(key, value());
         }
         roll -= mix.put;
         if roll < mix.cas {
@@ -331,7 +333,7 @@ impl Workload {
             return KvCommand::Cas {
                 key,
                 expected,
-                new: value,
+                new: value(),
             };
         }
         KvCommand::delete(key)
