@@ -75,7 +75,7 @@ impl ProtocolPlugin for RaftPlugin {
         raft_rpcs: true,
         panic_injection: true,
         byzantine: false,
-        log_positions: false,
+        log_positions: true,
     };
 
     fn new(config: &ConsensusConfig) -> Result<Self, EngineError> {
@@ -132,7 +132,7 @@ impl ProtocolPlugin for RaftPlugin {
         PluginNode {
             started: StartedNode::new(node.inbox(), shutdown),
             handle: Rc::new(RaftHandle {
-                node,
+                node: Rc::new(node),
                 tap,
                 next_panic: Cell::new(0),
             }),
@@ -168,7 +168,9 @@ fn membership_error(e: MembershipChangeError) -> NodeError {
 
 /// The engine's handle on one Raft node.
 struct RaftHandle {
-    node: RaftNode<KvStore>,
+    /// Shared, not cloned, by the requests in flight (a clone of a
+    /// [`RaftNode`] clones every one of its component handles).
+    node: Rc<RaftNode<KvStore>>,
     tap: Option<Addr<RpcTap>>,
     next_panic: Cell<usize>,
 }
@@ -205,20 +207,20 @@ impl NodeHandle for RaftHandle {
     }
 
     fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
-        let node = self.node.clone();
+        let node = Rc::clone(&self.node);
         Box::pin(async move {
-            node.propose(command, client)
+            node.propose_at(command, client)
                 .await
-                .map(|output| Committed {
-                    output,
-                    log_id: None,
+                .map(|c| Committed {
+                    output: c.output,
+                    log_id: Some(c.log_id),
                 })
                 .map_err(propose_error)
         })
     }
 
     fn info(&self) -> Reply<NodeInfo> {
-        let node = self.node.clone();
+        let node = Rc::clone(&self.node);
         Box::pin(async move {
             let status = node.status().await.ok_or_else(|| {
                 NodeError::Unknown("status unavailable (restarting or stopped)".into())
@@ -236,7 +238,7 @@ impl NodeHandle for RaftHandle {
     }
 
     fn add_member(&self, node: NodeId) -> Reply<()> {
-        let leader = self.node.clone();
+        let leader = Rc::clone(&self.node);
         Box::pin(async move {
             leader
                 .add_node(node)
@@ -247,7 +249,7 @@ impl NodeHandle for RaftHandle {
     }
 
     fn remove_member(&self, node: NodeId) -> Reply<()> {
-        let leader = self.node.clone();
+        let leader = Rc::clone(&self.node);
         Box::pin(async move {
             leader
                 .remove_node(node)
@@ -258,7 +260,7 @@ impl NodeHandle for RaftHandle {
     }
 
     fn create_snapshot(&self) -> Reply<Vec<u8>> {
-        let node = self.node.clone();
+        let node = Rc::clone(&self.node);
         Box::pin(async move {
             node.read(|kv: &KvStore| kv.snapshot())
                 .await

@@ -18,9 +18,9 @@
 //! everything that depends on it.
 
 use crate::actors::{
-    ChangeMembership, EventSubscribers, GetRaftStatus, InjectPanic, LeaderElection, LogReplicator,
-    MembershipManager, OwnerHandles, Propose, ProposeBatch, RaftRouter, RaftStateMachine,
-    RaftStatus, RaftStorage, Read, SnapshotCompactor, TransferLeadership,
+    ChangeMembership, Committed, EventSubscribers, GetRaftStatus, InjectPanic, LeaderElection,
+    LogReplicator, MembershipManager, OwnerHandles, Propose, ProposeBatch, RaftRouter,
+    RaftStateMachine, RaftStatus, RaftStorage, Read, SnapshotCompactor, TransferLeadership,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, Refusal};
@@ -354,6 +354,17 @@ impl<SM: RaftStateMachine> RaftNode<SM> {
         command: Command<SM>,
         client_id: ClientId,
     ) -> Result<Output<SM>, ProposeError> {
+        self.propose_at(command, client_id).await.map(|c| c.output)
+    }
+
+    /// Proposes `command` like [`propose`](Self::propose), and also tells
+    /// where its entry committed: [`Committed::log_id`] is the term the
+    /// leader appended it in and its index in the log.
+    pub async fn propose_at(
+        &self,
+        command: Command<SM>,
+        client_id: ClientId,
+    ) -> Result<Committed<Output<SM>>, ProposeError> {
         self.propose
             .send(Propose::new(command, client_id))
             .await
@@ -367,6 +378,21 @@ impl<SM: RaftStateMachine> RaftNode<SM> {
         commands: Vec<Command<SM>>,
         client_id: ClientId,
     ) -> Vec<Result<Output<SM>, ProposeError>> {
+        self.propose_batch_at(commands, client_id)
+            .await
+            .into_iter()
+            .map(|r| r.map(|c| c.output))
+            .collect()
+    }
+
+    /// Proposes several commands in one message, like
+    /// [`propose_batch`](Self::propose_batch), with each committed entry's
+    /// log position (consecutive indexes when one leader appended them all).
+    pub async fn propose_batch_at(
+        &self,
+        commands: Vec<Command<SM>>,
+        client_id: ClientId,
+    ) -> Vec<Result<Committed<Output<SM>>, ProposeError>> {
         let n = commands.len();
         match self
             .propose_batch

@@ -36,6 +36,7 @@ use crate::events::{RaftEvent, Snapshot, SnapshotMeta};
 use crate::membership::Membership;
 use crate::membership_manager::{ChangeKind, MembershipChangeError};
 use crate::messages::RaftMessage;
+pub use crate::replication::Committed;
 use actix::prelude::*;
 use consensus_actors::kv::StateMachine;
 use consensus_actors::types::{ClientId, LogId, LogIndex, NodeId, NodeState, Term};
@@ -218,8 +219,9 @@ pub struct SnapshotSent {
     pub last_included: LogId,
 }
 
-/// A client proposal; answered with the state machine's output once the
-/// entry is committed and applied, or with why not.
+/// A client proposal; answered with the entry's log position and the state
+/// machine's output once the entry is committed and applied, or with why
+/// not.
 pub struct Propose<C, O> {
     /// The command.
     pub command: C,
@@ -240,7 +242,7 @@ impl<C, O> Propose<C, O> {
 }
 
 impl<C: 'static, O: 'static> Message for Propose<C, O> {
-    type Result = Result<O, ProposeError>;
+    type Result = Result<Committed<O>, ProposeError>;
 }
 
 /// Several client proposals in one message (one mailbox trip for the whole
@@ -266,7 +268,7 @@ impl<C, O> ProposeBatch<C, O> {
 }
 
 impl<C: 'static, O: 'static> Message for ProposeBatch<C, O> {
-    type Result = Vec<Result<O, ProposeError>>;
+    type Result = Vec<Result<Committed<O>, ProposeError>>;
 }
 
 /// What a linearizable read computes from the state machine.

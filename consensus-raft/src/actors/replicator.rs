@@ -20,7 +20,7 @@ use crate::events::{HardState, RaftEvent, Snapshot, SnapshotMeta};
 use crate::membership::Membership;
 use crate::messages::{EntryRef, RaftMessage};
 use crate::replication::{
-    Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
+    Committed, Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
 };
 use actix::prelude::*;
 use consensus_actors::safety::{digest_of, RaftEvent as SafetyRaftEvent, SafetyEvent, SafetySink};
@@ -54,7 +54,7 @@ where
 type Output<SM> = <SM as consensus_actors::kv::StateMachine>::Output;
 type Command<SM> = <SM as consensus_actors::kv::StateMachine>::Command;
 type ReadReply = Result<Box<dyn Any + Send>, ProposeError>;
-type ProposeReply<SM> = Result<Output<SM>, ProposeError>;
+type ProposeReply<SM> = Result<Committed<Output<SM>>, ProposeError>;
 
 /// The results of a [`ProposeBatch`], filled in as they come.
 struct BatchReply<T> {
@@ -523,7 +523,7 @@ where
     SM: RaftStateMachine,
     S: RaftStorage<Command<SM>>,
 {
-    type Result = Reply<Result<Output<SM>, ProposeError>>;
+    type Result = Reply<ProposeReply<SM>>;
 
     fn handle(
         &mut self,

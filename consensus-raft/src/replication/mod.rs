@@ -62,6 +62,16 @@ pub struct Proposal<C> {
     pub client_id: ClientId,
 }
 
+/// A proposal that committed: where its entry sits in the log and what
+/// applying it returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed<O> {
+    /// The entry's position: the term it was proposed in and its index.
+    pub log_id: LogId,
+    /// The state machine's output.
+    pub output: O,
+}
+
 /// What a node finds in its storage when it (re)starts.
 #[derive(Clone, Debug)]
 pub struct Recovered<C> {
@@ -117,8 +127,9 @@ pub enum Effect<C, O> {
     ProposalResult {
         /// The proposal.
         id: ProposalId,
-        /// The state machine's output, or why there is none.
-        result: Result<O, ProposeError>,
+        /// Where the entry committed and the state machine's output, or
+        /// why there is none.
+        result: Result<Committed<O>, ProposeError>,
     },
     /// The read may now be served from the state machine
     /// ([`ReplicationCore::state_machine`]): linearizable.
@@ -989,7 +1000,13 @@ where
                     // Replaced by a snapshot we did not write.
                     Err(ProposeError::Unknown)
                 } else if p.term == entry.term {
-                    output.take().ok_or(ProposeError::Unknown)
+                    output
+                        .take()
+                        .map(|output| Committed {
+                            log_id: LogId::new(entry.term, index),
+                            output,
+                        })
+                        .ok_or(ProposeError::Unknown)
                 } else {
                     Err(ProposeError::Dropped)
                 };
