@@ -17,7 +17,8 @@
 use crate::error::{EngineError, NodeError};
 use crate::plugin::{
     ready, AppendRequest, AppendResponse, Capabilities, Committed, NodeHandle, NodeInfo,
-    NodeWiring, PluginNode, ProtocolPlugin, Reply, VoteRequest, VoteResponse,
+    NodeWiring, PluginNode, ProtocolPlugin, Reply, SendReply, SharedSubmit, VoteRequest,
+    VoteResponse,
 };
 use actix::prelude::*;
 use consensus_actors::config::ConsensusConfig;
@@ -132,6 +133,7 @@ impl ProtocolPlugin for RaftPlugin {
         PluginNode {
             started: StartedNode::new(node.inbox(), shutdown),
             handle: Rc::new(RaftHandle {
+                shared: Arc::new(node.clone()),
                 node: Rc::new(node),
                 tap,
                 next_panic: Cell::new(0),
@@ -171,6 +173,8 @@ struct RaftHandle {
     /// Shared, not cloned, by the requests in flight (a clone of a
     /// [`RaftNode`] clones every one of its component handles).
     node: Rc<RaftNode<KvStore>>,
+    /// The same node, for [`SharedSubmit`] handles.
+    shared: Arc<RaftNode<KvStore>>,
     tap: Option<Addr<RpcTap>>,
     next_panic: Cell<usize>,
 }
@@ -330,10 +334,37 @@ impl NodeHandle for RaftHandle {
         })
     }
 
+    fn shared_submit(&self) -> Option<Arc<dyn SharedSubmit>> {
+        Some(Arc::new(RaftSubmit(Arc::clone(&self.shared))))
+    }
+
     fn inject_panic(&self) -> bool {
         let i = self.next_panic.get();
         self.next_panic.set((i + 1) % components::ALL.len());
         self.node.inject_panic(components::ALL[i])
+    }
+}
+
+/// Submits to one Raft node from any thread (the client API of a
+/// [`RaftNode`] is made of thread-safe actix handles).
+struct RaftSubmit(Arc<RaftNode<KvStore>>);
+
+impl SharedSubmit for RaftSubmit {
+    fn node(&self) -> NodeId {
+        self.0.id()
+    }
+
+    fn submit(&self, client: ClientId, command: KvCommand) -> SendReply<Committed> {
+        let node = Arc::clone(&self.0);
+        Box::pin(async move {
+            node.propose_at(command, client)
+                .await
+                .map(|c| Committed {
+                    output: c.output,
+                    log_id: Some(c.log_id),
+                })
+                .map_err(propose_error)
+        })
     }
 }
 

@@ -117,6 +117,9 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     reads: BTreeMap<ReadId, (ReadFn<SM>, ReplySlot<ReadReply>)>,
     batch: Vec<Proposal<Command<SM>>>,
     read_batch: Vec<ReadId>,
+    /// The effects buffer handed back to the core (see
+    /// [`ReplicationCore::swap_effects`]).
+    spare_effects: Vec<EffectOf<SM>>,
     flush_scheduled: bool,
     unsynced: bool,
     failed: bool,
@@ -163,6 +166,7 @@ where
             reads: BTreeMap::new(),
             batch: Vec::new(),
             read_batch: Vec::new(),
+            spare_effects: Vec::new(),
             flush_scheduled: false,
             unsynced: false,
             failed: false,
@@ -260,13 +264,17 @@ where
         let Some(core) = self.core.as_mut() else {
             return;
         };
-        let effects = core.take_effects();
+        let mut effects = core.swap_effects(std::mem::take(&mut self.spare_effects));
         let mut events = Vec::new();
-        for effect in effects {
+        for effect in effects.drain(..) {
             if self.failed {
-                return;
+                break;
             }
             self.run_effect(effect, &mut events);
+        }
+        self.spare_effects = effects;
+        if self.failed {
+            return;
         }
         if self.sync() {
             self.subscribers.publish(events);

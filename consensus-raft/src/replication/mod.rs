@@ -341,6 +341,16 @@ where
         std::mem::take(&mut self.out)
     }
 
+    /// Like [`take_effects`](Self::take_effects), handing the core `spare`
+    /// (an empty buffer) to collect the next step's effects: an actor that
+    /// gives back the buffer it drained reuses two allocations forever
+    /// instead of growing a new vector on every step.
+    pub fn swap_effects(&mut self, spare: Vec<EffectOf<SM>>) -> Vec<EffectOf<SM>> {
+        debug_assert!(spare.is_empty(), "the spare buffer must be drained");
+        self.flush_hard_state();
+        std::mem::replace(&mut self.out, spare)
+    }
+
     /// Pushes an effect, after the hard state if it changed: term and vote
     /// are durable before anything that follows them (a reply, an entry of
     /// the new term, an event).
