@@ -271,6 +271,121 @@ impl<C: 'static, O: 'static> Message for ProposeBatch<C, O> {
     type Result = Vec<Result<Committed<O>, ProposeError>>;
 }
 
+/// What a client is answered for one proposal.
+pub type ProposeResult<O> = Result<Committed<O>, ProposeError>;
+
+/// One proposal waiting in a [`SubmissionQueue`].
+pub struct Submission<C, O> {
+    /// The command.
+    pub command: C,
+    /// The proposing client.
+    pub client_id: ClientId,
+    /// Where its result goes.
+    pub reply: tokio::sync::oneshot::Sender<ProposeResult<O>>,
+}
+
+/// What [`SubmissionQueue::push`] did with a submission.
+pub enum Pushed<C, O> {
+    /// Queued; the queue was idle, so the owner must be woken with one
+    /// [`DrainSubmissions`].
+    Wake,
+    /// Queued behind others; a [`DrainSubmissions`] is already on its way.
+    Queued,
+    /// Not queued: the owner is stopped or the queue is full.
+    Refused(Submission<C, O>, ProposeError),
+}
+
+/// Client proposals on their way to the LogReplicator without a mailbox
+/// message each: clients push here, and the one [`DrainSubmissions`] sent
+/// when the queue goes from idle to busy makes the LogReplicator take every
+/// proposal queued by then as one batch. Bounded (a full queue refuses with
+/// [`ProposeError::Busy`]); closed while the owner is stopped.
+pub struct SubmissionQueue<C, O> {
+    state: std::sync::Mutex<QueueState<C, O>>,
+    capacity: usize,
+}
+
+struct QueueState<C, O> {
+    items: Vec<Submission<C, O>>,
+    /// A [`DrainSubmissions`] was sent and not handled yet.
+    wake_pending: bool,
+    open: bool,
+}
+
+impl<C, O> SubmissionQueue<C, O> {
+    /// An open, empty queue holding at most `capacity` proposals.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::new(QueueState {
+                items: Vec::new(),
+                wake_pending: false,
+                open: true,
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState<C, O>> {
+        // Nothing panics while holding the lock; a poisoned lock still holds
+        // a consistent queue.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `s` (see [`Pushed`]).
+    pub fn push(&self, s: Submission<C, O>) -> Pushed<C, O> {
+        let mut st = self.state();
+        if !st.open {
+            return Pushed::Refused(s, ProposeError::Unknown);
+        }
+        if st.items.len() >= self.capacity {
+            return Pushed::Refused(s, ProposeError::Busy);
+        }
+        st.items.push(s);
+        if st.wake_pending {
+            Pushed::Queued
+        } else {
+            st.wake_pending = true;
+            Pushed::Wake
+        }
+    }
+
+    /// Moves every queued proposal to `into` (in arrival order); the next
+    /// push wakes the owner again.
+    pub fn take_into(&self, into: &mut Vec<Submission<C, O>>) {
+        let mut st = self.state();
+        st.wake_pending = false;
+        if into.is_empty() {
+            std::mem::swap(&mut st.items, into);
+        } else {
+            into.append(&mut st.items);
+        }
+    }
+
+    /// Closes the queue (the owner stops): returns what was queued; pushes
+    /// are refused until [`reopen`](Self::reopen).
+    pub fn close(&self) -> Vec<Submission<C, O>> {
+        let mut st = self.state();
+        st.open = false;
+        st.wake_pending = false;
+        std::mem::take(&mut st.items)
+    }
+
+    /// Accepts pushes again (the owner (re)started). Returns whether
+    /// proposals are waiting (the owner must drain them: a wake sent before
+    /// a restart may be lost).
+    pub fn reopen(&self) -> bool {
+        let mut st = self.state();
+        st.open = true;
+        !st.items.is_empty()
+    }
+}
+
+/// Wakes the LogReplicator to take the proposals of its
+/// [`SubmissionQueue`].
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct DrainSubmissions;
+
 /// What a linearizable read computes from the state machine.
 pub type ReadFn<SM> = Box<dyn FnOnce(&SM) -> Box<dyn Any + Send> + Send>;
 

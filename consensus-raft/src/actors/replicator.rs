@@ -9,10 +9,10 @@
 //! same batch, appended and replicated together.
 
 use super::{
-    micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, EventSubscribers,
-    GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm, PeerMessage, Propose,
-    ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot,
-    SnapshotSent, StartTransfer, StepDown,
+    micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, DrainSubmissions,
+    EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm,
+    PeerMessage, Propose, ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn,
+    Reply, ReplySlot, SnapshotSent, StartTransfer, StepDown, Submission, SubmissionQueue,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};
@@ -67,6 +67,8 @@ struct BatchReply<T> {
 enum Waiter<T> {
     /// A single [`Propose`].
     One(ReplySlot<T>),
+    /// A proposal of the [`SubmissionQueue`].
+    Queued(tokio::sync::oneshot::Sender<T>),
     /// Position `.1` of a [`ProposeBatch`].
     InBatch(std::rc::Rc<std::cell::RefCell<BatchReply<T>>>, usize),
 }
@@ -75,6 +77,10 @@ impl<T> Waiter<T> {
     fn answer(self, result: T) {
         match self {
             Waiter::One(slot) => slot.send(result),
+            Waiter::Queued(reply) => {
+                // The client may have given up: nothing to do then.
+                let _ = reply.send(result);
+            }
             Waiter::InBatch(batch, i) => {
                 let mut b = batch.borrow_mut();
                 if b.results[i].is_none() {
@@ -120,6 +126,8 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     /// The effects buffer handed back to the core (see
     /// [`ReplicationCore::swap_effects`]).
     spare_effects: Vec<EffectOf<SM>>,
+    submissions: Arc<SubmissionQueue<Command<SM>, Output<SM>>>,
+    spare_submissions: Vec<Submission<Command<SM>, Output<SM>>>,
     flush_scheduled: bool,
     unsynced: bool,
     failed: bool,
@@ -150,7 +158,6 @@ where
     ) -> Self {
         Self {
             id,
-            cfg,
             initial_membership,
             storage,
             make_sm,
@@ -167,6 +174,9 @@ where
             batch: Vec::new(),
             read_batch: Vec::new(),
             spare_effects: Vec::new(),
+            submissions: Arc::new(SubmissionQueue::new(cfg.max_pending_proposals)),
+            spare_submissions: Vec::new(),
+            cfg,
             flush_scheduled: false,
             unsynced: false,
             failed: false,
@@ -179,6 +189,23 @@ where
     pub fn with_trace(mut self, trace: Option<TraceHandle>) -> Self {
         self.trace = trace;
         self
+    }
+
+    /// Takes client proposals from `queue` (shared with the node's client
+    /// handles) instead of a queue of its own.
+    #[must_use]
+    pub fn with_submissions(
+        mut self,
+        queue: Arc<SubmissionQueue<Command<SM>, Output<SM>>>,
+    ) -> Self {
+        self.submissions = queue;
+        self
+    }
+
+    /// The queue clients push proposals to (then wake the actor with
+    /// [`DrainSubmissions`] when [`SubmissionQueue::push`] says so).
+    pub fn submissions(&self) -> Arc<SubmissionQueue<Command<SM>, Output<SM>>> {
+        Arc::clone(&self.submissions)
     }
 
     fn now_us(&self) -> u64 {
@@ -466,6 +493,10 @@ where
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.failed = false;
         self.unsynced = false;
+        if self.submissions.reopen() {
+            // A wake sent before a restart may be gone with the old state.
+            ctx.notify(DrainSubmissions);
+        }
         match self.recover() {
             Ok(core) => {
                 let last = core.log().last_index();
@@ -489,6 +520,34 @@ where
         let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
         ctx.run_interval(interval, |act, _ctx| {
             act.step(|core, now| core.tick(now));
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // Nobody will drain the queue: its clients learn the outcome is
+        // unknown, and later ones are refused until a restart.
+        for s in self.submissions.close() {
+            let _ = s.reply.send(Err(ProposeError::Unknown));
+        }
+        self.drop_clients();
+    }
+}
+
+impl<SM, S> LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let reads = std::mem::take(&mut self.read_batch);
+        self.step(|core, now| {
+            if !batch.is_empty() {
+                core.propose(now, batch);
+            }
+            if !reads.is_empty() {
+                core.read_index(reads);
+            }
         });
     }
 }
@@ -626,16 +685,40 @@ where
 
     fn handle(&mut self, _: Flush, _ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
-        let batch = std::mem::take(&mut self.batch);
-        let reads = std::mem::take(&mut self.read_batch);
-        self.step(|core, now| {
-            if !batch.is_empty() {
-                core.propose(now, batch);
+        self.flush();
+    }
+}
+
+impl<SM, S> Handler<DrainSubmissions> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ();
+
+    /// Takes every queued proposal as one batch (with any proposal that came
+    /// as a message) and runs it now.
+    fn handle(&mut self, _: DrainSubmissions, _ctx: &mut Context<Self>) {
+        let mut queued = std::mem::take(&mut self.spare_submissions);
+        self.submissions.take_into(&mut queued);
+        if self.core.is_none() || self.failed {
+            for s in queued.drain(..) {
+                let _ = s.reply.send(Err(ProposeError::Unknown));
             }
-            if !reads.is_empty() {
-                core.read_index(reads);
+        } else {
+            for s in queued.drain(..) {
+                self.next_id += 1;
+                let id = ProposalId(self.next_id);
+                self.proposals.insert(id, Waiter::Queued(s.reply));
+                self.batch.push(Proposal {
+                    id,
+                    command: s.command,
+                    client_id: s.client_id,
+                });
             }
-        });
+            self.flush();
+        }
+        self.spare_submissions = queued;
     }
 }
 
