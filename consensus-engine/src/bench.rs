@@ -528,6 +528,28 @@ mod tests {
         ));
     }
 
+    /// Clients on the nodes' thread and on a thread of their own commit
+    /// exactly the commands asked for, each answer awaited.
+    #[test]
+    fn both_client_placements_commit_every_command() {
+        for client_thread in [false, true] {
+            let options = BenchOptions {
+                clients: 16,
+                ops: 400,
+                client_thread,
+                ..BenchOptions::default()
+            };
+            let report =
+                bench::<crate::raft::RaftPlugin>(&ConsensusConfig::default(), &options).unwrap();
+            assert_eq!(report.ops, 400);
+            assert_eq!(report.clients, 16);
+            assert_eq!(report.retries, 0, "client_thread {client_thread}");
+            assert!(report.ops_per_sec > 0.0);
+            assert!((1..=3).contains(&report.leader.get()));
+            assert!(report.latency_us.p50 <= report.latency_us.max);
+        }
+    }
+
     #[test]
     fn resident_memory_is_read_on_linux() {
         if cfg!(target_os = "linux") {

@@ -630,6 +630,36 @@ fn test_propose_at_reports_the_committed_log_position() {
     });
 }
 
+/// A proposal queued for the LogReplicator when it panics is answered once
+/// it restarted (it restarts as a follower: NotLeader), not left waiting;
+/// a proposal to a node that was shut down is answered Unknown at once.
+#[test]
+fn test_queued_proposals_survive_restarts_and_stops() {
+    with_cluster(113, 3, RaftConfig::default(), |c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let node = c.node(leader.get());
+        assert_eq!(node.propose(put(1), ClientId(1)).await, Ok(KvOutput::Ok));
+        // The panic is in the mailbox before the wake-up of the proposal.
+        assert!(node.inject_panic(consensus_raft::node::components::LOG_REPLICATOR));
+        let answer = tokio::time::timeout(secs(1), node.propose(put(2), ClientId(1)))
+            .await
+            .expect("answered, not left in the queue");
+        assert!(
+            matches!(answer, Err(ProposeError::NotLeader { .. })),
+            "{answer:?}"
+        );
+        // The cluster goes on (a new leader may be elected meanwhile).
+        assert_eq!(c.propose(put(3), secs(3)).await, Ok(KvOutput::Ok));
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let node = c.node(leader.get());
+        node.shutdown().await;
+        let answer = tokio::time::timeout(secs(1), node.propose(put(4), ClientId(1)))
+            .await
+            .expect("answered at once");
+        assert_eq!(answer, Err(ProposeError::Unknown));
+    });
+}
+
 /// A node added after the log was compacted catches up as a learner through
 /// InstallSnapshot, then becomes a voter.
 #[test]

@@ -612,3 +612,84 @@ pub(crate) fn log_refusal(component: &str, what: &str, r: &Result<(), Refusal>) 
         tracing::debug!(component, what, refusal = %e, "owner refused");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Queue = SubmissionQueue<u32, u32>;
+
+    fn submission(
+        command: u32,
+    ) -> (
+        Submission<u32, u32>,
+        tokio::sync::oneshot::Receiver<ProposeResult<u32>>,
+    ) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        (
+            Submission {
+                command,
+                client_id: ClientId(1),
+                reply,
+            },
+            answer,
+        )
+    }
+
+    /// One wake-up per idle-to-busy transition; everything queued meanwhile
+    /// is taken in arrival order.
+    #[test]
+    fn one_wake_per_batch_in_arrival_order() {
+        let q = Queue::new(8);
+        assert!(matches!(q.push(submission(1).0), Pushed::Wake));
+        assert!(matches!(q.push(submission(2).0), Pushed::Queued));
+        assert!(matches!(q.push(submission(3).0), Pushed::Queued));
+        let mut taken = Vec::new();
+        q.take_into(&mut taken);
+        assert_eq!(
+            taken.iter().map(|s| s.command).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let mut empty = Vec::new();
+        q.take_into(&mut empty);
+        assert!(empty.is_empty());
+        assert!(matches!(q.push(submission(4).0), Pushed::Wake));
+        q.take_into(&mut taken);
+        assert_eq!(taken.len(), 4, "appended after what was there");
+    }
+
+    /// The bound: a full queue refuses with Busy (and hands the submission
+    /// back); taking frees room.
+    #[test]
+    fn a_full_queue_refuses_busy() {
+        let q = Queue::new(2);
+        assert!(matches!(q.push(submission(1).0), Pushed::Wake));
+        assert!(matches!(q.push(submission(2).0), Pushed::Queued));
+        match q.push(submission(3).0) {
+            Pushed::Refused(s, e) => {
+                assert_eq!(s.command, 3);
+                assert_eq!(e, ProposeError::Busy);
+            }
+            _ => panic!("a third proposal fits in a queue of two"),
+        }
+        q.take_into(&mut Vec::new());
+        assert!(matches!(q.push(submission(3).0), Pushed::Wake));
+    }
+
+    /// A closed queue returns what it held and refuses with Unknown until
+    /// it is reopened; reopening tells whether proposals wait.
+    #[test]
+    fn closed_queue_refuses_until_reopened() {
+        let q = Queue::new(4);
+        assert!(matches!(q.push(submission(1).0), Pushed::Wake));
+        let held = q.close();
+        assert_eq!(held.len(), 1);
+        assert!(matches!(
+            q.push(submission(2).0),
+            Pushed::Refused(_, ProposeError::Unknown)
+        ));
+        assert!(!q.reopen(), "nothing waits");
+        assert!(matches!(q.push(submission(3).0), Pushed::Wake));
+        assert!(q.reopen(), "a proposal waits");
+    }
+}
