@@ -99,6 +99,61 @@ impl<T> Waiter<T> {
     }
 }
 
+/// The clients waiting for their proposals, by id. Ids are handed out in
+/// increasing order, so a deque indexed from the oldest id still waiting
+/// holds them: insertion at the back and removal in any order are O(1)
+/// (a `BTreeMap` cost a tree walk and rebalancing per proposal).
+struct Waiters<T> {
+    /// Id of `slots[0]`.
+    first: u64,
+    /// `None`: answered already, or an id given to a read.
+    slots: std::collections::VecDeque<Option<Waiter<T>>>,
+}
+
+impl<T> Waiters<T> {
+    fn new() -> Self {
+        Self {
+            first: 0,
+            slots: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Records the waiter of `id`, which must be above every id recorded
+    /// before.
+    fn insert(&mut self, id: ProposalId, waiter: Waiter<T>) {
+        if self.slots.is_empty() {
+            self.first = id.0;
+        }
+        let at = id.0 - self.first;
+        assert!(
+            at >= self.slots.len() as u64,
+            "proposal ids are handed out in increasing order"
+        );
+        // Ids skipped (given to reads) hold nothing.
+        while (self.slots.len() as u64) < at {
+            self.slots.push_back(None);
+        }
+        self.slots.push_back(Some(waiter));
+    }
+
+    /// Takes the waiter of `id`, if it still waits.
+    fn remove(&mut self, id: ProposalId) -> Option<Waiter<T>> {
+        let at = usize::try_from(id.0.checked_sub(self.first)?).ok()?;
+        let waiter = self.slots.get_mut(at)?.take()?;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        Some(waiter)
+    }
+
+    /// Takes every waiter, oldest first.
+    fn take_all(&mut self) -> impl Iterator<Item = Waiter<T>> {
+        self.first += self.slots.len() as u64;
+        std::mem::take(&mut self.slots).into_iter().flatten()
+    }
+}
+
 /// Runs the batch of proposals and reads collected from the mailbox.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -119,7 +174,7 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     trace: Option<TraceHandle>,
     core: Option<ReplicationCore<SM>>,
     next_id: u64,
-    proposals: BTreeMap<ProposalId, Waiter<ProposeReply<SM>>>,
+    proposals: Waiters<ProposeReply<SM>>,
     reads: BTreeMap<ReadId, (ReadFn<SM>, ReplySlot<ReadReply>)>,
     batch: Vec<Proposal<Command<SM>>>,
     read_batch: Vec<ReadId>,
@@ -169,7 +224,7 @@ where
             trace: None,
             core: None,
             next_id: 0,
-            proposals: BTreeMap::new(),
+            proposals: Waiters::new(),
             reads: BTreeMap::new(),
             batch: Vec::new(),
             read_batch: Vec::new(),
@@ -361,7 +416,7 @@ where
             }
             Effect::ProposalResult { id, result } => {
                 if self.sync() {
-                    if let Some(waiter) = self.proposals.remove(&id) {
+                    if let Some(waiter) = self.proposals.remove(id) {
                         waiter.answer(result);
                     }
                 }
@@ -448,7 +503,7 @@ where
     }
 
     fn drop_clients(&mut self) {
-        for (_, waiter) in std::mem::take(&mut self.proposals) {
+        for waiter in self.proposals.take_all() {
             waiter.answer(Err(ProposeError::Unknown));
         }
         for (_, (_, slot)) in std::mem::take(&mut self.reads) {
@@ -829,5 +884,48 @@ where
 
     fn handle(&mut self, _: super::InjectPanic, _ctx: &mut Context<Self>) {
         panic!("injected panic in LogReplicator");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter() -> (Waiter<u32>, tokio::sync::oneshot::Receiver<u32>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Waiter::Queued(tx), rx)
+    }
+
+    /// Waiters are found by id whatever the order of the answers, ids given
+    /// to reads leave holes, and an id answered twice is found once.
+    #[test]
+    fn waiters_answer_in_any_order() {
+        let mut w = Waiters::new();
+        let mut answers = Vec::new();
+        for id in [5, 6, 8, 9] {
+            let (wt, rx) = waiter();
+            w.insert(ProposalId(id), wt);
+            answers.push((id, rx));
+        }
+        assert!(w.remove(ProposalId(7)).is_none(), "a read's id");
+        assert!(w.remove(ProposalId(4)).is_none(), "before the first");
+        assert!(w.remove(ProposalId(10)).is_none(), "after the last");
+        for id in [8, 5, 9] {
+            w.remove(ProposalId(id)).expect("waiting").answer(id as u32);
+            assert!(w.remove(ProposalId(id)).is_none(), "answered once");
+        }
+        // 5 left the front; 6 waits, followed by the holes of 7, 8 and 9.
+        assert_eq!((w.first, w.slots.len()), (6, 4));
+        let rest: Vec<_> = w.take_all().collect();
+        assert_eq!(rest.len(), 1);
+        for r in rest {
+            r.answer(6);
+        }
+        for (id, mut rx) in answers {
+            assert_eq!(rx.try_recv(), Ok(id as u32));
+        }
+        let (wt, _rx) = waiter();
+        w.insert(ProposalId(20), wt);
+        assert_eq!((w.first, w.slots.len()), (20, 1));
     }
 }
