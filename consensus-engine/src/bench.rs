@@ -539,10 +539,13 @@ mod tests {
                 client_thread,
                 ..BenchOptions::default()
             };
-            let report =
-                bench::<crate::raft::RaftPlugin>(&ConsensusConfig::default(), &options).unwrap();
+            let config = ConsensusConfig {
+                cluster_size: 3,
+                ..ConsensusConfig::default()
+            };
+            let report = bench::<crate::raft::RaftPlugin>(&config, &options).unwrap();
             assert_eq!(report.ops, 400);
-            assert_eq!(report.clients, 16);
+            assert_eq!((report.nodes, report.clients), (3, 16));
             assert_eq!(report.retries, 0, "client_thread {client_thread}");
             assert!(report.ops_per_sec > 0.0);
             assert!((1..=3).contains(&report.leader.get()));
