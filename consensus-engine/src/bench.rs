@@ -5,8 +5,15 @@
 //! (one core), its nodes connected by a zero-delay
 //! [`LocalNetwork`](crate::network::LocalNetwork), with safety checking off.
 //! `clients` concurrent clients each keep one command in flight and submit
-//! straight to the leader until `ops` commands have committed; latency is
-//! measured per command from submission to the committed answer.
+//! straight to the leader until `ops` commands have committed: every
+//! command is a distinct submission whose answer its client awaits before
+//! it submits the next. Latency is measured per command from submission to
+//! the committed answer. A client follows the leader a node names; a
+//! watchdog (not one timer per command) fails the run when a command waits
+//! longer than the request timeout.
+//!
+//! With [`BenchOptions::client_thread`], the clients run on a thread of
+//! their own and the cluster keeps the calling one.
 
 use crate::error::{EngineError, NodeError};
 use crate::host::{ClusterHost, LocalCluster, LocalOptions};

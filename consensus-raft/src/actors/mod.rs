@@ -219,9 +219,11 @@ pub struct SnapshotSent {
     pub last_included: LogId,
 }
 
-/// A client proposal; answered with the entry's log position and the state
-/// machine's output once the entry is committed and applied, or with why
-/// not.
+/// A client proposal as a mailbox message; answered with the entry's log
+/// position and the state machine's output once the entry is committed and
+/// applied, or with why not. ([`RaftNode`](crate::node::RaftNode) uses the
+/// cheaper [`SubmissionQueue`]; this message serves callers that hold only
+/// the LogReplicator's address, or another actor in its place.)
 pub struct Propose<C, O> {
     /// The command.
     pub command: C,

@@ -5,8 +5,11 @@
 //! truncations, snapshots, purges) go to storage first and are synced before
 //! the first effect that anybody else can see (a message, a client result, an
 //! event), so one sync covers a whole step: a group commit. Client proposals
-//! and reads are batched: every proposal waiting in the mailbox joins the
-//! same batch, appended and replicated together.
+//! and reads are batched: the proposals of the [`SubmissionQueue`] (where
+//! [`RaftNode`](crate::node::RaftNode) puts them, waking the actor with one
+//! [`DrainSubmissions`] per batch) and every [`Propose`], [`ProposeBatch`]
+//! and [`Read`] waiting in the mailbox join the same batch, appended and
+//! replicated together.
 
 use super::{
     micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, DrainSubmissions,
