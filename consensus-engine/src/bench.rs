@@ -5,12 +5,19 @@
 //! (one core), its nodes connected by a zero-delay
 //! [`LocalNetwork`](crate::network::LocalNetwork), with safety checking off.
 //! `clients` concurrent clients each keep one command in flight and submit
-//! straight to the leader until `ops` commands have committed; latency is
-//! measured per command from submission to the committed answer.
+//! straight to the leader until `ops` commands have committed: every
+//! command is a distinct submission whose answer its client awaits before
+//! it submits the next. Latency is measured per command from submission to
+//! the committed answer. A client follows the leader a node names; a
+//! watchdog (not one timer per command) fails the run when a command waits
+//! longer than the request timeout.
+//!
+//! With [`BenchOptions::client_thread`], the clients run on a thread of
+//! their own and the cluster keeps the calling one.
 
 use crate::error::{EngineError, NodeError};
 use crate::host::{ClusterHost, LocalCluster, LocalOptions};
-use crate::plugin::{NodeDirectory, NodeHandle, ProtocolPlugin};
+use crate::plugin::{Committed, NodeDirectory, NodeHandle, ProtocolPlugin, Reply, SharedSubmit};
 use crate::simulate::LatencySummary;
 use actix::System;
 use consensus_actors::config::ConsensusConfig;
@@ -20,6 +27,7 @@ use consensus_actors::types::{ClientId, ConsensusProtocol, NodeId, NodeState};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 
 /// Which command the benchmark replicates.
@@ -48,6 +56,12 @@ pub struct BenchOptions {
     pub request_timeout: Duration,
     /// How often to sample the process' resident memory (`None`: never).
     pub rss_interval: Option<Duration>,
+    /// Run the clients on a thread of their own, the nodes on the calling
+    /// one, when the protocol's nodes accept submissions from another
+    /// thread ([`NodeHandle::shared_submit`]). Off by default: everything
+    /// shares one thread (the cross-thread wake-up per command costs more
+    /// than the second core gives on a 2-core machine, see BENCHMARKS.md).
+    pub client_thread: bool,
 }
 
 impl Default for BenchOptions {
@@ -59,6 +73,7 @@ impl Default for BenchOptions {
             leader_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             rss_interval: None,
+            client_thread: false,
         }
     }
 }
@@ -146,11 +161,6 @@ async fn run<P: ProtocolPlugin>(
     let directory = cluster.directory();
     let leader = find_leader(&directory, options.leader_timeout).await?;
 
-    let remaining = Rc::new(Cell::new(options.ops));
-    let retries = Rc::new(Cell::new(0u64));
-    let latency = Rc::new(RefCell::new(LatencyHistogram::new()));
-    let current = Rc::new(RefCell::new(directory.get(leader)));
-    let failure: Rc<RefCell<Option<EngineError>>> = Rc::new(RefCell::new(None));
     let rss_samples = Rc::new(RefCell::new(Vec::new()));
     let done = Rc::new(Cell::new(false));
     let sampler = options.rss_interval.map(|interval| {
@@ -166,38 +176,53 @@ async fn run<P: ProtocolPlugin>(
         })
     });
 
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(options.clients);
-    for client in 0..options.clients {
-        let ctx = ClientCtx {
-            client: ClientId(client as u64 + 1),
-            remaining: remaining.clone(),
-            retries: retries.clone(),
-            latency: latency.clone(),
-            current: current.clone(),
-            directory: directory.clone(),
-            failure: failure.clone(),
-            options: *options,
-        };
-        tasks.push(actix::spawn(ctx.run()));
-    }
-    for task in tasks {
-        if let Err(e) = task.await {
-            return Err(EngineError::InvalidSetting(format!(
-                "a client task failed: {e}"
-            )));
+    let handles = directory.handles();
+    let shared: Option<Vec<Arc<dyn SharedSubmit>>> =
+        handles.iter().map(|h| h.shared_submit()).collect();
+    let outcome = match shared {
+        Some(targets) if options.client_thread => {
+            // The clients on a thread of their own, the nodes on this one.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let opts = *options;
+            let spawned = std::thread::Builder::new()
+                .name("bench-clients".into())
+                .spawn(move || {
+                    let outcome = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| {
+                            EngineError::InvalidSetting(format!("cannot build a runtime: {e}"))
+                        })
+                        .map(|rt| {
+                            tokio::task::LocalSet::new()
+                                .block_on(&rt, drive_clients(targets, leader, opts))
+                        });
+                    // The receiver waits for it unless the run was dropped.
+                    let _ = tx.send(outcome);
+                })
+                .map_err(|e| EngineError::InvalidSetting(format!("cannot start a thread: {e}")))?;
+            let outcome = rx
+                .await
+                .map_err(|_| EngineError::InvalidSetting("the client thread failed".into()))??;
+            let _ = spawned.join();
+            outcome
         }
-    }
-    let elapsed = started.elapsed();
+        _ => drive_clients(handles, leader, *options).await,
+    };
     done.set(true);
     if let Some(sampler) = sampler {
         let _ = sampler.await;
     }
-    if let Some(error) = failure.borrow_mut().take() {
+    let ClientOutcome {
+        elapsed,
+        latency,
+        retries,
+        failure,
+    } = outcome;
+    if let Some(error) = failure {
         return Err(error);
     }
     drop(cluster);
-    let latency = latency.borrow();
     let elapsed_secs = elapsed.as_secs_f64();
     let rss_samples_mib = rss_samples.borrow().clone();
     Ok(BenchReport {
@@ -217,100 +242,208 @@ async fn run<P: ProtocolPlugin>(
             p99: latency.p99(),
             max: latency.max(),
         },
-        retries: retries.get(),
+        retries,
         leader,
         peak_rss_mib: peak_resident_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
         rss_samples_mib,
     })
 }
 
-struct ClientCtx {
-    client: ClientId,
-    remaining: Rc<Cell<u64>>,
-    retries: Rc<Cell<u64>>,
-    latency: Rc<RefCell<LatencyHistogram>>,
-    current: Rc<RefCell<Option<Rc<dyn NodeHandle>>>>,
-    directory: NodeDirectory,
-    failure: Rc<RefCell<Option<EngineError>>>,
+/// Where a client sends its commands: one node, through a handle usable on
+/// the clients' thread.
+trait Target: Clone + 'static {
+    fn node(&self) -> NodeId;
+    fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed>;
+}
+
+impl Target for Rc<dyn NodeHandle> {
+    fn node(&self) -> NodeId {
+        NodeHandle::node(self.as_ref())
+    }
+    fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
+        NodeHandle::submit(self.as_ref(), client, command)
+    }
+}
+
+impl Target for Arc<dyn SharedSubmit> {
+    fn node(&self) -> NodeId {
+        SharedSubmit::node(self.as_ref())
+    }
+    fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
+        SharedSubmit::submit(self.as_ref(), client, command)
+    }
+}
+
+/// What the clients measured.
+struct ClientOutcome {
+    elapsed: Duration,
+    latency: LatencyHistogram,
+    retries: u64,
+    failure: Option<EngineError>,
+}
+
+/// State the clients of one run share (all on one thread).
+struct Clients<T> {
+    /// Every node, in id order.
+    targets: Vec<T>,
+    /// Position in `targets` of the node believed to lead.
+    current: Cell<usize>,
+    remaining: Cell<u64>,
+    retries: Cell<u64>,
+    latency: RefCell<LatencyHistogram>,
+    failure: RefCell<Option<EngineError>>,
+    /// Per client: since when its current command waits for an answer.
+    waiting_since: RefCell<Vec<Option<Instant>>>,
     options: BenchOptions,
 }
 
-impl ClientCtx {
-    async fn run(self) {
-        let mut seq: u64 = 0;
-        loop {
-            if self.failure.borrow().is_some() {
-                return;
+/// Runs `options.clients` clients against `targets` until `options.ops`
+/// commands committed (or one failed); a watchdog fails the run when a
+/// command waits longer than `options.request_timeout`.
+async fn drive_clients<T: Target>(
+    targets: Vec<T>,
+    leader: NodeId,
+    options: BenchOptions,
+) -> ClientOutcome {
+    let current = targets.iter().position(|t| t.node() == leader).unwrap_or(0);
+    let clients = Rc::new(Clients {
+        targets,
+        current: Cell::new(current),
+        remaining: Cell::new(options.ops),
+        retries: Cell::new(0),
+        latency: RefCell::new(LatencyHistogram::new()),
+        failure: RefCell::new(None),
+        waiting_since: RefCell::new(vec![None; options.clients]),
+        options,
+    });
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..options.clients)
+        .map(|i| tokio::task::spawn_local(run_client(clients.clone(), i)))
+        .collect();
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    let all = futures::future::join_all(tasks);
+    let watchdog = std::pin::pin!(watchdog(clients.clone()));
+    let mut failed = None;
+    match futures::future::select(all, watchdog).await {
+        futures::future::Either::Left((joined, _)) => {
+            if let Some(Err(e)) = joined.into_iter().find(|r| r.is_err()) {
+                failed = Some(EngineError::InvalidSetting(format!(
+                    "a client task failed: {e}"
+                )));
             }
-            let left = self.remaining.get();
-            if left == 0 {
-                return;
-            }
-            self.remaining.set(left - 1);
-            seq += 1;
-            let command = match self.options.command {
-                BenchCommand::Noop => KvCommand::Noop,
-                BenchCommand::Put => KvCommand::put(format!("k{}", seq % 1024), "v"),
-            };
-            let mut attempts = 0u32;
-            loop {
-                let handle = self.current.borrow().clone();
-                let Some(handle) = handle else {
-                    if !self.relocate().await {
-                        return;
-                    }
-                    continue;
-                };
-                let began = Instant::now();
-                let answer = tokio::time::timeout(
-                    self.options.request_timeout,
-                    handle.submit(self.client, command.clone()),
-                )
-                .await;
-                match answer {
-                    Ok(Ok(_)) => {
-                        self.latency.borrow_mut().record_duration(began.elapsed());
-                        break;
-                    }
-                    Ok(Err(NodeError::Refused(_))) => {
-                        // Back-pressure: too many in flight; try again soon.
-                        self.retries.set(self.retries.get() + 1);
-                        tokio::task::yield_now().await;
-                    }
-                    Ok(Err(error)) => {
-                        attempts += 1;
-                        self.retries.set(self.retries.get() + 1);
-                        if attempts > 20 {
-                            *self.failure.borrow_mut() =
-                                Some(EngineError::from_node(handle.node(), error));
-                            return;
-                        }
-                        if !self.relocate().await {
-                            return;
-                        }
-                    }
-                    Err(_) => {
-                        *self.failure.borrow_mut() = Some(EngineError::Timeout {
-                            node: handle.node(),
-                            waited_ms: self.options.request_timeout.as_millis() as u64,
-                        });
-                        return;
-                    }
-                }
+        }
+        futures::future::Either::Right(((), _)) => {
+            for a in aborts {
+                a.abort();
             }
         }
     }
+    let elapsed = started.elapsed();
+    let failure = clients.failure.borrow_mut().take().or(failed);
+    let latency = clients.latency.borrow().clone();
+    ClientOutcome {
+        elapsed,
+        latency,
+        retries: clients.retries.get(),
+        failure,
+    }
+}
 
-    /// Finds the leader again after a failed submission.
-    async fn relocate(&self) -> bool {
-        match find_leader(&self.directory, self.options.leader_timeout).await {
-            Ok(leader) => {
-                *self.current.borrow_mut() = self.directory.get(leader);
-                true
-            }
-            Err(e) => {
-                *self.failure.borrow_mut() = Some(e);
-                false
+/// Returns when a command waited longer than the request timeout (after
+/// recording the failure); checks a few times per timeout, without a timer
+/// per command.
+async fn watchdog<T: Target>(clients: Rc<Clients<T>>) {
+    let timeout = clients.options.request_timeout;
+    let period = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(period).await;
+        if clients.failure.borrow().is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let late = clients
+            .waiting_since
+            .borrow()
+            .iter()
+            .flatten()
+            .any(|&since| now.saturating_duration_since(since) > timeout);
+        if late {
+            let node = clients.targets[clients.current.get()].node();
+            *clients.failure.borrow_mut() = Some(EngineError::Timeout {
+                node,
+                waited_ms: timeout.as_millis() as u64,
+            });
+            return;
+        }
+    }
+}
+
+/// One client: one command in flight, the next submitted when the answer
+/// came. Follows the leader a node names; without a name, tries the next
+/// node after a pause, for at most `leader_timeout` per command.
+async fn run_client<T: Target>(clients: Rc<Clients<T>>, i: usize) {
+    let client = ClientId(i as u64 + 1);
+    let options = clients.options;
+    let mut seq: u64 = 0;
+    // One clock read per command: the answer to one is the submission of
+    // the next.
+    let mut began = Instant::now();
+    loop {
+        let left = clients.remaining.get();
+        if left == 0 || clients.failure.borrow().is_some() {
+            clients.waiting_since.borrow_mut()[i] = None;
+            return;
+        }
+        clients.remaining.set(left - 1);
+        seq += 1;
+        let command = match options.command {
+            BenchCommand::Noop => KvCommand::Noop,
+            BenchCommand::Put => KvCommand::put(format!("k{}", seq % 1024), "v"),
+        };
+        clients.waiting_since.borrow_mut()[i] = Some(began);
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let at = clients.current.get();
+            let target = clients.targets[at].clone();
+            match target.submit(client, command.clone()).await {
+                Ok(_) => {
+                    let now = Instant::now();
+                    clients
+                        .latency
+                        .borrow_mut()
+                        .record_duration(now.saturating_duration_since(began));
+                    began = now;
+                    break;
+                }
+                Err(NodeError::Refused(_)) => {
+                    // Back-pressure: too many in flight; try again soon.
+                    clients.retries.set(clients.retries.get() + 1);
+                    tokio::task::yield_now().await;
+                }
+                Err(error) => {
+                    clients.retries.set(clients.retries.get() + 1);
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= options.leader_timeout {
+                        *clients.failure.borrow_mut() =
+                            Some(EngineError::from_node(target.node(), error));
+                        return;
+                    }
+                    let named = match error {
+                        NodeError::NotLeader { leader: Some(l) } => {
+                            clients.targets.iter().position(|t| t.node() == l)
+                        }
+                        _ => None,
+                    };
+                    match named {
+                        Some(next) => clients.current.set(next),
+                        None => {
+                            if clients.current.get() == at {
+                                clients.current.set((at + 1) % clients.targets.len());
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
             }
         }
     }
@@ -400,6 +533,31 @@ mod tests {
             validate(&bad_cfg, &BenchOptions::default()),
             Err(EngineError::Config(_))
         ));
+    }
+
+    /// Clients on the nodes' thread and on a thread of their own commit
+    /// exactly the commands asked for, each answer awaited.
+    #[test]
+    fn both_client_placements_commit_every_command() {
+        for client_thread in [false, true] {
+            let options = BenchOptions {
+                clients: 16,
+                ops: 400,
+                client_thread,
+                ..BenchOptions::default()
+            };
+            let config = ConsensusConfig {
+                cluster_size: 3,
+                ..ConsensusConfig::default()
+            };
+            let report = bench::<crate::raft::RaftPlugin>(&config, &options).unwrap();
+            assert_eq!(report.ops, 400);
+            assert_eq!((report.nodes, report.clients), (3, 16));
+            assert_eq!(report.retries, 0, "client_thread {client_thread}");
+            assert!(report.ops_per_sec > 0.0);
+            assert!((1..=3).contains(&report.leader.get()));
+            assert!(report.latency_us.p50 <= report.latency_us.max);
+        }
     }
 
     #[test]

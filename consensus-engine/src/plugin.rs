@@ -46,6 +46,20 @@ use std::rc::Rc;
 /// A node's answer to a request: a future on the caller's thread.
 pub type Reply<T> = LocalBoxFuture<'static, Result<T, NodeError>>;
 
+/// A node's answer that may be awaited on any thread.
+pub type SendReply<T> = futures::future::BoxFuture<'static, Result<T, NodeError>>;
+
+/// Submits commands to one node from any thread: the benchmark runs its
+/// clients on a thread of their own (the nodes on another) when every node
+/// offers one ([`NodeHandle::shared_submit`]).
+pub trait SharedSubmit: Send + Sync {
+    /// The node.
+    fn node(&self) -> NodeId;
+
+    /// As [`NodeHandle::submit`].
+    fn submit(&self, client: ClientId, command: KvCommand) -> SendReply<Committed>;
+}
+
 /// An answer that is ready now.
 pub fn ready<T: 'static>(value: Result<T, NodeError>) -> Reply<T> {
     Box::pin(futures::future::ready(value))
@@ -201,6 +215,13 @@ pub trait NodeHandle {
     fn append_entries(&self, request: AppendRequest) -> Reply<AppendResponse> {
         let _ = request;
         unsupported("append_entries")
+    }
+
+    /// A handle that submits to this node from any thread, when the
+    /// protocol's client path allows it (`None`, the default: only
+    /// [`submit`](Self::submit), on the node's thread).
+    fn shared_submit(&self) -> Option<std::sync::Arc<dyn SharedSubmit>> {
+        None
     }
 
     /// Makes one component of the node panic (its supervisor restarts it).

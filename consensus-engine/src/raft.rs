@@ -17,7 +17,8 @@
 use crate::error::{EngineError, NodeError};
 use crate::plugin::{
     ready, AppendRequest, AppendResponse, Capabilities, Committed, NodeHandle, NodeInfo,
-    NodeWiring, PluginNode, ProtocolPlugin, Reply, VoteRequest, VoteResponse,
+    NodeWiring, PluginNode, ProtocolPlugin, Reply, SendReply, SharedSubmit, VoteRequest,
+    VoteResponse,
 };
 use actix::prelude::*;
 use consensus_actors::config::ConsensusConfig;
@@ -75,7 +76,7 @@ impl ProtocolPlugin for RaftPlugin {
         raft_rpcs: true,
         panic_injection: true,
         byzantine: false,
-        log_positions: false,
+        log_positions: true,
     };
 
     fn new(config: &ConsensusConfig) -> Result<Self, EngineError> {
@@ -132,6 +133,7 @@ impl ProtocolPlugin for RaftPlugin {
         PluginNode {
             started: StartedNode::new(node.inbox(), shutdown),
             handle: Rc::new(RaftHandle {
+                shared: Arc::new(node.clone()),
                 node: Rc::new(node),
                 tap,
                 next_panic: Cell::new(0),
@@ -168,9 +170,11 @@ fn membership_error(e: MembershipChangeError) -> NodeError {
 
 /// The engine's handle on one Raft node.
 struct RaftHandle {
-    /// Shared, so a request clones one pointer instead of the node's
-    /// dozen actor addresses.
+    /// Shared, not cloned, by the requests in flight (a clone of a
+    /// [`RaftNode`] clones every one of its component handles).
     node: Rc<RaftNode<KvStore>>,
+    /// The same node, for [`SharedSubmit`] handles.
+    shared: Arc<RaftNode<KvStore>>,
     tap: Option<Addr<RpcTap>>,
     next_panic: Cell<usize>,
 }
@@ -207,20 +211,20 @@ impl NodeHandle for RaftHandle {
     }
 
     fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
-        let node = self.node.clone();
+        let node = Rc::clone(&self.node);
         Box::pin(async move {
-            node.propose(command, client)
+            node.propose_at(command, client)
                 .await
-                .map(|output| Committed {
-                    output,
-                    log_id: None,
+                .map(|c| Committed {
+                    output: c.output,
+                    log_id: Some(c.log_id),
                 })
                 .map_err(propose_error)
         })
     }
 
     fn info(&self) -> Reply<NodeInfo> {
-        let node = self.node.clone();
+        let node = Rc::clone(&self.node);
         Box::pin(async move {
             let status = node.status().await.ok_or_else(|| {
                 NodeError::Unknown("status unavailable (restarting or stopped)".into())
@@ -238,7 +242,7 @@ impl NodeHandle for RaftHandle {
     }
 
     fn add_member(&self, node: NodeId) -> Reply<()> {
-        let leader = self.node.clone();
+        let leader = Rc::clone(&self.node);
         Box::pin(async move {
             leader
                 .add_node(node)
@@ -249,7 +253,7 @@ impl NodeHandle for RaftHandle {
     }
 
     fn remove_member(&self, node: NodeId) -> Reply<()> {
-        let leader = self.node.clone();
+        let leader = Rc::clone(&self.node);
         Box::pin(async move {
             leader
                 .remove_node(node)
@@ -260,7 +264,7 @@ impl NodeHandle for RaftHandle {
     }
 
     fn create_snapshot(&self) -> Reply<Vec<u8>> {
-        let node = self.node.clone();
+        let node = Rc::clone(&self.node);
         Box::pin(async move {
             node.read(|kv: &KvStore| kv.snapshot())
                 .await
@@ -330,10 +334,37 @@ impl NodeHandle for RaftHandle {
         })
     }
 
+    fn shared_submit(&self) -> Option<Arc<dyn SharedSubmit>> {
+        Some(Arc::new(RaftSubmit(Arc::clone(&self.shared))))
+    }
+
     fn inject_panic(&self) -> bool {
         let i = self.next_panic.get();
         self.next_panic.set((i + 1) % components::ALL.len());
         self.node.inject_panic(components::ALL[i])
+    }
+}
+
+/// Submits to one Raft node from any thread (the client API of a
+/// [`RaftNode`] is made of thread-safe actix handles).
+struct RaftSubmit(Arc<RaftNode<KvStore>>);
+
+impl SharedSubmit for RaftSubmit {
+    fn node(&self) -> NodeId {
+        self.0.id()
+    }
+
+    fn submit(&self, client: ClientId, command: KvCommand) -> SendReply<Committed> {
+        let node = Arc::clone(&self.0);
+        Box::pin(async move {
+            node.propose_at(command, client)
+                .await
+                .map(|c| Committed {
+                    output: c.output,
+                    log_id: Some(c.log_id),
+                })
+                .map_err(propose_error)
+        })
     }
 }
 

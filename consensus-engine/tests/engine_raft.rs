@@ -6,7 +6,7 @@
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore, StateMachine};
 use consensus_actors::sim::block_on_paused;
-use consensus_actors::types::{ClientId, ConsensusProtocol, LogIndex, NodeId, Term};
+use consensus_actors::types::{ClientId, ConsensusProtocol, LogEntry, LogIndex, NodeId, Term};
 use consensus_engine::{ConsensusEngine, EngineError};
 use std::time::Duration;
 
@@ -63,11 +63,6 @@ fn elect_propose_read_back_and_metrics() {
                 assert_eq!(node, follower);
                 assert_eq!(hint, Some(leader));
             }
-            Err(EngineError::Unsupported { operation, .. }) => {
-                // consensus-raft does not report log positions yet: propose
-                // is refused before anything is sent.
-                assert!(operation.contains("log entry"), "{operation}");
-            }
             other => panic!("unexpected {other:?}"),
         }
 
@@ -92,6 +87,94 @@ fn elect_propose_read_back_and_metrics() {
         let json = serde_json::to_value(&m).unwrap();
         assert!(json["latency_us"]["p99"].is_u64());
         assert!(json["throughput"]["ops_per_sec_1s"].is_number());
+    })
+    .unwrap();
+}
+
+/// `propose` returns the log entry each command became: the leader's term,
+/// consecutive indexes, the command and the client; every node's log holds
+/// an entry of that term at that index (an AppendEntries heartbeat that
+/// names it as the previous entry is accepted, one that names another term
+/// is refused), and the state machine applied the commands in that order.
+#[test]
+fn propose_returns_the_committed_log_entry() {
+    block_on_paused(async {
+        let engine = cluster(3);
+        let leader = engine
+            .wait_for_leader(Duration::from_secs(5))
+            .await
+            .unwrap();
+        let term = Term(engine.node_info(leader).await.unwrap().epoch);
+        let mut entries = Vec::new();
+        for i in 0..5u64 {
+            let command = KvCommand::put("x", format!("v{i}"));
+            let entry = engine
+                .propose(command.clone(), ClientId(10 + i))
+                .await
+                .unwrap();
+            assert_eq!(entry.term, term);
+            assert_eq!(entry.command, command);
+            assert_eq!(entry.client_id, ClientId(10 + i));
+            if let Some(prev) = entries.last().map(|e: &LogEntry<KvCommand>| e.index) {
+                assert_eq!(entry.index, LogIndex(prev.get() + 1));
+            }
+            entries.push(entry);
+        }
+        // Index 1 holds the leader's no-op: the first command comes after.
+        assert!(entries[0].index >= LogIndex(2), "{:?}", entries[0]);
+        let last = entries[4].index;
+        // Proposing to the leader directly takes the next position.
+        let direct = engine
+            .propose_to(leader, KvCommand::get("x"), ClientId(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            (direct.term, direct.index),
+            (term, LogIndex(last.get() + 1))
+        );
+        // Wait until every node committed them, then check each log.
+        for _ in 0..100 {
+            let mut all = true;
+            for n in ids(3) {
+                all &= engine.node_info(n).await.unwrap().commit_index >= last;
+            }
+            if all {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for n in ids(3).into_iter().filter(|&n| n != leader) {
+            for e in &entries {
+                let (_, matched) = engine
+                    .append_entries(n, leader, term, e.index, e.term, Vec::new(), LogIndex(0))
+                    .await
+                    .unwrap();
+                assert!(matched, "node {n} has term {} at {}", e.term, e.index);
+                let (_, other) = engine
+                    .append_entries(
+                        n,
+                        leader,
+                        term,
+                        e.index,
+                        Term(e.term.get() + 1),
+                        Vec::new(),
+                        LogIndex(0),
+                    )
+                    .await
+                    .unwrap();
+                assert!(!other, "node {n}: another term at {}", e.index);
+            }
+        }
+        let got = engine
+            .execute(KvCommand::get("x"), ClientId(1))
+            .await
+            .unwrap();
+        assert_eq!(got.output, KvOutput::Value(Some("v4".into())));
+        assert_eq!(
+            got.log_id.map(|id| id.index),
+            Some(LogIndex(last.get() + 2))
+        );
+        assert_eq!(engine.get_metrics().safety_ok, Some(true));
     })
     .unwrap();
 }

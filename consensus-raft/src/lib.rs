@@ -60,7 +60,8 @@
 //! Outside the simulation, build each node with [`node::RaftNodeBuilder`]
 //! (any [`StateMachine`](consensus_actors::kv::StateMachine), any storage
 //! implementing the workspace's storage traits, any network) and call the
-//! client API on the returned [`node::RaftNode`]: `propose`,
+//! client API on the returned [`node::RaftNode`]: `propose` (`propose_at`
+//! also tells the committed log position),
 //! `propose_batch`, `read`/`get`,
 //! `add_node`, `remove_node`, `transfer_leadership`, `status`.
 //!

@@ -18,9 +18,10 @@
 //! everything that depends on it.
 
 use crate::actors::{
-    ChangeMembership, EventSubscribers, GetRaftStatus, InjectPanic, LeaderElection, LogReplicator,
-    MembershipManager, OwnerHandles, Propose, ProposeBatch, RaftRouter, RaftStateMachine,
-    RaftStatus, RaftStorage, Read, SnapshotCompactor, TransferLeadership,
+    ChangeMembership, Committed, DrainSubmissions, EventSubscribers, GetRaftStatus, InjectPanic,
+    LeaderElection, LogReplicator, MembershipManager, OwnerHandles, ProposeBatch, Pushed,
+    RaftRouter, RaftStateMachine, RaftStatus, RaftStorage, Read, SnapshotCompactor, Submission,
+    SubmissionQueue, TransferLeadership,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, Refusal};
@@ -224,6 +225,7 @@ where
             compactor: compactor.clone().recipient(),
         };
         let transport = self.transport;
+        let submissions = Arc::new(SubmissionQueue::new(self.cfg.max_pending_proposals));
         let replicator_actor = LogReplicator::new(
             id,
             self.cfg.clone(),
@@ -236,7 +238,8 @@ where
             Some(tree.address().recipient()),
             epoch,
         )
-        .with_trace(self.trace);
+        .with_trace(self.trace)
+        .with_submissions(Arc::clone(&submissions));
         let election_actor =
             LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch);
         let membership_actor = MembershipManager::new(id, self.cfg.clone(), owner.clone(), epoch);
@@ -273,7 +276,8 @@ where
         RaftNode {
             id,
             supervisor,
-            propose: replicator.clone().recipient(),
+            submissions,
+            drain: replicator.clone().recipient(),
             propose_batch: replicator.clone().recipient(),
             read: replicator.clone().recipient(),
             status: replicator.clone().recipient(),
@@ -295,7 +299,8 @@ where
 pub struct RaftNode<SM: RaftStateMachine> {
     id: NodeId,
     supervisor: Addr<NodeSupervisor>,
-    propose: Recipient<Propose<Command<SM>, Output<SM>>>,
+    submissions: Arc<SubmissionQueue<Command<SM>, Output<SM>>>,
+    drain: Recipient<DrainSubmissions>,
     propose_batch: Recipient<ProposeBatch<Command<SM>, Output<SM>>>,
     read: Recipient<Read<SM>>,
     status: Recipient<GetRaftStatus>,
@@ -310,7 +315,8 @@ impl<SM: RaftStateMachine> Clone for RaftNode<SM> {
         Self {
             id: self.id,
             supervisor: self.supervisor.clone(),
-            propose: self.propose.clone(),
+            submissions: Arc::clone(&self.submissions),
+            drain: self.drain.clone(),
             propose_batch: self.propose_batch.clone(),
             read: self.read.clone(),
             status: self.status.clone(),
@@ -354,10 +360,34 @@ impl<SM: RaftStateMachine> RaftNode<SM> {
         command: Command<SM>,
         client_id: ClientId,
     ) -> Result<Output<SM>, ProposeError> {
-        self.propose
-            .send(Propose::new(command, client_id))
-            .await
-            .unwrap_or(Err(ProposeError::Unknown))
+        self.propose_at(command, client_id).await.map(|c| c.output)
+    }
+
+    /// Proposes `command` like [`propose`](Self::propose), and also tells
+    /// where its entry committed: [`Committed::log_id`] is the term the
+    /// leader appended it in and its index in the log.
+    ///
+    /// The proposal goes through the LogReplicator's [`SubmissionQueue`]:
+    /// no mailbox message per proposal, one wake-up for all the proposals
+    /// queued while the LogReplicator was busy.
+    pub async fn propose_at(
+        &self,
+        command: Command<SM>,
+        client_id: ClientId,
+    ) -> Result<Committed<Output<SM>>, ProposeError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let submission = Submission {
+            command,
+            client_id,
+            reply,
+        };
+        match self.submissions.push(submission) {
+            Pushed::Wake => self.drain.do_send(DrainSubmissions),
+            Pushed::Queued => {}
+            Pushed::Refused(_, error) => return Err(error),
+        }
+        // A dropped reply: the LogReplicator stopped with it.
+        answer.await.unwrap_or(Err(ProposeError::Unknown))
     }
 
     /// Proposes several commands in one message: one result per command, in
@@ -367,6 +397,21 @@ impl<SM: RaftStateMachine> RaftNode<SM> {
         commands: Vec<Command<SM>>,
         client_id: ClientId,
     ) -> Vec<Result<Output<SM>, ProposeError>> {
+        self.propose_batch_at(commands, client_id)
+            .await
+            .into_iter()
+            .map(|r| r.map(|c| c.output))
+            .collect()
+    }
+
+    /// Proposes several commands in one message, like
+    /// [`propose_batch`](Self::propose_batch), with each committed entry's
+    /// log position (consecutive indexes when one leader appended them all).
+    pub async fn propose_batch_at(
+        &self,
+        commands: Vec<Command<SM>>,
+        client_id: ClientId,
+    ) -> Vec<Result<Committed<Output<SM>>, ProposeError>> {
         let n = commands.len();
         match self
             .propose_batch

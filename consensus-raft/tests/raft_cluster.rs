@@ -571,6 +571,95 @@ fn test_propose_batch_returns_results_in_order() {
     });
 }
 
+/// `propose_at` and `propose_batch_at` tell where each command committed:
+/// the leader's term and increasing indexes, and every node's persisted log
+/// holds exactly that command at that position.
+#[test]
+fn test_propose_at_reports_the_committed_log_position() {
+    with_cluster(112, 3, RaftConfig::default(), |c| async move {
+        let (leader, term) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let node = c.node(leader.get());
+        let first = node
+            .propose_at(put(1), ClientId(7))
+            .await
+            .expect("committed");
+        assert_eq!(first.output, KvOutput::Ok);
+        assert_eq!(first.log_id.term, term);
+        let second = node
+            .propose_at(put(2), ClientId(7))
+            .await
+            .expect("committed");
+        assert_eq!(second.log_id.term, term);
+        assert_eq!(second.log_id.index, first.log_id.index.next());
+        let batch = node
+            .propose_batch_at(vec![put(3), KvCommand::get("k1")], ClientId(8))
+            .await;
+        let batch: Vec<_> = batch.into_iter().map(|r| r.expect("committed")).collect();
+        assert_eq!(batch[0].log_id.index, second.log_id.index.next());
+        assert_eq!(batch[1].log_id.index, batch[0].log_id.index.next());
+        assert_eq!(batch[1].output, KvOutput::Value(Some("v1".into())));
+        let last = batch[1].log_id.index;
+        assert!(
+            c.wait_statuses(secs(1), |all| all.len() == 3
+                && all.iter().all(|s| s.commit_index >= last))
+                .await
+        );
+        let expected = [
+            (first.log_id, put(1), ClientId(7)),
+            (second.log_id, put(2), ClientId(7)),
+            (batch[0].log_id, put(3), ClientId(8)),
+            (batch[1].log_id, KvCommand::get("k1"), ClientId(8)),
+        ];
+        for n in 1..=3 {
+            let log = c.log_of(NodeId(n));
+            for (log_id, command, client) in &expected {
+                let (_, t, entry) = log
+                    .iter()
+                    .find(|(i, _, _)| *i == log_id.index)
+                    .expect("the entry is in the log");
+                assert_eq!(*t, log_id.term, "node {n}");
+                assert_eq!(
+                    entry.command,
+                    consensus_raft::RaftCommand::Normal(command.clone()),
+                    "node {n}"
+                );
+                assert_eq!(entry.client_id, *client, "node {n}");
+            }
+        }
+        c.assert_safe();
+    });
+}
+
+/// A proposal queued for the LogReplicator when it panics is answered once
+/// it restarted (it restarts as a follower: NotLeader), not left waiting;
+/// a proposal to a node that was shut down is answered Unknown at once.
+#[test]
+fn test_queued_proposals_survive_restarts_and_stops() {
+    with_cluster(113, 3, RaftConfig::default(), |c| async move {
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let node = c.node(leader.get());
+        assert_eq!(node.propose(put(1), ClientId(1)).await, Ok(KvOutput::Ok));
+        // The panic is in the mailbox before the wake-up of the proposal.
+        assert!(node.inject_panic(consensus_raft::node::components::LOG_REPLICATOR));
+        let answer = tokio::time::timeout(secs(1), node.propose(put(2), ClientId(1)))
+            .await
+            .expect("answered, not left in the queue");
+        assert!(
+            matches!(answer, Err(ProposeError::NotLeader { .. })),
+            "{answer:?}"
+        );
+        // The cluster goes on (a new leader may be elected meanwhile).
+        assert_eq!(c.propose(put(3), secs(3)).await, Ok(KvOutput::Ok));
+        let (leader, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        let node = c.node(leader.get());
+        node.shutdown().await;
+        let answer = tokio::time::timeout(secs(1), node.propose(put(4), ClientId(1)))
+            .await
+            .expect("answered at once");
+        assert_eq!(answer, Err(ProposeError::Unknown));
+    });
+}
+
 /// A node added after the log was compacted catches up as a learner through
 /// InstallSnapshot, then becomes a voter.
 #[test]

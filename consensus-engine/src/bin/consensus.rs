@@ -185,6 +185,9 @@ struct BenchArgs {
     /// Sample resident memory every MS milliseconds (reported with --json; Linux only).
     #[arg(long, value_name = "MS")]
     rss_interval_ms: Option<u64>,
+    /// Run the clients on a thread of their own, the nodes on another, when the protocol allows it (default: one thread for everything).
+    #[arg(long)]
+    client_thread: bool,
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -783,6 +786,7 @@ fn bench(args: BenchArgs) -> ExitCode {
             BenchCommandArg::Put => BenchCommand::Put,
         },
         rss_interval: args.rss_interval_ms.map(Duration::from_millis),
+        client_thread: args.client_thread,
         ..BenchOptions::default()
     };
     if let Err(e) = consensus_engine::bench::validate(&config, &options) {

@@ -36,6 +36,7 @@ use crate::events::{RaftEvent, Snapshot, SnapshotMeta};
 use crate::membership::Membership;
 use crate::membership_manager::{ChangeKind, MembershipChangeError};
 use crate::messages::RaftMessage;
+pub use crate::replication::Committed;
 use actix::prelude::*;
 use consensus_actors::kv::StateMachine;
 use consensus_actors::types::{ClientId, LogId, LogIndex, NodeId, NodeState, Term};
@@ -218,8 +219,11 @@ pub struct SnapshotSent {
     pub last_included: LogId,
 }
 
-/// A client proposal; answered with the state machine's output once the
-/// entry is committed and applied, or with why not.
+/// A client proposal as a mailbox message; answered with the entry's log
+/// position and the state machine's output once the entry is committed and
+/// applied, or with why not. ([`RaftNode`](crate::node::RaftNode) uses the
+/// cheaper [`SubmissionQueue`]; this message serves callers that hold only
+/// the LogReplicator's address, or another actor in its place.)
 pub struct Propose<C, O> {
     /// The command.
     pub command: C,
@@ -240,7 +244,7 @@ impl<C, O> Propose<C, O> {
 }
 
 impl<C: 'static, O: 'static> Message for Propose<C, O> {
-    type Result = Result<O, ProposeError>;
+    type Result = Result<Committed<O>, ProposeError>;
 }
 
 /// Several client proposals in one message (one mailbox trip for the whole
@@ -266,8 +270,123 @@ impl<C, O> ProposeBatch<C, O> {
 }
 
 impl<C: 'static, O: 'static> Message for ProposeBatch<C, O> {
-    type Result = Vec<Result<O, ProposeError>>;
+    type Result = Vec<Result<Committed<O>, ProposeError>>;
 }
+
+/// What a client is answered for one proposal.
+pub type ProposeResult<O> = Result<Committed<O>, ProposeError>;
+
+/// One proposal waiting in a [`SubmissionQueue`].
+pub struct Submission<C, O> {
+    /// The command.
+    pub command: C,
+    /// The proposing client.
+    pub client_id: ClientId,
+    /// Where its result goes.
+    pub reply: tokio::sync::oneshot::Sender<ProposeResult<O>>,
+}
+
+/// What [`SubmissionQueue::push`] did with a submission.
+pub enum Pushed<C, O> {
+    /// Queued; the queue was idle, so the owner must be woken with one
+    /// [`DrainSubmissions`].
+    Wake,
+    /// Queued behind others; a [`DrainSubmissions`] is already on its way.
+    Queued,
+    /// Not queued: the owner is stopped or the queue is full.
+    Refused(Submission<C, O>, ProposeError),
+}
+
+/// Client proposals on their way to the LogReplicator without a mailbox
+/// message each: clients push here, and the one [`DrainSubmissions`] sent
+/// when the queue goes from idle to busy makes the LogReplicator take every
+/// proposal queued by then as one batch. Bounded (a full queue refuses with
+/// [`ProposeError::Busy`]); closed while the owner is stopped.
+pub struct SubmissionQueue<C, O> {
+    state: std::sync::Mutex<QueueState<C, O>>,
+    capacity: usize,
+}
+
+struct QueueState<C, O> {
+    items: Vec<Submission<C, O>>,
+    /// A [`DrainSubmissions`] was sent and not handled yet.
+    wake_pending: bool,
+    open: bool,
+}
+
+impl<C, O> SubmissionQueue<C, O> {
+    /// An open, empty queue holding at most `capacity` proposals.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::new(QueueState {
+                items: Vec::new(),
+                wake_pending: false,
+                open: true,
+            }),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState<C, O>> {
+        // Nothing panics while holding the lock; a poisoned lock still holds
+        // a consistent queue.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `s` (see [`Pushed`]).
+    pub fn push(&self, s: Submission<C, O>) -> Pushed<C, O> {
+        let mut st = self.state();
+        if !st.open {
+            return Pushed::Refused(s, ProposeError::Unknown);
+        }
+        if st.items.len() >= self.capacity {
+            return Pushed::Refused(s, ProposeError::Busy);
+        }
+        st.items.push(s);
+        if st.wake_pending {
+            Pushed::Queued
+        } else {
+            st.wake_pending = true;
+            Pushed::Wake
+        }
+    }
+
+    /// Moves every queued proposal to `into` (in arrival order); the next
+    /// push wakes the owner again.
+    pub fn take_into(&self, into: &mut Vec<Submission<C, O>>) {
+        let mut st = self.state();
+        st.wake_pending = false;
+        if into.is_empty() {
+            std::mem::swap(&mut st.items, into);
+        } else {
+            into.append(&mut st.items);
+        }
+    }
+
+    /// Closes the queue (the owner stops): returns what was queued; pushes
+    /// are refused until [`reopen`](Self::reopen).
+    pub fn close(&self) -> Vec<Submission<C, O>> {
+        let mut st = self.state();
+        st.open = false;
+        st.wake_pending = false;
+        std::mem::take(&mut st.items)
+    }
+
+    /// Accepts pushes again (the owner (re)started). Returns whether
+    /// proposals are waiting (the owner must drain them: a wake sent before
+    /// a restart may be lost).
+    pub fn reopen(&self) -> bool {
+        let mut st = self.state();
+        st.open = true;
+        !st.items.is_empty()
+    }
+}
+
+/// Wakes the LogReplicator to take the proposals of its
+/// [`SubmissionQueue`].
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct DrainSubmissions;
 
 /// What a linearizable read computes from the state machine.
 pub type ReadFn<SM> = Box<dyn FnOnce(&SM) -> Box<dyn Any + Send> + Send>;
@@ -493,5 +612,86 @@ where
 pub(crate) fn log_refusal(component: &str, what: &str, r: &Result<(), Refusal>) {
     if let Err(e) = r {
         tracing::debug!(component, what, refusal = %e, "owner refused");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Queue = SubmissionQueue<u32, u32>;
+
+    fn submission(
+        command: u32,
+    ) -> (
+        Submission<u32, u32>,
+        tokio::sync::oneshot::Receiver<ProposeResult<u32>>,
+    ) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        (
+            Submission {
+                command,
+                client_id: ClientId(1),
+                reply,
+            },
+            answer,
+        )
+    }
+
+    /// One wake-up per idle-to-busy transition; everything queued meanwhile
+    /// is taken in arrival order.
+    #[test]
+    fn one_wake_per_batch_in_arrival_order() {
+        let q = Queue::new(8);
+        assert!(matches!(q.push(submission(1).0), Pushed::Wake));
+        assert!(matches!(q.push(submission(2).0), Pushed::Queued));
+        assert!(matches!(q.push(submission(3).0), Pushed::Queued));
+        let mut taken = Vec::new();
+        q.take_into(&mut taken);
+        assert_eq!(
+            taken.iter().map(|s| s.command).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let mut empty = Vec::new();
+        q.take_into(&mut empty);
+        assert!(empty.is_empty());
+        assert!(matches!(q.push(submission(4).0), Pushed::Wake));
+        q.take_into(&mut taken);
+        assert_eq!(taken.len(), 4, "appended after what was there");
+    }
+
+    /// The bound: a full queue refuses with Busy (and hands the submission
+    /// back); taking frees room.
+    #[test]
+    fn a_full_queue_refuses_busy() {
+        let q = Queue::new(2);
+        assert!(matches!(q.push(submission(1).0), Pushed::Wake));
+        assert!(matches!(q.push(submission(2).0), Pushed::Queued));
+        match q.push(submission(3).0) {
+            Pushed::Refused(s, e) => {
+                assert_eq!(s.command, 3);
+                assert_eq!(e, ProposeError::Busy);
+            }
+            _ => panic!("a third proposal fits in a queue of two"),
+        }
+        q.take_into(&mut Vec::new());
+        assert!(matches!(q.push(submission(3).0), Pushed::Wake));
+    }
+
+    /// A closed queue returns what it held and refuses with Unknown until
+    /// it is reopened; reopening tells whether proposals wait.
+    #[test]
+    fn closed_queue_refuses_until_reopened() {
+        let q = Queue::new(4);
+        assert!(matches!(q.push(submission(1).0), Pushed::Wake));
+        let held = q.close();
+        assert_eq!(held.len(), 1);
+        assert!(matches!(
+            q.push(submission(2).0),
+            Pushed::Refused(_, ProposeError::Unknown)
+        ));
+        assert!(!q.reopen(), "nothing waits");
+        assert!(matches!(q.push(submission(3).0), Pushed::Wake));
+        assert!(q.reopen(), "a proposal waits");
     }
 }

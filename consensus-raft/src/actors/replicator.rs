@@ -5,14 +5,17 @@
 //! truncations, snapshots, purges) go to storage first and are synced before
 //! the first effect that anybody else can see (a message, a client result, an
 //! event), so one sync covers a whole step: a group commit. Client proposals
-//! and reads are batched: every proposal waiting in the mailbox joins the
-//! same batch, appended and replicated together.
+//! and reads are batched: the proposals of the [`SubmissionQueue`] (where
+//! [`RaftNode`](crate::node::RaftNode) puts them, waking the actor with one
+//! [`DrainSubmissions`] per batch) and every [`Propose`], [`ProposeBatch`]
+//! and [`Read`] waiting in the mailbox join the same batch, appended and
+//! replicated together.
 
 use super::{
-    micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, EventSubscribers,
-    GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm, PeerMessage, Propose,
-    ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot,
-    SnapshotSent, StartTransfer, StepDown,
+    micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, DrainSubmissions,
+    EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm,
+    PeerMessage, Propose, ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn,
+    Reply, ReplySlot, SnapshotSent, StartTransfer, StepDown, Submission, SubmissionQueue,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};
@@ -20,7 +23,7 @@ use crate::events::{HardState, LogProgress, RaftEvent, Snapshot, SnapshotMeta};
 use crate::membership::Membership;
 use crate::messages::{EntryRef, RaftMessage};
 use crate::replication::{
-    Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
+    Committed, Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
 };
 use actix::prelude::*;
 use consensus_actors::safety::{digest_of, RaftEvent as SafetyRaftEvent, SafetyEvent, SafetySink};
@@ -54,7 +57,7 @@ where
 type Output<SM> = <SM as consensus_actors::kv::StateMachine>::Output;
 type Command<SM> = <SM as consensus_actors::kv::StateMachine>::Command;
 type ReadReply = Result<Box<dyn Any + Send>, ProposeError>;
-type ProposeReply<SM> = Result<Output<SM>, ProposeError>;
+type ProposeReply<SM> = Result<Committed<Output<SM>>, ProposeError>;
 
 /// The results of a [`ProposeBatch`], filled in as they come.
 struct BatchReply<T> {
@@ -67,6 +70,8 @@ struct BatchReply<T> {
 enum Waiter<T> {
     /// A single [`Propose`].
     One(ReplySlot<T>),
+    /// A proposal of the [`SubmissionQueue`].
+    Queued(tokio::sync::oneshot::Sender<T>),
     /// Position `.1` of a [`ProposeBatch`].
     InBatch(std::rc::Rc<std::cell::RefCell<BatchReply<T>>>, usize),
 }
@@ -75,6 +80,10 @@ impl<T> Waiter<T> {
     fn answer(self, result: T) {
         match self {
             Waiter::One(slot) => slot.send(result),
+            Waiter::Queued(reply) => {
+                // The client may have given up: nothing to do then.
+                let _ = reply.send(result);
+            }
             Waiter::InBatch(batch, i) => {
                 let mut b = batch.borrow_mut();
                 if b.results[i].is_none() {
@@ -90,6 +99,61 @@ impl<T> Waiter<T> {
                 }
             }
         }
+    }
+}
+
+/// The clients waiting for their proposals, by id. Ids are handed out in
+/// increasing order, so a deque indexed from the oldest id still waiting
+/// holds them: insertion at the back and removal in any order are O(1)
+/// (a `BTreeMap` cost a tree walk and rebalancing per proposal).
+struct Waiters<T> {
+    /// Id of `slots[0]`.
+    first: u64,
+    /// `None`: answered already, or an id given to a read.
+    slots: std::collections::VecDeque<Option<Waiter<T>>>,
+}
+
+impl<T> Waiters<T> {
+    fn new() -> Self {
+        Self {
+            first: 0,
+            slots: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Records the waiter of `id`, which must be above every id recorded
+    /// before.
+    fn insert(&mut self, id: ProposalId, waiter: Waiter<T>) {
+        if self.slots.is_empty() {
+            self.first = id.0;
+        }
+        let at = id.0 - self.first;
+        assert!(
+            at >= self.slots.len() as u64,
+            "proposal ids are handed out in increasing order"
+        );
+        // Ids skipped (given to reads) hold nothing.
+        while (self.slots.len() as u64) < at {
+            self.slots.push_back(None);
+        }
+        self.slots.push_back(Some(waiter));
+    }
+
+    /// Takes the waiter of `id`, if it still waits.
+    fn remove(&mut self, id: ProposalId) -> Option<Waiter<T>> {
+        let at = usize::try_from(id.0.checked_sub(self.first)?).ok()?;
+        let waiter = self.slots.get_mut(at)?.take()?;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        Some(waiter)
+    }
+
+    /// Takes every waiter, oldest first.
+    fn take_all(&mut self) -> impl Iterator<Item = Waiter<T>> {
+        self.first += self.slots.len() as u64;
+        std::mem::take(&mut self.slots).into_iter().flatten()
     }
 }
 
@@ -113,10 +177,15 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     trace: Option<TraceHandle>,
     core: Option<ReplicationCore<SM>>,
     next_id: u64,
-    proposals: BTreeMap<ProposalId, Waiter<ProposeReply<SM>>>,
+    proposals: Waiters<ProposeReply<SM>>,
     reads: BTreeMap<ReadId, (ReadFn<SM>, ReplySlot<ReadReply>)>,
     batch: Vec<Proposal<Command<SM>>>,
     read_batch: Vec<ReadId>,
+    /// The effects buffer handed back to the core (see
+    /// [`ReplicationCore::swap_effects`]).
+    spare_effects: Vec<EffectOf<SM>>,
+    submissions: Arc<SubmissionQueue<Command<SM>, Output<SM>>>,
+    spare_submissions: Vec<Submission<Command<SM>, Output<SM>>>,
     flush_scheduled: bool,
     unsynced: bool,
     failed: bool,
@@ -154,7 +223,6 @@ where
     ) -> Self {
         Self {
             id,
-            cfg,
             initial_membership,
             storage,
             make_sm,
@@ -166,10 +234,14 @@ where
             trace: None,
             core: None,
             next_id: 0,
-            proposals: BTreeMap::new(),
+            proposals: Waiters::new(),
             reads: BTreeMap::new(),
             batch: Vec::new(),
             read_batch: Vec::new(),
+            spare_effects: Vec::new(),
+            submissions: Arc::new(SubmissionQueue::new(cfg.max_pending_proposals)),
+            spare_submissions: Vec::new(),
+            cfg,
             flush_scheduled: false,
             unsynced: false,
             failed: false,
@@ -184,6 +256,23 @@ where
     pub fn with_trace(mut self, trace: Option<TraceHandle>) -> Self {
         self.trace = trace;
         self
+    }
+
+    /// Takes client proposals from `queue` (shared with the node's client
+    /// handles) instead of a queue of its own.
+    #[must_use]
+    pub fn with_submissions(
+        mut self,
+        queue: Arc<SubmissionQueue<Command<SM>, Output<SM>>>,
+    ) -> Self {
+        self.submissions = queue;
+        self
+    }
+
+    /// The queue clients push proposals to (then wake the actor with
+    /// [`DrainSubmissions`] when [`SubmissionQueue::push`] says so).
+    pub fn submissions(&self) -> Arc<SubmissionQueue<Command<SM>, Output<SM>>> {
+        Arc::clone(&self.submissions)
     }
 
     fn now_us(&self) -> u64 {
@@ -269,13 +358,17 @@ where
         let Some(core) = self.core.as_mut() else {
             return;
         };
-        let effects = core.take_effects();
+        let mut effects = core.swap_effects(std::mem::take(&mut self.spare_effects));
         let mut events: Vec<RaftEvent> = Vec::new();
-        for effect in effects {
+        for effect in effects.drain(..) {
             if self.failed {
-                return;
+                break;
             }
             self.run_effect(effect, &mut events);
+        }
+        self.spare_effects = effects;
+        if self.failed {
+            return;
         }
         if self.sync() {
             events.retain(|e| self.publishes(e));
@@ -349,7 +442,7 @@ where
             }
             Effect::ProposalResult { id, result } => {
                 if self.sync() {
-                    if let Some(waiter) = self.proposals.remove(&id) {
+                    if let Some(waiter) = self.proposals.remove(id) {
                         waiter.answer(result);
                     }
                 }
@@ -484,7 +577,7 @@ where
     }
 
     fn drop_clients(&mut self) {
-        for (_, waiter) in std::mem::take(&mut self.proposals) {
+        for waiter in self.proposals.take_all() {
             waiter.answer(Err(ProposeError::Unknown));
         }
         for (_, (_, slot)) in std::mem::take(&mut self.reads) {
@@ -543,6 +636,10 @@ where
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.failed = false;
         self.unsynced = false;
+        if self.submissions.reopen() {
+            // A wake sent before a restart may be gone with the old state.
+            ctx.notify(DrainSubmissions);
+        }
         match self.recover() {
             Ok(core) => {
                 let last = core.log().last_index();
@@ -570,6 +667,34 @@ where
         let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
         ctx.run_interval(interval, |act, _ctx| {
             act.step(|core, now| core.tick(now));
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // Nobody will drain the queue: its clients learn the outcome is
+        // unknown, and later ones are refused until a restart.
+        for s in self.submissions.close() {
+            let _ = s.reply.send(Err(ProposeError::Unknown));
+        }
+        self.drop_clients();
+    }
+}
+
+impl<SM, S> LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    fn flush(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let reads = std::mem::take(&mut self.read_batch);
+        self.step(|core, now| {
+            if !batch.is_empty() {
+                core.propose(now, batch);
+            }
+            if !reads.is_empty() {
+                core.read_index(reads);
+            }
         });
     }
 }
@@ -614,7 +739,7 @@ where
     SM: RaftStateMachine,
     S: RaftStorage<Command<SM>>,
 {
-    type Result = Reply<Result<Output<SM>, ProposeError>>;
+    type Result = Reply<ProposeReply<SM>>;
 
     fn handle(
         &mut self,
@@ -709,16 +834,40 @@ where
 
     fn handle(&mut self, _: Flush, _ctx: &mut Context<Self>) {
         self.flush_scheduled = false;
-        let batch = std::mem::take(&mut self.batch);
-        let reads = std::mem::take(&mut self.read_batch);
-        self.step(|core, now| {
-            if !batch.is_empty() {
-                core.propose(now, batch);
+        self.flush();
+    }
+}
+
+impl<SM, S> Handler<DrainSubmissions> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ();
+
+    /// Takes every queued proposal as one batch (with any proposal that came
+    /// as a message) and runs it now.
+    fn handle(&mut self, _: DrainSubmissions, _ctx: &mut Context<Self>) {
+        let mut queued = std::mem::take(&mut self.spare_submissions);
+        self.submissions.take_into(&mut queued);
+        if self.core.is_none() || self.failed {
+            for s in queued.drain(..) {
+                let _ = s.reply.send(Err(ProposeError::Unknown));
             }
-            if !reads.is_empty() {
-                core.read_index(reads);
+        } else {
+            for s in queued.drain(..) {
+                self.next_id += 1;
+                let id = ProposalId(self.next_id);
+                self.proposals.insert(id, Waiter::Queued(s.reply));
+                self.batch.push(Proposal {
+                    id,
+                    command: s.command,
+                    client_id: s.client_id,
+                });
             }
-        });
+            self.flush();
+        }
+        self.spare_submissions = queued;
     }
 }
 
@@ -875,5 +1024,43 @@ mod tests {
         ] {
             assert!(progress_to_publish(Some(&base), &moved), "{moved:?}");
         }
+    }
+
+    fn waiter() -> (Waiter<u32>, tokio::sync::oneshot::Receiver<u32>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Waiter::Queued(tx), rx)
+    }
+
+    /// Waiters are found by id whatever the order of the answers, ids given
+    /// to reads leave holes, and an id answered twice is found once.
+    #[test]
+    fn waiters_answer_in_any_order() {
+        let mut w = Waiters::new();
+        let mut answers = Vec::new();
+        for id in [5, 6, 8, 9] {
+            let (wt, rx) = waiter();
+            w.insert(ProposalId(id), wt);
+            answers.push((id, rx));
+        }
+        assert!(w.remove(ProposalId(7)).is_none(), "a read's id");
+        assert!(w.remove(ProposalId(4)).is_none(), "before the first");
+        assert!(w.remove(ProposalId(10)).is_none(), "after the last");
+        for id in [8, 5, 9] {
+            w.remove(ProposalId(id)).expect("waiting").answer(id as u32);
+            assert!(w.remove(ProposalId(id)).is_none(), "answered once");
+        }
+        // 5 left the front; 6 waits, followed by the holes of 7, 8 and 9.
+        assert_eq!((w.first, w.slots.len()), (6, 4));
+        let rest: Vec<_> = w.take_all().collect();
+        assert_eq!(rest.len(), 1);
+        for r in rest {
+            r.answer(6);
+        }
+        for (id, mut rx) in answers {
+            assert_eq!(rx.try_recv(), Ok(id as u32));
+        }
+        let (wt, _rx) = waiter();
+        w.insert(ProposalId(20), wt);
+        assert_eq!((w.first, w.slots.len()), (20, 1));
     }
 }

@@ -67,6 +67,16 @@ pub struct Proposal<C> {
     pub client_id: ClientId,
 }
 
+/// A proposal that committed: where its entry sits in the log and what
+/// applying it returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed<O> {
+    /// The entry's position: the term it was proposed in and its index.
+    pub log_id: LogId,
+    /// The state machine's output.
+    pub output: O,
+}
+
 /// What a node finds in its storage when it (re)starts.
 #[derive(Clone, Debug)]
 pub struct Recovered<C> {
@@ -122,8 +132,9 @@ pub enum Effect<C, O> {
     ProposalResult {
         /// The proposal.
         id: ProposalId,
-        /// The state machine's output, or why there is none.
-        result: Result<O, ProposeError>,
+        /// Where the entry committed and the state machine's output, or
+        /// why there is none.
+        result: Result<Committed<O>, ProposeError>,
     },
     /// The read may now be served from the state machine
     /// ([`ReplicationCore::state_machine`]): linearizable.
@@ -333,6 +344,16 @@ where
     pub fn take_effects(&mut self) -> Vec<EffectOf<SM>> {
         self.flush_hard_state();
         std::mem::take(&mut self.out)
+    }
+
+    /// Like [`take_effects`](Self::take_effects), handing the core `spare`
+    /// (an empty buffer) to collect the next step's effects: an actor that
+    /// gives back the buffer it drained reuses two allocations forever
+    /// instead of growing a new vector on every step.
+    pub fn swap_effects(&mut self, spare: Vec<EffectOf<SM>>) -> Vec<EffectOf<SM>> {
+        debug_assert!(spare.is_empty(), "the spare buffer must be drained");
+        self.flush_hard_state();
+        std::mem::replace(&mut self.out, spare)
     }
 
     /// Pushes an effect, after the hard state if it changed: term and vote
@@ -994,7 +1015,13 @@ where
                     // Replaced by a snapshot we did not write.
                     Err(ProposeError::Unknown)
                 } else if p.term == entry.term {
-                    output.take().ok_or(ProposeError::Unknown)
+                    output
+                        .take()
+                        .map(|output| Committed {
+                            log_id: LogId::new(entry.term, index),
+                            output,
+                        })
+                        .ok_or(ProposeError::Unknown)
                 } else {
                     Err(ProposeError::Dropped)
                 };

@@ -95,7 +95,20 @@ fn results(effects: &[Eff]) -> Vec<(ProposalId, Result<KvOutput, ProposeError>)>
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::ProposalResult { id, result } => Some((*id, result.clone())),
+            Effect::ProposalResult { id, result } => Some((*id, result.clone().map(|c| c.output))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where each proposal answered with success committed.
+fn committed_at(effects: &[Eff]) -> Vec<(ProposalId, LogId)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ProposalResult {
+                id, result: Ok(c), ..
+            } => Some((*id, c.log_id)),
             _ => None,
         })
         .collect()
@@ -527,6 +540,16 @@ fn leader_responds_after_majority_commit_and_apply() {
             (ProposalId(11), Ok(KvOutput::Ok))
         ]
     );
+    // Each answer names the entry's position: after the leader's no-op at
+    // index 1, in the leader's term 1.
+    assert_eq!(
+        committed_at(&effects),
+        vec![
+            (ProposalId(10), LogId::new(Term(1), LogIndex(2))),
+            (ProposalId(11), LogId::new(Term(1), LogIndex(3)))
+        ]
+    );
+    assert_eq!(c.log().get(LogIndex(3)).map(|e| e.term), Some(Term(1)));
     assert_eq!(c.state_machine().get("b"), Some("2"));
 }
 
