@@ -550,6 +550,24 @@ impl EventSubscribers {
             self.compactor.do_send(RaftEvents(to_compactor));
         }
     }
+
+    /// Sends each component the events given for it (nothing when empty).
+    pub fn send(
+        &self,
+        to_election: Vec<RaftEvent>,
+        to_membership: Vec<RaftEvent>,
+        to_compactor: Vec<RaftEvent>,
+    ) {
+        if !to_election.is_empty() {
+            self.election.do_send(RaftEvents(to_election));
+        }
+        if !to_membership.is_empty() {
+            self.membership.do_send(RaftEvents(to_membership));
+        }
+        if !to_compactor.is_empty() {
+            self.compactor.do_send(RaftEvents(to_compactor));
+        }
+    }
 }
 
 /// The reply to a request answered later without spawning a task per

@@ -196,6 +196,9 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     /// The last [`RaftEvent::Progress`] published to the other components
     /// (see [`publishes`](Self::publishes)).
     published_progress: Option<LogProgress>,
+    /// Which of the published events the MembershipManager and the
+    /// SnapshotCompactor get (see [`EventRouting`]).
+    routing: EventRouting,
 }
 
 impl<SM, S> LogReplicator<SM, S>
@@ -247,6 +250,7 @@ where
             failed: false,
             digests: VecDeque::new(),
             published_progress: None,
+            routing: EventRouting::default(),
         }
     }
 
@@ -372,8 +376,26 @@ where
         }
         if self.sync() {
             events.retain(|e| self.publishes(e));
-            self.subscribers.publish(events);
+            self.publish(events);
         }
+    }
+
+    /// Sends each component the events it acts on (see [`EventRouting`]).
+    fn publish(&mut self, events: Vec<RaftEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let threshold = self.cfg.snapshot_threshold;
+        let core = self.core.as_ref();
+        let [election, membership, compactor] = self.routing.split(events, threshold, || {
+            core.and_then(|c| {
+                c.snapshot_events().into_iter().find_map(|e| match e {
+                    RaftEvent::Progress(p) => Some(p),
+                    _ => None,
+                })
+            })
+        });
+        self.subscribers.send(election, membership, compactor);
     }
 
     /// Whether the other components get `event`. Every event but one kind:
@@ -589,6 +611,96 @@ where
     }
 }
 
+/// What the LogReplicator sends the MembershipManager and the
+/// SnapshotCompactor beyond each event's kind
+/// ([`RaftEvent::for_membership`], [`RaftEvent::for_compactor`]): most
+/// [`RaftEvent::Progress`] events concern neither, and each one sent costs a
+/// mailbox message per follower per AppendEntries.
+///
+/// * The MembershipManager acts on the commit index only as leader (a
+///   change is requested and advanced only there): it gets Progress while
+///   the node leads, and the current progress right after the
+///   [`RaftEvent::RoleChanged`] that makes it leader.
+/// * The SnapshotCompactor compacts when `last_applied - snapshot_index`
+///   reaches [`RaftConfig::snapshot_threshold`]: it gets Progress when
+///   that holds or when the snapshot index moved since the last one it got.
+///
+/// Every other event goes to every component its kind names, in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct EventRouting {
+    /// The last RoleChanged published made this node leader.
+    leading: bool,
+    /// The snapshot index in the last Progress the compactor got.
+    compactor_snapshot: LogIndex,
+}
+
+impl EventRouting {
+    /// The routing after a resynchronisation that published `events` to
+    /// every component unfiltered.
+    fn after_resync(events: &[RaftEvent]) -> Self {
+        let mut r = Self::default();
+        for e in events {
+            match e {
+                RaftEvent::RoleChanged { role, .. } => r.leading = *role == NodeState::Leader,
+                RaftEvent::Progress(p) => r.compactor_snapshot = p.snapshot_index,
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Splits `events` into what LeaderElection, MembershipManager and
+    /// SnapshotCompactor get, in order. `current` is the owner's progress
+    /// now (asked only when the node becomes leader).
+    fn split(
+        &mut self,
+        events: Vec<RaftEvent>,
+        snapshot_threshold: u64,
+        current: impl FnOnce() -> Option<LogProgress>,
+    ) -> [Vec<RaftEvent>; 3] {
+        let mut current = Some(current);
+        let (mut election, mut membership, mut compactor) = (Vec::new(), Vec::new(), Vec::new());
+        for e in events {
+            if e.for_election() {
+                election.push(e.clone());
+            }
+            match &e {
+                RaftEvent::Progress(p) => {
+                    let since = p.last_applied.get().saturating_sub(p.snapshot_index.get());
+                    if p.snapshot_index != self.compactor_snapshot || since >= snapshot_threshold {
+                        self.compactor_snapshot = p.snapshot_index;
+                        compactor.push(e.clone());
+                    }
+                    if self.leading {
+                        membership.push(e);
+                    }
+                }
+                RaftEvent::RoleChanged { term, role, .. } => {
+                    let became_leader = *role == NodeState::Leader && !self.leading;
+                    self.leading = *role == NodeState::Leader;
+                    let term = *term;
+                    compactor.push(e.clone());
+                    membership.push(e);
+                    if became_leader {
+                        if let Some(p) = current.take().and_then(|f| f()) {
+                            membership.push(RaftEvent::Progress(LogProgress { term, ..p }));
+                        }
+                    }
+                }
+                _ => {
+                    if e.for_compactor() {
+                        compactor.push(e.clone());
+                    }
+                    if e.for_membership() {
+                        membership.push(e);
+                    }
+                }
+            }
+        }
+        [election, membership, compactor]
+    }
+}
+
 /// Whether `p` tells the components something beyond `last` (the last
 /// progress published): anything but the log end alone.
 fn progress_to_publish(last: Option<&LogProgress>, p: &LogProgress) -> bool {
@@ -657,6 +769,7 @@ where
                     _ => None,
                 });
                 self.core = Some(core);
+                self.routing = EventRouting::after_resync(&events);
                 self.subscribers.publish(events);
             }
             Err(reason) => {
@@ -710,6 +823,7 @@ where
         self.core = None;
         self.digests.clear();
         self.published_progress = None;
+        self.routing = EventRouting::default();
         self.drop_clients();
     }
 }
@@ -985,6 +1099,96 @@ where
 mod tests {
     use super::*;
     use consensus_actors::types::Term;
+
+    fn progress(term: u64, applied: u64, snapshot: u64) -> LogProgress {
+        LogProgress {
+            term: Term(term),
+            commit_index: LogIndex(applied),
+            last_applied: LogIndex(applied),
+            last_log_index: LogIndex(applied),
+            snapshot_index: LogIndex(snapshot),
+        }
+    }
+
+    fn role(term: u64, role: NodeState) -> RaftEvent {
+        RaftEvent::RoleChanged {
+            term: Term(term),
+            role,
+            leader: (role == NodeState::Leader).then_some(NodeId(1)),
+        }
+    }
+
+    /// A follower's progress goes to neither the MembershipManager nor (below
+    /// the snapshot threshold) the SnapshotCompactor; HeardFromLeader goes to
+    /// LeaderElection alone.
+    #[test]
+    fn follower_progress_below_the_threshold_reaches_no_component() {
+        let mut r = EventRouting::default();
+        let heard = RaftEvent::HeardFromLeader {
+            term: Term(2),
+            leader: NodeId(1),
+        };
+        let p = RaftEvent::Progress(progress(2, 5, 0));
+        let [e, m, c] = r.split(vec![heard.clone(), p], 10, || unreachable!());
+        assert_eq!(e, vec![heard]);
+        assert_eq!(m, Vec::<RaftEvent>::new());
+        assert_eq!(c, Vec::<RaftEvent>::new());
+        assert_eq!(r, EventRouting::default());
+    }
+
+    /// The compactor gets progress once `last_applied - snapshot_index`
+    /// reaches the threshold, and whenever the snapshot index moved.
+    #[test]
+    fn compactor_gets_progress_at_the_threshold_or_a_new_snapshot() {
+        let mut r = EventRouting::default();
+        let at = RaftEvent::Progress(progress(2, 10, 0));
+        let [_, _, c] = r.split(vec![at.clone()], 10, || None);
+        assert_eq!(c, vec![at]);
+        let snap = RaftEvent::Progress(progress(2, 11, 8));
+        let [_, _, c] = r.split(vec![snap.clone()], 10, || None);
+        assert_eq!(c, vec![snap]);
+        assert_eq!(r.compactor_snapshot, LogIndex(8));
+        let [_, _, c] = r.split(vec![RaftEvent::Progress(progress(2, 12, 8))], 10, || None);
+        assert_eq!(c, Vec::<RaftEvent>::new());
+    }
+
+    /// On becoming leader the MembershipManager gets the role change, then
+    /// the owner's current progress stamped with the new term, and every
+    /// progress while leading; after stepping down, none.
+    #[test]
+    fn membership_gets_progress_only_while_leading() {
+        let mut r = EventRouting::default();
+        let lead = role(3, NodeState::Leader);
+        let [e, m, c] = r.split(vec![lead.clone()], 10, || Some(progress(2, 7, 0)));
+        assert_eq!(e, vec![lead.clone()]);
+        assert_eq!(m, vec![lead, RaftEvent::Progress(progress(3, 7, 0))]);
+        assert_eq!(c, vec![role(3, NodeState::Leader)]);
+        assert!(r.leading);
+        let p = RaftEvent::Progress(progress(3, 8, 0));
+        let [_, m, _] = r.split(vec![p.clone()], 10, || unreachable!());
+        assert_eq!(m, vec![p]);
+        let down = role(4, NodeState::Follower);
+        let p = RaftEvent::Progress(progress(4, 9, 0));
+        let [_, m, _] = r.split(vec![down.clone(), p], 10, || unreachable!());
+        assert_eq!(m, vec![down]);
+        assert!(!r.leading);
+    }
+
+    /// After a resynchronisation the routing follows the state published.
+    #[test]
+    fn routing_after_resync_follows_the_published_state() {
+        let r = EventRouting::after_resync(&[
+            role(5, NodeState::Leader),
+            RaftEvent::Progress(progress(5, 20, 12)),
+        ]);
+        assert_eq!(
+            r,
+            EventRouting {
+                leading: true,
+                compactor_snapshot: LogIndex(12),
+            }
+        );
+    }
 
     /// An append alone (the log end moves) is not published; a move of the
     /// term, commit index, applied index or snapshot is, and so is the
