@@ -4,13 +4,18 @@
 //! ```text
 //!                    network (Envelope<RaftMessage<C>>)
 //!                               │
-//!                          RaftRouter ───────────────┬──────────────────┐
-//!     RequestVote, AppendEntries(+resp) │   vote responses, TimeoutNow   InstallSnapshot(+resp)
-//!                               ▼                    ▼                  ▼
-//!   clients ──► LogReplicator ◄──── requests ── LeaderElection   SnapshotCompactor
-//!   (propose,   (term, vote, log,               MembershipManager ──►  (owner)
-//!    read)       state machine) ──── events ──►  the other three
+//!                               ▼   the rest
+//!   clients ──► LogReplicator ────────────► RaftRouter ─────┬──────────────────┐
+//!   (propose,   (RequestVote,            vote responses, TimeoutNow   InstallSnapshot(+resp)
+//!    read)       AppendEntries(+resp);                      ▼                  ▼
+//!                term, vote, log,  ◄──── requests ── LeaderElection   SnapshotCompactor
+//!                state machine)    ──── events ──►   MembershipManager ──►  (owner)
+//!                                                    (the other three)
 //! ```
+//!
+//! The node's inbox ([`RaftNode::inbox`]) is the LogReplicator: the messages
+//! of nearly every step reach it in one mailbox hop, and it hands the others
+//! to the RaftRouter (see [`LogReplicator::with_router`]).
 //!
 //! Children start in the order LogReplicator, LeaderElection,
 //! MembershipManager, SnapshotCompactor, RaftRouter: with
@@ -239,7 +244,8 @@ where
             epoch,
         )
         .with_trace(self.trace)
-        .with_submissions(Arc::clone(&submissions));
+        .with_submissions(Arc::clone(&submissions))
+        .with_router(router.clone().recipient());
         let election_actor =
             LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch);
         let membership_actor = MembershipManager::new(id, self.cfg.clone(), owner.clone(), epoch);
@@ -283,7 +289,9 @@ where
             status: replicator.clone().recipient(),
             change: membership.clone().recipient(),
             transfer: election.clone().recipient(),
-            inbox: router.clone().recipient(),
+            // The replicator handles most inbound messages itself and hands
+            // the rest to the router: one mailbox hop instead of two.
+            inbox: replicator.clone().recipient(),
             panics: [
                 replicator.recipient(),
                 election.recipient(),

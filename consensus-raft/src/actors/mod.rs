@@ -29,7 +29,7 @@ pub use compactor::SnapshotCompactor;
 pub use election::LeaderElection;
 pub use membership::MembershipManager;
 pub use replicator::{LogReplicator, RaftStorage};
-pub use router::RaftRouter;
+pub use router::{for_log_replicator, RaftRouter};
 
 use crate::error::{ProposeError, Refusal};
 use crate::events::{RaftEvent, Snapshot, SnapshotMeta};

@@ -11,6 +11,7 @@
 //! and [`Read`] waiting in the mailbox join the same batch, appended and
 //! replicated together.
 
+use super::router::for_log_replicator;
 use super::{
     micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, DrainSubmissions,
     EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm,
@@ -30,7 +31,7 @@ use consensus_actors::safety::{digest_of, RaftEvent as SafetyRaftEvent, SafetyEv
 use consensus_actors::sim::TraceHandle;
 use consensus_actors::storage::{Snapshot as StoredSnapshot, Storage, StorageError};
 use consensus_actors::supervision::FailNode;
-use consensus_actors::transport::Transport;
+use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState};
 use serde::{de::DeserializeOwned, Serialize};
 use std::any::Any;
@@ -199,6 +200,9 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     /// Which of the published events the MembershipManager and the
     /// SnapshotCompactor get (see [`EventRouting`]).
     routing: EventRouting,
+    /// Where envelopes delivered here but handled by another component go
+    /// (see [`with_router`](Self::with_router)).
+    router: Option<Recipient<Envelope<RaftMessage<Command<SM>>>>>,
 }
 
 impl<SM, S> LogReplicator<SM, S>
@@ -251,7 +255,18 @@ where
             digests: VecDeque::new(),
             published_progress: None,
             routing: EventRouting::default(),
+            router: None,
         }
+    }
+
+    /// Makes this LogReplicator the node's inbox: it handles the
+    /// [`Envelope`]s [`for_log_replicator`] itself (one mailbox hop from the
+    /// network instead of two) and forwards every other envelope to
+    /// `router`, which dispatches it to its component.
+    #[must_use]
+    pub fn with_router(mut self, router: Recipient<Envelope<RaftMessage<Command<SM>>>>) -> Self {
+        self.router = Some(router);
+        self
     }
 
     /// Records role changes and commit advances in a simulation trace (so
@@ -836,8 +851,43 @@ where
     type Result = ();
 
     fn handle(&mut self, m: PeerMessage<Command<SM>>, _ctx: &mut Context<Self>) {
-        let from = m.from;
-        self.step(|core, now| match m.msg {
+        self.handle_peer(m.from, m.msg);
+    }
+}
+
+impl<SM, S> Handler<Envelope<RaftMessage<Command<SM>>>> for LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    type Result = ();
+
+    /// The node's inbox (see [`with_router`](LogReplicator::with_router)).
+    fn handle(&mut self, env: Envelope<RaftMessage<Command<SM>>>, _ctx: &mut Context<Self>) {
+        if env.to != self.id {
+            tracing::warn!(node = %self.id, to = %env.to, "misrouted envelope dropped");
+            return;
+        }
+        if for_log_replicator(&env.msg) {
+            self.handle_peer(env.from, env.msg);
+        } else if let Some(router) = &self.router {
+            router.do_send(env);
+        } else {
+            tracing::debug!(
+                message = env.msg.name(),
+                "not for the log replicator (no router)"
+            );
+        }
+    }
+}
+
+impl<SM, S> LogReplicator<SM, S>
+where
+    SM: RaftStateMachine,
+    S: RaftStorage<Command<SM>>,
+{
+    fn handle_peer(&mut self, from: NodeId, msg: RaftMessage<Command<SM>>) {
+        self.step(|core, now| match msg {
             RaftMessage::RequestVote(rv) => core.handle_request_vote(now, from, rv),
             RaftMessage::AppendEntries(ae) => core.handle_append_entries(now, from, ae),
             RaftMessage::AppendEntriesResponse(r) => {

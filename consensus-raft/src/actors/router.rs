@@ -12,6 +12,11 @@ use consensus_actors::types::NodeId;
 /// their responses) to the LogReplicator, vote responses and TimeoutNow to
 /// LeaderElection, InstallSnapshot (and its responses) to the
 /// SnapshotCompactor. Envelopes addressed to another node are dropped.
+///
+/// In a node built by [`RaftNodeBuilder`](crate::node::RaftNodeBuilder) the
+/// network delivers to the LogReplicator, which handles the messages
+/// [`for_log_replicator`] and forwards the others here: the messages of
+/// nearly every step take one mailbox hop instead of two.
 pub struct RaftRouter<C: ReplicatedCommand> {
     id: NodeId,
     replicator: Recipient<PeerMessage<C>>,
@@ -36,6 +41,21 @@ impl<C: ReplicatedCommand> RaftRouter<C> {
     }
 }
 
+/// Whether the LogReplicator handles `msg`: RequestVote, AppendEntries and
+/// AppendEntries responses (the messages of nearly every step). A
+/// LogReplicator given the router with
+/// [`LogReplicator::with_router`](super::LogReplicator::with_router) takes
+/// the node's envelopes itself, handles these and hands the rest to the
+/// router.
+pub fn for_log_replicator<C>(msg: &RaftMessage<C>) -> bool {
+    matches!(
+        msg,
+        RaftMessage::RequestVote(_)
+            | RaftMessage::AppendEntries(_)
+            | RaftMessage::AppendEntriesResponse(_)
+    )
+}
+
 impl<C: ReplicatedCommand> Actor for RaftRouter<C> {
     type Context = Context<Self>;
 }
@@ -55,17 +75,38 @@ where
             return;
         }
         let to = match &env.msg {
-            RaftMessage::RequestVote(_)
-            | RaftMessage::AppendEntries(_)
-            | RaftMessage::AppendEntriesResponse(_) => &self.replicator,
+            m if for_log_replicator(m) => &self.replicator,
             RaftMessage::RequestVoteResponse(_) | RaftMessage::TimeoutNow(_) => &self.election,
-            RaftMessage::InstallSnapshot(_) | RaftMessage::InstallSnapshotResponse(_) => {
-                &self.compactor
-            }
+            _ => &self.compactor,
         };
         to.do_send(PeerMessage {
             from: env.from,
             msg: env.msg,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::{RequestVote, TimeoutNow};
+    use consensus_actors::kv::KvCommand;
+    use consensus_actors::types::{LogIndex, Term};
+
+    /// RequestVote goes to the LogReplicator; TimeoutNow (LeaderElection's)
+    /// does not.
+    #[test]
+    fn the_log_replicator_takes_request_vote_not_timeout_now() {
+        let rv: RaftMessage<KvCommand> = RaftMessage::RequestVote(RequestVote {
+            term: Term(2),
+            candidate_id: NodeId(1),
+            last_log_index: LogIndex(3),
+            last_log_term: Term(1),
+            pre_vote: false,
+            leadership_transfer: false,
+        });
+        assert!(for_log_replicator(&rv));
+        let tn: RaftMessage<KvCommand> = RaftMessage::TimeoutNow(TimeoutNow { term: Term(2) });
+        assert!(!for_log_replicator(&tn));
     }
 }
