@@ -12,6 +12,7 @@ use crate::types::NodeId;
 use actix::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
+use std::sync::Arc;
 
 /// What a protocol message must be to cross a network: clonable (for
 /// duplication and broadcast), printable (for traces), serializable (for TCP
@@ -53,10 +54,36 @@ pub struct DeregisterNode {
     pub node: NodeId,
 }
 
+/// A network entry point that takes envelopes synchronously, on the
+/// sender's thread, instead of through an actor's mailbox: what a
+/// simulated node's port is (see [`Transport::direct`]). It must not block
+/// and must not call back into the sender.
+pub trait EnvelopeSink<M: Wire>: Send + Sync + 'static {
+    /// The envelope enters the network (it may be dropped, as any message).
+    fn send(&self, env: Envelope<M>);
+}
+
+/// Where a [`Transport`] hands its envelopes.
+enum Outbound<M: Wire> {
+    /// A network actor's mailbox.
+    Actor(Recipient<Envelope<M>>),
+    /// A synchronous entry point (one mailbox hop fewer per message).
+    Direct(Arc<dyn EnvelopeSink<M>>),
+}
+
+impl<M: Wire> Clone for Outbound<M> {
+    fn clone(&self) -> Self {
+        match self {
+            Outbound::Actor(r) => Outbound::Actor(r.clone()),
+            Outbound::Direct(s) => Outbound::Direct(Arc::clone(s)),
+        }
+    }
+}
+
 /// The handle a component uses to send to peers. Cloning is cheap.
 pub struct Transport<M: Wire> {
     local: NodeId,
-    outbound: Recipient<Envelope<M>>,
+    outbound: Outbound<M>,
 }
 
 impl<M: Wire> Clone for Transport<M> {
@@ -72,7 +99,19 @@ impl<M: Wire> Transport<M> {
     /// A handle for node `local` sending through `outbound` (the network
     /// actor's recipient for envelopes).
     pub fn new(local: NodeId, outbound: Recipient<Envelope<M>>) -> Self {
-        Self { local, outbound }
+        Self {
+            local,
+            outbound: Outbound::Actor(outbound),
+        }
+    }
+
+    /// A handle for node `local` handing its envelopes to `sink` as they
+    /// are sent (no mailbox in between).
+    pub fn direct(local: NodeId, sink: Arc<dyn EnvelopeSink<M>>) -> Self {
+        Self {
+            local,
+            outbound: Outbound::Direct(sink),
+        }
     }
 
     /// The node this handle sends for.
@@ -83,11 +122,15 @@ impl<M: Wire> Transport<M> {
     /// Sends `msg` to `to`. Delivery is not guaranteed (the network may lose,
     /// delay, duplicate or reorder it): protocols retry at their own level.
     pub fn send(&self, to: NodeId, msg: M) {
-        self.outbound.do_send(Envelope {
+        let env = Envelope {
             from: self.local,
             to,
             msg,
-        });
+        };
+        match &self.outbound {
+            Outbound::Actor(r) => r.do_send(env),
+            Outbound::Direct(s) => s.send(env),
+        }
     }
 
     /// Sends a copy of `msg` to every node in `to` except this one.

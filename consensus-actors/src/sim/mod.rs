@@ -38,8 +38,8 @@
 //! One message costs about 4,000 to 7,000 instructions end to end on this
 //! runtime (`sim_speed` bench, callgrind): roughly a third in the network
 //! (model, trace digest, delivery), the rest in actix (a mailbox hop into
-//! the sender's port and one into the receiver, with a boxed envelope and a
-//! task wake-up each), tokio's paused timer (two driver parks per virtual
+//! the receiver, with a boxed envelope and a task wake-up; a node's port
+//! takes the message on the sender's turn, without a hop), tokio's paused timer (two driver parks per virtual
 //! instant at which anything happens) and the nodes' own work and timers.
 //! That is about 0.4 to 0.7 µs of CPU per message, so a run stays 1000x
 //! faster than real time up to roughly 1,500 to 2,500 messages per virtual

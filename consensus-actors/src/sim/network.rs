@@ -9,8 +9,8 @@
 //! # Model
 //!
 //! * A message enters the network when the actor handles its [`Envelope`]
-//!   (or, in a [`Simulation`](super::Simulation), when the sending node's
-//!   [`SimPort`] handles it). It is dropped at once when its sender is down, its destination is not
+//!   (or, in a [`Simulation`](super::Simulation), the moment the sending
+//!   node's transport sends it, through the node's port). It is dropped at once when its sender is down, its destination is not
 //!   registered, the link is cut (partition, one-way block, isolation), or by
 //!   the loss roll.
 //! * Otherwise it is delivered after `base_delay + U[0, jitter]`. Links are
@@ -37,9 +37,11 @@
 //!
 //! The network's state (generator, fault rates, node table, link table,
 //! in-flight queue) sits behind one lock shared by the actor, the ports of a
-//! simulation's nodes and the simulation itself. A node's port applies the
-//! model above to each envelope itself, so a message costs one mailbox hop
-//! to enter the network instead of two, and the simulation's control
+//! simulation's nodes and the simulation itself. A simulated node's port is
+//! an [`EnvelopeSink`] behind its [`Transport`](crate::transport::Transport):
+//! it applies the model above to each envelope as the node sends it, so a
+//! message enters the network without a mailbox hop (a [`SimPort`] actor
+//! costs one; the network actor's mailbox, one), and the simulation's control
 //! operations (partition, crash, faults...) apply the moment they are
 //! called. Copies in flight wait in one binary heap ordered by (delivery
 //! time, entry order); a single driver task sleeps until the earliest one is
@@ -50,7 +52,7 @@
 
 use super::rng::chance;
 use super::trace::{digest, TraceHandle};
-use crate::transport::{DeregisterNode, Envelope, RegisterNode, Wire};
+use crate::transport::{DeregisterNode, Envelope, EnvelopeSink, RegisterNode, Wire};
 use crate::types::NodeId;
 use actix::prelude::*;
 use rand::Rng;
@@ -340,6 +342,9 @@ struct Core<M: Wire> {
     driver: Option<Waker>,
     /// The actor stopped: the driver ends.
     closed: bool,
+    /// While nodes are being launched: what their ports sent, entering the
+    /// network in order once the launch is over (see [`NetHandle::hold`]).
+    held: Option<Vec<Envelope<M>>>,
 }
 
 impl<M: Wire> Core<M> {
@@ -361,6 +366,7 @@ impl<M: Wire> Core<M> {
             armed: None,
             driver: None,
             closed: false,
+            held: None,
         }
     }
 
@@ -647,10 +653,47 @@ impl<M: Wire> NetHandle<M> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A message enters the network (as if the actor handled it).
+    /// A message enters the network (as if the actor handled it), or waits
+    /// for [`release`](Self::release) while the network is held.
     pub(crate) fn send(&self, env: Envelope<M>) {
         let mut core = self.lock();
+        if let Some(held) = &mut core.held {
+            held.push(env);
+            return;
+        }
         if core.send(env) {
+            if let Some(w) = &core.driver {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// Holds what ports send until [`release`](Self::release), while nodes
+    /// are launched: a node may send from its start, before it and its
+    /// peers are registered (a port actor's mailbox held such messages until
+    /// the launch was over). Returns false when already held (the caller
+    /// then leaves the release to whoever held it).
+    pub(crate) fn hold(&self) -> bool {
+        let mut core = self.lock();
+        if core.held.is_some() {
+            return false;
+        }
+        core.held = Some(Vec::new());
+        true
+    }
+
+    /// Lets the messages held since [`hold`](Self::hold) enter the network,
+    /// in the order they were sent.
+    pub(crate) fn release(&self) {
+        let mut core = self.lock();
+        let Some(held) = core.held.take() else {
+            return;
+        };
+        let mut wake = false;
+        for env in held {
+            wake |= core.send(env);
+        }
+        if wake {
             if let Some(w) = &core.driver {
                 w.wake_by_ref();
             }
@@ -896,22 +939,8 @@ impl<M: Wire> Handler<GetStats> for SimNetwork<M> {
 /// cannot send as the node (or as its next incarnation).
 pub struct SimPort<M: Wire> {
     node: NodeId,
-    network: PortTarget<M>,
+    network: Recipient<Envelope<M>>,
     closed: Arc<AtomicBool>,
-}
-
-/// Where a port hands its envelopes.
-enum PortTarget<M: Wire> {
-    /// To a network actor's mailbox.
-    Actor(Recipient<Envelope<M>>),
-    /// Straight into a [`SimNetwork`]'s state (one mailbox hop fewer). The
-    /// recipient is not used: it keeps the network actor (and so its
-    /// delivery task) alive as long as a port can send, as a port sending
-    /// through the actor's mailbox does.
-    Direct {
-        net: NetHandle<M>,
-        _keep_alive: Recipient<Envelope<M>>,
-    },
 }
 
 impl<M: Wire> Actor for SimPort<M> {
@@ -941,30 +970,7 @@ impl<M: Wire> SimPort<M> {
         (
             Self {
                 node,
-                network: PortTarget::Actor(network),
-                closed: switch.0.clone(),
-            },
-            switch,
-        )
-    }
-
-    /// A port for `node` handing its envelopes straight to the network
-    /// behind `net` (as the network actor would on receiving them), with the
-    /// switch that closes it. `network` is that network actor's recipient,
-    /// held to keep the actor alive.
-    pub(crate) fn direct(
-        node: NodeId,
-        net: NetHandle<M>,
-        network: Recipient<Envelope<M>>,
-    ) -> (Self, PortSwitch) {
-        let switch = PortSwitch::default();
-        (
-            Self {
-                node,
-                network: PortTarget::Direct {
-                    net,
-                    _keep_alive: network,
-                },
+                network,
                 closed: switch.0.clone(),
             },
             switch,
@@ -984,9 +990,54 @@ impl<M: Wire> Handler<Envelope<M>> for SimPort<M> {
             tracing::warn!(port = %self.node, from = %env.from, "envelope with a foreign sender restamped");
             env.from = self.node;
         }
-        match &self.network {
-            PortTarget::Actor(network) => network.do_send(env),
-            PortTarget::Direct { net, .. } => net.send(env),
+        self.network.do_send(env);
+    }
+}
+
+/// A simulated node's port as an [`EnvelopeSink`]: it does what a
+/// [`SimPort`] does (restamps the sender, forwards nothing once closed) and
+/// hands each envelope straight to the network's state as it is sent, so a
+/// message costs no mailbox hop to enter the network.
+pub(crate) struct DirectPort<M: Wire> {
+    node: NodeId,
+    net: NetHandle<M>,
+    closed: Arc<AtomicBool>,
+    /// Keeps the network actor (and so its delivery task) alive as long as
+    /// a port can send, as a port sending through its mailbox does.
+    _keep_alive: Recipient<Envelope<M>>,
+}
+
+impl<M: Wire> DirectPort<M> {
+    /// A port for `node` entering the network behind `net`, with the switch
+    /// that closes it. `network` is that network actor's recipient, held to
+    /// keep the actor alive.
+    pub(crate) fn new(
+        node: NodeId,
+        net: NetHandle<M>,
+        network: Recipient<Envelope<M>>,
+    ) -> (Self, PortSwitch) {
+        let switch = PortSwitch::default();
+        (
+            Self {
+                node,
+                net,
+                closed: switch.0.clone(),
+                _keep_alive: network,
+            },
+            switch,
+        )
+    }
+}
+
+impl<M: Wire> EnvelopeSink<M> for DirectPort<M> {
+    fn send(&self, mut env: Envelope<M>) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
         }
+        if env.from != self.node {
+            tracing::warn!(port = %self.node, from = %env.from, "envelope with a foreign sender restamped");
+            env.from = self.node;
+        }
+        self.net.send(env);
     }
 }

@@ -1,8 +1,8 @@
 //! [`Simulation`]: a whole cluster on one thread, in virtual time.
 
 use super::network::{
-    NetHandle, NetworkError, NetworkFaults, NetworkStats, NetworkStatsHandle, PortSwitch,
-    SimNetwork, SimPort,
+    DirectPort, NetHandle, NetworkError, NetworkFaults, NetworkStats, NetworkStatsHandle,
+    PortSwitch, SimNetwork,
 };
 use super::rng::{derive_rng, network_rng, node_rng, workload_rng, STREAM_USER};
 use super::trace::{fnv1a64, TraceConfig, TraceHandle};
@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 
 /// Builds the nodes of a simulation. The simulation is protocol-agnostic: all
@@ -299,26 +300,35 @@ impl<M: Wire, F: NodeFactory<M>> Simulation<M, F> {
             start,
         };
         let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
+        // What the nodes send as they start enters the network once every
+        // one of them is registered.
+        let held = sim.net.hold();
         for id in ids {
             sim.launch(id, 0);
+        }
+        if held {
+            sim.net.release();
         }
         Ok(sim)
     }
 
     fn launch(&mut self, id: NodeId, incarnation: u32) {
+        let held = self.net.hold();
         let (port, switch) =
-            SimPort::direct(id, self.net.clone(), self.network.clone().recipient());
-        let port = port.start();
+            DirectPort::new(id, self.net.clone(), self.network.clone().recipient());
         let ctx = NodeContext {
             id,
             peers: self.nodes.keys().copied().filter(|&n| n != id).collect(),
-            transport: Transport::new(id, port.recipient()),
+            transport: Transport::direct(id, Arc::new(port)),
             rng: node_rng(self.config.seed, id, incarnation),
             trace: self.trace.clone(),
             incarnation,
         };
         let started = self.factory.start_node(ctx);
         self.net.register(id, started.inbox);
+        if held {
+            self.net.release();
+        }
         self.trace
             .record_control(format!("start {id} incarnation {incarnation}"));
         tracing::debug!(node = %id, incarnation, "sim: node started");
