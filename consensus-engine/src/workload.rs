@@ -19,7 +19,6 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use tokio::time::{Duration, Instant};
 
@@ -152,13 +151,17 @@ pub struct Workload {
     recorder: Rc<RefCell<HistoryRecorder>>,
     stats: Rc<RefCell<WorkloadStats>>,
     origin: Instant,
+    /// The key names `k0`, `k1`, ..., built once.
+    key_names: Rc<[String]>,
 }
 
 impl Workload {
     /// A workload on the nodes of `directory`, timing everything from
     /// `origin`.
     pub fn new(options: WorkloadOptions, directory: NodeDirectory, origin: Instant) -> Self {
+        let key_names = (0..options.keys).map(|k| format!("k{k}")).collect();
         Self {
+            key_names,
             options,
             directory,
             recorder: Rc::new(RefCell::new(HistoryRecorder::new())),
@@ -194,7 +197,9 @@ impl Workload {
         let client_of = |generation: u64| ClientId(index as u64 + 1 + generation * clients);
         let mut hint: Option<NodeId> = None;
         let mut seq: u64 = 0;
-        let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+        // What each key (by number) held after the client's last
+        // acknowledged command on it.
+        let mut seen: Vec<Option<String>> = vec![None; self.key_names.len()];
         let interval = self
             .options
             .rate
@@ -218,7 +223,7 @@ impl Workload {
                 continue;
             };
             seq += 1;
-            let command = self.next_command(&mut rng, index, generation, seq, &seen);
+            let (key, command) = self.next_command(&mut rng, index, generation, seq, &seen);
             let client = client_of(generation);
             let invoked_us = self.now_us();
             let op = self
@@ -235,7 +240,7 @@ impl Workload {
             let mut backoff = false;
             match answer {
                 Ok(Ok(committed)) => {
-                    self.learn(&mut seen, &command, &committed.output);
+                    learn(&mut seen[key], &command, &committed.output);
                     hint = Some(target);
                     if let Err(e) = self.recorder.borrow_mut().ok(op, committed.output, done_us) {
                         tracing::error!(error = %e, "history: cannot record an acknowledgement");
@@ -306,64 +311,130 @@ impl Workload {
         Some(up[rng.random_range(0..up.len())])
     }
 
+    /// The next command and the number of its key.
     fn next_command(
         &self,
         rng: &mut ChaCha8Rng,
         index: usize,
         generation: u64,
         seq: u64,
-        seen: &BTreeMap<String, Option<String>>,
-    ) -> KvCommand {
-        let key = format!("k{}", rng.random_range(0..self.options.keys));
+        seen: &[Option<String>],
+    ) -> (usize, KvCommand) {
+        let k = rng.random_range(0..self.options.keys);
+        let key = self.key_names[k].clone();
         // Only writes carry a value (built after every draw: the draws and
         // so the commands stay the same).
-        let value = || format!("c{index}g{generation}s{seq}");
+        let value = || value_name(index, generation, seq);
         let mix = self.options.mix;
         let mut roll = rng.random_range(0..mix.total());
         if roll < mix.get {
-            return KvCommand::get(key);
+            return (k, KvCommand::get(key));
         }
         roll -= mix.get;
         if roll < mix.put {
-            return KvCommand::put(key, value());
+            return (k, KvCommand::put(key, value()));
         }
         roll -= mix.put;
         if roll < mix.cas {
-            let expected = seen.get(&key).cloned().flatten();
-            return KvCommand::Cas {
-                key,
-                expected,
-                new: value(),
-            };
+            let expected = seen[k].clone();
+            return (
+                k,
+                KvCommand::Cas {
+                    key,
+                    expected,
+                    new: value(),
+                },
+            );
         }
-        KvCommand::delete(key)
+        (k, KvCommand::delete(key))
+    }
+}
+
+/// The value client `index` writes in its `seq`-th command of generation
+/// `generation`: `c{index}g{generation}s{seq}` (built without the
+/// formatting machinery: one per write).
+fn value_name(index: usize, generation: u64, seq: u64) -> String {
+    fn push_decimal(out: &mut String, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for &d in &digits[i..] {
+            out.push(char::from(d));
+        }
+    }
+    let mut out = String::with_capacity(24);
+    out.push('c');
+    push_decimal(&mut out, index as u64);
+    out.push('g');
+    push_decimal(&mut out, generation);
+    out.push('s');
+    push_decimal(&mut out, seq);
+    out
+}
+
+/// Remembers in `slot` what a key held after an acknowledged command on it,
+/// so later compare-and-swaps have a fair chance to hold.
+fn learn(slot: &mut Option<String>, command: &KvCommand, output: &KvOutput) {
+    match (command, output) {
+        (KvCommand::Get { .. }, KvOutput::Value(v)) => slot.clone_from(v),
+        (KvCommand::Put { value, .. }, _) => *slot = Some(value.clone()),
+        (KvCommand::Delete { .. }, _) => *slot = None,
+        (KvCommand::Cas { new, .. }, KvOutput::CasOk) => *slot = Some(new.clone()),
+        (KvCommand::Cas { .. }, KvOutput::CasFailed(actual)) => slot.clone_from(actual),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value names are those `format!("c{index}g{generation}s{seq}")`
+    /// gives, zeros and the largest numbers included.
+    #[test]
+    fn value_names_spell_client_generation_and_sequence() {
+        assert_eq!(value_name(0, 0, 1), "c0g0s1");
+        assert_eq!(value_name(49, 3, 1207), "c49g3s1207");
+        assert_eq!(
+            value_name(10, u64::MAX, 100),
+            format!("c10g{}s100", u64::MAX)
+        );
     }
 
-    /// Remembers what a key held after an acknowledged command, so later
-    /// compare-and-swaps have a fair chance to hold.
-    fn learn(
-        &self,
-        seen: &mut BTreeMap<String, Option<String>>,
-        command: &KvCommand,
-        output: &KvOutput,
-    ) {
-        match (command, output) {
-            (KvCommand::Get { key }, KvOutput::Value(v)) => {
-                seen.insert(key.clone(), v.clone());
-            }
-            (KvCommand::Put { key, value }, _) => {
-                seen.insert(key.clone(), Some(value.clone()));
-            }
-            (KvCommand::Delete { key }, _) => {
-                seen.insert(key.clone(), None);
-            }
-            (KvCommand::Cas { key, new, .. }, KvOutput::CasOk) => {
-                seen.insert(key.clone(), Some(new.clone()));
-            }
-            (KvCommand::Cas { key, .. }, KvOutput::CasFailed(actual)) => {
-                seen.insert(key.clone(), actual.clone());
-            }
-            _ => {}
-        }
+    /// What a key held is learnt from reads, writes, deletes and both
+    /// outcomes of a compare-and-swap.
+    #[test]
+    fn learn_follows_every_acknowledged_command() {
+        let mut slot = None;
+        learn(&mut slot, &KvCommand::put("k1", "a"), &KvOutput::Ok);
+        assert_eq!(slot.as_deref(), Some("a"));
+        let cas = KvCommand::Cas {
+            key: "k1".into(),
+            expected: Some("a".into()),
+            new: "b".into(),
+        };
+        learn(&mut slot, &cas, &KvOutput::CasOk);
+        assert_eq!(slot.as_deref(), Some("b"));
+        learn(&mut slot, &cas, &KvOutput::CasFailed(Some("z".into())));
+        assert_eq!(slot.as_deref(), Some("z"));
+        learn(
+            &mut slot,
+            &KvCommand::delete("k1"),
+            &KvOutput::Deleted(true),
+        );
+        assert_eq!(slot, None);
+        learn(
+            &mut slot,
+            &KvCommand::get("k1"),
+            &KvOutput::Value(Some("y".into())),
+        );
+        assert_eq!(slot.as_deref(), Some("y"));
     }
 }
