@@ -167,6 +167,21 @@ impl NodeLog {
         AppendOutcome::Replaced { old_term, removed }
     }
 
+    /// Writes contiguous entries from `first_index` on, as [`append`](Self::append)
+    /// would one by one; a batch that extends the log (the usual case) is
+    /// copied in at once.
+    pub fn append_batch(&mut self, first_index: LogIndex, entries: &[(Term, u64)]) {
+        if first_index > self.snapshot_index && first_index == self.last_index().next() {
+            self.entries.extend_from_slice(entries);
+            return;
+        }
+        let mut index = first_index;
+        for (term, digest) in entries {
+            self.append(index, *term, *digest);
+            index = index.next();
+        }
+    }
+
     /// Removes every entry at `from_index` and after; returns how many were
     /// removed. The snapshot cannot be removed: a `from_index` inside it
     /// removes every entry above it.
@@ -269,6 +284,15 @@ impl RaftLogs {
     }
 
     fn apply_raft(&mut self, ev: &RaftEvent) {
+        if let RaftEvent::AppendedBatch {
+            node,
+            first_index,
+            entries,
+        } = ev
+        {
+            self.log_mut(*node).append_batch(*first_index, entries);
+            return;
+        }
         if let Some((node, entries)) = ev.appended_entries() {
             let log = self.log_mut(node);
             for (index, term, digest) in entries {
@@ -339,6 +363,35 @@ mod tests {
             log.append(LogIndex(0), Term(1), 1),
             AppendOutcome::BelowSnapshot
         );
+    }
+
+    #[test]
+    fn a_batch_writes_what_its_entries_would_one_by_one() {
+        let base = log_of(&[(1, 10), (1, 11), (2, 12)]);
+        let batches: [(u64, &[(Term, u64)]); 5] = [
+            (4, &[(Term(2), 13), (Term(3), 14)]),                // extends
+            (2, &[(Term(1), 11), (Term(2), 12), (Term(3), 14)]), // overlaps, then extends
+            (2, &[(Term(3), 20), (Term(3), 21)]),                // replaces the suffix
+            (6, &[(Term(3), 15)]),                               // leaves a gap
+            (0, &[(Term(1), 9), (Term(1), 10)]),                 // starts below the log
+        ];
+        for (first, entries) in batches {
+            let mut one_by_one = base.clone();
+            for (k, (term, digest)) in entries.iter().enumerate() {
+                one_by_one.append(LogIndex(first + k as u64), *term, *digest);
+            }
+            let mut batched = base.clone();
+            batched.append_batch(LogIndex(first), entries);
+            assert_eq!(batched, one_by_one, "batch from i{first}");
+        }
+        let mut compacted = base.clone();
+        compacted.install_snapshot(LogIndex(3), Term(2));
+        let mut one_by_one = compacted.clone();
+        one_by_one.append(LogIndex(3), Term(2), 12);
+        one_by_one.append(LogIndex(4), Term(2), 13);
+        compacted.append_batch(LogIndex(3), &[(Term(2), 12), (Term(2), 13)]);
+        assert_eq!(compacted, one_by_one);
+        assert_eq!(compacted.entry_at(LogIndex(4)), Some((Term(2), 13)));
     }
 
     #[test]
