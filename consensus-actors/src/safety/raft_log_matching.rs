@@ -26,7 +26,10 @@
 
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
-use super::{AppendOutcome, Epoch, Invariant, NodeLog, Position, RaftLogs, SafetyEvent, Violation};
+use super::{
+    AppendOutcome, EntryWrite, Epoch, Invariant, NodeLog, Position, RaftLogs, SafetyEvent,
+    Violation,
+};
 use crate::types::{LogIndex, NodeId, Term};
 /// What the first write of an (index, term) said.
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +78,7 @@ type FactTable = IndexMap<IndexFacts>;
 /// Same index and term ⇒ identical logs up to that index.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLogMatching {
+    /// Its own mirror, used only when it runs outside a checker.
     logs: RaftLogs,
     facts: FactTable,
 }
@@ -90,19 +94,47 @@ impl RaftLogMatching {
 
     /// Checks one written entry (index, term, digest) of `node`, then
     /// writes it to the node's mirrored `log`.
-    #[allow(clippy::too_many_arguments)]
+    /// Checks the entries of an append event of `node` against the facts,
+    /// with `logs` as they were before the event.
+    fn check(
+        facts: &mut FactTable,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
+        let SafetyEvent::Raft(raft) = ev else {
+            return;
+        };
+        let Some((node, entries)) = raft.appended_entries() else {
+            return;
+        };
+        let empty = NodeLog::default();
+        let log = logs.get(node).unwrap_or(&empty);
+        for write in log.walk_append(entries) {
+            Self::check_entry(facts, at_us, ev, node, &write, out);
+        }
+    }
+
+    /// Checks one written entry of `node`, seen with the log as it was just
+    /// before the write, and records its (index, term) fact.
     fn check_entry(
         facts: &mut FactTable,
-        log: &mut NodeLog,
-        name: &'static str,
         at_us: u64,
         ev: &SafetyEvent,
         node: NodeId,
-        (index, term, digest): (LogIndex, Term, u64),
+        write: &EntryWrite,
         out: &mut Vec<Violation>,
     ) {
+        let EntryWrite {
+            index,
+            term,
+            digest,
+            last_before: last,
+            ..
+        } = *write;
         let here = |detail: String, nodes: &[NodeId]| {
-            Violation::new(name, at_us, ev, detail)
+            Violation::new(NAME, at_us, ev, detail)
                 .with_nodes(nodes.iter().copied())
                 .with_epoch(Epoch::Term(term))
                 .with_position(Position::Index(index))
@@ -114,19 +146,13 @@ impl RaftLogMatching {
             ));
             return;
         }
-        let (snapshot_index, _) = log.snapshot();
-        let last = log.last_index();
-        let prev_term = if index <= snapshot_index {
-            None
-        } else if index > last.next() {
+        if matches!(write.outcome, AppendOutcome::Gap { .. }) {
             out.push(here(
                 format!("{node} wrote {index} but its log ends at {last}: a log has no holes"),
                 &[node],
             ));
-            None
-        } else {
-            log.term_at(index.prev())
-        };
+        }
+        let prev_term = write.prev_term;
         if let Some(prev) = prev_term.filter(|p| *p > term) {
             out.push(here(
                 format!(
@@ -185,35 +211,34 @@ impl RaftLogMatching {
                 _ => {}
             }
         }
-        let outcome = log.append(index, term, digest);
-        debug_assert!(
-            !matches!(outcome, AppendOutcome::BelowSnapshot) || index <= snapshot_index,
-            "only indexes inside the snapshot are ignored"
-        );
     }
 }
 
+/// The invariant's name.
+const NAME: &str = "raft-log-matching";
+
 impl Invariant for RaftLogMatching {
     fn name(&self) -> &'static str {
-        "raft-log-matching"
+        NAME
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
-        match ev {
-            SafetyEvent::Raft(raft) => {
-                if let Some((node, entries)) = raft.appended_entries() {
-                    let name = self.name();
-                    let log = self.logs.log_mut(node);
-                    for entry in entries {
-                        Self::check_entry(&mut self.facts, log, name, at_us, ev, node, entry, out);
-                    }
-                } else {
-                    self.logs.apply(ev);
-                }
-            }
-            SafetyEvent::Crashed { .. } => self.logs.apply(ev),
-            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => {}
-        }
+        Self::check(&mut self.facts, at_us, ev, &self.logs, out);
+        self.logs.apply(ev);
+    }
+
+    fn observe_with_logs(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
+        Self::check(&mut self.facts, at_us, ev, logs, out);
+    }
+
+    fn uses_raft_logs(&self) -> bool {
+        true
     }
 }
 
