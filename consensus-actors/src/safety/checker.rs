@@ -3,8 +3,8 @@
 
 use super::{
     PaxosAgreement, PaxosPromisesKept, PbftAgreement, PbftPreparedAgreement, RaftElectionSafety,
-    RaftLeaderAppendOnly, RaftLeaderCompleteness, RaftLogMatching, RaftStateMachineSafety,
-    SafetyEvent, Violation,
+    RaftLeaderAppendOnly, RaftLeaderCompleteness, RaftLogMatching, RaftLogs,
+    RaftStateMachineSafety, SafetyEvent, Violation,
 };
 use crate::types::ConsensusProtocol;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,31 @@ pub trait Invariant: Send {
 
     /// Observes one event that happened at `at_us` (microseconds).
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>);
+
+    /// Observes one event together with the checker's shared mirror of
+    /// every node's Raft log, `logs`, as it was just before the event (the
+    /// checker updates it once every invariant has seen the event).
+    /// Invariants that read node logs implement this and
+    /// [`uses_raft_logs`](Self::uses_raft_logs) so that one mirror serves
+    /// them all; the default ignores `logs` and calls
+    /// [`observe`](Self::observe).
+    fn observe_with_logs(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
+        let _ = logs;
+        self.observe(at_us, ev, out);
+    }
+
+    /// True when [`observe_with_logs`](Self::observe_with_logs) reads the
+    /// shared mirror (a checker keeps the mirror only if one of its
+    /// invariants does).
+    fn uses_raft_logs(&self) -> bool {
+        false
+    }
 }
 
 /// How many violations a checker keeps by default; more are counted but not
@@ -32,8 +57,15 @@ pub const DEFAULT_VIOLATION_LIMIT: usize = 1000;
 
 /// Runs a set of [`Invariant`]s over an event stream. Pure: no clock, no
 /// actor, no I/O; the caller says when each event happened.
+///
+/// The checker keeps one mirror of every node's Raft log ([`RaftLogs`]) for
+/// all the invariants that read logs, rather than one each: every event is
+/// shown to every invariant with the mirror as it was before the event,
+/// then applied to the mirror once.
 pub struct SafetyChecker {
     invariants: Vec<Box<dyn Invariant>>,
+    /// The shared mirror, kept when some invariant reads it.
+    logs: Option<RaftLogs>,
     violations: Vec<Violation>,
     violation_count: u64,
     violation_limit: usize,
@@ -62,6 +94,7 @@ impl SafetyChecker {
     pub fn new() -> Self {
         Self {
             invariants: Vec::new(),
+            logs: None,
             violations: Vec::new(),
             violation_count: 0,
             violation_limit: DEFAULT_VIOLATION_LIMIT,
@@ -129,6 +162,11 @@ impl SafetyChecker {
 
     /// Adds an invariant.
     pub fn add(&mut self, invariant: Box<dyn Invariant>) {
+        // An invariant that reads logs sees them from the first event the
+        // checker observes on (add invariants before feeding events).
+        if invariant.uses_raft_logs() && self.logs.is_none() {
+            self.logs = Some(RaftLogs::default());
+        }
         self.invariants.push(invariant);
     }
 
@@ -145,8 +183,18 @@ impl SafetyChecker {
     pub fn observe(&mut self, at_us: u64, ev: &SafetyEvent) -> &[Violation] {
         self.events_observed += 1;
         self.fresh.clear();
-        for invariant in &mut self.invariants {
-            invariant.observe(at_us, ev, &mut self.fresh);
+        match &mut self.logs {
+            Some(logs) => {
+                for invariant in &mut self.invariants {
+                    invariant.observe_with_logs(at_us, ev, logs, &mut self.fresh);
+                }
+                logs.apply(ev);
+            }
+            None => {
+                for invariant in &mut self.invariants {
+                    invariant.observe(at_us, ev, &mut self.fresh);
+                }
+            }
         }
         for v in &self.fresh {
             tracing::error!(violation = %v, "safety violation");
@@ -177,6 +225,12 @@ impl SafetyChecker {
     /// How many events were observed.
     pub fn events_observed(&self) -> u64 {
         self.events_observed
+    }
+
+    /// The shared mirror of every node's Raft log, if some invariant reads
+    /// it.
+    pub fn raft_logs(&self) -> Option<&RaftLogs> {
+        self.logs.as_ref()
     }
 
     /// The names of the invariants, in the order they run.
@@ -366,6 +420,52 @@ mod tests {
         assert_eq!(report.violation_count, 4);
         assert_eq!(report.events_observed, 5);
         assert_eq!(report.violations.len(), 2);
+    }
+
+    #[test]
+    fn raft_invariants_share_one_log_mirror_updated_after_every_event() {
+        use crate::types::LogIndex;
+        assert!(SafetyChecker::for_protocol(ConsensusProtocol::Pbft)
+            .raft_logs()
+            .is_none());
+        let mut c = SafetyChecker::new().with_raft();
+        let entries = vec![(Term(1), 10), (Term(1), 11)];
+        let batch = RaftEvent::AppendedBatch {
+            node: NodeId(1),
+            first_index: LogIndex(1),
+            entries,
+        };
+        assert!(c.observe(1, &leader(1, 1)).is_empty());
+        assert!(c.observe(2, &batch.into()).is_empty());
+        let commit = RaftEvent::CommitAdvanced {
+            node: NodeId(1),
+            term: Term(1),
+            commit_index: LogIndex(2),
+        };
+        assert!(c.observe(3, &commit.into()).is_empty());
+        let log = c.raft_logs().unwrap().get(NodeId(1)).unwrap();
+        assert_eq!(log.last_index(), LogIndex(2));
+        assert_eq!(log.commit_index(), LogIndex(2));
+        assert_eq!(log.entry_at(LogIndex(2)), Some((Term(1), 11)));
+        // The committed entries are known to Leader Completeness through the
+        // shared mirror: node 2, with an empty log, cannot lead term 2.
+        let found = c.observe(4, &leader(2, 2));
+        let names: Vec<&str> = found.iter().map(|v| v.invariant.as_str()).collect();
+        assert_eq!(names, vec!["raft-leader-completeness"]);
+        // A truncation of committed entries is seen against the mirror
+        // before it is applied.
+        let truncate = RaftEvent::Truncated {
+            node: NodeId(1),
+            from_index: LogIndex(2),
+        };
+        let found = c.observe(5, &truncate.into());
+        let names: Vec<&str> = found.iter().map(|v| v.invariant.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["raft-leader-append-only", "raft-state-machine-safety"]
+        );
+        let log = c.raft_logs().unwrap().get(NodeId(1)).unwrap();
+        assert_eq!(log.last_index(), LogIndex(1));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! | `violation.rs` | [`Violation`], [`Epoch`], [`Position`] |
 //! | `checker.rs` | the [`Invariant`] trait, the pure [`SafetyChecker`], [`SharedChecker`] |
 //! | `verifier.rs` | the [`SafetyVerifier`] actor, its messages and the [`SafetySink`] handle |
-//! | `raft_log.rs` | [`RaftLogs`]: the verifier's mirror of every node's Raft log |
+//! | `raft_log.rs` | [`RaftLogs`]: the mirror of every node's Raft log, shared by the checker's invariants |
 //! | `raft_election_safety.rs` | Raft §5.2: at most one leader per term |
 //! | `raft_leader_append_only.rs` | Raft §5.3: a leader never overwrites or deletes its entries |
 //! | `raft_log_matching.rs` | Raft §5.3: same index and term ⇒ identical prefix |
@@ -100,7 +100,7 @@ pub use pbft_prepared::PbftPreparedAgreement;
 pub use raft_election_safety::RaftElectionSafety;
 pub use raft_leader_append_only::RaftLeaderAppendOnly;
 pub use raft_leader_completeness::RaftLeaderCompleteness;
-pub use raft_log::{AppendOutcome, NodeLog, RaftLogs, SnapshotOutcome};
+pub use raft_log::{AppendOutcome, AppendWalk, EntryWrite, NodeLog, RaftLogs, SnapshotOutcome};
 pub use raft_log_matching::RaftLogMatching;
 pub use raft_state_machine_safety::RaftStateMachineSafety;
 pub use verifier::{

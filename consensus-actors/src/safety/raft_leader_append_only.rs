@@ -7,13 +7,19 @@
 //! entries is a violation. Compacting its own log (a snapshot whose last
 //! entry it holds) is not.
 
-use super::{Epoch, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
+use super::{
+    AppendOutcome, Epoch, Invariant, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent, Violation,
+};
 use crate::types::{LogIndex, NodeId, Term};
 use std::collections::BTreeMap;
+
+/// The invariant's name.
+const NAME: &str = "raft-leader-append-only";
 
 /// Leaders only append.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLeaderAppendOnly {
+    /// Its own mirror, used only when it runs outside a checker.
     logs: RaftLogs,
     leading: BTreeMap<NodeId, Term>,
 }
@@ -37,29 +43,59 @@ impl RaftLeaderAppendOnly {
 
 impl Invariant for RaftLeaderAppendOnly {
     fn name(&self) -> &'static str {
-        "raft-leader-append-only"
+        NAME
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+        Self::check(&mut self.leading, at_us, ev, &self.logs, out);
+        self.logs.apply(ev);
+    }
+
+    fn observe_with_logs(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
+        Self::check(&mut self.leading, at_us, ev, logs, out);
+    }
+
+    fn uses_raft_logs(&self) -> bool {
+        true
+    }
+}
+
+impl RaftLeaderAppendOnly {
+    /// Checks one event, with `logs` as they were before it.
+    fn check(
+        leading: &mut BTreeMap<NodeId, Term>,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
         let raft = match ev {
             SafetyEvent::Crashed { node } => {
-                self.leading.remove(node);
-                self.logs.apply(ev);
+                leading.remove(node);
                 return;
             }
             SafetyEvent::Raft(r) => r,
             SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => return,
         };
         if let Some((node, entries)) = raft.appended_entries() {
-            let leading = self.leading.get(&node).copied();
-            let name = self.name();
-            let log = self.logs.log_mut(node);
-            for (index, term, digest) in entries {
-                if let Some(lt) = leading {
-                    if let Some((old_term, _)) = log.entry_at(index).filter(|(t, _)| *t != term) {
-                        let last = log.last_index();
+            let Some(lt) = leading.get(&node).copied() else {
+                return;
+            };
+            let empty = NodeLog::default();
+            let log = logs.get(node).unwrap_or(&empty);
+            for write in log.walk_append(entries) {
+                let (index, term) = (write.index, write.term);
+                if let AppendOutcome::Replaced { old_term, .. } = write.outcome {
+                    let last = write.last_before;
+                    {
                         out.push(Self::violation(
-                            name,
+                            NAME,
                             at_us,
                             ev,
                             node,
@@ -71,23 +107,22 @@ impl Invariant for RaftLeaderAppendOnly {
                         ));
                     }
                 }
-                log.append(index, term, digest);
             }
             return;
         }
         match raft {
             RaftEvent::BecameLeader { node, term } => {
-                self.leading.insert(*node, *term);
+                leading.insert(*node, *term);
             }
             RaftEvent::SteppedDown { node } => {
-                self.leading.remove(node);
+                leading.remove(node);
             }
             RaftEvent::Truncated { node, from_index } => {
-                if let Some(lt) = self.leading.get(node).copied() {
-                    let last = self.logs.log_mut(*node).last_index();
+                if let Some(lt) = leading.get(node).copied() {
+                    let last = logs.get(*node).map_or(LogIndex::ZERO, NodeLog::last_index);
                     if *from_index <= last {
                         let v = Self::violation(
-                            self.name(),
+                            NAME,
                             at_us,
                             ev,
                             *node,
@@ -106,12 +141,13 @@ impl Invariant for RaftLeaderAppendOnly {
                 last_index,
                 last_term,
             } => {
-                if let Some(lt) = self.leading.get(node).copied() {
-                    let log = self.logs.log_mut(*node);
+                if let Some(lt) = leading.get(node).copied() {
+                    let empty = NodeLog::default();
+                    let log = logs.get(*node).unwrap_or(&empty);
                     if log.snapshot_would_discard(*last_index, *last_term) {
                         let last = log.last_index();
                         let v = Self::violation(
-                            self.name(),
+                            NAME,
                             at_us,
                             ev,
                             *node,
@@ -127,7 +163,6 @@ impl Invariant for RaftLeaderAppendOnly {
             }
             _ => {}
         }
-        self.logs.apply(ev);
     }
 }
 

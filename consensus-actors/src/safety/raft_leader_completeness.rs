@@ -32,6 +32,7 @@ struct Committed {
 /// Every leader holds every entry committed in earlier terms.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLeaderCompleteness {
+    /// Its own mirror, used only when it runs outside a checker.
     logs: RaftLogs,
     committed: IndexMap<Committed>,
 }
@@ -42,9 +43,17 @@ impl RaftLeaderCompleteness {
         self.committed.len()
     }
 
-    fn record_commits(&mut self, node: NodeId, term: Term, commit_index: LogIndex) {
-        let log = self.logs.log_mut(node);
-        let Some((first, last)) = log.advance_commit(commit_index) else {
+    fn record_commits(
+        committed: &mut IndexMap<Committed>,
+        logs: &RaftLogs,
+        node: NodeId,
+        term: Term,
+        commit_index: LogIndex,
+    ) {
+        let Some(log) = logs.get(node) else {
+            return;
+        };
+        let Some((first, last)) = log.newly_committed(commit_index) else {
             return;
         };
         for i in first.get()..=last.get() {
@@ -53,14 +62,14 @@ impl RaftLeaderCompleteness {
             let Some((entry_term, digest)) = log.entry_at(index) else {
                 continue;
             };
-            match self.committed.get_mut(index) {
+            match committed.get_mut(index) {
                 Some(c) => {
                     if c.term == entry_term && c.digest == digest {
                         c.commit_term = c.commit_term.min(term);
                     }
                 }
                 None => {
-                    self.committed.get_or_insert(
+                    committed.get_or_insert(
                         index,
                         Committed {
                             term: entry_term,
@@ -75,7 +84,8 @@ impl RaftLeaderCompleteness {
     }
 
     fn check_new_leader(
-        &self,
+        committed: &IndexMap<Committed>,
+        logs: &RaftLogs,
         at_us: u64,
         ev: &SafetyEvent,
         node: NodeId,
@@ -83,11 +93,11 @@ impl RaftLeaderCompleteness {
         out: &mut Vec<Violation>,
     ) {
         let empty = super::NodeLog::default();
-        let log = self.logs.get(node).unwrap_or(&empty);
+        let log = logs.get(node).unwrap_or(&empty);
         let (snapshot_index, snapshot_term) = log.snapshot();
         let mut missing = 0u64;
         let mut first_missing: Option<(LogIndex, Committed)> = None;
-        for (index, c) in self.committed.range_from(snapshot_index) {
+        for (index, c) in committed.range_from(snapshot_index) {
             if c.commit_term >= term {
                 continue;
             }
@@ -119,7 +129,7 @@ impl RaftLeaderCompleteness {
         };
         out.push(
             Violation::new(
-                self.name(),
+                NAME,
                 at_us,
                 ev,
                 format!(
@@ -137,24 +147,54 @@ impl RaftLeaderCompleteness {
     }
 }
 
-impl Invariant for RaftLeaderCompleteness {
-    fn name(&self) -> &'static str {
-        "raft-leader-completeness"
-    }
+/// The invariant's name.
+const NAME: &str = "raft-leader-completeness";
 
-    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+impl RaftLeaderCompleteness {
+    /// Checks one event, with `logs` as they were before it.
+    fn check(
+        committed: &mut IndexMap<Committed>,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
         match ev {
             SafetyEvent::Raft(RaftEvent::BecameLeader { node, term }) => {
-                self.check_new_leader(at_us, ev, *node, *term, out);
+                Self::check_new_leader(committed, logs, at_us, ev, *node, *term, out);
             }
             SafetyEvent::Raft(RaftEvent::CommitAdvanced {
                 node,
                 term,
                 commit_index,
-            }) => self.record_commits(*node, *term, *commit_index),
-            SafetyEvent::Raft(_) | SafetyEvent::Crashed { .. } => self.logs.apply(ev),
-            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => {}
+            }) => Self::record_commits(committed, logs, *node, *term, *commit_index),
+            _ => {}
         }
+    }
+}
+
+impl Invariant for RaftLeaderCompleteness {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+        Self::check(&mut self.committed, at_us, ev, &self.logs, out);
+        self.logs.apply(ev);
+    }
+
+    fn observe_with_logs(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
+        Self::check(&mut self.committed, at_us, ev, logs, out);
+    }
+
+    fn uses_raft_logs(&self) -> bool {
+        true
     }
 }
 

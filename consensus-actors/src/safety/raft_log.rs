@@ -1,9 +1,11 @@
 //! The verifier's mirror of each Raft node's log: (term, command digest) per
 //! index above the node's snapshot, the snapshot's (index, term), and the
-//! node's commit index. Raft invariants that need to know what a node's log
-//! holds keep one of these and update it with the node's events.
+//! node's commit index. The [`SafetyChecker`](super::SafetyChecker) keeps one
+//! [`RaftLogs`] for all its invariants and updates it after every invariant
+//! has seen an event (see [`Invariant::observe_with_logs`](super::Invariant::observe_with_logs));
+//! an invariant used on its own keeps its own.
 
-use super::{RaftEvent, SafetyEvent};
+use super::{AppendedEntries, RaftEvent, SafetyEvent};
 use crate::types::{LogIndex, NodeId, Term};
 use std::collections::BTreeMap;
 
@@ -56,6 +58,110 @@ pub enum AppendOutcome {
         /// The last index before the write.
         last_index: LogIndex,
     },
+}
+
+/// One entry of an append, with what the node's log held just before that
+/// entry was written (earlier entries of the same event included). See
+/// [`NodeLog::walk_append`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryWrite {
+    /// The entry's index.
+    pub index: LogIndex,
+    /// The entry's term.
+    pub term: Term,
+    /// The entry's command digest.
+    pub digest: u64,
+    /// The log's last index just before the write.
+    pub last_before: LogIndex,
+    /// The term at `index - 1` just before the write; `None` when `index`
+    /// is inside the snapshot, beyond `last_before + 1` (a hole), or the
+    /// term there is unknown.
+    pub prev_term: Option<Term>,
+    /// What [`NodeLog::append`] does with the entry.
+    pub outcome: AppendOutcome,
+}
+
+/// The entries of one append event, each with the state of the log just
+/// before it is written, computed from the log before the event without
+/// changing it. Built by [`NodeLog::walk_append`].
+#[derive(Clone, Debug)]
+pub struct AppendWalk<'a> {
+    log: &'a NodeLog,
+    entries: AppendedEntries<'a>,
+    /// The last index after the entries walked so far.
+    last: LogIndex,
+    /// True while every entry walked so far left the log's entries from
+    /// `log` in place (it was inside the snapshot or already present).
+    intact: bool,
+    /// The last entry walked that was written (not inside the snapshot).
+    prev_written: Option<(LogIndex, Term)>,
+}
+
+impl Iterator for AppendWalk<'_> {
+    type Item = EntryWrite;
+
+    fn next(&mut self) -> Option<EntryWrite> {
+        let (index, term, digest) = self.entries.next()?;
+        let last_before = self.last;
+        let (prev_term, outcome) = if index <= self.log.snapshot_index {
+            (None, AppendOutcome::BelowSnapshot)
+        } else {
+            let prev_term = match self.prev_written {
+                Some((i, t)) if i.next() == index => Some(t),
+                // Contiguous entries: nothing was written at index - 1 by
+                // this event, so the log there is still the original.
+                _ => self.log.term_at(index.prev()),
+            };
+            if index.get() == last_before.get() + 1 {
+                (prev_term, AppendOutcome::Extended)
+            } else if index > last_before {
+                (
+                    None,
+                    AppendOutcome::Gap {
+                        last_index: last_before,
+                    },
+                )
+            } else {
+                // Inside the log: only reachable while the original entries
+                // are in place (after any other write, index is last + 1).
+                debug_assert!(self.intact);
+                match self.log.entry_at(index) {
+                    Some((old_term, old_digest)) if old_term == term => (
+                        prev_term,
+                        AppendOutcome::AlreadyPresent { digest: old_digest },
+                    ),
+                    Some((old_term, _)) => (
+                        prev_term,
+                        AppendOutcome::Replaced {
+                            old_term,
+                            removed: last_before.get() - index.get() + 1,
+                        },
+                    ),
+                    None => (prev_term, AppendOutcome::BelowSnapshot),
+                }
+            }
+        };
+        match outcome {
+            AppendOutcome::BelowSnapshot | AppendOutcome::AlreadyPresent { .. } => {}
+            AppendOutcome::Extended
+            | AppendOutcome::Gap { .. }
+            | AppendOutcome::Replaced { .. } => {
+                self.intact = false;
+                self.last = index;
+            }
+        }
+        if !matches!(outcome, AppendOutcome::BelowSnapshot) {
+            self.prev_written = Some((index, term));
+        }
+        Some(EntryWrite {
+            index,
+            term,
+            digest,
+            last_before,
+            prev_term,
+            outcome,
+        })
+    }
 }
 
 /// What installing a snapshot did to a [`NodeLog`].
@@ -167,6 +273,35 @@ impl NodeLog {
         AppendOutcome::Replaced { old_term, removed }
     }
 
+    /// Walks the entries of one append event (contiguous, increasing
+    /// indexes) through this log without changing it: each comes with the
+    /// log's state just before it would be written, and what writing it
+    /// would do, as if the earlier ones had been [`append`](Self::append)ed.
+    pub fn walk_append<'a>(&'a self, entries: AppendedEntries<'a>) -> AppendWalk<'a> {
+        AppendWalk {
+            log: self,
+            entries,
+            last: self.last_index(),
+            intact: true,
+            prev_written: None,
+        }
+    }
+
+    /// Writes contiguous entries from `first_index` on, as [`append`](Self::append)
+    /// would one by one; a batch that extends the log (the usual case) is
+    /// copied in at once.
+    pub fn append_batch(&mut self, first_index: LogIndex, entries: &[(Term, u64)]) {
+        if first_index > self.snapshot_index && first_index == self.last_index().next() {
+            self.entries.extend_from_slice(entries);
+            return;
+        }
+        let mut index = first_index;
+        for (term, digest) in entries {
+            self.append(index, *term, *digest);
+            index = index.next();
+        }
+    }
+
     /// Removes every entry at `from_index` and after; returns how many were
     /// removed. The snapshot cannot be removed: a `from_index` inside it
     /// removes every entry above it.
@@ -221,13 +356,19 @@ impl NodeLog {
     /// beyond the last entry). Returns the newly committed range
     /// `(first, last)` of indexes, if any.
     pub fn advance_commit(&mut self, commit_index: LogIndex) -> Option<(LogIndex, LogIndex)> {
-        let target = commit_index.min(self.last_index());
-        if target <= self.commit_index {
-            return None;
+        let range = self.newly_committed(commit_index);
+        if let Some((_, target)) = range {
+            self.commit_index = target;
         }
-        let first = self.commit_index.next();
-        self.commit_index = target;
-        Some((first, target))
+        range
+    }
+
+    /// The range `(first, last)` of indexes that
+    /// [`advance_commit`](Self::advance_commit)`(commit_index)` would newly
+    /// commit, if any, without changing anything.
+    pub fn newly_committed(&self, commit_index: LogIndex) -> Option<(LogIndex, LogIndex)> {
+        let target = commit_index.min(self.last_index());
+        (target > self.commit_index).then(|| (self.commit_index.next(), target))
     }
 
     /// Forgets volatile state after a crash: the commit index falls back to
@@ -269,6 +410,15 @@ impl RaftLogs {
     }
 
     fn apply_raft(&mut self, ev: &RaftEvent) {
+        if let RaftEvent::AppendedBatch {
+            node,
+            first_index,
+            entries,
+        } = ev
+        {
+            self.log_mut(*node).append_batch(*first_index, entries);
+            return;
+        }
         if let Some((node, entries)) = ev.appended_entries() {
             let log = self.log_mut(node);
             for (index, term, digest) in entries {
@@ -339,6 +489,107 @@ mod tests {
             log.append(LogIndex(0), Term(1), 1),
             AppendOutcome::BelowSnapshot
         );
+    }
+
+    /// The walk reports, for every entry, what appending the entries one by
+    /// one would see and do.
+    #[test]
+    fn walking_an_append_matches_appending_one_by_one() {
+        let base = log_of(&[(1, 10), (1, 11), (2, 12), (2, 13)]);
+        let mut compacted = base.clone();
+        compacted.install_snapshot(LogIndex(2), Term(1));
+        let mut unknown_prefix = base.clone();
+        unknown_prefix.append(LogIndex(7), Term(3), 17);
+        let batches: [(u64, &[(Term, u64)]); 8] = [
+            (5, &[(Term(2), 14), (Term(3), 15)]),
+            (
+                2,
+                &[(Term(1), 11), (Term(2), 22), (Term(3), 14), (Term(3), 15)],
+            ),
+            (3, &[(Term(3), 20), (Term(3), 21), (Term(3), 22)]),
+            (2, &[(Term(1), 11), (Term(2), 12)]),
+            (7, &[(Term(3), 15), (Term(3), 16)]),
+            (
+                0,
+                &[(Term(1), 9), (Term(1), 10), (Term(1), 11), (Term(4), 12)],
+            ),
+            (
+                1,
+                &[
+                    (Term(1), 10),
+                    (Term(1), 11),
+                    (Term(1), 12),
+                    (Term(1), 13),
+                    (Term(1), 14),
+                ],
+            ),
+            (8, &[(Term(3), 18)]),
+        ];
+        for log in [&base, &compacted, &unknown_prefix] {
+            for (first, entries) in batches {
+                let event = RaftEvent::AppendedBatch {
+                    node: NodeId(1),
+                    first_index: LogIndex(first),
+                    entries: entries.to_vec(),
+                };
+                let (_, appended) = event.appended_entries().unwrap();
+                let walked: Vec<EntryWrite> = log.walk_append(appended).collect();
+                let mut one_by_one = log.clone();
+                let mut expected = Vec::new();
+                for (k, (term, digest)) in entries.iter().enumerate() {
+                    let index = LogIndex(first + k as u64);
+                    let last_before = one_by_one.last_index();
+                    let (snapshot_index, _) = one_by_one.snapshot();
+                    let prev_term = if index <= snapshot_index || index > last_before.next() {
+                        None
+                    } else {
+                        one_by_one.term_at(index.prev())
+                    };
+                    let outcome = one_by_one.append(index, *term, *digest);
+                    expected.push(EntryWrite {
+                        index,
+                        term: *term,
+                        digest: *digest,
+                        last_before,
+                        prev_term,
+                        outcome,
+                    });
+                }
+                assert_eq!(walked, expected, "batch from i{first} on {log:?}");
+                let mut applied = log.clone();
+                applied.append_batch(LogIndex(first), entries);
+                assert_eq!(applied, one_by_one);
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_writes_what_its_entries_would_one_by_one() {
+        let base = log_of(&[(1, 10), (1, 11), (2, 12)]);
+        let batches: [(u64, &[(Term, u64)]); 5] = [
+            (4, &[(Term(2), 13), (Term(3), 14)]),                // extends
+            (2, &[(Term(1), 11), (Term(2), 12), (Term(3), 14)]), // overlaps, then extends
+            (2, &[(Term(3), 20), (Term(3), 21)]),                // replaces the suffix
+            (6, &[(Term(3), 15)]),                               // leaves a gap
+            (0, &[(Term(1), 9), (Term(1), 10)]),                 // starts below the log
+        ];
+        for (first, entries) in batches {
+            let mut one_by_one = base.clone();
+            for (k, (term, digest)) in entries.iter().enumerate() {
+                one_by_one.append(LogIndex(first + k as u64), *term, *digest);
+            }
+            let mut batched = base.clone();
+            batched.append_batch(LogIndex(first), entries);
+            assert_eq!(batched, one_by_one, "batch from i{first}");
+        }
+        let mut compacted = base.clone();
+        compacted.install_snapshot(LogIndex(3), Term(2));
+        let mut one_by_one = compacted.clone();
+        one_by_one.append(LogIndex(3), Term(2), 12);
+        one_by_one.append(LogIndex(4), Term(2), 13);
+        compacted.append_batch(LogIndex(3), &[(Term(2), 12), (Term(2), 13)]);
+        assert_eq!(compacted, one_by_one);
+        assert_eq!(compacted.entry_at(LogIndex(4)), Some((Term(2), 13)));
     }
 
     #[test]

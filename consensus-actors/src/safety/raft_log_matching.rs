@@ -17,7 +17,7 @@
 //! AppendEntries consistency check maintains. So the checker remembers, for
 //! each (index, term) ever written, the first digest and predecessor term
 //! seen, and compares every later write of that (index, term) with it: one
-//! hash-map lookup per entry, no matter how logs are truncated, compacted or
+//! lookup in a table indexed by log index per entry, no matter how logs are truncated, compacted or
 //! replaced by snapshots. The per-node mirror supplies the predecessor term.
 //!
 //! Two structural facts of Raft logs are checked alongside: terms never
@@ -25,36 +25,12 @@
 //! `last_index + 1` is reported, and the mirror restarts from it).
 
 use super::event::fmt_digest;
-use super::{AppendOutcome, Epoch, Invariant, NodeLog, Position, RaftLogs, SafetyEvent, Violation};
+use super::index_map::IndexMap;
+use super::{
+    AppendOutcome, EntryWrite, Epoch, Invariant, NodeLog, Position, RaftLogs, SafetyEvent,
+    Violation,
+};
 use crate::types::{LogIndex, NodeId, Term};
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// A fast multiply-rotate hasher (FxHash) for the facts table: its keys are
-/// two small integers reported by our own nodes, and the table is looked up,
-/// never iterated, so neither hash flooding nor hashing order matters.
-#[derive(Clone, Copy, Debug, Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// What the first write of an (index, term) said.
 #[derive(Clone, Copy, Debug)]
 struct EntryFact {
@@ -65,38 +41,100 @@ struct EntryFact {
     node: NodeId,
 }
 
-/// What the first write of each (index, term) said.
-type FactTable = HashMap<(LogIndex, Term), EntryFact, BuildHasherDefault<FxHasher>>;
+/// What the first write of each term at one index said. Almost every index
+/// is only ever written in one term, so that one is held inline and the
+/// others (written by deposed leaders, later replaced) in a list that does
+/// not allocate until needed.
+#[derive(Clone, Debug)]
+struct IndexFacts {
+    term: Term,
+    fact: EntryFact,
+    others: Vec<(Term, EntryFact)>,
+}
+
+impl IndexFacts {
+    /// The fact for `term` at this index, if one was recorded.
+    fn get_mut(&mut self, term: Term) -> Option<&mut EntryFact> {
+        if self.term == term {
+            return Some(&mut self.fact);
+        }
+        self.others
+            .iter_mut()
+            .find(|(t, _)| *t == term)
+            .map(|(_, f)| f)
+    }
+
+    /// How many terms have a fact here.
+    fn len(&self) -> usize {
+        1 + self.others.len()
+    }
+}
+
+/// What the first write of each (index, term) said: a dense table by log
+/// index (one bounds check per lookup, no hashing), each slot holding the
+/// facts of the few terms ever written there.
+type FactTable = IndexMap<IndexFacts>;
 
 /// Same index and term ⇒ identical logs up to that index.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLogMatching {
+    /// Its own mirror, used only when it runs outside a checker.
     logs: RaftLogs,
-    /// Looked up, never iterated: its hashing order cannot affect results.
     facts: FactTable,
 }
 
 impl RaftLogMatching {
     /// How many distinct (index, term) entries have been seen.
     pub fn entries_seen(&self) -> usize {
-        self.facts.len()
+        self.facts
+            .range_from(LogIndex::ZERO)
+            .map(|(_, at_index)| at_index.len())
+            .sum()
     }
 
     /// Checks one written entry (index, term, digest) of `node`, then
     /// writes it to the node's mirrored `log`.
-    #[allow(clippy::too_many_arguments)]
+    /// Checks the entries of an append event of `node` against the facts,
+    /// with `logs` as they were before the event.
+    fn check(
+        facts: &mut FactTable,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
+        let SafetyEvent::Raft(raft) = ev else {
+            return;
+        };
+        let Some((node, entries)) = raft.appended_entries() else {
+            return;
+        };
+        let empty = NodeLog::default();
+        let log = logs.get(node).unwrap_or(&empty);
+        for write in log.walk_append(entries) {
+            Self::check_entry(facts, at_us, ev, node, &write, out);
+        }
+    }
+
+    /// Checks one written entry of `node`, seen with the log as it was just
+    /// before the write, and records its (index, term) fact.
     fn check_entry(
         facts: &mut FactTable,
-        log: &mut NodeLog,
-        name: &'static str,
         at_us: u64,
         ev: &SafetyEvent,
         node: NodeId,
-        (index, term, digest): (LogIndex, Term, u64),
+        write: &EntryWrite,
         out: &mut Vec<Violation>,
     ) {
+        let EntryWrite {
+            index,
+            term,
+            digest,
+            last_before: last,
+            ..
+        } = *write;
         let here = |detail: String, nodes: &[NodeId]| {
-            Violation::new(name, at_us, ev, detail)
+            Violation::new(NAME, at_us, ev, detail)
                 .with_nodes(nodes.iter().copied())
                 .with_epoch(Epoch::Term(term))
                 .with_position(Position::Index(index))
@@ -108,19 +146,13 @@ impl RaftLogMatching {
             ));
             return;
         }
-        let (snapshot_index, _) = log.snapshot();
-        let last = log.last_index();
-        let prev_term = if index <= snapshot_index {
-            None
-        } else if index > last.next() {
+        if matches!(write.outcome, AppendOutcome::Gap { .. }) {
             out.push(here(
                 format!("{node} wrote {index} but its log ends at {last}: a log has no holes"),
                 &[node],
             ));
-            None
-        } else {
-            log.term_at(index.prev())
-        };
+        }
+        let prev_term = write.prev_term;
         if let Some(prev) = prev_term.filter(|p| *p > term) {
             out.push(here(
                 format!(
@@ -129,70 +161,84 @@ impl RaftLogMatching {
                 &[node],
             ));
         }
-        match facts.entry((index, term)) {
-            Entry::Vacant(slot) => {
-                slot.insert(EntryFact {
-                    digest,
-                    prev_term,
-                    node,
-                });
+        let fresh = EntryFact {
+            digest,
+            prev_term,
+            node,
+        };
+        let slot = match facts.get_mut(index) {
+            None => {
+                facts.get_or_insert(
+                    index,
+                    IndexFacts {
+                        term,
+                        fact: fresh,
+                        others: Vec::new(),
+                    },
+                );
+                None
             }
-            Entry::Occupied(mut slot) => {
-                let fact = slot.get_mut();
-                if fact.digest != digest {
-                    out.push(here(
-                        format!(
-                            "{node} holds {} at {index} {term} where {} holds {}",
-                            fmt_digest(digest),
-                            fact.node,
-                            fmt_digest(fact.digest)
-                        ),
-                        &[fact.node, node],
-                    ));
+            Some(at_index) => match at_index.get_mut(term) {
+                Some(fact) => Some(fact),
+                None => {
+                    at_index.others.push((term, fresh));
+                    None
                 }
-                match (fact.prev_term, prev_term) {
-                    (Some(a), Some(b)) if a != b => out.push(here(
-                        format!(
-                            "logs differ below {index} {term}: {node} has an entry of {b} at {} where {} has one of {a}",
-                            index.prev(),
-                            fact.node
-                        ),
-                        &[fact.node, node],
-                    )),
-                    (None, Some(b)) => fact.prev_term = Some(b),
-                    _ => {}
-                }
+            },
+        };
+        if let Some(fact) = slot {
+            if fact.digest != digest {
+                out.push(here(
+                    format!(
+                        "{node} holds {} at {index} {term} where {} holds {}",
+                        fmt_digest(digest),
+                        fact.node,
+                        fmt_digest(fact.digest)
+                    ),
+                    &[fact.node, node],
+                ));
+            }
+            match (fact.prev_term, prev_term) {
+                (Some(a), Some(b)) if a != b => out.push(here(
+                    format!(
+                        "logs differ below {index} {term}: {node} has an entry of {b} at {} where {} has one of {a}",
+                        index.prev(),
+                        fact.node
+                    ),
+                    &[fact.node, node],
+                )),
+                (None, Some(b)) => fact.prev_term = Some(b),
+                _ => {}
             }
         }
-        let outcome = log.append(index, term, digest);
-        debug_assert!(
-            !matches!(outcome, AppendOutcome::BelowSnapshot) || index <= snapshot_index,
-            "only indexes inside the snapshot are ignored"
-        );
     }
 }
 
+/// The invariant's name.
+const NAME: &str = "raft-log-matching";
+
 impl Invariant for RaftLogMatching {
     fn name(&self) -> &'static str {
-        "raft-log-matching"
+        NAME
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
-        match ev {
-            SafetyEvent::Raft(raft) => {
-                if let Some((node, entries)) = raft.appended_entries() {
-                    let name = self.name();
-                    let log = self.logs.log_mut(node);
-                    for entry in entries {
-                        Self::check_entry(&mut self.facts, log, name, at_us, ev, node, entry, out);
-                    }
-                } else {
-                    self.logs.apply(ev);
-                }
-            }
-            SafetyEvent::Crashed { .. } => self.logs.apply(ev),
-            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => {}
-        }
+        Self::check(&mut self.facts, at_us, ev, &self.logs, out);
+        self.logs.apply(ev);
+    }
+
+    fn observe_with_logs(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
+        Self::check(&mut self.facts, at_us, ev, logs, out);
+    }
+
+    fn uses_raft_logs(&self) -> bool {
+        true
     }
 }
 
@@ -346,5 +392,28 @@ mod tests {
         inv.observe(1, &batch(N2, 1, &[(1, 1), (1, 2)]), &mut out);
         assert!(out.is_empty());
         assert_eq!(inv.entries_seen(), 2);
+    }
+
+    #[test]
+    fn facts_of_several_terms_at_one_index_are_kept_apart() {
+        let mut inv = RaftLogMatching::default();
+        let mut out = Vec::new();
+        // i2 is written in t1 (n1), then in t2 and t3 (n2 replacing its own
+        // entry), then each again by n3: every (index, term) keeps its own
+        // digest, so only n3's different t2 command is reported.
+        inv.observe(0, &batch(N1, 1, &[(1, 1), (1, 2)]), &mut out);
+        inv.observe(1, &batch(N2, 1, &[(1, 1), (2, 3)]), &mut out);
+        inv.observe(2, &append(N2, 2, 3, 4), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(inv.entries_seen(), 4);
+        inv.observe(3, &batch(N3, 1, &[(1, 1), (3, 4)]), &mut out);
+        inv.observe(4, &append(N3, 2, 1, 2), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        inv.observe(5, &append(N3, 2, 2, 9), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(out[0].epoch, Some(Epoch::Term(Term(2))));
+        assert_eq!(out[0].nodes, vec![N2, N3]);
+        assert_eq!(inv.entries_seen(), 4);
     }
 }

@@ -17,30 +17,42 @@
 
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
-use super::{Epoch, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
+use super::{Epoch, Invariant, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
 use crate::types::{LogIndex, NodeId, Term};
 
 /// Committed and applied entries never differ between nodes or change.
 #[derive(Clone, Debug, Default)]
 pub struct RaftStateMachineSafety {
+    /// Its own mirror, used only when it runs outside a checker.
     logs: RaftLogs,
+    facts: Facts,
+}
+
+/// What the invariant remembers besides the logs.
+#[derive(Clone, Debug, Default)]
+struct Facts {
     /// index -> (term, digest, first node that committed it).
     committed: IndexMap<(Term, u64, NodeId)>,
     /// index -> (digest, first node that applied it).
     applied: IndexMap<(u64, NodeId)>,
 }
 
-impl RaftStateMachineSafety {
+/// The invariant's name.
+const NAME: &str = "raft-state-machine-safety";
+
+impl Facts {
     fn on_commit(
         &mut self,
+        logs: &RaftLogs,
         at_us: u64,
         ev: &SafetyEvent,
         node: NodeId,
         commit_index: LogIndex,
         out: &mut Vec<Violation>,
     ) {
-        let name = self.name();
-        let log = self.logs.log_mut(node);
+        let name = NAME;
+        let empty = NodeLog::default();
+        let log = logs.get(node).unwrap_or(&empty);
         let last = log.last_index();
         if commit_index > last {
             out.push(
@@ -54,7 +66,7 @@ impl RaftStateMachineSafety {
                 .with_position(Position::Index(commit_index)),
             );
         }
-        let Some((first, last_new)) = log.advance_commit(commit_index) else {
+        let Some((first, last_new)) = log.newly_committed(commit_index) else {
             return;
         };
         let mut conflicts = 0u64;
@@ -96,19 +108,19 @@ impl RaftStateMachineSafety {
     }
 
     fn on_truncate(
-        &mut self,
+        &self,
+        logs: &RaftLogs,
         at_us: u64,
         ev: &SafetyEvent,
         node: NodeId,
         from_index: LogIndex,
         out: &mut Vec<Violation>,
     ) {
-        let log = self.logs.log_mut(node);
-        let commit = log.commit_index();
+        let commit = logs.get(node).map_or(LogIndex::ZERO, NodeLog::commit_index);
         if from_index <= commit {
             out.push(
                 Violation::new(
-                    self.name(),
+                    NAME,
                     at_us,
                     ev,
                     format!(
@@ -122,15 +134,15 @@ impl RaftStateMachineSafety {
     }
 
     fn on_snapshot(
-        &mut self,
+        &self,
+        logs: &RaftLogs,
         at_us: u64,
         ev: &SafetyEvent,
         node: NodeId,
-        last_index: LogIndex,
-        last_term: Term,
+        (last_index, last_term): (LogIndex, Term),
         out: &mut Vec<Violation>,
     ) {
-        let name = self.name();
+        let name = NAME;
         if let Some((c_term, c_digest, c_node)) = self.committed.get(last_index).copied() {
             if c_term != last_term {
                 out.push(
@@ -149,7 +161,8 @@ impl RaftStateMachineSafety {
                 );
             }
         }
-        let log = self.logs.log_mut(node);
+        let empty = NodeLog::default();
+        let log = logs.get(node).unwrap_or(&empty);
         let commit = log.commit_index();
         if log.snapshot_would_discard(last_index, last_term) && commit > last_index {
             out.push(
@@ -177,7 +190,7 @@ impl RaftStateMachineSafety {
         digest: u64,
         out: &mut Vec<Violation>,
     ) {
-        let name = self.name();
+        let name = NAME;
         let (a_digest, a_node) = *self.applied.get_or_insert(index, (digest, node));
         if a_digest != digest {
             out.push(
@@ -217,28 +230,21 @@ impl RaftStateMachineSafety {
     }
 }
 
-impl Invariant for RaftStateMachineSafety {
-    fn name(&self) -> &'static str {
-        "raft-state-machine-safety"
-    }
-
-    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+impl Facts {
+    /// Checks one event, with `logs` as they were before it.
+    fn check(&mut self, at_us: u64, ev: &SafetyEvent, logs: &RaftLogs, out: &mut Vec<Violation>) {
         match ev {
             SafetyEvent::Raft(RaftEvent::CommitAdvanced {
                 node, commit_index, ..
-            }) => {
-                // Updates the mirror's commit index itself.
-                self.on_commit(at_us, ev, *node, *commit_index, out);
-                return;
-            }
+            }) => self.on_commit(logs, at_us, ev, *node, *commit_index, out),
             SafetyEvent::Raft(RaftEvent::Truncated { node, from_index }) => {
-                self.on_truncate(at_us, ev, *node, *from_index, out);
+                self.on_truncate(logs, at_us, ev, *node, *from_index, out);
             }
             SafetyEvent::Raft(RaftEvent::SnapshotInstalled {
                 node,
                 last_index,
                 last_term,
-            }) => self.on_snapshot(at_us, ev, *node, *last_index, *last_term, out),
+            }) => self.on_snapshot(logs, at_us, ev, *node, (*last_index, *last_term), out),
             SafetyEvent::Raft(
                 raft @ (RaftEvent::Applied { .. } | RaftEvent::AppliedBatch { .. }),
             ) => {
@@ -247,12 +253,34 @@ impl Invariant for RaftStateMachineSafety {
                         self.on_apply(at_us, ev, node, index, digest, out);
                     }
                 }
-                return;
             }
-            SafetyEvent::Raft(_) | SafetyEvent::Crashed { .. } => {}
-            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => return,
+            _ => {}
         }
+    }
+}
+
+impl Invariant for RaftStateMachineSafety {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+        self.facts.check(at_us, ev, &self.logs, out);
         self.logs.apply(ev);
+    }
+
+    fn observe_with_logs(
+        &mut self,
+        at_us: u64,
+        ev: &SafetyEvent,
+        logs: &RaftLogs,
+        out: &mut Vec<Violation>,
+    ) {
+        self.facts.check(at_us, ev, logs, out);
+    }
+
+    fn uses_raft_logs(&self) -> bool {
+        true
     }
 }
 

@@ -6,11 +6,25 @@ use crate::types::{LogIndex, NodeId, Term};
 
 /// Feeds `events` to `inv` in order (event `i` at virtual time `i` µs) and
 /// returns every violation reported.
-pub(crate) fn run_invariant(inv: &mut dyn Invariant, events: &[SafetyEvent]) -> Vec<Violation> {
+///
+/// The same events also go to a copy of `inv` inside a [`SafetyChecker`]
+/// (which shares its Raft log mirror with the invariants that read logs),
+/// and both ways must report exactly the same violations.
+pub(crate) fn run_invariant<I: Invariant + Clone + 'static>(
+    inv: &mut I,
+    events: &[SafetyEvent],
+) -> Vec<Violation> {
+    let mut checker = SafetyChecker::new().with(Box::new(inv.clone()));
     let mut out = Vec::new();
+    let mut in_checker = Vec::new();
     for (t, ev) in events.iter().enumerate() {
         inv.observe(t as u64, ev, &mut out);
+        in_checker.extend_from_slice(checker.observe(t as u64, ev));
     }
+    assert_eq!(
+        in_checker, out,
+        "the invariant reports the same violations alone and in a checker"
+    );
     out
 }
 
