@@ -324,3 +324,24 @@ fn help_explains_every_flag() {
         assert!(bench.contains(flag), "bench --help lacks {flag}");
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_the_program_quietly() {
+    // `consensus simulate | head -0`: the reader is gone before the first
+    // line is written.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_consensus"))
+        .args(SHORT)
+        .env_remove("RUST_LOG")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("the consensus binary runs");
+    let err = stderr(&o);
+    assert!(
+        !err.contains("panicked"),
+        "no panic on a broken pipe: {err}"
+    );
+    assert_eq!(o.status.code(), Some(141), "stderr: {err}");
+}

@@ -3,7 +3,8 @@
 //! Exit status: 0 success; 1 the check failed (safety, linearizability) or
 //! the benchmark could not finish; 2 a bad flag, an impossible
 //! configuration or an unreadable file (one line on stderr naming it);
-//! 3 `check-history` stopped by `--max-steps`/`--timeout` before a verdict.
+//! 3 `check-history` stopped by `--max-steps`/`--timeout` before a verdict;
+//! 141 stdout was a pipe whose reader had gone (`consensus simulate | head`).
 
 use clap::{Args, Parser, Subcommand};
 use consensus_actors::config::ConsensusConfig;
@@ -22,6 +23,38 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Exit status when stdout is a pipe whose reader has gone (as a shell
+/// reports a process killed by SIGPIPE: 128 + 13).
+const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// Writes one line to stdout. `std::println!` panics when the reader of a
+/// pipe has gone (`consensus simulate | head -1`); this ends the program
+/// quietly instead, as command-line tools do.
+fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(EXIT_BROKEN_PIPE)
+        }
+        Err(e) => {
+            eprintln!("consensus: cannot write to stdout: {e}");
+            std::process::exit(i32::from(EXIT_FAILED))
+        }
+    }
+}
+
+/// Shadows `std::println!` in this file with [`write_line`].
+macro_rules! println {
+    ($($arg:tt)*) => {
+        write_line(format_args!($($arg)*))
+    };
+}
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
