@@ -210,7 +210,17 @@ pub enum NodeState {
 /// `timestamp_us` is the virtual (simulation) or real time in microseconds at
 /// which the leader accepted the proposal; it is informational and never used
 /// for protocol decisions.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// An entry remembers its digests once computed
+/// ([`command_digest`](Self::command_digest) and its trace digest, see
+/// [`sim::digest`](crate::sim::digest())): one entry is typically shared
+/// (`Arc`) by the log, the storage, every AppendEntries that carries it and,
+/// in a simulation, every node, so it is hashed once instead of once per
+/// holder and per message. The remembered digests are not part of the value:
+/// equality, hashing, `Debug` and the serialized form ignore them, and a clone
+/// starts without them. Do not change the fields of an entry after taking its
+/// digests (build a new entry with [`new`](Self::new) instead).
+#[derive(Clone, PartialEq, Eq, Hash, Deserialize)]
 pub struct LogEntry<C> {
     /// The term in which the leader created the entry.
     pub term: Term,
@@ -222,6 +232,86 @@ pub struct LogEntry<C> {
     pub timestamp_us: u64,
     /// The client that proposed the command.
     pub client_id: ClientId,
+    #[serde(skip)]
+    digests: EntryDigests,
+}
+
+/// The digests an entry computed so far (see [`LogEntry`]); not part of the
+/// entry's value.
+#[derive(Default)]
+struct EntryDigests {
+    /// [`digest_of`](crate::safety::digest_of) of the command.
+    command: std::sync::OnceLock<u64>,
+    /// The structural digest of the whole entry (the trace's).
+    trace: std::sync::OnceLock<u64>,
+}
+
+impl Clone for EntryDigests {
+    /// A clone starts empty: it may be changed before it is digested.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for EntryDigests {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for EntryDigests {}
+
+impl std::hash::Hash for EntryDigests {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl<C: fmt::Debug> fmt::Debug for LogEntry<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogEntry")
+            .field("term", &self.term)
+            .field("index", &self.index)
+            .field("command", &self.command)
+            .field("timestamp_us", &self.timestamp_us)
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+/// The entry's fields, serialized as a derived `Serialize` would.
+struct EntryFields<'a, C>(&'a LogEntry<C>);
+
+impl<C: Serialize> Serialize for EntryFields<'_, C> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let e = self.0;
+        let mut st = serializer.serialize_struct("LogEntry", 5)?;
+        st.serialize_field("term", &e.term)?;
+        st.serialize_field("index", &e.index)?;
+        st.serialize_field("command", &e.command)?;
+        st.serialize_field("timestamp_us", &e.timestamp_us)?;
+        st.serialize_field("client_id", &e.client_id)?;
+        st.end()
+    }
+}
+
+impl<C: Serialize> Serialize for LogEntry<C> {
+    /// The five fields as a struct, like a derived implementation; inside a
+    /// trace digest, the entry's own structural digest instead (computed
+    /// once per entry, see [`sim::digest`](crate::sim::digest())).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if crate::sim::digest::digesting() {
+            let digest = match self.digests.trace.get() {
+                Some(d) => *d,
+                None => {
+                    let d = crate::sim::digest::structural_digest(&EntryFields(self))
+                        .map_err(serde::ser::Error::custom)?;
+                    *self.digests.trace.get_or_init(|| d)
+                }
+            };
+            return serializer.serialize_u64(digest);
+        }
+        EntryFields(self).serialize(serializer)
+    }
 }
 
 impl<C> LogEntry<C> {
@@ -239,7 +329,21 @@ impl<C> LogEntry<C> {
             command,
             timestamp_us,
             client_id,
+            digests: EntryDigests::default(),
         }
+    }
+
+    /// [`digest_of`](crate::safety::digest_of) the command, computed on the
+    /// first call and remembered by this entry (shared by every holder of an
+    /// `Arc` of it).
+    pub fn command_digest(&self) -> u64
+    where
+        C: Serialize,
+    {
+        *self
+            .digests
+            .command
+            .get_or_init(|| crate::safety::digest_of(&self.command))
     }
 
     /// The (term, index) pair that identifies this entry under the log
@@ -281,6 +385,85 @@ impl fmt::Display for LogId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(command: &str) -> LogEntry<String> {
+        LogEntry::new(Term(2), LogIndex(7), command.to_owned(), 99, ClientId(3))
+    }
+
+    /// The digests an entry remembers are not part of its value: it encodes
+    /// like a plain five-field struct, and compares, hashes and prints
+    /// without them.
+    #[test]
+    fn remembered_digests_are_not_part_of_an_entry() {
+        #[derive(Serialize)]
+        struct Plain<'a> {
+            term: Term,
+            index: LogIndex,
+            command: &'a str,
+            timestamp_us: u64,
+            client_id: ClientId,
+        }
+        let e = entry("put k v");
+        let plain = Plain {
+            term: e.term,
+            index: e.index,
+            command: "put k v",
+            timestamp_us: 99,
+            client_id: ClientId(3),
+        };
+        let before = rmp_serde::to_vec(&e).unwrap();
+        assert_eq!(e.command_digest(), crate::safety::digest_of(&e.command));
+        let _ = crate::sim::digest(&e);
+        assert_eq!(rmp_serde::to_vec(&e).unwrap(), before);
+        assert_eq!(before, rmp_serde::to_vec(&plain).unwrap());
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            serde_json::to_string(&plain).unwrap()
+        );
+        let back: LogEntry<String> = rmp_serde::from_slice(&before).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(
+            format!("{e:?}"),
+            "LogEntry { term: Term(2), index: LogIndex(7), command: \"put k v\", \
+             timestamp_us: 99, client_id: ClientId(3) }"
+        );
+    }
+
+    /// An entry's digests are computed once and remembered (shared through
+    /// an `Arc`), equal those of an equal entry computed afresh, and differ
+    /// for a different entry; a clone starts afresh, so changing it before
+    /// digesting it is seen.
+    #[test]
+    fn entry_digests_are_remembered_and_follow_the_content() {
+        let e = std::sync::Arc::new(entry("a"));
+        let shared = std::sync::Arc::clone(&e);
+        let (c, t) = (e.command_digest(), crate::sim::digest(&*e));
+        assert_eq!(e.digests.command.get(), Some(&c));
+        assert!(shared.digests.trace.get().is_some());
+        assert_eq!(shared.command_digest(), c);
+        assert_eq!(crate::sim::digest(&*shared), t);
+        let fresh = entry("a");
+        assert_eq!((fresh.command_digest(), crate::sim::digest(&fresh)), (c, t));
+        let mut changed = (*e).clone();
+        assert!(changed.digests.command.get().is_none());
+        changed.command = "b".to_owned();
+        assert_ne!(changed.command_digest(), c);
+        assert_ne!(crate::sim::digest(&changed), t);
+        let mut later = entry("a");
+        later.timestamp_us += 1;
+        assert_ne!(crate::sim::digest(&later), t);
+        // Inside a message, the entry counts through its digest: a change
+        // of any entry changes the message's digest.
+        let msg = |es: Vec<LogEntry<String>>| crate::sim::digest(&(1u64, es));
+        assert_ne!(
+            msg(vec![entry("a"), entry("b")]),
+            msg(vec![entry("a"), entry("c")])
+        );
+        assert_eq!(
+            msg(vec![entry("a"), entry("b")]),
+            msg(vec![entry("a"), entry("b")])
+        );
+    }
 
     #[test]
     fn ballots_order_by_round_then_node() {

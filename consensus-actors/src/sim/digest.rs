@@ -17,7 +17,11 @@
 //! `u64` length then the elements (entries key then value), or, when the
 //! length is not known up front, a marker word, a 1 byte before each element
 //! and a 0 byte after the last; struct fields in order, without names (a
-//! skipped field folds a fixed marker word). Unit values fold nothing. The
+//! skipped field folds a fixed marker word). A
+//! [`LogEntry`](crate::types::LogEntry) folds its own digest (the digest of
+//! its fields), as a `u64`: computed once per entry and remembered by it, so
+//! an entry that many messages share is hashed once (see [`digesting`]).
+//! Unit values fold nothing. The
 //! total byte count is folded in last, then the hash is finalised with the
 //! MurmurHash3 64-bit mixer.
 //!
@@ -170,9 +174,32 @@ fn fmix64(mut k: u64) -> u64 {
 
 /// The structural digest of `value`, or the error its `Serialize` impl raised.
 pub(crate) fn structural_digest<T: Serialize + ?Sized>(value: &T) -> Result<u64, DigestError> {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DIGESTING.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(DIGESTING.with(|d| d.replace(true)));
     let mut h = WordHasher::new();
     value.serialize(&mut h)?;
     Ok(h.finish())
+}
+
+thread_local! {
+    /// Whether this thread is inside [`structural_digest`].
+    static DIGESTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the value being serialized on this thread is being digested by
+/// [`structural_digest`]. A value that remembers its own digest may then
+/// serialize that digest (a `u64`) in place of its content:
+/// [`LogEntry`](crate::types::LogEntry) does, so an entry shared by many
+/// messages is hashed once. The digest still covers the whole content (a
+/// change of the entry changes its digest), and stays a function of the
+/// value alone.
+pub(crate) fn digesting() -> bool {
+    DIGESTING.with(std::cell::Cell::get)
 }
 
 /// An error raised by a value's own `Serialize` impl.

@@ -99,7 +99,7 @@
 //! assert_eq!(a.trace_hash, b.trace_hash);
 //! ```
 
-mod digest;
+pub(crate) mod digest;
 mod nemesis;
 pub mod network;
 pub mod rng;

@@ -27,7 +27,7 @@ use crate::replication::{
     Committed, Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
 };
 use actix::prelude::*;
-use consensus_actors::safety::{digest_of, RaftEvent as SafetyRaftEvent, SafetyEvent, SafetySink};
+use consensus_actors::safety::{RaftEvent as SafetyRaftEvent, SafetyEvent, SafetySink};
 use consensus_actors::sim::TraceHandle;
 use consensus_actors::storage::{Snapshot as StoredSnapshot, Storage, StorageError};
 use consensus_actors::supervision::FailNode;
@@ -35,7 +35,7 @@ use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState};
 use serde::{de::DeserializeOwned, Serialize};
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -185,15 +185,13 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     /// The effects buffer handed back to the core (see
     /// [`ReplicationCore::swap_effects`]).
     spare_effects: Vec<EffectOf<SM>>,
+    /// The events of a step, reused from step to step (empty between).
+    spare_events: Vec<RaftEvent>,
     submissions: Arc<SubmissionQueue<Command<SM>, Output<SM>>>,
     spare_submissions: Vec<Submission<Command<SM>, Output<SM>>>,
     flush_scheduled: bool,
     unsynced: bool,
     failed: bool,
-    /// Command digests of the entries appended and not yet applied, for
-    /// the safety reports (each entry is digested once per node: when
-    /// appended, then reused when applied).
-    digests: VecDeque<(EntryRef<Command<SM>>, u64)>,
     /// The last [`RaftEvent::Progress`] published to the other components
     /// (see [`publishes`](Self::publishes)).
     published_progress: Option<LogProgress>,
@@ -246,13 +244,13 @@ where
             batch: Vec::new(),
             read_batch: Vec::new(),
             spare_effects: Vec::new(),
+            spare_events: Vec::new(),
             submissions: Arc::new(SubmissionQueue::new(cfg.max_pending_proposals)),
             spare_submissions: Vec::new(),
             cfg,
             flush_scheduled: false,
             unsynced: false,
             failed: false,
-            digests: VecDeque::new(),
             published_progress: None,
             routing: EventRouting::default(),
             router: None,
@@ -378,7 +376,7 @@ where
             return;
         };
         let mut effects = core.swap_effects(std::mem::take(&mut self.spare_effects));
-        let mut events: Vec<RaftEvent> = Vec::new();
+        let mut events = std::mem::take(&mut self.spare_events);
         for effect in effects.drain(..) {
             if self.failed {
                 break;
@@ -386,30 +384,31 @@ where
             self.run_effect(effect, &mut events);
         }
         self.spare_effects = effects;
-        if self.failed {
-            return;
-        }
-        if self.sync() {
+        if !self.failed && self.sync() {
             events.retain(|e| self.publishes(e));
-            self.publish(events);
+            self.publish(&mut events);
         }
+        events.clear();
+        self.spare_events = events;
     }
 
-    /// Sends each component the events it acts on (see [`EventRouting`]).
-    fn publish(&mut self, events: Vec<RaftEvent>) {
+    /// Sends each component the events it acts on (see [`EventRouting`]),
+    /// leaving `events` empty.
+    fn publish(&mut self, events: &mut Vec<RaftEvent>) {
         if events.is_empty() {
             return;
         }
         let threshold = self.cfg.snapshot_threshold;
         let core = self.core.as_ref();
-        let [election, membership, compactor] = self.routing.split(events, threshold, || {
-            core.and_then(|c| {
-                c.snapshot_events().into_iter().find_map(|e| match e {
-                    RaftEvent::Progress(p) => Some(p),
-                    _ => None,
+        let [election, membership, compactor] =
+            self.routing.split(events.drain(..), threshold, || {
+                core.and_then(|c| {
+                    c.snapshot_events().into_iter().find_map(|e| match e {
+                        RaftEvent::Progress(p) => Some(p),
+                        _ => None,
+                    })
                 })
-            })
-        });
+            });
         self.subscribers.send(election, membership, compactor);
     }
 
@@ -444,7 +443,6 @@ where
                 self.store("log entries", r);
             }
             Effect::TruncateLog(from) => {
-                self.forget_digests_from(from);
                 self.safety.emit_with(|| SafetyRaftEvent::Truncated {
                     node,
                     from_index: from,
@@ -463,7 +461,6 @@ where
                 self.store("a snapshot", r);
             }
             Effect::DiscardLog => {
-                self.digests.clear();
                 let first = self.storage.first_index();
                 let r = self.storage.truncate_suffix(first);
                 self.store("discarding the log", r);
@@ -536,7 +533,7 @@ where
                         term,
                         commit_index,
                     });
-                    let digests = entries.iter().map(|e| self.take_digest(e)).collect();
+                    let digests = entries.iter().map(|e| e.command_digest()).collect();
                     self.safety.emit(SafetyRaftEvent::AppliedBatch {
                         node,
                         first_index,
@@ -547,51 +544,22 @@ where
         }
     }
 
-    /// Reports appended entries to the safety checker, keeping their
-    /// digests for the report of their apply.
+    /// Reports appended entries to the safety checker (their command
+    /// digests are computed once per entry, whichever node asks first, and
+    /// remembered by the entry for its apply and the other nodes).
     fn report_appended(&mut self, entries: &[EntryRef<Command<SM>>]) {
         let Some(first) = entries.first() else {
             return;
         };
-        self.forget_digests_from(first.index);
-        let mut terms_digests = Vec::with_capacity(entries.len());
-        for e in entries {
-            let digest = digest_of(&e.command);
-            terms_digests.push((e.term, digest));
-            self.digests.push_back((Arc::clone(e), digest));
-        }
+        let terms_digests = entries
+            .iter()
+            .map(|e| (e.term, e.command_digest()))
+            .collect();
         self.safety.emit(SafetyRaftEvent::AppendedBatch {
             node: self.id,
             first_index: first.index,
             entries: terms_digests,
         });
-    }
-
-    /// Drops the kept digests of entries at `from` and after (truncated).
-    fn forget_digests_from(&mut self, from: LogIndex) {
-        while self.digests.back().is_some_and(|(e, _)| e.index >= from) {
-            self.digests.pop_back();
-        }
-    }
-
-    /// The digest of an entry being applied: the one computed when it was
-    /// appended (the very same entry), else computed now.
-    fn take_digest(&mut self, entry: &EntryRef<Command<SM>>) -> u64 {
-        while self
-            .digests
-            .front()
-            .is_some_and(|(e, _)| e.index < entry.index)
-        {
-            self.digests.pop_front();
-        }
-        match self.digests.front() {
-            Some((e, digest)) if Arc::ptr_eq(e, entry) => {
-                let digest = *digest;
-                self.digests.pop_front();
-                digest
-            }
-            _ => digest_of(&entry.command),
-        }
     }
 
     /// Runs `f` on the core (if running) and carries out the effects.
@@ -669,7 +637,7 @@ impl EventRouting {
     /// now (asked only when the node becomes leader).
     fn split(
         &mut self,
-        events: Vec<RaftEvent>,
+        events: impl IntoIterator<Item = RaftEvent>,
         snapshot_threshold: u64,
         current: impl FnOnce() -> Option<LogProgress>,
     ) -> [Vec<RaftEvent>; 3] {
@@ -814,16 +782,22 @@ where
     S: RaftStorage<Command<SM>>,
 {
     fn flush(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
+        // The batch buffer is drained, not given away: its allocation serves
+        // every batch.
+        let mut batch = std::mem::take(&mut self.batch);
         let reads = std::mem::take(&mut self.read_batch);
         self.step(|core, now| {
             if !batch.is_empty() {
-                core.propose(now, batch);
+                core.propose_from(now, batch.drain(..));
             }
             if !reads.is_empty() {
                 core.read_index(reads);
             }
         });
+        batch.clear();
+        if self.batch.is_empty() {
+            self.batch = batch;
+        }
     }
 }
 
@@ -836,7 +810,6 @@ where
         // Everything in memory is suspect: forget it, recover from storage in
         // started(). Waiting clients learn the outcome is unknown.
         self.core = None;
-        self.digests.clear();
         self.published_progress = None;
         self.routing = EventRouting::default();
         self.drop_clients();

@@ -245,6 +245,11 @@ pub struct ReplicationCore<SM: StateMachine> {
     reported_progress: LogProgress,
     reported_membership: (LogId, LogId),
     out: Vec<Effect<SM::Command, SM::Output>>,
+    /// Scratch buffers of [`broadcast_append`](Self::broadcast_append) and
+    /// [`maybe_send_append`](Self::maybe_send_append), empty between calls
+    /// (kept to reuse their allocations).
+    scratch_peers: Vec<NodeId>,
+    scratch_appends: Vec<AppendEntries<SM::Command>>,
 }
 
 /// The effect type of a core replicating `SM`.
@@ -327,6 +332,8 @@ where
             reported_progress: LogProgress::default(),
             reported_membership: (LogId::default(), LogId::default()),
             out: Vec::new(),
+            scratch_peers: Vec::new(),
+            scratch_appends: Vec::new(),
         };
         core.reported_progress = core.log_progress();
         core.reported_membership = core.membership_ids();
@@ -1037,6 +1044,17 @@ where
     /// leader it knows; a leader appends one entry per command, persists
     /// them, and replicates.
     pub fn propose(&mut self, now_us: u64, batch: Vec<Proposal<SM::Command>>) {
+        self.propose_from(now_us, batch);
+    }
+
+    /// [`propose`](Self::propose) taking the batch from an iterator (such
+    /// as a `Vec::drain`, so the caller keeps its buffer).
+    pub fn propose_from(
+        &mut self,
+        now_us: u64,
+        batch: impl IntoIterator<Item = Proposal<SM::Command>>,
+    ) {
+        let batch = batch.into_iter();
         let refuse = match &self.leader_state {
             None => Some(ProposeError::NotLeader {
                 leader: self.leader.filter(|&l| l != self.id),
@@ -1057,7 +1075,7 @@ where
             .cfg
             .max_pending_proposals
             .saturating_sub(self.pending.len());
-        let mut entries = Vec::with_capacity(batch.len().min(room));
+        let mut entries = Vec::with_capacity(batch.size_hint().0.min(room));
         let mut index = self.log.last_index();
         for (k, p) in batch.into_iter().enumerate() {
             if k >= room {
@@ -1190,13 +1208,16 @@ where
     }
 
     fn broadcast_append(&mut self, heartbeat: bool) {
-        let peers: Vec<NodeId> = match &self.leader_state {
-            Some(ls) => ls.progress.keys().copied().collect(),
+        let mut peers = std::mem::take(&mut self.scratch_peers);
+        match &self.leader_state {
+            Some(ls) => peers.extend(ls.progress.keys().copied()),
             None => return,
-        };
-        for peer in peers {
+        }
+        for &peer in &peers {
             self.maybe_send_append(peer, heartbeat);
         }
+        peers.clear();
+        self.scratch_peers = peers;
     }
 
     /// Sends AppendEntries to `peer` while its window has room and entries
@@ -1222,7 +1243,7 @@ where
             return false;
         }
         let mut sent = false;
-        let mut msgs = Vec::new();
+        let mut msgs = std::mem::take(&mut self.scratch_appends);
         let mut snapshot_needed = None;
         loop {
             if p.next_index <= purged.index {
@@ -1295,12 +1316,13 @@ where
                 snapshot,
             }));
         }
-        for m in msgs {
+        for m in msgs.drain(..) {
             self.emit(Effect::Send {
                 to: peer,
                 msg: RaftMessage::AppendEntries(m),
             });
         }
+        self.scratch_appends = msgs;
         sent
     }
 
