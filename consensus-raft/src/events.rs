@@ -77,7 +77,9 @@ pub enum RaftEvent {
         leader: Option<NodeId>,
     },
     /// A valid AppendEntries or InstallSnapshot came from the leader of
-    /// `term` (resets the election timer).
+    /// `term` (resets the election timer). A LogReplicator given a
+    /// [`LeaderContact`](crate::actors::LeaderContact) publishes only the
+    /// first of a run of these and records the repeats there.
     HeardFromLeader {
         /// The leader's term.
         term: Term,

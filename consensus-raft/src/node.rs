@@ -24,9 +24,9 @@
 
 use crate::actors::{
     ChangeMembership, Committed, DrainSubmissions, EventSubscribers, GetRaftStatus, InjectPanic,
-    LeaderElection, LogReplicator, MembershipManager, OwnerHandles, ProposeBatch, Pushed,
-    RaftRouter, RaftStateMachine, RaftStatus, RaftStorage, Read, SnapshotCompactor, Submission,
-    SubmissionQueue, TransferLeadership,
+    LeaderContact, LeaderElection, LogReplicator, MembershipManager, OwnerHandles, ProposeBatch,
+    Pushed, RaftRouter, RaftStateMachine, RaftStatus, RaftStorage, Read, SnapshotCompactor,
+    Submission, SubmissionQueue, TransferLeadership,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, Refusal};
@@ -231,6 +231,7 @@ where
         };
         let transport = self.transport;
         let submissions = Arc::new(SubmissionQueue::new(self.cfg.max_pending_proposals));
+        let contact = LeaderContact::new();
         let replicator_actor = LogReplicator::new(
             id,
             self.cfg.clone(),
@@ -245,9 +246,11 @@ where
         )
         .with_trace(self.trace)
         .with_submissions(Arc::clone(&submissions))
-        .with_router(router.clone().recipient());
+        .with_router(router.clone().recipient())
+        .with_leader_contact(contact.clone());
         let election_actor =
-            LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch);
+            LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch)
+                .with_leader_contact(contact);
         let membership_actor = MembershipManager::new(id, self.cfg.clone(), owner.clone(), epoch);
         let compactor_actor = SnapshotCompactor::new(id, self.cfg.clone(), owner, transport, epoch);
         let router_actor = RaftRouter::new(

@@ -2,8 +2,8 @@
 //! the owner of term/vote/log to act on its decisions.
 
 use super::{
-    log_refusal, micros_since, AbortTransfer, BecomeLeader, BeginElection, GetState, ObserveTerm,
-    OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, StartTransfer, StepDown,
+    log_refusal, micros_since, AbortTransfer, BecomeLeader, BeginElection, GetState, LeaderContact,
+    ObserveTerm, OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, StartTransfer, StepDown,
     TransferLeadership,
 };
 use crate::config::RaftConfig;
@@ -26,6 +26,9 @@ pub struct LeaderElection<C> {
     epoch: Instant,
     core: ElectionCore,
     timer: Option<SpawnHandle>,
+    /// Contacts from the leader the owner recorded instead of sending them
+    /// (see [`with_leader_contact`](Self::with_leader_contact)).
+    contact: Option<LeaderContact>,
     _commands: PhantomData<fn() -> C>,
 }
 
@@ -48,7 +51,26 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
             owner,
             epoch,
             timer: None,
+            contact: None,
             _commands: PhantomData,
+        }
+    }
+
+    /// Reads the contacts from the leader that the LogReplicator records in
+    /// `contact` instead of sending them (see [`LeaderContact`]): before
+    /// anything else it handles, this component acts on the last one
+    /// recorded as on a [`RaftEvent::HeardFromLeader`](crate::events::RaftEvent::HeardFromLeader)
+    /// received when it was recorded.
+    #[must_use]
+    pub fn with_leader_contact(mut self, contact: LeaderContact) -> Self {
+        self.contact = Some(contact);
+        self
+    }
+
+    /// Acts on the contact from the leader recorded since the last call.
+    fn catch_up(&mut self) {
+        if let Some(c) = self.contact.as_ref().and_then(LeaderContact::take) {
+            self.core.handle_event(c.at_us, &c.event());
         }
     }
 
@@ -66,6 +88,7 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
                     let delay = Duration::from_micros(at_us.saturating_sub(self.now_us()));
                     self.timer = Some(ctx.run_later(delay, |act, ctx| {
                         act.timer = None;
+                        act.catch_up();
                         let now = act.now_us();
                         act.core.handle_timeout(now);
                         act.run_effects(ctx);
@@ -147,6 +170,7 @@ impl<C: ReplicatedCommand> Handler<RaftEvents> for LeaderElection<C> {
     type Result = ();
 
     fn handle(&mut self, m: RaftEvents, ctx: &mut Context<Self>) {
+        self.catch_up();
         let now = self.now_us();
         for e in &m.0 {
             self.core.handle_event(now, e);
@@ -159,6 +183,7 @@ impl<C: ReplicatedCommand> Handler<PeerMessage<C>> for LeaderElection<C> {
     type Result = ();
 
     fn handle(&mut self, m: PeerMessage<C>, ctx: &mut Context<Self>) {
+        self.catch_up();
         let now = self.now_us();
         match m.msg {
             RaftMessage::RequestVoteResponse(r) => {
@@ -175,6 +200,7 @@ impl<C: ReplicatedCommand> Handler<TransferLeadership> for LeaderElection<C> {
     type Result = Result<(), Refusal>;
 
     fn handle(&mut self, m: TransferLeadership, ctx: &mut Context<Self>) -> Self::Result {
+        self.catch_up();
         let now = self.now_us();
         let r = self.core.transfer_leadership(now, m.target);
         self.run_effects(ctx);

@@ -42,6 +42,7 @@ use consensus_actors::kv::StateMachine;
 use consensus_actors::types::{ClientId, LogId, LogIndex, NodeId, NodeState, Term};
 use std::any::Any;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// A command Raft can replicate: it crosses the network (serde), and is
@@ -105,6 +106,70 @@ impl<C: 'static> Message for PeerMessage<C> {
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct RaftEvents(pub Vec<RaftEvent>);
+
+/// The latest contact from the current leader that the LogReplicator
+/// recorded for LeaderElection instead of sending it a
+/// [`RaftEvent::HeardFromLeader`] (shared by the two; see
+/// [`LogReplicator::with_leader_contact`] and
+/// [`LeaderElection::with_leader_contact`]).
+///
+/// A follower hears from its leader on every AppendEntries; telling the
+/// election component each time cost a mailbox message per AppendEntries,
+/// and all it does with a repeat (same term, same leader, nothing else in
+/// between) is to push its election deadline back. So the owner sends the
+/// first contact as an event, as before, and records each repeat here, with
+/// its time; LeaderElection takes the record before it handles anything else
+/// (a message or its timer) and acts on it as on the event, at the time it
+/// was recorded. The deadline it computes is the one the event would have
+/// given (the last contact plus a random election timeout), so no election
+/// starts while the leader is heard.
+#[derive(Clone, Debug, Default)]
+pub struct LeaderContact(Arc<std::sync::Mutex<Option<Contact>>>);
+
+/// One contact from the leader (see [`LeaderContact`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contact {
+    /// The leader's term.
+    pub term: Term,
+    /// The leader.
+    pub leader: NodeId,
+    /// When it was heard, in microseconds since the node's time base.
+    pub at_us: u64,
+}
+
+impl Contact {
+    /// The event this contact stands for.
+    pub fn event(&self) -> RaftEvent {
+        RaftEvent::HeardFromLeader {
+            term: self.term,
+            leader: self.leader,
+        }
+    }
+}
+
+impl LeaderContact {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Contact>> {
+        // Nothing panics under the lock: a poisoned lock still holds a
+        // consistent value.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a contact (replacing any not taken yet: only the last one
+    /// matters).
+    pub fn record(&self, contact: Contact) {
+        *self.lock() = Some(contact);
+    }
+
+    /// Takes the contact recorded since the last call, if any.
+    pub fn take(&self) -> Option<Contact> {
+        self.lock().take()
+    }
+}
 
 /// Asks the owner for events that describe its state from scratch (a
 /// component that just (re)started resynchronises with them).
@@ -694,6 +759,31 @@ mod tests {
         }
         q.take_into(&mut Vec::new());
         assert!(matches!(q.push(submission(3).0), Pushed::Wake));
+    }
+
+    /// A contact record keeps the last contact until taken, and is shared
+    /// by its clones (the owner's and LeaderElection's).
+    #[test]
+    fn leader_contact_keeps_the_last_until_taken() {
+        let mine = LeaderContact::new();
+        let theirs = mine.clone();
+        assert_eq!(theirs.take(), None);
+        let at = |at_us| Contact {
+            term: Term(3),
+            leader: NodeId(2),
+            at_us,
+        };
+        mine.record(at(10));
+        mine.record(at(25));
+        assert_eq!(theirs.take(), Some(at(25)));
+        assert_eq!(theirs.take(), None);
+        assert_eq!(
+            at(25).event(),
+            RaftEvent::HeardFromLeader {
+                term: Term(3),
+                leader: NodeId(2)
+            }
+        );
     }
 
     /// A closed queue returns what it held and refuses with Unknown until

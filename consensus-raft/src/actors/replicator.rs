@@ -10,13 +10,20 @@
 //! [`DrainSubmissions`] per batch) and every [`Propose`], [`ProposeBatch`]
 //! and [`Read`] waiting in the mailbox join the same batch, appended and
 //! replicated together.
+//!
+//! Events go to the components that act on them, one message per
+//! component per step at most; a follower's repeated
+//! contacts from its leader go to a shared [`LeaderContact`] instead of a
+//! message per AppendEntries, when one is given
+//! ([`with_leader_contact`](LogReplicator::with_leader_contact)).
 
 use super::router::for_log_replicator;
 use super::{
-    micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, DrainSubmissions,
-    EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm,
-    PeerMessage, Propose, ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn,
-    Reply, ReplySlot, SnapshotSent, StartTransfer, StepDown, Submission, SubmissionQueue,
+    micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, Contact, DrainSubmissions,
+    EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData, LeaderContact, ObserveLeader,
+    ObserveTerm, PeerMessage, Propose, ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus,
+    Read, ReadFn, Reply, ReplySlot, SnapshotSent, StartTransfer, StepDown, Submission,
+    SubmissionQueue,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};
@@ -32,7 +39,7 @@ use consensus_actors::sim::TraceHandle;
 use consensus_actors::storage::{Snapshot as StoredSnapshot, Storage, StorageError};
 use consensus_actors::supervision::FailNode;
 use consensus_actors::transport::{Envelope, Transport};
-use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState};
+use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState, Term};
 use serde::{de::DeserializeOwned, Serialize};
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -201,6 +208,9 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     /// Where envelopes delivered here but handled by another component go
     /// (see [`with_router`](Self::with_router)).
     router: Option<Recipient<Envelope<RaftMessage<Command<SM>>>>>,
+    /// Where repeated contacts from the leader go instead of a message to
+    /// LeaderElection (see [`with_leader_contact`](Self::with_leader_contact)).
+    leader_contact: Option<LeaderContact>,
 }
 
 impl<SM, S> LogReplicator<SM, S>
@@ -254,6 +264,7 @@ where
             published_progress: None,
             routing: EventRouting::default(),
             router: None,
+            leader_contact: None,
         }
     }
 
@@ -264,6 +275,18 @@ where
     #[must_use]
     pub fn with_router(mut self, router: Recipient<Envelope<RaftMessage<Command<SM>>>>) -> Self {
         self.router = Some(router);
+        self
+    }
+
+    /// Records repeated contacts from the leader in `contact` instead of
+    /// sending LeaderElection a [`RaftEvent::HeardFromLeader`] for each
+    /// AppendEntries (see [`LeaderContact`]). The LeaderElection subscribed
+    /// to this node's events must read the same record
+    /// ([`LeaderElection::with_leader_contact`](super::LeaderElection::with_leader_contact)):
+    /// one that does not would only hear of the leader's first contact.
+    #[must_use]
+    pub fn with_leader_contact(mut self, contact: LeaderContact) -> Self {
+        self.leader_contact = Some(contact);
         self
     }
 
@@ -397,6 +420,15 @@ where
     fn publish(&mut self, events: &mut Vec<RaftEvent>) {
         if events.is_empty() {
             return;
+        }
+        if let Some(contact) = &self.leader_contact {
+            if let Some((term, leader)) = self.routing.take_repeated_contact(events) {
+                contact.record(Contact {
+                    term,
+                    leader,
+                    at_us: micros_since(self.epoch),
+                });
+            }
         }
         let threshold = self.cfg.snapshot_threshold;
         let core = self.core.as_ref();
@@ -615,6 +647,9 @@ struct EventRouting {
     leading: bool,
     /// The snapshot index in the last Progress the compactor got.
     compactor_snapshot: LogIndex,
+    /// The last event LeaderElection got is a HeardFromLeader of this term
+    /// and leader (see [`take_repeated_contact`](Self::take_repeated_contact)).
+    heard: Option<(Term, NodeId)>,
 }
 
 impl EventRouting {
@@ -630,6 +665,32 @@ impl EventRouting {
             }
         }
         r
+    }
+
+    /// Takes out of `events` a [`RaftEvent::HeardFromLeader`] that repeats
+    /// the last event LeaderElection got (same term and leader, nothing else
+    /// for LeaderElection in between), and returns its term and leader: a
+    /// contact to record in the [`LeaderContact`] instead. Follows what
+    /// LeaderElection gets from the events left.
+    fn take_repeated_contact(&mut self, events: &mut Vec<RaftEvent>) -> Option<(Term, NodeId)> {
+        let mut repeated = None;
+        events.retain(|e| {
+            if !e.for_election() {
+                return true;
+            }
+            if let RaftEvent::HeardFromLeader { term, leader } = e {
+                let heard = Some((*term, *leader));
+                if self.heard == heard {
+                    repeated = heard;
+                    return false;
+                }
+                self.heard = heard;
+            } else {
+                self.heard = None;
+            }
+            true
+        });
+        repeated
     }
 
     /// Splits `events` into what LeaderElection, MembershipManager and
@@ -1159,6 +1220,55 @@ mod tests {
         assert_eq!(r, EventRouting::default());
     }
 
+    /// A HeardFromLeader is taken out (to be recorded instead of sent) only
+    /// when it repeats the last event LeaderElection got: same term and
+    /// leader, nothing else for LeaderElection in between. Events for the
+    /// other components alone do not count.
+    #[test]
+    fn only_repeated_contacts_are_taken_out() {
+        let heard = |term: u64, leader: u64| RaftEvent::HeardFromLeader {
+            term: Term(term),
+            leader: NodeId(leader),
+        };
+        let p = RaftEvent::Progress(progress(2, 5, 0));
+        let mut r = EventRouting::default();
+        let mut first = vec![heard(2, 1), p.clone()];
+        assert_eq!(r.take_repeated_contact(&mut first), None);
+        assert_eq!(first, vec![heard(2, 1), p.clone()]);
+        let mut again = vec![heard(2, 1), p.clone()];
+        assert_eq!(
+            r.take_repeated_contact(&mut again),
+            Some((Term(2), NodeId(1)))
+        );
+        assert_eq!(again, vec![p.clone()]);
+        let mut other_leader = vec![role(3, NodeState::Follower), heard(3, 2)];
+        assert_eq!(r.take_repeated_contact(&mut other_leader), None);
+        assert_eq!(other_leader.len(), 2);
+        let mut vote = vec![RaftEvent::VoteGranted {
+            term: Term(3),
+            candidate: NodeId(4),
+        }];
+        assert_eq!(r.take_repeated_contact(&mut vote), None);
+        let mut after_vote = vec![heard(3, 2)];
+        assert_eq!(r.take_repeated_contact(&mut after_vote), None);
+        assert_eq!(after_vote, vec![heard(3, 2)]);
+        let mut repeat = vec![heard(3, 2)];
+        assert_eq!(
+            r.take_repeated_contact(&mut repeat),
+            Some((Term(3), NodeId(2)))
+        );
+        assert!(repeat.is_empty());
+        // A repeat followed by another event for LeaderElection: the record
+        // comes first (taken before the message), the event resets.
+        let mut then_role = vec![heard(3, 2), role(4, NodeState::Candidate)];
+        assert_eq!(
+            r.take_repeated_contact(&mut then_role),
+            Some((Term(3), NodeId(2)))
+        );
+        assert_eq!(then_role, vec![role(4, NodeState::Candidate)]);
+        assert_eq!(r.heard, None);
+    }
+
     /// The compactor gets progress once `last_applied - snapshot_index`
     /// reaches the threshold, and whenever the snapshot index moved.
     #[test]
@@ -1209,6 +1319,7 @@ mod tests {
             EventRouting {
                 leading: true,
                 compactor_snapshot: LogIndex(12),
+                heard: None,
             }
         );
     }

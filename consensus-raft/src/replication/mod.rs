@@ -939,7 +939,12 @@ where
             }
         }
         if first_new < entries.len() {
-            let new: Vec<_> = entries.drain(first_new..).collect();
+            // Usually every entry is new: the request's vector is reused.
+            let new: Vec<_> = if first_new == 0 {
+                entries
+            } else {
+                entries.drain(first_new..).collect()
+            };
             self.append_entries_to_log(&new);
             self.emit(Effect::AppendLog(new));
         }
