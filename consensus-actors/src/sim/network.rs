@@ -281,33 +281,35 @@ struct Link {
     tail: Option<Instant>,
 }
 
-/// A copy of a message in flight, ordered by delivery time then by the
-/// order it entered the network.
+/// A copy of a message in flight (waiting in [`Core::slots`]).
 struct Scheduled<M: Wire> {
-    at: Instant,
-    seq: u64,
     from: u32,
     to: u32,
     digest: u64,
     env: Envelope<M>,
 }
 
-impl<M: Wire> PartialEq for Scheduled<M> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
+/// The place of a copy in flight in the delivery order: by delivery time,
+/// then by the order it entered the network. The heap orders these small
+/// keys; the copy itself stays put in its slot (a sift moved whole
+/// envelopes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Due {
+    at: Instant,
+    seq: u64,
+    /// Index of the copy in [`Core::slots`].
+    slot: u32,
 }
 
-impl<M: Wire> Eq for Scheduled<M> {}
-
-impl<M: Wire> PartialOrd for Scheduled<M> {
+impl PartialOrd for Due {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<M: Wire> Ord for Scheduled<M> {
+impl Ord for Due {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest first.
+    /// `seq` is unique: no two keys compare equal.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
     }
@@ -333,7 +335,12 @@ struct Core<M: Wire> {
     groups: Option<BTreeMap<NodeId, usize>>,
     blocked: BTreeSet<(NodeId, NodeId)>,
     isolated: BTreeSet<NodeId>,
-    queue: BinaryHeap<Scheduled<M>>,
+    queue: BinaryHeap<Due>,
+    /// The copies in flight, where their [`Due`] keys point; `None` for a
+    /// free slot.
+    slots: Vec<Option<Scheduled<M>>>,
+    /// Free slots, reused before the vector grows.
+    free_slots: Vec<u32>,
     next_seq: u64,
     /// The instant the driver will next wake at, `None` when it sleeps
     /// until told (or has not started).
@@ -362,6 +369,8 @@ impl<M: Wire> Core<M> {
             blocked: BTreeSet::new(),
             isolated: BTreeSet::new(),
             queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
             next_seq: 0,
             armed: None,
             driver: None,
@@ -528,20 +537,35 @@ impl<M: Wire> Core<M> {
     fn enqueue(&mut self, at: Instant, from: u32, to: u32, digest: u64, env: Envelope<M>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.push(Scheduled {
-            at,
-            seq,
+        let copy = Some(Scheduled {
             from,
             to,
             digest,
             env,
         });
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = copy;
+                slot
+            }
+            None => {
+                self.slots.push(copy);
+                // Slots never exceed the copies in flight at once.
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.queue.push(Due { at, seq, slot });
     }
 
     /// Delivers every copy due at or before `now`, in order.
     fn deliver_due(&mut self, now: Instant) {
-        while self.queue.peek().is_some_and(|s| s.at <= now) {
-            if let Some(s) = self.queue.pop() {
+        while self.queue.peek().is_some_and(|d| d.at <= now) {
+            let Some(due) = self.queue.pop() else {
+                break;
+            };
+            let copy = self.slots.get_mut(due.slot as usize).and_then(Option::take);
+            self.free_slots.push(due.slot);
+            if let Some(s) = copy {
                 self.deliver(now, s);
             }
         }
@@ -770,7 +794,7 @@ impl<M: Wire> Future for Driver<M> {
             }
             let now = Instant::now();
             core.deliver_due(now);
-            let Some(next) = core.queue.peek().map(|s| s.at) else {
+            let Some(next) = core.queue.peek().map(|d| d.at) else {
                 core.armed = None;
                 store_waker(&mut core.driver, cx);
                 return Poll::Pending;
