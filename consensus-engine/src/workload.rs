@@ -19,7 +19,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 use tokio::time::{Duration, Instant};
 
 /// How long a client waits before retrying when it knows no leader.
@@ -181,12 +183,11 @@ impl Workload {
     }
 
     fn now_us(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.origin)
-                .as_micros(),
-        )
-        .unwrap_or(u64::MAX)
+        self.micros_at(Instant::now())
+    }
+
+    fn micros_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Runs client number `index` (0-based) until `deadline`, drawing its
@@ -207,11 +208,18 @@ impl Workload {
         // Spread the clients' first operations over one interval.
         let mut next_start = Instant::now()
             + interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / clients as f64));
+        // One timer for the whole life of the client, re-armed for each
+        // wait (the pace of the workload, then each request's timeout)
+        // instead of a fresh timer per operation.
+        let timer = tokio::time::sleep_until(next_start);
+        tokio::pin!(timer);
         loop {
             if interval.is_some() {
-                tokio::time::sleep_until(next_start).await;
+                timer.as_mut().reset(next_start);
+                timer.as_mut().await;
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 break;
             }
             let Some(target) = self.pick_target(&mut hint, &mut rng) else {
@@ -225,31 +233,46 @@ impl Workload {
             seq += 1;
             let (key, command) = self.next_command(&mut rng, index, generation, seq, &seen);
             let client = client_of(generation);
-            let invoked_us = self.now_us();
+            let invoked_us = self.micros_at(now);
+            // The command goes to the node; the history keeps its own copy
+            // (the only clone per operation), which `learn` reads back.
             let op = self
                 .recorder
                 .borrow_mut()
                 .invoke(client, command.clone(), invoked_us);
             self.stats.borrow_mut().invoked += 1;
-            let answer = tokio::time::timeout(
-                self.options.request_timeout,
-                handle.submit(client, command.clone()),
-            )
-            .await;
+            timer.as_mut().reset(now + self.options.request_timeout);
+            let answer = {
+                let submitted = handle.submit(client, command);
+                tokio::pin!(submitted);
+                let mut timer = timer.as_mut();
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(answer) = submitted.as_mut().poll(cx) {
+                        return Poll::Ready(Some(answer));
+                    }
+                    timer.as_mut().poll(cx).map(|()| None)
+                })
+                .await
+            };
             let done_us = self.now_us();
             let mut backoff = false;
             match answer {
-                Ok(Ok(committed)) => {
-                    learn(&mut seen[key], &command, &committed.output);
-                    hint = Some(target);
-                    if let Err(e) = self.recorder.borrow_mut().ok(op, committed.output, done_us) {
-                        tracing::error!(error = %e, "history: cannot record an acknowledgement");
+                Some(Ok(committed)) => {
+                    {
+                        let mut recorder = self.recorder.borrow_mut();
+                        if let Some(command) = recorder.command(op) {
+                            learn(&mut seen[key], command, &committed.output);
+                        }
+                        if let Err(e) = recorder.ok(op, committed.output, done_us) {
+                            tracing::error!(error = %e, "history: cannot record an acknowledgement");
+                        }
                     }
+                    hint = Some(target);
                     self.stats
                         .borrow_mut()
                         .record_ok(done_us.saturating_sub(invoked_us), done_us);
                 }
-                Ok(Err(error)) if !error.may_have_applied() => {
+                Some(Err(error)) if !error.may_have_applied() => {
                     if let Err(e) = self.recorder.borrow_mut().fail(op, done_us) {
                         tracing::error!(error = %e, "history: cannot record a failure");
                     }
@@ -264,7 +287,7 @@ impl Workload {
                         }
                     }
                 }
-                Ok(Err(_)) | Err(_) => {
+                Some(Err(_)) | None => {
                     if let Err(e) = self.recorder.borrow_mut().unknown(op, done_us) {
                         tracing::error!(error = %e, "history: cannot record an unknown outcome");
                     }

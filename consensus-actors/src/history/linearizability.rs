@@ -279,16 +279,52 @@ fn constrains(op: &Operation) -> bool {
     }
 }
 
+/// A small fast hasher for interning value strings (FxHash's mixing step,
+/// one word at a time). Only lookups use it, never iteration order.
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+}
+
+impl WordHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 /// Value ids of one key: 0 is "absent", others index `names`.
 struct Values<'h> {
-    ids: HashMap<&'h str, u32>,
+    ids: HashMap<&'h str, u32, BuildHasherDefault<WordHasher>>,
     names: Vec<Option<&'h str>>,
 }
 
 impl<'h> Values<'h> {
     fn new() -> Self {
         Self {
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             names: vec![None],
         }
     }
@@ -814,14 +850,28 @@ impl<'s> Search<'s> {
             return;
         };
         let call = frame.candidates.remove(urgent_call);
-        // Candidates after which the urgent operation would fit go first
-        // (the sort is stable: invocation order otherwise).
-        frame.candidates.sort_by_key(|&c| {
+        // Candidates after which the urgent operation would fit go first,
+        // the others after them, each group in invocation order (a stable
+        // partition, with one model step per candidate).
+        let fits = |c: u32| {
             let op = self.ops[self.entry_op[c as usize] as usize];
             let (after, out) = step(state, op.cmd);
-            !(op.expect.allows(out) && urgent_op.expect.allows(step(after, urgent_op.cmd).1))
-        });
+            op.expect.allows(out) && urgent_op.expect.allows(step(after, urgent_op.cmd).1)
+        };
+        frame.others.clear();
+        let mut kept = 0;
+        for i in 0..frame.candidates.len() {
+            let c = frame.candidates[i];
+            if fits(c) {
+                frame.candidates[kept] = c;
+                kept += 1;
+            } else {
+                frame.others.push(c);
+            }
+        }
+        frame.candidates.truncate(kept);
         frame.candidates.insert(0, call);
+        frame.candidates.extend_from_slice(&frame.others);
     }
 
     /// The first completion entry at or after `e` in the list.
@@ -950,6 +1000,8 @@ impl<'s> Search<'s> {
 struct Frame {
     state: u32,
     candidates: Vec<u32>,
+    /// Scratch space of [`Search::open_node`] (kept for its allocation).
+    others: Vec<u32>,
     next: usize,
     chosen: u32,
     /// The first completion entry in the list at this node.

@@ -74,6 +74,10 @@ impl<V> IndexMap<V> {
     /// now covers.
     fn grow_to(&mut self, len: usize) {
         self.dense.resize_with(len, || None);
+        if self.sparse.is_empty() {
+            // The usual case: nothing to move in.
+            return;
+        }
         let beyond = self.sparse.split_off(&LogIndex(len as u64));
         for (index, value) in std::mem::replace(&mut self.sparse, beyond) {
             if let Some(i) = Self::slot(index) {
