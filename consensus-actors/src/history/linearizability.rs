@@ -718,23 +718,33 @@ struct Search<'s> {
 impl<'s> Search<'s> {
     fn new(ops: &'s [SeqOp]) -> Self {
         let n = ops.len();
-        // (at infinity, time, completion?, op) orders the entries.
-        let mut order: Vec<(bool, u64, bool, u32)> = Vec::with_capacity(2 * n);
+        // (at infinity, time, completion?, op) orders the entries; packed
+        // into one integer (1 + 64 + 1 + 32 bits) so that the sort compares
+        // plain numbers in that same lexicographic order.
+        let pack = |at_infinity: bool, time: u64, is_completion: bool, op: usize| {
+            (u128::from(at_infinity) << 97)
+                | (u128::from(time) << 33)
+                | (u128::from(is_completion) << 32)
+                | u128::from(op as u32)
+        };
+        let mut order: Vec<u128> = Vec::with_capacity(2 * n);
         for (i, op) in ops.iter().enumerate() {
-            order.push((false, op.invoke_us, false, i as u32));
+            order.push(pack(false, op.invoke_us, false, i));
             match op.complete_us {
-                Some(t) => order.push((false, t, true, i as u32)),
-                None => order.push((true, 0, true, i as u32)),
+                Some(t) => order.push(pack(false, t, true, i)),
+                None => order.push(pack(true, 0, true, i)),
             }
         }
         order.sort_unstable();
+        let unpack = |key: u128| ((key >> 32) & 1 == 1, key as u32);
         let m = order.len();
         let mut entry_op = vec![0; m];
         let mut completion_of = vec![NIL; m];
         let mut invocation_at = vec![NIL; n];
         let mut bit_of = vec![0; n];
         let mut invoked = 0;
-        for (e, &(_, _, is_completion, op)) in order.iter().enumerate() {
+        for (e, &key) in order.iter().enumerate() {
+            let (is_completion, op) = unpack(key);
             entry_op[e] = op;
             if !is_completion {
                 invocation_at[op as usize] = e as u32;
@@ -742,7 +752,8 @@ impl<'s> Search<'s> {
                 invoked += 1;
             }
         }
-        for (e, &(_, _, is_completion, op)) in order.iter().enumerate() {
+        for (e, &key) in order.iter().enumerate() {
+            let (is_completion, op) = unpack(key);
             if is_completion {
                 completion_of[invocation_at[op as usize] as usize] = e as u32;
             }
@@ -819,37 +830,49 @@ impl<'s> Search<'s> {
     /// candidates after which it would fit, then the rest in invocation
     /// order. The order changes how fast a linearization is found, never the
     /// verdict.
-    fn open_node(&self, state: u32, frame: &mut Frame) {
+    ///
+    /// The candidates of every node on the path live in one stack, `cands`:
+    /// this node's are pushed on top of it (`frame.start..frame.end`), and
+    /// `others` is scratch space; neither allocates once grown.
+    fn open_node(
+        &self,
+        state: u32,
+        frame: &mut Frame,
+        cands: &mut Vec<u32>,
+        others: &mut Vec<u32>,
+    ) {
+        let start = cands.len();
         frame.state = state;
-        frame.next = 0;
+        frame.start = start;
+        frame.next = start;
         frame.chosen = NIL;
-        frame.candidates.clear();
         let mut e = self.next[self.head as usize];
         while e != NIL && self.completion_of[e as usize] != NIL {
             let op = self.ops[self.entry_op[e as usize] as usize];
             if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
-                frame.candidates.clear();
-                frame.candidates.push(e);
+                cands.truncate(start);
+                cands.push(e);
+                frame.end = cands.len();
                 frame.urgent = self.first_completion_from(e);
                 return;
             }
-            frame.candidates.push(e);
+            cands.push(e);
             e = self.next[e as usize];
         }
         frame.urgent = e;
+        frame.end = cands.len();
         if e == NIL {
             return;
         }
         let urgent = self.entry_op[e as usize];
         let urgent_op = self.ops[urgent as usize];
-        let Some(urgent_call) = frame
-            .candidates
+        let Some(urgent_call) = cands[start..]
             .iter()
             .position(|&c| self.entry_op[c as usize] == urgent)
         else {
             return;
         };
-        let call = frame.candidates.remove(urgent_call);
+        let call = cands.remove(start + urgent_call);
         // Candidates after which the urgent operation would fit go first,
         // the others after them, each group in invocation order (a stable
         // partition, with one model step per candidate).
@@ -858,20 +881,21 @@ impl<'s> Search<'s> {
             let (after, out) = step(state, op.cmd);
             op.expect.allows(out) && urgent_op.expect.allows(step(after, urgent_op.cmd).1)
         };
-        frame.others.clear();
-        let mut kept = 0;
-        for i in 0..frame.candidates.len() {
-            let c = frame.candidates[i];
+        others.clear();
+        let mut kept = start;
+        for i in start..cands.len() {
+            let c = cands[i];
             if fits(c) {
-                frame.candidates[kept] = c;
+                cands[kept] = c;
                 kept += 1;
             } else {
-                frame.others.push(c);
+                others.push(c);
             }
         }
-        frame.candidates.truncate(kept);
-        frame.candidates.insert(0, call);
-        frame.candidates.extend_from_slice(&frame.others);
+        cands.truncate(kept);
+        cands.insert(start, call);
+        cands.extend_from_slice(others);
+        frame.end = cands.len();
     }
 
     /// The first completion entry at or after `e` in the list.
@@ -905,9 +929,11 @@ impl<'s> Search<'s> {
     fn run(&mut self, options: &CheckOptions<'_>) -> SearchOutcome {
         let mut memo = Memo::new();
         // frames[..depth] is the path from the root to the current node;
-        // deeper frames are kept for their allocations.
+        // `cands` holds their candidates, one segment per frame.
         let mut frames: Vec<Frame> = vec![Frame::default()];
-        self.open_node(ABSENT, &mut frames[0]);
+        let mut cands: Vec<u32> = Vec::new();
+        let mut others: Vec<u32> = Vec::new();
+        self.open_node(ABSENT, &mut frames[0], &mut cands, &mut others);
         let mut depth = 1;
         let mut deepest: Option<Deepest> = None;
         loop {
@@ -930,7 +956,8 @@ impl<'s> Search<'s> {
             self.steps += 1;
 
             let frame = &mut frames[depth - 1];
-            if let Some(&call) = frame.candidates.get(frame.next) {
+            if frame.next < frame.end {
+                let call = cands[frame.next];
                 frame.next += 1;
                 let state = frame.state;
                 let op = self.entry_op[call as usize];
@@ -949,7 +976,7 @@ impl<'s> Search<'s> {
                 if frames.len() == depth {
                     frames.push(Frame::default());
                 }
-                self.open_node(new_state, &mut frames[depth]);
+                self.open_node(new_state, &mut frames[depth], &mut cands, &mut others);
                 depth += 1;
             } else {
                 // Every candidate failed: the urgent operation cannot take
@@ -958,6 +985,7 @@ impl<'s> Search<'s> {
                     deepest = Some(self.dead_end(&frames[..depth]));
                 }
                 depth -= 1;
+                cands.truncate(frames[depth].start);
                 if depth == 0 {
                     return SearchOutcome::Violation(deepest.unwrap_or_default());
                 }
@@ -995,13 +1023,14 @@ impl<'s> Search<'s> {
 }
 
 /// One node of the search: the value there, its candidates in the order to
-/// try them, and which one the path below it took.
-#[derive(Clone, Debug, Default)]
+/// try them (`cands[start..end]` of [`Search::run`]'s candidate stack), and
+/// which one the path below it took.
+#[derive(Clone, Copy, Debug, Default)]
 struct Frame {
     state: u32,
-    candidates: Vec<u32>,
-    /// Scratch space of [`Search::open_node`] (kept for its allocation).
-    others: Vec<u32>,
+    start: usize,
+    end: usize,
+    /// The next candidate to try (an index into the candidate stack).
     next: usize,
     chosen: u32,
     /// The first completion entry in the list at this node.
