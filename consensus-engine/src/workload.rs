@@ -208,14 +208,18 @@ impl Workload {
         // Spread the clients' first operations over one interval.
         let mut next_start = Instant::now()
             + interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / clients as f64));
-        // One timer for the whole life of the client, re-armed for each
-        // wait (the pace of the workload, then each request's timeout)
-        // instead of a fresh timer per operation.
+        // One timer for the whole life of the client instead of a fresh one
+        // per operation. While a request is out it is armed for the next
+        // start of the paced workload if that comes before the request's
+        // deadline (the usual case), and moved on to the deadline only if
+        // it fires first: one re-arm per operation, not two.
         let timer = tokio::time::sleep_until(next_start);
         tokio::pin!(timer);
         loop {
             if interval.is_some() {
-                timer.as_mut().reset(next_start);
+                if timer.deadline() != next_start {
+                    timer.as_mut().reset(next_start);
+                }
                 timer.as_mut().await;
             }
             let now = Instant::now();
@@ -241,7 +245,11 @@ impl Workload {
                 .borrow_mut()
                 .invoke(client, command.clone(), invoked_us);
             self.stats.borrow_mut().invoked += 1;
-            timer.as_mut().reset(now + self.options.request_timeout);
+            let request_deadline = now + self.options.request_timeout;
+            let wake =
+                interval.map_or(request_deadline, |i| (next_start + i).min(request_deadline));
+            timer.as_mut().reset(wake);
+            // The answer, or `None` once the request's deadline passed.
             let answer = {
                 let submitted = handle.submit(client, command);
                 tokio::pin!(submitted);
@@ -250,7 +258,15 @@ impl Workload {
                     if let Poll::Ready(answer) = submitted.as_mut().poll(cx) {
                         return Poll::Ready(Some(answer));
                     }
-                    timer.as_mut().poll(cx).map(|()| None)
+                    loop {
+                        if timer.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        if timer.deadline() >= request_deadline {
+                            return Poll::Ready(None);
+                        }
+                        timer.as_mut().reset(request_deadline);
+                    }
                 })
                 .await
             };

@@ -16,6 +16,7 @@
 
 use super::{SafetyChecker, SafetyEvent, SafetyReport, SharedChecker, Violation};
 use actix::prelude::*;
+use std::cell::Cell;
 use std::fmt;
 use tokio::time::Instant;
 
@@ -135,6 +136,9 @@ enum SinkMode {
     Local {
         checker: SharedChecker,
         origin: Instant,
+        /// The last instant stamped and its stamp: events reported at one
+        /// (virtual) instant, which is the common case, reuse it.
+        last: Cell<Option<(Instant, u64)>>,
     },
     Actor {
         recipient: Recipient<Observe>,
@@ -161,8 +165,31 @@ impl fmt::Debug for SafetySink {
 }
 
 fn micros_since(origin: Instant) -> u64 {
-    let elapsed = Instant::now().saturating_duration_since(origin);
-    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+    micros_between(origin, Instant::now())
+}
+
+/// Whole microseconds from `origin` to `now` (0 if `now` is earlier),
+/// saturating at `u64::MAX`.
+fn micros_between(origin: Instant, now: Instant) -> u64 {
+    let elapsed = now.saturating_duration_since(origin);
+    elapsed
+        .as_secs()
+        .checked_mul(1_000_000)
+        .and_then(|us| us.checked_add(u64::from(elapsed.subsec_micros())))
+        .unwrap_or(u64::MAX)
+}
+
+/// [`micros_since`] through a one-entry cache of the last instant stamped.
+fn micros_since_cached(origin: Instant, last: &Cell<Option<(Instant, u64)>>) -> u64 {
+    let now = Instant::now();
+    if let Some((at, us)) = last.get() {
+        if at == now {
+            return us;
+        }
+    }
+    let us = micros_between(origin, now);
+    last.set(Some((now, us)));
+    us
 }
 
 impl SafetySink {
@@ -178,6 +205,7 @@ impl SafetySink {
             mode: SinkMode::Local {
                 checker: checker.clone(),
                 origin,
+                last: Cell::new(None),
             },
         }
     }
@@ -200,8 +228,12 @@ impl SafetySink {
     pub fn emit(&self, event: impl Into<SafetyEvent>) {
         match &self.mode {
             SinkMode::Off => {}
-            SinkMode::Local { checker, origin } => {
-                checker.observe(micros_since(*origin), &event.into());
+            SinkMode::Local {
+                checker,
+                origin,
+                last,
+            } => {
+                checker.observe(micros_since_cached(*origin, last), &event.into());
             }
             SinkMode::Actor { recipient, origin } => recipient.do_send(Observe {
                 at_us: micros_since(*origin),
