@@ -61,7 +61,7 @@
 use super::{History, ObservedOutput, OpId, Operation, Outcome};
 use crate::kv::KvCommand;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -231,16 +231,40 @@ pub fn check_history(history: &History) -> LinearizabilityReport {
 
 /// Checks `history` for linearizability against the key-value model.
 pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> LinearizabilityReport {
-    let mut partitions: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    // Split by key in two passes (number the keys and count each one's
+    // constraining operations, then fill vectors of exactly that size), so
+    // that no per-key vector is regrown or key compared more than hashed.
+    let mut key_ids: HashMap<&str, u32, BuildHasherDefault<WordHasher>> = HashMap::default();
+    let mut partitions: Vec<(&str, Vec<&Operation>)> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    let mut key_of: Vec<u32> = Vec::with_capacity(history.operations.len());
     for op in &history.operations {
         let Some(key) = op.command.key() else {
+            key_of.push(NIL);
             continue;
         };
-        let ops = partitions.entry(key).or_default();
+        let next = partitions.len() as u32;
+        let k = *key_ids.entry(key).or_insert_with(|| {
+            partitions.push((key, Vec::new()));
+            counts.push(0);
+            next
+        });
         if constrains(op) {
-            ops.push(op);
+            counts[k as usize] += 1;
+            key_of.push(k);
+        } else {
+            key_of.push(NIL);
         }
     }
+    for ((_, ops), &count) in partitions.iter_mut().zip(&counts) {
+        ops.reserve_exact(count);
+    }
+    for (op, &k) in history.operations.iter().zip(&key_of) {
+        if k != NIL {
+            partitions[k as usize].1.push(op);
+        }
+    }
+    partitions.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let keys = partitions.len();
     let per_key: Vec<KeyReport> = partitions
         .into_iter()
