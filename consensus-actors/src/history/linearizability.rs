@@ -682,14 +682,18 @@ struct Memo {
 }
 
 impl Memo {
-    fn new() -> Self {
+    /// An empty memo with room for `entries` entries (a search that finds
+    /// a linearization without backtracking makes one per operation).
+    fn with_capacity(entries: usize) -> Self {
+        let mut offsets = Vec::with_capacity(entries + 1);
+        offsets.push(0);
         Self {
-            heads: HashMap::default(),
-            starts: Vec::new(),
-            offsets: vec![0],
-            words: Vec::new(),
-            states: Vec::new(),
-            chain: Vec::new(),
+            heads: HashMap::with_capacity_and_hasher(entries, BuildHasherDefault::default()),
+            starts: Vec::with_capacity(entries),
+            offsets,
+            words: Vec::with_capacity(entries),
+            states: Vec::with_capacity(entries),
+            chain: Vec::with_capacity(entries),
         }
     }
 
@@ -759,7 +763,10 @@ impl<'s> Search<'s> {
                 None => order.push(pack(true, 0, true, i)),
             }
         }
-        order.sort_unstable();
+        // The keys are distinct, so a stable sort gives the same order; it
+        // is the faster one here, the list being made of long sorted runs
+        // (invocations in time order, completions nearly so).
+        order.sort();
         let unpack = |key: u128| ((key >> 32) & 1 == 1, key as u32);
         let m = order.len();
         let mut entry_op = vec![0; m];
@@ -951,7 +958,7 @@ impl<'s> Search<'s> {
     }
 
     fn run(&mut self, options: &CheckOptions<'_>) -> SearchOutcome {
-        let mut memo = Memo::new();
+        let mut memo = Memo::with_capacity(self.ops.len());
         // frames[..depth] is the path from the root to the current node;
         // `cands` holds their candidates, one segment per frame.
         let mut frames: Vec<Frame> = vec![Frame::default()];
@@ -1110,7 +1117,7 @@ mod tests {
 
     #[test]
     fn memo_tells_sets_and_values_apart() {
-        let mut memo = Memo::new();
+        let mut memo = Memo::with_capacity(0);
         let mut a = Linearized::new(130);
         assert!(memo.insert(&a, 0));
         assert!(!memo.insert(&a, 0));
