@@ -393,29 +393,33 @@ impl Workload {
 /// `generation`: `c{index}g{generation}s{seq}` (built without the
 /// formatting machinery: one per write).
 fn value_name(index: usize, generation: u64, seq: u64) -> String {
-    fn push_decimal(out: &mut String, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
+    /// Writes the decimal digits of `n` at the end of `out[..end]`'s free
+    /// space, backwards; returns where they start.
+    fn put_decimal(out: &mut [u8], mut end: usize, mut n: u64) -> usize {
         loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
+            end -= 1;
+            out[end] = b'0' + (n % 10) as u8;
             n /= 10;
             if n == 0 {
-                break;
+                return end;
             }
         }
-        for &d in &digits[i..] {
-            out.push(char::from(d));
-        }
     }
-    let mut out = String::with_capacity(24);
-    out.push('c');
-    push_decimal(&mut out, index as u64);
-    out.push('g');
-    push_decimal(&mut out, generation);
-    out.push('s');
-    push_decimal(&mut out, seq);
-    out
+    // Three numbers of at most 20 digits and three letters, written from
+    // the end of the buffer.
+    let mut buf = [0u8; 64];
+    let mut at = put_decimal(&mut buf, 64, seq);
+    at -= 1;
+    buf[at] = b's';
+    at = put_decimal(&mut buf, at, generation);
+    at -= 1;
+    buf[at] = b'g';
+    at = put_decimal(&mut buf, at, index as u64);
+    at -= 1;
+    buf[at] = b'c';
+    // Only ASCII letters and digits were written: the conversion is
+    // lossless and copies once.
+    String::from_utf8_lossy(&buf[at..]).into_owned()
 }
 
 /// Remembers in `slot` what a key held after an acknowledged command on it,
