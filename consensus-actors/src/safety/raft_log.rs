@@ -732,4 +732,40 @@ mod tests {
         assert_eq!(logs.get(NodeId(1)).unwrap().last_index(), LogIndex(1));
         assert!(logs.get(NodeId(2)).is_none());
     }
+
+    /// Nodes numbered past the dense table are mirrored like the others,
+    /// apart from each other and from a small number they share bits with.
+    #[test]
+    fn raft_logs_keep_small_and_large_node_numbers_apart() {
+        let big = NodeId(DENSE_NODES_MAX + 3);
+        let bigger = NodeId(u64::MAX);
+        let mut logs = RaftLogs::default();
+        for (node, entries) in [(NodeId(3), 1), (big, 2), (bigger, 3)] {
+            logs.apply(
+                &RaftEvent::AppendedBatch {
+                    node,
+                    first_index: LogIndex(1),
+                    entries: vec![(Term(1), 7); entries],
+                }
+                .into(),
+            );
+            logs.apply(
+                &RaftEvent::CommitAdvanced {
+                    node,
+                    term: Term(1),
+                    commit_index: LogIndex(1),
+                }
+                .into(),
+            );
+        }
+        assert_eq!(logs.get(NodeId(3)).unwrap().last_index(), LogIndex(1));
+        assert_eq!(logs.get(big).unwrap().last_index(), LogIndex(2));
+        assert_eq!(logs.get(bigger).unwrap().last_index(), LogIndex(3));
+        assert!(logs.get(NodeId(DENSE_NODES_MAX - 1)).is_none());
+        assert!(logs.get(NodeId(DENSE_NODES_MAX)).is_none());
+        logs.apply(&SafetyEvent::Crashed { node: big });
+        assert_eq!(logs.get(big).unwrap().commit_index(), LogIndex(0));
+        assert_eq!(logs.get(bigger).unwrap().commit_index(), LogIndex(1));
+        assert_eq!(logs.get(NodeId(3)).unwrap().commit_index(), LogIndex(1));
+    }
 }

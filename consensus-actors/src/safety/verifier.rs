@@ -269,6 +269,34 @@ impl SafetySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stamps are whole microseconds since the origin, 0 before it, and a
+    /// repeated instant gets the stamp it got the first time.
+    #[test]
+    fn stamps_count_whole_microseconds_and_reuse_the_last_instant() {
+        let origin = Instant::now();
+        let later = origin + std::time::Duration::new(3, 456_789);
+        assert_eq!(micros_between(origin, later), 3_000_456);
+        assert_eq!(micros_between(later, origin), 0);
+        assert_eq!(micros_between(origin, origin), 0);
+        // Under a paused clock the instant stays put: the cached stamp
+        // (deliberately a wrong one here) is what the sink reuses, and a
+        // new instant is computed afresh and cached.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let origin = Instant::now();
+            let last = Cell::new(Some((Instant::now(), 42)));
+            assert_eq!(micros_since_cached(origin, &last), 42);
+            tokio::time::advance(std::time::Duration::from_micros(1_500)).await;
+            assert_eq!(micros_since_cached(origin, &last), 1_500);
+            assert_eq!(last.get(), Some((Instant::now(), 1_500)));
+            assert_eq!(micros_since_cached(origin, &last), 1_500);
+        });
+    }
     use crate::safety::{digest_of, Epoch, PbftEvent, Position, RaftEvent};
     use crate::types::{LogIndex, NodeId, SeqNo, Term, View};
     use std::cell::Cell;
