@@ -441,7 +441,8 @@ async fn run_cluster<P: ProtocolPlugin>(
         }
     }
     let stats = workload.stats();
-    let history = workload.recorder().borrow().history();
+    // Every client has ended: the history is moved out, not copied.
+    let history = std::mem::take(&mut *workload.recorder().borrow_mut()).into_history();
     Ok(RawRun {
         history,
         stats,

@@ -19,7 +19,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 use tokio::time::{Duration, Instant};
 
 /// How long a client waits before retrying when it knows no leader.
@@ -181,12 +183,11 @@ impl Workload {
     }
 
     fn now_us(&self) -> u64 {
-        u64::try_from(
-            Instant::now()
-                .saturating_duration_since(self.origin)
-                .as_micros(),
-        )
-        .unwrap_or(u64::MAX)
+        self.micros_at(Instant::now())
+    }
+
+    fn micros_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Runs client number `index` (0-based) until `deadline`, drawing its
@@ -207,11 +208,22 @@ impl Workload {
         // Spread the clients' first operations over one interval.
         let mut next_start = Instant::now()
             + interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / clients as f64));
+        // One timer for the whole life of the client instead of a fresh one
+        // per operation. While a request is out it is armed for the next
+        // start of the paced workload if that comes before the request's
+        // deadline (the usual case), and moved on to the deadline only if
+        // it fires first: one re-arm per operation, not two.
+        let timer = tokio::time::sleep_until(next_start);
+        tokio::pin!(timer);
         loop {
             if interval.is_some() {
-                tokio::time::sleep_until(next_start).await;
+                if timer.deadline() != next_start {
+                    timer.as_mut().reset(next_start);
+                }
+                timer.as_mut().await;
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 break;
             }
             let Some(target) = self.pick_target(&mut hint, &mut rng) else {
@@ -225,31 +237,58 @@ impl Workload {
             seq += 1;
             let (key, command) = self.next_command(&mut rng, index, generation, seq, &seen);
             let client = client_of(generation);
-            let invoked_us = self.now_us();
+            let invoked_us = self.micros_at(now);
+            // The command goes to the node; the history keeps its own copy
+            // (the only clone per operation), which `learn` reads back.
             let op = self
                 .recorder
                 .borrow_mut()
                 .invoke(client, command.clone(), invoked_us);
             self.stats.borrow_mut().invoked += 1;
-            let answer = tokio::time::timeout(
-                self.options.request_timeout,
-                handle.submit(client, command.clone()),
-            )
-            .await;
+            let request_deadline = now + self.options.request_timeout;
+            let wake =
+                interval.map_or(request_deadline, |i| (next_start + i).min(request_deadline));
+            timer.as_mut().reset(wake);
+            // The answer, or `None` once the request's deadline passed.
+            let answer = {
+                let submitted = handle.submit(client, command);
+                tokio::pin!(submitted);
+                let mut timer = timer.as_mut();
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(answer) = submitted.as_mut().poll(cx) {
+                        return Poll::Ready(Some(answer));
+                    }
+                    loop {
+                        if timer.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        if timer.deadline() >= request_deadline {
+                            return Poll::Ready(None);
+                        }
+                        timer.as_mut().reset(request_deadline);
+                    }
+                })
+                .await
+            };
             let done_us = self.now_us();
             let mut backoff = false;
             match answer {
-                Ok(Ok(committed)) => {
-                    learn(&mut seen[key], &command, &committed.output);
-                    hint = Some(target);
-                    if let Err(e) = self.recorder.borrow_mut().ok(op, committed.output, done_us) {
-                        tracing::error!(error = %e, "history: cannot record an acknowledgement");
+                Some(Ok(committed)) => {
+                    {
+                        let mut recorder = self.recorder.borrow_mut();
+                        if let Some(command) = recorder.command(op) {
+                            learn(&mut seen[key], command, &committed.output);
+                        }
+                        if let Err(e) = recorder.ok(op, committed.output, done_us) {
+                            tracing::error!(error = %e, "history: cannot record an acknowledgement");
+                        }
                     }
+                    hint = Some(target);
                     self.stats
                         .borrow_mut()
                         .record_ok(done_us.saturating_sub(invoked_us), done_us);
                 }
-                Ok(Err(error)) if !error.may_have_applied() => {
+                Some(Err(error)) if !error.may_have_applied() => {
                     if let Err(e) = self.recorder.borrow_mut().fail(op, done_us) {
                         tracing::error!(error = %e, "history: cannot record a failure");
                     }
@@ -264,7 +303,7 @@ impl Workload {
                         }
                     }
                 }
-                Ok(Err(_)) | Err(_) => {
+                Some(Err(_)) | None => {
                     if let Err(e) = self.recorder.borrow_mut().unknown(op, done_us) {
                         tracing::error!(error = %e, "history: cannot record an unknown outcome");
                     }
@@ -354,29 +393,33 @@ impl Workload {
 /// `generation`: `c{index}g{generation}s{seq}` (built without the
 /// formatting machinery: one per write).
 fn value_name(index: usize, generation: u64, seq: u64) -> String {
-    fn push_decimal(out: &mut String, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
+    /// Writes the decimal digits of `n` at the end of `out[..end]`'s free
+    /// space, backwards; returns where they start.
+    fn put_decimal(out: &mut [u8], mut end: usize, mut n: u64) -> usize {
         loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
+            end -= 1;
+            out[end] = b'0' + (n % 10) as u8;
             n /= 10;
             if n == 0 {
-                break;
+                return end;
             }
         }
-        for &d in &digits[i..] {
-            out.push(char::from(d));
-        }
     }
-    let mut out = String::with_capacity(24);
-    out.push('c');
-    push_decimal(&mut out, index as u64);
-    out.push('g');
-    push_decimal(&mut out, generation);
-    out.push('s');
-    push_decimal(&mut out, seq);
-    out
+    // Three numbers of at most 20 digits and three letters, written from
+    // the end of the buffer.
+    let mut buf = [0u8; 64];
+    let mut at = put_decimal(&mut buf, 64, seq);
+    at -= 1;
+    buf[at] = b's';
+    at = put_decimal(&mut buf, at, generation);
+    at -= 1;
+    buf[at] = b'g';
+    at = put_decimal(&mut buf, at, index as u64);
+    at -= 1;
+    buf[at] = b'c';
+    // Only ASCII letters and digits were written: the conversion is
+    // lossless and copies once.
+    String::from_utf8_lossy(&buf[at..]).into_owned()
 }
 
 /// Remembers in `slot` what a key held after an acknowledged command on it,

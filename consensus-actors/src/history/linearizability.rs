@@ -61,7 +61,7 @@
 use super::{History, ObservedOutput, OpId, Operation, Outcome};
 use crate::kv::KvCommand;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -231,16 +231,40 @@ pub fn check_history(history: &History) -> LinearizabilityReport {
 
 /// Checks `history` for linearizability against the key-value model.
 pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> LinearizabilityReport {
-    let mut partitions: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    // Split by key in two passes (number the keys and count each one's
+    // constraining operations, then fill vectors of exactly that size), so
+    // that no per-key vector is regrown or key compared more than hashed.
+    let mut key_ids: HashMap<&str, u32, BuildHasherDefault<WordHasher>> = HashMap::default();
+    let mut partitions: Vec<(&str, Vec<&Operation>)> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    let mut key_of: Vec<u32> = Vec::with_capacity(history.operations.len());
     for op in &history.operations {
         let Some(key) = op.command.key() else {
+            key_of.push(NIL);
             continue;
         };
-        let ops = partitions.entry(key).or_default();
+        let next = partitions.len() as u32;
+        let k = *key_ids.entry(key).or_insert_with(|| {
+            partitions.push((key, Vec::new()));
+            counts.push(0);
+            next
+        });
         if constrains(op) {
-            ops.push(op);
+            counts[k as usize] += 1;
+            key_of.push(k);
+        } else {
+            key_of.push(NIL);
         }
     }
+    for ((_, ops), &count) in partitions.iter_mut().zip(&counts) {
+        ops.reserve_exact(count);
+    }
+    for (op, &k) in history.operations.iter().zip(&key_of) {
+        if k != NIL {
+            partitions[k as usize].1.push(op);
+        }
+    }
+    partitions.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let keys = partitions.len();
     let per_key: Vec<KeyReport> = partitions
         .into_iter()
@@ -279,16 +303,52 @@ fn constrains(op: &Operation) -> bool {
     }
 }
 
+/// A small fast hasher for interning value strings (FxHash's mixing step,
+/// one word at a time). Only lookups use it, never iteration order.
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+}
+
+impl WordHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 /// Value ids of one key: 0 is "absent", others index `names`.
 struct Values<'h> {
-    ids: HashMap<&'h str, u32>,
+    ids: HashMap<&'h str, u32, BuildHasherDefault<WordHasher>>,
     names: Vec<Option<&'h str>>,
 }
 
 impl<'h> Values<'h> {
     fn new() -> Self {
         Self {
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             names: vec![None],
         }
     }
@@ -622,14 +682,18 @@ struct Memo {
 }
 
 impl Memo {
-    fn new() -> Self {
+    /// An empty memo with room for `entries` entries (a search that finds
+    /// a linearization without backtracking makes one per operation).
+    fn with_capacity(entries: usize) -> Self {
+        let mut offsets = Vec::with_capacity(entries + 1);
+        offsets.push(0);
         Self {
-            heads: HashMap::default(),
-            starts: Vec::new(),
-            offsets: vec![0],
-            words: Vec::new(),
-            states: Vec::new(),
-            chain: Vec::new(),
+            heads: HashMap::with_capacity_and_hasher(entries, BuildHasherDefault::default()),
+            starts: Vec::with_capacity(entries),
+            offsets,
+            words: Vec::with_capacity(entries),
+            states: Vec::with_capacity(entries),
+            chain: Vec::with_capacity(entries),
         }
     }
 
@@ -682,23 +746,36 @@ struct Search<'s> {
 impl<'s> Search<'s> {
     fn new(ops: &'s [SeqOp]) -> Self {
         let n = ops.len();
-        // (at infinity, time, completion?, op) orders the entries.
-        let mut order: Vec<(bool, u64, bool, u32)> = Vec::with_capacity(2 * n);
+        // (at infinity, time, completion?, op) orders the entries; packed
+        // into one integer (1 + 64 + 1 + 32 bits) so that the sort compares
+        // plain numbers in that same lexicographic order.
+        let pack = |at_infinity: bool, time: u64, is_completion: bool, op: usize| {
+            (u128::from(at_infinity) << 97)
+                | (u128::from(time) << 33)
+                | (u128::from(is_completion) << 32)
+                | u128::from(op as u32)
+        };
+        let mut order: Vec<u128> = Vec::with_capacity(2 * n);
         for (i, op) in ops.iter().enumerate() {
-            order.push((false, op.invoke_us, false, i as u32));
+            order.push(pack(false, op.invoke_us, false, i));
             match op.complete_us {
-                Some(t) => order.push((false, t, true, i as u32)),
-                None => order.push((true, 0, true, i as u32)),
+                Some(t) => order.push(pack(false, t, true, i)),
+                None => order.push(pack(true, 0, true, i)),
             }
         }
-        order.sort_unstable();
+        // The keys are distinct, so a stable sort gives the same order; it
+        // is the faster one here, the list being made of long sorted runs
+        // (invocations in time order, completions nearly so).
+        order.sort();
+        let unpack = |key: u128| ((key >> 32) & 1 == 1, key as u32);
         let m = order.len();
         let mut entry_op = vec![0; m];
         let mut completion_of = vec![NIL; m];
         let mut invocation_at = vec![NIL; n];
         let mut bit_of = vec![0; n];
         let mut invoked = 0;
-        for (e, &(_, _, is_completion, op)) in order.iter().enumerate() {
+        for (e, &key) in order.iter().enumerate() {
+            let (is_completion, op) = unpack(key);
             entry_op[e] = op;
             if !is_completion {
                 invocation_at[op as usize] = e as u32;
@@ -706,7 +783,8 @@ impl<'s> Search<'s> {
                 invoked += 1;
             }
         }
-        for (e, &(_, _, is_completion, op)) in order.iter().enumerate() {
+        for (e, &key) in order.iter().enumerate() {
+            let (is_completion, op) = unpack(key);
             if is_completion {
                 completion_of[invocation_at[op as usize] as usize] = e as u32;
             }
@@ -783,45 +861,72 @@ impl<'s> Search<'s> {
     /// candidates after which it would fit, then the rest in invocation
     /// order. The order changes how fast a linearization is found, never the
     /// verdict.
-    fn open_node(&self, state: u32, frame: &mut Frame) {
+    ///
+    /// The candidates of every node on the path live in one stack, `cands`:
+    /// this node's are pushed on top of it (`frame.start..frame.end`), and
+    /// `others` is scratch space; neither allocates once grown.
+    fn open_node(
+        &self,
+        state: u32,
+        frame: &mut Frame,
+        cands: &mut Vec<u32>,
+        others: &mut Vec<u32>,
+    ) {
+        let start = cands.len();
         frame.state = state;
-        frame.next = 0;
+        frame.start = start;
+        frame.next = start;
         frame.chosen = NIL;
-        frame.candidates.clear();
         let mut e = self.next[self.head as usize];
         while e != NIL && self.completion_of[e as usize] != NIL {
             let op = self.ops[self.entry_op[e as usize] as usize];
             if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
-                frame.candidates.clear();
-                frame.candidates.push(e);
+                cands.truncate(start);
+                cands.push(e);
+                frame.end = cands.len();
                 frame.urgent = self.first_completion_from(e);
                 return;
             }
-            frame.candidates.push(e);
+            cands.push(e);
             e = self.next[e as usize];
         }
         frame.urgent = e;
+        frame.end = cands.len();
         if e == NIL {
             return;
         }
         let urgent = self.entry_op[e as usize];
         let urgent_op = self.ops[urgent as usize];
-        let Some(urgent_call) = frame
-            .candidates
+        let Some(urgent_call) = cands[start..]
             .iter()
             .position(|&c| self.entry_op[c as usize] == urgent)
         else {
             return;
         };
-        let call = frame.candidates.remove(urgent_call);
-        // Candidates after which the urgent operation would fit go first
-        // (the sort is stable: invocation order otherwise).
-        frame.candidates.sort_by_key(|&c| {
+        let call = cands.remove(start + urgent_call);
+        // Candidates after which the urgent operation would fit go first,
+        // the others after them, each group in invocation order (a stable
+        // partition, with one model step per candidate).
+        let fits = |c: u32| {
             let op = self.ops[self.entry_op[c as usize] as usize];
             let (after, out) = step(state, op.cmd);
-            !(op.expect.allows(out) && urgent_op.expect.allows(step(after, urgent_op.cmd).1))
-        });
-        frame.candidates.insert(0, call);
+            op.expect.allows(out) && urgent_op.expect.allows(step(after, urgent_op.cmd).1)
+        };
+        others.clear();
+        let mut kept = start;
+        for i in start..cands.len() {
+            let c = cands[i];
+            if fits(c) {
+                cands[kept] = c;
+                kept += 1;
+            } else {
+                others.push(c);
+            }
+        }
+        cands.truncate(kept);
+        cands.insert(start, call);
+        cands.extend_from_slice(others);
+        frame.end = cands.len();
     }
 
     /// The first completion entry at or after `e` in the list.
@@ -853,11 +958,13 @@ impl<'s> Search<'s> {
     }
 
     fn run(&mut self, options: &CheckOptions<'_>) -> SearchOutcome {
-        let mut memo = Memo::new();
+        let mut memo = Memo::with_capacity(self.ops.len());
         // frames[..depth] is the path from the root to the current node;
-        // deeper frames are kept for their allocations.
+        // `cands` holds their candidates, one segment per frame.
         let mut frames: Vec<Frame> = vec![Frame::default()];
-        self.open_node(ABSENT, &mut frames[0]);
+        let mut cands: Vec<u32> = Vec::new();
+        let mut others: Vec<u32> = Vec::new();
+        self.open_node(ABSENT, &mut frames[0], &mut cands, &mut others);
         let mut depth = 1;
         let mut deepest: Option<Deepest> = None;
         loop {
@@ -880,7 +987,8 @@ impl<'s> Search<'s> {
             self.steps += 1;
 
             let frame = &mut frames[depth - 1];
-            if let Some(&call) = frame.candidates.get(frame.next) {
+            if frame.next < frame.end {
+                let call = cands[frame.next];
                 frame.next += 1;
                 let state = frame.state;
                 let op = self.entry_op[call as usize];
@@ -899,7 +1007,7 @@ impl<'s> Search<'s> {
                 if frames.len() == depth {
                     frames.push(Frame::default());
                 }
-                self.open_node(new_state, &mut frames[depth]);
+                self.open_node(new_state, &mut frames[depth], &mut cands, &mut others);
                 depth += 1;
             } else {
                 // Every candidate failed: the urgent operation cannot take
@@ -908,6 +1016,7 @@ impl<'s> Search<'s> {
                     deepest = Some(self.dead_end(&frames[..depth]));
                 }
                 depth -= 1;
+                cands.truncate(frames[depth].start);
                 if depth == 0 {
                     return SearchOutcome::Violation(deepest.unwrap_or_default());
                 }
@@ -945,11 +1054,14 @@ impl<'s> Search<'s> {
 }
 
 /// One node of the search: the value there, its candidates in the order to
-/// try them, and which one the path below it took.
-#[derive(Clone, Debug, Default)]
+/// try them (`cands[start..end]` of [`Search::run`]'s candidate stack), and
+/// which one the path below it took.
+#[derive(Clone, Copy, Debug, Default)]
 struct Frame {
     state: u32,
-    candidates: Vec<u32>,
+    start: usize,
+    end: usize,
+    /// The next candidate to try (an index into the candidate stack).
     next: usize,
     chosen: u32,
     /// The first completion entry in the list at this node.
@@ -1005,7 +1117,7 @@ mod tests {
 
     #[test]
     fn memo_tells_sets_and_values_apart() {
-        let mut memo = Memo::new();
+        let mut memo = Memo::with_capacity(0);
         let mut a = Linearized::new(130);
         assert!(memo.insert(&a, 0));
         assert!(!memo.insert(&a, 0));

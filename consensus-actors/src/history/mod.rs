@@ -464,6 +464,12 @@ impl HistoryRecorder {
         Ok(())
     }
 
+    /// The command of operation `op`, if it was invoked.
+    pub fn command(&self, op: OpId) -> Option<&KvCommand> {
+        let index = usize::try_from(op.0).ok()?;
+        self.ops.get(index).map(|(operation, _)| &operation.command)
+    }
+
     /// Number of operations invoked so far.
     pub fn len(&self) -> usize {
         self.ops.len()

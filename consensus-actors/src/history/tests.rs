@@ -440,6 +440,20 @@ fn a_violation_on_one_key_wins_over_an_unknown_on_another() {
     assert_eq!(report.verdict, NOT);
 }
 
+/// The recorder hands back the command of an operation it recorded (the
+/// simulation's clients learn from it), and nothing for an unknown one.
+#[test]
+fn recorder_returns_the_recorded_command() {
+    let mut rec = HistoryRecorder::new();
+    let a = rec.invoke(ClientId(1), put("1"), 10);
+    let b = rec.invoke(ClientId(2), get(), 11);
+    rec.ok(a, KvOutput::Ok, 20).unwrap();
+    assert_eq!(rec.command(a), Some(&put("1")));
+    assert_eq!(rec.command(b), Some(&get()));
+    assert_eq!(rec.command(OpId(2)), None);
+    assert_eq!(rec.command(OpId(u64::MAX)), None);
+}
+
 #[test]
 fn recorder_builds_histories_and_rejects_misuse() {
     let mut rec = HistoryRecorder::new();

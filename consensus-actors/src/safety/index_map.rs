@@ -56,7 +56,24 @@ impl<V> IndexMap<V> {
     }
 
     /// The value at `index`, inserting `value` first if there is none.
+    #[inline]
     pub(crate) fn get_or_insert(&mut self, index: LogIndex, value: V) -> &mut V {
+        // The usual cases first: an index already covered, or the next one
+        // with nothing sparse to move in (a log that grows by appends).
+        if let Some(i) = Self::slot(index) {
+            if i < self.dense.len() {
+                return self.dense[i].get_or_insert(value);
+            }
+            if i == self.dense.len() && self.sparse.is_empty() {
+                self.dense.push(None);
+                return self.dense[i].get_or_insert(value);
+            }
+        }
+        self.get_or_insert_slow(index, value)
+    }
+
+    /// [`get_or_insert`](Self::get_or_insert) beyond the dense part.
+    fn get_or_insert_slow(&mut self, index: LogIndex, value: V) -> &mut V {
         let len = self.dense.len() as u64;
         let near = index.get() < len || index.get() - len <= DENSE_GAP_MAX;
         match Self::slot(index) {
@@ -74,6 +91,10 @@ impl<V> IndexMap<V> {
     /// now covers.
     fn grow_to(&mut self, len: usize) {
         self.dense.resize_with(len, || None);
+        if self.sparse.is_empty() {
+            // The usual case: nothing to move in.
+            return;
+        }
         let beyond = self.sparse.split_off(&LogIndex(len as u64));
         for (index, value) in std::mem::replace(&mut self.sparse, beyond) {
             if let Some(i) = Self::slot(index) {

@@ -16,6 +16,7 @@
 
 use super::{SafetyChecker, SafetyEvent, SafetyReport, SharedChecker, Violation};
 use actix::prelude::*;
+use std::cell::Cell;
 use std::fmt;
 use tokio::time::Instant;
 
@@ -135,6 +136,9 @@ enum SinkMode {
     Local {
         checker: SharedChecker,
         origin: Instant,
+        /// The last instant stamped and its stamp: events reported at one
+        /// (virtual) instant, which is the common case, reuse it.
+        last: Cell<Option<(Instant, u64)>>,
     },
     Actor {
         recipient: Recipient<Observe>,
@@ -161,8 +165,31 @@ impl fmt::Debug for SafetySink {
 }
 
 fn micros_since(origin: Instant) -> u64 {
-    let elapsed = Instant::now().saturating_duration_since(origin);
-    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+    micros_between(origin, Instant::now())
+}
+
+/// Whole microseconds from `origin` to `now` (0 if `now` is earlier),
+/// saturating at `u64::MAX`.
+fn micros_between(origin: Instant, now: Instant) -> u64 {
+    let elapsed = now.saturating_duration_since(origin);
+    elapsed
+        .as_secs()
+        .checked_mul(1_000_000)
+        .and_then(|us| us.checked_add(u64::from(elapsed.subsec_micros())))
+        .unwrap_or(u64::MAX)
+}
+
+/// [`micros_since`] through a one-entry cache of the last instant stamped.
+fn micros_since_cached(origin: Instant, last: &Cell<Option<(Instant, u64)>>) -> u64 {
+    let now = Instant::now();
+    if let Some((at, us)) = last.get() {
+        if at == now {
+            return us;
+        }
+    }
+    let us = micros_between(origin, now);
+    last.set(Some((now, us)));
+    us
 }
 
 impl SafetySink {
@@ -178,6 +205,7 @@ impl SafetySink {
             mode: SinkMode::Local {
                 checker: checker.clone(),
                 origin,
+                last: Cell::new(None),
             },
         }
     }
@@ -200,8 +228,12 @@ impl SafetySink {
     pub fn emit(&self, event: impl Into<SafetyEvent>) {
         match &self.mode {
             SinkMode::Off => {}
-            SinkMode::Local { checker, origin } => {
-                checker.observe(micros_since(*origin), &event.into());
+            SinkMode::Local {
+                checker,
+                origin,
+                last,
+            } => {
+                checker.observe(micros_since_cached(*origin, last), &event.into());
             }
             SinkMode::Actor { recipient, origin } => recipient.do_send(Observe {
                 at_us: micros_since(*origin),
@@ -237,6 +269,34 @@ impl SafetySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stamps are whole microseconds since the origin, 0 before it, and a
+    /// repeated instant gets the stamp it got the first time.
+    #[test]
+    fn stamps_count_whole_microseconds_and_reuse_the_last_instant() {
+        let origin = Instant::now();
+        let later = origin + std::time::Duration::new(3, 456_789);
+        assert_eq!(micros_between(origin, later), 3_000_456);
+        assert_eq!(micros_between(later, origin), 0);
+        assert_eq!(micros_between(origin, origin), 0);
+        // Under a paused clock the instant stays put: the cached stamp
+        // (deliberately a wrong one here) is what the sink reuses, and a
+        // new instant is computed afresh and cached.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let origin = Instant::now();
+            let last = Cell::new(Some((Instant::now(), 42)));
+            assert_eq!(micros_since_cached(origin, &last), 42);
+            tokio::time::advance(std::time::Duration::from_micros(1_500)).await;
+            assert_eq!(micros_since_cached(origin, &last), 1_500);
+            assert_eq!(last.get(), Some((Instant::now(), 1_500)));
+            assert_eq!(micros_since_cached(origin, &last), 1_500);
+        });
+    }
     use crate::safety::{digest_of, Epoch, PbftEvent, Position, RaftEvent};
     use crate::types::{LogIndex, NodeId, SeqNo, Term, View};
     use std::cell::Cell;
