@@ -193,8 +193,9 @@ pub enum RaftMessage<C> {
     AppendEntries(AppendEntries<C>),
     /// [`AppendEntriesResponse`].
     AppendEntriesResponse(AppendEntriesResponse),
-    /// [`InstallSnapshot`].
-    InstallSnapshot(InstallSnapshot),
+    /// [`InstallSnapshot`], boxed: it is by far the largest message and
+    /// rare, and every other message is moved and copied by value.
+    InstallSnapshot(Box<InstallSnapshot>),
     /// [`InstallSnapshotResponse`].
     InstallSnapshotResponse(InstallSnapshotResponse),
     /// [`TimeoutNow`].

@@ -105,6 +105,22 @@ pub enum RaftEvent {
         /// Digest of each applied command, in index order.
         digests: Vec<u64>,
     },
+    /// The node's commit index grew to cover the entries from
+    /// `first_index` on, one command digest each, and it applied them: the
+    /// same facts as a `CommitAdvanced` to the last of them followed by an
+    /// `AppliedBatch` of them, in one event (what a node reports once per
+    /// commit advance when it applies as it commits). With no digests it
+    /// says nothing.
+    Committed {
+        /// The node that committed and applied.
+        node: NodeId,
+        /// The node's current term (as in `CommitAdvanced`).
+        term: Term,
+        /// The first newly committed (and applied) index.
+        first_index: LogIndex,
+        /// Digest of each command, in index order.
+        digests: Vec<u64>,
+    },
     /// The node's log now starts with a snapshot ending at `last_index` in
     /// `last_term`: received from a leader, or the node compacting its own
     /// log. As in Raft §7, if the log holds an entry at `last_index` with
@@ -220,6 +236,7 @@ impl RaftEvent {
             | RaftEvent::CommitAdvanced { node, .. }
             | RaftEvent::Applied { node, .. }
             | RaftEvent::AppliedBatch { node, .. }
+            | RaftEvent::Committed { node, .. }
             | RaftEvent::SnapshotInstalled { node, .. } => *node,
         }
     }
@@ -251,8 +268,32 @@ impl RaftEvent {
 }
 
 impl RaftEvent {
-    /// For `Applied` and `AppliedBatch`: the node and the entries it applied
-    /// as (index, digest), in order. `None` for other events.
+    /// For `CommitAdvanced` and a non-empty `Committed`: the node, its term
+    /// and its new commit index. `None` for other events.
+    pub fn commit_advance(&self) -> Option<(NodeId, Term, LogIndex)> {
+        match self {
+            RaftEvent::CommitAdvanced {
+                node,
+                term,
+                commit_index,
+            } => Some((*node, *term, *commit_index)),
+            RaftEvent::Committed {
+                node,
+                term,
+                first_index,
+                digests,
+            } if !digests.is_empty() => Some((
+                *node,
+                *term,
+                LogIndex(first_index.get() + digests.len() as u64 - 1),
+            )),
+            _ => None,
+        }
+    }
+
+    /// For `Applied`, `AppliedBatch` and `Committed`: the node and the
+    /// entries it applied as (index, digest), in order. `None` for other
+    /// events.
     pub fn applied_entries(&self) -> Option<(NodeId, AppliedEntries<'_>)> {
         match self {
             RaftEvent::Applied {
@@ -264,6 +305,12 @@ impl RaftEvent {
                 node,
                 first_index,
                 digests,
+            }
+            | RaftEvent::Committed {
+                node,
+                first_index,
+                digests,
+                ..
             } => Some((
                 *node,
                 AppliedEntries::Batch {
@@ -415,6 +462,24 @@ impl fmt::Display for RaftEvent {
                 n => write!(
                     f,
                     "{node} applied {n} entries {first_index}..={}",
+                    LogIndex(first_index.get() + n as u64 - 1)
+                ),
+            },
+            RaftEvent::Committed {
+                node,
+                term,
+                first_index,
+                digests,
+            } => match digests.len() {
+                0 => write!(f, "{node} committed no entries at {first_index}"),
+                1 => write!(
+                    f,
+                    "{node} committed and applied {first_index} {} in {term}",
+                    Digest(digests[0])
+                ),
+                n => write!(
+                    f,
+                    "{node} committed and applied {n} entries {first_index}..={} in {term}",
                     LogIndex(first_index.get() + n as u64 - 1)
                 ),
             },

@@ -55,7 +55,8 @@
 //!   implicitly truncates from there, as in the paper. `CommitAdvanced`
 //!   whenever the node's commit index grows, with the node's current term;
 //!   `Applied` (or one `AppliedBatch` per commit advance) after
-//!   `CommitAdvanced` for that index; `SteppedDown` when a
+//!   `CommitAdvanced` for that index; a node that applies as it commits
+//!   reports both at once as one `Committed`; `SteppedDown` when a
 //!   leader leaves leadership; `SnapshotInstalled` both for a snapshot
 //!   received from the leader and for the node compacting its own log.
 //!   [`SafetyEvent::Crashed`] when the node loses its volatile state; its log

@@ -163,11 +163,13 @@ impl RaftLeaderCompleteness {
             SafetyEvent::Raft(RaftEvent::BecameLeader { node, term }) => {
                 Self::check_new_leader(committed, logs, at_us, ev, *node, *term, out);
             }
-            SafetyEvent::Raft(RaftEvent::CommitAdvanced {
-                node,
-                term,
-                commit_index,
-            }) => Self::record_commits(committed, logs, *node, *term, *commit_index),
+            SafetyEvent::Raft(
+                raft @ (RaftEvent::CommitAdvanced { .. } | RaftEvent::Committed { .. }),
+            ) => {
+                if let Some((node, term, commit_index)) = raft.commit_advance() {
+                    Self::record_commits(committed, logs, node, term, commit_index);
+                }
+            }
             _ => {}
         }
     }
@@ -201,7 +203,7 @@ impl Invariant for RaftLeaderCompleteness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safety::test_support::{batch, commit, leader, run_invariant};
+    use crate::safety::test_support::{batch, commit, committed, leader, run_invariant};
 
     const N1: NodeId = NodeId(1);
     const N2: NodeId = NodeId(2);
@@ -330,6 +332,26 @@ mod tests {
             out[0].detail.ends_with("its snapshot ends there in t2"),
             "{}",
             out[0].detail
+        );
+    }
+
+    /// Entries reported by a `Committed` event bind later leaders like a
+    /// `CommitAdvanced` to the last of them.
+    #[test]
+    fn a_leader_missing_an_entry_of_a_committed_event_is_reported() {
+        let out = run(&[
+            leader(N1, 1),
+            batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
+            batch(N2, 1, &[(1, 10), (1, 11), (1, 12)]),
+            committed(N1, 1, 1, &[10, 11, 12]),
+            batch(N3, 1, &[(1, 10)]),
+            leader(N3, 2),
+        ]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].nodes, vec![N1, N3]);
+        assert_eq!(
+            out[0].detail,
+            "n3 became leader of t2 without the entry i2 t1 #000000000000000b that n1 reported committed no later than t1 (and 1 more); its log ends at i1"
         );
     }
 }

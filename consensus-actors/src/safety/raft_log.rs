@@ -466,10 +466,10 @@ impl RaftLogs {
                 self.log_mut(*node)
                     .install_snapshot(*last_index, *last_term);
             }
-            RaftEvent::CommitAdvanced {
-                node, commit_index, ..
-            } => {
-                self.log_mut(*node).advance_commit(*commit_index);
+            RaftEvent::CommitAdvanced { .. } | RaftEvent::Committed { .. } => {
+                if let Some((node, _, commit_index)) = ev.commit_advance() {
+                    self.log_mut(node).advance_commit(commit_index);
+                }
             }
             _ => {}
         }

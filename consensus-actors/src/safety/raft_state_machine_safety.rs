@@ -237,6 +237,18 @@ impl Facts {
             SafetyEvent::Raft(RaftEvent::CommitAdvanced {
                 node, commit_index, ..
             }) => self.on_commit(logs, at_us, ev, *node, *commit_index, out),
+            // A commit advance and the applies that follow it: checked as
+            // the two events it stands for (applies do not read the logs).
+            SafetyEvent::Raft(raft @ RaftEvent::Committed { .. }) => {
+                if let Some((node, _, commit_index)) = raft.commit_advance() {
+                    self.on_commit(logs, at_us, ev, node, commit_index, out);
+                }
+                if let Some((node, entries)) = raft.applied_entries() {
+                    for (index, digest) in entries {
+                        self.on_apply(at_us, ev, node, index, digest, out);
+                    }
+                }
+            }
             SafetyEvent::Raft(RaftEvent::Truncated { node, from_index }) => {
                 self.on_truncate(logs, at_us, ev, *node, *from_index, out);
             }
@@ -287,7 +299,9 @@ impl Invariant for RaftStateMachineSafety {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safety::test_support::{apply, apply_batch, batch, commit, run_invariant};
+    use crate::safety::test_support::{
+        apply, apply_batch, batch, commit, committed, run_invariant,
+    };
 
     const N1: NodeId = NodeId(1);
     const N2: NodeId = NodeId(2);
@@ -460,5 +474,70 @@ mod tests {
                 "n1 installed a snapshot ending at i2 t2 that its log does not match, discarding its committed entries up to i3",
             ]
         );
+    }
+
+    fn details(out: &[Violation]) -> Vec<&str> {
+        out.iter().map(|v| v.detail.as_str()).collect()
+    }
+
+    /// A `Committed` event is checked as the `CommitAdvanced` and
+    /// `AppliedBatch` it stands for: a different entry committed at an
+    /// index, and a different command applied there, are both reported,
+    /// exactly as the two events report them.
+    #[test]
+    fn a_committed_event_is_checked_as_a_commit_and_its_applies() {
+        let logs = [
+            batch(N1, 1, &[(1, 10), (1, 11)]),
+            batch(N2, 1, &[(1, 10), (2, 12)]),
+        ];
+        let mut one = logs.to_vec();
+        one.extend([
+            committed(N1, 1, 1, &[10, 11]),
+            committed(N2, 2, 1, &[10, 12]),
+        ]);
+        let mut two = logs.to_vec();
+        two.extend([
+            commit(N1, 1, 2),
+            apply_batch(N1, 1, &[10, 11]),
+            commit(N2, 2, 2),
+            apply_batch(N2, 1, &[10, 12]),
+        ]);
+        let (out_one, out_two) = (run(&one), run(&two));
+        assert_eq!(
+            details(&out_one),
+            vec![
+                "n2 committed t2 #000000000000000c at i2 where n1 committed t1 #000000000000000b",
+                "n2 applied #000000000000000c at i2 where n1 applied #000000000000000b",
+                "n2 applied #000000000000000c at i2, but the entry committed there (by n1) is t1 #000000000000000b",
+            ]
+        );
+        assert_eq!(details(&out_one), details(&out_two));
+    }
+
+    /// A `Committed` event moves the node's commit index in the mirror: a
+    /// commit beyond the log and a later truncation of committed entries
+    /// are reported; an empty one says nothing.
+    #[test]
+    fn a_committed_event_moves_the_commit_index() {
+        let beyond = run(&[batch(N1, 1, &[(1, 10)]), committed(N1, 1, 1, &[10, 11, 12])]);
+        assert_eq!(
+            details(&beyond),
+            vec!["n1 moved its commit index to i3, beyond its last entry i1"]
+        );
+        let overwritten = run(&[
+            batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
+            committed(N1, 1, 1, &[10, 11]),
+            RaftEvent::Truncated {
+                node: N1,
+                from_index: LogIndex(2),
+            }
+            .into(),
+        ]);
+        assert_eq!(
+            details(&overwritten),
+            vec!["n1 removed its committed entries i2..=i2 (its commit index is i2)"]
+        );
+        let empty = run(&[batch(N1, 1, &[(1, 10)]), committed(N1, 1, 5, &[])]);
+        assert!(empty.is_empty(), "{empty:?}");
     }
 }

@@ -96,3 +96,15 @@ pub(crate) fn apply_batch(node: NodeId, first: u64, digests: &[u64]) -> SafetyEv
     }
     .into()
 }
+
+/// `node`, in `term`, committed and applied the commands with `digests`
+/// from `first` on (one `Committed` event).
+pub(crate) fn committed(node: NodeId, term: u64, first: u64, digests: &[u64]) -> SafetyEvent {
+    RaftEvent::Committed {
+        node,
+        term: Term(term),
+        first_index: LogIndex(first),
+        digests: digests.to_vec(),
+    }
+    .into()
+}

@@ -242,6 +242,26 @@ impl SafetySink {
         }
     }
 
+    /// Reports an event that happens now, by reference: a local sink
+    /// checks it in place (so the caller can reuse the event's buffers), an
+    /// actor sink sends a copy.
+    pub fn emit_ref(&self, event: &SafetyEvent) {
+        match &self.mode {
+            SinkMode::Off => {}
+            SinkMode::Local {
+                checker,
+                origin,
+                last,
+            } => {
+                checker.observe(micros_since_cached(*origin, last), event);
+            }
+            SinkMode::Actor { recipient, origin } => recipient.do_send(Observe {
+                at_us: micros_since(*origin),
+                event: event.clone(),
+            }),
+        }
+    }
+
     /// Reports the event `make` builds, calling it only if the sink is on
     /// (so digests are never computed outside simulations).
     pub fn emit_with<E: Into<SafetyEvent>>(&self, make: impl FnOnce() -> E) {

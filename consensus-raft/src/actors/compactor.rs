@@ -59,7 +59,8 @@ where
         for effect in self.core.take_effects() {
             match effect {
                 CompactorEffect::SendChunk { to, msg } => {
-                    self.transport.send(to, RaftMessage::InstallSnapshot(msg));
+                    self.transport
+                        .send(to, RaftMessage::InstallSnapshot(Box::new(msg)));
                 }
                 CompactorEffect::SendResponse { to, msg } => {
                     self.transport
@@ -180,7 +181,7 @@ where
     fn handle(&mut self, m: PeerMessage<C>, ctx: &mut Context<Self>) {
         let now = self.now_us();
         match m.msg {
-            RaftMessage::InstallSnapshot(s) => self.core.handle_install_snapshot(now, m.from, s),
+            RaftMessage::InstallSnapshot(s) => self.core.handle_install_snapshot(now, m.from, *s),
             RaftMessage::InstallSnapshotResponse(r) => {
                 self.core.handle_install_snapshot_response(now, m.from, r)
             }

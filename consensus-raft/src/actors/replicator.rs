@@ -194,6 +194,10 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     spare_effects: Vec<EffectOf<SM>>,
     /// The events of a step, reused from step to step (empty between).
     spare_events: Vec<RaftEvent>,
+    /// Digest buffers reused by the safety events this replicator reports
+    /// (they are checked by reference and handed back).
+    spare_digests: Vec<u64>,
+    spare_terms_digests: Vec<(Term, u64)>,
     submissions: Arc<SubmissionQueue<Command<SM>, Output<SM>>>,
     spare_submissions: Vec<Submission<Command<SM>, Output<SM>>>,
     flush_scheduled: bool,
@@ -255,6 +259,8 @@ where
             read_batch: Vec::new(),
             spare_effects: Vec::new(),
             spare_events: Vec::new(),
+            spare_digests: Vec::new(),
+            spare_terms_digests: Vec::new(),
             submissions: Arc::new(SubmissionQueue::new(cfg.max_pending_proposals)),
             spare_submissions: Vec::new(),
             cfg,
@@ -559,18 +565,27 @@ where
                 if let (Some(first), Some(last), Some(term)) =
                     (entries.first(), entries.last(), term)
                 {
-                    let (first_index, commit_index) = (first.index, last.index);
-                    self.safety.emit(SafetyRaftEvent::CommitAdvanced {
+                    // The core applies what it commits, at once: one event
+                    // says both (a CommitAdvanced to the last entry and an
+                    // AppliedBatch of them all).
+                    debug_assert_eq!(
+                        last.index.get() - first.index.get() + 1,
+                        entries.len() as u64
+                    );
+                    let mut digests = std::mem::take(&mut self.spare_digests);
+                    digests.extend(entries.iter().map(|e| e.command_digest()));
+                    let event = SafetyEvent::Raft(SafetyRaftEvent::Committed {
                         node,
                         term,
-                        commit_index,
-                    });
-                    let digests = entries.iter().map(|e| e.command_digest()).collect();
-                    self.safety.emit(SafetyRaftEvent::AppliedBatch {
-                        node,
-                        first_index,
+                        first_index: first.index,
                         digests,
                     });
+                    self.safety.emit_ref(&event);
+                    if let SafetyEvent::Raft(SafetyRaftEvent::Committed { mut digests, .. }) = event
+                    {
+                        digests.clear();
+                        self.spare_digests = digests;
+                    }
                 }
             }
         }
@@ -583,15 +598,18 @@ where
         let Some(first) = entries.first() else {
             return;
         };
-        let terms_digests = entries
-            .iter()
-            .map(|e| (e.term, e.command_digest()))
-            .collect();
-        self.safety.emit(SafetyRaftEvent::AppendedBatch {
+        let mut terms_digests = std::mem::take(&mut self.spare_terms_digests);
+        terms_digests.extend(entries.iter().map(|e| (e.term, e.command_digest())));
+        let event = SafetyEvent::Raft(SafetyRaftEvent::AppendedBatch {
             node: self.id,
             first_index: first.index,
             entries: terms_digests,
         });
+        self.safety.emit_ref(&event);
+        if let SafetyEvent::Raft(SafetyRaftEvent::AppendedBatch { mut entries, .. }) = event {
+            entries.clear();
+            self.spare_terms_digests = entries;
+        }
     }
 
     /// Runs `f` on the core (if running) and carries out the effects.
