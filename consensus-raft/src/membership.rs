@@ -154,6 +154,17 @@ impl Membership {
         }
     }
 
+    /// Whether `id` alone makes up a voter set (`C`, or `C_old` or `C_new`
+    /// while joint): only then can `id`'s own log growing, with every
+    /// other match index unchanged, raise
+    /// [`committed_index`](Self::committed_index). In a set of two or more
+    /// a majority needs another member, and no member matches beyond the
+    /// leader's log.
+    pub fn is_sole_voter(&self, id: NodeId) -> bool {
+        let alone = |set: &BTreeSet<NodeId>| set.len() == 1 && set.contains(&id);
+        alone(&self.voters) || self.voters_new.as_ref().is_some_and(alone)
+    }
+
     /// The joint configuration `C_old,new` that moves from this (simple)
     /// configuration to `new_voters`. Nodes of `new_voters` stop being
     /// learners.
@@ -276,6 +287,20 @@ mod tests {
         assert_eq!(big.committed_index(|n| LogIndex(n.0)), LogIndex(9));
         let sixteen = Membership::new((1..=16).map(NodeId));
         assert_eq!(sixteen.committed_index(|n| LogIndex(n.0)), LogIndex(8));
+    }
+
+    #[test]
+    fn a_sole_voter_is_alone_in_one_voter_set() {
+        let one = Membership::new(ids(&[1]));
+        assert!(one.is_sole_voter(NodeId(1)));
+        assert!(!one.is_sole_voter(NodeId(2)));
+        assert!(!Membership::new(ids(&[1, 2])).is_sole_voter(NodeId(1)));
+        let joint = Membership::new(ids(&[1, 2, 3]))
+            .to_joint(ids(&[1]))
+            .unwrap();
+        assert!(joint.is_sole_voter(NodeId(1)));
+        assert!(!joint.is_sole_voter(NodeId(2)));
+        assert!(!Membership::empty().is_sole_voter(NodeId(1)));
     }
 
     #[test]

@@ -189,6 +189,31 @@ impl Progress {
             reported_active: false,
         }
     }
+
+    /// Whether the send loop of `maybe_send_append` would send entries to
+    /// this follower now (or fall back to the snapshot): its next entries
+    /// are purged, or some remain up to `last` and its window has room
+    /// (a partial request waits while another is unanswered, Nagle-style,
+    /// with `coalesce`).
+    fn wants_append(&self, last: LogIndex, purged: LogIndex, limits: &AppendLimits) -> bool {
+        if self.next_index <= purged {
+            return true;
+        }
+        let window_full = self.inflight.len() >= limits.max_inflight
+            || (self.probing && !self.inflight.is_empty());
+        if window_full || self.next_index > last {
+            return false;
+        }
+        let available = last.get() - self.next_index.get() + 1;
+        !(limits.coalesce && !self.inflight.is_empty() && available < limits.max_entries as u64)
+    }
+}
+
+/// The configured bounds on AppendEntries traffic to one follower.
+struct AppendLimits {
+    max_entries: usize,
+    max_inflight: usize,
+    coalesce: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -1108,7 +1133,12 @@ where
             return;
         }
         self.append_as_leader(entries);
-        self.advance_commit_as_leader();
+        // The leader's own append moves the commit index only where it is
+        // a majority alone (see Membership::is_sole_voter); every other
+        // change to the match indexes already ran the commit rule.
+        if self.membership().is_sole_voter(self.id) {
+            self.advance_commit_as_leader();
+        }
         self.broadcast_append(false);
         self.finish_step();
     }
@@ -1212,11 +1242,32 @@ where
         self.emit(Effect::Send { to, msg });
     }
 
+    fn append_limits(&self) -> AppendLimits {
+        AppendLimits {
+            max_entries: self.cfg.max_log_entries_per_append,
+            max_inflight: self.cfg.max_inflight_appends,
+            coalesce: self.cfg.coalesce_appends,
+        }
+    }
+
     fn broadcast_append(&mut self, heartbeat: bool) {
         let mut peers = std::mem::take(&mut self.scratch_peers);
-        match &self.leader_state {
-            Some(ls) => peers.extend(ls.progress.keys().copied()),
-            None => return,
+        let Some(ls) = &self.leader_state else {
+            return;
+        };
+        if heartbeat {
+            peers.extend(ls.progress.keys().copied());
+        } else {
+            // Without a heartbeat only followers that want entries get a
+            // call (most proposals find every window busy: Nagle).
+            let (last, purged) = (self.log.last_index(), self.log.snapshot_last().index);
+            let limits = self.append_limits();
+            peers.extend(
+                ls.progress
+                    .iter()
+                    .filter(|(_, p)| !p.snapshotting && p.wants_append(last, purged, &limits))
+                    .map(|(&id, _)| id),
+            );
         }
         for &peer in &peers {
             self.maybe_send_append(peer, heartbeat);
@@ -1229,9 +1280,8 @@ where
     /// remain; with `heartbeat`, sends an empty one when nothing else left.
     /// Returns whether anything was sent.
     fn maybe_send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
-        let max_entries = self.cfg.max_log_entries_per_append;
-        let max_inflight = self.cfg.max_inflight_appends;
-        let coalesce = self.cfg.coalesce_appends;
+        let limits = self.append_limits();
+        let max_entries = limits.max_entries;
         let term = self.term;
         let commit = self.commit_index;
         let last = self.log.last_index();
@@ -1251,22 +1301,17 @@ where
         let mut msgs = std::mem::take(&mut self.scratch_appends);
         let mut snapshot_needed = None;
         loop {
+            if !p.wants_append(last, purged.index, &limits) {
+                // The window is full, nothing is left, or (Nagle) a
+                // partial request waits while another is unanswered: the
+                // answer sends everything accumulated meanwhile.
+                break;
+            }
             if p.next_index <= purged.index {
                 // The entries it needs are purged: it gets the snapshot.
                 p.snapshotting = true;
                 p.inflight.clear();
                 snapshot_needed = self.snapshot.clone();
-                break;
-            }
-            let window_full =
-                p.inflight.len() >= max_inflight || (p.probing && !p.inflight.is_empty());
-            if window_full || p.next_index > last {
-                break;
-            }
-            // Nagle: a partial request waits while another is unanswered;
-            // the answer sends everything accumulated meanwhile.
-            let available = last.get() - p.next_index.get() + 1;
-            if coalesce && !p.inflight.is_empty() && available < max_entries as u64 {
                 break;
             }
             let prev_index = p.next_index.prev();
@@ -1411,7 +1456,11 @@ where
             }));
         }
         if matched {
-            self.advance_commit_as_leader();
+            // A match at or below the commit index cannot raise it: which
+            // members hold each index above it is unchanged.
+            if match_index > self.commit_index {
+                self.advance_commit_as_leader();
+            }
             self.maybe_send_timeout_now();
         }
         self.maybe_serve_reads();
