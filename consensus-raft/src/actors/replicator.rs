@@ -19,7 +19,7 @@
 
 use super::router::for_log_replicator;
 use super::{
-    micros_since, AbortTransfer, BecomeLeader, BeginElection, Compact, Contact, DrainSubmissions,
+    micros_since_cached, AbortTransfer, BecomeLeader, BeginElection, Compact, Contact, DrainSubmissions,
     EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData, LeaderContact, ObserveLeader,
     ObserveTerm, PeerMessage, Propose, ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus,
     Read, ReadFn, Reply, ReplySlot, SnapshotSent, StartTransfer, StepDown, Submission,
@@ -182,6 +182,8 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     safety: SafetySink,
     supervisor: Option<Recipient<FailNode>>,
     epoch: Instant,
+    /// The last instant read and its microseconds since `epoch`.
+    last_now: Option<(Instant, u64)>,
     trace: Option<TraceHandle>,
     core: Option<ReplicationCore<SM>>,
     next_id: u64,
@@ -250,6 +252,7 @@ where
             safety,
             supervisor,
             epoch,
+            last_now: None,
             trace: None,
             core: None,
             next_id: 0,
@@ -321,8 +324,8 @@ where
         Arc::clone(&self.submissions)
     }
 
-    fn now_us(&self) -> u64 {
-        micros_since(self.epoch)
+    fn now_us(&mut self) -> u64 {
+        micros_since_cached(self.epoch, &mut self.last_now)
     }
 
     /// Reads term, vote, snapshot and log from storage.
@@ -432,7 +435,7 @@ where
                 contact.record(Contact {
                     term,
                     leader,
-                    at_us: micros_since(self.epoch),
+                    at_us: micros_since_cached(self.epoch, &mut self.last_now),
                 });
             }
         }
