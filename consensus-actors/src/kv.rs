@@ -28,6 +28,14 @@ pub trait StateMachine: 'static {
     /// Applies one committed command.
     fn apply(&mut self, command: &Self::Command) -> Self::Output;
 
+    /// Applies one committed command whose output nobody waits for (a
+    /// replica that did not propose it). Must change the state exactly as
+    /// [`apply`](Self::apply) does; the default calls it and drops the
+    /// output, an implementation may skip building the output.
+    fn apply_unobserved(&mut self, command: &Self::Command) {
+        let _ = self.apply(command);
+    }
+
     /// Serializes the whole state (for snapshots).
     fn snapshot(&self) -> Vec<u8>;
 
@@ -202,6 +210,22 @@ impl StateMachine for KvStore {
         }
     }
 
+    /// Like `apply`, without copying a value read (`Get`, a failed `Cas`).
+    fn apply_unobserved(&mut self, command: &KvCommand) {
+        match command {
+            KvCommand::Get { .. } | KvCommand::Noop => {}
+            KvCommand::Put { key, value } => self.set(key, value),
+            KvCommand::Delete { key } => {
+                self.data.remove(key);
+            }
+            KvCommand::Cas { key, expected, new } => {
+                if self.data.get(key) == expected.as_ref() {
+                    self.set(key, new);
+                }
+            }
+        }
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         // Encoding a BTreeMap of strings cannot fail.
         rmp_serde::to_vec(&self.data).unwrap_or_default()
@@ -230,6 +254,31 @@ mod tests {
         assert_eq!(kv.apply(&KvCommand::delete("k")), KvOutput::Deleted(true));
         assert_eq!(kv.apply(&KvCommand::delete("k")), KvOutput::Deleted(false));
         assert!(kv.is_empty());
+    }
+
+    /// Applying without observing changes the state exactly as `apply`.
+    #[test]
+    fn unobserved_applies_change_the_state_as_applies_do() {
+        let commands = [
+            KvCommand::put("a", "1"),
+            KvCommand::get("a"),
+            KvCommand::cas("a", Some("1"), "2"),
+            KvCommand::cas("a", Some("1"), "3"),
+            KvCommand::cas("b", None, "x"),
+            KvCommand::put("c", "long value"),
+            KvCommand::put("c", "v"),
+            KvCommand::delete("b"),
+            KvCommand::delete("zz"),
+            KvCommand::Noop,
+        ];
+        let (mut observed, mut unobserved) = (KvStore::default(), KvStore::default());
+        for (k, c) in commands.iter().enumerate() {
+            observed.apply(c);
+            unobserved.apply_unobserved(c);
+            assert_eq!(observed, unobserved, "after command {k}: {c:?}");
+        }
+        let contents: Vec<(&str, &str)> = unobserved.iter().collect();
+        assert_eq!(contents, vec![("a", "2"), ("c", "v")]);
     }
 
     #[test]

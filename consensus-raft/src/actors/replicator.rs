@@ -19,11 +19,11 @@
 
 use super::router::for_log_replicator;
 use super::{
-    micros_since_cached, AbortTransfer, BecomeLeader, BeginElection, Compact, Contact, DrainSubmissions,
-    EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData, LeaderContact, ObserveLeader,
-    ObserveTerm, PeerMessage, Propose, ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus,
-    Read, ReadFn, Reply, ReplySlot, SnapshotSent, StartTransfer, StepDown, Submission,
-    SubmissionQueue,
+    micros_since_cached, AbortTransfer, BecomeLeader, BeginElection, Compact, Contact,
+    DrainSubmissions, EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData,
+    LeaderContact, ObserveLeader, ObserveTerm, PeerMessage, Propose, ProposeBatch, ProposeConfig,
+    RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot, SnapshotSent, StartTransfer,
+    StepDown, Submission, SubmissionQueue,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};

@@ -1038,8 +1038,19 @@ where
                 Some(e) => Arc::clone(e),
                 None => panic!("committed entry {index} missing from the log"),
             };
+            // Only a proposal waiting at this index (of this entry's term)
+            // gets the output; other replicas skip building it.
+            let observed = self
+                .pending
+                .iter()
+                .take_while(|p| p.index <= index)
+                .any(|p| p.index == index && p.term == entry.term);
             let mut output = match &entry.command {
-                RaftCommand::Normal(c) => Some(self.sm.apply(c)),
+                RaftCommand::Normal(c) if observed => Some(self.sm.apply(c)),
+                RaftCommand::Normal(c) => {
+                    self.sm.apply_unobserved(c);
+                    None
+                }
                 RaftCommand::Noop | RaftCommand::ConfigChange(_) => None,
             };
             self.last_applied = index;
