@@ -26,6 +26,8 @@ use tokio::time::{Duration, Instant};
 
 /// How long a client waits before retrying when it knows no leader.
 const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+/// The most operations [`Workload::reserve_for`] makes room for up front.
+const MAX_RESERVED_OPS: usize = 1 << 20;
 
 /// The shape of the client workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,6 +172,19 @@ impl Workload {
             stats: Rc::new(RefCell::new(WorkloadStats::default())),
             origin,
         }
+    }
+
+    /// Makes room in the history for the operations a run of `duration`
+    /// is expected to invoke at the paced rate (none when unpaced), capped
+    /// at `MAX_RESERVED_OPS`: the record then does not regrow as it fills.
+    pub fn reserve_for(&self, duration: Duration) {
+        let Some(rate) = self.options.rate else {
+            return;
+        };
+        let expected = (rate * duration.as_secs_f64()).ceil();
+        // Casting a float to an integer saturates (NaN gives 0).
+        let expected = (expected as usize).min(MAX_RESERVED_OPS);
+        self.recorder.borrow_mut().reserve(expected);
     }
 
     /// The history recorded so far.
