@@ -14,6 +14,7 @@ use crate::plugin::NodeDirectory;
 use consensus_actors::history::HistoryRecorder;
 use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::metrics::LatencyHistogram;
+use consensus_actors::sim::clock;
 use consensus_actors::types::{ClientId, NodeId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -198,7 +199,7 @@ impl Workload {
     }
 
     fn now_us(&self) -> u64 {
-        self.micros_at(Instant::now())
+        self.micros_at(clock::now())
     }
 
     fn micros_at(&self, at: Instant) -> u64 {
@@ -221,7 +222,7 @@ impl Workload {
             .rate
             .map(|rate| Duration::from_secs_f64(clients as f64 / rate));
         // Spread the clients' first operations over one interval.
-        let mut next_start = Instant::now()
+        let mut next_start = clock::now()
             + interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / clients as f64));
         // One timer for the whole life of the client instead of a fresh one
         // per operation. While a request is out it is armed for the next
@@ -237,7 +238,7 @@ impl Workload {
                 }
                 timer.as_mut().await;
             }
-            let now = Instant::now();
+            let now = clock::now();
             if now >= deadline {
                 break;
             }
@@ -331,8 +332,8 @@ impl Workload {
             match interval {
                 Some(i) => {
                     next_start += i;
-                    if backoff && next_start < Instant::now() + RETRY_BACKOFF {
-                        next_start = Instant::now() + RETRY_BACKOFF;
+                    if backoff && next_start < clock::now() + RETRY_BACKOFF {
+                        next_start = clock::now() + RETRY_BACKOFF;
                     }
                 }
                 None => {

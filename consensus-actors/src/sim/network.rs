@@ -490,7 +490,7 @@ impl<M: Wire> Core<M> {
         } else {
             0
         };
-        let now = Instant::now();
+        let now = super::clock::now();
         let at = self.schedule_at(now, from, to);
         let mut earliest = at;
         if chance(&mut self.rng, self.faults.duplicate) {
@@ -792,7 +792,7 @@ impl<M: Wire> Future for Driver<M> {
             if core.closed {
                 return Poll::Ready(());
             }
-            let now = Instant::now();
+            let now = super::clock::now();
             core.deliver_due(now);
             let Some(next) = core.queue.peek().map(|d| d.at) else {
                 core.armed = None;

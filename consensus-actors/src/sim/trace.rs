@@ -232,7 +232,7 @@ impl TraceHandle {
     }
 
     fn push(&self, kind: TraceKind) {
-        self.push_at(Instant::now(), kind);
+        self.push_at(super::clock::now(), kind);
     }
 
     fn push_at(&self, now: Instant, kind: TraceKind) {
