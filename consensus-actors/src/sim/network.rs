@@ -51,7 +51,7 @@
 //! per message; every lookup by node id happens once per message.
 
 use super::rng::chance;
-use super::trace::{digest, TraceHandle};
+use super::trace::{digest, DeliveryRecorder, TraceHandle};
 use crate::transport::{DeregisterNode, Envelope, EnvelopeSink, RegisterNode, Wire};
 use crate::types::NodeId;
 use actix::prelude::*;
@@ -559,6 +559,9 @@ impl<M: Wire> Core<M> {
 
     /// Delivers every copy due at or before `now`, in order.
     fn deliver_due(&mut self, now: Instant) {
+        // The trace is locked (and `now` converted) once per wake-up, when
+        // the first copy is delivered, not once per copy.
+        let mut recorder: Option<DeliveryRecorder<'_>> = None;
         while self.queue.peek().is_some_and(|d| d.at <= now) {
             let Some(due) = self.queue.pop() else {
                 break;
@@ -566,18 +569,37 @@ impl<M: Wire> Core<M> {
             let copy = self.slots.get_mut(due.slot as usize).and_then(Option::take);
             self.free_slots.push(due.slot);
             if let Some(s) = copy {
-                self.deliver(now, s);
+                Self::deliver(
+                    &self.stats,
+                    &self.endpoints,
+                    &self.links,
+                    self.record_deliveries
+                        .then_some(self.trace.as_ref())
+                        .flatten(),
+                    &mut recorder,
+                    now,
+                    s,
+                );
             }
         }
     }
 
-    fn deliver(&mut self, now: Instant, s: Scheduled<M>) {
-        let c = &self.stats.inner;
-        if !self.is_open(s.from, s.to) {
+    fn deliver<'t>(
+        stats: &NetworkStatsHandle,
+        endpoints: &[Endpoint<M>],
+        links: &[Link],
+        trace: Option<&'t TraceHandle>,
+        recorder: &mut Option<DeliveryRecorder<'t>>,
+        now: Instant,
+        s: Scheduled<M>,
+    ) {
+        let c = &stats.inner;
+        let n = endpoints.len();
+        if !links[s.from as usize * n + s.to as usize].open {
             NetworkStatsHandle::bump(&c.dropped_partition);
             return;
         }
-        let Some(inbox) = &self.endpoints[s.to as usize].inbox else {
+        let Some(inbox) = &endpoints[s.to as usize].inbox else {
             NetworkStatsHandle::bump(&c.dropped_down);
             return;
         };
@@ -585,10 +607,10 @@ impl<M: Wire> Core<M> {
             NetworkStatsHandle::bump(&c.dropped_down);
             return;
         }
-        if self.record_deliveries {
-            if let Some(t) = &self.trace {
-                t.record_delivery_at(now, s.env.from, s.env.to, s.digest);
-            }
+        if let Some(t) = trace {
+            recorder
+                .get_or_insert_with(|| t.deliveries_at(now))
+                .record(s.env.from, s.env.to, s.digest);
         }
         NetworkStatsHandle::bump(&c.delivered);
         inbox.do_send(s.env);
