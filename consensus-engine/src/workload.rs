@@ -438,14 +438,25 @@ fn value_name(index: usize, generation: u64, seq: u64) -> String {
     String::from_utf8_lossy(&buf[at..]).into_owned()
 }
 
+/// Sets `slot` to `value`, reusing the slot's buffer when it holds one.
+fn set(slot: &mut Option<String>, value: &str) {
+    match slot {
+        Some(held) => {
+            held.clear();
+            held.push_str(value);
+        }
+        None => *slot = Some(value.to_owned()),
+    }
+}
+
 /// Remembers in `slot` what a key held after an acknowledged command on it,
 /// so later compare-and-swaps have a fair chance to hold.
 fn learn(slot: &mut Option<String>, command: &KvCommand, output: &KvOutput) {
     match (command, output) {
         (KvCommand::Get { .. }, KvOutput::Value(v)) => slot.clone_from(v),
-        (KvCommand::Put { value, .. }, _) => *slot = Some(value.clone()),
+        (KvCommand::Put { value, .. }, _) => set(slot, value),
         (KvCommand::Delete { .. }, _) => *slot = None,
-        (KvCommand::Cas { new, .. }, KvOutput::CasOk) => *slot = Some(new.clone()),
+        (KvCommand::Cas { new, .. }, KvOutput::CasOk) => set(slot, new),
         (KvCommand::Cas { .. }, KvOutput::CasFailed(actual)) => slot.clone_from(actual),
         _ => {}
     }

@@ -534,6 +534,7 @@ impl<M: Wire> Core<M> {
         at
     }
 
+    #[inline]
     fn enqueue(&mut self, at: Instant, from: u32, to: u32, digest: u64, env: Envelope<M>) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -701,6 +702,7 @@ impl<M: Wire> NetHandle<M> {
 
     /// A message enters the network (as if the actor handled it), or waits
     /// for [`release`](Self::release) while the network is held.
+    #[inline]
     pub(crate) fn send(&self, env: Envelope<M>) {
         let mut core = self.lock();
         if let Some(held) = &mut core.held {
