@@ -393,6 +393,7 @@ async fn run_cluster<P: ProtocolPlugin>(
         .map_err(|e| EngineError::Simulation(e.to_string()))?;
 
     let workload = Workload::new(options.workload.clone(), directory.clone(), origin);
+    workload.reserve_for(options.duration);
     let deadline = origin + options.duration;
     let mut clients = Vec::with_capacity(options.workload.clients);
     for index in 0..options.workload.clients {

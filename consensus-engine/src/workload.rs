@@ -14,6 +14,7 @@ use crate::plugin::NodeDirectory;
 use consensus_actors::history::HistoryRecorder;
 use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::metrics::LatencyHistogram;
+use consensus_actors::sim::clock;
 use consensus_actors::types::{ClientId, NodeId};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -26,6 +27,8 @@ use tokio::time::{Duration, Instant};
 
 /// How long a client waits before retrying when it knows no leader.
 const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+/// The most operations [`Workload::reserve_for`] makes room for up front.
+const MAX_RESERVED_OPS: usize = 1 << 20;
 
 /// The shape of the client workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,6 +175,19 @@ impl Workload {
         }
     }
 
+    /// Makes room in the history for the operations a run of `duration`
+    /// is expected to invoke at the paced rate (none when unpaced), capped
+    /// at `MAX_RESERVED_OPS`: the record then does not regrow as it fills.
+    pub fn reserve_for(&self, duration: Duration) {
+        let Some(rate) = self.options.rate else {
+            return;
+        };
+        let expected = (rate * duration.as_secs_f64()).ceil();
+        // Casting a float to an integer saturates (NaN gives 0).
+        let expected = (expected as usize).min(MAX_RESERVED_OPS);
+        self.recorder.borrow_mut().reserve(expected);
+    }
+
     /// The history recorded so far.
     pub fn recorder(&self) -> Rc<RefCell<HistoryRecorder>> {
         self.recorder.clone()
@@ -183,7 +199,7 @@ impl Workload {
     }
 
     fn now_us(&self) -> u64 {
-        self.micros_at(Instant::now())
+        self.micros_at(clock::now())
     }
 
     fn micros_at(&self, at: Instant) -> u64 {
@@ -206,7 +222,7 @@ impl Workload {
             .rate
             .map(|rate| Duration::from_secs_f64(clients as f64 / rate));
         // Spread the clients' first operations over one interval.
-        let mut next_start = Instant::now()
+        let mut next_start = clock::now()
             + interval.map_or(Duration::ZERO, |i| i.mul_f64(index as f64 / clients as f64));
         // One timer for the whole life of the client instead of a fresh one
         // per operation. While a request is out it is armed for the next
@@ -222,7 +238,7 @@ impl Workload {
                 }
                 timer.as_mut().await;
             }
-            let now = Instant::now();
+            let now = clock::now();
             if now >= deadline {
                 break;
             }
@@ -316,8 +332,8 @@ impl Workload {
             match interval {
                 Some(i) => {
                     next_start += i;
-                    if backoff && next_start < Instant::now() + RETRY_BACKOFF {
-                        next_start = Instant::now() + RETRY_BACKOFF;
+                    if backoff && next_start < clock::now() + RETRY_BACKOFF {
+                        next_start = clock::now() + RETRY_BACKOFF;
                     }
                 }
                 None => {
@@ -422,14 +438,25 @@ fn value_name(index: usize, generation: u64, seq: u64) -> String {
     String::from_utf8_lossy(&buf[at..]).into_owned()
 }
 
+/// Sets `slot` to `value`, reusing the slot's buffer when it holds one.
+fn set(slot: &mut Option<String>, value: &str) {
+    match slot {
+        Some(held) => {
+            held.clear();
+            held.push_str(value);
+        }
+        None => *slot = Some(value.to_owned()),
+    }
+}
+
 /// Remembers in `slot` what a key held after an acknowledged command on it,
 /// so later compare-and-swaps have a fair chance to hold.
 fn learn(slot: &mut Option<String>, command: &KvCommand, output: &KvOutput) {
     match (command, output) {
         (KvCommand::Get { .. }, KvOutput::Value(v)) => slot.clone_from(v),
-        (KvCommand::Put { value, .. }, _) => *slot = Some(value.clone()),
+        (KvCommand::Put { value, .. }, _) => set(slot, value),
         (KvCommand::Delete { .. }, _) => *slot = None,
-        (KvCommand::Cas { new, .. }, KvOutput::CasOk) => *slot = Some(new.clone()),
+        (KvCommand::Cas { new, .. }, KvOutput::CasOk) => set(slot, new),
         (KvCommand::Cas { .. }, KvOutput::CasFailed(actual)) => slot.clone_from(actual),
         _ => {}
     }

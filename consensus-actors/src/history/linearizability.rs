@@ -724,6 +724,24 @@ impl Memo {
     }
 }
 
+/// The sorted union of two sorted lists.
+fn merge_sorted(a: &[u128], b: &[u128]) -> Vec<u128> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
 /// The search over one sub-history.
 struct Search<'s> {
     ops: &'s [SeqOp],
@@ -755,18 +773,28 @@ impl<'s> Search<'s> {
                 | (u128::from(is_completion) << 32)
                 | u128::from(op as u32)
         };
-        let mut order: Vec<u128> = Vec::with_capacity(2 * n);
-        for (i, op) in ops.iter().enumerate() {
-            order.push(pack(false, op.invoke_us, false, i));
-            match op.complete_us {
-                Some(t) => order.push(pack(false, t, true, i)),
-                None => order.push(pack(true, 0, true, i)),
-            }
+        // Invocations and completions are sorted apart and then merged: a
+        // recorded history lists its operations in invocation order (the
+        // first list is then sorted already) and completions come nearly in
+        // that order (long sorted runs, which the stable sort merges in
+        // linear time). The keys are distinct, so this is the one sorted
+        // order of all the entries.
+        let mut invocations: Vec<u128> = (0..n)
+            .map(|i| pack(false, ops[i].invoke_us, false, i))
+            .collect();
+        if !invocations.is_sorted() {
+            invocations.sort();
         }
-        // The keys are distinct, so a stable sort gives the same order; it
-        // is the faster one here, the list being made of long sorted runs
-        // (invocations in time order, completions nearly so).
-        order.sort();
+        let mut completions: Vec<u128> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| match op.complete_us {
+                Some(t) => pack(false, t, true, i),
+                None => pack(true, 0, true, i),
+            })
+            .collect();
+        completions.sort();
+        let order = merge_sorted(&invocations, &completions);
         let unpack = |key: u128| ((key >> 32) & 1 == 1, key as u32);
         let m = order.len();
         let mut entry_op = vec![0; m];
@@ -1074,6 +1102,29 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use std::collections::BTreeSet;
+
+    /// Merging two sorted lists gives the one sorted order of all their
+    /// elements, whichever list runs out first, empty lists included.
+    #[test]
+    fn merge_sorted_gives_the_sorted_union() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for round in 0..200 {
+            let mut a: Vec<u128> = (0..rng.random_range(0..20))
+                .map(|_| u128::from(rng.random_range(0..50u32)) * 2)
+                .collect();
+            let mut b: Vec<u128> = (0..rng.random_range(0..20))
+                .map(|_| u128::from(rng.random_range(0..50u32)) * 2 + 1)
+                .collect();
+            a.sort();
+            b.sort();
+            let mut expected = [a.clone(), b.clone()].concat();
+            expected.sort();
+            assert_eq!(merge_sorted(&a, &b), expected, "round {round}");
+        }
+        assert_eq!(merge_sorted(&[], &[]), Vec::<u128>::new());
+        assert_eq!(merge_sorted(&[1, 4], &[]), vec![1, 4]);
+        assert_eq!(merge_sorted(&[], &[2, 3]), vec![2, 3]);
+    }
 
     /// The compact key of [`Linearized`] is canonical: equal exactly when
     /// the sets are, whatever order bits were set and cleared in.

@@ -395,6 +395,13 @@ impl HistoryRecorder {
         Self::default()
     }
 
+    /// Makes room for at least `additional` more invocations, so that a run
+    /// whose length is known up front does not regrow (and copy) the record
+    /// as it goes.
+    pub fn reserve(&mut self, additional: usize) {
+        self.ops.reserve(additional);
+    }
+
     /// Records that `client` sent `command` at `time_us`; returns the id to
     /// report its outcome with.
     pub fn invoke(&mut self, client: ClientId, command: KvCommand, time_us: u64) -> OpId {

@@ -99,6 +99,7 @@
 //! assert_eq!(a.trace_hash, b.trace_hash);
 //! ```
 
+pub mod clock;
 pub(crate) mod digest;
 mod nemesis;
 pub mod network;

@@ -51,7 +51,7 @@
 //! per message; every lookup by node id happens once per message.
 
 use super::rng::chance;
-use super::trace::{digest, TraceHandle};
+use super::trace::{digest, DeliveryRecorder, TraceHandle};
 use crate::transport::{DeregisterNode, Envelope, EnvelopeSink, RegisterNode, Wire};
 use crate::types::NodeId;
 use actix::prelude::*;
@@ -490,7 +490,7 @@ impl<M: Wire> Core<M> {
         } else {
             0
         };
-        let now = Instant::now();
+        let now = super::clock::now();
         let at = self.schedule_at(now, from, to);
         let mut earliest = at;
         if chance(&mut self.rng, self.faults.duplicate) {
@@ -534,6 +534,7 @@ impl<M: Wire> Core<M> {
         at
     }
 
+    #[inline]
     fn enqueue(&mut self, at: Instant, from: u32, to: u32, digest: u64, env: Envelope<M>) {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -559,6 +560,9 @@ impl<M: Wire> Core<M> {
 
     /// Delivers every copy due at or before `now`, in order.
     fn deliver_due(&mut self, now: Instant) {
+        // The trace is locked (and `now` converted) once per wake-up, when
+        // the first copy is delivered, not once per copy.
+        let mut recorder: Option<DeliveryRecorder<'_>> = None;
         while self.queue.peek().is_some_and(|d| d.at <= now) {
             let Some(due) = self.queue.pop() else {
                 break;
@@ -566,18 +570,37 @@ impl<M: Wire> Core<M> {
             let copy = self.slots.get_mut(due.slot as usize).and_then(Option::take);
             self.free_slots.push(due.slot);
             if let Some(s) = copy {
-                self.deliver(now, s);
+                Self::deliver(
+                    &self.stats,
+                    &self.endpoints,
+                    &self.links,
+                    self.record_deliveries
+                        .then_some(self.trace.as_ref())
+                        .flatten(),
+                    &mut recorder,
+                    now,
+                    s,
+                );
             }
         }
     }
 
-    fn deliver(&mut self, now: Instant, s: Scheduled<M>) {
-        let c = &self.stats.inner;
-        if !self.is_open(s.from, s.to) {
+    fn deliver<'t>(
+        stats: &NetworkStatsHandle,
+        endpoints: &[Endpoint<M>],
+        links: &[Link],
+        trace: Option<&'t TraceHandle>,
+        recorder: &mut Option<DeliveryRecorder<'t>>,
+        now: Instant,
+        s: Scheduled<M>,
+    ) {
+        let c = &stats.inner;
+        let n = endpoints.len();
+        if !links[s.from as usize * n + s.to as usize].open {
             NetworkStatsHandle::bump(&c.dropped_partition);
             return;
         }
-        let Some(inbox) = &self.endpoints[s.to as usize].inbox else {
+        let Some(inbox) = &endpoints[s.to as usize].inbox else {
             NetworkStatsHandle::bump(&c.dropped_down);
             return;
         };
@@ -585,10 +608,10 @@ impl<M: Wire> Core<M> {
             NetworkStatsHandle::bump(&c.dropped_down);
             return;
         }
-        if self.record_deliveries {
-            if let Some(t) = &self.trace {
-                t.record_delivery_at(now, s.env.from, s.env.to, s.digest);
-            }
+        if let Some(t) = trace {
+            recorder
+                .get_or_insert_with(|| t.deliveries_at(now))
+                .record(s.env.from, s.env.to, s.digest);
         }
         NetworkStatsHandle::bump(&c.delivered);
         inbox.do_send(s.env);
@@ -679,6 +702,7 @@ impl<M: Wire> NetHandle<M> {
 
     /// A message enters the network (as if the actor handled it), or waits
     /// for [`release`](Self::release) while the network is held.
+    #[inline]
     pub(crate) fn send(&self, env: Envelope<M>) {
         let mut core = self.lock();
         if let Some(held) = &mut core.held {
@@ -792,7 +816,7 @@ impl<M: Wire> Future for Driver<M> {
             if core.closed {
                 return Poll::Ready(());
             }
-            let now = Instant::now();
+            let now = super::clock::now();
             core.deliver_due(now);
             let Some(next) = core.queue.peek().map(|d| d.at) else {
                 core.armed = None;

@@ -156,6 +156,83 @@ struct TraceState {
     kept: VecDeque<TraceRecord>,
 }
 
+impl TraceState {
+    /// Microseconds of virtual time from the trace's start to `now`.
+    fn micros_at(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Folds one record, at `at_us`, into the hash (and keeps it when
+    /// asked to).
+    fn fold(&mut self, at_us: u64, kind: TraceKind) {
+        let st = self;
+        let h = &mut st.hasher;
+        h.write_u64(at_us);
+        match &kind {
+            TraceKind::Deliver { from, to, digest } => {
+                h.write_u64(1);
+                h.write_u64(from.get());
+                h.write_u64(to.get());
+                h.write_u64(*digest);
+            }
+            TraceKind::State {
+                node,
+                label,
+                digest,
+            } => {
+                h.write_u64(2);
+                h.write_u64(node.get());
+                h.write_u64(label.len() as u64);
+                h.write_bytes(label.as_bytes());
+                h.pad_to_word();
+                h.write_u64(*digest);
+            }
+            TraceKind::Control { what } => {
+                h.write_u64(3);
+                h.write_u64(what.len() as u64);
+                h.write_bytes(what.as_bytes());
+                h.pad_to_word();
+            }
+        }
+        let seq = st.count;
+        st.count += 1;
+        let keep = st.config.keep_records;
+        if keep > 0 {
+            let hash = st.hasher.finish();
+            if st.kept.len() == keep {
+                st.kept.pop_front();
+            }
+            st.kept.push_back(TraceRecord {
+                seq,
+                at_us,
+                kind,
+                hash,
+            });
+        }
+    }
+}
+
+/// Records deliveries at one instant into a trace, holding its lock (see
+/// [`TraceHandle::deliveries_at`]).
+pub(crate) struct DeliveryRecorder<'t> {
+    state: MutexGuard<'t, TraceState>,
+    at_us: u64,
+    skip: bool,
+}
+
+impl DeliveryRecorder<'_> {
+    /// The network delivered a message whose [`digest`] is `digest`: the
+    /// same record as [`TraceHandle::record_delivery`] at this instant.
+    pub(crate) fn record(&mut self, from: NodeId, to: NodeId, digest: u64) {
+        if self.skip {
+            return;
+        }
+        let at_us = self.at_us;
+        self.state
+            .fold(at_us, TraceKind::Deliver { from, to, digest });
+    }
+}
+
 /// A clonable handle on one run's trace. Protocol actors receive one in their
 /// [`NodeContext`](super::NodeContext) and report state changes through it.
 /// All clones feed the same hash. Cheap to clone; safe to share.
@@ -215,10 +292,17 @@ impl TraceHandle {
         self.push(TraceKind::Deliver { from, to, digest });
     }
 
-    /// [`record_delivery`](Self::record_delivery) when the caller already
-    /// knows the current virtual time `now`.
-    pub(crate) fn record_delivery_at(&self, now: Instant, from: NodeId, to: NodeId, digest: u64) {
-        self.push_at(now, TraceKind::Deliver { from, to, digest });
+    /// Records deliveries made at `now` (holding the trace's lock until
+    /// dropped): for the network, which delivers every message due at one
+    /// instant in a row.
+    pub(crate) fn deliveries_at(&self, now: Instant) -> DeliveryRecorder<'_> {
+        let state = self.lock();
+        let at_us = state.micros_at(now);
+        DeliveryRecorder {
+            state,
+            at_us,
+            skip: self.skip_deliveries,
+        }
     }
 
     /// The simulation performed a control action.
@@ -232,7 +316,7 @@ impl TraceHandle {
     }
 
     fn push(&self, kind: TraceKind) {
-        self.push_at(Instant::now(), kind);
+        self.push_at(super::clock::now(), kind);
     }
 
     fn push_at(&self, now: Instant, kind: TraceKind) {
@@ -240,51 +324,8 @@ impl TraceHandle {
             return;
         }
         let mut st = self.lock();
-        let at_us =
-            u64::try_from(now.saturating_duration_since(st.start).as_micros()).unwrap_or(u64::MAX);
-        let h = &mut st.hasher;
-        h.write_u64(at_us);
-        match &kind {
-            TraceKind::Deliver { from, to, digest } => {
-                h.write_u64(1);
-                h.write_u64(from.get());
-                h.write_u64(to.get());
-                h.write_u64(*digest);
-            }
-            TraceKind::State {
-                node,
-                label,
-                digest,
-            } => {
-                h.write_u64(2);
-                h.write_u64(node.get());
-                h.write_u64(label.len() as u64);
-                h.write_bytes(label.as_bytes());
-                h.pad_to_word();
-                h.write_u64(*digest);
-            }
-            TraceKind::Control { what } => {
-                h.write_u64(3);
-                h.write_u64(what.len() as u64);
-                h.write_bytes(what.as_bytes());
-                h.pad_to_word();
-            }
-        }
-        let seq = st.count;
-        st.count += 1;
-        let keep = st.config.keep_records;
-        if keep > 0 {
-            let hash = st.hasher.finish();
-            if st.kept.len() == keep {
-                st.kept.pop_front();
-            }
-            st.kept.push_back(TraceRecord {
-                seq,
-                at_us,
-                kind,
-                hash,
-            });
-        }
+        let at_us = st.micros_at(now);
+        st.fold(at_us, kind);
     }
 
     /// The hash of every record so far: the replay check.
