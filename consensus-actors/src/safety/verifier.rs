@@ -165,7 +165,7 @@ impl fmt::Debug for SafetySink {
 }
 
 fn micros_since(origin: Instant) -> u64 {
-    micros_between(origin, Instant::now())
+    micros_between(origin, crate::sim::clock::now())
 }
 
 /// Whole microseconds from `origin` to `now` (0 if `now` is earlier),
@@ -181,7 +181,7 @@ fn micros_between(origin: Instant, now: Instant) -> u64 {
 
 /// [`micros_since`] through a one-entry cache of the last instant stamped.
 fn micros_since_cached(origin: Instant, last: &Cell<Option<(Instant, u64)>>) -> u64 {
-    let now = Instant::now();
+    let now = crate::sim::clock::now();
     if let Some((at, us)) = last.get() {
         if at == now {
             return us;

@@ -87,14 +87,21 @@ impl<T> RaftStateMachine for T where
 /// Microseconds since the node's time base (tokio clock: virtual under a
 /// paused runtime).
 pub(crate) fn micros_since(epoch: Instant) -> u64 {
-    u64::try_from(Instant::now().saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
+    u64::try_from(
+        consensus_actors::sim::clock::now()
+            .saturating_duration_since(epoch)
+            .as_micros(),
+    )
+    .unwrap_or(u64::MAX)
 }
 
 /// [`micros_since`] through a one-entry cache of the last instant read:
 /// under the paused clock of a simulation many steps run at one instant,
 /// and they then skip the subtraction and conversion.
 pub(crate) fn micros_since_cached(epoch: Instant, last: &mut Option<(Instant, u64)>) -> u64 {
-    let now = Instant::now();
+    // Read once per virtual instant inside a simulation, the plain clock
+    // elsewhere.
+    let now = consensus_actors::sim::clock::now();
     if let Some((at, us)) = *last {
         if at == now {
             return us;
