@@ -15,6 +15,7 @@
 //! clock) as microseconds since an origin shared by every clone.
 
 use super::{SafetyChecker, SafetyEvent, SafetyReport, SharedChecker, Violation};
+use crate::sim::clock;
 use actix::prelude::*;
 use std::cell::Cell;
 use std::fmt;
@@ -164,31 +165,12 @@ impl fmt::Debug for SafetySink {
     }
 }
 
-fn micros_since(origin: Instant) -> u64 {
-    micros_between(origin, crate::sim::clock::now())
-}
-
-/// Whole microseconds from `origin` to `now` (0 if `now` is earlier),
-/// saturating at `u64::MAX`.
-fn micros_between(origin: Instant, now: Instant) -> u64 {
-    let elapsed = now.saturating_duration_since(origin);
-    elapsed
-        .as_secs()
-        .checked_mul(1_000_000)
-        .and_then(|us| us.checked_add(u64::from(elapsed.subsec_micros())))
-        .unwrap_or(u64::MAX)
-}
-
-/// [`micros_since`] through a one-entry cache of the last instant stamped.
-fn micros_since_cached(origin: Instant, last: &Cell<Option<(Instant, u64)>>) -> u64 {
-    let now = crate::sim::clock::now();
-    if let Some((at, us)) = last.get() {
-        if at == now {
-            return us;
-        }
-    }
-    let us = micros_between(origin, now);
-    last.set(Some((now, us)));
+/// [`clock::micros_since_cached`] with the cache in a `Cell` (the sink is
+/// used through `&self`).
+fn stamp(origin: Instant, last: &Cell<Option<(Instant, u64)>>) -> u64 {
+    let mut cached = last.get();
+    let us = clock::micros_since_cached(origin, &mut cached);
+    last.set(cached);
     us
 }
 
@@ -228,15 +210,9 @@ impl SafetySink {
     pub fn emit(&self, event: impl Into<SafetyEvent>) {
         match &self.mode {
             SinkMode::Off => {}
-            SinkMode::Local {
-                checker,
-                origin,
-                last,
-            } => {
-                checker.observe(micros_since_cached(*origin, last), &event.into());
-            }
+            SinkMode::Local { .. } => self.emit_ref(&event.into()),
             SinkMode::Actor { recipient, origin } => recipient.do_send(Observe {
-                at_us: micros_since(*origin),
+                at_us: clock::micros_since(*origin),
                 event: event.into(),
             }),
         }
@@ -253,10 +229,10 @@ impl SafetySink {
                 origin,
                 last,
             } => {
-                checker.observe(micros_since_cached(*origin, last), event);
+                checker.observe(stamp(*origin, last), event);
             }
             SinkMode::Actor { recipient, origin } => recipient.do_send(Observe {
-                at_us: micros_since(*origin),
+                at_us: clock::micros_since(*origin),
                 event: event.clone(),
             }),
         }
@@ -290,18 +266,11 @@ impl SafetySink {
 mod tests {
     use super::*;
 
-    /// Stamps are whole microseconds since the origin, 0 before it, and a
-    /// repeated instant gets the stamp it got the first time.
+    /// The sink's stamp keeps its one-entry cache in the `Cell`: a
+    /// repeated instant gets the stamp cached for it (deliberately a wrong
+    /// one here), a new instant is computed afresh and cached.
     #[test]
-    fn stamps_count_whole_microseconds_and_reuse_the_last_instant() {
-        let origin = Instant::now();
-        let later = origin + std::time::Duration::new(3, 456_789);
-        assert_eq!(micros_between(origin, later), 3_000_456);
-        assert_eq!(micros_between(later, origin), 0);
-        assert_eq!(micros_between(origin, origin), 0);
-        // Under a paused clock the instant stays put: the cached stamp
-        // (deliberately a wrong one here) is what the sink reuses, and a
-        // new instant is computed afresh and cached.
+    fn the_sink_stamp_reuses_the_last_instant() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
@@ -310,11 +279,11 @@ mod tests {
         rt.block_on(async {
             let origin = Instant::now();
             let last = Cell::new(Some((Instant::now(), 42)));
-            assert_eq!(micros_since_cached(origin, &last), 42);
+            assert_eq!(stamp(origin, &last), 42);
             tokio::time::advance(std::time::Duration::from_micros(1_500)).await;
-            assert_eq!(micros_since_cached(origin, &last), 1_500);
+            assert_eq!(stamp(origin, &last), 1_500);
             assert_eq!(last.get(), Some((Instant::now(), 1_500)));
-            assert_eq!(micros_since_cached(origin, &last), 1_500);
+            assert_eq!(stamp(origin, &last), 1_500);
         });
     }
     use crate::safety::{digest_of, Epoch, PbftEvent, Position, RaftEvent};

@@ -56,6 +56,38 @@ pub fn now() -> Instant {
     })
 }
 
+/// Whole microseconds from `origin` to `now` (0 if `now` is earlier),
+/// saturating at `u64::MAX`.
+pub fn micros_between(origin: Instant, now: Instant) -> u64 {
+    let elapsed = now.saturating_duration_since(origin);
+    elapsed
+        .as_secs()
+        .checked_mul(1_000_000)
+        .and_then(|us| us.checked_add(u64::from(elapsed.subsec_micros())))
+        .unwrap_or(u64::MAX)
+}
+
+/// Whole microseconds from `origin` to [`now`].
+pub fn micros_since(origin: Instant) -> u64 {
+    micros_between(origin, now())
+}
+
+/// [`micros_since`] through a one-entry cache of the last instant stamped:
+/// in a simulation many steps run at one virtual instant, and they then
+/// skip the subtraction and conversion. `last` belongs to the caller (one
+/// per time base).
+pub fn micros_since_cached(origin: Instant, last: &mut Option<(Instant, u64)>) -> u64 {
+    let now = now();
+    if let Some((at, us)) = *last {
+        if at == now {
+            return us;
+        }
+    }
+    let us = micros_between(origin, now);
+    *last = Some((now, us));
+    us
+}
+
 /// Forgets the remembered instant: the clock may move from here on (called
 /// by the runtime's park hooks).
 pub(crate) fn forget() {
@@ -129,5 +161,36 @@ mod tests {
             ]
         );
         assert!(matches!(CACHED.with(Cell::get), Cached::Off));
+    }
+
+    /// Stamps count whole microseconds (never negative, saturating); the
+    /// cached stamp of a repeated instant is reused and a new instant is
+    /// computed afresh and cached.
+    #[test]
+    fn stamps_count_whole_microseconds_and_reuse_the_last_instant() {
+        let origin = Instant::now();
+        let later = origin + Duration::new(3, 456_789);
+        assert_eq!(micros_between(origin, later), 3_000_456);
+        assert_eq!(micros_between(later, origin), 0);
+        assert_eq!(micros_between(origin, origin), 0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let origin = Instant::now();
+            tokio::time::advance(Duration::from_micros(2_500)).await;
+            let mut last = None;
+            assert_eq!(micros_since_cached(origin, &mut last), 2_500);
+            assert_eq!(last, Some((Instant::now(), 2_500)));
+            // A (deliberately wrong) cached stamp for this instant is reused.
+            last = Some((Instant::now(), 7));
+            assert_eq!(micros_since_cached(origin, &mut last), 7);
+            tokio::time::advance(Duration::from_micros(1)).await;
+            assert_eq!(micros_since_cached(origin, &mut last), 2_501);
+            assert_eq!(last, Some((Instant::now(), 2_501)));
+            assert_eq!(micros_since(origin), 2_501);
+        });
     }
 }

@@ -43,7 +43,6 @@ use consensus_actors::types::{ClientId, LogId, LogIndex, NodeId, NodeState, Term
 use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use tokio::time::Instant;
 
 /// A command Raft can replicate: it crosses the network (serde), and is
 /// shared between components and threads by reference count (`Send +
@@ -84,33 +83,7 @@ impl<T> RaftStateMachine for T where
 {
 }
 
-/// Microseconds since the node's time base (tokio clock: virtual under a
-/// paused runtime).
-pub(crate) fn micros_since(epoch: Instant) -> u64 {
-    u64::try_from(
-        consensus_actors::sim::clock::now()
-            .saturating_duration_since(epoch)
-            .as_micros(),
-    )
-    .unwrap_or(u64::MAX)
-}
-
-/// [`micros_since`] through a one-entry cache of the last instant read:
-/// under the paused clock of a simulation many steps run at one instant,
-/// and they then skip the subtraction and conversion.
-pub(crate) fn micros_since_cached(epoch: Instant, last: &mut Option<(Instant, u64)>) -> u64 {
-    // Read once per virtual instant inside a simulation, the plain clock
-    // elsewhere.
-    let now = consensus_actors::sim::clock::now();
-    if let Some((at, us)) = *last {
-        if at == now {
-            return us;
-        }
-    }
-    let us = u64::try_from(now.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX);
-    *last = Some((now, us));
-    us
-}
+pub(crate) use consensus_actors::sim::clock::{micros_since, micros_since_cached};
 
 /// A protocol message from a peer, dispatched by the [`RaftRouter`].
 pub struct PeerMessage<C> {
@@ -725,30 +698,6 @@ mod tests {
     use super::*;
 
     type Queue = SubmissionQueue<u32, u32>;
-
-    /// The cached clock reads microseconds since the epoch, reuses the
-    /// stamp of a repeated instant and computes a new one afresh.
-    #[test]
-    fn the_cached_clock_reuses_the_last_instant() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let epoch = Instant::now();
-            let mut last = None;
-            tokio::time::advance(std::time::Duration::from_micros(2_500)).await;
-            assert_eq!(micros_since_cached(epoch, &mut last), 2_500);
-            assert_eq!(last, Some((Instant::now(), 2_500)));
-            // A (deliberately wrong) cached stamp for this instant is reused.
-            last = Some((Instant::now(), 7));
-            assert_eq!(micros_since_cached(epoch, &mut last), 7);
-            tokio::time::advance(std::time::Duration::from_micros(1)).await;
-            assert_eq!(micros_since_cached(epoch, &mut last), 2_501);
-            assert_eq!(micros_since(epoch), 2_501);
-        });
-    }
 
     fn submission(
         command: u32,
