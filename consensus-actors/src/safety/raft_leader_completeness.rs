@@ -56,12 +56,8 @@ impl RaftLeaderCompleteness {
         let Some((first, last)) = log.newly_committed(commit_index) else {
             return;
         };
-        for i in first.get()..=last.get() {
-            let index = LogIndex(i);
-            // Entries inside the snapshot (after a crash) have no digest left.
-            let Some((entry_term, digest)) = log.entry_at(index) else {
-                continue;
-            };
+        // Entries inside the snapshot (after a crash) have no digest left.
+        for (index, entry_term, digest) in log.entries_between(first, last) {
             match committed.get_mut(index) {
                 Some(c) => {
                     if c.term == entry_term && c.digest == digest {

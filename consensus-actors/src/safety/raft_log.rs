@@ -235,6 +235,30 @@ impl NodeLog {
         self.offset(index).map(|k| self.entries[k])
     }
 
+    /// The entries the log holds above its snapshot at indexes `first..=last`,
+    /// as (index, term, digest), in index order: the indexes for which
+    /// [`entry_at`](Self::entry_at) is `Some`, read as one slice.
+    pub fn entries_between(
+        &self,
+        first: LogIndex,
+        last: LogIndex,
+    ) -> impl Iterator<Item = (LogIndex, Term, u64)> + '_ {
+        let start = first.max(LogIndex(self.snapshot_index.get().saturating_add(1)));
+        let end = last.min(self.last_index());
+        let base = self.snapshot_index.get() + 1;
+        let slice = if start <= end {
+            let lo = usize::try_from(start.get() - base).unwrap_or(usize::MAX);
+            let hi = usize::try_from(end.get() - base).unwrap_or(usize::MAX);
+            self.entries.get(lo..=hi).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        slice
+            .iter()
+            .enumerate()
+            .map(move |(k, &(term, digest))| (LogIndex(start.get() + k as u64), term, digest))
+    }
+
     /// Would writing (`index`, `term`) replace an entry of another term?
     pub fn would_replace(&self, index: LogIndex, term: Term) -> bool {
         self.entry_at(index).is_some_and(|(t, _)| t != term)
@@ -618,6 +642,29 @@ mod tests {
         compacted.append_batch(LogIndex(3), &[(Term(2), 12), (Term(2), 13)]);
         assert_eq!(compacted, one_by_one);
         assert_eq!(compacted.entry_at(LogIndex(4)), Some((Term(2), 13)));
+    }
+
+    /// `entries_between` yields exactly the indexes `entry_at` knows.
+    #[test]
+    fn entries_between_reads_what_entry_at_would() {
+        let mut log = log_of(&[(1, 10), (1, 11), (2, 12), (2, 13), (3, 14)]);
+        log.install_snapshot(LogIndex(2), Term(1));
+        for first in 0..8 {
+            for last in 0..8 {
+                let expected: Vec<(LogIndex, Term, u64)> = (first..=last)
+                    .filter_map(|i| log.entry_at(LogIndex(i)).map(|(t, d)| (LogIndex(i), t, d)))
+                    .collect();
+                let got: Vec<_> = log
+                    .entries_between(LogIndex(first), LogIndex(last))
+                    .collect();
+                assert_eq!(got, expected, "{first}..={last}");
+            }
+        }
+        assert_eq!(
+            log.entries_between(LogIndex(4), LogIndex(4))
+                .collect::<Vec<_>>(),
+            vec![(LogIndex(4), Term(2), 13)]
+        );
     }
 
     #[test]

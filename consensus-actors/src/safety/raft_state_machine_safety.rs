@@ -71,11 +71,7 @@ impl Facts {
         };
         let mut conflicts = 0u64;
         let mut first_conflict = None;
-        for i in first.get()..=last_new.get() {
-            let index = LogIndex(i);
-            let Some((term, digest)) = log.entry_at(index) else {
-                continue;
-            };
+        for (index, term, digest) in log.entries_between(first, last_new) {
             let (c_term, c_digest, c_node) =
                 *self.committed.get_or_insert(index, (term, digest, node));
             if (c_term, c_digest) != (term, digest) {
