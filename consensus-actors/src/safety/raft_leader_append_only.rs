@@ -89,6 +89,17 @@ impl RaftLeaderAppendOnly {
             };
             let empty = NodeLog::default();
             let log = logs.get(node).unwrap_or(&empty);
+            // Entries are contiguous and increasing: a write replaces an
+            // entry only at an index the log already holds, so an append
+            // that starts past the log's end (a leader's usual append)
+            // replaces nothing.
+            if entries
+                .clone()
+                .next()
+                .is_none_or(|(first, _, _)| first > log.last_index())
+            {
+                return;
+            }
             for write in log.walk_append(entries) {
                 let (index, term) = (write.index, write.term);
                 if let AppendOutcome::Replaced { old_term, .. } = write.outcome {
