@@ -27,8 +27,8 @@
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
 use super::{
-    AppendOutcome, EntryWrite, Epoch, Invariant, NodeLog, Position, RaftLogs, SafetyEvent,
-    Violation,
+    AppendOutcome, AppendedEntries, EntryWrite, Epoch, Invariant, NodeLog, Position, RaftLogs,
+    SafetyEvent, Violation,
 };
 use crate::types::{LogIndex, NodeId, Term};
 /// What the first write of an (index, term) said.
@@ -111,6 +111,31 @@ impl RaftLogMatching {
         };
         let empty = NodeLog::default();
         let log = logs.get(node).unwrap_or(&empty);
+        // The usual append extends the log: every entry lands at
+        // `last + 1`, on top of the previous one (or, for the first, of the
+        // log's last entry), exactly what the walk would report, without
+        // its per-entry case analysis.
+        let last = log.last_index();
+        if let AppendedEntries::Batch { next, rest } = &entries {
+            if *next == last.next() {
+                let mut prev_term = log.term_at(last);
+                let mut index = *next;
+                for &(term, digest) in rest.clone() {
+                    let write = EntryWrite {
+                        index,
+                        term,
+                        digest,
+                        last_before: index.prev(),
+                        prev_term,
+                        outcome: AppendOutcome::Extended,
+                    };
+                    Self::check_entry(facts, at_us, ev, node, &write, out);
+                    prev_term = Some(term);
+                    index = index.next();
+                }
+                return;
+            }
+        }
         for write in log.walk_append(entries) {
             Self::check_entry(facts, at_us, ev, node, &write, out);
         }
