@@ -3,7 +3,7 @@
 
 use super::{
     PaxosAgreement, PaxosPromisesKept, PbftAgreement, PbftPreparedAgreement, RaftElectionSafety,
-    RaftLeaderAppendOnly, RaftLeaderCompleteness, RaftLogMatching, RaftLogs,
+    RaftEvent, RaftLeaderAppendOnly, RaftLeaderCompleteness, RaftLogMatching, RaftLogs,
     RaftStateMachineSafety, SafetyEvent, Violation,
 };
 use crate::types::ConsensusProtocol;
@@ -49,6 +49,92 @@ pub trait Invariant: Send {
     fn uses_raft_logs(&self) -> bool {
         false
     }
+
+    /// The kinds of event the invariant reacts to; a
+    /// [`SafetyChecker`] shows it no others (it saves a call per event
+    /// the invariant would ignore). It must include every kind that can
+    /// change the invariant's state or produce a violation. The default is
+    /// every kind.
+    fn event_kinds(&self) -> EventKinds {
+        EventKinds::ALL
+    }
+}
+
+/// A set of [`SafetyEvent`] kinds (one per Raft event variant, plus
+/// crashes, Paxos events and PBFT events); see
+/// [`Invariant::event_kinds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventKinds(u32);
+
+impl EventKinds {
+    /// Every kind.
+    pub const ALL: Self = Self(u32::MAX);
+    /// No kind.
+    pub const NONE: Self = Self(0);
+    /// [`RaftEvent::BecameLeader`].
+    pub const BECAME_LEADER: Self = Self(1 << 0);
+    /// [`RaftEvent::SteppedDown`].
+    pub const STEPPED_DOWN: Self = Self(1 << 1);
+    /// [`RaftEvent::Appended`].
+    pub const APPENDED: Self = Self(1 << 2);
+    /// [`RaftEvent::AppendedBatch`].
+    pub const APPENDED_BATCH: Self = Self(1 << 3);
+    /// [`RaftEvent::Truncated`].
+    pub const TRUNCATED: Self = Self(1 << 4);
+    /// [`RaftEvent::CommitAdvanced`].
+    pub const COMMIT_ADVANCED: Self = Self(1 << 5);
+    /// [`RaftEvent::Applied`].
+    pub const APPLIED: Self = Self(1 << 6);
+    /// [`RaftEvent::AppliedBatch`].
+    pub const APPLIED_BATCH: Self = Self(1 << 7);
+    /// [`RaftEvent::Committed`].
+    pub const COMMITTED: Self = Self(1 << 8);
+    /// [`RaftEvent::SnapshotInstalled`].
+    pub const SNAPSHOT_INSTALLED: Self = Self(1 << 9);
+    /// [`SafetyEvent::Crashed`].
+    pub const CRASHED: Self = Self(1 << 10);
+    /// Every [`SafetyEvent::Paxos`] event.
+    pub const PAXOS: Self = Self(1 << 11);
+    /// Every [`SafetyEvent::Pbft`] event.
+    pub const PBFT: Self = Self(1 << 12);
+
+    /// The kinds in `self` or `other`.
+    #[must_use]
+    pub const fn or(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// The kind of `ev`.
+    pub fn of(ev: &SafetyEvent) -> Self {
+        match ev {
+            SafetyEvent::Raft(r) => match r {
+                RaftEvent::BecameLeader { .. } => Self::BECAME_LEADER,
+                RaftEvent::SteppedDown { .. } => Self::STEPPED_DOWN,
+                RaftEvent::Appended { .. } => Self::APPENDED,
+                RaftEvent::AppendedBatch { .. } => Self::APPENDED_BATCH,
+                RaftEvent::Truncated { .. } => Self::TRUNCATED,
+                RaftEvent::CommitAdvanced { .. } => Self::COMMIT_ADVANCED,
+                RaftEvent::Applied { .. } => Self::APPLIED,
+                RaftEvent::AppliedBatch { .. } => Self::APPLIED_BATCH,
+                RaftEvent::Committed { .. } => Self::COMMITTED,
+                RaftEvent::SnapshotInstalled { .. } => Self::SNAPSHOT_INSTALLED,
+            },
+            SafetyEvent::Crashed { .. } => Self::CRASHED,
+            SafetyEvent::Paxos(_) => Self::PAXOS,
+            SafetyEvent::Pbft(_) => Self::PBFT,
+        }
+    }
+
+    /// True when every kind in `other` is in `self` (`other` is usually one
+    /// kind, from [`of`](Self::of)).
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// True when `self` and `other` share a kind.
+    pub const fn intersects(self, other: Self) -> bool {
+        self.0 & other.0 != 0
+    }
 }
 
 /// How many violations a checker keeps by default; more are counted but not
@@ -64,6 +150,9 @@ pub const DEFAULT_VIOLATION_LIMIT: usize = 1000;
 /// then applied to the mirror once.
 pub struct SafetyChecker {
     invariants: Vec<Box<dyn Invariant>>,
+    /// `kinds[k]` is what `invariants[k]` reacts to
+    /// ([`Invariant::event_kinds`], read once when it is added).
+    kinds: Vec<EventKinds>,
     /// The shared mirror, kept when some invariant reads it.
     logs: Option<RaftLogs>,
     violations: Vec<Violation>,
@@ -94,6 +183,7 @@ impl SafetyChecker {
     pub fn new() -> Self {
         Self {
             invariants: Vec::new(),
+            kinds: Vec::new(),
             logs: None,
             violations: Vec::new(),
             violation_count: 0,
@@ -167,6 +257,7 @@ impl SafetyChecker {
         if invariant.uses_raft_logs() && self.logs.is_none() {
             self.logs = Some(RaftLogs::default());
         }
+        self.kinds.push(invariant.event_kinds());
         self.invariants.push(invariant);
     }
 
@@ -183,15 +274,22 @@ impl SafetyChecker {
     pub fn observe(&mut self, at_us: u64, ev: &SafetyEvent) -> &[Violation] {
         self.events_observed += 1;
         self.fresh.clear();
+        let kind = EventKinds::of(ev);
+        let interested = self
+            .invariants
+            .iter_mut()
+            .zip(&self.kinds)
+            .filter(|(_, kinds)| kinds.intersects(kind))
+            .map(|(invariant, _)| invariant);
         match &mut self.logs {
             Some(logs) => {
-                for invariant in &mut self.invariants {
+                for invariant in interested {
                     invariant.observe_with_logs(at_us, ev, logs, &mut self.fresh);
                 }
                 logs.apply(ev);
             }
             None => {
-                for invariant in &mut self.invariants {
+                for invariant in interested {
                     invariant.observe(at_us, ev, &mut self.fresh);
                 }
             }
@@ -348,6 +446,54 @@ mod tests {
             term: Term(term),
         }
         .into()
+    }
+
+    /// Counts the events it is shown; reacts only to leader changes.
+    #[derive(Default)]
+    struct CountsLeaders(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+    impl Invariant for CountsLeaders {
+        fn name(&self) -> &'static str {
+            "counts-leaders"
+        }
+
+        fn observe(&mut self, _: u64, _: &SafetyEvent, _: &mut Vec<Violation>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+
+        fn event_kinds(&self) -> EventKinds {
+            EventKinds::BECAME_LEADER.or(EventKinds::CRASHED)
+        }
+    }
+
+    /// A checker shows an invariant only the kinds of event it asked for,
+    /// with and without the shared log mirror.
+    #[test]
+    fn invariants_see_only_the_event_kinds_they_react_to() {
+        let append: SafetyEvent = RaftEvent::AppendedBatch {
+            node: NodeId(1),
+            first_index: crate::types::LogIndex(1),
+            entries: vec![(Term(1), 7)],
+        }
+        .into();
+        let crash = SafetyEvent::Crashed { node: NodeId(1) };
+        assert_eq!(EventKinds::of(&append), EventKinds::APPENDED_BATCH);
+        assert!(EventKinds::ALL.contains(EventKinds::of(&crash)));
+        assert!(!EventKinds::NONE.intersects(EventKinds::of(&crash)));
+        for with_raft in [false, true] {
+            let seen = CountsLeaders::default();
+            let count = seen.0.clone();
+            let mut c = SafetyChecker::new();
+            if with_raft {
+                c = c.with_raft();
+            }
+            c.add(Box::new(seen));
+            for ev in [&append, &leader(1, 1), &append, &crash, &leader(2, 2)] {
+                c.observe(0, ev);
+            }
+            assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 3);
+            assert_eq!(c.events_observed(), 5);
+        }
     }
 
     #[test]

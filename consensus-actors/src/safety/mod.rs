@@ -92,7 +92,9 @@ mod test_support;
 mod verifier;
 mod violation;
 
-pub use checker::{Invariant, SafetyChecker, SafetyReport, SharedChecker, DEFAULT_VIOLATION_LIMIT};
+pub use checker::{
+    EventKinds, Invariant, SafetyChecker, SafetyReport, SharedChecker, DEFAULT_VIOLATION_LIMIT,
+};
 pub use event::{AppendedEntries, AppliedEntries, PaxosEvent, PbftEvent, RaftEvent, SafetyEvent};
 pub use paxos_agreement::PaxosAgreement;
 pub use paxos_promises::PaxosPromisesKept;

@@ -6,7 +6,7 @@
 //! violation. The same node announcing the same term again (a duplicate
 //! report) is not.
 
-use super::{Epoch, Invariant, RaftEvent, SafetyEvent, Violation};
+use super::{Epoch, EventKinds, Invariant, RaftEvent, SafetyEvent, Violation};
 use crate::types::{NodeId, Term};
 use std::collections::BTreeMap;
 
@@ -26,6 +26,10 @@ impl RaftElectionSafety {
 impl Invariant for RaftElectionSafety {
     fn name(&self) -> &'static str {
         "raft-election-safety"
+    }
+
+    fn event_kinds(&self) -> EventKinds {
+        EventKinds::BECAME_LEADER
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {

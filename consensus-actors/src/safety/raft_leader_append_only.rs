@@ -8,7 +8,8 @@
 //! entry it holds) is not.
 
 use super::{
-    AppendOutcome, Epoch, Invariant, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent, Violation,
+    AppendOutcome, Epoch, EventKinds, Invariant, NodeLog, Position, RaftEvent, RaftLogs,
+    SafetyEvent, Violation,
 };
 use crate::types::{LogIndex, NodeId, Term};
 use std::collections::BTreeMap;
@@ -63,6 +64,16 @@ impl Invariant for RaftLeaderAppendOnly {
 
     fn uses_raft_logs(&self) -> bool {
         true
+    }
+
+    fn event_kinds(&self) -> EventKinds {
+        EventKinds::CRASHED
+            .or(EventKinds::BECAME_LEADER)
+            .or(EventKinds::STEPPED_DOWN)
+            .or(EventKinds::APPENDED)
+            .or(EventKinds::APPENDED_BATCH)
+            .or(EventKinds::TRUNCATED)
+            .or(EventKinds::SNAPSHOT_INSTALLED)
     }
 }
 

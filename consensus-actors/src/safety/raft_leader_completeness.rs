@@ -16,7 +16,7 @@
 
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
-use super::{Epoch, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
+use super::{Epoch, EventKinds, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
 use crate::types::{LogIndex, NodeId, Term};
 
 /// A committed entry, as first reported.
@@ -193,6 +193,12 @@ impl Invariant for RaftLeaderCompleteness {
 
     fn uses_raft_logs(&self) -> bool {
         true
+    }
+
+    fn event_kinds(&self) -> EventKinds {
+        EventKinds::BECAME_LEADER
+            .or(EventKinds::COMMIT_ADVANCED)
+            .or(EventKinds::COMMITTED)
     }
 }
 

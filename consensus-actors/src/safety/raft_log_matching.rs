@@ -27,8 +27,8 @@
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
 use super::{
-    AppendOutcome, AppendedEntries, EntryWrite, Epoch, Invariant, NodeLog, Position, RaftLogs,
-    SafetyEvent, Violation,
+    AppendOutcome, AppendedEntries, EntryWrite, Epoch, EventKinds, Invariant, NodeLog, Position,
+    RaftLogs, SafetyEvent, Violation,
 };
 use crate::types::{LogIndex, NodeId, Term};
 /// What the first write of an (index, term) said.
@@ -264,6 +264,10 @@ impl Invariant for RaftLogMatching {
 
     fn uses_raft_logs(&self) -> bool {
         true
+    }
+
+    fn event_kinds(&self) -> EventKinds {
+        EventKinds::APPENDED.or(EventKinds::APPENDED_BATCH)
     }
 }
 

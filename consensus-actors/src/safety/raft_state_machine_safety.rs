@@ -17,7 +17,9 @@
 
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
-use super::{Epoch, Invariant, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
+use super::{
+    Epoch, EventKinds, Invariant, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent, Violation,
+};
 use crate::types::{LogIndex, NodeId, Term};
 
 /// Committed and applied entries never differ between nodes or change.
@@ -289,6 +291,15 @@ impl Invariant for RaftStateMachineSafety {
 
     fn uses_raft_logs(&self) -> bool {
         true
+    }
+
+    fn event_kinds(&self) -> EventKinds {
+        EventKinds::COMMIT_ADVANCED
+            .or(EventKinds::COMMITTED)
+            .or(EventKinds::TRUNCATED)
+            .or(EventKinds::SNAPSHOT_INSTALLED)
+            .or(EventKinds::APPLIED)
+            .or(EventKinds::APPLIED_BATCH)
     }
 }
 
