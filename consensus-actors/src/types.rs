@@ -241,9 +241,31 @@ pub struct LogEntry<C> {
 #[derive(Default)]
 struct EntryDigests {
     /// [`digest_of`](crate::safety::digest_of) of the command.
-    command: std::sync::OnceLock<u64>,
+    command: DigestCell,
     /// The structural digest of the whole entry (the trace's).
-    trace: std::sync::OnceLock<u64>,
+    trace: DigestCell,
+}
+
+/// A remembered digest in one word (8 bytes, where a `OnceLock<u64>` takes
+/// 16 and every entry carries two): 0 means "not computed yet", so a digest
+/// that happens to be 0 is simply computed again each time. Racing writers
+/// store the same value (a digest of the entry's unchanging content), so
+/// relaxed ordering is enough.
+#[derive(Default)]
+struct DigestCell(std::sync::atomic::AtomicU64);
+
+impl DigestCell {
+    fn get(&self) -> Option<u64> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            d => Some(d),
+        }
+    }
+
+    fn set(&self, digest: u64) -> u64 {
+        self.0.store(digest, std::sync::atomic::Ordering::Relaxed);
+        digest
+    }
 }
 
 impl Clone for EntryDigests {
@@ -301,12 +323,11 @@ impl<C: Serialize> Serialize for LogEntry<C> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if crate::sim::digest::digesting() {
             let digest = match self.digests.trace.get() {
-                Some(d) => *d,
-                None => {
-                    let d = crate::sim::digest::structural_digest(&EntryFields(self))
-                        .map_err(serde::ser::Error::custom)?;
-                    *self.digests.trace.get_or_init(|| d)
-                }
+                Some(d) => d,
+                None => self.digests.trace.set(
+                    crate::sim::digest::structural_digest(&EntryFields(self))
+                        .map_err(serde::ser::Error::custom)?,
+                ),
             };
             return serializer.serialize_u64(digest);
         }
@@ -340,10 +361,13 @@ impl<C> LogEntry<C> {
     where
         C: Serialize,
     {
-        *self
-            .digests
-            .command
-            .get_or_init(|| crate::safety::digest_of(&self.command))
+        match self.digests.command.get() {
+            Some(d) => d,
+            None => self
+                .digests
+                .command
+                .set(crate::safety::digest_of(&self.command)),
+        }
     }
 
     /// The (term, index) pair that identifies this entry under the log
@@ -438,7 +462,7 @@ mod tests {
         let e = std::sync::Arc::new(entry("a"));
         let shared = std::sync::Arc::clone(&e);
         let (c, t) = (e.command_digest(), crate::sim::digest(&*e));
-        assert_eq!(e.digests.command.get(), Some(&c));
+        assert_eq!(e.digests.command.get(), Some(c));
         assert!(shared.digests.trace.get().is_some());
         assert_eq!(shared.command_digest(), c);
         assert_eq!(crate::sim::digest(&*shared), t);
