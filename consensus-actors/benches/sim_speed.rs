@@ -4,7 +4,11 @@
 //! faulty `SimNetwork` (jitter, loss, duplication, reordering) with the
 //! trace hash on: ping/pong at four message rates, then the message pattern
 //! of Raft log replication at 1000 client operations per second, one
-//! operation per append or batched every 5 ms. For each, prints the virtual
+//! operation per append or batched every 5 ms, and the batched pattern again
+//! with the operations coming from 50 client tasks that each submit one
+//! (one actor message per operation) and wait for the majority's answer: the
+//! floor of what any protocol on this runtime costs at that load, with no
+//! log, state machine or checks. For each, prints the virtual
 //! and real durations, the speed-up (virtual / real), the thread's CPU time
 //! and the speed-up by it (steadier on a busy machine), messages delivered
 //! per real second, and checks that tokio's paused clock really
@@ -63,6 +67,25 @@ enum Workload {
     /// append, which each acknowledge: the message pattern of Raft log
     /// replication (one timer per `2 * 4` messages).
     Replicate { ops_per_sec: u64, batch_ms: u64 },
+    /// The same, but the operations come from `clients` client tasks, each
+    /// submitting one operation every `clients * 1000 / ops_per_sec` ms (one
+    /// actor message per operation) and waiting for its answer, which node 1
+    /// gives once two followers acknowledged the append that carried it (a
+    /// majority of 5): the least any consensus protocol does per client
+    /// operation here, with no log, no state machine and no checks.
+    ReplicateClients {
+        ops_per_sec: u64,
+        batch_ms: u64,
+        clients: u64,
+    },
+}
+
+/// A client's operation, handed to node 1; `done` is answered when a
+/// majority acknowledged the append that carried it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Submit {
+    done: tokio::sync::oneshot::Sender<()>,
 }
 
 struct Node {
@@ -75,6 +98,11 @@ struct Node {
     seq: u64,
     pongs: u64,
     acked: u64,
+    /// Client operations that arrived since the last append.
+    arrived: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Appends sent, by the last sequence number they carry: acknowledgements
+    /// so far and the clients to answer at two.
+    unacked: std::collections::BTreeMap<u64, (u32, Vec<tokio::sync::oneshot::Sender<()>>)>,
 }
 
 impl Node {
@@ -113,6 +141,25 @@ impl Node {
                 self.transport.broadcast(&self.peers, &append);
                 batch_ms
             }
+            Workload::ReplicateClients { batch_ms, .. } => {
+                if self.id != NodeId(1) {
+                    return;
+                }
+                if !self.arrived.is_empty() {
+                    let first = self.seq + 1;
+                    self.seq += self.arrived.len() as u64;
+                    let append = Msg::Append {
+                        first,
+                        entries: (first..=self.seq)
+                            .map(|i| (i, COMMAND.to_owned()))
+                            .collect(),
+                    };
+                    self.transport.broadcast(&self.peers, &append);
+                    let waiting = std::mem::take(&mut self.arrived);
+                    self.unacked.insert(self.seq, (0, waiting));
+                }
+                batch_ms
+            }
         };
         ctx.run_later(Duration::from_millis(wait_ms), |act, ctx| act.tick(ctx));
     }
@@ -143,6 +190,20 @@ impl Handler<Envelope<Msg>> for Node {
                 self.transport.send(env.from, Msg::Ack { upto });
             }
             Msg::Ack { upto } => {
+                // Answer the clients of every append up to `upto` once two
+                // followers acknowledged it (duplicates may over-count; the
+                // cost, not the exact rule, is what is measured here).
+                if let Some((acks, _)) = self.unacked.get_mut(&upto) {
+                    *acks += 1;
+                    if *acks >= 2 {
+                        let rest = self.unacked.split_off(&(upto + 1));
+                        for (_, (_, clients)) in std::mem::replace(&mut self.unacked, rest) {
+                            for done in clients {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                }
                 self.acked += 1;
                 if self.acked % 100 == 0 {
                     self.trace.record_value(self.id, "acked", &upto);
@@ -152,8 +213,18 @@ impl Handler<Envelope<Msg>> for Node {
     }
 }
 
+impl Handler<Submit> for Node {
+    type Result = ();
+
+    fn handle(&mut self, op: Submit, _: &mut Context<Self>) {
+        self.arrived.push(op.done);
+    }
+}
+
 struct Factory {
     workload: Workload,
+    /// Node 1's address, for the clients.
+    leader: std::rc::Rc<std::cell::RefCell<Option<Addr<Node>>>>,
 }
 
 impl NodeFactory<Msg> for Factory {
@@ -168,13 +239,47 @@ impl NodeFactory<Msg> for Factory {
             seq: 0,
             pongs: 0,
             acked: 0,
+            arrived: Vec::new(),
+            unacked: std::collections::BTreeMap::new(),
         }
         .start();
+        if ctx.id == NodeId(1) {
+            *self.leader.borrow_mut() = Some(addr.clone());
+        }
         // The bench never crashes a node.
         StartedNode::new(addr.recipient(), || {})
     }
 
     fn on_crash(&mut self, _: NodeId) {}
+}
+
+/// Starts `clients` client tasks that together submit `ops_per_sec`
+/// operations to `leader`, each one at a time on a fixed period (staggered),
+/// waiting for each answer.
+fn spawn_clients(
+    leader: Addr<Node>,
+    ops_per_sec: u64,
+    clients: u64,
+    answered_ops: std::rc::Rc<std::cell::Cell<u64>>,
+) {
+    let period = Duration::from_micros(clients * 1_000_000 / ops_per_sec.max(1));
+    for c in 0..clients {
+        let leader = leader.clone();
+        let answered_ops = answered_ops.clone();
+        actix::spawn(async move {
+            let mut next = tokio::time::Instant::now() + period * c as u32 / clients as u32;
+            loop {
+                tokio::time::sleep_until(next).await;
+                let (done, answered) = tokio::sync::oneshot::channel();
+                leader.do_send(Submit { done });
+                if answered.await.is_err() {
+                    return;
+                }
+                answered_ops.set(answered_ops.get() + 1);
+                next += period;
+            }
+        });
+    }
 }
 
 /// CPU time this thread has used so far (Linux: /proc/thread-self/schedstat),
@@ -230,6 +335,14 @@ fn main() {
         ("ping every 1-3ms/node (~5000 msg/s)", ping(1, 3)),
         ("replicate 1000 op/s, 1 op/append (8000/s)", replicate(1)),
         ("replicate 1000 op/s, 5ms batch (1600/s)", replicate(5)),
+        (
+            "same, ops from 50 clients (+1 msg/op)",
+            Workload::ReplicateClients {
+                ops_per_sec: 1000,
+                batch_ms: 5,
+                clients: 50,
+            },
+        ),
     ];
     let chosen: Vec<(&str, Workload)> = match only {
         Some(i) => workloads.get(i).copied().into_iter().collect(),
@@ -255,7 +368,24 @@ fn main() {
         };
         let cpu_start = thread_cpu_time();
         let real_start = std::time::Instant::now();
-        let out = Simulation::run(cfg, Factory { workload }, |sim| async move {
+        let leader = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let answered_ops = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = answered_ops.clone();
+        let factory = Factory {
+            workload,
+            leader: leader.clone(),
+        };
+        let out = Simulation::run(cfg, factory, |sim| async move {
+            if let Workload::ReplicateClients {
+                ops_per_sec,
+                clients,
+                ..
+            } = workload
+            {
+                if let Some(leader) = leader.borrow().clone() {
+                    spawn_clients(leader, ops_per_sec, clients, counted);
+                }
+            }
             sim.run_for(virtual_run).await;
             sim.now()
         });
@@ -297,5 +427,12 @@ fn main() {
             msgs as f64 / real.as_secs_f64(),
             out.trace_hash
         );
+        if answered_ops.get() > 0 {
+            println!(
+                "  {} client operations answered ({:.0} per virtual second)",
+                answered_ops.get(),
+                answered_ops.get() as f64 / virt.as_secs_f64()
+            );
+        }
     }
 }
