@@ -535,7 +535,18 @@ where
                     slot.send(Err(error));
                 }
             }
+            Effect::Progress(p) => {
+                if let Some(trace) = &self.trace {
+                    trace.record_value(
+                        node,
+                        "raft-commit",
+                        &(p.commit_index.get(), p.last_log_index.get()),
+                    );
+                }
+                events.push(RaftEvent::Progress(p));
+            }
             Effect::Event(ev) => {
+                let ev = *ev;
                 if let Some(trace) = &self.trace {
                     match &ev {
                         RaftEvent::RoleChanged { term, role, leader } => trace.record_value(

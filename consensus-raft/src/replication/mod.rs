@@ -149,11 +149,38 @@ pub enum Effect<C, O> {
         /// Why.
         error: ProposeError,
     },
-    /// Tell the other components.
-    Event(RaftEvent),
+    /// Tell the other components the log's progress (a
+    /// [`RaftEvent::Progress`]: the most frequent event, so it has a variant
+    /// of its own and is not boxed).
+    Progress(LogProgress),
+    /// Tell the other components any other event. Boxed: the events that
+    /// carry configurations are large and rare, and every effect is moved
+    /// by value (twice per step), so the effect's size is the largest
+    /// variant's. Build it with [`Effect::event`].
+    Event(Box<RaftEvent>),
     /// Entries just committed, in index order (only when
     /// [`ReplicationCore::set_observe_commits`] is on: for the SafetyVerifier).
     Committed(Vec<EntryRef<C>>),
+}
+
+impl<C, O> Effect<C, O> {
+    /// The effect that tells the other components `event`
+    /// ([`Effect::Progress`] or [`Effect::Event`]).
+    pub fn event(event: RaftEvent) -> Self {
+        match event {
+            RaftEvent::Progress(p) => Effect::Progress(p),
+            other => Effect::Event(Box::new(other)),
+        }
+    }
+
+    /// The event this effect tells the other components, if it is one.
+    pub fn as_event(&self) -> Option<RaftEvent> {
+        match self {
+            Effect::Progress(p) => Some(RaftEvent::Progress(*p)),
+            Effect::Event(e) => Some(RaftEvent::clone(&**e)),
+            _ => None,
+        }
+    }
 }
 
 /// The leader's view of one follower or learner (Figure 2 "volatile state on
@@ -601,7 +628,7 @@ where
         let now = (self.term, self.role, self.leader);
         if now != self.reported_role {
             self.reported_role = now;
-            self.emit(Effect::Event(RaftEvent::RoleChanged {
+            self.emit(Effect::event(RaftEvent::RoleChanged {
                 term: self.term,
                 role: self.role,
                 leader: self.leader,
@@ -698,7 +725,7 @@ where
             self.hard_state_dirty = true;
         }
         if grant {
-            self.emit(Effect::Event(RaftEvent::VoteGranted {
+            self.emit(Effect::event(RaftEvent::VoteGranted {
                 term: self.term,
                 candidate: rv.candidate_id,
             }));
@@ -747,7 +774,7 @@ where
             self.report_role();
             self.term
         };
-        self.emit(Effect::Event(RaftEvent::ElectionStarted {
+        self.emit(Effect::event(RaftEvent::ElectionStarted {
             term,
             pre_vote,
             transfer,
@@ -864,7 +891,7 @@ where
             self.report_role();
         }
         self.last_leader_contact_us = Some(now_us);
-        self.emit(Effect::Event(RaftEvent::HeardFromLeader { term, leader }));
+        self.emit(Effect::event(RaftEvent::HeardFromLeader { term, leader }));
     }
 
     fn check_term(&self, expected: Term) -> Result<(), Refusal> {
@@ -1371,7 +1398,7 @@ where
             }
         }
         if let Some(snapshot) = snapshot_needed {
-            self.emit(Effect::Event(RaftEvent::SnapshotNeeded {
+            self.emit(Effect::event(RaftEvent::SnapshotNeeded {
                 term,
                 peer,
                 snapshot,
@@ -1456,10 +1483,10 @@ where
             && self.leader_state.is_some();
         let match_index = self.match_index_of(from).unwrap_or_default();
         for e in events {
-            self.emit(Effect::Event(e));
+            self.emit(Effect::event(e));
         }
         if learner_event {
-            self.emit(Effect::Event(RaftEvent::LearnerProgress {
+            self.emit(Effect::event(RaftEvent::LearnerProgress {
                 term,
                 peer: from,
                 match_index,
@@ -1513,7 +1540,7 @@ where
         }
         if let Some(s) = snapshot {
             for peer in needs_snapshot {
-                self.emit(Effect::Event(RaftEvent::SnapshotNeeded {
+                self.emit(Effect::event(RaftEvent::SnapshotNeeded {
                     term,
                     peer,
                     snapshot: Arc::clone(&s),
@@ -1688,7 +1715,7 @@ where
             let purge_term = self.log.term_at(purge_index).unwrap_or(Term::ZERO);
             self.purge_to(LogId::new(purge_term, purge_index));
         }
-        self.emit(Effect::Event(RaftEvent::SnapshotTaken {
+        self.emit(Effect::event(RaftEvent::SnapshotTaken {
             meta: meta.clone(),
             purged_upto: self.log.snapshot_last().index,
         }));
@@ -1772,7 +1799,7 @@ where
                 });
             }
         }
-        self.emit(Effect::Event(RaftEvent::SnapshotTaken {
+        self.emit(Effect::event(RaftEvent::SnapshotTaken {
             meta: snapshot.meta.clone(),
             purged_upto: self.log.snapshot_last().index,
         }));
@@ -1805,7 +1832,7 @@ where
         }
         if self.membership().is_learner(peer) {
             let match_index = self.match_index_of(peer).unwrap_or_default();
-            self.emit(Effect::Event(RaftEvent::LearnerProgress {
+            self.emit(Effect::event(RaftEvent::LearnerProgress {
                 term,
                 peer,
                 match_index,
@@ -1829,7 +1856,7 @@ where
             let (effective_id, effective) = self.configs[self.configs.len() - 1].clone();
             let (committed_id, committed) = self.committed_config();
             let committed = committed.clone();
-            self.emit(Effect::Event(RaftEvent::MembershipChanged {
+            self.emit(Effect::event(RaftEvent::MembershipChanged {
                 term: self.term,
                 effective_id,
                 effective,
@@ -1852,7 +1879,7 @@ where
         let progress = self.log_progress();
         if progress != self.reported_progress {
             self.reported_progress = progress;
-            self.emit(Effect::Event(RaftEvent::Progress(progress)));
+            self.emit(Effect::Progress(progress));
         }
         if cfg!(debug_assertions) {
             self.check_invariants();

@@ -82,13 +82,7 @@ fn appends_to(effects: &[Eff], peer: u64) -> Vec<AppendEntries<KvCommand>> {
 }
 
 fn events(effects: &[Eff]) -> Vec<RaftEvent> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Event(ev) => Some(ev.clone()),
-            _ => None,
-        })
-        .collect()
+    effects.iter().filter_map(Effect::as_event).collect()
 }
 
 fn results(effects: &[Eff]) -> Vec<(ProposalId, Result<KvOutput, ProposeError>)> {
@@ -209,7 +203,7 @@ fn request_vote_grant_persists_vote_before_reply() {
                 term: Term(1),
                 voted_for: Some(n(2))
             }),
-            Effect::Event(RaftEvent::VoteGranted {
+            Effect::event(RaftEvent::VoteGranted {
                 term: Term(1),
                 candidate: n(2)
             }),
@@ -221,12 +215,12 @@ fn request_vote_grant_persists_vote_before_reply() {
                     pre_vote: false
                 })
             },
-            Effect::Event(RaftEvent::RoleChanged {
+            Effect::event(RaftEvent::RoleChanged {
                 term: Term(1),
                 role: NodeState::Follower,
                 leader: None
             }),
-            Effect::Event(RaftEvent::Progress(LogProgress {
+            Effect::event(RaftEvent::Progress(LogProgress {
                 term: Term(1),
                 ..LogProgress::default()
             })),
@@ -372,12 +366,12 @@ fn begin_election_increments_term_votes_for_self_and_asks_all() {
                 term: Term(3),
                 voted_for: Some(n(1))
             }),
-            Effect::Event(RaftEvent::RoleChanged {
+            Effect::event(RaftEvent::RoleChanged {
                 term: Term(3),
                 role: NodeState::Candidate,
                 leader: None
             }),
-            Effect::Event(RaftEvent::ElectionStarted {
+            Effect::event(RaftEvent::ElectionStarted {
                 term: Term(3),
                 pre_vote: false,
                 transfer: false
@@ -390,7 +384,7 @@ fn begin_election_increments_term_votes_for_self_and_asks_all() {
                 to: n(3),
                 msg: RaftMessage::RequestVote(req)
             },
-            Effect::Event(RaftEvent::Progress(LogProgress {
+            Effect::event(RaftEvent::Progress(LogProgress {
                 term: Term(3),
                 last_log_index: LogIndex(2),
                 ..LogProgress::default()
@@ -485,7 +479,7 @@ fn new_leader_appends_noop_and_sends_it_to_everyone() {
     ));
     assert_eq!(
         effects[0],
-        Effect::Event(RaftEvent::RoleChanged {
+        Effect::event(RaftEvent::RoleChanged {
             term: Term(2),
             role: NodeState::Leader,
             leader: Some(n(1))
@@ -629,7 +623,7 @@ fn deposed_leader_reports_stepping_down_before_truncating() {
         .position(|e| {
             matches!(
                 e,
-                Effect::Event(RaftEvent::RoleChanged {
+                Effect::Event(ev) if matches!(**ev, RaftEvent::RoleChanged {
                     role: NodeState::Follower,
                     ..
                 })
@@ -1335,7 +1329,12 @@ fn install_snapshot_keeps_a_matching_suffix_or_discards_the_log() {
     let effects = c.take_effects();
     let durable: Vec<_> = effects
         .iter()
-        .filter(|e| !matches!(e, Effect::Send { .. } | Effect::Event(_)))
+        .filter(|e| {
+            !matches!(
+                e,
+                Effect::Send { .. } | Effect::Event(_) | Effect::Progress(_)
+            )
+        })
         .cloned()
         .collect();
     assert!(matches!(durable[0], Effect::SaveSnapshot(_)));
