@@ -385,10 +385,16 @@ where
         }
     }
 
+    /// Syncs the writes made since the last sync, if any (inlined: it is
+    /// asked before every message and client answer, and almost always has
+    /// nothing to do).
+    #[inline]
     fn sync(&mut self) -> bool {
-        if !self.unsynced {
-            return true;
-        }
+        !self.unsynced || self.sync_writes()
+    }
+
+    #[inline(never)]
+    fn sync_writes(&mut self) -> bool {
         match self.storage.sync() {
             Ok(()) => {
                 self.unsynced = false;
@@ -417,7 +423,6 @@ where
         }
         self.spare_effects = effects;
         if !self.failed && self.sync() {
-            events.retain(|e| self.publishes(e));
             self.publish(&mut events);
         }
         events.clear();
@@ -453,15 +458,14 @@ where
         self.subscribers.send(election, membership, compactor);
     }
 
-    /// Whether the other components get `event`. Every event but one kind:
-    /// a [`RaftEvent::Progress`] in which only the log end moved (an append
-    /// not yet committed) is not published, since no component acts on the
-    /// log end; they learn it with the next commit. Saves two mailbox
-    /// messages per proposal batch at the leader.
-    fn publishes(&mut self, event: &RaftEvent) -> bool {
-        let RaftEvent::Progress(p) = event else {
-            return true;
-        };
+    /// Whether the other components get the progress `p` (every other
+    /// event is published): a [`RaftEvent::Progress`] in which only the log
+    /// end moved (an append not yet committed) is not, since no component
+    /// acts on the log end; they learn it with the next commit. Saves two
+    /// mailbox messages per proposal batch at the leader. Asked as the
+    /// effects are carried out, so a progress not published is never
+    /// collected.
+    fn publishes(&mut self, p: &LogProgress) -> bool {
         if !progress_to_publish(self.published_progress.as_ref(), p) {
             return false;
         }
@@ -535,31 +539,24 @@ where
                     slot.send(Err(error));
                 }
             }
-            Effect::Progress(p) => {
-                if let Some(trace) = &self.trace {
-                    trace.record_value(
-                        node,
-                        "raft-commit",
-                        &(p.commit_index.get(), p.last_log_index.get()),
-                    );
-                }
-                events.push(RaftEvent::Progress(p));
+            Effect::Progress(p) => self.collect_progress(p, events),
+            Effect::HeardFromLeader { term, leader } => {
+                events.push(RaftEvent::HeardFromLeader { term, leader });
             }
             Effect::Event(ev) => {
                 let ev = *ev;
+                if let RaftEvent::Progress(p) = ev {
+                    // Built without Effect::event: the same as its own variant.
+                    self.collect_progress(p, events);
+                    return;
+                }
                 if let Some(trace) = &self.trace {
-                    match &ev {
-                        RaftEvent::RoleChanged { term, role, leader } => trace.record_value(
+                    if let RaftEvent::RoleChanged { term, role, leader } = &ev {
+                        trace.record_value(
                             node,
                             "raft-role",
                             &(term.get(), format!("{role:?}"), leader.map(NodeId::get)),
-                        ),
-                        RaftEvent::Progress(p) => trace.record_value(
-                            node,
-                            "raft-commit",
-                            &(p.commit_index.get(), p.last_log_index.get()),
-                        ),
-                        _ => {}
+                        );
                     }
                 }
                 if let RaftEvent::RoleChanged { term, role, .. } = &ev {
@@ -602,6 +599,22 @@ where
                     }
                 }
             }
+        }
+    }
+
+    /// Records the progress `p` in the trace, and collects it in `events`
+    /// if it is to be published (see [`publishes`](Self::publishes)).
+    #[inline]
+    fn collect_progress(&mut self, p: LogProgress, events: &mut Vec<RaftEvent>) {
+        if let Some(trace) = &self.trace {
+            trace.record_value(
+                self.id,
+                "raft-commit",
+                &(p.commit_index.get(), p.last_log_index.get()),
+            );
+        }
+        if self.publishes(&p) {
+            events.push(RaftEvent::Progress(p));
         }
     }
 

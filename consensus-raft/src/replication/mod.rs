@@ -150,9 +150,18 @@ pub enum Effect<C, O> {
         error: ProposeError,
     },
     /// Tell the other components the log's progress (a
-    /// [`RaftEvent::Progress`]: the most frequent event, so it has a variant
-    /// of its own and is not boxed).
+    /// [`RaftEvent::Progress`]: one of the two frequent events, so it has a
+    /// variant of its own and is not boxed).
     Progress(LogProgress),
+    /// Tell the other components the leader of `term` was heard from (a
+    /// [`RaftEvent::HeardFromLeader`], once per AppendEntries at a
+    /// follower: a variant of its own, not boxed).
+    HeardFromLeader {
+        /// The leader's term.
+        term: Term,
+        /// The leader.
+        leader: NodeId,
+    },
     /// Tell the other components any other event. Boxed: the events that
     /// carry configurations are large and rare, and every effect is moved
     /// by value (twice per step), so the effect's size is the largest
@@ -165,10 +174,12 @@ pub enum Effect<C, O> {
 
 impl<C, O> Effect<C, O> {
     /// The effect that tells the other components `event`
-    /// ([`Effect::Progress`] or [`Effect::Event`]).
+    /// ([`Effect::Progress`], [`Effect::HeardFromLeader`] or
+    /// [`Effect::Event`]).
     pub fn event(event: RaftEvent) -> Self {
         match event {
             RaftEvent::Progress(p) => Effect::Progress(p),
+            RaftEvent::HeardFromLeader { term, leader } => Effect::HeardFromLeader { term, leader },
             other => Effect::Event(Box::new(other)),
         }
     }
@@ -177,6 +188,10 @@ impl<C, O> Effect<C, O> {
     pub fn as_event(&self) -> Option<RaftEvent> {
         match self {
             Effect::Progress(p) => Some(RaftEvent::Progress(*p)),
+            Effect::HeardFromLeader { term, leader } => Some(RaftEvent::HeardFromLeader {
+                term: *term,
+                leader: *leader,
+            }),
             Effect::Event(e) => Some(RaftEvent::clone(&**e)),
             _ => None,
         }
@@ -418,16 +433,26 @@ where
     /// Pushes an effect, after the hard state if it changed: term and vote
     /// are durable before anything that follows them (a reply, an entry of
     /// the new term, an event).
+    ///
+    /// (Inlined: ~9 effects per client operation, each built in place in
+    /// the buffer instead of copied into a call and again into the buffer.)
+    #[inline]
     fn emit(&mut self, effect: EffectOf<SM>) {
         self.flush_hard_state();
         self.out.push(effect);
     }
 
+    #[inline]
     fn flush_hard_state(&mut self) {
         if self.hard_state_dirty {
-            self.hard_state_dirty = false;
-            self.out.push(Effect::SaveHardState(self.hard_state()));
+            self.push_hard_state();
         }
+    }
+
+    #[cold]
+    fn push_hard_state(&mut self) {
+        self.hard_state_dirty = false;
+        self.out.push(Effect::SaveHardState(self.hard_state()));
     }
 
     /// Events that describe the current state from scratch (for a component
@@ -891,7 +916,7 @@ where
             self.report_role();
         }
         self.last_leader_contact_us = Some(now_us);
-        self.emit(Effect::event(RaftEvent::HeardFromLeader { term, leader }));
+        self.emit(Effect::HeardFromLeader { term, leader });
     }
 
     fn check_term(&self, expected: Term) -> Result<(), Refusal> {

@@ -1329,12 +1329,7 @@ fn install_snapshot_keeps_a_matching_suffix_or_discards_the_log() {
     let effects = c.take_effects();
     let durable: Vec<_> = effects
         .iter()
-        .filter(|e| {
-            !matches!(
-                e,
-                Effect::Send { .. } | Effect::Event(_) | Effect::Progress(_)
-            )
-        })
+        .filter(|e| !matches!(e, Effect::Send { .. }) && e.as_event().is_none())
         .cloned()
         .collect();
     assert!(matches!(durable[0], Effect::SaveSnapshot(_)));
@@ -1454,4 +1449,45 @@ fn committed_entries_are_observed() {
         })
         .collect();
     assert_eq!(committed, vec![vec![1, 2]]);
+}
+
+/// The frequent events get unboxed variants of their own, every other
+/// event is boxed, and `as_event` gives back the event either way.
+#[test]
+fn effect_event_picks_the_variant_and_round_trips() {
+    let progress = LogProgress {
+        term: Term(3),
+        commit_index: LogIndex(4),
+        last_applied: LogIndex(4),
+        last_log_index: LogIndex(6),
+        snapshot_index: LogIndex(1),
+    };
+    let heard = RaftEvent::HeardFromLeader {
+        term: Term(3),
+        leader: n(2),
+    };
+    let role = RaftEvent::RoleChanged {
+        term: Term(3),
+        role: NodeState::Follower,
+        leader: Some(n(2)),
+    };
+    assert_eq!(
+        Eff::event(RaftEvent::Progress(progress)),
+        Effect::Progress(progress)
+    );
+    assert_eq!(
+        Eff::event(heard.clone()),
+        Effect::HeardFromLeader {
+            term: Term(3),
+            leader: n(2)
+        }
+    );
+    assert_eq!(
+        Eff::event(role.clone()),
+        Effect::Event(Box::new(role.clone()))
+    );
+    for e in [RaftEvent::Progress(progress), heard, role] {
+        assert_eq!(Eff::event(e.clone()).as_event(), Some(e));
+    }
+    assert_eq!(Eff::TruncateLog(LogIndex(2)).as_event(), None);
 }
