@@ -217,6 +217,10 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     /// Where repeated contacts from the leader go instead of a message to
     /// LeaderElection (see [`with_leader_contact`](Self::with_leader_contact)).
     leader_contact: Option<LeaderContact>,
+    /// The last repeated contact from the leader collected in this step, to
+    /// record in `leader_contact` when the step is published (see
+    /// [`collect_event`](Self::collect_event)).
+    repeated_contact: Option<(Term, NodeId)>,
 }
 
 impl<SM, S> LogReplicator<SM, S>
@@ -274,6 +278,7 @@ where
             routing: EventRouting::default(),
             router: None,
             leader_contact: None,
+            repeated_contact: None,
         }
     }
 
@@ -425,6 +430,8 @@ where
         if !self.failed && self.sync() {
             self.publish(&mut events);
         }
+        // Not published (the step failed): nobody hears of it.
+        self.repeated_contact = None;
         events.clear();
         self.spare_events = events;
     }
@@ -432,17 +439,17 @@ where
     /// Sends each component the events it acts on (see [`EventRouting`]),
     /// leaving `events` empty.
     fn publish(&mut self, events: &mut Vec<RaftEvent>) {
+        if let (Some(contact), Some((term, leader))) =
+            (&self.leader_contact, self.repeated_contact.take())
+        {
+            contact.record(Contact {
+                term,
+                leader,
+                at_us: micros_since_cached(self.epoch, &mut self.last_now),
+            });
+        }
         if events.is_empty() {
             return;
-        }
-        if let Some(contact) = &self.leader_contact {
-            if let Some((term, leader)) = self.routing.take_repeated_contact(events) {
-                contact.record(Contact {
-                    term,
-                    leader,
-                    at_us: micros_since_cached(self.epoch, &mut self.last_now),
-                });
-            }
         }
         let threshold = self.cfg.snapshot_threshold;
         let core = self.core.as_ref();
@@ -541,7 +548,7 @@ where
             }
             Effect::Progress(p) => self.collect_progress(p, events),
             Effect::HeardFromLeader { term, leader } => {
-                events.push(RaftEvent::HeardFromLeader { term, leader });
+                self.collect_event(RaftEvent::HeardFromLeader { term, leader }, events);
             }
             Effect::Event(ev) => {
                 let ev = *ev;
@@ -569,7 +576,7 @@ where
                         }
                     });
                 }
-                events.push(ev);
+                self.collect_event(ev, events);
             }
             Effect::Committed(entries) => {
                 let term = self.core.as_ref().map(ReplicationCore::term);
@@ -600,6 +607,21 @@ where
                 }
             }
         }
+    }
+
+    /// Collects `ev` in `events`, to be published, unless it is a contact
+    /// from the leader that repeats the last event LeaderElection got: that
+    /// one is recorded in the [`LeaderContact`] when the step is published
+    /// instead (see [`EventRouting::repeats_contact`]).
+    #[inline]
+    fn collect_event(&mut self, ev: RaftEvent, events: &mut Vec<RaftEvent>) {
+        if self.leader_contact.is_some() && self.routing.repeats_contact(&ev) {
+            if let RaftEvent::HeardFromLeader { term, leader } = ev {
+                self.repeated_contact = Some((term, leader));
+            }
+            return;
+        }
+        events.push(ev);
     }
 
     /// Records the progress `p` in the trace, and collects it in `events`
@@ -693,7 +715,7 @@ struct EventRouting {
     /// The snapshot index in the last Progress the compactor got.
     compactor_snapshot: LogIndex,
     /// The last event LeaderElection got is a HeardFromLeader of this term
-    /// and leader (see [`take_repeated_contact`](Self::take_repeated_contact)).
+    /// and leader (see [`repeats_contact`](Self::repeats_contact)).
     heard: Option<(Term, NodeId)>,
 }
 
@@ -712,30 +734,26 @@ impl EventRouting {
         r
     }
 
-    /// Takes out of `events` a [`RaftEvent::HeardFromLeader`] that repeats
-    /// the last event LeaderElection got (same term and leader, nothing else
-    /// for LeaderElection in between), and returns its term and leader: a
-    /// contact to record in the [`LeaderContact`] instead. Follows what
-    /// LeaderElection gets from the events left.
-    fn take_repeated_contact(&mut self, events: &mut Vec<RaftEvent>) -> Option<(Term, NodeId)> {
-        let mut repeated = None;
-        events.retain(|e| {
-            if !e.for_election() {
+    /// Whether `e`, the next event to publish, is a
+    /// [`RaftEvent::HeardFromLeader`] that repeats the last event
+    /// LeaderElection got (same term and leader, nothing else for
+    /// LeaderElection in between): a contact to record in the
+    /// [`LeaderContact`] instead of a message. Follows what LeaderElection
+    /// gets from the events for which it says no, given in order.
+    fn repeats_contact(&mut self, e: &RaftEvent) -> bool {
+        if !e.for_election() {
+            return false;
+        }
+        if let RaftEvent::HeardFromLeader { term, leader } = e {
+            let heard = Some((*term, *leader));
+            if self.heard == heard {
                 return true;
             }
-            if let RaftEvent::HeardFromLeader { term, leader } = e {
-                let heard = Some((*term, *leader));
-                if self.heard == heard {
-                    repeated = heard;
-                    return false;
-                }
-                self.heard = heard;
-            } else {
-                self.heard = None;
-            }
-            true
-        });
-        repeated
+            self.heard = heard;
+        } else {
+            self.heard = None;
+        }
+        false
     }
 
     /// Splits `events` into what LeaderElection, MembershipManager and
@@ -918,6 +936,7 @@ where
         self.core = None;
         self.published_progress = None;
         self.routing = EventRouting::default();
+        self.repeated_contact = None;
         self.drop_clients();
     }
 }
@@ -1239,6 +1258,25 @@ mod tests {
         }
     }
 
+    /// Takes the repeated contacts out of `events` as the LogReplicator
+    /// does while collecting them, and returns the last one.
+    fn take_repeated_contact(
+        r: &mut EventRouting,
+        events: &mut Vec<RaftEvent>,
+    ) -> Option<(Term, NodeId)> {
+        let mut repeated = None;
+        events.retain(|e| {
+            if !r.repeats_contact(e) {
+                return true;
+            }
+            if let RaftEvent::HeardFromLeader { term, leader } = e {
+                repeated = Some((*term, *leader));
+            }
+            false
+        });
+        repeated
+    }
+
     fn role(term: u64, role: NodeState) -> RaftEvent {
         RaftEvent::RoleChanged {
             term: Term(term),
@@ -1278,28 +1316,28 @@ mod tests {
         let p = RaftEvent::Progress(progress(2, 5, 0));
         let mut r = EventRouting::default();
         let mut first = vec![heard(2, 1), p.clone()];
-        assert_eq!(r.take_repeated_contact(&mut first), None);
+        assert_eq!(take_repeated_contact(&mut r, &mut first), None);
         assert_eq!(first, vec![heard(2, 1), p.clone()]);
         let mut again = vec![heard(2, 1), p.clone()];
         assert_eq!(
-            r.take_repeated_contact(&mut again),
+            take_repeated_contact(&mut r, &mut again),
             Some((Term(2), NodeId(1)))
         );
         assert_eq!(again, vec![p.clone()]);
         let mut other_leader = vec![role(3, NodeState::Follower), heard(3, 2)];
-        assert_eq!(r.take_repeated_contact(&mut other_leader), None);
+        assert_eq!(take_repeated_contact(&mut r, &mut other_leader), None);
         assert_eq!(other_leader.len(), 2);
         let mut vote = vec![RaftEvent::VoteGranted {
             term: Term(3),
             candidate: NodeId(4),
         }];
-        assert_eq!(r.take_repeated_contact(&mut vote), None);
+        assert_eq!(take_repeated_contact(&mut r, &mut vote), None);
         let mut after_vote = vec![heard(3, 2)];
-        assert_eq!(r.take_repeated_contact(&mut after_vote), None);
+        assert_eq!(take_repeated_contact(&mut r, &mut after_vote), None);
         assert_eq!(after_vote, vec![heard(3, 2)]);
         let mut repeat = vec![heard(3, 2)];
         assert_eq!(
-            r.take_repeated_contact(&mut repeat),
+            take_repeated_contact(&mut r, &mut repeat),
             Some((Term(3), NodeId(2)))
         );
         assert!(repeat.is_empty());
@@ -1307,7 +1345,7 @@ mod tests {
         // comes first (taken before the message), the event resets.
         let mut then_role = vec![heard(3, 2), role(4, NodeState::Candidate)];
         assert_eq!(
-            r.take_repeated_contact(&mut then_role),
+            take_repeated_contact(&mut r, &mut then_role),
             Some((Term(3), NodeId(2)))
         );
         assert_eq!(then_role, vec![role(4, NodeState::Candidate)]);
