@@ -72,6 +72,46 @@
 //! Digests must be computed the same way on every path, e.g.
 //! `digest_of(&entry.command)` for Raft entries and applied commands.
 
+/// Implements [`Invariant`] for a Raft invariant that reads node logs.
+///
+/// The type has a field `logs: RaftLogs` (its own mirror, for when it runs
+/// alone) and a field holding everything else it remembers; `$check` is
+/// called as `$check(&mut self.$state, at_us, ev, logs, out)` with the logs
+/// as they were just before the event. Inside a [`SafetyChecker`] the
+/// checker's shared mirror is passed instead and the own one stays empty.
+macro_rules! raft_log_invariant {
+    ($ty:ty, name: $name:expr, state: $state:ident, check: $check:path, kinds: $kinds:expr $(,)?) => {
+        impl $crate::safety::Invariant for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
+                $check(&mut self.$state, at_us, ev, &self.logs, out);
+                self.logs.apply(ev);
+            }
+
+            fn observe_with_logs(
+                &mut self,
+                at_us: u64,
+                ev: &SafetyEvent,
+                logs: &RaftLogs,
+                out: &mut Vec<Violation>,
+            ) {
+                $check(&mut self.$state, at_us, ev, logs, out);
+            }
+
+            fn uses_raft_logs(&self) -> bool {
+                true
+            }
+
+            fn event_kinds(&self) -> $crate::safety::EventKinds {
+                $kinds
+            }
+        }
+    };
+}
+
 mod checker;
 mod event;
 mod index_map;

@@ -8,8 +8,8 @@
 //! entry it holds) is not.
 
 use super::{
-    AppendOutcome, Epoch, EventKinds, Invariant, NodeLog, Position, RaftEvent, RaftLogs,
-    SafetyEvent, Violation,
+    AppendOutcome, Epoch, EventKinds, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent,
+    Violation,
 };
 use crate::types::{LogIndex, NodeId, Term};
 use std::collections::BTreeMap;
@@ -42,40 +42,19 @@ impl RaftLeaderAppendOnly {
     }
 }
 
-impl Invariant for RaftLeaderAppendOnly {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
-        Self::check(&mut self.leading, at_us, ev, &self.logs, out);
-        self.logs.apply(ev);
-    }
-
-    fn observe_with_logs(
-        &mut self,
-        at_us: u64,
-        ev: &SafetyEvent,
-        logs: &RaftLogs,
-        out: &mut Vec<Violation>,
-    ) {
-        Self::check(&mut self.leading, at_us, ev, logs, out);
-    }
-
-    fn uses_raft_logs(&self) -> bool {
-        true
-    }
-
-    fn event_kinds(&self) -> EventKinds {
-        EventKinds::CRASHED
-            .or(EventKinds::BECAME_LEADER)
-            .or(EventKinds::STEPPED_DOWN)
-            .or(EventKinds::APPENDED)
-            .or(EventKinds::APPENDED_BATCH)
-            .or(EventKinds::TRUNCATED)
-            .or(EventKinds::SNAPSHOT_INSTALLED)
-    }
-}
+raft_log_invariant!(
+    RaftLeaderAppendOnly,
+    name: NAME,
+    state: leading,
+    check: Self::check,
+    kinds: EventKinds::CRASHED
+        .or(EventKinds::BECAME_LEADER)
+        .or(EventKinds::STEPPED_DOWN)
+        .or(EventKinds::APPENDED)
+        .or(EventKinds::APPENDED_BATCH)
+        .or(EventKinds::TRUNCATED)
+        .or(EventKinds::SNAPSHOT_INSTALLED),
+);
 
 impl RaftLeaderAppendOnly {
     /// Checks one event, with `logs` as they were before it.

@@ -16,7 +16,7 @@
 
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
-use super::{Epoch, EventKinds, Invariant, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
+use super::{Epoch, EventKinds, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
 use crate::types::{LogIndex, NodeId, Term};
 
 /// A committed entry, as first reported.
@@ -171,36 +171,15 @@ impl RaftLeaderCompleteness {
     }
 }
 
-impl Invariant for RaftLeaderCompleteness {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
-        Self::check(&mut self.committed, at_us, ev, &self.logs, out);
-        self.logs.apply(ev);
-    }
-
-    fn observe_with_logs(
-        &mut self,
-        at_us: u64,
-        ev: &SafetyEvent,
-        logs: &RaftLogs,
-        out: &mut Vec<Violation>,
-    ) {
-        Self::check(&mut self.committed, at_us, ev, logs, out);
-    }
-
-    fn uses_raft_logs(&self) -> bool {
-        true
-    }
-
-    fn event_kinds(&self) -> EventKinds {
-        EventKinds::BECAME_LEADER
-            .or(EventKinds::COMMIT_ADVANCED)
-            .or(EventKinds::COMMITTED)
-    }
-}
+raft_log_invariant!(
+    RaftLeaderCompleteness,
+    name: NAME,
+    state: committed,
+    check: Self::check,
+    kinds: EventKinds::BECAME_LEADER
+        .or(EventKinds::COMMIT_ADVANCED)
+        .or(EventKinds::COMMITTED),
+);
 
 #[cfg(test)]
 mod tests {

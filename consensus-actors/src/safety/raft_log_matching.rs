@@ -27,8 +27,8 @@
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
 use super::{
-    AppendOutcome, AppendedEntries, EntryWrite, Epoch, EventKinds, Invariant, NodeLog, Position,
-    RaftLogs, SafetyEvent, Violation,
+    AppendOutcome, AppendedEntries, EntryWrite, Epoch, EventKinds, NodeLog, Position, RaftLogs,
+    SafetyEvent, Violation,
 };
 use crate::types::{LogIndex, NodeId, Term};
 /// What the first write of an (index, term) said.
@@ -242,39 +242,19 @@ impl RaftLogMatching {
 /// The invariant's name.
 const NAME: &str = "raft-log-matching";
 
-impl Invariant for RaftLogMatching {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
-        Self::check(&mut self.facts, at_us, ev, &self.logs, out);
-        self.logs.apply(ev);
-    }
-
-    fn observe_with_logs(
-        &mut self,
-        at_us: u64,
-        ev: &SafetyEvent,
-        logs: &RaftLogs,
-        out: &mut Vec<Violation>,
-    ) {
-        Self::check(&mut self.facts, at_us, ev, logs, out);
-    }
-
-    fn uses_raft_logs(&self) -> bool {
-        true
-    }
-
-    fn event_kinds(&self) -> EventKinds {
-        EventKinds::APPENDED.or(EventKinds::APPENDED_BATCH)
-    }
-}
+raft_log_invariant!(
+    RaftLogMatching,
+    name: NAME,
+    state: facts,
+    check: Self::check,
+    kinds: EventKinds::APPENDED.or(EventKinds::APPENDED_BATCH),
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::safety::test_support::{append, batch, run_invariant};
+    use crate::safety::Invariant;
     use crate::safety::RaftEvent;
 
     const N1: NodeId = NodeId(1);

@@ -17,9 +17,7 @@
 
 use super::event::fmt_digest;
 use super::index_map::IndexMap;
-use super::{
-    Epoch, EventKinds, Invariant, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent, Violation,
-};
+use super::{Epoch, EventKinds, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
 use crate::types::{LogIndex, NodeId, Term};
 
 /// Committed and applied entries never differ between nodes or change.
@@ -269,39 +267,18 @@ impl Facts {
     }
 }
 
-impl Invariant for RaftStateMachineSafety {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
-        self.facts.check(at_us, ev, &self.logs, out);
-        self.logs.apply(ev);
-    }
-
-    fn observe_with_logs(
-        &mut self,
-        at_us: u64,
-        ev: &SafetyEvent,
-        logs: &RaftLogs,
-        out: &mut Vec<Violation>,
-    ) {
-        self.facts.check(at_us, ev, logs, out);
-    }
-
-    fn uses_raft_logs(&self) -> bool {
-        true
-    }
-
-    fn event_kinds(&self) -> EventKinds {
-        EventKinds::COMMIT_ADVANCED
-            .or(EventKinds::COMMITTED)
-            .or(EventKinds::TRUNCATED)
-            .or(EventKinds::SNAPSHOT_INSTALLED)
-            .or(EventKinds::APPLIED)
-            .or(EventKinds::APPLIED_BATCH)
-    }
-}
+raft_log_invariant!(
+    RaftStateMachineSafety,
+    name: NAME,
+    state: facts,
+    check: Facts::check,
+    kinds: EventKinds::COMMIT_ADVANCED
+        .or(EventKinds::COMMITTED)
+        .or(EventKinds::TRUNCATED)
+        .or(EventKinds::SNAPSHOT_INSTALLED)
+        .or(EventKinds::APPLIED)
+        .or(EventKinds::APPLIED_BATCH),
+);
 
 #[cfg(test)]
 mod tests {

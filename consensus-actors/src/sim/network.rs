@@ -66,6 +66,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
 use tokio::time::{Duration, Instant, Sleep};
 
+/// Node ids below this are looked up in a vector indexed by id, not a map.
+const DENSE_IDS: u64 = 1 << 12;
+/// No node at this id in [`Core::dense`].
+const NO_INDEX: u32 = u32::MAX;
+
+/// Whole nanoseconds of `d`, saturating.
+#[inline]
+fn duration_nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
 /// The fault rates of the network. All may be changed during a run with
 /// [`SetFaults`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -277,8 +290,9 @@ struct Link {
     /// Whether a message may currently travel the link (partitions, blocks
     /// and isolations folded in; recomputed when they change).
     open: bool,
-    /// Delivery time of the last FIFO message on the link.
-    tail: Option<Instant>,
+    /// Delivery time of the last FIFO message on the link (as a
+    /// [`Due::at`]; 0 before the first).
+    tail: u64,
 }
 
 /// A copy of a message in flight (waiting in [`Core::slots`]).
@@ -295,7 +309,9 @@ struct Scheduled<M: Wire> {
 /// envelopes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Due {
-    at: Instant,
+    /// Delivery time, in nanoseconds since [`Core::origin`] (two words to
+    /// compare instead of an `Instant`'s seconds and nanoseconds).
+    at: u64,
     seq: u64,
     /// Index of the copy in [`Core::slots`].
     slot: u32,
@@ -336,15 +352,23 @@ struct Core<M: Wire> {
     blocked: BTreeSet<(NodeId, NodeId)>,
     isolated: BTreeSet<NodeId>,
     queue: BinaryHeap<Due>,
+    /// The instant [`Due::at`] counts from: the first instant a message
+    /// was scheduled at (every delivery time is later).
+    origin: Option<Instant>,
+    /// The last instant converted by [`nanos`](Self::nanos), and its value.
+    last_nanos: Option<(Instant, u64)>,
+    /// Dense index of the nodes with small ids, by id ([`NO_INDEX`] for
+    /// none); ids from [`DENSE_IDS`] on are only in `index`.
+    dense: Vec<u32>,
     /// The copies in flight, where their [`Due`] keys point; `None` for a
     /// free slot.
     slots: Vec<Option<Scheduled<M>>>,
     /// Free slots, reused before the vector grows.
     free_slots: Vec<u32>,
     next_seq: u64,
-    /// The instant the driver will next wake at, `None` when it sleeps
-    /// until told (or has not started).
-    armed: Option<Instant>,
+    /// The instant (as a [`Due::at`]) the driver will next wake at, `None`
+    /// when it sleeps until told (or has not started).
+    armed: Option<u64>,
     /// The driver's waker, once it has run.
     driver: Option<Waker>,
     /// The actor stopped: the driver ends.
@@ -369,6 +393,9 @@ impl<M: Wire> Core<M> {
             blocked: BTreeSet::new(),
             isolated: BTreeSet::new(),
             queue: BinaryHeap::new(),
+            origin: None,
+            last_nanos: None,
+            dense: Vec::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             next_seq: 0,
@@ -379,7 +406,16 @@ impl<M: Wire> Core<M> {
         }
     }
 
+    #[inline]
     fn lookup(&self, id: NodeId) -> Option<u32> {
+        let k = id.get();
+        if k < DENSE_IDS {
+            // Every known id below DENSE_IDS is in `dense`.
+            return match self.dense.get(k as usize) {
+                Some(&i) if i != NO_INDEX => Some(i),
+                _ => None,
+            };
+        }
         self.index.get(&id).copied()
     }
 
@@ -403,6 +439,13 @@ impl<M: Wire> Core<M> {
         });
         let i = u32::try_from(old).unwrap_or(u32::MAX);
         self.index.insert(id, i);
+        if id.get() < DENSE_IDS {
+            let k = id.get() as usize;
+            if self.dense.len() <= k {
+                self.dense.resize(k + 1, NO_INDEX);
+            }
+            self.dense[k] = i;
+        }
         self.recompute_links();
         i
     }
@@ -491,6 +534,11 @@ impl<M: Wire> Core<M> {
             0
         };
         let now = super::clock::now();
+        if self.origin.is_none() {
+            // Every delivery time is `now` or later.
+            self.origin = Some(now);
+        }
+        let now = self.nanos(now);
         let at = self.schedule_at(now, from, to);
         let mut earliest = at;
         if chance(&mut self.rng, self.faults.duplicate) {
@@ -509,33 +557,30 @@ impl<M: Wire> Core<M> {
         }
     }
 
-    /// Delivery instant of one copy sent now on `from -> to`.
-    fn schedule_at(&mut self, now: Instant, from: u32, to: u32) -> Instant {
+    /// Delivery time (as a [`Due::at`]) of one copy sent at `now` (also a
+    /// [`Due::at`]) on `from -> to`. Works in whole nanoseconds, like the
+    /// `Instant` arithmetic it replaces (same draws, same results).
+    fn schedule_at(&mut self, now: u64, from: u32, to: u32) -> u64 {
         let f = self.faults;
-        let mut delay = f.base_delay;
+        let mut at = now.saturating_add(duration_nanos(f.base_delay));
         if !f.jitter.is_zero() {
-            let jitter_ns = u64::try_from(f.jitter.as_nanos()).unwrap_or(u64::MAX);
-            delay += Duration::from_nanos(self.rng.random_range(0..=jitter_ns));
+            let jitter_ns = duration_nanos(f.jitter);
+            at = at.saturating_add(self.rng.random_range(0..=jitter_ns));
         }
-        let mut at = now + delay;
         if chance(&mut self.rng, f.reorder) {
             NetworkStatsHandle::bump(&self.stats.inner.reordered);
-            let window_ns = u64::try_from(f.reorder_window.as_nanos()).unwrap_or(u64::MAX);
-            at += Duration::from_nanos(self.rng.random_range(0..=window_ns));
+            let window_ns = duration_nanos(f.reorder_window);
+            at = at.saturating_add(self.rng.random_range(0..=window_ns));
         } else {
             let link = self.link(from, to);
-            if let Some(tail) = link.tail {
-                if tail > at {
-                    at = tail;
-                }
-            }
-            link.tail = Some(at);
+            at = at.max(link.tail);
+            link.tail = at;
         }
         at
     }
 
     #[inline]
-    fn enqueue(&mut self, at: Instant, from: u32, to: u32, digest: u64, env: Envelope<M>) {
+    fn enqueue(&mut self, at: u64, from: u32, to: u32, digest: u64, env: Envelope<M>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let copy = Some(Scheduled {
@@ -558,12 +603,46 @@ impl<M: Wire> Core<M> {
         self.queue.push(Due { at, seq, slot });
     }
 
+    /// `at` as a [`Due::at`] (0 before the origin is set by the first
+    /// message sent, or for an earlier instant).
+    #[inline]
+    fn nanos(&mut self, at: Instant) -> u64 {
+        let Some(origin) = self.origin else {
+            return 0;
+        };
+        // Many sends and the wake-up share one instant: convert it once.
+        if let Some((last, ns)) = self.last_nanos {
+            if last == at {
+                return ns;
+            }
+        }
+        let ns = duration_nanos(at.saturating_duration_since(origin));
+        self.last_nanos = Some((at, ns));
+        ns
+    }
+
+    /// The instant of a [`Due::at`].
+    fn instant(&self, at: u64) -> Option<Instant> {
+        self.origin.map(|o| o + Duration::from_nanos(at))
+    }
+
+    /// The delivery time of the earliest copy in flight (as a [`Due::at`]
+    /// and as an instant).
+    fn next_due(&self) -> Option<(u64, Instant)> {
+        let at = self.queue.peek()?.at;
+        Some((at, self.instant(at)?))
+    }
+
     /// Delivers every copy due at or before `now`, in order.
     fn deliver_due(&mut self, now: Instant) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let now_ns = self.nanos(now);
         // The trace is locked (and `now` converted) once per wake-up, when
         // the first copy is delivered, not once per copy.
         let mut recorder: Option<DeliveryRecorder<'_>> = None;
-        while self.queue.peek().is_some_and(|d| d.at <= now) {
+        while self.queue.peek().is_some_and(|d| d.at <= now_ns) {
             let Some(due) = self.queue.pop() else {
                 break;
             };
@@ -818,7 +897,7 @@ impl<M: Wire> Future for Driver<M> {
             }
             let now = super::clock::now();
             core.deliver_due(now);
-            let Some(next) = core.queue.peek().map(|d| d.at) else {
+            let Some((next_ns, next)) = core.next_due() else {
                 core.armed = None;
                 store_waker(&mut core.driver, cx);
                 return Poll::Pending;
@@ -833,7 +912,7 @@ impl<M: Wire> Future for Driver<M> {
                 this.sleep_at = None;
                 continue;
             }
-            core.armed = Some(next);
+            core.armed = Some(next_ns);
             store_waker(&mut core.driver, cx);
             return Poll::Pending;
         }

@@ -159,7 +159,25 @@ struct TraceState {
 impl TraceState {
     /// Microseconds of virtual time from the trace's start to `now`.
     fn micros_at(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.start).as_micros()).unwrap_or(u64::MAX)
+        super::clock::micros_between(self.start, now)
+    }
+
+    /// Folds one delivery record: the same words as [`fold`](Self::fold)
+    /// of a [`TraceKind::Deliver`], without building the record unless it
+    /// is kept (the network's per-delivery path).
+    #[inline]
+    fn fold_delivery(&mut self, at_us: u64, from: NodeId, to: NodeId, digest: u64) {
+        if self.config.keep_records > 0 {
+            self.fold(at_us, TraceKind::Deliver { from, to, digest });
+            return;
+        }
+        let h = &mut self.hasher;
+        h.write_u64(at_us);
+        h.write_u64(1);
+        h.write_u64(from.get());
+        h.write_u64(to.get());
+        h.write_u64(digest);
+        self.count += 1;
     }
 
     /// Folds one record, at `at_us`, into the hash (and keeps it when
@@ -228,8 +246,7 @@ impl DeliveryRecorder<'_> {
             return;
         }
         let at_us = self.at_us;
-        self.state
-            .fold(at_us, TraceKind::Deliver { from, to, digest });
+        self.state.fold_delivery(at_us, from, to, digest);
     }
 }
 
