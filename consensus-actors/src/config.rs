@@ -16,7 +16,7 @@ use crate::types::ConsensusProtocol;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of one consensus cluster. Defaults follow the specification:
-/// Raft, five nodes, election timeouts drawn from 150..=300 ms, heartbeats
+/// the default protocol ([`DEFAULT_PROTOCOL`](crate::types::DEFAULT_PROTOCOL)), five nodes, election timeouts drawn from 150..=300 ms, heartbeats
 /// every 50 ms, at most 100 entries per AppendEntries, a snapshot every
 /// 10,000 entries, no Byzantine tolerance (f = 1 when it is turned on).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,17 +37,18 @@ pub struct ConsensusConfig {
     /// Number of log entries since the last snapshot that triggers a new one.
     pub snapshot_threshold: u64,
     /// Whether the cluster must tolerate Byzantine (arbitrarily faulty)
-    /// replicas; only PBFT can.
+    /// replicas; only a protocol whose plug-in says so can (the engine
+    /// refuses the others).
     pub byzantine_tolerance: bool,
-    /// `f`, the number of Byzantine replicas tolerated; PBFT needs
-    /// `cluster_size >= 3f + 1`.
+    /// `f`, the number of Byzantine replicas tolerated when
+    /// `byzantine_tolerance` is set; needs `cluster_size >= 3f + 1`.
     pub max_byzantine_nodes: usize,
 }
 
 impl Default for ConsensusConfig {
     fn default() -> Self {
         Self {
-            protocol: ConsensusProtocol::Raft,
+            protocol: ConsensusProtocol::default(),
             cluster_size: 5,
             election_timeout_ms: (150, 300),
             heartbeat_interval_ms: 50,
@@ -90,12 +91,13 @@ pub enum ConfigError {
     /// A snapshot after zero entries would never let the log grow.
     #[error("snapshot_threshold must be at least 1")]
     ZeroSnapshotThreshold,
-    /// Byzantine tolerance was asked of a crash-fault-tolerant protocol.
-    #[error("byzantine_tolerance requires protocol pbft; {0} only tolerates crash faults")]
+    /// Byzantine tolerance was asked of a crash-fault-tolerant protocol
+    /// (the engine checks this against the protocol's capabilities).
+    #[error("byzantine_tolerance is set, but protocol {0} only tolerates crash faults")]
     ByzantineUnsupported(ConsensusProtocol),
-    /// PBFT needs n >= 3f + 1 replicas.
+    /// Tolerating f Byzantine replicas needs n >= 3f + 1 of them.
     #[error(
-        "pbft with f = {f} Byzantine replicas needs at least {needed} nodes (3f + 1), got {n}"
+        "tolerating f = {f} Byzantine replicas needs at least {needed} nodes (3f + 1), got {n}"
     )]
     TooFewForByzantine {
         /// cluster_size given.
@@ -119,13 +121,18 @@ impl ConsensusConfig {
         Self {
             protocol,
             cluster_size,
-            byzantine_tolerance: protocol == ConsensusProtocol::Pbft,
-            max_byzantine_nodes: if protocol == ConsensusProtocol::Pbft {
-                cluster_size.saturating_sub(1) / 3
-            } else {
-                1
-            },
             ..Self::default()
+        }
+    }
+
+    /// The same configuration with Byzantine tolerance on, tolerating as
+    /// many Byzantine replicas as the cluster allows (`f = (n - 1) / 3`).
+    #[must_use]
+    pub fn byzantine(self) -> Self {
+        Self {
+            byzantine_tolerance: true,
+            max_byzantine_nodes: self.cluster_size.saturating_sub(1) / 3,
+            ..self
         }
     }
 
@@ -165,11 +172,7 @@ impl ConsensusConfig {
         if self.snapshot_threshold == 0 {
             return Err(ConfigError::ZeroSnapshotThreshold);
         }
-        let byzantine = self.byzantine_tolerance || self.protocol == ConsensusProtocol::Pbft;
-        if self.byzantine_tolerance && self.protocol != ConsensusProtocol::Pbft {
-            return Err(ConfigError::ByzantineUnsupported(self.protocol));
-        }
-        if byzantine {
+        if self.byzantine_tolerance {
             let needed = 3 * self.max_byzantine_nodes + 1;
             if self.cluster_size < needed {
                 return Err(ConfigError::TooFewForByzantine {
@@ -187,7 +190,7 @@ impl ConsensusConfig {
         self.cluster_size / 2 + 1
     }
 
-    /// The Byzantine quorum `2f + 1` for PBFT.
+    /// The Byzantine quorum `2f + 1`.
     pub fn byzantine_quorum(&self) -> usize {
         2 * self.max_byzantine_nodes + 1
     }
@@ -200,7 +203,7 @@ mod tests {
     #[test]
     fn defaults_match_the_spec_and_validate() {
         let c = ConsensusConfig::default();
-        assert_eq!(c.protocol, ConsensusProtocol::Raft);
+        assert_eq!(c.protocol, crate::types::DEFAULT_PROTOCOL);
         assert_eq!(c.cluster_size, 5);
         assert_eq!(c.election_timeout_ms, (150, 300));
         assert_eq!(c.heartbeat_interval_ms, 50);
@@ -283,9 +286,8 @@ mod tests {
     }
 
     #[test]
-    fn pbft_needs_3f_plus_1() {
+    fn byzantine_tolerance_needs_3f_plus_1() {
         let c = ConsensusConfig {
-            protocol: ConsensusProtocol::Pbft,
             cluster_size: 3,
             byzantine_tolerance: true,
             max_byzantine_nodes: 1,
@@ -316,27 +318,13 @@ mod tests {
     }
 
     #[test]
-    fn byzantine_tolerance_only_with_pbft() {
-        for p in [
-            ConsensusProtocol::Raft,
-            ConsensusProtocol::Paxos,
-            ConsensusProtocol::MultiPaxos,
-        ] {
-            let c = ConsensusConfig {
-                protocol: p,
-                byzantine_tolerance: true,
-                ..Default::default()
-            };
-            assert_eq!(c.validate(), Err(ConfigError::ByzantineUnsupported(p)));
-        }
-    }
-
-    #[test]
-    fn for_protocol_picks_the_largest_tolerable_f() {
-        let c = ConsensusConfig::for_protocol(ConsensusProtocol::Pbft, 7);
+    fn byzantine_picks_the_largest_tolerable_f() {
+        let c = ConsensusConfig::for_protocol("my-bft".parse().unwrap(), 7).byzantine();
+        assert!(c.byzantine_tolerance);
         assert_eq!(c.max_byzantine_nodes, 2);
         assert_eq!(c.byzantine_quorum(), 5);
         assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.protocol.name(), "my-bft");
     }
 
     #[test]
@@ -345,13 +333,13 @@ mod tests {
             "protocol = \"multi-paxos\"\ncluster_size = 3\nelection_timeout_ms = [100, 200]\n",
         )
         .unwrap();
-        assert_eq!(t.protocol, ConsensusProtocol::MultiPaxos);
+        assert_eq!(t.protocol.name(), "multi-paxos");
         assert_eq!(t.cluster_size, 3);
         assert_eq!(t.election_timeout_ms, (100, 200));
         assert_eq!(t.heartbeat_interval_ms, 50);
 
         let j = ConsensusConfig::from_json_str(r#"{"protocol":"pbft","cluster_size":4}"#).unwrap();
-        assert_eq!(j.protocol, ConsensusProtocol::Pbft);
+        assert_eq!(j.protocol.name(), "pbft");
         assert_eq!(j.snapshot_threshold, 10_000);
         // Round trip.
         let back = ConsensusConfig::from_json_str(&serde_json::to_string(&j).unwrap()).unwrap();
@@ -369,7 +357,7 @@ mod tests {
             Err(ConfigError::Parse(_))
         ));
         assert!(matches!(
-            ConsensusConfig::from_json_str(r#"{"protocol": "zab"}"#),
+            ConsensusConfig::from_json_str(r#"{"protocol": "z a b"}"#),
             Err(ConfigError::Parse(_))
         ));
     }

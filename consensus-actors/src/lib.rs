@@ -6,14 +6,16 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`types`] | ids, terms, indexes, ballots, log entries, roles |
+//! | [`types`] | ids, terms, indexes, log entries, roles, protocol names |
 //! | [`config`] | [`ConsensusConfig`] and its validation |
 //! | [`supervision`] | the per-node supervision tree that catches panics and restarts components |
 //! | [`storage`] | storage traits (hard state, log, snapshots) and a crash-aware in-memory store |
 //! | [`transport`] | the network abstraction protocol code sends through |
 //! | [`sim`] | deterministic simulation: `SimNetwork`, `Simulation`, paused clock, seeded RNG, traces |
+//! | [`plugin`] | the plug-in boundary: [`ProtocolPlugin`](plugin::ProtocolPlugin) and [`NodeHandle`](plugin::NodeHandle), what a protocol crate implements to run under the engine |
+//! | [`observer`] | [`ClusterObserver`](observer::ClusterObserver): leaderships, crashes and supervision events as a cluster runs |
 //! | [`metrics`] | `LatencyTracker`, `ThroughputMeter` and a per-cluster metrics recorder |
-//! | [`safety`] | the `SafetyVerifier` and the Raft, Paxos and PBFT invariants |
+//! | [`safety`] | the `SafetyVerifier`, the checker and sink, generic over a protocol's events |
 //! | [`kv`] | the reference key-value state machine |
 //! | [`history`] | client histories, JSON and Jepsen import, the linearizability checker |
 #![deny(missing_docs)]
@@ -22,6 +24,8 @@ pub mod config;
 pub mod history;
 pub mod kv;
 pub mod metrics;
+pub mod observer;
+pub mod plugin;
 pub mod safety;
 pub mod sim;
 pub mod storage;
@@ -31,6 +35,6 @@ pub mod types;
 
 pub use config::{ConfigError, ConsensusConfig};
 pub use types::{
-    Ballot, ClientId, ConsensusProtocol, LogEntry, LogId, LogIndex, NodeId, NodeState, SeqNo, Slot,
-    Term, View,
+    ClientId, ConsensusProtocol, LogEntry, LogId, LogIndex, NodeId, NodeState, Term,
+    DEFAULT_PROTOCOL,
 };

@@ -1,5 +1,8 @@
 //! The vocabulary every protocol shares: identifiers, terms, indexes, log
-//! entries, roles and the protocol selector.
+//! entries, roles and the protocol's name.
+//!
+//! Protocol crates define their own newtypes (views, ballots, slots) with
+//! [`newtype_u64!`](crate::newtype_u64).
 //!
 //! Indexes and terms are newtypes so that a `Term` can never be passed where a
 //! `LogIndex` is expected, and no `usize`/`u64` mix creeps into protocol code.
@@ -7,11 +10,26 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Defines a `u64` newtype (an id, an epoch, a position) with `ZERO`,
+/// `get`, `next`, `prev`, `From<u64>`, serde (as a bare number) and a
+/// `Display` that prints `$short` followed by the number. The calling
+/// crate needs `serde` (with `derive`) among its dependencies.
+///
+/// ```
+/// consensus_actors::newtype_u64!(
+///     /// A round of my protocol.
+///     Round,
+///     "r"
+/// );
+/// assert_eq!(Round(3).next().to_string(), "r4");
+/// ```
+#[macro_export]
 macro_rules! newtype_u64 {
     ($(#[$meta:meta])* $name:ident, $short:literal) => {
         $(#[$meta])*
         #[derive(
-            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash,
+            ::serde::Serialize, ::serde::Deserialize,
         )]
         #[serde(transparent)]
         pub struct $name(pub u64);
@@ -41,8 +59,8 @@ macro_rules! newtype_u64 {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 write!(f, concat!($short, "{}"), self.0)
             }
         }
@@ -73,98 +91,58 @@ newtype_u64!(
     "i"
 );
 newtype_u64!(
-    /// A PBFT view number; the primary of view `v` is replica `v mod n`.
-    View,
-    "v"
-);
-newtype_u64!(
-    /// A PBFT sequence number assigned by the primary.
-    SeqNo,
-    "s"
-);
-newtype_u64!(
-    /// A Multi-Paxos log slot.
-    Slot,
-    "slot"
-);
-newtype_u64!(
     /// Identifies one client of the replicated service.
     ClientId,
     "c"
 );
 
-/// A Paxos ballot (proposal number): ordered by round, then by the proposer's
-/// node id, so two proposers never use the same ballot.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Ballot {
-    /// The round; a proposer that is pre-empted retries with a higher round.
-    pub round: u64,
-    /// The node that owns this ballot (tie-breaker).
-    pub node: NodeId,
-}
+/// The name of a consensus protocol, as registered with the engine's
+/// registry (`raft`, `multi-paxos`, or a protocol of your own): lower-case
+/// ASCII letters, digits and `-`, at most 64 characters. The runtime gives
+/// it no meaning; the engine looks the protocol up by it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ConsensusProtocol(std::borrow::Cow<'static, str>);
 
-impl Ballot {
-    /// The ballot below every real ballot.
-    pub const ZERO: Self = Self {
-        round: 0,
-        node: NodeId(0),
-    };
-
-    /// A ballot of `round` owned by `node`.
-    pub const fn new(round: u64, node: NodeId) -> Self {
-        Self { round, node }
-    }
-
-    /// The smallest ballot owned by `node` that is greater than `self`.
-    #[must_use]
-    pub const fn next_for(self, node: NodeId) -> Self {
-        Self {
-            round: self.round + 1,
-            node,
-        }
-    }
-}
-
-impl fmt::Display for Ballot {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "b{}.{}", self.round, self.node.0)
-    }
-}
-
-/// Which consensus protocol a cluster runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConsensusProtocol {
-    /// Raft (Ongaro and Ousterhout, 2014).
-    #[default]
-    Raft,
-    /// Single-decree Paxos (Lamport, "Paxos Made Simple").
-    Paxos,
-    /// Multi-Paxos: a stable leader runs phase 2 for a sequence of slots.
-    MultiPaxos,
-    /// Practical Byzantine Fault Tolerance (Castro and Liskov, 1999).
-    Pbft,
-}
+/// The protocol name a configuration has when it names none (the protocol
+/// the framework was first built with).
+pub const DEFAULT_PROTOCOL: ConsensusProtocol = ConsensusProtocol::named("raft");
 
 impl ConsensusProtocol {
-    /// Every protocol, in declaration order.
-    pub const ALL: [ConsensusProtocol; 4] = [
-        ConsensusProtocol::Raft,
-        ConsensusProtocol::Paxos,
-        ConsensusProtocol::MultiPaxos,
-        ConsensusProtocol::Pbft,
-    ];
+    /// The longest protocol name.
+    pub const MAX_NAME_LEN: usize = 64;
+
+    /// A protocol name known at compile time. It must be valid (see the
+    /// type's documentation); `const` evaluation fails otherwise.
+    pub const fn named(name: &'static str) -> Self {
+        assert!(Self::valid(name.as_bytes()), "invalid protocol name");
+        Self(std::borrow::Cow::Borrowed(name))
+    }
+
+    const fn valid(name: &[u8]) -> bool {
+        if name.is_empty() || name.len() > Self::MAX_NAME_LEN {
+            return false;
+        }
+        let mut i = 0;
+        while i < name.len() {
+            let c = name[i];
+            if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
 
     /// The name used on the command line and in configuration files.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ConsensusProtocol::Raft => "raft",
-            ConsensusProtocol::Paxos => "paxos",
-            ConsensusProtocol::MultiPaxos => "multi-paxos",
-            ConsensusProtocol::Pbft => "pbft",
-        }
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ConsensusProtocol {
+    fn default() -> Self {
+        DEFAULT_PROTOCOL
     }
 }
 
@@ -174,22 +152,30 @@ impl fmt::Display for ConsensusProtocol {
     }
 }
 
-/// Error returned when a protocol name is not recognised.
+/// Error returned when a text is not a valid protocol name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown protocol {0:?}: expected one of raft, paxos, multi-paxos, pbft")]
-pub struct UnknownProtocol(pub String);
+#[error("invalid protocol name {0:?}: use 1 to 64 lower-case letters, digits and '-'")]
+pub struct InvalidProtocolName(pub String);
 
 impl std::str::FromStr for ConsensusProtocol {
-    type Err = UnknownProtocol;
+    type Err = InvalidProtocolName;
 
+    /// Parses a name, ignoring case (`Multi-Paxos` is `multi-paxos`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "raft" => Ok(Self::Raft),
-            "paxos" => Ok(Self::Paxos),
-            "multi-paxos" | "multipaxos" | "multi_paxos" => Ok(Self::MultiPaxos),
-            "pbft" => Ok(Self::Pbft),
-            _ => Err(UnknownProtocol(s.to_string())),
+        let lower = s.to_ascii_lowercase();
+        if Self::valid(lower.as_bytes()) {
+            Ok(Self(std::borrow::Cow::Owned(lower)))
+        } else {
+            let excerpt: String = s.chars().take(Self::MAX_NAME_LEN + 1).collect();
+            Err(InvalidProtocolName(excerpt))
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsensusProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -490,15 +476,6 @@ mod tests {
     }
 
     #[test]
-    fn ballots_order_by_round_then_node() {
-        assert!(Ballot::new(1, NodeId(5)) < Ballot::new(2, NodeId(1)));
-        assert!(Ballot::new(2, NodeId(1)) < Ballot::new(2, NodeId(2)));
-        assert!(Ballot::ZERO < Ballot::new(0, NodeId(1)));
-        let b = Ballot::new(3, NodeId(2)).next_for(NodeId(1));
-        assert_eq!(b, Ballot::new(4, NodeId(1)));
-    }
-
-    #[test]
     fn log_ids_compare_term_first() {
         let a = LogId::new(Term(2), LogIndex(1));
         let b = LogId::new(Term(1), LogIndex(9));
@@ -506,13 +483,20 @@ mod tests {
     }
 
     #[test]
-    fn protocol_names_round_trip() {
-        for p in ConsensusProtocol::ALL {
-            assert_eq!(p.name().parse::<ConsensusProtocol>().unwrap(), p);
+    fn protocol_names_round_trip_and_are_checked() {
+        for name in ["raft", "multi-paxos", "my-protocol-2"] {
+            let p: ConsensusProtocol = name.parse().unwrap();
+            assert_eq!(p.name(), name);
             let json = serde_json::to_string(&p).unwrap();
-            assert_eq!(json, format!("\"{}\"", p.name()));
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<ConsensusProtocol>(&json).unwrap(), p);
         }
-        assert!("zab".parse::<ConsensusProtocol>().is_err());
+        assert_eq!("Multi-Paxos".parse::<ConsensusProtocol>().unwrap().name(), "multi-paxos");
+        for bad in ["", "a b", "zab!", &"x".repeat(65)] {
+            assert!(bad.parse::<ConsensusProtocol>().is_err(), "{bad:?}");
+        }
+        assert!(serde_json::from_str::<ConsensusProtocol>("\"a/b\"").is_err());
+        assert_eq!(ConsensusProtocol::default(), DEFAULT_PROTOCOL);
     }
 
     #[test]

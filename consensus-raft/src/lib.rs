@@ -104,6 +104,7 @@ pub mod membership_manager;
 pub mod messages;
 pub mod node;
 pub mod replication;
+pub mod safety;
 pub mod sim;
 pub mod snapshot;
 

@@ -35,7 +35,7 @@ use crate::membership_manager::{ChangeKind, MembershipChangeError};
 use crate::messages::RaftMessage;
 use actix::prelude::*;
 use consensus_actors::kv::StateMachine;
-use consensus_actors::safety::SafetySink;
+use crate::safety::SafetySink;
 use consensus_actors::sim::TraceHandle;
 use consensus_actors::supervision::{
     ChildSlot, NodeSupervisor, RestartIntensity, RestartStrategy, Shutdown, SupervisionError,

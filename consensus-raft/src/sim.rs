@@ -16,7 +16,7 @@ use crate::messages::{EntryRef, RaftMessage};
 use crate::node::{RaftNode, RaftNodeBuilder};
 use actix::Recipient;
 use consensus_actors::kv::StateMachine;
-use consensus_actors::safety::SafetySink;
+use crate::safety::SafetySink;
 use consensus_actors::sim::{NodeContext, NodeFactory, StartedNode};
 use consensus_actors::storage::MemStorage;
 use consensus_actors::supervision::{

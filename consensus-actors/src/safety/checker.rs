@@ -1,52 +1,48 @@
 //! The pluggable invariant interface and the pure, synchronous checker that
 //! runs a set of invariants over an event stream.
 
-use super::{
-    PaxosAgreement, PaxosPromisesKept, PbftAgreement, PbftPreparedAgreement, RaftElectionSafety,
-    RaftEvent, RaftLeaderAppendOnly, RaftLeaderCompleteness, RaftLogMatching, RaftLogs,
-    RaftStateMachineSafety, SafetyEvent, Violation,
-};
-use crate::types::ConsensusProtocol;
+use super::{ProtocolEvent, SafetyEvent, Violation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// A safety property checked as events happen.
+/// A safety property checked as events happen, over the events of one
+/// protocol (`E`, see [`ProtocolEvent`]).
 ///
 /// An invariant keeps whatever state it needs, sees every event in order
 /// and pushes a [`Violation`] to `out` for each way the event breaks its
-/// property. It ignores events of other protocols. Implement it to check
-/// your own properties and add it with [`SafetyChecker::add`].
-pub trait Invariant: Send {
+/// property. Implement it to check your own properties and add it with
+/// [`SafetyChecker::add`].
+pub trait Invariant<E: ProtocolEvent>: Send {
     /// A short kebab-case name, e.g. `raft-log-matching`; used as
     /// [`Violation::invariant`].
     fn name(&self) -> &'static str;
 
     /// Observes one event that happened at `at_us` (microseconds).
-    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>);
+    fn observe(&mut self, at_us: u64, ev: &SafetyEvent<E>, out: &mut Vec<Violation>);
 
-    /// Observes one event together with the checker's shared mirror of
-    /// every node's Raft log, `logs`, as it was just before the event (the
-    /// checker updates it once every invariant has seen the event).
-    /// Invariants that read node logs implement this and
-    /// [`uses_raft_logs`](Self::uses_raft_logs) so that one mirror serves
-    /// them all; the default ignores `logs` and calls
+    /// Observes one event together with the checker's shared model of the
+    /// protocol ([`ProtocolEvent::Model`], e.g. Raft's mirror of every
+    /// node's log), as it was just before the event (the checker updates it
+    /// once every invariant has seen the event). Invariants that read the
+    /// model implement this and [`uses_model`](Self::uses_model) so that
+    /// one model serves them all; the default ignores `model` and calls
     /// [`observe`](Self::observe).
-    fn observe_with_logs(
+    fn observe_with_model(
         &mut self,
         at_us: u64,
-        ev: &SafetyEvent,
-        logs: &RaftLogs,
+        ev: &SafetyEvent<E>,
+        model: &E::Model,
         out: &mut Vec<Violation>,
     ) {
-        let _ = logs;
+        let _ = model;
         self.observe(at_us, ev, out);
     }
 
-    /// True when [`observe_with_logs`](Self::observe_with_logs) reads the
-    /// shared mirror (a checker keeps the mirror only if one of its
+    /// True when [`observe_with_model`](Self::observe_with_model) reads the
+    /// shared model (a checker keeps the model only if one of its
     /// invariants does).
-    fn uses_raft_logs(&self) -> bool {
+    fn uses_model(&self) -> bool {
         false
     }
 
@@ -60,9 +56,9 @@ pub trait Invariant: Send {
     }
 }
 
-/// A set of [`SafetyEvent`] kinds (one per Raft event variant, plus
-/// crashes, Paxos events and PBFT events); see
-/// [`Invariant::event_kinds`].
+/// A set of [`SafetyEvent`] kinds: the three neutral kinds and up to 24
+/// kinds a protocol defines for its own events
+/// ([`EventKinds::protocol`]); see [`Invariant::event_kinds`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventKinds(u32);
 
@@ -71,32 +67,22 @@ impl EventKinds {
     pub const ALL: Self = Self(u32::MAX);
     /// No kind.
     pub const NONE: Self = Self(0);
-    /// [`RaftEvent::BecameLeader`].
+    /// [`SafetyEvent::BecameLeader`].
     pub const BECAME_LEADER: Self = Self(1 << 0);
-    /// [`RaftEvent::SteppedDown`].
+    /// [`SafetyEvent::SteppedDown`].
     pub const STEPPED_DOWN: Self = Self(1 << 1);
-    /// [`RaftEvent::Appended`].
-    pub const APPENDED: Self = Self(1 << 2);
-    /// [`RaftEvent::AppendedBatch`].
-    pub const APPENDED_BATCH: Self = Self(1 << 3);
-    /// [`RaftEvent::Truncated`].
-    pub const TRUNCATED: Self = Self(1 << 4);
-    /// [`RaftEvent::CommitAdvanced`].
-    pub const COMMIT_ADVANCED: Self = Self(1 << 5);
-    /// [`RaftEvent::Applied`].
-    pub const APPLIED: Self = Self(1 << 6);
-    /// [`RaftEvent::AppliedBatch`].
-    pub const APPLIED_BATCH: Self = Self(1 << 7);
-    /// [`RaftEvent::Committed`].
-    pub const COMMITTED: Self = Self(1 << 8);
-    /// [`RaftEvent::SnapshotInstalled`].
-    pub const SNAPSHOT_INSTALLED: Self = Self(1 << 9);
     /// [`SafetyEvent::Crashed`].
-    pub const CRASHED: Self = Self(1 << 10);
-    /// Every [`SafetyEvent::Paxos`] event.
-    pub const PAXOS: Self = Self(1 << 11);
-    /// Every [`SafetyEvent::Pbft`] event.
-    pub const PBFT: Self = Self(1 << 12);
+    pub const CRASHED: Self = Self(1 << 2);
+    /// Every kind of protocol event.
+    pub const ALL_PROTOCOL: Self = Self(!0b1111_1111);
+
+    /// The protocol's own kind number `n` (0 to 23). Each protocol numbers
+    /// its event kinds itself; kinds of different protocols never meet in
+    /// one checker.
+    pub const fn protocol(n: u32) -> Self {
+        assert!(n < 24, "a protocol has at most 24 event kinds");
+        Self(1 << (8 + n))
+    }
 
     /// The kinds in `self` or `other`.
     #[must_use]
@@ -105,23 +91,12 @@ impl EventKinds {
     }
 
     /// The kind of `ev`.
-    pub fn of(ev: &SafetyEvent) -> Self {
+    pub fn of<E: ProtocolEvent>(ev: &SafetyEvent<E>) -> Self {
         match ev {
-            SafetyEvent::Raft(r) => match r {
-                RaftEvent::BecameLeader { .. } => Self::BECAME_LEADER,
-                RaftEvent::SteppedDown { .. } => Self::STEPPED_DOWN,
-                RaftEvent::Appended { .. } => Self::APPENDED,
-                RaftEvent::AppendedBatch { .. } => Self::APPENDED_BATCH,
-                RaftEvent::Truncated { .. } => Self::TRUNCATED,
-                RaftEvent::CommitAdvanced { .. } => Self::COMMIT_ADVANCED,
-                RaftEvent::Applied { .. } => Self::APPLIED,
-                RaftEvent::AppliedBatch { .. } => Self::APPLIED_BATCH,
-                RaftEvent::Committed { .. } => Self::COMMITTED,
-                RaftEvent::SnapshotInstalled { .. } => Self::SNAPSHOT_INSTALLED,
-            },
+            SafetyEvent::BecameLeader { .. } => Self::BECAME_LEADER,
+            SafetyEvent::SteppedDown { .. } => Self::STEPPED_DOWN,
             SafetyEvent::Crashed { .. } => Self::CRASHED,
-            SafetyEvent::Paxos(_) => Self::PAXOS,
-            SafetyEvent::Pbft(_) => Self::PBFT,
+            SafetyEvent::Protocol(e) => e.kind(),
         }
     }
 
@@ -141,20 +116,21 @@ impl EventKinds {
 /// stored, so a badly broken run cannot exhaust memory.
 pub const DEFAULT_VIOLATION_LIMIT: usize = 1000;
 
-/// Runs a set of [`Invariant`]s over an event stream. Pure: no clock, no
-/// actor, no I/O; the caller says when each event happened.
+/// Runs a set of [`Invariant`]s over the event stream of one protocol.
+/// Pure: no clock, no actor, no I/O; the caller says when each event
+/// happened.
 ///
-/// The checker keeps one mirror of every node's Raft log ([`RaftLogs`]) for
-/// all the invariants that read logs, rather than one each: every event is
-/// shown to every invariant with the mirror as it was before the event,
-/// then applied to the mirror once.
-pub struct SafetyChecker {
-    invariants: Vec<Box<dyn Invariant>>,
+/// The checker keeps one shared model of the protocol
+/// ([`ProtocolEvent::Model`]) for all the invariants that read it, rather
+/// than one each: every event is shown to every invariant with the model as
+/// it was before the event, then folded into the model once.
+pub struct SafetyChecker<E: ProtocolEvent> {
+    invariants: Vec<Box<dyn Invariant<E>>>,
     /// `kinds[k]` is what `invariants[k]` reacts to
     /// ([`Invariant::event_kinds`], read once when it is added).
     kinds: Vec<EventKinds>,
-    /// The shared mirror, kept when some invariant reads it.
-    logs: Option<RaftLogs>,
+    /// The shared model, kept when some invariant reads it.
+    model: Option<E::Model>,
     violations: Vec<Violation>,
     violation_count: u64,
     violation_limit: usize,
@@ -162,13 +138,13 @@ pub struct SafetyChecker {
     fresh: Vec<Violation>,
 }
 
-impl Default for SafetyChecker {
+impl<E: ProtocolEvent> Default for SafetyChecker<E> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl fmt::Debug for SafetyChecker {
+impl<E: ProtocolEvent> fmt::Debug for SafetyChecker<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SafetyChecker")
             .field("invariants", &self.invariant_names())
@@ -178,13 +154,13 @@ impl fmt::Debug for SafetyChecker {
     }
 }
 
-impl SafetyChecker {
+impl<E: ProtocolEvent> SafetyChecker<E> {
     /// A checker with no invariants.
     pub fn new() -> Self {
         Self {
             invariants: Vec::new(),
             kinds: Vec::new(),
-            logs: None,
+            model: None,
             violations: Vec::new(),
             violation_count: 0,
             violation_limit: DEFAULT_VIOLATION_LIMIT,
@@ -193,69 +169,19 @@ impl SafetyChecker {
         }
     }
 
-    /// Adds the Raft invariants: Election Safety, Leader Append-Only, Log
-    /// Matching, Leader Completeness and State Machine Safety (Figure 3 of
-    /// the Raft paper).
-    #[must_use]
-    pub fn with_raft(self) -> Self {
-        self.with(Box::new(RaftElectionSafety::default()))
-            .with(Box::new(RaftLeaderAppendOnly::default()))
-            .with(Box::new(RaftLogMatching::default()))
-            .with(Box::new(RaftLeaderCompleteness::default()))
-            .with(Box::new(RaftStateMachineSafety::default()))
-    }
-
-    /// Adds the Paxos invariants: agreement (one value chosen per slot,
-    /// judged from learners' `Chosen` reports and P2b) and promises kept
-    /// (P1a).
-    #[must_use]
-    pub fn with_paxos(self) -> Self {
-        self.with(Box::new(PaxosAgreement::default()))
-            .with(Box::new(PaxosPromisesKept::default()))
-    }
-
-    /// Like [`with_paxos`](Self::with_paxos), but knowing there are
-    /// `acceptors` acceptors, agreement also infers which values are chosen
-    /// from the acceptors' `Accepted` reports (a majority at one ballot),
-    /// without waiting for a learner.
-    #[must_use]
-    pub fn with_paxos_acceptors(self, acceptors: usize) -> Self {
-        self.with(Box::new(PaxosAgreement::with_acceptors(acceptors)))
-            .with(Box::new(PaxosPromisesKept::default()))
-    }
-
-    /// Adds the PBFT invariants: correct replicas commit one request per
-    /// sequence number in any view, and prepare one per view and sequence
-    /// number.
-    #[must_use]
-    pub fn with_pbft(self) -> Self {
-        self.with(Box::new(PbftAgreement::default()))
-            .with(Box::new(PbftPreparedAgreement::default()))
-    }
-
-    /// A checker with the invariants of `protocol` (Multi-Paxos gets the
-    /// Paxos ones).
-    pub fn for_protocol(protocol: ConsensusProtocol) -> Self {
-        match protocol {
-            ConsensusProtocol::Raft => Self::new().with_raft(),
-            ConsensusProtocol::Paxos | ConsensusProtocol::MultiPaxos => Self::new().with_paxos(),
-            ConsensusProtocol::Pbft => Self::new().with_pbft(),
-        }
-    }
-
     /// Adds an invariant (builder style).
     #[must_use]
-    pub fn with(mut self, invariant: Box<dyn Invariant>) -> Self {
+    pub fn with(mut self, invariant: Box<dyn Invariant<E>>) -> Self {
         self.add(invariant);
         self
     }
 
     /// Adds an invariant.
-    pub fn add(&mut self, invariant: Box<dyn Invariant>) {
-        // An invariant that reads logs sees them from the first event the
+    pub fn add(&mut self, invariant: Box<dyn Invariant<E>>) {
+        // An invariant that reads the model sees it from the first event the
         // checker observes on (add invariants before feeding events).
-        if invariant.uses_raft_logs() && self.logs.is_none() {
-            self.logs = Some(RaftLogs::default());
+        if invariant.uses_model() && self.model.is_none() {
+            self.model = Some(E::Model::default());
         }
         self.kinds.push(invariant.event_kinds());
         self.invariants.push(invariant);
@@ -271,7 +197,7 @@ impl SafetyChecker {
 
     /// Feeds one event, observed at `at_us`, to every invariant. Returns the
     /// violations this event caused (empty almost always).
-    pub fn observe(&mut self, at_us: u64, ev: &SafetyEvent) -> &[Violation] {
+    pub fn observe(&mut self, at_us: u64, ev: &SafetyEvent<E>) -> &[Violation] {
         self.events_observed += 1;
         self.fresh.clear();
         let kind = EventKinds::of(ev);
@@ -281,12 +207,12 @@ impl SafetyChecker {
             .zip(&self.kinds)
             .filter(|(_, kinds)| kinds.intersects(kind))
             .map(|(invariant, _)| invariant);
-        match &mut self.logs {
-            Some(logs) => {
+        match &mut self.model {
+            Some(model) => {
                 for invariant in interested {
-                    invariant.observe_with_logs(at_us, ev, logs, &mut self.fresh);
+                    invariant.observe_with_model(at_us, ev, model, &mut self.fresh);
                 }
-                logs.apply(ev);
+                E::update_model(model, ev);
             }
             None => {
                 for invariant in interested {
@@ -325,10 +251,9 @@ impl SafetyChecker {
         self.events_observed
     }
 
-    /// The shared mirror of every node's Raft log, if some invariant reads
-    /// it.
-    pub fn raft_logs(&self) -> Option<&RaftLogs> {
-        self.logs.as_ref()
+    /// The shared model, if some invariant reads it.
+    pub fn model(&self) -> Option<&E::Model> {
+        self.model.as_ref()
     }
 
     /// The names of the invariants, in the order they run.
@@ -370,32 +295,43 @@ pub struct SafetyReport {
 /// A [`SafetyChecker`] shared by every node of an in-process cluster, for
 /// direct synchronous checking without messages (see
 /// [`SafetySink::local`](super::SafetySink::local)). Cloning is cheap.
-#[derive(Clone, Default)]
-pub struct SharedChecker(Arc<Mutex<SafetyChecker>>);
+pub struct SharedChecker<E: ProtocolEvent>(Arc<Mutex<SafetyChecker<E>>>);
 
-impl fmt::Debug for SharedChecker {
+impl<E: ProtocolEvent> Clone for SharedChecker<E> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<E: ProtocolEvent> Default for SharedChecker<E> {
+    fn default() -> Self {
+        Self::new(SafetyChecker::new())
+    }
+}
+
+impl<E: ProtocolEvent> fmt::Debug for SharedChecker<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.lock().fmt(f)
     }
 }
 
-impl SharedChecker {
+impl<E: ProtocolEvent> SharedChecker<E> {
     /// Shares `checker`.
-    pub fn new(checker: SafetyChecker) -> Self {
+    pub fn new(checker: SafetyChecker<E>) -> Self {
         Self(Arc::new(Mutex::new(checker)))
     }
 
     /// Locks the checker. A panic inside an invariant while it was locked
     /// does not make the checker unusable (its state is still consistent
     /// per event).
-    pub fn lock(&self) -> MutexGuard<'_, SafetyChecker> {
+    pub fn lock(&self) -> MutexGuard<'_, SafetyChecker<E>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Feeds one event; returns how many violations it caused.
-    pub fn observe(&self, at_us: u64, ev: &SafetyEvent) -> usize {
+    pub fn observe(&self, at_us: u64, ev: &SafetyEvent<E>) -> usize {
         self.lock().observe(at_us, ev).len()
     }
 
@@ -418,46 +354,101 @@ impl SharedChecker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safety::{PaxosEvent, RaftEvent};
-    use crate::types::{Ballot, NodeId, Slot, Term};
+    use crate::safety::Epoch;
+    use crate::types::NodeId;
 
-    /// A user-defined invariant: node 9 must never do anything.
-    struct Node9StaysQuiet;
+    /// A toy protocol: nodes write numbers; its one invariant is that no
+    /// node writes a number another node wrote, judged from a shared model
+    /// (who wrote what).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Toy {
+        Wrote { node: NodeId, value: u64 },
+        Noise,
+    }
 
-    impl Invariant for Node9StaysQuiet {
-        fn name(&self) -> &'static str {
-            "node9-quiet"
-        }
-
-        fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
-            if let SafetyEvent::Raft(r) = ev {
-                if r.node() == NodeId(9) {
-                    out.push(
-                        Violation::new(self.name(), at_us, ev, "n9 spoke").with_nodes([NodeId(9)]),
-                    );
-                }
+    impl fmt::Display for Toy {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Toy::Wrote { node, value } => write!(f, "{node} wrote {value}"),
+                Toy::Noise => f.write_str("noise"),
             }
         }
     }
 
-    fn leader(node: u64, term: u64) -> SafetyEvent {
-        RaftEvent::BecameLeader {
-            node: NodeId(node),
-            term: Term(term),
+    const WROTE: EventKinds = EventKinds::protocol(0);
+    const NOISE: EventKinds = EventKinds::protocol(1);
+
+    impl ProtocolEvent for Toy {
+        type Model = std::collections::BTreeMap<u64, NodeId>;
+
+        fn kind(&self) -> EventKinds {
+            match self {
+                Toy::Wrote { .. } => WROTE,
+                Toy::Noise => NOISE,
+            }
         }
-        .into()
+
+        fn fmt_epoch(epoch: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "round{epoch}")
+        }
+
+        fn update_model(model: &mut Self::Model, ev: &SafetyEvent<Self>) {
+            if let SafetyEvent::Protocol(Toy::Wrote { node, value }) = ev {
+                model.entry(*value).or_insert(*node);
+            }
+        }
     }
 
-    /// Counts the events it is shown; reacts only to leader changes.
+    /// Reads the shared model.
     #[derive(Default)]
-    struct CountsLeaders(std::sync::Arc<std::sync::atomic::AtomicU64>);
+    struct UniqueWrites;
 
-    impl Invariant for CountsLeaders {
+    impl Invariant<Toy> for UniqueWrites {
+        fn name(&self) -> &'static str {
+            "unique-writes"
+        }
+
+        fn observe(&mut self, _: u64, _: &SafetyEvent<Toy>, _: &mut Vec<Violation>) {
+            unreachable!("the checker passes the model")
+        }
+
+        fn observe_with_model(
+            &mut self,
+            at_us: u64,
+            ev: &SafetyEvent<Toy>,
+            model: &<Toy as ProtocolEvent>::Model,
+            out: &mut Vec<Violation>,
+        ) {
+            if let SafetyEvent::Protocol(Toy::Wrote { node, value }) = ev {
+                if let Some(first) = model.get(value).filter(|first| *first != node) {
+                    out.push(
+                        Violation::new(self.name(), at_us, ev, format!("{first} wrote it first"))
+                            .with_nodes([*first, *node]),
+                    );
+                }
+            }
+        }
+
+        fn uses_model(&self) -> bool {
+            true
+        }
+
+        fn event_kinds(&self) -> EventKinds {
+            WROTE
+        }
+    }
+
+    /// Counts the events it is shown; reacts only to leader changes and
+    /// crashes.
+    #[derive(Default)]
+    struct CountsLeaders(Arc<std::sync::atomic::AtomicU64>);
+
+    impl Invariant<Toy> for CountsLeaders {
         fn name(&self) -> &'static str {
             "counts-leaders"
         }
 
-        fn observe(&mut self, _: u64, _: &SafetyEvent, _: &mut Vec<Violation>) {
+        fn observe(&mut self, _: u64, _: &SafetyEvent<Toy>, _: &mut Vec<Violation>) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
 
@@ -466,97 +457,110 @@ mod tests {
         }
     }
 
-    /// A checker shows an invariant only the kinds of event it asked for,
-    /// with and without the shared log mirror.
+    /// Node 9 must never lead.
+    struct Node9NeverLeads;
+
+    impl Invariant<Toy> for Node9NeverLeads {
+        fn name(&self) -> &'static str {
+            "node9-never-leads"
+        }
+
+        fn observe(&mut self, at_us: u64, ev: &SafetyEvent<Toy>, out: &mut Vec<Violation>) {
+            if let SafetyEvent::BecameLeader { node, epoch } = ev {
+                if *node == NodeId(9) {
+                    out.push(
+                        Violation::new(self.name(), at_us, ev, "n9 led")
+                            .with_nodes([NodeId(9)])
+                            .with_epoch(Epoch::of::<Toy>("round", *epoch)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn leader(node: u64, epoch: u64) -> SafetyEvent<Toy> {
+        SafetyEvent::BecameLeader {
+            node: NodeId(node),
+            epoch,
+        }
+    }
+
+    fn wrote(node: u64, value: u64) -> SafetyEvent<Toy> {
+        SafetyEvent::Protocol(Toy::Wrote {
+            node: NodeId(node),
+            value,
+        })
+    }
+
+    /// A checker shows an invariant only the kinds of event it asked for.
     #[test]
     fn invariants_see_only_the_event_kinds_they_react_to() {
-        let append: SafetyEvent = RaftEvent::AppendedBatch {
-            node: NodeId(1),
-            first_index: crate::types::LogIndex(1),
-            entries: vec![(Term(1), 7)],
-        }
-        .into();
+        let noise = SafetyEvent::Protocol(Toy::Noise);
         let crash = SafetyEvent::Crashed { node: NodeId(1) };
-        assert_eq!(EventKinds::of(&append), EventKinds::APPENDED_BATCH);
+        assert_eq!(EventKinds::of(&noise), NOISE);
         assert!(EventKinds::ALL.contains(EventKinds::of(&crash)));
+        assert!(EventKinds::ALL_PROTOCOL.contains(NOISE));
+        assert!(!EventKinds::ALL_PROTOCOL.intersects(EventKinds::CRASHED));
         assert!(!EventKinds::NONE.intersects(EventKinds::of(&crash)));
-        for with_raft in [false, true] {
+        for with_model in [false, true] {
             let seen = CountsLeaders::default();
             let count = seen.0.clone();
             let mut c = SafetyChecker::new();
-            if with_raft {
-                c = c.with_raft();
+            if with_model {
+                c.add(Box::new(UniqueWrites));
             }
             c.add(Box::new(seen));
-            for ev in [&append, &leader(1, 1), &append, &crash, &leader(2, 2)] {
+            for ev in [&noise, &leader(1, 1), &wrote(1, 5), &crash, &leader(2, 2)] {
                 c.observe(0, ev);
             }
             assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 3);
             assert_eq!(c.events_observed(), 5);
+            assert_eq!(c.model().is_some(), with_model);
         }
     }
 
+    /// The model is shown to invariants as it was before the event, and
+    /// updated once after it.
     #[test]
-    fn protocol_sets_hold_the_documented_invariants() {
-        assert_eq!(
-            SafetyChecker::for_protocol(ConsensusProtocol::Raft).invariant_names(),
-            vec![
-                "raft-election-safety",
-                "raft-leader-append-only",
-                "raft-log-matching",
-                "raft-leader-completeness",
-                "raft-state-machine-safety"
-            ]
-        );
-        assert_eq!(
-            SafetyChecker::for_protocol(ConsensusProtocol::MultiPaxos).invariant_names(),
-            vec!["paxos-agreement", "paxos-promises-kept"]
-        );
-        assert_eq!(
-            SafetyChecker::for_protocol(ConsensusProtocol::Pbft).invariant_names(),
-            vec!["pbft-agreement", "pbft-prepared-agreement"]
-        );
+    fn invariants_share_one_model_updated_after_every_event() {
+        let mut c = SafetyChecker::new().with(Box::new(UniqueWrites));
+        assert!(c.observe(1, &wrote(1, 7)).is_empty());
+        assert!(c.observe(2, &wrote(1, 7)).is_empty(), "the same writer again");
+        assert_eq!(c.model().unwrap().get(&7), Some(&NodeId(1)));
+        let found = c.observe(3, &wrote(2, 7));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].nodes, vec![NodeId(1), NodeId(2)]);
+        assert_eq!(found[0].event, "n2 wrote 7");
     }
 
     #[test]
-    fn user_invariants_plug_in_next_to_the_built_in_ones() {
+    fn user_invariants_plug_in_next_to_others() {
         let mut c = SafetyChecker::new()
-            .with_raft()
-            .with(Box::new(Node9StaysQuiet));
+            .with(Box::new(UniqueWrites))
+            .with(Box::new(Node9NeverLeads));
+        assert_eq!(
+            c.invariant_names(),
+            vec!["unique-writes", "node9-never-leads"]
+        );
         assert!(c.observe(1, &leader(1, 1)).is_empty());
-        let found = c.observe(2, &leader(9, 1));
-        let names: Vec<&str> = found.iter().map(|v| v.invariant.as_str()).collect();
-        assert_eq!(names, vec!["raft-election-safety", "node9-quiet"]);
-        assert_eq!(c.violation_count(), 2);
-        assert_eq!(c.events_observed(), 2);
+        let found = c.observe(2, &leader(9, 3));
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].to_string(),
+            "node9-never-leads at 2us [round3] n9: n9 led (event: n9 became leader of round3)"
+        );
+        assert_eq!(c.violation_count(), 1);
         assert!(!c.is_ok());
     }
 
     #[test]
-    fn invariants_ignore_other_protocols_events() {
-        let mut c = SafetyChecker::new().with_raft().with_pbft();
-        // Two learners disagreeing about a Paxos slot is not Raft's business.
-        for node in [1, 2] {
-            c.observe(
-                1,
-                &PaxosEvent::Chosen {
-                    node: NodeId(node),
-                    slot: Slot(1),
-                    ballot: Ballot::new(1, NodeId(node)),
-                    digest: node,
-                }
-                .into(),
-            );
-        }
-        assert!(c.is_ok());
-    }
-
-    #[test]
     fn violations_beyond_the_limit_are_counted_not_stored() {
-        let mut c = SafetyChecker::new().with_raft().with_violation_limit(2);
+        let mut c = SafetyChecker::new()
+            .with(Box::new(Node9NeverLeads))
+            .with_violation_limit(2);
         c.observe(0, &leader(1, 1));
-        for node in 2..=5 {
-            assert_eq!(c.observe(node, &leader(node, 1)).len(), 1);
+        for t in 2..=5 {
+            assert_eq!(c.observe(t, &leader(9, t)).len(), 1);
         }
         assert_eq!(c.violation_count(), 4);
         assert_eq!(c.violations().len(), 2);
@@ -569,57 +573,11 @@ mod tests {
     }
 
     #[test]
-    fn raft_invariants_share_one_log_mirror_updated_after_every_event() {
-        use crate::types::LogIndex;
-        assert!(SafetyChecker::for_protocol(ConsensusProtocol::Pbft)
-            .raft_logs()
-            .is_none());
-        let mut c = SafetyChecker::new().with_raft();
-        let entries = vec![(Term(1), 10), (Term(1), 11)];
-        let batch = RaftEvent::AppendedBatch {
-            node: NodeId(1),
-            first_index: LogIndex(1),
-            entries,
-        };
-        assert!(c.observe(1, &leader(1, 1)).is_empty());
-        assert!(c.observe(2, &batch.into()).is_empty());
-        let commit = RaftEvent::CommitAdvanced {
-            node: NodeId(1),
-            term: Term(1),
-            commit_index: LogIndex(2),
-        };
-        assert!(c.observe(3, &commit.into()).is_empty());
-        let log = c.raft_logs().unwrap().get(NodeId(1)).unwrap();
-        assert_eq!(log.last_index(), LogIndex(2));
-        assert_eq!(log.commit_index(), LogIndex(2));
-        assert_eq!(log.entry_at(LogIndex(2)), Some((Term(1), 11)));
-        // The committed entries are known to Leader Completeness through the
-        // shared mirror: node 2, with an empty log, cannot lead term 2.
-        let found = c.observe(4, &leader(2, 2));
-        let names: Vec<&str> = found.iter().map(|v| v.invariant.as_str()).collect();
-        assert_eq!(names, vec!["raft-leader-completeness"]);
-        // A truncation of committed entries is seen against the mirror
-        // before it is applied.
-        let truncate = RaftEvent::Truncated {
-            node: NodeId(1),
-            from_index: LogIndex(2),
-        };
-        let found = c.observe(5, &truncate.into());
-        let names: Vec<&str> = found.iter().map(|v| v.invariant.as_str()).collect();
-        assert_eq!(
-            names,
-            vec!["raft-leader-append-only", "raft-state-machine-safety"]
-        );
-        let log = c.raft_logs().unwrap().get(NodeId(1)).unwrap();
-        assert_eq!(log.last_index(), LogIndex(1));
-    }
-
-    #[test]
     fn a_shared_checker_is_one_checker_behind_many_handles() {
-        let shared = SharedChecker::new(SafetyChecker::new().with_raft());
+        let shared = SharedChecker::new(SafetyChecker::new().with(Box::new(UniqueWrites)));
         let other = shared.clone();
-        assert_eq!(shared.observe(1, &leader(1, 3)), 0);
-        assert_eq!(other.observe(2, &leader(2, 3)), 1);
+        assert_eq!(shared.observe(1, &wrote(1, 3)), 0);
+        assert_eq!(other.observe(2, &wrote(2, 3)), 1);
         assert!(!shared.is_ok());
         assert_eq!(shared.violations().len(), 1);
         assert_eq!(shared.report().events_observed, 2);

@@ -14,7 +14,7 @@
 //! Sinks stamp each event with the tokio clock (virtual time under a paused
 //! clock) as microseconds since an origin shared by every clone.
 
-use super::{SafetyChecker, SafetyEvent, SafetyReport, SharedChecker, Violation};
+use super::{ProtocolEvent, SafetyChecker, SafetyEvent, SafetyReport, SharedChecker, Violation};
 use crate::sim::clock;
 use actix::prelude::*;
 use std::cell::Cell;
@@ -23,13 +23,16 @@ use tokio::time::Instant;
 
 /// Reports one event, observed `at_us` microseconds after the verifier's
 /// origin.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub struct Observe {
+#[derive(Clone, Debug)]
+pub struct Observe<E> {
     /// When it happened (microseconds).
     pub at_us: u64,
     /// What happened.
-    pub event: SafetyEvent,
+    pub event: SafetyEvent<E>,
+}
+
+impl<E: ProtocolEvent> Message for Observe<E> {
+    type Result = ();
 }
 
 /// Asks for the violations found so far.
@@ -54,15 +57,15 @@ pub struct ViolationFound(pub Violation);
 
 /// An actor that receives events from every node and checks its
 /// [`SafetyChecker`]'s invariants as they happen.
-pub struct SafetyVerifier {
-    checker: SafetyChecker,
+pub struct SafetyVerifier<E: ProtocolEvent> {
+    checker: SafetyChecker<E>,
     subscribers: Vec<Recipient<ViolationFound>>,
     origin: Instant,
 }
 
-impl SafetyVerifier {
+impl<E: ProtocolEvent> SafetyVerifier<E> {
     /// A verifier running `checker`; its time origin is now (tokio clock).
-    pub fn new(checker: SafetyChecker) -> Self {
+    pub fn new(checker: SafetyChecker<E>) -> Self {
         Self {
             checker,
             subscribers: Vec::new(),
@@ -77,7 +80,7 @@ impl SafetyVerifier {
 
     /// Starts the verifier and returns its address and a sink that reports
     /// to it, stamping events relative to its origin.
-    pub fn start_with_sink(self) -> (Addr<SafetyVerifier>, SafetySink) {
+    pub fn start_with_sink(self) -> (Addr<SafetyVerifier<E>>, SafetySink<E>) {
         let origin = self.origin;
         let addr = self.start();
         let sink = SafetySink::actor(addr.clone().recipient(), origin);
@@ -85,14 +88,14 @@ impl SafetyVerifier {
     }
 }
 
-impl Actor for SafetyVerifier {
+impl<E: ProtocolEvent> Actor for SafetyVerifier<E> {
     type Context = Context<Self>;
 }
 
-impl Handler<Observe> for SafetyVerifier {
+impl<E: ProtocolEvent> Handler<Observe<E>> for SafetyVerifier<E> {
     type Result = ();
 
-    fn handle(&mut self, msg: Observe, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Observe<E>, _ctx: &mut Self::Context) {
         let found = self.checker.observe(msg.at_us, &msg.event);
         if found.is_empty() {
             return;
@@ -106,7 +109,7 @@ impl Handler<Observe> for SafetyVerifier {
     }
 }
 
-impl Handler<GetViolations> for SafetyVerifier {
+impl<E: ProtocolEvent> Handler<GetViolations> for SafetyVerifier<E> {
     type Result = MessageResult<GetViolations>;
 
     fn handle(&mut self, _msg: GetViolations, _ctx: &mut Self::Context) -> Self::Result {
@@ -114,7 +117,7 @@ impl Handler<GetViolations> for SafetyVerifier {
     }
 }
 
-impl Handler<GetSafetyReport> for SafetyVerifier {
+impl<E: ProtocolEvent> Handler<GetSafetyReport> for SafetyVerifier<E> {
     type Result = MessageResult<GetSafetyReport>;
 
     fn handle(&mut self, _msg: GetSafetyReport, _ctx: &mut Self::Context) -> Self::Result {
@@ -122,7 +125,7 @@ impl Handler<GetSafetyReport> for SafetyVerifier {
     }
 }
 
-impl Handler<SubscribeViolations> for SafetyVerifier {
+impl<E: ProtocolEvent> Handler<SubscribeViolations> for SafetyVerifier<E> {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeViolations, _ctx: &mut Self::Context) {
@@ -130,31 +133,65 @@ impl Handler<SubscribeViolations> for SafetyVerifier {
     }
 }
 
-#[derive(Clone, Default)]
-enum SinkMode {
-    #[default]
+enum SinkMode<E: ProtocolEvent> {
     Off,
     Local {
-        checker: SharedChecker,
+        checker: SharedChecker<E>,
         origin: Instant,
         /// The last instant stamped and its stamp: events reported at one
         /// (virtual) instant, which is the common case, reuse it.
         last: Cell<Option<(Instant, u64)>>,
     },
     Actor {
-        recipient: Recipient<Observe>,
+        recipient: Recipient<Observe<E>>,
         origin: Instant,
     },
 }
 
-/// The handle protocol components report [`SafetyEvent`]s through. Cheap to
-/// clone; `Send`. The default sink is off.
-#[derive(Clone, Default)]
-pub struct SafetySink {
-    mode: SinkMode,
+impl<E: ProtocolEvent> Clone for SinkMode<E> {
+    fn clone(&self) -> Self {
+        match self {
+            SinkMode::Off => SinkMode::Off,
+            SinkMode::Local {
+                checker,
+                origin,
+                last,
+            } => SinkMode::Local {
+                checker: checker.clone(),
+                origin: *origin,
+                last: last.clone(),
+            },
+            SinkMode::Actor { recipient, origin } => SinkMode::Actor {
+                recipient: recipient.clone(),
+                origin: *origin,
+            },
+        }
+    }
 }
 
-impl fmt::Debug for SafetySink {
+/// The handle protocol components report [`SafetyEvent`]s through. Cheap to
+/// clone; `Send`. The default sink is off.
+pub struct SafetySink<E: ProtocolEvent> {
+    mode: SinkMode<E>,
+}
+
+impl<E: ProtocolEvent> Clone for SafetySink<E> {
+    fn clone(&self) -> Self {
+        Self {
+            mode: self.mode.clone(),
+        }
+    }
+}
+
+impl<E: ProtocolEvent> Default for SafetySink<E> {
+    fn default() -> Self {
+        Self {
+            mode: SinkMode::Off,
+        }
+    }
+}
+
+impl<E: ProtocolEvent> fmt::Debug for SafetySink<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = match self.mode {
             SinkMode::Off => "off",
@@ -174,7 +211,7 @@ fn stamp(origin: Instant, last: &Cell<Option<(Instant, u64)>>) -> u64 {
     us
 }
 
-impl SafetySink {
+impl<E: ProtocolEvent> SafetySink<E> {
     /// A sink that drops everything (outside simulations and tests).
     pub fn noop() -> Self {
         Self::default()
@@ -182,7 +219,7 @@ impl SafetySink {
 
     /// A sink that checks events synchronously in `checker`, stamping them
     /// relative to `origin`.
-    pub fn local(checker: &SharedChecker, origin: Instant) -> Self {
+    pub fn local(checker: &SharedChecker<E>, origin: Instant) -> Self {
         Self {
             mode: SinkMode::Local {
                 checker: checker.clone(),
@@ -195,7 +232,7 @@ impl SafetySink {
     /// A sink that sends events to a verifier (usually
     /// `addr.recipient()`), stamping them relative to `origin` (usually
     /// [`SafetyVerifier::origin`]).
-    pub fn actor(recipient: Recipient<Observe>, origin: Instant) -> Self {
+    pub fn actor(recipient: Recipient<Observe<E>>, origin: Instant) -> Self {
         Self {
             mode: SinkMode::Actor { recipient, origin },
         }
@@ -207,7 +244,7 @@ impl SafetySink {
     }
 
     /// Reports an event that happens now.
-    pub fn emit(&self, event: impl Into<SafetyEvent>) {
+    pub fn emit(&self, event: impl Into<SafetyEvent<E>>) {
         match &self.mode {
             SinkMode::Off => {}
             SinkMode::Local { .. } => self.emit_ref(&event.into()),
@@ -221,7 +258,7 @@ impl SafetySink {
     /// Reports an event that happens now, by reference: a local sink
     /// checks it in place (so the caller can reuse the event's buffers), an
     /// actor sink sends a copy.
-    pub fn emit_ref(&self, event: &SafetyEvent) {
+    pub fn emit_ref(&self, event: &SafetyEvent<E>) {
         match &self.mode {
             SinkMode::Off => {}
             SinkMode::Local {
@@ -240,7 +277,7 @@ impl SafetySink {
 
     /// Reports the event `make` builds, calling it only if the sink is on
     /// (so digests are never computed outside simulations).
-    pub fn emit_with<E: Into<SafetyEvent>>(&self, make: impl FnOnce() -> E) {
+    pub fn emit_with<V: Into<SafetyEvent<E>>>(&self, make: impl FnOnce() -> V) {
         if self.is_enabled() {
             self.emit(make());
         }
@@ -248,7 +285,7 @@ impl SafetySink {
 
     /// Reports an event with an explicit time (microseconds since the
     /// origin), e.g. from a simulation that keeps its own clock.
-    pub fn emit_at(&self, at_us: u64, event: impl Into<SafetyEvent>) {
+    pub fn emit_at(&self, at_us: u64, event: impl Into<SafetyEvent<E>>) {
         match &self.mode {
             SinkMode::Off => {}
             SinkMode::Local { checker, .. } => {
@@ -265,6 +302,44 @@ impl SafetySink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::{Epoch, EventKinds, Invariant, NoProtocolEvents};
+    use crate::types::NodeId;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    type Ev = SafetyEvent<NoProtocolEvents>;
+
+    /// At most one leader per epoch, from the neutral events.
+    #[derive(Default)]
+    struct OneLeaderPerEpoch(BTreeMap<u64, NodeId>);
+
+    impl Invariant<NoProtocolEvents> for OneLeaderPerEpoch {
+        fn name(&self) -> &'static str {
+            "one-leader-per-epoch"
+        }
+
+        fn observe(&mut self, at_us: u64, ev: &Ev, out: &mut Vec<Violation>) {
+            if let SafetyEvent::BecameLeader { node, epoch } = ev {
+                let first = *self.0.entry(*epoch).or_insert(*node);
+                if first != *node {
+                    out.push(
+                        Violation::new(self.name(), at_us, ev, "two leaders")
+                            .with_nodes([first, *node])
+                            .with_epoch(Epoch::of::<NoProtocolEvents>("epoch", *epoch)),
+                    );
+                }
+            }
+        }
+
+        fn event_kinds(&self) -> EventKinds {
+            EventKinds::BECAME_LEADER
+        }
+    }
+
+    fn checker() -> SafetyChecker<NoProtocolEvents> {
+        SafetyChecker::new().with(Box::new(OneLeaderPerEpoch::default()))
+    }
 
     /// The sink's stamp keeps its one-entry cache in the `Cell`: a
     /// repeated instant gets the stamp cached for it (deliberately a wrong
@@ -286,11 +361,6 @@ mod tests {
             assert_eq!(stamp(origin, &last), 1_500);
         });
     }
-    use crate::safety::{digest_of, Epoch, PbftEvent, Position, RaftEvent};
-    use crate::types::{LogIndex, NodeId, SeqNo, Term, View};
-    use std::cell::Cell;
-    use std::rc::Rc;
-    use std::time::Duration;
 
     fn paused_system() -> actix::SystemRunner {
         actix::System::with_tokio_rt(|| {
@@ -329,10 +399,10 @@ mod tests {
         }
     }
 
-    fn leader(node: u64, term: u64) -> RaftEvent {
-        RaftEvent::BecameLeader {
+    fn leader(node: u64, epoch: u64) -> Ev {
+        SafetyEvent::BecameLeader {
             node: NodeId(node),
-            term: Term(term),
+            epoch,
         }
     }
 
@@ -343,8 +413,7 @@ mod tests {
     fn the_verifier_actor_checks_events_in_virtual_time() {
         let sys = paused_system();
         sys.block_on(async {
-            let (verifier, sink) =
-                SafetyVerifier::new(SafetyChecker::new().with_raft().with_pbft()).start_with_sink();
+            let (verifier, sink) = SafetyVerifier::new(checker()).start_with_sink();
             let collector = Collector(Vec::new()).start();
             verifier
                 .send(SubscribeViolations(collector.clone().recipient()))
@@ -353,44 +422,22 @@ mod tests {
 
             tokio::time::sleep(Duration::from_millis(5)).await;
             sink.emit(leader(1, 1));
-            sink.emit_with(|| RaftEvent::Appended {
-                node: NodeId(1),
-                index: LogIndex(1),
-                term: Term(1),
-                digest: digest_of(&"x"),
-            });
+            sink.emit_with(|| SafetyEvent::Crashed { node: NodeId(3) });
             tokio::time::sleep(Duration::from_millis(7)).await;
             sink.emit(leader(2, 1));
-            sink.emit_at(
-                20_000,
-                PbftEvent::Committed {
-                    replica: NodeId(0),
-                    view: View(0),
-                    seq: SeqNo(1),
-                    digest: 1,
-                },
-            );
-            sink.emit_at(
-                21_000,
-                PbftEvent::Committed {
-                    replica: NodeId(1),
-                    view: View(1),
-                    seq: SeqNo(1),
-                    digest: 2,
-                },
-            );
+            sink.emit_at(20_000, leader(1, 2));
+            sink.emit_at(21_000, leader(3, 2));
 
             let violations = verifier.send(GetViolations).await.expect("verifier alive");
             assert_eq!(violations.len(), 2);
             let v = &violations[0];
-            assert_eq!(v.invariant, "raft-election-safety");
+            assert_eq!(v.invariant, "one-leader-per-epoch");
             assert_eq!(v.at_us, 12_000, "5 ms + 7 ms of virtual time");
             assert_eq!(v.nodes, vec![NodeId(1), NodeId(2)]);
-            assert_eq!(v.epoch, Some(Epoch::Term(Term(1))));
+            assert_eq!(v.epoch, Some(Epoch::new("epoch", "e1")));
             let v = &violations[1];
-            assert_eq!(v.invariant, "pbft-agreement");
             assert_eq!(v.at_us, 21_000);
-            assert_eq!(v.position, Some(Position::Seq(SeqNo(1))));
+            assert_eq!(v.nodes, vec![NodeId(1), NodeId(3)]);
 
             let report = verifier
                 .send(GetSafetyReport)
@@ -415,7 +462,7 @@ mod tests {
     fn a_local_sink_checks_in_the_callers_thread() {
         let sys = paused_system();
         sys.block_on(async {
-            let shared = SharedChecker::new(SafetyChecker::new().with_raft());
+            let shared = SharedChecker::new(checker());
             let sink = SafetySink::local(&shared, Instant::now());
             let clone = sink.clone();
             sink.emit(leader(1, 2));
@@ -432,7 +479,7 @@ mod tests {
     /// An off sink never builds the event.
     #[test]
     fn a_noop_sink_does_nothing_and_builds_nothing() {
-        let sink = SafetySink::noop();
+        let sink = SafetySink::<NoProtocolEvents>::noop();
         assert!(!sink.is_enabled());
         let built = Rc::new(Cell::new(false));
         let flag = built.clone();
@@ -449,7 +496,7 @@ mod tests {
     #[test]
     fn sinks_are_send_and_clone() {
         fn assert_send_clone<T: Send + Clone>() {}
-        assert_send_clone::<SafetySink>();
-        assert_send_clone::<SharedChecker>();
+        assert_send_clone::<SafetySink<NoProtocolEvents>>();
+        assert_send_clone::<SharedChecker<NoProtocolEvents>>();
     }
 }

@@ -1,51 +1,65 @@
 //! A broken safety property, reported by an [`Invariant`](super::Invariant).
 
-use super::SafetyEvent;
-use crate::types::{Ballot, LogIndex, NodeId, SeqNo, Slot, Term, View};
+use super::{EpochLabel, ProtocolEvent, SafetyEvent};
+use crate::types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The protocol's epoch a violation happened in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Epoch {
-    /// A Raft term.
-    Term(Term),
-    /// A PBFT view.
-    View(View),
-    /// A Paxos ballot.
-    Ballot(Ballot),
+/// The protocol's epoch a violation happened in: what the protocol calls it
+/// (`term`, `view`, `ballot`) and how it prints (`t3`, `v2`, `b3.1`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Epoch {
+    /// What the protocol calls its epochs.
+    pub kind: String,
+    /// The epoch, printed.
+    pub label: String,
 }
 
-/// The position in the replicated sequence a violation is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Position {
-    /// A Raft log index.
-    Index(LogIndex),
-    /// A PBFT sequence number.
-    Seq(SeqNo),
-    /// A Paxos slot.
-    Slot(Slot),
+impl Epoch {
+    /// An epoch of kind `kind` printed as `label`.
+    pub fn new(kind: &str, label: impl fmt::Display) -> Self {
+        Self {
+            kind: kind.to_string(),
+            label: label.to_string(),
+        }
+    }
+
+    /// The numeric epoch `epoch` of protocol `E` (as in
+    /// [`SafetyEvent::BecameLeader`]), printed the protocol's way.
+    pub fn of<E: ProtocolEvent>(kind: &str, epoch: u64) -> Self {
+        Self::new(kind, EpochLabel::<E>(epoch, std::marker::PhantomData))
+    }
+}
+
+/// The position in the replicated sequence a violation is about: what the
+/// protocol calls it (`index`, `seq`, `slot`) and how it prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// What the protocol calls its positions.
+    pub kind: String,
+    /// The position, printed.
+    pub label: String,
+}
+
+impl Position {
+    /// A position of kind `kind` printed as `label`.
+    pub fn new(kind: &str, label: impl fmt::Display) -> Self {
+        Self {
+            kind: kind.to_string(),
+            label: label.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for Epoch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Epoch::Term(t) => t.fmt(f),
-            Epoch::View(v) => v.fmt(f),
-            Epoch::Ballot(b) => b.fmt(f),
-        }
+        f.write_str(&self.label)
     }
 }
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Position::Index(i) => i.fmt(f),
-            Position::Seq(s) => s.fmt(f),
-            Position::Slot(s) => s.fmt(f),
-        }
+        f.write_str(&self.label)
     }
 }
 
@@ -76,10 +90,10 @@ pub struct Violation {
 impl Violation {
     /// A violation of `invariant` found at `at_us` while observing `event`.
     /// Add nodes, epoch and position with the `with_*` methods.
-    pub fn new(
+    pub fn new<E: ProtocolEvent>(
         invariant: &str,
         at_us: u64,
-        event: &SafetyEvent,
+        event: &SafetyEvent<E>,
         detail: impl Into<String>,
     ) -> Self {
         Self {
@@ -122,7 +136,7 @@ impl Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} at {}us", self.invariant, self.at_us)?;
-        match (self.epoch, self.position) {
+        match (&self.epoch, &self.position) {
             (Some(e), Some(p)) => write!(f, " [{e} {p}]")?,
             (Some(e), None) => write!(f, " [{e}]")?,
             (None, Some(p)) => write!(f, " [{p}]")?,
@@ -138,31 +152,30 @@ impl fmt::Display for Violation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::safety::RaftEvent;
+    use crate::safety::NoProtocolEvents;
 
     #[test]
     fn a_violation_prints_as_one_line_and_serializes() {
-        let ev: SafetyEvent = RaftEvent::BecameLeader {
+        let ev: SafetyEvent<NoProtocolEvents> = SafetyEvent::BecameLeader {
             node: NodeId(2),
-            term: Term(1),
-        }
-        .into();
+            epoch: 1,
+        };
         let v = Violation::new(
-            "raft-election-safety",
+            "one-leader",
             30,
             &ev,
-            "n2 became leader of t1, which n1 already leads",
+            "n2 became leader of e1, which n1 already leads",
         )
         .with_nodes([NodeId(1), NodeId(2), NodeId(1)])
-        .with_epoch(Epoch::Term(Term(1)));
+        .with_epoch(Epoch::of::<NoProtocolEvents>("epoch", 1));
         assert_eq!(
             v.to_string(),
-            "raft-election-safety at 30us [t1] n1 n2: n2 became leader of t1, which n1 already leads (event: raft n2 became leader of t1)"
+            "one-leader at 30us [e1] n1 n2: n2 became leader of e1, which n1 already leads (event: n2 became leader of e1)"
         );
         let json = serde_json::to_value(&v).unwrap();
-        assert_eq!(json["invariant"], "raft-election-safety");
+        assert_eq!(json["invariant"], "one-leader");
         assert_eq!(json["nodes"], serde_json::json!([1, 2]));
-        assert_eq!(json["epoch"], serde_json::json!({"term": 1}));
+        assert_eq!(json["epoch"], serde_json::json!({"kind": "epoch", "label": "e1"}));
         assert_eq!(json["position"], serde_json::Value::Null);
         assert_eq!(json["at_us"], 30);
         let back: Violation = serde_json::from_value(json).unwrap();
@@ -170,16 +183,16 @@ mod tests {
     }
 
     #[test]
-    fn positions_and_epochs_print_with_their_short_prefixes() {
-        let ev = SafetyEvent::Crashed { node: NodeId(1) };
+    fn positions_and_epochs_print_with_their_labels() {
+        let ev: SafetyEvent<NoProtocolEvents> = SafetyEvent::Crashed { node: NodeId(1) };
         let v = Violation::new("x", 1, &ev, "d")
-            .with_epoch(Epoch::Ballot(Ballot::new(3, NodeId(2))))
-            .with_position(Position::Slot(Slot(4)));
+            .with_epoch(Epoch::new("ballot", "b3.2"))
+            .with_position(Position::new("slot", "slot4"));
         assert_eq!(
             v.to_string(),
             "x at 1us [b3.2 slot4]: d (event: n1 crashed)"
         );
-        let v = Violation::new("x", 1, &ev, "d").with_position(Position::Seq(SeqNo(9)));
+        let v = Violation::new("x", 1, &ev, "d").with_position(Position::new("seq", "s9"));
         assert_eq!(v.to_string(), "x at 1us [s9]: d (event: n1 crashed)");
     }
 }

@@ -34,7 +34,9 @@ use crate::replication::{
     Committed, Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
 };
 use actix::prelude::*;
-use consensus_actors::safety::{RaftEvent as SafetyRaftEvent, SafetyEvent, SafetySink};
+use crate::safety::{
+    became_leader, stepped_down, RaftSafetyEvent as SafetyRaftEvent, SafetyEvent, SafetySink,
+};
 use consensus_actors::sim::TraceHandle;
 use consensus_actors::storage::{Snapshot as StoredSnapshot, Storage, StorageError};
 use consensus_actors::supervision::FailNode;
@@ -570,9 +572,9 @@ where
                     let (term, role) = (*term, *role);
                     self.safety.emit_with(|| {
                         if role == NodeState::Leader {
-                            SafetyRaftEvent::BecameLeader { node, term }
+                            became_leader(node, term)
                         } else {
-                            SafetyRaftEvent::SteppedDown { node }
+                            stepped_down(node)
                         }
                     });
                 }
@@ -592,14 +594,14 @@ where
                     );
                     let mut digests = std::mem::take(&mut self.spare_digests);
                     digests.extend(entries.iter().map(|e| e.command_digest()));
-                    let event = SafetyEvent::Raft(SafetyRaftEvent::Committed {
+                    let event = SafetyEvent::Protocol(SafetyRaftEvent::Committed {
                         node,
                         term,
                         first_index: first.index,
                         digests,
                     });
                     self.safety.emit_ref(&event);
-                    if let SafetyEvent::Raft(SafetyRaftEvent::Committed { mut digests, .. }) = event
+                    if let SafetyEvent::Protocol(SafetyRaftEvent::Committed { mut digests, .. }) = event
                     {
                         digests.clear();
                         self.spare_digests = digests;
@@ -649,13 +651,13 @@ where
         };
         let mut terms_digests = std::mem::take(&mut self.spare_terms_digests);
         terms_digests.extend(entries.iter().map(|e| (e.term, e.command_digest())));
-        let event = SafetyEvent::Raft(SafetyRaftEvent::AppendedBatch {
+        let event = SafetyEvent::Protocol(SafetyRaftEvent::AppendedBatch {
             node: self.id,
             first_index: first.index,
             entries: terms_digests,
         });
         self.safety.emit_ref(&event);
-        if let SafetyEvent::Raft(SafetyRaftEvent::AppendedBatch { mut entries, .. }) = event {
+        if let SafetyEvent::Protocol(SafetyRaftEvent::AppendedBatch { mut entries, .. }) = event {
             entries.clear();
             self.spare_terms_digests = entries;
         }

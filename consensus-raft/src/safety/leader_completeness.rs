@@ -14,10 +14,12 @@
 //! new leader has compacted into a snapshot are only checked at the
 //! snapshot's last index (by term); a snapshot holds committed entries only.
 
-use super::event::fmt_digest;
+use super::kinds;
+use super::{index_position, term_epoch};
+use consensus_actors::safety::fmt_digest;
 use super::index_map::IndexMap;
-use super::{Epoch, EventKinds, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
-use crate::types::{LogIndex, NodeId, Term};
+use super::{EventKinds, RaftSafetyEvent, RaftLogs, SafetyEvent, Violation};
+use consensus_actors::types::{LogIndex, NodeId, Term};
 
 /// A committed entry, as first reported.
 #[derive(Clone, Copy, Debug)]
@@ -137,8 +139,8 @@ impl RaftLeaderCompleteness {
                 ),
             )
             .with_nodes([c.node, node])
-            .with_epoch(Epoch::Term(term))
-            .with_position(Position::Index(index)),
+            .with_epoch(term_epoch(term))
+            .with_position(index_position(index)),
         );
     }
 }
@@ -156,11 +158,11 @@ impl RaftLeaderCompleteness {
         out: &mut Vec<Violation>,
     ) {
         match ev {
-            SafetyEvent::Raft(RaftEvent::BecameLeader { node, term }) => {
-                Self::check_new_leader(committed, logs, at_us, ev, *node, *term, out);
+            SafetyEvent::BecameLeader { node, epoch } => {
+                Self::check_new_leader(committed, logs, at_us, ev, *node, Term(*epoch), out);
             }
-            SafetyEvent::Raft(
-                raft @ (RaftEvent::CommitAdvanced { .. } | RaftEvent::Committed { .. }),
+            SafetyEvent::Protocol(
+                raft @ (RaftSafetyEvent::CommitAdvanced { .. } | RaftSafetyEvent::Committed { .. }),
             ) => {
                 if let Some((node, term, commit_index)) = raft.commit_advance() {
                     Self::record_commits(committed, logs, node, term, commit_index);
@@ -177,8 +179,8 @@ raft_log_invariant!(
     state: committed,
     check: Self::check,
     kinds: EventKinds::BECAME_LEADER
-        .or(EventKinds::COMMIT_ADVANCED)
-        .or(EventKinds::COMMITTED),
+        .or(kinds::COMMIT_ADVANCED)
+        .or(kinds::COMMITTED),
 );
 
 #[cfg(test)]
@@ -208,7 +210,7 @@ mod tests {
             batch(N2, 3, &[(2, 12)]),
             batch(N3, 1, &[(1, 10), (1, 11), (2, 12)]),
             commit(N2, 2, 3),
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: N3,
                 last_index: LogIndex(2),
                 last_term: Term(1),
@@ -236,8 +238,8 @@ mod tests {
         let v = &out[0];
         assert_eq!(v.invariant, "raft-leader-completeness");
         assert_eq!(v.nodes, vec![N1, N3]);
-        assert_eq!(v.epoch, Some(Epoch::Term(Term(2))));
-        assert_eq!(v.position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(v.epoch, Some(term_epoch(Term(2))));
+        assert_eq!(v.position, Some(index_position(LogIndex(2))));
         assert_eq!(
             v.detail,
             "n3 became leader of t2 without the entry i2 t1 #000000000000000b that n1 reported committed no later than t1 (and 1 more); its log ends at i1"
@@ -277,7 +279,7 @@ mod tests {
             leader(N3, 6),
         ]);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(1))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(1))));
     }
 
     /// The commit term is the smallest term any node reported the commit in:
@@ -300,7 +302,7 @@ mod tests {
         let out = run(&[
             batch(N1, 1, &[(1, 10), (1, 11)]),
             commit(N1, 1, 2),
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: N3,
                 last_index: LogIndex(2),
                 last_term: Term(2),

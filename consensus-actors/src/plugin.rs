@@ -1,47 +1,109 @@
 //! The plug-in boundary: what a protocol crate implements so that the
 //! engine, the deterministic simulation, the benchmark and the `consensus`
-//! program can run it.
+//! program can run it. A protocol crate implements these traits itself (the
+//! plug-in is part of the protocol, e.g. `consensus_raft::RaftPlugin`) and
+//! the engine's registry runs it by name.
 //!
 //! A protocol plugs in with two traits:
 //!
 //! * [`ProtocolPlugin`]: builds the nodes of one cluster. It is handed a
 //!   [`NodeContext`] (id, peers, transport, seeded RNG, trace) and a
-//!   [`NodeWiring`] (where to report safety events, supervision events and
-//!   leadership), starts the node's actors and returns a [`PluginNode`]: the
+//!   [`NodeWiring`] (where to report safety events and supervision events),
+//!   starts the node's actors and returns a [`PluginNode`]: the
 //!   inbox the network delivers to, how to stop the node (a crash), and a
 //!   [`NodeHandle`]. The plug-in keeps each node's durable storage across
 //!   crashes and drops what a crash loses in [`ProtocolPlugin::on_crash`].
 //! * [`NodeHandle`]: how the engine talks to one running node: submit a
 //!   [`KvCommand`] for a client, ask who leads, change membership, take a
-//!   snapshot, and (for Raft) the two RPCs of the paper. Operations a
+//!   snapshot, and the two RPCs of the paper (Raft's RequestVote and
+//!   AppendEntries; Paxos answers a Prepare to the first). Operations a
 //!   protocol does not have answer [`NodeError::Unsupported`] by default.
 //!
 //! Everything above the boundary (workload, faults, checking, reports,
-//! benchmarks) is written once against these traits. Adding Paxos or PBFT is
-//! implementing them and registering the plug-in in the
-//! [`Registry`](crate::Registry); no engine code changes.
+//! benchmarks) is written once against these traits. Adding a protocol is
+//! implementing them in the protocol's crate and registering the plug-in by
+//! name in the engine's registry; no engine code changes.
+//!
+//! Leadership is observed from the protocol-neutral
+//! [`SafetyEvent::BecameLeader`](crate::safety::SafetyEvent::BecameLeader) /
+//! `SteppedDown` events every protocol reports through
+//! [`NodeWiring::safety`].
 //!
 //! Node handles return [`Reply`]s: boxed futures that run on the caller's
 //! thread (actix actors are single-threaded, and the simulation keeps every
 //! node on one thread).
 
-use crate::error::NodeError;
+use crate::config::{ConfigError, ConsensusConfig};
+use crate::kv::{KvCommand, KvOutput};
 use crate::observer::ClusterObserver;
+use crate::safety::{ProtocolEvent, SafetyChecker, SafetySink};
+use crate::sim::{NodeContext, StartedNode};
+use crate::supervision::SupervisionEvent;
+use crate::transport::Wire;
+use crate::types::{ClientId, LogEntry, LogId, LogIndex, NodeId, NodeState, Term};
 use actix::Recipient;
-use consensus_actors::config::ConsensusConfig;
-use consensus_actors::kv::{KvCommand, KvOutput};
-use consensus_actors::safety::{SafetyChecker, SafetySink};
-use consensus_actors::sim::{NodeContext, StartedNode};
-use consensus_actors::supervision::SupervisionEvent;
-use consensus_actors::transport::Wire;
-use consensus_actors::types::{
-    ClientId, ConsensusProtocol, LogEntry, LogId, LogIndex, NodeId, NodeState, Term,
-};
 use futures::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+
+/// Why one node did not produce a result for a request. It says whether
+/// the request *may* have taken effect, which is what a client history
+/// needs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum NodeError {
+    /// The node is not the leader; `leader` is the leader it knows of, if
+    /// any. The request was certainly not applied.
+    #[error("not the leader (leader: {})", leader_name(*.leader))]
+    NotLeader {
+        /// The leader the node knows of.
+        leader: Option<NodeId>,
+    },
+    /// The node refused the request without acting on it (too many requests
+    /// in flight, a leadership transfer, a configuration change pending...).
+    /// The request was certainly not applied.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The request was overwritten before it committed: certainly not
+    /// applied.
+    #[error("dropped: the request was certainly not applied")]
+    Dropped,
+    /// The outcome cannot be known (leadership lost, the node crashed...):
+    /// the request may or may not have been applied.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The node is not running (crashed, stopped or never started). A
+    /// request that was in flight when it stopped may have been applied.
+    #[error("node is not running")]
+    Stopped,
+    /// The protocol does not offer this operation.
+    #[error("{0} is not supported by this protocol")]
+    Unsupported(&'static str),
+}
+
+impl NodeError {
+    /// Whether the request may have taken effect despite the error (the
+    /// client must record an unknown outcome, not a failure).
+    pub fn may_have_applied(&self) -> bool {
+        matches!(self, NodeError::Unknown(_) | NodeError::Stopped)
+    }
+}
+
+fn leader_name(leader: Option<NodeId>) -> String {
+    leader.map_or_else(|| "unknown".to_string(), |n| n.to_string())
+}
+
+/// Why a plug-in cannot run a cluster with the configuration it was given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The configuration is impossible.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// A setting the protocol cannot honour.
+    #[error("{0}")]
+    InvalidSetting(String),
+}
 
 /// A node's answer to a request: a future on the caller's thread.
 pub type Reply<T> = LocalBoxFuture<'static, Result<T, NodeError>>;
@@ -84,9 +146,7 @@ pub struct Capabilities {
     /// The protocol tolerates Byzantine replicas.
     pub byzantine: bool,
     /// A committed command's answer says where it sits in the log
-    /// ([`Committed::log_id`]); [`ConsensusEngine::propose`] needs it.
-    ///
-    /// [`ConsensusEngine::propose`]: crate::ConsensusEngine::propose
+    /// ([`Committed::log_id`]); the engine's `propose` needs it.
     pub log_positions: bool,
 }
 
@@ -233,19 +293,18 @@ pub trait NodeHandle {
 
 /// Where a node reports what the engine observes. Handed to
 /// [`ProtocolPlugin::start_node`] for every node of a cluster.
-#[derive(Clone)]
-pub struct NodeWiring {
+pub struct NodeWiring<E: ProtocolEvent> {
     /// The cluster's configuration.
     pub config: ConsensusConfig,
-    /// Where the node's components report [`SafetyEvent`]s
-    /// (off in benchmarks).
+    /// Where the node's components report [`SafetyEvent`]s, leadership
+    /// included (off in benchmarks).
     ///
-    /// [`SafetyEvent`]: consensus_actors::safety::SafetyEvent
-    pub safety: SafetySink,
+    /// [`SafetyEvent`]: crate::safety::SafetyEvent
+    pub safety: SafetySink<E>,
     /// Where the node's supervision tree reports failures and restarts
     /// (pass it to [`SupervisorBuilder::subscriber`]).
     ///
-    /// [`SupervisorBuilder::subscriber`]: consensus_actors::supervision::SupervisorBuilder::subscriber
+    /// [`SupervisorBuilder::subscriber`]: crate::supervision::SupervisorBuilder::subscriber
     pub supervision: Option<Recipient<SupervisionEvent>>,
     /// The members of the initial configuration (the nodes that bootstrap
     /// the cluster). A node started that is not listed joins later, through
@@ -255,13 +314,27 @@ pub struct NodeWiring {
     /// (the engine facade asks for them; benchmarks and simulations do not,
     /// so a plug-in need not pay for them there).
     pub direct_rpcs: bool,
-    /// Leadership and other cluster-level facts. Raft's `BecameLeader` /
-    /// `SteppedDown` safety events reach it by themselves; a protocol that
-    /// does not emit those calls
-    /// [`ClusterObserver::leader_elected`] itself.
+    /// Leadership and other cluster-level facts. The neutral
+    /// `BecameLeader` / `SteppedDown` safety events reach it by themselves
+    /// (when safety events are checked); its
+    /// [`origin`](ClusterObserver::origin) is the cluster's time origin.
     pub observer: ClusterObserver,
     /// The node runs inside the deterministic simulation (virtual time).
     pub simulated: bool,
+}
+
+impl<E: ProtocolEvent> Clone for NodeWiring<E> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            safety: self.safety.clone(),
+            supervision: self.supervision.clone(),
+            initial_members: self.initial_members.clone(),
+            direct_rpcs: self.direct_rpcs,
+            observer: self.observer.clone(),
+            simulated: self.simulated,
+        }
+    }
 }
 
 /// A node a plug-in started.
@@ -274,32 +347,34 @@ pub struct PluginNode<M: Wire> {
 
 /// A consensus protocol, as the engine runs it. One value builds and keeps
 /// the nodes of one cluster (and their durable storage across crashes).
+///
+/// The engine's registry creates one per cluster through a factory
+/// (by default [`ProtocolPlugin::new`]), so a variant of a protocol (a node
+/// with a component swapped) registers as a factory that configures the
+/// stock plug-in.
 pub trait ProtocolPlugin: Sized + 'static {
     /// The messages its nodes exchange.
     type Message: Wire;
 
-    /// Which protocol this is.
-    const PROTOCOL: ConsensusProtocol;
+    /// The protocol's own safety events (see [`ProtocolEvent`]).
+    type Event: ProtocolEvent;
 
     /// What it offers beyond submitting commands.
     const CAPABILITIES: Capabilities;
 
     /// A plug-in for a cluster configured by `config` (already validated
     /// with [`ConsensusConfig::validate`]). Refuses settings it cannot honour.
-    fn new(config: &ConsensusConfig) -> Result<Self, crate::EngineError>;
+    fn new(config: &ConsensusConfig) -> Result<Self, PluginError>;
 
     /// The invariants checked while it runs in a simulation.
-    fn safety_checker(&self, config: &ConsensusConfig) -> SafetyChecker {
-        let _ = config;
-        SafetyChecker::for_protocol(Self::PROTOCOL)
-    }
+    fn safety_checker(&self, config: &ConsensusConfig) -> SafetyChecker<Self::Event>;
 
     /// Builds (or rebuilds after a crash, from its durable storage) node
     /// `ctx.id`, inside the current actix System.
     fn start_node(
         &mut self,
         ctx: NodeContext<Self::Message>,
-        wiring: &NodeWiring,
+        wiring: &NodeWiring<Self::Event>,
     ) -> PluginNode<Self::Message>;
 
     /// Node `node` crashed (its actors are stopped): drop what a crash loses.

@@ -7,11 +7,13 @@
 //! entries is a violation. Compacting its own log (a snapshot whose last
 //! entry it holds) is not.
 
+use super::kinds;
+use super::{index_position, term_epoch};
 use super::{
-    AppendOutcome, Epoch, EventKinds, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent,
+    AppendOutcome, EventKinds, NodeLog, RaftSafetyEvent, RaftLogs, SafetyEvent,
     Violation,
 };
-use crate::types::{LogIndex, NodeId, Term};
+use consensus_actors::types::{LogIndex, NodeId, Term};
 use std::collections::BTreeMap;
 
 /// The invariant's name.
@@ -37,8 +39,8 @@ impl RaftLeaderAppendOnly {
     ) -> Violation {
         Violation::new(name, at_us, ev, detail)
             .with_nodes([node])
-            .with_epoch(Epoch::Term(term))
-            .with_position(Position::Index(index))
+            .with_epoch(term_epoch(term))
+            .with_position(index_position(index))
     }
 }
 
@@ -50,10 +52,10 @@ raft_log_invariant!(
     kinds: EventKinds::CRASHED
         .or(EventKinds::BECAME_LEADER)
         .or(EventKinds::STEPPED_DOWN)
-        .or(EventKinds::APPENDED)
-        .or(EventKinds::APPENDED_BATCH)
-        .or(EventKinds::TRUNCATED)
-        .or(EventKinds::SNAPSHOT_INSTALLED),
+        .or(kinds::APPENDED)
+        .or(kinds::APPENDED_BATCH)
+        .or(kinds::TRUNCATED)
+        .or(kinds::SNAPSHOT_INSTALLED),
 );
 
 impl RaftLeaderAppendOnly {
@@ -66,12 +68,15 @@ impl RaftLeaderAppendOnly {
         out: &mut Vec<Violation>,
     ) {
         let raft = match ev {
-            SafetyEvent::Crashed { node } => {
+            SafetyEvent::Crashed { node } | SafetyEvent::SteppedDown { node } => {
                 leading.remove(node);
                 return;
             }
-            SafetyEvent::Raft(r) => r,
-            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => return,
+            SafetyEvent::BecameLeader { node, epoch } => {
+                leading.insert(*node, Term(*epoch));
+                return;
+            }
+            SafetyEvent::Protocol(r) => r,
         };
         if let Some((node, entries)) = raft.appended_entries() {
             let Some(lt) = leading.get(&node).copied() else {
@@ -112,13 +117,7 @@ impl RaftLeaderAppendOnly {
             return;
         }
         match raft {
-            RaftEvent::BecameLeader { node, term } => {
-                leading.insert(*node, *term);
-            }
-            RaftEvent::SteppedDown { node } => {
-                leading.remove(node);
-            }
-            RaftEvent::Truncated { node, from_index } => {
+            RaftSafetyEvent::Truncated { node, from_index } => {
                 if let Some(lt) = leading.get(node).copied() {
                     let last = logs.get(*node).map_or(LogIndex::ZERO, NodeLog::last_index);
                     if *from_index <= last {
@@ -137,7 +136,7 @@ impl RaftLeaderAppendOnly {
                     }
                 }
             }
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node,
                 last_index,
                 last_term,
@@ -170,6 +169,7 @@ impl RaftLeaderAppendOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::stepped_down;
     use crate::safety::test_support::{append, leader, run_invariant, truncate};
 
     const N1: NodeId = NodeId(1);
@@ -191,14 +191,14 @@ mod tests {
             append(N1, 2, 3, 13),
             append(N1, 3, 3, 14),
             append(N1, 3, 3, 14), // re-announcing its own entry
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: N1,
                 last_index: LogIndex(2),
                 last_term: Term(3),
             }
             .into(),
             truncate(N1, 4), // nothing at 4: nothing deleted
-            RaftEvent::SteppedDown { node: N1 }.into(),
+            stepped_down(N1),
             truncate(N1, 3),
             leader(N1, 5),
             SafetyEvent::Crashed { node: N1 },
@@ -219,8 +219,8 @@ mod tests {
         assert_eq!(out.len(), 1);
         let v = &out[0];
         assert_eq!(v.nodes, vec![N1]);
-        assert_eq!(v.epoch, Some(Epoch::Term(Term(2))));
-        assert_eq!(v.position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(v.epoch, Some(term_epoch(Term(2))));
+        assert_eq!(v.position, Some(index_position(LogIndex(2))));
         assert_eq!(
             v.detail,
             "n1, leader of t2, overwrote its entry i2 of t1 with one of t2 (removing i2..=i2)"
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn a_leader_truncating_its_log_is_reported() {
         let out = run(&[
-            RaftEvent::AppendedBatch {
+            RaftSafetyEvent::AppendedBatch {
                 node: N1,
                 first_index: LogIndex(1),
                 entries: vec![(Term(1), 1), (Term(1), 2), (Term(1), 3)],
@@ -241,7 +241,7 @@ mod tests {
             truncate(N1, 2),
         ]);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(2))));
         assert_eq!(
             out[0].detail,
             "n1, leader of t2, deleted its entries i2..=i3"
@@ -256,7 +256,7 @@ mod tests {
             append(N1, 1, 1, 1),
             append(N1, 2, 1, 2),
             leader(N1, 2),
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: N1,
                 last_index: LogIndex(2),
                 last_term: Term(2),
@@ -264,6 +264,6 @@ mod tests {
             .into(),
         ]);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(2))));
     }
 }

@@ -15,10 +15,12 @@
 //! Committed entries are read from the reporting node's mirrored log when its
 //! commit index advances.
 
-use super::event::fmt_digest;
+use super::kinds;
+use super::{index_position, term_epoch};
+use consensus_actors::safety::fmt_digest;
 use super::index_map::IndexMap;
-use super::{Epoch, EventKinds, NodeLog, Position, RaftEvent, RaftLogs, SafetyEvent, Violation};
-use crate::types::{LogIndex, NodeId, Term};
+use super::{EventKinds, NodeLog, RaftSafetyEvent, RaftLogs, SafetyEvent, Violation};
+use consensus_actors::types::{LogIndex, NodeId, Term};
 
 /// Committed and applied entries never differ between nodes or change.
 #[derive(Clone, Debug, Default)]
@@ -63,7 +65,7 @@ impl Facts {
                     format!("{node} moved its commit index to {commit_index}, beyond its last entry {last}"),
                 )
                 .with_nodes([node])
-                .with_position(Position::Index(commit_index)),
+                .with_position(index_position(commit_index)),
             );
         }
         let Some((first, last_new)) = log.newly_committed(commit_index) else {
@@ -97,8 +99,8 @@ impl Facts {
                     ),
                 )
                 .with_nodes([c_node, node])
-                .with_epoch(Epoch::Term(term))
-                .with_position(Position::Index(index)),
+                .with_epoch(term_epoch(term))
+                .with_position(index_position(index)),
             );
         }
     }
@@ -124,7 +126,7 @@ impl Facts {
                     ),
                 )
                 .with_nodes([node])
-                .with_position(Position::Index(from_index)),
+                .with_position(index_position(from_index)),
             );
         }
     }
@@ -152,8 +154,8 @@ impl Facts {
                         ),
                     )
                     .with_nodes([c_node, node])
-                    .with_epoch(Epoch::Term(last_term))
-                    .with_position(Position::Index(last_index)),
+                    .with_epoch(term_epoch(last_term))
+                    .with_position(index_position(last_index)),
                 );
             }
         }
@@ -171,8 +173,8 @@ impl Facts {
                     ),
                 )
                 .with_nodes([node])
-                .with_epoch(Epoch::Term(last_term))
-                .with_position(Position::Index(last_index.next())),
+                .with_epoch(term_epoch(last_term))
+                .with_position(index_position(last_index.next())),
             );
         }
     }
@@ -201,7 +203,7 @@ impl Facts {
                     ),
                 )
                 .with_nodes([a_node, node])
-                .with_position(Position::Index(index)),
+                .with_position(index_position(index)),
             );
         }
         if let Some((c_term, c_digest, c_node)) = self.committed.get(index).copied() {
@@ -218,8 +220,8 @@ impl Facts {
                         ),
                     )
                     .with_nodes([c_node, node])
-                    .with_epoch(Epoch::Term(c_term))
-                    .with_position(Position::Index(index)),
+                    .with_epoch(term_epoch(c_term))
+                    .with_position(index_position(index)),
                 );
             }
         }
@@ -230,12 +232,12 @@ impl Facts {
     /// Checks one event, with `logs` as they were before it.
     fn check(&mut self, at_us: u64, ev: &SafetyEvent, logs: &RaftLogs, out: &mut Vec<Violation>) {
         match ev {
-            SafetyEvent::Raft(RaftEvent::CommitAdvanced {
+            SafetyEvent::Protocol(RaftSafetyEvent::CommitAdvanced {
                 node, commit_index, ..
             }) => self.on_commit(logs, at_us, ev, *node, *commit_index, out),
             // A commit advance and the applies that follow it: checked as
             // the two events it stands for (applies do not read the logs).
-            SafetyEvent::Raft(raft @ RaftEvent::Committed { .. }) => {
+            SafetyEvent::Protocol(raft @ RaftSafetyEvent::Committed { .. }) => {
                 if let Some((node, _, commit_index)) = raft.commit_advance() {
                     self.on_commit(logs, at_us, ev, node, commit_index, out);
                 }
@@ -245,16 +247,16 @@ impl Facts {
                     }
                 }
             }
-            SafetyEvent::Raft(RaftEvent::Truncated { node, from_index }) => {
+            SafetyEvent::Protocol(RaftSafetyEvent::Truncated { node, from_index }) => {
                 self.on_truncate(logs, at_us, ev, *node, *from_index, out);
             }
-            SafetyEvent::Raft(RaftEvent::SnapshotInstalled {
+            SafetyEvent::Protocol(RaftSafetyEvent::SnapshotInstalled {
                 node,
                 last_index,
                 last_term,
             }) => self.on_snapshot(logs, at_us, ev, *node, (*last_index, *last_term), out),
-            SafetyEvent::Raft(
-                raft @ (RaftEvent::Applied { .. } | RaftEvent::AppliedBatch { .. }),
+            SafetyEvent::Protocol(
+                raft @ (RaftSafetyEvent::Applied { .. } | RaftSafetyEvent::AppliedBatch { .. }),
             ) => {
                 if let Some((node, entries)) = raft.applied_entries() {
                     for (index, digest) in entries {
@@ -272,12 +274,12 @@ raft_log_invariant!(
     name: NAME,
     state: facts,
     check: Facts::check,
-    kinds: EventKinds::COMMIT_ADVANCED
-        .or(EventKinds::COMMITTED)
-        .or(EventKinds::TRUNCATED)
-        .or(EventKinds::SNAPSHOT_INSTALLED)
-        .or(EventKinds::APPLIED)
-        .or(EventKinds::APPLIED_BATCH),
+    kinds: kinds::COMMIT_ADVANCED
+        .or(kinds::COMMITTED)
+        .or(kinds::TRUNCATED)
+        .or(kinds::SNAPSHOT_INSTALLED)
+        .or(kinds::APPLIED)
+        .or(kinds::APPLIED_BATCH),
 );
 
 #[cfg(test)]
@@ -306,7 +308,7 @@ mod tests {
             apply(N1, 1, 10),
             apply(N1, 2, 11),
             apply(N2, 1, 10),
-            RaftEvent::Truncated {
+            RaftSafetyEvent::Truncated {
                 node: N2,
                 from_index: LogIndex(3),
             }
@@ -317,13 +319,13 @@ mod tests {
             apply(N2, 1, 10),
             // After a crash the node's commit index is volatile and unknown:
             // dropping an unsynced suffix on recovery is not judged here.
-            RaftEvent::Truncated {
+            RaftSafetyEvent::Truncated {
                 node: N2,
                 from_index: LogIndex(3),
             }
             .into(),
             // A snapshot that matches the log compacts it: nothing lost.
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: N1,
                 last_index: LogIndex(2),
                 last_term: Term(1),
@@ -348,8 +350,8 @@ mod tests {
         let v = &out[0];
         assert_eq!(v.invariant, "raft-state-machine-safety");
         assert_eq!(v.nodes, vec![N1, N2]);
-        assert_eq!(v.epoch, Some(Epoch::Term(Term(2))));
-        assert_eq!(v.position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(v.epoch, Some(term_epoch(Term(2))));
+        assert_eq!(v.position, Some(index_position(LogIndex(2))));
         assert_eq!(
             v.detail,
             "n2 committed t2 #000000000000000c at i2 where n1 committed t1 #000000000000000b"
@@ -363,7 +365,7 @@ mod tests {
         let out = run(&[
             batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
             commit(N1, 1, 2),
-            RaftEvent::Truncated {
+            RaftSafetyEvent::Truncated {
                 node: N1,
                 from_index: LogIndex(2),
             }
@@ -372,7 +374,7 @@ mod tests {
             commit(N1, 2, 2),
         ]);
         assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(2))));
         assert_eq!(
             out[0].detail,
             "n1 removed its committed entries i2..=i2 (its commit index is i2)"
@@ -385,7 +387,7 @@ mod tests {
         let out = run(&[apply(N1, 4, 10), apply(N2, 4, 10), apply(NodeId(3), 4, 11)]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].nodes, vec![N1, NodeId(3)]);
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(4))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(4))));
         assert_eq!(
             out[0].detail,
             "n3 applied #000000000000000b at i4 where n1 applied #000000000000000a"
@@ -414,7 +416,7 @@ mod tests {
         );
         assert!(out
             .iter()
-            .all(|v| v.position == Some(Position::Index(LogIndex(3)))));
+            .all(|v| v.position == Some(index_position(LogIndex(3)))));
     }
 
     #[test]
@@ -431,7 +433,7 @@ mod tests {
     fn a_commit_index_beyond_the_log_is_reported() {
         let out = run(&[batch(N1, 1, &[(1, 10)]), commit(N1, 1, 3)]);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(3))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(3))));
         assert_eq!(
             out[0].detail,
             "n1 moved its commit index to i3, beyond its last entry i1"
@@ -443,7 +445,7 @@ mod tests {
         let out = run(&[
             batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
             commit(N1, 1, 3),
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: N1,
                 last_index: LogIndex(2),
                 last_term: Term(2),
@@ -511,7 +513,7 @@ mod tests {
         let overwritten = run(&[
             batch(N1, 1, &[(1, 10), (1, 11), (1, 12)]),
             committed(N1, 1, 1, &[10, 11]),
-            RaftEvent::Truncated {
+            RaftSafetyEvent::Truncated {
                 node: N1,
                 from_index: LogIndex(2),
             }

@@ -24,13 +24,15 @@
 //! decrease along a log, and a log has no holes (an entry written beyond
 //! `last_index + 1` is reported, and the mirror restarts from it).
 
-use super::event::fmt_digest;
+use super::kinds;
+use super::{index_position, term_epoch};
+use consensus_actors::safety::fmt_digest;
 use super::index_map::IndexMap;
 use super::{
-    AppendOutcome, AppendedEntries, EntryWrite, Epoch, EventKinds, NodeLog, Position, RaftLogs,
+    AppendOutcome, AppendedEntries, EntryWrite, EventKinds, NodeLog, RaftLogs,
     SafetyEvent, Violation,
 };
-use crate::types::{LogIndex, NodeId, Term};
+use consensus_actors::types::{LogIndex, NodeId, Term};
 /// What the first write of an (index, term) said.
 #[derive(Clone, Copy, Debug)]
 struct EntryFact {
@@ -103,7 +105,7 @@ impl RaftLogMatching {
         logs: &RaftLogs,
         out: &mut Vec<Violation>,
     ) {
-        let SafetyEvent::Raft(raft) = ev else {
+        let SafetyEvent::Protocol(raft) = ev else {
             return;
         };
         let Some((node, entries)) = raft.appended_entries() else {
@@ -161,8 +163,8 @@ impl RaftLogMatching {
         let here = |detail: String, nodes: &[NodeId]| {
             Violation::new(NAME, at_us, ev, detail)
                 .with_nodes(nodes.iter().copied())
-                .with_epoch(Epoch::Term(term))
-                .with_position(Position::Index(index))
+                .with_epoch(term_epoch(term))
+                .with_position(index_position(index))
         };
         if index == LogIndex::ZERO {
             out.push(here(
@@ -247,7 +249,7 @@ raft_log_invariant!(
     name: NAME,
     state: facts,
     check: Self::check,
-    kinds: EventKinds::APPENDED.or(EventKinds::APPENDED_BATCH),
+    kinds: kinds::APPENDED.or(kinds::APPENDED_BATCH),
 );
 
 #[cfg(test)]
@@ -255,7 +257,7 @@ mod tests {
     use super::*;
     use crate::safety::test_support::{append, batch, run_invariant};
     use crate::safety::Invariant;
-    use crate::safety::RaftEvent;
+    use crate::safety::RaftSafetyEvent;
 
     const N1: NodeId = NodeId(1);
     const N2: NodeId = NodeId(2);
@@ -279,7 +281,7 @@ mod tests {
             append(N3, 3, 2, 12),
             append(N1, 4, 3, 13),
             batch(N2, 3, &[(2, 12), (3, 13)]),
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: N2,
                 last_index: LogIndex(3),
                 last_term: Term(2),
@@ -287,7 +289,7 @@ mod tests {
             .into(),
             SafetyEvent::Crashed { node: N2 },
             append(N2, 5, 3, 14),
-            RaftEvent::Truncated {
+            RaftSafetyEvent::Truncated {
                 node: N3,
                 from_index: LogIndex(4),
             }
@@ -295,7 +297,7 @@ mod tests {
             append(N3, 4, 3, 13),
             append(N3, 5, 3, 14),
             // A snapshot on a fresh node, then the entries after it.
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: NodeId(4),
                 last_index: LogIndex(4),
                 last_term: Term(3),
@@ -318,8 +320,8 @@ mod tests {
         let v = &out[0];
         assert_eq!(v.invariant, "raft-log-matching");
         assert_eq!(v.nodes, vec![N1, N2]);
-        assert_eq!(v.epoch, Some(Epoch::Term(Term(1))));
-        assert_eq!(v.position, Some(Position::Index(LogIndex(2))));
+        assert_eq!(v.epoch, Some(term_epoch(Term(1))));
+        assert_eq!(v.position, Some(index_position(LogIndex(2))));
         assert_eq!(
             v.detail,
             "n2 holds #000000000000004d at i2 t1 where n1 holds #000000000000000b"
@@ -335,7 +337,7 @@ mod tests {
             batch(N2, 1, &[(1, 10), (1, 20), (3, 12)]),
         ]);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(3))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(3))));
         assert_eq!(
             out[0].detail,
             "logs differ below i3 t3: n2 has an entry of t1 at i2 where n1 has one of t2"
@@ -348,7 +350,7 @@ mod tests {
     fn a_prefix_mismatch_behind_a_snapshot_is_reported() {
         let out = run(&[
             batch(N1, 1, &[(1, 10), (2, 11), (2, 12)]),
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node: N2,
                 last_index: LogIndex(2),
                 last_term: Term(1),
@@ -358,7 +360,7 @@ mod tests {
         ]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].nodes, vec![N1, N2]);
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(3))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(3))));
     }
 
     /// A divergence is also caught between a log written long ago and a log
@@ -420,8 +422,8 @@ mod tests {
         assert!(out.is_empty(), "{out:?}");
         inv.observe(5, &append(N3, 2, 2, 9), &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].position, Some(Position::Index(LogIndex(2))));
-        assert_eq!(out[0].epoch, Some(Epoch::Term(Term(2))));
+        assert_eq!(out[0].position, Some(index_position(LogIndex(2))));
+        assert_eq!(out[0].epoch, Some(term_epoch(Term(2))));
         assert_eq!(out[0].nodes, vec![N2, N3]);
         assert_eq!(inv.entries_seen(), 4);
     }

@@ -5,8 +5,8 @@
 //! has seen an event (see [`Invariant::observe_with_logs`](super::Invariant::observe_with_logs));
 //! an invariant used on its own keeps its own.
 
-use super::{AppendedEntries, RaftEvent, SafetyEvent};
-use crate::types::{LogIndex, NodeId, Term};
+use super::{AppendedEntries, RaftSafetyEvent, SafetyEvent};
+use consensus_actors::types::{LogIndex, NodeId, Term};
 use std::collections::BTreeMap;
 
 /// What the verifier knows of one node's log.
@@ -402,7 +402,7 @@ impl NodeLog {
     }
 }
 
-/// The mirrored logs of every node, updated from [`RaftEvent`]s.
+/// The mirrored logs of every node, updated from [`RaftSafetyEvent`]s.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLogs {
     /// `dense[id]` is the log of the node numbered `id`, for the small
@@ -456,13 +456,13 @@ impl RaftLogs {
                     log.crash();
                 }
             }
-            SafetyEvent::Raft(r) => self.apply_raft(r),
-            SafetyEvent::Paxos(_) | SafetyEvent::Pbft(_) => {}
+            SafetyEvent::Protocol(r) => self.apply_raft(r),
+            _ => {}
         }
     }
 
-    fn apply_raft(&mut self, ev: &RaftEvent) {
-        if let RaftEvent::AppendedBatch {
+    fn apply_raft(&mut self, ev: &RaftSafetyEvent) {
+        if let RaftSafetyEvent::AppendedBatch {
             node,
             first_index,
             entries,
@@ -479,10 +479,10 @@ impl RaftLogs {
             return;
         }
         match ev {
-            RaftEvent::Truncated { node, from_index } => {
+            RaftSafetyEvent::Truncated { node, from_index } => {
                 self.log_mut(*node).truncate(*from_index);
             }
-            RaftEvent::SnapshotInstalled {
+            RaftSafetyEvent::SnapshotInstalled {
                 node,
                 last_index,
                 last_term,
@@ -490,7 +490,7 @@ impl RaftLogs {
                 self.log_mut(*node)
                     .install_snapshot(*last_index, *last_term);
             }
-            RaftEvent::CommitAdvanced { .. } | RaftEvent::Committed { .. } => {
+            RaftSafetyEvent::CommitAdvanced { .. } | RaftSafetyEvent::Committed { .. } => {
                 if let Some((node, _, commit_index)) = ev.commit_advance() {
                     self.log_mut(node).advance_commit(commit_index);
                 }
@@ -579,7 +579,7 @@ mod tests {
         ];
         for log in [&base, &compacted, &unknown_prefix] {
             for (first, entries) in batches {
-                let event = RaftEvent::AppendedBatch {
+                let event = RaftSafetyEvent::AppendedBatch {
                     node: NodeId(1),
                     first_index: LogIndex(first),
                     entries: entries.to_vec(),
@@ -751,7 +751,7 @@ mod tests {
     fn raft_logs_follow_events() {
         let mut logs = RaftLogs::default();
         logs.apply(
-            &RaftEvent::AppendedBatch {
+            &RaftSafetyEvent::AppendedBatch {
                 node: NodeId(1),
                 first_index: LogIndex(1),
                 entries: vec![(Term(1), 1), (Term(1), 2)],
@@ -759,7 +759,7 @@ mod tests {
             .into(),
         );
         logs.apply(
-            &RaftEvent::CommitAdvanced {
+            &RaftSafetyEvent::CommitAdvanced {
                 node: NodeId(1),
                 term: Term(1),
                 commit_index: LogIndex(2),
@@ -770,7 +770,7 @@ mod tests {
         logs.apply(&SafetyEvent::Crashed { node: NodeId(1) });
         assert_eq!(logs.get(NodeId(1)).unwrap().commit_index(), LogIndex(0));
         logs.apply(
-            &RaftEvent::Truncated {
+            &RaftSafetyEvent::Truncated {
                 node: NodeId(1),
                 from_index: LogIndex(2),
             }
@@ -789,7 +789,7 @@ mod tests {
         let mut logs = RaftLogs::default();
         for (node, entries) in [(NodeId(3), 1), (big, 2), (bigger, 3)] {
             logs.apply(
-                &RaftEvent::AppendedBatch {
+                &RaftSafetyEvent::AppendedBatch {
                     node,
                     first_index: LogIndex(1),
                     entries: vec![(Term(1), 7); entries],
@@ -797,7 +797,7 @@ mod tests {
                 .into(),
             );
             logs.apply(
-                &RaftEvent::CommitAdvanced {
+                &RaftSafetyEvent::CommitAdvanced {
                     node,
                     term: Term(1),
                     commit_index: LogIndex(1),

@@ -4,8 +4,9 @@
 //! repaired later, compaction, crashes) must pass every Raft invariant; the
 //! same history with one bug injected must not.
 
-use super::{RaftEvent, SafetyChecker, SafetyEvent};
-use crate::types::{LogIndex, NodeId, Term};
+use super::{became_leader, stepped_down};
+use super::{RaftSafetyEvent, SafetyChecker, SafetyEvent};
+use consensus_actors::types::{LogIndex, NodeId, Term};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -50,20 +51,9 @@ pub(super) fn correct_raft_history(n: u64, terms: u64, seed: u64) -> Vec<SafetyE
             }
         }
         if let Some(p) = previous_leader {
-            events.push(
-                RaftEvent::SteppedDown {
-                    node: NodeId(p as u64),
-                }
-                .into(),
-            );
+            events.push(stepped_down(NodeId(p as u64)));
         }
-        events.push(
-            RaftEvent::BecameLeader {
-                node: NodeId(leader as u64),
-                term,
-            }
-            .into(),
-        );
+        events.push(became_leader(NodeId(leader as u64), term));
         previous_leader = Some(leader);
         let rounds = rng.random_range(1..4);
         for _ in 0..rounds {
@@ -78,7 +68,7 @@ pub(super) fn correct_raft_history(n: u64, terms: u64, seed: u64) -> Vec<SafetyE
                 .collect();
             nodes[leader].log.extend(batch.iter().copied());
             events.push(
-                RaftEvent::AppendedBatch {
+                RaftSafetyEvent::AppendedBatch {
                     node: NodeId(leader as u64),
                     first_index: LogIndex(first),
                     entries: batch,
@@ -110,7 +100,7 @@ pub(super) fn correct_raft_history(n: u64, terms: u64, seed: u64) -> Vec<SafetyE
                     .count();
                 if common < nodes[f].log.len() {
                     events.push(
-                        RaftEvent::Truncated {
+                        RaftSafetyEvent::Truncated {
                             node: NodeId(f as u64),
                             from_index: LogIndex(common as u64 + 1),
                         }
@@ -121,7 +111,7 @@ pub(super) fn correct_raft_history(n: u64, terms: u64, seed: u64) -> Vec<SafetyE
                 let rest = leader_log[common..].to_vec();
                 if !rest.is_empty() {
                     events.push(
-                        RaftEvent::AppendedBatch {
+                        RaftSafetyEvent::AppendedBatch {
                             node: NodeId(f as u64),
                             first_index: LogIndex(common as u64 + 1),
                             entries: rest.clone(),
@@ -139,7 +129,7 @@ pub(super) fn correct_raft_history(n: u64, terms: u64, seed: u64) -> Vec<SafetyE
             let commit = leader_log.len() as u64;
             for &g in &group {
                 events.push(
-                    RaftEvent::CommitAdvanced {
+                    RaftSafetyEvent::CommitAdvanced {
                         node: NodeId(g as u64),
                         term,
                         commit_index: LogIndex(commit),
@@ -152,7 +142,7 @@ pub(super) fn correct_raft_history(n: u64, terms: u64, seed: u64) -> Vec<SafetyE
                     node.applied += 1;
                     let (_, digest) = node.log[(node.applied - 1) as usize];
                     events.push(
-                        RaftEvent::Applied {
+                        RaftSafetyEvent::Applied {
                             node: NodeId(g as u64),
                             index: LogIndex(node.applied),
                             digest,
@@ -168,7 +158,7 @@ pub(super) fn correct_raft_history(n: u64, terms: u64, seed: u64) -> Vec<SafetyE
                 if upto > 0 {
                     let (last_term, _) = nodes[g].log[(upto - 1) as usize];
                     events.push(
-                        RaftEvent::SnapshotInstalled {
+                        RaftSafetyEvent::SnapshotInstalled {
                             node: NodeId(g as u64),
                             last_index: LogIndex(upto),
                             last_term,
@@ -196,7 +186,7 @@ pub(super) fn correct_raft_history(n: u64, terms: u64, seed: u64) -> Vec<SafetyE
 }
 
 fn check(events: &[SafetyEvent]) -> SafetyChecker {
-    let mut checker = SafetyChecker::new().with_raft();
+    let mut checker = super::checker();
     for (t, ev) in events.iter().enumerate() {
         checker.observe(t as u64, ev);
     }
@@ -226,8 +216,8 @@ fn a_long_correct_raft_history_passes_every_invariant() {
 fn the_model_history_exercises_repairs_compaction_and_crashes() {
     let events = correct_raft_history(5, 60, 0);
     let count = |f: fn(&SafetyEvent) -> bool| events.iter().filter(|e| f(e)).count();
-    assert!(count(|e| matches!(e, SafetyEvent::Raft(RaftEvent::Truncated { .. }))) > 0);
-    assert!(count(|e| matches!(e, SafetyEvent::Raft(RaftEvent::SnapshotInstalled { .. }))) > 0);
+    assert!(count(|e| matches!(e, SafetyEvent::Protocol(RaftSafetyEvent::Truncated { .. }))) > 0);
+    assert!(count(|e| matches!(e, SafetyEvent::Protocol(RaftSafetyEvent::SnapshotInstalled { .. }))) > 0);
     assert!(count(|e| matches!(e, SafetyEvent::Crashed { .. })) > 0);
 }
 
@@ -238,9 +228,9 @@ fn one_corrupted_apply_in_a_long_history_is_caught() {
     let mut events = correct_raft_history(5, 60, 1);
     let at = events
         .iter()
-        .rposition(|e| matches!(e, SafetyEvent::Raft(RaftEvent::Applied { .. })))
+        .rposition(|e| matches!(e, SafetyEvent::Protocol(RaftSafetyEvent::Applied { .. })))
         .expect("the history applies entries");
-    if let SafetyEvent::Raft(RaftEvent::Applied { digest, .. }) = &mut events[at] {
+    if let SafetyEvent::Protocol(RaftSafetyEvent::Applied { digest, .. }) = &mut events[at] {
         *digest ^= 1;
     }
     let checker = check(&events);
@@ -264,13 +254,7 @@ fn one_corrupted_apply_in_a_long_history_is_caught() {
 fn electing_a_stale_node_is_caught() {
     let mut events = correct_raft_history(5, 30, 2);
     // A fresh node that never received anything wins a term above all.
-    events.push(
-        RaftEvent::BecameLeader {
-            node: NodeId(9),
-            term: Term(1000),
-        }
-        .into(),
-    );
+    events.push(became_leader(NodeId(9), Term(1000)));
     let checker = check(&events);
     assert_eq!(checker.violation_count(), 1);
     let v = &checker.violations()[0];

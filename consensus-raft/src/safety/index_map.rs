@@ -9,7 +9,7 @@
 //! memory stays proportional to the facts held. Iteration is in index order
 //! either way: results never depend on the layout.
 
-use crate::types::LogIndex;
+use consensus_actors::types::LogIndex;
 use std::collections::BTreeMap;
 
 /// Indexes at most this far past the end of the dense part extend it; farther

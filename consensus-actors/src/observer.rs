@@ -1,21 +1,21 @@
-//! [`ClusterObserver`]: what the engine learns about a cluster as it runs
-//! (who leads in which epoch, which components restarted, which nodes
-//! crashed), protocol-agnostic and in virtual time under the simulation.
+//! [`ClusterObserver`]: what a host learns about a cluster as it runs (who
+//! leads in which epoch, which components restarted, which nodes crashed),
+//! protocol-agnostic and in virtual time under the simulation.
 //!
 //! Facts arrive three ways:
 //!
-//! * Raft's `BecameLeader` / `SteppedDown` safety events, through a
-//!   [`LeadershipTap`] added to the run's safety checker;
+//! * the protocol-neutral `BecameLeader` / `SteppedDown` safety events that
+//!   every protocol reports, through a [`LeadershipTap`] added to the run's
+//!   safety checker;
 //! * supervision events, through the [`SupervisionCollector`] actor that
 //!   every node's supervision tree reports to;
-//! * direct calls ([`ClusterObserver::leader_elected`]) from a plug-in whose
-//!   protocol reports no Raft events, and from the cluster host for crashes
-//!   and starts.
+//! * direct calls ([`ClusterObserver::leader_elected`],
+//!   [`ClusterObserver::node_crashed`]) from the cluster host.
 
+use crate::safety::{EventKinds, Invariant, ProtocolEvent, SafetyEvent, Violation};
+use crate::supervision::{SupervisionEvent, SupervisionEventKind};
+use crate::types::NodeId;
 use actix::prelude::*;
-use consensus_actors::safety::{Invariant, RaftEvent, SafetyEvent, Violation};
-use consensus_actors::supervision::{SupervisionEvent, SupervisionEventKind};
-use consensus_actors::types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -260,10 +260,10 @@ impl Default for ClusterObserver {
     }
 }
 
-/// A pseudo-invariant that never reports a violation: it forwards Raft's
-/// leadership events (and crashes) seen by the safety checker to a
+/// A pseudo-invariant that never reports a violation: it forwards the
+/// neutral leadership events seen by the safety checker to a
 /// [`ClusterObserver`], so leadership is recorded at the instant the
-/// protocol reports it, with no extra message.
+/// protocol reports it, with no extra message. Works for every protocol.
 pub struct LeadershipTap {
     observer: ClusterObserver,
 }
@@ -278,21 +278,25 @@ impl LeadershipTap {
     }
 }
 
-impl Invariant for LeadershipTap {
+impl<E: ProtocolEvent> Invariant<E> for LeadershipTap {
     fn name(&self) -> &'static str {
         Self::NAME
     }
 
-    fn observe(&mut self, at_us: u64, ev: &SafetyEvent, _out: &mut Vec<Violation>) {
+    fn observe(&mut self, at_us: u64, ev: &SafetyEvent<E>, _out: &mut Vec<Violation>) {
         match ev {
-            SafetyEvent::Raft(RaftEvent::BecameLeader { node, term }) => {
-                self.observer.leader_elected_at(at_us, *node, term.get());
+            SafetyEvent::BecameLeader { node, epoch } => {
+                self.observer.leader_elected_at(at_us, *node, *epoch);
             }
-            SafetyEvent::Raft(RaftEvent::SteppedDown { node }) => {
+            SafetyEvent::SteppedDown { node } => {
                 self.observer.stepped_down_at(at_us, *node);
             }
             _ => {}
         }
+    }
+
+    fn event_kinds(&self) -> EventKinds {
+        EventKinds::BECAME_LEADER.or(EventKinds::STEPPED_DOWN)
     }
 }
 
@@ -325,7 +329,7 @@ impl Handler<SupervisionEvent> for SupervisionCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use consensus_actors::types::Term;
+    use crate::safety::NoProtocolEvents;
 
     #[test]
     fn elections_are_counted_once_per_node_and_epoch() {
@@ -343,23 +347,17 @@ mod tests {
     }
 
     #[test]
-    fn tap_forwards_raft_leadership_and_never_reports_violations() {
+    fn tap_forwards_neutral_leadership_and_never_reports_violations() {
         let obs = ClusterObserver::with_origin(Instant::now());
         let mut tap = LeadershipTap::new(obs.clone());
         let mut out = Vec::new();
-        tap.observe(
-            5,
-            &SafetyEvent::Raft(RaftEvent::BecameLeader {
-                node: NodeId(3),
-                term: Term(4),
-            }),
-            &mut out,
-        );
-        tap.observe(
-            9,
-            &SafetyEvent::Raft(RaftEvent::SteppedDown { node: NodeId(3) }),
-            &mut out,
-        );
+        let elected: SafetyEvent<NoProtocolEvents> = SafetyEvent::BecameLeader {
+            node: NodeId(3),
+            epoch: 4,
+        };
+        Invariant::observe(&mut tap, 5, &elected, &mut out);
+        let stepped: SafetyEvent<NoProtocolEvents> = SafetyEvent::SteppedDown { node: NodeId(3) };
+        Invariant::observe(&mut tap, 9, &stepped, &mut out);
         assert!(out.is_empty());
         let snap = obs.snapshot();
         assert_eq!(snap.leader_changes, 1);

@@ -6,8 +6,9 @@
 //! violation. The same node announcing the same term again (a duplicate
 //! report) is not.
 
-use super::{Epoch, EventKinds, Invariant, RaftEvent, SafetyEvent, Violation};
-use crate::types::{NodeId, Term};
+use super::term_epoch;
+use super::{EventKinds, Invariant, RaftSafetyEvent, SafetyEvent, Violation};
+use consensus_actors::types::{NodeId, Term};
 use std::collections::BTreeMap;
 
 /// At most one leader per term.
@@ -23,7 +24,7 @@ impl RaftElectionSafety {
     }
 }
 
-impl Invariant for RaftElectionSafety {
+impl Invariant<RaftSafetyEvent> for RaftElectionSafety {
     fn name(&self) -> &'static str {
         "raft-election-safety"
     }
@@ -33,9 +34,10 @@ impl Invariant for RaftElectionSafety {
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
-        let SafetyEvent::Raft(RaftEvent::BecameLeader { node, term }) = ev else {
+        let SafetyEvent::BecameLeader { node, epoch } = ev else {
             return;
         };
+        let term = &Term(*epoch);
         let first = *self.leaders.entry(*term).or_insert(*node);
         if first != *node {
             out.push(
@@ -46,7 +48,7 @@ impl Invariant for RaftElectionSafety {
                     format!("{node} became leader of {term}, which {first} already leads"),
                 )
                 .with_nodes([first, *node])
-                .with_epoch(Epoch::Term(*term)),
+                .with_epoch(term_epoch(*term)),
             );
         }
     }
@@ -55,13 +57,10 @@ impl Invariant for RaftElectionSafety {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::safety::became_leader;
 
     fn leader(node: u64, term: u64) -> SafetyEvent {
-        RaftEvent::BecameLeader {
-            node: NodeId(node),
-            term: Term(term),
-        }
-        .into()
+        became_leader(NodeId(node), Term(term))
     }
 
     fn run(events: &[SafetyEvent]) -> Vec<Violation> {
@@ -95,10 +94,10 @@ mod tests {
         let v = &out[0];
         assert_eq!(v.invariant, "raft-election-safety");
         assert_eq!(v.nodes, vec![NodeId(1), NodeId(3)]);
-        assert_eq!(v.epoch, Some(Epoch::Term(Term(3))));
+        assert_eq!(v.epoch, Some(term_epoch(Term(3))));
         assert_eq!(v.position, None);
         assert_eq!(v.at_us, 2);
-        assert_eq!(v.event, "raft n3 became leader of t3");
+        assert_eq!(v.event, "n3 became leader of t3");
         assert_eq!(v.detail, "n3 became leader of t3, which n1 already leads");
     }
 

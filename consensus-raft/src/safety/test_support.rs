@@ -2,7 +2,7 @@
 //! reads as the sequence of events it checks.
 
 use super::*;
-use crate::types::{LogIndex, NodeId, Term};
+use consensus_actors::types::{LogIndex, NodeId, Term};
 
 /// Feeds `events` to `inv` in order (event `i` at virtual time `i` µs) and
 /// returns every violation reported.
@@ -10,7 +10,7 @@ use crate::types::{LogIndex, NodeId, Term};
 /// The same events also go to a copy of `inv` inside a [`SafetyChecker`]
 /// (which shares its Raft log mirror with the invariants that read logs),
 /// and both ways must report exactly the same violations.
-pub(crate) fn run_invariant<I: Invariant + Clone + 'static>(
+pub(crate) fn run_invariant<I: Invariant<RaftSafetyEvent> + Clone + 'static>(
     inv: &mut I,
     events: &[SafetyEvent],
 ) -> Vec<Violation> {
@@ -30,16 +30,12 @@ pub(crate) fn run_invariant<I: Invariant + Clone + 'static>(
 
 /// `node` became leader of `term`.
 pub(crate) fn leader(node: NodeId, term: u64) -> SafetyEvent {
-    RaftEvent::BecameLeader {
-        node,
-        term: Term(term),
-    }
-    .into()
+    became_leader(node, Term(term))
 }
 
 /// `node` wrote one entry.
 pub(crate) fn append(node: NodeId, index: u64, term: u64, digest: u64) -> SafetyEvent {
-    RaftEvent::Appended {
+    RaftSafetyEvent::Appended {
         node,
         index: LogIndex(index),
         term: Term(term),
@@ -50,7 +46,7 @@ pub(crate) fn append(node: NodeId, index: u64, term: u64, digest: u64) -> Safety
 
 /// `node` wrote `(term, digest)` entries from index `first` on.
 pub(crate) fn batch(node: NodeId, first: u64, entries: &[(u64, u64)]) -> SafetyEvent {
-    RaftEvent::AppendedBatch {
+    RaftSafetyEvent::AppendedBatch {
         node,
         first_index: LogIndex(first),
         entries: entries.iter().map(|(t, d)| (Term(*t), *d)).collect(),
@@ -60,7 +56,7 @@ pub(crate) fn batch(node: NodeId, first: u64, entries: &[(u64, u64)]) -> SafetyE
 
 /// `node` dropped its log from `from` on.
 pub(crate) fn truncate(node: NodeId, from: u64) -> SafetyEvent {
-    RaftEvent::Truncated {
+    RaftSafetyEvent::Truncated {
         node,
         from_index: LogIndex(from),
     }
@@ -69,7 +65,7 @@ pub(crate) fn truncate(node: NodeId, from: u64) -> SafetyEvent {
 
 /// `node`, in `term`, advanced its commit index to `index`.
 pub(crate) fn commit(node: NodeId, term: u64, index: u64) -> SafetyEvent {
-    RaftEvent::CommitAdvanced {
+    RaftSafetyEvent::CommitAdvanced {
         node,
         term: Term(term),
         commit_index: LogIndex(index),
@@ -79,7 +75,7 @@ pub(crate) fn commit(node: NodeId, term: u64, index: u64) -> SafetyEvent {
 
 /// `node` applied the command with `digest` at `index`.
 pub(crate) fn apply(node: NodeId, index: u64, digest: u64) -> SafetyEvent {
-    RaftEvent::Applied {
+    RaftSafetyEvent::Applied {
         node,
         index: LogIndex(index),
         digest,
@@ -89,7 +85,7 @@ pub(crate) fn apply(node: NodeId, index: u64, digest: u64) -> SafetyEvent {
 
 /// `node` applied the commands with `digests` from `first` on.
 pub(crate) fn apply_batch(node: NodeId, first: u64, digests: &[u64]) -> SafetyEvent {
-    RaftEvent::AppliedBatch {
+    RaftSafetyEvent::AppliedBatch {
         node,
         first_index: LogIndex(first),
         digests: digests.to_vec(),
@@ -100,7 +96,7 @@ pub(crate) fn apply_batch(node: NodeId, first: u64, digests: &[u64]) -> SafetyEv
 /// `node`, in `term`, committed and applied the commands with `digests`
 /// from `first` on (one `Committed` event).
 pub(crate) fn committed(node: NodeId, term: u64, first: u64, digests: &[u64]) -> SafetyEvent {
-    RaftEvent::Committed {
+    RaftSafetyEvent::Committed {
         node,
         term: Term(term),
         first_index: LogIndex(first),
