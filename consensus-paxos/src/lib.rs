@@ -1,7 +1,11 @@
 //! # consensus-paxos
 //!
-//! Will hold single-decree Paxos and Multi-Paxos as supervised actors around
-//! pure cores: `Proposer`, `Acceptor`, `Learner` and `MultiPaxos` (a stable
-//! leader running phase 2 for a sequence of slots). Not built yet: this crate
-//! compiles and exports nothing.
+//! Single-decree Paxos and Multi-Paxos. Today this crate holds Paxos'
+//! vocabulary ([`types`]: ballots, slots) and its safety properties
+//! ([`safety`]: the events acceptors and learners report and the invariants
+//! checked over them). The components (`Proposer`, `Acceptor`, `Learner`,
+//! `MultiPaxos`) and the engine plug-in are not built yet.
 #![deny(missing_docs)]
+
+pub mod safety;
+pub mod types;

@@ -15,9 +15,9 @@
 //!   proposer proposing two values in one ballot, or two proposers sharing a
 //!   ballot) is reported too.
 
-use super::event::fmt_digest;
-use super::{Epoch, Invariant, PaxosEvent, Position, SafetyEvent, Violation};
-use crate::types::{Ballot, NodeId, Slot};
+use consensus_actors::safety::fmt_digest;
+use super::{ballot_epoch, slot_position, Invariant, PaxosEvent, SafetyEvent, Violation};
+use crate::types::{Ballot, Slot}; use consensus_actors::types::NodeId;
 use std::collections::BTreeMap;
 
 /// Who said a value was chosen.
@@ -134,8 +134,8 @@ impl PaxosAgreement {
                         ),
                     )
                     .with_nodes(nodes)
-                    .with_epoch(Epoch::Ballot(ballot))
-                    .with_position(Position::Slot(slot)),
+                    .with_epoch(ballot_epoch(ballot))
+                    .with_position(slot_position(slot)),
                 );
             } else if ballot < c.ballot {
                 c.ballot = ballot;
@@ -160,8 +160,8 @@ impl PaxosAgreement {
                         ),
                     )
                     .with_nodes(nodes)
-                    .with_epoch(Epoch::Ballot(*b))
-                    .with_position(Position::Slot(slot)),
+                    .with_epoch(ballot_epoch(*b))
+                    .with_position(slot_position(slot)),
                 );
             }
         }
@@ -185,8 +185,8 @@ impl PaxosAgreement {
         let here = |detail: String, nodes: Vec<NodeId>| {
             Violation::new(name, at_us, ev, detail)
                 .with_nodes(nodes)
-                .with_epoch(Epoch::Ballot(ballot))
-                .with_position(Position::Slot(slot))
+                .with_epoch(ballot_epoch(ballot))
+                .with_position(slot_position(slot))
         };
         // P2b, looking forward: a value is already chosen at or below this ballot.
         if let Some(c) = self.chosen.get(&slot) {
@@ -235,14 +235,14 @@ impl PaxosAgreement {
     }
 }
 
-impl Invariant for PaxosAgreement {
+impl Invariant<PaxosEvent> for PaxosAgreement {
     fn name(&self) -> &'static str {
         "paxos-agreement"
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
         match ev {
-            SafetyEvent::Paxos(PaxosEvent::Accepted {
+            SafetyEvent::Protocol(PaxosEvent::Accepted {
                 acceptor,
                 slot,
                 ballot,
@@ -255,7 +255,7 @@ impl Invariant for PaxosAgreement {
                 };
                 self.on_accepted(at_us, ev, *acceptor, proposal, out);
             }
-            SafetyEvent::Paxos(PaxosEvent::Chosen {
+            SafetyEvent::Protocol(PaxosEvent::Chosen {
                 node,
                 slot,
                 ballot,
@@ -354,8 +354,8 @@ mod tests {
         let v = &out[0];
         assert_eq!(v.invariant, "paxos-agreement");
         assert_eq!(v.nodes, vec![N1, N2]);
-        assert_eq!(v.epoch, Some(Epoch::Ballot(b(2, N2))));
-        assert_eq!(v.position, Some(Position::Slot(Slot(4))));
+        assert_eq!(v.epoch, Some(ballot_epoch(b(2, N2))));
+        assert_eq!(v.position, Some(slot_position(Slot(4))));
         assert_eq!(
             v.detail,
             "two values chosen in slot4: #000000000000000a at b1.1 (learned by n1) and #000000000000000b at b2.2 (learned by n2)"
@@ -393,7 +393,7 @@ mod tests {
             &[accepted(N3, 1, b(5, N3), 11), chosen(N1, 1, b(2, N1), 10)],
         );
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].epoch, Some(Epoch::Ballot(b(5, N3))));
+        assert_eq!(out[0].epoch, Some(ballot_epoch(b(5, N3))));
         assert_eq!(out[0].nodes, vec![N1, N3]);
     }
 

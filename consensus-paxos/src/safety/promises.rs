@@ -7,8 +7,8 @@
 //! promise covers every slot. Accepting a proposal does not by itself raise
 //! the promise: only `Promised` events do.
 
-use super::{Epoch, Invariant, PaxosEvent, Position, SafetyEvent, Violation};
-use crate::types::{Ballot, NodeId};
+use super::{ballot_epoch, slot_position, Invariant, PaxosEvent, SafetyEvent, Violation};
+use crate::types::Ballot; use consensus_actors::types::NodeId;
 use std::collections::BTreeMap;
 
 /// Acceptors never accept below, or promise below, a ballot they promised.
@@ -24,14 +24,14 @@ impl PaxosPromisesKept {
     }
 }
 
-impl Invariant for PaxosPromisesKept {
+impl Invariant<PaxosEvent> for PaxosPromisesKept {
     fn name(&self) -> &'static str {
         "paxos-promises-kept"
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
         match ev {
-            SafetyEvent::Paxos(PaxosEvent::Promised { acceptor, ballot }) => {
+            SafetyEvent::Protocol(PaxosEvent::Promised { acceptor, ballot }) => {
                 let name = self.name();
                 let promised = self.promised.entry(*acceptor).or_insert(*ballot);
                 if *ballot < *promised {
@@ -45,13 +45,13 @@ impl Invariant for PaxosPromisesKept {
                             ),
                         )
                         .with_nodes([*acceptor])
-                        .with_epoch(Epoch::Ballot(*ballot)),
+                        .with_epoch(ballot_epoch(*ballot)),
                     );
                 } else {
                     *promised = *ballot;
                 }
             }
-            SafetyEvent::Paxos(PaxosEvent::Accepted {
+            SafetyEvent::Protocol(PaxosEvent::Accepted {
                 acceptor,
                 slot,
                 ballot,
@@ -68,8 +68,8 @@ impl Invariant for PaxosPromisesKept {
                             ),
                         )
                         .with_nodes([*acceptor])
-                        .with_epoch(Epoch::Ballot(*ballot))
-                        .with_position(Position::Slot(*slot)),
+                        .with_epoch(ballot_epoch(*ballot))
+                        .with_position(slot_position(*slot)),
                     );
                 }
             }
@@ -141,7 +141,7 @@ mod tests {
         let v = &out[0];
         assert_eq!(v.invariant, "paxos-promises-kept");
         assert_eq!(v.nodes, vec![N1]);
-        assert_eq!(v.position, Some(Position::Slot(Slot(3))));
+        assert_eq!(v.position, Some(slot_position(Slot(3))));
         assert_eq!(v.detail, "n1 accepted b3.9 in slot3 after promising b4.9");
     }
 

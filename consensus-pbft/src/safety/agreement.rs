@@ -10,9 +10,9 @@
 //! no longer compared with (declare them before anything happens to get
 //! clean reports).
 
-use super::event::fmt_digest;
-use super::{Epoch, Invariant, PbftEvent, Position, SafetyEvent, Violation};
-use crate::types::{NodeId, SeqNo, View};
+use consensus_actors::safety::fmt_digest;
+use super::{seq_position, view_epoch, Invariant, PbftEvent, SafetyEvent, Violation};
+use crate::types::{SeqNo, View}; use consensus_actors::types::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One replica's claim that a request holds a position.
@@ -83,17 +83,17 @@ impl PbftAgreement {
     }
 }
 
-impl Invariant for PbftAgreement {
+impl Invariant<PbftEvent> for PbftAgreement {
     fn name(&self) -> &'static str {
         "pbft-agreement"
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
         match ev {
-            SafetyEvent::Pbft(PbftEvent::ByzantineReplicas { replicas }) => {
+            SafetyEvent::Protocol(PbftEvent::ByzantineReplicas { replicas }) => {
                 self.claims.declare_byzantine(replicas);
             }
-            SafetyEvent::Pbft(PbftEvent::Committed {
+            SafetyEvent::Protocol(PbftEvent::Committed {
                 replica,
                 view,
                 seq,
@@ -119,8 +119,8 @@ impl Invariant for PbftAgreement {
                             ),
                         )
                         .with_nodes([c.replica, *replica])
-                        .with_epoch(Epoch::View(*view))
-                        .with_position(Position::Seq(*seq)),
+                        .with_epoch(view_epoch(*view))
+                        .with_position(seq_position(*seq)),
                     );
                 }
             }
@@ -195,8 +195,8 @@ mod tests {
         let v = &out[0];
         assert_eq!(v.invariant, "pbft-agreement");
         assert_eq!(v.nodes, vec![R0, R2]);
-        assert_eq!(v.epoch, Some(Epoch::View(View(1))));
-        assert_eq!(v.position, Some(Position::Seq(SeqNo(5))));
+        assert_eq!(v.epoch, Some(view_epoch(View(1))));
+        assert_eq!(v.position, Some(seq_position(SeqNo(5))));
         assert_eq!(
             v.detail,
             "n2 committed #000000000000000b at s5 in v1 where n0 committed #000000000000000a in v0"

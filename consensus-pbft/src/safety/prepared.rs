@@ -7,9 +7,9 @@
 //!
 //! Replicas declared with `ByzantineReplicas` are ignored.
 
-use super::event::fmt_digest;
-use super::pbft_agreement::{Claim, ReplicaClaims};
-use super::{Epoch, Invariant, PbftEvent, Position, SafetyEvent, Violation};
+use consensus_actors::safety::fmt_digest;
+use super::agreement::{Claim, ReplicaClaims};
+use super::{seq_position, view_epoch, Invariant, PbftEvent, SafetyEvent, Violation};
 use crate::types::{SeqNo, View};
 
 /// Correct replicas prepare one request per view and sequence number.
@@ -18,17 +18,17 @@ pub struct PbftPreparedAgreement {
     claims: ReplicaClaims<(View, SeqNo)>,
 }
 
-impl Invariant for PbftPreparedAgreement {
+impl Invariant<PbftEvent> for PbftPreparedAgreement {
     fn name(&self) -> &'static str {
         "pbft-prepared-agreement"
     }
 
     fn observe(&mut self, at_us: u64, ev: &SafetyEvent, out: &mut Vec<Violation>) {
         match ev {
-            SafetyEvent::Pbft(PbftEvent::ByzantineReplicas { replicas }) => {
+            SafetyEvent::Protocol(PbftEvent::ByzantineReplicas { replicas }) => {
                 self.claims.declare_byzantine(replicas);
             }
-            SafetyEvent::Pbft(PbftEvent::Prepared {
+            SafetyEvent::Protocol(PbftEvent::Prepared {
                 replica,
                 view,
                 seq,
@@ -53,8 +53,8 @@ impl Invariant for PbftPreparedAgreement {
                             ),
                         )
                         .with_nodes([c.replica, *replica])
-                        .with_epoch(Epoch::View(*view))
-                        .with_position(Position::Seq(*seq)),
+                        .with_epoch(view_epoch(*view))
+                        .with_position(seq_position(*seq)),
                     );
                 }
             }
@@ -66,7 +66,7 @@ impl Invariant for PbftPreparedAgreement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::NodeId;
+    use consensus_actors::types::NodeId;
 
     fn prepared(replica: u64, view: u64, seq: u64, digest: u64) -> SafetyEvent {
         PbftEvent::Prepared {
@@ -109,8 +109,8 @@ mod tests {
         let v = &out[0];
         assert_eq!(v.invariant, "pbft-prepared-agreement");
         assert_eq!(v.nodes, vec![NodeId(0), NodeId(1)]);
-        assert_eq!(v.epoch, Some(Epoch::View(View(3))));
-        assert_eq!(v.position, Some(Position::Seq(SeqNo(7))));
+        assert_eq!(v.epoch, Some(view_epoch(View(3))));
+        assert_eq!(v.position, Some(seq_position(SeqNo(7))));
         assert_eq!(
             v.detail,
             "n1 prepared #000000000000000b at s7 in v3 where n0 prepared #000000000000000a"
