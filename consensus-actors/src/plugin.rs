@@ -1,7 +1,7 @@
 //! The plug-in boundary: what a protocol crate implements so that the
 //! engine, the deterministic simulation, the benchmark and the `consensus`
 //! program can run it. A protocol crate implements these traits itself (the
-//! plug-in is part of the protocol, e.g. `consensus_raft::RaftPlugin`) and
+//! plug-in is part of the protocol: the Raft crate has its own) and
 //! the engine's registry runs it by name.
 //!
 //! A protocol plugs in with two traits:

@@ -491,7 +491,10 @@ mod tests {
             assert_eq!(json, format!("\"{name}\""));
             assert_eq!(serde_json::from_str::<ConsensusProtocol>(&json).unwrap(), p);
         }
-        assert_eq!("Multi-Paxos".parse::<ConsensusProtocol>().unwrap().name(), "multi-paxos");
+        assert_eq!(
+            "Multi-Paxos".parse::<ConsensusProtocol>().unwrap().name(),
+            "multi-paxos"
+        );
         for bad in ["", "a b", "zab!", &"x".repeat(65)] {
             assert!(bad.parse::<ConsensusProtocol>().is_err(), "{bad:?}");
         }

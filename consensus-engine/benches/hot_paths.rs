@@ -21,8 +21,9 @@ use consensus_actors::types::NodeId;
 use consensus_engine::bench::{bench, BenchOptions};
 use consensus_engine::faults::FaultSelection;
 use consensus_engine::network::{GetLocalStats, LocalNetwork};
-use consensus_engine::raft::RaftPlugin;
 use consensus_engine::simulate::{simulate, SimulateOptions};
+use consensus_engine::PluginSpec;
+use consensus_raft::RaftPlugin;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
 
@@ -83,7 +84,12 @@ fn raft_commit(c: &mut Criterion) {
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| {
-                    let report = bench::<RaftPlugin>(&config, &options).expect("bench runs");
+                    let report = bench(
+                        &PluginSpec::<RaftPlugin>::stock(consensus_raft::PROTOCOL),
+                        &config,
+                        &options,
+                    )
+                    .expect("bench runs");
                     Duration::from_secs_f64(report.elapsed_secs)
                 })
                 .sum()
@@ -102,7 +108,14 @@ fn simulate_raft(c: &mut Criterion) {
     let mut group = c.benchmark_group("simulate");
     group.sample_size(10);
     group.bench_function("raft_5_nodes_1s", |b| {
-        b.iter(|| simulate::<RaftPlugin>(&config, &options).expect("simulation runs"))
+        b.iter(|| {
+            simulate(
+                &PluginSpec::<RaftPlugin>::stock(consensus_raft::PROTOCOL),
+                &config,
+                &options,
+            )
+            .expect("simulation runs")
+        })
     });
     group.finish();
 }

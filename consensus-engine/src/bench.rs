@@ -17,12 +17,15 @@
 
 use crate::error::{EngineError, NodeError};
 use crate::host::{ClusterHost, LocalCluster, LocalOptions};
-use crate::plugin::{Committed, NodeDirectory, NodeHandle, ProtocolPlugin, Reply, SharedSubmit};
+use crate::registry::PluginSpec;
 use crate::simulate::LatencySummary;
 use actix::System;
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::metrics::LatencyHistogram;
+use consensus_actors::plugin::{
+    Committed, NodeDirectory, NodeHandle, ProtocolPlugin, Reply, SharedSubmit,
+};
 use consensus_actors::types::{ClientId, ConsensusProtocol, NodeId, NodeState};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -127,10 +130,13 @@ pub fn validate(config: &ConsensusConfig, options: &BenchOptions) -> Result<(), 
 
 /// Runs a benchmark of plug-in `P` on a fresh real-clock System.
 pub fn bench<P: ProtocolPlugin>(
+    spec: &PluginSpec<P>,
     config: &ConsensusConfig,
     options: &BenchOptions,
 ) -> Result<BenchReport, EngineError> {
     validate(config, options)?;
+    spec.check(config)?;
+    let spec = spec.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -138,15 +144,17 @@ pub fn bench<P: ProtocolPlugin>(
     let system = System::with_tokio_rt(move || runtime);
     let config = config.clone();
     let options = *options;
-    let result = system.block_on(async move { run::<P>(&config, &options).await });
+    let result = system.block_on(async move { run::<P>(&spec, &config, &options).await });
     result
 }
 
 async fn run<P: ProtocolPlugin>(
+    spec: &PluginSpec<P>,
     config: &ConsensusConfig,
     options: &BenchOptions,
 ) -> Result<BenchReport, EngineError> {
     let mut cluster = LocalCluster::<P>::new(
+        spec,
         config,
         LocalOptions {
             seed: 1,
@@ -226,7 +234,7 @@ async fn run<P: ProtocolPlugin>(
     let elapsed_secs = elapsed.as_secs_f64();
     let rss_samples_mib = rss_samples.borrow().clone();
     Ok(BenchReport {
-        protocol: P::PROTOCOL,
+        protocol: spec.name().clone(),
         nodes: config.cluster_size,
         clients: options.clients,
         ops: options.ops,
@@ -550,7 +558,8 @@ mod tests {
                 cluster_size: 3,
                 ..ConsensusConfig::default()
             };
-            let report = bench::<crate::raft::RaftPlugin>(&config, &options).unwrap();
+            let spec = PluginSpec::<consensus_raft::RaftPlugin>::stock(consensus_raft::PROTOCOL);
+            let report = bench(&spec, &config, &options).unwrap();
             assert_eq!(report.ops, 400);
             assert_eq!((report.nodes, report.clients), (3, 16));
             assert_eq!(report.retries, 0, "client_thread {client_thread}");

@@ -164,7 +164,7 @@ impl ConsensusEngine {
         registry: &Registry,
     ) -> Result<Self, EngineError> {
         config.validate()?;
-        let driver = registry.driver(config.protocol)?;
+        let driver = registry.driver(&config.protocol)?;
         Ok(Self {
             config,
             options,
@@ -182,7 +182,7 @@ impl ConsensusEngine {
 
     /// The protocol the nodes run.
     pub fn protocol(&self) -> ConsensusProtocol {
-        self.config.protocol
+        self.config.protocol.clone()
     }
 
     /// What the protocol offers beyond proposing commands.
@@ -302,7 +302,7 @@ impl ConsensusEngine {
         client_id: ClientId,
     ) -> Result<LogEntry<KvCommand>, EngineError> {
         let log_id = committed.log_id.ok_or(EngineError::Unsupported {
-            protocol: self.config.protocol,
+            protocol: self.config.protocol.clone(),
             operation: "propose returning the log entry (use execute)",
         })?;
         let timestamp_us = self.counters.borrow().as_ref().map_or(0, |c| {
@@ -528,7 +528,7 @@ impl ConsensusEngine {
             Ok(())
         } else {
             Err(EngineError::Unsupported {
-                protocol: self.config.protocol,
+                protocol: self.config.protocol.clone(),
                 operation: what,
             })
         }
@@ -590,7 +590,7 @@ impl ConsensusEngine {
             Ok(())
         } else {
             Err(EngineError::Unsupported {
-                protocol: self.config.protocol,
+                protocol: self.config.protocol.clone(),
                 operation: "inject_panic",
             })
         }
@@ -628,7 +628,7 @@ impl ConsensusEngine {
             None => (LatencyStats::default(), ThroughputSnapshot::default(), 0, 0),
         };
         EngineMetrics {
-            protocol: self.config.protocol,
+            protocol: self.config.protocol.clone(),
             nodes_running,
             leader: self.leader_hint.get(),
             committed,

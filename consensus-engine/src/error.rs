@@ -1,55 +1,18 @@
 //! Errors of the engine and of the nodes it talks to.
 //!
-//! [`NodeError`] is what one node answers to one request (a plug-in returns
-//! it); it says whether the request *may* have taken effect, which is what a
-//! client history needs. [`EngineError`] is what the [`ConsensusEngine`]
+//! [`NodeError`] (defined with the plug-in boundary in
+//! [`consensus_actors::plugin`]) is what one node answers to one request; it
+//! says whether the request *may* have taken effect, which is what a client
+//! history needs. [`EngineError`] is what the [`ConsensusEngine`]
 //! facade and the `consensus` program return.
 //!
 //! [`ConsensusEngine`]: crate::ConsensusEngine
 
 use consensus_actors::config::ConfigError;
+use consensus_actors::plugin::PluginError;
 use consensus_actors::types::{ConsensusProtocol, NodeId};
-use serde::{Deserialize, Serialize};
 
-/// Why one node did not produce a result for a request.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum NodeError {
-    /// The node is not the leader; `leader` is the leader it knows of, if
-    /// any. The request was certainly not applied.
-    #[error("not the leader (leader: {})", leader_name(*.leader))]
-    NotLeader {
-        /// The leader the node knows of.
-        leader: Option<NodeId>,
-    },
-    /// The node refused the request without acting on it (too many requests
-    /// in flight, a leadership transfer, a configuration change pending...).
-    /// The request was certainly not applied.
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The request was overwritten before it committed: certainly not
-    /// applied.
-    #[error("dropped: the request was certainly not applied")]
-    Dropped,
-    /// The outcome cannot be known (leadership lost, the node crashed...):
-    /// the request may or may not have been applied.
-    #[error("outcome unknown: {0}")]
-    Unknown(String),
-    /// The node is not running (crashed, stopped or never started). A
-    /// request that was in flight when it stopped may have been applied.
-    #[error("node is not running")]
-    Stopped,
-    /// The protocol does not offer this operation.
-    #[error("{0} is not supported by this protocol")]
-    Unsupported(&'static str),
-}
-
-impl NodeError {
-    /// Whether the request may have taken effect despite the error (the
-    /// client must record an unknown outcome, not a failure).
-    pub fn may_have_applied(&self) -> bool {
-        matches!(self, NodeError::Unknown(_) | NodeError::Stopped)
-    }
-}
+pub use consensus_actors::plugin::NodeError;
 
 fn leader_name(leader: Option<NodeId>) -> String {
     leader.map_or_else(|| "unknown".to_string(), |n| n.to_string())
@@ -130,6 +93,15 @@ pub enum EngineError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl From<PluginError> for EngineError {
+    fn from(e: PluginError) -> Self {
+        match e {
+            PluginError::Config(c) => EngineError::Config(c),
+            PluginError::InvalidSetting(s) => EngineError::InvalidSetting(s),
+        }
+    }
 }
 
 impl EngineError {

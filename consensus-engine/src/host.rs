@@ -7,11 +7,14 @@
 
 use crate::error::EngineError;
 use crate::network::LocalNetwork;
-use crate::observer::{ClusterObserver, LeadershipTap, SupervisionCollector};
-use crate::plugin::{Capabilities, NodeDirectory, NodeWiring, ProtocolPlugin};
+use crate::registry::PluginSpec;
 use actix::prelude::*;
 use consensus_actors::config::ConsensusConfig;
-use consensus_actors::safety::{SafetyEvent, SafetyReport, SafetySink, SharedChecker};
+use consensus_actors::observer::{ClusterObserver, LeadershipTap, SupervisionCollector};
+use consensus_actors::plugin::{Capabilities, NodeDirectory, NodeWiring, ProtocolPlugin};
+use consensus_actors::safety::{
+    ProtocolEvent, SafetyEvent, SafetyReport, SafetySink, SharedChecker,
+};
 use consensus_actors::sim::rng::node_rng;
 use consensus_actors::sim::{NodeContext, NodeFactory, StartedNode, TraceConfig, TraceHandle};
 use consensus_actors::transport::{DeregisterNode, RegisterNode, Transport};
@@ -23,14 +26,14 @@ use tokio::time::Instant;
 /// keeps the directory of running ones.
 pub struct HostedFactory<P: ProtocolPlugin> {
     plugin: P,
-    wiring: NodeWiring,
+    wiring: NodeWiring<P::Event>,
     directory: NodeDirectory,
 }
 
 impl<P: ProtocolPlugin> HostedFactory<P> {
     /// Hosts `plugin`'s nodes, wiring them with `wiring`; running nodes are
     /// listed in `directory`.
-    pub fn new(plugin: P, wiring: NodeWiring, directory: NodeDirectory) -> Self {
+    pub fn new(plugin: P, wiring: NodeWiring<P::Event>, directory: NodeDirectory) -> Self {
         Self {
             plugin,
             wiring,
@@ -44,12 +47,12 @@ impl<P: ProtocolPlugin> HostedFactory<P> {
     }
 
     /// The wiring every node gets.
-    pub fn wiring(&self) -> &NodeWiring {
+    pub fn wiring(&self) -> &NodeWiring<P::Event> {
         &self.wiring
     }
 
     /// The wiring, to change before more nodes start.
-    pub fn wiring_mut(&mut self) -> &mut NodeWiring {
+    pub fn wiring_mut(&mut self) -> &mut NodeWiring<P::Event> {
         &mut self.wiring
     }
 
@@ -77,11 +80,11 @@ impl<P: ProtocolPlugin> NodeFactory<P::Message> for HostedFactory<P> {
 }
 
 /// How the checking of a cluster is set up.
-pub struct Checking {
+pub struct Checking<E: ProtocolEvent> {
     /// The sink nodes report to.
-    pub sink: SafetySink,
+    pub sink: SafetySink<E>,
     /// The checker behind it, when safety is checked.
-    pub checker: Option<SharedChecker>,
+    pub checker: Option<SharedChecker<E>>,
 }
 
 /// Sets up safety checking for a cluster of `P`: the protocol's invariants
@@ -93,7 +96,7 @@ pub fn checking_for<P: ProtocolPlugin>(
     observer: &ClusterObserver,
     origin: Instant,
     check: bool,
-) -> Checking {
+) -> Checking<P::Event> {
     if !check {
         return Checking {
             sink: SafetySink::noop(),
@@ -112,7 +115,7 @@ pub fn checking_for<P: ProtocolPlugin>(
 
 /// The safety report of `checker` without the engine's own tap among the
 /// invariants.
-pub fn safety_report(checker: &SharedChecker) -> SafetyReport {
+pub fn safety_report<E: ProtocolEvent>(checker: &SharedChecker<E>) -> SafetyReport {
     let mut report = checker.report();
     report.invariants.retain(|n| n != LeadershipTap::NAME);
     report
@@ -181,21 +184,19 @@ pub struct LocalCluster<P: ProtocolPlugin> {
     nodes: BTreeMap<NodeId, LocalNode>,
     seed: u64,
     trace: TraceHandle,
-    checker: Option<SharedChecker>,
+    checker: Option<SharedChecker<P::Event>>,
+    protocol: ConsensusProtocol,
 }
 
 impl<P: ProtocolPlugin> LocalCluster<P> {
-    /// A cluster with no node yet, for `config` (validated here).
-    pub fn new(config: &ConsensusConfig, options: LocalOptions) -> Result<Self, EngineError> {
-        config.validate()?;
-        if config.protocol != P::PROTOCOL {
-            return Err(EngineError::InvalidSetting(format!(
-                "configuration asks for {} but the plug-in runs {}",
-                config.protocol,
-                P::PROTOCOL
-            )));
-        }
-        let plugin = P::new(config)?;
+    /// A cluster with no node yet of the plug-in `spec` builds, for
+    /// `config` (validated here).
+    pub fn new(
+        spec: &PluginSpec<P>,
+        config: &ConsensusConfig,
+        options: LocalOptions,
+    ) -> Result<Self, EngineError> {
+        let plugin = spec.build(config)?;
         let origin = Instant::now();
         let observer = ClusterObserver::with_origin(origin);
         let checking = checking_for(&plugin, config, &observer, origin, options.check_safety);
@@ -222,6 +223,7 @@ impl<P: ProtocolPlugin> LocalCluster<P> {
                 },
             ),
             checker: checking.checker,
+            protocol: spec.name().clone(),
         })
     }
 
@@ -257,7 +259,7 @@ impl<P: ProtocolPlugin> LocalCluster<P> {
 
 impl<P: ProtocolPlugin> ClusterHost for LocalCluster<P> {
     fn protocol(&self) -> ConsensusProtocol {
-        P::PROTOCOL
+        self.protocol.clone()
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -1,25 +1,95 @@
-//! The [`Registry`]: which protocol is run by which plug-in.
+//! The [`Registry`]: which protocol is run by which plug-in, by name.
 //!
 //! A plug-in ([`ProtocolPlugin`]) is generic; the registry erases it into a
 //! [`ProtocolDriver`] so the engine and the `consensus` program can pick a
-//! protocol from configuration at run time. A protocol that is part of the
-//! plan but has no plug-in yet is listed as [`Availability::Planned`] and
-//! refused with [`EngineError::ProtocolNotBuilt`]: it is never faked.
+//! protocol from configuration at run time. The registry is open: any crate
+//! registers a protocol under a name of its own ([`Registry::register`]),
+//! or a variant of one (a plug-in built by a factory of its own, e.g. Raft
+//! with a component swapped: [`Registry::register_with`]), and it runs
+//! under the engine, `simulate`, `bench` and campaigns with no engine edit.
+//! A protocol that is part of the plan but has no plug-in yet is listed as
+//! [`Availability::Planned`] and refused with
+//! [`EngineError::ProtocolNotBuilt`]: it is never faked.
 
 use crate::bench::{self, BenchOptions, BenchReport};
 use crate::error::EngineError;
 use crate::host::{ClusterHost, LocalCluster, LocalOptions};
-use crate::plugin::{Capabilities, ProtocolPlugin};
 use crate::simulate::{self, SimulateOptions, SimulationRun};
-use consensus_actors::config::ConsensusConfig;
+use consensus_actors::config::{ConfigError, ConsensusConfig};
+use consensus_actors::plugin::{Capabilities, PluginError, ProtocolPlugin};
 use consensus_actors::types::ConsensusProtocol;
-use std::marker::PhantomData;
 use std::sync::Arc;
+
+/// Builds the plug-in of one cluster from its configuration.
+pub type PluginFactory<P> = Arc<dyn Fn(&ConsensusConfig) -> Result<P, PluginError> + Send + Sync>;
+
+/// A protocol as the engine runs it: its name and how to build its plug-in
+/// for one cluster.
+pub struct PluginSpec<P> {
+    name: ConsensusProtocol,
+    make: PluginFactory<P>,
+}
+
+impl<P> Clone for PluginSpec<P> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            make: Arc::clone(&self.make),
+        }
+    }
+}
+
+impl<P: ProtocolPlugin> PluginSpec<P> {
+    /// `P` under `name`, built by [`ProtocolPlugin::new`].
+    pub fn stock(name: ConsensusProtocol) -> Self {
+        Self::with_factory(name, |config: &ConsensusConfig| P::new(config))
+    }
+
+    /// `P` under `name`, built by `make` (e.g. the stock plug-in with one
+    /// component replaced).
+    pub fn with_factory(
+        name: ConsensusProtocol,
+        make: impl Fn(&ConsensusConfig) -> Result<P, PluginError> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name,
+            make: Arc::new(make),
+        }
+    }
+
+    /// The name it runs under.
+    pub fn name(&self) -> &ConsensusProtocol {
+        &self.name
+    }
+
+    /// Checks that `config` can run this protocol: it validates, names this
+    /// protocol, and asks for Byzantine tolerance only of a protocol that
+    /// has it.
+    pub fn check(&self, config: &ConsensusConfig) -> Result<(), EngineError> {
+        config.validate()?;
+        if config.protocol != self.name {
+            return Err(EngineError::InvalidSetting(format!(
+                "configuration asks for {} but the plug-in runs {}",
+                config.protocol, self.name
+            )));
+        }
+        if config.byzantine_tolerance && !P::CAPABILITIES.byzantine {
+            return Err(ConfigError::ByzantineUnsupported(self.name.clone()).into());
+        }
+        Ok(())
+    }
+
+    /// The plug-in of one cluster configured by `config` (checked first).
+    pub fn build(&self, config: &ConsensusConfig) -> Result<P, EngineError> {
+        self.check(config)?;
+        Ok((self.make)(config)?)
+    }
+}
 
 /// A protocol plug-in with its type erased: everything the engine and the
 /// program do with a protocol.
 pub trait ProtocolDriver: Send + Sync {
-    /// The protocol.
+    /// The protocol's name.
     fn protocol(&self) -> ConsensusProtocol;
 
     /// What it offers beyond submitting commands.
@@ -47,25 +117,9 @@ pub trait ProtocolDriver: Send + Sync {
     ) -> Result<Box<dyn ClusterHost>, EngineError>;
 }
 
-/// The driver of plug-in `P`.
-pub struct PluginDriver<P>(PhantomData<fn() -> P>);
-
-impl<P> PluginDriver<P> {
-    /// The driver of `P`.
-    pub fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<P> Default for PluginDriver<P> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<P: ProtocolPlugin> ProtocolDriver for PluginDriver<P> {
+impl<P: ProtocolPlugin> ProtocolDriver for PluginSpec<P> {
     fn protocol(&self) -> ConsensusProtocol {
-        P::PROTOCOL
+        self.name.clone()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -77,7 +131,7 @@ impl<P: ProtocolPlugin> ProtocolDriver for PluginDriver<P> {
         config: &ConsensusConfig,
         options: &SimulateOptions,
     ) -> Result<SimulationRun, EngineError> {
-        simulate::simulate::<P>(config, options)
+        simulate::simulate(self, config, options)
     }
 
     fn bench(
@@ -85,7 +139,7 @@ impl<P: ProtocolPlugin> ProtocolDriver for PluginDriver<P> {
         config: &ConsensusConfig,
         options: &BenchOptions,
     ) -> Result<BenchReport, EngineError> {
-        bench::bench::<P>(config, options)
+        bench::bench(self, config, options)
     }
 
     fn local_cluster(
@@ -93,7 +147,7 @@ impl<P: ProtocolPlugin> ProtocolDriver for PluginDriver<P> {
         config: &ConsensusConfig,
         options: LocalOptions,
     ) -> Result<Box<dyn ClusterHost>, EngineError> {
-        Ok(Box::new(LocalCluster::<P>::new(config, options)?))
+        Ok(Box::new(LocalCluster::new(self, config, options)?))
     }
 }
 
@@ -106,7 +160,7 @@ pub enum Availability {
     Planned(String),
 }
 
-/// Maps each [`ConsensusProtocol`] to the plug-in that runs it.
+/// Maps each protocol name to the plug-in that runs it.
 #[derive(Clone, Default)]
 pub struct Registry {
     entries: Vec<(ConsensusProtocol, Availability)>,
@@ -122,17 +176,17 @@ impl Registry {
     /// Multi-Paxos and PBFT are listed as planned.
     pub fn builtin() -> Self {
         let mut r = Self::empty();
-        r.register::<crate::raft::RaftPlugin>();
+        r.register::<consensus_raft::RaftPlugin>(consensus_raft::PROTOCOL);
         r.plan(
-            ConsensusProtocol::Paxos,
+            ConsensusProtocol::named("paxos"),
             "the consensus-paxos plug-in (Proposer, Acceptor, Learner) is not built yet",
         );
         r.plan(
-            ConsensusProtocol::MultiPaxos,
+            ConsensusProtocol::named("multi-paxos"),
             "the consensus-paxos Multi-Paxos plug-in is not built yet",
         );
         r.plan(
-            ConsensusProtocol::Pbft,
+            ConsensusProtocol::named("pbft"),
             "the consensus-pbft plug-in (PBFTEngine, ViewChanger, CheckpointProtocol) is not built yet",
         );
         r
@@ -145,12 +199,26 @@ impl Registry {
         }
     }
 
-    /// Runs `P::PROTOCOL` with plug-in `P` (replacing what was there).
-    pub fn register<P: ProtocolPlugin>(&mut self) -> &mut Self {
-        self.set(
-            P::PROTOCOL,
-            Availability::Built(Arc::new(PluginDriver::<P>::new())),
-        );
+    /// Runs protocol `name` with plug-in `P`, built by
+    /// [`ProtocolPlugin::new`] (replacing what was registered under `name`).
+    pub fn register<P: ProtocolPlugin>(&mut self, name: ConsensusProtocol) -> &mut Self {
+        self.register_spec(PluginSpec::<P>::stock(name))
+    }
+
+    /// Runs protocol `name` with plug-in `P`, built by `make` for each
+    /// cluster: the way to register a variant of a protocol (a component
+    /// swapped, a Byzantine replica) under a name of its own.
+    pub fn register_with<P: ProtocolPlugin>(
+        &mut self,
+        name: ConsensusProtocol,
+        make: impl Fn(&ConsensusConfig) -> Result<P, PluginError> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.register_spec(PluginSpec::with_factory(name, make))
+    }
+
+    /// Runs `spec.name()` with `spec`.
+    pub fn register_spec<P: ProtocolPlugin>(&mut self, spec: PluginSpec<P>) -> &mut Self {
+        self.set(spec.name().clone(), Availability::Built(Arc::new(spec)));
         self
     }
 
@@ -163,17 +231,20 @@ impl Registry {
     /// The driver of `protocol`, or why there is none.
     pub fn driver(
         &self,
-        protocol: ConsensusProtocol,
+        protocol: &ConsensusProtocol,
     ) -> Result<Arc<dyn ProtocolDriver>, EngineError> {
-        match self.entries.iter().find(|(p, _)| *p == protocol) {
+        match self.entries.iter().find(|(p, _)| p == protocol) {
             Some((_, Availability::Built(driver))) => Ok(driver.clone()),
             Some((_, Availability::Planned(reason))) => Err(EngineError::ProtocolNotBuilt {
-                protocol,
+                protocol: protocol.clone(),
                 reason: reason.clone(),
             }),
             None => Err(EngineError::ProtocolNotBuilt {
-                protocol,
-                reason: "no plug-in is registered for it".into(),
+                protocol: protocol.clone(),
+                reason: format!(
+                    "no plug-in is registered under that name (known: {})",
+                    self.names().join(", ")
+                ),
             }),
         }
     }
@@ -183,7 +254,15 @@ impl Registry {
         self.entries
             .iter()
             .filter(|(_, a)| matches!(a, Availability::Built(_)))
-            .map(|(p, _)| *p)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Every name known, built or planned, in registration order.
+    pub fn names(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .map(|(p, _)| p.name().to_string())
             .collect()
     }
 }
@@ -195,12 +274,9 @@ mod tests {
     #[test]
     fn unbuilt_protocols_are_refused_with_the_reason() {
         let r = Registry::builtin();
-        for p in [
-            ConsensusProtocol::Paxos,
-            ConsensusProtocol::MultiPaxos,
-            ConsensusProtocol::Pbft,
-        ] {
-            match r.driver(p) {
+        for name in ["paxos", "multi-paxos", "pbft"] {
+            let p = ConsensusProtocol::named(name);
+            match r.driver(&p) {
                 Err(EngineError::ProtocolNotBuilt { protocol, reason }) => {
                     assert_eq!(protocol, p);
                     assert!(reason.contains("not built yet"), "{reason}");
@@ -209,15 +285,42 @@ mod tests {
                 Ok(_) => panic!("{p} must not be available"),
             }
         }
-        assert_eq!(r.available(), vec![ConsensusProtocol::Raft]);
+        assert_eq!(r.available(), vec![consensus_raft::PROTOCOL]);
         assert_eq!(
-            r.driver(ConsensusProtocol::Raft).map(|d| d.protocol()).ok(),
-            Some(ConsensusProtocol::Raft)
+            r.driver(&consensus_raft::PROTOCOL)
+                .map(|d| d.protocol())
+                .ok(),
+            Some(consensus_raft::PROTOCOL)
         );
         let empty = Registry::empty();
         assert!(matches!(
-            empty.driver(ConsensusProtocol::Raft),
+            empty.driver(&consensus_raft::PROTOCOL),
             Err(EngineError::ProtocolNotBuilt { .. })
         ));
+        match r.driver(&"zab".parse().unwrap()) {
+            Err(EngineError::ProtocolNotBuilt { reason, .. }) => {
+                assert!(
+                    reason.contains("known: raft, paxos, multi-paxos, pbft"),
+                    "{reason}"
+                )
+            }
+            _ => panic!("zab is not registered"),
+        }
+    }
+
+    #[test]
+    fn byzantine_tolerance_is_refused_to_crash_tolerant_protocols() {
+        let spec = PluginSpec::<consensus_raft::RaftPlugin>::stock(consensus_raft::PROTOCOL);
+        let config = ConsensusConfig::default().byzantine();
+        assert!(matches!(
+            spec.check(&config),
+            Err(EngineError::Config(ConfigError::ByzantineUnsupported(_)))
+        ));
+        let other = ConsensusConfig::for_protocol("paxos".parse().unwrap(), 3);
+        assert!(matches!(
+            spec.check(&other),
+            Err(EngineError::InvalidSetting(_))
+        ));
+        assert!(spec.check(&ConsensusConfig::default()).is_ok());
     }
 }

@@ -22,8 +22,7 @@
 use crate::error::EngineError;
 use crate::faults::{schedule_for, Fault, FaultSelection};
 use crate::host::{checking_for, safety_report, HostedFactory};
-use crate::observer::{ClusterObserver, ObserverSnapshot, SupervisionCollector};
-use crate::plugin::{NodeDirectory, NodeWiring, ProtocolPlugin};
+use crate::registry::PluginSpec;
 use crate::timeline::Timeline;
 use crate::workload::{Workload, WorkloadOptions};
 use actix::prelude::*;
@@ -31,6 +30,8 @@ use consensus_actors::config::ConsensusConfig;
 use consensus_actors::history::{
     check_history_with, CheckOptions, History, LinearizabilityReport, Verdict,
 };
+use consensus_actors::observer::{ClusterObserver, ObserverSnapshot, SupervisionCollector};
+use consensus_actors::plugin::{NodeDirectory, NodeWiring, ProtocolPlugin};
 use consensus_actors::safety::SafetyReport;
 use consensus_actors::sim::{
     block_on_paused, FaultEvent, NetworkFaults, NetworkStats, SimConfig, Simulation, TraceConfig,
@@ -241,19 +242,15 @@ pub fn validate(config: &ConsensusConfig, options: &SimulateOptions) -> Result<(
 
 /// Runs one simulation of plug-in `P` and checks it.
 pub fn simulate<P: ProtocolPlugin>(
+    spec: &PluginSpec<P>,
     config: &ConsensusConfig,
     options: &SimulateOptions,
 ) -> Result<SimulationRun, EngineError> {
     validate(config, options)?;
-    if config.protocol != P::PROTOCOL {
-        return Err(EngineError::InvalidSetting(format!(
-            "configuration asks for {} but the plug-in runs {}",
-            config.protocol,
-            P::PROTOCOL
-        )));
-    }
+    spec.check(config)?;
     let faults = options.faults.resolve(&P::CAPABILITIES)?;
     let raw = block_on_paused(run_cluster::<P>(
+        spec.clone(),
         config.clone(),
         options.clone(),
         faults.clone(),
@@ -303,7 +300,7 @@ pub fn simulate<P: ProtocolPlugin>(
 
     let stats = &raw.stats;
     let report = SimulationReport {
-        protocol: P::PROTOCOL,
+        protocol: spec.name().clone(),
         nodes: config.cluster_size,
         seed: options.seed,
         virtual_secs: raw.virtual_us as f64 / 1e6,
@@ -359,13 +356,14 @@ pub fn simulate<P: ProtocolPlugin>(
 
 /// The deterministic part: runs inside a paused-clock System.
 async fn run_cluster<P: ProtocolPlugin>(
+    spec: PluginSpec<P>,
     config: ConsensusConfig,
     options: SimulateOptions,
     faults: Vec<Fault>,
 ) -> Result<RawRun, EngineError> {
     let origin = Instant::now();
     let observer = ClusterObserver::with_origin(origin);
-    let plugin = P::new(&config)?;
+    let plugin = spec.build(&config)?;
     let checking = checking_for(&plugin, &config, &observer, origin, true);
     let checker = checking.checker.clone();
     let collector = SupervisionCollector::new(observer.clone()).start();

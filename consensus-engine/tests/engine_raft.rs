@@ -72,7 +72,7 @@ fn elect_propose_read_back_and_metrics() {
         assert!(info.commit_index >= LogIndex(4), "{info:?}");
 
         let m = engine.get_metrics();
-        assert_eq!(m.protocol, ConsensusProtocol::Raft);
+        assert_eq!(m.protocol, consensus_raft::PROTOCOL);
         assert_eq!(m.nodes_running, 3);
         assert_eq!(m.committed, 3);
         assert_eq!(m.failed, 0);
@@ -332,12 +332,9 @@ fn direct_request_vote_and_append_entries() {
 
 #[test]
 fn refusals_are_typed() {
-    for p in [
-        ConsensusProtocol::Paxos,
-        ConsensusProtocol::MultiPaxos,
-        ConsensusProtocol::Pbft,
-    ] {
-        let cfg = ConsensusConfig::for_protocol(p, 4);
+    for name in ["paxos", "multi-paxos", "pbft"] {
+        let p = ConsensusProtocol::named(name);
+        let cfg = ConsensusConfig::for_protocol(p.clone(), 4);
         match ConsensusEngine::new(cfg) {
             Err(EngineError::ProtocolNotBuilt { protocol, reason }) => {
                 assert_eq!(protocol, p);

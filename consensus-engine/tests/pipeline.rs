@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{GoodToy, LyingToy, PRIMARY};
+use common::{good_toy, lying_toy, toy_config, LYING_TOY, PRIMARY, TOY};
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::history::{check_history, History, Outcome, Verdict};
 use consensus_engine::faults::{Fault, FaultSelection};
@@ -28,17 +28,56 @@ fn options(seed: u64, secs: u64, faults: FaultSelection) -> SimulateOptions {
 }
 
 fn config() -> ConsensusConfig {
-    ConsensusConfig {
+    toy_config(3)
+}
+
+fn lying_config() -> ConsensusConfig {
+    ConsensusConfig::for_protocol(LYING_TOY, 3)
+}
+
+/// A protocol from outside the engine registers under its own name and runs
+/// through the registry like a built-in one. It reports no protocol events
+/// of its own, only the neutral leadership event, and its leader, epoch and
+/// commits are observed all the same.
+#[test]
+fn a_protocol_registered_by_name_runs_and_is_observed_without_raft_events() {
+    let mut registry = consensus_engine::Registry::builtin();
+    registry.register::<common::GoodToy>(TOY);
+    assert!(registry.available().contains(&TOY));
+    let driver = registry.driver(&TOY).unwrap();
+    assert_eq!(driver.protocol(), TOY);
+    let run = driver
+        .simulate(&config(), &options(1, 3, FaultSelection::None))
+        .unwrap();
+    let r = &run.report;
+    assert!(r.passed(), "{r:?}");
+    assert_eq!(r.protocol, TOY);
+    assert_eq!(r.leader_changes, 1);
+    assert!(r.committed > 100, "{} committed", r.committed);
+    let elected: Vec<_> = run
+        .observed
+        .leadership
+        .iter()
+        .filter(|e| e.kind == consensus_engine::observer::LeaderEventKind::Elected)
+        .collect();
+    assert_eq!(elected.len(), 1);
+    assert_eq!((elected[0].node, elected[0].epoch), (PRIMARY, 1));
+    // A configuration naming another protocol is refused by the toy's spec.
+    let raft = ConsensusConfig {
         cluster_size: 3,
         ..ConsensusConfig::default()
-    }
+    };
+    assert!(matches!(
+        driver.simulate(&raft, &options(1, 1, FaultSelection::None)),
+        Err(EngineError::InvalidSetting(m)) if m.contains("toy")
+    ));
 }
 
 #[test]
 fn same_seed_same_run_other_seed_other_trace() {
-    let a = simulate::<GoodToy>(&config(), &options(7, 5, FaultSelection::All)).unwrap();
-    let b = simulate::<GoodToy>(&config(), &options(7, 5, FaultSelection::All)).unwrap();
-    let c = simulate::<GoodToy>(&config(), &options(8, 5, FaultSelection::All)).unwrap();
+    let a = simulate(&good_toy(), &config(), &options(7, 5, FaultSelection::All)).unwrap();
+    let b = simulate(&good_toy(), &config(), &options(7, 5, FaultSelection::All)).unwrap();
+    let c = simulate(&good_toy(), &config(), &options(8, 5, FaultSelection::All)).unwrap();
     assert_eq!(a.report, b.report);
     assert_eq!(a.history, b.history);
     assert_eq!(a.report.trace_hash.len(), 16);
@@ -47,7 +86,7 @@ fn same_seed_same_run_other_seed_other_trace() {
 
 #[test]
 fn a_fault_free_run_commits_everything_and_passes() {
-    let run = simulate::<GoodToy>(&config(), &options(1, 3, FaultSelection::None)).unwrap();
+    let run = simulate(&good_toy(), &config(), &options(1, 3, FaultSelection::None)).unwrap();
     let r = &run.report;
     assert!(r.passed(), "{r:?}");
     assert_eq!(r.faults, Vec::<Fault>::new());
@@ -84,7 +123,7 @@ fn a_fault_free_run_commits_everything_and_passes() {
     ] {
         assert!(json.get(field).is_some(), "missing {field}");
     }
-    assert_eq!(json["protocol"], "raft");
+    assert_eq!(json["protocol"], "toy");
     assert_eq!(json["latency_us"]["p99"], 2000);
 }
 
@@ -93,7 +132,12 @@ fn crashes_make_unknown_outcomes_that_stay_linearizable() {
     let only_crash = FaultSelection::Only(vec![Fault::Crash]);
     let mut saw_unknown = false;
     for seed in 1..=4 {
-        let run = simulate::<GoodToy>(&config(), &options(seed, 20, only_crash.clone())).unwrap();
+        let run = simulate(
+            &good_toy(),
+            &config(),
+            &options(seed, 20, only_crash.clone()),
+        )
+        .unwrap();
         let r = &run.report;
         assert!(r.passed(), "seed {seed}: {:?}", r.violations);
         assert!(r.faults_injected > 0);
@@ -124,7 +168,12 @@ fn crashes_make_unknown_outcomes_that_stay_linearizable() {
 
 #[test]
 fn a_lying_protocol_is_caught_by_the_linearizability_check() {
-    let run = simulate::<LyingToy>(&config(), &options(3, 3, FaultSelection::None)).unwrap();
+    let run = simulate(
+        &lying_toy(),
+        &lying_config(),
+        &options(3, 3, FaultSelection::None),
+    )
+    .unwrap();
     let r = &run.report;
     assert!(r.safety_ok);
     assert!(!r.linearizable);
@@ -144,7 +193,7 @@ fn impossible_settings_are_refused_before_running() {
         ..options(1, 1, FaultSelection::None)
     };
     assert!(matches!(
-        simulate::<GoodToy>(&config(), &zero),
+        simulate(&good_toy(), &config(), &zero),
         Err(EngineError::InvalidSetting(m)) if m.contains("--duration")
     ));
     let no_keys = SimulateOptions {
@@ -154,25 +203,26 @@ fn impossible_settings_are_refused_before_running() {
         },
         ..options(1, 1, FaultSelection::None)
     };
-    assert!(simulate::<GoodToy>(&config(), &no_keys).is_err());
+    assert!(simulate(&good_toy(), &config(), &no_keys).is_err());
     let bad = ConsensusConfig {
         heartbeat_interval_ms: 500,
         ..config()
     };
     assert!(matches!(
-        simulate::<GoodToy>(&bad, &options(1, 1, FaultSelection::None)),
+        simulate(&good_toy(), &bad, &options(1, 1, FaultSelection::None)),
         Err(EngineError::Config(_))
     ));
     let panic = FaultSelection::Only(vec![Fault::Panic]);
     assert!(matches!(
-        simulate::<GoodToy>(&config(), &options(1, 1, panic)),
+        simulate(&good_toy(), &config(), &options(1, 1, panic)),
         Err(EngineError::InvalidSetting(m)) if m.contains("panic")
     ));
 }
 
 #[test]
 fn the_report_picture_shows_the_run() {
-    let run = simulate::<GoodToy>(
+    let run = simulate(
+        &good_toy(),
         &config(),
         &options(
             5,

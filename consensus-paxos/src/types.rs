@@ -50,7 +50,6 @@ impl fmt::Display for Ballot {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,9 +33,9 @@ use crate::error::{ProposeError, Refusal};
 use crate::membership::Membership;
 use crate::membership_manager::{ChangeKind, MembershipChangeError};
 use crate::messages::RaftMessage;
+use crate::safety::SafetySink;
 use actix::prelude::*;
 use consensus_actors::kv::StateMachine;
-use crate::safety::SafetySink;
 use consensus_actors::sim::TraceHandle;
 use consensus_actors::supervision::{
     ChildSlot, NodeSupervisor, RestartIntensity, RestartStrategy, Shutdown, SupervisionError,

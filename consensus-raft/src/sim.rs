@@ -14,9 +14,9 @@ use crate::events::HardState;
 use crate::membership::Membership;
 use crate::messages::{EntryRef, RaftMessage};
 use crate::node::{RaftNode, RaftNodeBuilder};
+use crate::safety::SafetySink;
 use actix::Recipient;
 use consensus_actors::kv::StateMachine;
-use crate::safety::SafetySink;
 use consensus_actors::sim::{NodeContext, NodeFactory, StartedNode};
 use consensus_actors::storage::MemStorage;
 use consensus_actors::supervision::{

@@ -22,7 +22,7 @@
 
 use consensus_actors::history::{check_history as check_linearizable, HistoryRecorder, Verdict};
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
-use consensus_actors::safety::{SafetyChecker, SafetySink, SharedChecker};
+use consensus_actors::safety::{SafetySink, SharedChecker};
 use consensus_actors::sim::{block_on_paused, FaultSchedule, NetworkFaults, SimConfig, Simulation};
 use consensus_actors::supervision::{RestartIntensity, RestartStrategy};
 use consensus_actors::types::{ClientId, NodeId, NodeState};
@@ -325,7 +325,7 @@ fn run_seed(seed: u64, fault_secs: u64) -> SeedReport {
     consensus_actors::supervision::install_panic_hook();
     block_on_paused(async move {
         let origin = Instant::now();
-        let checker = SharedChecker::new(SafetyChecker::new().with_raft());
+        let checker = SharedChecker::new(consensus_raft::safety::checker());
         let factory = RaftSimFactory::new(cfg, (1..=5).map(NodeId), KvStore::default)
             .with_safety(SafetySink::local(&checker, origin))
             .with_supervision(strategy, intensity)

@@ -6,7 +6,7 @@
 
 use actix::prelude::*;
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
-use consensus_actors::safety::{SafetyChecker, SafetySink, SharedChecker};
+use consensus_actors::safety::{SafetySink, SharedChecker};
 use consensus_actors::sim::{block_on_paused, SimConfig, Simulation};
 use consensus_actors::supervision::{
     EventLog, GetEvents, RestartIntensity, RestartStrategy, SupervisionEventKind,
@@ -74,7 +74,7 @@ fn panic_and_recover(
     consensus_actors::supervision::install_panic_hook();
     block_on_paused(async move {
         let origin = Instant::now();
-        let checker = SharedChecker::new(SafetyChecker::new().with_raft());
+        let checker = SharedChecker::new(consensus_raft::safety::checker());
         let log = EventLog::new().start();
         let factory =
             RaftSimFactory::new(RaftConfig::default(), (1..=3).map(NodeId), KvStore::default)

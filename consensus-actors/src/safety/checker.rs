@@ -525,7 +525,10 @@ mod tests {
     fn invariants_share_one_model_updated_after_every_event() {
         let mut c = SafetyChecker::new().with(Box::new(UniqueWrites));
         assert!(c.observe(1, &wrote(1, 7)).is_empty());
-        assert!(c.observe(2, &wrote(1, 7)).is_empty(), "the same writer again");
+        assert!(
+            c.observe(2, &wrote(1, 7)).is_empty(),
+            "the same writer again"
+        );
         assert_eq!(c.model().unwrap().get(&7), Some(&NodeId(1)));
         let found = c.observe(3, &wrote(2, 7));
         assert_eq!(found.len(), 1);

@@ -67,7 +67,7 @@ impl fmt::Display for Position {
 /// and position), when, the event that broke it and what exactly is wrong.
 ///
 /// Printed as one readable line:
-/// `raft-election-safety at 30us [t1] n1 n2: n2 became leader of t1, which n1 already leads (event: raft n2 became leader of t1)`.
+/// `raft-election-safety at 30us [t1] n1 n2: n2 became leader of t1, which n1 already leads (event: n2 became leader of t1)`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
     /// Name of the invariant ([`Invariant::name`](super::Invariant::name)).
@@ -175,7 +175,10 @@ mod tests {
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json["invariant"], "one-leader");
         assert_eq!(json["nodes"], serde_json::json!([1, 2]));
-        assert_eq!(json["epoch"], serde_json::json!({"kind": "epoch", "label": "e1"}));
+        assert_eq!(
+            json["epoch"],
+            serde_json::json!({"kind": "epoch", "label": "e1"})
+        );
         assert_eq!(json["position"], serde_json::Value::Null);
         assert_eq!(json["at_us"], 30);
         let back: Violation = serde_json::from_value(json).unwrap();

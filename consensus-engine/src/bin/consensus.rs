@@ -11,17 +11,15 @@ use consensus_actors::config::ConsensusConfig;
 use consensus_actors::history::CheckOptions;
 use consensus_actors::types::ConsensusProtocol;
 use consensus_engine::bench::{BenchCommand, BenchOptions, BenchReport};
+use consensus_engine::campaign::Campaign;
 use consensus_engine::check::{load_history, CheckReport, HistoryFormat};
-use consensus_engine::faults::FaultSelection;
-use consensus_engine::simulate::{SimulateOptions, SimulationReport, SimulationRun};
-use consensus_engine::workload::WorkloadOptions;
+use consensus_engine::cli::{build_config, parse_range, ClusterArgs, RunArgs};
+use consensus_engine::simulate::{SimulateOptions, SimulationRun};
 use consensus_engine::{EngineError, Registry};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Exit status when stdout is a pipe whose reader has gone (as a shell
@@ -56,8 +54,9 @@ fn write_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// Shadows `std::println!` in this file with [`write_line`].
-macro_rules! println {
+/// Writes one line to stdout through [`write_line`] (like `println!`, but
+/// a closed pipe ends the program quietly).
+macro_rules! out {
     ($($arg:tt)*) => {
         write_line(format_args!($($arg)*))
     };
@@ -106,70 +105,18 @@ enum Command {
     Protocols,
 }
 
-/// Settings shared by `simulate` and `bench` that shape the cluster.
-#[derive(Args, Debug, Clone)]
-struct ClusterArgs {
-    /// Start from this configuration file (TOML or JSON ConsensusConfig); other flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Election timeout range in milliseconds, MIN..MAX (default 150..300).
-    #[arg(long, value_name = "MIN..MAX", value_parser = parse_range)]
-    election_timeout_ms: Option<(u64, u64)>,
-    /// Heartbeat interval in milliseconds (default 50; must be below the minimum election timeout).
-    #[arg(long, value_name = "MS")]
-    heartbeat_ms: Option<u64>,
-    /// Most log entries carried by one AppendEntries (default 100).
-    #[arg(long, value_name = "N")]
-    max_append_entries: Option<usize>,
-    /// Entries applied since the last snapshot that trigger a new one (default 10000).
-    #[arg(long, value_name = "N")]
-    snapshot_threshold: Option<u64>,
-    /// Byzantine replicas to tolerate (PBFT only; needs nodes >= 3F+1).
-    #[arg(long, value_name = "F")]
-    byzantine: Option<usize>,
-}
-
 #[derive(Args, Debug, Clone)]
 struct SimulateArgs {
-    /// Protocol to run: raft, paxos, multi-paxos or pbft.
-    #[arg(long, default_value = "raft", value_name = "P")]
-    protocol: ConsensusProtocol,
-    /// Nodes in the cluster.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    nodes: usize,
-    /// Seed of every random choice (same seed, same build: same run and trace hash).
-    #[arg(long, default_value_t = 1, value_name = "S", conflicts_with = "seeds")]
-    seed: u64,
+    /// What shapes the run: protocol, cluster, workload, faults, check.
+    #[command(flatten)]
+    run: RunArgs,
     /// Run a campaign over seeds A to B inclusive (e.g. 1..100) and list the failing ones
     /// with the command that replays each.
-    #[arg(long, value_name = "A..B", value_parser = parse_range)]
+    #[arg(long, value_name = "A..B", value_parser = parse_range, conflicts_with = "seed")]
     seeds: Option<(u64, u64)>,
     /// Campaign runs in parallel (one thread each).
     #[arg(long, default_value_t = 1, value_name = "N", requires = "seeds")]
     jobs: usize,
-    /// Virtual seconds the workload and the faults run for (fractions allowed).
-    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-    duration: f64,
-    /// Concurrent clients, each with one operation in flight.
-    #[arg(long, default_value_t = 5, value_name = "C")]
-    clients: usize,
-    /// Faults to inject: none, all, or a comma-separated list of crash, partition, loss, dup,
-    /// reorder, panic.
-    #[arg(long, default_value = "all", value_name = "LIST")]
-    faults: FaultSelection,
-    /// Distinct keys the clients read and write.
-    #[arg(long, default_value_t = 8, value_name = "K")]
-    keys: usize,
-    /// Target operations per virtual second for the whole workload (default: each client goes
-    /// again 10 ms after its previous answer).
-    #[arg(long, value_name = "OPS")]
-    rate: Option<f64>,
-    /// Milliseconds a client waits for an answer before recording the outcome as unknown.
-    #[arg(long, default_value_t = 1000, value_name = "MS")]
-    request_timeout_ms: u64,
-    /// Search budget of the linearizability check per key (0: unlimited).
-    #[arg(long, default_value_t = consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY, value_name = "N")]
-    max_check_steps: u64,
     /// Print one JSON object (the report) as the last line of stdout instead of the summary.
     #[arg(long)]
     json: bool,
@@ -182,8 +129,6 @@ struct SimulateArgs {
     /// Write a picture of the run (SVG: committed ops/s, leader per term, fault windows) to FILE.
     #[arg(long, value_name = "FILE.svg", conflicts_with = "seeds")]
     report: Option<PathBuf>,
-    #[command(flatten)]
-    cluster: ClusterArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -241,26 +186,6 @@ enum BenchCommandArg {
     Put,
 }
 
-/// `A..B` or `A..=B` (both inclusive), e.g. `150..300`.
-fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let (a, b) = s
-        .split_once("..=")
-        .or_else(|| s.split_once(".."))
-        .ok_or_else(|| format!("{s:?} is not a range A..B"))?;
-    let a: u64 = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("{a:?} is not a whole number"))?;
-    let b: u64 = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("{b:?} is not a whole number"))?;
-    if a > b {
-        return Err(format!("range {a}..{b} is empty"));
-    }
-    Ok((a, b))
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -316,101 +241,31 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
 
 fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string(value) {
-        Ok(line) => println!("{line}"),
+        Ok(line) => out!("{line}"),
         Err(e) => eprintln!("consensus: cannot encode the report as JSON: {e}"),
     }
 }
 
-/// The cluster configuration of a run: the file (if any), the protocol and
-/// size, then the flags; validated.
-fn build_config(
-    protocol: ConsensusProtocol,
-    nodes: usize,
-    args: &ClusterArgs,
-) -> Result<ConsensusConfig, String> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-            let parsed = if path.extension().is_some_and(|e| e == "json") {
-                ConsensusConfig::from_json_str(&text)
-            } else {
-                ConsensusConfig::from_toml_str(&text)
-            };
-            let mut c = parsed.map_err(|e| format!("{}: {e}", path.display()))?;
-            c.protocol = protocol;
-            c.cluster_size = nodes;
-            c
-        }
-        None => ConsensusConfig::for_protocol(protocol, nodes),
-    };
-    if let Some(range) = args.election_timeout_ms {
-        config.election_timeout_ms = range;
-    }
-    if let Some(hb) = args.heartbeat_ms {
-        config.heartbeat_interval_ms = hb;
-    }
-    if let Some(n) = args.max_append_entries {
-        config.max_log_entries_per_append = n;
-    }
-    if let Some(n) = args.snapshot_threshold {
-        config.snapshot_threshold = n;
-    }
-    if let Some(f) = args.byzantine {
-        config.byzantine_tolerance = true;
-        config.max_byzantine_nodes = f;
-    }
-    config
-        .validate()
-        .map_err(|e| format!("invalid configuration: {e}"))?;
-    Ok(config)
-}
-
 fn simulate_options(args: &SimulateArgs, seed: u64) -> Result<SimulateOptions, String> {
-    if !(args.duration.is_finite() && args.duration > 0.0) {
-        return Err(format!(
-            "--duration must be a positive number of seconds, got {}",
-            args.duration
-        ));
-    }
-    if args.duration > 7.0 * 24.0 * 3600.0 {
-        return Err("--duration longer than a week of virtual time is not supported".into());
-    }
-    if args.request_timeout_ms == 0 {
-        return Err("--request-timeout-ms must be at least 1".into());
-    }
-    let options = SimulateOptions {
-        seed,
-        duration: Duration::from_secs_f64(args.duration),
-        workload: WorkloadOptions {
-            clients: args.clients,
-            keys: args.keys,
-            rate: args.rate,
-            request_timeout: Duration::from_millis(args.request_timeout_ms),
-            ..WorkloadOptions::default()
-        },
-        faults: args.faults.clone(),
-        keep_trace: if args.trace.is_some() { 10_000_000 } else { 0 },
-        max_check_steps: (args.max_check_steps > 0).then_some(args.max_check_steps),
-    };
-    options.workload.validate()?;
+    let mut options = args.run.options(seed)?;
+    options.keep_trace = if args.trace.is_some() { 10_000_000 } else { 0 };
     Ok(options)
 }
 
 fn simulate(args: SimulateArgs) -> ExitCode {
-    let config = match build_config(args.protocol, args.nodes, &args.cluster) {
+    let config = match args.run.config() {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
     let registry = Registry::builtin();
-    let driver = match registry.driver(config.protocol) {
+    let driver = match registry.driver(&config.protocol) {
         Ok(d) => d,
         Err(e) => return usage_error(e),
     };
     if let Some((from, to)) = args.seeds {
         return campaign(&args, &config, driver, from, to);
     }
-    let options = match simulate_options(&args, args.seed) {
+    let options = match simulate_options(&args, args.run.seed) {
         Ok(o) => o,
         Err(e) => return usage_error(e),
     };
@@ -474,7 +329,7 @@ fn write_artifacts(args: &SimulateArgs, run: &SimulationRun) -> Result<(), Strin
             r.protocol,
             r.nodes,
             r.seed,
-            args.faults,
+            args.run.faults,
             if r.passed() { "PASS" } else { "FAIL" }
         );
         write_file(path, run.timeline.to_svg(&title).as_bytes())?;
@@ -498,37 +353,48 @@ fn print_summary(run: &SimulationRun) {
         .real_secs
         .map(|s| format!(" in {s:.2} s real ({:.0}x)", r.speedup.unwrap_or_default()))
         .unwrap_or_default();
-    println!(
+    out!(
         "{}, {} nodes, {} clients, seed {}, faults {}: {:.1} s virtual{real}",
-        r.protocol, r.nodes, r.clients, r.seed, faults, r.virtual_secs
+        r.protocol,
+        r.nodes,
+        r.clients,
+        r.seed,
+        faults,
+        r.virtual_secs
     );
-    println!(
+    out!(
         "  operations:   {} invoked, {} committed, {} failed, {} unknown",
-        r.operations.invoked, r.operations.ok, r.operations.failed, r.operations.unknown
+        r.operations.invoked,
+        r.operations.ok,
+        r.operations.failed,
+        r.operations.unknown
     );
-    println!(
+    out!(
         "  latency:      p50 {}, p99 {}, max {}",
         ms(r.latency_us.p50),
         ms(r.latency_us.p99),
         ms(r.latency_us.max)
     );
-    println!(
+    out!(
         "  cluster:      {} leaderships, {} crashes, {} component restarts, {} faults injected",
-        r.leader_changes, r.crashes, r.component_restarts, r.faults_injected
+        r.leader_changes,
+        r.crashes,
+        r.component_restarts,
+        r.faults_injected
     );
-    println!(
+    out!(
         "  network:      {} messages delivered, {} dropped, {} duplicated",
         r.network.delivered,
         r.network.dropped(),
         r.network.duplicated
     );
-    println!(
+    out!(
         "  safety:       {} ({} invariants, {} events)",
         if r.safety_ok { "ok" } else { "VIOLATED" },
         run.safety.invariants.len(),
         r.safety_events
     );
-    println!(
+    out!(
         "  linearizable: {} ({} keys)",
         match r.linearizability {
             consensus_actors::history::Verdict::Linearizable => "yes",
@@ -537,78 +403,14 @@ fn print_summary(run: &SimulationRun) {
         },
         run.linearizability.keys
     );
-    println!("  trace hash:   {}", r.trace_hash);
+    out!("  trace hash:   {}", r.trace_hash);
     for v in r.violations.iter().take(10) {
-        println!("  violation ({}, {}): {}", v.kind, v.name, v.detail);
+        out!("  violation ({}, {}): {}", v.kind, v.name, v.detail);
     }
     if r.violations.len() > 10 {
-        println!("  ... and {} more violations", r.violations.len() - 10);
+        out!("  ... and {} more violations", r.violations.len() - 10);
     }
-    println!("{}", if r.passed() { "PASS" } else { "FAIL" });
-}
-
-/// The command line that replays one seed of a campaign.
-fn replay_command(args: &SimulateArgs, seed: u64) -> String {
-    let mut cmd = format!(
-        "consensus simulate --protocol {} --nodes {} --seed {seed} --duration {} --clients {} --faults {}",
-        args.protocol, args.nodes, args.duration, args.clients, args.faults
-    );
-    if args.keys != 8 {
-        cmd.push_str(&format!(" --keys {}", args.keys));
-    }
-    if let Some(rate) = args.rate {
-        cmd.push_str(&format!(" --rate {rate}"));
-    }
-    if args.request_timeout_ms != 1000 {
-        cmd.push_str(&format!(
-            " --request-timeout-ms {}",
-            args.request_timeout_ms
-        ));
-    }
-    let c = &args.cluster;
-    if let Some(path) = &c.config {
-        cmd.push_str(&format!(" --config {}", path.display()));
-    }
-    if let Some((a, b)) = c.election_timeout_ms {
-        cmd.push_str(&format!(" --election-timeout-ms {a}..{b}"));
-    }
-    if let Some(v) = c.heartbeat_ms {
-        cmd.push_str(&format!(" --heartbeat-ms {v}"));
-    }
-    if let Some(v) = c.max_append_entries {
-        cmd.push_str(&format!(" --max-append-entries {v}"));
-    }
-    if let Some(v) = c.snapshot_threshold {
-        cmd.push_str(&format!(" --snapshot-threshold {v}"));
-    }
-    if let Some(v) = c.byzantine {
-        cmd.push_str(&format!(" --byzantine {v}"));
-    }
-    cmd
-}
-
-#[derive(Serialize)]
-struct FailedSeed {
-    seed: u64,
-    safety_ok: bool,
-    linearizable: bool,
-    violations: Vec<String>,
-    trace_hash: String,
-    replay: String,
-}
-
-#[derive(Serialize)]
-struct CampaignReport {
-    protocol: ConsensusProtocol,
-    nodes: usize,
-    seeds_from: u64,
-    seeds_to: u64,
-    runs: u64,
-    passed: u64,
-    failed: Vec<FailedSeed>,
-    errors: Vec<String>,
-    committed: u64,
-    real_secs: f64,
+    out!("{}", if r.passed() { "PASS" } else { "FAIL" });
 }
 
 fn campaign(
@@ -619,96 +421,26 @@ fn campaign(
     to: u64,
 ) -> ExitCode {
     // Check the settings once, before any run.
-    if let Err(e) = simulate_options(args, from) {
-        return usage_error(e);
-    }
+    let options = match simulate_options(args, from) {
+        Ok(o) => o,
+        Err(e) => return usage_error(e),
+    };
     if args.jobs == 0 {
         return usage_error("--jobs must be at least 1");
     }
-    let total = to - from + 1;
+    let mut campaign = Campaign::new(driver, config.clone(), options, from..=to).jobs(args.jobs);
     let show_progress = std::io::stderr().is_terminal();
-    let began = Instant::now();
-    let next = AtomicU64::new(from);
-    let (tx, rx) = mpsc::channel::<(u64, Result<SimulationReport, EngineError>)>();
-    let mut results: Vec<(u64, Result<SimulationReport, EngineError>)> = Vec::new();
-    std::thread::scope(|scope| {
-        for _ in 0..args.jobs.min(total as usize) {
-            let tx = tx.clone();
-            let driver = driver.clone();
-            let next = &next;
-            scope.spawn(move || loop {
-                let seed = next.fetch_add(1, Ordering::SeqCst);
-                if seed > to {
-                    break;
-                }
-                let result = simulate_options(args, seed)
-                    .map_err(EngineError::InvalidSetting)
-                    .and_then(|o| driver.simulate(config, &o))
-                    .map(|run| run.report);
-                if tx.send((seed, result)).is_err() {
-                    break;
-                }
-            });
-        }
-        drop(tx);
-        let mut failed = 0u64;
-        for (seed, result) in rx {
-            if !matches!(&result, Ok(r) if r.passed()) {
-                failed += 1;
-            }
-            results.push((seed, result));
-            if show_progress {
-                progress(results.len() as u64, total, failed);
-            }
-        }
-    });
+    if show_progress {
+        campaign = campaign.on_progress(progress);
+    }
+    let report = campaign.run();
     if show_progress {
         eprintln!();
-    }
-    results.sort_by_key(|(seed, _)| *seed);
-    let mut report = CampaignReport {
-        protocol: config.protocol,
-        nodes: config.cluster_size,
-        seeds_from: from,
-        seeds_to: to,
-        runs: total,
-        passed: 0,
-        failed: Vec::new(),
-        errors: Vec::new(),
-        committed: 0,
-        real_secs: began.elapsed().as_secs_f64(),
-    };
-    for (seed, result) in &results {
-        match result {
-            Ok(r) => {
-                report.committed += r.committed;
-                if r.passed() {
-                    report.passed += 1;
-                } else {
-                    report.failed.push(FailedSeed {
-                        seed: *seed,
-                        safety_ok: r.safety_ok,
-                        linearizable: r.linearizable,
-                        violations: r
-                            .violations
-                            .iter()
-                            .map(|v| format!("{} {}: {}", v.kind, v.name, v.detail))
-                            .collect(),
-                        trace_hash: r.trace_hash.clone(),
-                        replay: replay_command(args, *seed),
-                    });
-                }
-            }
-            Err(e) => report.errors.push(format!(
-                "seed {seed}: {e} (replay: {})",
-                replay_command(args, *seed)
-            )),
-        }
     }
     if args.json {
         print_json(&report);
     } else {
-        println!(
+        out!(
             "{} campaign, {} nodes, seeds {from}..{to}: {} runs, {} passed, {} failed, {} errors, {} operations committed, {:.1} s",
             report.protocol,
             report.nodes,
@@ -725,17 +457,17 @@ fn campaign(
                 (false, true) => "safety violated",
                 _ => "not linearizable",
             };
-            println!("  seed {}: {what}", f.seed);
+            out!("  seed {}: {what}", f.seed);
             if let Some(v) = f.violations.first() {
-                println!("    {v}");
+                out!("    {v}");
             }
-            println!("    replay: {}", f.replay);
+            out!("    replay: {}", f.replay);
         }
         for e in &report.errors {
-            println!("  error: {e}");
+            out!("  error: {e}");
         }
     }
-    if report.failed.is_empty() && report.errors.is_empty() {
+    if report.passed_all() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)
@@ -791,7 +523,7 @@ fn check_history(args: CheckArgs) -> ExitCode {
             consensus_actors::history::Verdict::NotLinearizable => "NOT linearizable",
             consensus_actors::history::Verdict::Unknown => "undecided (search stopped)",
         };
-        println!(
+        out!(
             "{}: {} operations on {} keys: {verdict} ({elapsed_ms:.1} ms, {} search steps)",
             args.file.display(),
             out.operations,
@@ -799,7 +531,7 @@ fn check_history(args: CheckArgs) -> ExitCode {
             out.steps
         );
         for v in &out.violations {
-            println!("  key {:?}: {}", v.key, v.detail);
+            out!("  key {:?}: {}", v.key, v.detail);
         }
     }
     match out.verdict {
@@ -810,11 +542,11 @@ fn check_history(args: CheckArgs) -> ExitCode {
 }
 
 fn bench(args: BenchArgs) -> ExitCode {
-    let config = match build_config(args.protocol, args.nodes, &args.cluster) {
+    let config = match build_config(args.protocol.clone(), args.nodes, &args.cluster) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
-    let driver = match Registry::builtin().driver(config.protocol) {
+    let driver = match Registry::builtin().driver(&config.protocol) {
         Ok(d) => d,
         Err(e) => return usage_error(e),
     };
@@ -842,7 +574,7 @@ fn bench(args: BenchArgs) -> ExitCode {
     if args.json {
         print_json(&report);
     } else {
-        println!(
+        out!(
             "{}, {} nodes, {} clients, {} {:?} commands: {:.0} commits/s in {:.2} s",
             report.protocol,
             report.nodes,
@@ -852,7 +584,7 @@ fn bench(args: BenchArgs) -> ExitCode {
             report.ops_per_sec,
             report.elapsed_secs
         );
-        println!(
+        out!(
             "  latency: p50 {} us, p99 {} us, max {} us; {} retries; leader {}",
             report.latency_us.p50,
             report.latency_us.p99,
@@ -861,7 +593,7 @@ fn bench(args: BenchArgs) -> ExitCode {
             report.leader
         );
         if let Some(peak) = report.peak_rss_mib {
-            println!("  peak resident memory: {peak:.1} MiB");
+            out!("  peak resident memory: {peak:.1} MiB");
         }
     }
     ExitCode::SUCCESS
@@ -869,10 +601,13 @@ fn bench(args: BenchArgs) -> ExitCode {
 
 fn protocols() -> ExitCode {
     let registry = Registry::builtin();
-    for p in ConsensusProtocol::ALL {
-        match registry.driver(p) {
-            Ok(_) => println!("{p:<12} available"),
-            Err(e) => println!("{p:<12} {e}"),
+    for name in registry.names() {
+        let Ok(p) = name.parse::<ConsensusProtocol>() else {
+            continue;
+        };
+        match registry.driver(&p) {
+            Ok(_) => out!("{p:<12} available"),
+            Err(e) => out!("{p:<12} {e}"),
         }
     }
     ExitCode::SUCCESS

@@ -5,21 +5,25 @@
 //! backups, which apply what they hear. Clients talking to a backup are sent
 //! to node 1. It is linearizable by construction; `LYING` makes the primary
 //! answer every read with "absent", which is not.
+//!
+//! It is no Raft: it registers under its own names ([`TOY`], [`LYING_TOY`]),
+//! has no protocol events of its own ([`NoProtocolEvents`]) and reports its
+//! leadership with the runtime's neutral `BecameLeader` event only.
 #![allow(dead_code)]
 
 use actix::prelude::*;
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore, StateMachine};
-use consensus_actors::safety::{RaftEvent, SafetyChecker};
+use consensus_actors::safety::{NoProtocolEvents, SafetyChecker, SafetyEvent};
 use consensus_actors::sim::NodeContext;
 use consensus_actors::sim::StartedNode;
 use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{
     ClientId, ConsensusProtocol, LogId, LogIndex, NodeId, NodeState, Term,
 };
-use consensus_engine::plugin::{ready, Reply};
+use consensus_engine::plugin::{ready, PluginError, Reply};
 use consensus_engine::{
-    Capabilities, Committed, EngineError, NodeError, NodeHandle, NodeInfo, NodeWiring, PluginNode,
+    Capabilities, Committed, NodeError, NodeHandle, NodeInfo, NodeWiring, PluginNode, PluginSpec,
     ProtocolPlugin,
 };
 use serde::{Deserialize, Serialize};
@@ -29,6 +33,27 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub const PRIMARY: NodeId = NodeId(1);
+
+/// The name the honest toy registers under.
+pub const TOY: ConsensusProtocol = ConsensusProtocol::named("toy");
+
+/// The name the lying toy registers under.
+pub const LYING_TOY: ConsensusProtocol = ConsensusProtocol::named("lying-toy");
+
+/// A configuration of `n` toy nodes.
+pub fn toy_config(n: usize) -> ConsensusConfig {
+    ConsensusConfig::for_protocol(TOY, n)
+}
+
+/// The honest toy, as the engine runs it.
+pub fn good_toy() -> PluginSpec<GoodToy> {
+    PluginSpec::stock(TOY)
+}
+
+/// The lying toy, as the engine runs it.
+pub fn lying_toy() -> PluginSpec<LyingToy> {
+    PluginSpec::stock(LYING_TOY)
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ToyMsg {
@@ -160,7 +185,7 @@ impl NodeHandle for ToyHandle {
 
 impl<const LYING: bool> ProtocolPlugin for Toy<LYING> {
     type Message = ToyMsg;
-    const PROTOCOL: ConsensusProtocol = ConsensusProtocol::Raft;
+    type Event = NoProtocolEvents;
     const CAPABILITIES: Capabilities = Capabilities {
         membership: false,
         snapshots: false,
@@ -170,17 +195,21 @@ impl<const LYING: bool> ProtocolPlugin for Toy<LYING> {
         log_positions: true,
     };
 
-    fn new(_config: &ConsensusConfig) -> Result<Self, EngineError> {
+    fn new(_config: &ConsensusConfig) -> Result<Self, PluginError> {
         Ok(Self {
             durable: BTreeMap::new(),
         })
     }
 
-    fn safety_checker(&self, _config: &ConsensusConfig) -> SafetyChecker {
+    fn safety_checker(&self, _config: &ConsensusConfig) -> SafetyChecker<NoProtocolEvents> {
         SafetyChecker::new()
     }
 
-    fn start_node(&mut self, ctx: NodeContext<ToyMsg>, wiring: &NodeWiring) -> PluginNode<ToyMsg> {
+    fn start_node(
+        &mut self,
+        ctx: NodeContext<ToyMsg>,
+        wiring: &NodeWiring<NoProtocolEvents>,
+    ) -> PluginNode<ToyMsg> {
         let durable = self.durable.entry(ctx.id).or_default().clone();
         let addr = ToyNode {
             id: ctx.id,
@@ -191,9 +220,9 @@ impl<const LYING: bool> ProtocolPlugin for Toy<LYING> {
         }
         .start();
         if ctx.id == PRIMARY {
-            wiring.safety.emit(RaftEvent::BecameLeader {
+            wiring.safety.emit(SafetyEvent::BecameLeader {
                 node: ctx.id,
-                term: Term(u64::from(ctx.incarnation) + 1),
+                epoch: u64::from(ctx.incarnation) + 1,
             });
         }
         let stop = addr.clone();

@@ -15,9 +15,10 @@
 //!   proposer proposing two values in one ballot, or two proposers sharing a
 //!   ballot) is reported too.
 
-use consensus_actors::safety::fmt_digest;
 use super::{ballot_epoch, slot_position, Invariant, PaxosEvent, SafetyEvent, Violation};
-use crate::types::{Ballot, Slot}; use consensus_actors::types::NodeId;
+use crate::types::{Ballot, Slot};
+use consensus_actors::safety::fmt_digest;
+use consensus_actors::types::NodeId;
 use std::collections::BTreeMap;
 
 /// Who said a value was chosen.

@@ -65,7 +65,6 @@ pub enum PaxosEvent {
     },
 }
 
-
 impl From<PaxosEvent> for SafetyEvent {
     fn from(ev: PaxosEvent) -> Self {
         SafetyEvent::Protocol(ev)
@@ -98,7 +97,11 @@ impl fmt::Display for PaxosEvent {
                 slot,
                 ballot,
                 digest,
-            } => write!(f, "{acceptor} accepted {slot} {ballot} {}", fmt_digest(*digest)),
+            } => write!(
+                f,
+                "{acceptor} accepted {slot} {ballot} {}",
+                fmt_digest(*digest)
+            ),
             PaxosEvent::Chosen {
                 node,
                 slot,
@@ -112,7 +115,6 @@ impl fmt::Display for PaxosEvent {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -131,7 +133,10 @@ mod tests {
             ev.to_string(),
             "paxos n3 accepted slot5 b2.1 #00000000000000ab"
         );
-        let ev: SafetyEvent = SafetyEvent::BecameLeader { node: NodeId(2), epoch: 3 };
+        let ev: SafetyEvent = SafetyEvent::BecameLeader {
+            node: NodeId(2),
+            epoch: 3,
+        };
         assert_eq!(ev.to_string(), "n2 became leader of round3");
     }
 }

@@ -8,7 +8,8 @@
 //! the promise: only `Promised` events do.
 
 use super::{ballot_epoch, slot_position, Invariant, PaxosEvent, SafetyEvent, Violation};
-use crate::types::Ballot; use consensus_actors::types::NodeId;
+use crate::types::Ballot;
+use consensus_actors::types::NodeId;
 use std::collections::BTreeMap;
 
 /// Acceptors never accept below, or promise below, a ballot they promised.

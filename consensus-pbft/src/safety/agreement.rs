@@ -10,9 +10,10 @@
 //! no longer compared with (declare them before anything happens to get
 //! clean reports).
 
-use consensus_actors::safety::fmt_digest;
 use super::{seq_position, view_epoch, Invariant, PbftEvent, SafetyEvent, Violation};
-use crate::types::{SeqNo, View}; use consensus_actors::types::NodeId;
+use crate::types::{SeqNo, View};
+use consensus_actors::safety::fmt_digest;
+use consensus_actors::types::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One replica's claim that a request holds a position.

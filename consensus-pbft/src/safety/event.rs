@@ -61,7 +61,6 @@ pub enum PbftEvent {
     },
 }
 
-
 impl From<PbftEvent> for SafetyEvent {
     fn from(ev: PbftEvent) -> Self {
         SafetyEvent::Protocol(ev)
@@ -99,7 +98,11 @@ impl fmt::Display for PbftEvent {
                 view,
                 seq,
                 digest,
-            } => write!(f, "{replica} committed {view} {seq} {}", fmt_digest(*digest)),
+            } => write!(
+                f,
+                "{replica} committed {view} {seq} {}",
+                fmt_digest(*digest)
+            ),
             PbftEvent::ByzantineReplicas { replicas } => {
                 f.write_str("byzantine replicas")?;
                 for r in replicas {
@@ -110,7 +113,6 @@ impl fmt::Display for PbftEvent {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -131,7 +133,10 @@ mod tests {
         }
         .into();
         assert_eq!(ev.to_string(), "pbft n1 committed v2 s3 #0000000000000001");
-        let ev: SafetyEvent = SafetyEvent::BecameLeader { node: NodeId(2), epoch: 3 };
+        let ev: SafetyEvent = SafetyEvent::BecameLeader {
+            node: NodeId(2),
+            epoch: 3,
+        };
         assert_eq!(ev.to_string(), "n2 became leader of v3");
     }
 }

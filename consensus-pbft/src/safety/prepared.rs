@@ -7,10 +7,10 @@
 //!
 //! Replicas declared with `ByzantineReplicas` are ignored.
 
-use consensus_actors::safety::fmt_digest;
 use super::agreement::{Claim, ReplicaClaims};
 use super::{seq_position, view_epoch, Invariant, PbftEvent, SafetyEvent, Violation};
 use crate::types::{SeqNo, View};
+use consensus_actors::safety::fmt_digest;
 
 /// Correct replicas prepare one request per view and sequence number.
 #[derive(Clone, Debug, Default)]

@@ -33,10 +33,10 @@ use crate::messages::{EntryRef, RaftMessage};
 use crate::replication::{
     Committed, Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
 };
-use actix::prelude::*;
 use crate::safety::{
     became_leader, stepped_down, RaftSafetyEvent as SafetyRaftEvent, SafetyEvent, SafetySink,
 };
+use actix::prelude::*;
 use consensus_actors::sim::TraceHandle;
 use consensus_actors::storage::{Snapshot as StoredSnapshot, Storage, StorageError};
 use consensus_actors::supervision::FailNode;
@@ -601,7 +601,9 @@ where
                         digests,
                     });
                     self.safety.emit_ref(&event);
-                    if let SafetyEvent::Protocol(SafetyRaftEvent::Committed { mut digests, .. }) = event
+                    if let SafetyEvent::Protocol(SafetyRaftEvent::Committed {
+                        mut digests, ..
+                    }) = event
                     {
                         digests.clear();
                         self.spare_digests = digests;

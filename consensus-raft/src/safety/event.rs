@@ -167,7 +167,6 @@ pub enum RaftSafetyEvent {
     },
 }
 
-
 impl RaftSafetyEvent {
     /// The node the event is about.
     pub fn node(&self) -> NodeId {

@@ -10,8 +10,7 @@
 use super::kinds;
 use super::{index_position, term_epoch};
 use super::{
-    AppendOutcome, EventKinds, NodeLog, RaftSafetyEvent, RaftLogs, SafetyEvent,
-    Violation,
+    AppendOutcome, EventKinds, NodeLog, RaftLogs, RaftSafetyEvent, SafetyEvent, Violation,
 };
 use consensus_actors::types::{LogIndex, NodeId, Term};
 use std::collections::BTreeMap;

@@ -14,11 +14,11 @@
 //! new leader has compacted into a snapshot are only checked at the
 //! snapshot's last index (by term); a snapshot holds committed entries only.
 
+use super::index_map::IndexMap;
 use super::kinds;
 use super::{index_position, term_epoch};
+use super::{EventKinds, RaftLogs, RaftSafetyEvent, SafetyEvent, Violation};
 use consensus_actors::safety::fmt_digest;
-use super::index_map::IndexMap;
-use super::{EventKinds, RaftSafetyEvent, RaftLogs, SafetyEvent, Violation};
 use consensus_actors::types::{LogIndex, NodeId, Term};
 
 /// A committed entry, as first reported.

@@ -24,14 +24,14 @@
 //! decrease along a log, and a log has no holes (an entry written beyond
 //! `last_index + 1` is reported, and the mirror restarts from it).
 
+use super::index_map::IndexMap;
 use super::kinds;
 use super::{index_position, term_epoch};
-use consensus_actors::safety::fmt_digest;
-use super::index_map::IndexMap;
 use super::{
-    AppendOutcome, AppendedEntries, EntryWrite, EventKinds, NodeLog, RaftLogs,
-    SafetyEvent, Violation,
+    AppendOutcome, AppendedEntries, EntryWrite, EventKinds, NodeLog, RaftLogs, SafetyEvent,
+    Violation,
 };
+use consensus_actors::safety::fmt_digest;
 use consensus_actors::types::{LogIndex, NodeId, Term};
 /// What the first write of an (index, term) said.
 #[derive(Clone, Copy, Debug)]

@@ -217,7 +217,12 @@ fn the_model_history_exercises_repairs_compaction_and_crashes() {
     let events = correct_raft_history(5, 60, 0);
     let count = |f: fn(&SafetyEvent) -> bool| events.iter().filter(|e| f(e)).count();
     assert!(count(|e| matches!(e, SafetyEvent::Protocol(RaftSafetyEvent::Truncated { .. }))) > 0);
-    assert!(count(|e| matches!(e, SafetyEvent::Protocol(RaftSafetyEvent::SnapshotInstalled { .. }))) > 0);
+    assert!(
+        count(|e| matches!(
+            e,
+            SafetyEvent::Protocol(RaftSafetyEvent::SnapshotInstalled { .. })
+        )) > 0
+    );
     assert!(count(|e| matches!(e, SafetyEvent::Crashed { .. })) > 0);
 }
 

@@ -15,11 +15,11 @@
 //! Committed entries are read from the reporting node's mirrored log when its
 //! commit index advances.
 
+use super::index_map::IndexMap;
 use super::kinds;
 use super::{index_position, term_epoch};
+use super::{EventKinds, NodeLog, RaftLogs, RaftSafetyEvent, SafetyEvent, Violation};
 use consensus_actors::safety::fmt_digest;
-use super::index_map::IndexMap;
-use super::{EventKinds, NodeLog, RaftSafetyEvent, RaftLogs, SafetyEvent, Violation};
 use consensus_actors::types::{LogIndex, NodeId, Term};
 
 /// Committed and applied entries never differ between nodes or change.

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
-use consensus_actors::safety::{SafetyChecker, SafetySink, SharedChecker};
+use consensus_actors::safety::{SafetySink, SharedChecker};
 use consensus_actors::sim::{block_on_paused, SimConfig, Simulation};
 use consensus_actors::storage::LogStore;
 use consensus_actors::types::{ClientId, LogIndex, NodeId, NodeState, Term};
@@ -26,7 +26,7 @@ pub type Sim = Simulation<RaftMessage<KvCommand>, RaftSimFactory<KvStore>>;
 /// A running test cluster.
 pub struct Cluster {
     pub sim: Sim,
-    pub checker: SharedChecker,
+    pub checker: SharedChecker<consensus_raft::safety::RaftSafetyEvent>,
 }
 
 /// Runs `body` on a fresh simulated cluster of `n` nodes.
@@ -45,7 +45,7 @@ where
     Fut: Future<Output = R>,
 {
     block_on_paused(async move {
-        let checker = SharedChecker::new(SafetyChecker::new().with_raft());
+        let checker = SharedChecker::new(consensus_raft::safety::checker());
         let origin = Instant::now();
         let factory = RaftSimFactory::new(cfg, sim_config.nodes.clone(), KvStore::default)
             .with_safety(SafetySink::local(&checker, origin))

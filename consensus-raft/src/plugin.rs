@@ -1,9 +1,13 @@
-//! The Raft plug-in: [`consensus_raft`]'s supervised node
-//! ([`RaftNodeBuilder`]) replicating the reference [`KvStore`], behind the
-//! engine's [`ProtocolPlugin`] and [`NodeHandle`].
+//! The Raft plug-in: the supervised node ([`RaftNodeBuilder`]) replicating
+//! the reference [`KvStore`], behind the runtime's [`ProtocolPlugin`] and
+//! [`NodeHandle`], so the engine, `consensus simulate`, `consensus bench`
+//! and campaigns run it. The engine registers it under [`PROTOCOL`]
+//! (`raft`).
 //!
 //! * Each node keeps a crash-aware [`MemStorage`] across incarnations; a
 //!   crash drops its unsynced writes ([`ProtocolPlugin::on_crash`]).
+//! * Each node records its state changes (role, term, leader) in the run's
+//!   trace ([`NodeContext::trace`]).
 //! * Nodes of the initial configuration bootstrap with it; a node started
 //!   later starts empty and waits for the leader to add it.
 //! * Commands (reads included) are proposed through the log.
@@ -14,32 +18,35 @@
 //!   deliver a RequestVote or AppendEntries to the node and catch its
 //!   answer before it reaches the network.
 
-use crate::error::{EngineError, NodeError};
-use crate::plugin::{
-    ready, AppendRequest, AppendResponse, Capabilities, Committed, NodeHandle, NodeInfo,
-    NodeWiring, PluginNode, ProtocolPlugin, Reply, SendReply, SharedSubmit, VoteRequest,
-    VoteResponse,
-};
+use crate::error::ProposeError;
+use crate::events::HardState;
+use crate::membership_manager::MembershipChangeError;
+use crate::messages::{AppendEntries, EntryRef, RaftCommand, RaftMessage, RequestVote};
+use crate::node::{components, RaftNode, RaftNodeBuilder};
+use crate::safety::{self, RaftSafetyEvent, SafetyChecker};
+use crate::{Membership, RaftConfig};
 use actix::prelude::*;
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvStore, StateMachine};
+use consensus_actors::plugin::{
+    ready, AppendRequest, AppendResponse, Capabilities, Committed, NodeError, NodeHandle, NodeInfo,
+    NodeWiring, PluginError, PluginNode, ProtocolPlugin, Reply, SendReply, SharedSubmit,
+    VoteRequest, VoteResponse,
+};
 use consensus_actors::sim::{NodeContext, StartedNode};
 use consensus_actors::storage::MemStorage;
 use consensus_actors::supervision::Shutdown;
 use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{ClientId, ConsensusProtocol, LogEntry, NodeId};
-use consensus_raft::error::ProposeError;
-use consensus_raft::events::HardState;
-use consensus_raft::membership_manager::MembershipChangeError;
-use consensus_raft::messages::{AppendEntries, EntryRef, RaftCommand, RaftMessage, RequestVote};
-use consensus_raft::node::{components, RaftNode, RaftNodeBuilder};
-use consensus_raft::{Membership, RaftConfig};
 use rand::Rng;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::oneshot;
+
+/// The name the engine registers Raft under.
+pub const PROTOCOL: ConsensusProtocol = ConsensusProtocol::named("raft");
 
 /// The messages Raft nodes exchange in the engine.
 pub type RaftKvMessage = RaftMessage<KvCommand>;
@@ -68,7 +75,7 @@ impl RaftPlugin {
 impl ProtocolPlugin for RaftPlugin {
     type Message = RaftKvMessage;
 
-    const PROTOCOL: ConsensusProtocol = ConsensusProtocol::Raft;
+    type Event = RaftSafetyEvent;
 
     const CAPABILITIES: Capabilities = Capabilities {
         membership: true,
@@ -79,7 +86,7 @@ impl ProtocolPlugin for RaftPlugin {
         log_positions: true,
     };
 
-    fn new(config: &ConsensusConfig) -> Result<Self, EngineError> {
+    fn new(config: &ConsensusConfig) -> Result<Self, PluginError> {
         let cfg = RaftConfig::from_consensus(config);
         cfg.validate()?;
         Ok(Self {
@@ -88,10 +95,14 @@ impl ProtocolPlugin for RaftPlugin {
         })
     }
 
+    fn safety_checker(&self, _config: &ConsensusConfig) -> SafetyChecker {
+        safety::checker()
+    }
+
     fn start_node(
         &mut self,
         mut ctx: NodeContext<RaftKvMessage>,
-        wiring: &NodeWiring,
+        wiring: &NodeWiring<RaftSafetyEvent>,
     ) -> PluginNode<RaftKvMessage> {
         let id = ctx.id;
         let storage = self.stores.entry(id).or_default().clone();
@@ -117,6 +128,7 @@ impl ProtocolPlugin for RaftPlugin {
         )
         .seed(ctx.rng.random())
         .safety(wiring.safety.clone())
+        .trace(ctx.trace.clone())
         .time_base(wiring.observer.origin());
         if let Some(subscriber) = &wiring.supervision {
             builder = builder.supervision_subscriber(subscriber.clone());

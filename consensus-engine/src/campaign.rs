@@ -1,0 +1,233 @@
+//! Campaigns: one simulated run per seed over a range of seeds, in
+//! parallel, with every failing seed listed with the command that replays
+//! it.
+//!
+//! ```no_run
+//! use consensus_engine::campaign::Campaign;
+//! use consensus_engine::{Registry, SimulateOptions};
+//! use consensus_actors::config::ConsensusConfig;
+//!
+//! let config = ConsensusConfig::default();
+//! let driver = Registry::builtin().driver(&config.protocol).unwrap();
+//! let report = Campaign::new(driver, config, SimulateOptions::default(), 1..=20)
+//!     .jobs(2)
+//!     .run();
+//! assert!(report.passed_all(), "{:?}", report.failed);
+//! ```
+
+use crate::cli::replay_command;
+use crate::error::EngineError;
+use crate::registry::ProtocolDriver;
+use crate::simulate::{SimulateOptions, SimulationReport};
+use consensus_actors::config::ConsensusConfig;
+use consensus_actors::types::ConsensusProtocol;
+use serde::Serialize;
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+/// A seed that failed: its verdicts, what broke and how to replay it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailedSeed {
+    /// The seed.
+    pub seed: u64,
+    /// Whether every safety invariant held.
+    pub safety_ok: bool,
+    /// Whether the client history was found linearizable.
+    pub linearizable: bool,
+    /// What broke, one line each.
+    pub violations: Vec<String>,
+    /// The run's trace hash (the replay must print the same).
+    pub trace_hash: String,
+    /// The command that replays exactly this run.
+    pub replay: String,
+}
+
+/// What a campaign found.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CampaignReport {
+    /// The protocol run.
+    pub protocol: ConsensusProtocol,
+    /// Cluster size.
+    pub nodes: usize,
+    /// First seed.
+    pub seeds_from: u64,
+    /// Last seed (inclusive).
+    pub seeds_to: u64,
+    /// Runs made.
+    pub runs: u64,
+    /// Runs that passed.
+    pub passed: u64,
+    /// Runs that failed, by seed.
+    pub failed: Vec<FailedSeed>,
+    /// Runs that could not be made, with the reason and the replay command.
+    pub errors: Vec<String>,
+    /// Operations committed over all runs.
+    pub committed: u64,
+    /// Wall-clock seconds the campaign took.
+    pub real_secs: f64,
+}
+
+impl CampaignReport {
+    /// Every run passed (and there was at least one).
+    pub fn passed_all(&self) -> bool {
+        self.runs > 0 && self.failed.is_empty() && self.errors.is_empty()
+    }
+}
+
+/// Progress callback: (runs done, runs in all, runs failed so far).
+type Progress = Box<dyn Fn(u64, u64, u64) + Send + Sync>;
+
+/// A campaign over a range of seeds. See the [module documentation](self).
+pub struct Campaign {
+    driver: Arc<dyn ProtocolDriver>,
+    config: ConsensusConfig,
+    options: SimulateOptions,
+    seeds: RangeInclusive<u64>,
+    jobs: usize,
+    program: String,
+    progress: Option<Progress>,
+}
+
+impl Campaign {
+    /// Runs `driver` on `config` with `options` once per seed of `seeds`
+    /// (the options' own seed is replaced).
+    pub fn new(
+        driver: Arc<dyn ProtocolDriver>,
+        config: ConsensusConfig,
+        options: SimulateOptions,
+        seeds: RangeInclusive<u64>,
+    ) -> Self {
+        Self {
+            driver,
+            config,
+            options,
+            seeds,
+            jobs: 1,
+            program: "consensus simulate".into(),
+            progress: None,
+        }
+    }
+
+    /// Runs `jobs` seeds at a time, one thread each (at least 1).
+    #[must_use]
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// What replay lines start with (default `consensus simulate`; a
+    /// program of your own that takes the same flags, e.g.
+    /// `cargo run --example custom_topology --`).
+    #[must_use]
+    pub fn replay_program(mut self, program: impl Into<String>) -> Self {
+        self.program = program.into();
+        self
+    }
+
+    /// Calls `progress(done, total, failed)` after every run.
+    #[must_use]
+    pub fn on_progress(mut self, progress: impl Fn(u64, u64, u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+
+    /// The command that replays `seed` of this campaign.
+    pub fn replay(&self, seed: u64) -> String {
+        let options = SimulateOptions {
+            seed,
+            ..self.options.clone()
+        };
+        replay_command(&self.program, &self.config, &options)
+            .unwrap_or_else(|e| format!("(no replay command: {e})"))
+    }
+
+    /// Runs every seed and reports.
+    pub fn run(&self) -> CampaignReport {
+        let (from, to) = (*self.seeds.start(), *self.seeds.end());
+        let began = Instant::now();
+        let total = if from > to { 0 } else { to - from + 1 };
+        let next = AtomicU64::new(from);
+        let claimed = AtomicU64::new(0);
+        let (tx, rx) = mpsc::channel::<(u64, Result<SimulationReport, EngineError>)>();
+        let mut results: Vec<(u64, Result<SimulationReport, EngineError>)> = Vec::new();
+        let workers = usize::try_from(total).map_or(self.jobs, |t| self.jobs.min(t));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (next, claimed) = (&next, &claimed);
+                scope.spawn(move || loop {
+                    // Count claims rather than compare seeds, so a range
+                    // ending at u64::MAX ends too.
+                    if claimed.fetch_add(1, Ordering::SeqCst) >= total {
+                        break;
+                    }
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    let options = SimulateOptions {
+                        seed,
+                        ..self.options.clone()
+                    };
+                    let result = self
+                        .driver
+                        .simulate(&self.config, &options)
+                        .map(|run| run.report);
+                    if tx.send((seed, result)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            let mut failed = 0u64;
+            for (seed, result) in rx {
+                if !matches!(&result, Ok(r) if r.passed()) {
+                    failed += 1;
+                }
+                results.push((seed, result));
+                if let Some(progress) = &self.progress {
+                    progress(results.len() as u64, total, failed);
+                }
+            }
+        });
+        results.sort_by_key(|(seed, _)| *seed);
+        let mut report = CampaignReport {
+            protocol: self.config.protocol.clone(),
+            nodes: self.config.cluster_size,
+            seeds_from: from,
+            seeds_to: to,
+            runs: results.len() as u64,
+            passed: 0,
+            failed: Vec::new(),
+            errors: Vec::new(),
+            committed: 0,
+            real_secs: began.elapsed().as_secs_f64(),
+        };
+        for (seed, result) in &results {
+            match result {
+                Ok(r) => {
+                    report.committed += r.committed;
+                    if r.passed() {
+                        report.passed += 1;
+                    } else {
+                        report.failed.push(FailedSeed {
+                            seed: *seed,
+                            safety_ok: r.safety_ok,
+                            linearizable: r.linearizable,
+                            violations: r
+                                .violations
+                                .iter()
+                                .map(|v| format!("{} {}: {}", v.kind, v.name, v.detail))
+                                .collect(),
+                            trace_hash: r.trace_hash.clone(),
+                            replay: self.replay(*seed),
+                        });
+                    }
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("seed {seed}: {e} (replay: {})", self.replay(*seed))),
+            }
+        }
+        report
+    }
+}
