@@ -54,13 +54,36 @@ pub type RaftKvMessage = RaftMessage<KvCommand>;
 /// The storage of one node.
 pub type RaftKvStorage = MemStorage<HardState, EntryRef<KvCommand>>;
 
+/// The node builder the plug-in starts each node with.
+pub type RaftKvBuilder = RaftNodeBuilder<KvStore, RaftKvStorage>;
+
+/// Changes the builder of every node before it starts: the way a variant
+/// of the plug-in swaps a component (through the builder's slots) or
+/// changes a node's settings. Called with the node's id.
+pub type NodeSetup = Arc<dyn Fn(NodeId, RaftKvBuilder) -> RaftKvBuilder + Send + Sync>;
+
 /// Raft, as the engine runs it. See the [module documentation](self).
 pub struct RaftPlugin {
     cfg: RaftConfig,
     stores: BTreeMap<NodeId, RaftKvStorage>,
+    setup: Option<NodeSetup>,
 }
 
 impl RaftPlugin {
+    /// The stock plug-in for `config`, with every node's builder passed
+    /// through `setup` before it starts: a variant of Raft (a component
+    /// swapped through the builder's slots) that runs under the engine,
+    /// `simulate`, `bench` and campaigns like the stock one. Register it
+    /// under a name of its own with the engine's `Registry::register_with`.
+    pub fn with_setup(
+        config: &ConsensusConfig,
+        setup: impl Fn(NodeId, RaftKvBuilder) -> RaftKvBuilder + Send + Sync + 'static,
+    ) -> Result<Self, PluginError> {
+        let mut plugin = Self::new(config)?;
+        plugin.setup = Some(Arc::new(setup));
+        Ok(plugin)
+    }
+
     /// The Raft settings the nodes run with.
     pub fn raft_config(&self) -> &RaftConfig {
         &self.cfg
@@ -92,6 +115,7 @@ impl ProtocolPlugin for RaftPlugin {
         Ok(Self {
             cfg,
             stores: BTreeMap::new(),
+            setup: None,
         })
     }
 
@@ -132,6 +156,9 @@ impl ProtocolPlugin for RaftPlugin {
         .time_base(wiring.observer.origin());
         if let Some(subscriber) = &wiring.supervision {
             builder = builder.supervision_subscriber(subscriber.clone());
+        }
+        if let Some(setup) = &self.setup {
+            builder = setup(id, builder);
         }
         let node = builder.start();
         let supervisor = node.supervisor().clone();
