@@ -91,6 +91,8 @@
 //! | [`sim`] | [`sim::RaftSimFactory`]: Raft nodes for the deterministic simulation |
 //! | [`config`] | [`RaftConfig`]: the shared settings plus Raft's own knobs |
 //! | [`error`] | client errors and the owner's refusals |
+//! | [`safety`] | Raft's safety events and its invariants (Figure 3), checked by the runtime's verifier |
+//! | [`plugin`] | [`RaftPlugin`]: Raft behind the runtime's plug-in traits, registered by the engine as `raft` |
 #![deny(missing_docs)]
 
 pub mod actors;
