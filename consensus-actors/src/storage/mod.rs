@@ -53,7 +53,7 @@ pub mod disk;
 pub mod mem;
 
 pub use disk::{DiskOptions, DiskStorage};
-pub use mem::{MemStorage, StorageStats};
+pub use mem::{MemStorage, StorageStats, SyncFailure};
 
 use crate::types::{LogIndex, Term};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
