@@ -22,7 +22,9 @@ type Entry = (u64, Vec<u8>);
 type Store = DiskStorage<u64, Entry>;
 
 fn batch(first: u64, n: u64) -> Vec<Entry> {
-    (first..first + n).map(|i| (i, vec![(i % 251) as u8; 100])).collect()
+    (first..first + n)
+        .map(|i| (i, vec![(i % 251) as u8; 100]))
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {

@@ -49,7 +49,12 @@ pub enum FaultKind {
     Faults,
     /// Call the panic hook on a running node (only with a hook).
     Panic,
-    /// Fail the next sync of a running node's store (only with a hook).
+    /// Fail the next sync of a running node's store (only with a hook, see
+    /// [`FaultSchedule::with_disk_hook`]); the write is torn or landed, drawn
+    /// from the nemesis's stream. The node must stop without acknowledging
+    /// anything that depended on that sync; the nemesis crashes it at its
+    /// next step (the process is gone) and counts it down until a
+    /// `Restart`.
     Disk,
 }
 
@@ -197,7 +202,7 @@ impl FaultSchedule {
     }
 
     /// Installs the hook that makes the next sync of a node's store fail
-    /// with the given outcome (see the [module docs](self)), and gives
+    /// with the given outcome (see [`FaultKind::Disk`]), and gives
     /// `Disk` weight 1 if it had none.
     #[must_use]
     pub fn with_disk_hook(mut self, hook: impl FnMut(NodeId, SyncFailure) + 'static) -> Self {

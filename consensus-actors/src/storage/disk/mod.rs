@@ -10,8 +10,9 @@
 //!
 //! Everything — hard state, log appends, truncations, purges and the
 //! snapshot in force — goes through one write-ahead log of checksummed
-//! records (format in [`format`]'s source). Writes are buffered in memory
-//! and become one record at the next [`Durable::sync`]: **one write and one
+//! records (byte layout in the source of `storage/disk/format.rs`). Writes
+//! are buffered in memory and become one record at the next
+//! [`Durable::sync`]: **one write and one
 //! `fdatasync` per sync**, however many entries were appended since (group
 //! commit, as TiKV's raft-engine does). Because a record is all-or-nothing,
 //! a sync is atomic: a crash leaves exactly the state of some successful
