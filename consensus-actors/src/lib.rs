@@ -9,7 +9,7 @@
 //! | [`types`] | ids, terms, indexes, log entries, roles, protocol names |
 //! | [`config`] | [`ConsensusConfig`] and its validation |
 //! | [`supervision`] | the per-node supervision tree that catches panics and restarts components |
-//! | [`storage`] | storage traits (hard state, log, snapshots) and a crash-aware in-memory store |
+//! | [`storage`] | storage traits (hard state, log, snapshots), a crash-aware in-memory store and a durable store on disk |
 //! | [`transport`] | the network abstraction protocol code sends through |
 //! | [`sim`] | deterministic simulation: `SimNetwork`, `Simulation`, paused clock, seeded RNG, traces |
 //! | [`plugin`] | the plug-in boundary: [`ProtocolPlugin`](plugin::ProtocolPlugin) and [`NodeHandle`](plugin::NodeHandle), what a protocol crate implements to run under the engine |

@@ -463,6 +463,13 @@ fn fault_windows(events: &[FaultEvent], recovered_at_us: u64) -> Vec<FaultWindow
                 at,
                 at,
             ),
+            FaultAction::DiskFailure { node, outcome } => close(
+                &mut windows,
+                FaultRow::Panic,
+                format!("disk of {node} fails a sync ({outcome:?})"),
+                at,
+                at,
+            ),
         }
     }
     for (n, from) in crashed {

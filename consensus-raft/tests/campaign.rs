@@ -1,8 +1,10 @@
 //! The randomized campaign: many seeds, each a 5-node simulated cluster
 //! (plus a sixth node added and a voter removed by joint consensus) under a
 //! seeded nemesis — crashes and restarts, partitions, one-way links,
-//! isolation, loss, duplication, reordering, jitter, and panics of random
-//! Raft components (restarted by the node's supervision strategy), plus
+//! isolation, loss, duplication, reordering, jitter, panics of random
+//! Raft components (restarted by the node's supervision strategy) and disk
+//! faults (a node's next sync fails, its write torn or landed: the node must
+//! stop without acknowledging and is crashed and later restarted), plus
 //! leadership transfers — while concurrent clients read and write the
 //! key-value store. Every run must end with zero SafetyVerifier
 //! violations, a client history that the linearizability checker accepts
@@ -28,7 +30,7 @@ use consensus_actors::supervision::{RestartIntensity, RestartStrategy};
 use consensus_actors::types::{ClientId, NodeId, NodeState};
 use consensus_raft::error::ProposeError;
 use consensus_raft::node::{components, RaftNode};
-use consensus_raft::sim::{NodeRegistry, RaftSimFactory};
+use consensus_raft::sim::{NodeRegistry, RaftSimFactory, SimStorage};
 use consensus_raft::RaftConfig;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -67,6 +69,8 @@ struct SeedReport {
     faults: usize,
     membership_changes: u64,
     transfers: u64,
+    /// Syncs failed by disk faults (each stopped its node).
+    failed_syncs: u64,
     violations: Vec<String>,
     inconsistencies: Vec<String>,
     healed: bool,
@@ -361,6 +365,13 @@ fn run_seed(seed: u64, fault_secs: u64) -> SeedReport {
             stop.clone(),
             transfers_done.clone(),
         )));
+        let stores: BTreeMap<NodeId, SimStorage<KvCommand>> = sim
+            .members()
+            .into_iter()
+            .filter_map(|n| Some((n, sim.factory().storage(n)?.clone())))
+            .collect();
+        assert_eq!(stores.len(), 6, "every node has a store");
+        let store_handles = stores.clone();
         let panic_reg = reg.clone();
         let mut panic_rng = sim.rng_for("panics");
         let mut nemesis = FaultSchedule::new(2)
@@ -369,6 +380,11 @@ fn run_seed(seed: u64, fault_secs: u64) -> SeedReport {
                 if let Some(n) = panic_reg.get(node) {
                     let which = components::ALL[panic_rng.random_range(0..components::ALL.len())];
                     n.inject_panic(which);
+                }
+            })
+            .with_disk_hook(move |node, outcome| {
+                if let Some(s) = stores.get(&node) {
+                    s.fail_next_sync(outcome);
                 }
             });
         if env_u64("RAFT_CAMPAIGN_WATCH", 0) != 0 {
@@ -445,6 +461,7 @@ fn run_seed(seed: u64, fault_secs: u64) -> SeedReport {
             faults: faults.len(),
             membership_changes: changes.get(),
             transfers: transfers_done.get(),
+            failed_syncs: store_handles.values().map(|s| s.stats().failed_syncs).sum(),
             violations: checker.violations().iter().map(|v| v.to_string()).collect(),
             inconsistencies: {
                 let mut problems = check_history(&history);
@@ -484,15 +501,17 @@ fn campaign_has_no_safety_violations() {
         totals.faults += r.faults;
         totals.membership_changes += r.membership_changes;
         totals.transfers += r.transfers;
+        totals.failed_syncs += r.failed_syncs;
     }
     println!(
-        "campaign: {seeds} seeds from {first}, {} faults, {} writes committed, {} reads, {} unknown outcomes, {} membership changes, {} leadership transfers started",
+        "campaign: {seeds} seeds from {first}, {} faults, {} writes committed, {} reads, {} unknown outcomes, {} membership changes, {} leadership transfers started, {} syncs failed by disk faults",
         totals.faults,
         totals.committed_writes,
         totals.reads,
         totals.unknown,
         totals.membership_changes,
-        totals.transfers
+        totals.transfers,
+        totals.failed_syncs
     );
     assert!(
         failures.is_empty(),
@@ -505,6 +524,10 @@ fn campaign_has_no_safety_violations() {
         "the workload made progress"
     );
     assert!(totals.membership_changes > 0, "membership changes happened");
+    assert!(
+        totals.failed_syncs > 0,
+        "disk faults failed syncs of running nodes"
+    );
 }
 
 /// Same seed, same build: same trace (the replay check).

@@ -810,3 +810,52 @@ fn test_concurrent_proposals_linearizability() {
         },
     );
 }
+
+/// A failed `fsync` (a disk fault): the leader's next sync fails with its
+/// write torn. The leader must not acknowledge the proposal whose entry
+/// that sync was making durable, and must stop (its store refuses writes
+/// until the process restarts). The others elect a new leader and go on;
+/// after the crash and restart the old leader's store holds only what was
+/// synced, it rejoins, and the cluster agrees.
+#[test]
+fn test_failed_sync_stops_the_node_without_acknowledging() {
+    use consensus_actors::storage::{LogStore, SyncFailure};
+    with_cluster(23, 3, RaftConfig::default(), |mut c| async move {
+        let (old, _) = c.wait_for_leader(&[], secs(2)).await.expect("a leader");
+        for i in 0..5 {
+            assert_eq!(c.propose(put(i), secs(1)).await, Ok(KvOutput::Ok));
+        }
+        let store = c.sim.factory().storage(old).expect("store").clone();
+        let synced_last = store.last_index();
+        store.fail_next_sync(SyncFailure::Torn);
+        let leader = c.node(old.get());
+        let r = tokio::time::timeout(secs(2), leader.propose(put(100), ClientId(1))).await;
+        assert!(
+            !matches!(r, Ok(Ok(_))),
+            "acknowledged a write whose sync failed: {r:?}"
+        );
+        assert!(store.has_failed(), "the sync failed");
+        assert!(c.status(old).await.is_none(), "the node stopped");
+        let others: Vec<u64> = (1..=3).filter(|&n| n != old.get()).collect();
+        let (new, _) = c
+            .wait_for_leader(&others, secs(3))
+            .await
+            .expect("a new leader");
+        assert_ne!(new, old);
+        // The stopped process is gone: crash and restart it.
+        c.sim.crash(old).unwrap();
+        assert_eq!(store.last_index(), synced_last, "the torn write is lost");
+        assert!(!store.has_failed());
+        c.sim.restart(old).unwrap();
+        assert_eq!(c.propose(put(101), secs(2)).await, Ok(KvOutput::Ok));
+        assert!(
+            c.wait_statuses(secs(3), |all| all.len() == 3
+                && all.iter().all(|s| s.last_applied == all[0].last_applied))
+                .await,
+            "the restarted node caught up"
+        );
+        let last = |log: Vec<(LogIndex, Term, _)>| log.last().map(|e| (e.0, e.1));
+        assert_eq!(last(c.log_of(old)), last(c.log_of(new)), "same log end");
+        c.assert_safe();
+    });
+}

@@ -1,17 +1,33 @@
 //! [`FaultSchedule`]: a protocol-agnostic nemesis that, driven by its own
 //! stream of the simulation seed, crashes and restarts nodes, cuts and heals
-//! links and varies the network's fault rates over a run.
+//! links, varies the network's fault rates and fails nodes' disks over a
+//! run.
+//!
+//! # Disk faults
+//!
+//! [`FaultKind::Disk`] (only with a hook, see
+//! [`FaultSchedule::with_disk_hook`]) makes the next sync of a running
+//! node's store fail, the write it was making durable either torn (lost)
+//! or landed (durable anyway), drawn from the nemesis's stream: the hook
+//! arms the store, typically with
+//! [`MemStorage::fail_next_sync`](crate::storage::MemStorage::fail_next_sync).
+//! A node whose sync fails must stop without acknowledging anything that
+//! depended on it (as a real process exits on a failed `fsync`); at the
+//! nemesis's next step the node is crashed (the process is gone, and its
+//! store drops what the failure did not make durable) and counts as down
+//! until a later `Restart`.
 
 use super::network::NetworkFaults;
 use super::rng::nemesis_rng;
 use super::simulation::{NodeFactory, SimError, Simulation};
+use crate::storage::SyncFailure;
 use crate::transport::Wire;
 use crate::types::NodeId;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Duration;
 
 /// The kinds of fault a [`FaultSchedule`] chooses among.
@@ -33,11 +49,18 @@ pub enum FaultKind {
     Faults,
     /// Call the panic hook on a running node (only with a hook).
     Panic,
+    /// Fail the next sync of a running node's store (only with a hook, see
+    /// [`FaultSchedule::with_disk_hook`]); the write is torn or landed, drawn
+    /// from the nemesis's stream. The node must stop without acknowledging
+    /// anything that depended on that sync; the nemesis crashes it at its
+    /// next step (the process is gone) and counts it down until a
+    /// `Restart`.
+    Disk,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -46,6 +69,7 @@ impl FaultKind {
         FaultKind::Heal,
         FaultKind::Faults,
         FaultKind::Panic,
+        FaultKind::Disk,
     ];
 }
 
@@ -73,6 +97,14 @@ pub enum FaultAction {
     SetFaults(NetworkFaults),
     /// Panic a component of a node (through the hook).
     Panic(NodeId),
+    /// Fail the next sync of a node's store (through the hook); the node is
+    /// crashed at the nemesis's next step.
+    DiskFailure {
+        /// Whose disk.
+        node: NodeId,
+        /// What the failed sync leaves of its writes.
+        outcome: SyncFailure,
+    },
 }
 
 /// A fault applied at a virtual time.
@@ -101,17 +133,20 @@ pub struct FaultSchedule {
     /// taken as they are.
     pub max_faults: NetworkFaults,
     panic_hook: Option<Box<dyn FnMut(NodeId)>>,
+    disk_hook: Option<Box<dyn FnMut(NodeId, SyncFailure)>>,
+    /// Nodes whose disk failed, to crash at the next step.
+    disk_failed: BTreeSet<NodeId>,
     rng: Option<ChaCha8Rng>,
 }
 
 impl FaultSchedule {
-    /// Every kind but `Panic` with weight 1, a fault every 0.5 to 3 s,
+    /// Every kind but `Panic` and `Disk` with weight 1, a fault every 0.5 to 3 s,
     /// `max_down` nodes down at most, loss and duplication up to 10 %,
     /// reordering up to 20 %, jitter up to 5 ms.
     pub fn new(max_down: usize) -> Self {
         let weights = FaultKind::ALL
             .iter()
-            .map(|&k| (k, u32::from(k != FaultKind::Panic)))
+            .map(|&k| (k, u32::from(k != FaultKind::Panic && k != FaultKind::Disk)))
             .collect();
         Self {
             min_interval: Duration::from_millis(500),
@@ -126,6 +161,8 @@ impl FaultSchedule {
                 ..NetworkFaults::none()
             },
             panic_hook: None,
+            disk_hook: None,
+            disk_failed: BTreeSet::new(),
             rng: None,
         }
     }
@@ -164,6 +201,19 @@ impl FaultSchedule {
         self
     }
 
+    /// Installs the hook that makes the next sync of a node's store fail
+    /// with the given outcome (see [`FaultKind::Disk`]), and gives
+    /// `Disk` weight 1 if it had none.
+    #[must_use]
+    pub fn with_disk_hook(mut self, hook: impl FnMut(NodeId, SyncFailure) + 'static) -> Self {
+        self.disk_hook = Some(Box::new(hook));
+        let w = self.weights.entry(FaultKind::Disk).or_insert(0);
+        if *w == 0 {
+            *w = 1;
+        }
+        self
+    }
+
     /// Picks the next fault for a cluster of `members` of which `up` are
     /// running, or `None` when no kind applies.
     pub fn pick(
@@ -184,6 +234,10 @@ impl FaultSchedule {
             FaultKind::Isolate => !members.is_empty(),
             FaultKind::Heal | FaultKind::Faults => true,
             FaultKind::Panic => self.panic_hook.is_some() && !up.is_empty(),
+            // The node goes down: within the same budget as a crash.
+            FaultKind::Disk => {
+                self.disk_hook.is_some() && !up.is_empty() && down.len() < self.max_down
+            }
         };
         let choices: Vec<(FaultKind, u32)> = self
             .weights
@@ -254,6 +308,14 @@ impl FaultSchedule {
                 })
             }
             FaultKind::Panic => FaultAction::Panic(one_of(rng, up)),
+            FaultKind::Disk => FaultAction::DiskFailure {
+                node: one_of(rng, up),
+                outcome: if rng.random_bool(0.5) {
+                    SyncFailure::Torn
+                } else {
+                    SyncFailure::Landed
+                },
+            },
         })
     }
 
@@ -286,7 +348,33 @@ impl FaultSchedule {
                 hook(*n);
                 Ok(())
             }
+            FaultAction::DiskFailure { node, outcome } => {
+                let hook = self.disk_hook.as_mut().ok_or(SimError::NoDiskHook(*node))?;
+                sim.trace()
+                    .record_control(format!("disk failure {node} {outcome:?}"));
+                hook(*node, *outcome);
+                self.disk_failed.insert(*node);
+                Ok(())
+            }
         }
+    }
+
+    /// Crashes the nodes whose disk failed since the last step (their
+    /// process stopped on the failed sync) and returns the crashes.
+    pub fn crash_disk_failed<M: Wire, F: NodeFactory<M>>(
+        &mut self,
+        sim: &mut Simulation<M, F>,
+    ) -> Vec<FaultEvent> {
+        let mut events = Vec::new();
+        for node in std::mem::take(&mut self.disk_failed) {
+            if sim.is_up(node) && sim.crash(node).is_ok() {
+                events.push(FaultEvent {
+                    at: sim.now(),
+                    action: FaultAction::Crash(node),
+                });
+            }
+        }
+        events
     }
 
     /// Runs the schedule on `sim` for `duration` of virtual time and returns
@@ -312,9 +400,11 @@ impl FaultSchedule {
             let now = sim.now();
             if now + pause >= end {
                 sim.run_for(end.saturating_sub(now)).await;
+                events.extend(self.crash_disk_failed(sim));
                 break;
             }
             sim.run_for(pause).await;
+            events.extend(self.crash_disk_failed(sim));
             let members = sim.members();
             let up = sim.up_nodes();
             let Some(action) = self.pick(&mut rng, &members, &up) else {

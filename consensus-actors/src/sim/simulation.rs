@@ -161,6 +161,9 @@ pub enum SimError {
     /// A fault action needs a hook that was not given.
     #[error("no panic hook: cannot panic a component of {0}")]
     NoPanicHook(NodeId),
+    /// A disk fault needs a hook that was not given.
+    #[error("no disk hook: cannot fail the disk of {0}")]
+    NoDiskHook(NodeId),
 }
 
 /// [`Simulation::wait_until`] gave up.

@@ -649,11 +649,64 @@ fn nemesis_is_seeded_and_recover_restores_the_cluster() {
             FaultAction::Heal => "heal",
             FaultAction::SetFaults(_) => "faults",
             FaultAction::Panic(_) => "panic",
+            FaultAction::DiskFailure { .. } => "disk",
         })
         .collect();
     assert!(!kinds.contains("panic"), "no hook, no panic");
+    assert!(!kinds.contains("disk"), "no hook, no disk fault");
     assert_eq!(kinds.len(), 7, "{kinds:?}");
     assert!(events.windows(2).all(|w| w[0].at < w[1].at));
+}
+
+#[test]
+fn nemesis_disk_faults_hit_running_nodes_which_are_crashed_next_step() {
+    use crate::storage::SyncFailure;
+    let hits: Rc<RefCell<Vec<(NodeId, SyncFailure)>>> = Rc::default();
+    let h = hits.clone();
+    let f = TestFactory::passive();
+    let shared = f.shared.clone();
+    let out = Simulation::run(SimConfig::new(5, 5), f, |mut sim| async move {
+        let mut nemesis = FaultSchedule::new(2)
+            .only(&[FaultKind::Restart])
+            .with_disk_hook(move |n, o| h.borrow_mut().push((n, o)));
+        nemesis.run(&mut sim, Duration::from_secs(60)).await
+    })
+    .expect("runs");
+    let events = &out.result;
+    let disk: Vec<(NodeId, SyncFailure)> = events
+        .iter()
+        .filter_map(|e| match e.action {
+            FaultAction::DiskFailure { node, outcome } => Some((node, outcome)),
+            _ => None,
+        })
+        .collect();
+    assert!(disk.len() >= 5, "{events:?}");
+    assert_eq!(*hits.borrow(), disk, "the hook saw every disk fault");
+    let outcomes: std::collections::BTreeSet<_> = disk.iter().map(|d| d.1).collect();
+    assert_eq!(outcomes.len(), 2, "both outcomes drawn");
+    // Each disk fault is followed by the crash of that node, before any
+    // other fault, and only then can the node be restarted.
+    for (i, e) in events.iter().enumerate() {
+        if let FaultAction::DiskFailure { node, .. } = e.action {
+            assert_eq!(
+                events.get(i + 1).map(|n| &n.action),
+                Some(&FaultAction::Crash(node)),
+                "{events:?}"
+            );
+        }
+    }
+    let crashed = shared.0.borrow().crashed.len();
+    assert_eq!(crashed, disk.len());
+    // Never more than max_down nodes down.
+    let mut down = std::collections::BTreeSet::new();
+    for e in events {
+        match e.action {
+            FaultAction::Crash(n) => assert!(down.insert(n)),
+            FaultAction::Restart(n) => assert!(down.remove(&n)),
+            _ => {}
+        }
+        assert!(down.len() <= 2);
+    }
 }
 
 #[test]

@@ -8,6 +8,24 @@
 //! last successful [`Durable::sync`] and restores the image that sync made
 //! durable.
 //!
+//! # Disk faults
+//!
+//! Besides [`MemStorage::set_fail_writes`] (a disk that refuses writes), the
+//! store plays the faults the durable store on disk
+//! ([`DiskStorage`](super::DiskStorage)) can meet, chosen by the caller
+//! (the simulation's seeded nemesis), so runs stay deterministic:
+//!
+//! - a crash loses what was not synced ([`MemStorage::crash`]);
+//! - a failed `fsync` ([`MemStorage::fail_next_sync`]): the next sync
+//!   returns [`StorageError::Io`] and from then on every write and sync
+//!   fails until the next crash (restart), as after a real failed `fsync`
+//!   whose outcome the kernel no longer knows. What the failed sync was
+//!   writing either *landed* ([`SyncFailure::Landed`]: durable although the
+//!   caller was told otherwise) or was *torn* ([`SyncFailure::Torn`]: the
+//!   disk store's torn last record, cut off on reopen, so the writes are
+//!   lost at the crash). A protocol is safe under both only if it
+//!   acknowledges nothing that depends on a sync that failed.
+//!
 //! # Cost
 //!
 //! The store keeps one copy of the log (a `VecDeque` after a purge watermark)
@@ -56,6 +74,19 @@ pub struct StorageStats {
     pub crashes: u64,
     /// Writes and syncs refused with [`StorageError::Unavailable`].
     pub failed_writes: u64,
+    /// Syncs that failed because of [`MemStorage::fail_next_sync`].
+    pub failed_syncs: u64,
+}
+
+/// What a sync failed by [`MemStorage::fail_next_sync`] did to the writes
+/// it was making durable (see the [module docs](self)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SyncFailure {
+    /// The write was torn: the writes are lost at the next crash.
+    Torn,
+    /// The write landed but the flush reported an error: the writes
+    /// survive the next crash.
+    Landed,
 }
 
 /// How to undo one unsynced log operation.
@@ -88,6 +119,10 @@ struct Inner<H, E> {
     /// Unsynced log operations, oldest first.
     log_undo: Vec<LogUndo<E>>,
     fail_writes: bool,
+    /// The next sync fails this way.
+    sync_failure: Option<SyncFailure>,
+    /// A sync failed: everything is refused until the next crash.
+    failed: bool,
     stats: StorageStats,
 }
 
@@ -102,6 +137,8 @@ impl<H, E> Inner<H, E> {
             purged: LogIndex::ZERO,
             log_undo: Vec::new(),
             fail_writes: false,
+            sync_failure: None,
+            failed: false,
             stats: StorageStats::default(),
         }
     }
@@ -136,6 +173,12 @@ impl<H, E> Inner<H, E> {
     }
 
     fn check_writable(&mut self) -> StorageResult<()> {
+        if self.failed {
+            self.stats.failed_writes += 1;
+            return Err(StorageError::Io(
+                "a sync failed earlier: the store must be reopened".into(),
+            ));
+        }
         if self.fail_writes {
             self.stats.failed_writes += 1;
             return Err(StorageError::Unavailable);
@@ -149,15 +192,33 @@ impl<H, E> Inner<H, E> {
 
     fn sync(&mut self) -> StorageResult<()> {
         self.check_writable()?;
-        self.hard_undo = None;
-        self.snapshot_undo = None;
-        self.log_undo.clear();
+        if let Some(outcome) = self.sync_failure.take() {
+            self.failed = true;
+            self.stats.failed_syncs += 1;
+            if outcome == SyncFailure::Landed {
+                self.make_durable();
+            }
+            tracing::debug!(?outcome, "storage: injected sync failure");
+            return Err(StorageError::Io(format!(
+                "injected fsync failure (write {outcome:?})"
+            )));
+        }
+        self.make_durable();
         self.stats.syncs += 1;
         Ok(())
     }
 
+    fn make_durable(&mut self) {
+        self.hard_undo = None;
+        self.snapshot_undo = None;
+        self.log_undo.clear();
+    }
+
     fn crash(&mut self) {
         let undone = self.log_undo.len();
+        // The restarted process has a working store again.
+        self.failed = false;
+        self.sync_failure = None;
         if let Some(prev) = self.hard_undo.take() {
             self.hard = prev;
         }
@@ -256,6 +317,19 @@ impl<H, E> MemStorage<H, E> {
     /// [`StorageError::Unavailable`] and changes nothing. Reads keep working.
     pub fn set_fail_writes(&self, fail: bool) {
         self.lock().fail_writes = fail;
+    }
+
+    /// Fault injection: the next [`Durable::sync`] fails with
+    /// [`StorageError::Io`], leaving the writes it was making durable as
+    /// `outcome` says; from then on every write and sync fails until
+    /// [`crash`](Self::crash). A crash before that sync disarms it.
+    pub fn fail_next_sync(&self, outcome: SyncFailure) {
+        self.lock().sync_failure = Some(outcome);
+    }
+
+    /// Whether a sync failed and the store refuses writes until a crash.
+    pub fn has_failed(&self) -> bool {
+        self.lock().failed
     }
 
     /// Whether a write was made since the last successful sync.
@@ -510,6 +584,57 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_sync_refuses_everything_until_a_crash() {
+        for outcome in [SyncFailure::Torn, SyncFailure::Landed] {
+            let mut s = Store::new();
+            s.append(&test_entries(1, 1, 2)).unwrap();
+            s.sync().unwrap();
+            s.append(&test_entries(1, 3, 5)).unwrap();
+            s.save_hard_state(&TestHardState {
+                term: 2,
+                voted_for: None,
+            })
+            .unwrap();
+            s.fail_next_sync(outcome);
+            assert!(matches!(s.sync(), Err(StorageError::Io(_))), "{outcome:?}");
+            assert!(s.has_failed());
+            assert!(matches!(s.sync(), Err(StorageError::Io(_))));
+            assert!(matches!(
+                s.append(&test_entries(1, 6, 6)),
+                Err(StorageError::Io(_))
+            ));
+            assert!(matches!(
+                s.truncate_suffix(LogIndex(2)),
+                Err(StorageError::Io(_))
+            ));
+            // Reads still see every write.
+            conformance::assert_log(&s, 1, &test_entries(1, 1, 5), "after the failure");
+            s.crash();
+            assert!(!s.has_failed());
+            let (log, hard) = match outcome {
+                SyncFailure::Torn => (test_entries(1, 1, 2), None),
+                SyncFailure::Landed => (
+                    test_entries(1, 1, 5),
+                    Some(TestHardState {
+                        term: 2,
+                        voted_for: None,
+                    }),
+                ),
+            };
+            conformance::assert_log(&s, 1, &log, &format!("{outcome:?} after the crash"));
+            assert_eq!(s.load_hard_state().unwrap(), hard);
+            assert_eq!(s.stats().failed_syncs, 1);
+            s.append(&test_entries(2, 6, 6)).unwrap();
+            s.sync().unwrap();
+        }
+        // A crash before the armed sync disarms it.
+        let mut s = Store::new();
+        s.fail_next_sync(SyncFailure::Torn);
+        s.crash();
+        s.sync().unwrap();
+    }
+
+    #[test]
     fn stats_count_every_kind_of_write() {
         let mut s = Store::new();
         s.append(&test_entries(1, 1, 5)).unwrap();
@@ -540,6 +665,7 @@ mod tests {
                 snapshot_writes: 1,
                 crashes: 1,
                 failed_writes: 0,
+                failed_syncs: 0,
             }
         );
     }

@@ -44,12 +44,16 @@
 //! - this module: the traits, [`Snapshot`] and [`StorageError`];
 //! - [`mem`]: [`MemStorage`], the crash-aware in-memory implementation the
 //!   simulation uses;
+//! - [`disk`]: [`DiskStorage`], the durable store on disk (a segmented,
+//!   checksummed write-ahead log with one fsync per sync);
 //! - [`conformance`]: a test suite every implementation must pass.
 
 pub mod conformance;
+pub mod disk;
 pub mod mem;
 
-pub use mem::{MemStorage, StorageStats};
+pub use disk::{DiskOptions, DiskStorage};
+pub use mem::{MemStorage, StorageStats, SyncFailure};
 
 use crate::types::{LogIndex, Term};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};

@@ -207,6 +207,12 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     flush_scheduled: bool,
     unsynced: bool,
     failed: bool,
+    /// Safety events held until the next sync succeeds: a snapshot install
+    /// and the log events after it in the same step. The checker's mirror
+    /// takes an installed snapshot as durable (a crash keeps it), so it
+    /// must not hear of one whose sync then fails (a disk fault); the
+    /// events after it wait too, to keep their order.
+    held_safety: Vec<SafetyEvent>,
     /// The last [`RaftEvent::Progress`] published to the other components
     /// (see [`publishes`](Self::publishes)).
     published_progress: Option<LogProgress>,
@@ -276,6 +282,7 @@ where
             flush_scheduled: false,
             unsynced: false,
             failed: false,
+            held_safety: Vec::new(),
             published_progress: None,
             routing: EventRouting::default(),
             router: None,
@@ -372,6 +379,8 @@ where
             return;
         }
         self.failed = true;
+        // Not durable: the checker never hears of them.
+        self.held_safety.clear();
         tracing::error!(node = %self.id, %reason, "log replicator cannot go on");
         match &self.supervisor {
             Some(s) => s.do_send(FailNode { reason }),
@@ -405,6 +414,9 @@ where
         match self.storage.sync() {
             Ok(()) => {
                 self.unsynced = false;
+                for ev in self.held_safety.drain(..) {
+                    self.safety.emit(ev);
+                }
                 true
             }
             Err(e) => {
@@ -497,7 +509,7 @@ where
                 self.store("log entries", r);
             }
             Effect::TruncateLog(from) => {
-                self.safety.emit_with(|| SafetyRaftEvent::Truncated {
+                self.report_durable(|| SafetyRaftEvent::Truncated {
                     node,
                     from_index: from,
                 });
@@ -505,12 +517,14 @@ where
                 self.store("a truncation", r);
             }
             Effect::SaveSnapshot(s) => {
-                self.safety
-                    .emit_with(|| SafetyRaftEvent::SnapshotInstalled {
-                        node,
-                        last_index: s.meta.last_included.index,
-                        last_term: s.meta.last_included.term,
-                    });
+                if self.safety.is_enabled() {
+                    self.held_safety
+                        .push(SafetyEvent::Raft(SafetyRaftEvent::SnapshotInstalled {
+                            node,
+                            last_index: s.meta.last_included.index,
+                            last_term: s.meta.last_included.term,
+                        }));
+                }
                 let r = to_stored(&s).and_then(|stored| self.storage.save_snapshot(stored));
                 self.store("a snapshot", r);
             }
@@ -644,6 +658,16 @@ where
         }
     }
 
+    /// Reports the safety event of a durable effect now, or after the
+    /// sync if events are held (see `held_safety`).
+    fn report_durable(&mut self, make: impl FnOnce() -> SafetyRaftEvent) {
+        if self.held_safety.is_empty() {
+            self.safety.emit_with(make);
+        } else if self.safety.is_enabled() {
+            self.held_safety.push(SafetyEvent::Raft(make()));
+        }
+    }
+
     /// Reports appended entries to the safety checker (their command
     /// digests are computed once per entry, whichever node asks first, and
     /// remembered by the entry for its apply and the other nodes).
@@ -658,6 +682,10 @@ where
             first_index: first.index,
             entries: terms_digests,
         });
+        if !self.held_safety.is_empty() {
+            self.held_safety.push(event);
+            return;
+        }
         self.safety.emit_ref(&event);
         if let SafetyEvent::Protocol(SafetyRaftEvent::AppendedBatch { mut entries, .. }) = event {
             entries.clear();
@@ -859,6 +887,7 @@ where
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.failed = false;
         self.unsynced = false;
+        self.held_safety.clear();
         if self.submissions.reopen() {
             // A wake sent before a restart may be gone with the old state.
             ctx.notify(DrainSubmissions);
