@@ -519,7 +519,7 @@ where
             Effect::SaveSnapshot(s) => {
                 if self.safety.is_enabled() {
                     self.held_safety
-                        .push(SafetyEvent::Raft(SafetyRaftEvent::SnapshotInstalled {
+                        .push(SafetyEvent::Protocol(SafetyRaftEvent::SnapshotInstalled {
                             node,
                             last_index: s.meta.last_included.index,
                             last_term: s.meta.last_included.term,
@@ -664,7 +664,7 @@ where
         if self.held_safety.is_empty() {
             self.safety.emit_with(make);
         } else if self.safety.is_enabled() {
-            self.held_safety.push(SafetyEvent::Raft(make()));
+            self.held_safety.push(SafetyEvent::Protocol(make()));
         }
     }
 
