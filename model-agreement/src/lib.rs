@@ -1,6 +1,13 @@
 //! # model-agreement
 //!
-//! Will let distributed training nodes agree on model state through the
-//! consensus protocols: `GradientConsensus`, `ParameterSync` and
-//! `VersionVector`. Not built yet: this crate compiles and exports nothing.
+//! The nodes of a distributed training job agree on model state even when
+//! some workers lie: gradients are ordered through a consensus group and
+//! aggregated deterministically, so every replica holds a bit-identical
+//! model.
 #![deny(missing_docs)]
+
+pub mod aggregation;
+pub mod version_vector;
+
+pub use aggregation::{AggregationError, Aggregator};
+pub use version_vector::{CausalOrder, VersionVector};
