@@ -76,7 +76,7 @@ pub enum Aggregator {
 }
 
 /// Why a round's gradients could not be aggregated.
-#[derive(Clone, Debug, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AggregationError {
     /// No gradient at all.
     #[error("no gradient to aggregate")]

@@ -7,7 +7,14 @@
 #![deny(missing_docs)]
 
 pub mod aggregation;
+pub mod attack;
+pub mod gradient_consensus;
+pub mod task;
 pub mod version_vector;
 
 pub use aggregation::{AggregationError, Aggregator};
+pub use attack::{Attack, WorkerOutput};
+pub use gradient_consensus::{
+    GradientCommand, GradientConsensus, GradientOutput, Round, TrainingConfig,
+};
 pub use version_vector::{CausalOrder, VersionVector};
