@@ -86,6 +86,13 @@ pub struct TrainingConfig {
     pub f: usize,
     /// The workers allowed to submit.
     pub workers: Vec<NodeId>,
+    /// Whether honest workers always submit before a round closes (the
+    /// synchronous model). Then a missing gradient is a Byzantine worker's,
+    /// and a round with `m` gradients missing tolerates `f − m` among those
+    /// it has (what keeps Krum live when Byzantine workers stay silent).
+    /// Without it only proven Byzantine workers, the equivocators, are
+    /// subtracted from f: a missing gradient may be a late honest worker's.
+    pub synchronous: bool,
 }
 
 /// A command of the training log.
@@ -141,6 +148,8 @@ pub struct RoundSummary {
     pub round: Round,
     /// Workers whose gradient was aggregated, in id order.
     pub included: Vec<NodeId>,
+    /// The f the rule tolerated this round (see [`TrainingConfig::synchronous`]).
+    pub f: usize,
     /// Workers dropped for equivocating.
     pub equivocators: Vec<NodeId>,
     /// The rule's refusal ([`AggregationError`]'s message), when it refused
@@ -187,10 +196,12 @@ struct State {
     /// The last aggregate (centered clipping's starting point).
     last_aggregate: Option<Vec<f32>>,
     pending: BTreeMap<NodeId, Pending>,
+    /// The summary of the last closed round.
+    last_summary: Option<RoundSummary>,
 }
 
 /// One replica's record of a closed round, for observers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ReplicaRecord {
     /// Which state-machine instance (one per replica incarnation).
     pub instance: usize,
@@ -198,6 +209,8 @@ pub struct ReplicaRecord {
     pub round: Round,
     /// The parameters' hash after it.
     pub hash: u64,
+    /// The parameters after it.
+    pub params: Vec<f32>,
 }
 
 /// Collects what each state-machine instance applies, so tests and the
@@ -240,6 +253,7 @@ impl ReplicaProbe {
             instance,
             round,
             hash: parameter_hash(params),
+            params: params.to_vec(),
         });
         s.params.insert(instance, (round, params.to_vec()));
     }
@@ -317,6 +331,7 @@ impl GradientConsensus {
                 },
                 last_aggregate: None,
                 pending: BTreeMap::new(),
+                last_summary: None,
             },
             probe: None,
         })
@@ -343,6 +358,11 @@ impl GradientConsensus {
     /// The current version.
     pub fn version(&self) -> &ModelVersion {
         &self.state.version
+    }
+
+    /// The summary of the last closed round.
+    pub fn last_summary(&self) -> Option<&RoundSummary> {
+        self.state.last_summary.as_ref()
     }
 
     /// The training configuration.
@@ -406,10 +426,16 @@ impl GradientConsensus {
                 Pending::Equivocated => equivocators.push(*w),
             }
         }
-        let result =
-            s.config
-                .aggregator
-                .aggregate_from(&gradients, s.config.f, s.last_aggregate.as_deref());
+        let excluded = if s.config.synchronous {
+            s.config.workers.len() - included.len()
+        } else {
+            equivocators.len()
+        };
+        let f = s.config.f.saturating_sub(excluded);
+        let result = s
+            .config
+            .aggregator
+            .aggregate_from(&gradients, f, s.last_aggregate.as_deref());
         let refused = match result {
             Ok(aggregate) => {
                 let lr = f64::from(s.config.learning_rate);
@@ -435,13 +461,16 @@ impl GradientConsensus {
         if let Some((probe, instance)) = &self.probe {
             probe.record(*instance, round, &self.state.params);
         }
-        GradientOutput::Closed(RoundSummary {
+        let summary = RoundSummary {
             round,
+            f,
             included,
             equivocators,
             refused,
             version: self.state.version.clone(),
-        })
+        };
+        self.state.last_summary = Some(summary.clone());
+        GradientOutput::Closed(summary)
     }
 }
 
@@ -520,6 +549,7 @@ mod tests {
             aggregator,
             f,
             workers: (1..=workers).map(NodeId).collect(),
+            synchronous: false,
         }
     }
 
@@ -630,6 +660,33 @@ mod tests {
         assert!(s.included.is_empty());
         assert_eq!(sm.params(), &[0.0, 0.0]);
         assert_eq!(sm.round(), Round(1));
+    }
+
+    #[test]
+    fn synchronous_rounds_count_missing_workers_as_byzantine() {
+        let mut c = config(Aggregator::Krum, 1, 5);
+        c.synchronous = true;
+        let mut sm = GradientConsensus::new(c);
+        // Worker 5 is silent: 4 gradients, f = 0 among them (Krum: 4 >= 3).
+        for w in 1..=4 {
+            sm.apply(&submit(0, w, &[w as f32, 0.0]));
+        }
+        let GradientOutput::Closed(s) = sm.apply(&GradientCommand::CloseRound { round: Round(0) })
+        else {
+            panic!("closes");
+        };
+        assert_eq!((s.f, s.refused.clone(), s.included.len()), (0, None, 4));
+        // Asynchronous: the missing worker may be honest, f stays 1, refused.
+        let mut sm = GradientConsensus::new(config(Aggregator::Krum, 1, 5));
+        for w in 1..=4 {
+            sm.apply(&submit(0, w, &[w as f32, 0.0]));
+        }
+        let GradientOutput::Closed(s) = sm.apply(&GradientCommand::CloseRound { round: Round(0) })
+        else {
+            panic!("closes");
+        };
+        assert_eq!(s.f, 1);
+        assert!(s.refused.is_some());
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub mod aggregation;
 pub mod attack;
 pub mod gradient_consensus;
 pub mod task;
+pub mod training;
 pub mod version_vector;
+pub mod worker;
 
 pub use aggregation::{AggregationError, Aggregator};
 pub use attack::{Attack, WorkerOutput};
