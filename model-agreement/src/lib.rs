@@ -9,6 +9,8 @@
 pub mod aggregation;
 pub mod attack;
 pub mod gradient_consensus;
+pub mod parameter_sync;
+pub mod sync_run;
 pub mod task;
 pub mod training;
 pub mod version_vector;

@@ -223,3 +223,97 @@ fn a_spec_beyond_the_rules_bound_is_refused() {
     .expect_err("Krum needs 7 workers for f = 2");
     assert!(err.to_string().contains("n >= 2f+3"), "{err}");
 }
+
+/// ParameterSync with 2 fast (10 ms) and 2 slow (40 ms) workers on 3 Raft
+/// replicas, 20 pushes each: no honest worker ever reads parameters more than
+/// s clocks stale, and the bound binds (fast workers wait, and some read is
+/// exactly s stale); BSP is s = 0 and ASP the unbounded limit (fast workers
+/// run far ahead and never wait). Reads by one worker see versions in causal
+/// order.
+mod sync {
+    use model_agreement::parameter_sync::{Consistency, PushRefusal};
+    use model_agreement::sync_run::{run_parameter_sync, SyncReport, SyncSpec};
+    use model_agreement::CausalOrder;
+
+    fn run(spec: &SyncSpec) -> SyncReport {
+        run_parameter_sync(spec).expect("runs to completion")
+    }
+
+    fn assert_causal_reads(r: &SyncReport) {
+        for a in &r.reads {
+            for b in r
+                .reads
+                .iter()
+                .filter(|b| b.worker == a.worker && b.clock > a.clock)
+            {
+                assert!(
+                    matches!(
+                        b.version.vector.compare(&a.version.vector),
+                        CausalOrder::After
+                    ),
+                    "a worker's later read includes its own push: {a:?} then {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ssp_never_reads_more_than_s_stale() {
+        for s in 1..=3 {
+            let r = run(&SyncSpec::new(4, Consistency::Ssp(s)));
+            assert_eq!(
+                r.max_staleness(),
+                s,
+                "ssp:{s}: bounded by s and reaching it"
+            );
+            assert!(r.waits > 0, "ssp:{s}: fast workers waited");
+            assert_eq!((r.applied, r.refused.len()), (80, 0));
+            assert!(r.distance.1 < 0.1, "ssp:{s} converges: {:?}", r.distance);
+            assert_causal_reads(&r);
+        }
+    }
+
+    #[test]
+    fn bsp_and_asp_are_the_limits() {
+        let bsp = run(&SyncSpec::new(4, Consistency::Bsp));
+        assert_eq!(bsp.max_staleness(), 0);
+        assert!(bsp.waits > 0);
+        let asp = run(&SyncSpec::new(4, Consistency::Asp));
+        assert_eq!(asp.waits, 0, "ASP never waits");
+        assert!(
+            asp.max_staleness() > 3,
+            "fast workers run ahead: {}",
+            asp.max_staleness()
+        );
+        for r in [&bsp, &asp] {
+            assert_eq!(r.applied, 80);
+            assert!(r.distance.1 < 0.1, "{:?}", r.distance);
+            assert_causal_reads(r);
+        }
+        let again = run(&SyncSpec::new(4, Consistency::Asp));
+        assert_eq!(again.trace_hash, asp.trace_hash, "replays");
+    }
+
+    /// A Byzantine worker that pushes as fast as it can without waiting
+    /// cannot break the bound: the log refuses its pushes beyond it, and
+    /// honest reads stay within s.
+    #[test]
+    fn ssp_bound_holds_with_a_byzantine_worker_that_never_waits() {
+        for c in [Consistency::Bsp, Consistency::Ssp(2)] {
+            let mut spec = SyncSpec::new(4, c);
+            spec.rusher = true;
+            let r = run(&spec);
+            let bound = c.bound().expect("bounded modes");
+            assert!(r.max_staleness() <= bound, "{c}: {}", r.max_staleness());
+            assert!(!r.refused.is_empty(), "{c}: the rusher was held back");
+            assert!(r
+                .refused
+                .iter()
+                .all(|(w, why)| w.0 == 104 && matches!(why, PushRefusal::TooFarAhead { .. })));
+            assert_eq!(
+                r.applied, 100,
+                "every honest push and the rusher's 20 were applied"
+            );
+        }
+    }
+}
