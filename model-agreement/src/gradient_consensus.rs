@@ -241,13 +241,13 @@ impl ReplicaProbe {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self) -> usize {
+    pub(crate) fn register(&self) -> usize {
         let mut s = self.lock();
         s.instances += 1;
         s.instances - 1
     }
 
-    fn record(&self, instance: usize, round: Round, params: &[f32]) {
+    pub(crate) fn record(&self, instance: usize, round: Round, params: &[f32]) {
         let mut s = self.lock();
         s.records.push(ReplicaRecord {
             instance,

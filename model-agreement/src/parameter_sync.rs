@@ -23,7 +23,7 @@
 //! the wait cannot run ahead or replay. (A silent Byzantine worker stalls
 //! BSP and SSP: the slowest clock stops; evicting it is not done here.)
 
-use crate::gradient_consensus::{parameter_hash, ModelVersion};
+use crate::gradient_consensus::{parameter_hash, ModelVersion, ReplicaProbe, Round};
 use crate::version_vector::VersionVector;
 use consensus_actors::kv::{SnapshotDecodeError, StateMachine};
 use consensus_actors::types::NodeId;
@@ -173,9 +173,17 @@ struct SyncState {
 }
 
 /// The ParameterSync state machine. See the [module documentation](self).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ParameterSync {
     state: SyncState,
+    probe: Option<(ReplicaProbe, usize)>,
+}
+
+impl PartialEq for ParameterSync {
+    /// The replicated state only (not the observer).
+    fn eq(&self, other: &Self) -> bool {
+        self.state == other.state
+    }
 }
 
 impl ParameterSync {
@@ -192,7 +200,17 @@ impl ParameterSync {
                     hash,
                 },
             },
+            probe: None,
         }
+    }
+
+    /// Reports every applied version to `probe` (its [`Round`] is the
+    /// version number).
+    #[must_use]
+    pub fn with_probe(mut self, probe: ReplicaProbe) -> Self {
+        let instance = probe.register();
+        self.probe = Some((probe, instance));
+        self
     }
 
     /// The slowest worker's clock.
@@ -256,6 +274,9 @@ impl ParameterSync {
         s.version.number += 1;
         s.version.hash = parameter_hash(&s.params);
         debug_assert_eq!(s.version.vector.total(), s.version.number);
+        if let Some((probe, instance)) = &self.probe {
+            probe.record(*instance, Round(s.version.number), &s.params);
+        }
         SyncOutput::Applied(s.version.clone())
     }
 }

@@ -9,7 +9,7 @@
 //! gradients as fast as it can without waiting; the log refuses what the mode
 //! forbids.
 
-use crate::gradient_consensus::ModelVersion;
+use crate::gradient_consensus::{ModelVersion, ReplicaProbe, Round};
 use crate::parameter_sync::{
     Consistency, ParameterSync, PushRefusal, SyncCommand, SyncConfig, SyncOutput,
     VersionedParameters,
@@ -111,6 +111,13 @@ pub struct SyncReport {
     pub distance: (f64, f64),
     /// Simulation trace hash.
     pub trace_hash: u64,
+    /// Held-out loss at the end.
+    pub final_loss: f64,
+    /// Every replica applied every version with the same parameters, and
+    /// every replica reached the last one.
+    pub replicas_identical: bool,
+    /// Per state-machine instance, the held-out loss after each version.
+    pub replica_losses: std::collections::BTreeMap<usize, Vec<(Round, f64)>>,
 }
 
 impl SyncReport {
@@ -155,10 +162,12 @@ pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> 
         ));
     }
     let problem = LinearRegression::new(spec.dim, 0.1, spec.seed);
+    let probe = ReplicaProbe::new();
+    let sm_probe = probe.clone();
     let factory = RaftSimFactory::new(
         spec.raft.clone(),
         (1..=spec.replicas).map(NodeId),
-        move || ParameterSync::new(config.clone()),
+        move || ParameterSync::new(config.clone()).with_probe(sm_probe.clone()),
     );
     let spec2 = spec.clone();
     let problem2 = problem.clone();
@@ -196,17 +205,31 @@ pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> 
             if let Some(e) = failed {
                 return Err(e);
             }
-            let final_params = read(&registry, |sm: &ParameterSync| sm.pull())
-                .await?
-                .params;
+            let final_version = read(&registry, |sm: &ParameterSync| sm.pull()).await?;
+            // Let every replica apply the last push before the probe is read.
+            sim.run_for(Duration::from_secs(2)).await;
+            let final_params = final_version.params;
+            let last = Round(final_version.version.number);
             drop(sim);
             let log = Rc::try_unwrap(log)
                 .map(RefCell::into_inner)
                 .unwrap_or_default();
-            Ok((log, final_params))
+            Ok((log, final_params, last))
         },
     )?;
-    let (log, final_params) = outcome.result?;
+    let (log, final_params, last) = outcome.result?;
+    let held_out = problem.shard(u64::MAX, 256);
+    let reached = probe.at_round(last);
+    let replicas_identical = probe.disagreements().is_empty()
+        && reached.len() as u64 >= spec.replicas
+        && reached.windows(2).all(|w| w[0].1 == w[1].1);
+    let mut replica_losses = std::collections::BTreeMap::<usize, Vec<(Round, f64)>>::new();
+    for r in probe.records() {
+        replica_losses
+            .entry(r.instance)
+            .or_default()
+            .push((r.round, held_out.loss(&r.params)));
+    }
     Ok(SyncReport {
         reads: log.reads,
         waits: log.waits,
@@ -217,6 +240,9 @@ pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> 
             problem.distance_to_truth(&final_params),
         ),
         trace_hash: outcome.trace_hash,
+        final_loss: held_out.loss(&final_params),
+        replicas_identical,
+        replica_losses,
     })
 }
 

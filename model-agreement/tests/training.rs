@@ -270,6 +270,7 @@ mod sync {
             assert_eq!((r.applied, r.refused.len()), (80, 0));
             assert!(r.distance.1 < 0.1, "ssp:{s} converges: {:?}", r.distance);
             assert_causal_reads(&r);
+            assert!(r.replicas_identical);
         }
     }
 
