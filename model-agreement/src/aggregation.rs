@@ -24,11 +24,14 @@
 //!   (GradientConsensus passes them sorted by worker id), coordinates in
 //!   index order, never in parallel and never reassociated (Rust does not
 //!   contract `a * b + c` into a fused multiply-add or reorder float sums);
-//!   the result is rounded to `f32` once, at the end;
-//! - compare floats with the IEEE total order (`total_cmp`), so ties and
-//!   signed zeros are decided the same way everywhere; Krum scores that tie
-//!   are ranked by the gradients' coordinates (lexicographic, total order);
-//! - select order statistics with `select_nth_unstable_by` (average O(n)
+//!   the result is rounded to `f32` once, at the end. Pairwise distances
+//!   (Krum, Multi-Krum, Bulyan) put coordinate `c` in accumulator lane
+//!   `c mod 4` and combine the lanes as `(l0 + l1) + (l2 + l3)`;
+//! - compare floats with the IEEE total order (`total_cmp`, or the same
+//!   order as `i32` keys on the per-coordinate paths), so ties and signed
+//!   zeros are decided the same way everywhere; Krum scores that tie are
+//!   ranked by the gradients' coordinates (lexicographic, total order);
+//! - select order statistics with `select_nth_unstable` (average O(n)
 //!   per coordinate, no full sort), but never sum in the order selection
 //!   left the values in, which is unspecified and may change between
 //!   standard-library versions: the kept values are summed in input order,
@@ -278,85 +281,93 @@ fn mean(gradients: &[&[f32]], d: usize) -> Vec<f32> {
     acc.into_iter().map(|s| (s / n) as f32).collect()
 }
 
-fn cmp_f32(a: &f32, b: &f32) -> Ordering {
-    a.total_cmp(b)
+/// The IEEE total order on `f32` as the order of `i32` keys: `key(a) <
+/// key(b)` exactly when `a.total_cmp(&b)` is `Less` (the transformation
+/// `total_cmp` itself applies). Selecting on keys compares natively.
+#[inline]
+fn key(x: f32) -> i32 {
+    let b = x.to_bits() as i32;
+    b ^ ((((b >> 31) as u32) >> 1) as i32)
 }
 
-/// The median of `buf` (reordered); exact, independent of the input order.
-fn median_of(buf: &mut [f32]) -> f32 {
+/// The inverse of [`key`] (the transformation is an involution).
+#[inline]
+fn unkey(k: i32) -> f32 {
+    f32::from_bits((k ^ ((((k >> 31) as u32) >> 1) as i32)) as u32)
+}
+
+/// The median of the keys in `buf` (reordered); exact, independent of the
+/// input order.
+fn median_of(buf: &mut [i32]) -> f32 {
     let n = buf.len();
     debug_assert!(n > 0);
     let mid = n / 2;
-    let (lower, &mut hi, _) = buf.select_nth_unstable_by(mid, cmp_f32);
+    let (lower, &mut hi, _) = buf.select_nth_unstable(mid);
     if n % 2 == 1 {
-        hi
+        unkey(hi)
     } else {
-        let lo = lower
-            .iter()
-            .copied()
-            .max_by(cmp_f32)
-            .expect("n even and > 0: a lower half");
-        ((f64::from(lo) + f64::from(hi)) / 2.0) as f32
+        let lo = *lower.iter().max().expect("n even and > 0: a lower half");
+        ((f64::from(unkey(lo)) + f64::from(unkey(hi))) / 2.0) as f32
     }
 }
 
 fn median(gradients: &[&[f32]], d: usize) -> Vec<f32> {
-    let mut buf = vec![0f32; gradients.len()];
+    let mut buf = vec![0i32; gradients.len()];
     (0..d)
         .map(|j| {
             for (b, g) in buf.iter_mut().zip(gradients) {
-                *b = g[j];
+                *b = key(g[j]);
             }
             median_of(&mut buf)
         })
         .collect()
 }
 
-/// Sum of the sorted positions `[k, n-k)` of `column`, in canonical order
-/// (strictly inside values in input order, then the thresholds × count).
-/// `buf` is scratch of the same length.
-fn trimmed_sum(column: &[f32], buf: &mut [f32], k: usize) -> f64 {
+/// Sum of the sorted positions `[k, n-k)` of the keys in `column`, in
+/// canonical order (values strictly inside in input order, then the
+/// thresholds × their count). `buf` is scratch of the same length.
+fn trimmed_sum(column: &[i32], buf: &mut [i32], k: usize) -> f64 {
     let n = column.len();
     debug_assert!(n > 2 * k);
     buf.copy_from_slice(column);
-    let (_, &mut lo, rest) = buf.select_nth_unstable_by(k, cmp_f32);
+    let (_, &mut lo, rest) = buf.select_nth_unstable(k);
     // hi is at sorted position n-k-1; rest starts at sorted position k+1.
     let hi = if n - k - 1 == k {
         lo
     } else {
-        *rest.select_nth_unstable_by(n - k - 1 - (k + 1), cmp_f32).1
+        *rest.select_nth_unstable(n - k - 1 - (k + 1)).1
     };
     let m = n - 2 * k;
-    if lo.total_cmp(&hi) == Ordering::Equal {
-        return f64::from(lo) * m as f64;
+    if lo == hi {
+        return f64::from(unkey(lo)) * m as f64;
     }
     let (mut less_lo, mut eq_lo, mut eq_hi, mut greater_hi) = (0usize, 0usize, 0usize, 0usize);
     let mut inside = 0f64;
     for &x in column {
-        match (x.total_cmp(&lo), x.total_cmp(&hi)) {
+        match (x.cmp(&lo), x.cmp(&hi)) {
             (Ordering::Less, _) => less_lo += 1,
             (Ordering::Equal, _) => eq_lo += 1,
             (_, Ordering::Equal) => eq_hi += 1,
             (_, Ordering::Greater) => greater_hi += 1,
-            _ => inside += f64::from(x),
+            _ => inside += f64::from(unkey(x)),
         }
     }
     let overlap = |start: usize, end: usize| end.min(n - k).saturating_sub(start.max(k));
     let kept_lo = overlap(less_lo, less_lo + eq_lo);
     let kept_hi = overlap(n - greater_hi - eq_hi, n - greater_hi);
     debug_assert!(kept_lo >= 1 && kept_hi >= 1);
-    inside + f64::from(lo) * kept_lo as f64 + f64::from(hi) * kept_hi as f64
+    inside + f64::from(unkey(lo)) * kept_lo as f64 + f64::from(unkey(hi)) * kept_hi as f64
 }
 
 fn trimmed_mean(gradients: &[&[f32]], d: usize, k: usize) -> Vec<f32> {
     let n = gradients.len();
     let m = (n - 2 * k) as f64;
-    let mut column = vec![0f32; n];
-    let mut buf = vec![0f32; n];
+    let mut column = vec![0i32; n];
+    let mut buf = vec![0i32; n];
     (0..d)
         .map(|j| {
             for (c, g) in column.iter_mut().zip(gradients) {
-                *c = g[j];
+                *c = key(g[j]);
             }
             (trimmed_sum(&column, &mut buf, k) / m) as f32
         })
@@ -467,33 +478,34 @@ fn bulyan(gradients: &[&[f32]], d: usize, f: usize) -> Vec<f32> {
     selected.sort_unstable();
     let chosen: Vec<&[f32]> = selected.iter().map(|&i| gradients[i]).collect();
     let mut column = vec![0f32; theta];
-    let mut buf = vec![0f32; theta];
-    let mut keys = vec![(0f64, 0f32); theta];
-    let key_cmp = |a: &(f64, f32), b: &(f64, f32)| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1));
+    let mut buf = vec![0i32; theta];
+    // Distance to the median (non-negative f64: its bits order like its
+    // value), then the value's key: a total order, compared natively.
+    let mut keys = vec![(0u64, 0i32); theta];
+    let key_of = |x: f32, med: f64| ((f64::from(x) - med).abs().to_bits(), key(x));
     (0..d)
         .map(|j| {
-            for (c, g) in column.iter_mut().zip(&chosen) {
+            for ((c, b), g) in column.iter_mut().zip(buf.iter_mut()).zip(&chosen) {
                 *c = g[j];
+                *b = key(g[j]);
             }
-            buf.copy_from_slice(&column);
             let med = f64::from(median_of(&mut buf));
             for (k, &x) in keys.iter_mut().zip(&column) {
-                *k = ((f64::from(x) - med).abs(), x);
+                *k = key_of(x, med);
             }
-            let threshold = *keys.select_nth_unstable_by(beta - 1, key_cmp).1;
+            let threshold = *keys.select_nth_unstable(beta - 1).1;
             // The values whose key is below the threshold, in input order,
             // then the threshold value for the rest.
             let mut sum = 0f64;
             let mut count = 0usize;
             for &x in &column {
-                let key = ((f64::from(x) - med).abs(), x);
-                if key_cmp(&key, &threshold) == Ordering::Less {
+                if key_of(x, med) < threshold {
                     sum += f64::from(x);
                     count += 1;
                 }
             }
             debug_assert!(count < beta);
-            sum += f64::from(threshold.1) * (beta - count) as f64;
+            sum += f64::from(unkey(threshold.1)) * (beta - count) as f64;
             (sum / beta as f64) as f32
         })
         .collect()
@@ -731,6 +743,28 @@ mod tests {
         }
     }
 
+    /// Keys order like `total_cmp` and invert exactly.
+    #[test]
+    fn keys_follow_the_total_order() {
+        let xs = [
+            f32::NEG_INFINITY,
+            -1.5,
+            -f32::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            f32::MIN_POSITIVE,
+            1.0,
+            3.0e38,
+            f32::INFINITY,
+        ];
+        for a in xs {
+            assert_eq!(unkey(key(a)).to_bits(), a.to_bits());
+            for b in xs {
+                assert_eq!(key(a).cmp(&key(b)), a.total_cmp(&b), "{a} vs {b}");
+            }
+        }
+    }
+
     /// Trimmed mean by selection equals the definition by a full sort.
     #[test]
     fn trimmed_mean_matches_sorting_definition() {
@@ -744,8 +778,9 @@ mod tests {
             let mut sorted = col.clone();
             sorted.sort_by(f32::total_cmp);
             let want: f64 = sorted[k..n - k].iter().map(|&x| f64::from(x)).sum();
-            let mut buf = vec![0f32; n];
-            assert_eq!(trimmed_sum(&col, &mut buf, k), want, "{col:?} k={k}");
+            let keys: Vec<i32> = col.iter().map(|&x| key(x)).collect();
+            let mut buf = vec![0i32; n];
+            assert_eq!(trimmed_sum(&keys, &mut buf, k), want, "{col:?} k={k}");
         }
     }
 }
