@@ -1,0 +1,386 @@
+//! A simulated training cluster that agrees on its model while workers lie:
+//! gradients are ordered through Raft and aggregated by a robust rule on
+//! every replica (model-agreement's GradientConsensus), all in virtual time.
+//!
+//! ```sh
+//! cargo run --example robust_training -- --aggregator krum --byzantine 2 --attack sign-flip
+//! cargo run --example robust_training -- --aggregator mean --byzantine 2 --attack ipm --json
+//! cargo run --example robust_training -- --attack-window 10:20 --report loss.svg
+//! cargo run --example robust_training -- --consistency ssp:2 --aggregator mean --byzantine 1
+//! ```
+//!
+//! Prints the held-out loss after every round; with `--json` the last line
+//! of stdout is one JSON object (`aggregator`, `workers`, `byzantine`,
+//! `attack`, `rounds`, `final_loss`, `replicas_identical`, ...).
+//! `--report FILE.svg` draws the loss per round of every replica, the attack
+//! window shaded.
+//!
+//! `--consistency bsp` (the default) runs synchronous rounds with the chosen
+//! rule. `ssp:S` and `asp` run ParameterSync instead, which applies every
+//! push as it comes (no robust aggregation there yet: only `--aggregator
+//! mean`); its only Byzantine worker kind is one that pushes sign-flipped
+//! gradients without ever waiting (`--byzantine 1`). `--protocol pbft` is
+//! refused until the PBFT crate exists.
+
+use clap::Parser;
+use model_agreement::gradient_consensus::Round;
+use model_agreement::parameter_sync::Consistency;
+use model_agreement::sync_run::{run_parameter_sync, SyncSpec};
+use model_agreement::training::{run_training, TrainingSpec};
+use model_agreement::{Aggregator, Attack};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(about = "Robust distributed training on a simulated Raft cluster")]
+struct Args {
+    /// mean | median | trimmed-mean | krum | multi-krum | bulyan | centered-clipping
+    #[arg(long, default_value = "median")]
+    aggregator: String,
+    /// Workers in total (Byzantine ones included).
+    #[arg(long, default_value_t = 7)]
+    workers: usize,
+    /// Byzantine workers (the rule tolerates this many).
+    #[arg(long, default_value_t = 2)]
+    byzantine: usize,
+    /// sign-flip | gaussian | alie | ipm | equivocation | silent
+    #[arg(long, default_value = "sign-flip")]
+    attack: Attack,
+    /// Rounds in which the Byzantine workers attack, `FROM:UNTIL` (default: all).
+    #[arg(long)]
+    attack_window: Option<String>,
+    /// bsp | ssp:S | asp
+    #[arg(long, default_value = "bsp")]
+    consistency: Consistency,
+    /// raft | pbft
+    #[arg(long, default_value = "raft")]
+    protocol: String,
+    /// Training rounds.
+    #[arg(long, default_value_t = 40)]
+    rounds: u64,
+    /// Consensus replicas.
+    #[arg(long, default_value_t = 3)]
+    replicas: u64,
+    /// Seed of the simulation, the data and the workers.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// One JSON object on the last line of stdout.
+    #[arg(long)]
+    json: bool,
+    /// Writes the loss per round of every replica as an SVG picture.
+    #[arg(long, value_name = "FILE.svg")]
+    report: Option<std::path::PathBuf>,
+}
+
+fn aggregator(name: &str, n: usize, f: usize) -> Result<Aggregator, String> {
+    Ok(match name {
+        "mean" => Aggregator::Mean,
+        "median" => Aggregator::Median,
+        // The smallest β that trims f on each side.
+        "trimmed-mean" => Aggregator::TrimmedMean {
+            beta: (f as f64 + 0.5) / n.max(1) as f64,
+        },
+        "krum" => Aggregator::Krum,
+        "multi-krum" => Aggregator::MultiKrum {
+            m: n.saturating_sub(f).max(1),
+        },
+        "bulyan" => Aggregator::Bulyan,
+        "centered-clipping" => Aggregator::CenteredClipping {
+            tau: 0.1,
+            iterations: 3,
+        },
+        other => {
+            return Err(format!(
+                "unknown aggregator `{other}` (expected mean, median, trimmed-mean, krum, multi-krum, bulyan or centered-clipping)"
+            ))
+        }
+    })
+}
+
+fn window(spec: Option<&str>) -> Result<(Round, Round), String> {
+    let Some(s) = spec else {
+        return Ok((Round(0), Round(u64::MAX)));
+    };
+    let parse = |x: &str| x.trim().parse::<u64>().map(Round);
+    match s.split_once(':').map(|(a, b)| (parse(a), parse(b))) {
+        Some((Ok(a), Ok(b))) if a < b => Ok((a, b)),
+        _ => Err(format!(
+            "bad --attack-window `{s}`: expected FROM:UNTIL with FROM < UNTIL"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("robust_training: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+struct Outcome {
+    lines: Vec<String>,
+    final_loss: f64,
+    final_distance: f64,
+    replicas_identical: bool,
+    replica_losses: BTreeMap<usize, Vec<(Round, f64)>>,
+    trace_hash: u64,
+    rounds: u64,
+    extra: serde_json::Value,
+}
+
+fn run(args: &Args) -> Result<ExitCode, String> {
+    match args.protocol.as_str() {
+        "raft" => {}
+        "pbft" => {
+            return Err(
+                "--protocol pbft is not available yet: the PBFT ordering layer \
+                        (consensus-pbft, issue #12) is not written; use --protocol raft"
+                    .into(),
+            )
+        }
+        other => {
+            return Err(format!(
+                "unknown protocol `{other}` (expected raft or pbft)"
+            ))
+        }
+    }
+    let attack_window = window(args.attack_window.as_deref())?;
+    let rule = aggregator(&args.aggregator, args.workers, args.byzantine)?;
+    let outcome = match args.consistency {
+        Consistency::Bsp => bsp(args, rule, attack_window)?,
+        c => sync(args, rule, c)?,
+    };
+    for line in &outcome.lines {
+        println!("{line}");
+    }
+    println!(
+        "final loss {:.6}, distance to the true weights {:.4}, replicas identical: {}",
+        outcome.final_loss, outcome.final_distance, outcome.replicas_identical
+    );
+    if let Some(path) = &args.report {
+        let svg = svg(&outcome.replica_losses, outcome.rounds, attack_window, args);
+        std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    if args.json {
+        let mut json = serde_json::json!({
+            "aggregator": args.aggregator,
+            "workers": args.workers,
+            "byzantine": args.byzantine,
+            "attack": args.attack.name(),
+            "consistency": args.consistency.to_string(),
+            "protocol": args.protocol,
+            "seed": args.seed,
+            "rounds": outcome.rounds,
+            "final_loss": outcome.final_loss,
+            "final_distance": outcome.final_distance,
+            "replicas_identical": outcome.replicas_identical,
+            "trace_hash": format!("{:016x}", outcome.trace_hash),
+        });
+        if let (Some(obj), serde_json::Value::Object(extra)) = (json.as_object_mut(), outcome.extra)
+        {
+            obj.extend(extra);
+        }
+        println!("{json}");
+    }
+    Ok(if outcome.replicas_identical {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn bsp(args: &Args, rule: Aggregator, attack_window: (Round, Round)) -> Result<Outcome, String> {
+    let mut spec = TrainingSpec::new(args.seed, args.workers, args.byzantine, args.attack, rule);
+    spec.rounds = args.rounds;
+    spec.replicas = args.replicas;
+    spec.attack_window = attack_window;
+    let report = run_training(&spec).map_err(|e| e.to_string())?;
+    let lines = report
+        .rounds
+        .iter()
+        .map(|r| {
+            format!(
+                "round {:>3}  loss {:>12.6}  distance {:>10.4}  included {}  stale {}{}",
+                r.summary.round.0,
+                r.loss,
+                r.distance,
+                r.summary.included.len(),
+                r.stale,
+                r.summary
+                    .refused
+                    .as_deref()
+                    .map(|e| format!("  (no update: {e})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    Ok(Outcome {
+        lines,
+        final_loss: report.final_loss,
+        final_distance: report.final_distance,
+        replicas_identical: report.replicas_identical,
+        replica_losses: report.replica_losses,
+        trace_hash: report.trace_hash,
+        rounds: args.rounds,
+        extra: serde_json::json!({ "initial_loss": report.initial_loss }),
+    })
+}
+
+fn sync(args: &Args, rule: Aggregator, consistency: Consistency) -> Result<Outcome, String> {
+    if rule != Aggregator::Mean {
+        return Err(format!(
+            "--consistency {consistency} applies every push as it comes, without robust \
+             aggregation (not built yet): use --aggregator mean, or --consistency bsp"
+        ));
+    }
+    if args.byzantine > 1 {
+        return Err(format!(
+            "--consistency {consistency} supports at most one Byzantine worker (a sign-flip \
+             pusher that never waits), got --byzantine {}",
+            args.byzantine
+        ));
+    }
+    let honest = args.workers.saturating_sub(args.byzantine);
+    let mut spec = SyncSpec::new(args.seed, consistency);
+    spec.replicas = args.replicas;
+    spec.fast_workers = honest.div_ceil(2);
+    spec.slow_workers = honest / 2;
+    spec.steps = args.rounds;
+    spec.rusher = args.byzantine == 1;
+    let report = run_parameter_sync(&spec).map_err(|e| e.to_string())?;
+    let every = honest.max(1);
+    let lines = report
+        .replica_losses
+        .values()
+        .next()
+        .map(|first| {
+            first
+                .iter()
+                .filter(|(v, _)| v.0 % every as u64 == 0)
+                .map(|(v, l)| format!("version {:>4}  loss {:>12.6}", v.0, l))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Outcome {
+        lines,
+        final_loss: report.final_loss,
+        final_distance: report.distance.1,
+        replicas_identical: report.replicas_identical,
+        rounds: report.applied,
+        replica_losses: report.replica_losses.clone(),
+        trace_hash: report.trace_hash,
+        extra: serde_json::json!({
+            "max_staleness": report.max_staleness(),
+            "waits": report.waits,
+            "refused_pushes": report.refused.len(),
+        }),
+    })
+}
+
+/// Loss (log scale) per round, one line per replica incarnation, the attack
+/// window shaded.
+fn svg(
+    losses: &BTreeMap<usize, Vec<(Round, f64)>>,
+    rounds: u64,
+    window: (Round, Round),
+    args: &Args,
+) -> String {
+    let (w, h, left, right, top, bottom) = (800.0, 450.0, 70.0, 20.0, 40.0, 50.0);
+    let all: Vec<f64> = losses
+        .values()
+        .flatten()
+        .map(|&(_, l)| l)
+        .filter(|l| l.is_finite() && *l > 0.0)
+        .collect();
+    let lo = all
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-12)
+        .log10()
+        .floor();
+    let hi = all
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .max(1e-11)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let x_max = rounds.max(1) as f64;
+    let x = |r: f64| left + (w - left - right) * r / x_max;
+    let y = |l: f64| {
+        let v = if l.is_finite() && l > 0.0 {
+            l.log10().clamp(lo, hi)
+        } else {
+            hi
+        };
+        top + (h - top - bottom) * (hi - v) / (hi - lo)
+    };
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"20\" font-size=\"14\">{} with {} of {} workers Byzantine ({}), {} replicas</text>\n",
+        args.aggregator, args.byzantine, args.workers, args.attack.name(), args.replicas
+    );
+    if args.byzantine > 0 {
+        let (a, b) = (window.0 .0 as f64, (window.1 .0 as f64).min(x_max));
+        s += &format!(
+            "<rect x=\"{:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f4c7c3\" opacity=\"0.6\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#a33\">attack</text>\n",
+            x(a),
+            (x(b) - x(a)).max(0.0),
+            h - top - bottom,
+            x(a) + 4.0,
+            top + 14.0
+        );
+    }
+    let mut d = lo;
+    while d <= hi {
+        s += &format!(
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"5\" y=\"{:.1}\">1e{d}</text>\n",
+            w - right,
+            y(10f64.powf(d)),
+            y(10f64.powf(d)),
+            y(10f64.powf(d)) + 4.0
+        );
+        d += 1.0;
+    }
+    s += &format!(
+        "<line x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{:.1}\" stroke=\"black\"/>\
+         <line x1=\"{left}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\"/>\
+         <text x=\"{:.1}\" y=\"{:.1}\">round</text><text x=\"{left}\" y=\"{:.1}\">0</text><text x=\"{:.1}\" y=\"{:.1}\">{rounds}</text>\n",
+        h - bottom,
+        w - right,
+        h - bottom,
+        h - bottom,
+        w / 2.0,
+        h - 10.0,
+        h - bottom + 15.0,
+        w - right - 20.0,
+        h - bottom + 15.0
+    );
+    let colors = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
+    ];
+    for (i, (instance, points)) in losses.iter().enumerate() {
+        let path: Vec<String> = points
+            .iter()
+            .map(|&(r, l)| format!("{:.1},{:.1}", x(r.0 as f64 + 1.0), y(l)))
+            .collect();
+        let color = colors[i % colors.len()];
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" opacity=\"0.8\" points=\"{}\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">replica incarnation {instance}</text>\n",
+            path.join(" "),
+            w - right - 170.0,
+            top + 16.0 * (i as f64 + 1.0)
+        );
+    }
+    s + "</svg>\n"
+}
