@@ -87,7 +87,7 @@ fn aggregator(name: &str, n: usize, f: usize) -> Result<Aggregator, String> {
         "bulyan" => Aggregator::Bulyan,
         "centered-clipping" => Aggregator::CenteredClipping {
             tau: 0.1,
-            iterations: 3,
+            iterations: 5,
         },
         other => {
             return Err(format!(

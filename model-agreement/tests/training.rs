@@ -84,7 +84,8 @@ fn test_gradient_consensus_convergence() {
 }
 
 /// With f = 2 Byzantine workers out of 7 running each attack, median,
-/// trimmed mean (β = 0.3), Krum, Multi-Krum and centered clipping converge,
+/// trimmed mean (β = 0.3), Krum, Multi-Krum and centered clipping (τ = 0.1,
+/// 5 iterations) converge,
 /// and so does Bulyan (11 workers, the smallest n for f = 2). Plain mean
 /// diverges under sign flip, Gaussian noise and inner-product manipulation.
 /// It converges under the other three, and the test says so: equivocation
@@ -101,7 +102,7 @@ fn robust_rules_converge_under_each_attack_while_mean_does_not() {
         Aggregator::MultiKrum { m: 5 },
         Aggregator::CenteredClipping {
             tau: 0.1,
-            iterations: 3,
+            iterations: 5,
         },
     ];
     for attack in Attack::ALL {
@@ -315,6 +316,54 @@ mod sync {
                 r.applied, 100,
                 "every honest push and the rusher's 20 were applied"
             );
+        }
+    }
+}
+
+/// The convergence claims are not one lucky seed: 20 seeds, each robust rule
+/// under the two attacks that break mean, and mean without attackers.
+/// (Seed 119 found centered clipping with 3 iterations ending 0.1005 away:
+/// its bias is proportional to τ and shrinks with iterations; 5 iterations
+/// keep it within 0.08 over 30 seeds and three attacks.)
+#[test]
+fn convergence_holds_over_seeds() {
+    let rules = [
+        Aggregator::Median,
+        Aggregator::TrimmedMean { beta: 0.3 },
+        Aggregator::Krum,
+        Aggregator::CenteredClipping {
+            tau: 0.1,
+            iterations: 5,
+        },
+    ];
+    for seed in 100..120 {
+        let clean = run(&TrainingSpec::new(
+            seed,
+            5,
+            0,
+            Attack::Silent,
+            Aggregator::Mean,
+        ));
+        assert!(
+            clean.final_distance < CONVERGED,
+            "seed {seed}: {}",
+            clean.final_distance
+        );
+        for attack in [
+            Attack::SignFlip { scale: 100.0 },
+            Attack::InnerProductManipulation { epsilon: 10.0 },
+        ] {
+            for rule in rules {
+                let r = run(&TrainingSpec::new(seed, 7, 2, attack, rule));
+                assert!(
+                    r.final_distance < CONVERGED && r.replicas_identical,
+                    "seed {seed}, {} under {}: {} (identical: {})",
+                    rule.name(),
+                    attack.name(),
+                    r.final_distance,
+                    r.replicas_identical
+                );
+            }
         }
     }
 }
