@@ -854,7 +854,15 @@ where
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.failed = false;
-        self.unsynced = false;
+        // Recovery reads the store, and a store's reads include the writes
+        // not synced yet: after a restart (`restarting` marks everything
+        // unsynced) those may be writes of the incarnation that crashed
+        // between a write and its sync. Make them durable before trusting
+        // them (Figure 2: persisted "before responding to RPCs"); a store
+        // that cannot sync fails the node.
+        if self.unsynced && !self.sync_writes() {
+            return;
+        }
         if self.submissions.reopen() {
             // A wake sent before a restart may be gone with the old state.
             ctx.notify(DrainSubmissions);
@@ -932,7 +940,11 @@ where
 {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // Everything in memory is suspect: forget it, recover from storage in
-        // started(). Waiting clients learn the outcome is unknown.
+        // started(). Waiting clients learn the outcome is unknown. The store
+        // may hold writes of this incarnation that were never synced (a
+        // panic between a write and its sync, or inside the write): started()
+        // syncs them before recovering.
+        self.unsynced = true;
         self.core = None;
         self.published_progress = None;
         self.routing = EventRouting::default();
