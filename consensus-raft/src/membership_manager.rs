@@ -258,8 +258,12 @@ impl MembershipCore {
                     }
                 }
             }
-            // Not yet possible: retried on the next event (the log moved).
-            Err(Refusal::LeaderNotReady) | Err(Refusal::ConfigChangePending) => return,
+            // Not yet possible: retried on the next event (the log moved),
+            // or once the owner is back (its events then tell whether this
+            // node still leads).
+            Err(Refusal::LeaderNotReady)
+            | Err(Refusal::ConfigChangePending)
+            | Err(Refusal::Unavailable) => return,
             Err(_) => self.fail(MembershipChangeError::LeadershipLost),
         }
         self.advance(now_us);

@@ -474,12 +474,14 @@ impl<SM: RaftStateMachine> RaftNode<SM> {
             .unwrap_or(Err(MembershipChangeError::LeadershipLost))
     }
 
-    /// Hands leadership to `target` (leader only).
+    /// Hands leadership to `target` (leader only). While LeaderElection is
+    /// down (the node stopped or failed) the answer is
+    /// [`Refusal::Unavailable`].
     pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), Refusal> {
         self.transfer
             .send(TransferLeadership { target })
             .await
-            .unwrap_or(Err(Refusal::NotLeader))
+            .unwrap_or(Err(Refusal::Unavailable))
     }
 
     /// The node's Raft state (`None` while the LogReplicator restarts or

@@ -12,11 +12,16 @@ use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::sim::block_on_paused;
 use consensus_actors::storage::{
     Durable, HardStateStore, LogStore, MemStorage, Snapshot as StoredSnapshot, SnapshotStore,
-    StorageResult,
+    StorageError, StorageResult,
 };
 use consensus_actors::supervision::install_panic_hook;
 use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{LogIndex, NodeId, Term};
+use consensus_actors::safety::SafetySink;
+use consensus_raft::actors::{
+    BeginElection, EventSubscribers, LogReplicator, RaftEvents, StartTransfer,
+};
+use consensus_raft::error::Refusal;
 use consensus_raft::events::HardState;
 use consensus_raft::messages::{EntryRef, RaftMessage, RequestVote};
 use consensus_raft::node::{RaftNode, RaftNodeBuilder};
@@ -29,12 +34,14 @@ use tokio::sync::mpsc;
 type Msg = RaftMessage<KvCommand>;
 type Store = MemStorage<HardState, EntryRef<KvCommand>>;
 
-/// A [`MemStorage`] whose next `sync` panics once armed: a crash of the
-/// LogReplicator between a write and its sync.
+/// A [`MemStorage`] with faults: once `armed`, the next `sync` panics (a
+/// crash of the LogReplicator between a write and its sync); while
+/// `fail_loads`, reading the hard state fails (recovery is impossible).
 #[derive(Clone, Default)]
 struct PanicOnSync {
     inner: Store,
     armed: Arc<AtomicBool>,
+    fail_loads: Arc<AtomicBool>,
 }
 
 impl HardStateStore<HardState> for PanicOnSync {
@@ -42,6 +49,9 @@ impl HardStateStore<HardState> for PanicOnSync {
         self.inner.save_hard_state(state)
     }
     fn load_hard_state(&self) -> StorageResult<Option<HardState>> {
+        if self.fail_loads.load(Ordering::SeqCst) {
+            return Err(StorageError::Unavailable);
+        }
         self.inner.load_hard_state()
     }
 }
@@ -202,6 +212,68 @@ fn a_restarted_owner_answers_only_on_synced_state() {
             "the vote node 1 answered with was not durable"
         );
         node.shutdown().await;
+    })
+    .expect("runtime");
+}
+
+/// Swallows the owner's events (the test plays the other components).
+struct Deaf;
+
+impl Actor for Deaf {
+    type Context = Context<Self>;
+}
+
+impl Handler<RaftEvents> for Deaf {
+    type Result = ();
+    fn handle(&mut self, _: RaftEvents, _ctx: &mut Context<Self>) {}
+}
+
+/// An owner that could not recover (its store cannot be read) has no state
+/// to decide on: it refuses requests with [`Refusal::Unavailable`], which a
+/// requester retries on, not with `NotLeader`, which is a statement about
+/// a state it does not have.
+#[test]
+fn an_owner_without_state_refuses_as_unavailable() {
+    block_on_paused(async {
+        let storage = PanicOnSync::default();
+        storage.fail_loads.store(true, Ordering::SeqCst);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let outbox = Outbox(tx).start();
+        let deaf = Deaf.start().recipient();
+        let owner = LogReplicator::new(
+            NodeId(1),
+            quiet_config(),
+            Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+            storage,
+            Arc::new(KvStore::default),
+            Transport::new(NodeId(1), outbox.recipient()),
+            EventSubscribers {
+                election: deaf.clone(),
+                membership: deaf.clone(),
+                compactor: deaf,
+            },
+            SafetySink::noop(),
+            None,
+            tokio::time::Instant::now(),
+        )
+        .start();
+        let asked = owner
+            .send(BeginElection {
+                expected_term: Term(0),
+                pre_vote: false,
+                transfer: false,
+            })
+            .await
+            .expect("the owner runs");
+        assert_eq!(asked, Err(Refusal::Unavailable));
+        let asked = owner
+            .send(StartTransfer {
+                term: Term(0),
+                target: NodeId(2),
+            })
+            .await
+            .expect("the owner runs");
+        assert_eq!(asked, Err(Refusal::Unavailable));
     })
     .expect("runtime");
 }

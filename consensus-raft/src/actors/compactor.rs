@@ -69,7 +69,7 @@ where
                 CompactorEffect::Compact { keep_entries } => {
                     let req = self.owner.compact.send(Compact { keep_entries });
                     ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
-                        let result = res.unwrap_or(Err(Refusal::NotLeader));
+                        let result = res.unwrap_or(Err(Refusal::Unavailable));
                         if let Ok(meta) = &result {
                             tracing::debug!(node = %act.id, last_included = %meta.last_included, "snapshot taken");
                         }

@@ -59,7 +59,7 @@ impl MembershipManager {
                         .send(ProposeConfig { term, membership });
                     ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
                         let now = act.now_us();
-                        let result = res.unwrap_or(Err(crate::error::Refusal::NotLeader));
+                        let result = res.unwrap_or(Err(crate::error::Refusal::Unavailable));
                         act.core.handle_proposed(now, result);
                         act.run_effects(ctx);
                     }));

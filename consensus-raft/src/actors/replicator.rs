@@ -1191,7 +1191,8 @@ where
 }
 
 /// Implements a term-carrying owner request: run the core method, carry out
-/// the effects, return its result (`Unknown`-like refusal while restarting).
+/// the effects, return its result ([`Refusal::Unavailable`] while the owner
+/// has no state: restarting, failed to recover, or failed).
 macro_rules! owner_request {
     ($msg:ty, $ret:ty, |$core:ident, $now:ident, $m:ident| $body:expr) => {
         impl<SM, S> Handler<$msg> for LogReplicator<SM, S>
@@ -1204,7 +1205,7 @@ macro_rules! owner_request {
             fn handle(&mut self, $m: $msg, _ctx: &mut Context<Self>) -> $ret {
                 match self.step(|$core, $now| $body) {
                     Some(r) => r,
-                    None => Err(Refusal::NotLeader),
+                    None => Err(Refusal::Unavailable),
                 }
             }
         }
