@@ -34,7 +34,7 @@ pub enum ElectionEffect {
         at_us: u64,
     },
     /// Ask the owner to start a campaign
-    /// ([`ReplicationCore::begin_election`](crate::replication::ReplicationCore::begin_election)).
+    /// ([`Input::BeginElection`](crate::replication::Input::BeginElection)).
     BeginElection {
         /// The term the decision was based on.
         expected_term: Term,
@@ -44,7 +44,7 @@ pub enum ElectionEffect {
         transfer: bool,
     },
     /// A quorum voted for this node in `term`
-    /// ([`ReplicationCore::become_leader`](crate::replication::ReplicationCore::become_leader)).
+    /// ([`Input::BecomeLeader`](crate::replication::Input::BecomeLeader)).
     BecomeLeader {
         /// The campaign's term.
         term: Term,

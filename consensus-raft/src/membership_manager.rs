@@ -13,7 +13,7 @@
 //!
 //! The core owns the *process*; the configuration entries themselves are
 //! appended by the owner of the log
-//! ([`ReplicationCore::propose_membership`](crate::replication::ReplicationCore::propose_membership)),
+//! ([`Input::ProposeMembership`](crate::replication::Input::ProposeMembership)),
 //! term-carrying, and the core learns of their commitment from
 //! [`RaftEvent::MembershipChanged`]. A new leader that finds a committed joint
 //! configuration finishes the change by appending `C_new`.

@@ -173,7 +173,7 @@ impl LeaderContact {
 pub struct GetState;
 
 /// Asks the owner to start a campaign (see
-/// [`ReplicationCore::begin_election`](crate::replication::ReplicationCore::begin_election)).
+/// [`Input::BeginElection`](crate::replication::Input::BeginElection)).
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "Result<(), Refusal>")]
 pub struct BeginElection {

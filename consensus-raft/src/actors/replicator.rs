@@ -31,7 +31,8 @@ use crate::events::{HardState, LogProgress, RaftEvent, Snapshot, SnapshotMeta};
 use crate::membership::Membership;
 use crate::messages::{EntryRef, RaftMessage};
 use crate::replication::{
-    Committed, Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
+    Accepted, Committed, Effect, EffectOf, Input, Proposal, ProposalId, ReadId, Recovered,
+    ReplicationCore,
 };
 use actix::prelude::*;
 use consensus_actors::safety::{RaftEvent as SafetyRaftEvent, SafetyEvent, SafetySink};
@@ -894,7 +895,7 @@ where
         }
         let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
         ctx.run_interval(interval, |act, _ctx| {
-            act.step(|core, now| core.tick(now));
+            act.step(|core, now| core.step(now, Input::Tick));
         });
     }
 
@@ -920,10 +921,11 @@ where
         let reads = std::mem::take(&mut self.read_batch);
         self.step(|core, now| {
             if !batch.is_empty() {
-                core.propose_from(now, batch.drain(..));
+                // The core drains the batch: its allocation stays here.
+                let _ = core.step(now, Input::Propose(&mut batch));
             }
             if !reads.is_empty() {
-                core.read_index(reads);
+                let _ = core.step(now, Input::ReadIndex(reads));
             }
         });
         batch.clear();
@@ -997,14 +999,17 @@ where
     S: RaftStorage<Command<SM>>,
 {
     fn handle_peer(&mut self, from: NodeId, msg: RaftMessage<Command<SM>>) {
-        self.step(|core, now| match msg {
-            RaftMessage::RequestVote(rv) => core.handle_request_vote(now, from, rv),
-            RaftMessage::AppendEntries(ae) => core.handle_append_entries(now, from, ae),
-            RaftMessage::AppendEntriesResponse(r) => {
-                core.handle_append_entries_response(now, from, r)
+        let input = match msg {
+            RaftMessage::RequestVote(msg) => Input::RequestVote { from, msg },
+            RaftMessage::AppendEntries(msg) => Input::AppendEntries { from, msg },
+            RaftMessage::AppendEntriesResponse(msg) => Input::AppendEntriesResponse { from, msg },
+            other => {
+                tracing::debug!(message = other.name(), "not for the log replicator");
+                return;
             }
-            other => tracing::debug!(message = other.name(), "not for the log replicator"),
-        });
+        };
+        // Peer messages are always accepted (answers are effects).
+        let _ = self.step(|core, now| core.step(now, input));
     }
 }
 
@@ -1194,7 +1199,7 @@ where
 /// the effects, return its result ([`Refusal::Unavailable`] while the owner
 /// has no state: restarting, failed to recover, or failed).
 macro_rules! owner_request {
-    ($msg:ty, $ret:ty, |$core:ident, $now:ident, $m:ident| $body:expr) => {
+    ($msg:ty, $ret:ty, |$m:ident| $input:expr, $answer:ident) => {
         impl<SM, S> Handler<$msg> for LogReplicator<SM, S>
         where
             SM: RaftStateMachine,
@@ -1203,8 +1208,8 @@ macro_rules! owner_request {
             type Result = $ret;
 
             fn handle(&mut self, $m: $msg, _ctx: &mut Context<Self>) -> $ret {
-                match self.step(|$core, $now| $body) {
-                    Some(r) => r,
+                match self.step(|core, now| core.step(now, $input)) {
+                    Some(r) => r.and_then($answer),
                     None => Err(Refusal::Unavailable),
                 }
             }
@@ -1212,25 +1217,61 @@ macro_rules! owner_request {
     };
 }
 
-owner_request!(BeginElection, Result<(), Refusal>, |core, _now, m| core
-    .begin_election(m.expected_term, m.pre_vote, m.transfer));
-owner_request!(BecomeLeader, Result<(), Refusal>, |core, now, m| core
-    .become_leader(now, m.term));
-owner_request!(StepDown, Result<(), Refusal>, |core, _now, m| core.step_down(m.term));
-owner_request!(ObserveLeader, Result<(), Refusal>, |core, now, m| core
-    .observe_leader(now, m.term, m.leader));
-owner_request!(StartTransfer, Result<(), Refusal>, |core, _now, m| core
-    .transfer_leadership(m.term, m.target));
-owner_request!(AbortTransfer, Result<(), Refusal>, |core, _now, m| core
-    .abort_transfer(m.term));
-owner_request!(ProposeConfig, Result<LogId, Refusal>, |core, now, m| core
-    .propose_membership(now, m.term, m.membership));
-owner_request!(Compact, Result<SnapshotMeta, Refusal>, |core, _now, m| core
-    .compact(m.keep_entries));
-owner_request!(InstallSnapshotData, Result<(), Refusal>, |core, now, m| core
-    .install_snapshot(now, m.term, m.leader, m.snapshot));
-owner_request!(SnapshotSent, Result<(), Refusal>, |core, _now, m| core
-    .snapshot_sent(m.term, m.peer, m.last_included));
+owner_request!(BeginElection, Result<(), Refusal>, |m| Input::BeginElection {
+    expected_term: m.expected_term,
+    pre_vote: m.pre_vote,
+    transfer: m.transfer,
+}, done);
+owner_request!(BecomeLeader, Result<(), Refusal>, |m| Input::BecomeLeader { term: m.term }, done);
+owner_request!(StepDown, Result<(), Refusal>, |m| Input::StepDown { term: m.term }, done);
+owner_request!(ObserveLeader, Result<(), Refusal>, |m| Input::ObserveLeader {
+    term: m.term,
+    leader: m.leader,
+}, done);
+owner_request!(StartTransfer, Result<(), Refusal>, |m| Input::TransferLeadership {
+    term: m.term,
+    target: m.target,
+}, done);
+owner_request!(AbortTransfer, Result<(), Refusal>, |m| Input::AbortTransfer { term: m.term }, done);
+owner_request!(ProposeConfig, Result<LogId, Refusal>, |m| Input::ProposeMembership {
+    term: m.term,
+    membership: m.membership,
+}, config_appended);
+owner_request!(Compact, Result<SnapshotMeta, Refusal>, |m| Input::Compact {
+    keep_entries: m.keep_entries,
+}, compacted);
+owner_request!(InstallSnapshotData, Result<(), Refusal>, |m| Input::InstallSnapshot {
+    term: m.term,
+    leader: m.leader,
+    snapshot: m.snapshot,
+}, done);
+owner_request!(SnapshotSent, Result<(), Refusal>, |m| Input::SnapshotSent {
+    term: m.term,
+    peer: m.peer,
+    last_included: m.last_included,
+}, done);
+
+/// The answer to a request that expects nothing back.
+fn done(a: Accepted) -> Result<(), Refusal> {
+    debug_assert_eq!(a, Accepted::Done);
+    Ok(())
+}
+
+/// The answer to [`ProposeConfig`].
+fn config_appended(a: Accepted) -> Result<LogId, Refusal> {
+    match a {
+        Accepted::ConfigAppended(id) => Ok(id),
+        other => unreachable!("a configuration proposal answered {other:?}"),
+    }
+}
+
+/// The answer to [`Compact`].
+fn compacted(a: Accepted) -> Result<SnapshotMeta, Refusal> {
+    match a {
+        Accepted::Compacted(meta) => Ok(meta),
+        other => unreachable!("a compaction answered {other:?}"),
+    }
+}
 
 impl<SM, S> Handler<ObserveTerm> for LogReplicator<SM, S>
 where
@@ -1240,7 +1281,7 @@ where
     type Result = ();
 
     fn handle(&mut self, m: ObserveTerm, _ctx: &mut Context<Self>) {
-        self.step(|core, _now| core.observe_term(m.term));
+        let _ = self.step(|core, now| core.step(now, Input::ObserveTerm { term: m.term }));
     }
 }
 
