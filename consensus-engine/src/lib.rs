@@ -39,6 +39,7 @@
 //! | [`bench`](mod@bench) | the real-clock benchmark |
 //! | [`check`] | reading and checking recorded histories |
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod check;

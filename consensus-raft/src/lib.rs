@@ -92,6 +92,14 @@
 //! | [`config`] | [`RaftConfig`]: the shared settings plus Raft's own knobs |
 //! | [`error`] | client errors and the owner's refusals |
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+// Supervision restarts a component whose handler panicked: the panic must
+// unwind to the supervisor, so a build that aborts on panic is refused.
+#[cfg(panic = "abort")]
+compile_error!(
+    "consensus-raft needs panic = \"unwind\": supervision restarts components whose handlers panic"
+);
 
 pub mod actors;
 pub mod config;

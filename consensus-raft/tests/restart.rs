@@ -6,9 +6,11 @@
 //! peers are played by the test: it delivers their messages to the node's
 //! inbox and reads what the node sends from a channel. The clock is paused,
 //! so timeouts fire only when the test lets virtual time pass.
+#![forbid(unsafe_code)]
 
 use actix::prelude::*;
 use consensus_actors::kv::{KvCommand, KvStore};
+use consensus_actors::safety::SafetySink;
 use consensus_actors::sim::block_on_paused;
 use consensus_actors::storage::{
     Durable, HardStateStore, LogStore, MemStorage, Snapshot as StoredSnapshot, SnapshotStore,
@@ -17,7 +19,6 @@ use consensus_actors::storage::{
 use consensus_actors::supervision::install_panic_hook;
 use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{LogIndex, NodeId, Term};
-use consensus_actors::safety::SafetySink;
 use consensus_raft::actors::{
     BeginElection, EventSubscribers, LogReplicator, RaftEvents, StartTransfer,
 };

@@ -11,6 +11,7 @@
 //! requests); only *who* campaigns *when* changed.
 //!
 //! Run with `cargo run --example custom_topology`.
+#![forbid(unsafe_code)]
 
 use actix::prelude::*;
 use consensus_actors::kv::{KvCommand, KvStore};
