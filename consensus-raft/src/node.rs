@@ -23,10 +23,10 @@
 //! everything that depends on it.
 
 use crate::actors::{
-    ChangeMembership, Committed, DrainSubmissions, EventSubscribers, GetRaftStatus, InjectPanic,
-    LeaderContact, LeaderElection, LogReplicator, MembershipManager, OwnerHandles, ProposeBatch,
-    Pushed, RaftRouter, RaftStateMachine, RaftStatus, RaftStorage, Read, SnapshotCompactor,
-    Submission, SubmissionQueue, TransferLeadership,
+    ChangeMembership, Committed, DrainSubmissions, GetRaftStatus, InjectPanic, LeaderElection,
+    LogReplicator, MembershipManager, OwnerHandles, ProposeBatch, Pushed, RaftRouter,
+    RaftStateMachine, RaftStatus, RaftStorage, Read, SnapshotCompactor, Submission,
+    SubmissionQueue, TransferLeadership,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, Refusal};
@@ -224,14 +224,8 @@ where
         let compactor = compactor_slot.address();
         let router = router_slot.address();
         let owner = OwnerHandles::of(&replicator);
-        let events = EventSubscribers {
-            election: election.clone().recipient(),
-            membership: membership.clone().recipient(),
-            compactor: compactor.clone().recipient(),
-        };
         let transport = self.transport;
         let submissions = Arc::new(SubmissionQueue::new(self.cfg.max_pending_proposals));
-        let contact = LeaderContact::new();
         let replicator_actor = LogReplicator::new(
             id,
             self.cfg.clone(),
@@ -239,18 +233,15 @@ where
             self.storage,
             self.make_sm,
             transport.clone(),
-            events,
             self.safety,
             Some(tree.address().recipient()),
             epoch,
         )
         .with_trace(self.trace)
         .with_submissions(Arc::clone(&submissions))
-        .with_router(router.clone().recipient())
-        .with_leader_contact(contact.clone());
+        .with_router(router.clone().recipient());
         let election_actor =
-            LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch)
-                .with_leader_contact(contact);
+            LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch);
         let membership_actor = MembershipManager::new(id, self.cfg.clone(), owner.clone(), epoch);
         let compactor_actor = SnapshotCompactor::new(id, self.cfg.clone(), owner, transport, epoch);
         let router_actor = RaftRouter::new(

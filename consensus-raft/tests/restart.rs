@@ -18,14 +18,17 @@ use consensus_actors::storage::{
 };
 use consensus_actors::supervision::install_panic_hook;
 use consensus_actors::transport::{Envelope, Transport};
+use consensus_actors::types::{LogId, NodeState};
 use consensus_actors::types::{LogIndex, NodeId, Term};
 use consensus_raft::actors::{
-    BeginElection, EventSubscribers, LogReplicator, RaftEvents, StartTransfer,
+    AbortTransfer, BecomeLeader, BeginElection, Compact, InstallSnapshotData, LeaderElection,
+    LogReplicator, ObserveLeader, ObserveTerm, OwnerHandles, ProposeConfig, RaftEvents,
+    SnapshotSent, StartTransfer, StepDown, Subscribe,
 };
 use consensus_raft::error::Refusal;
-use consensus_raft::events::HardState;
+use consensus_raft::events::{HardState, RaftEvent, SnapshotMeta};
 use consensus_raft::messages::{EntryRef, RaftMessage, RequestVote};
-use consensus_raft::node::{RaftNode, RaftNodeBuilder};
+use consensus_raft::node::{components, RaftNode, RaftNodeBuilder};
 use consensus_raft::{Membership, RaftConfig};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -217,18 +220,6 @@ fn a_restarted_owner_answers_only_on_synced_state() {
     .expect("runtime");
 }
 
-/// Swallows the owner's events (the test plays the other components).
-struct Deaf;
-
-impl Actor for Deaf {
-    type Context = Context<Self>;
-}
-
-impl Handler<RaftEvents> for Deaf {
-    type Result = ();
-    fn handle(&mut self, _: RaftEvents, _ctx: &mut Context<Self>) {}
-}
-
 /// An owner that could not recover (its store cannot be read) has no state
 /// to decide on: it refuses requests with [`Refusal::Unavailable`], which a
 /// requester retries on, not with `NotLeader`, which is a statement about
@@ -240,7 +231,6 @@ fn an_owner_without_state_refuses_as_unavailable() {
         storage.fail_loads.store(true, Ordering::SeqCst);
         let (tx, _rx) = mpsc::unbounded_channel();
         let outbox = Outbox(tx).start();
-        let deaf = Deaf.start().recipient();
         let owner = LogReplicator::new(
             NodeId(1),
             quiet_config(),
@@ -248,11 +238,6 @@ fn an_owner_without_state_refuses_as_unavailable() {
             storage,
             Arc::new(KvStore::default),
             Transport::new(NodeId(1), outbox.recipient()),
-            EventSubscribers {
-                election: deaf.clone(),
-                membership: deaf.clone(),
-                compactor: deaf,
-            },
             SafetySink::noop(),
             None,
             tokio::time::Instant::now(),
@@ -275,6 +260,151 @@ fn an_owner_without_state_refuses_as_unavailable() {
             .await
             .expect("the owner runs");
         assert_eq!(asked, Err(Refusal::Unavailable));
+    })
+    .expect("runtime");
+}
+
+/// What the fake owner below was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Asked {
+    BeginElection(Term),
+    StepDown(Term),
+}
+
+/// An owner played by the test, for one LeaderElection: it resynchronises
+/// the component with a state taken just before the owner moved on (it
+/// became leader of term 5 right after), and records what it is asked.
+struct FakeOwner {
+    asked: mpsc::UnboundedSender<Asked>,
+}
+
+impl Actor for FakeOwner {
+    type Context = Context<Self>;
+}
+
+fn voters() -> Membership {
+    Membership::new([NodeId(1), NodeId(2), NodeId(3)])
+}
+
+fn membership_event() -> RaftEvent {
+    RaftEvent::MembershipChanged {
+        term: Term(5),
+        effective_id: LogId::default(),
+        effective: voters(),
+        committed_id: LogId::default(),
+        committed: voters(),
+    }
+}
+
+/// The state the owner is in when the component resynchronises: candidate
+/// of term 5.
+fn candidate_state() -> Vec<RaftEvent> {
+    vec![
+        RaftEvent::RoleChanged {
+            term: Term(5),
+            role: NodeState::Candidate,
+            leader: None,
+        },
+        membership_event(),
+    ]
+}
+
+/// What the owner publishes next: it won term 5.
+fn became_leader() -> Vec<RaftEvent> {
+    vec![RaftEvent::RoleChanged {
+        term: Term(5),
+        role: NodeState::Leader,
+        leader: Some(NodeId(1)),
+    }]
+}
+
+impl Handler<Subscribe> for FakeOwner {
+    type Result = ();
+    fn handle(&mut self, m: Subscribe, _ctx: &mut Context<Self>) {
+        assert_eq!(m.name, components::LEADER_ELECTION);
+        // As the LogReplicator does: the state now, through the subscriber's
+        // event channel; the owner moves on at once and publishes.
+        m.events.do_send(RaftEvents(candidate_state()));
+        m.events.do_send(RaftEvents(became_leader()));
+    }
+}
+
+impl Handler<BeginElection> for FakeOwner {
+    type Result = Result<(), Refusal>;
+    fn handle(&mut self, m: BeginElection, _ctx: &mut Context<Self>) -> Self::Result {
+        let _ = self.asked.send(Asked::BeginElection(m.expected_term));
+        Err(Refusal::AlreadyLeader)
+    }
+}
+
+impl Handler<StepDown> for FakeOwner {
+    type Result = Result<(), Refusal>;
+    fn handle(&mut self, m: StepDown, _ctx: &mut Context<Self>) -> Self::Result {
+        let _ = self.asked.send(Asked::StepDown(m.term));
+        Ok(())
+    }
+}
+
+/// The other owner requests: refused (LeaderElection does not make them in
+/// this test, or their answer does not matter).
+macro_rules! refuse {
+    ($($msg:ty => $ret:ty),* $(,)?) => {$(
+        impl Handler<$msg> for FakeOwner {
+            type Result = $ret;
+            fn handle(&mut self, _: $msg, _ctx: &mut Context<Self>) -> Self::Result {
+                Err(Refusal::Unavailable)
+            }
+        }
+    )*};
+}
+
+refuse!(
+    BecomeLeader => Result<(), Refusal>,
+    ObserveLeader => Result<(), Refusal>,
+    StartTransfer => Result<(), Refusal>,
+    AbortTransfer => Result<(), Refusal>,
+    ProposeConfig => Result<LogId, Refusal>,
+    Compact => Result<SnapshotMeta, Refusal>,
+    InstallSnapshotData => Result<(), Refusal>,
+    SnapshotSent => Result<(), Refusal>,
+);
+
+impl Handler<ObserveTerm> for FakeOwner {
+    type Result = ();
+    fn handle(&mut self, _: ObserveTerm, _ctx: &mut Context<Self>) {}
+}
+
+/// A (re)started LeaderElection resynchronises with the owner's state, and
+/// the owner moves on meanwhile (here: from candidate to leader of term 5).
+/// The component must end with the newest state, in the owner's order:
+/// leader of term 5, so its check-quorum runs and (no peer answers) asks the
+/// owner to step down. A copy that slid back to candidate would campaign
+/// again in term 5 instead, and check-quorum would stay off.
+#[test]
+fn a_restarted_component_ends_with_the_owners_newest_state() {
+    block_on_paused(async {
+        let (tx, mut asked) = mpsc::unbounded_channel();
+        let owner = FakeOwner { asked: tx }.start();
+        let cfg = RaftConfig::default();
+        let _election = LeaderElection::<KvCommand>::start(LeaderElection::new(
+            NodeId(1),
+            cfg.clone(),
+            7,
+            OwnerHandles::of(&owner),
+            tokio::time::Instant::now(),
+        ));
+        let first = tokio::time::timeout(
+            Duration::from_micros(4 * cfg.election_timeout_max_us()),
+            asked.recv(),
+        )
+        .await
+        .expect("LeaderElection asks the owner something")
+        .expect("open");
+        assert_eq!(
+            first,
+            Asked::StepDown(Term(5)),
+            "LeaderElection acted as candidate of term 5 after it learned it leads"
+        );
     })
     .expect("runtime");
 }

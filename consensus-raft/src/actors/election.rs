@@ -2,9 +2,9 @@
 //! the owner of term/vote/log to act on its decisions.
 
 use super::{
-    log_refusal, micros_since, AbortTransfer, BecomeLeader, BeginElection, GetState, LeaderContact,
+    log_refusal, micros_since, AbortTransfer, BecomeLeader, BeginElection, Interest, LeaderContact,
     ObserveTerm, OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, StartTransfer, StepDown,
-    TransferLeadership,
+    Subscribe, TransferLeadership,
 };
 use crate::config::RaftConfig;
 use crate::election::{ElectionCore, ElectionEffect};
@@ -26,9 +26,9 @@ pub struct LeaderElection<C> {
     epoch: Instant,
     core: ElectionCore,
     timer: Option<SpawnHandle>,
-    /// Contacts from the leader the owner recorded instead of sending them
-    /// (see [`with_leader_contact`](Self::with_leader_contact)).
-    contact: Option<LeaderContact>,
+    /// Contacts from the leader the owner records instead of sending them
+    /// (given with the subscription; see [`LeaderContact`]).
+    contact: LeaderContact,
     _commands: PhantomData<fn() -> C>,
 }
 
@@ -51,25 +51,17 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
             owner,
             epoch,
             timer: None,
-            contact: None,
+            contact: LeaderContact::new(),
             _commands: PhantomData,
         }
     }
 
-    /// Reads the contacts from the leader that the LogReplicator records in
-    /// `contact` instead of sending them (see [`LeaderContact`]): before
-    /// anything else it handles, this component acts on the last one
-    /// recorded as on a [`RaftEvent::HeardFromLeader`](crate::events::RaftEvent::HeardFromLeader)
+    /// Acts on the contact from the leader recorded since the last call:
+    /// done before anything else this component handles, as on a
+    /// [`RaftEvent::HeardFromLeader`](crate::events::RaftEvent::HeardFromLeader)
     /// received when it was recorded.
-    #[must_use]
-    pub fn with_leader_contact(mut self, contact: LeaderContact) -> Self {
-        self.contact = Some(contact);
-        self
-    }
-
-    /// Acts on the contact from the leader recorded since the last call.
     fn catch_up(&mut self) {
-        if let Some(c) = self.contact.as_ref().and_then(LeaderContact::take) {
+        if let Some(c) = self.contact.take() {
             self.core.handle_event(c.at_us, &c.event());
         }
     }
@@ -138,20 +130,20 @@ impl<C: ReplicatedCommand> Actor for LeaderElection<C> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Resynchronise with the owner (after a restart the copies are stale).
         let now = self.now_us();
         self.core.start(now);
         self.run_effects(ctx);
-        let req = self.owner.get_state.send(GetState);
-        ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
-            if let Ok(events) = res {
-                let now = act.now_us();
-                for e in &events {
-                    act.core.handle_event(now, e);
-                }
-                act.run_effects(ctx);
-            }
-        }));
+        // Resynchronise with the owner (after a restart the copies are
+        // stale): its state comes first through the event channel, in order
+        // with the events that follow.
+        self.owner.subscribe.do_send(
+            Subscribe::new(
+                crate::node::components::LEADER_ELECTION,
+                ctx.address().recipient(),
+                Interest::leader_election(),
+            )
+            .with_leader_contact(self.contact.clone()),
+        );
     }
 }
 
