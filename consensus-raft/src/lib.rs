@@ -88,6 +88,7 @@
 //! | [`snapshot`] | the SnapshotCompactor core: when to snapshot, InstallSnapshot chunks |
 //! | [`actors`] | the four components (and the inbound router) as supervised actix actors |
 //! | [`node`] | [`node::RaftNodeBuilder`]: one node as a supervision tree, and the client API |
+//! | [`slots`] | the builder's slot per replaceable component, and the contract with the owner |
 //! | [`sim`] | [`sim::RaftSimFactory`]: Raft nodes for the deterministic simulation |
 //! | [`config`] | [`RaftConfig`]: the shared settings plus Raft's own knobs |
 //! | [`error`] | client errors and the owner's refusals |
@@ -113,6 +114,7 @@ pub mod messages;
 pub mod node;
 pub mod replication;
 pub mod sim;
+pub mod slots;
 pub mod snapshot;
 
 pub use config::RaftConfig;

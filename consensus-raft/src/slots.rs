@@ -161,9 +161,12 @@ impl<H> Component<H> {
     }
 }
 
+/// What a slot holds: a factory building a component from a context.
+type Factory<Ctx, H> = dyn Fn(&Ctx) -> Component<H> + Send + Sync;
+
 /// A slot: the factory of one component (see the [module
 /// documentation](self)). Cheap to clone.
-pub struct Slot<Ctx, H>(Arc<dyn Fn(&Ctx) -> Component<H> + Send + Sync>);
+pub struct Slot<Ctx, H>(Arc<Factory<Ctx, H>>);
 
 impl<Ctx, H> Clone for Slot<Ctx, H> {
     fn clone(&self) -> Self {

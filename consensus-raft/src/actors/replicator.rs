@@ -14,7 +14,7 @@
 //! Events go to the subscribers of the owner's event stream (see
 //! [`subscription`](super::subscription)), each getting what it asked for,
 //! one message per subscriber per step at most; a follower's repeated
-//! contacts from its leader go to the subscriber's [`LeaderContact`]
+//! contacts from its leader go to the subscriber's [`LeaderContact`](super::LeaderContact)
 //! instead of a message per AppendEntries, when it gave one.
 
 use super::router::for_log_replicator;
