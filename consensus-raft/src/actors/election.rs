@@ -7,7 +7,7 @@ use super::{
     Subscribe, TransferLeadership,
 };
 use crate::config::RaftConfig;
-use crate::election::{ElectionCore, ElectionEffect};
+use crate::election::{ElectionCore, ElectionEffect, ElectionInput};
 use crate::error::Refusal;
 use crate::messages::RaftMessage;
 use actix::prelude::*;
@@ -62,7 +62,7 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
     /// received when it was recorded.
     fn catch_up(&mut self) {
         if let Some(c) = self.contact.take() {
-            self.core.handle_event(c.at_us, &c.event());
+            let _ = self.core.step(c.at_us, ElectionInput::Event(&c.event()));
         }
     }
 
@@ -82,7 +82,7 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
                         act.timer = None;
                         act.catch_up();
                         let now = act.now_us();
-                        act.core.handle_timeout(now);
+                        let _ = act.core.step(now, ElectionInput::Timeout);
                         act.run_effects(ctx);
                     }));
                 }
@@ -98,7 +98,7 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
                     });
                     ctx.spawn(req.into_actor(self).map(|res, act, _ctx| {
                         if let Ok(Err(refusal)) = &res {
-                            act.core.handle_refusal(refusal);
+                            let _ = act.core.step(act.now_us(), ElectionInput::Refused(refusal));
                         }
                         log_refusal("election", "begin election", &res.unwrap_or(Ok(())));
                     }));
@@ -131,7 +131,7 @@ impl<C: ReplicatedCommand> Actor for LeaderElection<C> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let now = self.now_us();
-        self.core.start(now);
+        let _ = self.core.step(now, ElectionInput::Start);
         self.run_effects(ctx);
         // Resynchronise with the owner (after a restart the copies are
         // stale): its state comes first through the event channel, in order
@@ -165,7 +165,7 @@ impl<C: ReplicatedCommand> Handler<RaftEvents> for LeaderElection<C> {
         self.catch_up();
         let now = self.now_us();
         for e in &m.0 {
-            self.core.handle_event(now, e);
+            let _ = self.core.step(now, ElectionInput::Event(e));
         }
         self.run_effects(ctx);
     }
@@ -178,10 +178,15 @@ impl<C: ReplicatedCommand> Handler<PeerMessage<C>> for LeaderElection<C> {
         self.catch_up();
         let now = self.now_us();
         match m.msg {
-            RaftMessage::RequestVoteResponse(r) => {
-                self.core.handle_request_vote_response(now, m.from, r)
+            RaftMessage::RequestVoteResponse(msg) => {
+                let input = ElectionInput::RequestVoteResponse { from: m.from, msg };
+                let _ = self.core.step(now, input);
             }
-            RaftMessage::TimeoutNow(t) => self.core.handle_timeout_now(now, m.from, t),
+            RaftMessage::TimeoutNow(msg) => {
+                let _ = self
+                    .core
+                    .step(now, ElectionInput::TimeoutNow { from: m.from, msg });
+            }
             other => tracing::debug!(message = other.name(), "not for leader election"),
         }
         self.run_effects(ctx);
@@ -194,7 +199,9 @@ impl<C: ReplicatedCommand> Handler<TransferLeadership> for LeaderElection<C> {
     fn handle(&mut self, m: TransferLeadership, ctx: &mut Context<Self>) -> Self::Result {
         self.catch_up();
         let now = self.now_us();
-        let r = self.core.transfer_leadership(now, m.target);
+        let r = self
+            .core
+            .step(now, ElectionInput::TransferLeadership { target: m.target });
         self.run_effects(ctx);
         r
     }
