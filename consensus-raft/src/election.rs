@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 /// An output of [`ElectionCore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ElectionEffect {
-    /// Call [`ElectionCore::handle_timeout`] at this time (microseconds).
+    /// Call [`ElectionCore::step`] with [`ElectionInput::Timeout`] at this time (microseconds).
     /// Only emitted when the wake-up is earlier than the one already armed;
     /// a timer firing early is harmless (the core re-arms).
     SetTimer {
