@@ -16,6 +16,7 @@
 //!   `$JEPSEN_ETCD_DIR` when set (skipped when absent).
 //!
 //! Run: `cargo bench -p consensus-actors --bench linearizability`.
+#![forbid(unsafe_code)]
 
 use consensus_actors::history::{check_history, History, HistoryRecorder, Verdict};
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore, StateMachine};

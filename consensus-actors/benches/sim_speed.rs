@@ -20,6 +20,7 @@
 //! instead of 600, e.g. for a shorter run under callgrind, where
 //! `-- --no-speed-check` skips the check that the run took far less real
 //! time than virtual time).
+#![forbid(unsafe_code)]
 
 use actix::prelude::*;
 use consensus_actors::sim::{

@@ -19,6 +19,12 @@
 //! | [`kv`] | the reference key-value state machine |
 //! | [`history`] | client histories, JSON and Jepsen import, the linearizability checker |
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+// Supervision restarts a component whose handler panicked: the panic must
+// unwind to the supervisor, so a build that aborts on panic is refused.
+#[cfg(panic = "abort")]
+compile_error!("consensus-actors needs panic = \"unwind\": supervision restarts components whose handlers panic");
 
 pub mod config;
 pub mod history;

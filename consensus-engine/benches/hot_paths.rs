@@ -13,6 +13,7 @@
 //! the commit index) are in `cargo bench -p consensus-raft --bench
 //! core_paths`; the linearizability check in `cargo bench -p
 //! consensus-actors --bench linearizability`.
+#![forbid(unsafe_code)]
 
 use actix::prelude::*;
 use consensus_actors::config::ConsensusConfig;

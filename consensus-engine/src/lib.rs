@@ -47,6 +47,7 @@
 //! | [`cli`] | the flags that shape a run, and the replay command rendered back from a run |
 //! | [`check`] | reading and checking recorded histories |
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod campaign;

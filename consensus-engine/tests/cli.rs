@@ -3,6 +3,7 @@
 //! `check-history` (agreeing with the library), the report picture,
 //! campaigns, the benchmark, and refusals of bad flags and impossible
 //! configurations (non-zero exit, one line naming the problem).
+#![forbid(unsafe_code)]
 
 use consensus_actors::history::{check_history, History};
 use serde_json::Value;

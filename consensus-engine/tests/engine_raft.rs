@@ -2,6 +2,7 @@
 //! clock): start a cluster, elect, propose and read back, redirect, direct
 //! RPCs, add and remove a node, snapshot, lose the leader, metrics; and the
 //! refusals (unbuilt protocol, impossible configuration, no System).
+#![forbid(unsafe_code)]
 
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore, StateMachine};

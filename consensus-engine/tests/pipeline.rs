@@ -2,6 +2,7 @@
 //! nemesis, observer, checking, report, history, timeline), exercised with
 //! the toy protocol of `common`: its results are known in advance, so every
 //! assertion is exact.
+#![forbid(unsafe_code)]
 
 mod common;
 

@@ -6,6 +6,12 @@
 //! checked over them). The components (`Proposer`, `Acceptor`, `Learner`,
 //! `MultiPaxos`) and the engine plug-in are not built yet.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+// Supervision restarts a component whose handler panicked: the panic must
+// unwind to the supervisor, so a build that aborts on panic is refused.
+#[cfg(panic = "abort")]
+compile_error!("consensus-paxos needs panic = \"unwind\": supervision restarts components whose handlers panic");
 
 pub mod safety;
 pub mod types;

@@ -7,6 +7,14 @@
 //! `ViewChanger`, `MessageAuthenticator`, `CheckpointProtocol`) and the
 //! engine plug-in are not built yet.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+// Supervision restarts a component whose handler panicked: the panic must
+// unwind to the supervisor, so a build that aborts on panic is refused.
+#[cfg(panic = "abort")]
+compile_error!(
+    "consensus-pbft needs panic = \"unwind\": supervision restarts components whose handlers panic"
+);
 
 pub mod safety;
 pub mod types;

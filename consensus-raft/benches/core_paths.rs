@@ -11,12 +11,15 @@
 //!   entries.
 //!
 //! Run with `cargo bench -p consensus-raft --bench core_paths`.
+#![forbid(unsafe_code)]
 
 use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::types::{ClientId, NodeId};
 use consensus_raft::events::HardState;
 use consensus_raft::messages::RaftMessage;
-use consensus_raft::replication::{Effect, Proposal, ProposalId, Recovered, ReplicationCore};
+use consensus_raft::replication::{
+    Effect, Input, Proposal, ProposalId, Recovered, ReplicationCore,
+};
 use consensus_raft::{Membership, RaftConfig};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use std::collections::VecDeque;
@@ -58,10 +61,17 @@ impl Cluster {
         let leader = &mut nodes[0];
         let t = leader.term();
         leader
-            .begin_election(t, false, false)
+            .step(
+                0,
+                Input::BeginElection {
+                    expected_term: t,
+                    pre_vote: false,
+                    transfer: false,
+                },
+            )
             .expect("a follower may campaign");
         leader
-            .become_leader(0, t.next())
+            .step(0, Input::BecomeLeader { term: t.next() })
             .expect("the candidate of this term may lead");
         let mut c = Self {
             nodes,
@@ -94,14 +104,13 @@ impl Cluster {
     fn deliver(&mut self, from: NodeId, to: NodeId, msg: Msg) {
         let i = (to.get() - 1) as usize;
         let node = &mut self.nodes[i];
-        match msg {
-            RaftMessage::AppendEntries(ae) => node.handle_append_entries(0, from, ae),
-            RaftMessage::AppendEntriesResponse(r) => {
-                node.handle_append_entries_response(0, from, r)
-            }
-            RaftMessage::RequestVote(rv) => node.handle_request_vote(0, from, rv),
-            _ => {}
-        }
+        let input = match msg {
+            RaftMessage::AppendEntries(msg) => Input::AppendEntries { from, msg },
+            RaftMessage::AppendEntriesResponse(msg) => Input::AppendEntriesResponse { from, msg },
+            RaftMessage::RequestVote(msg) => Input::RequestVote { from, msg },
+            _ => return,
+        };
+        let _ = node.step(0, input);
         self.collect(i);
     }
 
@@ -113,14 +122,14 @@ impl Cluster {
     }
 
     fn propose(&mut self, n: usize) {
-        let batch = (0..n as u64)
+        let mut batch = (0..n as u64)
             .map(|i| Proposal {
                 id: ProposalId(i + 1),
                 command: KvCommand::Noop,
                 client_id: ClientId(i),
             })
             .collect();
-        self.nodes[0].propose(0, batch);
+        let _ = self.nodes[0].step(0, Input::Propose(&mut batch));
         self.collect(0);
     }
 }
@@ -193,8 +202,8 @@ fn follower_append(c: &mut Criterion) {
                 |(mut cluster, from, to, msg)| {
                     let i = (to.get() - 1) as usize;
                     match msg {
-                        RaftMessage::AppendEntries(ae) => {
-                            cluster.nodes[i].handle_append_entries(0, from, ae)
+                        RaftMessage::AppendEntries(msg) => {
+                            let _ = cluster.nodes[i].step(0, Input::AppendEntries { from, msg });
                         }
                         other => panic!("expected AppendEntries, got {}", other.name()),
                     }

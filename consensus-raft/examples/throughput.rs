@@ -8,6 +8,7 @@
 //! cargo run --release -p consensus-raft --example throughput -- 4096 3 1
 //! cargo run --release -p consensus-raft --example throughput -- 4096 3 64
 //! ```
+#![forbid(unsafe_code)]
 
 use actix::prelude::*;
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore};

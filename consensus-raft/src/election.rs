@@ -7,6 +7,9 @@
 //! not heard from a quorum within an election timeout steps down) and the
 //! timing of leadership transfer (thesis §3.10).
 //!
+//! Every input goes through one entry, [`ElectionCore::step`], which ends
+//! with the core's invariant check (debug builds), so no input can skip it.
+//!
 //! Everything that touches term, vote or log is decided by the owner
 //! ([`ReplicationCore`](crate::replication::ReplicationCore)): this core only
 //! asks, with term-carrying [`ElectionEffect`]s, and learns the outcome from
@@ -26,7 +29,7 @@ use std::collections::BTreeSet;
 /// An output of [`ElectionCore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ElectionEffect {
-    /// Call [`ElectionCore::handle_timeout`] at this time (microseconds).
+    /// Call [`ElectionCore::step`] with [`ElectionInput::Timeout`] at this time (microseconds).
     /// Only emitted when the wake-up is earlier than the one already armed;
     /// a timer firing early is harmless (the core re-arms).
     SetTimer {
@@ -34,7 +37,7 @@ pub enum ElectionEffect {
         at_us: u64,
     },
     /// Ask the owner to start a campaign
-    /// ([`ReplicationCore::begin_election`](crate::replication::ReplicationCore::begin_election)).
+    /// ([`Input::BeginElection`](crate::replication::Input::BeginElection)).
     BeginElection {
         /// The term the decision was based on.
         expected_term: Term,
@@ -44,7 +47,7 @@ pub enum ElectionEffect {
         transfer: bool,
     },
     /// A quorum voted for this node in `term`
-    /// ([`ReplicationCore::become_leader`](crate::replication::ReplicationCore::become_leader)).
+    /// ([`Input::BecomeLeader`](crate::replication::Input::BecomeLeader)).
     BecomeLeader {
         /// The campaign's term.
         term: Term,
@@ -71,6 +74,41 @@ pub enum ElectionEffect {
         /// The leader's term.
         term: Term,
     },
+}
+
+/// One input of the [`ElectionCore`], given to
+/// [`step`](ElectionCore::step).
+#[derive(Clone, Copy, Debug)]
+pub enum ElectionInput<'a> {
+    /// The component (re)started: arm the election timer (§5.2: "When
+    /// servers start up, they begin as followers").
+    Start,
+    /// An event from the owner.
+    Event(&'a RaftEvent),
+    /// The owner refused a request of this core (it was stale): the
+    /// campaign it belonged to is abandoned.
+    Refused(&'a Refusal),
+    /// A RequestVote response from `from`.
+    RequestVoteResponse {
+        /// The voter.
+        from: NodeId,
+        /// The response.
+        msg: RequestVoteResponse,
+    },
+    /// TimeoutNow from the leader `from` (thesis §3.10).
+    TimeoutNow {
+        /// The leader.
+        from: NodeId,
+        /// The message.
+        msg: TimeoutNow,
+    },
+    /// A client asks this leader to hand leadership to `target`.
+    TransferLeadership {
+        /// The node to take over.
+        target: NodeId,
+    },
+    /// The timer fired.
+    Timeout,
 }
 
 #[derive(Clone, Debug)]
@@ -102,7 +140,7 @@ pub struct ElectionCore {
 
 impl ElectionCore {
     /// A core for node `id`, drawing its timeouts from `seed`. Call
-    /// [`start`](Self::start) next.
+    /// [`step`](Self::step) with [`ElectionInput::Start`] next.
     pub fn new(id: NodeId, cfg: RaftConfig, seed: u64) -> Self {
         Self {
             id,
@@ -124,9 +162,66 @@ impl ElectionCore {
 
     /// Starts the election timer (as a follower, §5.2: "When servers start
     /// up, they begin as followers").
-    pub fn start(&mut self, now_us: u64) {
+    fn on_start(&mut self, now_us: u64) {
         self.reset_deadline(now_us);
         self.rearm();
+    }
+
+    /// Handles one input at `now_us`; its effects wait in the output buffer
+    /// ([`take_effects`](Self::take_effects)). Only
+    /// [`ElectionInput::TransferLeadership`] can be refused. Every step ends
+    /// with [`check_invariants`](Self::check_invariants) (debug builds).
+    pub fn step(&mut self, now_us: u64, input: ElectionInput<'_>) -> Result<(), Refusal> {
+        let r = match input {
+            ElectionInput::Start => {
+                self.on_start(now_us);
+                Ok(())
+            }
+            ElectionInput::Event(e) => {
+                self.on_event(now_us, e);
+                Ok(())
+            }
+            ElectionInput::Refused(refusal) => {
+                self.on_refusal(refusal);
+                Ok(())
+            }
+            ElectionInput::RequestVoteResponse { from, msg } => {
+                self.on_request_vote_response(now_us, from, msg);
+                Ok(())
+            }
+            ElectionInput::TimeoutNow { from, msg } => {
+                self.on_timeout_now(now_us, from, msg);
+                Ok(())
+            }
+            ElectionInput::TransferLeadership { target } => {
+                self.on_transfer_leadership(now_us, target)
+            }
+            ElectionInput::Timeout => {
+                self.on_timeout(now_us);
+                Ok(())
+            }
+        };
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+        r
+    }
+
+    /// Checks the core's invariants: a transfer is timed only while
+    /// leading, and a leader knows itself as the leader.
+    ///
+    /// # Panics
+    /// When one does not hold: the copy is corrupt and the component must
+    /// restart (and resynchronise from the owner).
+    pub fn check_invariants(&self) {
+        assert!(
+            self.transfer.is_none() || self.role == NodeState::Leader,
+            "a leadership transfer timed outside leadership"
+        );
+        assert!(
+            self.role != NodeState::Leader || self.leader == Some(self.id),
+            "a leader that does not know itself as the leader"
+        );
     }
 
     /// Takes the effects produced so far, in order.
@@ -201,7 +296,7 @@ impl ElectionCore {
     }
 
     /// An event from the owner.
-    pub fn handle_event(&mut self, now_us: u64, event: &RaftEvent) {
+    fn on_event(&mut self, now_us: u64, event: &RaftEvent) {
         match event {
             RaftEvent::RoleChanged { term, role, leader } => {
                 if *term < self.term {
@@ -268,7 +363,7 @@ impl ElectionCore {
 
     /// The owner refused a request this core made (it was stale): the
     /// campaign it belonged to is abandoned.
-    pub fn handle_refusal(&mut self, refusal: &Refusal) {
+    fn on_refusal(&mut self, refusal: &Refusal) {
         if let Refusal::StaleTerm { current, .. } = refusal {
             if *current > self.term {
                 self.term = *current;
@@ -278,12 +373,7 @@ impl ElectionCore {
     }
 
     /// A RequestVote response: count it toward the campaign it answers.
-    pub fn handle_request_vote_response(
-        &mut self,
-        _now_us: u64,
-        from: NodeId,
-        r: RequestVoteResponse,
-    ) {
+    fn on_request_vote_response(&mut self, _now_us: u64, from: NodeId, r: RequestVoteResponse) {
         if r.term > self.term && !r.vote_granted {
             // All servers: "If RPC ... response contains term T >
             // currentTerm: set currentTerm = T, convert to follower" (for a
@@ -326,7 +416,7 @@ impl ElectionCore {
 
     /// TimeoutNow from the leader (thesis §3.10): campaign at once, without
     /// pre-vote, telling voters to ignore their leader lease.
-    pub fn handle_timeout_now(&mut self, now_us: u64, _from: NodeId, m: TimeoutNow) {
+    fn on_timeout_now(&mut self, now_us: u64, _from: NodeId, m: TimeoutNow) {
         if m.term != self.term
             || self.role == NodeState::Leader
             || !self.membership.is_voter(self.id)
@@ -344,7 +434,7 @@ impl ElectionCore {
 
     /// Hands leadership to `target` (thesis §3.10); abandoned after an
     /// election timeout.
-    pub fn transfer_leadership(&mut self, now_us: u64, target: NodeId) -> Result<(), Refusal> {
+    fn on_transfer_leadership(&mut self, now_us: u64, target: NodeId) -> Result<(), Refusal> {
         if self.role != NodeState::Leader {
             return Err(Refusal::NotLeader);
         }
@@ -361,7 +451,7 @@ impl ElectionCore {
     }
 
     /// The timer fired.
-    pub fn handle_timeout(&mut self, now_us: u64) {
+    fn on_timeout(&mut self, now_us: u64) {
         self.armed_at_us = None;
         match self.role {
             NodeState::Leader => {
@@ -411,6 +501,34 @@ impl ElectionCore {
 mod tests {
     use super::*;
     use consensus_actors::types::LogId;
+
+    /// The inputs of [`ElectionCore::step`] as one method each (every one
+    /// goes through `step`).
+    impl ElectionCore {
+        fn start(&mut self, now: u64) {
+            let _ = self.step(now, ElectionInput::Start);
+        }
+        fn handle_event(&mut self, now: u64, e: &RaftEvent) {
+            let _ = self.step(now, ElectionInput::Event(e));
+        }
+        fn handle_request_vote_response(
+            &mut self,
+            now: u64,
+            from: NodeId,
+            msg: RequestVoteResponse,
+        ) {
+            let _ = self.step(now, ElectionInput::RequestVoteResponse { from, msg });
+        }
+        fn handle_timeout_now(&mut self, now: u64, from: NodeId, msg: TimeoutNow) {
+            let _ = self.step(now, ElectionInput::TimeoutNow { from, msg });
+        }
+        fn transfer_leadership(&mut self, now: u64, target: NodeId) -> Result<(), Refusal> {
+            self.step(now, ElectionInput::TransferLeadership { target })
+        }
+        fn handle_timeout(&mut self, now: u64) {
+            let _ = self.step(now, ElectionInput::Timeout);
+        }
+    }
 
     fn n(i: u64) -> NodeId {
         NodeId(i)
@@ -820,5 +938,50 @@ mod tests {
         assert!(c
             .take_effects()
             .contains(&ElectionEffect::AbortTransfer { term: Term(2) }));
+    }
+
+    /// Every input ends with the invariant check: with the copy corrupted
+    /// (a transfer timed while following), each input must stop on it.
+    #[test]
+    fn every_input_runs_the_invariant_check() {
+        let event = RaftEvent::VoteGranted {
+            term: Term(1),
+            candidate: n(2),
+        };
+        let refusal = Refusal::NotLeader;
+        let inputs = [
+            ElectionInput::Start,
+            ElectionInput::Event(&event),
+            ElectionInput::Refused(&refusal),
+            ElectionInput::RequestVoteResponse {
+                from: n(2),
+                msg: RequestVoteResponse {
+                    term: Term(1),
+                    vote_granted: false,
+                    pre_vote: false,
+                },
+            },
+            ElectionInput::TimeoutNow {
+                from: n(2),
+                msg: TimeoutNow { term: Term(1) },
+            },
+            ElectionInput::TransferLeadership { target: n(2) },
+            ElectionInput::Timeout,
+        ];
+        let mut unchecked = Vec::new();
+        for input in inputs {
+            let mut c = ElectionCore::new(n(1), RaftConfig::default(), 7);
+            c.transfer = Some((n(2), 0));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = c.step(0, input);
+            }));
+            if r.is_ok() {
+                unchecked.push(format!("{input:?}"));
+            }
+        }
+        assert!(
+            unchecked.is_empty(),
+            "inputs that skipped the check: {unchecked:?}"
+        );
     }
 }

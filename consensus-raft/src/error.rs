@@ -45,6 +45,11 @@ pub enum Refusal {
     /// Only a leader can do this.
     #[error("not the leader")]
     NotLeader,
+    /// The owner has no state to decide on: it is restarting (recovering
+    /// from storage), it failed, or it stopped. Says nothing about the
+    /// role: retry once the owner is back (its events tell when).
+    #[error("the owner of term, vote and log is unavailable (restarting or failed)")]
+    Unavailable,
     /// Only a candidate can become leader.
     #[error("not a candidate")]
     NotCandidate,

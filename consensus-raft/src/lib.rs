@@ -88,12 +88,21 @@
 //! | [`snapshot`] | the SnapshotCompactor core: when to snapshot, InstallSnapshot chunks |
 //! | [`actors`] | the four components (and the inbound router) as supervised actix actors |
 //! | [`node`] | [`node::RaftNodeBuilder`]: one node as a supervision tree, and the client API |
+//! | [`slots`] | the builder's slot per replaceable component, and the contract with the owner |
 //! | [`sim`] | [`sim::RaftSimFactory`]: Raft nodes for the deterministic simulation |
 //! | [`config`] | [`RaftConfig`]: the shared settings plus Raft's own knobs |
 //! | [`error`] | client errors and the owner's refusals |
 //! | [`safety`] | Raft's safety events and its invariants (Figure 3), checked by the runtime's verifier |
 //! | [`plugin`] | [`RaftPlugin`]: Raft behind the runtime's plug-in traits, registered by the engine as `raft` |
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+// Supervision restarts a component whose handler panicked: the panic must
+// unwind to the supervisor, so a build that aborts on panic is refused.
+#[cfg(panic = "abort")]
+compile_error!(
+    "consensus-raft needs panic = \"unwind\": supervision restarts components whose handlers panic"
+);
 
 pub mod actors;
 pub mod config;
@@ -109,6 +118,7 @@ pub mod plugin;
 pub mod replication;
 pub mod safety;
 pub mod sim;
+pub mod slots;
 pub mod snapshot;
 
 pub use config::RaftConfig;

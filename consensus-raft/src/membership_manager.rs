@@ -13,7 +13,7 @@
 //!
 //! The core owns the *process*; the configuration entries themselves are
 //! appended by the owner of the log
-//! ([`ReplicationCore::propose_membership`](crate::replication::ReplicationCore::propose_membership)),
+//! ([`Input::ProposeMembership`](crate::replication::Input::ProposeMembership)),
 //! term-carrying, and the core learns of their commitment from
 //! [`RaftEvent::MembershipChanged`]. A new leader that finds a committed joint
 //! configuration finishes the change by appending `C_new`.
@@ -258,8 +258,12 @@ impl MembershipCore {
                     }
                 }
             }
-            // Not yet possible: retried on the next event (the log moved).
-            Err(Refusal::LeaderNotReady) | Err(Refusal::ConfigChangePending) => return,
+            // Not yet possible: retried on the next event (the log moved),
+            // or once the owner is back (its events then tell whether this
+            // node still leads).
+            Err(Refusal::LeaderNotReady)
+            | Err(Refusal::ConfigChangePending)
+            | Err(Refusal::Unavailable) => return,
             Err(_) => self.fail(MembershipChangeError::LeadershipLost),
         }
         self.advance(now_us);

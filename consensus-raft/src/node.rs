@@ -21,11 +21,17 @@
 //! MembershipManager, SnapshotCompactor, RaftRouter: with
 //! [`RestartStrategy::RestForOne`] a failure of the owner restarts
 //! everything that depends on it.
+//!
+//! Every component but the LogReplicator sits in a slot of the builder
+//! ([`RaftSlots`], see [`slots`](crate::slots)): give
+//! [`RaftNodeBuilder::slots`] (or one slot at a time) another actor that
+//! handles the component's messages, and the node runs it in place of the
+//! stock one, under the same supervisor, the same name and the same client
+//! API.
 
 use crate::actors::{
-    ChangeMembership, Committed, DrainSubmissions, EventSubscribers, GetRaftStatus, InjectPanic,
-    LeaderContact, LeaderElection, LogReplicator, MembershipManager, OwnerHandles, ProposeBatch,
-    Pushed, RaftRouter, RaftStateMachine, RaftStatus, RaftStorage, Read, SnapshotCompactor,
+    ChangeMembership, Committed, DrainSubmissions, GetRaftStatus, InjectPanic, LogReplicator,
+    OwnerHandles, ProposeBatch, Pushed, RaftStateMachine, RaftStatus, RaftStorage, Read,
     Submission, SubmissionQueue, TransferLeadership,
 };
 use crate::config::RaftConfig;
@@ -34,6 +40,10 @@ use crate::membership::Membership;
 use crate::membership_manager::{ChangeKind, MembershipChangeError};
 use crate::messages::RaftMessage;
 use crate::safety::SafetySink;
+use crate::slots::{
+    LeaderElectionSlot, MembershipManagerSlot, RaftSlots, RouterContext, RouterSlot, SlotContext,
+    SnapshotCompactorSlot,
+};
 use actix::prelude::*;
 use consensus_actors::kv::StateMachine;
 use consensus_actors::sim::TraceHandle;
@@ -105,6 +115,7 @@ pub struct RaftNodeBuilder<SM: RaftStateMachine, S> {
     subscribers: Vec<Recipient<SupervisionEvent>>,
     time_base: Option<Instant>,
     trace: Option<TraceHandle>,
+    slots: RaftSlots<Command<SM>>,
 }
 
 impl<SM, S> RaftNodeBuilder<SM, S>
@@ -141,7 +152,43 @@ where
             subscribers: Vec::new(),
             time_base: None,
             trace: None,
+            slots: RaftSlots::default(),
         }
+    }
+
+    /// Fills the component slots (default: the stock actors).
+    #[must_use]
+    pub fn slots(mut self, slots: RaftSlots<Command<SM>>) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    /// Puts `slot`'s actor in place of the stock LeaderElection.
+    #[must_use]
+    pub fn leader_election(mut self, slot: LeaderElectionSlot<Command<SM>>) -> Self {
+        self.slots.leader_election = slot;
+        self
+    }
+
+    /// Puts `slot`'s actor in place of the stock MembershipManager.
+    #[must_use]
+    pub fn membership_manager(mut self, slot: MembershipManagerSlot<Command<SM>>) -> Self {
+        self.slots.membership_manager = slot;
+        self
+    }
+
+    /// Puts `slot`'s actor in place of the stock SnapshotCompactor.
+    #[must_use]
+    pub fn snapshot_compactor(mut self, slot: SnapshotCompactorSlot<Command<SM>>) -> Self {
+        self.slots.snapshot_compactor = slot;
+        self
+    }
+
+    /// Puts `slot`'s actor in place of the stock router.
+    #[must_use]
+    pub fn router(mut self, slot: RouterSlot<Command<SM>>) -> Self {
+        self.slots.router = slot;
+        self
     }
 
     /// Seeds the election timeouts (default: the node id).
@@ -214,69 +261,58 @@ where
         replicator_slot
             .context_mut()
             .set_mailbox_capacity(self.cfg.max_pending_proposals);
-        let election_slot = ChildSlot::<LeaderElection<Command<SM>>>::new();
-        let membership_slot = ChildSlot::<MembershipManager>::new();
-        let compactor_slot = ChildSlot::<SnapshotCompactor<Command<SM>>>::new();
-        let router_slot = ChildSlot::<RaftRouter<Command<SM>>>::new();
         let replicator = replicator_slot.address();
-        let election = election_slot.address();
-        let membership = membership_slot.address();
-        let compactor = compactor_slot.address();
-        let router = router_slot.address();
-        let owner = OwnerHandles::of(&replicator);
-        let events = EventSubscribers {
-            election: election.clone().recipient(),
-            membership: membership.clone().recipient(),
-            compactor: compactor.clone().recipient(),
-        };
         let transport = self.transport;
+        let ctx = SlotContext {
+            id,
+            cfg: self.cfg.clone(),
+            seed: self.seed,
+            epoch,
+            owner: OwnerHandles::of(&replicator),
+            transport: transport.clone(),
+        };
+        let election = self.slots.leader_election.build(&ctx);
+        let membership = self.slots.membership_manager.build(&ctx);
+        let compactor = self.slots.snapshot_compactor.build(&ctx);
+        let router = self.slots.router.build(&RouterContext {
+            id,
+            replicator: replicator.clone().recipient(),
+            election: election.handles.peer.clone(),
+            compactor: compactor.handles.peer.clone(),
+        });
         let submissions = Arc::new(SubmissionQueue::new(self.cfg.max_pending_proposals));
-        let contact = LeaderContact::new();
         let replicator_actor = LogReplicator::new(
             id,
             self.cfg.clone(),
             self.initial_membership,
             self.storage,
             self.make_sm,
-            transport.clone(),
-            events,
+            transport,
             self.safety,
             Some(tree.address().recipient()),
             epoch,
         )
         .with_trace(self.trace)
         .with_submissions(Arc::clone(&submissions))
-        .with_router(router.clone().recipient())
-        .with_leader_contact(contact.clone());
-        let election_actor =
-            LeaderElection::new(id, self.cfg.clone(), self.seed, owner.clone(), epoch)
-                .with_leader_contact(contact);
-        let membership_actor = MembershipManager::new(id, self.cfg.clone(), owner.clone(), epoch);
-        let compactor_actor = SnapshotCompactor::new(id, self.cfg.clone(), owner, transport, epoch);
-        let router_actor = RaftRouter::new(
-            id,
-            replicator.clone().recipient(),
-            election.clone().recipient(),
-            compactor.clone().recipient(),
-        );
+        .with_router(router.handles.inbox.clone());
+        let transfer = election.handles.transfer.clone();
+        let change = membership.handles.change.clone();
+        let panics = [
+            Some(replicator.clone().recipient()),
+            election.handles.panic.clone(),
+            membership.handles.panic.clone(),
+            compactor.handles.panic.clone(),
+        ];
         let started: Result<(), SupervisionError> = (|| {
             tree.start_child(
                 components::LOG_REPLICATOR,
                 replicator_slot,
                 replicator_actor,
             )?;
-            tree.start_child(components::LEADER_ELECTION, election_slot, election_actor)?;
-            tree.start_child(
-                components::MEMBERSHIP_MANAGER,
-                membership_slot,
-                membership_actor,
-            )?;
-            tree.start_child(
-                components::SNAPSHOT_COMPACTOR,
-                compactor_slot,
-                compactor_actor,
-            )?;
-            tree.start_child(components::ROUTER, router_slot, router_actor)?;
+            (election.start)(&mut tree, components::LEADER_ELECTION)?;
+            (membership.start)(&mut tree, components::MEMBERSHIP_MANAGER)?;
+            (compactor.start)(&mut tree, components::SNAPSHOT_COMPACTOR)?;
+            (router.start)(&mut tree, components::ROUTER)?;
             Ok(())
         })();
         // The names are distinct constants: a duplicate cannot happen.
@@ -290,17 +326,12 @@ where
             propose_batch: replicator.clone().recipient(),
             read: replicator.clone().recipient(),
             status: replicator.clone().recipient(),
-            change: membership.clone().recipient(),
-            transfer: election.clone().recipient(),
+            change,
+            transfer,
             // The replicator handles most inbound messages itself and hands
             // the rest to the router: one mailbox hop instead of two.
-            inbox: replicator.clone().recipient(),
-            panics: [
-                replicator.recipient(),
-                election.recipient(),
-                membership.recipient(),
-                compactor.recipient(),
-            ],
+            inbox: replicator.recipient(),
+            panics,
         }
     }
 }
@@ -318,7 +349,9 @@ pub struct RaftNode<SM: RaftStateMachine> {
     change: Recipient<ChangeMembership>,
     transfer: Recipient<TransferLeadership>,
     inbox: Recipient<Envelope<RaftMessage<Command<SM>>>>,
-    panics: [Recipient<InjectPanic>; 4],
+    /// Fault injection, per component of [`components::ALL`] (`None`: a
+    /// replacement that offers none).
+    panics: [Option<Recipient<InjectPanic>>; 4],
 }
 
 impl<SM: RaftStateMachine> Clone for RaftNode<SM> {
@@ -474,12 +507,14 @@ impl<SM: RaftStateMachine> RaftNode<SM> {
             .unwrap_or(Err(MembershipChangeError::LeadershipLost))
     }
 
-    /// Hands leadership to `target` (leader only).
+    /// Hands leadership to `target` (leader only). While LeaderElection is
+    /// down (the node stopped or failed) the answer is
+    /// [`Refusal::Unavailable`].
     pub async fn transfer_leadership(&self, target: NodeId) -> Result<(), Refusal> {
         self.transfer
             .send(TransferLeadership { target })
             .await
-            .unwrap_or(Err(Refusal::NotLeader))
+            .unwrap_or(Err(Refusal::Unavailable))
     }
 
     /// The node's Raft state (`None` while the LogReplicator restarts or
@@ -490,11 +525,16 @@ impl<SM: RaftStateMachine> RaftNode<SM> {
 
     /// Makes one component panic (fault injection for tests and chaos
     /// experiments): `component` is one of [`components::ALL`]. Returns
-    /// false for an unknown name.
+    /// false for an unknown name, or a replacement component that offers no
+    /// fault injection.
     pub fn inject_panic(&self, component: &str) -> bool {
-        match components::ALL.iter().position(|c| *c == component) {
-            Some(i) => {
-                self.panics[i].do_send(InjectPanic);
+        let target = components::ALL
+            .iter()
+            .position(|c| *c == component)
+            .and_then(|i| self.panics[i].as_ref());
+        match target {
+            Some(panic) => {
+                panic.do_send(InjectPanic);
                 true
             }
             None => false,

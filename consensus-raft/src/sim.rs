@@ -6,7 +6,9 @@
 //! that was not synced; a restart rebuilds the node from what survived.
 //! Nodes listed at construction bootstrap with that configuration; nodes
 //! added later start with an empty configuration and wait to be added with
-//! [`RaftNode::add_node`].
+//! [`RaftNode::add_node`]. Every node is built with the factory's
+//! [`RaftSlots`] ([`with_slots`](RaftSimFactory::with_slots)): a node with
+//! replaced components runs under the simulation like the stock one.
 
 use crate::actors::RaftStateMachine;
 use crate::config::RaftConfig;
@@ -15,6 +17,7 @@ use crate::membership::Membership;
 use crate::messages::{EntryRef, RaftMessage};
 use crate::node::{RaftNode, RaftNodeBuilder};
 use crate::safety::SafetySink;
+use crate::slots::RaftSlots;
 use actix::Recipient;
 use consensus_actors::kv::StateMachine;
 use consensus_actors::sim::{NodeContext, NodeFactory, StartedNode};
@@ -47,6 +50,7 @@ pub struct RaftSimFactory<SM: RaftStateMachine> {
     time_base: Option<Instant>,
     stores: BTreeMap<NodeId, SimStorage<Command<SM>>>,
     nodes: NodeRegistry<SM>,
+    slots: RaftSlots<Command<SM>>,
 }
 
 /// The running nodes of a simulation, shared with test clients and fault
@@ -108,7 +112,20 @@ impl<SM: RaftStateMachine> RaftSimFactory<SM> {
             time_base: None,
             stores: BTreeMap::new(),
             nodes: NodeRegistry::default(),
+            slots: RaftSlots::default(),
         }
+    }
+
+    /// Builds every node with `slots` (default: the stock components).
+    #[must_use]
+    pub fn with_slots(mut self, slots: RaftSlots<Command<SM>>) -> Self {
+        self.slots = slots;
+        self
+    }
+
+    /// The slots every node is built with.
+    pub fn slots(&self) -> &RaftSlots<Command<SM>> {
+        &self.slots
     }
 
     /// Reports every node's safety events to `sink`.
@@ -195,7 +212,8 @@ impl<SM: RaftStateMachine> NodeFactory<RaftMessage<Command<SM>>> for RaftSimFact
         .trace(ctx.trace.clone())
         .safety(self.safety.clone())
         .strategy(self.strategy)
-        .intensity(self.intensity);
+        .intensity(self.intensity)
+        .slots(self.slots.clone());
         if let Some(s) = &self.supervision {
             builder = builder.supervision_subscriber(s.clone());
         }

@@ -43,13 +43,13 @@ pub enum CompactorEffect {
     },
     /// Ask the owner to snapshot the state machine and purge the log,
     /// keeping this many entries below the snapshot
-    /// ([`ReplicationCore::compact`](crate::replication::ReplicationCore::compact)).
+    /// ([`Input::Compact`](crate::replication::Input::Compact)).
     Compact {
         /// Entries to keep below the snapshot.
         keep_entries: u64,
     },
     /// Hand a complete snapshot to the owner
-    /// ([`ReplicationCore::install_snapshot`](crate::replication::ReplicationCore::install_snapshot)).
+    /// ([`Input::InstallSnapshot`](crate::replication::Input::InstallSnapshot)).
     Install {
         /// The sending leader's term.
         term: Term,
@@ -59,7 +59,7 @@ pub enum CompactorEffect {
         snapshot: Snapshot,
     },
     /// A follower installed the snapshot
-    /// ([`ReplicationCore::snapshot_sent`](crate::replication::ReplicationCore::snapshot_sent)).
+    /// ([`Input::SnapshotSent`](crate::replication::Input::SnapshotSent)).
     SnapshotSent {
         /// The leader's term.
         term: Term,
@@ -69,7 +69,7 @@ pub enum CompactorEffect {
         last_included: LogId,
     },
     /// A chunk came from the leader of `term`
-    /// ([`ReplicationCore::observe_leader`](crate::replication::ReplicationCore::observe_leader)).
+    /// ([`Input::ObserveLeader`](crate::replication::Input::ObserveLeader)).
     ObserveLeader {
         /// The leader's term.
         term: Term,

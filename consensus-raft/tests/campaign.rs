@@ -21,6 +21,7 @@
 //! # replay one seed
 //! RAFT_CAMPAIGN_FIRST_SEED=4242 RAFT_CAMPAIGN_SEEDS=1 cargo test -p consensus-raft --test campaign -- --nocapture
 //! ```
+#![forbid(unsafe_code)]
 
 use consensus_actors::history::{check_history as check_linearizable, HistoryRecorder, Verdict};
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore};

@@ -7,6 +7,7 @@
 //! ```sh
 //! RAFT_FAILOVER_SEEDS=1000 cargo test --release -p consensus-raft --test failover -- --nocapture
 //! ```
+#![forbid(unsafe_code)]
 
 mod common;
 

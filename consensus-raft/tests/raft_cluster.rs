@@ -2,6 +2,7 @@
 //! supervised nodes in virtual time (paused clock, seeded network), with the
 //! SafetyVerifier's Raft invariants checked on every event. Tests wait on
 //! conditions in virtual time, never on real sleeps.
+#![forbid(unsafe_code)]
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! the node's strategy names; the restarted components rebuild their state
 //! from storage and from the owner's events; the cluster keeps committing
 //! and every Raft safety invariant holds throughout.
+#![forbid(unsafe_code)]
 
 use actix::prelude::*;
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore};

@@ -2,36 +2,41 @@
 //!
 //! Every box of a Raft node is an actor reached only through typed
 //! `Recipient<_>` handles, so any of them can be swapped for another actor
-//! that handles the same messages. Here each node is wired by hand (what
-//! `RaftNodeBuilder` does) with the stock LogReplicator, MembershipManager,
-//! SnapshotCompactor and router, but with `StaticLeaderElection` in place of
-//! `LeaderElection`: no randomized timeouts, the lowest node id always
-//! campaigns and the others never do. Safety is untouched (the
-//! LogReplicator still owns term, vote and log and refuses stale
-//! requests); only *who* campaigns *when* changed.
+//! that handles the same messages. `RaftNodeBuilder` has a slot per
+//! component; here the LeaderElection slot gets `StaticLeaderElection`: no
+//! randomized timeouts, the lowest node id always campaigns and the others
+//! never do. Everything else (LogReplicator, MembershipManager,
+//! SnapshotCompactor, router, supervision, the client API) is the stock
+//! node. Safety is untouched (the LogReplicator still owns term, vote and
+//! log and refuses stale requests); only *who* campaigns *when* changed.
+//!
+//! The replacement talks to the owner through the documented contract
+//! only: it subscribes to the owner's event stream (`Subscribe`, which
+//! starts with the owner's current state) and sends term-carrying requests
+//! (`OwnerHandles`).
 //!
 //! Run with `cargo run --example custom_topology`.
+#![forbid(unsafe_code)]
 
 use actix::prelude::*;
 use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::storage::MemStorage;
-use consensus_actors::supervision::{ChildSlot, RestartStrategy, SupervisorBuilder};
-use consensus_actors::transport::{RegisterNode, Transport};
+use consensus_actors::supervision::{ChildSlot, RestartStrategy};
+use consensus_actors::transport::Transport;
 use consensus_actors::types::{ClientId, NodeId, NodeState, Term};
 use consensus_engine::network::LocalNetwork;
 use consensus_raft::actors::{
-    BecomeLeader, BeginElection, EventSubscribers, GetRaftStatus, GetState, LogReplicator,
-    MembershipManager, ObserveTerm, OwnerHandles, PeerMessage, Propose, RaftEvents, RaftRouter,
-    SnapshotCompactor, TransferLeadership,
+    BecomeLeader, BeginElection, EventKinds, Interest, ObserveTerm, OwnerHandles, PeerMessage,
+    ProgressFilter, RaftEvents, Subscribe, TransferLeadership,
 };
 use consensus_raft::error::Refusal;
 use consensus_raft::events::{HardState, RaftEvent};
 use consensus_raft::messages::{EntryRef, RaftMessage};
+use consensus_raft::node::{components, RaftNode, RaftNodeBuilder};
+use consensus_raft::slots::{Component, ElectionHandles, LeaderElectionSlot, Slot, SlotContext};
 use consensus_raft::{Membership, RaftConfig};
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 type Cmd = KvCommand;
 
@@ -49,14 +54,14 @@ struct StaticLeaderElection {
 }
 
 impl StaticLeaderElection {
-    fn new(id: NodeId, owner: OwnerHandles, voters: Membership) -> Self {
+    fn new(id: NodeId, owner: OwnerHandles) -> Self {
         Self {
             id,
             owner,
             term: Term::ZERO,
             role: NodeState::Follower,
             leader: None,
-            voters,
+            voters: Membership::empty(),
             campaign: None,
             votes: BTreeSet::new(),
         }
@@ -115,18 +120,29 @@ impl Actor for StaticLeaderElection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Learn the owner's state, then check every 100 ms.
-        let req = self.owner.get_state.send(GetState);
-        ctx.spawn(req.into_actor(self).map(|res, act, _| {
-            for e in res.unwrap_or_default() {
-                act.apply(&e);
-            }
-        }));
+        // Subscribe to the owner's events (its current state comes first,
+        // in order with the rest), then check every 100 ms.
+        self.owner.subscribe.do_send(Subscribe::new(
+            components::LEADER_ELECTION,
+            ctx.address().recipient(),
+            Interest {
+                kinds: EventKinds::ROLE_CHANGED
+                    | EventKinds::MEMBERSHIP_CHANGED
+                    | EventKinds::ELECTION_STARTED,
+                progress: ProgressFilter::Never,
+            },
+        ));
         ctx.run_interval(Duration::from_millis(100), |act, _| act.tick());
     }
 }
 
-impl Supervised for StaticLeaderElection {}
+impl Supervised for StaticLeaderElection {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        // Forget everything: the subscription in started() brings the
+        // owner's state back.
+        *self = Self::new(self.id, self.owner.clone());
+    }
+}
 
 impl Handler<RaftEvents> for StaticLeaderElection {
     type Result = ();
@@ -162,86 +178,45 @@ impl Handler<TransferLeadership> for StaticLeaderElection {
 }
 
 type Storage = MemStorage<HardState, EntryRef<Cmd>>;
-type Replicator = LogReplicator<KvStore, Storage>;
 
-/// Wires one node like `RaftNodeBuilder` does, with our election actor.
+/// The LeaderElection slot filled with `StaticLeaderElection`: the factory
+/// gets the node's context (id, settings, the owner's handles, ...) and
+/// returns the actor with the handles the node needs from it.
+fn static_election() -> LeaderElectionSlot<Cmd> {
+    Slot::new(|ctx: &SlotContext<Cmd>| {
+        let child = ChildSlot::<StaticLeaderElection>::new();
+        let addr = child.address();
+        Component::new(
+            child,
+            StaticLeaderElection::new(ctx.id, ctx.owner.clone()),
+            ElectionHandles {
+                peer: addr.clone().recipient(),
+                transfer: addr.recipient(),
+                panic: None,
+            },
+        )
+    })
+}
+
+/// One node: the stock builder with our election in its slot.
 fn start_node(
     id: NodeId,
     voters: &Membership,
     network: &Addr<LocalNetwork<RaftMessage<Cmd>>>,
-) -> Addr<Replicator> {
-    let cfg = RaftConfig::default();
-    let epoch = Instant::now();
-    let transport = Transport::new(id, network.clone().recipient());
-    let mut tree = SupervisorBuilder::new(id).strategy(RestartStrategy::RestForOne);
-    let replicator_slot = ChildSlot::<Replicator>::new();
-    let election_slot = ChildSlot::<StaticLeaderElection>::new();
-    let membership_slot = ChildSlot::<MembershipManager>::new();
-    let compactor_slot = ChildSlot::<SnapshotCompactor<Cmd>>::new();
-    let router_slot = ChildSlot::<RaftRouter<Cmd>>::new();
-    let replicator = replicator_slot.address();
-    let election = election_slot.address();
-    let membership = membership_slot.address();
-    let compactor = compactor_slot.address();
-    let router = router_slot.address();
-    let owner = OwnerHandles::of(&replicator);
-    let events = EventSubscribers {
-        election: election.clone().recipient(),
-        membership: membership.clone().recipient(),
-        compactor: compactor.clone().recipient(),
-    };
-    let children = (|| {
-        tree.start_child(
-            "log-replicator",
-            replicator_slot,
-            Replicator::new(
-                id,
-                cfg.clone(),
-                voters.clone(),
-                Storage::new(),
-                Arc::new(KvStore::default),
-                transport.clone(),
-                events,
-                consensus_actors::safety::SafetySink::noop(),
-                Some(tree.address().recipient()),
-                epoch,
-            ),
-        )?;
-        tree.start_child(
-            "static-leader-election",
-            election_slot,
-            StaticLeaderElection::new(id, owner.clone(), voters.clone()),
-        )?;
-        tree.start_child(
-            "membership-manager",
-            membership_slot,
-            MembershipManager::new(id, cfg.clone(), owner.clone(), epoch),
-        )?;
-        tree.start_child(
-            "snapshot-compactor",
-            compactor_slot,
-            SnapshotCompactor::new(id, cfg.clone(), owner, transport, epoch),
-        )?;
-        tree.start_child(
-            "router",
-            router_slot,
-            RaftRouter::new(
-                id,
-                replicator.clone().recipient(),
-                election.recipient(),
-                compactor.recipient(),
-            ),
-        )
-    })();
-    if let Err(e) = children {
-        panic!("wiring node {id}: {e}");
-    }
-    tree.start();
-    network.do_send(RegisterNode::<RaftMessage<Cmd>> {
-        node: id,
-        inbox: router.recipient(),
-    });
-    replicator
+) -> RaftNode<KvStore> {
+    let node = RaftNodeBuilder::new(
+        id,
+        RaftConfig::default(),
+        voters.clone(),
+        Storage::new(),
+        KvStore::default,
+        Transport::new(id, network.clone().recipient()),
+    )
+    .strategy(RestartStrategy::RestForOne)
+    .leader_election(static_election())
+    .start();
+    node.register_with(&network.clone().recipient());
+    node
 }
 
 #[actix::main]
@@ -249,7 +224,7 @@ async fn main() {
     let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
     let voters = Membership::new(ids.iter().copied());
     let network = LocalNetwork::<RaftMessage<Cmd>>::new().start();
-    let replicators: Vec<Addr<Replicator>> = ids
+    let nodes: Vec<RaftNode<KvStore>> = ids
         .iter()
         .map(|&id| start_node(id, &voters, &network))
         .collect();
@@ -258,10 +233,10 @@ async fn main() {
     let mut leader = None;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        for r in &replicators {
-            if let Ok(Some(s)) = r.send(GetRaftStatus).await {
+        for n in &nodes {
+            if let Some(s) = n.status().await {
                 if s.role == NodeState::Leader {
-                    leader = Some((s.id, r.clone(), s.term));
+                    leader = Some((n.clone(), s.term));
                 }
             }
         }
@@ -269,16 +244,22 @@ async fn main() {
             break;
         }
     }
-    let Some((id, replicator, term)) = leader else {
+    let Some((leader, term)) = leader else {
         panic!("no leader elected");
     };
-    println!("{id} leads term {term} (always the lowest id with StaticLeaderElection)");
-    assert_eq!(id, NodeId(1));
-    let out = replicator
-        .send(Propose::<Cmd, _>::new(
-            KvCommand::put("who", "static"),
-            ClientId(1),
-        ))
+    println!(
+        "{} leads term {term} (always the lowest id with StaticLeaderElection)",
+        leader.id()
+    );
+    assert_eq!(leader.id(), NodeId(1));
+    let out = leader
+        .propose(KvCommand::put("who", "static"), ClientId(1))
         .await;
     println!("put who=static -> {out:?}");
+    assert_eq!(out, Ok(consensus_actors::kv::KvOutput::Ok));
+    assert_eq!(leader.get("who").await, Ok(Some("static".into())));
+    println!("get who -> static (a linearizable read through the stock client API)");
+    for n in &nodes {
+        n.shutdown().await;
+    }
 }

@@ -2,6 +2,7 @@
 //! the leader, and go on.
 //!
 //! Run with `cargo run --example kv_cluster`.
+#![forbid(unsafe_code)]
 
 use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::{ClientId, ConsensusConfig, NodeId};

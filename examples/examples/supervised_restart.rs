@@ -7,6 +7,7 @@
 //! restarts in T, then the node is declared failed).
 //!
 //! Run with `cargo run --example supervised_restart`.
+#![forbid(unsafe_code)]
 
 use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::{ClientId, ConsensusConfig, NodeId};

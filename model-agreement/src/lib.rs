@@ -78,6 +78,12 @@
 //! cargo bench -p model-agreement --bench aggregation   # 10 gradients of 1,000,000 f32
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+// Supervision restarts a component whose handler panicked: the panic must
+// unwind to the supervisor, so a build that aborts on panic is refused.
+#[cfg(panic = "abort")]
+compile_error!("model-agreement needs panic = \"unwind\": supervision restarts components whose handlers panic");
 
 pub mod aggregation;
 pub mod attack;

@@ -5,6 +5,7 @@
 //! configuration or an unreadable file (one line on stderr naming it);
 //! 3 `check-history` stopped by `--max-steps`/`--timeout` before a verdict;
 //! 141 stdout was a pipe whose reader had gone (`consensus simulate | head`).
+#![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
 use consensus_actors::config::ConsensusConfig;

@@ -2,8 +2,8 @@
 //! receives InstallSnapshot chunks, asks the owner to compact and to install.
 
 use super::{
-    log_refusal, micros_since, Compact, GetState, InstallSnapshotData, ObserveLeader, ObserveTerm,
-    OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, SnapshotSent,
+    log_refusal, micros_since, Compact, InstallSnapshotData, Interest, ObserveLeader, ObserveTerm,
+    OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, SnapshotSent, Subscribe,
 };
 use crate::config::RaftConfig;
 use crate::error::Refusal;
@@ -69,7 +69,7 @@ where
                 CompactorEffect::Compact { keep_entries } => {
                     let req = self.owner.compact.send(Compact { keep_entries });
                     ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
-                        let result = res.unwrap_or(Err(Refusal::NotLeader));
+                        let result = res.unwrap_or(Err(Refusal::Unavailable));
                         if let Ok(meta) = &result {
                             tracing::debug!(node = %act.id, last_included = %meta.last_included, "snapshot taken");
                         }
@@ -123,16 +123,13 @@ where
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let req = self.owner.get_state.send(GetState);
-        ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
-            if let Ok(events) = res {
-                let now = act.now_us();
-                for e in &events {
-                    act.core.handle_event(now, e);
-                }
-                act.run_effects(ctx);
-            }
-        }));
+        // The owner's state comes first through the event channel, in
+        // order with the events that follow.
+        self.owner.subscribe.do_send(Subscribe::new(
+            crate::node::components::SNAPSHOT_COMPACTOR,
+            ctx.address().recipient(),
+            Interest::snapshot_compactor(self.cfg.snapshot_threshold),
+        ));
         let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
         ctx.run_interval(interval, |act, ctx| {
             let now = act.now_us();

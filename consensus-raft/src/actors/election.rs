@@ -2,12 +2,12 @@
 //! the owner of term/vote/log to act on its decisions.
 
 use super::{
-    log_refusal, micros_since, AbortTransfer, BecomeLeader, BeginElection, GetState, LeaderContact,
+    log_refusal, micros_since, AbortTransfer, BecomeLeader, BeginElection, Interest, LeaderContact,
     ObserveTerm, OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, StartTransfer, StepDown,
-    TransferLeadership,
+    Subscribe, TransferLeadership,
 };
 use crate::config::RaftConfig;
-use crate::election::{ElectionCore, ElectionEffect};
+use crate::election::{ElectionCore, ElectionEffect, ElectionInput};
 use crate::error::Refusal;
 use crate::messages::RaftMessage;
 use actix::prelude::*;
@@ -26,9 +26,9 @@ pub struct LeaderElection<C> {
     epoch: Instant,
     core: ElectionCore,
     timer: Option<SpawnHandle>,
-    /// Contacts from the leader the owner recorded instead of sending them
-    /// (see [`with_leader_contact`](Self::with_leader_contact)).
-    contact: Option<LeaderContact>,
+    /// Contacts from the leader the owner records instead of sending them
+    /// (given with the subscription; see [`LeaderContact`]).
+    contact: LeaderContact,
     _commands: PhantomData<fn() -> C>,
 }
 
@@ -51,26 +51,18 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
             owner,
             epoch,
             timer: None,
-            contact: None,
+            contact: LeaderContact::new(),
             _commands: PhantomData,
         }
     }
 
-    /// Reads the contacts from the leader that the LogReplicator records in
-    /// `contact` instead of sending them (see [`LeaderContact`]): before
-    /// anything else it handles, this component acts on the last one
-    /// recorded as on a [`RaftEvent::HeardFromLeader`](crate::events::RaftEvent::HeardFromLeader)
+    /// Acts on the contact from the leader recorded since the last call:
+    /// done before anything else this component handles, as on a
+    /// [`RaftEvent::HeardFromLeader`](crate::events::RaftEvent::HeardFromLeader)
     /// received when it was recorded.
-    #[must_use]
-    pub fn with_leader_contact(mut self, contact: LeaderContact) -> Self {
-        self.contact = Some(contact);
-        self
-    }
-
-    /// Acts on the contact from the leader recorded since the last call.
     fn catch_up(&mut self) {
-        if let Some(c) = self.contact.as_ref().and_then(LeaderContact::take) {
-            self.core.handle_event(c.at_us, &c.event());
+        if let Some(c) = self.contact.take() {
+            let _ = self.core.step(c.at_us, ElectionInput::Event(&c.event()));
         }
     }
 
@@ -90,7 +82,7 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
                         act.timer = None;
                         act.catch_up();
                         let now = act.now_us();
-                        act.core.handle_timeout(now);
+                        let _ = act.core.step(now, ElectionInput::Timeout);
                         act.run_effects(ctx);
                     }));
                 }
@@ -106,7 +98,7 @@ impl<C: ReplicatedCommand> LeaderElection<C> {
                     });
                     ctx.spawn(req.into_actor(self).map(|res, act, _ctx| {
                         if let Ok(Err(refusal)) = &res {
-                            act.core.handle_refusal(refusal);
+                            let _ = act.core.step(act.now_us(), ElectionInput::Refused(refusal));
                         }
                         log_refusal("election", "begin election", &res.unwrap_or(Ok(())));
                     }));
@@ -138,20 +130,20 @@ impl<C: ReplicatedCommand> Actor for LeaderElection<C> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Resynchronise with the owner (after a restart the copies are stale).
         let now = self.now_us();
-        self.core.start(now);
+        let _ = self.core.step(now, ElectionInput::Start);
         self.run_effects(ctx);
-        let req = self.owner.get_state.send(GetState);
-        ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
-            if let Ok(events) = res {
-                let now = act.now_us();
-                for e in &events {
-                    act.core.handle_event(now, e);
-                }
-                act.run_effects(ctx);
-            }
-        }));
+        // Resynchronise with the owner (after a restart the copies are
+        // stale): its state comes first through the event channel, in order
+        // with the events that follow.
+        self.owner.subscribe.do_send(
+            Subscribe::new(
+                crate::node::components::LEADER_ELECTION,
+                ctx.address().recipient(),
+                Interest::leader_election(),
+            )
+            .with_leader_contact(self.contact.clone()),
+        );
     }
 }
 
@@ -173,7 +165,7 @@ impl<C: ReplicatedCommand> Handler<RaftEvents> for LeaderElection<C> {
         self.catch_up();
         let now = self.now_us();
         for e in &m.0 {
-            self.core.handle_event(now, e);
+            let _ = self.core.step(now, ElectionInput::Event(e));
         }
         self.run_effects(ctx);
     }
@@ -186,10 +178,15 @@ impl<C: ReplicatedCommand> Handler<PeerMessage<C>> for LeaderElection<C> {
         self.catch_up();
         let now = self.now_us();
         match m.msg {
-            RaftMessage::RequestVoteResponse(r) => {
-                self.core.handle_request_vote_response(now, m.from, r)
+            RaftMessage::RequestVoteResponse(msg) => {
+                let input = ElectionInput::RequestVoteResponse { from: m.from, msg };
+                let _ = self.core.step(now, input);
             }
-            RaftMessage::TimeoutNow(t) => self.core.handle_timeout_now(now, m.from, t),
+            RaftMessage::TimeoutNow(msg) => {
+                let _ = self
+                    .core
+                    .step(now, ElectionInput::TimeoutNow { from: m.from, msg });
+            }
             other => tracing::debug!(message = other.name(), "not for leader election"),
         }
         self.run_effects(ctx);
@@ -202,7 +199,9 @@ impl<C: ReplicatedCommand> Handler<TransferLeadership> for LeaderElection<C> {
     fn handle(&mut self, m: TransferLeadership, ctx: &mut Context<Self>) -> Self::Result {
         self.catch_up();
         let now = self.now_us();
-        let r = self.core.transfer_leadership(now, m.target);
+        let r = self
+            .core
+            .step(now, ElectionInput::TransferLeadership { target: m.target });
         self.run_effects(ctx);
         r
     }

@@ -3,7 +3,8 @@
 //! they are committed.
 
 use super::{
-    micros_since, ChangeMembership, GetState, OwnerHandles, ProposeConfig, RaftEvents, StepDown,
+    micros_since, ChangeMembership, Interest, OwnerHandles, ProposeConfig, RaftEvents, StepDown,
+    Subscribe,
 };
 use crate::config::RaftConfig;
 use crate::membership::Membership;
@@ -59,7 +60,7 @@ impl MembershipManager {
                         .send(ProposeConfig { term, membership });
                     ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
                         let now = act.now_us();
-                        let result = res.unwrap_or(Err(crate::error::Refusal::NotLeader));
+                        let result = res.unwrap_or(Err(crate::error::Refusal::Unavailable));
                         act.core.handle_proposed(now, result);
                         act.run_effects(ctx);
                     }));
@@ -82,16 +83,13 @@ impl Actor for MembershipManager {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let req = self.owner.get_state.send(GetState);
-        ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
-            if let Ok(events) = res {
-                let now = act.now_us();
-                for e in &events {
-                    act.core.handle_event(now, e);
-                }
-                act.run_effects(ctx);
-            }
-        }));
+        // The owner's state comes first through the event channel, in
+        // order with the events that follow.
+        self.owner.subscribe.do_send(Subscribe::new(
+            crate::node::components::MEMBERSHIP_MANAGER,
+            ctx.address().recipient(),
+            Interest::membership_manager(),
+        ));
         let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
         ctx.run_interval(interval, |act, ctx| {
             let now = act.now_us();

@@ -10,13 +10,16 @@
 //! | [`SnapshotCompactor`] | [`SnapshotCore`](crate::snapshot::SnapshotCore) | InstallSnapshot(+Response), compaction |
 //! | [`RaftRouter`] | — | inbound envelopes, dispatched to the component that handles them |
 //!
-//! Components reach each other only through `Recipient<_>` handles
-//! ([`OwnerHandles`], [`EventSubscribers`]) given by the node builder, so any
-//! of them can be replaced by another actor handling the same messages.
+//! Components reach each other only through `Recipient<_>` handles given by
+//! the node builder ([`OwnerHandles`]: the owner's term-carrying requests)
+//! and through the owner's event stream, which any component subscribes to
+//! ([`Subscribe`], see [`subscription`]), so any of them can be replaced by
+//! another actor handling the same messages.
 //!
 //! Every actor is `Supervised`: on a restart it rebuilds its state from
-//! storage (the LogReplicator) or from the owner's current state
-//! ([`GetState`]), never from memory a crash would have lost, and sets its
+//! storage (the LogReplicator) or from the owner's current state, which the
+//! owner sends through the event stream when the component subscribes again
+//! in `started()`; never from memory a crash would have lost. It sets its
 //! timers again in `started()`.
 
 pub mod compactor;
@@ -24,12 +27,14 @@ pub mod election;
 pub mod membership;
 pub mod replicator;
 pub mod router;
+pub mod subscription;
 
 pub use compactor::SnapshotCompactor;
 pub use election::LeaderElection;
 pub use membership::MembershipManager;
 pub use replicator::{LogReplicator, RaftStorage};
 pub use router::{for_log_replicator, RaftRouter};
+pub use subscription::{EventKinds, Interest, ProgressFilter, Subscribe};
 
 use crate::error::{ProposeError, Refusal};
 use crate::events::{RaftEvent, Snapshot, SnapshotMeta};
@@ -103,21 +108,21 @@ impl<C: 'static> Message for PeerMessage<C> {
 pub struct RaftEvents(pub Vec<RaftEvent>);
 
 /// The latest contact from the current leader that the LogReplicator
-/// recorded for LeaderElection instead of sending it a
-/// [`RaftEvent::HeardFromLeader`] (shared by the two; see
-/// [`LogReplicator::with_leader_contact`] and
-/// [`LeaderElection::with_leader_contact`]).
+/// recorded for a subscriber instead of sending it a
+/// [`RaftEvent::HeardFromLeader`]: part of the event-stream contract, for
+/// the subscribers that ask for it ([`Subscribe::with_leader_contact`]).
 ///
-/// A follower hears from its leader on every AppendEntries; telling the
-/// election component each time cost a mailbox message per AppendEntries,
-/// and all it does with a repeat (same term, same leader, nothing else in
-/// between) is to push its election deadline back. So the owner sends the
-/// first contact as an event, as before, and records each repeat here, with
-/// its time; LeaderElection takes the record before it handles anything else
-/// (a message or its timer) and acts on it as on the event, at the time it
-/// was recorded. The deadline it computes is the one the event would have
-/// given (the last contact plus a random election timeout), so no election
-/// starts while the leader is heard.
+/// A follower hears from its leader on every AppendEntries; telling a
+/// component each time costs a mailbox message per AppendEntries, and all
+/// an election component does with a repeat (same term, same leader,
+/// nothing else of interest in between) is to push its election deadline
+/// back. So the owner sends the first contact of a run as an event and
+/// records each repeat here, with its time, once the step is published. The
+/// subscriber takes the record before it handles anything else (a message
+/// or its timer) and acts on it as on the event, at the time it was
+/// recorded (the stock LeaderElection computes the deadline the event would
+/// have given, so no election starts while the leader is heard). The owner
+/// only writes it; the subscriber only takes it.
 #[derive(Clone, Debug, Default)]
 pub struct LeaderContact(Arc<std::sync::Mutex<Option<Contact>>>);
 
@@ -166,14 +171,8 @@ impl LeaderContact {
     }
 }
 
-/// Asks the owner for events that describe its state from scratch (a
-/// component that just (re)started resynchronises with them).
-#[derive(Message, Clone, Copy, Debug)]
-#[rtype(result = "Vec<RaftEvent>")]
-pub struct GetState;
-
 /// Asks the owner to start a campaign (see
-/// [`ReplicationCore::begin_election`](crate::replication::ReplicationCore::begin_election)).
+/// [`Input::BeginElection`](crate::replication::Input::BeginElection)).
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "Result<(), Refusal>")]
 pub struct BeginElection {
@@ -512,11 +511,12 @@ pub struct GetRaftStatus;
 #[rtype(result = "()")]
 pub struct InjectPanic;
 
-/// The owner's handles the other components use (all term-carrying).
+/// The owner's handles the other components use: the event stream
+/// ([`Subscribe`]) and the requests (all term-carrying).
 #[derive(Clone)]
 pub struct OwnerHandles {
-    /// [`GetState`].
-    pub get_state: Recipient<GetState>,
+    /// [`Subscribe`]: the owner's events, starting with its current state.
+    pub subscribe: Recipient<Subscribe>,
     /// [`BeginElection`].
     pub begin_election: Recipient<BeginElection>,
     /// [`BecomeLeader`].
@@ -546,7 +546,7 @@ impl OwnerHandles {
     pub fn of<A>(addr: &Addr<A>) -> Self
     where
         A: Actor<Context = Context<A>>
-            + Handler<GetState>
+            + Handler<Subscribe>
             + Handler<BeginElection>
             + Handler<BecomeLeader>
             + Handler<StepDown>
@@ -560,7 +560,7 @@ impl OwnerHandles {
             + Handler<SnapshotSent>,
     {
         Self {
-            get_state: addr.clone().recipient(),
+            subscribe: addr.clone().recipient(),
             begin_election: addr.clone().recipient(),
             become_leader: addr.clone().recipient(),
             step_down: addr.clone().recipient(),
@@ -572,60 +572,6 @@ impl OwnerHandles {
             compact: addr.clone().recipient(),
             install_snapshot: addr.clone().recipient(),
             snapshot_sent: addr.clone().recipient(),
-        }
-    }
-}
-
-/// Where the owner publishes its events.
-#[derive(Clone)]
-pub struct EventSubscribers {
-    /// LeaderElection.
-    pub election: Recipient<RaftEvents>,
-    /// MembershipManager.
-    pub membership: Recipient<RaftEvents>,
-    /// SnapshotCompactor.
-    pub compactor: Recipient<RaftEvents>,
-}
-
-impl EventSubscribers {
-    /// Sends each component the events it acts on (one message each at
-    /// most).
-    pub fn publish(&self, events: Vec<RaftEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        let pick = |f: fn(&RaftEvent) -> bool| -> Vec<RaftEvent> {
-            events.iter().filter(|e| f(e)).cloned().collect()
-        };
-        let to_election = pick(RaftEvent::for_election);
-        let to_membership = pick(RaftEvent::for_membership);
-        let to_compactor = pick(RaftEvent::for_compactor);
-        if !to_election.is_empty() {
-            self.election.do_send(RaftEvents(to_election));
-        }
-        if !to_membership.is_empty() {
-            self.membership.do_send(RaftEvents(to_membership));
-        }
-        if !to_compactor.is_empty() {
-            self.compactor.do_send(RaftEvents(to_compactor));
-        }
-    }
-
-    /// Sends each component the events given for it (nothing when empty).
-    pub fn send(
-        &self,
-        to_election: Vec<RaftEvent>,
-        to_membership: Vec<RaftEvent>,
-        to_compactor: Vec<RaftEvent>,
-    ) {
-        if !to_election.is_empty() {
-            self.election.do_send(RaftEvents(to_election));
-        }
-        if !to_membership.is_empty() {
-            self.membership.do_send(RaftEvents(to_membership));
-        }
-        if !to_compactor.is_empty() {
-            self.compactor.do_send(RaftEvents(to_compactor));
         }
     }
 }

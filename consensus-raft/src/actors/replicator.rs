@@ -11,19 +11,19 @@
 //! and [`Read`] waiting in the mailbox join the same batch, appended and
 //! replicated together.
 //!
-//! Events go to the components that act on them, one message per
-//! component per step at most; a follower's repeated
-//! contacts from its leader go to a shared [`LeaderContact`] instead of a
-//! message per AppendEntries, when one is given
-//! ([`with_leader_contact`](LogReplicator::with_leader_contact)).
+//! Events go to the subscribers of the owner's event stream (see
+//! [`subscription`](super::subscription)), each getting what it asked for,
+//! one message per subscriber per step at most; a follower's repeated
+//! contacts from its leader go to the subscriber's [`LeaderContact`](super::LeaderContact)
+//! instead of a message per AppendEntries, when it gave one.
 
 use super::router::for_log_replicator;
+use super::subscription::Subscriptions;
 use super::{
-    micros_since_cached, AbortTransfer, BecomeLeader, BeginElection, Compact, Contact,
-    DrainSubmissions, EventSubscribers, GetRaftStatus, GetState, InstallSnapshotData,
-    LeaderContact, ObserveLeader, ObserveTerm, PeerMessage, Propose, ProposeBatch, ProposeConfig,
-    RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot, SnapshotSent, StartTransfer,
-    StepDown, Submission, SubmissionQueue,
+    micros_since_cached, AbortTransfer, BecomeLeader, BeginElection, Compact, DrainSubmissions,
+    GetRaftStatus, InstallSnapshotData, ObserveLeader, ObserveTerm, PeerMessage, Propose,
+    ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot,
+    SnapshotSent, StartTransfer, StepDown, Submission, SubmissionQueue, Subscribe,
 };
 use crate::config::RaftConfig;
 use crate::error::{ProposeError, RecoveryError, Refusal};
@@ -31,7 +31,8 @@ use crate::events::{HardState, LogProgress, RaftEvent, Snapshot, SnapshotMeta};
 use crate::membership::Membership;
 use crate::messages::{EntryRef, RaftMessage};
 use crate::replication::{
-    Committed, Effect, EffectOf, Proposal, ProposalId, ReadId, Recovered, ReplicationCore,
+    Accepted, Committed, Effect, EffectOf, Input, Proposal, ProposalId, ReadId, Recovered,
+    ReplicationCore,
 };
 use crate::safety::{
     became_leader, stepped_down, RaftSafetyEvent as SafetyRaftEvent, SafetyEvent, SafetySink,
@@ -180,7 +181,8 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     storage: S,
     make_sm: Arc<dyn Fn() -> SM + Send + Sync>,
     transport: Transport<RaftMessage<Command<SM>>>,
-    subscribers: EventSubscribers,
+    /// The owner's event stream (see [`Subscribe`]).
+    subscriptions: Subscriptions,
     safety: SafetySink,
     supervisor: Option<Recipient<FailNode>>,
     epoch: Instant,
@@ -216,19 +218,9 @@ pub struct LogReplicator<SM: RaftStateMachine, S> {
     /// The last [`RaftEvent::Progress`] published to the other components
     /// (see [`publishes`](Self::publishes)).
     published_progress: Option<LogProgress>,
-    /// Which of the published events the MembershipManager and the
-    /// SnapshotCompactor get (see [`EventRouting`]).
-    routing: EventRouting,
     /// Where envelopes delivered here but handled by another component go
     /// (see [`with_router`](Self::with_router)).
     router: Option<Recipient<Envelope<RaftMessage<Command<SM>>>>>,
-    /// Where repeated contacts from the leader go instead of a message to
-    /// LeaderElection (see [`with_leader_contact`](Self::with_leader_contact)).
-    leader_contact: Option<LeaderContact>,
-    /// The last repeated contact from the leader collected in this step, to
-    /// record in `leader_contact` when the step is published (see
-    /// [`collect_event`](Self::collect_event)).
-    repeated_contact: Option<(Term, NodeId)>,
 }
 
 impl<SM, S> LogReplicator<SM, S>
@@ -240,7 +232,8 @@ where
     /// storage holds no configuration (the bootstrap voters, or
     /// [`Membership::empty`] for a node that will be added later);
     /// `make_sm` builds an empty state machine (restored from the snapshot
-    /// on every start).
+    /// on every start). The other components subscribe to its events with
+    /// [`Subscribe`].
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: NodeId,
@@ -249,7 +242,6 @@ where
         storage: S,
         make_sm: Arc<dyn Fn() -> SM + Send + Sync>,
         transport: Transport<RaftMessage<Command<SM>>>,
-        subscribers: EventSubscribers,
         safety: SafetySink,
         supervisor: Option<Recipient<FailNode>>,
         epoch: Instant,
@@ -260,7 +252,7 @@ where
             storage,
             make_sm,
             transport,
-            subscribers,
+            subscriptions: Subscriptions::default(),
             safety,
             supervisor,
             epoch,
@@ -284,10 +276,7 @@ where
             failed: false,
             held_safety: Vec::new(),
             published_progress: None,
-            routing: EventRouting::default(),
             router: None,
-            leader_contact: None,
-            repeated_contact: None,
         }
     }
 
@@ -298,18 +287,6 @@ where
     #[must_use]
     pub fn with_router(mut self, router: Recipient<Envelope<RaftMessage<Command<SM>>>>) -> Self {
         self.router = Some(router);
-        self
-    }
-
-    /// Records repeated contacts from the leader in `contact` instead of
-    /// sending LeaderElection a [`RaftEvent::HeardFromLeader`] for each
-    /// AppendEntries (see [`LeaderContact`]). The LeaderElection subscribed
-    /// to this node's events must read the same record
-    /// ([`LeaderElection::with_leader_contact`](super::LeaderElection::with_leader_contact)):
-    /// one that does not would only hear of the leader's first contact.
-    #[must_use]
-    pub fn with_leader_contact(mut self, contact: LeaderContact) -> Self {
-        self.leader_contact = Some(contact);
         self
     }
 
@@ -442,41 +419,29 @@ where
         }
         self.spare_effects = effects;
         if !self.failed && self.sync() {
-            self.publish(&mut events);
+            self.publish(&events);
         }
         // Not published (the step failed): nobody hears of it.
-        self.repeated_contact = None;
         events.clear();
         self.spare_events = events;
     }
 
-    /// Sends each component the events it acts on (see [`EventRouting`]),
-    /// leaving `events` empty.
-    fn publish(&mut self, events: &mut Vec<RaftEvent>) {
-        if let (Some(contact), Some((term, leader))) =
-            (&self.leader_contact, self.repeated_contact.take())
-        {
-            contact.record(Contact {
-                term,
-                leader,
-                at_us: micros_since_cached(self.epoch, &mut self.last_now),
-            });
-        }
+    /// Sends each subscriber the events of the step it asked for, and
+    /// records repeated contacts from the leader (see [`Subscribe`]).
+    fn publish(&mut self, events: &[RaftEvent]) {
         if events.is_empty() {
             return;
         }
-        let threshold = self.cfg.snapshot_threshold;
+        let now_us = micros_since_cached(self.epoch, &mut self.last_now);
         let core = self.core.as_ref();
-        let [election, membership, compactor] =
-            self.routing.split(events.drain(..), threshold, || {
-                core.and_then(|c| {
-                    c.snapshot_events().into_iter().find_map(|e| match e {
-                        RaftEvent::Progress(p) => Some(p),
-                        _ => None,
-                    })
+        self.subscriptions.publish(events, now_us, || {
+            core.and_then(|c| {
+                c.snapshot_events().into_iter().find_map(|e| match e {
+                    RaftEvent::Progress(p) => Some(p),
+                    _ => None,
                 })
-            });
-        self.subscribers.send(election, membership, compactor);
+            })
+        });
     }
 
     /// Whether the other components get the progress `p` (every other
@@ -564,7 +529,7 @@ where
             }
             Effect::Progress(p) => self.collect_progress(p, events),
             Effect::HeardFromLeader { term, leader } => {
-                self.collect_event(RaftEvent::HeardFromLeader { term, leader }, events);
+                events.push(RaftEvent::HeardFromLeader { term, leader });
             }
             Effect::Event(ev) => {
                 let ev = *ev;
@@ -592,7 +557,7 @@ where
                         }
                     });
                 }
-                self.collect_event(ev, events);
+                events.push(ev);
             }
             Effect::Committed(entries) => {
                 let term = self.core.as_ref().map(ReplicationCore::term);
@@ -625,21 +590,6 @@ where
                 }
             }
         }
-    }
-
-    /// Collects `ev` in `events`, to be published, unless it is a contact
-    /// from the leader that repeats the last event LeaderElection got: that
-    /// one is recorded in the [`LeaderContact`] when the step is published
-    /// instead (see [`EventRouting::repeats_contact`]).
-    #[inline]
-    fn collect_event(&mut self, ev: RaftEvent, events: &mut Vec<RaftEvent>) {
-        if self.leader_contact.is_some() && self.routing.repeats_contact(&ev) {
-            if let RaftEvent::HeardFromLeader { term, leader } = ev {
-                self.repeated_contact = Some((term, leader));
-            }
-            return;
-        }
-        events.push(ev);
     }
 
     /// Records the progress `p` in the trace, and collects it in `events`
@@ -725,121 +675,6 @@ where
     }
 }
 
-/// What the LogReplicator sends the MembershipManager and the
-/// SnapshotCompactor beyond each event's kind
-/// ([`RaftEvent::for_membership`], [`RaftEvent::for_compactor`]): most
-/// [`RaftEvent::Progress`] events concern neither, and each one sent costs a
-/// mailbox message per follower per AppendEntries.
-///
-/// * The MembershipManager acts on the commit index only as leader (a
-///   change is requested and advanced only there): it gets Progress while
-///   the node leads, and the current progress right after the
-///   [`RaftEvent::RoleChanged`] that makes it leader.
-/// * The SnapshotCompactor compacts when `last_applied - snapshot_index`
-///   reaches [`RaftConfig::snapshot_threshold`]: it gets Progress when
-///   that holds or when the snapshot index moved since the last one it got.
-///
-/// Every other event goes to every component its kind names, in order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct EventRouting {
-    /// The last RoleChanged published made this node leader.
-    leading: bool,
-    /// The snapshot index in the last Progress the compactor got.
-    compactor_snapshot: LogIndex,
-    /// The last event LeaderElection got is a HeardFromLeader of this term
-    /// and leader (see [`repeats_contact`](Self::repeats_contact)).
-    heard: Option<(Term, NodeId)>,
-}
-
-impl EventRouting {
-    /// The routing after a resynchronisation that published `events` to
-    /// every component unfiltered.
-    fn after_resync(events: &[RaftEvent]) -> Self {
-        let mut r = Self::default();
-        for e in events {
-            match e {
-                RaftEvent::RoleChanged { role, .. } => r.leading = *role == NodeState::Leader,
-                RaftEvent::Progress(p) => r.compactor_snapshot = p.snapshot_index,
-                _ => {}
-            }
-        }
-        r
-    }
-
-    /// Whether `e`, the next event to publish, is a
-    /// [`RaftEvent::HeardFromLeader`] that repeats the last event
-    /// LeaderElection got (same term and leader, nothing else for
-    /// LeaderElection in between): a contact to record in the
-    /// [`LeaderContact`] instead of a message. Follows what LeaderElection
-    /// gets from the events for which it says no, given in order.
-    fn repeats_contact(&mut self, e: &RaftEvent) -> bool {
-        if !e.for_election() {
-            return false;
-        }
-        if let RaftEvent::HeardFromLeader { term, leader } = e {
-            let heard = Some((*term, *leader));
-            if self.heard == heard {
-                return true;
-            }
-            self.heard = heard;
-        } else {
-            self.heard = None;
-        }
-        false
-    }
-
-    /// Splits `events` into what LeaderElection, MembershipManager and
-    /// SnapshotCompactor get, in order. `current` is the owner's progress
-    /// now (asked only when the node becomes leader).
-    fn split(
-        &mut self,
-        events: impl IntoIterator<Item = RaftEvent>,
-        snapshot_threshold: u64,
-        current: impl FnOnce() -> Option<LogProgress>,
-    ) -> [Vec<RaftEvent>; 3] {
-        let mut current = Some(current);
-        let (mut election, mut membership, mut compactor) = (Vec::new(), Vec::new(), Vec::new());
-        for e in events {
-            if e.for_election() {
-                election.push(e.clone());
-            }
-            match &e {
-                RaftEvent::Progress(p) => {
-                    let since = p.last_applied.get().saturating_sub(p.snapshot_index.get());
-                    if p.snapshot_index != self.compactor_snapshot || since >= snapshot_threshold {
-                        self.compactor_snapshot = p.snapshot_index;
-                        compactor.push(e.clone());
-                    }
-                    if self.leading {
-                        membership.push(e);
-                    }
-                }
-                RaftEvent::RoleChanged { term, role, .. } => {
-                    let became_leader = *role == NodeState::Leader && !self.leading;
-                    self.leading = *role == NodeState::Leader;
-                    let term = *term;
-                    compactor.push(e.clone());
-                    membership.push(e);
-                    if became_leader {
-                        if let Some(p) = current.take().and_then(|f| f()) {
-                            membership.push(RaftEvent::Progress(LogProgress { term, ..p }));
-                        }
-                    }
-                }
-                _ => {
-                    if e.for_compactor() {
-                        compactor.push(e.clone());
-                    }
-                    if e.for_membership() {
-                        membership.push(e);
-                    }
-                }
-            }
-        }
-        [election, membership, compactor]
-    }
-}
-
 /// Whether `p` tells the components something beyond `last` (the last
 /// progress published): anything but the log end alone.
 fn progress_to_publish(last: Option<&LogProgress>, p: &LogProgress) -> bool {
@@ -886,7 +721,16 @@ where
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.failed = false;
-        self.unsynced = false;
+        // Recovery reads the store, and a store's reads include the writes
+        // not synced yet: after a restart (`restarting` marks everything
+        // unsynced) those may be writes of the incarnation that crashed
+        // between a write and its sync. Make them durable before trusting
+        // them (Figure 2: persisted "before responding to RPCs"); a store
+        // that cannot sync fails the node.
+        if self.unsynced && !self.sync_writes() {
+            return;
+        }
+        // Held events were flushed by the sync above (or the node failed).
         self.held_safety.clear();
         if self.submissions.reopen() {
             // A wake sent before a restart may be gone with the old state.
@@ -909,8 +753,9 @@ where
                     _ => None,
                 });
                 self.core = Some(core);
-                self.routing = EventRouting::after_resync(&events);
-                self.subscribers.publish(events);
+                // Every subscriber (kept across the restart) gets the
+                // recovered state, in order with the events that follow.
+                self.subscriptions.resync_all(&events);
             }
             Err(reason) => {
                 self.fail(format!("cannot recover from storage: {reason}"));
@@ -919,7 +764,7 @@ where
         }
         let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
         ctx.run_interval(interval, |act, _ctx| {
-            act.step(|core, now| core.tick(now));
+            act.step(|core, now| core.step(now, Input::Tick));
         });
     }
 
@@ -945,10 +790,11 @@ where
         let reads = std::mem::take(&mut self.read_batch);
         self.step(|core, now| {
             if !batch.is_empty() {
-                core.propose_from(now, batch.drain(..));
+                // The core drains the batch: its allocation stays here.
+                let _ = core.step(now, Input::Propose(&mut batch));
             }
             if !reads.is_empty() {
-                core.read_index(reads);
+                let _ = core.step(now, Input::ReadIndex(reads));
             }
         });
         batch.clear();
@@ -965,11 +811,13 @@ where
 {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // Everything in memory is suspect: forget it, recover from storage in
-        // started(). Waiting clients learn the outcome is unknown.
+        // started(). Waiting clients learn the outcome is unknown. The store
+        // may hold writes of this incarnation that were never synced (a
+        // panic between a write and its sync, or inside the write): started()
+        // syncs them before recovering.
+        self.unsynced = true;
         self.core = None;
         self.published_progress = None;
-        self.routing = EventRouting::default();
-        self.repeated_contact = None;
         self.drop_clients();
     }
 }
@@ -1018,14 +866,17 @@ where
     S: RaftStorage<Command<SM>>,
 {
     fn handle_peer(&mut self, from: NodeId, msg: RaftMessage<Command<SM>>) {
-        self.step(|core, now| match msg {
-            RaftMessage::RequestVote(rv) => core.handle_request_vote(now, from, rv),
-            RaftMessage::AppendEntries(ae) => core.handle_append_entries(now, from, ae),
-            RaftMessage::AppendEntriesResponse(r) => {
-                core.handle_append_entries_response(now, from, r)
+        let input = match msg {
+            RaftMessage::RequestVote(msg) => Input::RequestVote { from, msg },
+            RaftMessage::AppendEntries(msg) => Input::AppendEntries { from, msg },
+            RaftMessage::AppendEntriesResponse(msg) => Input::AppendEntriesResponse { from, msg },
+            other => {
+                tracing::debug!(message = other.name(), "not for the log replicator");
+                return;
             }
-            other => tracing::debug!(message = other.name(), "not for the log replicator"),
-        });
+        };
+        // Peer messages are always accepted (answers are effects).
+        let _ = self.step(|core, now| core.step(now, input));
     }
 }
 
@@ -1166,20 +1017,19 @@ where
     }
 }
 
-impl<SM, S> Handler<GetState> for LogReplicator<SM, S>
+impl<SM, S> Handler<Subscribe> for LogReplicator<SM, S>
 where
     SM: RaftStateMachine,
     S: RaftStorage<Command<SM>>,
 {
-    type Result = MessageResult<GetState>;
+    type Result = ();
 
-    fn handle(&mut self, _: GetState, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.core
-                .as_ref()
-                .map(|c| c.snapshot_events())
-                .unwrap_or_default(),
-        )
+    /// Adds (or replaces) a subscriber and sends it the current state
+    /// through its event channel; while the owner has no state (restarting)
+    /// the state follows once it recovered.
+    fn handle(&mut self, m: Subscribe, _ctx: &mut Context<Self>) {
+        let state = self.core.as_ref().map(ReplicationCore::snapshot_events);
+        self.subscriptions.subscribe(m, state.as_deref());
     }
 }
 
@@ -1212,9 +1062,10 @@ where
 }
 
 /// Implements a term-carrying owner request: run the core method, carry out
-/// the effects, return its result (`Unknown`-like refusal while restarting).
+/// the effects, return its result ([`Refusal::Unavailable`] while the owner
+/// has no state: restarting, failed to recover, or failed).
 macro_rules! owner_request {
-    ($msg:ty, $ret:ty, |$core:ident, $now:ident, $m:ident| $body:expr) => {
+    ($msg:ty, $ret:ty, |$m:ident| $input:expr, $answer:ident) => {
         impl<SM, S> Handler<$msg> for LogReplicator<SM, S>
         where
             SM: RaftStateMachine,
@@ -1223,34 +1074,70 @@ macro_rules! owner_request {
             type Result = $ret;
 
             fn handle(&mut self, $m: $msg, _ctx: &mut Context<Self>) -> $ret {
-                match self.step(|$core, $now| $body) {
-                    Some(r) => r,
-                    None => Err(Refusal::NotLeader),
+                match self.step(|core, now| core.step(now, $input)) {
+                    Some(r) => r.and_then($answer),
+                    None => Err(Refusal::Unavailable),
                 }
             }
         }
     };
 }
 
-owner_request!(BeginElection, Result<(), Refusal>, |core, _now, m| core
-    .begin_election(m.expected_term, m.pre_vote, m.transfer));
-owner_request!(BecomeLeader, Result<(), Refusal>, |core, now, m| core
-    .become_leader(now, m.term));
-owner_request!(StepDown, Result<(), Refusal>, |core, _now, m| core.step_down(m.term));
-owner_request!(ObserveLeader, Result<(), Refusal>, |core, now, m| core
-    .observe_leader(now, m.term, m.leader));
-owner_request!(StartTransfer, Result<(), Refusal>, |core, _now, m| core
-    .transfer_leadership(m.term, m.target));
-owner_request!(AbortTransfer, Result<(), Refusal>, |core, _now, m| core
-    .abort_transfer(m.term));
-owner_request!(ProposeConfig, Result<LogId, Refusal>, |core, now, m| core
-    .propose_membership(now, m.term, m.membership));
-owner_request!(Compact, Result<SnapshotMeta, Refusal>, |core, _now, m| core
-    .compact(m.keep_entries));
-owner_request!(InstallSnapshotData, Result<(), Refusal>, |core, now, m| core
-    .install_snapshot(now, m.term, m.leader, m.snapshot));
-owner_request!(SnapshotSent, Result<(), Refusal>, |core, _now, m| core
-    .snapshot_sent(m.term, m.peer, m.last_included));
+owner_request!(BeginElection, Result<(), Refusal>, |m| Input::BeginElection {
+    expected_term: m.expected_term,
+    pre_vote: m.pre_vote,
+    transfer: m.transfer,
+}, done);
+owner_request!(BecomeLeader, Result<(), Refusal>, |m| Input::BecomeLeader { term: m.term }, done);
+owner_request!(StepDown, Result<(), Refusal>, |m| Input::StepDown { term: m.term }, done);
+owner_request!(ObserveLeader, Result<(), Refusal>, |m| Input::ObserveLeader {
+    term: m.term,
+    leader: m.leader,
+}, done);
+owner_request!(StartTransfer, Result<(), Refusal>, |m| Input::TransferLeadership {
+    term: m.term,
+    target: m.target,
+}, done);
+owner_request!(AbortTransfer, Result<(), Refusal>, |m| Input::AbortTransfer { term: m.term }, done);
+owner_request!(ProposeConfig, Result<LogId, Refusal>, |m| Input::ProposeMembership {
+    term: m.term,
+    membership: m.membership,
+}, config_appended);
+owner_request!(Compact, Result<SnapshotMeta, Refusal>, |m| Input::Compact {
+    keep_entries: m.keep_entries,
+}, compacted);
+owner_request!(InstallSnapshotData, Result<(), Refusal>, |m| Input::InstallSnapshot {
+    term: m.term,
+    leader: m.leader,
+    snapshot: m.snapshot,
+}, done);
+owner_request!(SnapshotSent, Result<(), Refusal>, |m| Input::SnapshotSent {
+    term: m.term,
+    peer: m.peer,
+    last_included: m.last_included,
+}, done);
+
+/// The answer to a request that expects nothing back.
+fn done(a: Accepted) -> Result<(), Refusal> {
+    debug_assert_eq!(a, Accepted::Done);
+    Ok(())
+}
+
+/// The answer to [`ProposeConfig`].
+fn config_appended(a: Accepted) -> Result<LogId, Refusal> {
+    match a {
+        Accepted::ConfigAppended(id) => Ok(id),
+        other => unreachable!("a configuration proposal answered {other:?}"),
+    }
+}
+
+/// The answer to [`Compact`].
+fn compacted(a: Accepted) -> Result<SnapshotMeta, Refusal> {
+    match a {
+        Accepted::Compacted(meta) => Ok(meta),
+        other => unreachable!("a compaction answered {other:?}"),
+    }
+}
 
 impl<SM, S> Handler<ObserveTerm> for LogReplicator<SM, S>
 where
@@ -1260,7 +1147,7 @@ where
     type Result = ();
 
     fn handle(&mut self, m: ObserveTerm, _ctx: &mut Context<Self>) {
-        self.step(|core, _now| core.observe_term(m.term));
+        let _ = self.step(|core, now| core.step(now, Input::ObserveTerm { term: m.term }));
     }
 }
 
@@ -1280,165 +1167,6 @@ where
 mod tests {
     use super::*;
     use consensus_actors::types::Term;
-
-    fn progress(term: u64, applied: u64, snapshot: u64) -> LogProgress {
-        LogProgress {
-            term: Term(term),
-            commit_index: LogIndex(applied),
-            last_applied: LogIndex(applied),
-            last_log_index: LogIndex(applied),
-            snapshot_index: LogIndex(snapshot),
-        }
-    }
-
-    /// Takes the repeated contacts out of `events` as the LogReplicator
-    /// does while collecting them, and returns the last one.
-    fn take_repeated_contact(
-        r: &mut EventRouting,
-        events: &mut Vec<RaftEvent>,
-    ) -> Option<(Term, NodeId)> {
-        let mut repeated = None;
-        events.retain(|e| {
-            if !r.repeats_contact(e) {
-                return true;
-            }
-            if let RaftEvent::HeardFromLeader { term, leader } = e {
-                repeated = Some((*term, *leader));
-            }
-            false
-        });
-        repeated
-    }
-
-    fn role(term: u64, role: NodeState) -> RaftEvent {
-        RaftEvent::RoleChanged {
-            term: Term(term),
-            role,
-            leader: (role == NodeState::Leader).then_some(NodeId(1)),
-        }
-    }
-
-    /// A follower's progress goes to neither the MembershipManager nor (below
-    /// the snapshot threshold) the SnapshotCompactor; HeardFromLeader goes to
-    /// LeaderElection alone.
-    #[test]
-    fn follower_progress_below_the_threshold_reaches_no_component() {
-        let mut r = EventRouting::default();
-        let heard = RaftEvent::HeardFromLeader {
-            term: Term(2),
-            leader: NodeId(1),
-        };
-        let p = RaftEvent::Progress(progress(2, 5, 0));
-        let [e, m, c] = r.split(vec![heard.clone(), p], 10, || unreachable!());
-        assert_eq!(e, vec![heard]);
-        assert_eq!(m, Vec::<RaftEvent>::new());
-        assert_eq!(c, Vec::<RaftEvent>::new());
-        assert_eq!(r, EventRouting::default());
-    }
-
-    /// A HeardFromLeader is taken out (to be recorded instead of sent) only
-    /// when it repeats the last event LeaderElection got: same term and
-    /// leader, nothing else for LeaderElection in between. Events for the
-    /// other components alone do not count.
-    #[test]
-    fn only_repeated_contacts_are_taken_out() {
-        let heard = |term: u64, leader: u64| RaftEvent::HeardFromLeader {
-            term: Term(term),
-            leader: NodeId(leader),
-        };
-        let p = RaftEvent::Progress(progress(2, 5, 0));
-        let mut r = EventRouting::default();
-        let mut first = vec![heard(2, 1), p.clone()];
-        assert_eq!(take_repeated_contact(&mut r, &mut first), None);
-        assert_eq!(first, vec![heard(2, 1), p.clone()]);
-        let mut again = vec![heard(2, 1), p.clone()];
-        assert_eq!(
-            take_repeated_contact(&mut r, &mut again),
-            Some((Term(2), NodeId(1)))
-        );
-        assert_eq!(again, vec![p.clone()]);
-        let mut other_leader = vec![role(3, NodeState::Follower), heard(3, 2)];
-        assert_eq!(take_repeated_contact(&mut r, &mut other_leader), None);
-        assert_eq!(other_leader.len(), 2);
-        let mut vote = vec![RaftEvent::VoteGranted {
-            term: Term(3),
-            candidate: NodeId(4),
-        }];
-        assert_eq!(take_repeated_contact(&mut r, &mut vote), None);
-        let mut after_vote = vec![heard(3, 2)];
-        assert_eq!(take_repeated_contact(&mut r, &mut after_vote), None);
-        assert_eq!(after_vote, vec![heard(3, 2)]);
-        let mut repeat = vec![heard(3, 2)];
-        assert_eq!(
-            take_repeated_contact(&mut r, &mut repeat),
-            Some((Term(3), NodeId(2)))
-        );
-        assert!(repeat.is_empty());
-        // A repeat followed by another event for LeaderElection: the record
-        // comes first (taken before the message), the event resets.
-        let mut then_role = vec![heard(3, 2), role(4, NodeState::Candidate)];
-        assert_eq!(
-            take_repeated_contact(&mut r, &mut then_role),
-            Some((Term(3), NodeId(2)))
-        );
-        assert_eq!(then_role, vec![role(4, NodeState::Candidate)]);
-        assert_eq!(r.heard, None);
-    }
-
-    /// The compactor gets progress once `last_applied - snapshot_index`
-    /// reaches the threshold, and whenever the snapshot index moved.
-    #[test]
-    fn compactor_gets_progress_at_the_threshold_or_a_new_snapshot() {
-        let mut r = EventRouting::default();
-        let at = RaftEvent::Progress(progress(2, 10, 0));
-        let [_, _, c] = r.split(vec![at.clone()], 10, || None);
-        assert_eq!(c, vec![at]);
-        let snap = RaftEvent::Progress(progress(2, 11, 8));
-        let [_, _, c] = r.split(vec![snap.clone()], 10, || None);
-        assert_eq!(c, vec![snap]);
-        assert_eq!(r.compactor_snapshot, LogIndex(8));
-        let [_, _, c] = r.split(vec![RaftEvent::Progress(progress(2, 12, 8))], 10, || None);
-        assert_eq!(c, Vec::<RaftEvent>::new());
-    }
-
-    /// On becoming leader the MembershipManager gets the role change, then
-    /// the owner's current progress stamped with the new term, and every
-    /// progress while leading; after stepping down, none.
-    #[test]
-    fn membership_gets_progress_only_while_leading() {
-        let mut r = EventRouting::default();
-        let lead = role(3, NodeState::Leader);
-        let [e, m, c] = r.split(vec![lead.clone()], 10, || Some(progress(2, 7, 0)));
-        assert_eq!(e, vec![lead.clone()]);
-        assert_eq!(m, vec![lead, RaftEvent::Progress(progress(3, 7, 0))]);
-        assert_eq!(c, vec![role(3, NodeState::Leader)]);
-        assert!(r.leading);
-        let p = RaftEvent::Progress(progress(3, 8, 0));
-        let [_, m, _] = r.split(vec![p.clone()], 10, || unreachable!());
-        assert_eq!(m, vec![p]);
-        let down = role(4, NodeState::Follower);
-        let p = RaftEvent::Progress(progress(4, 9, 0));
-        let [_, m, _] = r.split(vec![down.clone(), p], 10, || unreachable!());
-        assert_eq!(m, vec![down]);
-        assert!(!r.leading);
-    }
-
-    /// After a resynchronisation the routing follows the state published.
-    #[test]
-    fn routing_after_resync_follows_the_published_state() {
-        let r = EventRouting::after_resync(&[
-            role(5, NodeState::Leader),
-            RaftEvent::Progress(progress(5, 20, 12)),
-        ]);
-        assert_eq!(
-            r,
-            EventRouting {
-                leading: true,
-                compactor_snapshot: LogIndex(12),
-                heard: None,
-            }
-        );
-    }
 
     /// An append alone (the log end moves) is not published; a move of the
     /// term, commit index, applied index or snapshot is, and so is the

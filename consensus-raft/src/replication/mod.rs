@@ -7,12 +7,16 @@
 //! stale copy of the log), term changes, role changes, appends, commits,
 //! applies, snapshots taken and installed.
 //!
-//! The other components ask through term-carrying methods
-//! ([`begin_election`](ReplicationCore::begin_election),
-//! [`become_leader`](ReplicationCore::become_leader),
-//! [`propose_membership`](ReplicationCore::propose_membership), ...) that
-//! return a [`Refusal`] when the request was based on a state that no longer
-//! holds, and learn what happened through [`RaftEvent`]s.
+//! Every input goes through one entry, [`ReplicationCore::step`] (as
+//! raft-rs' `step`/`tick`): peer messages, client proposals and reads, the
+//! timer, and the term-carrying requests of the other components
+//! ([`Input::BeginElection`], [`Input::BecomeLeader`],
+//! [`Input::ProposeMembership`], ...), which the core answers with a
+//! [`Refusal`] when the request was based on a state that no longer holds.
+//! `step` always ends the same way: the hard state is flushed, the role,
+//! configuration and progress changes become events, and (in debug builds)
+//! the invariants of the owner's state are checked, so no input can skip
+//! them. The other components learn what happened through [`RaftEvent`]s.
 //!
 //! The core does no I/O and reads no clock: every input that needs the time
 //! gets `now_us`, and every output is an [`Effect`] pushed on an output
@@ -22,7 +26,7 @@
 //! ...) come before the messages that depend on them.
 //!
 //! # Hot path
-//! Proposals arrive in batches ([`propose`](ReplicationCore::propose)); each
+//! Proposals arrive in batches ([`Input::Propose`]); each
 //! command becomes one `Arc`-shared entry that the log, the persisted copy and
 //! every AppendEntries share. Up to `max_inflight_appends` AppendEntries of up
 //! to `max_log_entries_per_append` entries are in flight per follower; while
@@ -322,6 +326,130 @@ pub struct ReplicationCore<SM: StateMachine> {
 /// The effect type of a core replicating `SM`.
 pub type EffectOf<SM> = Effect<<SM as StateMachine>::Command, <SM as StateMachine>::Output>;
 
+/// One input of the [`ReplicationCore`], given to
+/// [`step`](ReplicationCore::step). Times are not part of an input: `step`
+/// takes the current time.
+#[derive(Debug)]
+pub enum Input<'a, C> {
+    /// The heartbeat timer (a leader sends heartbeats and retries).
+    Tick,
+    /// A RequestVote (or pre-vote) from `from` (Figure 2, thesis §9.6).
+    RequestVote {
+        /// The candidate.
+        from: NodeId,
+        /// The request.
+        msg: RequestVote,
+    },
+    /// An AppendEntries from `from` (Figure 2).
+    AppendEntries {
+        /// The leader.
+        from: NodeId,
+        /// The request.
+        msg: AppendEntries<C>,
+    },
+    /// A follower's answer to an AppendEntries.
+    AppendEntriesResponse {
+        /// The follower.
+        from: NodeId,
+        /// The answer.
+        msg: AppendEntriesResponse,
+    },
+    /// Client proposals, taken out of the caller's buffer (left empty, its
+    /// allocation kept).
+    Propose(&'a mut Vec<Proposal<C>>),
+    /// Linearizable reads (ReadIndex, thesis §6.4).
+    ReadIndex(Vec<ReadId>),
+    /// LeaderElection: start a campaign based on `expected_term`.
+    BeginElection {
+        /// The term the decision was based on.
+        expected_term: Term,
+        /// A pre-vote campaign.
+        pre_vote: bool,
+        /// Started by TimeoutNow.
+        transfer: bool,
+    },
+    /// LeaderElection: a quorum voted for this node in `term`.
+    BecomeLeader {
+        /// The campaign's term.
+        term: Term,
+    },
+    /// LeaderElection or MembershipManager: step down from leading `term`.
+    StepDown {
+        /// The leader's term.
+        term: Term,
+    },
+    /// A higher term was seen by another component.
+    ObserveTerm {
+        /// The term.
+        term: Term,
+    },
+    /// SnapshotCompactor: a snapshot chunk came from `leader` of `term`.
+    ObserveLeader {
+        /// The leader's term.
+        term: Term,
+        /// The leader.
+        leader: NodeId,
+    },
+    /// LeaderElection: hand leadership of `term` to `target` (thesis §3.10).
+    TransferLeadership {
+        /// The leader's term.
+        term: Term,
+        /// The node to take over.
+        target: NodeId,
+    },
+    /// LeaderElection: the transfer of `term` timed out.
+    AbortTransfer {
+        /// The leader's term.
+        term: Term,
+    },
+    /// MembershipManager: append `membership` as leader of `term`.
+    ProposeMembership {
+        /// The leader's term.
+        term: Term,
+        /// The configuration.
+        membership: Membership,
+    },
+    /// SnapshotCompactor: snapshot the state machine, keep `keep_entries`
+    /// entries below the snapshot.
+    Compact {
+        /// Entries to keep below the snapshot.
+        keep_entries: u64,
+    },
+    /// SnapshotCompactor: install the snapshot assembled from `leader`'s
+    /// chunks (§7).
+    InstallSnapshot {
+        /// The leader's term.
+        term: Term,
+        /// The leader.
+        leader: NodeId,
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// SnapshotCompactor: `peer` installed the snapshot covering
+    /// `last_included`.
+    SnapshotSent {
+        /// The leader's term.
+        term: Term,
+        /// The follower.
+        peer: NodeId,
+        /// What it now holds.
+        last_included: LogId,
+    },
+}
+
+/// What [`ReplicationCore::step`] answers when the input was accepted
+/// (beside the effects it leaves in the output buffer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Done; nothing to tell.
+    Done,
+    /// The configuration entry of [`Input::ProposeMembership`] was
+    /// appended here.
+    ConfigAppended(LogId),
+    /// The snapshot of [`Input::Compact`] was taken.
+    Compacted(SnapshotMeta),
+}
+
 impl<SM: StateMachine> ReplicationCore<SM>
 where
     SM::Command: Sync,
@@ -475,6 +603,89 @@ where
             },
             RaftEvent::Progress(self.log_progress()),
         ]
+    }
+
+    // ----- the step ------------------------------------------------------
+
+    /// Handles one input at `now_us`: its effects go to the output buffer
+    /// ([`take_effects`](Self::take_effects)), in the order they must be
+    /// carried out. Every step ends alike, whatever the input and whether
+    /// it was refused: the hard state is flushed, role, configuration and
+    /// progress changes become events, and (debug builds) the invariants are
+    /// checked ([`check_invariants`](Self::check_invariants)).
+    ///
+    /// Peer messages, proposals, reads, the timer and
+    /// [`Input::ObserveTerm`] are always [`Accepted::Done`] (a refusal
+    /// reaches a client or a peer as an effect); a component's request is
+    /// refused when the state it was based on no longer holds.
+    pub fn step(
+        &mut self,
+        now_us: u64,
+        input: Input<'_, SM::Command>,
+    ) -> Result<Accepted, Refusal> {
+        let done = |r: Result<(), Refusal>| r.map(|()| Accepted::Done);
+        let answer = match input {
+            Input::Tick => {
+                self.on_tick(now_us);
+                Ok(Accepted::Done)
+            }
+            Input::RequestVote { from, msg } => {
+                self.on_request_vote(now_us, from, msg);
+                Ok(Accepted::Done)
+            }
+            Input::AppendEntries { from, msg } => {
+                self.on_append_entries(now_us, from, msg);
+                Ok(Accepted::Done)
+            }
+            Input::AppendEntriesResponse { from, msg } => {
+                self.on_append_entries_response(now_us, from, msg);
+                Ok(Accepted::Done)
+            }
+            Input::Propose(batch) => {
+                self.on_propose(now_us, batch.drain(..));
+                Ok(Accepted::Done)
+            }
+            Input::ReadIndex(ids) => {
+                self.on_read_index(ids);
+                Ok(Accepted::Done)
+            }
+            Input::BeginElection {
+                expected_term,
+                pre_vote,
+                transfer,
+            } => done(self.on_begin_election(expected_term, pre_vote, transfer)),
+            Input::BecomeLeader { term } => done(self.on_become_leader(now_us, term)),
+            Input::StepDown { term } => done(self.on_step_down(term)),
+            Input::ObserveTerm { term } => {
+                self.on_observe_term(term);
+                Ok(Accepted::Done)
+            }
+            Input::ObserveLeader { term, leader } => {
+                done(self.on_observe_leader(now_us, term, leader))
+            }
+            Input::TransferLeadership { term, target } => {
+                done(self.on_transfer_leadership(term, target))
+            }
+            Input::AbortTransfer { term } => done(self.on_abort_transfer(term)),
+            Input::ProposeMembership { term, membership } => self
+                .on_propose_membership(now_us, term, membership)
+                .map(Accepted::ConfigAppended),
+            Input::Compact { keep_entries } => {
+                self.on_compact(keep_entries).map(Accepted::Compacted)
+            }
+            Input::InstallSnapshot {
+                term,
+                leader,
+                snapshot,
+            } => done(self.on_install_snapshot(now_us, term, leader, snapshot)),
+            Input::SnapshotSent {
+                term,
+                peer,
+                last_included,
+            } => done(self.on_snapshot_sent(term, peer, last_included)),
+        };
+        self.finish_step();
+        answer
     }
 
     // ----- read-only accessors -------------------------------------------
@@ -710,7 +921,7 @@ where
 
     /// RequestVote RPC, receiver implementation (Figure 2), with pre-vote
     /// (thesis §9.6) and the leader-lease rule (thesis §4.2.3).
-    pub fn handle_request_vote(&mut self, now_us: u64, from: NodeId, rv: RequestVote) {
+    fn on_request_vote(&mut self, now_us: u64, from: NodeId, rv: RequestVote) {
         if rv.pre_vote {
             // A pre-vote changes no state: would we vote in term rv.term?
             let grant = rv.term > self.term
@@ -756,7 +967,6 @@ where
             }));
         }
         self.send(from, Self::vote_reply(self.term, grant));
-        self.finish_step();
     }
 
     fn vote_reply(term: Term, granted: bool) -> RaftMessage<SM::Command> {
@@ -774,7 +984,7 @@ where
     /// nothing; a real campaign follows Figure 2, candidates: "increment
     /// currentTerm, vote for self, reset election timer, send RequestVote
     /// RPCs to all other servers" (the vote persisted before the requests).
-    pub fn begin_election(
+    fn on_begin_election(
         &mut self,
         expected_term: Term,
         pre_vote: bool,
@@ -817,7 +1027,6 @@ where
                 self.send(peer, RaftMessage::RequestVote(rv));
             }
         }
-        self.finish_step();
         Ok(())
     }
 
@@ -825,7 +1034,7 @@ where
     /// votes. Figure 2, leaders: "Upon election: send initial empty
     /// AppendEntries RPCs (heartbeat) to each server"; the first entry is a
     /// no-op of the new term (§8), which commits the earlier terms' entries.
-    pub fn become_leader(&mut self, now_us: u64, term: Term) -> Result<(), Refusal> {
+    fn on_become_leader(&mut self, now_us: u64, term: Term) -> Result<(), Refusal> {
         self.check_term(term)?;
         if self.role != NodeState::Candidate {
             return Err(Refusal::NotCandidate);
@@ -853,35 +1062,32 @@ where
         self.append_as_leader(vec![noop]);
         self.advance_commit_as_leader();
         self.broadcast_append(true);
-        self.finish_step();
         Ok(())
     }
 
     /// Steps down from leadership of `term` (check-quorum failed, or this
     /// leader was removed from the configuration).
-    pub fn step_down(&mut self, term: Term) -> Result<(), Refusal> {
+    fn on_step_down(&mut self, term: Term) -> Result<(), Refusal> {
         self.check_term(term)?;
         if self.role != NodeState::Leader {
             return Err(Refusal::NotLeader);
         }
         self.become_follower(term, None);
-        self.finish_step();
         Ok(())
     }
 
     /// A higher term was seen by another component (in a vote response, a
     /// snapshot response): "convert to follower".
-    pub fn observe_term(&mut self, term: Term) {
+    fn on_observe_term(&mut self, term: Term) {
         if term > self.term {
             self.become_follower(term, None);
-            self.finish_step();
         }
     }
 
     /// A chunk of a snapshot came from `leader` of `term` (the compactor
     /// assembles it): same term rules as AppendEntries. Refused when `term`
     /// is stale.
-    pub fn observe_leader(
+    fn on_observe_leader(
         &mut self,
         now_us: u64,
         term: Term,
@@ -894,7 +1100,6 @@ where
             });
         }
         self.accept_leader(now_us, term, leader);
-        self.finish_step();
         Ok(())
     }
 
@@ -933,12 +1138,7 @@ where
 
     /// AppendEntries RPC, receiver implementation (Figure 2), with the
     /// conflict hint of §5.3 in the rejection.
-    pub fn handle_append_entries(
-        &mut self,
-        now_us: u64,
-        from: NodeId,
-        ae: AppendEntries<SM::Command>,
-    ) {
+    fn on_append_entries(&mut self, now_us: u64, from: NodeId, ae: AppendEntries<SM::Command>) {
         // 1. "Reply false if term < currentTerm."
         if ae.term < self.term {
             self.send(
@@ -989,7 +1189,6 @@ where
                     round: ae.round,
                 }),
             );
-            self.finish_step();
             return;
         }
         // 3. "If an existing entry conflicts with a new one (same index but
@@ -1044,7 +1243,6 @@ where
                 round: ae.round,
             }),
         );
-        self.finish_step();
     }
 
     fn truncate_from(&mut self, from: LogIndex) {
@@ -1133,20 +1331,9 @@ where
 
     // ----- leader side ------------------------------------------------------
 
-    /// Client proposals (a batch). A follower answers NotLeader with the
-    /// leader it knows; a leader appends one entry per command, persists
-    /// them, and replicates.
-    pub fn propose(&mut self, now_us: u64, batch: Vec<Proposal<SM::Command>>) {
-        self.propose_from(now_us, batch);
-    }
-
-    /// [`propose`](Self::propose) taking the batch from an iterator (such
-    /// as a `Vec::drain`, so the caller keeps its buffer).
-    pub fn propose_from(
-        &mut self,
-        now_us: u64,
-        batch: impl IntoIterator<Item = Proposal<SM::Command>>,
-    ) {
+    /// Client proposals ([`Input::Propose`]): appended and replicated as
+    /// one batch by a leader, refused otherwise.
+    fn on_propose(&mut self, now_us: u64, batch: impl IntoIterator<Item = Proposal<SM::Command>>) {
         let batch = batch.into_iter();
         let refuse = match &self.leader_state {
             None => Some(ProposeError::NotLeader {
@@ -1203,7 +1390,6 @@ where
             self.advance_commit_as_leader();
         }
         self.broadcast_append(false);
-        self.finish_step();
     }
 
     fn append_as_leader(&mut self, entries: Vec<EntryRef<SM::Command>>) {
@@ -1223,7 +1409,7 @@ where
     /// Proposes a configuration entry (MembershipManager). One change at a
     /// time: refused while a configuration entry is uncommitted, and before
     /// the leader committed an entry of its own term (thesis §4.1).
-    pub fn propose_membership(
+    fn on_propose_membership(
         &mut self,
         now_us: u64,
         term: Term,
@@ -1251,7 +1437,6 @@ where
         self.append_as_leader(vec![entry]);
         self.advance_commit_as_leader();
         self.broadcast_append(false);
-        self.finish_step();
         Ok(id)
     }
 
@@ -1441,15 +1626,9 @@ where
 
     /// AppendEntries response at the leader: advance match/next, back off
     /// fast on a conflict, commit by majority, confirm reads, send more.
-    pub fn handle_append_entries_response(
-        &mut self,
-        _now_us: u64,
-        from: NodeId,
-        r: AppendEntriesResponse,
-    ) {
+    fn on_append_entries_response(&mut self, _now_us: u64, from: NodeId, r: AppendEntriesResponse) {
         if r.term > self.term {
             self.become_follower(r.term, None);
-            self.finish_step();
             return;
         }
         if r.term < self.term || self.role != NodeState::Leader {
@@ -1528,13 +1707,12 @@ where
         }
         self.maybe_serve_reads();
         self.maybe_send_append(from, false);
-        self.finish_step();
     }
 
     /// The leader's heartbeat timer (every `heartbeat_interval_ms`): resend
     /// what looks lost, send a heartbeat to every follower, keep asking for
     /// the snapshots still being transferred.
-    pub fn tick(&mut self, _now_us: u64) {
+    fn on_tick(&mut self, _now_us: u64) {
         if self.role != NodeState::Leader {
             return;
         }
@@ -1573,7 +1751,6 @@ where
             }
         }
         self.broadcast_append(true);
-        self.finish_step();
     }
 
     // ----- ReadIndex --------------------------------------------------------
@@ -1583,7 +1760,7 @@ where
     /// the leader confirms it is still leader with a round of heartbeats
     /// acknowledged by a quorum; the read is served once the state machine
     /// has applied the read index.
-    pub fn read_index(&mut self, ids: Vec<ReadId>) {
+    fn on_read_index(&mut self, ids: Vec<ReadId>) {
         let max = self.cfg.max_pending_proposals;
         let Some(ls) = self.leader_state.as_mut() else {
             let leader = self.leader.filter(|&l| l != self.id);
@@ -1617,7 +1794,6 @@ where
         }
         self.maybe_serve_reads();
         self.broadcast_append(true);
-        self.finish_step();
     }
 
     fn maybe_serve_reads(&mut self) {
@@ -1654,8 +1830,8 @@ where
     /// Starts handing leadership to `target` (thesis §3.10): proposals are
     /// refused meanwhile; once `target`'s log matches the leader's, it gets
     /// TimeoutNow. LeaderElection aborts the transfer after an election
-    /// timeout ([`abort_transfer`](Self::abort_transfer)).
-    pub fn transfer_leadership(&mut self, term: Term, target: NodeId) -> Result<(), Refusal> {
+    /// timeout ([`Input::AbortTransfer`]).
+    fn on_transfer_leadership(&mut self, term: Term, target: NodeId) -> Result<(), Refusal> {
         self.check_term(term)?;
         if self.role != NodeState::Leader {
             return Err(Refusal::NotLeader);
@@ -1668,13 +1844,12 @@ where
         }
         self.maybe_send_timeout_now();
         self.maybe_send_append(target, true);
-        self.finish_step();
         Ok(())
     }
 
     /// Gives up a transfer that did not finish in time: proposals are
     /// accepted again.
-    pub fn abort_transfer(&mut self, term: Term) -> Result<(), Refusal> {
+    fn on_abort_transfer(&mut self, term: Term) -> Result<(), Refusal> {
         self.check_term(term)?;
         match self.leader_state.as_mut() {
             Some(ls) => {
@@ -1709,7 +1884,7 @@ where
     /// log up to `last_applied - keep_entries` (SnapshotCompactor decides
     /// when; §7). Entries kept after the purge point let slightly lagging
     /// followers catch up from the log.
-    pub fn compact(&mut self, keep_entries: u64) -> Result<SnapshotMeta, Refusal> {
+    fn on_compact(&mut self, keep_entries: u64) -> Result<SnapshotMeta, Refusal> {
         let index = self.last_applied;
         let current = self.log_progress().snapshot_index;
         if index <= current || index == LogIndex::ZERO {
@@ -1744,7 +1919,6 @@ where
             meta: meta.clone(),
             purged_upto: self.log.snapshot_last().index,
         }));
-        self.finish_step();
         Ok(meta)
     }
 
@@ -1766,7 +1940,7 @@ where
     /// snapshot's last included entry, retain log entries following it and
     /// reply. Discard the entire log. Reset state machine using snapshot
     /// contents (and load snapshot's cluster configuration)."
-    pub fn install_snapshot(
+    fn on_install_snapshot(
         &mut self,
         now_us: u64,
         term: Term,
@@ -1790,7 +1964,6 @@ where
         if last.index <= self.commit_index {
             // Already have everything it covers.
             self.send(leader, reply);
-            self.finish_step();
             return Ok(());
         }
         self.sm
@@ -1829,13 +2002,12 @@ where
             purged_upto: self.log.snapshot_last().index,
         }));
         self.send(leader, reply);
-        self.finish_step();
         Ok(())
     }
 
     /// The compactor finished sending the snapshot covering `last_included`
     /// to `peer`: replication resumes after it.
-    pub fn snapshot_sent(
+    fn on_snapshot_sent(
         &mut self,
         term: Term,
         peer: NodeId,
@@ -1866,7 +2038,6 @@ where
         }
         self.advance_commit_as_leader();
         self.maybe_send_append(peer, true);
-        self.finish_step();
         Ok(())
     }
 

@@ -8,6 +8,111 @@ use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
 type Core = ReplicationCore<KvStore>;
 type Eff = Effect<KvCommand, KvOutput>;
 
+/// The inputs of [`ReplicationCore::step`] as one method each, so the
+/// paper-rule tests below read like the rules; every one goes through
+/// `step`.
+impl Core {
+    fn handle_request_vote(&mut self, now: u64, from: NodeId, msg: RequestVote) {
+        let _ = self.step(now, Input::RequestVote { from, msg });
+    }
+    fn handle_append_entries(&mut self, now: u64, from: NodeId, msg: AppendEntries<KvCommand>) {
+        let _ = self.step(now, Input::AppendEntries { from, msg });
+    }
+    fn handle_append_entries_response(
+        &mut self,
+        now: u64,
+        from: NodeId,
+        msg: AppendEntriesResponse,
+    ) {
+        let _ = self.step(now, Input::AppendEntriesResponse { from, msg });
+    }
+    fn propose(&mut self, now: u64, mut batch: Vec<Proposal<KvCommand>>) {
+        let _ = self.step(now, Input::Propose(&mut batch));
+    }
+    fn read_index(&mut self, ids: Vec<ReadId>) {
+        let _ = self.step(0, Input::ReadIndex(ids));
+    }
+    fn tick(&mut self, now: u64) {
+        let _ = self.step(now, Input::Tick);
+    }
+    fn begin_election(
+        &mut self,
+        expected_term: Term,
+        pre_vote: bool,
+        transfer: bool,
+    ) -> Result<(), Refusal> {
+        self.step(
+            0,
+            Input::BeginElection {
+                expected_term,
+                pre_vote,
+                transfer,
+            },
+        )
+        .map(|_| ())
+    }
+    fn become_leader(&mut self, now: u64, term: Term) -> Result<(), Refusal> {
+        self.step(now, Input::BecomeLeader { term }).map(|_| ())
+    }
+    fn transfer_leadership(&mut self, term: Term, target: NodeId) -> Result<(), Refusal> {
+        self.step(0, Input::TransferLeadership { term, target })
+            .map(|_| ())
+    }
+    fn abort_transfer(&mut self, term: Term) -> Result<(), Refusal> {
+        self.step(0, Input::AbortTransfer { term }).map(|_| ())
+    }
+    fn propose_membership(
+        &mut self,
+        now: u64,
+        term: Term,
+        membership: Membership,
+    ) -> Result<LogId, Refusal> {
+        match self.step(now, Input::ProposeMembership { term, membership })? {
+            Accepted::ConfigAppended(id) => Ok(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    fn compact(&mut self, keep_entries: u64) -> Result<SnapshotMeta, Refusal> {
+        match self.step(0, Input::Compact { keep_entries })? {
+            Accepted::Compacted(meta) => Ok(meta),
+            other => panic!("{other:?}"),
+        }
+    }
+    fn install_snapshot(
+        &mut self,
+        now: u64,
+        term: Term,
+        leader: NodeId,
+        snapshot: Snapshot,
+    ) -> Result<(), Refusal> {
+        self.step(
+            now,
+            Input::InstallSnapshot {
+                term,
+                leader,
+                snapshot,
+            },
+        )
+        .map(|_| ())
+    }
+    fn snapshot_sent(
+        &mut self,
+        term: Term,
+        peer: NodeId,
+        last_included: LogId,
+    ) -> Result<(), Refusal> {
+        self.step(
+            0,
+            Input::SnapshotSent {
+                term,
+                peer,
+                last_included,
+            },
+        )
+        .map(|_| ())
+    }
+}
+
 fn n(i: u64) -> NodeId {
     NodeId(i)
 }
@@ -1490,4 +1595,78 @@ fn effect_event_picks_the_variant_and_round_trips() {
         assert_eq!(Eff::event(e.clone()).as_event(), Some(e));
     }
     assert_eq!(Eff::TruncateLog(LogIndex(2)).as_event(), None);
+}
+
+/// Every input ends with the post-step check (openraft's `Validate`): with
+/// the owner's state corrupted (configurations out of order), each input,
+/// accepted or refused, must stop on the invariant check. Before the single
+/// step entry, `abort_transfer` and every early refusal skipped the check.
+#[test]
+fn every_input_runs_the_invariant_check() {
+    type Drive = fn(&mut Core, Term);
+    let inputs: Vec<(&str, Drive)> = vec![
+        ("Tick", |c, _| c.tick(0)),
+        ("RequestVote", |c, t| {
+            c.handle_request_vote(0, n(2), rv(t.get(), 2, (0, 0)))
+        }),
+        ("AppendEntries", |c, _| {
+            c.handle_append_entries(0, n(2), ae(0, 2, (0, 0), vec![], 0))
+        }),
+        ("AppendEntriesResponse", |c, t| {
+            c.handle_append_entries_response(0, n(2), ok(t.get(), 0))
+        }),
+        ("Propose", |c, _| c.propose(0, vec![proposal(1, "k", "v")])),
+        ("ReadIndex", |c, _| c.read_index(vec![ReadId(1)])),
+        ("BeginElection", |c, t| {
+            let _ = c.begin_election(t, false, false);
+        }),
+        ("BecomeLeader", |c, t| {
+            let _ = c.become_leader(0, t);
+        }),
+        ("TransferLeadership", |c, t| {
+            let _ = c.transfer_leadership(t, n(9));
+        }),
+        ("AbortTransfer", |c, t| {
+            let _ = c.abort_transfer(t);
+        }),
+        ("ProposeMembership", |c, t| {
+            let _ = c.propose_membership(0, t, members(&[1, 2, 3]));
+        }),
+        ("Compact", |c, _| {
+            let _ = c.compact(0);
+        }),
+        ("InstallSnapshot", |c, _| {
+            let snapshot = Snapshot {
+                meta: SnapshotMeta::default(),
+                data: Arc::new(Vec::new()),
+            };
+            let _ = c.install_snapshot(0, Term(0), n(2), snapshot);
+        }),
+        ("SnapshotSent", |c, t| {
+            let _ = c.snapshot_sent(t, n(2), LogId::default());
+        }),
+    ];
+    let mut unchecked = Vec::new();
+    for (name, drive) in inputs {
+        let mut c = leader(1, &[1, 2, 3]);
+        let t = c.term();
+        let base = c.configs[0].clone();
+        c.configs.push(base);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(&mut c, t)));
+        match r {
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| e.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                assert!(msg.contains("configurations out of order"), "{name}: {msg}");
+            }
+            Ok(()) => unchecked.push(name),
+        }
+    }
+    assert!(
+        unchecked.is_empty(),
+        "inputs that skipped the invariant check: {unchecked:?}"
+    );
 }
