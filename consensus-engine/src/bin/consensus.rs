@@ -154,7 +154,7 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 5, value_name = "C")]
     clients: usize,
     /// Faults to inject: none, all, or a comma-separated list of crash, partition, loss, dup,
-    /// reorder, panic.
+    /// reorder, panic, disk (failed syncs; not part of all).
     #[arg(long, default_value = "all", value_name = "LIST")]
     faults: FaultSelection,
     /// Distinct keys the clients read and write.
