@@ -289,6 +289,15 @@ pub trait NodeHandle {
     fn inject_panic(&self) -> bool {
         false
     }
+
+    /// Makes the next sync of the node's store fail, its write torn or
+    /// landed (the `disk` fault; see
+    /// [`MemStorage::fail_next_sync`](consensus_actors::storage::MemStorage::fail_next_sync)).
+    /// Returns false when the protocol cannot.
+    fn fail_next_sync(&self, outcome: crate::storage::SyncFailure) -> bool {
+        let _ = outcome;
+        false
+    }
 }
 
 /// Where a node reports what the engine observes. Handed to

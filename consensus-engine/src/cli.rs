@@ -56,7 +56,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5, value_name = "C")]
     pub clients: usize,
     /// Faults to inject: none, all, or a comma-separated list of crash, partition, loss, dup,
-    /// reorder, panic.
+    /// reorder, panic, disk (failed syncs; not part of all).
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub faults: FaultSelection,
     /// Distinct keys the clients read and write.
@@ -346,9 +346,10 @@ mod tests {
                     Fault::Loss,
                     Fault::Dup,
                     Fault::Reorder,
-                    Fault::Panic
+                    Fault::Panic,
+                    Fault::Disk
                 ],
-                1..=6
+                1..=7
             )
             .prop_map(FaultSelection::Only),
         ]

@@ -28,17 +28,23 @@ pub enum Fault {
     Reorder,
     /// Make a component of a node panic; its supervisor restarts it.
     Panic,
+    /// Fail the next sync of a node's store (the write torn or landed): the
+    /// node must stop without acknowledging; it is crashed and later
+    /// restarted. Not part of `all` (yet): runs with `all` keep their
+    /// trace hashes.
+    Disk,
 }
 
 impl Fault {
     /// Every fault family, in command-line order.
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::Crash,
         Fault::Partition,
         Fault::Loss,
         Fault::Dup,
         Fault::Reorder,
         Fault::Panic,
+        Fault::Disk,
     ];
 
     /// The command-line name.
@@ -50,6 +56,7 @@ impl Fault {
             Fault::Dup => "dup",
             Fault::Reorder => "reorder",
             Fault::Panic => "panic",
+            Fault::Disk => "disk",
         }
     }
 }
@@ -67,7 +74,7 @@ pub enum FaultSelection {
     /// No faults.
     None,
     /// Every family the protocol supports (`panic` only with
-    /// [`Capabilities::panic_injection`]).
+    /// [`Capabilities::panic_injection`]), except `disk`.
     #[default]
     All,
     /// Exactly these families.
@@ -76,7 +83,7 @@ pub enum FaultSelection {
 
 /// A `--faults` value that cannot be understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of crash, partition, loss, dup, reorder, panic")]
+#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of crash, partition, loss, dup, reorder, panic, disk")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for FaultSelection {
@@ -99,6 +106,7 @@ impl FromStr for FaultSelection {
                 "dup" | "duplicate" => Fault::Dup,
                 "reorder" => Fault::Reorder,
                 "panic" => Fault::Panic,
+                "disk" => Fault::Disk,
                 _ => return Err(UnknownFault(part)),
             };
             if !faults.contains(&fault) {
@@ -134,6 +142,7 @@ impl FaultSelection {
             FaultSelection::All => Ok(Fault::ALL
                 .iter()
                 .copied()
+                .filter(|&f| f != Fault::Disk)
                 .filter(|&f| f != Fault::Panic || capabilities.panic_injection)
                 .collect()),
             FaultSelection::Only(list) => {
@@ -173,7 +182,7 @@ pub fn schedule_for(
     if rates {
         kinds.push(FaultKind::Faults);
     }
-    if kinds.is_empty() && !has(Fault::Panic) {
+    if kinds.is_empty() && !has(Fault::Panic) && !has(Fault::Disk) {
         return None;
     }
     let base = NetworkFaults::lan();
@@ -196,6 +205,17 @@ pub fn schedule_for(
             let injected = directory.get(node).is_some_and(|h| h.inject_panic());
             if !injected {
                 tracing::debug!(%node, "panic fault: node not running or cannot panic");
+            }
+        });
+    }
+    if has(Fault::Disk) {
+        let directory = directory.clone();
+        schedule = schedule.with_disk_hook(move |node, outcome| {
+            let injected = directory
+                .get(node)
+                .is_some_and(|h| h.fail_next_sync(outcome));
+            if !injected {
+                tracing::debug!(%node, "disk fault: node not running or its store cannot fail");
             }
         });
     }
@@ -283,5 +303,16 @@ mod tests {
         let p = schedule_for(&[Fault::Panic], 3, &dir).unwrap();
         assert_eq!(p.weights.get(&FaultKind::Panic), Some(&1));
         assert_eq!(p.max_down, 1);
+        let d = schedule_for(&[Fault::Disk], 3, &dir).unwrap();
+        assert_eq!(d.weights.get(&FaultKind::Disk), Some(&1));
+        assert_eq!(d.weights.get(&FaultKind::Crash), None);
+        assert_eq!(
+            "crash,disk".parse(),
+            Ok(FaultSelection::Only(vec![Fault::Crash, Fault::Disk]))
+        );
+        assert!(!FaultSelection::All
+            .resolve(&caps(true))
+            .unwrap()
+            .contains(&Fault::Disk));
     }
 }

@@ -34,7 +34,7 @@ use consensus_actors::plugin::{
     VoteRequest, VoteResponse,
 };
 use consensus_actors::sim::{NodeContext, StartedNode};
-use consensus_actors::storage::MemStorage;
+use consensus_actors::storage::{MemStorage, SyncFailure};
 use consensus_actors::supervision::Shutdown;
 use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{ClientId, ConsensusProtocol, LogEntry, NodeId};
@@ -130,6 +130,7 @@ impl ProtocolPlugin for RaftPlugin {
     ) -> PluginNode<RaftKvMessage> {
         let id = ctx.id;
         let storage = self.stores.entry(id).or_default().clone();
+        let store = storage.clone();
         let initial = if wiring.initial_members.contains(&id) {
             Membership::new(wiring.initial_members.iter().copied())
         } else {
@@ -176,6 +177,7 @@ impl ProtocolPlugin for RaftPlugin {
                 node: Rc::new(node),
                 tap,
                 next_panic: Cell::new(0),
+                store,
             }),
         }
     }
@@ -216,6 +218,8 @@ struct RaftHandle {
     shared: Arc<RaftNode<KvStore>>,
     tap: Option<Addr<RpcTap>>,
     next_panic: Cell<usize>,
+    /// The node's store, for the `disk` fault.
+    store: RaftKvStorage,
 }
 
 impl RaftHandle {
@@ -381,6 +385,11 @@ impl NodeHandle for RaftHandle {
         let i = self.next_panic.get();
         self.next_panic.set((i + 1) % components::ALL.len());
         self.node.inject_panic(components::ALL[i])
+    }
+
+    fn fail_next_sync(&self, outcome: SyncFailure) -> bool {
+        self.store.fail_next_sync(outcome);
+        true
     }
 }
 

@@ -15,7 +15,19 @@
 //! starts with the owner's current state) and sends term-carrying requests
 //! (`OwnerHandles`).
 //!
-//! Run with `cargo run --example custom_topology`.
+//! The same node then runs where every stock node runs: registered with the
+//! engine under a name of its own (`raft-static-leader`, through
+//! `RaftPlugin::with_setup`), it goes through a seeded campaign of
+//! deterministic simulations under every fault (crashes, partitions, loss,
+//! duplication, reordering, component panics), each checked for safety and
+//! linearizability, exactly as `consensus simulate --seeds` checks stock
+//! Raft. A failing seed is printed with the command that replays it.
+//!
+//! ```sh
+//! cargo run --example custom_topology                  # the demo, then seeds 1..=20
+//! cargo run --example custom_topology -- --seeds 1..200 --jobs 2 --duration 30
+//! cargo run --example custom_topology -- --seed 7 --nodes 5 --duration 10   # one run
+//! ```
 #![forbid(unsafe_code)]
 
 use actix::prelude::*;
@@ -24,7 +36,14 @@ use consensus_actors::storage::MemStorage;
 use consensus_actors::supervision::{ChildSlot, RestartStrategy};
 use consensus_actors::transport::Transport;
 use consensus_actors::types::{ClientId, NodeId, NodeState, Term};
+use clap::Parser;
+use consensus_actors::config::ConsensusConfig;
+use consensus_actors::types::ConsensusProtocol;
+use consensus_engine::campaign::Campaign;
+use consensus_engine::cli::{parse_range, RunArgs};
 use consensus_engine::network::LocalNetwork;
+use consensus_engine::Registry;
+use consensus_raft::RaftPlugin;
 use consensus_raft::actors::{
     BecomeLeader, BeginElection, EventKinds, Interest, ObserveTerm, OwnerHandles, PeerMessage,
     ProgressFilter, RaftEvents, Subscribe, TransferLeadership,
@@ -219,8 +238,95 @@ fn start_node(
     node
 }
 
+/// The name the variant runs under in the engine.
+const STATIC_RAFT: ConsensusProtocol = ConsensusProtocol::named("raft-static-leader");
+
+/// A registry that knows the variant: the stock Raft plug-in whose nodes
+/// get `StaticLeaderElection` in their LeaderElection slot.
+fn registry() -> Registry {
+    let mut registry = Registry::builtin();
+    registry.register_with(STATIC_RAFT, |config: &ConsensusConfig| {
+        RaftPlugin::with_setup(config, |_id, builder| {
+            builder.leader_election(static_election())
+        })
+    });
+    registry
+}
+
+/// The flags: those of `consensus simulate` (so a campaign's replay lines
+/// work here), plus a seed range.
+#[derive(Parser, Debug)]
+struct Cli {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Run seeds A..B (inclusive) instead of the one --seed.
+    #[arg(long, value_name = "A..B", value_parser = parse_range)]
+    seeds: Option<(u64, u64)>,
+    /// Seeds run at a time.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+/// Runs the variant over `seeds` under `run`'s settings; true when every
+/// seed passed.
+fn campaign(run: &RunArgs, seeds: (u64, u64), jobs: usize) -> bool {
+    let mut run = run.clone();
+    // Whatever --protocol said: this program runs its own variant.
+    run.protocol = STATIC_RAFT;
+    let config = run.config().unwrap_or_else(|e| panic!("{e}"));
+    let options = run.options(seeds.0).unwrap_or_else(|e| panic!("{e}"));
+    let driver = registry().driver(&STATIC_RAFT).expect("registered above");
+    let report = Campaign::new(driver, config, options, seeds.0..=seeds.1)
+        .jobs(jobs)
+        .replay_program("cargo run --example custom_topology --")
+        .run();
+    println!(
+        "{} campaign, {} nodes, seeds {}..{} under faults {}: {} runs, {} passed, {} failed, {} errors, {} operations committed, {:.1} s",
+        report.protocol,
+        report.nodes,
+        report.seeds_from,
+        report.seeds_to,
+        run.faults,
+        report.runs,
+        report.passed,
+        report.failed.len(),
+        report.errors.len(),
+        report.committed,
+        report.real_secs
+    );
+    for f in &report.failed {
+        println!("  seed {} failed: {:?}", f.seed, f.violations.first());
+        println!("    replay: {}", f.replay);
+    }
+    for e in &report.errors {
+        println!("  error: {e}");
+    }
+    report.passed_all()
+}
+
+fn main() {
+    if std::env::args().len() > 1 {
+        let cli = Cli::parse();
+        let seeds = cli.seeds.unwrap_or((cli.run.seed, cli.run.seed));
+        if !campaign(&cli.run, seeds, cli.jobs) {
+            std::process::exit(1);
+        }
+        return;
+    }
+    demo();
+    // The variant under a seeded campaign: 5 nodes, every fault, 10
+    // virtual seconds per seed, seeds 1..=20.
+    let defaults = Cli::parse_from(["custom_topology", "--duration", "10"]);
+    assert!(
+        campaign(&defaults.run, (1, 20), defaults.jobs),
+        "the swapped node must pass every seed"
+    );
+}
+
+/// Three nodes on the real clock, each with `StaticLeaderElection` in its
+/// slot: node 1 leads, the stock client API works.
 #[actix::main]
-async fn main() {
+async fn demo() {
     let ids: Vec<NodeId> = (1..=3).map(NodeId).collect();
     let voters = Membership::new(ids.iter().copied());
     let network = LocalNetwork::<RaftMessage<Cmd>>::new().start();
