@@ -386,13 +386,16 @@ fn equal_timestamps_are_concurrent() {
 }
 
 /// A history whose search is exponential without a lucky order: many
-/// overlapping writes of distinct values, then a read of none of them.
+/// overlapping writes of distinct values, then two overlapping reads of two
+/// of them (after every write returned, both must see the last one).
 fn hard_history(writers: usize) -> History {
     let mut b = B::default();
     for i in 0..writers {
         b = b.ok(put(&i.to_string()), KvOutput::Ok, 0, 100);
     }
-    b.ok(get(), read(Some("never")), 200, 300).history()
+    b.ok(get(), read(Some("0")), 200, 300)
+        .ok(get(), read(Some("1")), 200, 300)
+        .history()
 }
 
 #[test]
@@ -405,15 +408,24 @@ fn step_budget_and_interrupt_give_unknown() {
     let limited = check_history_with(&h, &CheckOptions::default().with_max_steps_per_key(50));
     assert_eq!(
         (limited.verdict, limited.linearizable),
-        (Verdict::Unknown, false)
+        (Verdict::Undecided, false)
     );
     assert_eq!(limited.steps, 50);
-    assert_eq!(limited.per_key[0].verdict, Verdict::Unknown);
-    assert!(limited.to_string().contains("undecided after 50 steps"));
+    assert_eq!(limited.per_key[0].verdict, Verdict::Undecided);
+    assert_eq!(
+        limited.per_key[0].stopped_by,
+        Some(Budget::Steps { limit: 50 })
+    );
+    assert!(
+        limited.to_string().contains(
+            "key \"x\" undecided: the step budget (50 steps per key) ran out after 50 search steps"
+        ),
+        "{limited}"
+    );
 
     let stop = || true;
     let interrupted = check_history_with(&h, &CheckOptions::unlimited().with_interrupt(&stop));
-    assert_eq!(interrupted.verdict, Verdict::Unknown);
+    assert_eq!(interrupted.verdict, Verdict::Undecided);
     assert_eq!(interrupted.steps, 0);
 
     // A budget large enough changes nothing, and the search is deterministic.
@@ -436,7 +448,7 @@ fn a_violation_on_one_key_wins_over_an_unknown_on_another() {
     });
     let report = check_history_with(&h, &CheckOptions::default().with_max_steps_per_key(50));
     let verdicts: Vec<Verdict> = report.per_key.iter().map(|k| k.verdict).collect();
-    assert_eq!(verdicts, vec![NOT, Verdict::Unknown]);
+    assert_eq!(verdicts, vec![NOT, Verdict::Undecided]);
     assert_eq!(report.verdict, NOT);
 }
 
@@ -791,7 +803,7 @@ fn agrees_with_brute_force_on_random_histories() {
         match verdict(&h) {
             LIN => lin += 1,
             NOT => not += 1,
-            Verdict::Unknown => panic!("unlimited search stopped"),
+            Verdict::Undecided => panic!("unlimited search stopped"),
         }
     }
     assert_eq!(lin + not, CASES);
@@ -809,7 +821,7 @@ fn agrees_with_brute_force_on_crowded_histories() {
         match verdict(&random_history(&mut rng, CROWDED)) {
             LIN => lin += 1,
             NOT => not += 1,
-            Verdict::Unknown => panic!("unlimited search stopped"),
+            Verdict::Undecided => panic!("unlimited search stopped"),
         }
     }
     assert!(lin >= CASES / 4 && not >= CASES / 4, "lin {lin}, not {not}");

@@ -3,12 +3,14 @@
 //! Exit status: 0 success; 1 the check failed (safety, linearizability) or
 //! the benchmark could not finish; 2 a bad flag, an impossible
 //! configuration or an unreadable file (one line on stderr naming it);
-//! 3 `check-history` stopped by `--max-steps`/`--timeout` before a verdict;
+//! 3 the linearizability check was undecided: a budget (steps, memory or
+//! time) ran out before a verdict (`check-history`, or `simulate` when
+//! safety held; a campaign whose runs all passed but some were undecided);
 //! 141 stdout was a pipe whose reader had gone (`consensus simulate | head`).
 
 use clap::{Args, Parser, Subcommand};
 use consensus_actors::config::ConsensusConfig;
-use consensus_actors::history::CheckOptions;
+use consensus_actors::history::{CheckOptions, Verdict};
 use consensus_actors::types::ConsensusProtocol;
 use consensus_engine::bench::{BenchCommand, BenchOptions, BenchReport};
 use consensus_engine::check::{load_history, CheckReport, HistoryFormat};
@@ -67,6 +69,15 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_UNDECIDED: u8 = 3;
 
+/// The default memory budget of the linearizability check, in MiB: the
+/// library's [`consensus_actors::history::DEFAULT_MAX_MEMORY_BYTES`].
+const DEFAULT_MAX_MEMORY_MIB: u64 = consensus_actors::history::DEFAULT_MAX_MEMORY_BYTES >> 20;
+
+/// `MIB` mebibytes as bytes, 0 meaning unlimited.
+fn memory_budget(mib: u64) -> Option<u64> {
+    (mib > 0).then(|| mib.saturating_mul(1 << 20))
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "consensus",
@@ -78,7 +89,8 @@ const EXIT_UNDECIDED: u8 = 3;
         check-history  check a recorded client history (ours or Jepsen's) for linearizability\n\
         bench          real-clock throughput and latency of an in-process cluster\n\n\
         Exit status: 0 success; 1 a check failed; 2 a bad flag, impossible configuration or \
-        unreadable file; 3 check-history stopped before a verdict."
+        unreadable file; 3 the linearizability check ran out of a budget (steps, memory, time) \
+        before a verdict."
 )]
 struct Cli {
     /// Log level for messages on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
@@ -98,7 +110,7 @@ enum Command {
     /// Check a client history for linearizability against the key-value model.
     ///
     /// Exits 0 when linearizable, 1 when not, 2 when the file cannot be read or parsed,
-    /// 3 when --max-steps or --timeout stopped the search before a verdict.
+    /// 3 when undecided: --max-steps, --max-memory or --timeout ran out before a verdict.
     CheckHistory(CheckArgs),
     /// Measure real-clock throughput and latency of an in-process cluster.
     Bench(BenchArgs),
@@ -167,9 +179,18 @@ struct SimulateArgs {
     /// Milliseconds a client waits for an answer before recording the outcome as unknown.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     request_timeout_ms: u64,
-    /// Search budget of the linearizability check per key (0: unlimited).
+    /// Search budget of the linearizability check per key (0: unlimited); when it runs out
+    /// the verdict is undecided (exit 3).
     #[arg(long, default_value_t = consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY, value_name = "N")]
     max_check_steps: u64,
+    /// Memory budget of the linearizability check per key, in MiB (0: unlimited); when it
+    /// runs out the verdict is undecided (exit 3).
+    #[arg(long, default_value_t = DEFAULT_MAX_MEMORY_MIB, value_name = "MIB")]
+    max_check_memory: u64,
+    /// Write a self-contained HTML picture of the client history and the linearizability
+    /// verdict to FILE.
+    #[arg(long, value_name = "FILE.html", conflicts_with = "seeds")]
+    html: Option<PathBuf>,
     /// Print one JSON object (the report) as the last line of stdout instead of the summary.
     #[arg(long)]
     json: bool,
@@ -197,12 +218,19 @@ struct CheckArgs {
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
-    /// Stop the search on a key after N steps (verdict unknown, exit 3). Default: no limit.
-    #[arg(long, value_name = "N")]
-    max_steps: Option<u64>,
-    /// Stop the whole search after SECS of wall-clock time (verdict unknown, exit 3).
+    /// Stop the search on a key after N steps (verdict undecided, exit 3; 0: unlimited).
+    #[arg(long, value_name = "N", default_value_t = consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY)]
+    max_steps: u64,
+    /// Stop the search on a key when it would hold more than MIB mebibytes (verdict undecided,
+    /// exit 3; 0: unlimited).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_MEMORY_MIB)]
+    max_memory: u64,
+    /// Stop the whole search after SECS of wall-clock time (verdict undecided, exit 3).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
+    /// Write a self-contained HTML picture of the history and the verdict to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -392,6 +420,7 @@ fn simulate_options(args: &SimulateArgs, seed: u64) -> Result<SimulateOptions, S
         faults: args.faults.clone(),
         keep_trace: if args.trace.is_some() { 10_000_000 } else { 0 },
         max_check_steps: (args.max_check_steps > 0).then_some(args.max_check_steps),
+        max_check_memory_bytes: memory_budget(args.max_check_memory),
     };
     options.workload.validate()?;
     Ok(options)
@@ -439,6 +468,8 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     }
     if run.report.passed() {
         ExitCode::SUCCESS
+    } else if run.report.safety_ok && run.report.linearizability == Verdict::Undecided {
+        ExitCode::from(EXIT_UNDECIDED)
     } else {
         ExitCode::from(EXIT_FAILED)
     }
@@ -466,6 +497,16 @@ fn write_artifacts(args: &SimulateArgs, run: &SimulationRun) -> Result<(), Strin
     }
     if let Some(path) = &args.history {
         write_file(path, run.history.to_json_pretty().as_bytes())?;
+    }
+    if let Some(path) = &args.html {
+        let r = &run.report;
+        let title = format!(
+            "{} · {} nodes · seed {} · faults {}",
+            r.protocol, r.nodes, r.seed, args.faults
+        );
+        let page =
+            consensus_engine::check::history_html(&run.history, &run.linearizability, &title);
+        write_file(path, page.as_bytes())?;
     }
     if let Some(path) = &args.report {
         let r = &run.report;
@@ -531,9 +572,9 @@ fn print_summary(run: &SimulationRun) {
     println!(
         "  linearizable: {} ({} keys)",
         match r.linearizability {
-            consensus_actors::history::Verdict::Linearizable => "yes",
-            consensus_actors::history::Verdict::NotLinearizable => "NO",
-            consensus_actors::history::Verdict::Unknown => "undecided",
+            Verdict::Linearizable => "yes",
+            Verdict::NotLinearizable => "NO",
+            Verdict::Undecided => "undecided",
         },
         run.linearizability.keys
     );
@@ -565,6 +606,12 @@ fn replay_command(args: &SimulateArgs, seed: u64) -> String {
             args.request_timeout_ms
         ));
     }
+    // The check's budgets decide between a verdict and "undecided": always
+    // written out, so the replay checks the way the campaign did.
+    cmd.push_str(&format!(
+        " --max-check-steps {} --max-check-memory {}",
+        args.max_check_steps, args.max_check_memory
+    ));
     let c = &args.cluster;
     if let Some(path) = &c.config {
         cmd.push_str(&format!(" --config {}", path.display()));
@@ -606,6 +653,9 @@ struct CampaignReport {
     runs: u64,
     passed: u64,
     failed: Vec<FailedSeed>,
+    /// Runs whose safety held but whose linearizability check ran out of a
+    /// budget: not failures, not passes.
+    undecided: Vec<FailedSeed>,
     errors: Vec<String>,
     committed: u64,
     real_secs: f64,
@@ -674,6 +724,7 @@ fn campaign(
         runs: total,
         passed: 0,
         failed: Vec::new(),
+        undecided: Vec::new(),
         errors: Vec::new(),
         committed: 0,
         real_secs: began.elapsed().as_secs_f64(),
@@ -685,7 +736,7 @@ fn campaign(
                 if r.passed() {
                     report.passed += 1;
                 } else {
-                    report.failed.push(FailedSeed {
+                    let seed_report = FailedSeed {
                         seed: *seed,
                         safety_ok: r.safety_ok,
                         linearizable: r.linearizable,
@@ -696,7 +747,12 @@ fn campaign(
                             .collect(),
                         trace_hash: r.trace_hash.clone(),
                         replay: replay_command(args, *seed),
-                    });
+                    };
+                    if r.safety_ok && r.linearizability == Verdict::Undecided {
+                        report.undecided.push(seed_report);
+                    } else {
+                        report.failed.push(seed_report);
+                    }
                 }
             }
             Err(e) => report.errors.push(format!(
@@ -709,12 +765,13 @@ fn campaign(
         print_json(&report);
     } else {
         println!(
-            "{} campaign, {} nodes, seeds {from}..{to}: {} runs, {} passed, {} failed, {} errors, {} operations committed, {:.1} s",
+            "{} campaign, {} nodes, seeds {from}..{to}: {} runs, {} passed, {} failed, {} undecided, {} errors, {} operations committed, {:.1} s",
             report.protocol,
             report.nodes,
             report.runs,
             report.passed,
             report.failed.len(),
+            report.undecided.len(),
             report.errors.len(),
             report.committed,
             report.real_secs
@@ -731,14 +788,23 @@ fn campaign(
             }
             println!("    replay: {}", f.replay);
         }
+        for u in &report.undecided {
+            println!("  seed {}: undecided (not a failure)", u.seed);
+            if let Some(v) = u.violations.first() {
+                println!("    {v}");
+            }
+            println!("    replay: {}", u.replay);
+        }
         for e in &report.errors {
             println!("  error: {e}");
         }
     }
-    if report.failed.is_empty() && report.errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    if !report.failed.is_empty() || !report.errors.is_empty() {
         ExitCode::from(EXIT_FAILED)
+    } else if !report.undecided.is_empty() {
+        ExitCode::from(EXIT_UNDECIDED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -763,9 +829,6 @@ fn check_history(args: CheckArgs) -> ExitCode {
             ));
         }
     }
-    if args.max_steps == Some(0) {
-        return usage_error("--max-steps must be at least 1");
-    }
     let history = match load_history(&args.file, args.format) {
         Ok(h) => h,
         Err(e) => return usage_error(e),
@@ -774,8 +837,11 @@ fn check_history(args: CheckArgs) -> ExitCode {
     let deadline = args.timeout.map(|t| began + Duration::from_secs_f64(t));
     let interrupt = move || deadline.is_some_and(|d| Instant::now() >= d);
     let mut options = CheckOptions::unlimited();
-    if let Some(steps) = args.max_steps {
-        options = options.with_max_steps_per_key(steps);
+    if args.max_steps > 0 {
+        options = options.with_max_steps_per_key(args.max_steps);
+    }
+    if let Some(bytes) = memory_budget(args.max_memory) {
+        options = options.with_max_memory_bytes(bytes);
     }
     if deadline.is_some() {
         options = options.with_interrupt(&interrupt);
@@ -783,13 +849,20 @@ fn check_history(args: CheckArgs) -> ExitCode {
     let report = consensus_engine::check::check(&history, &options);
     let elapsed_ms = began.elapsed().as_secs_f64() * 1000.0;
     let out = CheckReport::from_report(&report, elapsed_ms);
+    if let Some(path) = &args.html {
+        let title = args.file.display().to_string();
+        let page = consensus_engine::check::history_html(&history, &report, &title);
+        if let Err(e) = write_file(path, page.as_bytes()) {
+            return usage_error(e);
+        }
+    }
     if args.json {
         print_json(&out);
     } else {
         let verdict = match out.verdict {
-            consensus_actors::history::Verdict::Linearizable => "linearizable",
-            consensus_actors::history::Verdict::NotLinearizable => "NOT linearizable",
-            consensus_actors::history::Verdict::Unknown => "undecided (search stopped)",
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "NOT linearizable",
+            Verdict::Undecided => "undecided (a budget ran out)",
         };
         println!(
             "{}: {} operations on {} keys: {verdict} ({elapsed_ms:.1} ms, {} search steps)",
@@ -799,13 +872,16 @@ fn check_history(args: CheckArgs) -> ExitCode {
             out.steps
         );
         for v in &out.violations {
-            println!("  key {:?}: {}", v.key, v.detail);
+            match v.verdict {
+                Verdict::Undecided => println!("  {}", v.detail),
+                _ => println!("  key {:?}: {}", v.key, v.detail),
+            }
         }
     }
     match out.verdict {
-        consensus_actors::history::Verdict::Linearizable => ExitCode::SUCCESS,
-        consensus_actors::history::Verdict::NotLinearizable => ExitCode::from(EXIT_FAILED),
-        consensus_actors::history::Verdict::Unknown => ExitCode::from(EXIT_UNDECIDED),
+        Verdict::Linearizable => ExitCode::SUCCESS,
+        Verdict::NotLinearizable => ExitCode::from(EXIT_FAILED),
+        Verdict::Undecided => ExitCode::from(EXIT_UNDECIDED),
     }
 }
 
