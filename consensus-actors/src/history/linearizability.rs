@@ -255,9 +255,8 @@ pub struct KeyReport {
     /// candidates), in bytes, as the checker accounts it against
     /// [`CheckOptions::max_memory_bytes`].
     pub search_bytes: u64,
-    /// Operations with an unknown outcome that the reductions proved need
-    /// not take effect (and so were never placed).
-    pub unknown_dropped: u64,
+    /// What the reductions for unknown outcomes did on this key.
+    pub reductions: Reductions,
     /// For [`Verdict::Linearizable`], a linearization: the operations that
     /// took effect, in order (operations with an unknown outcome that need
     /// not take effect are left out).
@@ -283,6 +282,22 @@ impl KeyReport {
             self.key, self.steps
         ))
     }
+}
+
+/// What the sound reductions did on one key (see the comments of
+/// `rewrite_unobserved_writes`, `unwritten_observation`,
+/// `Search::cannot_succeed` and `Search::open_node` for their proofs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Reductions {
+    /// Decided without search: an operation observed a present value that
+    /// no other operation invoked before it returned writes.
+    pub unwritten_observation: bool,
+    /// Writes with an unknown outcome that no operation after them can
+    /// observe, rewritten to an anonymous value and tracked by a count.
+    pub anonymised_writes: u64,
+    /// Compare-and-swaps with an unknown outcome left out on the search's
+    /// last path because they could no longer succeed.
+    pub cas_dropped: u64,
 }
 
 /// The result of [`check_history`].
@@ -789,13 +804,16 @@ fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyRe
             steps: 0,
             stopped_by: None,
             search_bytes: 0,
-            unknown_dropped: 0,
+            reductions: Reductions {
+                unwritten_observation: true,
+                ..Reductions::default()
+            },
             linearization: None,
             explanation: Some(explanation),
         };
     }
     let anonymous = values.anonymous();
-    rewrite_unobserved_writes(&mut seq, anonymous);
+    let anonymised_writes = rewrite_unobserved_writes(&mut seq, anonymous);
     let mut search = Search::new(&seq, values.names.len());
     let outcome = search.run(options);
     let steps = search.steps;
@@ -820,7 +838,11 @@ fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyRe
         steps,
         stopped_by,
         search_bytes: search.peak_bytes as u64,
-        unknown_dropped: search.dropped,
+        reductions: Reductions {
+            unwritten_observation: false,
+            anonymised_writes,
+            cas_dropped: search.dropped,
+        },
         linearization,
         explanation,
     }
@@ -1141,8 +1163,8 @@ struct Search<'s> {
     /// Scratch buffer for memo keys.
     key: Vec<u64>,
     steps: u64,
-    /// Unknown-outcome operations dropped by reduction 3 (counted once per
-    /// drop on the path that succeeded or failed last; see `dropped_total`).
+    /// Unknown-outcome compare-and-swaps dropped by reduction 3 on the
+    /// current path.
     dropped: u64,
     /// The most bytes the search held.
     peak_bytes: usize,
@@ -1552,13 +1574,13 @@ impl<'s> Search<'s> {
                     + vec_bytes_after(&cands, cands.len().min(self.ops.len()) / 8 + 64)
                     + vec_bytes(&others)
                     + vec_bytes(&self.key);
-                self.peak_bytes = self.peak_bytes.max(held);
                 if let Some(limit) = options.max_memory_bytes {
                     if held as u64 > limit {
                         self.unmark(op);
                         return SearchOutcome::Stopped(Budget::Memory { limit_bytes: limit });
                     }
                 }
+                self.peak_bytes = self.peak_bytes.max(held);
                 if !memo.insert(hash, &self.key, new_state) {
                     self.unmark(op);
                     continue;

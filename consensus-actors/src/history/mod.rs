@@ -105,7 +105,8 @@ mod tests;
 pub use jepsen::{JepsenError, JepsenErrorKind};
 pub use linearizability::{
     check_history, check_history_with, Budget, CheckOptions, Explanation, KeyReport,
-    LinearizabilityReport, Verdict, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_STEPS_PER_KEY,
+    LinearizabilityReport, Reductions, Verdict, DEFAULT_MAX_MEMORY_BYTES,
+    DEFAULT_MAX_STEPS_PER_KEY,
 };
 
 /// Identifies one operation of a [`History`].
