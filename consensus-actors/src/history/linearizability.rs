@@ -1158,6 +1158,11 @@ struct Search<'s> {
     deletes_placed: u32,
     /// Per value: the operations not yet placed that may write it.
     writers_left: Vec<u32>,
+    /// The invocation entries of [`Kind::AnonymousPut`] and [`Kind::Delete`]
+    /// operations, in rank order. They are kept out of the list (only the
+    /// next one of each kind can be a candidate, and a long history
+    /// accumulates many never placed), so nodes do not walk past them.
+    counted_calls: [Vec<u32>; 2],
     /// Operations with a known outcome not yet linearized.
     definite_left: usize,
     /// Scratch buffer for memo keys.
@@ -1241,6 +1246,17 @@ impl<'s> Search<'s> {
             prev[e as usize] = last;
             last = e;
         }
+        let mut counted_calls: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+        for (e, &op) in entry_op.iter().enumerate() {
+            let class = match ops[op as usize].kind {
+                Kind::AnonymousPut => 0,
+                Kind::Delete => 1,
+                _ => continue,
+            };
+            if completion_of[e] != NIL {
+                counted_calls[class].push(e as u32);
+            }
+        }
         let mut writers_left = vec![0; values];
         for op in ops {
             if op.writes != NIL {
@@ -1258,7 +1274,7 @@ impl<'s> Search<'s> {
             + definite.bytes()
             + singles.bytes()
             + std::mem::size_of_val(ops);
-        Self {
+        let mut search = Self {
             ops,
             entry_op,
             completion_of,
@@ -1271,13 +1287,31 @@ impl<'s> Search<'s> {
             anonymous_placed: 0,
             deletes_placed: 0,
             writers_left,
+            counted_calls,
             definite_left: ops.iter().filter(|op| op.complete_us.is_some()).count(),
             key: Vec::new(),
             steps: 0,
             dropped: 0,
             peak_bytes: base_bytes,
             base_bytes,
+        };
+        for class in 0..2 {
+            for i in 0..search.counted_calls[class].len() {
+                let call = search.counted_calls[class][i];
+                search.unlink(call);
+                search.unlink(search.completion_of[call as usize]);
+            }
         }
+        search
+    }
+
+    /// Whether the operation is of a kind placed by count, kept out of the
+    /// list.
+    fn is_counted(&self, op: u32) -> bool {
+        matches!(
+            self.ops[op as usize].kind,
+            Kind::AnonymousPut | Kind::Delete
+        )
     }
 
     fn unlink(&mut self, e: u32) {
@@ -1401,8 +1435,8 @@ impl<'s> Search<'s> {
             let op = self.ops[index as usize];
             let listed = match op.kind {
                 Kind::Definite => true,
-                Kind::AnonymousPut => self.rank[index as usize] == self.anonymous_placed,
-                Kind::Delete => self.rank[index as usize] == self.deletes_placed,
+                // Kept out of the list.
+                Kind::AnonymousPut | Kind::Delete => false,
                 Kind::Single => {
                     if self.cannot_succeed(&op, state) {
                         cands.truncate(start);
@@ -1432,6 +1466,18 @@ impl<'s> Search<'s> {
             }
             cands.push(e);
             e = self.next[e as usize];
+        }
+        // The next operation of each counted kind, if it was invoked before
+        // the first completion.
+        for (class, placed) in [self.anonymous_placed, self.deletes_placed]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(&call) = self.counted_calls[class].get(placed as usize) {
+                if e == NIL || call < e {
+                    cands.push(call);
+                }
+            }
         }
         frame.urgent = e;
         frame.end = cands.len();
@@ -1484,8 +1530,10 @@ impl<'s> Search<'s> {
     /// its operation being placed or dropped (already marked).
     fn linearize(&mut self, call: u32) {
         let op = self.entry_op[call as usize];
-        self.unlink(call);
-        self.unlink(self.completion_of[call as usize]);
+        if !self.is_counted(op) {
+            self.unlink(call);
+            self.unlink(self.completion_of[call as usize]);
+        }
         let seq = self.ops[op as usize];
         if seq.complete_us.is_some() {
             self.definite_left -= 1;
@@ -1500,8 +1548,10 @@ impl<'s> Search<'s> {
     fn unlinearize(&mut self, call: u32) {
         let op = self.entry_op[call as usize];
         self.unmark(op);
-        self.relink(self.completion_of[call as usize]);
-        self.relink(call);
+        if !self.is_counted(op) {
+            self.relink(self.completion_of[call as usize]);
+            self.relink(call);
+        }
         let seq = self.ops[op as usize];
         if seq.complete_us.is_some() {
             self.definite_left += 1;
