@@ -966,7 +966,7 @@ fn cross_checked(h: &History) -> LinearizabilityReport {
 /// search, and rightly (brute force agrees it is not linearizable).
 #[test]
 fn unwritten_observations_are_decided_without_search_and_rightly() {
-    let mut rng = ChaCha8Rng::seed_from_u64(0x0b5e_12e);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x0b5e_012e);
     let mut fired = 0;
     for round in 0..6000 {
         let shape = if round % 2 == 0 { SMALL } else { UNKNOWN_HEAVY };
