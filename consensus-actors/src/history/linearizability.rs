@@ -600,12 +600,16 @@ impl SeqOp {
         )
     }
 
-    /// The value whose presence it observes exactly, if any: a read's value,
-    /// a failed compare-and-swap's reported value, or the expected value of
-    /// a compare-and-swap (whatever its outcome: it succeeds exactly on it).
+    /// The values whose presence it observes exactly, if any: a read's
+    /// value, a failed compare-and-swap's reported value, or the expected
+    /// value of a compare-and-swap that succeeded, failed without reporting
+    /// what it found, or has an unknown outcome. (One that failed and
+    /// reported the value `x` it found observes `x`, not its expected value:
+    /// it can only be placed where the value is `x`.)
     fn observes(&self) -> [u32; 2] {
-        let expected = match self.cmd {
-            Cmd::Cas { expected, .. } => expected,
+        let expected = match (self.cmd, self.expect) {
+            (_, Expect::Exactly(Out::CasFailed(_))) => NIL,
+            (Cmd::Cas { expected, .. }, _) => expected,
             _ => NIL,
         };
         let seen = match self.expect {
@@ -679,8 +683,9 @@ impl SeqOp {
 /// Reduction 1, unknown-outcome writes nobody can observe. An operation
 /// with an unknown outcome that writes a value `v` (a put, or a
 /// compare-and-swap to `v`) is rewritten to write the anonymous value when
-/// no operation that may take effect after it observes `v` exactly: no read
-/// of `v`, no compare-and-swap reporting `v` or expecting `v`, among the
+/// no operation that may take effect after it observes `v` exactly (see
+/// [`SeqOp::observes`]: no read of `v`, no compare-and-swap reporting `v`,
+/// none expecting `v` unless it reported another value), among the
 /// operations that complete at or after its invocation (or never).
 ///
 /// Proof. Take a linearization of the original history that places the
@@ -691,10 +696,12 @@ impl SeqOp {
 /// `v` also holds for the anonymous value: a delete that found the key
 /// (both are present values), a compare-and-swap that failed without
 /// reporting its value, or an unknown-outcome one (both differ from every
-/// expected value: `v` because none expects it, the anonymous value because
-/// it is no value of the history). So the same order linearizes the
-/// rewritten history; the argument is symmetric, so the rewrite changes no
-/// verdict. Puts of the anonymous value are then all the same command with
+/// expected value of those: `v` because none of them expects it, the
+/// anonymous value because it is no value of the history). A
+/// compare-and-swap that failed reporting a value `x` is in neither
+/// segment: it sees `x`, which is neither `v` nor the anonymous value. So
+/// the same order linearizes the rewritten history; the argument is
+/// symmetric, so the rewrite changes no verdict. Puts of the anonymous value are then all the same command with
 /// an unknown outcome, so placing the earliest invoked unplaced one whenever
 /// one is placed loses nothing (swap the two in any linearization: both were
 /// invoked, neither has a completion), and the search tracks them by a
