@@ -211,3 +211,25 @@ fn linearization_order_is_shown_in_chromium() {
     assert!(dom.contains("#2 of 2 in the linearization"));
     assert!(!dom.contains(r#"class="violation-marker""#));
 }
+
+/// `simulate --html FILE` writes the same page for the run's history.
+#[test]
+fn simulate_writes_the_page() {
+    let scratch = Scratch::new("simulate");
+    let html = scratch.0.join("run.html");
+    let o = Command::new(env!("CARGO_BIN_EXE_consensus"))
+        .args(["simulate", "--duration", "1", "--faults", "none", "--html"])
+        .arg(&html)
+        .output()
+        .expect("run consensus");
+    assert_eq!(o.status.code(), Some(0));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains(r#""verdict":"linearizable""#));
+    assert!(page.contains("seed 1"));
+    if let Some(browser) = chromium() {
+        let dom = rendered_dom(&browser, &html, &scratch.0);
+        assert!(dom.contains(r#"data-rendered="yes""#));
+        assert!(dom.matches(r#"<div class="op"#).count() > 10);
+    }
+}
