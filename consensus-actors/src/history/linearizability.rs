@@ -1432,8 +1432,10 @@ impl<'s> Search<'s> {
     ) {
         let start = cands.len();
         frame.state = state;
-        frame.start = start;
-        frame.next = start;
+        // The candidate stack holds at most a few candidates per operation.
+        let start32 = u32::try_from(start).expect("candidate stack within u32");
+        frame.start = start32;
+        frame.next = start32;
         frame.chosen = NIL;
         frame.drop = false;
         let mut e = self.next[self.head as usize];
@@ -1448,7 +1450,7 @@ impl<'s> Search<'s> {
                     if self.cannot_succeed(&op, state) {
                         cands.truncate(start);
                         cands.push(e);
-                        frame.end = cands.len();
+                        frame.end = cands.len() as u32;
                         frame.urgent = self.first_completion_from(e);
                         frame.drop = true;
                         return;
@@ -1467,7 +1469,7 @@ impl<'s> Search<'s> {
             if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
                 cands.truncate(start);
                 cands.push(e);
-                frame.end = cands.len();
+                frame.end = cands.len() as u32;
                 frame.urgent = self.first_completion_from(e);
                 return;
             }
@@ -1487,7 +1489,7 @@ impl<'s> Search<'s> {
             }
         }
         frame.urgent = e;
-        frame.end = cands.len();
+        frame.end = cands.len() as u32;
         if e == NIL {
             return;
         }
@@ -1522,7 +1524,7 @@ impl<'s> Search<'s> {
         cands.truncate(kept);
         cands.insert(start, call);
         cands.extend_from_slice(others);
-        frame.end = cands.len();
+        frame.end = cands.len() as u32;
     }
 
     /// The first completion entry at or after `e` in the list.
@@ -1569,10 +1571,13 @@ impl<'s> Search<'s> {
     }
 
     fn run(&mut self, options: &CheckOptions<'_>) -> SearchOutcome {
-        let mut memo = Memo::with_capacity(self.ops.len().min(1 << 20));
+        // Room for one entry per operation (what a search that does not
+        // backtrack makes), up to 2M entries; beyond, the memo grows.
+        let mut memo = Memo::with_capacity(self.ops.len().min(1 << 21));
         // frames[..depth] is the path from the root to the current node;
         // `cands` holds their candidates, one segment per frame.
-        let mut frames: Vec<Frame> = vec![Frame::default()];
+        let mut frames: Vec<Frame> = Vec::with_capacity(self.ops.len() + 1);
+        frames.push(Frame::default());
         let mut cands: Vec<u32> = Vec::new();
         let mut others: Vec<u32> = Vec::new();
         self.open_node(ABSENT, &mut frames[0], &mut cands, &mut others);
@@ -1604,7 +1609,7 @@ impl<'s> Search<'s> {
             let frames_bytes = vec_bytes_after(&frames, 1);
             let frame = &mut frames[depth - 1];
             if frame.next < frame.end {
-                let call = cands[frame.next];
+                let call = cands[frame.next as usize];
                 frame.next += 1;
                 let state = frame.state;
                 let dropping = frame.drop;
@@ -1659,7 +1664,7 @@ impl<'s> Search<'s> {
                     deepest = Some(self.dead_end(&frames[..depth]));
                 }
                 depth -= 1;
-                cands.truncate(frames[depth].start);
+                cands.truncate(frames[depth].start as usize);
                 if depth == 0 {
                     return SearchOutcome::Violation(deepest.unwrap_or_default());
                 }
@@ -1712,10 +1717,10 @@ impl<'s> Search<'s> {
 #[derive(Clone, Copy, Debug, Default)]
 struct Frame {
     state: u32,
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
     /// The next candidate to try (an index into the candidate stack).
-    next: usize,
+    next: u32,
     chosen: u32,
     /// The first completion entry in the list at this node.
     urgent: u32,
