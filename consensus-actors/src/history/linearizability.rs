@@ -47,16 +47,31 @@
 //! neither (Porcupine's search), the hardest history alone takes 1.36
 //! million.
 //!
+//! Operations with an unknown outcome get four sound reductions, each
+//! proved where it is implemented: a read or compare-and-swap observing a
+//! value that no other operation invoked in time writes fails before any
+//! search (`unwritten_observation`); an unknown write that no later
+//! operation can observe is rewritten to write an anonymous value, and those
+//! are placed in invocation order and counted (`rewrite_unobserved_writes`);
+//! an unknown compare-and-swap that can no longer succeed is dropped
+//! (`Search::cannot_succeed`); of identical unknown commands only the
+//! earliest invoked is tried (`Search::open_node`).
+//!
 //! The memo makes the search visit each (linearized set, value) pair at most
 //! once. Sets are bitsets over operations in invocation order, hashed by an
 //! incrementally maintained Zobrist key and stored compactly: all operations
 //! below the first one not linearized are implied, so an entry holds only
-//! the few words above it. The search is deterministic: same history, same steps,
+//! the few words above it. Operations with a known outcome and those with an
+//! unknown one have separate bitsets (an unknown one may never be placed,
+//! and in a shared bitset it would hold every later entry's span open), and
+//! the counted kinds are a count each, so an entry's size follows the
+//! history's concurrency, not its length. The search is deterministic: same history, same steps,
 //! same answer. Its cost is exponential in the number of operations
 //! concurrent on one key in the worst case, as for every such checker. A step
-//! budget per key (and an optional interrupt callback for wall-clock limits,
-//! polled every few thousand steps) turns a search that would take too long
-//! into a [`Verdict::Undecided`] verdict.
+//! budget and a memory budget per key (both on by default), and an optional
+//! interrupt callback for wall-clock limits (polled every few thousand
+//! steps), turn a search that would take too long or grow too large into a
+//! [`Verdict::Undecided`] verdict naming the budget.
 
 use super::{History, ObservedOutput, OpId, Operation, Outcome};
 use crate::kv::KvCommand;
@@ -1393,8 +1408,8 @@ impl<'s> Search<'s> {
             Cmd::Cas { expected, new } => {
                 op.complete_us.is_none()
                     && expected != state
-                    && self.writers_left[expected as usize] == u32::from(new == expected)
                     && new != expected
+                    && self.writers_left[expected as usize] == 0
             }
             _ => false,
         }
