@@ -20,6 +20,7 @@ use crate::error::EngineError;
 use crate::registry::ProtocolDriver;
 use crate::simulate::{SimulateOptions, SimulationReport};
 use consensus_actors::config::ConsensusConfig;
+use consensus_actors::history::Verdict;
 use consensus_actors::types::ConsensusProtocol;
 use serde::Serialize;
 use std::ops::RangeInclusive;
@@ -61,6 +62,9 @@ pub struct CampaignReport {
     pub passed: u64,
     /// Runs that failed, by seed.
     pub failed: Vec<FailedSeed>,
+    /// Runs whose safety held but whose linearizability check ran out of a
+    /// budget: not failures, not passes.
+    pub undecided: Vec<FailedSeed>,
     /// Runs that could not be made, with the reason and the replay command.
     pub errors: Vec<String>,
     /// Operations committed over all runs.
@@ -72,7 +76,10 @@ pub struct CampaignReport {
 impl CampaignReport {
     /// Every run passed (and there was at least one).
     pub fn passed_all(&self) -> bool {
-        self.runs > 0 && self.failed.is_empty() && self.errors.is_empty()
+        self.runs > 0
+            && self.failed.is_empty()
+            && self.undecided.is_empty()
+            && self.errors.is_empty()
     }
 }
 
@@ -198,6 +205,7 @@ impl Campaign {
             runs: results.len() as u64,
             passed: 0,
             failed: Vec::new(),
+            undecided: Vec::new(),
             errors: Vec::new(),
             committed: 0,
             real_secs: began.elapsed().as_secs_f64(),
@@ -209,7 +217,7 @@ impl Campaign {
                     if r.passed() {
                         report.passed += 1;
                     } else {
-                        report.failed.push(FailedSeed {
+                        let seed_report = FailedSeed {
                             seed: *seed,
                             safety_ok: r.safety_ok,
                             linearizable: r.linearizable,
@@ -220,7 +228,12 @@ impl Campaign {
                                 .collect(),
                             trace_hash: r.trace_hash.clone(),
                             replay: self.replay(*seed),
-                        });
+                        };
+                        if r.safety_ok && r.linearizability == Verdict::Undecided {
+                            report.undecided.push(seed_report);
+                        } else {
+                            report.failed.push(seed_report);
+                        }
                     }
                 }
                 Err(e) => report

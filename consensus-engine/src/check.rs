@@ -7,6 +7,9 @@ use consensus_actors::history::{
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+mod html;
+pub use html::history_html;
+
 /// The format of a history file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -73,7 +76,7 @@ fn one_line(text: &str) -> String {
 pub struct CheckReport {
     /// The history is linearizable.
     pub linearizable: bool,
-    /// `linearizable`, `not_linearizable` or `unknown` (search stopped).
+    /// `linearizable`, `not_linearizable` or `undecided` (a budget ran out).
     pub verdict: Verdict,
     /// Operations in the history.
     pub operations: usize,
@@ -92,7 +95,7 @@ pub struct CheckReport {
 pub struct KeyViolation {
     /// The key.
     pub key: String,
-    /// `not_linearizable` or `unknown`.
+    /// `not_linearizable` or `undecided`.
     pub verdict: Verdict,
     /// Why.
     pub detail: String,
@@ -122,9 +125,7 @@ impl CheckReport {
                     verdict: k.verdict,
                     detail: match (&k.verdict, &k.explanation) {
                         (Verdict::NotLinearizable, Some(e)) => e.summary.clone(),
-                        (Verdict::Unknown, _) => {
-                            format!("undecided after {} search steps", k.steps)
-                        }
+                        (Verdict::Undecided, _) => k.undecided_reason().unwrap_or_default(),
                         _ => "not linearizable".to_string(),
                     },
                 })

@@ -75,12 +75,26 @@ pub struct RunArgs {
     /// Milliseconds a client waits for an answer before recording the outcome as unknown.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub request_timeout_ms: u64,
-    /// Search budget of the linearizability check per key (0: unlimited).
+    /// Search budget of the linearizability check per key (0: unlimited); when it runs out
+    /// the verdict is undecided (exit 3).
     #[arg(long, default_value_t = consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY, value_name = "N")]
     pub max_check_steps: u64,
+    /// Memory budget of the linearizability check per key, in MiB (0: unlimited); when it
+    /// runs out the verdict is undecided (exit 3).
+    #[arg(long, default_value_t = DEFAULT_MAX_MEMORY_MIB, value_name = "MIB")]
+    pub max_check_memory: u64,
     /// The cluster's settings.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// The default memory budget of the linearizability check, in MiB: the
+/// library's [`consensus_actors::history::DEFAULT_MAX_MEMORY_BYTES`].
+pub const DEFAULT_MAX_MEMORY_MIB: u64 = consensus_actors::history::DEFAULT_MAX_MEMORY_BYTES >> 20;
+
+/// `mib` mebibytes as bytes, 0 meaning unlimited.
+pub fn memory_budget(mib: u64) -> Option<u64> {
+    (mib > 0).then(|| mib.saturating_mul(1 << 20))
 }
 
 /// `A..B` or `A..=B` (both inclusive), e.g. `150..300`.
@@ -200,6 +214,7 @@ impl RunArgs {
             faults: self.faults.clone(),
             keep_trace: 0,
             max_check_steps: (self.max_check_steps > 0).then_some(self.max_check_steps),
+            max_check_memory_bytes: memory_budget(self.max_check_memory),
         };
         options.workload.validate()?;
         Ok(options)
@@ -218,6 +233,16 @@ fn whole_ms(what: &str, d: Duration) -> Result<u128, NotReplayable> {
         )));
     }
     Ok(d.as_millis())
+}
+
+fn check_memory_mib(bytes: Option<u64>) -> Result<u64, NotReplayable> {
+    match bytes {
+        None => Ok(0),
+        Some(b) if b > 0 && b % (1 << 20) == 0 => Ok(b >> 20),
+        Some(b) => Err(NotReplayable(format!(
+            "the check's memory budget {b} bytes is not a whole number of MiB"
+        ))),
+    }
 }
 
 /// The `consensus simulate` flags that run `config` with `options` again:
@@ -263,6 +288,8 @@ pub fn replay_args(
         options.faults.to_string(),
         "--max-check-steps".into(),
         options.max_check_steps.unwrap_or(0).to_string(),
+        "--max-check-memory".into(),
+        check_memory_mib(options.max_check_memory_bytes)?.to_string(),
         "--election-timeout-ms".into(),
         format!(
             "{}..{}",
@@ -372,6 +399,7 @@ mod tests {
             timeout in 1u64..5000,
             faults in fault_lists(),
             steps in 0u64..1_000_000,
+            memory_mib in 0u64..4096,
             election in (100u64..300, 0u64..300),
             heartbeat in 1u64..100,
             batch in 1usize..500,
@@ -396,6 +424,7 @@ mod tests {
             push("--request-timeout-ms", timeout.to_string());
             push("--faults", faults.to_string());
             push("--max-check-steps", steps.to_string());
+            push("--max-check-memory", memory_mib.to_string());
             push("--election-timeout-ms", format!("{}..{}", election.0, election.0 + election.1));
             push("--heartbeat-ms", heartbeat.min(election.0 - 1).to_string());
             push("--max-append-entries", batch.to_string());

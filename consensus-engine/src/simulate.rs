@@ -58,6 +58,21 @@ pub struct SimulateOptions {
     /// Search budget of the linearizability check per key (`None`:
     /// unlimited).
     pub max_check_steps: Option<u64>,
+    /// Memory budget of the linearizability check per key, in bytes
+    /// (`None`: unlimited).
+    pub max_check_memory_bytes: Option<u64>,
+}
+
+impl SimulateOptions {
+    /// The linearizability check's budgets: the same defaults as
+    /// `check-history` and [`CheckOptions::default`].
+    pub fn check_options(&self) -> CheckOptions<'static> {
+        CheckOptions {
+            max_steps_per_key: self.max_check_steps,
+            max_memory_bytes: self.max_check_memory_bytes,
+            interrupt: None,
+        }
+    }
 }
 
 impl Default for SimulateOptions {
@@ -69,6 +84,7 @@ impl Default for SimulateOptions {
             faults: FaultSelection::All,
             keep_trace: 0,
             max_check_steps: Some(consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY),
+            max_check_memory_bytes: Some(consensus_actors::history::DEFAULT_MAX_MEMORY_BYTES),
         }
     }
 }
@@ -257,11 +273,7 @@ pub fn simulate<P: ProtocolPlugin>(
     ))
     .map_err(|e| EngineError::Simulation(e.to_string()))??;
 
-    let check_options = match options.max_check_steps {
-        Some(steps) => CheckOptions::unlimited().with_max_steps_per_key(steps),
-        None => CheckOptions::unlimited(),
-    };
-    let linearizability = check_history_with(&raw.history, &check_options);
+    let linearizability = check_history_with(&raw.history, &options.check_options());
 
     let mut violations: Vec<ViolationSummary> = raw
         .safety
@@ -286,12 +298,12 @@ pub fn simulate<P: ProtocolPlugin>(
                     .map_or_else(|| "not linearizable".to_string(), |e| e.summary.clone()),
                 at_us: None,
             }),
-            Verdict::Unknown => violations.push(ViolationSummary {
+            Verdict::Undecided => violations.push(ViolationSummary {
                 kind: "linearizability".into(),
                 name: key.key.clone(),
                 detail: format!(
-                    "undecided: the search stopped after {} steps (raise the budget)",
-                    key.steps
+                    "{} (raise the budget)",
+                    key.undecided_reason().unwrap_or_default()
                 ),
                 at_us: None,
             }),

@@ -9,7 +9,6 @@
 
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
 use consensus_actors::safety::SharedChecker;
-use consensus_raft::safety::SafetySink;
 use consensus_actors::sim::{
     block_on_paused, NodeContext, NodeFactory, SimConfig, Simulation, StartedNode,
 };
@@ -19,6 +18,7 @@ use consensus_actors::types::{ClientId, NodeId, NodeState};
 use consensus_raft::events::HardState;
 use consensus_raft::messages::{EntryRef, RaftMessage};
 use consensus_raft::node::{RaftNode, RaftNodeBuilder};
+use consensus_raft::safety::SafetySink;
 use consensus_raft::{Membership, RaftConfig};
 use rand::Rng;
 use std::cell::RefCell;

@@ -31,19 +31,18 @@
 #![forbid(unsafe_code)]
 
 use actix::prelude::*;
+use clap::Parser;
+use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::storage::MemStorage;
 use consensus_actors::supervision::{ChildSlot, RestartStrategy};
 use consensus_actors::transport::Transport;
-use consensus_actors::types::{ClientId, NodeId, NodeState, Term};
-use clap::Parser;
-use consensus_actors::config::ConsensusConfig;
 use consensus_actors::types::ConsensusProtocol;
+use consensus_actors::types::{ClientId, NodeId, NodeState, Term};
 use consensus_engine::campaign::Campaign;
 use consensus_engine::cli::{parse_range, RunArgs};
 use consensus_engine::network::LocalNetwork;
 use consensus_engine::Registry;
-use consensus_raft::RaftPlugin;
 use consensus_raft::actors::{
     BecomeLeader, BeginElection, EventKinds, Interest, ObserveTerm, OwnerHandles, PeerMessage,
     ProgressFilter, RaftEvents, Subscribe, TransferLeadership,
@@ -53,6 +52,7 @@ use consensus_raft::events::{HardState, RaftEvent};
 use consensus_raft::messages::{EntryRef, RaftMessage};
 use consensus_raft::node::{components, RaftNode, RaftNodeBuilder};
 use consensus_raft::slots::{Component, ElectionHandles, LeaderElectionSlot, Slot, SlotContext};
+use consensus_raft::RaftPlugin;
 use consensus_raft::{Membership, RaftConfig};
 use std::collections::BTreeSet;
 use std::time::Duration;

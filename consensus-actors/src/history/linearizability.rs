@@ -47,16 +47,31 @@
 //! neither (Porcupine's search), the hardest history alone takes 1.36
 //! million.
 //!
+//! Operations with an unknown outcome get four sound reductions, each
+//! proved where it is implemented: a read or compare-and-swap observing a
+//! value that no other operation invoked in time writes fails before any
+//! search (`unwritten_observation`); an unknown write that no later
+//! operation can observe is rewritten to write an anonymous value, and those
+//! are placed in invocation order and counted (`rewrite_unobserved_writes`);
+//! an unknown compare-and-swap that can no longer succeed is dropped
+//! (`Search::cannot_succeed`); of identical unknown commands only the
+//! earliest invoked is tried (`Search::open_node`).
+//!
 //! The memo makes the search visit each (linearized set, value) pair at most
 //! once. Sets are bitsets over operations in invocation order, hashed by an
 //! incrementally maintained Zobrist key and stored compactly: all operations
 //! below the first one not linearized are implied, so an entry holds only
-//! the few words above it. The search is deterministic: same history, same steps,
+//! the few words above it. Operations with a known outcome and those with an
+//! unknown one have separate bitsets (an unknown one may never be placed,
+//! and in a shared bitset it would hold every later entry's span open), and
+//! the counted kinds are a count each, so an entry's size follows the
+//! history's concurrency, not its length. The search is deterministic: same history, same steps,
 //! same answer. Its cost is exponential in the number of operations
 //! concurrent on one key in the worst case, as for every such checker. A step
-//! budget per key (and an optional interrupt callback for wall-clock limits,
-//! polled every few thousand steps) turns a search that would take too long
-//! into a [`Verdict::Unknown`] verdict.
+//! budget and a memory budget per key (both on by default), and an optional
+//! interrupt callback for wall-clock limits (polled every few thousand
+//! steps), turn a search that would take too long or grow too large into a
+//! [`Verdict::Undecided`] verdict naming the budget.
 
 use super::{History, ObservedOutput, OpId, Operation, Outcome};
 use crate::kv::KvCommand;
@@ -70,19 +85,34 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// operations per key that is not adversarial needs.
 pub const DEFAULT_MAX_STEPS_PER_KEY: u64 = 20_000_000;
 
+/// The default memory budget of [`CheckOptions::default`]: 1 GiB for the
+/// search of one key (its memo, its path and its candidate stack; keys are
+/// searched one after the other, so this bounds the whole check's search).
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 1 << 30;
+
 /// How often (in search steps) the interrupt callback is polled.
 const INTERRUPT_POLL_STEPS: u64 = 4096;
 
 /// Limits on the search.
+///
+/// [`CheckOptions::default`] is bounded ([`DEFAULT_MAX_STEPS_PER_KEY`] steps
+/// and [`DEFAULT_MAX_MEMORY_BYTES`] of search memory per key, no deadline);
+/// [`CheckOptions::unlimited`] is the explicit opt-out. A search that runs
+/// out of a budget ends with [`Verdict::Undecided`] for its key and names
+/// the budget ([`KeyReport::stopped_by`]); it never aborts.
 #[derive(Clone, Copy)]
 pub struct CheckOptions<'a> {
     /// Search steps allowed per key before its verdict becomes
-    /// [`Verdict::Unknown`] (`None`: unlimited).
+    /// [`Verdict::Undecided`] (`None`: unlimited).
     pub max_steps_per_key: Option<u64>,
+    /// Bytes the search of one key may hold (memo, path and candidates)
+    /// before its verdict becomes [`Verdict::Undecided`] (`None`:
+    /// unlimited). Checked before every allocation the search would grow.
+    pub max_memory_bytes: Option<u64>,
     /// Polled every few thousand steps; when it returns `true` the search
-    /// stops and every key not yet decided gets [`Verdict::Unknown`]. This is
-    /// how a caller imposes a wall-clock deadline without the checker reading
-    /// a clock.
+    /// stops and every key not yet decided gets [`Verdict::Undecided`]. This
+    /// is how a caller imposes a wall-clock deadline without the checker
+    /// reading a clock.
     pub interrupt: Option<&'a dyn Fn() -> bool>,
 }
 
@@ -90,16 +120,19 @@ impl Default for CheckOptions<'_> {
     fn default() -> Self {
         Self {
             max_steps_per_key: Some(DEFAULT_MAX_STEPS_PER_KEY),
+            max_memory_bytes: Some(DEFAULT_MAX_MEMORY_BYTES),
             interrupt: None,
         }
     }
 }
 
 impl<'a> CheckOptions<'a> {
-    /// No step budget and no interrupt: the search runs to the end.
+    /// No step budget, no memory budget and no interrupt: the search runs to
+    /// the end (or until the process runs out of memory).
     pub fn unlimited() -> Self {
         Self {
             max_steps_per_key: None,
+            max_memory_bytes: None,
             interrupt: None,
         }
     }
@@ -108,6 +141,13 @@ impl<'a> CheckOptions<'a> {
     #[must_use]
     pub fn with_max_steps_per_key(mut self, steps: u64) -> Self {
         self.max_steps_per_key = Some(steps);
+        self
+    }
+
+    /// These options with a memory budget per key, in bytes.
+    #[must_use]
+    pub fn with_max_memory_bytes(mut self, bytes: u64) -> Self {
+        self.max_memory_bytes = Some(bytes);
         self
     }
 
@@ -123,6 +163,7 @@ impl fmt::Debug for CheckOptions<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckOptions")
             .field("max_steps_per_key", &self.max_steps_per_key)
+            .field("max_memory_bytes", &self.max_memory_bytes)
             .field("interrupt", &self.interrupt.map(|_| "<callback>"))
             .finish()
     }
@@ -136,8 +177,60 @@ pub enum Verdict {
     Linearizable,
     /// No linearization exists.
     NotLinearizable,
-    /// The search was stopped (budget or interrupt) before it could tell.
-    Unknown,
+    /// A budget ran out (steps, memory or time) before the search could
+    /// tell; [`KeyReport::stopped_by`] says which.
+    Undecided,
+}
+
+impl Verdict {
+    /// The word users see: `linearizable`, `not linearizable` or
+    /// `undecided`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linearizable => "linearizable",
+            Self::NotLinearizable => "not linearizable",
+            Self::Undecided => "undecided",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The budget that stopped a key's search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "budget")]
+pub enum Budget {
+    /// The step budget ([`CheckOptions::max_steps_per_key`]).
+    Steps {
+        /// The budget, in steps.
+        limit: u64,
+    },
+    /// The memory budget ([`CheckOptions::max_memory_bytes`]).
+    Memory {
+        /// The budget, in bytes.
+        limit_bytes: u64,
+    },
+    /// The interrupt ([`CheckOptions::interrupt`]), which is how callers
+    /// impose a time budget.
+    Time,
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Steps { limit } => write!(f, "the step budget ({limit} steps per key)"),
+            Self::Memory { limit_bytes } => write!(
+                f,
+                "the memory budget ({} MiB per key)",
+                limit_bytes.div_ceil(1 << 20)
+            ),
+            Self::Time => write!(f, "the time budget"),
+        }
+    }
 }
 
 /// Why a key's sub-history is not linearizable: the deepest point the search
@@ -171,15 +264,62 @@ pub struct KeyReport {
     pub verdict: Verdict,
     /// Search steps spent.
     pub steps: u64,
+    /// For [`Verdict::Undecided`], the budget that ran out.
+    pub stopped_by: Option<Budget>,
+    /// The most memory the search of this key held (memo, path and
+    /// candidates), in bytes, as the checker accounts it against
+    /// [`CheckOptions::max_memory_bytes`].
+    pub search_bytes: u64,
+    /// What the reductions for unknown outcomes did on this key.
+    pub reductions: Reductions,
+    /// For [`Verdict::Linearizable`], a linearization: the operations that
+    /// took effect, in order (operations with an unknown outcome that need
+    /// not take effect are left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linearization: Option<Vec<OpId>>,
     /// For [`Verdict::NotLinearizable`], why.
     pub explanation: Option<Explanation>,
+}
+
+impl KeyReport {
+    /// One line for people about an undecided key: which budget ran out
+    /// after how many steps. `None` unless the verdict is
+    /// [`Verdict::Undecided`].
+    pub fn undecided_reason(&self) -> Option<String> {
+        if self.verdict != Verdict::Undecided {
+            return None;
+        }
+        let budget = self
+            .stopped_by
+            .map_or_else(|| "a budget".to_string(), |b| b.to_string());
+        Some(format!(
+            "key {:?} undecided: {budget} ran out after {} search steps",
+            self.key, self.steps
+        ))
+    }
+}
+
+/// What the sound reductions did on one key (see the comments of
+/// `rewrite_unobserved_writes`, `unwritten_observation`,
+/// `Search::cannot_succeed` and `Search::open_node` for their proofs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Reductions {
+    /// Decided without search: an operation observed a present value that
+    /// no other operation invoked before it returned writes.
+    pub unwritten_observation: bool,
+    /// Writes with an unknown outcome that no operation after them can
+    /// observe, rewritten to an anonymous value and tracked by a count.
+    pub anonymised_writes: u64,
+    /// Compare-and-swaps with an unknown outcome left out on the search's
+    /// last path because they could no longer succeed.
+    pub cas_dropped: u64,
 }
 
 /// The result of [`check_history`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LinearizabilityReport {
-    /// Overall: not linearizable if any key is not, else unknown if any key
-    /// is unknown, else linearizable.
+    /// Overall: not linearizable if any key is not, else undecided if any
+    /// key is undecided, else linearizable.
     pub verdict: Verdict,
     /// `verdict == Verdict::Linearizable`.
     pub linearizable: bool,
@@ -212,11 +352,9 @@ impl fmt::Display for LinearizabilityReport {
         for key in &self.per_key {
             match (&key.verdict, &key.explanation) {
                 (Verdict::NotLinearizable, Some(e)) => write!(f, "\n  {}", e.summary)?,
-                (Verdict::Unknown, _) => write!(
-                    f,
-                    "\n  key {:?}: undecided after {} steps",
-                    key.key, key.steps
-                )?,
+                (Verdict::Undecided, _) => {
+                    write!(f, "\n  {}", key.undecided_reason().unwrap_or_default())?
+                }
                 _ => {}
             }
         }
@@ -275,8 +413,8 @@ pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> Line
         .any(|k| k.verdict == Verdict::NotLinearizable)
     {
         Verdict::NotLinearizable
-    } else if per_key.iter().any(|k| k.verdict == Verdict::Unknown) {
-        Verdict::Unknown
+    } else if per_key.iter().any(|k| k.verdict == Verdict::Undecided) {
+        Verdict::Undecided
     } else {
         Verdict::Linearizable
     };
@@ -364,6 +502,13 @@ impl<'h> Values<'h> {
         })
     }
 
+    /// A new id for a value no operation names: what writes that no one can
+    /// observe are rewritten to write (see [`rewrite_unobserved_writes`]).
+    fn anonymous(&mut self) -> u32 {
+        self.names.push(Some(ANONYMOUS_NAME));
+        (self.names.len() - 1) as u32
+    }
+
     fn name(&self, id: u32) -> Option<String> {
         self.names
             .get(id as usize)
@@ -374,10 +519,12 @@ impl<'h> Values<'h> {
 }
 
 const ABSENT: u32 = 0;
+/// How explanations name the anonymous value.
+const ANONYMOUS_NAME: &str = "(a value written with unknown outcome that no later operation reads)";
 const NIL: u32 = u32::MAX;
 
 /// A command on one key, values interned.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Cmd {
     Put(u32),
     Get,
@@ -426,6 +573,22 @@ fn step(state: u32, cmd: Cmd) -> (u32, Out) {
     }
 }
 
+/// How the search tracks an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A known outcome: it must be placed; a bit in the definite window.
+    Definite,
+    /// An unknown outcome tracked one by one: a bit in the unknown window.
+    Single,
+    /// An unknown-outcome write of a value no operation that may follow it
+    /// observes, rewritten to write [`Values::anonymous`]: all of them are
+    /// interchangeable, so the search places them in invocation order and
+    /// tracks only how many are placed.
+    AnonymousPut,
+    /// An unknown-outcome delete: all interchangeable, tracked by a count.
+    Delete,
+}
+
 /// One operation of a sub-history, in the search's terms.
 #[derive(Clone, Copy, Debug)]
 struct SeqOp {
@@ -434,18 +597,41 @@ struct SeqOp {
     invoke_us: u64,
     /// `None`: completes at +infinity (unknown outcome).
     complete_us: Option<u64>,
+    kind: Kind,
+    /// The value it leaves when it takes effect and writes (`NIL`: it
+    /// writes nothing; a compare-and-swap observed to fail writes nothing).
+    writes: u32,
 }
 
 impl SeqOp {
     /// Whether the observed output shows the operation left the value as it
     /// found it, whatever that value was (a read, a failed compare-and-swap,
-    /// a delete of an absent key).
+    /// a delete that found nothing).
     fn preserves_state(&self) -> bool {
         matches!(
             self.expect,
             Expect::Exactly(Out::Value(_) | Out::CasFailed(_) | Out::Deleted(false))
                 | Expect::AnyCasFailure
         )
+    }
+
+    /// The values whose presence it observes exactly, if any: a read's
+    /// value, a failed compare-and-swap's reported value, or the expected
+    /// value of a compare-and-swap that succeeded, failed without reporting
+    /// what it found, or has an unknown outcome. (One that failed and
+    /// reported the value `x` it found observes `x`, not its expected value:
+    /// it can only be placed where the value is `x`.)
+    fn observes(&self) -> [u32; 2] {
+        let expected = match (self.cmd, self.expect) {
+            (_, Expect::Exactly(Out::CasFailed(_))) => NIL,
+            (Cmd::Cas { expected, .. }, _) => expected,
+            _ => NIL,
+        };
+        let seen = match self.expect {
+            Expect::Exactly(Out::Value(v) | Out::CasFailed(v)) => v,
+            _ => NIL,
+        };
+        [expected, seen]
     }
 
     fn new<'h>(op: &'h Operation, values: &mut Values<'h>) -> Self {
@@ -484,28 +670,187 @@ impl SeqOp {
             }
             Outcome::Fail { .. } | Outcome::Unknown { .. } => (Expect::Any, None),
         };
+        let written = match cmd {
+            Cmd::Put(v) => v,
+            Cmd::Delete => ABSENT,
+            Cmd::Cas { new, .. } => new,
+            Cmd::Get => NIL,
+        };
+        let fails = matches!(
+            expect,
+            Expect::Exactly(Out::CasFailed(_)) | Expect::AnyCasFailure
+        );
         Self {
             cmd,
             expect,
             invoke_us: op.invoke_us,
             complete_us,
+            kind: match (complete_us, cmd) {
+                (Some(_), _) => Kind::Definite,
+                (None, Cmd::Delete) => Kind::Delete,
+                (None, _) => Kind::Single,
+            },
+            writes: if fails { NIL } else { written },
         }
     }
 }
 
+/// Reduction 1, unknown-outcome writes nobody can observe. An operation
+/// with an unknown outcome that writes a value `v` (a put, or a
+/// compare-and-swap to `v`) is rewritten to write the anonymous value when
+/// no operation that may take effect after it observes `v` exactly (see
+/// [`SeqOp::observes`]: no read of `v`, no compare-and-swap reporting `v`,
+/// none expecting `v` unless it reported another value), among the
+/// operations that complete at or after its invocation (or never).
+///
+/// Proof. Take a linearization of the original history that places the
+/// write `W`, and consider the operations placed after it up to the next
+/// one that changes the value (the *segment*: they see `v`). None observes
+/// `v` exactly, by the condition (they are placed after `W`, so they
+/// complete at or after its invocation). What else they may observe about
+/// `v` also holds for the anonymous value: a delete that found the key
+/// (both are present values), a compare-and-swap that failed without
+/// reporting its value, or an unknown-outcome one (both differ from every
+/// expected value of those: `v` because none of them expects it, the
+/// anonymous value because it is no value of the history). A
+/// compare-and-swap that failed reporting a value `x` is in neither
+/// segment: it sees `x`, which is neither `v` nor the anonymous value. So
+/// the same order linearizes the rewritten history; the argument is
+/// symmetric, so the rewrite changes no verdict. Puts of the anonymous value are then all the same command with
+/// an unknown outcome, so placing the earliest invoked unplaced one whenever
+/// one is placed loses nothing (swap the two in any linearization: both were
+/// invoked, neither has a completion), and the search tracks them by a
+/// count, not a bit each.
+fn rewrite_unobserved_writes(seq: &mut [SeqOp], anonymous: u32) -> u64 {
+    // The latest completion (u64::MAX: never) of an observer of each value.
+    let values = seq
+        .iter()
+        .flat_map(|op| op.observes().into_iter().chain([op.writes]))
+        .filter(|&v| v != NIL)
+        .max()
+        .map_or(0, |v| v as usize + 1);
+    let mut last_observer = vec![None::<u64>; values.max(anonymous as usize + 1)];
+    for op in seq.iter() {
+        let until = op.complete_us.unwrap_or(u64::MAX);
+        for v in op.observes() {
+            if v != NIL {
+                let slot = &mut last_observer[v as usize];
+                *slot = Some(slot.map_or(until, |t| t.max(until)));
+            }
+        }
+    }
+    let mut rewritten = 0;
+    for op in seq.iter_mut() {
+        if op.kind != Kind::Single || op.writes == ABSENT || op.writes == NIL {
+            continue;
+        }
+        let observed = last_observer[op.writes as usize].is_some_and(|t| t >= op.invoke_us);
+        if observed {
+            continue;
+        }
+        op.writes = anonymous;
+        match &mut op.cmd {
+            Cmd::Put(v) => {
+                *v = anonymous;
+                op.kind = Kind::AnonymousPut;
+            }
+            Cmd::Cas { new, .. } => *new = anonymous,
+            _ => {}
+        }
+        rewritten += 1;
+    }
+    rewritten
+}
+
+/// Reduction 2, observations of values nobody wrote. A read or
+/// compare-and-swap (known outcome) that observes a present value `v`
+/// (read it, found it, or swapped it out) needs a write of `v` by another
+/// operation that takes effect before it, so invoked at the latest when it
+/// completes. If there is none, no linearization exists: this is decided
+/// before any search. Returns such an operation (the earliest completing).
+fn unwritten_observation(seq: &[SeqOp]) -> Option<u32> {
+    // The two earliest invocations of a writer of each value (two, so that
+    // an operation that observes and writes the same value is not its own
+    // writer).
+    let mut first: HashMap<u32, [(u64, u32); 2], BuildHasherDefault<WordHasher>> =
+        HashMap::default();
+    for (i, op) in seq.iter().enumerate() {
+        if op.writes == NIL || op.writes == ABSENT {
+            continue;
+        }
+        let entry = first
+            .entry(op.writes)
+            .or_insert([(u64::MAX, NIL), (u64::MAX, NIL)]);
+        let candidate = (op.invoke_us, i as u32);
+        if candidate < entry[0] {
+            entry[1] = entry[0];
+            entry[0] = candidate;
+        } else if candidate < entry[1] {
+            entry[1] = candidate;
+        }
+    }
+    let mut found: Option<(u64, u32)> = None;
+    for (i, op) in seq.iter().enumerate() {
+        let Some(complete_us) = op.complete_us else {
+            continue;
+        };
+        let observed = match (op.cmd, op.expect) {
+            (_, Expect::Exactly(Out::Value(v) | Out::CasFailed(v))) => v,
+            (Cmd::Cas { expected, .. }, Expect::Exactly(Out::CasOk)) => expected,
+            _ => continue,
+        };
+        if observed == ABSENT || observed == NIL {
+            continue;
+        }
+        let written_in_time = first.get(&observed).is_some_and(|w| {
+            w.iter()
+                .any(|&(at, by)| by != NIL && by != i as u32 && at <= complete_us)
+        });
+        if !written_in_time && found.is_none_or(|f| (complete_us, i as u32) < f) {
+            found = Some((complete_us, i as u32));
+        }
+    }
+    found.map(|(_, i)| i)
+}
+
 fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyReport {
     let mut values = Values::new();
-    let seq: Vec<SeqOp> = ops.iter().map(|op| SeqOp::new(op, &mut values)).collect();
-    let mut search = Search::new(&seq);
+    let mut seq: Vec<SeqOp> = ops.iter().map(|op| SeqOp::new(op, &mut values)).collect();
+    if let Some(bad) = unwritten_observation(&seq) {
+        let explanation = explain_unwritten(key, ops, bad);
+        tracing::debug!(key, summary = %explanation.summary, "not linearizable");
+        return KeyReport {
+            key: key.to_string(),
+            operations: ops.len(),
+            verdict: Verdict::NotLinearizable,
+            steps: 0,
+            stopped_by: None,
+            search_bytes: 0,
+            reductions: Reductions {
+                unwritten_observation: true,
+                ..Reductions::default()
+            },
+            linearization: None,
+            explanation: Some(explanation),
+        };
+    }
+    let anonymous = values.anonymous();
+    let anonymised_writes = rewrite_unobserved_writes(&mut seq, anonymous);
+    let mut search = Search::new(&seq, values.names.len());
     let outcome = search.run(options);
     let steps = search.steps;
-    let (verdict, explanation) = match outcome {
-        SearchOutcome::Linearizable => (Verdict::Linearizable, None),
-        SearchOutcome::Stopped => (Verdict::Unknown, None),
+    let (verdict, stopped_by, linearization, explanation) = match outcome {
+        SearchOutcome::Linearizable(order) => (
+            Verdict::Linearizable,
+            None,
+            Some(order.iter().map(|&i| ops[i as usize].id).collect()),
+            None,
+        ),
+        SearchOutcome::Stopped(budget) => (Verdict::Undecided, Some(budget), None, None),
         SearchOutcome::Violation(deepest) => {
             let explanation = explain(key, ops, &values, &deepest);
             tracing::debug!(key, summary = %explanation.summary, "not linearizable");
-            (Verdict::NotLinearizable, Some(explanation))
+            (Verdict::NotLinearizable, None, None, Some(explanation))
         }
     };
     KeyReport {
@@ -513,7 +858,30 @@ fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyRe
         operations: ops.len(),
         verdict,
         steps,
+        stopped_by,
+        search_bytes: search.peak_bytes as u64,
+        reductions: Reductions {
+            unwritten_observation: false,
+            anonymised_writes,
+            cas_dropped: search.dropped,
+        },
+        linearization,
         explanation,
+    }
+}
+
+/// The explanation of [`unwritten_observation`]'s verdict.
+fn explain_unwritten(key: &str, ops: &[&Operation], bad: u32) -> Explanation {
+    let op = ops[bad as usize];
+    Explanation {
+        longest_prefix: Vec::new(),
+        value_after_prefix: None,
+        blocked: op.id,
+        candidates: vec![op.id],
+        summary: format!(
+            "key {key:?} is not linearizable: {op} observes a value that no other operation \
+             invoked before it returned writes"
+        ),
     }
 }
 
@@ -557,6 +925,8 @@ fn explain(key: &str, ops: &[&Operation], values: &Values<'_>, deepest: &Deepest
 /// The deepest dead end of a failed search.
 #[derive(Clone, Debug, Default)]
 struct Deepest {
+    /// Depth of the dead end in the search (placed and dropped operations).
+    depth: usize,
     /// Linearized operations (indexes into the sub-history), in order.
     prefix: Vec<u32>,
     /// Register value after them.
@@ -568,9 +938,10 @@ struct Deepest {
 }
 
 enum SearchOutcome {
-    Linearizable,
+    /// A linearization: the operations placed, in order.
+    Linearizable(Vec<u32>),
     Violation(Deepest),
-    Stopped,
+    Stopped(Budget),
 }
 
 /// Hashes a `u64` that is already a good hash (a Zobrist key) to itself.
@@ -601,14 +972,17 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The set of operations linearized so far, as a bitset over operations
-/// numbered in invocation order, with a Zobrist hash kept up to date.
+/// A set of operations, as a bitset over operations numbered in
+/// invocation order, with a Zobrist hash kept up to date.
 ///
 /// Its canonical compact form ([`key`](Self::key)) is what the memo stores:
-/// every operation below `low` (the first one not linearized) is in the set,
-/// so only the words from `low`'s word up to the last non-zero word need
-/// storing. That span is about the history's concurrency, not its length, so
-/// memo entries stay a few words long even for a long single-key history.
+/// every operation below `low` (the first one not in the set) is in the
+/// set, so only the words from `low`'s word up to the last non-zero word
+/// need storing. The search keeps two: one over the operations with a known
+/// outcome, which are all placed sooner or later, so that span is about the
+/// history's concurrency, not its length; and one over the operations with
+/// an unknown outcome tracked one by one, which the reductions take out
+/// (place or drop) soon after the values they could matter to are gone.
 struct Linearized {
     words: Vec<u64>,
     zobrist: Vec<u64>,
@@ -620,10 +994,10 @@ struct Linearized {
 }
 
 impl Linearized {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, salt: u64) -> Self {
         Self {
             words: vec![0; n.div_ceil(64)],
-            zobrist: (0..n as u64).map(mix).collect(),
+            zobrist: (0..n as u64).map(|i| mix(i ^ (salt << 40))).collect(),
             hash: 0,
             low: 0,
             high_word: 0,
@@ -666,15 +1040,35 @@ impl Linearized {
         let start = self.low / 64;
         (start as u32, &self.words[start..self.high_word.max(start)])
     }
+
+    fn bytes(&self) -> usize {
+        (self.words.capacity() + self.zobrist.capacity()) * 8
+    }
 }
 
-/// The set of (linearized set, register value) pairs already explored, in
-/// flat arenas: entry `i` is the compact set `(starts[i],
-/// words[offsets[i]..offsets[i + 1]])` with value `states[i]`; `chain[i]`
-/// links entries whose hashes are equal.
+/// The bytes a vector holds.
+fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
+}
+
+/// The bytes a vector will hold (old and new buffer both, while it copies)
+/// once `more` elements are pushed.
+fn vec_bytes_after<T>(v: &Vec<T>, more: usize) -> usize {
+    let size = std::mem::size_of::<T>();
+    if v.len() + more <= v.capacity() {
+        v.capacity() * size
+    } else {
+        let grown = (v.capacity() * 2).max(v.len() + more).max(4);
+        (v.capacity() + grown) * size
+    }
+}
+
+/// The set of (placed operations, register value) pairs already explored,
+/// in flat arenas: entry `i` is the key `words[offsets[i]..offsets[i + 1]]`
+/// (see [`Search::memo_key`]) with value `states[i]`; `chain[i]` links
+/// entries whose hashes are equal.
 struct Memo {
     heads: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
-    starts: Vec<u32>,
     offsets: Vec<usize>,
     words: Vec<u64>,
     states: Vec<u32>,
@@ -689,33 +1083,51 @@ impl Memo {
         offsets.push(0);
         Self {
             heads: HashMap::with_capacity_and_hasher(entries, BuildHasherDefault::default()),
-            starts: Vec::with_capacity(entries),
             offsets,
-            words: Vec::with_capacity(entries),
+            words: Vec::with_capacity(entries * 2),
             states: Vec::with_capacity(entries),
             chain: Vec::with_capacity(entries),
         }
     }
 
+    /// The bytes the hash table holds with room for `items` entries
+    /// (hashbrown: a power of two of buckets at most 7/8 full, one control
+    /// byte and one (u64, u32) slot per bucket).
+    fn table_bytes(items: usize) -> usize {
+        let buckets = (items * 8 / 7).max(4).next_power_of_two();
+        buckets * (1 + 16)
+    }
+
+    /// The most bytes the memo may hold while it inserts one more entry of
+    /// `words` words (a growing buffer and its copy both counted).
+    fn bytes_after_insert(&self, words: usize) -> usize {
+        let table = if self.heads.len() < self.heads.capacity() {
+            Self::table_bytes(self.heads.capacity())
+        } else {
+            Self::table_bytes(self.heads.capacity())
+                + Self::table_bytes((self.heads.capacity() * 2).max(4))
+        };
+        table
+            + vec_bytes_after(&self.offsets, 1)
+            + vec_bytes_after(&self.words, words)
+            + vec_bytes_after(&self.states, 1)
+            + vec_bytes_after(&self.chain, 1)
+    }
+
     /// Inserts the pair; `false` if it was already there.
-    fn insert(&mut self, set: &Linearized, state: u32) -> bool {
-        let hash = set.hash ^ mix(u64::from(state) ^ 0xA5A5_A5A5);
-        let (start, words) = set.key();
+    fn insert(&mut self, hash: u64, key: &[u64], state: u32) -> bool {
+        let hash = hash ^ mix(u64::from(state) ^ 0xA5A5_A5A5);
         let head = self.heads.entry(hash).or_insert(NIL);
         let mut cur = *head;
         while cur != NIL {
             let i = cur as usize;
-            if self.states[i] == state
-                && self.starts[i] == start
-                && self.words[self.offsets[i]..self.offsets[i + 1]] == *words
-            {
+            if self.states[i] == state && self.words[self.offsets[i]..self.offsets[i + 1]] == *key {
                 return false;
             }
             cur = self.chain[i];
         }
         let index = self.states.len() as u32;
-        self.starts.push(start);
-        self.words.extend_from_slice(words);
+        self.words.extend_from_slice(key);
         self.offsets.push(self.words.len());
         self.states.push(state);
         self.chain.push(*head);
@@ -753,16 +1165,42 @@ struct Search<'s> {
     next: Vec<u32>,
     prev: Vec<u32>,
     head: u32,
-    /// Operation -> its bit in `linearized` (its rank in invocation order).
-    bit_of: Vec<u32>,
-    linearized: Linearized,
+    /// Operation -> its rank in invocation order among the operations of
+    /// its [`Kind`] (its bit in `definite` or `singles`, or its place in
+    /// the order a counted kind is placed in).
+    rank: Vec<u32>,
+    /// The placed operations with a known outcome.
+    definite: Linearized,
+    /// The placed (or dropped) operations of [`Kind::Single`].
+    singles: Linearized,
+    /// How many of [`Kind::AnonymousPut`] are placed (always the first ones
+    /// in invocation order).
+    anonymous_placed: u32,
+    /// How many of [`Kind::Delete`] are placed (the first ones).
+    deletes_placed: u32,
+    /// Per value: the operations not yet placed that may write it.
+    writers_left: Vec<u32>,
+    /// The invocation entries of [`Kind::AnonymousPut`] and [`Kind::Delete`]
+    /// operations, in rank order. They are kept out of the list (only the
+    /// next one of each kind can be a candidate, and a long history
+    /// accumulates many never placed), so nodes do not walk past them.
+    counted_calls: [Vec<u32>; 2],
     /// Operations with a known outcome not yet linearized.
     definite_left: usize,
+    /// Scratch buffer for memo keys.
+    key: Vec<u64>,
     steps: u64,
+    /// Unknown-outcome compare-and-swaps dropped by reduction 3 on the
+    /// current path.
+    dropped: u64,
+    /// The most bytes the search held.
+    peak_bytes: usize,
+    /// Bytes of the fixed structures (lists, sets, ops).
+    base_bytes: usize,
 }
 
 impl<'s> Search<'s> {
-    fn new(ops: &'s [SeqOp]) -> Self {
+    fn new(ops: &'s [SeqOp], values: usize) -> Self {
         let n = ops.len();
         // (at infinity, time, completion?, op) orders the entries; packed
         // into one integer (1 + 64 + 1 + 32 bits) so that the sort compares
@@ -795,20 +1233,23 @@ impl<'s> Search<'s> {
             .collect();
         completions.sort();
         let order = merge_sorted(&invocations, &completions);
+        drop(invocations);
+        drop(completions);
         let unpack = |key: u128| ((key >> 32) & 1 == 1, key as u32);
         let m = order.len();
         let mut entry_op = vec![0; m];
         let mut completion_of = vec![NIL; m];
         let mut invocation_at = vec![NIL; n];
-        let mut bit_of = vec![0; n];
-        let mut invoked = 0;
+        let mut rank = vec![0; n];
+        let mut ranks = [0u32; 4];
         for (e, &key) in order.iter().enumerate() {
             let (is_completion, op) = unpack(key);
             entry_op[e] = op;
             if !is_completion {
                 invocation_at[op as usize] = e as u32;
-                bit_of[op as usize] = invoked;
-                invoked += 1;
+                let kind = ops[op as usize].kind as usize;
+                rank[op as usize] = ranks[kind];
+                ranks[kind] += 1;
             }
         }
         for (e, &key) in order.iter().enumerate() {
@@ -817,6 +1258,7 @@ impl<'s> Search<'s> {
                 completion_of[invocation_at[op as usize] as usize] = e as u32;
             }
         }
+        drop(order);
         let head = m as u32;
         let mut next = vec![NIL; m + 1];
         let mut prev = vec![NIL; m + 1];
@@ -826,18 +1268,72 @@ impl<'s> Search<'s> {
             prev[e as usize] = last;
             last = e;
         }
-        Self {
+        let mut counted_calls: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+        for (e, &op) in entry_op.iter().enumerate() {
+            let class = match ops[op as usize].kind {
+                Kind::AnonymousPut => 0,
+                Kind::Delete => 1,
+                _ => continue,
+            };
+            if completion_of[e] != NIL {
+                counted_calls[class].push(e as u32);
+            }
+        }
+        let mut writers_left = vec![0; values];
+        for op in ops {
+            if op.writes != NIL {
+                writers_left[op.writes as usize] += 1;
+            }
+        }
+        let definite = Linearized::new(ranks[Kind::Definite as usize] as usize, 1);
+        let singles = Linearized::new(ranks[Kind::Single as usize] as usize, 2);
+        let base_bytes = vec_bytes(&entry_op)
+            + vec_bytes(&completion_of)
+            + vec_bytes(&next)
+            + vec_bytes(&prev)
+            + vec_bytes(&rank)
+            + vec_bytes(&writers_left)
+            + definite.bytes()
+            + singles.bytes()
+            + std::mem::size_of_val(ops);
+        let mut search = Self {
             ops,
             entry_op,
             completion_of,
             next,
             prev,
             head,
-            bit_of,
-            linearized: Linearized::new(n),
+            rank,
+            definite,
+            singles,
+            anonymous_placed: 0,
+            deletes_placed: 0,
+            writers_left,
+            counted_calls,
             definite_left: ops.iter().filter(|op| op.complete_us.is_some()).count(),
+            key: Vec::new(),
             steps: 0,
+            dropped: 0,
+            peak_bytes: base_bytes,
+            base_bytes,
+        };
+        for class in 0..2 {
+            for i in 0..search.counted_calls[class].len() {
+                let call = search.counted_calls[class][i];
+                search.unlink(call);
+                search.unlink(search.completion_of[call as usize]);
+            }
         }
+        search
+    }
+
+    /// Whether the operation is of a kind placed by count, kept out of the
+    /// list.
+    fn is_counted(&self, op: u32) -> bool {
+        matches!(
+            self.ops[op as usize].kind,
+            Kind::AnonymousPut | Kind::Delete
+        )
     }
 
     fn unlink(&mut self, e: u32) {
@@ -856,24 +1352,67 @@ impl<'s> Search<'s> {
         }
     }
 
-    /// Takes an invocation entry and its completion out of the list.
-    fn lift(&mut self, call: u32) {
-        self.unlink(call);
-        self.unlink(self.completion_of[call as usize]);
+    /// Marks operation `op` placed (or dropped) in the sets and counts
+    /// that make the memo key.
+    fn mark(&mut self, op: u32) {
+        let rank = self.rank[op as usize] as usize;
+        match self.ops[op as usize].kind {
+            Kind::Definite => self.definite.insert(rank),
+            Kind::Single => self.singles.insert(rank),
+            Kind::AnonymousPut => self.anonymous_placed += 1,
+            Kind::Delete => self.deletes_placed += 1,
+        }
     }
 
-    /// Undoes the matching [`lift`](Self::lift) (must be the last one).
-    fn unlift(&mut self, call: u32) {
-        self.relink(self.completion_of[call as usize]);
-        self.relink(call);
+    /// Undoes [`mark`](Self::mark).
+    fn unmark(&mut self, op: u32) {
+        let rank = self.rank[op as usize] as usize;
+        match self.ops[op as usize].kind {
+            Kind::Definite => self.definite.remove(rank),
+            Kind::Single => self.singles.remove(rank),
+            Kind::AnonymousPut => self.anonymous_placed -= 1,
+            Kind::Delete => self.deletes_placed -= 1,
+        }
     }
 
-    fn bit(&self, op: u32) -> usize {
-        self.bit_of[op as usize] as usize
+    /// The memo key of the current set of placed operations, into
+    /// `self.key`; returns its hash (without the value).
+    fn memo_key(&mut self) -> u64 {
+        let (d_start, d_words) = self.definite.key();
+        let (s_start, s_words) = self.singles.key();
+        self.key.clear();
+        self.key
+            .push(u64::from(d_start) | ((d_words.len() as u64) << 32));
+        self.key.extend_from_slice(d_words);
+        let counted = u64::from(self.anonymous_placed) | (u64::from(self.deletes_placed) << 32);
+        // Histories with no unknown outcome (the common case) pay one word.
+        if s_words.is_empty() && s_start == 0 && counted == 0 {
+            return self.definite.hash;
+        }
+        self.key.push(u64::from(s_start));
+        self.key.extend_from_slice(s_words);
+        self.key.push(counted);
+        self.definite.hash ^ self.singles.hash.rotate_left(17) ^ mix(counted ^ 0x5EED)
     }
 
-    fn is_definite(&self, op: u32) -> bool {
-        self.ops[op as usize].complete_us.is_some()
+    /// Reduction 3, compare-and-swaps that can no longer succeed. An
+    /// unplaced compare-and-swap with an unknown outcome that expects a
+    /// value `e` the key does not hold now, and that no unplaced operation
+    /// can write, fails wherever it is placed from here on (the value can
+    /// only become `e` through a write of `e`): it changes nothing, and its
+    /// output is unconstrained, so leaving it out of every linearization
+    /// from here loses none. Along a path the condition only gets truer
+    /// (writers only get placed), so dropping it at once is sound.
+    fn cannot_succeed(&self, op: &SeqOp, state: u32) -> bool {
+        match op.cmd {
+            Cmd::Cas { expected, new } => {
+                op.complete_us.is_none()
+                    && expected != state
+                    && new != expected
+                    && self.writers_left[expected as usize] == 0
+            }
+            _ => false,
+        }
     }
 
     /// Opens the node reached with value `state`: lists its candidates in
@@ -885,10 +1424,16 @@ impl<'s> Search<'s> {
     /// value unchanged (a read, a failed compare-and-swap, a delete of an
     /// absent key) and fits `state`, it is the only one listed: any
     /// linearization from here that places it later stays valid with it
-    /// moved to now. Otherwise the order is: the urgent operation, then the
-    /// candidates after which it would fit, then the rest in invocation
-    /// order. The order changes how fast a linearization is found, never the
-    /// verdict.
+    /// moved to now. If a compare-and-swap with an unknown outcome can no
+    /// longer succeed ([`cannot_succeed`](Self::cannot_succeed)), dropping
+    /// it is the only move listed. Of operations with an unknown outcome
+    /// that are the same command, only the earliest invoked is listed
+    /// (reduction 4: swapping two of them in a linearization changes
+    /// nothing, as both were invoked and neither completes); the counted
+    /// kinds are placed in invocation order for the same reason. Otherwise
+    /// the order is: the urgent operation, then the candidates after which
+    /// it would fit, then the rest in invocation order. The order changes
+    /// how fast a linearization is found, never the verdict.
     ///
     /// The candidates of every node on the path live in one stack, `cands`:
     /// this node's are pushed on top of it (`frame.start..frame.end`), and
@@ -902,24 +1447,64 @@ impl<'s> Search<'s> {
     ) {
         let start = cands.len();
         frame.state = state;
-        frame.start = start;
-        frame.next = start;
+        // The candidate stack holds at most a few candidates per operation.
+        let start32 = u32::try_from(start).expect("candidate stack within u32");
+        frame.start = start32;
+        frame.next = start32;
         frame.chosen = NIL;
+        frame.drop = false;
         let mut e = self.next[self.head as usize];
         while e != NIL && self.completion_of[e as usize] != NIL {
-            let op = self.ops[self.entry_op[e as usize] as usize];
+            let index = self.entry_op[e as usize];
+            let op = self.ops[index as usize];
+            let listed = match op.kind {
+                Kind::Definite => true,
+                // Kept out of the list.
+                Kind::AnonymousPut | Kind::Delete => false,
+                Kind::Single => {
+                    if self.cannot_succeed(&op, state) {
+                        cands.truncate(start);
+                        cands.push(e);
+                        frame.end = cands.len() as u32;
+                        frame.urgent = self.first_completion_from(e);
+                        frame.drop = true;
+                        return;
+                    }
+                    // The earliest of its command only.
+                    !cands[start..].iter().any(|&c| {
+                        let other = self.ops[self.entry_op[c as usize] as usize];
+                        other.kind == Kind::Single && other.cmd == op.cmd
+                    })
+                }
+            };
+            if !listed {
+                e = self.next[e as usize];
+                continue;
+            }
             if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
                 cands.truncate(start);
                 cands.push(e);
-                frame.end = cands.len();
+                frame.end = cands.len() as u32;
                 frame.urgent = self.first_completion_from(e);
                 return;
             }
             cands.push(e);
             e = self.next[e as usize];
         }
+        // The next operation of each counted kind, if it was invoked before
+        // the first completion.
+        for (class, placed) in [self.anonymous_placed, self.deletes_placed]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(&call) = self.counted_calls[class].get(placed as usize) {
+                if e == NIL || call < e {
+                    cands.push(call);
+                }
+            }
+        }
         frame.urgent = e;
-        frame.end = cands.len();
+        frame.end = cands.len() as u32;
         if e == NIL {
             return;
         }
@@ -954,7 +1539,7 @@ impl<'s> Search<'s> {
         cands.truncate(kept);
         cands.insert(start, call);
         cands.extend_from_slice(others);
-        frame.end = cands.len();
+        frame.end = cands.len() as u32;
     }
 
     /// The first completion entry at or after `e` in the list.
@@ -965,31 +1550,49 @@ impl<'s> Search<'s> {
         e
     }
 
-    /// Takes invocation entry `call` out of the list, its operation being
-    /// linearized (its bit is already in the set).
+    /// Takes invocation entry `call` and its completion out of the list,
+    /// its operation being placed or dropped (already marked).
     fn linearize(&mut self, call: u32) {
         let op = self.entry_op[call as usize];
-        self.lift(call);
-        if self.is_definite(op) {
+        if !self.is_counted(op) {
+            self.unlink(call);
+            self.unlink(self.completion_of[call as usize]);
+        }
+        let seq = self.ops[op as usize];
+        if seq.complete_us.is_some() {
             self.definite_left -= 1;
+        }
+        if seq.writes != NIL {
+            self.writers_left[seq.writes as usize] -= 1;
         }
     }
 
-    /// Undoes [`linearize`](Self::linearize) (must be the last one).
+    /// Undoes [`linearize`](Self::linearize) and the mark (must be the last
+    /// one).
     fn unlinearize(&mut self, call: u32) {
         let op = self.entry_op[call as usize];
-        self.linearized.remove(self.bit(op));
-        self.unlift(call);
-        if self.is_definite(op) {
+        self.unmark(op);
+        if !self.is_counted(op) {
+            self.relink(self.completion_of[call as usize]);
+            self.relink(call);
+        }
+        let seq = self.ops[op as usize];
+        if seq.complete_us.is_some() {
             self.definite_left += 1;
+        }
+        if seq.writes != NIL {
+            self.writers_left[seq.writes as usize] += 1;
         }
     }
 
     fn run(&mut self, options: &CheckOptions<'_>) -> SearchOutcome {
-        let mut memo = Memo::with_capacity(self.ops.len());
+        // Room for one entry per operation (what a search that does not
+        // backtrack makes), up to 2M entries; beyond, the memo grows.
+        let mut memo = Memo::with_capacity(self.ops.len().min(1 << 21));
         // frames[..depth] is the path from the root to the current node;
         // `cands` holds their candidates, one segment per frame.
-        let mut frames: Vec<Frame> = vec![Frame::default()];
+        let mut frames: Vec<Frame> = Vec::with_capacity(self.ops.len() + 1);
+        frames.push(Frame::default());
         let mut cands: Vec<u32> = Vec::new();
         let mut others: Vec<u32> = Vec::new();
         self.open_node(ABSENT, &mut frames[0], &mut cands, &mut others);
@@ -997,40 +1600,72 @@ impl<'s> Search<'s> {
         let mut deepest: Option<Deepest> = None;
         loop {
             if self.definite_left == 0 {
-                return SearchOutcome::Linearizable;
+                let order = frames[..depth - 1]
+                    .iter()
+                    .filter(|f| !f.drop)
+                    .map(|f| self.entry_op[f.chosen as usize])
+                    .collect();
+                return SearchOutcome::Linearizable(order);
             }
             if self.steps % INTERRUPT_POLL_STEPS == 0 {
                 if let Some(interrupt) = options.interrupt {
                     if interrupt() {
-                        return SearchOutcome::Stopped;
+                        return SearchOutcome::Stopped(Budget::Time);
                     }
                 }
             }
-            if options
-                .max_steps_per_key
-                .is_some_and(|max| self.steps >= max)
-            {
-                return SearchOutcome::Stopped;
+            if let Some(limit) = options.max_steps_per_key {
+                if self.steps >= limit {
+                    return SearchOutcome::Stopped(Budget::Steps { limit });
+                }
             }
             self.steps += 1;
 
+            let frames_bytes = vec_bytes_after(&frames, 1);
             let frame = &mut frames[depth - 1];
             if frame.next < frame.end {
-                let call = cands[frame.next];
+                let call = cands[frame.next as usize];
                 frame.next += 1;
                 let state = frame.state;
+                let dropping = frame.drop;
                 let op = self.entry_op[call as usize];
                 let seq_op = self.ops[op as usize];
-                let (new_state, out) = step(state, seq_op.cmd);
-                if !seq_op.expect.allows(out) {
-                    continue;
+                let new_state = if dropping {
+                    state
+                } else {
+                    let (new_state, out) = step(state, seq_op.cmd);
+                    if !seq_op.expect.allows(out) {
+                        continue;
+                    }
+                    new_state
+                };
+                self.mark(op);
+                let hash = self.memo_key();
+                // The memory budget, checked before anything grows: the
+                // memo with one more entry, the path and the candidate
+                // stack one level deeper (a node lists at most every
+                // entry still in the list, bounded here by the ops).
+                let held = self.base_bytes
+                    + memo.bytes_after_insert(self.key.len())
+                    + frames_bytes
+                    + vec_bytes_after(&cands, cands.len().min(self.ops.len()) / 8 + 64)
+                    + vec_bytes(&others)
+                    + vec_bytes(&self.key);
+                if let Some(limit) = options.max_memory_bytes {
+                    if held as u64 > limit {
+                        self.unmark(op);
+                        return SearchOutcome::Stopped(Budget::Memory { limit_bytes: limit });
+                    }
                 }
-                self.linearized.insert(self.bit(op));
-                if !memo.insert(&self.linearized, new_state) {
-                    self.linearized.remove(self.bit(op));
+                self.peak_bytes = self.peak_bytes.max(held);
+                if !memo.insert(hash, &self.key, new_state) {
+                    self.unmark(op);
                     continue;
                 }
                 frame.chosen = call;
+                if dropping {
+                    self.dropped += 1;
+                }
                 self.linearize(call);
                 if frames.len() == depth {
                     frames.push(Frame::default());
@@ -1040,15 +1675,18 @@ impl<'s> Search<'s> {
             } else {
                 // Every candidate failed: the urgent operation cannot take
                 // effect after this prefix.
-                if deepest.as_ref().is_none_or(|d| depth - 1 > d.prefix.len()) {
+                if deepest.as_ref().is_none_or(|d| depth - 1 > d.depth) {
                     deepest = Some(self.dead_end(&frames[..depth]));
                 }
                 depth -= 1;
-                cands.truncate(frames[depth].start);
+                cands.truncate(frames[depth].start as usize);
                 if depth == 0 {
                     return SearchOutcome::Violation(deepest.unwrap_or_default());
                 }
                 let chosen = frames[depth - 1].chosen;
+                if frames[depth - 1].drop {
+                    self.dropped -= 1;
+                }
                 self.unlinearize(chosen);
             }
         }
@@ -1062,12 +1700,19 @@ impl<'s> Search<'s> {
         let mut candidates = Vec::new();
         let mut e = self.next[self.head as usize];
         while e != node.urgent && e != NIL {
-            candidates.push(self.entry_op[e as usize]);
+            let op = self.entry_op[e as usize];
+            // Operations with an unknown outcome that no one can observe
+            // are no help to anyone: leave them out of the account.
+            if self.ops[op as usize].kind != Kind::AnonymousPut {
+                candidates.push(op);
+            }
             e = self.next[e as usize];
         }
         Deepest {
+            depth: ancestors.len(),
             prefix: ancestors
                 .iter()
+                .filter(|f| !f.drop)
                 .map(|f| self.entry_op[f.chosen as usize])
                 .collect(),
             state: node.state,
@@ -1087,13 +1732,16 @@ impl<'s> Search<'s> {
 #[derive(Clone, Copy, Debug, Default)]
 struct Frame {
     state: u32,
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
     /// The next candidate to try (an index into the candidate stack).
-    next: usize,
+    next: u32,
     chosen: u32,
     /// The first completion entry in the list at this node.
     urgent: u32,
+    /// The node's one candidate is dropped (it does not take effect), not
+    /// placed.
+    drop: bool,
 }
 
 #[cfg(test)]
@@ -1133,7 +1781,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let n = 300;
         let mut seen: HashMap<(u32, Vec<u64>), BTreeSet<usize>> = HashMap::new();
-        let mut set = Linearized::new(n);
+        let mut set = Linearized::new(n, 1);
         let mut reference = BTreeSet::new();
         for _ in 0..20_000 {
             // Mostly fill from the bottom, as the search does, with holes.
@@ -1151,7 +1799,9 @@ mod tests {
             }
             let low = (0..=n).find(|b| !reference.contains(b)).unwrap();
             assert_eq!(set.low, low);
-            let expected_hash = reference.iter().fold(0, |h, &b| h ^ mix(b as u64));
+            let expected_hash = reference
+                .iter()
+                .fold(0, |h, &b| h ^ mix(b as u64 ^ (1 << 40)));
             assert_eq!(set.hash, expected_hash);
             let (start, words) = set.key();
             let previous = seen
@@ -1160,7 +1810,7 @@ mod tests {
             assert_eq!(*previous, reference, "two sets share a key");
             if reference.len() == n {
                 reference.clear();
-                set = Linearized::new(n);
+                set = Linearized::new(n, 1);
             }
         }
         assert!(seen.len() > 1000, "{}", seen.len());
@@ -1169,17 +1819,38 @@ mod tests {
     #[test]
     fn memo_tells_sets_and_values_apart() {
         let mut memo = Memo::with_capacity(0);
-        let mut a = Linearized::new(130);
-        assert!(memo.insert(&a, 0));
-        assert!(!memo.insert(&a, 0));
-        assert!(memo.insert(&a, 1));
+        let mut a = Linearized::new(130, 1);
+        let mut insert = |a: &Linearized, state: u32| {
+            let (start, words) = a.key();
+            let key: Vec<u64> = [u64::from(start)]
+                .into_iter()
+                .chain(words.iter().copied())
+                .collect();
+            memo.insert(a.hash, &key, state)
+        };
+        assert!(insert(&a, 0));
+        assert!(!insert(&a, 0));
+        assert!(insert(&a, 1));
         a.insert(129);
-        assert!(memo.insert(&a, 0));
+        assert!(insert(&a, 0));
         a.remove(129);
         a.insert(0);
-        assert!(memo.insert(&a, 0));
+        assert!(insert(&a, 0));
         a.remove(0);
-        assert!(!memo.insert(&a, 1));
+        assert!(!insert(&a, 1));
         assert_eq!(memo.states.len(), 4);
+    }
+
+    /// The memory accounting counts a buffer and its grown copy while a
+    /// vector regrows, and nothing more while it has room.
+    #[test]
+    fn memory_accounting_counts_regrowth() {
+        let mut v: Vec<u64> = Vec::with_capacity(4);
+        assert_eq!(vec_bytes_after(&v, 4), 32);
+        assert_eq!(vec_bytes_after(&v, 5), 32 + 64);
+        v.extend([1, 2, 3, 4]);
+        assert_eq!(vec_bytes_after(&v, 1), 32 + 64);
+        let memo = Memo::with_capacity(0);
+        assert!(memo.bytes_after_insert(3) >= 3 * 8);
     }
 }

@@ -104,8 +104,9 @@ mod tests;
 
 pub use jepsen::{JepsenError, JepsenErrorKind};
 pub use linearizability::{
-    check_history, check_history_with, CheckOptions, Explanation, KeyReport, LinearizabilityReport,
-    Verdict, DEFAULT_MAX_STEPS_PER_KEY,
+    check_history, check_history_with, Budget, CheckOptions, Explanation, KeyReport,
+    LinearizabilityReport, Reductions, Verdict, DEFAULT_MAX_MEMORY_BYTES,
+    DEFAULT_MAX_STEPS_PER_KEY,
 };
 
 /// Identifies one operation of a [`History`].

@@ -386,13 +386,16 @@ fn equal_timestamps_are_concurrent() {
 }
 
 /// A history whose search is exponential without a lucky order: many
-/// overlapping writes of distinct values, then a read of none of them.
+/// overlapping writes of distinct values, then two overlapping reads of two
+/// of them (after every write returned, both must see the last one).
 fn hard_history(writers: usize) -> History {
     let mut b = B::default();
     for i in 0..writers {
         b = b.ok(put(&i.to_string()), KvOutput::Ok, 0, 100);
     }
-    b.ok(get(), read(Some("never")), 200, 300).history()
+    b.ok(get(), read(Some("0")), 200, 300)
+        .ok(get(), read(Some("1")), 200, 300)
+        .history()
 }
 
 #[test]
@@ -405,15 +408,24 @@ fn step_budget_and_interrupt_give_unknown() {
     let limited = check_history_with(&h, &CheckOptions::default().with_max_steps_per_key(50));
     assert_eq!(
         (limited.verdict, limited.linearizable),
-        (Verdict::Unknown, false)
+        (Verdict::Undecided, false)
     );
     assert_eq!(limited.steps, 50);
-    assert_eq!(limited.per_key[0].verdict, Verdict::Unknown);
-    assert!(limited.to_string().contains("undecided after 50 steps"));
+    assert_eq!(limited.per_key[0].verdict, Verdict::Undecided);
+    assert_eq!(
+        limited.per_key[0].stopped_by,
+        Some(Budget::Steps { limit: 50 })
+    );
+    assert!(
+        limited.to_string().contains(
+            "key \"x\" undecided: the step budget (50 steps per key) ran out after 50 search steps"
+        ),
+        "{limited}"
+    );
 
     let stop = || true;
     let interrupted = check_history_with(&h, &CheckOptions::unlimited().with_interrupt(&stop));
-    assert_eq!(interrupted.verdict, Verdict::Unknown);
+    assert_eq!(interrupted.verdict, Verdict::Undecided);
     assert_eq!(interrupted.steps, 0);
 
     // A budget large enough changes nothing, and the search is deterministic.
@@ -436,7 +448,7 @@ fn a_violation_on_one_key_wins_over_an_unknown_on_another() {
     });
     let report = check_history_with(&h, &CheckOptions::default().with_max_steps_per_key(50));
     let verdicts: Vec<Verdict> = report.per_key.iter().map(|k| k.verdict).collect();
-    assert_eq!(verdicts, vec![NOT, Verdict::Unknown]);
+    assert_eq!(verdicts, vec![NOT, Verdict::Undecided]);
     assert_eq!(report.verdict, NOT);
 }
 
@@ -616,6 +628,10 @@ struct Shape {
     max_ops: usize,
     max_len_us: u64,
     one_key: bool,
+    /// Distinct values written ("1", "2", ...).
+    values: usize,
+    /// Percent of operations with an unknown outcome (half of them applied).
+    unknown_pct: u32,
 }
 
 /// Up to 8 operations on one or two keys, short intervals.
@@ -623,6 +639,8 @@ const SMALL: Shape = Shape {
     max_ops: 8,
     max_len_us: 12,
     one_key: false,
+    values: 3,
+    unknown_pct: 18,
 };
 
 /// Up to 9 operations on one key with long intervals: most overlap.
@@ -630,6 +648,8 @@ const CROWDED: Shape = Shape {
     max_ops: 9,
     max_len_us: 40,
     one_key: true,
+    values: 3,
+    unknown_pct: 18,
 };
 
 /// A small random history: a real sequential execution of random commands
@@ -638,14 +658,13 @@ const CROWDED: Shape = Shape {
 /// one perturbation of an output, a command or an interval that may or may
 /// not break linearizability.
 fn random_history(rng: &mut ChaCha8Rng, shape: Shape) -> History {
-    const VALUES: [&str; 3] = ["1", "2", "3"];
     let n = rng.random_range(1..=shape.max_ops);
     let keys: &[&str] = if shape.one_key || rng.random_bool(0.7) {
         &["x"]
     } else {
         &["x", "y"]
     };
-    let value = |rng: &mut ChaCha8Rng| VALUES[rng.random_range(0..VALUES.len())].to_string();
+    let value = |rng: &mut ChaCha8Rng| (1 + rng.random_range(0..shape.values)).to_string();
     let mut plans = Vec::with_capacity(n);
     for _ in 0..n {
         let key = keys[rng.random_range(0..keys.len())].to_string();
@@ -666,10 +685,11 @@ fn random_history(rng: &mut ChaCha8Rng, shape: Shape) -> History {
         let invoke_us = rng.random_range(0..30u64);
         let complete_us = invoke_us + rng.random_range(0..shape.max_len_us);
         let point = rng.random_range(invoke_us..=complete_us);
-        let fate = match rng.random_range(0..100) {
-            0..72 => Fate::Ok,
-            72..82 => Fate::UnknownApplied,
-            82..90 => Fate::UnknownNotApplied,
+        let unknown_pct = shape.unknown_pct.min(90);
+        let fate = match rng.random_range(0..100u32) {
+            p if p < 90 - unknown_pct => Fate::Ok,
+            p if p < 90 - unknown_pct / 2 => Fate::UnknownApplied,
+            p if p < 90 => Fate::UnknownNotApplied,
             _ => Fate::Fail,
         };
         plans.push((command, invoke_us, complete_us, point, fate));
@@ -791,7 +811,7 @@ fn agrees_with_brute_force_on_random_histories() {
         match verdict(&h) {
             LIN => lin += 1,
             NOT => not += 1,
-            Verdict::Unknown => panic!("unlimited search stopped"),
+            Verdict::Undecided => panic!("unlimited search stopped"),
         }
     }
     assert_eq!(lin + not, CASES);
@@ -809,7 +829,7 @@ fn agrees_with_brute_force_on_crowded_histories() {
         match verdict(&random_history(&mut rng, CROWDED)) {
             LIN => lin += 1,
             NOT => not += 1,
-            Verdict::Unknown => panic!("unlimited search stopped"),
+            Verdict::Undecided => panic!("unlimited search stopped"),
         }
     }
     assert!(lin >= CASES / 4 && not >= CASES / 4, "lin {lin}, not {not}");
@@ -907,4 +927,247 @@ fn large_history_over_many_keys_is_linearizable() {
         .as_ref()
         .unwrap();
     assert_eq!(e.blocked, broken.operations[victim].id);
+}
+
+/// Single-key histories rich in unknown outcomes over six values: many
+/// unknown writes are never observed.
+const UNKNOWN_HEAVY: Shape = Shape {
+    max_ops: 9,
+    max_len_us: 25,
+    one_key: true,
+    values: 6,
+    unknown_pct: 45,
+};
+
+/// Two values and many unknown outcomes: identical unknown commands abound.
+const FEW_VALUES: Shape = Shape {
+    max_ops: 9,
+    max_len_us: 25,
+    one_key: true,
+    values: 2,
+    unknown_pct: 50,
+};
+
+/// Checks `h` unlimited, asserts agreement with the brute-force checker and
+/// returns the report.
+fn cross_checked(h: &History) -> LinearizabilityReport {
+    let report = check_history_with(h, &CheckOptions::unlimited());
+    assert_ne!(report.verdict, Verdict::Undecided);
+    assert_eq!(
+        report.linearizable,
+        brute::linearizable(h),
+        "checker and brute force disagree on {h:#?}\n{report}"
+    );
+    report
+}
+
+/// Reduction 2: a history whose some operation observes a value that no
+/// other operation invoked before it returned writes is decided without
+/// search, and rightly (brute force agrees it is not linearizable).
+#[test]
+fn unwritten_observations_are_decided_without_search_and_rightly() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x0b5e_012e);
+    let mut fired = 0;
+    for round in 0..6000 {
+        let shape = if round % 2 == 0 { SMALL } else { UNKNOWN_HEAVY };
+        let h = random_history(&mut rng, shape);
+        let report = cross_checked(&h);
+        for key in &report.per_key {
+            if key.reductions.unwritten_observation {
+                fired += 1;
+                assert_eq!((key.verdict, key.steps), (NOT, 0));
+                assert!(!report.linearizable);
+            }
+        }
+    }
+    assert!(fired >= 200, "the reduction fired {fired} times");
+}
+
+/// Reduction 1: unknown-outcome writes that nothing after them observes are
+/// rewritten to an anonymous value; verdicts stay those of brute force.
+#[test]
+fn unobserved_unknown_writes_are_anonymised_soundly() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0xa402);
+    let (mut fired, mut fired_not) = (0, 0);
+    for _ in 0..6000 {
+        let h = random_history(&mut rng, UNKNOWN_HEAVY);
+        let report = cross_checked(&h);
+        if report
+            .per_key
+            .iter()
+            .any(|k| k.reductions.anonymised_writes > 0)
+        {
+            fired += 1;
+            if !report.linearizable {
+                fired_not += 1;
+            }
+        }
+    }
+    assert!(fired >= 500 && fired_not >= 100, "{fired} / {fired_not}");
+}
+
+/// Reduction 3: unknown-outcome compare-and-swaps that can no longer
+/// succeed are dropped; verdicts stay those of brute force.
+#[test]
+fn impossible_unknown_cas_is_dropped_soundly() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0xca5);
+    let mut fired = 0;
+    for _ in 0..8000 {
+        let h = random_history(&mut rng, UNKNOWN_HEAVY);
+        let report = cross_checked(&h);
+        if report.per_key.iter().any(|k| k.reductions.cas_dropped > 0) {
+            fired += 1;
+        }
+    }
+    assert!(fired >= 50, "the reduction fired {fired} times");
+}
+
+/// Reduction 4: of identical unknown-outcome commands only the earliest
+/// invoked is tried; on two values identical commands abound, and verdicts
+/// stay those of brute force.
+#[test]
+fn identical_unknown_commands_are_tried_once_soundly() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x1de7);
+    let (mut twins, mut lin, mut not) = (0, 0, 0);
+    for _ in 0..6000 {
+        let h = random_history(&mut rng, FEW_VALUES);
+        let unknown: Vec<&KvCommand> = h
+            .operations
+            .iter()
+            .filter(|op| matches!(op.outcome, Outcome::Unknown { .. }))
+            .map(|op| &op.command)
+            .collect();
+        let has_twins = unknown
+            .iter()
+            .enumerate()
+            .any(|(i, a)| unknown[..i].contains(a) && !a.is_read_only());
+        let report = cross_checked(&h);
+        if has_twins {
+            twins += 1;
+            if report.linearizable {
+                lin += 1;
+            } else {
+                not += 1;
+            }
+        }
+    }
+    assert!(
+        twins >= 500 && lin >= 100 && not >= 100,
+        "{twins}: {lin} / {not}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// The cross-check: random small histories (reads, writes, successful
+    /// and failed compare-and-swaps, deletes, unknown outcomes, one or two
+    /// keys, few or many values) get the brute-force checker's verdict.
+    #[test]
+    fn checker_agrees_with_brute_force(seed in any::<u64>(), shape in 0..4usize) {
+        let shape = [SMALL, CROWDED, UNKNOWN_HEAVY, FEW_VALUES][shape];
+        let h = random_history(&mut ChaCha8Rng::seed_from_u64(seed), shape);
+        let report = check_history_with(&h, &CheckOptions::unlimited());
+        prop_assert_ne!(report.verdict, Verdict::Undecided);
+        prop_assert_eq!(report.linearizable, brute::linearizable(&h), "{:#?}", h);
+    }
+}
+
+/// The shapes crashes and timeouts leave: `writers` clients each write a
+/// distinct value and never learn the outcome (invoked 10 us apart); a
+/// reader reads every 15 us and sees the latest of the writes that took
+/// effect (every other one, 5 us after its invocation). With `stale`, one
+/// read late in the run sees the value of an earlier read again, after a
+/// newer one was seen: not linearizable.
+fn crash_shape(writers: u64, stale: bool) -> History {
+    let mut rec = HistoryRecorder::new();
+    let mut effects: Vec<(u64, String)> = Vec::new();
+    for i in 0..writers {
+        let value = format!("v{i}");
+        rec.invoke(ClientId(i), put(&value), i * 10);
+        if i % 2 == 0 {
+            effects.push((i * 10 + 5, value));
+        }
+    }
+    let end = writers * 10 + 20;
+    let mut seen: Vec<Option<String>> = Vec::new();
+    let mut t = 0;
+    while t < end {
+        let value = effects
+            .iter()
+            .rev()
+            .find(|(at, _)| *at < t)
+            .map(|(_, v)| v.clone());
+        seen.push(value);
+        t += 15;
+    }
+    if stale {
+        let last = seen.len() - 1;
+        seen[last] = seen[last / 2].clone();
+    }
+    for (i, value) in seen.into_iter().enumerate() {
+        let at = i as u64 * 15;
+        let r = rec.invoke(ClientId(1000), get(), at);
+        rec.ok(r, read(value.as_deref()), at + 1).unwrap();
+    }
+    rec.into_history()
+}
+
+/// 24 unknown writes and one read of a value nobody wrote: decided without
+/// search. 64 unknown writes of the shape timeouts leave: decided with the
+/// default budget, in a few steps per operation when linearizable and a
+/// quadratic number when not.
+#[test]
+fn unknown_outcome_shapes_decide_quickly() {
+    let mut b = B::default();
+    for i in 0..24 {
+        b = b.unknown(put(&i.to_string()), i);
+    }
+    let h = b.ok(get(), read(Some("never")), 30, 40).history();
+    let report = check_history(&h);
+    assert_eq!((report.verdict, report.steps), (NOT, 0));
+
+    for writers in [24, 64] {
+        let ok = check_history(&crash_shape(writers, false));
+        assert_eq!(ok.verdict, LIN, "{ok}");
+        let n = ok.operations as u64;
+        assert!(ok.steps <= 4 * n, "{} steps for {n} operations", ok.steps);
+        let bad = check_history(&crash_shape(writers, true));
+        assert_eq!(bad.verdict, NOT, "{bad}");
+        // Backtracking over where the observed writes go: quadratic here
+        // (8,897 steps for 64 writers), not exponential.
+        assert!(bad.steps <= n * n, "{} steps for {n} operations", bad.steps);
+    }
+    // Small enough to cross-check.
+    cross_checked(&crash_shape(4, false));
+    cross_checked(&crash_shape(4, true));
+}
+
+/// A memory budget too small for the search stops it with `undecided`,
+/// naming the budget, instead of growing.
+#[test]
+fn memory_budget_gives_undecided() {
+    let h = hard_history(12);
+    let report = check_history_with(
+        &h,
+        &CheckOptions::unlimited().with_max_memory_bytes(64 * 1024),
+    );
+    assert_eq!(report.verdict, Verdict::Undecided, "{report}");
+    let key = &report.per_key[0];
+    assert_eq!(
+        key.stopped_by,
+        Some(Budget::Memory {
+            limit_bytes: 64 * 1024
+        })
+    );
+    assert!(key.search_bytes <= 64 * 1024, "{}", key.search_bytes);
+    assert!(
+        report
+            .to_string()
+            .contains("the memory budget (1 MiB per key)")
+            || report.to_string().contains("memory budget"),
+        "{report}"
+    );
+    // The default budget is ample for it.
+    assert_eq!(check_history(&h).verdict, NOT);
 }

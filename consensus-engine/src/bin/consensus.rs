@@ -3,13 +3,15 @@
 //! Exit status: 0 success; 1 the check failed (safety, linearizability) or
 //! the benchmark could not finish; 2 a bad flag, an impossible
 //! configuration or an unreadable file (one line on stderr naming it);
-//! 3 `check-history` stopped by `--max-steps`/`--timeout` before a verdict;
+//! 3 the linearizability check was undecided: a budget (steps, memory or
+//! time) ran out before a verdict (`check-history`, or `simulate` when
+//! safety held; a campaign whose runs all passed but some were undecided);
 //! 141 stdout was a pipe whose reader had gone (`consensus simulate | head`).
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
 use consensus_actors::config::ConsensusConfig;
-use consensus_actors::history::CheckOptions;
+use consensus_actors::history::{CheckOptions, Verdict};
 use consensus_actors::types::ConsensusProtocol;
 use consensus_engine::bench::{BenchCommand, BenchOptions, BenchReport};
 use consensus_engine::campaign::Campaign;
@@ -67,6 +69,8 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_UNDECIDED: u8 = 3;
 
+use consensus_engine::cli::{memory_budget, DEFAULT_MAX_MEMORY_MIB};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "consensus",
@@ -78,7 +82,8 @@ const EXIT_UNDECIDED: u8 = 3;
         check-history  check a recorded client history (ours or Jepsen's) for linearizability\n\
         bench          real-clock throughput and latency of an in-process cluster\n\n\
         Exit status: 0 success; 1 a check failed; 2 a bad flag, impossible configuration or \
-        unreadable file; 3 check-history stopped before a verdict."
+        unreadable file; 3 the linearizability check ran out of a budget (steps, memory, time) \
+        before a verdict."
 )]
 struct Cli {
     /// Log level for messages on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
@@ -98,7 +103,7 @@ enum Command {
     /// Check a client history for linearizability against the key-value model.
     ///
     /// Exits 0 when linearizable, 1 when not, 2 when the file cannot be read or parsed,
-    /// 3 when --max-steps or --timeout stopped the search before a verdict.
+    /// 3 when undecided: --max-steps, --max-memory or --timeout ran out before a verdict.
     CheckHistory(CheckArgs),
     /// Measure real-clock throughput and latency of an in-process cluster.
     Bench(BenchArgs),
@@ -118,6 +123,10 @@ struct SimulateArgs {
     /// Campaign runs in parallel (one thread each).
     #[arg(long, default_value_t = 1, value_name = "N", requires = "seeds")]
     jobs: usize,
+    /// Write a self-contained HTML picture of the client history and the linearizability
+    /// verdict to FILE.
+    #[arg(long, value_name = "FILE.html", conflicts_with = "seeds")]
+    html: Option<PathBuf>,
     /// Print one JSON object (the report) as the last line of stdout instead of the summary.
     #[arg(long)]
     json: bool,
@@ -143,12 +152,19 @@ struct CheckArgs {
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
-    /// Stop the search on a key after N steps (verdict unknown, exit 3). Default: no limit.
-    #[arg(long, value_name = "N")]
-    max_steps: Option<u64>,
-    /// Stop the whole search after SECS of wall-clock time (verdict unknown, exit 3).
+    /// Stop the search on a key after N steps (verdict undecided, exit 3; 0: unlimited).
+    #[arg(long, value_name = "N", default_value_t = consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY)]
+    max_steps: u64,
+    /// Stop the search on a key when it would hold more than MIB mebibytes (verdict undecided,
+    /// exit 3; 0: unlimited).
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_MEMORY_MIB)]
+    max_memory: u64,
+    /// Stop the whole search after SECS of wall-clock time (verdict undecided, exit 3).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
+    /// Write a self-contained HTML picture of the history and the verdict to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -295,6 +311,8 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     }
     if run.report.passed() {
         ExitCode::SUCCESS
+    } else if run.report.safety_ok && run.report.linearizability == Verdict::Undecided {
+        ExitCode::from(EXIT_UNDECIDED)
     } else {
         ExitCode::from(EXIT_FAILED)
     }
@@ -322,6 +340,16 @@ fn write_artifacts(args: &SimulateArgs, run: &SimulationRun) -> Result<(), Strin
     }
     if let Some(path) = &args.history {
         write_file(path, run.history.to_json_pretty().as_bytes())?;
+    }
+    if let Some(path) = &args.html {
+        let r = &run.report;
+        let title = format!(
+            "{} · {} nodes · seed {} · faults {}",
+            r.protocol, r.nodes, r.seed, args.run.faults
+        );
+        let page =
+            consensus_engine::check::history_html(&run.history, &run.linearizability, &title);
+        write_file(path, page.as_bytes())?;
     }
     if let Some(path) = &args.report {
         let r = &run.report;
@@ -398,9 +426,9 @@ fn print_summary(run: &SimulationRun) {
     out!(
         "  linearizable: {} ({} keys)",
         match r.linearizability {
-            consensus_actors::history::Verdict::Linearizable => "yes",
-            consensus_actors::history::Verdict::NotLinearizable => "NO",
-            consensus_actors::history::Verdict::Unknown => "undecided",
+            Verdict::Linearizable => "yes",
+            Verdict::NotLinearizable => "NO",
+            Verdict::Undecided => "undecided",
         },
         run.linearizability.keys
     );
@@ -442,12 +470,13 @@ fn campaign(
         print_json(&report);
     } else {
         out!(
-            "{} campaign, {} nodes, seeds {from}..{to}: {} runs, {} passed, {} failed, {} errors, {} operations committed, {:.1} s",
+            "{} campaign, {} nodes, seeds {from}..{to}: {} runs, {} passed, {} failed, {} undecided, {} errors, {} operations committed, {:.1} s",
             report.protocol,
             report.nodes,
             report.runs,
             report.passed,
             report.failed.len(),
+            report.undecided.len(),
             report.errors.len(),
             report.committed,
             report.real_secs
@@ -464,14 +493,23 @@ fn campaign(
             }
             out!("    replay: {}", f.replay);
         }
+        for u in &report.undecided {
+            out!("  seed {}: undecided (not a failure)", u.seed);
+            if let Some(v) = u.violations.first() {
+                out!("    {v}");
+            }
+            out!("    replay: {}", u.replay);
+        }
         for e in &report.errors {
             out!("  error: {e}");
         }
     }
-    if report.passed_all() {
-        ExitCode::SUCCESS
-    } else {
+    if !report.failed.is_empty() || !report.errors.is_empty() || report.runs == 0 {
         ExitCode::from(EXIT_FAILED)
+    } else if !report.undecided.is_empty() {
+        ExitCode::from(EXIT_UNDECIDED)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -496,9 +534,6 @@ fn check_history(args: CheckArgs) -> ExitCode {
             ));
         }
     }
-    if args.max_steps == Some(0) {
-        return usage_error("--max-steps must be at least 1");
-    }
     let history = match load_history(&args.file, args.format) {
         Ok(h) => h,
         Err(e) => return usage_error(e),
@@ -507,8 +542,11 @@ fn check_history(args: CheckArgs) -> ExitCode {
     let deadline = args.timeout.map(|t| began + Duration::from_secs_f64(t));
     let interrupt = move || deadline.is_some_and(|d| Instant::now() >= d);
     let mut options = CheckOptions::unlimited();
-    if let Some(steps) = args.max_steps {
-        options = options.with_max_steps_per_key(steps);
+    if args.max_steps > 0 {
+        options = options.with_max_steps_per_key(args.max_steps);
+    }
+    if let Some(bytes) = memory_budget(args.max_memory) {
+        options = options.with_max_memory_bytes(bytes);
     }
     if deadline.is_some() {
         options = options.with_interrupt(&interrupt);
@@ -516,13 +554,20 @@ fn check_history(args: CheckArgs) -> ExitCode {
     let report = consensus_engine::check::check(&history, &options);
     let elapsed_ms = began.elapsed().as_secs_f64() * 1000.0;
     let out = CheckReport::from_report(&report, elapsed_ms);
+    if let Some(path) = &args.html {
+        let title = args.file.display().to_string();
+        let page = consensus_engine::check::history_html(&history, &report, &title);
+        if let Err(e) = write_file(path, page.as_bytes()) {
+            return usage_error(e);
+        }
+    }
     if args.json {
         print_json(&out);
     } else {
         let verdict = match out.verdict {
-            consensus_actors::history::Verdict::Linearizable => "linearizable",
-            consensus_actors::history::Verdict::NotLinearizable => "NOT linearizable",
-            consensus_actors::history::Verdict::Unknown => "undecided (search stopped)",
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "NOT linearizable",
+            Verdict::Undecided => "undecided (a budget ran out)",
         };
         out!(
             "{}: {} operations on {} keys: {verdict} ({elapsed_ms:.1} ms, {} search steps)",
@@ -532,13 +577,16 @@ fn check_history(args: CheckArgs) -> ExitCode {
             out.steps
         );
         for v in &out.violations {
-            out!("  key {:?}: {}", v.key, v.detail);
+            match v.verdict {
+                Verdict::Undecided => out!("  {}", v.detail),
+                _ => out!("  key {:?}: {}", v.key, v.detail),
+            }
         }
     }
     match out.verdict {
-        consensus_actors::history::Verdict::Linearizable => ExitCode::SUCCESS,
-        consensus_actors::history::Verdict::NotLinearizable => ExitCode::from(EXIT_FAILED),
-        consensus_actors::history::Verdict::Unknown => ExitCode::from(EXIT_UNDECIDED),
+        Verdict::Linearizable => ExitCode::SUCCESS,
+        Verdict::NotLinearizable => ExitCode::from(EXIT_FAILED),
+        Verdict::Undecided => ExitCode::from(EXIT_UNDECIDED),
     }
 }
 

@@ -483,12 +483,13 @@ where
             }
             Effect::SaveSnapshot(s) => {
                 if self.safety.is_enabled() {
-                    self.held_safety
-                        .push(SafetyEvent::Protocol(SafetyRaftEvent::SnapshotInstalled {
+                    self.held_safety.push(SafetyEvent::Protocol(
+                        SafetyRaftEvent::SnapshotInstalled {
                             node,
                             last_index: s.meta.last_included.index,
                             last_term: s.meta.last_included.term,
-                        }));
+                        },
+                    ));
                 }
                 let r = to_stored(&s).and_then(|stored| self.storage.save_snapshot(stored));
                 self.store("a snapshot", r);
