@@ -16,10 +16,10 @@
 use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::types::{ClientId, NodeId};
 use consensus_raft::events::HardState;
-use consensus_raft::messages::RaftMessage;
-use consensus_raft::replication::{
+use consensus_raft::log_replicator::{
     Effect, Input, Proposal, ProposalId, Recovered, ReplicationCore,
 };
+use consensus_raft::messages::RaftMessage;
 use consensus_raft::{Membership, RaftConfig};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use std::collections::VecDeque;

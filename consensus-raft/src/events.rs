@@ -7,7 +7,7 @@
 //! by these [`RaftEvent`]s, and every request they send back carries the term
 //! their decision was based on so the owner can refuse a stale one.
 
-use crate::membership::Membership;
+use crate::configuration::Membership;
 use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState, Term};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

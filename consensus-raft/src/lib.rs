@@ -76,19 +76,23 @@
 //!
 //! # Layout
 //!
+//! One folder per box of the architecture, its pure core and its actor side
+//! by side:
+//!
 //! | module | holds |
 //! |---|---|
+//! | [`log_replicator`] | the LogReplicator: `core/` (the single owner of term, vote and log; one file per handler: vote, append, commit, read, transfer, snapshot) and `actor.rs` |
+//! | [`leader_election`] | LeaderElection: `core.rs` (timeouts, pre-vote, vote counting, check-quorum, transfer timing) and `actor.rs` |
+//! | [`membership_manager`] | MembershipManager: `core.rs` (learner catch-up, C_old,new then C_new) and `actor.rs` |
+//! | [`snapshot_compactor`] | SnapshotCompactor: `core.rs` (when to snapshot, InstallSnapshot chunks) and `actor.rs` |
+//! | [`router`] | the inbound router: the messages the LogReplicator does not handle, to the component that does |
+//! | [`actors`] | the contract between components: the messages, the owner's handles and its event subscription, and the actors re-exported |
+//! | [`slots`] | a slot per replaceable component in the node builder |
+//! | [`node`] | [`node::RaftNodeBuilder`]: one node as a supervision tree, and the client API |
 //! | [`messages`] | the paper's messages as types, and the wire enum [`messages::RaftMessage`] |
-//! | [`membership`] | joint-capable [`membership::Membership`] and its quorum rules |
+//! | [`configuration`] | joint-capable [`Membership`] (the cluster configuration) and its quorum rules |
 //! | [`log`] | the in-memory log suffix after the last snapshot |
 //! | [`events`] | what the owner of term/vote/log tells the other components |
-//! | [`replication`] | the LogReplicator core: the single owner of term, vote and log |
-//! | [`election`] | the LeaderElection core: timeouts, pre-vote, vote counting, check-quorum, transfer |
-//! | [`membership_manager`] | the MembershipManager core: learner catch-up, C_old,new then C_new |
-//! | [`snapshot`] | the SnapshotCompactor core: when to snapshot, InstallSnapshot chunks |
-//! | [`actors`] | the four components (and the inbound router) as supervised actix actors |
-//! | [`node`] | [`node::RaftNodeBuilder`]: one node as a supervision tree, and the client API |
-//! | [`slots`] | the builder's slot per replaceable component, and the contract with the owner |
 //! | [`sim`] | [`sim::RaftSimFactory`]: Raft nodes for the deterministic simulation |
 //! | [`config`] | [`RaftConfig`]: the shared settings plus Raft's own knobs |
 //! | [`error`] | client errors and the owner's refusals |
@@ -106,22 +110,23 @@ compile_error!(
 
 pub mod actors;
 pub mod config;
-pub mod election;
+pub mod configuration;
 pub mod error;
 pub mod events;
+pub mod leader_election;
 pub mod log;
-pub mod membership;
+pub mod log_replicator;
 pub mod membership_manager;
 pub mod messages;
 pub mod node;
 pub mod plugin;
-pub mod replication;
+pub mod router;
 pub mod safety;
 pub mod sim;
 pub mod slots;
-pub mod snapshot;
+pub mod snapshot_compactor;
 
 pub use config::RaftConfig;
-pub use membership::Membership;
+pub use configuration::Membership;
 pub use messages::{RaftCommand, RaftMessage};
 pub use plugin::{RaftPlugin, PROTOCOL};

@@ -7,7 +7,7 @@
 //! allocation per entry, so replicating a batch costs one reference count per
 //! entry and follower, not one deep copy.
 
-use crate::membership::Membership;
+use crate::configuration::Membership;
 use consensus_actors::types::{LogEntry, LogId, LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -35,8 +35,8 @@ use crate::actors::{
     Submission, SubmissionQueue, TransferLeadership,
 };
 use crate::config::RaftConfig;
+use crate::configuration::Membership;
 use crate::error::{ProposeError, Refusal};
-use crate::membership::Membership;
 use crate::membership_manager::{ChangeKind, MembershipChangeError};
 use crate::messages::RaftMessage;
 use crate::safety::SafetySink;

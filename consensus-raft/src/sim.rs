@@ -12,8 +12,8 @@
 
 use crate::actors::RaftStateMachine;
 use crate::config::RaftConfig;
+use crate::configuration::Membership;
 use crate::events::HardState;
-use crate::membership::Membership;
 use crate::messages::{EntryRef, RaftMessage};
 use crate::node::{RaftNode, RaftNodeBuilder};
 use crate::safety::SafetySink;

@@ -47,7 +47,7 @@ use consensus_raft::sim::{NodeRegistry, RaftSimFactory};
 use consensus_raft::slots::{
     CompactorHandles, Component, ElectionHandles, RaftSlots, Slot, SlotContext,
 };
-use consensus_raft::snapshot::{CompactorEffect, SnapshotCore};
+use consensus_raft::snapshot_compactor::{CompactorEffect, SnapshotCore};
 use consensus_raft::{Membership, RaftConfig};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;

@@ -4,10 +4,10 @@
 //!
 //! | actor | core | handles |
 //! |---|---|---|
-//! | [`LogReplicator`] | [`ReplicationCore`](crate::replication::ReplicationCore) | RequestVote, AppendEntries(+Response), client proposals and reads, every request that touches term/vote/log |
-//! | [`LeaderElection`] | [`ElectionCore`](crate::election::ElectionCore) | vote responses, TimeoutNow, the election timer, leadership transfer requests |
+//! | [`LogReplicator`] | [`ReplicationCore`](crate::log_replicator::ReplicationCore) | RequestVote, AppendEntries(+Response), client proposals and reads, every request that touches term/vote/log |
+//! | [`LeaderElection`] | [`ElectionCore`](crate::leader_election::ElectionCore) | vote responses, TimeoutNow, the election timer, leadership transfer requests |
 //! | [`MembershipManager`] | [`MembershipCore`](crate::membership_manager::MembershipCore) | add/remove node requests |
-//! | [`SnapshotCompactor`] | [`SnapshotCore`](crate::snapshot::SnapshotCore) | InstallSnapshot(+Response), compaction |
+//! | [`SnapshotCompactor`] | [`SnapshotCore`](crate::snapshot_compactor::SnapshotCore) | InstallSnapshot(+Response), compaction |
 //! | [`RaftRouter`] | — | inbound envelopes, dispatched to the component that handles them |
 //!
 //! Components reach each other only through `Recipient<_>` handles given by
@@ -22,26 +22,21 @@
 //! in `started()`; never from memory a crash would have lost. It sets its
 //! timers again in `started()`.
 
-pub mod compactor;
-pub mod election;
-pub mod membership;
-pub mod replicator;
-pub mod router;
 pub mod subscription;
 
-pub use compactor::SnapshotCompactor;
-pub use election::LeaderElection;
-pub use membership::MembershipManager;
-pub use replicator::{LogReplicator, RaftStorage};
-pub use router::{for_log_replicator, RaftRouter};
+pub use crate::leader_election::LeaderElection;
+pub use crate::log_replicator::{LogReplicator, RaftStorage};
+pub use crate::membership_manager::MembershipManager;
+pub use crate::router::{for_log_replicator, RaftRouter};
+pub use crate::snapshot_compactor::SnapshotCompactor;
 pub use subscription::{EventKinds, Interest, ProgressFilter, Subscribe};
 
+use crate::configuration::Membership;
 use crate::error::{ProposeError, Refusal};
 use crate::events::{RaftEvent, Snapshot, SnapshotMeta};
-use crate::membership::Membership;
+pub use crate::log_replicator::Committed;
 use crate::membership_manager::{ChangeKind, MembershipChangeError};
 use crate::messages::RaftMessage;
-pub use crate::replication::Committed;
 use actix::prelude::*;
 use consensus_actors::kv::StateMachine;
 use consensus_actors::types::{ClientId, LogId, LogIndex, NodeId, NodeState, Term};
@@ -172,7 +167,7 @@ impl LeaderContact {
 }
 
 /// Asks the owner to start a campaign (see
-/// [`Input::BeginElection`](crate::replication::Input::BeginElection)).
+/// [`Input::BeginElection`](crate::log_replicator::Input::BeginElection)).
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "Result<(), Refusal>")]
 pub struct BeginElection {

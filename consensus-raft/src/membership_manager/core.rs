@@ -13,15 +13,15 @@
 //!
 //! The core owns the *process*; the configuration entries themselves are
 //! appended by the owner of the log
-//! ([`Input::ProposeMembership`](crate::replication::Input::ProposeMembership)),
+//! ([`Input::ProposeMembership`](crate::log_replicator::Input::ProposeMembership)),
 //! term-carrying, and the core learns of their commitment from
 //! [`RaftEvent::MembershipChanged`]. A new leader that finds a committed joint
 //! configuration finishes the change by appending `C_new`.
 
 use crate::config::RaftConfig;
+use crate::configuration::{Membership, MembershipError};
 use crate::error::Refusal;
 use crate::events::RaftEvent;
-use crate::membership::{Membership, MembershipError};
 use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState, Term};
 use std::collections::BTreeMap;
 

@@ -12,28 +12,28 @@
 //! replicated together.
 //!
 //! Events go to the subscribers of the owner's event stream (see
-//! [`subscription`](super::subscription)), each getting what it asked for,
+//! [`subscription`](crate::actors::subscription)), each getting what it asked for,
 //! one message per subscriber per step at most; a follower's repeated
-//! contacts from its leader go to the subscriber's [`LeaderContact`](super::LeaderContact)
+//! contacts from its leader go to the subscriber's [`LeaderContact`](crate::actors::LeaderContact)
 //! instead of a message per AppendEntries, when it gave one.
 
-use super::router::for_log_replicator;
-use super::subscription::Subscriptions;
-use super::{
+use crate::actors::subscription::Subscriptions;
+use crate::actors::{
     micros_since_cached, AbortTransfer, BecomeLeader, BeginElection, Compact, DrainSubmissions,
     GetRaftStatus, InstallSnapshotData, ObserveLeader, ObserveTerm, PeerMessage, Propose,
     ProposeBatch, ProposeConfig, RaftStateMachine, RaftStatus, Read, ReadFn, Reply, ReplySlot,
     SnapshotSent, StartTransfer, StepDown, Submission, SubmissionQueue, Subscribe,
 };
 use crate::config::RaftConfig;
+use crate::configuration::Membership;
 use crate::error::{ProposeError, RecoveryError, Refusal};
 use crate::events::{HardState, LogProgress, RaftEvent, Snapshot, SnapshotMeta};
-use crate::membership::Membership;
-use crate::messages::{EntryRef, RaftMessage};
-use crate::replication::{
+use crate::log_replicator::{
     Accepted, Committed, Effect, EffectOf, Input, Proposal, ProposalId, ReadId, Recovered,
     ReplicationCore,
 };
+use crate::messages::{EntryRef, RaftMessage};
+use crate::router::for_log_replicator;
 use crate::safety::{
     became_leader, stepped_down, RaftSafetyEvent as SafetyRaftEvent, SafetyEvent, SafetySink,
 };
@@ -1152,14 +1152,14 @@ where
     }
 }
 
-impl<SM, S> Handler<super::InjectPanic> for LogReplicator<SM, S>
+impl<SM, S> Handler<crate::actors::InjectPanic> for LogReplicator<SM, S>
 where
     SM: RaftStateMachine,
     S: RaftStorage<Command<SM>>,
 {
     type Result = ();
 
-    fn handle(&mut self, _: super::InjectPanic, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: crate::actors::InjectPanic, _ctx: &mut Context<Self>) {
         panic!("injected panic in LogReplicator");
     }
 }

@@ -11,15 +11,15 @@
 //! with the core's invariant check (debug builds), so no input can skip it.
 //!
 //! Everything that touches term, vote or log is decided by the owner
-//! ([`ReplicationCore`](crate::replication::ReplicationCore)): this core only
+//! ([`ReplicationCore`](crate::log_replicator::ReplicationCore)): this core only
 //! asks, with term-carrying [`ElectionEffect`]s, and learns the outcome from
 //! [`RaftEvent`]s. Inbound RequestVote goes to the owner; vote responses and
 //! TimeoutNow come here.
 
 use crate::config::RaftConfig;
+use crate::configuration::Membership;
 use crate::error::Refusal;
 use crate::events::RaftEvent;
-use crate::membership::Membership;
 use crate::messages::{RequestVoteResponse, TimeoutNow};
 use consensus_actors::types::{NodeId, NodeState, Term};
 use rand::{Rng, SeedableRng};
@@ -37,7 +37,7 @@ pub enum ElectionEffect {
         at_us: u64,
     },
     /// Ask the owner to start a campaign
-    /// ([`Input::BeginElection`](crate::replication::Input::BeginElection)).
+    /// ([`Input::BeginElection`](crate::log_replicator::Input::BeginElection)).
     BeginElection {
         /// The term the decision was based on.
         expected_term: Term,
@@ -47,7 +47,7 @@ pub enum ElectionEffect {
         transfer: bool,
     },
     /// A quorum voted for this node in `term`
-    /// ([`Input::BecomeLeader`](crate::replication::Input::BecomeLeader)).
+    /// ([`Input::BecomeLeader`](crate::log_replicator::Input::BecomeLeader)).
     BecomeLeader {
         /// The campaign's term.
         term: Term,

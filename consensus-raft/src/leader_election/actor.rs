@@ -1,14 +1,14 @@
 //! The LeaderElection actor: runs the [`ElectionCore`] with a timer and asks
 //! the owner of term/vote/log to act on its decisions.
 
-use super::{
+use crate::actors::{
     log_refusal, micros_since, AbortTransfer, BecomeLeader, BeginElection, Interest, LeaderContact,
     ObserveTerm, OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, StartTransfer, StepDown,
     Subscribe, TransferLeadership,
 };
 use crate::config::RaftConfig;
-use crate::election::{ElectionCore, ElectionEffect, ElectionInput};
 use crate::error::Refusal;
+use crate::leader_election::{ElectionCore, ElectionEffect, ElectionInput};
 use crate::messages::RaftMessage;
 use actix::prelude::*;
 use consensus_actors::types::NodeId;
@@ -207,13 +207,13 @@ impl<C: ReplicatedCommand> Handler<TransferLeadership> for LeaderElection<C> {
     }
 }
 
-impl<C> Handler<super::InjectPanic> for LeaderElection<C>
+impl<C> Handler<crate::actors::InjectPanic> for LeaderElection<C>
 where
     C: ReplicatedCommand,
 {
     type Result = ();
 
-    fn handle(&mut self, _: super::InjectPanic, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: crate::actors::InjectPanic, _ctx: &mut Context<Self>) {
         panic!("injected panic in LeaderElection");
     }
 }

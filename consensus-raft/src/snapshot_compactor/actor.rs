@@ -1,14 +1,14 @@
 //! The SnapshotCompactor actor: runs the [`SnapshotCore`], sends and
 //! receives InstallSnapshot chunks, asks the owner to compact and to install.
 
-use super::{
+use crate::actors::{
     log_refusal, micros_since, Compact, InstallSnapshotData, Interest, ObserveLeader, ObserveTerm,
     OwnerHandles, PeerMessage, RaftEvents, ReplicatedCommand, SnapshotSent, Subscribe,
 };
 use crate::config::RaftConfig;
 use crate::error::Refusal;
 use crate::messages::RaftMessage;
-use crate::snapshot::{CompactorEffect, SnapshotCore};
+use crate::snapshot_compactor::{CompactorEffect, SnapshotCore};
 use actix::prelude::*;
 use consensus_actors::transport::{Transport, Wire};
 use consensus_actors::types::{LogIndex, NodeId};
@@ -188,13 +188,13 @@ where
     }
 }
 
-impl<C> Handler<super::InjectPanic> for SnapshotCompactor<C>
+impl<C> Handler<crate::actors::InjectPanic> for SnapshotCompactor<C>
 where
     C: ReplicatedCommand,
 {
     type Result = ();
 
-    fn handle(&mut self, _: super::InjectPanic, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: crate::actors::InjectPanic, _ctx: &mut Context<Self>) {
         panic!("injected panic in SnapshotCompactor");
     }
 }

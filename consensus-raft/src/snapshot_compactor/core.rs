@@ -17,8 +17,8 @@
 //! response with [`CompactorEffect::ObserveTerm`].
 
 use crate::config::RaftConfig;
+use crate::configuration::Membership;
 use crate::events::{RaftEvent, Snapshot, SnapshotMeta};
-use crate::membership::Membership;
 use crate::messages::{InstallSnapshot, InstallSnapshotResponse};
 use consensus_actors::types::{LogId, LogIndex, NodeId, NodeState, Term};
 use std::collections::BTreeMap;
@@ -43,13 +43,13 @@ pub enum CompactorEffect {
     },
     /// Ask the owner to snapshot the state machine and purge the log,
     /// keeping this many entries below the snapshot
-    /// ([`Input::Compact`](crate::replication::Input::Compact)).
+    /// ([`Input::Compact`](crate::log_replicator::Input::Compact)).
     Compact {
         /// Entries to keep below the snapshot.
         keep_entries: u64,
     },
     /// Hand a complete snapshot to the owner
-    /// ([`Input::InstallSnapshot`](crate::replication::Input::InstallSnapshot)).
+    /// ([`Input::InstallSnapshot`](crate::log_replicator::Input::InstallSnapshot)).
     Install {
         /// The sending leader's term.
         term: Term,
@@ -59,7 +59,7 @@ pub enum CompactorEffect {
         snapshot: Snapshot,
     },
     /// A follower installed the snapshot
-    /// ([`Input::SnapshotSent`](crate::replication::Input::SnapshotSent)).
+    /// ([`Input::SnapshotSent`](crate::log_replicator::Input::SnapshotSent)).
     SnapshotSent {
         /// The leader's term.
         term: Term,
@@ -69,7 +69,7 @@ pub enum CompactorEffect {
         last_included: LogId,
     },
     /// A chunk came from the leader of `term`
-    /// ([`Input::ObserveLeader`](crate::replication::Input::ObserveLeader)).
+    /// ([`Input::ObserveLeader`](crate::log_replicator::Input::ObserveLeader)).
     ObserveLeader {
         /// The leader's term.
         term: Term,

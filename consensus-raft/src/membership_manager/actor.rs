@@ -2,12 +2,12 @@
 //! configuration entries through the owner and answers change requests once
 //! they are committed.
 
-use super::{
+use crate::actors::{
     micros_since, ChangeMembership, Interest, OwnerHandles, ProposeConfig, RaftEvents, StepDown,
     Subscribe,
 };
 use crate::config::RaftConfig;
-use crate::membership::Membership;
+use crate::configuration::Membership;
 use crate::membership_manager::{
     ChangeId, MembershipChangeError, MembershipCore, MembershipEffect,
 };
@@ -143,10 +143,10 @@ impl Handler<ChangeMembership> for MembershipManager {
     }
 }
 
-impl Handler<super::InjectPanic> for MembershipManager {
+impl Handler<crate::actors::InjectPanic> for MembershipManager {
     type Result = ();
 
-    fn handle(&mut self, _: super::InjectPanic, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: crate::actors::InjectPanic, _ctx: &mut Context<Self>) {
         panic!("injected panic in MembershipManager");
     }
 }

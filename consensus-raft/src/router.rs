@@ -2,7 +2,7 @@
 //! inbound message to the component that handles it, so the network needs
 //! one recipient per node and components stay replaceable.
 
-use super::{PeerMessage, ReplicatedCommand};
+use crate::actors::{PeerMessage, ReplicatedCommand};
 use crate::messages::RaftMessage;
 use actix::prelude::*;
 use consensus_actors::transport::{Envelope, Wire};
@@ -44,7 +44,7 @@ impl<C: ReplicatedCommand> RaftRouter<C> {
 /// Whether the LogReplicator handles `msg`: RequestVote, AppendEntries and
 /// AppendEntries responses (the messages of nearly every step). A
 /// LogReplicator given the router with
-/// [`LogReplicator::with_router`](super::LogReplicator::with_router) takes
+/// [`LogReplicator::with_router`](crate::actors::LogReplicator::with_router) takes
 /// the node's envelopes itself, handles these and hands the rest to the
 /// router.
 pub fn for_log_replicator<C>(msg: &RaftMessage<C>) -> bool {
