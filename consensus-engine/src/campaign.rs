@@ -23,7 +23,7 @@ use consensus_actors::config::ConsensusConfig;
 use consensus_actors::types::ConsensusProtocol;
 use serde::Serialize;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
@@ -57,6 +57,9 @@ pub struct CampaignReport {
     pub seeds_to: u64,
     /// Runs made.
     pub runs: u64,
+    /// The campaign was stopped (see [`Campaign::stop_when`]) before it
+    /// ran every seed.
+    pub stopped: bool,
     /// Runs that passed.
     pub passed: u64,
     /// Runs that failed, by seed.
@@ -88,6 +91,7 @@ pub struct Campaign {
     jobs: usize,
     program: String,
     progress: Option<Progress>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Campaign {
@@ -107,6 +111,7 @@ impl Campaign {
             jobs: 1,
             program: "consensus simulate".into(),
             progress: None,
+            stop: None,
         }
     }
 
@@ -133,6 +138,19 @@ impl Campaign {
         self
     }
 
+    /// Starts no new run once `stop` is set (e.g. by a Ctrl-C handler): the
+    /// runs in flight finish and [`run`](Self::run) reports the runs made,
+    /// with [`CampaignReport::stopped`] set.
+    #[must_use]
+    pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
     /// The command that replays `seed` of this campaign.
     pub fn replay(&self, seed: u64) -> String {
         let options = SimulateOptions {
@@ -143,12 +161,19 @@ impl Campaign {
             .unwrap_or_else(|e| format!("(no replay command: {e})"))
     }
 
-    /// Runs every seed and reports.
+    /// Runs every seed (or until stopped) and reports. A range over all
+    /// 2^64 seeds is counted exactly; the progress callback then sees
+    /// `u64::MAX` as the total.
     pub fn run(&self) -> CampaignReport {
         let (from, to) = (*self.seeds.start(), *self.seeds.end());
         let began = Instant::now();
-        let total = if from > to { 0 } else { to - from + 1 };
-        let next = AtomicU64::new(from);
+        // In u128: `0..=u64::MAX` holds 2^64 seeds.
+        let total: u128 = if from > to {
+            0
+        } else {
+            u128::from(to - from) + 1
+        };
+        let total_shown = u64::try_from(total).unwrap_or(u64::MAX);
         let claimed = AtomicU64::new(0);
         let (tx, rx) = mpsc::channel::<(u64, Result<SimulationReport, EngineError>)>();
         let mut results: Vec<(u64, Result<SimulationReport, EngineError>)> = Vec::new();
@@ -156,14 +181,19 @@ impl Campaign {
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (next, claimed) = (&next, &claimed);
+                let claimed = &claimed;
                 scope.spawn(move || loop {
-                    // Count claims rather than compare seeds, so a range
-                    // ending at u64::MAX ends too.
-                    if claimed.fetch_add(1, Ordering::SeqCst) >= total {
+                    if self.stopped() {
                         break;
                     }
-                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    // Count claims rather than compare seeds, so a range
+                    // ending at u64::MAX ends too (and never wraps).
+                    let claim = claimed.fetch_add(1, Ordering::SeqCst);
+                    if u128::from(claim) >= total {
+                        break;
+                    }
+                    // claim < total = to - from + 1, so this cannot overflow.
+                    let seed = from + claim;
                     let options = SimulateOptions {
                         seed,
                         ..self.options.clone()
@@ -185,7 +215,7 @@ impl Campaign {
                 }
                 results.push((seed, result));
                 if let Some(progress) = &self.progress {
-                    progress(results.len() as u64, total, failed);
+                    progress(results.len() as u64, total_shown, failed);
                 }
             }
         });
@@ -196,6 +226,7 @@ impl Campaign {
             seeds_from: from,
             seeds_to: to,
             runs: results.len() as u64,
+            stopped: self.stopped() && (results.len() as u128) < total,
             passed: 0,
             failed: Vec::new(),
             errors: Vec::new(),
