@@ -18,7 +18,7 @@ use std::time::Duration;
 pub const MAX_NODES: usize = 128;
 /// Most nodes of a cluster `bench` runs: every node runs on the real clock
 /// on one thread, and beyond this size the heartbeats alone outrun it.
-pub const MAX_BENCH_NODES: usize = 31;
+pub const MAX_BENCH_NODES: usize = 64;
 /// Most concurrent clients of a run.
 pub const MAX_CLIENTS: usize = 10_000;
 /// Most distinct keys of a workload (memory grows with the keys used, not

@@ -166,7 +166,7 @@ struct BenchArgs {
     /// file's protocol).
     #[arg(long, value_name = "P")]
     protocol: Option<ConsensusProtocol>,
-    /// Nodes in the cluster, 1..=31 (default 3, or the configuration file's cluster_size).
+    /// Nodes in the cluster, 1..=64 (default 3, or the configuration file's cluster_size).
     #[arg(long, value_name = "N", value_parser = bench_nodes, allow_hyphen_values = true)]
     nodes: Option<usize>,
     /// Concurrent clients, each with one command in flight, 1..=10000.
