@@ -554,6 +554,90 @@ mod tests {
         assert!(replay_args(&config, &options).is_err());
     }
 
+    /// Seed ranges: closed (both ends inclusive), open-ended, and refusals
+    /// that name the range without echoing long input.
+    #[test]
+    fn seed_ranges_parse_and_refuse() {
+        let closed = parse_seeds("3..7").unwrap();
+        assert_eq!((closed.from, closed.to), (3, Some(7)));
+        assert_eq!(closed.inclusive(), 3..=7);
+        assert_eq!(parse_seeds("3..=7").unwrap(), closed);
+        let open = parse_seeds("5..").unwrap();
+        assert_eq!((open.from, open.to), (5, None));
+        assert_eq!(open.inclusive(), 5..=u64::MAX);
+        assert_eq!(open.to_string(), "5..");
+        let max = u64::MAX.to_string();
+        let last = parse_seeds(&format!("{max}..{max}")).unwrap();
+        assert_eq!(last.inclusive(), u64::MAX..=u64::MAX);
+        for bad in ["", "..", "5", "7..3", "-1..4", "a..", "1..2..3"] {
+            assert!(parse_seeds(bad).is_err(), "{bad:?}");
+        }
+        let long = "9".repeat(10_000);
+        let e = parse_seeds(&format!("1..{long}")).unwrap_err();
+        assert!(e.len() < 200, "{e}");
+    }
+
+    /// Numbers outside their range, fractions, words and non-finite
+    /// numbers are refused, naming the range.
+    #[test]
+    fn numbers_are_checked_against_their_range() {
+        assert_eq!(whole_in("7", 1, 10), Ok(7));
+        for bad in ["0", "11", "-1", "0.5", "abc", "", "99999999999999999999999"] {
+            let e = whole_in(bad, 1, 10).unwrap_err();
+            assert!(e.contains("1..=10"), "{bad:?}: {e}");
+        }
+        assert_eq!(number_in("0.5", 0.001, 1.0), Ok(0.5));
+        for bad in ["0", "2", "NaN", "inf", "-inf", "x"] {
+            assert!(number_in(bad, 0.001, 1.0).is_err(), "{bad:?}");
+        }
+        assert!(parse_mix("1,1,1,1000001").is_err());
+        assert!(parse_election("0..10").is_err());
+        assert!(parse_election("10..3600001").is_err());
+    }
+
+    /// Long input is shown as an excerpt, messages on one line.
+    #[test]
+    fn excerpts_and_one_line_messages() {
+        assert_eq!(excerpt("short"), "short");
+        let e = excerpt(&"x".repeat(1000));
+        assert!(e.starts_with(&"x".repeat(EXCERPT_CHARS)));
+        assert!(e.ends_with("(1000 characters)"));
+        assert_eq!(one_line("a\n\n  b\n", 100), "a; b");
+        assert_eq!(one_line(&"y".repeat(50), 10).chars().count(), 10);
+    }
+
+    /// The configuration file's values hold unless a flag is given.
+    #[test]
+    fn flags_override_the_file_which_overrides_the_defaults() {
+        let path = std::env::temp_dir().join(format!("cli-unit-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"cluster_size": 3, "heartbeat_interval_ms": 40}"#).unwrap();
+        let args = ClusterArgs {
+            config: Some(path.clone()),
+            ..ClusterArgs::default()
+        };
+        let from_file = build_config(None, None, &args).unwrap();
+        assert_eq!(
+            (from_file.cluster_size, from_file.heartbeat_interval_ms),
+            (3, 40)
+        );
+        let flagged = build_config(
+            None,
+            Some(7),
+            &ClusterArgs {
+                heartbeat_ms: Some(30),
+                ..args
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (flagged.cluster_size, flagged.heartbeat_interval_ms),
+            (7, 30)
+        );
+        let defaults = build_config(None, None, &ClusterArgs::default()).unwrap();
+        assert_eq!(defaults, ConsensusConfig::default());
+        std::fs::remove_file(&path).ok();
+    }
+
     fn fault_lists() -> impl Strategy<Value = FaultSelection> {
         prop_oneof![
             Just(FaultSelection::None),

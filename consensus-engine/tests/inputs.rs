@@ -303,7 +303,7 @@ fn an_open_campaign_runs_until_interrupted_and_reports() {
         .spawn()
         .unwrap();
     // Real time: the program must have started and made some runs.
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2000));
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
