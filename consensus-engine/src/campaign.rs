@@ -151,6 +151,41 @@ impl Campaign {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
 
+    /// Adds the outcome of `seed` to `report` (errors apart, to be sorted).
+    fn fold(
+        &self,
+        report: &mut CampaignReport,
+        errors: &mut Vec<(u64, String)>,
+        seed: u64,
+        result: Result<SimulationReport, EngineError>,
+    ) {
+        match result {
+            Ok(r) => {
+                report.committed += r.committed;
+                if r.passed() {
+                    report.passed += 1;
+                } else {
+                    report.failed.push(FailedSeed {
+                        seed,
+                        safety_ok: r.safety_ok,
+                        linearizable: r.linearizable,
+                        violations: r
+                            .violations
+                            .iter()
+                            .map(|v| format!("{} {}: {}", v.kind, v.name, v.detail))
+                            .collect(),
+                        trace_hash: r.trace_hash,
+                        replay: self.replay(seed),
+                    });
+                }
+            }
+            Err(e) => errors.push((
+                seed,
+                format!("seed {seed}: {e} (replay: {})", self.replay(seed)),
+            )),
+        }
+    }
+
     /// The command that replays `seed` of this campaign.
     pub fn replay(&self, seed: u64) -> String {
         let options = SimulateOptions {
@@ -176,7 +211,22 @@ impl Campaign {
         let total_shown = u64::try_from(total).unwrap_or(u64::MAX);
         let claimed = AtomicU64::new(0);
         let (tx, rx) = mpsc::channel::<(u64, Result<SimulationReport, EngineError>)>();
-        let mut results: Vec<(u64, Result<SimulationReport, EngineError>)> = Vec::new();
+        // Results are folded in as they come: memory follows the failures,
+        // not the number of seeds run.
+        let mut report = CampaignReport {
+            protocol: self.config.protocol.clone(),
+            nodes: self.config.cluster_size,
+            seeds_from: from,
+            seeds_to: to,
+            runs: 0,
+            stopped: false,
+            passed: 0,
+            failed: Vec::new(),
+            errors: Vec::new(),
+            committed: 0,
+            real_secs: 0.0,
+        };
+        let mut errors: Vec<(u64, String)> = Vec::new();
         let workers = usize::try_from(total).map_or(self.jobs, |t| self.jobs.min(t));
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -208,57 +258,20 @@ impl Campaign {
                 });
             }
             drop(tx);
-            let mut failed = 0u64;
             for (seed, result) in rx {
-                if !matches!(&result, Ok(r) if r.passed()) {
-                    failed += 1;
-                }
-                results.push((seed, result));
+                report.runs += 1;
+                self.fold(&mut report, &mut errors, seed, result);
                 if let Some(progress) = &self.progress {
-                    progress(results.len() as u64, total_shown, failed);
+                    let failed = (report.failed.len() + errors.len()) as u64;
+                    progress(report.runs, total_shown, failed);
                 }
             }
         });
-        results.sort_by_key(|(seed, _)| *seed);
-        let mut report = CampaignReport {
-            protocol: self.config.protocol.clone(),
-            nodes: self.config.cluster_size,
-            seeds_from: from,
-            seeds_to: to,
-            runs: results.len() as u64,
-            stopped: self.stopped() && (results.len() as u128) < total,
-            passed: 0,
-            failed: Vec::new(),
-            errors: Vec::new(),
-            committed: 0,
-            real_secs: began.elapsed().as_secs_f64(),
-        };
-        for (seed, result) in &results {
-            match result {
-                Ok(r) => {
-                    report.committed += r.committed;
-                    if r.passed() {
-                        report.passed += 1;
-                    } else {
-                        report.failed.push(FailedSeed {
-                            seed: *seed,
-                            safety_ok: r.safety_ok,
-                            linearizable: r.linearizable,
-                            violations: r
-                                .violations
-                                .iter()
-                                .map(|v| format!("{} {}: {}", v.kind, v.name, v.detail))
-                                .collect(),
-                            trace_hash: r.trace_hash.clone(),
-                            replay: self.replay(*seed),
-                        });
-                    }
-                }
-                Err(e) => report
-                    .errors
-                    .push(format!("seed {seed}: {e} (replay: {})", self.replay(*seed))),
-            }
-        }
+        report.failed.sort_by_key(|f| f.seed);
+        errors.sort_by_key(|(seed, _)| *seed);
+        report.errors = errors.into_iter().map(|(_, e)| e).collect();
+        report.stopped = self.stopped() && u128::from(report.runs) < total;
+        report.real_secs = began.elapsed().as_secs_f64();
         report
     }
 }
