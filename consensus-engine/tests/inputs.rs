@@ -452,3 +452,25 @@ fn errors_echo_only_an_excerpt() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     std::fs::remove_file(&path).ok();
 }
+
+/// The ranges in the help are the ones enforced (the help text spells
+/// them out; this keeps it in step with the constants).
+#[test]
+fn help_gives_the_enforced_ranges() {
+    use consensus_engine::cli::{MAX_BENCH_NODES, MAX_CLIENTS, MAX_KEYS, MAX_NODES};
+    let help = stdout(&consensus(&["simulate", "--help"]));
+    for range in [
+        format!("1..={MAX_NODES}"),
+        format!("1..={MAX_CLIENTS}"),
+        format!("1..={MAX_KEYS}"),
+        format!("0..={}", (MAX_NODES - 1) / 3),
+    ] {
+        assert!(help.contains(&range), "simulate --help lacks {range}");
+    }
+    let bench = stdout(&consensus(&["bench", "--help"]));
+    assert!(bench.contains(&format!("1..={MAX_BENCH_NODES}")), "{bench}");
+    let over = (MAX_NODES + 1).to_string();
+    assert_refused(&["simulate", "--nodes", &over], "--nodes", &over);
+    let over = (MAX_BENCH_NODES + 1).to_string();
+    assert_refused(&["bench", "--nodes", &over], "--nodes", &over);
+}
