@@ -139,8 +139,8 @@ impl Campaign {
     }
 
     /// Starts no new run once `stop` is set (e.g. by a Ctrl-C handler): the
-    /// runs in flight finish and [`run`](Self::run) reports the runs made,
-    /// with [`CampaignReport::stopped`] set.
+    /// runs in flight (at most one per job) finish and [`run`](Self::run)
+    /// reports the runs made, with [`CampaignReport::stopped`] set.
     #[must_use]
     pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
         self.stop = Some(stop);
@@ -210,7 +210,10 @@ impl Campaign {
         };
         let total_shown = u64::try_from(total).unwrap_or(u64::MAX);
         let claimed = AtomicU64::new(0);
-        let (tx, rx) = mpsc::channel::<(u64, Result<SimulationReport, EngineError>)>();
+        // A rendezvous: a worker hands its result over before it looks at
+        // the stop flag again, so a stop set by the progress callback
+        // lets at most one more run per worker start.
+        let (tx, rx) = mpsc::sync_channel::<(u64, Result<SimulationReport, EngineError>)>(0);
         // Results are folded in as they come: memory follows the failures,
         // not the number of seeds run.
         let mut report = CampaignReport {

@@ -270,7 +270,9 @@ fn campaign_counts_every_seed_and_stops_when_asked() {
         }
     })
     .run();
-    assert_eq!(all.runs, 2);
+    // The one worker may have started the third seed before the second
+    // result reached the callback; no more than that.
+    assert!((2..=3).contains(&all.runs), "{} runs", all.runs);
     assert!(all.stopped);
     assert!(all.passed_all(), "{all:?}");
 
