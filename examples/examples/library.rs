@@ -70,4 +70,20 @@ mod tests {
     fn the_library_program_runs() {
         super::main().unwrap();
     }
+
+    /// The README shows this very program (its code above this module).
+    #[test]
+    fn the_readme_shows_this_program() {
+        let readme = include_str!("../../README.md");
+        let program: Vec<&str> = include_str!("library.rs")
+            .lines()
+            .filter(|l| !l.starts_with("//!"))
+            .take_while(|l| !l.starts_with("/// CI runs the program"))
+            .collect();
+        let program = program.join("\n");
+        assert!(
+            readme.contains(program.trim()),
+            "README.md's library program differs from examples/examples/library.rs"
+        );
+    }
 }
