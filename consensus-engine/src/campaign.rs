@@ -24,7 +24,7 @@ use consensus_actors::history::Verdict;
 use consensus_actors::types::ConsensusProtocol;
 use serde::Serialize;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
@@ -58,6 +58,9 @@ pub struct CampaignReport {
     pub seeds_to: u64,
     /// Runs made.
     pub runs: u64,
+    /// The campaign was stopped (see [`Campaign::stop_when`]) before it
+    /// ran every seed.
+    pub stopped: bool,
     /// Runs that passed.
     pub passed: u64,
     /// Runs that failed, by seed.
@@ -95,6 +98,7 @@ pub struct Campaign {
     jobs: usize,
     program: String,
     progress: Option<Progress>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Campaign {
@@ -114,6 +118,7 @@ impl Campaign {
             jobs: 1,
             program: "consensus simulate".into(),
             progress: None,
+            stop: None,
         }
     }
 
@@ -140,6 +145,59 @@ impl Campaign {
         self
     }
 
+    /// Starts no new run once `stop` is set (e.g. by a Ctrl-C handler): the
+    /// runs in flight (at most one per job) finish and [`run`](Self::run)
+    /// reports the runs made, with [`CampaignReport::stopped`] set.
+    #[must_use]
+    pub fn stop_when(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// Adds the outcome of `seed` to `report` (errors apart, to be sorted).
+    fn fold(
+        &self,
+        report: &mut CampaignReport,
+        errors: &mut Vec<(u64, String)>,
+        seed: u64,
+        result: Result<SimulationReport, EngineError>,
+    ) {
+        match result {
+            Ok(r) => {
+                report.committed += r.committed;
+                if r.passed() {
+                    report.passed += 1;
+                } else {
+                    let seed_report = FailedSeed {
+                        seed,
+                        safety_ok: r.safety_ok,
+                        linearizable: r.linearizable,
+                        violations: r
+                            .violations
+                            .iter()
+                            .map(|v| format!("{} {}: {}", v.kind, v.name, v.detail))
+                            .collect(),
+                        trace_hash: r.trace_hash,
+                        replay: self.replay(seed),
+                    };
+                    if r.safety_ok && r.linearizability == Verdict::Undecided {
+                        report.undecided.push(seed_report);
+                    } else {
+                        report.failed.push(seed_report);
+                    }
+                }
+            }
+            Err(e) => errors.push((
+                seed,
+                format!("seed {seed}: {e} (replay: {})", self.replay(seed)),
+            )),
+        }
+    }
+
     /// The command that replays `seed` of this campaign.
     pub fn replay(&self, seed: u64) -> String {
         let options = SimulateOptions {
@@ -150,27 +208,58 @@ impl Campaign {
             .unwrap_or_else(|e| format!("(no replay command: {e})"))
     }
 
-    /// Runs every seed and reports.
+    /// Runs every seed (or until stopped) and reports. A range over all
+    /// 2^64 seeds is counted exactly; the progress callback then sees
+    /// `u64::MAX` as the total.
     pub fn run(&self) -> CampaignReport {
         let (from, to) = (*self.seeds.start(), *self.seeds.end());
         let began = Instant::now();
-        let total = if from > to { 0 } else { to - from + 1 };
-        let next = AtomicU64::new(from);
+        // In u128: `0..=u64::MAX` holds 2^64 seeds.
+        let total: u128 = if from > to {
+            0
+        } else {
+            u128::from(to - from) + 1
+        };
+        let total_shown = u64::try_from(total).unwrap_or(u64::MAX);
         let claimed = AtomicU64::new(0);
-        let (tx, rx) = mpsc::channel::<(u64, Result<SimulationReport, EngineError>)>();
-        let mut results: Vec<(u64, Result<SimulationReport, EngineError>)> = Vec::new();
+        // A rendezvous: a worker hands its result over before it looks at
+        // the stop flag again, so a stop set by the progress callback
+        // lets at most one more run per worker start.
+        let (tx, rx) = mpsc::sync_channel::<(u64, Result<SimulationReport, EngineError>)>(0);
+        // Results are folded in as they come: memory follows the failures,
+        // not the number of seeds run.
+        let mut report = CampaignReport {
+            protocol: self.config.protocol.clone(),
+            nodes: self.config.cluster_size,
+            seeds_from: from,
+            seeds_to: to,
+            runs: 0,
+            stopped: false,
+            passed: 0,
+            failed: Vec::new(),
+            undecided: Vec::new(),
+            errors: Vec::new(),
+            committed: 0,
+            real_secs: 0.0,
+        };
+        let mut errors: Vec<(u64, String)> = Vec::new();
         let workers = usize::try_from(total).map_or(self.jobs, |t| self.jobs.min(t));
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let tx = tx.clone();
-                let (next, claimed) = (&next, &claimed);
+                let claimed = &claimed;
                 scope.spawn(move || loop {
-                    // Count claims rather than compare seeds, so a range
-                    // ending at u64::MAX ends too.
-                    if claimed.fetch_add(1, Ordering::SeqCst) >= total {
+                    if self.stopped() {
                         break;
                     }
-                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    // Count claims rather than compare seeds, so a range
+                    // ending at u64::MAX ends too (and never wraps).
+                    let claim = claimed.fetch_add(1, Ordering::SeqCst);
+                    if u128::from(claim) >= total {
+                        break;
+                    }
+                    // claim < total = to - from + 1, so this cannot overflow.
+                    let seed = from + claim;
                     let options = SimulateOptions {
                         seed,
                         ..self.options.clone()
@@ -185,62 +274,21 @@ impl Campaign {
                 });
             }
             drop(tx);
-            let mut failed = 0u64;
             for (seed, result) in rx {
-                if !matches!(&result, Ok(r) if r.passed()) {
-                    failed += 1;
-                }
-                results.push((seed, result));
+                report.runs += 1;
+                self.fold(&mut report, &mut errors, seed, result);
                 if let Some(progress) = &self.progress {
-                    progress(results.len() as u64, total, failed);
+                    let failed = (report.failed.len() + errors.len()) as u64;
+                    progress(report.runs, total_shown, failed);
                 }
             }
         });
-        results.sort_by_key(|(seed, _)| *seed);
-        let mut report = CampaignReport {
-            protocol: self.config.protocol.clone(),
-            nodes: self.config.cluster_size,
-            seeds_from: from,
-            seeds_to: to,
-            runs: results.len() as u64,
-            passed: 0,
-            failed: Vec::new(),
-            undecided: Vec::new(),
-            errors: Vec::new(),
-            committed: 0,
-            real_secs: began.elapsed().as_secs_f64(),
-        };
-        for (seed, result) in &results {
-            match result {
-                Ok(r) => {
-                    report.committed += r.committed;
-                    if r.passed() {
-                        report.passed += 1;
-                    } else {
-                        let seed_report = FailedSeed {
-                            seed: *seed,
-                            safety_ok: r.safety_ok,
-                            linearizable: r.linearizable,
-                            violations: r
-                                .violations
-                                .iter()
-                                .map(|v| format!("{} {}: {}", v.kind, v.name, v.detail))
-                                .collect(),
-                            trace_hash: r.trace_hash.clone(),
-                            replay: self.replay(*seed),
-                        };
-                        if r.safety_ok && r.linearizability == Verdict::Undecided {
-                            report.undecided.push(seed_report);
-                        } else {
-                            report.failed.push(seed_report);
-                        }
-                    }
-                }
-                Err(e) => report
-                    .errors
-                    .push(format!("seed {seed}: {e} (replay: {})", self.replay(*seed))),
-            }
-        }
+        report.failed.sort_by_key(|f| f.seed);
+        report.undecided.sort_by_key(|f| f.seed);
+        errors.sort_by_key(|(seed, _)| *seed);
+        report.errors = errors.into_iter().map(|(_, e)| e).collect();
+        report.stopped = self.stopped() && u128::from(report.runs) < total;
+        report.real_secs = began.elapsed().as_secs_f64();
         report
     }
 }

@@ -122,8 +122,8 @@ struct Counters {
 ///     for &id in &members {
 ///         engine.start_node(id, &members)?;
 ///     }
-///     let entry = engine.propose(KvCommand::put("x", "1"), ClientId(1)).await?;
-///     println!("committed at {}", entry.index);
+///     let committed = engine.propose(KvCommand::put("x", "1"), ClientId(1)).await?;
+///     println!("committed at {:?}: {:?}", committed.log_id, committed.output);
 ///     Ok::<(), consensus_engine::EngineError>(())
 /// })
 /// .unwrap();
@@ -133,6 +133,8 @@ pub struct ConsensusEngine {
     options: EngineOptions,
     driver: Arc<dyn ProtocolDriver>,
     cluster: RefCell<Option<Box<dyn ClusterHost>>>,
+    /// The initial members, fixed by the first `start_node` (sorted).
+    members: RefCell<Option<Vec<NodeId>>>,
     leader_hint: Cell<Option<NodeId>>,
     counters: Rc<RefCell<Option<Counters>>>,
 }
@@ -170,6 +172,7 @@ impl ConsensusEngine {
             options,
             driver,
             cluster: RefCell::new(None),
+            members: RefCell::new(None),
             leader_hint: Cell::new(None),
             counters: Rc::new(RefCell::new(None)),
         })
@@ -224,11 +227,65 @@ impl ConsensusEngine {
         }
     }
 
-    /// Starts node `node_id` in this engine, knowing `peers` (the other
-    /// members of the initial configuration; `node_id` itself may be listed).
-    pub fn start_node(&self, node_id: NodeId, peers: &[NodeId]) -> Result<(), EngineError> {
-        let peers = peers.to_vec();
-        self.with_cluster(|c| c.start_node(node_id, peers))
+    /// Starts node `node_id` in this engine as a member of the initial
+    /// cluster `members` (which must list `node_id` itself).
+    ///
+    /// The configuration is the one source of truth for the cluster's size:
+    /// `members` must name exactly [`ConsensusConfig::cluster_size`]
+    /// distinct nodes, and every node started this way must be given the
+    /// same members. A contradiction is refused here with
+    /// [`EngineError::Membership`] and nothing is started. Nodes that join
+    /// later come in through [`add_node`](Self::add_node);
+    /// [`start_cluster`](Self::start_cluster) starts nodes `1..=cluster_size`
+    /// in one call.
+    pub fn start_node(&self, node_id: NodeId, members: &[NodeId]) -> Result<(), EngineError> {
+        let mut wanted = members.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let refuse = |reason: String| {
+            Err(EngineError::Membership {
+                node: node_id,
+                reason,
+            })
+        };
+        if wanted.len() != members.len() {
+            return refuse("the members list names a node twice".into());
+        }
+        if !wanted.contains(&node_id) {
+            return refuse(format!(
+                "the members {} do not include the node itself",
+                list(&wanted)
+            ));
+        }
+        if wanted.len() != self.config.cluster_size {
+            return refuse(format!(
+                "{} members given, but the configuration's cluster_size is {}",
+                wanted.len(),
+                self.config.cluster_size
+            ));
+        }
+        if let Some(fixed) = self.members.borrow().as_ref() {
+            if *fixed != wanted {
+                return refuse(format!(
+                    "the members {} differ from {} given to the nodes already started",
+                    list(&wanted),
+                    list(fixed)
+                ));
+            }
+        }
+        self.with_cluster(|c| c.start_node(node_id, wanted.clone()))?;
+        self.members.borrow_mut().get_or_insert(wanted);
+        Ok(())
+    }
+
+    /// Starts the whole initial cluster: nodes `1..=cluster_size` of the
+    /// configuration, each knowing all; returns their ids.
+    pub fn start_cluster(&self) -> Result<Vec<NodeId>, EngineError> {
+        let members: Vec<NodeId> = (1..=self.config.cluster_size as u64).map(NodeId).collect();
+        for &id in &members {
+            self.start_node(id, &members)?;
+        }
+        Ok(members)
     }
 
     /// Stops node `node_id` as a crash would: its durable state is kept and
@@ -278,47 +335,42 @@ impl ConsensusEngine {
     }
 
     /// Proposes `command` for `client_id` to the leader (found and followed
-    /// through redirects) and returns the log entry it became once it is
-    /// committed and applied. Needs a protocol that reports log positions
-    /// ([`Capabilities::log_positions`]); [`execute`](Self::execute) works
-    /// with every protocol.
+    /// through redirects) and returns, once it is committed and applied,
+    /// where it was committed and what applying it returned: the same
+    /// [`Committed`] as [`execute`](Self::execute), with
+    /// [`Committed::log_id`] always set. Needs a protocol that reports log
+    /// positions ([`Capabilities::log_positions`]); `execute` works with
+    /// every protocol.
     pub async fn propose(
         &self,
         command: KvCommand,
         client_id: ClientId,
-    ) -> Result<LogEntry<KvCommand>, EngineError> {
+    ) -> Result<Committed, EngineError> {
         self.require(
             self.capabilities().log_positions,
-            "propose returning the log entry (use execute)",
+            "propose (reporting the log position; use execute)",
         )?;
-        let committed = self.execute(command.clone(), client_id).await?;
-        self.entry_of(committed, command, client_id)
+        let committed = self.execute(command, client_id).await?;
+        self.with_position(committed)
     }
 
-    fn entry_of(
-        &self,
-        committed: Committed,
-        command: KvCommand,
-        client_id: ClientId,
-    ) -> Result<LogEntry<KvCommand>, EngineError> {
-        let log_id = committed.log_id.ok_or(EngineError::Unsupported {
-            protocol: self.config.protocol.clone(),
-            operation: "propose returning the log entry (use execute)",
-        })?;
-        let timestamp_us = self.counters.borrow().as_ref().map_or(0, |c| {
-            micros(Instant::now().saturating_duration_since(c.throughput.start()))
-        });
-        Ok(LogEntry::new(
-            log_id.term,
-            log_id.index,
-            command,
-            timestamp_us,
-            client_id,
-        ))
+    /// `committed`, checked to carry its log position.
+    fn with_position(&self, committed: Committed) -> Result<Committed, EngineError> {
+        if committed.log_id.is_none() {
+            return Err(EngineError::Unsupported {
+                protocol: self.config.protocol.clone(),
+                operation: "propose (reporting the log position; use execute)",
+            });
+        }
+        Ok(committed)
     }
 
-    /// Like [`propose`](Self::propose), also returning what applying the
-    /// command returned (the value read, whether a compare-and-swap held...).
+    /// Submits `command` for `client_id` to the leader (found and followed
+    /// through redirects) and returns, once it is committed and applied,
+    /// what applying it returned (the value read, whether a compare-and-swap
+    /// held...) and, for protocols that report it, its log position. Works
+    /// with every protocol. Fails at once with
+    /// [`EngineError::NoNodeRunning`] when no node runs.
     pub async fn execute(
         &self,
         command: KvCommand,
@@ -361,21 +413,22 @@ impl ConsensusEngine {
 
     /// Proposes `command` to node `node` only: a node that is not the
     /// leader answers [`EngineError::NotLeader`] naming the leader it knows.
+    /// Returns what [`propose`](Self::propose) returns.
     pub async fn propose_to(
         &self,
         node: NodeId,
         command: KvCommand,
         client_id: ClientId,
-    ) -> Result<LogEntry<KvCommand>, EngineError> {
+    ) -> Result<Committed, EngineError> {
         self.require(
             self.capabilities().log_positions,
-            "propose returning the log entry",
+            "propose (reporting the log position; use execute)",
         )?;
         let began = Instant::now();
-        match self.submit_to(node, command.clone(), client_id).await {
+        match self.submit_to(node, command, client_id).await {
             Ok(c) => {
                 self.count_ok(began);
-                self.entry_of(c, command, client_id)
+                self.with_position(c)
             }
             Err(e) => {
                 if !matches!(e, EngineError::NotLeader { .. }) {
@@ -480,9 +533,13 @@ impl ConsensusEngine {
     }
 
     /// Waits until some running node leads, for at most `timeout`.
+    /// Fails at once with [`EngineError::NoNodeRunning`] when no node runs.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, EngineError> {
         let began = Instant::now();
         loop {
+            if self.running_nodes().is_empty() {
+                return Err(EngineError::NoNodeRunning);
+            }
             if let Some(leader) = self.get_leader().await {
                 return Ok(leader);
             }
@@ -558,16 +615,18 @@ impl ConsensusEngine {
 
     /// Removes node `node_id` from the cluster through the leader; once the
     /// change committed, stops the node in this engine (if it runs here).
+    /// A removal is not a crash: [`EngineMetrics::crashes`] does not count
+    /// it. Fails at once with [`EngineError::NoNodeRunning`] when no node
+    /// runs.
     pub async fn remove_node(&self, node_id: NodeId) -> Result<(), EngineError> {
         self.require(self.capabilities().membership, "remove_node")?;
         self.on_leader(|leader| leader.remove_member(node_id))
             .await?;
         if self.handle(node_id).is_ok() {
-            self.stop_node(node_id)?;
-            self.with_cluster(|c| {
-                c.forget_node(node_id);
-                Ok(())
-            })?;
+            if self.leader_hint.get() == Some(node_id) {
+                self.leader_hint.set(None);
+            }
+            self.with_cluster(|c| c.remove_node(node_id))?;
         }
         Ok(())
     }
@@ -665,6 +724,8 @@ impl ConsensusEngine {
     }
 }
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+/// `[n1, n2, n3]`.
+fn list(nodes: &[NodeId]) -> String {
+    let names: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+    format!("[{}]", names.join(", "))
 }

@@ -53,6 +53,19 @@ pub enum EngineError {
         /// The leader that node knows of, if any.
         leader: Option<NodeId>,
     },
+    /// The request needs a running node and the engine runs none (none was
+    /// started, or every one was stopped).
+    #[error("no node is running in this engine (start_node or start_cluster first)")]
+    NoNodeRunning,
+    /// `start_node` was given a membership that contradicts the node, the
+    /// configuration or the nodes already started.
+    #[error("membership of node {node}: {reason}")]
+    Membership {
+        /// The node being started.
+        node: NodeId,
+        /// What contradicts what.
+        reason: String,
+    },
     /// No leader could be found in time.
     #[error("no leader within {waited_ms} ms")]
     NoLeader {

@@ -72,10 +72,18 @@ impl<P: ProtocolPlugin> NodeFactory<P::Message> for HostedFactory<P> {
     }
 
     fn on_crash(&mut self, id: NodeId) {
+        self.stopped(id);
+        self.wiring.observer.node_crashed(id);
+    }
+}
+
+impl<P: ProtocolPlugin> HostedFactory<P> {
+    /// Node `id`'s actors are stopped: it leaves the directory and its
+    /// plug-in drops what a stop loses (not counted as a crash here).
+    fn stopped(&mut self, id: NodeId) {
         self.directory.remove(id);
         self.plugin.on_crash(id);
         self.wiring.safety.emit(SafetyEvent::Crashed { node: id });
-        self.wiring.observer.node_crashed(id);
     }
 }
 
@@ -159,6 +167,9 @@ pub trait ClusterHost {
     fn restart_node(&mut self, id: NodeId) -> Result<(), EngineError>;
     /// Forgets stopped node `id` (after it left the cluster).
     fn forget_node(&mut self, id: NodeId);
+    /// Stops node `id` because it left the cluster, and forgets it: unlike
+    /// [`stop_node`](Self::stop_node) this is not counted as a crash.
+    fn remove_node(&mut self, id: NodeId) -> Result<(), EngineError>;
     /// The running nodes.
     fn directory(&self) -> NodeDirectory;
     /// Every node ever started and not forgotten, sorted.
@@ -309,6 +320,16 @@ impl<P: ProtocolPlugin> ClusterHost for LocalCluster<P> {
         if self.nodes.get(&id).is_some_and(|n| n.shutdown.is_none()) {
             self.nodes.remove(&id);
         }
+    }
+
+    fn remove_node(&mut self, id: NodeId) -> Result<(), EngineError> {
+        let mut node = self.nodes.remove(&id).ok_or(EngineError::UnknownNode(id))?;
+        if let Some(shutdown) = node.shutdown.take() {
+            self.network.do_send(DeregisterNode { node: id });
+            shutdown();
+            self.factory.stopped(id);
+        }
+        Ok(())
     }
 
     fn directory(&self) -> NodeDirectory {

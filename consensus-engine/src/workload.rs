@@ -20,6 +20,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::task::Poll;
@@ -27,6 +28,9 @@ use tokio::time::{Duration, Instant};
 
 /// How long a client waits before retrying when it knows no leader.
 const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+/// Keys whose names are built up front (memory must follow the keys used,
+/// not `--keys`).
+const NAMED_KEYS: usize = 1024;
 /// The most operations [`Workload::reserve_for`] makes room for up front.
 const MAX_RESERVED_OPS: usize = 1 << 20;
 
@@ -156,7 +160,8 @@ pub struct Workload {
     recorder: Rc<RefCell<HistoryRecorder>>,
     stats: Rc<RefCell<WorkloadStats>>,
     origin: Instant,
-    /// The key names `k0`, `k1`, ..., built once.
+    /// The names `k0`, `k1`, ... of the first [`NAMED_KEYS`] keys, built
+    /// once; the names of the others are built when used.
     key_names: Rc<[String]>,
 }
 
@@ -164,7 +169,9 @@ impl Workload {
     /// A workload on the nodes of `directory`, timing everything from
     /// `origin`.
     pub fn new(options: WorkloadOptions, directory: NodeDirectory, origin: Instant) -> Self {
-        let key_names = (0..options.keys).map(|k| format!("k{k}")).collect();
+        let key_names = (0..options.keys.min(NAMED_KEYS))
+            .map(|k| format!("k{k}"))
+            .collect();
         Self {
             key_names,
             options,
@@ -215,8 +222,9 @@ impl Workload {
         let mut hint: Option<NodeId> = None;
         let mut seq: u64 = 0;
         // What each key (by number) held after the client's last
-        // acknowledged command on it.
-        let mut seen: Vec<Option<String>> = vec![None; self.key_names.len()];
+        // acknowledged command on it: only the keys used take room (only
+        // looked up, never iterated).
+        let mut seen: HashMap<usize, Option<String>> = HashMap::new();
         let interval = self
             .options
             .rate
@@ -233,6 +241,11 @@ impl Workload {
         tokio::pin!(timer);
         loop {
             if interval.is_some() {
+                // The next paced start is past the end of the run: waiting
+                // for it would stretch the run past its duration.
+                if next_start >= deadline {
+                    break;
+                }
                 if timer.deadline() != next_start {
                     timer.as_mut().reset(next_start);
                 }
@@ -293,7 +306,7 @@ impl Workload {
                     {
                         let mut recorder = self.recorder.borrow_mut();
                         if let Some(command) = recorder.command(op) {
-                            learn(&mut seen[key], command, &committed.output);
+                            learn(seen.entry(key).or_default(), command, &committed.output);
                         }
                         if let Err(e) = recorder.ok(op, committed.output, done_us) {
                             tracing::error!(error = %e, "history: cannot record an acknowledgement");
@@ -345,7 +358,9 @@ impl Workload {
                     if pause.is_zero() {
                         tokio::task::yield_now().await;
                     } else {
-                        tokio::time::sleep(pause).await;
+                        // Never past the end of the run (a long think
+                        // time must not stretch it).
+                        tokio::time::sleep_until((clock::now() + pause).min(deadline)).await;
                     }
                 }
             }
@@ -373,10 +388,13 @@ impl Workload {
         index: usize,
         generation: u64,
         seq: u64,
-        seen: &[Option<String>],
+        seen: &HashMap<usize, Option<String>>,
     ) -> (usize, KvCommand) {
         let k = rng.random_range(0..self.options.keys);
-        let key = self.key_names[k].clone();
+        let key = match self.key_names.get(k) {
+            Some(name) => name.clone(),
+            None => format!("k{k}"),
+        };
         // Only writes carry a value (built after every draw: the draws and
         // so the commands stay the same).
         let value = || value_name(index, generation, seq);
@@ -391,7 +409,7 @@ impl Workload {
         }
         roll -= mix.put;
         if roll < mix.cas {
-            let expected = seen[k].clone();
+            let expected = seen.get(&k).cloned().flatten();
             return (
                 k,
                 KvCommand::Cas {

@@ -207,7 +207,10 @@ fn check_history_reads_jepsen_logs_and_refuses_garbage() {
 
 #[test]
 fn bad_flags_and_impossible_configurations_are_refused() {
-    assert_refused(&["simulate", "--nodes", "0"], "cluster_size");
+    assert_refused(
+        &["simulate", "--nodes", "0"],
+        "--nodes <N>': expected a whole number in 1..=128",
+    );
     assert_refused(&["simulate", "--faults", "bitflip"], "bitflip");
     assert_refused(&["simulate", "--protocol", "zab"], "zab");
     assert_refused(

@@ -7,7 +7,7 @@
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore, StateMachine};
 use consensus_actors::sim::block_on_paused;
-use consensus_actors::types::{ClientId, ConsensusProtocol, LogEntry, LogIndex, NodeId, Term};
+use consensus_actors::types::{ClientId, ConsensusProtocol, LogId, LogIndex, NodeId, Term};
 use consensus_engine::{ConsensusEngine, EngineError};
 use std::time::Duration;
 
@@ -109,14 +109,11 @@ fn propose_returns_the_committed_log_entry() {
         let mut entries = Vec::new();
         for i in 0..5u64 {
             let command = KvCommand::put("x", format!("v{i}"));
-            let entry = engine
-                .propose(command.clone(), ClientId(10 + i))
-                .await
-                .unwrap();
+            let committed = engine.propose(command, ClientId(10 + i)).await.unwrap();
+            assert_eq!(committed.output, KvOutput::Ok);
+            let entry = committed.log_id.expect("propose reports the log position");
             assert_eq!(entry.term, term);
-            assert_eq!(entry.command, command);
-            assert_eq!(entry.client_id, ClientId(10 + i));
-            if let Some(prev) = entries.last().map(|e: &LogEntry<KvCommand>| e.index) {
+            if let Some(prev) = entries.last().map(|e: &LogId| e.index) {
                 assert_eq!(entry.index, LogIndex(prev.get() + 1));
             }
             entries.push(entry);
@@ -129,9 +126,10 @@ fn propose_returns_the_committed_log_entry() {
             .propose_to(leader, KvCommand::get("x"), ClientId(1))
             .await
             .unwrap();
+        assert_eq!(direct.output, KvOutput::Value(Some("v4".into())));
         assert_eq!(
-            (direct.term, direct.index),
-            (term, LogIndex(last.get() + 1))
+            direct.log_id.map(|id| (id.term, id.index)),
+            Some((term, LogIndex(last.get() + 1)))
         );
         // Wait until every node committed them, then check each log.
         for _ in 0..100 {
@@ -355,7 +353,7 @@ fn refusals_are_typed() {
     // Outside an actix System nothing can start.
     let engine = ConsensusEngine::new(ConsensusConfig::default()).unwrap();
     assert!(matches!(
-        engine.start_node(NodeId(1), &ids(3)),
+        engine.start_node(NodeId(1), &ids(5)),
         Err(EngineError::InvalidSetting(m)) if m.contains("actix System")
     ));
     block_on_paused(async {
@@ -370,4 +368,158 @@ fn refusals_are_typed() {
         ));
     })
     .unwrap();
+}
+
+/// Issue #18: `start_node` refuses a membership that does not include the
+/// node, names a node twice, disagrees with the configuration's
+/// `cluster_size` or with the nodes already started, and starts nothing
+/// then; `start_cluster` starts the configured cluster in one call.
+#[test]
+fn start_node_refuses_a_contradicting_membership() {
+    block_on_paused(async {
+        let engine = ConsensusEngine::new(ConsensusConfig {
+            cluster_size: 3,
+            ..ConsensusConfig::default()
+        })
+        .unwrap();
+        let refused = |r: Result<(), EngineError>, node: u64, words: &str| match r {
+            Err(EngineError::Membership { node: n, reason }) => {
+                assert_eq!(n, NodeId(node));
+                assert!(reason.contains(words), "{reason}");
+            }
+            other => panic!("expected a membership refusal, got {other:?}"),
+        };
+        refused(
+            engine.start_node(NodeId(4), &ids(3)),
+            4,
+            "do not include the node itself",
+        );
+        refused(
+            engine.start_node(NodeId(1), &ids(5)),
+            1,
+            "cluster_size is 3",
+        );
+        refused(
+            engine.start_node(NodeId(1), &[NodeId(1), NodeId(2), NodeId(2)]),
+            1,
+            "twice",
+        );
+        assert!(engine.running_nodes().is_empty(), "nothing was started");
+        engine.start_node(NodeId(1), &ids(3)).unwrap();
+        refused(
+            engine.start_node(NodeId(2), &[NodeId(1), NodeId(2), NodeId(7)]),
+            2,
+            "differ from [n1, n2, n3]",
+        );
+        assert_eq!(engine.running_nodes(), vec![NodeId(1)]);
+        // The peers may come in any order.
+        engine
+            .start_node(NodeId(2), &[NodeId(3), NodeId(2), NodeId(1)])
+            .unwrap();
+        engine.start_node(NodeId(3), &ids(3)).unwrap();
+        engine
+            .execute(KvCommand::put("a", "1"), ClientId(1))
+            .await
+            .unwrap();
+
+        let whole = ConsensusEngine::new(ConsensusConfig {
+            cluster_size: 3,
+            ..ConsensusConfig::default()
+        })
+        .unwrap();
+        assert_eq!(whole.start_cluster().unwrap(), ids(3));
+        assert_eq!(whole.running_nodes(), ids(3));
+        whole
+            .execute(KvCommand::put("a", "1"), ClientId(1))
+            .await
+            .unwrap();
+    })
+    .unwrap();
+}
+
+/// Issue #18: a node removed from the cluster is not a crash in the
+/// metrics; a stopped node is.
+#[test]
+fn remove_node_is_not_counted_as_a_crash() {
+    block_on_paused(async {
+        let engine = cluster(3);
+        let leader = engine
+            .wait_for_leader(Duration::from_secs(5))
+            .await
+            .unwrap();
+        let victim = ids(3).into_iter().find(|&n| n != leader).unwrap();
+        engine.remove_node(victim).await.unwrap();
+        assert!(!engine.running_nodes().contains(&victim));
+        let m = engine.get_metrics();
+        assert_eq!(m.crashes, 0, "{m:?}");
+        assert_eq!(m.nodes_running, 2);
+        // A crash still counts.
+        let other = engine
+            .running_nodes()
+            .into_iter()
+            .find(|&n| n != leader)
+            .unwrap();
+        engine.stop_node(other).unwrap();
+        assert_eq!(engine.get_metrics().crashes, 1);
+    })
+    .unwrap();
+}
+
+/// Issue #18: with no node running, `propose`, `execute`,
+/// `create_snapshot`, `remove_node` and `wait_for_leader` fail at once
+/// (no virtual time passes) saying no node is running, both before any
+/// node started and after every node stopped.
+#[test]
+fn requests_without_a_running_node_fail_at_once() {
+    block_on_paused(async {
+        let engine = ConsensusEngine::new(ConsensusConfig {
+            cluster_size: 3,
+            ..ConsensusConfig::default()
+        })
+        .unwrap();
+        assert_no_node_running(&engine).await;
+        for id in ids(3) {
+            engine.start_node(id, &ids(3)).unwrap();
+        }
+        engine
+            .execute(KvCommand::put("x", "1"), ClientId(1))
+            .await
+            .unwrap();
+        for id in ids(3) {
+            engine.stop_node(id).unwrap();
+        }
+        assert_no_node_running(&engine).await;
+    })
+    .unwrap();
+}
+
+/// Every request that needs a node fails at once with
+/// [`EngineError::NoNodeRunning`].
+async fn assert_no_node_running(engine: &ConsensusEngine) {
+    let began = tokio::time::Instant::now();
+    let no_node = |e: EngineError| {
+        assert_eq!(e, EngineError::NoNodeRunning);
+        assert!(e.to_string().contains("no node is running"));
+    };
+    no_node(
+        engine
+            .propose(KvCommand::put("x", "1"), ClientId(1))
+            .await
+            .unwrap_err(),
+    );
+    no_node(
+        engine
+            .execute(KvCommand::get("x"), ClientId(1))
+            .await
+            .unwrap_err(),
+    );
+    no_node(engine.create_snapshot().await.unwrap_err());
+    no_node(engine.remove_node(NodeId(2)).await.unwrap_err());
+    no_node(
+        engine
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(tokio::time::Instant::now(), began, "no time was waited");
 }

@@ -272,7 +272,7 @@ struct Cli {
 fn campaign(run: &RunArgs, seeds: (u64, u64), jobs: usize) -> bool {
     let mut run = run.clone();
     // Whatever --protocol said: this program runs its own variant.
-    run.protocol = STATIC_RAFT;
+    run.protocol = Some(STATIC_RAFT);
     let config = run.config().unwrap_or_else(|e| panic!("{e}"));
     let options = run.options(seeds.0).unwrap_or_else(|e| panic!("{e}"));
     let driver = registry().driver(&STATIC_RAFT).expect("registered above");

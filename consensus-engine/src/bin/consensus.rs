@@ -16,13 +16,18 @@ use consensus_actors::types::ConsensusProtocol;
 use consensus_engine::bench::{BenchCommand, BenchOptions, BenchReport};
 use consensus_engine::campaign::Campaign;
 use consensus_engine::check::{load_history, CheckReport, HistoryFormat};
-use consensus_engine::cli::{build_config, parse_range, ClusterArgs, RunArgs};
+use consensus_engine::cli::{
+    bench_nodes, build_config, count_in, excerpt, one_line, parse_seeds, whole_in, ClusterArgs,
+    RunArgs, SeedRange, MAX_BENCH_NODES, MAX_CLIENTS, MAX_MS,
+};
 use consensus_engine::simulate::{SimulateOptions, SimulationRun};
 use consensus_engine::{EngineError, Registry};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Exit status when stdout is a pipe whose reader has gone (as a shell
@@ -86,8 +91,10 @@ use consensus_engine::cli::{memory_budget, DEFAULT_MAX_MEMORY_MIB};
         before a verdict."
 )]
 struct Cli {
-    /// Log level for messages on stderr (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "error", value_name = "LEVEL")]
+    /// Log level for messages on stderr: off, error, warn, info, debug or trace; RUST_LOG
+    /// overrides it.
+    #[arg(long, global = true, default_value = "error", value_name = "LEVEL",
+          value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -116,12 +123,15 @@ struct SimulateArgs {
     /// What shapes the run: protocol, cluster, workload, faults, check.
     #[command(flatten)]
     run: RunArgs,
-    /// Run a campaign over seeds A to B inclusive (e.g. 1..100) and list the failing ones
-    /// with the command that replays each.
-    #[arg(long, value_name = "A..B", value_parser = parse_range, conflicts_with = "seed")]
-    seeds: Option<(u64, u64)>,
-    /// Campaign runs in parallel (one thread each).
-    #[arg(long, default_value_t = 1, value_name = "N", requires = "seeds")]
+    /// Run a campaign over seeds A to B inclusive (e.g. 1..100; A, B in
+    /// 0..=18446744073709551615), or from A on until interrupted (A..), and list the failing
+    /// ones with the command that replays each. Ctrl-C stops it and prints what it found so far.
+    #[arg(long, value_name = "A..B", value_parser = parse_seeds, conflicts_with = "seed",
+          allow_hyphen_values = true)]
+    seeds: Option<SeedRange>,
+    /// Campaign runs in parallel (one thread each), 1..=256.
+    #[arg(long, default_value_t = 1, value_name = "N", requires = "seeds",
+          value_parser = |s: &str| count_in(s, 1, 256), allow_hyphen_values = true)]
     jobs: usize,
     /// Write a self-contained HTML picture of the client history and the linearizability
     /// verdict to FILE.
@@ -169,23 +179,28 @@ struct CheckArgs {
 
 #[derive(Args, Debug, Clone)]
 struct BenchArgs {
-    /// Protocol to run: raft, paxos, multi-paxos or pbft.
-    #[arg(long, default_value = "raft", value_name = "P")]
-    protocol: ConsensusProtocol,
-    /// Nodes in the cluster.
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    nodes: usize,
-    /// Concurrent clients, each with one command in flight.
-    #[arg(long, default_value_t = 1, value_name = "C")]
+    /// Protocol to run (`consensus protocols` lists them; default raft, or the configuration
+    /// file's protocol).
+    #[arg(long, value_name = "P")]
+    protocol: Option<ConsensusProtocol>,
+    /// Nodes in the cluster, 1..=64 (default 3, or the configuration file's cluster_size).
+    #[arg(long, value_name = "N", value_parser = bench_nodes, allow_hyphen_values = true)]
+    nodes: Option<usize>,
+    /// Concurrent clients, each with one command in flight, 1..=10000.
+    #[arg(long, default_value_t = 1, value_name = "C",
+          value_parser = |s: &str| count_in(s, 1, MAX_CLIENTS), allow_hyphen_values = true)]
     clients: usize,
-    /// Commands to commit.
-    #[arg(long, default_value_t = 100_000, value_name = "OPS")]
+    /// Commands to commit, 1..=1000000000.
+    #[arg(long, default_value_t = 100_000, value_name = "OPS",
+          value_parser = |s: &str| whole_in(s, 1, 1_000_000_000), allow_hyphen_values = true)]
     ops: u64,
     /// What to replicate: noop (empty commands) or put (small writes).
     #[arg(long, value_enum, default_value_t = BenchCommandArg::Noop)]
     command: BenchCommandArg,
-    /// Sample resident memory every MS milliseconds (reported with --json; Linux only).
-    #[arg(long, value_name = "MS")]
+    /// Sample resident memory every MS milliseconds, 1..=3600000 (reported with --json; Linux
+    /// only).
+    #[arg(long, value_name = "MS", value_parser = |s: &str| whole_in(s, 1, MAX_MS),
+          allow_hyphen_values = true)]
     rss_interval_ms: Option<u64>,
     /// Run the clients on a thread of their own, the nodes on another, when the protocol allows it (default: one thread for everything).
     #[arg(long)]
@@ -221,8 +236,17 @@ fn main() -> ExitCode {
                         .skip_while(|l| l.is_empty())
                         .take_while(|l| !l.is_empty())
                         .collect();
-                    let first = first.join(" ");
-                    let first = first.trim_start_matches("error: ");
+                    let mut first = first.join(" ");
+                    // Echo only an excerpt of long user input.
+                    for arg in std::env::args_os().skip(1) {
+                        let arg = arg.to_string_lossy();
+                        if arg.chars().count() > consensus_engine::cli::EXCERPT_CHARS
+                            && first.contains(arg.as_ref())
+                        {
+                            first = first.replace(arg.as_ref(), &excerpt(&arg));
+                        }
+                    }
+                    let first = one_line(first.trim_start_matches("error: "), 400);
                     eprintln!("consensus: {first} (see consensus --help)");
                     return ExitCode::from(EXIT_USAGE);
                 }
@@ -251,8 +275,10 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
+/// Prints `message` as one line (cut to a few hundred characters) and
+/// exits 2.
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("consensus: {message}");
+    eprintln!("consensus: {}", one_line(&message.to_string(), 400));
     ExitCode::from(EXIT_USAGE)
 }
 
@@ -279,15 +305,18 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         Ok(d) => d,
         Err(e) => return usage_error(e),
     };
-    if let Some((from, to)) = args.seeds {
-        return campaign(&args, &config, driver, from, to);
+    if let Some(seeds) = args.seeds {
+        return campaign(&args, &config, driver, seeds);
     }
     let options = match simulate_options(&args, args.run.seed) {
         Ok(o) => o,
         Err(e) => return usage_error(e),
     };
     let began = Instant::now();
-    let run = match driver.simulate(&config, &options) {
+    let ticker = Ticker::start(format!("simulating seed {}", options.seed));
+    let run = driver.simulate(&config, &options);
+    drop(ticker);
+    let run = match run {
         Ok(run) => run,
         Err(
             e @ (EngineError::Config(_)
@@ -446,21 +475,39 @@ fn campaign(
     args: &SimulateArgs,
     config: &ConsensusConfig,
     driver: std::sync::Arc<dyn consensus_engine::ProtocolDriver>,
-    from: u64,
-    to: u64,
+    seeds: SeedRange,
 ) -> ExitCode {
     // Check the settings once, before any run.
-    let options = match simulate_options(args, from) {
+    let options = match simulate_options(args, seeds.from) {
         Ok(o) => o,
         Err(e) => return usage_error(e),
     };
-    if args.jobs == 0 {
-        return usage_error("--jobs must be at least 1");
+    // Ctrl-C stops the campaign: no new seed starts, the runs in flight
+    // finish and the summary so far is printed; a second Ctrl-C ends the
+    // program at once. (ctrlc: the campaign runs on plain threads, with no
+    // async runtime for tokio::signal to run on.)
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handler = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nconsensus: interrupted; finishing the runs in flight (Ctrl-C again to quit)");
+    });
+    if let Err(e) = handler {
+        tracing::warn!(error = %e, "cannot catch Ctrl-C; it will end the campaign without a summary");
     }
-    let mut campaign = Campaign::new(driver, config.clone(), options, from..=to).jobs(args.jobs);
+    let mut campaign = Campaign::new(driver, config.clone(), options, seeds.inclusive())
+        .jobs(args.jobs)
+        .stop_when(stop);
     let show_progress = std::io::stderr().is_terminal();
     if show_progress {
         campaign = campaign.on_progress(progress);
+    }
+    if show_progress {
+        // The first run may take a while: show the bar at once.
+        let total = u128::from(*seeds.inclusive().end() - seeds.from) + 1;
+        progress(0, u64::try_from(total).unwrap_or(u64::MAX), 0);
     }
     let report = campaign.run();
     if show_progress {
@@ -470,10 +517,11 @@ fn campaign(
         print_json(&report);
     } else {
         out!(
-            "{} campaign, {} nodes, seeds {from}..{to}: {} runs, {} passed, {} failed, {} undecided, {} errors, {} operations committed, {:.1} s",
+            "{} campaign, {} nodes, seeds {seeds}: {} runs{}, {} passed, {} failed, {} undecided, {} errors, {} operations committed, {:.1} s",
             report.protocol,
             report.nodes,
             report.runs,
+            if report.stopped { " (interrupted)" } else { "" },
             report.passed,
             report.failed.len(),
             report.undecided.len(),
@@ -503,6 +551,9 @@ fn campaign(
         for e in &report.errors {
             out!("  error: {e}");
         }
+        if report.runs == 0 {
+            out!("  no run was made: a campaign that ran nothing does not pass");
+        }
     }
     if !report.failed.is_empty() || !report.errors.is_empty() || report.runs == 0 {
         ExitCode::from(EXIT_FAILED)
@@ -513,15 +564,77 @@ fn campaign(
     }
 }
 
+/// While alive, and only when stderr is a terminal, shows on stderr that a
+/// long piece of work goes on: `what` and the seconds elapsed, from 1 s on,
+/// refreshed twice a second; the line is cleared when dropped.
+struct Ticker {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(what: String) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self {
+                done: None,
+                thread: None,
+            };
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let began = Instant::now();
+        let thread = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || {
+                let mut shown = false;
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    rx.recv_timeout(Duration::from_millis(500))
+                {
+                    let secs = began.elapsed().as_secs_f64();
+                    if secs >= 1.0 {
+                        let mut err = std::io::stderr();
+                        let _ = write!(err, "\r{what}: {secs:.0} s elapsed ");
+                        let _ = err.flush();
+                        shown = true;
+                    }
+                }
+                if shown {
+                    let mut err = std::io::stderr();
+                    let _ = write!(err, "\r\x1b[2K");
+                    let _ = err.flush();
+                }
+            })
+            .ok();
+        Self {
+            done: Some(tx),
+            thread,
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn progress(done: u64, total: u64, failed: u64) {
-    const WIDTH: u64 = 30;
-    let filled = (done * WIDTH / total.max(1)) as usize;
+    const WIDTH: u128 = 30;
+    let mut err = std::io::stderr();
+    if total == u64::MAX {
+        // Open-ended (or all 2^64 seeds): no bar.
+        let _ = write!(err, "\r{done} seeds, {failed} failed (Ctrl-C stops)");
+        let _ = err.flush();
+        return;
+    }
+    let filled = (u128::from(done) * WIDTH / u128::from(total.max(1))).min(WIDTH) as usize;
     let bar = format!(
         "{}{}",
         "#".repeat(filled),
         ".".repeat(WIDTH as usize - filled)
     );
-    let mut err = std::io::stderr();
     let _ = write!(err, "\r[{bar}] {done}/{total} seeds, {failed} failed");
     let _ = err.flush();
 }
@@ -591,10 +704,22 @@ fn check_history(args: CheckArgs) -> ExitCode {
 }
 
 fn bench(args: BenchArgs) -> ExitCode {
-    let config = match build_config(args.protocol.clone(), args.nodes, &args.cluster) {
+    // Without a flag or a file, 3 nodes.
+    let nodes = args.nodes.or(if args.cluster.config.is_none() {
+        Some(3)
+    } else {
+        None
+    });
+    let config = match build_config(args.protocol.clone(), nodes, &args.cluster) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
+    if config.cluster_size > MAX_BENCH_NODES {
+        return usage_error(format!(
+            "cluster_size {} (from --config) is out of range 1..={MAX_BENCH_NODES} for bench",
+            config.cluster_size
+        ));
+    }
     let driver = match Registry::builtin().driver(&config.protocol) {
         Ok(d) => d,
         Err(e) => return usage_error(e),
@@ -613,7 +738,13 @@ fn bench(args: BenchArgs) -> ExitCode {
     if let Err(e) = consensus_engine::bench::validate(&config, &options) {
         return usage_error(e);
     }
-    let report: BenchReport = match driver.bench(&config, &options) {
+    let ticker = Ticker::start(format!(
+        "bench: {} nodes, {} commands",
+        config.cluster_size, options.ops
+    ));
+    let report = driver.bench(&config, &options);
+    drop(ticker);
+    let report: BenchReport = match report {
         Ok(r) => r,
         Err(e) => {
             eprintln!("consensus: benchmark failed: {e}");
