@@ -11,6 +11,7 @@
 //! `TMPDIR` to measure another disk.
 //!
 //! Run: `cargo bench -p consensus-actors --bench disk`
+#![forbid(unsafe_code)]
 
 use consensus_actors::storage::{DiskStorage, Durable, LogStore};
 use consensus_actors::types::LogIndex;

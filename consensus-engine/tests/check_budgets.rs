@@ -3,6 +3,7 @@
 //! the same words in `check-history`, `simulate` and campaigns, undecided
 //! seeds listed apart from failures, and replay lines that carry the
 //! check's budgets.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

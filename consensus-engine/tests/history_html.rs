@@ -6,6 +6,7 @@
 //! Chromium is the Debian package `chromium` (or the binary named by
 //! `CHROMIUM`). When it is missing the test prints a skip line and passes,
 //! except under `CI=true`, where it fails: CI must install it.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

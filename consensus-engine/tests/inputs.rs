@@ -10,6 +10,7 @@
 //!   lines on stderr;
 //! - a property test feeds random argument lists and finds no panic;
 //! - the cases of the issue, one test each.
+#![forbid(unsafe_code)]
 
 use consensus_actors::config::ConsensusConfig;
 use consensus_engine::campaign::Campaign;

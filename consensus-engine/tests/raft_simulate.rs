@@ -2,6 +2,7 @@
 //! it: the run's trace holds the nodes' state changes (not only the
 //! network's deliveries), and a protocol variant registered under its own
 //! name runs like the stock one.
+#![forbid(unsafe_code)]
 
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::sim::TraceKind;

@@ -6,6 +6,7 @@
 //! acknowledged before the whole cluster is crashed, some of them compacted
 //! into snapshots, are all read back after the restart; the SafetyVerifier
 //! sees no violation.
+#![forbid(unsafe_code)]
 
 use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
 use consensus_actors::safety::SharedChecker;

@@ -3,6 +3,7 @@
 //!
 //! Run with `cargo run --example library`. The README's "Use it as a
 //! library" section shows this same program; CI runs it, so it cannot rot.
+#![forbid(unsafe_code)]
 
 use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::{ClientId, ConsensusConfig};

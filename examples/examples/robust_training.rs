@@ -21,6 +21,7 @@
 //! mean`); its only Byzantine worker kind is one that pushes sign-flipped
 //! gradients without ever waiting (`--byzantine 1`). `--protocol pbft` is
 //! refused until the PBFT crate exists.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 use model_agreement::gradient_consensus::Round;

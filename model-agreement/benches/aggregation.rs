@@ -1,6 +1,7 @@
 //! Aggregation on the hot path: 10 gradients of 1,000,000 `f32`, each rule.
 //!
 //! `cargo bench -p model-agreement --bench aggregation`
+#![forbid(unsafe_code)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use model_agreement::Aggregator;

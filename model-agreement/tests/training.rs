@@ -7,6 +7,7 @@
 //! parameters are within 0.1 of `w*` after 40 rounds (the noise floor of
 //! full-batch gradient descent on these shards is about 0.01); "does not
 //! converge" means they end more than 1.0 away.
+#![forbid(unsafe_code)]
 
 use consensus_actors::types::NodeId;
 use model_agreement::gradient_consensus::Round;

@@ -6,6 +6,7 @@
 //! deletion), 20 times on the same directory. After every kill the store
 //! reopens, and every acknowledged entry is there, at its position, in
 //! order; acknowledged purges and hard state are not undone.
+#![forbid(unsafe_code)]
 
 use consensus_actors::storage::{DiskOptions, DiskStorage, HardStateStore, LogStore};
 use consensus_actors::types::LogIndex;

@@ -106,7 +106,7 @@ enum Command {
     ///
     /// The defaults are the main job: Raft, 5 nodes, seed 1, every fault, 60 virtual seconds.
     /// Exits 0 only when safety held and the client history is linearizable.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Check a client history for linearizability against the key-value model.
     ///
     /// Exits 0 when linearizable, 1 when not, 2 when the file cannot be read or parsed,
@@ -257,7 +257,7 @@ fn main() -> ExitCode {
     // Injected component panics are logged (at warn) instead of printed.
     consensus_actors::supervision::install_panic_hook();
     match cli.command {
-        Command::Simulate(args) => simulate(args),
+        Command::Simulate(args) => simulate(*args),
         Command::CheckHistory(args) => check_history(args),
         Command::Bench(args) => bench(args),
         Command::Protocols => protocols(),

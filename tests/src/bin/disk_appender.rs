@@ -13,6 +13,7 @@
 //! rotation and segment deletion are all in flight when the kill lands.
 //!
 //! Usage: `disk_appender DIR SEED`.
+#![forbid(unsafe_code)]
 
 use consensus_actors::storage::{
     DiskOptions, DiskStorage, Durable, HardStateStore, LogStore, StorageError,
