@@ -292,7 +292,7 @@ pub trait NodeHandle {
 
     /// Makes the next sync of the node's store fail, its write torn or
     /// landed (the `disk` fault; see
-    /// [`MemStorage::fail_next_sync`](consensus_actors::storage::MemStorage::fail_next_sync)).
+    /// [`MemStorage::fail_next_sync`](crate::storage::MemStorage::fail_next_sync)).
     /// Returns false when the protocol cannot.
     fn fail_next_sync(&self, outcome: crate::storage::SyncFailure) -> bool {
         let _ = outcome;
