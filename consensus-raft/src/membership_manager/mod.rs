@@ -5,8 +5,8 @@
 //! | `core` | [`MembershipCore`]: the pure core (inputs in, effects out; no actix, no clock, no I/O), unit-tested rule by rule |
 //! | `actor.rs` | [`MembershipManager`]: the thin supervised actix actor that owns the core and carries out its effects in order |
 
-mod actor;
-mod core;
+pub mod actor;
+pub mod core;
 
 pub use self::actor::*;
 pub use self::core::*;
