@@ -62,7 +62,7 @@ fn the_trace_of_a_raft_simulation_records_state_changes() {
 
 /// A Raft variant registered under a name of its own (here the stock
 /// plug-in with a smaller batch) runs through the registry like the stock
-/// one and reports under its name.
+/// one, in the simulation and in the benchmark, and reports under its name.
 #[test]
 fn a_raft_variant_registers_under_its_own_name() {
     let name: consensus_actors::types::ConsensusProtocol = "raft-small-batches".parse().unwrap();
@@ -83,4 +83,19 @@ fn a_raft_variant_registers_under_its_own_name() {
     assert!(run.report.passed(), "{:?}", run.report.violations);
     assert_eq!(run.report.protocol, name);
     assert!(run.report.committed > 50, "{}", run.report.committed);
+    // The same variant under the real-clock benchmark.
+    let bench = registry
+        .driver(&name)
+        .unwrap()
+        .bench(
+            &config,
+            &consensus_engine::BenchOptions {
+                clients: 4,
+                ops: 200,
+                ..consensus_engine::BenchOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(bench.ops, 200);
+    assert_eq!(bench.protocol, name);
 }

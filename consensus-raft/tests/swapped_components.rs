@@ -47,7 +47,7 @@ use consensus_raft::sim::{NodeRegistry, RaftSimFactory};
 use consensus_raft::slots::{
     CompactorHandles, Component, ElectionHandles, RaftSlots, Slot, SlotContext,
 };
-use consensus_raft::snapshot_compactor::{CompactorEffect, SnapshotCore};
+use consensus_raft::snapshot_compactor::{CompactorEffect, CompactorInput, SnapshotCore};
 use consensus_raft::{Membership, RaftConfig};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -263,7 +263,7 @@ impl PolicyCompactor {
             if let Ok(Ok(meta)) = res {
                 act.last = Some(Instant::now());
                 act.done.fetch_add(1, Ordering::Relaxed);
-                act.core.handle_compacted(Ok(meta));
+                act.core.step(0, CompactorInput::Compacted(Ok(meta)));
             }
         }));
     }
@@ -326,7 +326,7 @@ impl Actor for PolicyCompactor {
         ));
         ctx.run_interval(Duration::from_millis(50), |act, _| {
             let now = act.now_us();
-            act.core.tick(now);
+            act.core.step(now, CompactorInput::Tick);
             act.run_effects();
         });
     }
@@ -344,7 +344,7 @@ impl Handler<RaftEvents> for PolicyCompactor {
     fn handle(&mut self, m: RaftEvents, ctx: &mut Context<Self>) {
         let now = self.now_us();
         for e in &m.0 {
-            self.core.handle_event(now, e);
+            self.core.step(now, CompactorInput::Event(e));
             if let RaftEvent::Progress(p) = e {
                 self.maybe_compact(p.last_applied, p.snapshot_index, ctx);
             }
@@ -358,10 +358,20 @@ impl Handler<PeerMessage<Cmd>> for PolicyCompactor {
     fn handle(&mut self, m: PeerMessage<Cmd>, _: &mut Context<Self>) {
         let now = self.now_us();
         match m.msg {
-            RaftMessage::InstallSnapshot(s) => self.core.handle_install_snapshot(now, m.from, *s),
-            RaftMessage::InstallSnapshotResponse(r) => {
-                self.core.handle_install_snapshot_response(now, m.from, r)
-            }
+            RaftMessage::InstallSnapshot(s) => self.core.step(
+                now,
+                CompactorInput::InstallSnapshot {
+                    from: m.from,
+                    message: *s,
+                },
+            ),
+            RaftMessage::InstallSnapshotResponse(r) => self.core.step(
+                now,
+                CompactorInput::InstallSnapshotResponse {
+                    from: m.from,
+                    response: r,
+                },
+            ),
             _ => {}
         }
         self.run_effects();

@@ -9,7 +9,7 @@ use crate::actors::{
 use crate::config::RaftConfig;
 use crate::configuration::Membership;
 use crate::membership_manager::{
-    ChangeId, MembershipChangeError, MembershipCore, MembershipEffect,
+    ChangeId, MembershipChangeError, MembershipCore, MembershipEffect, MembershipInput,
 };
 use actix::prelude::*;
 use consensus_actors::types::NodeId;
@@ -61,7 +61,7 @@ impl MembershipManager {
                     ctx.spawn(req.into_actor(self).map(|res, act, ctx| {
                         let now = act.now_us();
                         let result = res.unwrap_or(Err(crate::error::Refusal::Unavailable));
-                        act.core.handle_proposed(now, result);
+                        let _ = act.core.step(now, MembershipInput::Proposed(result));
                         act.run_effects(ctx);
                     }));
                 }
@@ -93,7 +93,7 @@ impl Actor for MembershipManager {
         let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
         ctx.run_interval(interval, |act, ctx| {
             let now = act.now_us();
-            act.core.tick(now);
+            let _ = act.core.step(now, MembershipInput::Tick);
             act.run_effects(ctx);
         });
     }
@@ -117,7 +117,7 @@ impl Handler<RaftEvents> for MembershipManager {
     fn handle(&mut self, m: RaftEvents, ctx: &mut Context<Self>) {
         let now = self.now_us();
         for e in &m.0 {
-            self.core.handle_event(now, e);
+            let _ = self.core.step(now, MembershipInput::Event(e));
         }
         self.run_effects(ctx);
     }
@@ -130,7 +130,10 @@ impl Handler<ChangeMembership> for MembershipManager {
         self.next_id += 1;
         let id = ChangeId(self.next_id);
         let now = self.now_us();
-        if let Err(e) = self.core.request_change(now, id, m.0) {
+        if let Err(e) = self
+            .core
+            .step(now, MembershipInput::RequestChange { id, kind: m.0 })
+        {
             return Box::pin(async move { Err(e) });
         }
         let (tx, rx) = oneshot::channel();

@@ -122,6 +122,26 @@ struct Change {
     next: Option<(Membership, StageAfter)>,
 }
 
+/// One input of the MembershipManager core; every input goes through
+/// [`MembershipCore::step`].
+#[derive(Clone, Debug)]
+pub enum MembershipInput<'a> {
+    /// A client asks for a change (the outcome comes as
+    /// [`MembershipEffect::ChangeDone`] unless refused at once).
+    RequestChange {
+        /// The change's id.
+        id: ChangeId,
+        /// What to change.
+        kind: ChangeKind,
+    },
+    /// The owner's answer to the last [`MembershipEffect::ProposeConfig`].
+    Proposed(Result<LogId, Refusal>),
+    /// An event of the owner.
+    Event(&'a RaftEvent),
+    /// The periodic check (every heartbeat interval).
+    Tick,
+}
+
 /// The MembershipManager core. See the [module documentation](self).
 pub struct MembershipCore {
     id: NodeId,
@@ -182,9 +202,58 @@ impl MembershipCore {
         &self.effective
     }
 
+    /// The one entry of the core: handles `input` at `now_us`, then checks
+    /// the core's invariants (in debug builds), so no input can skip them.
+    /// A change refused at once is the `Err`.
+    pub fn step(
+        &mut self,
+        now_us: u64,
+        input: MembershipInput<'_>,
+    ) -> Result<(), MembershipChangeError> {
+        let result = match input {
+            MembershipInput::RequestChange { id, kind } => self.request_change(now_us, id, kind),
+            MembershipInput::Proposed(result) => {
+                self.handle_proposed(now_us, result);
+                Ok(())
+            }
+            MembershipInput::Event(event) => {
+                self.handle_event(now_us, event);
+                Ok(())
+            }
+            MembershipInput::Tick => {
+                self.tick(now_us);
+                Ok(())
+            }
+        };
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+        result
+    }
+
+    /// The core's invariants, checked after every step: the committed
+    /// configuration is never newer than the one in effect; one change at a
+    /// time, and only one proposal outstanding; learners are tracked only
+    /// while a change is in progress; a joint configuration finishes on its
+    /// own only through an outstanding proposal.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.committed_id <= self.effective_id,
+            "{}: committed configuration {:?} is newer than the effective {:?}",
+            self.id,
+            self.committed_id,
+            self.effective_id
+        );
+        assert!(
+            !self.auto_finishing || self.proposing,
+            "{}: finishing a joint configuration without a proposal outstanding",
+            self.id
+        );
+    }
+
     /// Starts a change. Errors that can be told at once are returned;
     /// otherwise the outcome comes as [`MembershipEffect::ChangeDone`].
-    pub fn request_change(
+    fn request_change(
         &mut self,
         now_us: u64,
         id: ChangeId,
@@ -242,7 +311,7 @@ impl MembershipCore {
     }
 
     /// The owner's answer to the last [`MembershipEffect::ProposeConfig`].
-    pub fn handle_proposed(&mut self, now_us: u64, result: Result<LogId, Refusal>) {
+    fn handle_proposed(&mut self, now_us: u64, result: Result<LogId, Refusal>) {
         if !self.proposing {
             return;
         }
@@ -270,7 +339,7 @@ impl MembershipCore {
     }
 
     /// An event from the owner.
-    pub fn handle_event(&mut self, now_us: u64, event: &RaftEvent) {
+    fn handle_event(&mut self, now_us: u64, event: &RaftEvent) {
         match event {
             RaftEvent::RoleChanged { term, role, leader } => {
                 if *term < self.term {
@@ -326,7 +395,7 @@ impl MembershipCore {
 
     /// Periodic check (every heartbeat interval): abandons a learner that
     /// does not catch up in time.
-    pub fn tick(&mut self, now_us: u64) {
+    fn tick(&mut self, now_us: u64) {
         let timeout_us = self.cfg.learner_catchup_timeout_ms * 1000;
         let Some(c) = &self.change else {
             return;
@@ -470,6 +539,40 @@ impl MembershipCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every input goes through `step`, which ends with the invariant
+    /// check: a core whose state is broken is caught whatever the input.
+    #[test]
+    fn every_input_runs_the_invariant_check() {
+        let event = RaftEvent::RoleChanged {
+            term: Term(1),
+            role: NodeState::Follower,
+            leader: None,
+        };
+        let inputs = [
+            MembershipInput::RequestChange {
+                id: ChangeId(1),
+                kind: ChangeKind::AddNode(NodeId(9)),
+            },
+            MembershipInput::Proposed(Err(Refusal::Unavailable)),
+            MembershipInput::Event(&event),
+            MembershipInput::Tick,
+        ];
+        for input in inputs {
+            let mut c = MembershipCore::new(NodeId(1), RaftConfig::default());
+            assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = c.step(0, input.clone());
+            }))
+            .is_ok());
+            // Break an invariant behind the core's back.
+            c.auto_finishing = true;
+            c.proposing = false;
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = c.step(0, input.clone());
+            }));
+            assert!(caught.is_err(), "{input:?} skipped the invariant check");
+        }
+    }
     use crate::events::LogProgress;
     use std::collections::BTreeSet;
 

@@ -8,7 +8,7 @@ use crate::actors::{
 use crate::config::RaftConfig;
 use crate::error::Refusal;
 use crate::messages::RaftMessage;
-use crate::snapshot_compactor::{CompactorEffect, SnapshotCore};
+use crate::snapshot_compactor::{CompactorEffect, CompactorInput, SnapshotCore};
 use actix::prelude::*;
 use consensus_actors::transport::{Transport, Wire};
 use consensus_actors::types::{LogIndex, NodeId};
@@ -73,7 +73,8 @@ where
                         if let Ok(meta) = &result {
                             tracing::debug!(node = %act.id, last_included = %meta.last_included, "snapshot taken");
                         }
-                        act.core.handle_compacted(result);
+                        let now = act.now_us();
+                        act.core.step(now, CompactorInput::Compacted(result));
                         act.run_effects(ctx);
                     }));
                 }
@@ -133,7 +134,7 @@ where
         let interval = Duration::from_millis(self.cfg.heartbeat_interval_ms);
         ctx.run_interval(interval, |act, ctx| {
             let now = act.now_us();
-            act.core.tick(now);
+            act.core.step(now, CompactorInput::Tick);
             act.run_effects(ctx);
         });
     }
@@ -162,7 +163,7 @@ where
     fn handle(&mut self, m: RaftEvents, ctx: &mut Context<Self>) {
         let now = self.now_us();
         for e in &m.0 {
-            self.core.handle_event(now, e);
+            self.core.step(now, CompactorInput::Event(e));
         }
         self.run_effects(ctx);
     }
@@ -178,10 +179,20 @@ where
     fn handle(&mut self, m: PeerMessage<C>, ctx: &mut Context<Self>) {
         let now = self.now_us();
         match m.msg {
-            RaftMessage::InstallSnapshot(s) => self.core.handle_install_snapshot(now, m.from, *s),
-            RaftMessage::InstallSnapshotResponse(r) => {
-                self.core.handle_install_snapshot_response(now, m.from, r)
-            }
+            RaftMessage::InstallSnapshot(s) => self.core.step(
+                now,
+                CompactorInput::InstallSnapshot {
+                    from: m.from,
+                    message: *s,
+                },
+            ),
+            RaftMessage::InstallSnapshotResponse(r) => self.core.step(
+                now,
+                CompactorInput::InstallSnapshotResponse {
+                    from: m.from,
+                    response: r,
+                },
+            ),
             other => tracing::debug!(message = other.name(), "not for the snapshot compactor"),
         }
         self.run_effects(ctx);

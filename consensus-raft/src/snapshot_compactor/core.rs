@@ -99,6 +99,32 @@ struct Incoming {
     data: Vec<u8>,
 }
 
+/// One input of the SnapshotCompactor core; every input goes through
+/// [`SnapshotCore::step`].
+#[derive(Debug)]
+pub enum CompactorInput<'a> {
+    /// An event of the owner.
+    Event(&'a RaftEvent),
+    /// The owner's answer to [`CompactorEffect::Compact`].
+    Compacted(Result<SnapshotMeta, crate::error::Refusal>),
+    /// A chunk of a snapshot from the leader.
+    InstallSnapshot {
+        /// The sender.
+        from: NodeId,
+        /// The chunk.
+        message: InstallSnapshot,
+    },
+    /// A follower's answer to a chunk.
+    InstallSnapshotResponse {
+        /// The follower.
+        from: NodeId,
+        /// Its answer.
+        response: InstallSnapshotResponse,
+    },
+    /// The periodic check (every heartbeat interval).
+    Tick,
+}
+
 /// The SnapshotCompactor core. See the [module documentation](self).
 pub struct SnapshotCore {
     id: NodeId,
@@ -147,7 +173,54 @@ impl SnapshotCore {
     }
 
     /// An event from the owner.
-    pub fn handle_event(&mut self, now_us: u64, event: &RaftEvent) {
+    /// The one entry of the core: handles `input` at `now_us`, then checks
+    /// the core's invariants (in debug builds), so no input can skip them.
+    pub fn step(&mut self, now_us: u64, input: CompactorInput<'_>) {
+        match input {
+            CompactorInput::Event(event) => self.handle_event(now_us, event),
+            CompactorInput::Compacted(result) => self.handle_compacted(result),
+            CompactorInput::InstallSnapshot { from, message } => {
+                self.handle_install_snapshot(now_us, from, message)
+            }
+            CompactorInput::InstallSnapshotResponse { from, response } => {
+                self.handle_install_snapshot_response(now_us, from, response)
+            }
+            CompactorInput::Tick => self.tick(now_us),
+        }
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    /// The core's invariants, checked after every step: no transfer to
+    /// itself, every transfer's offset within its snapshot, and a snapshot
+    /// being received only from a leader of a term the node has seen.
+    pub fn check_invariants(&self) {
+        assert!(
+            !self.outgoing.contains_key(&self.id),
+            "{}: sending a snapshot to itself",
+            self.id
+        );
+        for (peer, o) in &self.outgoing {
+            assert!(
+                o.offset <= o.snapshot.data.len() as u64,
+                "{}: offset {} past the end of the snapshot for {peer}",
+                self.id,
+                o.offset
+            );
+        }
+        if let Some(inc) = &self.incoming {
+            assert!(
+                inc.term <= self.term,
+                "{}: receiving a snapshot of term {} above its term {}",
+                self.id,
+                inc.term,
+                self.term
+            );
+        }
+    }
+
+    fn handle_event(&mut self, now_us: u64, event: &RaftEvent) {
         match event {
             RaftEvent::RoleChanged { term, role, .. } => {
                 if *term < self.term {
@@ -216,7 +289,7 @@ impl SnapshotCore {
     }
 
     /// The owner's answer to [`CompactorEffect::Compact`].
-    pub fn handle_compacted(&mut self, result: Result<SnapshotMeta, crate::error::Refusal>) {
+    fn handle_compacted(&mut self, result: Result<SnapshotMeta, crate::error::Refusal>) {
         self.compacting = false;
         if let Ok(meta) = result {
             self.snapshot_index = self.snapshot_index.max(meta.last_included.index);
@@ -253,7 +326,7 @@ impl SnapshotCore {
     /// chunk (offset is 0)"; "Write data into snapshot file at given offset";
     /// "Reply and wait for more data chunks if done is false"; when done,
     /// hand the snapshot to the owner, which installs it and replies.
-    pub fn handle_install_snapshot(&mut self, _now_us: u64, from: NodeId, m: InstallSnapshot) {
+    fn handle_install_snapshot(&mut self, _now_us: u64, from: NodeId, m: InstallSnapshot) {
         let reply = |term, next_offset| CompactorEffect::SendResponse {
             to: from,
             msg: InstallSnapshotResponse {
@@ -333,7 +406,7 @@ impl SnapshotCore {
     }
 
     /// An answer from a follower receiving a snapshot.
-    pub fn handle_install_snapshot_response(
+    fn handle_install_snapshot_response(
         &mut self,
         now_us: u64,
         from: NodeId,
@@ -376,7 +449,7 @@ impl SnapshotCore {
 
     /// Periodic check (every heartbeat interval): resend a chunk that got no
     /// answer for two heartbeat intervals.
-    pub fn tick(&mut self, now_us: u64) {
+    fn tick(&mut self, now_us: u64) {
         let resend_after = 2 * self.cfg.heartbeat_interval_us();
         let stale: Vec<NodeId> = self
             .outgoing
@@ -393,6 +466,49 @@ impl SnapshotCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every input goes through `step`, which ends with the invariant
+    /// check: a core whose state is broken is caught whatever the input.
+    #[test]
+    fn every_input_runs_the_invariant_check() {
+        let event = RaftEvent::Progress(crate::events::LogProgress::default());
+        let make = || -> Vec<CompactorInput<'_>> {
+            vec![
+                CompactorInput::Event(&event),
+                CompactorInput::Compacted(Err(crate::error::Refusal::Unavailable)),
+                CompactorInput::InstallSnapshotResponse {
+                    from: NodeId(2),
+                    response: InstallSnapshotResponse {
+                        term: Term(0),
+                        last_included_index: LogIndex::ZERO,
+                        next_offset: 0,
+                        done: false,
+                    },
+                },
+                CompactorInput::Tick,
+            ]
+        };
+        for input in make() {
+            let name = format!("{input:?}");
+            let mut c = SnapshotCore::new(NodeId(1), cfg(), LogIndex::ZERO);
+            // Break an invariant behind the core's back: a transfer to itself.
+            c.outgoing.insert(
+                NodeId(1),
+                Outgoing {
+                    snapshot: Arc::new(Snapshot {
+                        meta: SnapshotMeta::default(),
+                        data: Arc::new(Vec::new()),
+                    }),
+                    offset: 0,
+                    sent_at_us: 0,
+                },
+            );
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.step(0, input);
+            }));
+            assert!(caught.is_err(), "{name} skipped the invariant check");
+        }
+    }
     use crate::error::Refusal;
     use crate::events::LogProgress;
 
