@@ -305,6 +305,8 @@ fn campaign(run: &RunArgs, seeds: (u64, u64), jobs: usize) -> bool {
 }
 
 fn main() {
+    // Injected component panics (the `panic` fault) are logged, not printed.
+    consensus_actors::supervision::install_panic_hook();
     if std::env::args().len() > 1 {
         let cli = Cli::parse();
         let seeds = cli.seeds.unwrap_or((cli.run.seed, cli.run.seed));

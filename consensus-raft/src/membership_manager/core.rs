@@ -75,7 +75,7 @@ pub enum MembershipChangeError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MembershipEffect {
     /// Ask the owner to append this configuration; answer with
-    /// [`MembershipCore::handle_proposed`].
+    /// [`MembershipInput::Proposed`].
     ProposeConfig {
         /// The leader's term.
         term: Term,
