@@ -203,7 +203,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5, value_name = "C", value_parser = parse_clients, allow_hyphen_values = true)]
     pub clients: usize,
     /// Faults to inject: none, all, or a comma-separated list of crash, partition, loss, dup,
-    /// reorder, panic, disk (failed syncs; not part of all).
+    /// reorder, panic, disk (failed syncs), quorum-loss, constrained, chained (OmniPaxos'
+    /// partial-connectivity scenarios, each held 5 s); the last four are not part of all.
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub faults: FaultSelection,
     /// Distinct keys the clients read and write, 1..=1000000.
@@ -681,9 +682,12 @@ mod tests {
                     Fault::Dup,
                     Fault::Reorder,
                     Fault::Panic,
-                    Fault::Disk
+                    Fault::Disk,
+                    Fault::QuorumLoss,
+                    Fault::Constrained,
+                    Fault::Chained
                 ],
-                1..=7
+                1..=10
             )
             .prop_map(FaultSelection::Only),
         ]

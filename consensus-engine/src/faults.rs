@@ -3,7 +3,9 @@
 
 use crate::error::EngineError;
 use crate::plugin::{Capabilities, NodeDirectory};
-use consensus_actors::sim::{FaultKind, FaultSchedule, NetworkFaults};
+use consensus_actors::history::{History, Outcome};
+use consensus_actors::observer::ClusterObserver;
+use consensus_actors::sim::{FaultAction, FaultEvent, FaultKind, FaultSchedule, NetworkFaults};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -33,11 +35,22 @@ pub enum Fault {
     /// restarted. Not part of `all` (yet): runs with `all` keep their
     /// trace hashes.
     Disk,
+    /// OmniPaxos' quorum-loss scenario: only one node (never the leader)
+    /// stays connected to all; every other link is cut. Held 5 s, then
+    /// healed. Not part of `all`.
+    QuorumLoss,
+    /// OmniPaxos' constrained election: a node is isolated until its log
+    /// is behind, then made the only quorum-connected node. Not part of
+    /// `all`.
+    Constrained,
+    /// OmniPaxos' chained scenario: the leader and one other node cannot
+    /// reach each other; all else works. Not part of `all`.
+    Chained,
 }
 
 impl Fault {
     /// Every fault family, in command-line order.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Crash,
         Fault::Partition,
         Fault::Loss,
@@ -45,7 +58,28 @@ impl Fault {
         Fault::Reorder,
         Fault::Panic,
         Fault::Disk,
+        Fault::QuorumLoss,
+        Fault::Constrained,
+        Fault::Chained,
     ];
+
+    /// Whether `all` includes this family (`disk` and the
+    /// partial-connectivity scenarios are only run when named, so runs
+    /// with `all` keep their trace hashes).
+    pub const fn in_all(self) -> bool {
+        !matches!(
+            self,
+            Fault::Disk | Fault::QuorumLoss | Fault::Constrained | Fault::Chained
+        )
+    }
+
+    /// Whether this family is one of the partial-connectivity scenarios.
+    pub const fn is_scenario(self) -> bool {
+        matches!(
+            self,
+            Fault::QuorumLoss | Fault::Constrained | Fault::Chained
+        )
+    }
 
     /// The command-line name.
     pub const fn name(self) -> &'static str {
@@ -57,6 +91,9 @@ impl Fault {
             Fault::Reorder => "reorder",
             Fault::Panic => "panic",
             Fault::Disk => "disk",
+            Fault::QuorumLoss => "quorum-loss",
+            Fault::Constrained => "constrained",
+            Fault::Chained => "chained",
         }
     }
 }
@@ -74,7 +111,8 @@ pub enum FaultSelection {
     /// No faults.
     None,
     /// Every family the protocol supports (`panic` only with
-    /// [`Capabilities::panic_injection`]), except `disk`.
+    /// [`Capabilities::panic_injection`]), except `disk` and the
+    /// partial-connectivity scenarios.
     #[default]
     All,
     /// Exactly these families.
@@ -83,7 +121,7 @@ pub enum FaultSelection {
 
 /// A `--faults` value that cannot be understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of crash, partition, loss, dup, reorder, panic, disk")]
+#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of crash, partition, loss, dup, reorder, panic, disk, quorum-loss, constrained, chained")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for FaultSelection {
@@ -107,6 +145,9 @@ impl FromStr for FaultSelection {
                 "reorder" => Fault::Reorder,
                 "panic" => Fault::Panic,
                 "disk" => Fault::Disk,
+                "quorum-loss" | "quorum_loss" => Fault::QuorumLoss,
+                "constrained" => Fault::Constrained,
+                "chained" => Fault::Chained,
                 _ => return Err(UnknownFault(part)),
             };
             if !faults.contains(&fault) {
@@ -142,7 +183,7 @@ impl FaultSelection {
             FaultSelection::All => Ok(Fault::ALL
                 .iter()
                 .copied()
-                .filter(|&f| f != Fault::Disk)
+                .filter(|&f| f.in_all())
                 .filter(|&f| f != Fault::Panic || capabilities.panic_injection)
                 .collect()),
             FaultSelection::Only(list) => {
@@ -159,11 +200,13 @@ impl FaultSelection {
 
 /// The nemesis for `faults` on a cluster of `nodes`: a fault every 0.5 to
 /// 3 s of virtual time, at most a minority down at once. `None` when there
-/// is nothing to inject.
+/// is nothing to inject. The partial-connectivity scenarios aim at the
+/// leader `observer` knows of.
 pub fn schedule_for(
     faults: &[Fault],
     nodes: usize,
     directory: &NodeDirectory,
+    observer: &ClusterObserver,
 ) -> Option<FaultSchedule> {
     let mut kinds = Vec::new();
     let has = |f: Fault| faults.contains(&f);
@@ -182,6 +225,15 @@ pub fn schedule_for(
     if rates {
         kinds.push(FaultKind::Faults);
     }
+    for (fault, kind) in [
+        (Fault::QuorumLoss, FaultKind::QuorumLoss),
+        (Fault::Constrained, FaultKind::Constrained),
+        (Fault::Chained, FaultKind::Chained),
+    ] {
+        if has(fault) {
+            kinds.push(kind);
+        }
+    }
     if kinds.is_empty() && !has(Fault::Panic) && !has(Fault::Disk) {
         return None;
     }
@@ -199,6 +251,10 @@ pub fn schedule_for(
         reorder: if has(Fault::Reorder) { 0.2 } else { 0.0 },
         reorder_window: Duration::from_millis(10),
     };
+    if faults.iter().any(|f| f.is_scenario()) {
+        let observer = observer.clone();
+        schedule = schedule.with_leader_hook(move || observer.current_leader().map(|(n, _)| n));
+    }
     if has(Fault::Panic) {
         let directory = directory.clone();
         schedule = schedule.with_panic_hook(move |node| {
@@ -222,9 +278,86 @@ pub fn schedule_for(
     Some(schedule)
 }
 
+/// How the cluster fared in one partial-connectivity scenario of a run:
+/// how long after it was set up commits resumed, if they did before the
+/// nemesis healed the network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioOutcome {
+    /// `quorum-loss`, `constrained` or `chained`.
+    pub scenario: String,
+    /// The scenario with its roles (hub, leader, far node).
+    pub detail: String,
+    /// When it was set up (virtual microseconds since the start).
+    pub at_us: u64,
+    /// How long it was held before the network healed (or the workload
+    /// ended), in virtual microseconds.
+    pub held_us: u64,
+    /// From set-up to the first acknowledged client operation invoked after
+    /// it; `None` when no operation invoked during the scenario was
+    /// acknowledged before the heal: commits stalled for the whole hold.
+    pub resumed_after_us: Option<u64>,
+}
+
+/// The outcome of every partial-connectivity scenario among `events` (the
+/// nemesis's faults) in `history`; `end_us` closes a scenario still held
+/// when the workload ended.
+pub fn scenario_outcomes(
+    events: &[FaultEvent],
+    history: &History,
+    end_us: u64,
+) -> Vec<ScenarioOutcome> {
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    // Acknowledged operations as (invoke, complete), by invocation.
+    let mut acked: Vec<(u64, u64)> = history
+        .operations
+        .iter()
+        .filter_map(|op| match op.outcome {
+            Outcome::Ok { complete_us, .. } => Some((op.invoke_us, complete_us)),
+            _ => None,
+        })
+        .collect();
+    acked.sort_unstable();
+    let mut outcomes = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let FaultAction::Connectivity { scenario, .. } = &event.action else {
+            continue;
+        };
+        if !scenario.is_main_stage() {
+            continue;
+        }
+        let at = micros(event.at);
+        let until = events[i + 1..]
+            .iter()
+            .find(|e| {
+                matches!(
+                    e.action,
+                    FaultAction::Heal | FaultAction::Connectivity { .. }
+                )
+            })
+            .map_or(end_us, |e| micros(e.at))
+            .max(at);
+        let first = acked.partition_point(|&(invoke, _)| invoke < at);
+        let resumed = acked[first..]
+            .iter()
+            .filter(|&&(invoke, complete)| invoke < until && complete <= until)
+            .map(|&(_, complete)| complete - at)
+            .min();
+        outcomes.push(ScenarioOutcome {
+            scenario: scenario.name().to_string(),
+            detail: scenario.to_string(),
+            at_us: at,
+            held_us: until - at,
+            resumed_after_us: resumed,
+        });
+    }
+    outcomes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use consensus_actors::sim::Scenario;
+    use consensus_actors::types::NodeId;
 
     fn caps(panic: bool) -> Capabilities {
         Capabilities {
@@ -284,8 +417,9 @@ mod tests {
     #[test]
     fn schedule_weights_follow_the_selection() {
         let dir = NodeDirectory::new();
-        assert!(schedule_for(&[], 5, &dir).is_none());
-        let s = schedule_for(&[Fault::Crash, Fault::Loss], 5, &dir).unwrap();
+        let obs = ClusterObserver::new();
+        assert!(schedule_for(&[], 5, &dir, &obs).is_none());
+        let s = schedule_for(&[Fault::Crash, Fault::Loss], 5, &dir, &obs).unwrap();
         let kinds: Vec<FaultKind> = s
             .weights
             .iter()
@@ -300,10 +434,10 @@ mod tests {
         assert_eq!(s.max_faults.loss, 0.1);
         assert_eq!(s.max_faults.duplicate, 0.0);
         assert_eq!(s.max_faults.reorder, 0.0);
-        let p = schedule_for(&[Fault::Panic], 3, &dir).unwrap();
+        let p = schedule_for(&[Fault::Panic], 3, &dir, &obs).unwrap();
         assert_eq!(p.weights.get(&FaultKind::Panic), Some(&1));
         assert_eq!(p.max_down, 1);
-        let d = schedule_for(&[Fault::Disk], 3, &dir).unwrap();
+        let d = schedule_for(&[Fault::Disk], 3, &dir, &obs).unwrap();
         assert_eq!(d.weights.get(&FaultKind::Disk), Some(&1));
         assert_eq!(d.weights.get(&FaultKind::Crash), None);
         assert_eq!(
@@ -314,5 +448,90 @@ mod tests {
             .resolve(&caps(true))
             .unwrap()
             .contains(&Fault::Disk));
+    }
+
+    #[test]
+    fn scenarios_are_named_apart_from_all() {
+        assert_eq!(
+            "quorum-loss,constrained,chained".parse::<FaultSelection>(),
+            Ok(FaultSelection::Only(vec![
+                Fault::QuorumLoss,
+                Fault::Constrained,
+                Fault::Chained
+            ]))
+        );
+        let all = FaultSelection::All.resolve(&caps(true)).unwrap();
+        assert!(all.iter().all(|f| !f.is_scenario()));
+        let dir = NodeDirectory::new();
+        let obs = ClusterObserver::new();
+        let s = schedule_for(&[Fault::Chained], 5, &dir, &obs).unwrap();
+        let kinds: Vec<FaultKind> = s
+            .weights
+            .iter()
+            .filter(|(_, &w)| w > 0)
+            .map(|(&k, _)| k)
+            .collect();
+        assert_eq!(kinds, vec![FaultKind::Chained]);
+    }
+
+    #[test]
+    fn outcomes_measure_the_first_commit_invoked_during_the_scenario() {
+        use consensus_actors::history::{ObservedOutput, OpId, Operation};
+        use consensus_actors::kv::KvCommand;
+        use consensus_actors::types::ClientId;
+        let op = |id: u64, invoke_us: u64, complete_us: u64| Operation {
+            id: OpId(id),
+            client: ClientId(id),
+            command: KvCommand::Get { key: "k".into() },
+            invoke_us,
+            outcome: Outcome::Ok {
+                output: ObservedOutput::Value(None),
+                complete_us,
+            },
+        };
+        let history = History {
+            operations: vec![
+                // Invoked before the first scenario: does not count.
+                op(1, 900_000, 1_200_000),
+                op(2, 1_300_000, 1_700_000),
+                op(3, 1_100_000, 1_500_000),
+                // Invoked during the second scenario, acknowledged after
+                // its heal: it stalled.
+                op(4, 5_000_000, 7_500_000),
+            ],
+        };
+        let scenario = Scenario::Chained {
+            leader: NodeId(1),
+            far: NodeId(2),
+        };
+        let at = |ms: u64| Duration::from_millis(ms);
+        let cut = FaultAction::Connectivity {
+            scenario,
+            blocked: scenario.blocked_links(&[NodeId(1), NodeId(2), NodeId(3)]),
+        };
+        let events = vec![
+            FaultEvent {
+                at: at(1_000),
+                action: cut.clone(),
+            },
+            FaultEvent {
+                at: at(3_000),
+                action: FaultAction::Heal,
+            },
+            FaultEvent {
+                at: at(4_000),
+                action: cut,
+            },
+            FaultEvent {
+                at: at(6_000),
+                action: FaultAction::Heal,
+            },
+        ];
+        let outcomes = scenario_outcomes(&events, &history, 10_000_000);
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(outcomes[0].scenario, "chained");
+        assert_eq!(outcomes[0].held_us, 2_000_000);
+        assert_eq!(outcomes[0].resumed_after_us, Some(500_000));
+        assert_eq!(outcomes[1].resumed_after_us, None);
     }
 }

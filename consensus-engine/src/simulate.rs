@@ -20,7 +20,7 @@
 //! Same plug-in, same options, same build: same trace hash, same report.
 
 use crate::error::EngineError;
-use crate::faults::{schedule_for, Fault, FaultSelection};
+use crate::faults::{scenario_outcomes, schedule_for, Fault, FaultSelection, ScenarioOutcome};
 use crate::host::{checking_for, safety_report, HostedFactory};
 use crate::registry::PluginSpec;
 use crate::timeline::Timeline;
@@ -181,6 +181,10 @@ pub struct SimulationReport {
     /// Virtual seconds per real second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speedup: Option<f64>,
+    /// Each partial-connectivity scenario the nemesis set up, and how long
+    /// commits took to resume in it (absent when there was none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scenarios: Vec<ScenarioOutcome>,
 }
 
 impl SimulationReport {
@@ -344,6 +348,7 @@ pub fn simulate<P: ProtocolPlugin>(
         network: raw.network,
         real_secs: None,
         speedup: None,
+        scenarios: scenario_outcomes(&raw.fault_events, &raw.history, raw.recovered_at_us),
     };
     let timeline = Timeline::build(
         config.cluster_size,
@@ -413,7 +418,7 @@ async fn run_cluster<P: ProtocolPlugin>(
         ));
     }
 
-    let fault_events = match schedule_for(&faults, nodes, &directory) {
+    let fault_events = match schedule_for(&faults, nodes, &directory, &observer) {
         Some(mut schedule) => schedule.run(&mut sim, options.duration).await,
         None => {
             sim.run_for(options.duration).await;

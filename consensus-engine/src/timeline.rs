@@ -470,6 +470,16 @@ fn fault_windows(events: &[FaultEvent], recovered_at_us: u64) -> Vec<FaultWindow
                 at,
                 at,
             ),
+            // A scenario heals the network, then cuts its own links.
+            FaultAction::Connectivity { scenario, .. } => {
+                if let Some((label, from)) = partition.take() {
+                    close(&mut windows, FaultRow::Network, label, from, at);
+                }
+                for (label, from) in network.drain(..) {
+                    close(&mut windows, FaultRow::Network, label, from, at);
+                }
+                network.push((scenario.to_string(), at));
+            }
         }
     }
     for (n, from) in crashed {

@@ -110,7 +110,7 @@ pub mod trace;
 #[cfg(test)]
 mod tests;
 
-pub use nemesis::{FaultAction, FaultEvent, FaultKind, FaultSchedule};
+pub use nemesis::{FaultAction, FaultEvent, FaultKind, FaultSchedule, Scenario};
 pub use network::{
     BlockLink, GetStats, Heal, Isolate, NetworkError, NetworkFaults, NetworkStats,
     NetworkStatsHandle, Partition, PortSwitch, SetFaults, SimNetwork, SimPort, UnblockLink,

@@ -16,6 +16,33 @@
 //! nemesis's next step the node is crashed (the process is gone, and its
 //! store drops what the failure did not make durable) and counts as down
 //! until a later `Restart`.
+//!
+//! # Partial connectivity
+//!
+//! [`FaultKind::QuorumLoss`], [`FaultKind::Constrained`] and
+//! [`FaultKind::Chained`] set up the three partial-connectivity scenarios of
+//! OmniPaxos (Ng et al., "OmniPaxos: Breaking the Barriers of Partial
+//! Connectivity", EuroSys 2023), in which every node is up and most links
+//! work, yet Raft-family protocols can stall or livelock:
+//!
+//! - **quorum-loss**: one node, the *hub*, stays connected to every other
+//!   node; every link not touching the hub is cut (both ways). The leader
+//!   (when the [leader hook](FaultSchedule::with_leader_hook) names one, it
+//!   is never the hub) loses its quorum; only the hub is quorum-connected.
+//! - **constrained**: first the hub is isolated for one pause (so its log
+//!   falls behind while the others commit), then the quorum-loss topology is
+//!   set up around that outdated hub, with the old leader cut off from the
+//!   hub as well (so nobody brings the hub up to date): the only
+//!   quorum-connected node cannot win an election that requires an
+//!   up-to-date log.
+//! - **chained**: only the links between the leader and one other node are
+//!   cut; that node still hears the rest, which still hear the leader.
+//!
+//! A scenario is held for [`FaultSchedule::scenario_hold`] of virtual time,
+//! then the nemesis heals the network. While one is set up, the nemesis
+//! draws no other network change (partition, link cut, isolation, heal),
+//! so crashes, panics, disk faults and fault rates still mix with it but the
+//! topology stays the scenario's.
 
 use super::network::NetworkFaults;
 use super::rng::nemesis_rng;
@@ -56,11 +83,20 @@ pub enum FaultKind {
     /// next step (the process is gone) and counts it down until a
     /// `Restart`.
     Disk,
+    /// Set up the quorum-loss scenario (see the module docs), held for
+    /// [`FaultSchedule::scenario_hold`].
+    QuorumLoss,
+    /// Set up the constrained-election scenario (see the module docs): the
+    /// hub is isolated first, then made the only quorum-connected node.
+    Constrained,
+    /// Set up the chained scenario (see the module docs): the leader and
+    /// one other node cannot reach each other.
+    Chained,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -70,7 +106,129 @@ impl FaultKind {
         FaultKind::Faults,
         FaultKind::Panic,
         FaultKind::Disk,
+        FaultKind::QuorumLoss,
+        FaultKind::Constrained,
+        FaultKind::Chained,
     ];
+
+    /// Whether this kind sets up a partial-connectivity scenario.
+    pub const fn is_scenario(self) -> bool {
+        matches!(
+            self,
+            FaultKind::QuorumLoss | FaultKind::Constrained | FaultKind::Chained
+        )
+    }
+
+    /// Whether this kind changes which links work (and so must wait while
+    /// a scenario is held).
+    const fn changes_links(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Partition | FaultKind::OneWay | FaultKind::Isolate | FaultKind::Heal
+        ) || self.is_scenario()
+    }
+}
+
+/// One stage of a partial-connectivity scenario (see the module docs),
+/// with the roles the nemesis drew for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scenario {
+    /// Quorum-loss: every link not touching `hub` is cut.
+    QuorumLoss {
+        /// The one node connected to all others.
+        hub: NodeId,
+        /// The leader when the scenario was set up, if known.
+        leader: Option<NodeId>,
+    },
+    /// First stage of the constrained election: `hub` is isolated so that
+    /// its log falls behind.
+    ConstrainedLag {
+        /// The node that will be the outdated hub.
+        hub: NodeId,
+    },
+    /// Constrained election: the quorum-loss topology around the outdated
+    /// `hub`, and `leader` cut off from the hub.
+    Constrained {
+        /// The one node connected to all others, with an outdated log.
+        hub: NodeId,
+        /// The leader when the scenario was set up, if known.
+        leader: Option<NodeId>,
+    },
+    /// Chained: the links between `leader` and `far` are cut both ways.
+    Chained {
+        /// The leader when the scenario was set up (or a drawn node when no
+        /// leader is known).
+        leader: NodeId,
+        /// The node cut off from it.
+        far: NodeId,
+    },
+}
+
+impl Scenario {
+    /// The scenario's command-line name (`quorum-loss`, `constrained`,
+    /// `chained`; the lag stage is part of `constrained`).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Scenario::QuorumLoss { .. } => "quorum-loss",
+            Scenario::ConstrainedLag { .. } | Scenario::Constrained { .. } => "constrained",
+            Scenario::Chained { .. } => "chained",
+        }
+    }
+
+    /// Whether this stage is the scenario proper (not a preparation such as
+    /// the constrained election's lag stage): the time to resume commits is
+    /// measured from it.
+    pub const fn is_main_stage(&self) -> bool {
+        !matches!(self, Scenario::ConstrainedLag { .. })
+    }
+
+    /// The directed links this stage cuts, sorted, among `members`.
+    pub fn blocked_links(&self, members: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+        let mut cut = Vec::new();
+        for &a in members {
+            for &b in members {
+                if a == b {
+                    continue;
+                }
+                let blocked = match *self {
+                    Scenario::QuorumLoss { hub, .. } => a != hub && b != hub,
+                    // As quorum-loss, and the old leader is cut off from the
+                    // hub too, so that nobody can bring the hub's log up to
+                    // date.
+                    Scenario::Constrained { hub, leader } => {
+                        (a != hub && b != hub)
+                            || leader.is_some_and(|l| (a, b) == (l, hub) || (a, b) == (hub, l))
+                    }
+                    Scenario::ConstrainedLag { hub } => a == hub || b == hub,
+                    Scenario::Chained { leader, far } => {
+                        (a == leader && b == far) || (a == far && b == leader)
+                    }
+                };
+                if blocked {
+                    cut.push((a, b));
+                }
+            }
+        }
+        cut.sort_unstable();
+        cut
+    }
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let leader =
+            |l: &Option<NodeId>| l.map_or_else(|| "unknown".to_string(), |l| l.to_string());
+        match self {
+            Scenario::QuorumLoss { hub, leader: l } => {
+                write!(f, "quorum-loss (hub {hub}, leader {})", leader(l))
+            }
+            Scenario::ConstrainedLag { hub } => write!(f, "constrained: {hub} falls behind"),
+            Scenario::Constrained { hub, leader: l } => {
+                write!(f, "constrained (outdated hub {hub}, leader {})", leader(l))
+            }
+            Scenario::Chained { leader, far } => write!(f, "chained (leader {leader}, far {far})"),
+        }
+    }
 }
 
 /// One fault, as applied to a simulation.
@@ -105,6 +263,14 @@ pub enum FaultAction {
         /// What the failed sync leaves of its writes.
         outcome: SyncFailure,
     },
+    /// Set up one stage of a partial-connectivity scenario: heal, then cut
+    /// exactly `blocked` (directed links).
+    Connectivity {
+        /// The scenario stage and its roles.
+        scenario: Scenario,
+        /// The directed links cut, `(from, to)`.
+        blocked: Vec<(NodeId, NodeId)>,
+    },
 }
 
 /// A fault applied at a virtual time.
@@ -132,21 +298,38 @@ pub struct FaultSchedule {
     /// are drawn uniformly up to these; base delay and reorder window are
     /// taken as they are.
     pub max_faults: NetworkFaults,
+    /// How long a partial-connectivity scenario is held before the nemesis
+    /// heals the network (default 5 s).
+    pub scenario_hold: Duration,
     panic_hook: Option<Box<dyn FnMut(NodeId)>>,
     disk_hook: Option<Box<dyn FnMut(NodeId, SyncFailure)>>,
+    leader_hook: Option<Box<dyn FnMut() -> Option<NodeId>>>,
     /// Nodes whose disk failed, to crash at the next step.
     disk_failed: BTreeSet<NodeId>,
+    /// The scenario being held, and until when (virtual time since start).
+    held: Option<HeldScenario>,
     rng: Option<ChaCha8Rng>,
 }
 
+/// A scenario stage the nemesis is holding.
+#[derive(Clone, Copy, Debug)]
+struct HeldScenario {
+    scenario: Scenario,
+    until: Duration,
+}
+
 impl FaultSchedule {
-    /// Every kind but `Panic` and `Disk` with weight 1, a fault every 0.5 to 3 s,
-    /// `max_down` nodes down at most, loss and duplication up to 10 %,
-    /// reordering up to 20 %, jitter up to 5 ms.
+    /// Every kind but `Panic`, `Disk` and the partial-connectivity
+    /// scenarios with weight 1, a fault every 0.5 to 3 s, `max_down` nodes
+    /// down at most, loss and duplication up to 10 %, reordering up to
+    /// 20 %, jitter up to 5 ms.
     pub fn new(max_down: usize) -> Self {
         let weights = FaultKind::ALL
             .iter()
-            .map(|&k| (k, u32::from(k != FaultKind::Panic && k != FaultKind::Disk)))
+            .map(|&k| {
+                let default = k != FaultKind::Panic && k != FaultKind::Disk && !k.is_scenario();
+                (k, u32::from(default))
+            })
             .collect();
         Self {
             min_interval: Duration::from_millis(500),
@@ -160,11 +343,31 @@ impl FaultSchedule {
                 reorder: 0.2,
                 ..NetworkFaults::none()
             },
+            scenario_hold: Duration::from_secs(5),
             panic_hook: None,
             disk_hook: None,
+            leader_hook: None,
             disk_failed: BTreeSet::new(),
+            held: None,
             rng: None,
         }
+    }
+
+    /// Installs the hook that names the current leader, if any (for
+    /// example from a [`ClusterObserver`](crate::observer::ClusterObserver)).
+    /// The partial-connectivity scenarios aim at it; without a hook, or
+    /// while no leader is known, they draw their roles from the seed alone.
+    #[must_use]
+    pub fn with_leader_hook(mut self, hook: impl FnMut() -> Option<NodeId> + 'static) -> Self {
+        self.leader_hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Sets how long a partial-connectivity scenario is held.
+    #[must_use]
+    pub fn with_scenario_hold(mut self, hold: Duration) -> Self {
+        self.scenario_hold = hold;
+        self
     }
 
     /// Only these kinds, weight 1 each.
@@ -215,13 +418,25 @@ impl FaultSchedule {
     }
 
     /// Picks the next fault for a cluster of `members` of which `up` are
-    /// running, or `None` when no kind applies.
+    /// running, or `None` when no kind applies. A scenario is aimed at
+    /// `leader` when one is given.
     pub fn pick(
         &self,
         rng: &mut ChaCha8Rng,
         members: &[NodeId],
         up: &[NodeId],
     ) -> Option<FaultAction> {
+        self.pick_with(rng, members, up, None)
+    }
+
+    fn pick_with(
+        &self,
+        rng: &mut ChaCha8Rng,
+        members: &[NodeId],
+        up: &[NodeId],
+        leader: Option<NodeId>,
+    ) -> Option<FaultAction> {
+        let holding = self.held.is_some();
         let down: Vec<NodeId> = members
             .iter()
             .copied()
@@ -238,11 +453,14 @@ impl FaultSchedule {
             FaultKind::Disk => {
                 self.disk_hook.is_some() && !up.is_empty() && down.len() < self.max_down
             }
+            // Every scenario needs a hub or a far node besides the leader.
+            FaultKind::QuorumLoss | FaultKind::Constrained => members.len() >= 3,
+            FaultKind::Chained => members.len() >= 2,
         };
         let choices: Vec<(FaultKind, u32)> = self
             .weights
             .iter()
-            .filter(|&(&k, &w)| w > 0 && applicable(k))
+            .filter(|&(&k, &w)| w > 0 && applicable(k) && !(holding && k.changes_links()))
             .map(|(&k, &w)| (k, w))
             .collect();
         let total: u64 = choices.iter().map(|&(_, w)| u64::from(w)).sum();
@@ -316,7 +534,57 @@ impl FaultSchedule {
                     SyncFailure::Landed
                 },
             },
+            FaultKind::QuorumLoss | FaultKind::Constrained | FaultKind::Chained => {
+                let leader = leader.filter(|l| members.contains(l));
+                // Anyone but the leader (the hub, or the node cut off from it).
+                let others: Vec<NodeId> = members
+                    .iter()
+                    .copied()
+                    .filter(|&n| Some(n) != leader)
+                    .collect();
+                let other = one_of(rng, &others);
+                let scenario = match kind {
+                    FaultKind::QuorumLoss => Scenario::QuorumLoss { hub: other, leader },
+                    FaultKind::Constrained => Scenario::ConstrainedLag { hub: other },
+                    _ => {
+                        let leader = match leader {
+                            Some(l) => l,
+                            None => {
+                                let rest: Vec<NodeId> =
+                                    others.iter().copied().filter(|&n| n != other).collect();
+                                one_of(rng, &rest)
+                            }
+                        };
+                        Scenario::Chained { leader, far: other }
+                    }
+                };
+                FaultAction::Connectivity {
+                    blocked: scenario.blocked_links(members),
+                    scenario,
+                }
+            }
         })
+    }
+
+    /// What the nemesis must do now because of the scenario it holds: heal
+    /// once the hold is over, or move the constrained election from its
+    /// lag stage to the scenario proper. `None` when nothing is due.
+    fn scenario_step(
+        &mut self,
+        now: Duration,
+        members: &[NodeId],
+        leader: Option<NodeId>,
+    ) -> Option<FaultAction> {
+        let held = self.held?;
+        if let Scenario::ConstrainedLag { hub } = held.scenario {
+            let leader = leader.filter(|&l| l != hub);
+            let scenario = Scenario::Constrained { hub, leader };
+            return Some(FaultAction::Connectivity {
+                blocked: scenario.blocked_links(members),
+                scenario,
+            });
+        }
+        (now >= held.until).then_some(FaultAction::Heal)
     }
 
     /// Applies one fault to `sim`.
@@ -356,6 +624,28 @@ impl FaultSchedule {
                 self.disk_failed.insert(*node);
                 Ok(())
             }
+            FaultAction::Connectivity { scenario, blocked } => {
+                sim.heal();
+                sim.trace().record_control(format!("scenario {scenario}"));
+                for &(from, to) in blocked {
+                    sim.block_link(from, to);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Tracks the scenario being held after `action` was applied at `now`.
+    fn note_applied(&mut self, action: &FaultAction, now: Duration) {
+        match action {
+            FaultAction::Connectivity { scenario, .. } => {
+                self.held = Some(HeldScenario {
+                    scenario: *scenario,
+                    until: now + self.scenario_hold,
+                });
+            }
+            FaultAction::Heal => self.held = None,
+            _ => {}
         }
     }
 
@@ -407,14 +697,20 @@ impl FaultSchedule {
             events.extend(self.crash_disk_failed(sim));
             let members = sim.members();
             let up = sim.up_nodes();
-            let Some(action) = self.pick(&mut rng, &members, &up) else {
+            let leader = self.leader_hook.as_mut().and_then(|hook| hook());
+            let due = self.scenario_step(sim.now(), &members, leader);
+            let Some(action) = due.or_else(|| self.pick_with(&mut rng, &members, &up, leader))
+            else {
                 continue;
             };
             match self.apply(sim, &action) {
-                Ok(()) => events.push(FaultEvent {
-                    at: sim.now(),
-                    action,
-                }),
+                Ok(()) => {
+                    self.note_applied(&action, sim.now());
+                    events.push(FaultEvent {
+                        at: sim.now(),
+                        action,
+                    });
+                }
                 Err(e) => tracing::warn!(error = %e, ?action, "nemesis: fault not applied"),
             }
         }

@@ -650,8 +650,10 @@ fn nemesis_is_seeded_and_recover_restores_the_cluster() {
             FaultAction::SetFaults(_) => "faults",
             FaultAction::Panic(_) => "panic",
             FaultAction::DiskFailure { .. } => "disk",
+            FaultAction::Connectivity { .. } => "scenario",
         })
         .collect();
+    assert!(!kinds.contains("scenario"), "scenarios only when asked for");
     assert!(!kinds.contains("panic"), "no hook, no panic");
     assert!(!kinds.contains("disk"), "no hook, no disk fault");
     assert_eq!(kinds.len(), 7, "{kinds:?}");
@@ -707,6 +709,105 @@ fn nemesis_disk_faults_hit_running_nodes_which_are_crashed_next_step() {
         }
         assert!(down.len() <= 2);
     }
+}
+
+#[test]
+fn scenarios_cut_the_links_of_their_topology() {
+    use super::Scenario;
+    let members: Vec<NodeId> = (1..=5).map(NodeId).collect();
+    let n = |i| NodeId(i);
+    // Quorum-loss: every link that does not touch the hub is cut, both ways.
+    let ql = Scenario::QuorumLoss {
+        hub: n(3),
+        leader: Some(n(1)),
+    }
+    .blocked_links(&members);
+    assert_eq!(ql.len(), 4 * 3);
+    assert!(ql.iter().all(|&(a, b)| a != n(3) && b != n(3)));
+    // Constrained: the same, and the old leader cut off from the hub.
+    let c = Scenario::Constrained {
+        hub: n(3),
+        leader: Some(n(1)),
+    }
+    .blocked_links(&members);
+    assert_eq!(c.len(), ql.len() + 2);
+    assert!(c.contains(&(n(1), n(3))) && c.contains(&(n(3), n(1))));
+    // Its lag stage isolates the hub.
+    let lag = Scenario::ConstrainedLag { hub: n(2) }.blocked_links(&members);
+    assert_eq!(lag.len(), 8);
+    assert!(lag.iter().all(|&(a, b)| a == n(2) || b == n(2)));
+    // Chained: only the leader and the far node cannot talk.
+    let ch = Scenario::Chained {
+        leader: n(1),
+        far: n(4),
+    }
+    .blocked_links(&members);
+    assert_eq!(ch, vec![(n(1), n(4)), (n(4), n(1))]);
+}
+
+#[test]
+fn nemesis_holds_each_scenario_then_heals_and_aims_at_the_leader() {
+    use super::Scenario;
+    let out = Simulation::run(
+        SimConfig::new(9, 5),
+        TestFactory::gossip(),
+        |mut sim| async move {
+            let mut nemesis = FaultSchedule::new(2)
+                .only(&[
+                    FaultKind::QuorumLoss,
+                    FaultKind::Constrained,
+                    FaultKind::Chained,
+                    FaultKind::Partition,
+                    FaultKind::Isolate,
+                    FaultKind::Heal,
+                ])
+                .with_scenario_hold(Duration::from_secs(4))
+                .with_leader_hook(|| Some(NodeId(2)));
+            nemesis.run(&mut sim, Duration::from_secs(300)).await
+        },
+    )
+    .expect("runs");
+    let events = &out.result;
+    let members: Vec<NodeId> = (1..=5).map(NodeId).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, e) in events.iter().enumerate() {
+        let FaultAction::Connectivity { scenario, blocked } = &e.action else {
+            continue;
+        };
+        seen.insert(scenario.name());
+        assert_eq!(*blocked, scenario.blocked_links(&members));
+        match *scenario {
+            Scenario::QuorumLoss { hub, leader } | Scenario::Constrained { hub, leader } => {
+                assert_ne!(hub, NodeId(2), "the hub is never the leader");
+                assert_eq!(leader, Some(NodeId(2)));
+            }
+            Scenario::Chained { leader, far } => {
+                assert_eq!(leader, NodeId(2));
+                assert_ne!(far, NodeId(2));
+            }
+            Scenario::ConstrainedLag { hub } => {
+                // The scenario proper follows at once, around the same hub.
+                assert!(
+                    matches!(
+                        events.get(i + 1).map(|n| &n.action),
+                        Some(FaultAction::Connectivity {
+                            scenario: Scenario::Constrained { hub: h, .. },
+                            ..
+                        }) if *h == hub
+                    ),
+                    "{events:?}"
+                );
+                continue;
+            }
+        }
+        // Held at least the hold, with no other change of links, then healed.
+        let Some(next) = events.get(i + 1) else {
+            break; // still held when the run ended
+        };
+        assert_eq!(next.action, FaultAction::Heal, "{events:?}");
+        assert!(next.at - e.at >= Duration::from_secs(4));
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
 }
 
 #[test]

@@ -461,6 +461,17 @@ fn print_summary(run: &SimulationRun) {
         },
         run.linearizability.keys
     );
+    for sc in &r.scenarios {
+        out!(
+            "  scenario:     {} at {}: {}",
+            sc.detail,
+            ms(sc.at_us),
+            match sc.resumed_after_us {
+                Some(us) => format!("commits resumed after {}", ms(us)),
+                None => format!("no commit for the whole {} held", ms(sc.held_us)),
+            }
+        );
+    }
     out!("  trace hash:   {}", r.trace_hash);
     for v in r.violations.iter().take(10) {
         out!("  violation ({}, {}): {}", v.kind, v.name, v.detail);
