@@ -133,6 +133,10 @@ fn acknowledged_writes_survive_a_whole_cluster_restart_from_disk() {
         for &n in &members {
             sim.crash(n).expect("crash");
         }
+        // The old incarnations stop (and close their stores, releasing each
+        // directory's lock) before the new ones open them: one writer per
+        // directory, as one process per node gives.
+        sim.run_for(Duration::from_millis(10)).await;
         for &n in &members {
             sim.restart(n).expect("restart");
         }
@@ -157,6 +161,7 @@ fn acknowledged_writes_survive_a_whole_cluster_restart_from_disk() {
         for &n in &members {
             sim.crash(n).expect("crash");
         }
+        sim.run_for(Duration::from_millis(10)).await;
         for &n in &members {
             let s = Store::open(base.join(format!("n{}", n.get()))).expect("reopens");
             assert!(

@@ -97,6 +97,10 @@ pub enum StorageError {
     /// The store is not accepting writes (fault injection, disk gone).
     #[error("storage unavailable")]
     Unavailable,
+    /// Another process (or another store in this process) holds the store's
+    /// directory: two writers would corrupt it.
+    #[error("storage directory {0} is in use by another process (its LOCK file is locked)")]
+    Locked(String),
 }
 
 /// Result of a storage operation.

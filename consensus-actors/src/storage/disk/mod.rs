@@ -59,8 +59,12 @@
 //! is `crc32c` (hardware CRC32C, the checksum of ext4, iSCSI and
 //! raft-engine).
 //!
-//! One process at a time: the store takes no lock on its directory, so two
-//! processes opening the same directory corrupt it.
+//! One process at a time: the store holds an exclusive lock on the file
+//! `LOCK` in its directory (`flock` on Unix) for as long as it is open; a
+//! second open, from this or another process, fails with
+//! [`StorageError::Locked`] instead of corrupting the log. The operating
+//! system releases the lock when the process dies, so a crash never leaves
+//! the directory locked.
 
 mod format;
 #[cfg(test)]
@@ -188,6 +192,9 @@ pub struct DiskStorage<H, E> {
     /// Test hook: the next record write fails as a failed `fdatasync` would.
     #[cfg(test)]
     fail_next_write: bool,
+    /// The open, exclusively locked `LOCK` file: released when the store
+    /// is dropped or the process dies.
+    _lock: File,
 }
 
 impl<H, E> fmt::Debug for DiskStorage<H, E> {
@@ -206,6 +213,22 @@ impl<H, E> fmt::Debug for DiskStorage<H, E> {
 
 fn io_err(what: &str, path: &Path, e: &io::Error) -> StorageError {
     StorageError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// Opens `dir/LOCK` and takes an exclusive lock on it without waiting.
+fn lock_dir(dir: &Path) -> StorageResult<File> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err("opening", &path, &e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StorageError::Locked(dir.display().to_string())),
+        Err(fs::TryLockError::Error(e)) => Err(io_err("locking", &path, &e)),
+    }
 }
 
 fn remove_file(path: &Path) {
@@ -363,9 +386,15 @@ where
     /// [`open`](Self::open) with options.
     pub fn open_with(dir: impl AsRef<Path>, opts: DiskOptions) -> StorageResult<Self> {
         let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, &e))?;
+        let lock = lock_dir(&dir)?;
+        Self::open_locked(dir, opts, lock)
+    }
+
+    /// Opens the store in `dir`, whose `LOCK` file `lock` is held.
+    fn open_locked(dir: PathBuf, opts: DiskOptions, lock: File) -> StorageResult<Self> {
         let mut stats = DiskStats::default();
         let mut opened = RecoveryStats::default();
-        fs::create_dir_all(&dir).map_err(|e| io_err("creating", &dir, &e))?;
         let (mut seqs, snaps) = Self::list_dir(&dir)?;
 
         // Only the newest run of consecutive segments counts: older ones
@@ -516,6 +545,7 @@ where
             opened,
             #[cfg(test)]
             fail_next_write: false,
+            _lock: lock,
         };
         match store.segments.keys().next_back() {
             Some(&active) => store.active = active,
@@ -810,8 +840,15 @@ where
 {
     /// Drops everything in memory (unsynced writes included) and recovers
     /// from the files, as a restart after a crash does.
+    /// The store keeps its directory's lock throughout.
     pub fn reopen(&mut self) -> StorageResult<()> {
-        let fresh = Self::open_with(&self.dir, self.opts)?;
+        // A duplicate of the locked file shares its lock (flock locks
+        // belong to the open file, not to the descriptor).
+        let lock = self
+            ._lock
+            .try_clone()
+            .map_err(|e| io_err("duplicating the lock of", &self.dir, &e))?;
+        let fresh = Self::open_locked(self.dir.clone(), self.opts, lock)?;
         *self = fresh;
         Ok(())
     }

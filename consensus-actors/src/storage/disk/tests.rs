@@ -47,6 +47,26 @@ fn passes_the_conformance_suite_with_a_segment_per_sync() {
 }
 
 #[test]
+fn a_second_open_of_a_directory_in_use_is_refused_until_the_first_closes() {
+    let dir = TempDir::new().unwrap();
+    let mut first = Store::open(dir.path()).unwrap();
+    first.append(&test_entries(1, 1, 3)).unwrap();
+    first.sync().unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StorageError::Locked(_)), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    // The refused open changed nothing: the first store goes on.
+    first.append(&test_entries(1, 4, 4)).unwrap();
+    first.sync().unwrap();
+    drop(first);
+    let s = Store::open(dir.path()).unwrap();
+    assert_log(&s, 1, &test_entries(1, 1, 4), "after the first closed");
+}
+
+#[test]
 fn reopen_recovers_everything_synced_and_nothing_else() {
     let dir = TempDir::new().unwrap();
     let snap = Snapshot::new(LogIndex(3), Term(1), b"m".to_vec(), vec![5; 5000]);
@@ -145,6 +165,7 @@ fn a_torn_record_with_zeroed_sectors_is_cut_off() {
     fs::write(&path, &bytes).unwrap();
     let s = Store::open(dir.path()).unwrap();
     assert_log(&s, 1, &test_entries(1, 1, 3), "zeroed tail cut");
+    drop(s);
     // And a header that never landed at all.
     let mut bytes = fs::read(&path).unwrap();
     bytes.extend_from_slice(&[0; 12]);
