@@ -187,7 +187,7 @@ impl Handler<Envelope<Msg>> for Node {
             Msg::Ping { seq, .. } => self.transport.send(env.from, Msg::Pong { seq }),
             Msg::Pong { .. } => {
                 self.pongs += 1;
-                if self.pongs % 100 == 0 {
+                if self.pongs.is_multiple_of(100) {
                     self.trace.record_value(self.id, "pongs", &self.pongs);
                 }
             }
@@ -219,7 +219,7 @@ impl Handler<Envelope<Msg>> for Node {
                     }
                 }
                 self.acked += 1;
-                if self.acked % 100 == 0 {
+                if self.acked.is_multiple_of(100) {
                     self.trace.record_value(self.id, "acked", &upto);
                 }
             }

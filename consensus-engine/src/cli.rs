@@ -451,7 +451,7 @@ impl RunArgs {
 pub struct NotReplayable(pub String);
 
 fn whole_ms(what: &str, d: Duration) -> Result<u128, NotReplayable> {
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(NotReplayable(format!(
             "{what} {d:?} is not a whole number of milliseconds"
         )));

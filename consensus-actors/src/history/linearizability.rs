@@ -1607,7 +1607,7 @@ impl<'s> Search<'s> {
                     .collect();
                 return SearchOutcome::Linearizable(order);
             }
-            if self.steps % INTERRUPT_POLL_STEPS == 0 {
+            if self.steps.is_multiple_of(INTERRUPT_POLL_STEPS) {
                 if let Some(interrupt) = options.interrupt {
                     if interrupt() {
                         return SearchOutcome::Stopped(Budget::Time);

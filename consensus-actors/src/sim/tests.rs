@@ -97,7 +97,7 @@ impl TestNode {
             let to = self.peers[self.rng.random_range(0..self.peers.len())];
             self.next_seq += 1;
             self.transport.send(to, Msg::Ping { seq: self.next_seq });
-            if self.next_seq % 10 == 0 {
+            if self.next_seq.is_multiple_of(10) {
                 self.trace
                     .record_value(self.id, "pinged", &(self.next_seq, to));
             }
