@@ -57,6 +57,7 @@ pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod host;
+pub mod load;
 pub mod network;
 pub mod registry;
 pub mod simulate;

@@ -74,7 +74,7 @@ const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_UNDECIDED: u8 = 3;
 
-use consensus_engine::cli::{memory_budget, DEFAULT_MAX_MEMORY_MIB};
+use consensus_engine::cli::{memory_budget, number_in, DEFAULT_MAX_MEMORY_MIB};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -116,6 +116,49 @@ enum Command {
     Bench(BenchArgs),
     /// List the protocols and whether this build runs them.
     Protocols,
+    /// Drive a real cluster over HTTP (`consensus node`'s API or etcd's v3 JSON gateway)
+    /// with closed-loop clients, and report writes and reads per second and their latency.
+    Load(LoadArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct LoadArgs {
+    /// The members' HTTP base URLs, comma-separated (e.g. http://127.0.0.1:8001,...).
+    #[arg(long, value_name = "URL,...", value_delimiter = ',', required = true)]
+    targets: Vec<String>,
+    /// The API the members speak: consensus or etcd.
+    #[arg(long, default_value = "consensus", value_name = "API")]
+    api: consensus_engine::load::Api,
+    /// Concurrent clients, 1..=4096 (each one request at a time).
+    #[arg(long, default_value_t = 16, value_name = "C",
+          value_parser = |s: &str| count_in(s, 1, 4096), allow_hyphen_values = true)]
+    clients: usize,
+    /// Client threads, 1..=64.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = |s: &str| count_in(s, 1, 64), allow_hyphen_values = true)]
+    threads: usize,
+    /// Seconds to run, 0.1..=86400.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS",
+          value_parser = |s: &str| number_in(s, 0.1, 86_400.0), allow_hyphen_values = true)]
+    duration: f64,
+    /// Bytes per value written, 1..=1048576.
+    #[arg(long, default_value_t = 256, value_name = "BYTES",
+          value_parser = |s: &str| count_in(s, 1, 1 << 20), allow_hyphen_values = true)]
+    value_size: usize,
+    /// Fraction of operations that are linearizable reads, 0..=1.
+    #[arg(long, default_value_t = 0.0, value_name = "F",
+          value_parser = |s: &str| number_in(s, 0.0, 1.0), allow_hyphen_values = true)]
+    reads: f64,
+    /// Distinct keys, 1..=1000000000.
+    #[arg(long, default_value_t = 1000, value_name = "K",
+          value_parser = |s: &str| whole_in(s, 1, 1_000_000_000), allow_hyphen_values = true)]
+    keys: u64,
+    /// Seed of the key, operation and value choices.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    seed: u64,
+    /// Print one JSON object (the report) as the last line of stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -261,7 +304,73 @@ fn main() -> ExitCode {
         Command::CheckHistory(args) => check_history(args),
         Command::Bench(args) => bench(args),
         Command::Protocols => protocols(),
+        Command::Load(args) => load(args),
     }
+}
+
+fn load(args: LoadArgs) -> ExitCode {
+    use consensus_engine::load::{run_load, LoadOptions};
+    let options = LoadOptions {
+        targets: args
+            .targets
+            .iter()
+            .map(|t| t.trim().trim_end_matches('/').to_string())
+            .collect(),
+        api: args.api,
+        clients: args.clients,
+        threads: args.threads,
+        duration: Duration::from_secs_f64(args.duration),
+        value_size: args.value_size,
+        read_fraction: args.reads,
+        keys: args.keys,
+        seed: args.seed,
+        ..LoadOptions::default()
+    };
+    if let Err(e) = options.validate() {
+        return usage_error(e);
+    }
+    let report = match run_load(&options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("consensus: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        print_json(&report);
+    } else {
+        out!(
+            "load: {} on {}, {} clients, {} B values, {:.0}% reads, {:.1} s",
+            report.api,
+            report.targets.join(","),
+            report.clients,
+            report.value_size,
+            report.read_fraction * 100.0,
+            report.duration_secs
+        );
+        for (name, f) in [("writes", &report.writes), ("reads", &report.reads)] {
+            out!(
+                "  {name:<7} {:>10.0}/s  ok {}  errors {}  p50 {}  p99 {}  max {}",
+                f.per_sec,
+                f.ok,
+                f.errors,
+                ms(f.latency_us.p50),
+                ms(f.latency_us.p99),
+                ms(f.latency_us.max)
+            );
+        }
+        out!(
+            "  {} redirects followed, {} retries",
+            report.redirects,
+            report.retries
+        );
+    }
+    let errors = report.writes.errors + report.reads.errors;
+    if report.writes.ok + report.reads.ok == 0 || errors > 0 {
+        eprintln!("consensus: load: {errors} operations failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logging(level: &str) {
