@@ -332,6 +332,9 @@ struct Shared<M: Wire> {
     inbox: Mutex<Option<actix::Recipient<Envelope<M>>>>,
     stats: Arc<TcpStats>,
     stop: watch::Sender<bool>,
+    /// The runtime the transport started on: its tasks run there whichever
+    /// thread adds a peer.
+    runtime: tokio::runtime::Handle,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -473,6 +476,7 @@ impl<M: Wire> TcpTransport<M> {
             inbox: Mutex::new(None),
             stats: Arc::new(TcpStats::default()),
             stop,
+            runtime: tokio::runtime::Handle::current(),
             tasks: Mutex::new(Vec::new()),
         });
         let accept = tokio::spawn(accept_loop(Arc::clone(&shared), listener));
@@ -512,8 +516,8 @@ impl<M: Wire> TcpTransport<M> {
     }
 
     /// Makes `peer` a member this node accepts and dials, at `addr` (a known
-    /// peer moves to `addr`: the next dial goes there). Must run inside a
-    /// tokio runtime.
+    /// peer moves to `addr`: the next dial goes there). Any thread may call
+    /// it; the peer's writer runs on the transport's runtime.
     pub fn add_peer(&self, peer: NodeId, addr: SocketAddr) {
         if peer == self.shared.local {
             return;
@@ -533,7 +537,10 @@ impl<M: Wire> TcpTransport<M> {
             },
         );
         drop(peers);
-        let task = tokio::spawn(writer_loop(Arc::clone(&self.shared), peer, addr_rx, rx));
+        let task =
+            self.shared
+                .runtime
+                .spawn(writer_loop(Arc::clone(&self.shared), peer, addr_rx, rx));
         lock(&self.shared.tasks).push(task);
     }
 

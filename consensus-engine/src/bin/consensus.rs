@@ -116,6 +116,15 @@ enum Command {
     Bench(BenchArgs),
     /// List the protocols and whether this build runs them.
     Protocols,
+    /// Run one node of a real cluster: Raft on disk, authenticated TCP to its peers, and the
+    /// key-value store's HTTP API.
+    ///
+    /// Example (three terminals, one node each):
+    /// consensus node --id 1 --listen 127.0.0.1:7001 --http 127.0.0.1:8001 --data-dir n1
+    /// --peers 2=127.0.0.1:7002/127.0.0.1:8002,3=127.0.0.1:7003/127.0.0.1:8003
+    /// Stops cleanly on Ctrl-C or SIGTERM. Exits 2 on a bad flag, an unreadable key file or
+    /// data dir, or a port in use (one line on stderr).
+    Node(Box<consensus_engine::node::NodeArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -261,6 +270,22 @@ fn main() -> ExitCode {
         Command::CheckHistory(args) => check_history(args),
         Command::Bench(args) => bench(args),
         Command::Protocols => protocols(),
+        Command::Node(args) => node(*args),
+    }
+}
+
+fn node(args: consensus_engine::node::NodeArgs) -> ExitCode {
+    use consensus_engine::node::NodeRunError;
+    match consensus_engine::node::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ NodeRunError::Runtime(_)) => {
+            eprintln!("consensus node: {}", one_line(&e.to_string(), 400));
+            ExitCode::from(EXIT_FAILED)
+        }
+        Err(e) => {
+            eprintln!("consensus node: {}", one_line(&e.to_string(), 400));
+            ExitCode::from(EXIT_USAGE)
+        }
     }
 }
 
