@@ -609,3 +609,31 @@ fn a_fourth_node_joins_and_a_node_is_removed() {
         Ended::Fail(e) | Ended::Unknown(e) => panic!("no read after the removal: {e}"),
     }
 }
+
+#[test]
+fn sigterm_stops_a_node_cleanly_and_a_restart_keeps_its_state() {
+    let mut cluster = Cluster::new(1);
+    cluster.start(1, false);
+    cluster.leader_among(&[1]);
+    let r = http(&cluster.http(1), "PUT", "/kv/kept", "yes").expect("put");
+    assert_eq!(r.status, 200, "{r:?}");
+    cluster.signal(1, "-TERM");
+    let mut child = cluster
+        .nodes
+        .get_mut(&1)
+        .and_then(|n| n.child.take())
+        .expect("running");
+    let began = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(began.elapsed() < DEADLINE, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "a clean exit");
+    cluster.start(1, false);
+    cluster.leader_among(&[1]);
+    let r = http(&cluster.http(1), "GET", "/kv/kept", "").expect("get");
+    assert_eq!((r.status, r.body.as_str()), (200, "yes"));
+}
