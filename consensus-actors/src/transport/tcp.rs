@@ -20,6 +20,8 @@
 //!   from [`TcpConfig::backoff_min`] to [`TcpConfig::backoff_max`];
 //!   messages queued while no connection is up are dropped and counted
 //!   (they are stale by the time one is).
+//! * **Inbound.** Messages go to the registered inbox; while its mailbox
+//!   is full, the connection is not read (TCP pushes back on the sender).
 //! * **Refusals.** An unknown peer, a failed handshake, a malformed,
 //!   truncated or oversized frame closes that connection, logs the reason
 //!   (`tracing`, warn) and counts it in [`TcpStats`]; the node keeps
@@ -701,13 +703,28 @@ async fn serve_inbound<M: Wire>(shared: Arc<Shared<M>>, stream: TcpStream, remot
         };
         bump(&shared.stats.received);
         let inbox = lock(&shared.inbox).clone();
-        match inbox {
-            Some(inbox) => inbox.do_send(Envelope {
-                from: peer,
-                to: shared.local,
-                msg,
-            }),
-            None => bump(&shared.stats.dropped_no_inbox),
+        let Some(inbox) = inbox else {
+            bump(&shared.stats.dropped_no_inbox);
+            continue;
+        };
+        let env = Envelope {
+            from: peer,
+            to: shared.local,
+            msg,
+        };
+        match inbox.try_send(env) {
+            Ok(()) => {}
+            // The node's mailbox is full: stop reading this connection until
+            // it takes the message (TCP pushes back on the sender), rather
+            // than queue without bound.
+            Err(actix::prelude::SendError::Full(env)) => {
+                tokio::select! {
+                    _ = stopped(&mut stop) => return,
+                    _ = inbox.send(env) => {}
+                }
+            }
+            // The node stopped; a restarted one registers again.
+            Err(actix::prelude::SendError::Closed(_)) => bump(&shared.stats.dropped_no_inbox),
         }
     }
 }
