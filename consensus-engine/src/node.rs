@@ -31,6 +31,9 @@
 //!
 //! Data directory: `raft/` (the store), `peers.json` (addresses learned
 //! through `PUT /peers`), `starts` (how many times the node started).
+//! Every 2 s a node also asks one known node, in turn, for its `/status`
+//! and learns the nodes listed there that it does not know (a node that
+//! was down while a member was added catches up with the address).
 //!
 //! Ctrl-C or SIGTERM stops the HTTP server (in-flight requests finish),
 //! then the node and the transport. A restart with the same `--data-dir`
@@ -492,6 +495,7 @@ async fn serve(
     });
     shared.metrics.starts.store(starts, Ordering::Relaxed);
     let watcher = actix::spawn(watch_leader(Arc::clone(&shared)));
+    let learner = actix::spawn(learn_peers(Arc::clone(&shared)));
 
     let data = web::Data::from(Arc::clone(&shared));
     let server = HttpServer::new(move || {
@@ -523,6 +527,7 @@ async fn serve(
         .map_err(|e| NodeRunError::Runtime(format!("HTTP server: {e}")));
     tracing::info!(node = %id, "shutting down");
     watcher.abort();
+    learner.abort();
     node.shutdown().await;
     tcp.shutdown().await;
     result
@@ -1128,43 +1133,46 @@ async fn metrics(shared: web::Data<NodeShared>) -> HttpResponse {
         .body(out)
 }
 
-/// A minimal HTTP/1.1 PUT (one request per connection) for the node's
-/// internal calls; returns the status code, an error for anything but 2xx.
-async fn http_put(
+/// A minimal HTTP/1.1 exchange (one request per connection, answers up to
+/// 1 MiB) for the node's internal calls: the status and the body, an error
+/// for anything but 2xx.
+async fn http_call(
     addr: SocketAddr,
+    method: &str,
     path: &str,
     body: &str,
     limit: Duration,
-) -> Result<u16, String> {
+) -> Result<Vec<u8>, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let request = format!(
-            "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         s.write_all(request.as_bytes())
             .await
             .map_err(|e| format!("write: {e}"))?;
-        let mut head = Vec::new();
-        let mut buf = [0u8; 256];
-        while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 4096 {
-            let n = s.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        let line = String::from_utf8_lossy(&head);
-        let code = line
+        let mut answer = Vec::new();
+        (&mut s)
+            .take(1 << 20)
+            .read_to_end(&mut answer)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| "no HTTP answer".to_string())?;
+        let head = String::from_utf8_lossy(&answer[..split]);
+        let code = head
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse::<u16>().ok())
             .ok_or_else(|| "no HTTP status in the answer".to_string())?;
         if (200..300).contains(&code) {
-            Ok(code)
+            Ok(answer[split + 4..].to_vec())
         } else {
             Err(format!("HTTP {code}"))
         }
@@ -1172,6 +1180,47 @@ async fn http_put(
     tokio::time::timeout(limit, exchange)
         .await
         .map_err(|_| "timed out".to_string())?
+}
+
+/// `PUT` through [`http_call`].
+async fn http_put(addr: SocketAddr, path: &str, body: &str, limit: Duration) -> Result<(), String> {
+    http_call(addr, "PUT", path, body, limit).await.map(|_| ())
+}
+
+/// Every few seconds, asks one known node (in turn) for its `/status` and
+/// learns the nodes it lists that this one does not know: a node that was
+/// down while a member was added (`PUT /peers` missed it) learns where the
+/// new member listens before it must accept its connections.
+async fn learn_peers(shared: Arc<NodeShared>) {
+    let mut turn = 0usize;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let known: Vec<SocketAddr> = lock(&shared.peers)
+            .values()
+            .filter_map(|p| p.http)
+            .collect();
+        if known.is_empty() {
+            continue;
+        }
+        turn = turn.wrapping_add(1);
+        let target = known[turn % known.len()];
+        let Ok(body) = http_call(target, "GET", "/status", "", Duration::from_secs(1)).await else {
+            continue;
+        };
+        let Ok(status) = serde_json::from_slice::<StatusBody>(&body) else {
+            continue;
+        };
+        for (id, addr) in status.peers {
+            let id = NodeId(id);
+            let unknown = id != shared.id && !lock(&shared.peers).contains_key(&id);
+            if unknown {
+                tracing::info!(node = %shared.id, peer = %id, via = %target, "learned a peer");
+                if let Err(e) = shared.learn_peer(id, addr) {
+                    tracing::warn!(node = %shared.id, error = %e, "could not record a peer");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -158,6 +158,12 @@ impl Cluster {
 
     fn start(&mut self, id: u64, join: bool) {
         let peers = self.peers();
+        self.start_with_peers(id, join, &peers);
+    }
+
+    /// Starts `id` with `peers` as its `--peers` (nodes it does not list it
+    /// must learn from the others).
+    fn start_with_peers(&mut self, id: u64, join: bool, peers: &str) {
         let log = self.tmp.path().join(format!("n{id}.log"));
         let node = self.nodes.get_mut(&id).expect("defined");
         assert!(node.child.is_none(), "n{id} runs already");
@@ -170,7 +176,7 @@ impl Cluster {
         cmd.args(["--id", &id.to_string()])
             .args(["--listen", &node.raft])
             .args(["--http", &node.http])
-            .args(["--peers", &peers])
+            .args(["--peers", peers])
             .arg("--data-dir")
             .arg(&node.dir)
             .args(["--request-timeout-ms", "3000"])
@@ -320,6 +326,8 @@ fn request(nodes: &[String], start: usize, method: &str, path: &str, body: &str)
                 last = e;
             }
         }
+        // Shown when the test fails.
+        eprintln!("{method} {path} at {target}: {last}");
         i += 1;
         target = nodes[i % nodes.len()].clone();
         std::thread::sleep(Duration::from_millis(20));
@@ -549,6 +557,15 @@ fn a_fourth_node_joins_and_a_node_is_removed() {
         assert_eq!(r.status, 200, "{r:?}");
     }
 
+    // One follower is down while node 4 is added: it misses being told
+    // where node 4 listens.
+    let away = [1, 2, 3]
+        .into_iter()
+        .find(|n| *n != leader)
+        .expect("follower");
+    let peers_without_4 = cluster.peers();
+    cluster.kill(away);
+
     // Node 4 starts empty and joins through the leader (asked on any node:
     // a follower redirects).
     cluster.define(4);
@@ -559,12 +576,20 @@ fn a_fourth_node_joins_and_a_node_is_removed() {
     );
     let follower = [1, 2, 3]
         .into_iter()
-        .find(|n| *n != leader)
+        .find(|n| *n != leader && *n != away)
         .expect("follower");
     match request(&[cluster.http(follower)], 0, "POST", "/members", &body) {
         Ended::Ok(r) => assert_eq!(r.status, 200, "{r:?}"),
         Ended::Fail(e) | Ended::Unknown(e) => panic!("adding node 4 failed: {e}"),
     }
+    // The follower comes back knowing only 1..3 (its flags and its data
+    // dir): it learns node 4's address from the others and catches up.
+    cluster.start_with_peers(away, false, &peers_without_4);
+    cluster.wait_until("the returning follower learns node 4's address", || {
+        cluster
+            .status(away)
+            .is_some_and(|s| s["peers"]["4"]["raft"] == cluster.nodes[&4].raft.as_str())
+    });
     cluster.wait_until("every node sees four voters", || {
         [1, 2, 3, 4].iter().all(|id| {
             cluster
