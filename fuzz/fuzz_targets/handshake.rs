@@ -5,9 +5,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use consensus_actors::transport::tcp::handshake::{
-    AcceptorHandshake, ClusterKey, DialerHandshake,
-};
+use consensus_actors::transport::tcp::handshake::{AcceptorHandshake, ClusterKey, DialerHandshake};
 use consensus_actors::NodeId;
 use libfuzzer_sys::fuzz_target;
 
@@ -19,9 +17,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((state, _challenge)) =
         AcceptorHandshake::on_hello("fuzz", NodeId(2), &key, |n| n == NodeId(1), [9; 32], first)
     {
-        assert!(state.on_proof(&key, second).is_err(), "a forged proof verified");
+        assert!(
+            state.on_proof(&key, second).is_err(),
+            "a forged proof verified"
+        );
     }
     // The dialer: a Challenge from the fuzzer.
     let (dialer, _hello) = DialerHandshake::start("fuzz", NodeId(1), NodeId(2), [7; 32]);
-    assert!(dialer.on_challenge(&key, data).is_err(), "a forged challenge verified");
+    assert!(
+        dialer.on_challenge(&key, data).is_err(),
+        "a forged challenge verified"
+    );
 });
