@@ -85,7 +85,8 @@ use consensus_engine::cli::{memory_budget, DEFAULT_MAX_MEMORY_MIB};
         simulate       a deterministic in-process cluster in virtual time, under a client workload \
         and injected faults, checked for safety and linearizability\n\
         check-history  check a recorded client history (ours or Jepsen's) for linearizability\n\
-        bench          real-clock throughput and latency of an in-process cluster\n\n\
+        bench          real-clock throughput and latency of an in-process cluster\n\
+        node           one node of a real multi-process cluster (disk, authenticated TCP, HTTP API)\n\n\
         Exit status: 0 success; 1 a check failed; 2 a bad flag, impossible configuration or \
         unreadable file; 3 the linearizability check ran out of a budget (steps, memory, time) \
         before a verdict."
