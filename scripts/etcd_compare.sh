@@ -104,15 +104,21 @@ if [ "$only" != consensus ]; then
 fi
 
 if [ "$only" != etcd ]; then
+  head -c 32 /dev/urandom | base64 >"$work/cluster.key"
   peers=""
   for i in 1 2 3; do peers+="$i=127.0.0.1:2247$i/127.0.0.1:2257$i,"; done
   peers="${peers%,}"
   for i in 1 2 3; do
     "$bin" node --id "$i" --listen "127.0.0.1:2247$i" --http "127.0.0.1:2257$i" \
-      --peers "$peers" --data-dir "$work/node$i" >"$work/node$i.log" 2>&1 &
+      --peers "$peers" --data-dir "$work/node$i" --cluster-key-file "$work/cluster.key" \
+      >"$work/node$i.log" 2>&1 &
     pids+=($!)
   done
   for i in 1 2 3; do wait_http "http://127.0.0.1:2257$i/status"; done
+  for _ in $(seq 1 300); do
+    if curl -fsS -m 1 http://127.0.0.1:22571/status | grep -q '"leader":[0-9]'; then break; fi
+    sleep 0.1
+  done
   measure "consensus node (raft)" consensus \
     "http://127.0.0.1:22571,http://127.0.0.1:22572,http://127.0.0.1:22573"
 fi

@@ -7,6 +7,12 @@
 //! component holds a [`Transport<M>`], a cheap clonable handle that stamps the
 //! sender and forwards to the network. The network delivers to the registered
 //! inbox of the destination as another `Envelope<M>`.
+//!
+//! Two networks exist: the deterministic [`SimNetwork`](crate::sim::SimNetwork)
+//! and, for nodes in separate processes, [`tcp::TcpTransport`] (an
+//! [`EnvelopeSink`] over authenticated TCP connections).
+
+pub mod tcp;
 
 use crate::types::NodeId;
 use actix::prelude::*;

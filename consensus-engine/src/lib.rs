@@ -37,6 +37,7 @@
 //! | [`engine`] | the [`ConsensusEngine`] facade and [`EngineMetrics`] |
 //! | [`host`] | hosting a plug-in's nodes: in a simulation, or in a real-time [`LocalCluster`](host::LocalCluster) |
 //! | [`network`] | the zero-delay in-process network of real-time clusters |
+//! | [`node`] | `consensus node`: one node of a real cluster (disk, TCP, HTTP API) |
 //! | [`observer`] | (re-exported from the runtime) leaderships, crashes and supervision events as the cluster runs |
 //! | [`workload`] | simulated clients that record a history |
 //! | [`faults`] | the `--faults` selection and its nemesis |
@@ -59,6 +60,7 @@ pub mod faults;
 pub mod host;
 pub mod load;
 pub mod network;
+pub mod node;
 pub mod registry;
 pub mod simulate;
 pub mod timeline;

@@ -349,3 +349,126 @@ fn a_closed_stdout_ends_the_program_quietly() {
     );
     assert_eq!(o.status.code(), Some(141), "stderr: {err}");
 }
+
+#[test]
+fn node_refuses_bad_flags_busy_ports_and_unreadable_files_in_one_line() {
+    let dir = tempfile::TempDir::new().expect("temporary directory");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let busy = busy.local_addr().expect("addr").to_string();
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        l.local_addr().expect("addr").to_string()
+    };
+    let (listen, http) = (free(), free());
+    let node = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["node", "--id", "1", "--listen", &listen, "--http", &http]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    let short_key = dir.path().join("short.key");
+    std::fs::write(&short_key, "tiny\n").expect("write");
+    let short_key = short_key.to_str().expect("utf-8 path");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            [
+                "node",
+                "--id",
+                "0",
+                "--listen",
+                &listen,
+                "--http",
+                &http,
+                "--data-dir",
+                data,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            "not a node id",
+        ),
+        (node(&["--data-dir", data, "--peers", "2"]), "ID=RAFT_ADDR"),
+        (
+            node(&["--data-dir", data, "--peers", "2=nowhere"]),
+            "HOST:PORT",
+        ),
+        (
+            node(&["--data-dir", data, "--protocol", "pbft"]),
+            "raft only",
+        ),
+        (node(&["--data-dir", file]), "data dir"),
+        (
+            node(&["--data-dir", data, "--cluster-key-file", "/nonexistent/key"]),
+            "cluster key file",
+        ),
+        (
+            node(&["--data-dir", data, "--cluster-key-file", short_key]),
+            "at least 16",
+        ),
+        (
+            [
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                &busy,
+                "--http",
+                &http,
+                "--data-dir",
+                data,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            "cannot listen on",
+        ),
+        (
+            [
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                &listen,
+                "--http",
+                &busy,
+                "--data-dir",
+                data,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            "cannot listen on",
+        ),
+        (
+            ["node", "--id", "1", "--listen", &listen, "--http", &http]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "--data-dir",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_refused(&args, needle);
+    }
+    let help = stdout(&consensus(&["node", "--help"]));
+    for flag in [
+        "--id",
+        "--listen",
+        "--http",
+        "--peers",
+        "--data-dir",
+        "--protocol",
+        "--cluster-key-file",
+        "--join",
+    ] {
+        assert!(help.contains(flag), "node --help lacks {flag}");
+    }
+}

@@ -85,7 +85,8 @@ use consensus_engine::cli::{memory_budget, number_in, DEFAULT_MAX_MEMORY_MIB};
         simulate       a deterministic in-process cluster in virtual time, under a client workload \
         and injected faults, checked for safety and linearizability\n\
         check-history  check a recorded client history (ours or Jepsen's) for linearizability\n\
-        bench          real-clock throughput and latency of an in-process cluster\n\n\
+        bench          real-clock throughput and latency of an in-process cluster\n\
+        node           one node of a real multi-process cluster (disk, authenticated TCP, HTTP API)\n\n\
         Exit status: 0 success; 1 a check failed; 2 a bad flag, impossible configuration or \
         unreadable file; 3 the linearizability check ran out of a budget (steps, memory, time) \
         before a verdict."
@@ -116,6 +117,15 @@ enum Command {
     Bench(BenchArgs),
     /// List the protocols and whether this build runs them.
     Protocols,
+    /// Run one node of a real cluster: Raft on disk, authenticated TCP to its peers, and the
+    /// key-value store's HTTP API.
+    ///
+    /// Example (three terminals, one node each):
+    /// consensus node --id 1 --listen 127.0.0.1:7001 --http 127.0.0.1:8001 --data-dir n1
+    /// --peers 2=127.0.0.1:7002/127.0.0.1:8002,3=127.0.0.1:7003/127.0.0.1:8003
+    /// Stops cleanly on Ctrl-C or SIGTERM. Exits 2 on a bad flag, an unreadable key file or
+    /// data dir, or a port in use (one line on stderr).
+    Node(Box<consensus_engine::node::NodeArgs>),
     /// Drive a real cluster over HTTP (`consensus node`'s API or etcd's v3 JSON gateway)
     /// with closed-loop clients, and report writes and reads per second and their latency.
     Load(LoadArgs),
@@ -305,6 +315,22 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
         Command::Protocols => protocols(),
         Command::Load(args) => load(args),
+        Command::Node(args) => node(*args),
+    }
+}
+
+fn node(args: consensus_engine::node::NodeArgs) -> ExitCode {
+    use consensus_engine::node::NodeRunError;
+    match consensus_engine::node::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ NodeRunError::Runtime(_)) => {
+            eprintln!("consensus node: {}", one_line(&e.to_string(), 400));
+            ExitCode::from(EXIT_FAILED)
+        }
+        Err(e) => {
+            eprintln!("consensus node: {}", one_line(&e.to_string(), 400));
+            ExitCode::from(EXIT_USAGE)
+        }
     }
 }
 
