@@ -331,7 +331,7 @@ fn direct_request_vote_and_append_entries() {
 
 #[test]
 fn refusals_are_typed() {
-    for name in ["paxos", "multi-paxos", "pbft"] {
+    for name in ["pbft"] {
         let p = ConsensusProtocol::named(name);
         let cfg = ConsensusConfig::for_protocol(p.clone(), 4);
         match ConsensusEngine::new(cfg) {
