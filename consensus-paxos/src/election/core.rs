@@ -142,12 +142,15 @@ impl ElectionCore {
     }
 
     fn handle_round_end(&mut self, out: &mut Vec<ElectionEffect>) {
-        self.replies.insert(self.id, (self.ballot, true));
-        if self.replies.len() >= self.majority {
-            self.quorum_connected = true;
-            self.check_leader(out);
-        } else {
-            self.quorum_connected = false;
+        // Round 0 is the start: nobody was asked yet, nothing to judge.
+        if self.round > 0 {
+            self.replies.insert(self.id, (self.ballot, true));
+            if self.replies.len() >= self.majority {
+                self.quorum_connected = true;
+                self.check_leader(out);
+            } else {
+                self.quorum_connected = false;
+            }
         }
         self.replies.clear();
         self.round += 1;
@@ -216,8 +219,9 @@ mod tests {
     fn the_highest_quorum_connected_ballot_leads_and_a_lost_leader_is_outbid() {
         let mut e = ElectionCore::new(n(1), members(), 2);
         let mut out = Vec::new();
-        e.step(ElectionInput::RoundEnd, &mut out); // round 0 had no replies but self: 1 < 2
-        assert!(!e.quorum_connected());
+        e.step(ElectionInput::RoundEnd, &mut out); // the start: round 0 judged nothing
+        assert!(e.quorum_connected());
+        assert_eq!(e.leader(), None);
         out.clear();
         e.step(reply(2, 1, Ballot::new(0, n(2)), true), &mut out);
         e.step(reply(3, 1, Ballot::new(0, n(3)), false), &mut out);
@@ -241,28 +245,22 @@ mod tests {
     fn a_refused_ballot_is_raised_above_the_promise_and_stale_replies_ignored() {
         let mut e = ElectionCore::new(n(1), members(), 2);
         let mut out = Vec::new();
-        e.step(
-            ElectionInput::BallotTooLow {
-                promised: Ballot::new(7, n(3)),
-            },
-            &mut out,
-        );
+        let promised = Ballot::new(7, n(3));
+        e.step(ElectionInput::BallotTooLow { promised }, &mut out);
+        e.step(ElectionInput::RoundEnd, &mut out); // the start
         e.step(reply(2, 99, Ballot::new(50, n(2)), true), &mut out);
-        e.step(ElectionInput::RoundEnd, &mut out);
+        e.step(ElectionInput::RoundEnd, &mut out); // round 1
         assert!(
             !e.quorum_connected(),
             "a reply from another round does not count"
         );
-        // Elected (the top quorum-connected ballot), it bids above the
-        // promise, and leads with that bid the round after.
-        e.step(
-            reply(2, 1, Ballot::new(0, n(2)).min(Ballot::new(0, n(1))), true),
-            &mut out,
-        );
-        e.step(ElectionInput::RoundEnd, &mut out);
+        // Elected (the top quorum-connected ballot is its own), it bids
+        // above the promise, and leads with that bid the round after.
+        e.step(reply(2, 2, Ballot::ZERO, true), &mut out);
+        e.step(ElectionInput::RoundEnd, &mut out); // round 2
         assert_eq!(e.ballot(), Ballot::new(8, n(1)));
-        e.step(reply(2, 2, Ballot::new(0, n(1)), true), &mut out);
-        e.step(ElectionInput::RoundEnd, &mut out);
+        e.step(reply(2, 3, Ballot::ZERO, true), &mut out);
+        e.step(ElectionInput::RoundEnd, &mut out); // round 3
         assert_eq!(e.leader(), Some(Ballot::new(8, n(1))));
     }
 }
