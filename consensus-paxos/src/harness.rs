@@ -81,10 +81,8 @@ impl Cluster {
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: PaxosMessage) {
-        if self.cut.contains(&from) || self.cut.contains(&to) {
-            if from != to {
-                return;
-            }
+        if (self.cut.contains(&from) || self.cut.contains(&to)) && from != to {
+            return;
         }
         self.queue.push_back((from, to, msg));
     }

@@ -9,7 +9,8 @@
 //!   answers [`Accepted`]; otherwise [`Nack`].
 //!
 //! One promise covers every slot (Multi-Paxos). Everything the answer
-//! depends on is handed out as [`AcceptorEffect::Persist`] first: the actor
+//! depends on is handed out as [`AcceptorEffect::PersistPromise`] or
+//! [`AcceptorEffect::PersistAccepted`] first: the actor
 //! writes and syncs it before it sends anything.
 
 use crate::messages::{Accept, Accepted, Nack, PaxosMessage, Prepare, Promise};

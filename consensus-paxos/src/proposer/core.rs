@@ -8,7 +8,7 @@
 //! batch when none was (Paxos Made Simple §2.2, P2c); phase 2 until the
 //! learner reports the slot chosen. A slot taken by another value sends the
 //! batch to the next slot (the same batch id: learners execute a batch
-//! once). A refusal ([`Nack`](crate::messages::Nack)) or a silent quorum
+//! once). A refusal ([`Nack`]) or a silent quorum
 //! restarts phase 1 with a higher ballot after a random back-off drawn from
 //! the seeded generator, so dueling proposers stop colliding.
 //!
