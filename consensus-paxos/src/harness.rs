@@ -145,7 +145,9 @@ impl Cluster {
                 ProposerEffect::BallotTooLow { promised } => {
                     self.election(node, ElectionInput::BallotTooLow { promised });
                 }
-                ProposerEffect::BecameLeader { .. } | ProposerEffect::SteppedDown => {}
+                ProposerEffect::BecameLeader { .. }
+                | ProposerEffect::SteppedDown
+                | ProposerEffect::PersistBallot(_) => {}
             }
         }
     }

@@ -52,7 +52,7 @@ pub mod wiring;
 
 pub use config::{Mode, PaxosConfig};
 pub use error::ProposeError;
-pub use node::{PaxosNode, PaxosNodeBuilder};
+pub use node::{NodeStores, PaxosNode, PaxosNodeBuilder};
 pub use plugin::{PaxosPlugin, MULTI_PAXOS, PAXOS};
 
 #[cfg(test)]

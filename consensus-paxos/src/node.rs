@@ -27,11 +27,11 @@ use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, ProposerStatus};
 use crate::router::{PaxosRouter, RouterTargets};
 use crate::safety::PaxosEvent;
-use crate::slots::AcceptorStore;
 use crate::slots::{
     AcceptorSlot, ElectionSlot, LearnerSlot, LearnerStore, NodeBus, PaxosSlots, ProposerSlot,
     SlotContext,
 };
+use crate::slots::{AcceptorStore, ProposerStore};
 use crate::wiring::{InjectPanic, Submit};
 use actix::prelude::*;
 use consensus_actors::kv::KvCommand;
@@ -62,6 +62,27 @@ pub mod components {
     pub const ALL: [&str; 4] = [ACCEPTOR, PROPOSER, LEARNER, ELECTION];
 }
 
+/// The stores of one node, kept across its crashes by whoever restarts it
+/// (clones share the same store).
+#[derive(Clone, Debug, Default)]
+pub struct NodeStores {
+    /// The Acceptor's promise and acceptances (synced before answers).
+    pub acceptor: AcceptorStore,
+    /// The Learner's delivered slots.
+    pub learner: LearnerStore,
+    /// The Proposer's highest ballot (synced before each Prepare).
+    pub proposer: ProposerStore,
+}
+
+impl NodeStores {
+    /// Simulates a crash of every store (unsynced writes lost).
+    pub fn crash(&self) {
+        self.acceptor.crash();
+        self.learner.crash();
+        self.proposer.crash();
+    }
+}
+
 /// Builds one Paxos node. See the [module documentation](self).
 pub struct PaxosNodeBuilder {
     id: NodeId,
@@ -70,6 +91,7 @@ pub struct PaxosNodeBuilder {
     transport: Transport<PaxosMessage>,
     acceptor_store: AcceptorStore,
     learner_store: LearnerStore,
+    proposer_store: ProposerStore,
     seed: u64,
     safety: SafetySink<PaxosEvent>,
     trace: Option<TraceHandle>,
@@ -88,9 +110,13 @@ impl PaxosNodeBuilder {
         cfg: PaxosConfig,
         members: Vec<NodeId>,
         transport: Transport<PaxosMessage>,
-        acceptor_store: AcceptorStore,
-        learner_store: LearnerStore,
+        stores: NodeStores,
     ) -> Self {
+        let NodeStores {
+            acceptor: acceptor_store,
+            learner: learner_store,
+            proposer: proposer_store,
+        } = stores;
         let mut members = members;
         members.sort_unstable();
         members.dedup();
@@ -101,6 +127,7 @@ impl PaxosNodeBuilder {
             transport,
             acceptor_store,
             learner_store,
+            proposer_store,
             seed: id.get(),
             safety: SafetySink::noop(),
             trace: None,
@@ -232,6 +259,7 @@ impl PaxosNodeBuilder {
             },
             acceptor_store: self.acceptor_store,
             learner_store: self.learner_store,
+            proposer_store: self.proposer_store,
             fail: Some(tree.address().recipient()),
         };
         let acceptor = self.slots.acceptor.build(&ctx);

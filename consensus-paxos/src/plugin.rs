@@ -3,7 +3,8 @@
 //! name, behind the runtime's [`ProtocolPlugin`] and [`NodeHandle`], so the
 //! engine, `consensus simulate`, `consensus bench` and campaigns run them.
 //!
-//! * Each node keeps its Acceptor's and Learner's [`MemStorage`] across
+//! * Each node keeps its stores ([`NodeStores`], crash-aware
+//!   [`MemStorage`](consensus_actors::storage::MemStorage)s) across
 //!   incarnations; a crash drops their unsynced writes.
 //! * Commands (reads included) go through the log: a read is linearizable
 //!   because it is ordered with every write by its slot and answered when
@@ -20,10 +21,10 @@
 
 use crate::config::{Mode, PaxosConfig};
 use crate::messages::{PaxosMessage, Prepare};
-use crate::node::{components, PaxosNode, PaxosNodeBuilder};
+use crate::node::{components, NodeStores, PaxosNode, PaxosNodeBuilder};
 use crate::proposer::Role;
 use crate::safety::{self, PaxosEvent};
-use crate::slots::{AcceptorStore, LearnerStore};
+use crate::slots::AcceptorStore;
 use crate::types::{Ballot, Slot};
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::KvCommand;
@@ -33,7 +34,7 @@ use consensus_actors::plugin::{
 };
 use consensus_actors::safety::SafetyChecker;
 use consensus_actors::sim::{NodeContext, StartedNode};
-use consensus_actors::storage::{MemStorage, SyncFailure};
+use consensus_actors::storage::SyncFailure;
 use consensus_actors::supervision::Shutdown;
 use consensus_actors::types::{ClientId, ConsensusProtocol, LogIndex, NodeId, NodeState, Term};
 use rand::Rng;
@@ -56,7 +57,7 @@ pub type NodeSetup = Arc<dyn Fn(NodeId, PaxosNodeBuilder) -> PaxosNodeBuilder + 
 /// documentation](self).
 pub struct PaxosPlugin {
     cfg: PaxosConfig,
-    stores: BTreeMap<NodeId, (AcceptorStore, LearnerStore)>,
+    stores: BTreeMap<NodeId, NodeStores>,
     setup: Option<NodeSetup>,
 }
 
@@ -89,7 +90,7 @@ impl PaxosPlugin {
 
     /// The Acceptor store of `node` (kept across crashes).
     pub fn acceptor_store(&self, node: NodeId) -> Option<&AcceptorStore> {
-        self.stores.get(&node).map(|(a, _)| a)
+        self.stores.get(&node).map(|s| &s.acceptor)
     }
 }
 
@@ -131,11 +132,8 @@ impl ProtocolPlugin for PaxosPlugin {
         wiring: &NodeWiring<PaxosEvent>,
     ) -> PluginNode<PaxosMessage> {
         let id = ctx.id;
-        let (acceptor_store, learner_store) = self
-            .stores
-            .entry(id)
-            .or_insert_with(|| (MemStorage::new(), MemStorage::new()))
-            .clone();
+        let stores = self.stores.entry(id).or_default().clone();
+        let acceptor_store = stores.acceptor.clone();
         let mut members = wiring.initial_members.clone();
         if !members.contains(&id) {
             members.push(id);
@@ -146,8 +144,7 @@ impl ProtocolPlugin for PaxosPlugin {
             self.cfg.clone(),
             members.clone(),
             ctx.transport.clone(),
-            acceptor_store.clone(),
-            learner_store,
+            stores,
         )
         .seed(rng.random())
         .safety(wiring.safety.clone())
@@ -174,9 +171,8 @@ impl ProtocolPlugin for PaxosPlugin {
     }
 
     fn on_crash(&mut self, node: NodeId) {
-        if let Some((a, l)) = self.stores.get(&node) {
-            a.crash();
-            l.crash();
+        if let Some(s) = self.stores.get(&node) {
+            s.crash();
         }
     }
 }

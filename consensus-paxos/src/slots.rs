@@ -62,6 +62,9 @@ use tokio::time::Instant;
 /// The stock Acceptor's store (crash-aware, in memory).
 pub type AcceptorStore = MemStorage<AcceptorHardState, AcceptRecord>;
 
+/// The stock Proposer's store (the highest ballot it used).
+pub type ProposerStore = MemStorage<crate::types::Ballot, ()>;
+
 /// The stock Learner's store.
 pub type LearnerStore = MemStorage<(), ChosenRecord>;
 
@@ -108,6 +111,8 @@ pub struct SlotContext {
     pub acceptor_store: AcceptorStore,
     /// The Learner's log.
     pub learner_store: LearnerStore,
+    /// The Proposer's ballots (kept across crashes by the plug-in).
+    pub proposer_store: ProposerStore,
     /// Fails the node (a store that cannot be trusted).
     pub fail: Option<Recipient<FailNode>>,
 }
@@ -255,12 +260,14 @@ impl Default for ProposerSlot {
     /// The stock [`Proposer`].
     fn default() -> Self {
         Slot::new(|ctx: &SlotContext| {
-            let mut child = ChildSlot::<Proposer>::new();
+            let mut child = ChildSlot::<Proposer<ProposerStore>>::new();
             child
                 .context_mut()
                 .set_mailbox_capacity(ctx.cfg.max_pending);
             let addr = child.address();
             let actor = Proposer::new(
+                ctx.proposer_store.clone(),
+                ctx.fail.clone(),
                 ctx.id,
                 ctx.cfg.clone(),
                 ctx.members.clone(),

@@ -173,7 +173,7 @@ impl ElectionCore {
             .map(|(b, _)| *b)
             .max()
             .unwrap_or(self.ballot);
-        if top == self.ballot && self.ballot < self.floor {
+        if top == self.ballot && self.ballot <= self.floor {
             // Elected, but acceptors promised more: bid above it (elected
             // with it next round).
             self.ballot = self.floor.next_for(self.id);

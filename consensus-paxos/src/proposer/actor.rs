@@ -15,6 +15,8 @@ use crate::wiring::{
 use actix::prelude::*;
 use consensus_actors::safety::{SafetyEvent, SafetySink};
 use consensus_actors::sim::TraceHandle;
+use consensus_actors::storage::Storage;
+use consensus_actors::supervision::FailNode;
 use consensus_actors::transport::Transport;
 use consensus_actors::types::NodeId;
 use std::collections::BTreeMap;
@@ -52,8 +54,16 @@ pub struct ProposerStatus {
 #[rtype(result = "ProposerStatus")]
 pub struct GetProposerStatus;
 
+/// What the Proposer stores: the highest ballot it used (hard state).
+pub trait ProposerStorage: Storage<Ballot, ()> + Unpin {}
+
+impl<T: Storage<Ballot, ()> + Unpin> ProposerStorage for T {}
+
 /// The Proposer component. See the [module documentation](self).
-pub struct Proposer {
+pub struct Proposer<S: ProposerStorage> {
+    storage: S,
+    fail: Option<Recipient<FailNode>>,
+    failed: bool,
     id: NodeId,
     cfg: PaxosConfig,
     members: Vec<NodeId>,
@@ -70,10 +80,12 @@ pub struct Proposer {
     effects: Vec<ProposerEffect>,
 }
 
-impl Proposer {
-    /// The Proposer of node `id`.
+impl<S: ProposerStorage> Proposer<S> {
+    /// The Proposer of node `id`, recording its ballots in `storage`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        storage: S,
+        fail: Option<Recipient<FailNode>>,
         id: NodeId,
         cfg: PaxosConfig,
         members: Vec<NodeId>,
@@ -84,6 +96,9 @@ impl Proposer {
         safety: SafetySink<PaxosEvent>,
     ) -> Self {
         Self {
+            storage,
+            fail,
+            failed: false,
             core: ProposerCore::new(id, cfg.clone(), members.clone(), seed),
             id,
             cfg,
@@ -108,18 +123,57 @@ impl Proposer {
         self
     }
 
+    fn fail(&mut self, reason: String) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        tracing::error!(node = %self.id, %reason, "proposer cannot go on");
+        if let Some(f) = &self.fail {
+            f.do_send(FailNode { reason });
+        }
+    }
+
+    /// A fresh core above every ballot the store says was used.
+    fn recover(&mut self) {
+        let seed = self
+            .seed
+            .wrapping_add(self.incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let core = ProposerCore::new(self.id, self.cfg.clone(), self.members.clone(), seed);
+        match self.storage.load_hard_state() {
+            Ok(used) => self.core = core.above(used.unwrap_or(Ballot::ZERO)),
+            Err(e) => self.fail(format!("proposer cannot read its store: {e}")),
+        }
+    }
+
     fn step(&mut self, input: ProposerInput) {
+        if self.failed {
+            return;
+        }
         let now = micros_since(self.epoch);
         let mut out = std::mem::take(&mut self.effects);
         self.core.step(now, input, &mut out);
         for e in out.drain(..) {
+            if self.failed {
+                break;
+            }
             self.run(e);
         }
+        out.clear();
         self.effects = out;
     }
 
     fn run(&mut self, effect: ProposerEffect) {
         match effect {
+            ProposerEffect::PersistBallot(ballot) => {
+                let r = self
+                    .storage
+                    .save_hard_state(&ballot)
+                    .and_then(|()| self.storage.sync());
+                if let Err(e) = r {
+                    self.fail(format!("proposer cannot record its ballot: {e}"));
+                }
+            }
             ProposerEffect::Broadcast(msg) => {
                 for m in &self.members {
                     self.transport.send(*m, msg.clone());
@@ -178,16 +232,17 @@ impl Proposer {
     }
 }
 
-impl Actor for Proposer {
+impl<S: ProposerStorage> Actor for Proposer<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.recover();
         let period = Duration::from_millis((self.cfg.heartbeat_ms / 5).max(1));
         ctx.run_interval(period, |act, _ctx| act.step(ProposerInput::Tick));
     }
 }
 
-impl Supervised for Proposer {
+impl<S: ProposerStorage> Supervised for Proposer<S> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         if self.core.is_leader() {
             self.safety.emit(SafetyEvent::SteppedDown { node: self.id });
@@ -196,14 +251,11 @@ impl Supervised for Proposer {
         // Queued commands were never proposed; their answers are dropped
         // (the client sees an unknown outcome).
         self.replies.clear();
-        let seed = self
-            .seed
-            .wrapping_add(self.incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        self.core = ProposerCore::new(self.id, self.cfg.clone(), self.members.clone(), seed);
+        // `started` rebuilds the core above the stored ballot.
     }
 }
 
-impl Handler<Submit> for Proposer {
+impl<S: ProposerStorage> Handler<Submit> for Proposer<S> {
     type Result = ();
 
     fn handle(&mut self, m: Submit, _ctx: &mut Context<Self>) {
@@ -220,7 +272,7 @@ impl Handler<Submit> for Proposer {
     }
 }
 
-impl Handler<PeerMessage> for Proposer {
+impl<S: ProposerStorage> Handler<PeerMessage> for Proposer<S> {
     type Result = ();
 
     fn handle(&mut self, m: PeerMessage, _ctx: &mut Context<Self>) {
@@ -236,7 +288,7 @@ impl Handler<PeerMessage> for Proposer {
     }
 }
 
-impl Handler<Decided> for Proposer {
+impl<S: ProposerStorage> Handler<Decided> for Proposer<S> {
     type Result = ();
 
     fn handle(&mut self, m: Decided, _ctx: &mut Context<Self>) {
@@ -248,7 +300,7 @@ impl Handler<Decided> for Proposer {
     }
 }
 
-impl Handler<LeaderChange> for Proposer {
+impl<S: ProposerStorage> Handler<LeaderChange> for Proposer<S> {
     type Result = ();
 
     fn handle(&mut self, m: LeaderChange, _ctx: &mut Context<Self>) {
@@ -256,7 +308,7 @@ impl Handler<LeaderChange> for Proposer {
     }
 }
 
-impl Handler<GetProposerStatus> for Proposer {
+impl<S: ProposerStorage> Handler<GetProposerStatus> for Proposer<S> {
     type Result = ProposerStatus;
 
     fn handle(&mut self, _: GetProposerStatus, _ctx: &mut Context<Self>) -> ProposerStatus {
@@ -269,7 +321,7 @@ impl Handler<GetProposerStatus> for Proposer {
     }
 }
 
-impl Handler<InjectPanic> for Proposer {
+impl<S: ProposerStorage> Handler<InjectPanic> for Proposer<S> {
     type Result = ();
 
     fn handle(&mut self, _: InjectPanic, _ctx: &mut Context<Self>) {

@@ -74,6 +74,10 @@ pub enum ProposerInput {
 /// What the proposer asks its actor to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProposerEffect {
+    /// Make `ballot` durable as the highest this proposer ever used, before
+    /// the Prepare that follows is sent: a restarted proposer starts above
+    /// it, so no ballot is ever used for two values.
+    PersistBallot(Ballot),
     /// Send `msg` to every acceptor (this node's included).
     Broadcast(PaxosMessage),
     /// Send `msg` to one acceptor.
@@ -175,7 +179,8 @@ pub struct ProposerCore {
     /// Our batches waiting for a slot (a slot they lost, or a retry).
     retry: VecDeque<ValueRef>,
     phase: Phase,
-    /// The highest ballot this proposer used or saw refuse it.
+    /// The highest ballot this proposer used (durably, see
+    /// [`ProposerEffect::PersistBallot`]) or saw refuse it.
     highest: Ballot,
     /// The learner's first undelivered slot.
     first_unchosen: Slot,
@@ -207,6 +212,19 @@ impl ProposerCore {
             leader: None,
             backoff_until_us: 0,
         }
+    }
+
+    /// A proposer restarted after using ballots up to `used` (what it
+    /// persisted): every ballot it uses from now on is above it.
+    #[must_use]
+    pub fn above(mut self, used: Ballot) -> Self {
+        self.highest = self.highest.max(used);
+        self
+    }
+
+    /// The highest ballot used or seen.
+    pub fn highest(&self) -> Ballot {
+        self.highest
     }
 
     /// Where it is.
@@ -331,8 +349,10 @@ impl ProposerCore {
         out: &mut Vec<ProposerEffect>,
     ) {
         let ballot = ballot.unwrap_or_else(|| self.highest.next_for(self.id));
-        debug_assert_eq!(ballot.node, self.id);
-        self.highest = self.highest.max(ballot);
+        assert_eq!(ballot.node, self.id, "phase 1 with another node's ballot");
+        assert!(ballot > self.highest, "a ballot reused");
+        self.highest = ballot;
+        out.push(ProposerEffect::PersistBallot(ballot));
         self.phase = Phase::Preparing {
             ballot,
             first,
@@ -652,6 +672,14 @@ impl ProposerCore {
                 return;
             }
             self.step_down(out);
+            if leader <= self.highest {
+                // Used before (an earlier incarnation) or already refused:
+                // the election must bid higher.
+                out.push(ProposerEffect::BallotTooLow {
+                    promised: self.highest,
+                });
+                return;
+            }
             let first = self.first_unchosen;
             self.begin_prepare(now_us, first, None, Some(leader), out);
         } else if self.role() != Role::Idle {

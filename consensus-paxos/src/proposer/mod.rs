@@ -8,5 +8,7 @@
 pub mod actor;
 pub mod core;
 
-pub use self::actor::{GetProposerStatus, Proposer, ProposerOutputs, ProposerStatus};
+pub use self::actor::{
+    GetProposerStatus, Proposer, ProposerOutputs, ProposerStatus, ProposerStorage,
+};
 pub use self::core::{ProposerCore, ProposerEffect, ProposerInput, Role};
