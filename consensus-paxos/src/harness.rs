@@ -189,7 +189,7 @@ impl Cluster {
                         }
                     }
                 }
-                LearnerEffect::Report(ev) => self.report(ev),
+                LearnerEffect::Report(r) => self.report(r.event()),
             }
         }
     }
@@ -218,7 +218,7 @@ impl Cluster {
         for e in n.acceptor.take_effects() {
             match e {
                 AcceptorEffect::Send { to, msg } => self.send(node, to, msg),
-                AcceptorEffect::Report(ev) => self.report(ev),
+                AcceptorEffect::Report(r) => self.report(r.event()),
                 AcceptorEffect::PersistPromise(_) | AcceptorEffect::PersistAccepted(_) => {}
             }
         }

@@ -26,7 +26,7 @@
 //! | [`wiring`] | the messages between components of a node |
 //! | [`router`], [`slots`], [`node`] | the node: supervision tree, builder slots, client API |
 //! | [`plugin`] | [`PaxosPlugin`], what the engine registers as `paxos` and `multi-paxos` |
-//! | [`safety`] | safety events and invariants |
+//! | [`safety`], [`report`] | safety events and invariants; events as the cores hand them out |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -44,6 +44,7 @@ pub mod messages;
 pub mod node;
 pub mod plugin;
 pub mod proposer;
+pub mod report;
 pub mod router;
 pub mod safety;
 pub mod slots;

@@ -110,7 +110,7 @@ impl<S: AcceptorStorage> Acceptor<S> {
                     answer = Some(msg);
                 }
                 AcceptorEffect::Send { to, msg } => self.transport.send(to, msg),
-                AcceptorEffect::Report(ev) => self.safety.emit(ev),
+                AcceptorEffect::Report(r) => self.safety.emit_with(|| r.event()),
                 AcceptorEffect::PersistPromise(_) | AcceptorEffect::PersistAccepted(_) => {}
             }
         }

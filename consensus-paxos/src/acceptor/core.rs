@@ -14,6 +14,7 @@
 //! writes and syncs it before it sends anything.
 
 use crate::messages::{Accept, Accepted, Nack, PaxosMessage, Prepare, Promise};
+use crate::report::Report;
 use crate::safety::PaxosEvent;
 use crate::types::{Ballot, PValue, Slot, ValueRef};
 use consensus_actors::types::NodeId;
@@ -65,7 +66,7 @@ pub enum AcceptorEffect {
         msg: PaxosMessage,
     },
     /// Report a safety event (after the sync).
-    Report(PaxosEvent),
+    Report(Report),
 }
 
 impl AcceptorEffect {
@@ -165,11 +166,12 @@ impl AcceptorCore {
             Some(last) => self.collect(self.accepted.range(msg.first..=last)),
             None => self.collect(self.accepted.range(msg.first..)),
         };
-        self.effects
-            .push(AcceptorEffect::Report(PaxosEvent::Promised {
+        self.effects.push(AcceptorEffect::Report(Report::Event(
+            PaxosEvent::Promised {
                 acceptor: self.id,
                 ballot: msg.ballot,
-            }));
+            },
+        )));
         self.effects.push(AcceptorEffect::Send {
             to: from,
             msg: PaxosMessage::Promise(Promise {
@@ -204,11 +206,12 @@ impl AcceptorCore {
                 .push(AcceptorEffect::PersistPromise(AcceptorHardState {
                     promised: msg.ballot,
                 }));
-            self.effects
-                .push(AcceptorEffect::Report(PaxosEvent::Promised {
+            self.effects.push(AcceptorEffect::Report(Report::Event(
+                PaxosEvent::Promised {
                     acceptor: self.id,
                     ballot: msg.ballot,
-                }));
+                },
+            )));
         }
         let same = self
             .accepted
@@ -233,13 +236,12 @@ impl AcceptorCore {
                     value: ValueRef::clone(&msg.value),
                 }));
         }
-        self.effects
-            .push(AcceptorEffect::Report(PaxosEvent::Accepted {
-                acceptor: self.id,
-                slot: msg.slot,
-                ballot: msg.ballot,
-                digest: msg.value.digest(),
-            }));
+        self.effects.push(AcceptorEffect::Report(Report::Accepted {
+            acceptor: self.id,
+            slot: msg.slot,
+            ballot: msg.ballot,
+            value: ValueRef::clone(&msg.value),
+        }));
         self.effects.push(AcceptorEffect::Send {
             to: from,
             msg: PaxosMessage::Accepted(Accepted {

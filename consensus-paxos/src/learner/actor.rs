@@ -161,7 +161,7 @@ impl<S: LearnerStorage> Learner<S> {
                     }
                 }
             }
-            LearnerEffect::Report(ev) => self.safety.emit(ev),
+            LearnerEffect::Report(r) => self.safety.emit_with(|| r.event()),
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::config::PaxosConfig;
 use crate::messages::{Accepted, CatchUp, CatchUpReply, Chosen, PaxosMessage, CATCH_UP_MAX};
-use crate::safety::PaxosEvent;
+use crate::report::Report;
 use crate::types::{Ballot, BatchId, PValue, Slot, ValueRef};
 use consensus_actors::kv::{KvOutput, KvStore, StateMachine};
 use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
@@ -88,7 +88,7 @@ pub enum LearnerEffect {
         log_id: LogId,
     },
     /// Report a safety event.
-    Report(PaxosEvent),
+    Report(Report),
 }
 
 #[derive(Clone, Debug)]
@@ -247,11 +247,11 @@ impl LearnerCore {
             return;
         }
         self.tallies.remove(&slot);
-        out.push(LearnerEffect::Report(PaxosEvent::Chosen {
+        out.push(LearnerEffect::Report(Report::Chosen {
             node: self.id,
             slot,
             ballot,
-            digest: value.digest(),
+            value: ValueRef::clone(&value),
         }));
         if counted {
             let msg = PaxosMessage::Chosen(Chosen {
