@@ -85,6 +85,9 @@ pub struct AcceptorCore {
     id: NodeId,
     promised: Ballot,
     accepted: BTreeMap<Slot, (Ballot, ValueRef)>,
+    /// The highest ballot of any acceptance (the invariants compare it
+    /// with the promise in O(1)).
+    max_accepted: Ballot,
     effects: Vec<AcceptorEffect>,
 }
 
@@ -95,6 +98,7 @@ impl AcceptorCore {
             id,
             promised: Ballot::ZERO,
             accepted: BTreeMap::new(),
+            max_accepted: Ballot::ZERO,
             effects: Vec::new(),
         }
     }
@@ -114,6 +118,7 @@ impl AcceptorCore {
                 .get(&r.slot)
                 .is_none_or(|(b, _)| *b <= r.ballot);
             if keep {
+                core.max_accepted = core.max_accepted.max(r.ballot);
                 core.accepted.insert(r.slot, (r.ballot, r.value));
             }
         }
@@ -227,6 +232,7 @@ impl AcceptorCore {
                     msg.slot
                 );
             }
+            self.max_accepted = self.max_accepted.max(msg.ballot);
             self.accepted
                 .insert(msg.slot, (msg.ballot, ValueRef::clone(&msg.value)));
             self.effects
@@ -266,9 +272,12 @@ impl AcceptorCore {
     /// promise (accepting raises the promise), and every message sent is
     /// preceded by the writes it depends on.
     fn check(&self) {
-        if let Some((slot, (b, _))) = self.accepted.iter().find(|(_, (b, _))| *b > self.promised) {
-            panic!("accepted {b} in {slot} above the promise {}", self.promised);
-        }
+        assert!(
+            self.max_accepted <= self.promised,
+            "accepted {} above the promise {}",
+            self.max_accepted,
+            self.promised
+        );
         let first_send = self
             .effects
             .iter()
