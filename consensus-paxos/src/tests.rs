@@ -192,3 +192,48 @@ fn a_minority_chooses_nothing_and_the_majority_goes_on() {
     }
     assert!(c.checker.is_ok());
 }
+
+/// Flexible quorums (Howard et al., "Flexible Paxos"): phase 1 needs 4 of
+/// 5 promises, phase 2 only 2 acceptances. Leaders come and go (the
+/// election re-runs when one is cut off) and every learner still agrees.
+#[test]
+fn flexible_quorums_choose_one_value_per_slot() {
+    for seed in 0..20 {
+        let cfg = PaxosConfig::new(Mode::Multi, 5).with_quorums(4, 2);
+        cfg.validate().unwrap();
+        let mut c = Cluster::new(cfg, seed);
+        c.checker = crate::safety::checker();
+        c.run_ms(300, true);
+        let first = c
+            .ids()
+            .into_iter()
+            .find(|id| c.nodes[id].proposer.is_leader())
+            .expect("a leader");
+        for i in 0..3 {
+            c.submit(first, put("k", &format!("a{i}")));
+        }
+        c.run_ms(100, true);
+        c.cut.insert(first);
+        c.run_ms(1500, true);
+        let second = c
+            .ids()
+            .into_iter()
+            .find(|id| *id != first && c.nodes[id].proposer.is_leader())
+            .expect("a second leader (4 of 5 still promise)");
+        c.submit(second, put("k", "b"));
+        c.run_ms(200, true);
+        c.cut.clear();
+        c.run_ms(1500, true);
+        assert!(
+            c.checker.is_ok(),
+            "seed {seed}: {:?}",
+            c.checker.violations()
+        );
+        let n1 = &c.nodes[&NodeId(1)].learner;
+        for n in c.nodes.values() {
+            assert_eq!(n.learner.next(), n1.next(), "seed {seed}");
+            assert_eq!(n.learner.kv(), n1.kv(), "seed {seed}");
+        }
+        assert_eq!(n1.kv().get("k"), Some("b"), "seed {seed}");
+    }
+}
