@@ -1,7 +1,8 @@
 //! The Learner actor: runs the [`LearnerCore`], keeps the clients' answers
 //! per batch ([`Track`]) and answers them when their batch is delivered,
 //! appends every delivered slot to its log and rebuilds from it on restart.
-//! The log needs no sync: a learner that lost its tail asks its peers again.
+//! The log is synced once per tick, never waited for: a learner that lost
+//! its tail in a crash asks its peers again.
 
 use super::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};
 use crate::config::PaxosConfig;
@@ -54,6 +55,8 @@ pub struct Learner<S: LearnerStorage> {
     tracked: BTreeMap<BatchId, Vec<ClientReply>>,
     effects: Vec<LearnerEffect>,
     failed: bool,
+    /// Slots appended since the last sync.
+    unsynced: bool,
 }
 
 impl<S: LearnerStorage> Learner<S> {
@@ -84,6 +87,7 @@ impl<S: LearnerStorage> Learner<S> {
             tracked: BTreeMap::new(),
             effects: Vec::new(),
             failed: false,
+            unsynced: false,
         }
     }
 
@@ -128,13 +132,26 @@ impl<S: LearnerStorage> Learner<S> {
         self.effects = out;
     }
 
+    /// Makes the delivered slots durable, once per tick at most: nothing
+    /// waits for it (a crash only costs a longer catch-up), but a node that
+    /// restarts with its log need not fetch it all from its peers.
+    fn sync_log(&mut self) {
+        if self.unsynced && !self.failed {
+            self.unsynced = false;
+            if let Err(e) = self.storage.sync() {
+                self.fail(format!("learner sync failed: {e}"));
+            }
+        }
+    }
+
     fn run(&mut self, effect: LearnerEffect) {
         match effect {
             LearnerEffect::Send { to, msg } => self.transport.send(to, msg),
             LearnerEffect::Persist(record) => {
                 if record.slot.0 == self.storage.last_index().0 + 1 {
-                    if let Err(e) = self.storage.append(std::slice::from_ref(&record)) {
-                        self.fail(format!("learner write failed: {e}"));
+                    match self.storage.append(std::slice::from_ref(&record)) {
+                        Ok(()) => self.unsynced = true,
+                        Err(e) => self.fail(format!("learner write failed: {e}")),
                     }
                 }
             }
@@ -175,7 +192,10 @@ impl<S: LearnerStorage> Actor for Learner<S> {
             Err(e) => self.fail(format!("learner cannot read its log: {e}")),
         }
         let period = Duration::from_millis((self.cfg.catch_up_ms / 4).max(1));
-        ctx.run_interval(period, |act, _ctx| act.step(LearnerInput::Tick));
+        ctx.run_interval(period, |act, _ctx| {
+            act.step(LearnerInput::Tick);
+            act.sync_log();
+        });
     }
 }
 

@@ -182,8 +182,14 @@ impl LearnerCore {
             }
             LearnerInput::CatchUp { from, msg } => self.handle_catch_up(from, msg, out),
             LearnerInput::CatchUpReply(r) => {
+                let full = r.chosen.len() >= CATCH_UP_MAX;
+                let before = self.next();
                 for c in r.chosen {
                     self.learn(c.slot, c.ballot, c.value, false, out);
+                }
+                if full && self.next() > before {
+                    // The peer has more: ask again now, not at the next tick.
+                    self.ask_peer(out);
                 }
             }
             LearnerInput::Tick => self.handle_tick(now_us, out),
