@@ -278,3 +278,42 @@ fn a_crashed_leader_is_replaced_and_every_node_converges() {
         assert!(checker.is_ok(), "seed {seed}: {:?}", checker.violations());
     }
 }
+
+/// A Proposer that panics and is restarted by its supervisor never reuses
+/// a ballot (which could put two values under one ballot in a slot): it
+/// persists the highest ballot it used before each Prepare and starts
+/// above it. Were it to start over at round 1, the acceptors' promise would
+/// stay at round 1 and the Prepare of round 1 below would be granted.
+#[test]
+fn a_restarted_proposer_never_reuses_a_ballot() {
+    consensus_actors::supervision::install_panic_hook();
+    let checker = SharedChecker::new(safety::checker_with_acceptors(3));
+    let (f, handles) = factory(false, 3, &checker);
+    Simulation::run(SimConfig::new(3, 3), f, |sim| async move {
+        let wait = Duration::from_secs(2);
+        assert_eq!(
+            submit(&handles, NodeId(1), KvCommand::put("k", "1"), wait).await,
+            Some(Ok(KvOutput::Ok))
+        );
+        assert_eq!(prepare(&handles, 2, 1, 1).await, Ok((Term(1), true)));
+        // The panics go through the components in turn: acceptor, proposer.
+        let h = handle(&handles, 1);
+        assert!(h.inject_panic());
+        assert!(h.inject_panic());
+        // Long enough for the Learner to tell the new Proposer where
+        // delivery stands (slot 2 is next): the first Prepare then goes to
+        // a fresh slot, where a reused ballot would go unnoticed.
+        sim.run_for(Duration::from_millis(500)).await;
+        assert_eq!(
+            submit(&handles, NodeId(1), KvCommand::put("k", "2"), wait).await,
+            Some(Ok(KvOutput::Ok))
+        );
+        let (promised, granted) = prepare(&handles, 2, 1, 1).await.unwrap();
+        assert!(
+            !granted && promised >= Term(2),
+            "the restarted proposer used round 1 again (promise {promised:?})"
+        );
+    })
+    .unwrap();
+    assert!(checker.is_ok(), "{:?}", checker.violations());
+}
