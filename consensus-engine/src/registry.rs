@@ -172,19 +172,13 @@ impl Registry {
         Self::default()
     }
 
-    /// The protocols this build of the framework runs: Raft; Paxos,
-    /// Multi-Paxos and PBFT are listed as planned.
+    /// The protocols this build of the framework runs: Raft, Paxos and
+    /// Multi-Paxos; PBFT is listed as planned.
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register::<consensus_raft::RaftPlugin>(consensus_raft::PROTOCOL);
-        r.plan(
-            ConsensusProtocol::named("paxos"),
-            "the consensus-paxos plug-in (Proposer, Acceptor, Learner) is not built yet",
-        );
-        r.plan(
-            ConsensusProtocol::named("multi-paxos"),
-            "the consensus-paxos Multi-Paxos plug-in is not built yet",
-        );
+        r.register::<consensus_paxos::PaxosPlugin>(consensus_paxos::PAXOS);
+        r.register::<consensus_paxos::PaxosPlugin>(consensus_paxos::MULTI_PAXOS);
         r.plan(
             ConsensusProtocol::named("pbft"),
             "the consensus-pbft plug-in (PBFTEngine, ViewChanger, CheckpointProtocol) is not built yet",
@@ -274,18 +268,23 @@ mod tests {
     #[test]
     fn unbuilt_protocols_are_refused_with_the_reason() {
         let r = Registry::builtin();
-        for name in ["paxos", "multi-paxos", "pbft"] {
-            let p = ConsensusProtocol::named(name);
-            match r.driver(&p) {
-                Err(EngineError::ProtocolNotBuilt { protocol, reason }) => {
-                    assert_eq!(protocol, p);
-                    assert!(reason.contains("not built yet"), "{reason}");
-                }
-                Err(e) => panic!("unexpected error {e}"),
-                Ok(_) => panic!("{p} must not be available"),
+        let p = ConsensusProtocol::named("pbft");
+        match r.driver(&p) {
+            Err(EngineError::ProtocolNotBuilt { protocol, reason }) => {
+                assert_eq!(protocol, p);
+                assert!(reason.contains("not built yet"), "{reason}");
             }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("{p} must not be available"),
         }
-        assert_eq!(r.available(), vec![consensus_raft::PROTOCOL]);
+        assert_eq!(
+            r.available(),
+            vec![
+                consensus_raft::PROTOCOL,
+                consensus_paxos::PAXOS,
+                consensus_paxos::MULTI_PAXOS
+            ]
+        );
         assert_eq!(
             r.driver(&consensus_raft::PROTOCOL)
                 .map(|d| d.protocol())

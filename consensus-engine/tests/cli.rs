@@ -217,7 +217,6 @@ fn bad_flags_and_impossible_configurations_are_refused() {
         &["simulate", "--protocol", "pbft", "--nodes", "4"],
         "not available yet",
     );
-    assert_refused(&["simulate", "--protocol", "paxos"], "not available yet");
     assert_refused(&["simulate", "--heartbeat-ms", "400"], "heartbeat");
     assert_refused(&["simulate", "--election-timeout-ms", "300..100"], "empty");
     assert_refused(&["simulate", "--byzantine", "1"], "byzantine");
@@ -226,7 +225,6 @@ fn bad_flags_and_impossible_configurations_are_refused() {
     assert_refused(&["simulate", "--frobnicate"], "--frobnicate");
     assert_refused(&["simulate", "--seed", "1", "--seeds", "1..3"], "--seed");
     assert_refused(&["bench", "--clients", "0"], "--clients");
-    assert_refused(&["bench", "--protocol", "multi-paxos"], "not available yet");
     assert_refused(&["check-history"], "FILE");
 }
 

@@ -1,8 +1,11 @@
-//! Paxos' vocabulary: ballots (proposal numbers) and slots.
+//! Paxos' vocabulary: ballots (proposal numbers), slots and the values
+//! proposed in them (batches of client commands, or a no-op).
 
-use consensus_actors::types::NodeId;
+use consensus_actors::kv::KvCommand;
+use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 consensus_actors::newtype_u64!(
     /// A Multi-Paxos log slot.
@@ -48,6 +51,82 @@ impl fmt::Display for Ballot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "b{}.{}", self.round, self.node.0)
     }
+}
+
+/// Names one batch of client commands: the proposer's node, a nonce drawn
+/// when that proposer (re)started, and a sequence number. A batch may be
+/// proposed in more than one slot (a proposer that lost a slot retries its
+/// batch in a later one); learners execute it once, at its first slot.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct BatchId {
+    /// The proposing node.
+    pub node: NodeId,
+    /// Drawn by the proposer when it started (distinguishes incarnations).
+    pub nonce: u64,
+    /// The proposer's count of batches.
+    pub seq: u64,
+}
+
+impl fmt::Display for BatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batch{}.{:x}.{}", self.node.0, self.nonce, self.seq)
+    }
+}
+
+/// One client command inside a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The client that submitted it.
+    pub client: ClientId,
+    /// The command.
+    pub command: KvCommand,
+}
+
+/// What a slot holds: a batch of client requests, or a no-op (a hole a new
+/// leader filled, `batch == None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Value {
+    /// The batch's name (`None`: a no-op).
+    pub batch: Option<BatchId>,
+    /// The requests, applied in order.
+    pub requests: Vec<Request>,
+}
+
+impl Value {
+    /// The no-op a new leader proposes in a slot no acceptor reported.
+    pub fn noop() -> Self {
+        Self {
+            batch: None,
+            requests: Vec::new(),
+        }
+    }
+
+    /// Whether this is a no-op.
+    pub fn is_noop(&self) -> bool {
+        self.batch.is_none()
+    }
+
+    /// The digest safety events carry for this value.
+    pub fn digest(&self) -> u64 {
+        consensus_actors::safety::digest_of(self)
+    }
+}
+
+/// A value as messages and stores share it (never copied on broadcast).
+pub type ValueRef = Arc<Value>;
+
+/// A proposal an acceptor accepted: (slot, ballot, value), the paper's
+/// "pvalue".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PValue {
+    /// The slot.
+    pub slot: Slot,
+    /// The ballot it was accepted at.
+    pub ballot: Ballot,
+    /// The value.
+    pub value: ValueRef,
 }
 
 #[cfg(test)]

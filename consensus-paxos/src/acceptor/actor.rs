@@ -1,0 +1,186 @@
+//! The Acceptor actor: runs the [`AcceptorCore`] over a durable store.
+//! Writes of a step are synced before any message of the step is sent and
+//! before its safety events are reported. A store that refuses a write or a
+//! sync fails the node ([`FailNode`]): the acceptor never answers on state
+//! it could not make durable. A restart rebuilds the core from the store.
+
+use super::core::{AcceptRecord, AcceptorCore, AcceptorEffect, AcceptorHardState, AcceptorInput};
+use crate::messages::{PaxosMessage, PaxosMessage as M};
+use crate::safety::PaxosEvent;
+use crate::wiring::{InjectPanic, PeerMessage};
+use actix::prelude::*;
+use consensus_actors::safety::SafetySink;
+use consensus_actors::storage::{Storage, StorageError};
+use consensus_actors::supervision::FailNode;
+use consensus_actors::transport::Transport;
+use consensus_actors::types::{LogIndex, NodeId};
+
+/// What the Acceptor stores: its promise as hard state, its acceptances as
+/// an append-only log.
+pub trait AcceptorStorage: Storage<AcceptorHardState, AcceptRecord> + Unpin {}
+
+impl<T: Storage<AcceptorHardState, AcceptRecord> + Unpin> AcceptorStorage for T {}
+
+/// The Acceptor component. See the [module documentation](self).
+pub struct Acceptor<S: AcceptorStorage> {
+    id: NodeId,
+    storage: S,
+    transport: Transport<PaxosMessage>,
+    safety: SafetySink<PaxosEvent>,
+    fail: Option<Recipient<FailNode>>,
+    core: AcceptorCore,
+    failed: bool,
+}
+
+impl<S: AcceptorStorage> Acceptor<S> {
+    /// The acceptor of node `id` over `storage` (recovered in `started`).
+    pub fn new(
+        id: NodeId,
+        storage: S,
+        transport: Transport<PaxosMessage>,
+        safety: SafetySink<PaxosEvent>,
+        fail: Option<Recipient<FailNode>>,
+    ) -> Self {
+        Self {
+            id,
+            storage,
+            transport,
+            safety,
+            fail,
+            core: AcceptorCore::new(id),
+            failed: false,
+        }
+    }
+
+    fn recover(&mut self) -> Result<AcceptorCore, StorageError> {
+        let hard = self.storage.load_hard_state()?;
+        let first = self.storage.first_index();
+        let last = self.storage.last_index();
+        let mut records = Vec::new();
+        if last >= first {
+            records = self
+                .storage
+                .entries(first, LogIndex(last.0 + 1), usize::MAX)?;
+        }
+        Ok(AcceptorCore::recover(self.id, hard, records))
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        tracing::error!(node = %self.id, %reason, "acceptor cannot go on");
+        if let Some(f) = &self.fail {
+            f.do_send(FailNode { reason });
+        }
+    }
+
+    /// Runs one input; with `capture`, the answer to that node is returned
+    /// instead of sent.
+    fn step(&mut self, input: AcceptorInput, capture: Option<NodeId>) -> Option<PaxosMessage> {
+        if self.failed {
+            return None;
+        }
+        self.core.step(input);
+        let effects = self.core.take_effects();
+        let mut wrote = false;
+        for e in &effects {
+            let r = match e {
+                AcceptorEffect::PersistPromise(h) => self.storage.save_hard_state(h),
+                AcceptorEffect::PersistAccepted(r) => self.storage.append(std::slice::from_ref(r)),
+                _ => continue,
+            };
+            wrote = true;
+            if let Err(err) = r {
+                self.fail(format!("acceptor write failed: {err}"));
+                return None;
+            }
+        }
+        if wrote {
+            if let Err(err) = self.storage.sync() {
+                self.fail(format!("acceptor sync failed: {err}"));
+                return None;
+            }
+        }
+        let mut answer = None;
+        for e in effects {
+            match e {
+                AcceptorEffect::Send { to, msg } if capture == Some(to) && answer.is_none() => {
+                    answer = Some(msg);
+                }
+                AcceptorEffect::Send { to, msg } => self.transport.send(to, msg),
+                AcceptorEffect::Report(r) => self.safety.emit_with(|| r.event()),
+                AcceptorEffect::PersistPromise(_) | AcceptorEffect::PersistAccepted(_) => {}
+            }
+        }
+        answer
+    }
+}
+
+impl<S: AcceptorStorage> Actor for Acceptor<S> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Context<Self>) {
+        match self.recover() {
+            Ok(core) => self.core = core,
+            Err(e) => self.fail(format!("acceptor cannot read its store: {e}")),
+        }
+    }
+}
+
+impl<S: AcceptorStorage> Supervised for Acceptor<S> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Whatever the core held is rebuilt from the store in `started`.
+        self.core = AcceptorCore::new(self.id);
+    }
+}
+
+impl<S: AcceptorStorage> Handler<PeerMessage> for Acceptor<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: PeerMessage, _ctx: &mut Context<Self>) {
+        let input = match m.msg {
+            M::Prepare(msg) => AcceptorInput::Prepare { from: m.from, msg },
+            M::Accept(msg) => AcceptorInput::Accept { from: m.from, msg },
+            other => {
+                tracing::debug!(message = other.name(), "not for the acceptor");
+                return;
+            }
+        };
+        self.step(input, None);
+    }
+}
+
+/// A Prepare or Accept whose answer comes back to the caller instead of
+/// going to `from` over the network (the engine's `request_vote`). The
+/// answer is `None` when the acceptor failed or the message is not one.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "Option<PaxosMessage>")]
+pub struct DirectRequest {
+    /// The node the request is on behalf of.
+    pub from: NodeId,
+    /// Prepare or Accept.
+    pub msg: PaxosMessage,
+}
+
+impl<S: AcceptorStorage> Handler<DirectRequest> for Acceptor<S> {
+    type Result = Option<PaxosMessage>;
+
+    fn handle(&mut self, m: DirectRequest, _ctx: &mut Context<Self>) -> Option<PaxosMessage> {
+        let input = match m.msg {
+            M::Prepare(msg) => AcceptorInput::Prepare { from: m.from, msg },
+            M::Accept(msg) => AcceptorInput::Accept { from: m.from, msg },
+            _ => return None,
+        };
+        self.step(input, Some(m.from))
+    }
+}
+
+impl<S: AcceptorStorage> Handler<InjectPanic> for Acceptor<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("injected panic in Acceptor");
+    }
+}

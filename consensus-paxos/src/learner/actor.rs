@@ -1,0 +1,278 @@
+//! The Learner actor: runs the [`LearnerCore`], keeps the clients' answers
+//! per batch ([`Track`]) and answers them when their batch is delivered,
+//! appends every delivered slot to its log and rebuilds from it on restart.
+//! The log is synced once per tick, never waited for: a learner that lost
+//! its tail in a crash asks its peers again.
+
+use super::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};
+use crate::config::PaxosConfig;
+use crate::messages::{PaxosMessage, PaxosMessage as M};
+use crate::safety::PaxosEvent;
+use crate::types::{BatchId, Slot};
+use crate::wiring::{
+    micros_since, Abandon, ClientReply, Decided, InjectPanic, PeerMessage, Proposed, Track,
+};
+use actix::prelude::*;
+use consensus_actors::plugin::Committed;
+use consensus_actors::safety::SafetySink;
+use consensus_actors::storage::{Storage, StorageError};
+use consensus_actors::supervision::FailNode;
+use consensus_actors::transport::Transport;
+use consensus_actors::types::{LogIndex, NodeId};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What the Learner stores: the delivered slots as a log (index = slot).
+pub trait LearnerStorage: Storage<(), ChosenRecord> + Unpin {}
+
+impl<T: Storage<(), ChosenRecord> + Unpin> LearnerStorage for T {}
+
+/// The Learner's progress as the client API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
+pub struct LearnerStatus {
+    /// The first slot not yet delivered.
+    pub next: Slot,
+}
+
+/// Asks the Learner for its [`LearnerStatus`].
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "LearnerStatus")]
+pub struct GetLearnerStatus;
+
+/// The Learner component. See the [module documentation](self).
+pub struct Learner<S: LearnerStorage> {
+    id: NodeId,
+    cfg: PaxosConfig,
+    members: Vec<NodeId>,
+    epoch: Instant,
+    storage: S,
+    transport: Transport<PaxosMessage>,
+    decided: Recipient<Decided>,
+    safety: SafetySink<PaxosEvent>,
+    fail: Option<Recipient<FailNode>>,
+    core: LearnerCore,
+    tracked: BTreeMap<BatchId, Vec<ClientReply>>,
+    effects: Vec<LearnerEffect>,
+    failed: bool,
+    /// Slots appended since the last sync.
+    unsynced: bool,
+}
+
+impl<S: LearnerStorage> Learner<S> {
+    /// The Learner of node `id`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: NodeId,
+        cfg: PaxosConfig,
+        members: Vec<NodeId>,
+        epoch: Instant,
+        storage: S,
+        transport: Transport<PaxosMessage>,
+        decided: Recipient<Decided>,
+        safety: SafetySink<PaxosEvent>,
+        fail: Option<Recipient<FailNode>>,
+    ) -> Self {
+        Self {
+            core: LearnerCore::new(id, &cfg, members.clone()),
+            id,
+            cfg,
+            members,
+            epoch,
+            storage,
+            transport,
+            decided,
+            safety,
+            fail,
+            tracked: BTreeMap::new(),
+            effects: Vec::new(),
+            failed: false,
+            unsynced: false,
+        }
+    }
+
+    fn recover(&self) -> Result<LearnerCore, StorageError> {
+        let first = self.storage.first_index();
+        let last = self.storage.last_index();
+        let records = if last >= first {
+            self.storage
+                .entries(first, LogIndex(last.0 + 1), usize::MAX)?
+        } else {
+            Vec::new()
+        };
+        Ok(LearnerCore::recover(
+            self.id,
+            &self.cfg,
+            self.members.clone(),
+            records,
+        ))
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        tracing::error!(node = %self.id, %reason, "learner cannot go on");
+        if let Some(f) = &self.fail {
+            f.do_send(FailNode { reason });
+        }
+    }
+
+    fn step(&mut self, input: LearnerInput) {
+        if self.failed {
+            return;
+        }
+        let now = micros_since(self.epoch);
+        let mut out = std::mem::take(&mut self.effects);
+        self.core.step(now, input, &mut out);
+        for e in out.drain(..) {
+            self.run(e);
+        }
+        self.effects = out;
+    }
+
+    /// Makes the delivered slots durable, once per tick at most: nothing
+    /// waits for it (a crash only costs a longer catch-up), but a node that
+    /// restarts with its log need not fetch it all from its peers.
+    fn sync_log(&mut self) {
+        if self.unsynced && !self.failed {
+            self.unsynced = false;
+            if let Err(e) = self.storage.sync() {
+                self.fail(format!("learner sync failed: {e}"));
+            }
+        }
+    }
+
+    fn run(&mut self, effect: LearnerEffect) {
+        match effect {
+            LearnerEffect::Send { to, msg } => self.transport.send(to, msg),
+            LearnerEffect::Persist(record) => {
+                if record.slot.0 == self.storage.last_index().0 + 1 {
+                    match self.storage.append(std::slice::from_ref(&record)) {
+                        Ok(()) => self.unsynced = true,
+                        Err(e) => self.fail(format!("learner write failed: {e}")),
+                    }
+                }
+            }
+            LearnerEffect::Decided {
+                slot,
+                batch,
+                next_undelivered,
+            } => self.decided.do_send(Decided {
+                slot,
+                batch,
+                next_undelivered,
+            }),
+            LearnerEffect::Answer {
+                batch,
+                outputs,
+                log_id,
+            } => {
+                if let Some(replies) = self.tracked.remove(&batch) {
+                    for (reply, output) in replies.into_iter().zip(outputs) {
+                        let _ = reply.send(Ok(Committed {
+                            output,
+                            log_id: Some(log_id),
+                        }));
+                    }
+                }
+            }
+            LearnerEffect::Report(r) => self.safety.emit_with(|| r.event()),
+        }
+    }
+}
+
+impl<S: LearnerStorage> Actor for Learner<S> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match self.recover() {
+            Ok(core) => self.core = core,
+            Err(e) => self.fail(format!("learner cannot read its log: {e}")),
+        }
+        let period = Duration::from_millis((self.cfg.catch_up_ms / 4).max(1));
+        ctx.run_interval(period, |act, _ctx| {
+            act.step(LearnerInput::Tick);
+            act.sync_log();
+        });
+    }
+}
+
+impl<S: LearnerStorage> Supervised for Learner<S> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Answers in flight are dropped: their clients see unknown outcomes.
+        self.tracked.clear();
+        self.core = LearnerCore::new(self.id, &self.cfg, self.members.clone());
+    }
+}
+
+impl<S: LearnerStorage> Handler<PeerMessage> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: PeerMessage, _ctx: &mut Context<Self>) {
+        let input = match m.msg {
+            M::Accepted(msg) => LearnerInput::Accepted { from: m.from, msg },
+            M::Chosen(c) => LearnerInput::Chosen(c),
+            M::CatchUp(msg) => LearnerInput::CatchUp { from: m.from, msg },
+            M::CatchUpReply(r) => LearnerInput::CatchUpReply(r),
+            other => {
+                tracing::debug!(message = other.name(), "not for the learner");
+                return;
+            }
+        };
+        self.step(input);
+    }
+}
+
+impl<S: LearnerStorage> Handler<Proposed> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: Proposed, _ctx: &mut Context<Self>) {
+        self.step(LearnerInput::Proposed {
+            slot: m.slot,
+            ballot: m.ballot,
+            value: m.value,
+        });
+    }
+}
+
+impl<S: LearnerStorage> Handler<Track> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: Track, _ctx: &mut Context<Self>) {
+        self.tracked.insert(m.batch, m.replies);
+    }
+}
+
+impl<S: LearnerStorage> Handler<Abandon> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: Abandon, _ctx: &mut Context<Self>) {
+        for b in m.batches {
+            if let Some(replies) = self.tracked.remove(&b) {
+                for r in replies {
+                    let _ = r.send(Err(m.error.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl<S: LearnerStorage> Handler<GetLearnerStatus> for Learner<S> {
+    type Result = LearnerStatus;
+
+    fn handle(&mut self, _: GetLearnerStatus, _ctx: &mut Context<Self>) -> LearnerStatus {
+        LearnerStatus {
+            next: self.core.next(),
+        }
+    }
+}
+
+impl<S: LearnerStorage> Handler<InjectPanic> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("injected panic in Learner");
+    }
+}

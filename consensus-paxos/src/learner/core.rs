@@ -1,0 +1,589 @@
+//! The Learner's logic (Paxos Made Simple §2.3, with the proposer's node as
+//! the distinguished learner of its own proposals):
+//!
+//! * The local proposer reports each `Accept` it sends ([`LearnerInput::Proposed`]);
+//!   acceptors answer [`Accepted`] to this node; `q2` of them for the same
+//!   (slot, ballot) choose the value. The learner then tells every peer
+//!   ([`Chosen`]).
+//! * Chosen values are delivered in slot order to the [`KvStore`]; a batch
+//!   proposed in more than one slot is executed at its first slot only.
+//!   Each delivered slot is appended to the learner's log (index = slot),
+//!   from which a restarted learner rebuilds its state machine.
+//! * Every `catch_up_ms` (and at once on a gap) it asks one peer, in turn,
+//!   for the decisions from its first undelivered slot ([`CatchUp`]).
+
+use crate::config::PaxosConfig;
+use crate::messages::{Accepted, CatchUp, CatchUpReply, Chosen, PaxosMessage, CATCH_UP_MAX};
+use crate::report::Report;
+use crate::types::{Ballot, BatchId, PValue, Slot, ValueRef};
+use consensus_actors::kv::{KvOutput, KvStore, StateMachine};
+use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A delivered slot as the learner's log keeps it.
+pub type ChosenRecord = PValue;
+
+/// An input of [`LearnerCore::step`].
+#[derive(Clone, Debug)]
+pub enum LearnerInput {
+    /// The local proposer sent Accept(`ballot`, `slot`, `value`).
+    Proposed {
+        /// The slot.
+        slot: Slot,
+        /// The ballot.
+        ballot: Ballot,
+        /// The value.
+        value: ValueRef,
+    },
+    /// Phase 2b from acceptor `from`.
+    Accepted {
+        /// The acceptor.
+        from: NodeId,
+        /// Its acceptance.
+        msg: Accepted,
+    },
+    /// A peer learned a decision.
+    Chosen(Chosen),
+    /// A peer asks for decisions.
+    CatchUp {
+        /// The peer.
+        from: NodeId,
+        /// Its request.
+        msg: CatchUp,
+    },
+    /// Decisions a peer sent.
+    CatchUpReply(CatchUpReply),
+    /// Time passed.
+    Tick,
+}
+
+/// What the learner asks its actor to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LearnerEffect {
+    /// Send to one peer.
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        msg: PaxosMessage,
+    },
+    /// Append a delivered slot to the log (index = slot).
+    Persist(ChosenRecord),
+    /// A slot's value is known chosen (for the proposer).
+    Decided {
+        /// The slot.
+        slot: Slot,
+        /// Its batch.
+        batch: Option<BatchId>,
+        /// The first slot not yet delivered.
+        next_undelivered: Slot,
+    },
+    /// A batch was executed: its outputs, in order, at `log_id`.
+    Answer {
+        /// The batch.
+        batch: BatchId,
+        /// One output per request.
+        outputs: Vec<KvOutput>,
+        /// Ballot round as term, slot as index.
+        log_id: LogId,
+    },
+    /// Report a safety event.
+    Report(Report),
+}
+
+#[derive(Clone, Debug)]
+struct Tally {
+    ballot: Ballot,
+    value: ValueRef,
+    acks: BTreeSet<NodeId>,
+}
+
+/// The Learner's state. See the [module documentation](self).
+#[derive(Clone, Debug)]
+pub struct LearnerCore {
+    id: NodeId,
+    q2: usize,
+    members: Vec<NodeId>,
+    catch_up_us: u64,
+    /// Delivered slots: `log[i]` is slot `i + 1`.
+    log: Vec<(Ballot, ValueRef)>,
+    /// Chosen, not yet delivered (beyond a gap).
+    ahead: BTreeMap<Slot, (Ballot, ValueRef)>,
+    tallies: BTreeMap<Slot, Tally>,
+    executed: BTreeSet<BatchId>,
+    kv: KvStore,
+    next_peer: usize,
+    last_catch_up_us: u64,
+}
+
+impl LearnerCore {
+    /// A fresh learner for node `id` among `members`.
+    pub fn new(id: NodeId, cfg: &PaxosConfig, members: Vec<NodeId>) -> Self {
+        Self {
+            id,
+            q2: cfg.q2,
+            members,
+            catch_up_us: cfg.catch_up_ms * 1000,
+            log: Vec::new(),
+            ahead: BTreeMap::new(),
+            tallies: BTreeMap::new(),
+            executed: BTreeSet::new(),
+            kv: KvStore::default(),
+            next_peer: 0,
+            last_catch_up_us: 0,
+        }
+    }
+
+    /// A learner rebuilt from its log (`records` in slot order from 1).
+    pub fn recover(
+        id: NodeId,
+        cfg: &PaxosConfig,
+        members: Vec<NodeId>,
+        records: impl IntoIterator<Item = ChosenRecord>,
+    ) -> Self {
+        let mut core = Self::new(id, cfg, members);
+        for r in records {
+            assert_eq!(r.slot, core.next(), "the learner's log has a gap");
+            core.execute(r.slot, r.ballot, &r.value);
+            core.log.push((r.ballot, r.value));
+        }
+        core
+    }
+
+    /// The first slot not yet delivered.
+    pub fn next(&self) -> Slot {
+        Slot(self.log.len() as u64 + 1)
+    }
+
+    /// The state machine.
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
+    }
+
+    /// The value delivered in `slot`, if any.
+    pub fn delivered(&self, slot: Slot) -> Option<&ValueRef> {
+        let i = usize::try_from(slot.0.checked_sub(1)?).ok()?;
+        self.log.get(i).map(|(_, v)| v)
+    }
+
+    /// The one entry: handles `input` at `now_us`, leaving its effects in
+    /// `out`, and checks the invariants.
+    pub fn step(&mut self, now_us: u64, input: LearnerInput, out: &mut Vec<LearnerEffect>) {
+        let delivered_before = self.log.len();
+        match input {
+            LearnerInput::Proposed {
+                slot,
+                ballot,
+                value,
+            } => self.handle_proposed(slot, ballot, value),
+            LearnerInput::Accepted { from, msg } => self.handle_accepted(from, msg, out),
+            LearnerInput::Chosen(c) => {
+                self.learn(c.slot, c.ballot, c.value, false, out);
+            }
+            LearnerInput::CatchUp { from, msg } => self.handle_catch_up(from, msg, out),
+            LearnerInput::CatchUpReply(r) => {
+                let full = r.chosen.len() >= CATCH_UP_MAX;
+                let before = self.next();
+                for c in r.chosen {
+                    self.learn(c.slot, c.ballot, c.value, false, out);
+                }
+                if full && self.next() > before {
+                    // The peer has more: ask again now, not at the next tick.
+                    self.ask_peer(out);
+                }
+            }
+            LearnerInput::Tick => self.handle_tick(now_us, out),
+        }
+        // Delivery never goes back, and nothing waits beyond a delivered slot.
+        assert!(self.log.len() >= delivered_before, "delivery went back");
+        let next = self.next();
+        assert!(
+            self.ahead.keys().next().is_none_or(|s| *s > next),
+            "a deliverable slot left undelivered"
+        );
+    }
+
+    fn handle_proposed(&mut self, slot: Slot, ballot: Ballot, value: ValueRef) {
+        if slot < self.next() || self.ahead.contains_key(&slot) {
+            return;
+        }
+        let replace = self.tallies.get(&slot).is_none_or(|t| t.ballot < ballot);
+        if replace {
+            self.tallies.insert(
+                slot,
+                Tally {
+                    ballot,
+                    value,
+                    acks: BTreeSet::new(),
+                },
+            );
+        }
+    }
+
+    fn handle_accepted(&mut self, from: NodeId, msg: Accepted, out: &mut Vec<LearnerEffect>) {
+        if !self.members.contains(&from) {
+            return;
+        }
+        let Some(t) = self.tallies.get_mut(&msg.slot) else {
+            return;
+        };
+        if t.ballot != msg.ballot {
+            return;
+        }
+        t.acks.insert(from);
+        if t.acks.len() >= self.q2 {
+            let Some(t) = self.tallies.remove(&msg.slot) else {
+                return;
+            };
+            self.learn(msg.slot, t.ballot, t.value, true, out);
+        }
+    }
+
+    /// Records that `value` is chosen in `slot`; tells the peers when this
+    /// learner counted the quorum itself.
+    fn learn(
+        &mut self,
+        slot: Slot,
+        ballot: Ballot,
+        value: ValueRef,
+        counted: bool,
+        out: &mut Vec<LearnerEffect>,
+    ) {
+        if slot < self.next() || self.ahead.contains_key(&slot) || slot.0 == 0 {
+            return;
+        }
+        self.tallies.remove(&slot);
+        out.push(LearnerEffect::Report(Report::Chosen {
+            node: self.id,
+            slot,
+            ballot,
+            value: ValueRef::clone(&value),
+        }));
+        if counted {
+            let msg = PaxosMessage::Chosen(Chosen {
+                slot,
+                ballot,
+                value: ValueRef::clone(&value),
+            });
+            for peer in &self.members {
+                if *peer != self.id {
+                    out.push(LearnerEffect::Send {
+                        to: *peer,
+                        msg: msg.clone(),
+                    });
+                }
+            }
+        }
+        let batch = value.batch;
+        self.ahead.insert(slot, (ballot, value));
+        let gap = slot > self.next();
+        self.deliver(out);
+        out.push(LearnerEffect::Decided {
+            slot,
+            batch,
+            next_undelivered: self.next(),
+        });
+        if gap && !counted {
+            // Decisions arrive after a hole: ask for it now.
+            self.ask_peer(out);
+        }
+    }
+
+    fn deliver(&mut self, out: &mut Vec<LearnerEffect>) {
+        while let Some((ballot, value)) = self.ahead.remove(&self.next()) {
+            let slot = self.next();
+            if let Some(outputs) = self.execute(slot, ballot, &value) {
+                if let Some(batch) = value.batch {
+                    out.push(LearnerEffect::Answer {
+                        batch,
+                        outputs,
+                        log_id: LogId::new(Term(ballot.round), LogIndex(slot.0)),
+                    });
+                }
+            }
+            out.push(LearnerEffect::Persist(ChosenRecord {
+                slot,
+                ballot,
+                value: ValueRef::clone(&value),
+            }));
+            self.log.push((ballot, value));
+        }
+    }
+
+    /// Applies a slot's batch unless it ran already; its outputs.
+    fn execute(&mut self, _slot: Slot, _ballot: Ballot, value: &ValueRef) -> Option<Vec<KvOutput>> {
+        let batch = value.batch?;
+        if !self.executed.insert(batch) {
+            return None;
+        }
+        Some(
+            value
+                .requests
+                .iter()
+                .map(|r| self.kv.apply(&r.command))
+                .collect(),
+        )
+    }
+
+    fn handle_catch_up(&mut self, from: NodeId, msg: CatchUp, out: &mut Vec<LearnerEffect>) {
+        if msg.from.0 == 0 || msg.from >= self.next() {
+            return;
+        }
+        let start = usize::try_from(msg.from.0 - 1).unwrap_or(usize::MAX);
+        let chosen: Vec<Chosen> = self
+            .log
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(CATCH_UP_MAX)
+            .map(|(i, (ballot, value))| Chosen {
+                slot: Slot(i as u64 + 1),
+                ballot: *ballot,
+                value: ValueRef::clone(value),
+            })
+            .collect();
+        out.push(LearnerEffect::Send {
+            to: from,
+            msg: PaxosMessage::CatchUpReply(CatchUpReply { chosen }),
+        });
+    }
+
+    fn handle_tick(&mut self, now_us: u64, out: &mut Vec<LearnerEffect>) {
+        if now_us.saturating_sub(self.last_catch_up_us) >= self.catch_up_us {
+            self.last_catch_up_us = now_us;
+            self.ask_peer(out);
+            // Remind the proposer where delivery stands (after its restart).
+            if let Some((_, v)) = self.log.last() {
+                out.push(LearnerEffect::Decided {
+                    slot: Slot(self.log.len() as u64),
+                    batch: v.batch,
+                    next_undelivered: self.next(),
+                });
+            }
+        }
+        // Forget tallies of slots already delivered.
+        let next = self.next();
+        self.tallies.retain(|s, _| *s >= next);
+    }
+
+    fn ask_peer(&mut self, out: &mut Vec<LearnerEffect>) {
+        let peers: Vec<NodeId> = self
+            .members
+            .iter()
+            .copied()
+            .filter(|p| *p != self.id)
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let to = peers[self.next_peer % peers.len()];
+        self.next_peer = self.next_peer.wrapping_add(1);
+        out.push(LearnerEffect::Send {
+            to,
+            msg: PaxosMessage::CatchUp(CatchUp { from: self.next() }),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Mode;
+    use crate::types::{Request, Value};
+    use consensus_actors::kv::KvCommand;
+    use consensus_actors::types::ClientId;
+
+    fn n(i: u64) -> NodeId {
+        NodeId(i)
+    }
+
+    fn batch(seq: u64, key: &str, val: &str) -> ValueRef {
+        ValueRef::new(Value {
+            batch: Some(BatchId {
+                node: n(1),
+                nonce: 7,
+                seq,
+            }),
+            requests: vec![Request {
+                client: ClientId(1),
+                command: KvCommand::put(key, val),
+            }],
+        })
+    }
+
+    fn learner() -> LearnerCore {
+        LearnerCore::new(
+            n(1),
+            &PaxosConfig::new(Mode::Multi, 3),
+            vec![n(1), n(2), n(3)],
+        )
+    }
+
+    fn chosen(slot: u64, value: ValueRef) -> LearnerInput {
+        LearnerInput::Chosen(Chosen {
+            slot: Slot(slot),
+            ballot: Ballot::new(1, n(2)),
+            value,
+        })
+    }
+
+    #[test]
+    fn a_quorum_of_accepted_chooses_and_the_peers_are_told() {
+        let mut l = learner();
+        let mut out = Vec::new();
+        let b = Ballot::new(1, n(1));
+        l.step(
+            0,
+            LearnerInput::Proposed {
+                slot: Slot(1),
+                ballot: b,
+                value: batch(0, "k", "v"),
+            },
+            &mut out,
+        );
+        l.step(
+            0,
+            LearnerInput::Accepted {
+                from: n(2),
+                msg: Accepted {
+                    ballot: b,
+                    slot: Slot(1),
+                },
+            },
+            &mut out,
+        );
+        assert!(out.is_empty(), "one acceptance of three is no quorum");
+        // A stale ballot does not count.
+        l.step(
+            0,
+            LearnerInput::Accepted {
+                from: n(3),
+                msg: Accepted {
+                    ballot: Ballot::new(0, n(1)),
+                    slot: Slot(1),
+                },
+            },
+            &mut out,
+        );
+        assert!(out.is_empty());
+        l.step(
+            0,
+            LearnerInput::Accepted {
+                from: n(3),
+                msg: Accepted {
+                    ballot: b,
+                    slot: Slot(1),
+                },
+            },
+            &mut out,
+        );
+        assert_eq!(l.next(), Slot(2));
+        assert_eq!(l.kv().get("k"), Some("v"));
+        let sends = out
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    LearnerEffect::Send {
+                        msg: PaxosMessage::Chosen(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(sends, 2);
+        assert!(out.iter().any(|e| matches!(e, LearnerEffect::Answer { log_id, .. } if log_id.index == LogIndex(1) && log_id.term == Term(1))));
+    }
+
+    #[test]
+    fn slots_are_delivered_in_order_and_a_gap_is_asked_for() {
+        let mut l = learner();
+        let mut out = Vec::new();
+        l.step(0, chosen(2, batch(1, "k", "second")), &mut out);
+        assert_eq!(l.next(), Slot(1), "slot 2 waits for slot 1");
+        assert!(out.iter().any(|e| matches!(
+            e,
+            LearnerEffect::Send {
+                msg: PaxosMessage::CatchUp(CatchUp { from: Slot(1) }),
+                ..
+            }
+        )));
+        out.clear();
+        l.step(0, chosen(1, batch(0, "k", "first")), &mut out);
+        assert_eq!(l.next(), Slot(3));
+        assert_eq!(l.kv().get("k"), Some("second"));
+        let persisted: Vec<Slot> = out
+            .iter()
+            .filter_map(|e| match e {
+                LearnerEffect::Persist(r) => Some(r.slot),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(persisted, [Slot(1), Slot(2)]);
+    }
+
+    #[test]
+    fn a_batch_chosen_twice_is_executed_once_and_catch_up_serves_the_log() {
+        let mut l = learner();
+        let mut out = Vec::new();
+        let put = |v: &str| {
+            ValueRef::new(Value {
+                batch: Some(BatchId {
+                    node: n(2),
+                    nonce: 1,
+                    seq: 0,
+                }),
+                requests: vec![Request {
+                    client: ClientId(1),
+                    command: KvCommand::put("k", v),
+                }],
+            })
+        };
+        l.step(0, chosen(1, put("a")), &mut out);
+        l.step(0, chosen(2, batch(0, "k", "b")), &mut out);
+        l.step(0, chosen(3, put("a")), &mut out);
+        assert_eq!(
+            l.kv().get("k"),
+            Some("b"),
+            "the second copy of the batch did not run"
+        );
+        out.clear();
+        l.step(
+            0,
+            LearnerInput::CatchUp {
+                from: n(3),
+                msg: CatchUp { from: Slot(2) },
+            },
+            &mut out,
+        );
+        match &out[..] {
+            [LearnerEffect::Send {
+                to,
+                msg: PaxosMessage::CatchUpReply(r),
+            }] => {
+                assert_eq!(*to, n(3));
+                assert_eq!(
+                    r.chosen.iter().map(|c| c.slot).collect::<Vec<_>>(),
+                    [Slot(2), Slot(3)]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A restarted learner replays its log to the same state.
+        let records: Vec<ChosenRecord> = (1..=3)
+            .map(|s| ChosenRecord {
+                slot: Slot(s),
+                ballot: Ballot::new(1, n(2)),
+                value: ValueRef::clone(l.delivered(Slot(s)).unwrap()),
+            })
+            .collect();
+        let r = LearnerCore::recover(
+            n(1),
+            &PaxosConfig::new(Mode::Multi, 3),
+            vec![n(1), n(2), n(3)],
+            records,
+        );
+        assert_eq!(r.next(), Slot(4));
+        assert_eq!(r.kv().get("k"), Some("b"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The messages of the paper, one type each, and the enum nodes exchange
+//! ([`PaxosMessage`]).
+//!
+//! | message | from → to | phase |
+//! |---|---|---|
+//! | [`Prepare`] | proposer → acceptors | 1a |
+//! | [`Promise`] | acceptor → proposer | 1b |
+//! | [`Accept`] | proposer → acceptors | 2a |
+//! | [`Accepted`] | acceptor → the proposer's learner | 2b |
+//! | [`Nack`] | acceptor → proposer | a refusal, naming the promise |
+//! | [`Chosen`] | learner → learners | the decision |
+//! | [`CatchUp`] / [`CatchUpReply`] | learner ↔ learner | filling gaps |
+//! | [`HeartbeatRequest`] / [`HeartbeatReply`] | Multi-Paxos ballot leader election | |
+
+use crate::types::{Ballot, PValue, Slot, ValueRef};
+use serde::{Deserialize, Serialize};
+
+/// Phase 1a: "promise not to accept anything below `ballot`, and tell me
+/// what you accepted in slots `first..=last`" (`last == None`: every slot
+/// from `first` on, Multi-Paxos' phase 1 for all later slots).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepare {
+    /// The proposer's ballot.
+    pub ballot: Ballot,
+    /// The first slot the proposer asks about.
+    pub first: Slot,
+    /// The last slot it asks about (`None`: no bound).
+    pub last: Option<Slot>,
+}
+
+/// Phase 1b: the acceptor promised `ballot`; `accepted` is what it accepted
+/// in the slots asked about (the highest ballot per slot).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promise {
+    /// The ballot promised.
+    pub ballot: Ballot,
+    /// The accepted proposals in the slots asked about, by slot.
+    pub accepted: Vec<PValue>,
+}
+
+/// Phase 2a: "accept `value` in `slot` at `ballot`".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accept {
+    /// The proposer's ballot.
+    pub ballot: Ballot,
+    /// The slot.
+    pub slot: Slot,
+    /// The value.
+    pub value: ValueRef,
+}
+
+/// Phase 2b: the acceptor accepted (`ballot`, value) in `slot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The ballot accepted.
+    pub ballot: Ballot,
+    /// The slot.
+    pub slot: Slot,
+}
+
+/// A refusal: the acceptor promised `promised`, above the request's
+/// `ballot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nack {
+    /// The ballot refused.
+    pub ballot: Ballot,
+    /// The higher ballot the acceptor promised.
+    pub promised: Ballot,
+}
+
+/// The decision: `value` was accepted by a quorum at `ballot` in `slot`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chosen {
+    /// The slot.
+    pub slot: Slot,
+    /// The ballot a quorum accepted.
+    pub ballot: Ballot,
+    /// The chosen value.
+    pub value: ValueRef,
+}
+
+/// A learner asks a peer for the values chosen from slot `from` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchUp {
+    /// The first slot the asker lacks.
+    pub from: Slot,
+}
+
+/// The chosen values a learner knows from the slot asked for (at most
+/// [`CATCH_UP_MAX`] of them, consecutive).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchUpReply {
+    /// The decisions, in slot order.
+    pub chosen: Vec<Chosen>,
+}
+
+/// Most decisions one [`CatchUpReply`] carries.
+pub const CATCH_UP_MAX: usize = 256;
+
+/// Ballot leader election (Multi-Paxos): a round of heartbeats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// The asker's round.
+    pub round: u64,
+}
+
+/// The answer to a [`HeartbeatRequest`]: the replier's own ballot and
+/// whether it was connected to a quorum in its last round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The round answered.
+    pub round: u64,
+    /// The replier's ballot.
+    pub ballot: Ballot,
+    /// The replier heard from a quorum in its last round.
+    pub quorum_connected: bool,
+}
+
+/// Everything Paxos nodes send each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaxosMessage {
+    /// Phase 1a.
+    Prepare(Prepare),
+    /// Phase 1b.
+    Promise(Promise),
+    /// Phase 2a.
+    Accept(Accept),
+    /// Phase 2b.
+    Accepted(Accepted),
+    /// A refusal.
+    Nack(Nack),
+    /// A decision.
+    Chosen(Chosen),
+    /// A gap to fill.
+    CatchUp(CatchUp),
+    /// Decisions that fill it.
+    CatchUpReply(CatchUpReply),
+    /// Leader election heartbeat.
+    HeartbeatRequest(HeartbeatRequest),
+    /// Its answer.
+    HeartbeatReply(HeartbeatReply),
+}
+
+impl PaxosMessage {
+    /// The message's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PaxosMessage::Prepare(_) => "Prepare",
+            PaxosMessage::Promise(_) => "Promise",
+            PaxosMessage::Accept(_) => "Accept",
+            PaxosMessage::Accepted(_) => "Accepted",
+            PaxosMessage::Nack(_) => "Nack",
+            PaxosMessage::Chosen(_) => "Chosen",
+            PaxosMessage::CatchUp(_) => "CatchUp",
+            PaxosMessage::CatchUpReply(_) => "CatchUpReply",
+            PaxosMessage::HeartbeatRequest(_) => "HeartbeatRequest",
+            PaxosMessage::HeartbeatReply(_) => "HeartbeatReply",
+        }
+    }
+}

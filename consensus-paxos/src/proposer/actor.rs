@@ -1,0 +1,330 @@
+//! The Proposer actor: runs the [`ProposerCore`] on a timer, keeps the
+//! clients' answers until their batch is formed (then hands them to the
+//! Learner, which answers on delivery) and carries out the core's effects
+//! in order.
+
+use super::core::{ProposerCore, ProposerEffect, ProposerInput, Role};
+use crate::config::PaxosConfig;
+use crate::messages::{PaxosMessage, PaxosMessage as M};
+use crate::safety::PaxosEvent;
+use crate::types::{Ballot, Request};
+use crate::wiring::{
+    micros_since, Abandon, BallotTooLow, ClientReply, Decided, InjectPanic, LeaderChange,
+    PeerMessage, Proposed, Submit, Track,
+};
+use actix::prelude::*;
+use consensus_actors::safety::{SafetyEvent, SafetySink};
+use consensus_actors::sim::TraceHandle;
+use consensus_actors::storage::Storage;
+use consensus_actors::supervision::FailNode;
+use consensus_actors::transport::Transport;
+use consensus_actors::types::NodeId;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Where the Proposer's messages to the rest of its node go.
+#[derive(Clone)]
+pub struct ProposerOutputs {
+    /// The Learner: what was proposed.
+    pub proposed: Recipient<Proposed>,
+    /// The Learner: whom to answer for a batch.
+    pub track: Recipient<Track>,
+    /// The Learner: batches given up.
+    pub abandon: Recipient<Abandon>,
+    /// The ballot leader election: a refused ballot.
+    pub ballot_too_low: Recipient<BallotTooLow>,
+}
+
+/// The Proposer's state as the client API reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
+pub struct ProposerStatus {
+    /// Where it is.
+    pub role: Role,
+    /// The current phase's ballot.
+    pub ballot: Option<Ballot>,
+    /// The leader it knows of (Multi-Paxos).
+    pub leader: Option<NodeId>,
+    /// Whether it leads (Multi-Paxos).
+    pub is_leader: bool,
+}
+
+/// Asks the Proposer for its [`ProposerStatus`].
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "ProposerStatus")]
+pub struct GetProposerStatus;
+
+/// What the Proposer stores: the highest ballot it used (hard state).
+pub trait ProposerStorage: Storage<Ballot, ()> + Unpin {}
+
+impl<T: Storage<Ballot, ()> + Unpin> ProposerStorage for T {}
+
+/// The Proposer component. See the [module documentation](self).
+pub struct Proposer<S: ProposerStorage> {
+    storage: S,
+    fail: Option<Recipient<FailNode>>,
+    failed: bool,
+    id: NodeId,
+    cfg: PaxosConfig,
+    members: Vec<NodeId>,
+    seed: u64,
+    incarnation: u64,
+    epoch: Instant,
+    transport: Transport<PaxosMessage>,
+    outputs: ProposerOutputs,
+    safety: SafetySink<PaxosEvent>,
+    trace: Option<TraceHandle>,
+    core: ProposerCore,
+    replies: BTreeMap<u64, ClientReply>,
+    next_token: u64,
+    effects: Vec<ProposerEffect>,
+}
+
+impl<S: ProposerStorage> Proposer<S> {
+    /// The Proposer of node `id`, recording its ballots in `storage`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        storage: S,
+        fail: Option<Recipient<FailNode>>,
+        id: NodeId,
+        cfg: PaxosConfig,
+        members: Vec<NodeId>,
+        seed: u64,
+        epoch: Instant,
+        transport: Transport<PaxosMessage>,
+        outputs: ProposerOutputs,
+        safety: SafetySink<PaxosEvent>,
+    ) -> Self {
+        Self {
+            storage,
+            fail,
+            failed: false,
+            core: ProposerCore::new(id, cfg.clone(), members.clone(), seed),
+            id,
+            cfg,
+            members,
+            seed,
+            incarnation: 0,
+            epoch,
+            transport,
+            outputs,
+            safety,
+            trace: None,
+            replies: BTreeMap::new(),
+            next_token: 0,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Records leadership changes in a simulation trace.
+    #[must_use]
+    pub fn with_trace(mut self, trace: Option<TraceHandle>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failed {
+            return;
+        }
+        self.failed = true;
+        tracing::error!(node = %self.id, %reason, "proposer cannot go on");
+        if let Some(f) = &self.fail {
+            f.do_send(FailNode { reason });
+        }
+    }
+
+    /// A fresh core above every ballot the store says was used.
+    fn recover(&mut self) {
+        let seed = self
+            .seed
+            .wrapping_add(self.incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let core = ProposerCore::new(self.id, self.cfg.clone(), self.members.clone(), seed);
+        match self.storage.load_hard_state() {
+            Ok(used) => self.core = core.above(used.unwrap_or(Ballot::ZERO)),
+            Err(e) => self.fail(format!("proposer cannot read its store: {e}")),
+        }
+    }
+
+    fn step(&mut self, input: ProposerInput) {
+        if self.failed {
+            return;
+        }
+        let now = micros_since(self.epoch);
+        let mut out = std::mem::take(&mut self.effects);
+        self.core.step(now, input, &mut out);
+        for e in out.drain(..) {
+            if self.failed {
+                break;
+            }
+            self.run(e);
+        }
+        out.clear();
+        self.effects = out;
+    }
+
+    fn run(&mut self, effect: ProposerEffect) {
+        match effect {
+            ProposerEffect::PersistBallot(ballot) => {
+                let r = self
+                    .storage
+                    .save_hard_state(&ballot)
+                    .and_then(|()| self.storage.sync());
+                if let Err(e) = r {
+                    self.fail(format!("proposer cannot record its ballot: {e}"));
+                }
+            }
+            ProposerEffect::Broadcast(msg) => {
+                for m in &self.members {
+                    self.transport.send(*m, msg.clone());
+                }
+            }
+            ProposerEffect::Send { to, msg } => self.transport.send(to, msg),
+            ProposerEffect::Proposed {
+                slot,
+                ballot,
+                value,
+            } => self.outputs.proposed.do_send(Proposed {
+                slot,
+                ballot,
+                value,
+            }),
+            ProposerEffect::Track { batch, tokens } => {
+                let replies = tokens
+                    .iter()
+                    .filter_map(|t| self.replies.remove(t))
+                    .collect::<Vec<_>>();
+                debug_assert_eq!(replies.len(), tokens.len(), "a token without its reply");
+                self.outputs.track.do_send(Track { batch, replies });
+            }
+            ProposerEffect::Abandon { batches, error } => {
+                self.outputs.abandon.do_send(Abandon { batches, error });
+            }
+            ProposerEffect::Fail { tokens, error } => {
+                for t in tokens {
+                    if let Some(r) = self.replies.remove(&t) {
+                        let _ = r.send(Err(error.clone()));
+                    }
+                }
+            }
+            ProposerEffect::BallotTooLow { promised } => {
+                self.outputs
+                    .ballot_too_low
+                    .do_send(BallotTooLow { promised });
+            }
+            ProposerEffect::BecameLeader { ballot } => {
+                tracing::debug!(node = %self.id, %ballot, "leads");
+                if let Some(t) = &self.trace {
+                    t.record_value(self.id, "leader", &ballot);
+                }
+                self.safety.emit(SafetyEvent::BecameLeader {
+                    node: self.id,
+                    epoch: ballot.round,
+                });
+            }
+            ProposerEffect::SteppedDown => {
+                if let Some(t) = &self.trace {
+                    t.record_value(self.id, "stepped-down", &());
+                }
+                self.safety.emit(SafetyEvent::SteppedDown { node: self.id });
+            }
+        }
+    }
+}
+
+impl<S: ProposerStorage> Actor for Proposer<S> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.recover();
+        let period = Duration::from_millis((self.cfg.heartbeat_ms / 5).max(1));
+        ctx.run_interval(period, |act, _ctx| act.step(ProposerInput::Tick));
+    }
+}
+
+impl<S: ProposerStorage> Supervised for Proposer<S> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        if self.core.is_leader() {
+            self.safety.emit(SafetyEvent::SteppedDown { node: self.id });
+        }
+        self.incarnation += 1;
+        // Queued commands were never proposed; their answers are dropped
+        // (the client sees an unknown outcome).
+        self.replies.clear();
+        // `started` rebuilds the core above the stored ballot.
+    }
+}
+
+impl<S: ProposerStorage> Handler<Submit> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: Submit, _ctx: &mut Context<Self>) {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.replies.insert(token, m.reply);
+        self.step(ProposerInput::Submit {
+            token,
+            request: Request {
+                client: m.client,
+                command: m.command,
+            },
+        });
+    }
+}
+
+impl<S: ProposerStorage> Handler<PeerMessage> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: PeerMessage, _ctx: &mut Context<Self>) {
+        let input = match m.msg {
+            M::Promise(msg) => ProposerInput::Promise { from: m.from, msg },
+            M::Nack(msg) => ProposerInput::Nack { from: m.from, msg },
+            other => {
+                tracing::debug!(message = other.name(), "not for the proposer");
+                return;
+            }
+        };
+        self.step(input);
+    }
+}
+
+impl<S: ProposerStorage> Handler<Decided> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: Decided, _ctx: &mut Context<Self>) {
+        self.step(ProposerInput::Decided {
+            slot: m.slot,
+            batch: m.batch,
+            next_undelivered: m.next_undelivered,
+        });
+    }
+}
+
+impl<S: ProposerStorage> Handler<LeaderChange> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: LeaderChange, _ctx: &mut Context<Self>) {
+        self.step(ProposerInput::Leader { leader: m.leader });
+    }
+}
+
+impl<S: ProposerStorage> Handler<GetProposerStatus> for Proposer<S> {
+    type Result = ProposerStatus;
+
+    fn handle(&mut self, _: GetProposerStatus, _ctx: &mut Context<Self>) -> ProposerStatus {
+        ProposerStatus {
+            role: self.core.role(),
+            ballot: self.core.ballot(),
+            leader: self.core.leader(),
+            is_leader: self.core.is_leader(),
+        }
+    }
+}
+
+impl<S: ProposerStorage> Handler<InjectPanic> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, _ctx: &mut Context<Self>) {
+        panic!("injected panic in Proposer");
+    }
+}

@@ -1,0 +1,267 @@
+//! The Proposer core alone: exact effects for each input.
+
+use super::*;
+use crate::messages::Accepted;
+use consensus_actors::kv::KvCommand;
+use consensus_actors::types::ClientId;
+
+fn n(i: u64) -> NodeId {
+    NodeId(i)
+}
+
+fn members() -> Vec<NodeId> {
+    vec![n(1), n(2), n(3)]
+}
+
+fn request(v: &str) -> Request {
+    Request {
+        client: ClientId(1),
+        command: KvCommand::put("k", v),
+    }
+}
+
+fn broadcast_prepare(out: &[ProposerEffect]) -> Option<Prepare> {
+    out.iter().find_map(|e| match e {
+        ProposerEffect::Broadcast(PaxosMessage::Prepare(p)) => Some(p.clone()),
+        _ => None,
+    })
+}
+
+fn accepts(out: &[ProposerEffect]) -> Vec<Accept> {
+    out.iter()
+        .filter_map(|e| match e {
+            ProposerEffect::Broadcast(PaxosMessage::Accept(a)) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accepted_value() {
+    let mut p = ProposerCore::new(n(1), PaxosConfig::new(Mode::Basic, 3), members(), 1);
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Submit {
+            token: 0,
+            request: request("mine"),
+        },
+        &mut out,
+    );
+    let b = Ballot::new(1, n(1));
+    assert_eq!(out[0], ProposerEffect::PersistBallot(b), "persisted first");
+    let prep = broadcast_prepare(&out).unwrap();
+    assert_eq!(
+        (prep.ballot, prep.first, prep.last),
+        (b, Slot(1), Some(Slot(1)))
+    );
+    // Two promises; one reports a value accepted at a lower ballot.
+    let theirs = ValueRef::new(Value {
+        batch: Some(BatchId {
+            node: n(2),
+            nonce: 9,
+            seq: 0,
+        }),
+        requests: vec![request("theirs")],
+    });
+    out.clear();
+    p.step(
+        1,
+        ProposerInput::Promise {
+            from: n(2),
+            msg: Promise {
+                ballot: b,
+                accepted: vec![PValue {
+                    slot: Slot(1),
+                    ballot: Ballot::new(0, n(2)),
+                    value: ValueRef::clone(&theirs),
+                }],
+            },
+        },
+        &mut out,
+    );
+    assert!(out.is_empty(), "one promise of three is no quorum");
+    p.step(
+        1,
+        ProposerInput::Promise {
+            from: n(3),
+            msg: Promise {
+                ballot: b,
+                accepted: vec![],
+            },
+        },
+        &mut out,
+    );
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].value, theirs, "P2c: the reported value, not ours");
+    // It is chosen: our batch goes to slot 2, with a fresh phase 1.
+    out.clear();
+    p.step(
+        2,
+        ProposerInput::Decided {
+            slot: Slot(1),
+            batch: theirs.batch,
+            next_undelivered: Slot(2),
+        },
+        &mut out,
+    );
+    let prep = broadcast_prepare(&out).unwrap();
+    assert_eq!(prep.first, Slot(2));
+    assert!(prep.ballot > b);
+    let _ = Accepted {
+        ballot: b,
+        slot: Slot(1),
+    };
+}
+
+#[test]
+fn a_refused_basic_proposer_backs_off_then_retries_higher_and_a_restart_never_reuses_a_ballot() {
+    let cfg = PaxosConfig::new(Mode::Basic, 3);
+    let mut p = ProposerCore::new(n(1), cfg.clone(), members(), 1);
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Submit {
+            token: 0,
+            request: request("x"),
+        },
+        &mut out,
+    );
+    let b = broadcast_prepare(&out).unwrap().ballot;
+    out.clear();
+    let promised = Ballot::new(5, n(2));
+    p.step(
+        1,
+        ProposerInput::Nack {
+            from: n(2),
+            msg: Nack {
+                ballot: b,
+                promised,
+            },
+        },
+        &mut out,
+    );
+    assert_eq!(p.role(), Role::Idle);
+    // Within the back-off nothing is sent; after it, a ballot above the
+    // refusal.
+    let mut retried = None;
+    for t in (1..=cfg.backoff_max_ms * 1000 + 1000).step_by(1000) {
+        out.clear();
+        p.step(t, ProposerInput::Tick, &mut out);
+        if let Some(prep) = broadcast_prepare(&out) {
+            retried = Some(prep.ballot);
+            break;
+        }
+    }
+    let retried = retried.expect("a retry after the back-off");
+    assert!(retried > promised);
+    // A new incarnation that persisted `retried` starts above it.
+    let mut q = ProposerCore::new(n(1), cfg, members(), 2).above(retried);
+    out.clear();
+    q.step(
+        0,
+        ProposerInput::Submit {
+            token: 0,
+            request: request("y"),
+        },
+        &mut out,
+    );
+    assert!(broadcast_prepare(&out).unwrap().ballot > retried);
+}
+
+#[test]
+fn a_multi_paxos_leader_batches_within_its_window_and_refuses_when_following() {
+    let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+    cfg.window = 2;
+    let mut p = ProposerCore::new(n(1), cfg, members(), 1);
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Submit {
+            token: 0,
+            request: request("a"),
+        },
+        &mut out,
+    );
+    assert!(matches!(
+        &out[..],
+        [ProposerEffect::Fail {
+            error: ProposeError::NotLeader { leader: None },
+            ..
+        }]
+    ));
+    out.clear();
+    let b = Ballot::new(3, n(1));
+    p.step(0, ProposerInput::Leader { leader: b }, &mut out);
+    assert_eq!(
+        broadcast_prepare(&out).unwrap().last,
+        None,
+        "phase 1 for every later slot"
+    );
+    for from in [n(1), n(2)] {
+        p.step(
+            0,
+            ProposerInput::Promise {
+                from,
+                msg: Promise {
+                    ballot: b,
+                    accepted: vec![],
+                },
+            },
+            &mut out,
+        );
+    }
+    assert!(p.is_leader());
+    out.clear();
+    for t in 0..5 {
+        p.step(
+            0,
+            ProposerInput::Submit {
+                token: t,
+                request: request("v"),
+            },
+            &mut out,
+        );
+    }
+    // Two slots in flight (one command each), three commands queued.
+    let sent = accepts(&out);
+    assert_eq!(
+        sent.iter().map(|a| a.slot).collect::<Vec<_>>(),
+        [Slot(1), Slot(2)]
+    );
+    assert_eq!(p.queued(), 3);
+    out.clear();
+    let batch = sent[0].value.batch;
+    p.step(
+        0,
+        ProposerInput::Decided {
+            slot: Slot(1),
+            batch,
+            next_undelivered: Slot(2),
+        },
+        &mut out,
+    );
+    // The freed slot takes the three queued commands as one batch.
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!((a[0].slot, a[0].value.requests.len()), (Slot(3), 3));
+    // Another leader: in-flight batches abandoned (unknown), role dropped.
+    out.clear();
+    p.step(
+        0,
+        ProposerInput::Leader {
+            leader: Ballot::new(4, n(2)),
+        },
+        &mut out,
+    );
+    assert!(out.iter().any(|e| matches!(
+        e,
+        ProposerEffect::Abandon {
+            error: ProposeError::Unknown,
+            ..
+        }
+    )));
+    assert!(out.contains(&ProposerEffect::SteppedDown));
+    assert!(!p.is_leader());
+}

@@ -1,0 +1,404 @@
+//! The slots of [`PaxosNodeBuilder`](crate::node::PaxosNodeBuilder): one per
+//! component (Acceptor, Proposer, Learner, ballot leader election), each
+//! filled by the stock actor unless the builder is given another.
+//!
+//! A slot holds a factory (`Fn`, `Send + Sync`, shared by reference count)
+//! that gets the node's [`SlotContext`] and returns a [`Component`]: the
+//! actor to supervise and the handles the rest of the node reaches it by.
+//! The node starts it under its supervisor with the stock component's name
+//! ([`components`](crate::node::components)), so restarts, `inject_panic`
+//! and the simulation treat a replacement like the stock actor.
+//!
+//! # The contract
+//!
+//! Components talk only through the messages of
+//! [`wiring`](crate::wiring): peers' messages come as
+//! [`PeerMessage`]s from the router; local messages go to
+//! [`SlotContext::bus`] (the router), which forwards them to the component
+//! that handles them. A replacement handles the same messages as the stock
+//! component it stands for.
+//!
+//! # Example: an acceptor of your own
+//!
+//! ```no_run
+//! use consensus_actors::supervision::ChildSlot;
+//! use consensus_paxos::acceptor::Acceptor;
+//! use consensus_paxos::slots::{AcceptorHandles, AcceptorSlot, Component, SlotContext};
+//!
+//! // The stock actor stands in for yours: build any actor from the context.
+//! let slot = AcceptorSlot::new(|ctx: &SlotContext| {
+//!     let child = ChildSlot::<Acceptor<_>>::new();
+//!     let addr = child.address();
+//!     let actor = Acceptor::new(ctx.id, ctx.acceptor_store.clone(), ctx.transport.clone(), ctx.safety.clone(), ctx.fail.clone());
+//!     Component::new(child, actor, AcceptorHandles {
+//!         peer: addr.clone().recipient(),
+//!         direct: Some(addr.clone().recipient()),
+//!         panic: Some(addr.recipient()),
+//!     })
+//! });
+//! ```
+
+use crate::acceptor::{AcceptRecord, Acceptor, AcceptorHardState, DirectRequest};
+use crate::config::{Mode, PaxosConfig};
+use crate::election::BallotLeaderElection;
+use crate::learner::{ChosenRecord, GetLearnerStatus, Learner};
+use crate::messages::PaxosMessage;
+use crate::proposer::{GetProposerStatus, Proposer, ProposerOutputs};
+use crate::safety::PaxosEvent;
+use crate::wiring::{
+    Abandon, BallotTooLow, Decided, InjectPanic, LeaderChange, PeerMessage, Proposed, Submit, Track,
+};
+use actix::prelude::*;
+use consensus_actors::safety::SafetySink;
+use consensus_actors::sim::TraceHandle;
+use consensus_actors::storage::MemStorage;
+use consensus_actors::supervision::{ChildSlot, FailNode, SupervisionError, SupervisorBuilder};
+use consensus_actors::transport::Transport;
+use consensus_actors::types::NodeId;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The stock Acceptor's store (crash-aware, in memory).
+pub type AcceptorStore = MemStorage<AcceptorHardState, AcceptRecord>;
+
+/// The stock Proposer's store (the highest ballot it used).
+pub type ProposerStore = MemStorage<crate::types::Ballot, ()>;
+
+/// The stock Learner's store.
+pub type LearnerStore = MemStorage<(), ChosenRecord>;
+
+/// The local messages, sent to the node's router which forwards each to
+/// the component that handles it.
+#[derive(Clone)]
+pub struct NodeBus {
+    /// To the Learner.
+    pub proposed: Recipient<Proposed>,
+    /// To the Learner.
+    pub track: Recipient<Track>,
+    /// To the Learner.
+    pub abandon: Recipient<Abandon>,
+    /// To the Proposer.
+    pub decided: Recipient<Decided>,
+    /// To the Proposer.
+    pub leader_change: Recipient<LeaderChange>,
+    /// To the election.
+    pub ballot_too_low: Recipient<BallotTooLow>,
+}
+
+/// What a slot's factory gets.
+#[derive(Clone)]
+pub struct SlotContext {
+    /// The node.
+    pub id: NodeId,
+    /// The settings.
+    pub cfg: PaxosConfig,
+    /// Every member, this node included, sorted.
+    pub members: Vec<NodeId>,
+    /// The node's seed (a restart reseeds deterministically from it).
+    pub seed: u64,
+    /// Times count from here.
+    pub epoch: Instant,
+    /// Messages to peers (sent as this node).
+    pub transport: Transport<PaxosMessage>,
+    /// Where safety events go.
+    pub safety: SafetySink<PaxosEvent>,
+    /// The run's trace (simulations).
+    pub trace: Option<TraceHandle>,
+    /// The local messages (through the router).
+    pub bus: NodeBus,
+    /// The Acceptor's durable store (kept across crashes by the plug-in).
+    pub acceptor_store: AcceptorStore,
+    /// The Learner's log.
+    pub learner_store: LearnerStore,
+    /// The Proposer's ballots (kept across crashes by the plug-in).
+    pub proposer_store: ProposerStore,
+    /// Fails the node (a store that cannot be trusted).
+    pub fail: Option<Recipient<FailNode>>,
+}
+
+/// What the node needs from its Acceptor.
+pub struct AcceptorHandles {
+    /// Prepare and Accept from peers.
+    pub peer: Recipient<PeerMessage>,
+    /// A request answered to the caller instead of the network (the engine's
+    /// `request_vote`); `None`: not offered.
+    pub direct: Option<Recipient<DirectRequest>>,
+    /// Fault injection (`None`: not offered).
+    pub panic: Option<Recipient<InjectPanic>>,
+}
+
+/// What the node needs from its Proposer.
+pub struct ProposerHandles {
+    /// Promise and Nack from peers.
+    pub peer: Recipient<PeerMessage>,
+    /// Client commands.
+    pub submit: Recipient<Submit>,
+    /// The Learner's decisions.
+    pub decided: Recipient<Decided>,
+    /// The election's leaders.
+    pub leader_change: Recipient<LeaderChange>,
+    /// Its status (`None`: not offered).
+    pub status: Option<Recipient<GetProposerStatus>>,
+    /// Fault injection (`None`: not offered).
+    pub panic: Option<Recipient<InjectPanic>>,
+}
+
+/// What the node needs from its Learner.
+pub struct LearnerHandles {
+    /// Accepted, Chosen, CatchUp and CatchUpReply from peers.
+    pub peer: Recipient<PeerMessage>,
+    /// The Proposer's proposals.
+    pub proposed: Recipient<Proposed>,
+    /// Answers to keep.
+    pub track: Recipient<Track>,
+    /// Answers to give up.
+    pub abandon: Recipient<Abandon>,
+    /// Its status (`None`: not offered).
+    pub status: Option<Recipient<GetLearnerStatus>>,
+    /// Fault injection (`None`: not offered).
+    pub panic: Option<Recipient<InjectPanic>>,
+}
+
+/// What the node needs from its ballot leader election.
+pub struct ElectionHandles {
+    /// Heartbeats from peers.
+    pub peer: Recipient<PeerMessage>,
+    /// The Proposer's refusals.
+    pub ballot_too_low: Recipient<BallotTooLow>,
+    /// Fault injection (`None`: not offered).
+    pub panic: Option<Recipient<InjectPanic>>,
+}
+
+type StartChild = Box<dyn FnOnce(&mut SupervisorBuilder, &str) -> Result<(), SupervisionError>>;
+
+/// A component built by a slot's factory: the child to supervise and the
+/// handles `H` the node reaches it by.
+pub struct Component<H> {
+    pub(crate) handles: H,
+    pub(crate) start: StartChild,
+}
+
+impl<H> Component<H> {
+    /// `actor`, to run in `slot` (created by the factory so the handles can
+    /// be taken from its address first).
+    pub fn new<A>(slot: ChildSlot<A>, actor: A, handles: H) -> Self
+    where
+        A: Actor<Context = Context<A>> + Supervised,
+    {
+        Self {
+            handles,
+            start: Box::new(move |tree, name| tree.start_child(name, slot, actor).map(|_| ())),
+        }
+    }
+
+    /// The handles.
+    pub fn handles(&self) -> &H {
+        &self.handles
+    }
+}
+
+type Factory<H> = dyn Fn(&SlotContext) -> Component<H> + Send + Sync;
+
+/// A slot: the factory of one component. Cheap to clone.
+pub struct Slot<H>(Arc<Factory<H>>);
+
+impl<H> Clone for Slot<H> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<H> Slot<H> {
+    /// A slot filled by what `factory` builds.
+    pub fn new(factory: impl Fn(&SlotContext) -> Component<H> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(factory))
+    }
+
+    /// Builds the component for `ctx`.
+    pub fn build(&self, ctx: &SlotContext) -> Component<H> {
+        (self.0)(ctx)
+    }
+}
+
+/// The Acceptor slot.
+pub type AcceptorSlot = Slot<AcceptorHandles>;
+/// The Proposer slot.
+pub type ProposerSlot = Slot<ProposerHandles>;
+/// The Learner slot.
+pub type LearnerSlot = Slot<LearnerHandles>;
+/// The ballot leader election slot.
+pub type ElectionSlot = Slot<ElectionHandles>;
+
+impl Default for AcceptorSlot {
+    /// The stock [`Acceptor`].
+    fn default() -> Self {
+        Slot::new(|ctx: &SlotContext| {
+            let child = ChildSlot::<Acceptor<AcceptorStore>>::new();
+            let addr = child.address();
+            let actor = Acceptor::new(
+                ctx.id,
+                ctx.acceptor_store.clone(),
+                ctx.transport.clone(),
+                ctx.safety.clone(),
+                ctx.fail.clone(),
+            );
+            Component::new(
+                child,
+                actor,
+                AcceptorHandles {
+                    peer: addr.clone().recipient(),
+                    direct: Some(addr.clone().recipient()),
+                    panic: Some(addr.recipient()),
+                },
+            )
+        })
+    }
+}
+
+impl Default for ProposerSlot {
+    /// The stock [`Proposer`].
+    fn default() -> Self {
+        Slot::new(|ctx: &SlotContext| {
+            let mut child = ChildSlot::<Proposer<ProposerStore>>::new();
+            child
+                .context_mut()
+                .set_mailbox_capacity(ctx.cfg.max_pending);
+            let addr = child.address();
+            let actor = Proposer::new(
+                ctx.proposer_store.clone(),
+                ctx.fail.clone(),
+                ctx.id,
+                ctx.cfg.clone(),
+                ctx.members.clone(),
+                ctx.seed,
+                ctx.epoch,
+                ctx.transport.clone(),
+                ProposerOutputs {
+                    proposed: ctx.bus.proposed.clone(),
+                    track: ctx.bus.track.clone(),
+                    abandon: ctx.bus.abandon.clone(),
+                    ballot_too_low: ctx.bus.ballot_too_low.clone(),
+                },
+                ctx.safety.clone(),
+            )
+            .with_trace(ctx.trace.clone());
+            Component::new(
+                child,
+                actor,
+                ProposerHandles {
+                    peer: addr.clone().recipient(),
+                    submit: addr.clone().recipient(),
+                    decided: addr.clone().recipient(),
+                    leader_change: addr.clone().recipient(),
+                    status: Some(addr.clone().recipient()),
+                    panic: Some(addr.recipient()),
+                },
+            )
+        })
+    }
+}
+
+impl Default for LearnerSlot {
+    /// The stock [`Learner`].
+    fn default() -> Self {
+        Slot::new(|ctx: &SlotContext| {
+            let child = ChildSlot::<Learner<LearnerStore>>::new();
+            let addr = child.address();
+            let actor = Learner::new(
+                ctx.id,
+                ctx.cfg.clone(),
+                ctx.members.clone(),
+                ctx.epoch,
+                ctx.learner_store.clone(),
+                ctx.transport.clone(),
+                ctx.bus.decided.clone(),
+                ctx.safety.clone(),
+                ctx.fail.clone(),
+            );
+            Component::new(
+                child,
+                actor,
+                LearnerHandles {
+                    peer: addr.clone().recipient(),
+                    proposed: addr.clone().recipient(),
+                    track: addr.clone().recipient(),
+                    abandon: addr.clone().recipient(),
+                    status: Some(addr.clone().recipient()),
+                    panic: Some(addr.recipient()),
+                },
+            )
+        })
+    }
+}
+
+impl Default for ElectionSlot {
+    /// The stock [`BallotLeaderElection`] (silent in basic Paxos).
+    fn default() -> Self {
+        Slot::new(|ctx: &SlotContext| {
+            let child = ChildSlot::<BallotLeaderElection>::new();
+            let addr = child.address();
+            let actor = BallotLeaderElection::new(
+                ctx.id,
+                ctx.members.clone(),
+                ctx.cfg.majority(),
+                Duration::from_millis(ctx.cfg.heartbeat_ms),
+                ctx.cfg.mode == Mode::Multi,
+                ctx.transport.clone(),
+                ctx.bus.leader_change.clone(),
+            );
+            Component::new(
+                child,
+                actor,
+                ElectionHandles {
+                    peer: addr.clone().recipient(),
+                    ballot_too_low: addr.clone().recipient(),
+                    panic: Some(addr.recipient()),
+                },
+            )
+        })
+    }
+}
+
+/// The four slots of a node; the default fills each with the stock actor.
+#[derive(Clone, Default)]
+pub struct PaxosSlots {
+    /// The Acceptor.
+    pub acceptor: AcceptorSlot,
+    /// The Proposer.
+    pub proposer: ProposerSlot,
+    /// The Learner.
+    pub learner: LearnerSlot,
+    /// The ballot leader election.
+    pub election: ElectionSlot,
+}
+
+impl PaxosSlots {
+    /// Replaces the Acceptor.
+    #[must_use]
+    pub fn with_acceptor(mut self, slot: AcceptorSlot) -> Self {
+        self.acceptor = slot;
+        self
+    }
+
+    /// Replaces the Proposer.
+    #[must_use]
+    pub fn with_proposer(mut self, slot: ProposerSlot) -> Self {
+        self.proposer = slot;
+        self
+    }
+
+    /// Replaces the Learner.
+    #[must_use]
+    pub fn with_learner(mut self, slot: LearnerSlot) -> Self {
+        self.learner = slot;
+        self
+    }
+
+    /// Replaces the ballot leader election.
+    #[must_use]
+    pub fn with_election(mut self, slot: ElectionSlot) -> Self {
+        self.election = slot;
+        self
+    }
+}
