@@ -73,8 +73,8 @@
 //! steps), turn a search that would take too long or grow too large into a
 //! [`Verdict::Undecided`] verdict naming the budget.
 
-use super::{History, ObservedOutput, OpId, Operation, Outcome};
-use crate::kv::KvCommand;
+use super::compact::{CmdTag, OutTag, OutcomeTag, Record, NO_STRING};
+use super::{CompactHistory, History, OpId};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -369,25 +369,39 @@ pub fn check_history(history: &History) -> LinearizabilityReport {
 
 /// Checks `history` for linearizability against the key-value model.
 pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> LinearizabilityReport {
+    // A history in memory cannot hold 2^32 distinct strings (that would be
+    // hundreds of gigabytes of operations), the compact form's one limit.
+    let compact = CompactHistory::from_history(history)
+        .expect("an in-memory history has fewer than 2^32 distinct strings");
+    check_compact_with(&compact, options)
+}
+
+/// Checks a [`CompactHistory`] (what [`check_history_with`] does after
+/// converting its history).
+pub fn check_compact_with(
+    history: &CompactHistory,
+    options: &CheckOptions<'_>,
+) -> LinearizabilityReport {
     // Split by key in two passes (number the keys and count each one's
     // constraining operations, then fill vectors of exactly that size), so
-    // that no per-key vector is regrown or key compared more than hashed.
-    let mut key_ids: HashMap<&str, u32, BuildHasherDefault<WordHasher>> = HashMap::default();
-    let mut partitions: Vec<(&str, Vec<&Operation>)> = Vec::new();
+    // that no per-key vector is regrown.
+    let records = history.records();
+    let mut key_ids: HashMap<u32, u32, BuildHasherDefault<WordHasher>> = HashMap::default();
+    let mut partitions: Vec<(&str, Vec<u32>)> = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
-    let mut key_of: Vec<u32> = Vec::with_capacity(history.operations.len());
-    for op in &history.operations {
-        let Some(key) = op.command.key() else {
+    let mut key_of: Vec<u32> = Vec::with_capacity(records.len());
+    for r in records {
+        let Some(key) = history.string(r.key) else {
             key_of.push(NIL);
             continue;
         };
         let next = partitions.len() as u32;
-        let k = *key_ids.entry(key).or_insert_with(|| {
+        let k = *key_ids.entry(r.key).or_insert_with(|| {
             partitions.push((key, Vec::new()));
             counts.push(0);
             next
         });
-        if constrains(op) {
+        if constrains(r) {
             counts[k as usize] += 1;
             key_of.push(k);
         } else {
@@ -397,16 +411,17 @@ pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> Line
     for ((_, ops), &count) in partitions.iter_mut().zip(&counts) {
         ops.reserve_exact(count);
     }
-    for (op, &k) in history.operations.iter().zip(&key_of) {
+    for (i, &k) in key_of.iter().enumerate() {
         if k != NIL {
-            partitions[k as usize].1.push(op);
+            partitions[k as usize].1.push(i as u32);
         }
     }
+    drop(key_of);
     partitions.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let keys = partitions.len();
     let per_key: Vec<KeyReport> = partitions
         .into_iter()
-        .map(|(key, ops)| check_key(key, &ops, options))
+        .map(|(key, ops)| check_key(key, history, &ops, options))
         .collect();
     let verdict = if per_key
         .iter()
@@ -421,7 +436,7 @@ pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> Line
     let report = LinearizabilityReport {
         verdict,
         linearizable: verdict == Verdict::Linearizable,
-        operations: history.operations.len(),
+        operations: records.len(),
         keys,
         steps: per_key.iter().map(|k| k.steps).sum(),
         per_key,
@@ -431,13 +446,13 @@ pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> Line
 }
 
 /// Whether an operation constrains the model at all.
-fn constrains(op: &Operation) -> bool {
-    match op.outcome {
-        Outcome::Ok { .. } => true,
-        Outcome::Fail { .. } => false,
+fn constrains(r: &Record) -> bool {
+    match r.outcome {
+        OutcomeTag::Ok => true,
+        OutcomeTag::Fail => false,
         // It may or may not have happened and its output is unknown: only
         // a command that writes can influence what others observe.
-        Outcome::Unknown { .. } => !op.command.is_read_only(),
+        OutcomeTag::Unknown => !matches!(r.cmd, CmdTag::Get | CmdTag::Noop),
     }
 }
 
@@ -477,27 +492,29 @@ impl WordHasher {
     }
 }
 
-/// Value ids of one key: 0 is "absent", others index `names`.
-struct Values<'h> {
-    ids: HashMap<&'h str, u32, BuildHasherDefault<WordHasher>>,
-    names: Vec<Option<&'h str>>,
+/// Value ids of one key: 0 is "absent", others index `names` (string ids
+/// of the history, [`NO_STRING`] for absent and the anonymous value).
+struct Values {
+    ids: HashMap<u32, u32, BuildHasherDefault<WordHasher>>,
+    names: Vec<u32>,
 }
 
-impl<'h> Values<'h> {
+impl Values {
     fn new() -> Self {
         Self {
             ids: HashMap::default(),
-            names: vec![None],
+            names: vec![NO_STRING],
         }
     }
 
-    fn id(&mut self, value: Option<&'h str>) -> u32 {
-        let Some(value) = value else {
+    /// The id of the history's string `value` ([`NO_STRING`]: absent).
+    fn id(&mut self, value: u32) -> u32 {
+        if value == NO_STRING {
             return ABSENT;
-        };
+        }
         let next = self.names.len() as u32;
         *self.ids.entry(value).or_insert_with(|| {
-            self.names.push(Some(value));
+            self.names.push(value);
             next
         })
     }
@@ -505,19 +522,21 @@ impl<'h> Values<'h> {
     /// A new id for a value no operation names: what writes that no one can
     /// observe are rewritten to write (see [`rewrite_unobserved_writes`]).
     fn anonymous(&mut self) -> u32 {
-        self.names.push(Some(ANONYMOUS_NAME));
+        self.names.push(ANONYMOUS);
         (self.names.len() - 1) as u32
     }
 
-    fn name(&self, id: u32) -> Option<String> {
-        self.names
-            .get(id as usize)
-            .copied()
-            .flatten()
-            .map(str::to_string)
+    fn name(&self, id: u32, history: &CompactHistory) -> Option<String> {
+        match self.names.get(id as usize).copied() {
+            Some(ANONYMOUS) => Some(ANONYMOUS_NAME.to_string()),
+            Some(s) => history.string(s).map(str::to_string),
+            None => None,
+        }
     }
 }
 
+/// The name of the anonymous value in [`Values::names`].
+const ANONYMOUS: u32 = NO_STRING - 1;
 const ABSENT: u32 = 0;
 /// How explanations name the anonymous value.
 const ANONYMOUS_NAME: &str = "(a value written with unknown outcome that no later operation reads)";
@@ -634,41 +653,34 @@ impl SeqOp {
         [expected, seen]
     }
 
-    fn new<'h>(op: &'h Operation, values: &mut Values<'h>) -> Self {
-        let cmd = match &op.command {
-            KvCommand::Put { value, .. } => Cmd::Put(values.id(Some(value))),
-            KvCommand::Get { .. } => Cmd::Get,
-            KvCommand::Delete { .. } => Cmd::Delete,
-            KvCommand::Cas { expected, new, .. } => Cmd::Cas {
-                expected: values.id(expected.as_deref()),
-                new: values.id(Some(new)),
+    fn new(r: &Record, values: &mut Values) -> Self {
+        let cmd = match r.cmd {
+            CmdTag::Put => Cmd::Put(values.id(r.a)),
+            CmdTag::Get => Cmd::Get,
+            CmdTag::Delete => Cmd::Delete,
+            CmdTag::Cas => Cmd::Cas {
+                expected: values.id(r.a),
+                new: values.id(r.b),
             },
             // Noop has no key and never reaches a partition; treat it as a
             // read of this key with an unconstrained output if it did.
-            KvCommand::Noop => Cmd::Get,
+            CmdTag::Noop => Cmd::Get,
         };
-        let (expect, complete_us) = match &op.outcome {
-            Outcome::Ok {
-                output,
-                complete_us,
-            } => {
-                let expect = match output {
-                    ObservedOutput::Ok => Expect::Exactly(Out::Ok),
-                    ObservedOutput::Value(v) => {
-                        Expect::Exactly(Out::Value(values.id(v.as_deref())))
-                    }
-                    ObservedOutput::Deleted(existed) => Expect::Exactly(Out::Deleted(*existed)),
-                    ObservedOutput::CasOk => Expect::Exactly(Out::CasOk),
-                    ObservedOutput::CasFailed(v) => {
-                        Expect::Exactly(Out::CasFailed(values.id(v.as_deref())))
-                    }
-                    ObservedOutput::CasFailedUnreported => Expect::AnyCasFailure,
+        let (expect, complete_us) = match r.outcome {
+            OutcomeTag::Ok => {
+                let expect = match r.output {
+                    OutTag::Ok => Expect::Exactly(Out::Ok),
+                    OutTag::Value => Expect::Exactly(Out::Value(values.id(r.out_value))),
+                    OutTag::Deleted => Expect::Exactly(Out::Deleted(r.flag)),
+                    OutTag::CasOk => Expect::Exactly(Out::CasOk),
+                    OutTag::CasFailed => Expect::Exactly(Out::CasFailed(values.id(r.out_value))),
+                    OutTag::CasFailedUnreported => Expect::AnyCasFailure,
                 };
                 // An inconsistent history (completion before invocation) is
                 // read as an instantaneous operation.
-                (expect, Some((*complete_us).max(op.invoke_us)))
+                (expect, Some(r.end_us.max(r.invoke_us)))
             }
-            Outcome::Fail { .. } | Outcome::Unknown { .. } => (Expect::Any, None),
+            OutcomeTag::Fail | OutcomeTag::Unknown => (Expect::Any, None),
         };
         let written = match cmd {
             Cmd::Put(v) => v,
@@ -683,7 +695,7 @@ impl SeqOp {
         Self {
             cmd,
             expect,
-            invoke_us: op.invoke_us,
+            invoke_us: r.invoke_us,
             complete_us,
             kind: match (complete_us, cmd) {
                 (Some(_), _) => Kind::Definite,
@@ -813,11 +825,20 @@ fn unwritten_observation(seq: &[SeqOp]) -> Option<u32> {
     found.map(|(_, i)| i)
 }
 
-fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyReport {
+fn check_key(
+    key: &str,
+    history: &CompactHistory,
+    ops: &[u32],
+    options: &CheckOptions<'_>,
+) -> KeyReport {
+    let records = history.records();
     let mut values = Values::new();
-    let mut seq: Vec<SeqOp> = ops.iter().map(|op| SeqOp::new(op, &mut values)).collect();
+    let mut seq: Vec<SeqOp> = ops
+        .iter()
+        .map(|&i| SeqOp::new(&records[i as usize], &mut values))
+        .collect();
     if let Some(bad) = unwritten_observation(&seq) {
-        let explanation = explain_unwritten(key, ops, bad);
+        let explanation = explain_unwritten(key, history, ops, bad);
         tracing::debug!(key, summary = %explanation.summary, "not linearizable");
         return KeyReport {
             key: key.to_string(),
@@ -843,12 +864,17 @@ fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyRe
         SearchOutcome::Linearizable(order) => (
             Verdict::Linearizable,
             None,
-            Some(order.iter().map(|&i| ops[i as usize].id).collect()),
+            Some(
+                order
+                    .iter()
+                    .map(|&i| OpId(records[ops[i as usize] as usize].id))
+                    .collect(),
+            ),
             None,
         ),
         SearchOutcome::Stopped(budget) => (Verdict::Undecided, Some(budget), None, None),
         SearchOutcome::Violation(deepest) => {
-            let explanation = explain(key, ops, &values, &deepest);
+            let explanation = explain(key, history, ops, &values, &deepest);
             tracing::debug!(key, summary = %explanation.summary, "not linearizable");
             (Verdict::NotLinearizable, None, None, Some(explanation))
         }
@@ -871,8 +897,8 @@ fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyRe
 }
 
 /// The explanation of [`unwritten_observation`]'s verdict.
-fn explain_unwritten(key: &str, ops: &[&Operation], bad: u32) -> Explanation {
-    let op = ops[bad as usize];
+fn explain_unwritten(key: &str, history: &CompactHistory, ops: &[u32], bad: u32) -> Explanation {
+    let op = history.operation(ops[bad as usize] as usize);
     Explanation {
         longest_prefix: Vec::new(),
         value_after_prefix: None,
@@ -885,17 +911,24 @@ fn explain_unwritten(key: &str, ops: &[&Operation], bad: u32) -> Explanation {
     }
 }
 
-fn explain(key: &str, ops: &[&Operation], values: &Values<'_>, deepest: &Deepest) -> Explanation {
-    let id = |i: u32| ops[i as usize].id;
+fn explain(
+    key: &str,
+    history: &CompactHistory,
+    ops: &[u32],
+    values: &Values,
+    deepest: &Deepest,
+) -> Explanation {
+    let op = |i: u32| history.operation(ops[i as usize] as usize);
+    let id = |i: u32| OpId(history.records()[ops[i as usize] as usize].id);
     let longest_prefix: Vec<OpId> = deepest.prefix.iter().map(|&i| id(i)).collect();
-    let value_after_prefix = values.name(deepest.state);
-    let blocked = ops[deepest.blocked as usize];
+    let value_after_prefix = values.name(deepest.state, history);
+    let blocked = op(deepest.blocked);
     let candidates: Vec<OpId> = deepest.candidates.iter().map(|&i| id(i)).collect();
     let others: Vec<String> = deepest
         .candidates
         .iter()
         .filter(|&&i| i != deepest.blocked)
-        .map(|&i| ops[i as usize].to_string())
+        .map(|&i| op(i).to_string())
         .collect();
     let value = match &value_after_prefix {
         Some(v) => format!("{v:?}"),

@@ -97,15 +97,17 @@ use std::fmt;
 
 #[cfg(test)]
 mod brute;
+pub mod compact;
 pub mod jepsen;
 pub mod linearizability;
 #[cfg(test)]
 mod tests;
 
+pub use compact::CompactHistory;
 pub use jepsen::{JepsenError, JepsenErrorKind};
 pub use linearizability::{
-    check_history, check_history_with, Budget, CheckOptions, Explanation, KeyReport,
-    LinearizabilityReport, Reductions, Verdict, DEFAULT_MAX_MEMORY_BYTES,
+    check_compact_with, check_history, check_history_with, Budget, CheckOptions, Explanation,
+    KeyReport, LinearizabilityReport, Reductions, Verdict, DEFAULT_MAX_MEMORY_BYTES,
     DEFAULT_MAX_STEPS_PER_KEY,
 };
 
@@ -283,6 +285,10 @@ pub enum HistoryError {
         /// Its completion time.
         complete_us: u64,
     },
+    /// More than 2^32 - 1 distinct keys and values (the limit of
+    /// [`CompactHistory`]).
+    #[error("more than 2^32 - 1 distinct keys and values")]
+    TooManyStrings,
 }
 
 impl History {

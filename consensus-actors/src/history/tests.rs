@@ -845,6 +845,59 @@ proptest! {
         let report = check_history_with(&h, &CheckOptions::unlimited());
         prop_assert_eq!(report.linearizable, brute::linearizable(&h));
     }
+
+    /// The compact form holds the same history: converted, or streamed
+    /// from its JSON (compact or indented), it gives back every operation.
+    #[test]
+    fn compact_form_round_trips(seed in any::<u64>()) {
+        let h = random_history(&mut ChaCha8Rng::seed_from_u64(seed), SMALL);
+        let compact = CompactHistory::from_history(&h).unwrap();
+        prop_assert_eq!(compact.len(), h.len());
+        prop_assert_eq!(compact.to_history(), h.clone());
+        prop_assert_eq!(CompactHistory::from_json(&h.to_json()).unwrap().to_history(), h.clone());
+        let streamed = CompactHistory::from_json_reader(h.to_json_pretty().as_bytes()).unwrap();
+        prop_assert_eq!(streamed.to_history(), h);
+    }
+}
+
+/// The streaming reader rejects what [`History::from_json`] rejects, with
+/// the same typed errors, and ignores unknown fields as it does.
+#[test]
+fn compact_reader_rejects_invalid_histories_like_the_whole_text_one() {
+    for text in [
+        "{",
+        r#"{"operations":[{"id":0}]}"#,
+        "[]",
+        r#"{"ops":[]}"#,
+        "{\"operations\":[]} x",
+    ] {
+        assert!(History::from_json(text).is_err(), "{text}");
+        assert!(
+            matches!(CompactHistory::from_json(text), Err(HistoryError::Json(_))),
+            "{text}"
+        );
+    }
+    let dup = B::default()
+        .ok(get(), read(None), 0, 1)
+        .ok(get(), read(None), 0, 1)
+        .history();
+    let json = dup.to_json().replace(r#""id":1"#, r#""id":0"#);
+    assert_eq!(
+        CompactHistory::from_json(&json).unwrap_err(),
+        HistoryError::DuplicateId(OpId(0))
+    );
+    let backwards = B::default().ok(get(), read(None), 5, 4).history();
+    assert_eq!(
+        CompactHistory::from_json(&backwards.to_json()).unwrap_err(),
+        HistoryError::CompletesBeforeInvoke {
+            op: OpId(0),
+            invoke_us: 5,
+            complete_us: 4
+        }
+    );
+    let extra = r#"{"version":3,"operations":[],"note":{"a":[1,2]}}"#;
+    assert_eq!(History::from_json(extra), Ok(History::default()));
+    assert!(CompactHistory::from_json(extra).unwrap().is_empty());
 }
 
 /// A linearizable history of `ops` operations over `keys` keys from
