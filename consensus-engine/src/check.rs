@@ -80,8 +80,10 @@ pub fn load_compact_history(
                 path: shown.clone(),
                 reason: e.to_string(),
             })?;
+            let bytes = file.metadata().map_or(0, |m| m.len());
             let reader = std::io::BufReader::with_capacity(1 << 20, file);
-            CompactHistory::from_json_reader(reader).map_err(|e| parse_error("JSON", e.to_string()))
+            CompactHistory::from_json_reader_sized(reader, bytes)
+                .map_err(|e| parse_error("JSON", e.to_string()))
         }
         HistoryFormat::Jepsen => {
             let history = load_history(path, format)?;

@@ -76,6 +76,13 @@ impl Fx {
 }
 
 impl Strings {
+    fn reserve(&mut self, strings: usize, bytes: usize) {
+        self.text.reserve(bytes.min(1 << 32));
+        self.ends.reserve(strings);
+        self.same_hash.reserve(strings);
+        // Not the table: reserving it writes its control bytes.
+    }
+
     fn get(&self, id: u32) -> &str {
         let i = id as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
@@ -218,7 +225,27 @@ impl CompactHistory {
     /// from `reader`, one operation at a time, and validates it as
     /// [`History::from_json`] does.
     pub fn from_json_reader(reader: impl Read) -> Result<Self, HistoryError> {
+        Self::from_json_reader_sized(reader, 0)
+    }
+
+    /// [`from_json_reader`](Self::from_json_reader) for a text of about
+    /// `text_bytes` bytes (a file's length): room for as many operations as
+    /// such a text can hold is reserved up front, so the records and the
+    /// string arena are never regrown and copied. (Address space reserved
+    /// and never written costs no memory.)
+    pub fn from_json_reader_sized(
+        reader: impl Read,
+        text_bytes: u64,
+    ) -> Result<Self, HistoryError> {
         let mut builder = Builder::default();
+        // An operation takes at least about 90 bytes of JSON and brings at
+        // most a few short strings.
+        let ops = usize::try_from(text_bytes / 90).unwrap_or(0).min(1 << 28);
+        builder.compact.records.reserve(ops);
+        builder
+            .compact
+            .strings
+            .reserve(ops, usize::try_from(text_bytes / 8).unwrap_or(0));
         let mut de = serde_json::Deserializer::from_reader(reader);
         let read = HistorySeed(&mut builder)
             .deserialize(&mut de)
@@ -315,6 +342,11 @@ impl CompactHistory {
 
     pub(crate) fn records(&self) -> &[Record] {
         &self.records
+    }
+
+    /// Number of distinct strings (ids are `0..string_count()`).
+    pub(crate) fn string_count(&self) -> usize {
+        self.strings.ends.len()
     }
 
     /// The string with id `id`; `None` for [`NO_STRING`].

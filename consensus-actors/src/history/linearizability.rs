@@ -419,9 +419,10 @@ pub fn check_compact_with(
     drop(key_of);
     partitions.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let keys = partitions.len();
+    let mut remap = vec![NIL; history.string_count()];
     let per_key: Vec<KeyReport> = partitions
         .into_iter()
-        .map(|(key, ops)| check_key(key, history, &ops, options))
+        .map(|(key, ops)| check_key(key, history, &ops, &mut remap, options))
         .collect();
     let verdict = if per_key
         .iter()
@@ -494,15 +495,18 @@ impl WordHasher {
 
 /// Value ids of one key: 0 is "absent", others index `names` (string ids
 /// of the history, [`NO_STRING`] for absent and the anonymous value).
-struct Values {
-    ids: HashMap<u32, u32, BuildHasherDefault<WordHasher>>,
+struct Values<'r> {
+    /// String id -> value id of this key (`NIL`: none yet), one slot per
+    /// string of the history, shared by the keys (each clears its own
+    /// slots when done, see [`Values::clear`]): a plain index, no hashing.
+    remap: &'r mut [u32],
     names: Vec<u32>,
 }
 
-impl Values {
-    fn new() -> Self {
+impl<'r> Values<'r> {
+    fn new(remap: &'r mut [u32]) -> Self {
         Self {
-            ids: HashMap::default(),
+            remap,
             names: vec![NO_STRING],
         }
     }
@@ -512,11 +516,21 @@ impl Values {
         if value == NO_STRING {
             return ABSENT;
         }
-        let next = self.names.len() as u32;
-        *self.ids.entry(value).or_insert_with(|| {
+        let slot = &mut self.remap[value as usize];
+        if *slot == NIL {
+            *slot = self.names.len() as u32;
             self.names.push(value);
-            next
-        })
+        }
+        *slot
+    }
+
+    /// Gives the shared slots back (all `NIL` again).
+    fn clear(&mut self) {
+        for &name in &self.names {
+            if let Some(slot) = self.remap.get_mut(name as usize) {
+                *slot = NIL;
+            }
+        }
     }
 
     /// A new id for a value no operation names: what writes that no one can
@@ -783,16 +797,19 @@ fn rewrite_unobserved_writes(seq: &mut [SeqOp], anonymous: u32) -> u64 {
 fn unwritten_observation(seq: &[SeqOp]) -> Option<u32> {
     // The two earliest invocations of a writer of each value (two, so that
     // an operation that observes and writes the same value is not its own
-    // writer).
-    let mut first: HashMap<u32, [(u64, u32); 2], BuildHasherDefault<WordHasher>> =
-        HashMap::default();
+    // writer), indexed by value id.
+    let values = seq
+        .iter()
+        .flat_map(|op| op.observes().into_iter().chain([op.writes]))
+        .filter(|&v| v != NIL)
+        .max()
+        .map_or(0, |v| v as usize + 1);
+    let mut first: Vec<[(u64, u32); 2]> = vec![[(u64::MAX, NIL), (u64::MAX, NIL)]; values];
     for (i, op) in seq.iter().enumerate() {
         if op.writes == NIL || op.writes == ABSENT {
             continue;
         }
-        let entry = first
-            .entry(op.writes)
-            .or_insert([(u64::MAX, NIL), (u64::MAX, NIL)]);
+        let entry = &mut first[op.writes as usize];
         let candidate = (op.invoke_us, i as u32);
         if candidate < entry[0] {
             entry[1] = entry[0];
@@ -814,7 +831,7 @@ fn unwritten_observation(seq: &[SeqOp]) -> Option<u32> {
         if observed == ABSENT || observed == NIL {
             continue;
         }
-        let written_in_time = first.get(&observed).is_some_and(|w| {
+        let written_in_time = first.get(observed as usize).is_some_and(|w| {
             w.iter()
                 .any(|&(at, by)| by != NIL && by != i as u32 && at <= complete_us)
         });
@@ -829,13 +846,26 @@ fn check_key(
     key: &str,
     history: &CompactHistory,
     ops: &[u32],
+    remap: &mut [u32],
+    options: &CheckOptions<'_>,
+) -> KeyReport {
+    let mut values = Values::new(remap);
+    let report = check_key_values(key, history, ops, &mut values, options);
+    values.clear();
+    report
+}
+
+fn check_key_values(
+    key: &str,
+    history: &CompactHistory,
+    ops: &[u32],
+    values: &mut Values<'_>,
     options: &CheckOptions<'_>,
 ) -> KeyReport {
     let records = history.records();
-    let mut values = Values::new();
     let mut seq: Vec<SeqOp> = ops
         .iter()
-        .map(|&i| SeqOp::new(&records[i as usize], &mut values))
+        .map(|&i| SeqOp::new(&records[i as usize], values))
         .collect();
     if let Some(bad) = unwritten_observation(&seq) {
         let explanation = explain_unwritten(key, history, ops, bad);
@@ -874,7 +904,7 @@ fn check_key(
         ),
         SearchOutcome::Stopped(budget) => (Verdict::Undecided, Some(budget), None, None),
         SearchOutcome::Violation(deepest) => {
-            let explanation = explain(key, history, ops, &values, &deepest);
+            let explanation = explain(key, history, ops, values, &deepest);
             tracing::debug!(key, summary = %explanation.summary, "not linearizable");
             (Verdict::NotLinearizable, None, None, Some(explanation))
         }
@@ -915,7 +945,7 @@ fn explain(
     key: &str,
     history: &CompactHistory,
     ops: &[u32],
-    values: &Values,
+    values: &Values<'_>,
     deepest: &Deepest,
 ) -> Explanation {
     let op = |i: u32| history.operation(ops[i as usize] as usize);
@@ -1117,7 +1147,9 @@ impl Memo {
         Self {
             heads: HashMap::with_capacity_and_hasher(entries, BuildHasherDefault::default()),
             offsets,
-            words: Vec::with_capacity(entries * 2),
+            // The key's header, a word or two of each window and the
+            // counts.
+            words: Vec::with_capacity(entries * 5),
             states: Vec::with_capacity(entries),
             chain: Vec::with_capacity(entries),
         }
@@ -1194,10 +1226,16 @@ struct Search<'s> {
     entry_op: Vec<u32>,
     /// For an invocation entry, its completion entry; `NIL` for completions.
     completion_of: Vec<u32>,
-    /// Doubly linked list over entries; index `2n` is the head sentinel.
+    /// Doubly linked lists over entries: index `2n` is the head sentinel
+    /// of the list of operations with a known outcome, `2n + 1` that of
+    /// the operations of [`Kind::Single`]. (Unknown-outcome operations
+    /// never complete, so those not placed stay at the front of the time
+    /// order for the rest of the search; in their own list, a node that
+    /// finds a forced move among the known ones does not walk past them.)
     next: Vec<u32>,
     prev: Vec<u32>,
     head: u32,
+    singles_head: u32,
     /// Operation -> its rank in invocation order among the operations of
     /// its [`Kind`] (its bit in `definite` or `singles`, or its place in
     /// the order a counted kind is placed in).
@@ -1292,14 +1330,23 @@ impl<'s> Search<'s> {
             }
         }
         drop(order);
+        // Two lists: the entries of operations with a known outcome after
+        // `head`, those of Kind::Single after `singles_head`; the counted
+        // kinds are in neither.
         let head = m as u32;
-        let mut next = vec![NIL; m + 1];
-        let mut prev = vec![NIL; m + 1];
-        let mut last = head;
+        let singles_head = m as u32 + 1;
+        let mut next = vec![NIL; m + 2];
+        let mut prev = vec![NIL; m + 2];
+        let (mut last, mut last_single) = (head, singles_head);
         for e in 0..m as u32 {
-            next[last as usize] = e;
-            prev[e as usize] = last;
-            last = e;
+            let tail = match ops[entry_op[e as usize] as usize].kind {
+                Kind::Definite => &mut last,
+                Kind::Single => &mut last_single,
+                Kind::AnonymousPut | Kind::Delete => continue,
+            };
+            next[*tail as usize] = e;
+            prev[e as usize] = *tail;
+            *tail = e;
         }
         let mut counted_calls: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
         for (e, &op) in entry_op.iter().enumerate() {
@@ -1329,13 +1376,14 @@ impl<'s> Search<'s> {
             + definite.bytes()
             + singles.bytes()
             + std::mem::size_of_val(ops);
-        let mut search = Self {
+        Self {
             ops,
             entry_op,
             completion_of,
             next,
             prev,
             head,
+            singles_head,
             rank,
             definite,
             singles,
@@ -1349,15 +1397,7 @@ impl<'s> Search<'s> {
             dropped: 0,
             peak_bytes: base_bytes,
             base_bytes,
-        };
-        for class in 0..2 {
-            for i in 0..search.counted_calls[class].len() {
-                let call = search.counted_calls[class][i];
-                search.unlink(call);
-                search.unlink(search.completion_of[call as usize]);
-            }
         }
-        search
     }
 
     /// Whether the operation is of a kind placed by count, kept out of the
@@ -1486,34 +1526,11 @@ impl<'s> Search<'s> {
         frame.next = start32;
         frame.chosen = NIL;
         frame.drop = false;
+        // Operations with a known outcome invoked before the first
+        // completion `e` (the urgent one).
         let mut e = self.next[self.head as usize];
         while e != NIL && self.completion_of[e as usize] != NIL {
-            let index = self.entry_op[e as usize];
-            let op = self.ops[index as usize];
-            let listed = match op.kind {
-                Kind::Definite => true,
-                // Kept out of the list.
-                Kind::AnonymousPut | Kind::Delete => false,
-                Kind::Single => {
-                    if self.cannot_succeed(&op, state) {
-                        cands.truncate(start);
-                        cands.push(e);
-                        frame.end = cands.len() as u32;
-                        frame.urgent = self.first_completion_from(e);
-                        frame.drop = true;
-                        return;
-                    }
-                    // The earliest of its command only.
-                    !cands[start..].iter().any(|&c| {
-                        let other = self.ops[self.entry_op[c as usize] as usize];
-                        other.kind == Kind::Single && other.cmd == op.cmd
-                    })
-                }
-            };
-            if !listed {
-                e = self.next[e as usize];
-                continue;
-            }
+            let op = self.ops[self.entry_op[e as usize] as usize];
             if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
                 cands.truncate(start);
                 cands.push(e);
@@ -1523,6 +1540,33 @@ impl<'s> Search<'s> {
             }
             cands.push(e);
             e = self.next[e as usize];
+        }
+        // Operations of Kind::Single invoked before it.
+        let singles_start = cands.len();
+        let mut s = self.next[self.singles_head as usize];
+        while s != NIL && self.completion_of[s as usize] != NIL && (e == NIL || s < e) {
+            let op = self.ops[self.entry_op[s as usize] as usize];
+            if self.cannot_succeed(&op, state) {
+                cands.truncate(start);
+                cands.push(s);
+                frame.end = cands.len() as u32;
+                frame.urgent = e;
+                frame.drop = true;
+                return;
+            }
+            // The earliest of its command only.
+            let first = !cands[singles_start..]
+                .iter()
+                .any(|&c| self.ops[self.entry_op[c as usize] as usize].cmd == op.cmd);
+            if first {
+                cands.push(s);
+            }
+            s = self.next[s as usize];
+        }
+        if cands.len() > singles_start && singles_start > start {
+            // Both lists' entries, in invocation order (entries are
+            // numbered in time order).
+            cands[start..].sort_unstable();
         }
         // The next operation of each counted kind, if it was invoked before
         // the first completion.
@@ -1730,17 +1774,25 @@ impl<'s> Search<'s> {
         let Some((node, ancestors)) = path.split_last() else {
             return Deepest::default();
         };
-        let mut candidates = Vec::new();
+        // Both lists' invocations before the urgent completion, in time
+        // order. (Operations with an unknown outcome that no one can
+        // observe are in neither: they are no help to anyone.)
+        let mut entries = Vec::new();
         let mut e = self.next[self.head as usize];
         while e != node.urgent && e != NIL {
-            let op = self.entry_op[e as usize];
-            // Operations with an unknown outcome that no one can observe
-            // are no help to anyone: leave them out of the account.
-            if self.ops[op as usize].kind != Kind::AnonymousPut {
-                candidates.push(op);
-            }
+            entries.push(e);
             e = self.next[e as usize];
         }
+        let mut s = self.next[self.singles_head as usize];
+        while s != NIL
+            && self.completion_of[s as usize] != NIL
+            && (node.urgent == NIL || s < node.urgent)
+        {
+            entries.push(s);
+            s = self.next[s as usize];
+        }
+        entries.sort_unstable();
+        let candidates = entries.iter().map(|&e| self.entry_op[e as usize]).collect();
         Deepest {
             depth: ancestors.len(),
             prefix: ancestors
