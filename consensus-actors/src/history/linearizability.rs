@@ -417,6 +417,9 @@ pub fn check_compact_with(
         }
     }
     drop(key_of);
+    for (_, ops) in &mut partitions {
+        canonical_order(history, ops);
+    }
     partitions.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let keys = partitions.len();
     let mut remap = vec![NIL; history.string_count()];
@@ -444,6 +447,48 @@ pub fn check_compact_with(
     };
     tracing::debug!(verdict = ?report.verdict, operations = report.operations, keys, steps = report.steps, "history checked");
     report
+}
+
+/// Puts a key's operations in an order that depends only on what they are,
+/// never on where they stand in the file or on their ids: by invocation,
+/// then completion (unknown outcomes last), then command, values (compared
+/// as text), outcome and client. Everything after (value numbering, the
+/// time order of entries, the search's candidate order) follows this order,
+/// so permuting the file, or renumbering the operations, changes neither
+/// the verdict nor the steps. Only operations identical but for their id
+/// stay in file order among themselves, and swapping those changes
+/// nothing.
+///
+/// Among operations invoked at the same instant, the one that completed
+/// first comes first: the order a recorded history's file happens to list
+/// simultaneous operations in is no hint the checker relies on, and the
+/// completion order is the real-time hint every history carries.
+fn canonical_order(history: &CompactHistory, ops: &mut [u32]) {
+    let records = history.records();
+    let text = |id: u32| history.string(id);
+    let order = |a: &u32, b: &u32| {
+        let (x, y) = (&records[*a as usize], &records[*b as usize]);
+        let end = |r: &Record| match r.outcome {
+            OutcomeTag::Ok | OutcomeTag::Fail => (0, r.end_us),
+            OutcomeTag::Unknown => (1, 0),
+        };
+        x.invoke_us
+            .cmp(&y.invoke_us)
+            .then_with(|| end(x).cmp(&end(y)))
+            .then_with(|| (x.cmd as u8).cmp(&(y.cmd as u8)))
+            .then_with(|| text(x.a).cmp(&text(y.a)))
+            .then_with(|| text(x.b).cmp(&text(y.b)))
+            .then_with(|| (x.outcome as u8).cmp(&(y.outcome as u8)))
+            .then_with(|| (x.output as u8).cmp(&(y.output as u8)))
+            .then_with(|| text(x.out_value).cmp(&text(y.out_value)))
+            .then_with(|| x.flag.cmp(&y.flag))
+            .then_with(|| x.client.cmp(&y.client))
+    };
+    // A recorded history is nearly in this order already: the check is one
+    // pass, and the stable sort merges the runs it finds.
+    if !ops.is_sorted_by(|a, b| order(a, b).is_le()) {
+        ops.sort_by(order);
+    }
 }
 
 /// Whether an operation constrains the model at all.
@@ -576,7 +621,7 @@ enum Out {
 }
 
 /// What the client observed, values interned.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     /// Unknown outcome: anything goes.
     Any,
@@ -646,6 +691,32 @@ impl SeqOp {
             Expect::Exactly(Out::Value(_) | Out::CasFailed(_) | Out::Deleted(false))
                 | Expect::AnyCasFailure
         )
+    }
+
+    /// The value that must be the key's value when it takes effect, if its
+    /// observed output names one (`NIL` if not): a read's value, the value
+    /// a failed compare-and-swap reported, the expected value of one that
+    /// succeeded.
+    ///
+    /// Dead ends. At a node where the key's value is not `v`, an operation
+    /// `R` with a known outcome, not yet placed, that needs `v`, while no
+    /// operation not yet placed and invoked at or before `R`'s completion
+    /// writes `v`, can never be placed: the value when `R` takes effect is
+    /// the current one or one written by an operation placed after this
+    /// node and before `R`, hence invoked at or before `R` completed (one
+    /// invoked strictly after must follow `R`), and none of those is `v`. Every operation with a known
+    /// outcome must be placed, so no linearization extends the node: the
+    /// search backtracks at once instead of finding out when that operation
+    /// becomes the urgent one, possibly far deeper. This is what keeps
+    /// operations invoked at the same instant cheap whatever order they are
+    /// listed in: a write placed too early, whose readers are then cut off
+    /// by the next write, is undone at the next node.
+    fn needs(&self) -> u32 {
+        match (self.cmd, self.expect) {
+            (_, Expect::Exactly(Out::Value(v) | Out::CasFailed(v))) => v,
+            (Cmd::Cas { expected, .. }, Expect::Exactly(Out::CasOk)) => expected,
+            _ => NIL,
+        }
     }
 
     /// The values whose presence it observes exactly, if any: a read's
@@ -721,9 +792,9 @@ impl SeqOp {
     }
 }
 
-/// Reduction 1, unknown-outcome writes nobody can observe. An operation
-/// with an unknown outcome that writes a value `v` (a put, or a
-/// compare-and-swap to `v`) is rewritten to write the anonymous value when
+/// Reduction 1, writes nobody can observe. An operation that writes a
+/// value `v` (a put, or a compare-and-swap to `v`), with an unknown outcome
+/// or a known one, is rewritten to write the anonymous value when
 /// no operation that may take effect after it observes `v` exactly (see
 /// [`SeqOp::observes`]: no read of `v`, no compare-and-swap reporting `v`,
 /// none expecting `v` unless it reported another value), among the
@@ -742,7 +813,9 @@ impl SeqOp {
 /// compare-and-swap that failed reporting a value `x` is in neither
 /// segment: it sees `x`, which is neither `v` nor the anonymous value. So
 /// the same order linearizes the rewritten history; the argument is
-/// symmetric, so the rewrite changes no verdict. Puts of the anonymous value are then all the same command with
+/// symmetric, so the rewrite changes no verdict (nothing in it depends on the
+/// write's own outcome, which stays as it was). Puts of the anonymous value
+/// with an unknown outcome are then all the same command with
 /// an unknown outcome, so placing the earliest invoked unplaced one whenever
 /// one is placed loses nothing (swap the two in any linearization: both were
 /// invoked, neither has a completion), and the search tracks them by a
@@ -767,7 +840,8 @@ fn rewrite_unobserved_writes(seq: &mut [SeqOp], anonymous: u32) -> u64 {
     }
     let mut rewritten = 0;
     for op in seq.iter_mut() {
-        if op.kind != Kind::Single || op.writes == ABSENT || op.writes == NIL {
+        let known = op.kind == Kind::Definite;
+        if !(known || op.kind == Kind::Single) || op.writes == ABSENT || op.writes == NIL {
             continue;
         }
         let observed = last_observer[op.writes as usize].is_some_and(|t| t >= op.invoke_us);
@@ -778,12 +852,16 @@ fn rewrite_unobserved_writes(seq: &mut [SeqOp], anonymous: u32) -> u64 {
         match &mut op.cmd {
             Cmd::Put(v) => {
                 *v = anonymous;
-                op.kind = Kind::AnonymousPut;
+                if !known {
+                    op.kind = Kind::AnonymousPut;
+                }
             }
             Cmd::Cas { new, .. } => *new = anonymous,
             _ => {}
         }
-        rewritten += 1;
+        if !known {
+            rewritten += 1;
+        }
     }
     rewritten
 }
@@ -904,7 +982,7 @@ fn check_key_values(
         ),
         SearchOutcome::Stopped(budget) => (Verdict::Undecided, Some(budget), None, None),
         SearchOutcome::Violation(deepest) => {
-            let explanation = explain(key, history, ops, values, &deepest);
+            let explanation = explain(key, history, ops, &seq, values, &deepest);
             tracing::debug!(key, summary = %explanation.summary, "not linearizable");
             (Verdict::NotLinearizable, None, None, Some(explanation))
         }
@@ -945,13 +1023,34 @@ fn explain(
     key: &str,
     history: &CompactHistory,
     ops: &[u32],
+    seq: &[SeqOp],
     values: &Values<'_>,
     deepest: &Deepest,
 ) -> Explanation {
     let op = |i: u32| history.operation(ops[i as usize] as usize);
     let id = |i: u32| OpId(history.records()[ops[i as usize] as usize].id);
     let longest_prefix: Vec<OpId> = deepest.prefix.iter().map(|&i| id(i)).collect();
-    let value_after_prefix = values.name(deepest.state, history);
+    let mut value_after_prefix = values.name(deepest.state, history);
+    if values.names.get(deepest.state as usize) == Some(&ANONYMOUS) {
+        // A write nobody observes was rewritten to the anonymous value
+        // (reduction 1): name what the last such write in the prefix wrote.
+        let writer = deepest
+            .prefix
+            .iter()
+            .rev()
+            .find(|&&i| seq[i as usize].writes == deepest.state);
+        if let Some(&i) = writer {
+            let r = &history.records()[ops[i as usize] as usize];
+            let written = match r.cmd {
+                CmdTag::Put => r.a,
+                CmdTag::Cas => r.b,
+                _ => NO_STRING,
+            };
+            if let Some(name) = history.string(written) {
+                value_after_prefix = Some(name.to_string());
+            }
+        }
+    }
     let blocked = op(deepest.blocked);
     let candidates: Vec<OpId> = deepest.candidates.iter().map(|&i| id(i)).collect();
     let others: Vec<String> = deepest
@@ -1251,6 +1350,21 @@ struct Search<'s> {
     deletes_placed: u32,
     /// Per value: the operations not yet placed that may write it.
     writers_left: Vec<u32>,
+    /// The operations that may write each value, value by value (those of
+    /// value `v` are `writer_ops[writer_start[v]..writer_start[v + 1]]`),
+    /// each value's in invocation order.
+    writer_ops: Vec<u32>,
+    writer_start: Vec<u32>,
+    /// Per operation: its place in `writer_ops` (`NIL`: it writes nothing).
+    writer_pos: Vec<u32>,
+    /// Per value: the place in `writer_ops` of its earliest-invoked writer
+    /// not yet placed (`writer_start[v + 1]`: none left).
+    writer_low: Vec<u32>,
+    /// Per operation: placed (or dropped).
+    placed: Vec<bool>,
+    /// Per value: the latest completion of an operation that observes it
+    /// exactly (`u64::MAX`: one never completes; 0: nobody observes it).
+    due: Vec<u64>,
     /// The invocation entries of [`Kind::AnonymousPut`] and [`Kind::Delete`]
     /// operations, in rank order. They are kept out of the list (only the
     /// next one of each kind can be a candidate, and a long history
@@ -1360,11 +1474,46 @@ impl<'s> Search<'s> {
             }
         }
         let mut writers_left = vec![0; values];
+        let mut due = vec![0; values];
         for op in ops {
             if op.writes != NIL {
                 writers_left[op.writes as usize] += 1;
             }
+            for v in op.observes() {
+                if v != NIL {
+                    let until = op.complete_us.unwrap_or(u64::MAX);
+                    due[v as usize] = until.max(due[v as usize]);
+                }
+            }
         }
+        // Writers by value, each value's in invocation order (counting
+        // sort by value of the operations in invocation order).
+        let mut writer_start = vec![0u32; values + 1];
+        for op in ops {
+            if op.writes != NIL {
+                writer_start[op.writes as usize + 1] += 1;
+            }
+        }
+        for v in 0..values {
+            writer_start[v + 1] += writer_start[v];
+        }
+        let mut by_invocation: Vec<u32> = (0..n as u32).collect();
+        by_invocation.sort_by_key(|&i| ops[i as usize].invoke_us);
+        let mut fill = writer_start.clone();
+        let mut writer_ops = vec![0u32; writer_start[values] as usize];
+        let mut writer_pos = vec![NIL; n];
+        for &i in &by_invocation {
+            let v = ops[i as usize].writes;
+            if v != NIL {
+                let slot = &mut fill[v as usize];
+                writer_ops[*slot as usize] = i;
+                writer_pos[i as usize] = *slot;
+                *slot += 1;
+            }
+        }
+        drop(by_invocation);
+        drop(fill);
+        let writer_low = writer_start[..values].to_vec();
         let definite = Linearized::new(ranks[Kind::Definite as usize] as usize, 1);
         let singles = Linearized::new(ranks[Kind::Single as usize] as usize, 2);
         let base_bytes = vec_bytes(&entry_op)
@@ -1373,6 +1522,12 @@ impl<'s> Search<'s> {
             + vec_bytes(&prev)
             + vec_bytes(&rank)
             + vec_bytes(&writers_left)
+            + vec_bytes(&due)
+            + vec_bytes(&writer_ops)
+            + vec_bytes(&writer_start)
+            + vec_bytes(&writer_pos)
+            + vec_bytes(&writer_low)
+            + n
             + definite.bytes()
             + singles.bytes()
             + std::mem::size_of_val(ops);
@@ -1390,6 +1545,12 @@ impl<'s> Search<'s> {
             anonymous_placed: 0,
             deletes_placed: 0,
             writers_left,
+            writer_ops,
+            writer_start,
+            writer_pos,
+            writer_low,
+            placed: vec![false; n],
+            due,
             counted_calls,
             definite_left: ops.iter().filter(|op| op.complete_us.is_some()).count(),
             key: Vec::new(),
@@ -1435,6 +1596,15 @@ impl<'s> Search<'s> {
             Kind::AnonymousPut => self.anonymous_placed += 1,
             Kind::Delete => self.deletes_placed += 1,
         }
+        self.placed[op as usize] = true;
+        let v = self.ops[op as usize].writes;
+        if v != NIL && self.writer_pos[op as usize] == self.writer_low[v as usize] {
+            let end = self.writer_start[v as usize + 1];
+            let low = &mut self.writer_low[v as usize];
+            while *low < end && self.placed[self.writer_ops[*low as usize] as usize] {
+                *low += 1;
+            }
+        }
     }
 
     /// Undoes [`mark`](Self::mark).
@@ -1446,6 +1616,20 @@ impl<'s> Search<'s> {
             Kind::AnonymousPut => self.anonymous_placed -= 1,
             Kind::Delete => self.deletes_placed -= 1,
         }
+        self.placed[op as usize] = false;
+        let v = self.ops[op as usize].writes;
+        if v != NIL {
+            let low = &mut self.writer_low[v as usize];
+            *low = (*low).min(self.writer_pos[op as usize]);
+        }
+    }
+
+    /// Whether an operation not yet placed, invoked at or before `until_us`,
+    /// may write value `v`.
+    fn writer_available(&self, v: u32, until_us: u64) -> bool {
+        let low = self.writer_low[v as usize];
+        low < self.writer_start[v as usize + 1]
+            && self.ops[self.writer_ops[low as usize] as usize].invoke_us <= until_us
     }
 
     /// The memo key of the current set of placed operations, into
@@ -1531,6 +1715,15 @@ impl<'s> Search<'s> {
         let mut e = self.next[self.head as usize];
         while e != NIL && self.completion_of[e as usize] != NIL {
             let op = self.ops[self.entry_op[e as usize] as usize];
+            let needs = op.needs();
+            let until_us = op.complete_us.unwrap_or(u64::MAX);
+            if needs != NIL && needs != state && !self.writer_available(needs, until_us) {
+                // A dead end (see `SeqOp::needs`): no candidate is listed.
+                cands.truncate(start);
+                frame.end = start32;
+                frame.urgent = self.first_completion_from(e);
+                return;
+            }
             if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
                 cands.truncate(start);
                 cands.push(e);
@@ -1538,7 +1731,20 @@ impl<'s> Search<'s> {
                 frame.urgent = self.first_completion_from(e);
                 return;
             }
-            cands.push(e);
+            // Of operations that are the same command with the same
+            // observed output and the same interval, only the first is
+            // listed: swapping two of them in a linearization gives one
+            // (each meets the other's every constraint).
+            let twin = cands[start..].iter().any(|&c| {
+                let other = self.ops[self.entry_op[c as usize] as usize];
+                other.cmd == op.cmd
+                    && other.expect == op.expect
+                    && other.invoke_us == op.invoke_us
+                    && other.complete_us == op.complete_us
+            });
+            if !twin {
+                cands.push(e);
+            }
             e = self.next[e as usize];
         }
         // Operations of Kind::Single invoked before it.
@@ -1616,6 +1822,25 @@ impl<'s> Search<'s> {
         cands.truncate(kept);
         cands.insert(start, call);
         cands.extend_from_slice(others);
+        // Then, stably, by when the value each writes is last observed:
+        // a write whose value some operation completing later must still
+        // see goes after those whose observers are all done sooner, and a
+        // write nobody observes (or a candidate that writes nothing) first.
+        // Operations invoked together carry no hint of the order they took
+        // effect in but this one, so the search no longer depends on the
+        // order a file lists them in to guess right.
+        // (The absent value is not one write's: many deletes leave it, and
+        // reads of it anywhere would make every delete go last; a delete
+        // is due when it completes.)
+        let due = |c: &u32| {
+            let op = self.ops[self.entry_op[*c as usize] as usize];
+            match op.writes {
+                NIL => 0,
+                ABSENT => op.complete_us.unwrap_or(0),
+                v => self.due[v as usize],
+            }
+        };
+        cands[start..].sort_by_key(due);
         frame.end = cands.len() as u32;
     }
 
@@ -1675,6 +1900,10 @@ impl<'s> Search<'s> {
         self.open_node(ABSENT, &mut frames[0], &mut cands, &mut others);
         let mut depth = 1;
         let mut deepest: Option<Deepest> = None;
+        // The choices (and whether each was a drop) on the path to the
+        // deepest dead end; the first `same` agree with the current path.
+        let mut deepest_path: Vec<(u32, bool)> = Vec::new();
+        let mut same = 0usize;
         loop {
             if self.definite_left == 0 {
                 let order = frames[..depth - 1]
@@ -1754,12 +1983,28 @@ impl<'s> Search<'s> {
                 // effect after this prefix.
                 if deepest.as_ref().is_none_or(|d| depth - 1 > d.depth) {
                     deepest = Some(self.dead_end(&frames[..depth]));
+                    // The path to it: only the frames that changed since
+                    // the last deepest one are copied (copying it whole
+                    // each time would be quadratic on a long history with
+                    // dead ends all along).
+                    deepest_path.truncate(same);
+                    deepest_path.extend(frames[same..depth - 1].iter().map(|f| (f.chosen, f.drop)));
+                    same = depth - 1;
                 }
                 depth -= 1;
                 cands.truncate(frames[depth].start as usize);
                 if depth == 0 {
-                    return SearchOutcome::Violation(deepest.unwrap_or_default());
+                    let mut deepest = deepest.unwrap_or_default();
+                    deepest.prefix = deepest_path
+                        .iter()
+                        .filter(|(_, drop)| !drop)
+                        .map(|&(chosen, _)| self.entry_op[chosen as usize])
+                        .collect();
+                    return SearchOutcome::Violation(deepest);
                 }
+                // Frame `depth - 1` chooses again: the path agrees with
+                // `deepest_path` at most up to it.
+                same = same.min(depth - 1);
                 let chosen = frames[depth - 1].chosen;
                 if frames[depth - 1].drop {
                     self.dropped -= 1;
@@ -1795,11 +2040,8 @@ impl<'s> Search<'s> {
         let candidates = entries.iter().map(|&e| self.entry_op[e as usize]).collect();
         Deepest {
             depth: ancestors.len(),
-            prefix: ancestors
-                .iter()
-                .filter(|f| !f.drop)
-                .map(|f| self.entry_op[f.chosen as usize])
-                .collect(),
+            // Filled in by the caller, which keeps the path.
+            prefix: Vec::new(),
             state: node.state,
             blocked: if node.urgent == NIL {
                 0
