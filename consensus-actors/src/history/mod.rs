@@ -15,8 +15,10 @@
 //!   [`ObservedOutput`]), the JSON form, and [`HistoryRecorder`], which builds
 //!   a history while a run goes;
 //! - [`linearizability`]: the checker ([`check_history`],
-//!   [`check_history_with`]): a Wing–Gong / Lowe search with a memo of
+//!   [`check_history_with`], [`check_compact_with`]): a Wing–Gong / Lowe search with a memo of
 //!   (linearized set, state), run independently per key;
+//! - [`compact`]: [`CompactHistory`], the read-only form the checker works
+//!   on (fixed-size records, strings interned once, JSON streamed);
 //! - [`jepsen`]: import of Jepsen's single-register logs
 //!   ([`History::from_jepsen`]).
 //!
