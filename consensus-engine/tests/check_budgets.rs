@@ -21,12 +21,19 @@ fn stdout(o: &Output) -> String {
 }
 
 /// A history whose search is exponential: `n` concurrent writes that all
-/// complete, then two concurrent reads of two different values.
+/// complete, each value read concurrently, then two concurrent reads of two
+/// different values.
 fn write_hard_history(n: usize, name: &str) -> PathBuf {
     let mut ops = Vec::new();
     for i in 0..n {
         ops.push(format!(
             r#"{{"id":{i},"client":{i},"command":{{"Put":{{"key":"x","value":"{i}"}}}},"invoke_us":0,"outcome":{{"status":"ok","output":"Ok","complete_us":100}}}}"#
+        ));
+        // Each value read while the writes go on (a write nobody reads, or
+        // two alike, would be cheap to place).
+        let id = 2 * n + 2 + i;
+        ops.push(format!(
+            r#"{{"id":{id},"client":{id},"command":{{"Get":{{"key":"x"}}}},"invoke_us":0,"outcome":{{"status":"ok","output":{{"Value":"{i}"}},"complete_us":100}}}}"#
         ));
     }
     for (j, v) in ["0", "1"].iter().enumerate() {

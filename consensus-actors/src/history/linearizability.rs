@@ -29,7 +29,12 @@
 //! unconstrained output, so they can always go at the end); it is not when
 //! backtracking runs out.
 //!
-//! Two refinements keep the search small; neither changes a verdict:
+//! Each key's operations are first put in an order that depends only on
+//! what they are (invocation, completion, command, values, outcome, client;
+//! `canonical_order`), never on their place in the file or their ids, so
+//! permuting a file changes neither the verdict nor the steps.
+//!
+//! These refinements keep the search small; none changes a verdict:
 //!
 //! - **Forced moves.** A candidate whose observed output shows it left the
 //!   value unchanged, whatever the value (a read, a failed compare-and-swap,
@@ -38,21 +43,33 @@
 //!   later stays valid with it moved to now (the value it sees is the same,
 //!   it changes nothing for the others, and everything that must precede it
 //!   already did). This alone removes the branching over reads.
-//! - **Candidate order.** The urgent operation is tried first, then the
-//!   candidates after which it would fit, then the others in invocation
-//!   order.
+//! - **Dead ends.** A node where an unplaced operation with a known outcome
+//!   needs a value (a read's, a reported compare-and-swap failure's, a
+//!   successful compare-and-swap's expected one) that the key does not hold
+//!   and that no unplaced operation invoked in time can write has no
+//!   linearizable extension: the search backtracks at once
+//!   (`SeqOp::needs`).
+//! - **Twins.** Of operations that are the same command with the same
+//!   observed output and the same interval, only the first is tried.
+//! - **Candidate order.** The urgent operation, then the candidates after
+//!   which it would fit, then the others in invocation order; then, stably,
+//!   by the last completion of an operation that observes the value each
+//!   writes (writes nobody observes first). Operations invoked together
+//!   carry no other hint of the order they took effect in.
 //!
-//! On the 103 Jepsen etcd histories the search takes 0.68 million steps in
-//! all; with forced moves but plain invocation order, 1.6 million; with
-//! neither (Porcupine's search), the hardest history alone takes 1.36
-//! million.
+//! On the 103 Jepsen etcd histories the search takes 0.46 million steps in
+//! all (0.30 million before the order by content, which made the files'
+//! own order of simultaneous operations irrelevant); with neither forced
+//! moves nor the candidate order (Porcupine's search), the hardest history
+//! alone took 1.36 million.
 //!
 //! Operations with an unknown outcome get four sound reductions, each
 //! proved where it is implemented: a read or compare-and-swap observing a
 //! value that no other operation invoked in time writes fails before any
-//! search (`unwritten_observation`); an unknown write that no later
-//! operation can observe is rewritten to write an anonymous value, and those
-//! are placed in invocation order and counted (`rewrite_unobserved_writes`);
+//! search (`unwritten_observation`); a write that no later operation can
+//! observe is rewritten to write an anonymous value (known outcomes too),
+//! and the unknown ones are placed in invocation order and counted
+//! (`rewrite_unobserved_writes`);
 //! an unknown compare-and-swap that can no longer succeed is dropped
 //! (`Search::cannot_succeed`); of identical unknown commands only the
 //! earliest invoked is tried (`Search::open_node`).
@@ -73,8 +90,8 @@
 //! steps), turn a search that would take too long or grow too large into a
 //! [`Verdict::Undecided`] verdict naming the budget.
 
-use super::{History, ObservedOutput, OpId, Operation, Outcome};
-use crate::kv::KvCommand;
+use super::compact::{CmdTag, OutTag, OutcomeTag, Record, NO_STRING};
+use super::{CompactHistory, History, OpId};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -369,25 +386,39 @@ pub fn check_history(history: &History) -> LinearizabilityReport {
 
 /// Checks `history` for linearizability against the key-value model.
 pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> LinearizabilityReport {
+    // A history in memory cannot hold 2^32 distinct strings (that would be
+    // hundreds of gigabytes of operations), the compact form's one limit.
+    let compact = CompactHistory::from_history(history)
+        .expect("an in-memory history has fewer than 2^32 distinct strings");
+    check_compact_with(&compact, options)
+}
+
+/// Checks a [`CompactHistory`] (what [`check_history_with`] does after
+/// converting its history).
+pub fn check_compact_with(
+    history: &CompactHistory,
+    options: &CheckOptions<'_>,
+) -> LinearizabilityReport {
     // Split by key in two passes (number the keys and count each one's
     // constraining operations, then fill vectors of exactly that size), so
-    // that no per-key vector is regrown or key compared more than hashed.
-    let mut key_ids: HashMap<&str, u32, BuildHasherDefault<WordHasher>> = HashMap::default();
-    let mut partitions: Vec<(&str, Vec<&Operation>)> = Vec::new();
+    // that no per-key vector is regrown.
+    let records = history.records();
+    let mut key_ids: HashMap<u32, u32, BuildHasherDefault<WordHasher>> = HashMap::default();
+    let mut partitions: Vec<(&str, Vec<u32>)> = Vec::new();
     let mut counts: Vec<usize> = Vec::new();
-    let mut key_of: Vec<u32> = Vec::with_capacity(history.operations.len());
-    for op in &history.operations {
-        let Some(key) = op.command.key() else {
+    let mut key_of: Vec<u32> = Vec::with_capacity(records.len());
+    for r in records {
+        let Some(key) = history.string(r.key) else {
             key_of.push(NIL);
             continue;
         };
         let next = partitions.len() as u32;
-        let k = *key_ids.entry(key).or_insert_with(|| {
+        let k = *key_ids.entry(r.key).or_insert_with(|| {
             partitions.push((key, Vec::new()));
             counts.push(0);
             next
         });
-        if constrains(op) {
+        if constrains(r) {
             counts[k as usize] += 1;
             key_of.push(k);
         } else {
@@ -397,16 +428,21 @@ pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> Line
     for ((_, ops), &count) in partitions.iter_mut().zip(&counts) {
         ops.reserve_exact(count);
     }
-    for (op, &k) in history.operations.iter().zip(&key_of) {
+    for (i, &k) in key_of.iter().enumerate() {
         if k != NIL {
-            partitions[k as usize].1.push(op);
+            partitions[k as usize].1.push(i as u32);
         }
+    }
+    drop(key_of);
+    for (_, ops) in &mut partitions {
+        canonical_order(history, ops);
     }
     partitions.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let keys = partitions.len();
+    let mut remap = vec![NIL; history.string_count()];
     let per_key: Vec<KeyReport> = partitions
         .into_iter()
-        .map(|(key, ops)| check_key(key, &ops, options))
+        .map(|(key, ops)| check_key(key, history, &ops, &mut remap, options))
         .collect();
     let verdict = if per_key
         .iter()
@@ -421,7 +457,7 @@ pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> Line
     let report = LinearizabilityReport {
         verdict,
         linearizable: verdict == Verdict::Linearizable,
-        operations: history.operations.len(),
+        operations: records.len(),
         keys,
         steps: per_key.iter().map(|k| k.steps).sum(),
         per_key,
@@ -430,14 +466,56 @@ pub fn check_history_with(history: &History, options: &CheckOptions<'_>) -> Line
     report
 }
 
+/// Puts a key's operations in an order that depends only on what they are,
+/// never on where they stand in the file or on their ids: by invocation,
+/// then completion (unknown outcomes last), then command, values (compared
+/// as text), outcome and client. Everything after (value numbering, the
+/// time order of entries, the search's candidate order) follows this order,
+/// so permuting the file, or renumbering the operations, changes neither
+/// the verdict nor the steps. Only operations identical but for their id
+/// stay in file order among themselves, and swapping those changes
+/// nothing.
+///
+/// Among operations invoked at the same instant, the one that completed
+/// first comes first: the order a recorded history's file happens to list
+/// simultaneous operations in is no hint the checker relies on, and the
+/// completion order is the real-time hint every history carries.
+fn canonical_order(history: &CompactHistory, ops: &mut [u32]) {
+    let records = history.records();
+    let text = |id: u32| history.string(id);
+    let order = |a: &u32, b: &u32| {
+        let (x, y) = (&records[*a as usize], &records[*b as usize]);
+        let end = |r: &Record| match r.outcome {
+            OutcomeTag::Ok | OutcomeTag::Fail => (0, r.end_us),
+            OutcomeTag::Unknown => (1, 0),
+        };
+        x.invoke_us
+            .cmp(&y.invoke_us)
+            .then_with(|| end(x).cmp(&end(y)))
+            .then_with(|| (x.cmd as u8).cmp(&(y.cmd as u8)))
+            .then_with(|| text(x.a).cmp(&text(y.a)))
+            .then_with(|| text(x.b).cmp(&text(y.b)))
+            .then_with(|| (x.outcome as u8).cmp(&(y.outcome as u8)))
+            .then_with(|| (x.output as u8).cmp(&(y.output as u8)))
+            .then_with(|| text(x.out_value).cmp(&text(y.out_value)))
+            .then_with(|| x.flag.cmp(&y.flag))
+            .then_with(|| x.client.cmp(&y.client))
+    };
+    // A recorded history is nearly in this order already: the check is one
+    // pass, and the stable sort merges the runs it finds.
+    if !ops.is_sorted_by(|a, b| order(a, b).is_le()) {
+        ops.sort_by(order);
+    }
+}
+
 /// Whether an operation constrains the model at all.
-fn constrains(op: &Operation) -> bool {
-    match op.outcome {
-        Outcome::Ok { .. } => true,
-        Outcome::Fail { .. } => false,
+fn constrains(r: &Record) -> bool {
+    match r.outcome {
+        OutcomeTag::Ok => true,
+        OutcomeTag::Fail => false,
         // It may or may not have happened and its output is unknown: only
         // a command that writes can influence what others observe.
-        Outcome::Unknown { .. } => !op.command.is_read_only(),
+        OutcomeTag::Unknown => !matches!(r.cmd, CmdTag::Get | CmdTag::Noop),
     }
 }
 
@@ -477,47 +555,64 @@ impl WordHasher {
     }
 }
 
-/// Value ids of one key: 0 is "absent", others index `names`.
-struct Values<'h> {
-    ids: HashMap<&'h str, u32, BuildHasherDefault<WordHasher>>,
-    names: Vec<Option<&'h str>>,
+/// Value ids of one key: 0 is "absent", others index `names` (string ids
+/// of the history, [`NO_STRING`] for absent and the anonymous value).
+struct Values<'r> {
+    /// String id -> value id of this key (`NIL`: none yet), one slot per
+    /// string of the history, shared by the keys (each clears its own
+    /// slots when done, see [`Values::clear`]): a plain index, no hashing.
+    remap: &'r mut [u32],
+    names: Vec<u32>,
 }
 
-impl<'h> Values<'h> {
-    fn new() -> Self {
+impl<'r> Values<'r> {
+    fn new(remap: &'r mut [u32]) -> Self {
         Self {
-            ids: HashMap::default(),
-            names: vec![None],
+            remap,
+            names: vec![NO_STRING],
         }
     }
 
-    fn id(&mut self, value: Option<&'h str>) -> u32 {
-        let Some(value) = value else {
+    /// The id of the history's string `value` ([`NO_STRING`]: absent).
+    fn id(&mut self, value: u32) -> u32 {
+        if value == NO_STRING {
             return ABSENT;
-        };
-        let next = self.names.len() as u32;
-        *self.ids.entry(value).or_insert_with(|| {
-            self.names.push(Some(value));
-            next
-        })
+        }
+        let slot = &mut self.remap[value as usize];
+        if *slot == NIL {
+            *slot = self.names.len() as u32;
+            self.names.push(value);
+        }
+        *slot
+    }
+
+    /// Gives the shared slots back (all `NIL` again).
+    fn clear(&mut self) {
+        for &name in &self.names {
+            if let Some(slot) = self.remap.get_mut(name as usize) {
+                *slot = NIL;
+            }
+        }
     }
 
     /// A new id for a value no operation names: what writes that no one can
     /// observe are rewritten to write (see [`rewrite_unobserved_writes`]).
     fn anonymous(&mut self) -> u32 {
-        self.names.push(Some(ANONYMOUS_NAME));
+        self.names.push(ANONYMOUS);
         (self.names.len() - 1) as u32
     }
 
-    fn name(&self, id: u32) -> Option<String> {
-        self.names
-            .get(id as usize)
-            .copied()
-            .flatten()
-            .map(str::to_string)
+    fn name(&self, id: u32, history: &CompactHistory) -> Option<String> {
+        match self.names.get(id as usize).copied() {
+            Some(ANONYMOUS) => Some(ANONYMOUS_NAME.to_string()),
+            Some(s) => history.string(s).map(str::to_string),
+            None => None,
+        }
     }
 }
 
+/// The name of the anonymous value in [`Values::names`].
+const ANONYMOUS: u32 = NO_STRING - 1;
 const ABSENT: u32 = 0;
 /// How explanations name the anonymous value.
 const ANONYMOUS_NAME: &str = "(a value written with unknown outcome that no later operation reads)";
@@ -543,7 +638,7 @@ enum Out {
 }
 
 /// What the client observed, values interned.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     /// Unknown outcome: anything goes.
     Any,
@@ -615,6 +710,32 @@ impl SeqOp {
         )
     }
 
+    /// The value that must be the key's value when it takes effect, if its
+    /// observed output names one (`NIL` if not): a read's value, the value
+    /// a failed compare-and-swap reported, the expected value of one that
+    /// succeeded.
+    ///
+    /// Dead ends. At a node where the key's value is not `v`, an operation
+    /// `R` with a known outcome, not yet placed, that needs `v`, while no
+    /// operation not yet placed and invoked at or before `R`'s completion
+    /// writes `v`, can never be placed: the value when `R` takes effect is
+    /// the current one or one written by an operation placed after this
+    /// node and before `R`, hence invoked at or before `R` completed (one
+    /// invoked strictly after must follow `R`), and none of those is `v`. Every operation with a known
+    /// outcome must be placed, so no linearization extends the node: the
+    /// search backtracks at once instead of finding out when that operation
+    /// becomes the urgent one, possibly far deeper. This is what keeps
+    /// operations invoked at the same instant cheap whatever order they are
+    /// listed in: a write placed too early, whose readers are then cut off
+    /// by the next write, is undone at the next node.
+    fn needs(&self) -> u32 {
+        match (self.cmd, self.expect) {
+            (_, Expect::Exactly(Out::Value(v) | Out::CasFailed(v))) => v,
+            (Cmd::Cas { expected, .. }, Expect::Exactly(Out::CasOk)) => expected,
+            _ => NIL,
+        }
+    }
+
     /// The values whose presence it observes exactly, if any: a read's
     /// value, a failed compare-and-swap's reported value, or the expected
     /// value of a compare-and-swap that succeeded, failed without reporting
@@ -634,41 +755,34 @@ impl SeqOp {
         [expected, seen]
     }
 
-    fn new<'h>(op: &'h Operation, values: &mut Values<'h>) -> Self {
-        let cmd = match &op.command {
-            KvCommand::Put { value, .. } => Cmd::Put(values.id(Some(value))),
-            KvCommand::Get { .. } => Cmd::Get,
-            KvCommand::Delete { .. } => Cmd::Delete,
-            KvCommand::Cas { expected, new, .. } => Cmd::Cas {
-                expected: values.id(expected.as_deref()),
-                new: values.id(Some(new)),
+    fn new(r: &Record, values: &mut Values) -> Self {
+        let cmd = match r.cmd {
+            CmdTag::Put => Cmd::Put(values.id(r.a)),
+            CmdTag::Get => Cmd::Get,
+            CmdTag::Delete => Cmd::Delete,
+            CmdTag::Cas => Cmd::Cas {
+                expected: values.id(r.a),
+                new: values.id(r.b),
             },
             // Noop has no key and never reaches a partition; treat it as a
             // read of this key with an unconstrained output if it did.
-            KvCommand::Noop => Cmd::Get,
+            CmdTag::Noop => Cmd::Get,
         };
-        let (expect, complete_us) = match &op.outcome {
-            Outcome::Ok {
-                output,
-                complete_us,
-            } => {
-                let expect = match output {
-                    ObservedOutput::Ok => Expect::Exactly(Out::Ok),
-                    ObservedOutput::Value(v) => {
-                        Expect::Exactly(Out::Value(values.id(v.as_deref())))
-                    }
-                    ObservedOutput::Deleted(existed) => Expect::Exactly(Out::Deleted(*existed)),
-                    ObservedOutput::CasOk => Expect::Exactly(Out::CasOk),
-                    ObservedOutput::CasFailed(v) => {
-                        Expect::Exactly(Out::CasFailed(values.id(v.as_deref())))
-                    }
-                    ObservedOutput::CasFailedUnreported => Expect::AnyCasFailure,
+        let (expect, complete_us) = match r.outcome {
+            OutcomeTag::Ok => {
+                let expect = match r.output {
+                    OutTag::Ok => Expect::Exactly(Out::Ok),
+                    OutTag::Value => Expect::Exactly(Out::Value(values.id(r.out_value))),
+                    OutTag::Deleted => Expect::Exactly(Out::Deleted(r.flag)),
+                    OutTag::CasOk => Expect::Exactly(Out::CasOk),
+                    OutTag::CasFailed => Expect::Exactly(Out::CasFailed(values.id(r.out_value))),
+                    OutTag::CasFailedUnreported => Expect::AnyCasFailure,
                 };
                 // An inconsistent history (completion before invocation) is
                 // read as an instantaneous operation.
-                (expect, Some((*complete_us).max(op.invoke_us)))
+                (expect, Some(r.end_us.max(r.invoke_us)))
             }
-            Outcome::Fail { .. } | Outcome::Unknown { .. } => (Expect::Any, None),
+            OutcomeTag::Fail | OutcomeTag::Unknown => (Expect::Any, None),
         };
         let written = match cmd {
             Cmd::Put(v) => v,
@@ -683,7 +797,7 @@ impl SeqOp {
         Self {
             cmd,
             expect,
-            invoke_us: op.invoke_us,
+            invoke_us: r.invoke_us,
             complete_us,
             kind: match (complete_us, cmd) {
                 (Some(_), _) => Kind::Definite,
@@ -695,9 +809,9 @@ impl SeqOp {
     }
 }
 
-/// Reduction 1, unknown-outcome writes nobody can observe. An operation
-/// with an unknown outcome that writes a value `v` (a put, or a
-/// compare-and-swap to `v`) is rewritten to write the anonymous value when
+/// Reduction 1, writes nobody can observe. An operation that writes a
+/// value `v` (a put, or a compare-and-swap to `v`), with an unknown outcome
+/// or a known one, is rewritten to write the anonymous value when
 /// no operation that may take effect after it observes `v` exactly (see
 /// [`SeqOp::observes`]: no read of `v`, no compare-and-swap reporting `v`,
 /// none expecting `v` unless it reported another value), among the
@@ -716,7 +830,9 @@ impl SeqOp {
 /// compare-and-swap that failed reporting a value `x` is in neither
 /// segment: it sees `x`, which is neither `v` nor the anonymous value. So
 /// the same order linearizes the rewritten history; the argument is
-/// symmetric, so the rewrite changes no verdict. Puts of the anonymous value are then all the same command with
+/// symmetric, so the rewrite changes no verdict (nothing in it depends on the
+/// write's own outcome, which stays as it was). Puts of the anonymous value
+/// with an unknown outcome are then all the same command with
 /// an unknown outcome, so placing the earliest invoked unplaced one whenever
 /// one is placed loses nothing (swap the two in any linearization: both were
 /// invoked, neither has a completion), and the search tracks them by a
@@ -741,7 +857,8 @@ fn rewrite_unobserved_writes(seq: &mut [SeqOp], anonymous: u32) -> u64 {
     }
     let mut rewritten = 0;
     for op in seq.iter_mut() {
-        if op.kind != Kind::Single || op.writes == ABSENT || op.writes == NIL {
+        let known = op.kind == Kind::Definite;
+        if !(known || op.kind == Kind::Single) || op.writes == ABSENT || op.writes == NIL {
             continue;
         }
         let observed = last_observer[op.writes as usize].is_some_and(|t| t >= op.invoke_us);
@@ -752,12 +869,16 @@ fn rewrite_unobserved_writes(seq: &mut [SeqOp], anonymous: u32) -> u64 {
         match &mut op.cmd {
             Cmd::Put(v) => {
                 *v = anonymous;
-                op.kind = Kind::AnonymousPut;
+                if !known {
+                    op.kind = Kind::AnonymousPut;
+                }
             }
             Cmd::Cas { new, .. } => *new = anonymous,
             _ => {}
         }
-        rewritten += 1;
+        if !known {
+            rewritten += 1;
+        }
     }
     rewritten
 }
@@ -771,16 +892,19 @@ fn rewrite_unobserved_writes(seq: &mut [SeqOp], anonymous: u32) -> u64 {
 fn unwritten_observation(seq: &[SeqOp]) -> Option<u32> {
     // The two earliest invocations of a writer of each value (two, so that
     // an operation that observes and writes the same value is not its own
-    // writer).
-    let mut first: HashMap<u32, [(u64, u32); 2], BuildHasherDefault<WordHasher>> =
-        HashMap::default();
+    // writer), indexed by value id.
+    let values = seq
+        .iter()
+        .flat_map(|op| op.observes().into_iter().chain([op.writes]))
+        .filter(|&v| v != NIL)
+        .max()
+        .map_or(0, |v| v as usize + 1);
+    let mut first: Vec<[(u64, u32); 2]> = vec![[(u64::MAX, NIL), (u64::MAX, NIL)]; values];
     for (i, op) in seq.iter().enumerate() {
         if op.writes == NIL || op.writes == ABSENT {
             continue;
         }
-        let entry = first
-            .entry(op.writes)
-            .or_insert([(u64::MAX, NIL), (u64::MAX, NIL)]);
+        let entry = &mut first[op.writes as usize];
         let candidate = (op.invoke_us, i as u32);
         if candidate < entry[0] {
             entry[1] = entry[0];
@@ -802,7 +926,7 @@ fn unwritten_observation(seq: &[SeqOp]) -> Option<u32> {
         if observed == ABSENT || observed == NIL {
             continue;
         }
-        let written_in_time = first.get(&observed).is_some_and(|w| {
+        let written_in_time = first.get(observed as usize).is_some_and(|w| {
             w.iter()
                 .any(|&(at, by)| by != NIL && by != i as u32 && at <= complete_us)
         });
@@ -813,11 +937,33 @@ fn unwritten_observation(seq: &[SeqOp]) -> Option<u32> {
     found.map(|(_, i)| i)
 }
 
-fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyReport {
-    let mut values = Values::new();
-    let mut seq: Vec<SeqOp> = ops.iter().map(|op| SeqOp::new(op, &mut values)).collect();
+fn check_key(
+    key: &str,
+    history: &CompactHistory,
+    ops: &[u32],
+    remap: &mut [u32],
+    options: &CheckOptions<'_>,
+) -> KeyReport {
+    let mut values = Values::new(remap);
+    let report = check_key_values(key, history, ops, &mut values, options);
+    values.clear();
+    report
+}
+
+fn check_key_values(
+    key: &str,
+    history: &CompactHistory,
+    ops: &[u32],
+    values: &mut Values<'_>,
+    options: &CheckOptions<'_>,
+) -> KeyReport {
+    let records = history.records();
+    let mut seq: Vec<SeqOp> = ops
+        .iter()
+        .map(|&i| SeqOp::new(&records[i as usize], values))
+        .collect();
     if let Some(bad) = unwritten_observation(&seq) {
-        let explanation = explain_unwritten(key, ops, bad);
+        let explanation = explain_unwritten(key, history, ops, bad);
         tracing::debug!(key, summary = %explanation.summary, "not linearizable");
         return KeyReport {
             key: key.to_string(),
@@ -843,12 +989,17 @@ fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyRe
         SearchOutcome::Linearizable(order) => (
             Verdict::Linearizable,
             None,
-            Some(order.iter().map(|&i| ops[i as usize].id).collect()),
+            Some(
+                order
+                    .iter()
+                    .map(|&i| OpId(records[ops[i as usize] as usize].id))
+                    .collect(),
+            ),
             None,
         ),
         SearchOutcome::Stopped(budget) => (Verdict::Undecided, Some(budget), None, None),
         SearchOutcome::Violation(deepest) => {
-            let explanation = explain(key, ops, &values, &deepest);
+            let explanation = explain(key, history, ops, &seq, values, &deepest);
             tracing::debug!(key, summary = %explanation.summary, "not linearizable");
             (Verdict::NotLinearizable, None, None, Some(explanation))
         }
@@ -871,8 +1022,8 @@ fn check_key(key: &str, ops: &[&Operation], options: &CheckOptions<'_>) -> KeyRe
 }
 
 /// The explanation of [`unwritten_observation`]'s verdict.
-fn explain_unwritten(key: &str, ops: &[&Operation], bad: u32) -> Explanation {
-    let op = ops[bad as usize];
+fn explain_unwritten(key: &str, history: &CompactHistory, ops: &[u32], bad: u32) -> Explanation {
+    let op = history.operation(ops[bad as usize] as usize);
     Explanation {
         longest_prefix: Vec::new(),
         value_after_prefix: None,
@@ -885,17 +1036,45 @@ fn explain_unwritten(key: &str, ops: &[&Operation], bad: u32) -> Explanation {
     }
 }
 
-fn explain(key: &str, ops: &[&Operation], values: &Values<'_>, deepest: &Deepest) -> Explanation {
-    let id = |i: u32| ops[i as usize].id;
+fn explain(
+    key: &str,
+    history: &CompactHistory,
+    ops: &[u32],
+    seq: &[SeqOp],
+    values: &Values<'_>,
+    deepest: &Deepest,
+) -> Explanation {
+    let op = |i: u32| history.operation(ops[i as usize] as usize);
+    let id = |i: u32| OpId(history.records()[ops[i as usize] as usize].id);
     let longest_prefix: Vec<OpId> = deepest.prefix.iter().map(|&i| id(i)).collect();
-    let value_after_prefix = values.name(deepest.state);
-    let blocked = ops[deepest.blocked as usize];
+    let mut value_after_prefix = values.name(deepest.state, history);
+    if values.names.get(deepest.state as usize) == Some(&ANONYMOUS) {
+        // A write nobody observes was rewritten to the anonymous value
+        // (reduction 1): name what the last such write in the prefix wrote.
+        let writer = deepest
+            .prefix
+            .iter()
+            .rev()
+            .find(|&&i| seq[i as usize].writes == deepest.state);
+        if let Some(&i) = writer {
+            let r = &history.records()[ops[i as usize] as usize];
+            let written = match r.cmd {
+                CmdTag::Put => r.a,
+                CmdTag::Cas => r.b,
+                _ => NO_STRING,
+            };
+            if let Some(name) = history.string(written) {
+                value_after_prefix = Some(name.to_string());
+            }
+        }
+    }
+    let blocked = op(deepest.blocked);
     let candidates: Vec<OpId> = deepest.candidates.iter().map(|&i| id(i)).collect();
     let others: Vec<String> = deepest
         .candidates
         .iter()
         .filter(|&&i| i != deepest.blocked)
-        .map(|&i| ops[i as usize].to_string())
+        .map(|&i| op(i).to_string())
         .collect();
     let value = match &value_after_prefix {
         Some(v) => format!("{v:?}"),
@@ -1084,7 +1263,9 @@ impl Memo {
         Self {
             heads: HashMap::with_capacity_and_hasher(entries, BuildHasherDefault::default()),
             offsets,
-            words: Vec::with_capacity(entries * 2),
+            // The key's header, a word or two of each window and the
+            // counts.
+            words: Vec::with_capacity(entries * 5),
             states: Vec::with_capacity(entries),
             chain: Vec::with_capacity(entries),
         }
@@ -1161,10 +1342,16 @@ struct Search<'s> {
     entry_op: Vec<u32>,
     /// For an invocation entry, its completion entry; `NIL` for completions.
     completion_of: Vec<u32>,
-    /// Doubly linked list over entries; index `2n` is the head sentinel.
+    /// Doubly linked lists over entries: index `2n` is the head sentinel
+    /// of the list of operations with a known outcome, `2n + 1` that of
+    /// the operations of [`Kind::Single`]. (Unknown-outcome operations
+    /// never complete, so those not placed stay at the front of the time
+    /// order for the rest of the search; in their own list, a node that
+    /// finds a forced move among the known ones does not walk past them.)
     next: Vec<u32>,
     prev: Vec<u32>,
     head: u32,
+    singles_head: u32,
     /// Operation -> its rank in invocation order among the operations of
     /// its [`Kind`] (its bit in `definite` or `singles`, or its place in
     /// the order a counted kind is placed in).
@@ -1180,6 +1367,21 @@ struct Search<'s> {
     deletes_placed: u32,
     /// Per value: the operations not yet placed that may write it.
     writers_left: Vec<u32>,
+    /// The operations that may write each value, value by value (those of
+    /// value `v` are `writer_ops[writer_start[v]..writer_start[v + 1]]`),
+    /// each value's in invocation order.
+    writer_ops: Vec<u32>,
+    writer_start: Vec<u32>,
+    /// Per operation: its place in `writer_ops` (`NIL`: it writes nothing).
+    writer_pos: Vec<u32>,
+    /// Per value: the place in `writer_ops` of its earliest-invoked writer
+    /// not yet placed (`writer_start[v + 1]`: none left).
+    writer_low: Vec<u32>,
+    /// Per operation: placed (or dropped).
+    placed: Vec<bool>,
+    /// Per value: the latest completion of an operation that observes it
+    /// exactly (`u64::MAX`: one never completes; 0: nobody observes it).
+    due: Vec<u64>,
     /// The invocation entries of [`Kind::AnonymousPut`] and [`Kind::Delete`]
     /// operations, in rank order. They are kept out of the list (only the
     /// next one of each kind can be a candidate, and a long history
@@ -1259,14 +1461,23 @@ impl<'s> Search<'s> {
             }
         }
         drop(order);
+        // Two lists: the entries of operations with a known outcome after
+        // `head`, those of Kind::Single after `singles_head`; the counted
+        // kinds are in neither.
         let head = m as u32;
-        let mut next = vec![NIL; m + 1];
-        let mut prev = vec![NIL; m + 1];
-        let mut last = head;
+        let singles_head = m as u32 + 1;
+        let mut next = vec![NIL; m + 2];
+        let mut prev = vec![NIL; m + 2];
+        let (mut last, mut last_single) = (head, singles_head);
         for e in 0..m as u32 {
-            next[last as usize] = e;
-            prev[e as usize] = last;
-            last = e;
+            let tail = match ops[entry_op[e as usize] as usize].kind {
+                Kind::Definite => &mut last,
+                Kind::Single => &mut last_single,
+                Kind::AnonymousPut | Kind::Delete => continue,
+            };
+            next[*tail as usize] = e;
+            prev[e as usize] = *tail;
+            *tail = e;
         }
         let mut counted_calls: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
         for (e, &op) in entry_op.iter().enumerate() {
@@ -1280,11 +1491,46 @@ impl<'s> Search<'s> {
             }
         }
         let mut writers_left = vec![0; values];
+        let mut due = vec![0; values];
         for op in ops {
             if op.writes != NIL {
                 writers_left[op.writes as usize] += 1;
             }
+            for v in op.observes() {
+                if v != NIL {
+                    let until = op.complete_us.unwrap_or(u64::MAX);
+                    due[v as usize] = until.max(due[v as usize]);
+                }
+            }
         }
+        // Writers by value, each value's in invocation order (counting
+        // sort by value of the operations in invocation order).
+        let mut writer_start = vec![0u32; values + 1];
+        for op in ops {
+            if op.writes != NIL {
+                writer_start[op.writes as usize + 1] += 1;
+            }
+        }
+        for v in 0..values {
+            writer_start[v + 1] += writer_start[v];
+        }
+        let mut by_invocation: Vec<u32> = (0..n as u32).collect();
+        by_invocation.sort_by_key(|&i| ops[i as usize].invoke_us);
+        let mut fill = writer_start.clone();
+        let mut writer_ops = vec![0u32; writer_start[values] as usize];
+        let mut writer_pos = vec![NIL; n];
+        for &i in &by_invocation {
+            let v = ops[i as usize].writes;
+            if v != NIL {
+                let slot = &mut fill[v as usize];
+                writer_ops[*slot as usize] = i;
+                writer_pos[i as usize] = *slot;
+                *slot += 1;
+            }
+        }
+        drop(by_invocation);
+        drop(fill);
+        let writer_low = writer_start[..values].to_vec();
         let definite = Linearized::new(ranks[Kind::Definite as usize] as usize, 1);
         let singles = Linearized::new(ranks[Kind::Single as usize] as usize, 2);
         let base_bytes = vec_bytes(&entry_op)
@@ -1293,22 +1539,35 @@ impl<'s> Search<'s> {
             + vec_bytes(&prev)
             + vec_bytes(&rank)
             + vec_bytes(&writers_left)
+            + vec_bytes(&due)
+            + vec_bytes(&writer_ops)
+            + vec_bytes(&writer_start)
+            + vec_bytes(&writer_pos)
+            + vec_bytes(&writer_low)
+            + n
             + definite.bytes()
             + singles.bytes()
             + std::mem::size_of_val(ops);
-        let mut search = Self {
+        Self {
             ops,
             entry_op,
             completion_of,
             next,
             prev,
             head,
+            singles_head,
             rank,
             definite,
             singles,
             anonymous_placed: 0,
             deletes_placed: 0,
             writers_left,
+            writer_ops,
+            writer_start,
+            writer_pos,
+            writer_low,
+            placed: vec![false; n],
+            due,
             counted_calls,
             definite_left: ops.iter().filter(|op| op.complete_us.is_some()).count(),
             key: Vec::new(),
@@ -1316,15 +1575,7 @@ impl<'s> Search<'s> {
             dropped: 0,
             peak_bytes: base_bytes,
             base_bytes,
-        };
-        for class in 0..2 {
-            for i in 0..search.counted_calls[class].len() {
-                let call = search.counted_calls[class][i];
-                search.unlink(call);
-                search.unlink(search.completion_of[call as usize]);
-            }
         }
-        search
     }
 
     /// Whether the operation is of a kind placed by count, kept out of the
@@ -1362,6 +1613,15 @@ impl<'s> Search<'s> {
             Kind::AnonymousPut => self.anonymous_placed += 1,
             Kind::Delete => self.deletes_placed += 1,
         }
+        self.placed[op as usize] = true;
+        let v = self.ops[op as usize].writes;
+        if v != NIL && self.writer_pos[op as usize] == self.writer_low[v as usize] {
+            let end = self.writer_start[v as usize + 1];
+            let low = &mut self.writer_low[v as usize];
+            while *low < end && self.placed[self.writer_ops[*low as usize] as usize] {
+                *low += 1;
+            }
+        }
     }
 
     /// Undoes [`mark`](Self::mark).
@@ -1373,6 +1633,20 @@ impl<'s> Search<'s> {
             Kind::AnonymousPut => self.anonymous_placed -= 1,
             Kind::Delete => self.deletes_placed -= 1,
         }
+        self.placed[op as usize] = false;
+        let v = self.ops[op as usize].writes;
+        if v != NIL {
+            let low = &mut self.writer_low[v as usize];
+            *low = (*low).min(self.writer_pos[op as usize]);
+        }
+    }
+
+    /// Whether an operation not yet placed, invoked at or before `until_us`,
+    /// may write value `v`.
+    fn writer_available(&self, v: u32, until_us: u64) -> bool {
+        let low = self.writer_low[v as usize];
+        low < self.writer_start[v as usize + 1]
+            && self.ops[self.writer_ops[low as usize] as usize].invoke_us <= until_us
     }
 
     /// The memo key of the current set of placed operations, into
@@ -1453,33 +1727,19 @@ impl<'s> Search<'s> {
         frame.next = start32;
         frame.chosen = NIL;
         frame.drop = false;
+        // Operations with a known outcome invoked before the first
+        // completion `e` (the urgent one).
         let mut e = self.next[self.head as usize];
         while e != NIL && self.completion_of[e as usize] != NIL {
-            let index = self.entry_op[e as usize];
-            let op = self.ops[index as usize];
-            let listed = match op.kind {
-                Kind::Definite => true,
-                // Kept out of the list.
-                Kind::AnonymousPut | Kind::Delete => false,
-                Kind::Single => {
-                    if self.cannot_succeed(&op, state) {
-                        cands.truncate(start);
-                        cands.push(e);
-                        frame.end = cands.len() as u32;
-                        frame.urgent = self.first_completion_from(e);
-                        frame.drop = true;
-                        return;
-                    }
-                    // The earliest of its command only.
-                    !cands[start..].iter().any(|&c| {
-                        let other = self.ops[self.entry_op[c as usize] as usize];
-                        other.kind == Kind::Single && other.cmd == op.cmd
-                    })
-                }
-            };
-            if !listed {
-                e = self.next[e as usize];
-                continue;
+            let op = self.ops[self.entry_op[e as usize] as usize];
+            let needs = op.needs();
+            let until_us = op.complete_us.unwrap_or(u64::MAX);
+            if needs != NIL && needs != state && !self.writer_available(needs, until_us) {
+                // A dead end (see `SeqOp::needs`): no candidate is listed.
+                cands.truncate(start);
+                frame.end = start32;
+                frame.urgent = self.first_completion_from(e);
+                return;
             }
             if op.preserves_state() && op.expect.allows(step(state, op.cmd).1) {
                 cands.truncate(start);
@@ -1488,8 +1748,48 @@ impl<'s> Search<'s> {
                 frame.urgent = self.first_completion_from(e);
                 return;
             }
-            cands.push(e);
+            // Of operations that are the same command with the same
+            // observed output and the same interval, only the first is
+            // listed: swapping two of them in a linearization gives one
+            // (each meets the other's every constraint).
+            let twin = cands[start..].iter().any(|&c| {
+                let other = self.ops[self.entry_op[c as usize] as usize];
+                other.cmd == op.cmd
+                    && other.expect == op.expect
+                    && other.invoke_us == op.invoke_us
+                    && other.complete_us == op.complete_us
+            });
+            if !twin {
+                cands.push(e);
+            }
             e = self.next[e as usize];
+        }
+        // Operations of Kind::Single invoked before it.
+        let singles_start = cands.len();
+        let mut s = self.next[self.singles_head as usize];
+        while s != NIL && self.completion_of[s as usize] != NIL && (e == NIL || s < e) {
+            let op = self.ops[self.entry_op[s as usize] as usize];
+            if self.cannot_succeed(&op, state) {
+                cands.truncate(start);
+                cands.push(s);
+                frame.end = cands.len() as u32;
+                frame.urgent = e;
+                frame.drop = true;
+                return;
+            }
+            // The earliest of its command only.
+            let first = !cands[singles_start..]
+                .iter()
+                .any(|&c| self.ops[self.entry_op[c as usize] as usize].cmd == op.cmd);
+            if first {
+                cands.push(s);
+            }
+            s = self.next[s as usize];
+        }
+        if cands.len() > singles_start && singles_start > start {
+            // Both lists' entries, in invocation order (entries are
+            // numbered in time order).
+            cands[start..].sort_unstable();
         }
         // The next operation of each counted kind, if it was invoked before
         // the first completion.
@@ -1539,6 +1839,25 @@ impl<'s> Search<'s> {
         cands.truncate(kept);
         cands.insert(start, call);
         cands.extend_from_slice(others);
+        // Then, stably, by when the value each writes is last observed:
+        // a write whose value some operation completing later must still
+        // see goes after those whose observers are all done sooner, and a
+        // write nobody observes (or a candidate that writes nothing) first.
+        // Operations invoked together carry no hint of the order they took
+        // effect in but this one, so the search no longer depends on the
+        // order a file lists them in to guess right.
+        // (The absent value is not one write's: many deletes leave it, and
+        // reads of it anywhere would make every delete go last; a delete
+        // is due when it completes.)
+        let due = |c: &u32| {
+            let op = self.ops[self.entry_op[*c as usize] as usize];
+            match op.writes {
+                NIL => 0,
+                ABSENT => op.complete_us.unwrap_or(0),
+                v => self.due[v as usize],
+            }
+        };
+        cands[start..].sort_by_key(due);
         frame.end = cands.len() as u32;
     }
 
@@ -1598,6 +1917,10 @@ impl<'s> Search<'s> {
         self.open_node(ABSENT, &mut frames[0], &mut cands, &mut others);
         let mut depth = 1;
         let mut deepest: Option<Deepest> = None;
+        // The choices (and whether each was a drop) on the path to the
+        // deepest dead end; the first `same` agree with the current path.
+        let mut deepest_path: Vec<(u32, bool)> = Vec::new();
+        let mut same = 0usize;
         loop {
             if self.definite_left == 0 {
                 let order = frames[..depth - 1]
@@ -1677,12 +2000,28 @@ impl<'s> Search<'s> {
                 // effect after this prefix.
                 if deepest.as_ref().is_none_or(|d| depth - 1 > d.depth) {
                     deepest = Some(self.dead_end(&frames[..depth]));
+                    // The path to it: only the frames that changed since
+                    // the last deepest one are copied (copying it whole
+                    // each time would be quadratic on a long history with
+                    // dead ends all along).
+                    deepest_path.truncate(same);
+                    deepest_path.extend(frames[same..depth - 1].iter().map(|f| (f.chosen, f.drop)));
+                    same = depth - 1;
                 }
                 depth -= 1;
                 cands.truncate(frames[depth].start as usize);
                 if depth == 0 {
-                    return SearchOutcome::Violation(deepest.unwrap_or_default());
+                    let mut deepest = deepest.unwrap_or_default();
+                    deepest.prefix = deepest_path
+                        .iter()
+                        .filter(|(_, drop)| !drop)
+                        .map(|&(chosen, _)| self.entry_op[chosen as usize])
+                        .collect();
+                    return SearchOutcome::Violation(deepest);
                 }
+                // Frame `depth - 1` chooses again: the path agrees with
+                // `deepest_path` at most up to it.
+                same = same.min(depth - 1);
                 let chosen = frames[depth - 1].chosen;
                 if frames[depth - 1].drop {
                     self.dropped -= 1;
@@ -1697,24 +2036,29 @@ impl<'s> Search<'s> {
         let Some((node, ancestors)) = path.split_last() else {
             return Deepest::default();
         };
-        let mut candidates = Vec::new();
+        // Both lists' invocations before the urgent completion, in time
+        // order. (Operations with an unknown outcome that no one can
+        // observe are in neither: they are no help to anyone.)
+        let mut entries = Vec::new();
         let mut e = self.next[self.head as usize];
         while e != node.urgent && e != NIL {
-            let op = self.entry_op[e as usize];
-            // Operations with an unknown outcome that no one can observe
-            // are no help to anyone: leave them out of the account.
-            if self.ops[op as usize].kind != Kind::AnonymousPut {
-                candidates.push(op);
-            }
+            entries.push(e);
             e = self.next[e as usize];
         }
+        let mut s = self.next[self.singles_head as usize];
+        while s != NIL
+            && self.completion_of[s as usize] != NIL
+            && (node.urgent == NIL || s < node.urgent)
+        {
+            entries.push(s);
+            s = self.next[s as usize];
+        }
+        entries.sort_unstable();
+        let candidates = entries.iter().map(|&e| self.entry_op[e as usize]).collect();
         Deepest {
             depth: ancestors.len(),
-            prefix: ancestors
-                .iter()
-                .filter(|f| !f.drop)
-                .map(|f| self.entry_op[f.chosen as usize])
-                .collect(),
+            // Filled in by the caller, which keeps the path.
+            prefix: Vec::new(),
             state: node.state,
             blocked: if node.urgent == NIL {
                 0

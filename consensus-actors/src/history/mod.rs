@@ -15,8 +15,10 @@
 //!   [`ObservedOutput`]), the JSON form, and [`HistoryRecorder`], which builds
 //!   a history while a run goes;
 //! - [`linearizability`]: the checker ([`check_history`],
-//!   [`check_history_with`]): a Wing–Gong / Lowe search with a memo of
+//!   [`check_history_with`], [`check_compact_with`]): a Wing–Gong / Lowe search with a memo of
 //!   (linearized set, state), run independently per key;
+//! - [`compact`]: [`CompactHistory`], the read-only form the checker works
+//!   on (fixed-size records, strings interned once, JSON streamed);
 //! - [`jepsen`]: import of Jepsen's single-register logs
 //!   ([`History::from_jepsen`]).
 //!
@@ -97,15 +99,17 @@ use std::fmt;
 
 #[cfg(test)]
 mod brute;
+pub mod compact;
 pub mod jepsen;
 pub mod linearizability;
 #[cfg(test)]
 mod tests;
 
+pub use compact::CompactHistory;
 pub use jepsen::{JepsenError, JepsenErrorKind};
 pub use linearizability::{
-    check_history, check_history_with, Budget, CheckOptions, Explanation, KeyReport,
-    LinearizabilityReport, Reductions, Verdict, DEFAULT_MAX_MEMORY_BYTES,
+    check_compact_with, check_history, check_history_with, Budget, CheckOptions, Explanation,
+    KeyReport, LinearizabilityReport, Reductions, Verdict, DEFAULT_MAX_MEMORY_BYTES,
     DEFAULT_MAX_STEPS_PER_KEY,
 };
 
@@ -283,6 +287,10 @@ pub enum HistoryError {
         /// Its completion time.
         complete_us: u64,
     },
+    /// More than 2^32 - 1 distinct keys and values (the limit of
+    /// [`CompactHistory`]).
+    #[error("more than 2^32 - 1 distinct keys and values")]
+    TooManyStrings,
 }
 
 impl History {

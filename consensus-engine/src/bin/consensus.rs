@@ -15,7 +15,7 @@ use consensus_actors::history::{CheckOptions, Verdict};
 use consensus_actors::types::ConsensusProtocol;
 use consensus_engine::bench::{BenchCommand, BenchOptions, BenchReport};
 use consensus_engine::campaign::Campaign;
-use consensus_engine::check::{load_history, CheckReport, HistoryFormat};
+use consensus_engine::check::{load_compact_history, CheckReport, HistoryFormat};
 use consensus_engine::cli::{
     bench_nodes, build_config, count_in, excerpt, one_line, parse_seeds, whole_in, ClusterArgs,
     RunArgs, SeedRange, MAX_BENCH_NODES, MAX_CLIENTS, MAX_MS,
@@ -793,7 +793,7 @@ fn check_history(args: CheckArgs) -> ExitCode {
             ));
         }
     }
-    let history = match load_history(&args.file, args.format) {
+    let history = match load_compact_history(&args.file, args.format) {
         Ok(h) => h,
         Err(e) => return usage_error(e),
     };
@@ -810,12 +810,12 @@ fn check_history(args: CheckArgs) -> ExitCode {
     if deadline.is_some() {
         options = options.with_interrupt(&interrupt);
     }
-    let report = consensus_engine::check::check(&history, &options);
+    let report = consensus_engine::check::check_compact(&history, &options);
     let elapsed_ms = began.elapsed().as_secs_f64() * 1000.0;
     let out = CheckReport::from_report(&report, elapsed_ms);
     if let Some(path) = &args.html {
         let title = args.file.display().to_string();
-        let page = consensus_engine::check::history_html(&history, &report, &title);
+        let page = consensus_engine::check::history_html(&history.to_history(), &report, &title);
         if let Err(e) = write_file(path, page.as_bytes()) {
             return usage_error(e);
         }
