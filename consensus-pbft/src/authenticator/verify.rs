@@ -1,0 +1,241 @@
+//! Inbound checks of the MessageAuthenticator: every MAC, every signature
+//! (nested ones included: the requests of a batch, the certificates of a
+//! VIEW-CHANGE, the VIEW-CHANGEs of a NEW-VIEW) and every batch digest. A
+//! message that fails is dropped and its sender accused.
+
+use super::core::Keys;
+use crate::evidence::EvidenceKind;
+use crate::messages::{Batch, PbftMessage, PreparedCert, Signed, ViewChange};
+use consensus_actors::types::NodeId;
+
+/// Why a message was refused, and whom it accuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The replica accused (the envelope's sender).
+    pub accused: NodeId,
+    /// The misbehaviour.
+    pub kind: EvidenceKind,
+    /// A readable proof.
+    pub proof: String,
+}
+
+fn refuse(accused: NodeId, kind: EvidenceKind, proof: String) -> Result<(), Refused> {
+    Err(Refused {
+        accused,
+        kind,
+        proof,
+    })
+}
+
+fn check_batch(keys: &Keys, from: NodeId, batch: &Batch) -> Result<(), Refused> {
+    for r in &batch.0 {
+        if !r.verify(keys) {
+            return refuse(
+                from,
+                EvidenceKind::InvalidSignature,
+                format!(
+                    "request t{} of client {} is not signed by it",
+                    r.request.timestamp, r.request.client
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_cert(keys: &Keys, from: NodeId, cert: &PreparedCert) -> Result<(), Refused> {
+    let pp = &cert.pre_prepare;
+    if !pp.verify(keys, pp.body.primary) {
+        return refuse(
+            from,
+            EvidenceKind::InvalidSignature,
+            format!(
+                "forged PRE-PREPARE {} {} in a certificate",
+                pp.body.view, pp.body.seq
+            ),
+        );
+    }
+    for p in &cert.prepares {
+        if !p.verify(keys, p.body.replica) {
+            return refuse(
+                from,
+                EvidenceKind::InvalidSignature,
+                format!("forged PREPARE of {} in a certificate", p.body.replica),
+            );
+        }
+    }
+    check_batch(keys, from, &cert.batch)
+}
+
+fn check_view_change(keys: &Keys, from: NodeId, vc: &Signed<ViewChange>) -> Result<(), Refused> {
+    if !vc.verify(keys, vc.body.replica) {
+        return refuse(
+            from,
+            EvidenceKind::InvalidSignature,
+            format!(
+                "VIEW-CHANGE for {} not signed by {}",
+                vc.body.new_view, vc.body.replica
+            ),
+        );
+    }
+    for c in &vc.body.checkpoint_proof {
+        if !c.verify(keys, c.body.replica) {
+            return refuse(
+                from,
+                EvidenceKind::InvalidSignature,
+                format!("forged CHECKPOINT of {} in a proof", c.body.replica),
+            );
+        }
+    }
+    for cert in &vc.body.prepared {
+        check_cert(keys, from, cert)?;
+    }
+    Ok(())
+}
+
+/// Checks `msg` from `from`.
+pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(), Refused> {
+    let claimed = |sender: NodeId| -> Result<(), Refused> {
+        if sender == from {
+            Ok(())
+        } else {
+            refuse(
+                from,
+                EvidenceKind::Impersonation,
+                format!("{} claims to be {sender}", msg.name()),
+            )
+        }
+    };
+    match msg {
+        PbftMessage::Request(r) => {
+            if !r.verify(keys) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidSignature,
+                    format!(
+                        "request t{} of client {} is not signed by it",
+                        r.request.timestamp, r.request.client
+                    ),
+                );
+            }
+        }
+        PbftMessage::PrePrepare { pre_prepare, batch } => {
+            claimed(pre_prepare.body.primary)?;
+            if !pre_prepare.verify(keys, from) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidSignature,
+                    format!(
+                        "PRE-PREPARE {} {}",
+                        pre_prepare.body.view, pre_prepare.body.seq
+                    ),
+                );
+            }
+            if batch.digest() != pre_prepare.body.digest {
+                return refuse(
+                    from,
+                    EvidenceKind::WrongDigest,
+                    format!(
+                        "PRE-PREPARE {} {} carries {:?}, its batch hashes to {:?}",
+                        pre_prepare.body.view,
+                        pre_prepare.body.seq,
+                        pre_prepare.body.digest,
+                        batch.digest()
+                    ),
+                );
+            }
+            check_batch(keys, from, batch)?;
+        }
+        PbftMessage::Prepare(p) => {
+            claimed(p.body.replica)?;
+            if !p.verify(keys, from) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidSignature,
+                    format!("PREPARE {} {}", p.body.view, p.body.seq),
+                );
+            }
+        }
+        PbftMessage::Commit(c) => {
+            claimed(c.body.replica)?;
+            if !c.verify(keys, from) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidMac,
+                    format!("COMMIT {} {}", c.body.view, c.body.seq),
+                );
+            }
+        }
+        PbftMessage::Reply(r) => {
+            claimed(r.body.replica)?;
+            if !r.verify(keys, from) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidMac,
+                    format!("REPLY t{}", r.body.timestamp),
+                );
+            }
+        }
+        PbftMessage::Checkpoint(c) => {
+            claimed(c.body.replica)?;
+            if !c.verify(keys, from) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidSignature,
+                    format!("CHECKPOINT {}", c.body.seq),
+                );
+            }
+        }
+        PbftMessage::ViewChange(vc) => {
+            claimed(vc.body.replica)?;
+            check_view_change(keys, from, vc)?;
+        }
+        PbftMessage::NewView(nv) => {
+            claimed(nv.body.primary)?;
+            if !nv.verify(keys, from) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidSignature,
+                    format!("NEW-VIEW {}", nv.body.view),
+                );
+            }
+            for vc in &nv.body.view_changes {
+                check_view_change(keys, from, vc)?;
+            }
+            for pp in &nv.body.pre_prepares {
+                if !pp.verify(keys, from) {
+                    return refuse(
+                        from,
+                        EvidenceKind::InvalidSignature,
+                        format!("re-issued PRE-PREPARE {} in NEW-VIEW", pp.body.seq),
+                    );
+                }
+            }
+        }
+        PbftMessage::FetchState(f) => {
+            claimed(f.body.replica)?;
+            if !f.verify(keys, from) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidMac,
+                    format!("state request for {}", f.body.seq),
+                );
+            }
+        }
+        PbftMessage::StateTransfer(st) => {
+            for c in &st.proof {
+                if !c.verify(keys, c.body.replica) {
+                    return refuse(
+                        from,
+                        EvidenceKind::InvalidSignature,
+                        format!(
+                            "forged CHECKPOINT of {} in a state transfer",
+                            c.body.replica
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
