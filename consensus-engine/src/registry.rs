@@ -172,8 +172,8 @@ impl Registry {
         Self::default()
     }
 
-    /// The protocols this build of the framework runs: Raft; Paxos,
-    /// Multi-Paxos and PBFT are listed as planned.
+    /// The protocols this build of the framework runs: Raft and PBFT;
+    /// Paxos and Multi-Paxos are listed as planned.
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register::<consensus_raft::RaftPlugin>(consensus_raft::PROTOCOL);
@@ -185,10 +185,7 @@ impl Registry {
             ConsensusProtocol::named("multi-paxos"),
             "the consensus-paxos Multi-Paxos plug-in is not built yet",
         );
-        r.plan(
-            ConsensusProtocol::named("pbft"),
-            "the consensus-pbft plug-in (PBFTEngine, ViewChanger, CheckpointProtocol) is not built yet",
-        );
+        r.register::<consensus_pbft::PbftPlugin>(consensus_pbft::PROTOCOL);
         r
     }
 
@@ -274,7 +271,7 @@ mod tests {
     #[test]
     fn unbuilt_protocols_are_refused_with_the_reason() {
         let r = Registry::builtin();
-        for name in ["paxos", "multi-paxos", "pbft"] {
+        for name in ["paxos", "multi-paxos"] {
             let p = ConsensusProtocol::named(name);
             match r.driver(&p) {
                 Err(EngineError::ProtocolNotBuilt { protocol, reason }) => {
@@ -285,7 +282,10 @@ mod tests {
                 Ok(_) => panic!("{p} must not be available"),
             }
         }
-        assert_eq!(r.available(), vec![consensus_raft::PROTOCOL]);
+        assert_eq!(
+            r.available(),
+            vec![consensus_raft::PROTOCOL, consensus_pbft::PROTOCOL]
+        );
         assert_eq!(
             r.driver(&consensus_raft::PROTOCOL)
                 .map(|d| d.protocol())

@@ -62,7 +62,8 @@ pub struct PbftConfig {
 impl PbftConfig {
     /// The settings for `config`: `K = 64`, `L = 2K`, batches of up to
     /// `max_log_entries_per_append` requests, the request timer the upper
-    /// election timeout, retransmission every heartbeat interval.
+    /// election timeout, retransmission every two heartbeat intervals (at
+    /// least 100 ms).
     pub fn from_consensus(config: &ConsensusConfig) -> Result<Self, PluginError> {
         config.validate()?;
         let n = config.cluster_size;
@@ -84,7 +85,7 @@ impl PbftConfig {
             batch_max: config.max_log_entries_per_append.max(1),
             batches_in_flight: 4,
             view_change_timeout_us: config.election_timeout_ms.1 * 1000,
-            retransmit_us: config.heartbeat_interval_ms * 1000,
+            retransmit_us: (config.heartbeat_interval_ms * 2000).max(100_000),
             cluster_seed: 0x5eed,
             cluster: 1,
         })

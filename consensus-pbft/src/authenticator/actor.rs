@@ -3,7 +3,7 @@
 //! dropped and recorded as evidence against their sender.
 
 use super::core::Keys;
-use super::verify::check_inbound;
+use super::verify::{check_inbound, VerifyCache};
 use crate::engine::core::ReplicaConfig;
 use crate::evidence::{Evidence, EvidenceLog};
 use crate::messages::PbftMessage;
@@ -14,6 +14,7 @@ use consensus_actors::transport::Envelope;
 /// See the [module documentation](self).
 pub struct Authenticator {
     keys: Keys,
+    cache: VerifyCache,
     replica: Recipient<Inbound>,
     clients: Recipient<ClientReply>,
     evidence: EvidenceLog,
@@ -29,6 +30,7 @@ impl Authenticator {
     ) -> Self {
         Self {
             keys: Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members),
+            cache: VerifyCache::new(),
             replica,
             clients,
             evidence,
@@ -49,7 +51,7 @@ impl Handler<Envelope<PbftMessage>> for Authenticator {
         if env.to != self.keys.me() {
             return;
         }
-        if let Err(refused) = check_inbound(&self.keys, env.from, &env.msg) {
+        if let Err(refused) = check_inbound(&self.keys, &mut self.cache, env.from, &env.msg) {
             self.evidence.record(Evidence {
                 witness: self.keys.me(),
                 accused: refused.accused,

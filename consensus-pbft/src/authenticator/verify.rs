@@ -3,10 +3,51 @@
 //! VIEW-CHANGE, the VIEW-CHANGEs of a NEW-VIEW) and every batch digest. A
 //! message that fails is dropped and its sender accused.
 
-use super::core::Keys;
+use super::core::{digest_of, Keys};
 use crate::evidence::EvidenceKind;
-use crate::messages::{Batch, PbftMessage, PreparedCert, Signed, ViewChange};
+use crate::messages::{Batch, Digest, PbftMessage, PreparedCert, Signed, ViewChange};
 use consensus_actors::types::NodeId;
+use serde::Serialize;
+use std::collections::{BTreeSet, VecDeque};
+
+/// Signatures checked recently, by the digest of the signed item (a
+/// retransmitted or nested signature is checked once). Bounded: the oldest
+/// entries go first.
+#[derive(Debug, Default)]
+pub struct VerifyCache {
+    set: BTreeSet<Digest>,
+    order: VecDeque<Digest>,
+}
+
+impl VerifyCache {
+    /// Entries kept at most.
+    pub const CAPACITY: usize = 16_384;
+
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether `item` is authentic: from the cache, or by `check` (whose
+    /// success is remembered).
+    pub fn check<T: Serialize + ?Sized>(&mut self, item: &T, check: impl FnOnce() -> bool) -> bool {
+        let d = digest_of(item);
+        if self.set.contains(&d) {
+            return true;
+        }
+        if !check() {
+            return false;
+        }
+        if self.order.len() >= Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.set.insert(d);
+        self.order.push_back(d);
+        true
+    }
+}
 
 /// Why a message was refused, and whom it accuses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,9 +68,14 @@ fn refuse(accused: NodeId, kind: EvidenceKind, proof: String) -> Result<(), Refu
     })
 }
 
-fn check_batch(keys: &Keys, from: NodeId, batch: &Batch) -> Result<(), Refused> {
+fn check_batch(
+    keys: &Keys,
+    cache: &mut VerifyCache,
+    from: NodeId,
+    batch: &Batch,
+) -> Result<(), Refused> {
     for r in &batch.0 {
-        if !r.verify(keys) {
+        if !cache.check(r, || r.verify(keys)) {
             return refuse(
                 from,
                 EvidenceKind::InvalidSignature,
@@ -43,9 +89,14 @@ fn check_batch(keys: &Keys, from: NodeId, batch: &Batch) -> Result<(), Refused> 
     Ok(())
 }
 
-fn check_cert(keys: &Keys, from: NodeId, cert: &PreparedCert) -> Result<(), Refused> {
+fn check_cert(
+    keys: &Keys,
+    cache: &mut VerifyCache,
+    from: NodeId,
+    cert: &PreparedCert,
+) -> Result<(), Refused> {
     let pp = &cert.pre_prepare;
-    if !pp.verify(keys, pp.body.primary) {
+    if !cache.check(pp, || pp.verify(keys, pp.body.primary)) {
         return refuse(
             from,
             EvidenceKind::InvalidSignature,
@@ -56,7 +107,7 @@ fn check_cert(keys: &Keys, from: NodeId, cert: &PreparedCert) -> Result<(), Refu
         );
     }
     for p in &cert.prepares {
-        if !p.verify(keys, p.body.replica) {
+        if !cache.check(p, || p.verify(keys, p.body.replica)) {
             return refuse(
                 from,
                 EvidenceKind::InvalidSignature,
@@ -64,11 +115,16 @@ fn check_cert(keys: &Keys, from: NodeId, cert: &PreparedCert) -> Result<(), Refu
             );
         }
     }
-    check_batch(keys, from, &cert.batch)
+    check_batch(keys, cache, from, &cert.batch)
 }
 
-fn check_view_change(keys: &Keys, from: NodeId, vc: &Signed<ViewChange>) -> Result<(), Refused> {
-    if !vc.verify(keys, vc.body.replica) {
+fn check_view_change(
+    keys: &Keys,
+    cache: &mut VerifyCache,
+    from: NodeId,
+    vc: &Signed<ViewChange>,
+) -> Result<(), Refused> {
+    if !cache.check(vc, || vc.verify(keys, vc.body.replica)) {
         return refuse(
             from,
             EvidenceKind::InvalidSignature,
@@ -79,7 +135,7 @@ fn check_view_change(keys: &Keys, from: NodeId, vc: &Signed<ViewChange>) -> Resu
         );
     }
     for c in &vc.body.checkpoint_proof {
-        if !c.verify(keys, c.body.replica) {
+        if !cache.check(c, || c.verify(keys, c.body.replica)) {
             return refuse(
                 from,
                 EvidenceKind::InvalidSignature,
@@ -88,13 +144,18 @@ fn check_view_change(keys: &Keys, from: NodeId, vc: &Signed<ViewChange>) -> Resu
         }
     }
     for cert in &vc.body.prepared {
-        check_cert(keys, from, cert)?;
+        check_cert(keys, cache, from, cert)?;
     }
     Ok(())
 }
 
 /// Checks `msg` from `from`.
-pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(), Refused> {
+pub fn check_inbound(
+    keys: &Keys,
+    cache: &mut VerifyCache,
+    from: NodeId,
+    msg: &PbftMessage,
+) -> Result<(), Refused> {
     let claimed = |sender: NodeId| -> Result<(), Refused> {
         if sender == from {
             Ok(())
@@ -108,7 +169,7 @@ pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(),
     };
     match msg {
         PbftMessage::Request(r) => {
-            if !r.verify(keys) {
+            if !cache.check(r, || r.verify(keys)) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -121,7 +182,7 @@ pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(),
         }
         PbftMessage::PrePrepare { pre_prepare, batch } => {
             claimed(pre_prepare.body.primary)?;
-            if !pre_prepare.verify(keys, from) {
+            if !cache.check(pre_prepare, || pre_prepare.verify(keys, from)) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -144,11 +205,11 @@ pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(),
                     ),
                 );
             }
-            check_batch(keys, from, batch)?;
+            check_batch(keys, cache, from, batch)?;
         }
         PbftMessage::Prepare(p) => {
             claimed(p.body.replica)?;
-            if !p.verify(keys, from) {
+            if !cache.check(p, || p.verify(keys, from)) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -178,7 +239,7 @@ pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(),
         }
         PbftMessage::Checkpoint(c) => {
             claimed(c.body.replica)?;
-            if !c.verify(keys, from) {
+            if !cache.check(c, || c.verify(keys, from)) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -188,11 +249,11 @@ pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(),
         }
         PbftMessage::ViewChange(vc) => {
             claimed(vc.body.replica)?;
-            check_view_change(keys, from, vc)?;
+            check_view_change(keys, cache, from, vc)?;
         }
         PbftMessage::NewView(nv) => {
             claimed(nv.body.primary)?;
-            if !nv.verify(keys, from) {
+            if !cache.check(nv, || nv.verify(keys, from)) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -200,10 +261,10 @@ pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(),
                 );
             }
             for vc in &nv.body.view_changes {
-                check_view_change(keys, from, vc)?;
+                check_view_change(keys, cache, from, vc)?;
             }
             for pp in &nv.body.pre_prepares {
-                if !pp.verify(keys, from) {
+                if !cache.check(pp, || pp.verify(keys, from)) {
                     return refuse(
                         from,
                         EvidenceKind::InvalidSignature,
@@ -224,7 +285,7 @@ pub fn check_inbound(keys: &Keys, from: NodeId, msg: &PbftMessage) -> Result<(),
         }
         PbftMessage::StateTransfer(st) => {
             for c in &st.proof {
-                if !c.verify(keys, c.body.replica) {
+                if !cache.check(c, || c.verify(keys, c.body.replica)) {
                     return refuse(
                         from,
                         EvidenceKind::InvalidSignature,

@@ -219,8 +219,14 @@ pub struct Replica {
     fetch: Option<Fetch>,
     now_us: u64,
     last_retransmit_us: u64,
+    retransmit_round: u64,
+    last_heard_us: BTreeMap<NodeId, u64>,
     out: Vec<Effect>,
 }
+
+/// Retransmission rounds between two to a replica that has been silent
+/// for that long (a crashed or cut-off replica is not flooded).
+pub const SILENT_ROUNDS: u64 = 10;
 
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -274,6 +280,8 @@ impl Replica {
             fetch: None,
             now_us: 0,
             last_retransmit_us: 0,
+            retransmit_round: 0,
+            last_heard_us: BTreeMap::new(),
             out: Vec::new(),
             cfg,
         }
@@ -419,6 +427,9 @@ impl Replica {
     }
 
     fn handle_message(&mut self, from: NodeId, msg: PbftMessage) {
+        if from != self.cfg.id && self.cfg.members.contains(&from) {
+            self.last_heard_us.insert(from, self.now_us);
+        }
         match msg {
             PbftMessage::Request(r) => self.handle_request(from, r),
             PbftMessage::PrePrepare { pre_prepare, batch } => {
@@ -1290,7 +1301,20 @@ impl Replica {
 
     fn retransmit(&mut self) {
         let me = self.cfg.id;
-        let others = self.others();
+        self.retransmit_round += 1;
+        let silent_after = self.cfg.retransmit_us.saturating_mul(SILENT_ROUNDS);
+        let everyone = self.retransmit_round % SILENT_ROUNDS == 0;
+        let others: Vec<NodeId> = self
+            .others()
+            .into_iter()
+            .filter(|r| {
+                everyone
+                    || self
+                        .last_heard_us
+                        .get(r)
+                        .is_some_and(|&t| self.now_us.saturating_sub(t) <= silent_after)
+            })
+            .collect();
         let mut out = Vec::new();
         match self.status {
             Status::Normal => {
