@@ -81,15 +81,17 @@ pub struct ReplicaContext {
     pub epoch: Instant,
 }
 
+type StartChild = Box<
+    dyn FnOnce(
+        &mut SupervisorBuilder,
+    ) -> Result<(), consensus_actors::supervision::SupervisionError>,
+>;
+
 /// A replica component: the actor to supervise, started in its slot.
 pub struct ReplicaComponent {
     /// The recipient of authenticated messages.
     pub inbound: Recipient<Inbound>,
-    start: Box<
-        dyn FnOnce(
-            &mut SupervisorBuilder,
-        ) -> Result<(), consensus_actors::supervision::SupervisionError>,
-    >,
+    start: StartChild,
 }
 
 impl ReplicaComponent {
