@@ -15,6 +15,7 @@
 //! | [`checkpoint`] | CheckpointProtocol core: checkpoints, stable checkpoints, watermarks |
 //! | [`view_changer`] | ViewChanger core: VIEW-CHANGE validity, NEW-VIEW computation, timeouts |
 //! | [`client`] | the clients of a node: signed requests, f+1 matching replies |
+//! | [`byzantine`] | Byzantine replicas: the stock replica with lying output, as a slot |
 //! | [`evidence`] | evidence records against Byzantine replicas |
 //! | [`node`] | the node's actors, messages and slots ([`node::PbftSlots`]) |
 //! | [`plugin`] | [`PbftPlugin`], the engine's plug-in (`pbft`) |
@@ -30,6 +31,7 @@ compile_error!(
 );
 
 pub mod authenticator;
+pub mod byzantine;
 pub mod checkpoint;
 pub mod client;
 pub mod engine;

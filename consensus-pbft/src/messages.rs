@@ -454,8 +454,15 @@ pub enum PbftMessage {
         /// The requests.
         batch: Batch,
     },
-    /// PREPARE.
-    Prepare(Signed<Prepare>),
+    /// PREPARE, with the primary's PRE-PREPARE it answers (so that two
+    /// backups given different PRE-PREPAREs by an equivocating primary
+    /// hold the proof: two signed PRE-PREPAREs for one slot).
+    Prepare {
+        /// The signed PREPARE.
+        prepare: Signed<Prepare>,
+        /// The primary's signed PRE-PREPARE it answers.
+        pre_prepare: Signed<PrePrepare>,
+    },
     /// COMMIT.
     Commit(Maced<Commit>),
     /// REPLY.
@@ -479,7 +486,7 @@ impl PbftMessage {
         match self {
             PbftMessage::Request(_) => "REQUEST",
             PbftMessage::PrePrepare { .. } => "PRE-PREPARE",
-            PbftMessage::Prepare(_) => "PREPARE",
+            PbftMessage::Prepare { .. } => "PREPARE",
             PbftMessage::Commit(_) => "COMMIT",
             PbftMessage::Reply(_) => "REPLY",
             PbftMessage::Checkpoint(_) => "CHECKPOINT",

@@ -207,13 +207,29 @@ pub fn check_inbound(
             }
             check_batch(keys, cache, from, batch)?;
         }
-        PbftMessage::Prepare(p) => {
+        PbftMessage::Prepare {
+            prepare: p,
+            pre_prepare: pp,
+        } => {
             claimed(p.body.replica)?;
             if !cache.check(p, || p.verify(keys, from)) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
                     format!("PREPARE {} {}", p.body.view, p.body.seq),
+                );
+            }
+            let answers = pp.body.view == p.body.view
+                && pp.body.seq == p.body.seq
+                && pp.body.digest == p.body.digest;
+            if !answers || !cache.check(pp, || pp.verify(keys, pp.body.primary)) {
+                return refuse(
+                    from,
+                    EvidenceKind::InvalidSignature,
+                    format!(
+                        "PREPARE {} {} carries a PRE-PREPARE that is forged or for another request",
+                        p.body.view, p.body.seq
+                    ),
                 );
             }
         }

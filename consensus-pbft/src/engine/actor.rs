@@ -3,9 +3,11 @@
 //! [`Replica::step`] calls and carries out the effects in order.
 
 use super::core::{Effect, Input, Replica};
+use crate::byzantine::Corrupter;
 use crate::evidence::EvidenceLog;
 use crate::messages::PbftMessage;
 use crate::node::{ClientReply, Inbound, ReplicaContext};
+use crate::safety::PbftEvent;
 use actix::prelude::*;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -36,12 +38,32 @@ impl ReplicaStore {
 /// See the [module documentation](self).
 pub struct ReplicaActor {
     ctx: ReplicaContext,
+    corrupter: Option<Corrupter>,
 }
 
 impl ReplicaActor {
     /// The stock replica for `ctx`.
     pub fn new(ctx: ReplicaContext) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            corrupter: None,
+        }
+    }
+
+    /// A Byzantine replica: the stock one whose effects `corrupter`
+    /// rewrites. It declares itself Byzantine to the safety checker.
+    pub fn byzantine(ctx: ReplicaContext, corrupter: Corrupter) -> Self {
+        Self {
+            ctx,
+            corrupter: Some(corrupter),
+        }
+    }
+
+    fn corrupt(&mut self, effects: Vec<Effect>) -> Vec<Effect> {
+        match &mut self.corrupter {
+            Some(c) => c.corrupt(effects),
+            None => effects,
+        }
     }
 
     fn step(&mut self, input: Input) {
@@ -50,6 +72,7 @@ impl ReplicaActor {
             let replica = slot.get_or_insert_with(|| Replica::new(self.ctx.cfg.clone()));
             replica.step(input)
         };
+        let effects = self.corrupt(effects);
         carry_out(&self.ctx, effects);
     }
 }
@@ -84,6 +107,11 @@ impl Actor for ReplicaActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.corrupter.is_some() {
+            self.ctx.safety.emit(PbftEvent::ByzantineReplicas {
+                replicas: vec![self.ctx.cfg.id],
+            });
+        }
         let fresh = self.ctx.store.0.borrow().is_none();
         if fresh {
             let effects = {
@@ -91,6 +119,7 @@ impl Actor for ReplicaActor {
                 slot.get_or_insert_with(|| Replica::new(self.ctx.cfg.clone()))
                     .start()
             };
+            let effects = self.corrupt(effects);
             carry_out(&self.ctx, effects);
         }
         let epoch = self.ctx.epoch;

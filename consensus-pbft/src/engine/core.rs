@@ -435,7 +435,10 @@ impl Replica {
             PbftMessage::PrePrepare { pre_prepare, batch } => {
                 self.handle_pre_prepare(from, pre_prepare, batch)
             }
-            PbftMessage::Prepare(p) => self.handle_prepare(from, p),
+            PbftMessage::Prepare {
+                prepare,
+                pre_prepare,
+            } => self.handle_prepare(from, prepare, pre_prepare),
             PbftMessage::Commit(c) => self.handle_commit(from, c.body),
             PbftMessage::Checkpoint(c) => self.handle_checkpoint(c),
             PbftMessage::ViewChange(vc) => self.handle_view_change(from, vc),
@@ -618,13 +621,20 @@ impl Replica {
             },
             &self.keys,
         );
-        if let Some(slot) = self.log.get_mut(&seq) {
-            slot.prepares.insert(self.cfg.id, prepare.clone());
-        }
-        self.broadcast(PbftMessage::Prepare(prepare));
+        let Some(slot) = self.log.get_mut(&seq) else {
+            return;
+        };
+        slot.prepares.insert(self.cfg.id, prepare.clone());
+        let Some(pre_prepare) = slot.pre_prepare.clone() else {
+            return;
+        };
+        self.broadcast(PbftMessage::Prepare {
+            prepare,
+            pre_prepare,
+        });
     }
 
-    fn handle_prepare(&mut self, from: NodeId, sp: Signed<Prepare>) {
+    fn handle_prepare(&mut self, from: NodeId, sp: Signed<Prepare>, spp: Signed<PrePrepare>) {
         let p = sp.body;
         if self.status != Status::Normal
             || p.view != self.view
@@ -636,6 +646,18 @@ impl Replica {
             return;
         }
         self.heard.insert(from);
+        let primary = self.primary();
+        let slot = self.log.entry(p.seq).or_insert_with(Slot::new);
+        if let Some(own) = &slot.pre_prepare {
+            if spp.body.primary == primary && own.body.digest != spp.body.digest {
+                let proof = format!(
+                    "two signed PRE-PREPAREs for {} {}: {:?} (received) and {:?} (in {from}'s PREPARE)",
+                    p.view, p.seq, own.body.digest, spp.body.digest
+                );
+                self.accuse(primary, EvidenceKind::Equivocation, proof);
+                return;
+            }
+        }
         let slot = self.log.entry(p.seq).or_insert_with(Slot::new);
         if let Some(existing) = slot.prepares.get(&from) {
             if existing.body.digest != p.digest {
@@ -1342,9 +1364,16 @@ impl Replica {
                                 }
                             }
                         }
-                    } else if let Some(p) = slot.prepares.get(&me) {
+                    } else if let (Some(p), Some(pp)) = (slot.prepares.get(&me), &slot.pre_prepare)
+                    {
                         for &r in &missing {
-                            out.push((r, PbftMessage::Prepare(p.clone())));
+                            out.push((
+                                r,
+                                PbftMessage::Prepare {
+                                    prepare: p.clone(),
+                                    pre_prepare: pp.clone(),
+                                },
+                            ));
                         }
                     }
                     if slot.prepared {

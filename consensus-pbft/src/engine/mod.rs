@@ -3,4 +3,4 @@
 pub mod actor;
 pub mod core;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

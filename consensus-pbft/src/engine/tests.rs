@@ -12,9 +12,9 @@ use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::types::{ClientId, NodeId};
 use std::collections::{BTreeSet, VecDeque};
 
-const CLIENT_NODE: NodeId = NodeId(100);
+pub(crate) const CLIENT_NODE: NodeId = NodeId(100);
 
-fn config(id: u64, n: u64) -> ReplicaConfig {
+pub(crate) fn config(id: u64, n: u64) -> ReplicaConfig {
     ReplicaConfig {
         id: NodeId(id),
         members: (0..n).map(NodeId).collect(),
@@ -31,22 +31,24 @@ fn config(id: u64, n: u64) -> ReplicaConfig {
     }
 }
 
-struct Cluster {
-    replicas: Vec<Replica>,
-    keys: Vec<Keys>,
-    client_keys: Keys,
-    queue: VecDeque<(NodeId, NodeId, PbftMessage)>,
-    replies: Vec<Reply>,
-    events: Vec<SafetyEvent>,
-    evidence: Vec<Evidence>,
-    down: BTreeSet<NodeId>,
-    now_us: u64,
-    timestamp: u64,
+pub(crate) struct Cluster {
+    pub(crate) byzantine: std::collections::BTreeMap<NodeId, crate::byzantine::Corrupter>,
+    pub(crate) replicas: Vec<Replica>,
+    pub(crate) keys: Vec<Keys>,
+    pub(crate) client_keys: Keys,
+    pub(crate) queue: VecDeque<(NodeId, NodeId, PbftMessage)>,
+    pub(crate) replies: Vec<Reply>,
+    pub(crate) events: Vec<SafetyEvent>,
+    pub(crate) evidence: Vec<Evidence>,
+    pub(crate) down: BTreeSet<NodeId>,
+    pub(crate) now_us: u64,
+    pub(crate) timestamp: u64,
 }
 
 impl Cluster {
-    fn new(n: u64) -> Self {
+    pub(crate) fn new(n: u64) -> Self {
         let mut c = Self {
+            byzantine: std::collections::BTreeMap::new(),
             replicas: (0..n).map(|i| Replica::new(config(i, n))).collect(),
             keys: (0..n)
                 .map(|i| Keys::new(7, cluster_secret(3, 7), NodeId(i), &config(i, n).members))
@@ -71,7 +73,11 @@ impl Cluster {
         self.replicas.len()
     }
 
-    fn absorb(&mut self, from: NodeId, effects: Vec<Effect>) {
+    pub(crate) fn absorb(&mut self, from: NodeId, effects: Vec<Effect>) {
+        let effects = match self.byzantine.get_mut(&from) {
+            Some(c) => c.corrupt(effects),
+            None => effects,
+        };
         for e in effects {
             match e {
                 Effect::Send { to, msg } => self.queue.push_back((from, to, msg)),
@@ -88,7 +94,7 @@ impl Cluster {
         }
     }
 
-    fn deliver_one(&mut self, from: NodeId, to: NodeId, msg: PbftMessage) {
+    pub(crate) fn deliver_one(&mut self, from: NodeId, to: NodeId, msg: PbftMessage) {
         if to == CLIENT_NODE {
             if let PbftMessage::Reply(r) = msg {
                 self.replies.push(r.body);
@@ -112,7 +118,7 @@ impl Cluster {
         self.absorb(to, effects);
     }
 
-    fn run(&mut self) {
+    pub(crate) fn run(&mut self) {
         let mut steps = 0;
         while let Some((from, to, msg)) = self.queue.pop_front() {
             self.deliver_one(from, to, msg);
@@ -121,7 +127,7 @@ impl Cluster {
         }
     }
 
-    fn tick(&mut self, us: u64) {
+    pub(crate) fn tick(&mut self, us: u64) {
         self.now_us += us;
         for i in 0..self.n() {
             if self.down.contains(&NodeId(i as u64)) {
@@ -134,7 +140,7 @@ impl Cluster {
         }
     }
 
-    fn request(&mut self, client: u64, op: KvCommand) -> SignedRequest {
+    pub(crate) fn request(&mut self, client: u64, op: KvCommand) -> SignedRequest {
         self.timestamp += 1;
         SignedRequest::new(
             Request {
@@ -147,21 +153,21 @@ impl Cluster {
         )
     }
 
-    fn submit(&mut self, r: &SignedRequest) {
+    pub(crate) fn submit(&mut self, r: &SignedRequest) {
         for to in 0..self.n() as u64 {
             self.queue
                 .push_back((CLIENT_NODE, NodeId(to), PbftMessage::Request(r.clone())));
         }
     }
 
-    fn replies_for(&self, r: &SignedRequest) -> Vec<&Reply> {
+    pub(crate) fn replies_for(&self, r: &SignedRequest) -> Vec<&Reply> {
         self.replies
             .iter()
             .filter(|p| p.client == r.request.client && p.timestamp == r.request.timestamp)
             .collect()
     }
 
-    fn checked(&self) -> usize {
+    pub(crate) fn checked(&self) -> usize {
         let mut checker = safety::checker();
         for ev in &self.events {
             checker.observe(0, ev);
