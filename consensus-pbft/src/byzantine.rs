@@ -67,7 +67,7 @@ impl Behaviour {
 }
 
 /// Forged requests a flooding replica sends per step.
-pub const FLOOD_PER_STEP: usize = 8;
+pub const FLOOD_PER_STEP: usize = 4;
 
 /// Rewrites a replica's effects to lie. See the [module documentation](self).
 pub struct Corrupter {
