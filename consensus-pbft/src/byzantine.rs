@@ -107,7 +107,8 @@ impl Corrupter {
         for e in effects {
             match (self.behaviour, e) {
                 (_, Effect::Safety(ev)) => out.push(Effect::Safety(ev)),
-                (_, Effect::Evidence(ev)) => out.push(Effect::Evidence(ev)),
+                // A liar's accusations are worth nothing.
+                (_, Effect::Evidence(_)) => {}
                 (Behaviour::Silent, _) => {}
                 (
                     Behaviour::Equivocate,

@@ -4,9 +4,8 @@
 
 use consensus_actors::types::NodeId;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The kinds of misbehaviour detected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -75,10 +74,11 @@ impl fmt::Display for Evidence {
 /// Records kept per log at most (older ones are counted, not kept).
 pub const EVIDENCE_KEPT: usize = 1024;
 
-/// A cluster's evidence records, shared by its nodes (single-threaded).
+/// A cluster's evidence records, shared by its nodes (and readable from
+/// the thread that started the cluster).
 #[derive(Clone, Debug, Default)]
 pub struct EvidenceLog {
-    inner: Rc<RefCell<(Vec<Evidence>, u64)>>,
+    inner: Arc<Mutex<(Vec<Evidence>, u64)>>,
 }
 
 impl EvidenceLog {
@@ -87,10 +87,15 @@ impl EvidenceLog {
         Self::default()
     }
 
+    fn lock(&self) -> MutexGuard<'_, (Vec<Evidence>, u64)> {
+        // A panic while recording leaves whole records: keep using them.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records `evidence`.
     pub fn record(&self, evidence: Evidence) {
         tracing::warn!(%evidence, "byzantine behaviour detected");
-        let mut inner = self.inner.borrow_mut();
+        let mut inner = self.lock();
         inner.1 += 1;
         if inner.0.len() < EVIDENCE_KEPT {
             inner.0.push(evidence);
@@ -99,17 +104,17 @@ impl EvidenceLog {
 
     /// The records kept.
     pub fn records(&self) -> Vec<Evidence> {
-        self.inner.borrow().0.clone()
+        self.lock().0.clone()
     }
 
     /// How many were recorded in all.
     pub fn total(&self) -> u64 {
-        self.inner.borrow().1
+        self.lock().1
     }
 
     /// The replicas accused, sorted.
     pub fn accused(&self) -> Vec<NodeId> {
-        let mut v: Vec<NodeId> = self.inner.borrow().0.iter().map(|e| e.accused).collect();
+        let mut v: Vec<NodeId> = self.lock().0.iter().map(|e| e.accused).collect();
         v.sort_unstable();
         v.dedup();
         v

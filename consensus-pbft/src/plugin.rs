@@ -143,6 +143,14 @@ impl PbftPlugin {
         &self.evidence
     }
 
+    /// Records evidence into `log` (e.g. one the caller keeps to read
+    /// after a run) instead of a log of its own.
+    #[must_use]
+    pub fn with_evidence_log(mut self, log: EvidenceLog) -> Self {
+        self.evidence = log;
+        self
+    }
+
     /// The durable state of `node`'s replica.
     pub fn store(&self, node: NodeId) -> Option<&ReplicaStore> {
         self.stores.get(&node)
