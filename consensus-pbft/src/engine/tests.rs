@@ -614,3 +614,41 @@ fn checkpoints_keep_the_log_bounded_over_a_long_run() {
     assert!(max_log <= 8, "log grew to {max_log}");
     c.checked();
 }
+
+#[test]
+fn a_request_executed_only_by_the_primary_survives_a_view_change() {
+    // CCF: the primary commits and executes; the backups' COMMITs to each
+    // other are lost; the primary crashes. The request is prepared at 2f+1
+    // replicas, so the new view re-issues it at the same sequence number.
+    let mut c = Cluster::new(4);
+    let r = c.request(1, KvCommand::put("k", "v"));
+    c.submit(&r);
+    while let Some((from, to, msg)) = c.queue.pop_front() {
+        let commit_to_backup = matches!(msg, PbftMessage::Commit(_)) && to != NodeId(0);
+        if !commit_to_backup {
+            c.deliver_one(from, to, msg);
+        }
+    }
+    assert_eq!(
+        c.replicas[0].last_executed(),
+        SeqNo(1),
+        "the primary executed"
+    );
+    assert!(c.replicas[1..]
+        .iter()
+        .all(|r| r.last_executed() == SeqNo::ZERO));
+    c.down.insert(NodeId(0));
+    c.tick(1_100_000);
+    c.run();
+    for rep in &c.replicas[1..] {
+        assert_eq!(rep.view(), View(1));
+        assert_eq!(rep.last_executed(), SeqNo(1), "not lost");
+        assert_eq!(rep.store().get("k"), Some("v"));
+    }
+    assert_eq!(
+        c.replies_for(&r).len(),
+        4,
+        "the primary's and the backups' replies"
+    );
+    c.checked();
+}
