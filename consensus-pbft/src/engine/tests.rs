@@ -652,3 +652,49 @@ fn a_request_executed_only_by_the_primary_survives_a_view_change() {
     );
     c.checked();
 }
+
+#[test]
+fn a_transient_partition_after_the_view_change_timer_fired_does_not_stall_the_cluster() {
+    // Fabric: n3 hears a request, is cut off, its timer fires and it moves
+    // to view 1 alone. After the partition heals the others still run
+    // view 0; when n2 then crashes, n0 and n1 time out, join n3 in view 1
+    // (2f+1 VIEW-CHANGEs with n3's retransmitted one) and go on.
+    let mut c = Cluster::new(4);
+    let r1 = c.request(1, KvCommand::put("a", "1"));
+    for to in 0..4 {
+        let target = NodeId(to);
+        if target == NodeId(3) {
+            c.deliver_one(CLIENT_NODE, target, PbftMessage::Request(r1.clone()));
+        } else {
+            c.queue
+                .push_back((CLIENT_NODE, target, PbftMessage::Request(r1.clone())));
+        }
+    }
+    c.down.insert(NodeId(3));
+    c.run();
+    c.down.remove(&NodeId(3));
+    let effects = c.replicas[3].step(Input::Tick { now_us: 1_100_000 });
+    assert!(matches!(c.replicas[3].status(), Status::ViewChange { .. }));
+    assert_eq!(c.replicas[3].view(), View(1));
+    c.absorb(NodeId(3), effects);
+    c.run();
+    assert_eq!(
+        c.replicas[0].view(),
+        View(0),
+        "one VIEW-CHANGE moves nobody"
+    );
+    c.down.insert(NodeId(2));
+    let r2 = c.request(2, KvCommand::put("b", "2"));
+    c.submit(&r2);
+    c.run();
+    for _ in 0..40 {
+        c.tick(100_000);
+        c.run();
+    }
+    for i in [0, 1, 3] {
+        let rep = &c.replicas[i];
+        assert_eq!(rep.status(), Status::Normal, "{rep:?}");
+        assert_eq!(rep.store().get("b"), Some("2"), "{rep:?}");
+    }
+    c.checked();
+}
