@@ -30,7 +30,12 @@ struct Waiting {
     request: SignedRequest,
     replies: BTreeMap<NodeId, KvOutput>,
     sent_us: u64,
+    retries: u32,
 }
+
+/// Retransmissions back off exponentially up to `retry_us << MAX_BACKOFF`
+/// (an overloaded cluster is not flooded by its own clients).
+pub const MAX_BACKOFF: u32 = 4;
 
 /// What the client core asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,6 +110,7 @@ impl ClientCore {
                 request: request.clone(),
                 replies: BTreeMap::new(),
                 sent_us: now_us,
+                retries: 0,
             },
         );
         Some((timestamp, vec![ClientEffect::Multicast(request)]))
@@ -133,12 +139,14 @@ impl ClientCore {
     }
 
     /// Time passed: retransmits requests waiting longer than the retry
-    /// interval.
+    /// interval (doubled at each retransmission, up to [`MAX_BACKOFF`]).
     pub fn tick(&mut self, now_us: u64) -> Vec<ClientEffect> {
         let mut out = Vec::new();
         for w in self.waiting.values_mut() {
-            if now_us.saturating_sub(w.sent_us) >= self.retry_us {
+            let wait_us = self.retry_us << w.retries.min(MAX_BACKOFF);
+            if now_us.saturating_sub(w.sent_us) >= wait_us {
                 w.sent_us = now_us;
+                w.retries += 1;
                 out.push(ClientEffect::Multicast(w.request.clone()));
             }
         }
@@ -264,5 +272,80 @@ impl Handler<ClientReply> for ClientProxy {
     fn handle(&mut self, msg: ClientReply, _ctx: &mut Context<Self>) {
         let effects = self.core.handle_reply(msg.0);
         self.carry_out(effects);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authenticator::core::cluster_secret;
+    use crate::types::View;
+
+    fn cfg() -> ReplicaConfig {
+        ReplicaConfig {
+            id: NodeId(0),
+            members: (0..4).map(NodeId).collect(),
+            f: 1,
+            checkpoint_interval: 4,
+            log_window: 8,
+            batch_max: 10,
+            batches_in_flight: 2,
+            view_change_timeout_us: 1_000_000,
+            retransmit_us: 100_000,
+            max_pending: 100,
+            cluster: 1,
+            secret: cluster_secret(1, 1),
+        }
+    }
+
+    fn reply(replica: u64, timestamp: u64, result: KvOutput) -> Reply {
+        Reply {
+            view: View(0),
+            timestamp,
+            node: NodeId(0),
+            client: ClientId(5),
+            replica: NodeId(replica),
+            result,
+        }
+    }
+
+    #[test]
+    fn a_result_is_accepted_on_f_plus_1_matching_replies_only() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let (t, effects) = c
+            .submit(ClientId(5), KvCommand::get("k"), 1_000)
+            .expect("room");
+        assert!(matches!(&effects[..], [ClientEffect::Multicast(r)] if r.request.timestamp == t));
+        let v = |s: &str| KvOutput::Value(Some(s.into()));
+        assert!(c.handle_reply(reply(1, t, v("lie"))).is_empty());
+        assert!(
+            c.handle_reply(reply(2, t, v("x"))).is_empty(),
+            "1 vote each"
+        );
+        assert!(
+            c.handle_reply(reply(2, t, v("x"))).is_empty(),
+            "a replica counts once"
+        );
+        assert_eq!(
+            c.handle_reply(reply(3, t, v("x"))),
+            vec![ClientEffect::Accept {
+                client: ClientId(5),
+                timestamp: t,
+                result: v("x")
+            }]
+        );
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn timestamps_increase_and_retransmissions_back_off() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let (t1, _) = c.submit(ClientId(5), KvCommand::Noop, 50).expect("room");
+        let (t2, _) = c.submit(ClientId(5), KvCommand::Noop, 10).expect("room");
+        assert!(t2 > t1, "a clock going back does not reuse a timestamp");
+        c.forget(ClientId(5), t1);
+        assert_eq!(c.tick(159).len(), 1, "after 100 us");
+        assert_eq!(c.tick(300).len(), 0, "then after 200 us");
+        assert_eq!(c.tick(359).len(), 1);
     }
 }
