@@ -14,8 +14,9 @@
 //!   distinct backups; `committed-local(m, v, n, i)`: prepared and 2f+1
 //!   matching COMMITs. Requests execute in sequence order on the
 //!   reference key-value store.
-//! * A timer per pending request: when one waits longer than the view
-//!   change timeout the replica moves to the next view. A replica that
+//! * The view-change timer runs while requests wait (started by the oldest)
+//!   and restarts whenever one executes; when it expires the replica moves
+//!   to the next view. A replica that
 //!   sees f+1 VIEW-CHANGEs for higher views joins the smallest.
 //! * Retransmission: every `retransmit_us` a replica resends what peers
 //!   are missing (by what it heard from them), its checkpoint, its
@@ -224,6 +225,9 @@ pub struct Replica {
     last_retransmit_us: u64,
     retransmit_round: u64,
     last_heard_us: BTreeMap<NodeId, u64>,
+    /// The view-change timer: running while requests wait, restarted when
+    /// one executes (OSDI'99 §4.4).
+    timer_since_us: Option<u64>,
     out: Vec<Effect>,
 }
 
@@ -285,6 +289,7 @@ impl Replica {
             last_retransmit_us: 0,
             retransmit_round: 0,
             last_heard_us: BTreeMap::new(),
+            timer_since_us: None,
             out: Vec::new(),
             cfg,
         }
@@ -802,6 +807,7 @@ impl Replica {
         }
         if progressed {
             self.attempts = 0;
+            self.timer_since_us = (!self.pending.is_empty()).then_some(self.now_us);
             self.maybe_send_pre_prepare();
         }
     }
@@ -1226,6 +1232,7 @@ impl Replica {
         assert_eq!(nv.body.view, self.view);
         let primary = self.q.primary(self.view) == self.cfg.id;
         self.status = Status::Normal;
+        self.timer_since_us = None;
         self.heard.clear();
         self.log.clear();
         self.vcs = self.vcs.split_off(&self.view.next());
@@ -1302,12 +1309,19 @@ impl Replica {
         let timeout = self.timeout_us();
         match self.status {
             Status::Normal => {
-                let expired = self
-                    .pending
-                    .values()
-                    .any(|p| self.now_us.saturating_sub(p.since_us) > timeout);
-                if expired {
-                    self.start_view_change(self.view.next());
+                if self.pending.is_empty() {
+                    self.timer_since_us = None;
+                } else {
+                    let oldest = self
+                        .pending
+                        .values()
+                        .map(|p| p.since_us)
+                        .min()
+                        .unwrap_or(self.now_us);
+                    let since = *self.timer_since_us.get_or_insert(oldest);
+                    if self.now_us.saturating_sub(since) > timeout {
+                        self.start_view_change(self.view.next());
+                    }
                 }
             }
             Status::ViewChange {
