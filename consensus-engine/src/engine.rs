@@ -166,6 +166,18 @@ impl ConsensusEngine {
         registry: &Registry,
     ) -> Result<Self, EngineError> {
         config.validate()?;
+        let mut config = config;
+        // Byzantine tolerance with the default (crash-tolerant) protocol
+        // selects PBFT.
+        if config.byzantine_tolerance
+            && config.protocol == consensus_actors::types::DEFAULT_PROTOCOL
+            && registry
+                .driver(&config.protocol)
+                .is_ok_and(|d| !d.capabilities().byzantine)
+            && registry.driver(&consensus_pbft::PROTOCOL).is_ok()
+        {
+            config.protocol = consensus_pbft::PROTOCOL;
+        }
         let driver = registry.driver(&config.protocol)?;
         Ok(Self {
             config,

@@ -172,17 +172,14 @@ impl Registry {
         Self::default()
     }
 
-    /// The protocols this build of the framework runs: Raft, Paxos and
-    /// Multi-Paxos; PBFT is listed as planned.
+    /// The protocols this build of the framework runs: Raft, Paxos,
+    /// Multi-Paxos and PBFT.
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register::<consensus_raft::RaftPlugin>(consensus_raft::PROTOCOL);
         r.register::<consensus_paxos::PaxosPlugin>(consensus_paxos::PAXOS);
         r.register::<consensus_paxos::PaxosPlugin>(consensus_paxos::MULTI_PAXOS);
-        r.plan(
-            ConsensusProtocol::named("pbft"),
-            "the consensus-pbft plug-in (PBFTEngine, ViewChanger, CheckpointProtocol) is not built yet",
-        );
+        r.register::<consensus_pbft::PbftPlugin>(consensus_pbft::PROTOCOL);
         r
     }
 
@@ -267,8 +264,10 @@ mod tests {
 
     #[test]
     fn unbuilt_protocols_are_refused_with_the_reason() {
-        let r = Registry::builtin();
-        let p = ConsensusProtocol::named("pbft");
+        let _r = Registry::builtin();
+        let mut r = Registry::builtin();
+        let p = ConsensusProtocol::named("hotstuff");
+        r.plan(p.clone(), "the hotstuff plug-in is not built yet");
         match r.driver(&p) {
             Err(EngineError::ProtocolNotBuilt { protocol, reason }) => {
                 assert_eq!(protocol, p);
@@ -282,7 +281,8 @@ mod tests {
             vec![
                 consensus_raft::PROTOCOL,
                 consensus_paxos::PAXOS,
-                consensus_paxos::MULTI_PAXOS
+                consensus_paxos::MULTI_PAXOS,
+                consensus_pbft::PROTOCOL
             ]
         );
         assert_eq!(

@@ -214,8 +214,16 @@ fn bad_flags_and_impossible_configurations_are_refused() {
     assert_refused(&["simulate", "--faults", "bitflip"], "bitflip");
     assert_refused(&["simulate", "--protocol", "zab"], "zab");
     assert_refused(
-        &["simulate", "--protocol", "pbft", "--nodes", "4"],
-        "not available yet",
+        &[
+            "simulate",
+            "--protocol",
+            "pbft",
+            "--nodes",
+            "3",
+            "--byzantine",
+            "1",
+        ],
+        "at least 4 nodes",
     );
     assert_refused(&["simulate", "--heartbeat-ms", "400"], "heartbeat");
     assert_refused(&["simulate", "--election-timeout-ms", "300..100"], "empty");

@@ -331,15 +331,36 @@ fn direct_request_vote_and_append_entries() {
 
 #[test]
 fn refusals_are_typed() {
-    let p = ConsensusProtocol::named("pbft");
+    let p = ConsensusProtocol::named("hotstuff");
     let cfg = ConsensusConfig::for_protocol(p.clone(), 4);
     match ConsensusEngine::new(cfg) {
         Err(EngineError::ProtocolNotBuilt { protocol, reason }) => {
             assert_eq!(protocol, p);
-            assert!(reason.contains("not built yet"));
+            assert!(reason.contains("no plug-in is registered"), "{reason}");
         }
         other => panic!("{p}: unexpected {other:?}"),
     }
+    // PBFT tolerating f = 1 needs 3f + 1 = 4 replicas.
+    let mut three = ConsensusConfig::for_protocol(ConsensusProtocol::named("pbft"), 3);
+    three.byzantine_tolerance = true;
+    three.max_byzantine_nodes = 1;
+    assert!(matches!(
+        ConsensusEngine::new(three),
+        Err(EngineError::Config(
+            consensus_actors::config::ConfigError::TooFewForByzantine {
+                n: 3,
+                f: 1,
+                needed: 4
+            }
+        ))
+    ));
+    // Byzantine tolerance with the default protocol selects PBFT.
+    let engine =
+        ConsensusEngine::new(ConsensusConfig::for_protocol(Default::default(), 4).byzantine());
+    assert_eq!(
+        engine.map(|e| e.protocol()).ok(),
+        Some(ConsensusProtocol::named("pbft"))
+    );
     let bad = ConsensusConfig {
         cluster_size: 0,
         ..ConsensusConfig::default()

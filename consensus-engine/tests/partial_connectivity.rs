@@ -107,7 +107,9 @@ fn raft_stalls_in_the_constrained_election_until_healed() {
 fn multi_paxos_resumes_after_quorum_loss() {
     for seed in 1..=3 {
         for o in scenarios("multi-paxos", Fault::QuorumLoss, seed) {
-            let resumed = o.resumed_after_us.unwrap_or_else(|| panic!("stalled: {o:?}"));
+            let resumed = o
+                .resumed_after_us
+                .unwrap_or_else(|| panic!("stalled: {o:?}"));
             assert!(resumed < 1_000_000, "{o:?}");
         }
     }
@@ -119,7 +121,9 @@ fn multi_paxos_resumes_after_quorum_loss() {
 fn multi_paxos_keeps_committing_when_chained() {
     for seed in 1..=3 {
         for o in scenarios("multi-paxos", Fault::Chained, seed) {
-            let resumed = o.resumed_after_us.unwrap_or_else(|| panic!("stalled: {o:?}"));
+            let resumed = o
+                .resumed_after_us
+                .unwrap_or_else(|| panic!("stalled: {o:?}"));
             assert!(resumed < 500_000, "{o:?}");
         }
     }

@@ -1,0 +1,407 @@
+//! The MessageAuthenticator core: keys, HMAC-SHA256 authenticators and
+//! ed25519 signatures (Castro and Liskov, TOCS 2002, §3.2 and §4).
+//!
+//! * Every pair of parties shares a MAC key, derived deterministically from
+//!   the cluster secret and the pair; an *authenticator* is one MAC per
+//!   receiver.
+//! * Every replica and every client has an ed25519 key pair, derived from
+//!   the cluster secret and its identity (`SigningKey::from_bytes`).
+//!   Signatures go where a message must prove something to a third party:
+//!   client requests, PRE-PREPARE and PREPARE (they make up the prepared
+//!   certificates a VIEW-CHANGE carries), CHECKPOINT, VIEW-CHANGE and
+//!   NEW-VIEW.
+//! * The authenticated bytes are [`AuthHeader`]: cluster id, message kind,
+//!   view, sequence number, sender, receiver and the digest of the body,
+//!   so a message cannot be replayed into another cluster, view, slot or
+//!   kind, nor reflected to another receiver.
+//! * Tags are compared in constant time (`Mac::verify_slice`); signatures
+//!   are checked with `verify_strict`.
+
+use crate::messages::{Digest, Sig, Tag};
+use crate::types::{SeqNo, View};
+use consensus_actors::types::{ClientId, NodeId};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The receiver of a signed message: anyone (a signature proves to all).
+pub const ANY_RECEIVER: u64 = u64::MAX;
+
+/// The kinds of authenticated messages (part of the authenticated bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum AuthKind {
+    /// A client request.
+    Request = 1,
+    /// PRE-PREPARE.
+    PrePrepare = 2,
+    /// PREPARE.
+    Prepare = 3,
+    /// COMMIT.
+    Commit = 4,
+    /// REPLY.
+    Reply = 5,
+    /// CHECKPOINT.
+    Checkpoint = 6,
+    /// VIEW-CHANGE.
+    ViewChange = 7,
+    /// NEW-VIEW.
+    NewView = 8,
+    /// A state-transfer request.
+    FetchState = 9,
+}
+
+/// What a MAC or a signature covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthHeader {
+    /// The message kind.
+    pub kind: AuthKind,
+    /// Its view (0 where the message has none).
+    pub view: View,
+    /// Its sequence number (the timestamp of a request or reply).
+    pub seq: SeqNo,
+    /// The sender (a replica, or a client's identity number).
+    pub sender: u64,
+    /// The receiver ([`ANY_RECEIVER`] for signatures).
+    pub receiver: u64,
+    /// The digest of the message body.
+    pub body: Digest,
+}
+
+impl AuthHeader {
+    fn bytes(&self, cluster: u64) -> [u8; 73] {
+        let mut out = [0u8; 73];
+        out[0..8].copy_from_slice(&cluster.to_le_bytes());
+        out[8] = self.kind as u8;
+        out[9..17].copy_from_slice(&self.view.get().to_le_bytes());
+        out[17..25].copy_from_slice(&self.seq.get().to_le_bytes());
+        out[25..33].copy_from_slice(&self.sender.to_le_bytes());
+        out[33..41].copy_from_slice(&self.receiver.to_le_bytes());
+        out[41..73].copy_from_slice(&self.body.0);
+        out
+    }
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> Digest {
+    Digest(Sha256::digest(bytes).into())
+}
+
+/// SHA-256 of the MessagePack encoding of `value`.
+pub fn digest_of<T: Serialize + ?Sized>(value: &T) -> Digest {
+    // Encoding plain data (no maps with non-string keys, no I/O) cannot
+    // fail; an empty encoding would still hash deterministically.
+    sha256(&rmp_serde::to_vec(value).unwrap_or_default())
+}
+
+/// The identity number of a client: the node it submits through and its
+/// id there, packed (nodes and client ids below 2^32).
+pub fn client_identity(node: NodeId, client: ClientId) -> u64 {
+    (node.get() << 32) | (client.get() & 0xffff_ffff)
+}
+
+/// The cluster's keys, as one party holds them (every party can derive
+/// every key from the cluster secret in this framework; a correct party only
+/// uses its own signing key and the MAC keys it shares).
+pub struct Keys {
+    cluster: u64,
+    secret: [u8; 32],
+    me: NodeId,
+    signing: SigningKey,
+    replica_keys: BTreeMap<NodeId, VerifyingKey>,
+    client_keys: RefCell<BTreeMap<u64, VerifyingKey>>,
+    client_signing: RefCell<BTreeMap<u64, SigningKey>>,
+    macs: BTreeMap<NodeId, HmacSha256>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("cluster", &self.cluster)
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+fn derive(secret: &[u8; 32], label: &[u8], a: u64, b: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(label);
+    h.update(a.to_le_bytes());
+    h.update(b.to_le_bytes());
+    h.finalize().into()
+}
+
+/// The cluster secret derived from a seed and a cluster id.
+pub fn cluster_secret(seed: u64, cluster: u64) -> [u8; 32] {
+    derive(&[0u8; 32], b"pbft-cluster-secret", seed, cluster)
+}
+
+/// The signing key of replica `node`.
+pub fn replica_signing_key(secret: &[u8; 32], node: NodeId) -> SigningKey {
+    SigningKey::from_bytes(&derive(secret, b"replica-sign", node.get(), 0))
+}
+
+/// The signing key of client `identity` (see [`client_identity`]).
+pub fn client_signing_key(secret: &[u8; 32], identity: u64) -> SigningKey {
+    SigningKey::from_bytes(&derive(secret, b"client-sign", identity, 0))
+}
+
+fn mac_key(secret: &[u8; 32], a: NodeId, b: NodeId) -> [u8; 32] {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    derive(secret, b"pairwise-mac", lo.get(), hi.get())
+}
+
+impl Keys {
+    /// The keys of `me` in a cluster of `nodes` (every node that may send
+    /// or receive: replicas; clients submit through nodes).
+    pub fn new(cluster: u64, secret: [u8; 32], me: NodeId, nodes: &[NodeId]) -> Self {
+        let replica_keys = nodes
+            .iter()
+            .map(|&n| (n, replica_signing_key(&secret, n).verifying_key()))
+            .collect();
+        let macs = nodes
+            .iter()
+            .filter_map(|&n| {
+                HmacSha256::new_from_slice(&mac_key(&secret, me, n))
+                    .ok()
+                    .map(|m| (n, m))
+            })
+            .collect();
+        Self {
+            cluster,
+            secret,
+            me,
+            signing: replica_signing_key(&secret, me),
+            replica_keys,
+            client_keys: RefCell::new(BTreeMap::new()),
+            client_signing: RefCell::new(BTreeMap::new()),
+            macs,
+        }
+    }
+
+    /// The party these keys belong to.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The cluster id in every authenticated message.
+    pub fn cluster(&self) -> u64 {
+        self.cluster
+    }
+
+    /// The MAC of `header` for `to` (sender: this party).
+    pub fn mac(&self, to: NodeId, header: &AuthHeader) -> Option<Tag> {
+        let mut mac = self.macs.get(&to)?.clone();
+        mac.update(&header.bytes(self.cluster));
+        Some(Tag(mac.finalize().into_bytes().into()))
+    }
+
+    /// One MAC per receiver in `to` (a PBFT authenticator). Each MAC
+    /// covers its own receiver.
+    pub fn authenticator(&self, to: &[NodeId], header: &AuthHeader) -> Vec<(NodeId, Tag)> {
+        to.iter()
+            .filter(|&&n| n != self.me)
+            .filter_map(|&n| {
+                let h = AuthHeader {
+                    receiver: n.get(),
+                    ..*header
+                };
+                self.mac(n, &h).map(|t| (n, t))
+            })
+            .collect()
+    }
+
+    /// Checks the MAC `from` put for this party in `auth`, in constant
+    /// time.
+    pub fn check_authenticator(
+        &self,
+        from: NodeId,
+        header: &AuthHeader,
+        auth: &[(NodeId, Tag)],
+    ) -> bool {
+        let Some((_, tag)) = auth.iter().find(|(n, _)| *n == self.me) else {
+            return false;
+        };
+        let Some(mac) = self.macs.get(&from) else {
+            return false;
+        };
+        let mut mac = mac.clone();
+        let h = AuthHeader {
+            receiver: self.me.get(),
+            ..*header
+        };
+        mac.update(&h.bytes(self.cluster));
+        mac.verify_slice(&tag.0).is_ok()
+    }
+
+    /// This replica's signature of `header` (receiver: anyone).
+    pub fn sign(&self, header: &AuthHeader) -> Sig {
+        let h = AuthHeader {
+            receiver: ANY_RECEIVER,
+            ..*header
+        };
+        Sig::from_bytes(self.signing.sign(&h.bytes(self.cluster)).to_bytes())
+    }
+
+    /// Whether `sig` is replica `signer`'s signature of `header`.
+    pub fn verify_replica(&self, signer: NodeId, header: &AuthHeader, sig: &Sig) -> bool {
+        let Some(key) = self.replica_keys.get(&signer) else {
+            return false;
+        };
+        let h = AuthHeader {
+            receiver: ANY_RECEIVER,
+            ..*header
+        };
+        key.verify_strict(
+            &h.bytes(self.cluster),
+            &Signature::from_bytes(&sig.to_bytes()),
+        )
+        .is_ok()
+    }
+
+    /// The signature of client `identity` (a client submitting through
+    /// this node) over `header`.
+    pub fn sign_as_client(&self, identity: u64, header: &AuthHeader) -> Sig {
+        let h = AuthHeader {
+            receiver: ANY_RECEIVER,
+            ..*header
+        };
+        let mut keys = self.client_signing.borrow_mut();
+        if keys.len() > 4096 {
+            keys.clear();
+        }
+        let key = keys
+            .entry(identity)
+            .or_insert_with(|| client_signing_key(&self.secret, identity));
+        Sig::from_bytes(key.sign(&h.bytes(self.cluster)).to_bytes())
+    }
+
+    /// Whether `sig` is client `identity`'s signature of `header`.
+    pub fn verify_client(&self, identity: u64, header: &AuthHeader, sig: &Sig) -> bool {
+        let h = AuthHeader {
+            receiver: ANY_RECEIVER,
+            ..*header
+        };
+        let key = {
+            let mut keys = self.client_keys.borrow_mut();
+            if keys.len() > 4096 {
+                keys.clear();
+            }
+            *keys
+                .entry(identity)
+                .or_insert_with(|| client_signing_key(&self.secret, identity).verifying_key())
+        };
+        key.verify_strict(
+            &h.bytes(self.cluster),
+            &Signature::from_bytes(&sig.to_bytes()),
+        )
+        .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: AuthKind) -> AuthHeader {
+        AuthHeader {
+            kind,
+            view: View(1),
+            seq: SeqNo(7),
+            sender: 0,
+            receiver: 0,
+            body: sha256(b"body"),
+        }
+    }
+
+    fn keys(me: u64) -> Keys {
+        let nodes = [NodeId(0), NodeId(1), NodeId(2), NodeId(3)];
+        Keys::new(9, cluster_secret(42, 9), NodeId(me), &nodes)
+    }
+
+    #[test]
+    fn an_authenticator_holds_one_mac_per_receiver_each_checked_by_its_receiver() {
+        let (k0, k1, k2) = (keys(0), keys(1), keys(2));
+        let h = header(AuthKind::Commit);
+        let auth = k0.authenticator(&[NodeId(0), NodeId(1), NodeId(2), NodeId(3)], &h);
+        assert_eq!(auth.len(), 3);
+        assert!(k1.check_authenticator(NodeId(0), &h, &auth));
+        assert!(k2.check_authenticator(NodeId(0), &h, &auth));
+        // The MAC for n1 does not pass as n2's (no reflection).
+        let only_n1: Vec<_> = auth
+            .iter()
+            .filter(|(n, _)| *n == NodeId(1))
+            .map(|(_, t)| (NodeId(2), *t))
+            .collect();
+        assert!(!k2.check_authenticator(NodeId(0), &h, &only_n1));
+        // Claimed from another sender: refused.
+        assert!(!k1.check_authenticator(NodeId(3), &h, &auth));
+    }
+
+    #[test]
+    fn a_mac_covers_kind_view_seq_and_body() {
+        let (k0, k1) = (keys(0), keys(1));
+        let h = header(AuthKind::Commit);
+        let auth = k0.authenticator(&[NodeId(1)], &h);
+        for other in [
+            AuthHeader {
+                kind: AuthKind::Prepare,
+                ..h
+            },
+            AuthHeader { view: View(2), ..h },
+            AuthHeader { seq: SeqNo(8), ..h },
+            AuthHeader {
+                body: sha256(b"other"),
+                ..h
+            },
+        ] {
+            assert!(!k1.check_authenticator(NodeId(0), &other, &auth));
+        }
+        // Another cluster with the same secret refuses it too.
+        let k1_other = Keys::new(
+            10,
+            cluster_secret(42, 9),
+            NodeId(1),
+            &[NodeId(0), NodeId(1)],
+        );
+        assert!(!k1_other.check_authenticator(NodeId(0), &h, &auth));
+    }
+
+    #[test]
+    fn signatures_prove_to_third_parties_and_bind_the_signer() {
+        let (k0, k3) = (keys(0), keys(3));
+        let h = header(AuthKind::ViewChange);
+        let sig = k0.sign(&h);
+        assert!(k3.verify_replica(NodeId(0), &h, &sig));
+        assert!(!k3.verify_replica(NodeId(1), &h, &sig));
+        assert!(!k3.verify_replica(NodeId(0), &AuthHeader { seq: SeqNo(8), ..h }, &sig));
+        let mut bad = sig.to_bytes();
+        bad[5] ^= 1;
+        assert!(!k3.verify_replica(NodeId(0), &h, &Sig::from_bytes(bad)));
+    }
+
+    #[test]
+    fn client_signatures_bind_the_client_identity() {
+        let (k0, k1) = (keys(0), keys(1));
+        let id = client_identity(NodeId(0), ClientId(5));
+        let h = header(AuthKind::Request);
+        let sig = k0.sign_as_client(id, &h);
+        assert!(k1.verify_client(id, &h, &sig));
+        assert!(!k1.verify_client(client_identity(NodeId(0), ClientId(6)), &h, &sig));
+    }
+
+    #[test]
+    fn keys_are_deterministic_in_the_seed() {
+        assert_eq!(cluster_secret(1, 2), cluster_secret(1, 2));
+        assert_ne!(cluster_secret(1, 2), cluster_secret(2, 2));
+        let a = replica_signing_key(&cluster_secret(1, 2), NodeId(0)).verifying_key();
+        let b = replica_signing_key(&cluster_secret(1, 2), NodeId(0)).verifying_key();
+        assert_eq!(a, b);
+    }
+}

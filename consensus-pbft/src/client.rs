@@ -1,0 +1,351 @@
+//! The clients of one node (Castro and Liskov, OSDI'99 §4.1): a client
+//! signs its request with a timestamp above its previous one, multicasts
+//! it to the replicas, and accepts a result once f+1 replicas sent
+//! matching REPLYs (at least one of them is correct). It retransmits a
+//! request that waits too long.
+//!
+//! [`ClientCore`] is the pure part; [`ClientProxy`] the actor.
+
+use crate::authenticator::core::Keys;
+use crate::engine::core::ReplicaConfig;
+use crate::messages::{PbftMessage, Reply, Request, SignedRequest};
+use crate::node::{ClientReply, Inbound, Submit};
+use actix::prelude::*;
+use consensus_actors::kv::{KvCommand, KvOutput};
+use consensus_actors::plugin::NodeError;
+use consensus_actors::transport::Transport;
+use consensus_actors::types::{ClientId, NodeId};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// Requests in flight per node at most.
+pub const MAX_IN_FLIGHT: usize = 65_536;
+
+/// How often the proxy checks for requests to retransmit.
+pub const RETRY_TICK: Duration = Duration::from_millis(50);
+
+struct Waiting {
+    request: SignedRequest,
+    replies: BTreeMap<NodeId, KvOutput>,
+    sent_us: u64,
+    retries: u32,
+}
+
+/// Retransmissions back off exponentially up to `retry_us << MAX_BACKOFF`
+/// (an overloaded cluster is not flooded by its own clients).
+pub const MAX_BACKOFF: u32 = 4;
+
+/// What the client core asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientEffect {
+    /// Multicast this request to every replica.
+    Multicast(SignedRequest),
+    /// The request `(client, timestamp)` is answered.
+    Accept {
+        /// The client.
+        client: ClientId,
+        /// The request's timestamp.
+        timestamp: u64,
+        /// The result f+1 replicas agree on.
+        result: KvOutput,
+    },
+}
+
+/// The clients of one node. See the [module documentation](self).
+pub struct ClientCore {
+    node: NodeId,
+    f: usize,
+    retry_us: u64,
+    keys: Keys,
+    last_timestamp: BTreeMap<ClientId, u64>,
+    waiting: BTreeMap<(ClientId, u64), Waiting>,
+}
+
+impl ClientCore {
+    /// The clients of `cfg.id`, retransmitting after `retry_us`.
+    pub fn new(cfg: &ReplicaConfig, retry_us: u64) -> Self {
+        Self {
+            node: cfg.id,
+            f: cfg.f,
+            retry_us,
+            keys: Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members),
+            last_timestamp: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+        }
+    }
+
+    /// Requests waiting for replies.
+    pub fn in_flight(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Client `client` submits `op` at `now_us`: returns the request's
+    /// timestamp and what to do, or `None` when too many are in flight.
+    pub fn submit(
+        &mut self,
+        client: ClientId,
+        op: KvCommand,
+        now_us: u64,
+    ) -> Option<(u64, Vec<ClientEffect>)> {
+        if self.waiting.len() >= MAX_IN_FLIGHT {
+            return None;
+        }
+        let last = self.last_timestamp.get(&client).copied().unwrap_or(0);
+        let timestamp = last.saturating_add(1).max(now_us);
+        self.last_timestamp.insert(client, timestamp);
+        let request = SignedRequest::new(
+            Request {
+                node: self.node,
+                client,
+                timestamp,
+                op,
+            },
+            &self.keys,
+        );
+        self.waiting.insert(
+            (client, timestamp),
+            Waiting {
+                request: request.clone(),
+                replies: BTreeMap::new(),
+                sent_us: now_us,
+                retries: 0,
+            },
+        );
+        Some((timestamp, vec![ClientEffect::Multicast(request)]))
+    }
+
+    /// A REPLY arrived (authenticated).
+    pub fn handle_reply(&mut self, reply: Reply) -> Vec<ClientEffect> {
+        if reply.node != self.node {
+            return Vec::new();
+        }
+        let key = (reply.client, reply.timestamp);
+        let Some(w) = self.waiting.get_mut(&key) else {
+            return Vec::new();
+        };
+        w.replies.insert(reply.replica, reply.result.clone());
+        let matching = w.replies.values().filter(|r| **r == reply.result).count();
+        if matching > self.f {
+            self.waiting.remove(&key);
+            return vec![ClientEffect::Accept {
+                client: key.0,
+                timestamp: key.1,
+                result: reply.result,
+            }];
+        }
+        Vec::new()
+    }
+
+    /// Time passed: retransmits requests waiting longer than the retry
+    /// interval (doubled at each retransmission, up to [`MAX_BACKOFF`]).
+    pub fn tick(&mut self, now_us: u64) -> Vec<ClientEffect> {
+        let mut out = Vec::new();
+        for w in self.waiting.values_mut() {
+            let wait_us = self.retry_us << w.retries.min(MAX_BACKOFF);
+            if now_us.saturating_sub(w.sent_us) >= wait_us {
+                w.sent_us = now_us;
+                w.retries += 1;
+                out.push(ClientEffect::Multicast(w.request.clone()));
+            }
+        }
+        out
+    }
+
+    /// The caller gave up on `(client, timestamp)`.
+    pub fn forget(&mut self, client: ClientId, timestamp: u64) {
+        self.waiting.remove(&(client, timestamp));
+    }
+}
+
+/// The client proxy actor of one node.
+pub struct ClientProxy {
+    core: ClientCore,
+    me: NodeId,
+    members: Vec<NodeId>,
+    replica: Recipient<Inbound>,
+    transport: Transport<PbftMessage>,
+    epoch: Instant,
+    answers: BTreeMap<(ClientId, u64), oneshot::Sender<Result<KvOutput, NodeError>>>,
+}
+
+impl ClientProxy {
+    /// The proxy of `cfg.id`.
+    pub fn new(
+        cfg: &ReplicaConfig,
+        replica: Recipient<Inbound>,
+        transport: Transport<PbftMessage>,
+        epoch: Instant,
+    ) -> Self {
+        Self {
+            core: ClientCore::new(cfg, cfg.view_change_timeout_us.max(1) / 2),
+            me: cfg.id,
+            members: cfg.members.clone(),
+            replica,
+            transport,
+            epoch,
+            answers: BTreeMap::new(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_micros() as u64
+    }
+
+    fn carry_out(&mut self, effects: Vec<ClientEffect>) {
+        for e in effects {
+            match e {
+                ClientEffect::Multicast(r) => {
+                    let msg = PbftMessage::Request(r);
+                    if self.members.contains(&self.me) {
+                        self.replica.do_send(Inbound {
+                            from: self.me,
+                            msg: msg.clone(),
+                        });
+                    }
+                    self.transport.broadcast(&self.members, &msg);
+                }
+                ClientEffect::Accept {
+                    client,
+                    timestamp,
+                    result,
+                } => {
+                    if let Some(tx) = self.answers.remove(&(client, timestamp)) {
+                        let _ = tx.send(Ok(result));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Actor for ClientProxy {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(RETRY_TICK, |act, _ctx| {
+            // Forget the requests whose callers gave up.
+            let gone: Vec<(ClientId, u64)> = act
+                .answers
+                .iter()
+                .filter(|(_, tx)| tx.is_closed())
+                .map(|(k, _)| *k)
+                .collect();
+            for (c, t) in gone {
+                act.answers.remove(&(c, t));
+                act.core.forget(c, t);
+            }
+            let now = act.now_us();
+            let effects = act.core.tick(now);
+            act.carry_out(effects);
+        });
+    }
+}
+
+impl Supervised for ClientProxy {}
+
+impl Handler<Submit> for ClientProxy {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, _ctx: &mut Context<Self>) {
+        let now = self.now_us();
+        match self.core.submit(msg.client, msg.op, now) {
+            Some((timestamp, effects)) => {
+                self.answers.insert((msg.client, timestamp), msg.reply);
+                self.carry_out(effects);
+            }
+            None => {
+                let _ = msg.reply.send(Err(NodeError::Refused(
+                    "too many requests in flight".into(),
+                )));
+            }
+        }
+    }
+}
+
+impl Handler<ClientReply> for ClientProxy {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClientReply, _ctx: &mut Context<Self>) {
+        let effects = self.core.handle_reply(msg.0);
+        self.carry_out(effects);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authenticator::core::cluster_secret;
+    use crate::types::View;
+
+    fn cfg() -> ReplicaConfig {
+        ReplicaConfig {
+            id: NodeId(0),
+            members: (0..4).map(NodeId).collect(),
+            f: 1,
+            checkpoint_interval: 4,
+            log_window: 8,
+            batch_max: 10,
+            batches_in_flight: 2,
+            view_change_timeout_us: 1_000_000,
+            retransmit_us: 100_000,
+            max_pending: 100,
+            cluster: 1,
+            secret: cluster_secret(1, 1),
+        }
+    }
+
+    fn reply(replica: u64, timestamp: u64, result: KvOutput) -> Reply {
+        Reply {
+            view: View(0),
+            timestamp,
+            node: NodeId(0),
+            client: ClientId(5),
+            replica: NodeId(replica),
+            result,
+        }
+    }
+
+    #[test]
+    fn a_result_is_accepted_on_f_plus_1_matching_replies_only() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let (t, effects) = c
+            .submit(ClientId(5), KvCommand::get("k"), 1_000)
+            .expect("room");
+        assert!(matches!(&effects[..], [ClientEffect::Multicast(r)] if r.request.timestamp == t));
+        let v = |s: &str| KvOutput::Value(Some(s.into()));
+        assert!(c.handle_reply(reply(1, t, v("lie"))).is_empty());
+        assert!(
+            c.handle_reply(reply(2, t, v("x"))).is_empty(),
+            "1 vote each"
+        );
+        assert!(
+            c.handle_reply(reply(2, t, v("x"))).is_empty(),
+            "a replica counts once"
+        );
+        assert_eq!(
+            c.handle_reply(reply(3, t, v("x"))),
+            vec![ClientEffect::Accept {
+                client: ClientId(5),
+                timestamp: t,
+                result: v("x")
+            }]
+        );
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn timestamps_increase_and_retransmissions_back_off() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let (t1, _) = c.submit(ClientId(5), KvCommand::Noop, 50).expect("room");
+        let (t2, _) = c.submit(ClientId(5), KvCommand::Noop, 10).expect("room");
+        assert!(t2 > t1, "a clock going back does not reuse a timestamp");
+        c.forget(ClientId(5), t1);
+        assert_eq!(c.tick(159).len(), 1, "after 100 us");
+        assert_eq!(c.tick(300).len(), 0, "then after 200 us");
+        assert_eq!(c.tick(359).len(), 1);
+    }
+}

@@ -1,0 +1,700 @@
+//! Replica cores wired by hand: every message goes through the
+//! authenticator's inbound check, the test decides what is delivered.
+
+use super::core::*;
+use crate::authenticator::core::{cluster_secret, Keys};
+use crate::authenticator::verify::{check_inbound, VerifyCache};
+use crate::evidence::{Evidence, EvidenceKind};
+use crate::messages::*;
+use crate::safety::{self, PbftEvent, SafetyEvent};
+use crate::types::{SeqNo, View};
+use consensus_actors::kv::{KvCommand, KvOutput};
+use consensus_actors::types::{ClientId, NodeId};
+use std::collections::{BTreeSet, VecDeque};
+
+pub(crate) const CLIENT_NODE: NodeId = NodeId(100);
+
+pub(crate) fn config(id: u64, n: u64) -> ReplicaConfig {
+    ReplicaConfig {
+        id: NodeId(id),
+        members: (0..n).map(NodeId).collect(),
+        f: ((n - 1) / 3) as usize,
+        checkpoint_interval: 4,
+        log_window: 8,
+        batch_max: 10,
+        batches_in_flight: 2,
+        view_change_timeout_us: 1_000_000,
+        retransmit_us: 100_000,
+        max_pending: 1000,
+        cluster: 7,
+        secret: cluster_secret(3, 7),
+    }
+}
+
+pub(crate) struct Cluster {
+    pub(crate) byzantine: std::collections::BTreeMap<NodeId, crate::byzantine::Corrupter>,
+    pub(crate) replicas: Vec<Replica>,
+    pub(crate) keys: Vec<Keys>,
+    pub(crate) client_keys: Keys,
+    pub(crate) queue: VecDeque<(NodeId, NodeId, PbftMessage)>,
+    pub(crate) replies: Vec<Reply>,
+    pub(crate) events: Vec<SafetyEvent>,
+    pub(crate) evidence: Vec<Evidence>,
+    pub(crate) down: BTreeSet<NodeId>,
+    pub(crate) now_us: u64,
+    pub(crate) timestamp: u64,
+}
+
+impl Cluster {
+    pub(crate) fn new(n: u64) -> Self {
+        let mut c = Self {
+            byzantine: std::collections::BTreeMap::new(),
+            replicas: (0..n).map(|i| Replica::new(config(i, n))).collect(),
+            keys: (0..n)
+                .map(|i| Keys::new(7, cluster_secret(3, 7), NodeId(i), &config(i, n).members))
+                .collect(),
+            client_keys: Keys::new(7, cluster_secret(3, 7), CLIENT_NODE, &[]),
+            queue: VecDeque::new(),
+            replies: Vec::new(),
+            events: Vec::new(),
+            evidence: Vec::new(),
+            down: BTreeSet::new(),
+            now_us: 0,
+            timestamp: 0,
+        };
+        for i in 0..n as usize {
+            let effects = c.replicas[i].start();
+            c.absorb(NodeId(i as u64), effects);
+        }
+        c
+    }
+
+    fn n(&self) -> usize {
+        self.replicas.len()
+    }
+
+    pub(crate) fn absorb(&mut self, from: NodeId, effects: Vec<Effect>) {
+        let effects = match self.byzantine.get_mut(&from) {
+            Some(c) => c.corrupt(effects),
+            None => effects,
+        };
+        for e in effects {
+            match e {
+                Effect::Send { to, msg } => self.queue.push_back((from, to, msg)),
+                Effect::Broadcast(msg) => {
+                    for to in 0..self.n() as u64 {
+                        if NodeId(to) != from {
+                            self.queue.push_back((from, NodeId(to), msg.clone()));
+                        }
+                    }
+                }
+                Effect::Safety(ev) => self.events.push(ev),
+                Effect::Evidence(ev) => self.evidence.push(ev),
+            }
+        }
+    }
+
+    pub(crate) fn deliver_one(&mut self, from: NodeId, to: NodeId, msg: PbftMessage) {
+        if to == CLIENT_NODE {
+            if let PbftMessage::Reply(r) = msg {
+                self.replies.push(r.body);
+            }
+            return;
+        }
+        if self.down.contains(&to) || self.down.contains(&from) {
+            return;
+        }
+        let i = to.get() as usize;
+        if let Err(refused) = check_inbound(&self.keys[i], &mut VerifyCache::new(), from, &msg) {
+            self.evidence.push(Evidence {
+                witness: to,
+                accused: refused.accused,
+                kind: refused.kind,
+                proof: refused.proof,
+            });
+            return;
+        }
+        let effects = self.replicas[i].step(Input::Message { from, msg });
+        self.absorb(to, effects);
+    }
+
+    pub(crate) fn run(&mut self) {
+        let mut steps = 0;
+        while let Some((from, to, msg)) = self.queue.pop_front() {
+            self.deliver_one(from, to, msg);
+            steps += 1;
+            assert!(steps < 100_000, "the cluster does not quiesce");
+        }
+    }
+
+    pub(crate) fn tick(&mut self, us: u64) {
+        self.now_us += us;
+        for i in 0..self.n() {
+            if self.down.contains(&NodeId(i as u64)) {
+                continue;
+            }
+            let effects = self.replicas[i].step(Input::Tick {
+                now_us: self.now_us,
+            });
+            self.absorb(NodeId(i as u64), effects);
+        }
+    }
+
+    pub(crate) fn request(&mut self, client: u64, op: KvCommand) -> SignedRequest {
+        self.timestamp += 1;
+        SignedRequest::new(
+            Request {
+                node: CLIENT_NODE,
+                client: ClientId(client),
+                timestamp: self.timestamp,
+                op,
+            },
+            &self.client_keys,
+        )
+    }
+
+    pub(crate) fn submit(&mut self, r: &SignedRequest) {
+        for to in 0..self.n() as u64 {
+            self.queue
+                .push_back((CLIENT_NODE, NodeId(to), PbftMessage::Request(r.clone())));
+        }
+    }
+
+    pub(crate) fn replies_for(&self, r: &SignedRequest) -> Vec<&Reply> {
+        self.replies
+            .iter()
+            .filter(|p| p.client == r.request.client && p.timestamp == r.request.timestamp)
+            .collect()
+    }
+
+    pub(crate) fn checked(&self) -> usize {
+        let mut checker = safety::checker();
+        for ev in &self.events {
+            checker.observe(0, ev);
+        }
+        assert!(
+            checker.violations().is_empty(),
+            "{:?}",
+            checker.violations()
+        );
+        self.events.len()
+    }
+}
+
+#[test]
+fn the_primary_multicasts_a_signed_pre_prepare_for_a_request() {
+    let mut c = Cluster::new(4);
+    let r = c.request(1, KvCommand::put("k", "v"));
+    let effects = c.replicas[0].step(Input::Message {
+        from: CLIENT_NODE,
+        msg: PbftMessage::Request(r.clone()),
+    });
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    let Effect::Broadcast(PbftMessage::PrePrepare { pre_prepare, batch }) = &effects[0] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(pre_prepare.body.view, View(0));
+    assert_eq!(pre_prepare.body.seq, SeqNo(1));
+    assert_eq!(pre_prepare.body.primary, NodeId(0));
+    assert_eq!(batch.0, vec![r]);
+    assert_eq!(pre_prepare.body.digest, batch.digest());
+    assert!(pre_prepare.verify(&c.keys[1], NodeId(0)));
+}
+
+#[test]
+fn a_backup_forwards_a_client_request_to_the_primary() {
+    let mut c = Cluster::new(4);
+    let r = c.request(1, KvCommand::put("k", "v"));
+    let effects = c.replicas[2].step(Input::Message {
+        from: CLIENT_NODE,
+        msg: PbftMessage::Request(r.clone()),
+    });
+    assert_eq!(effects.len(), 1);
+    assert!(
+        matches!(&effects[0], Effect::Send { to, msg: PbftMessage::Request(x) } if *to == NodeId(0) && *x == r)
+    );
+}
+
+#[test]
+fn a_request_commits_everywhere_and_the_client_gets_matching_replies() {
+    let mut c = Cluster::new(4);
+    let r = c.request(1, KvCommand::put("k", "v"));
+    c.submit(&r);
+    c.run();
+    for rep in &c.replicas {
+        assert_eq!(rep.last_executed(), SeqNo(1));
+        assert_eq!(rep.store().get("k"), Some("v"));
+    }
+    let replies = c.replies_for(&r);
+    assert_eq!(replies.len(), 4);
+    assert!(replies.iter().all(|p| p.result == KvOutput::Ok));
+    // Prepared at the 3 backups + primary, committed at all 4.
+    let prepared = c
+        .events
+        .iter()
+        .filter(|e| matches!(e, SafetyEvent::Protocol(PbftEvent::Prepared { .. })))
+        .count();
+    let committed = c
+        .events
+        .iter()
+        .filter(|e| matches!(e, SafetyEvent::Protocol(PbftEvent::Committed { .. })))
+        .count();
+    assert_eq!((prepared, committed), (4, 4));
+    c.checked();
+}
+
+#[test]
+fn a_repeated_request_executes_once_and_gets_the_cached_reply() {
+    let mut c = Cluster::new(4);
+    let r = c.request(1, KvCommand::cas("k", None, "1"));
+    c.submit(&r);
+    c.run();
+    c.submit(&r);
+    c.run();
+    for rep in &c.replicas {
+        assert_eq!(rep.last_executed(), SeqNo(1), "not ordered twice");
+    }
+    let replies = c.replies_for(&r);
+    assert_eq!(
+        replies.len(),
+        8,
+        "each replica answers the retransmission from its table"
+    );
+    assert!(replies.iter().all(|p| p.result == KvOutput::CasOk));
+}
+
+#[test]
+fn requests_arriving_while_the_pipeline_is_full_are_batched() {
+    let mut c = Cluster::new(4);
+    let reqs: Vec<SignedRequest> = (0..12)
+        .map(|i| c.request(i, KvCommand::put(format!("k{i}"), "v")))
+        .collect();
+    // Only the primary hears them, all before anything is delivered.
+    for r in &reqs {
+        let effects = c.replicas[0].step(Input::Message {
+            from: CLIENT_NODE,
+            msg: PbftMessage::Request(r.clone()),
+        });
+        c.absorb(NodeId(0), effects);
+    }
+    let pps: Vec<usize> = c
+        .queue
+        .iter()
+        .filter_map(|(_, to, m)| match m {
+            PbftMessage::PrePrepare { batch, .. } if *to == NodeId(1) => Some(batch.0.len()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pps, vec![1, 1], "two batches in flight");
+    c.run();
+    // The rest went out in one batch once the first executed.
+    for rep in &c.replicas {
+        assert_eq!(rep.last_executed(), SeqNo(3));
+        assert_eq!(rep.store().len(), 12);
+    }
+}
+
+#[test]
+fn checkpoints_become_stable_and_discard_the_log() {
+    let mut c = Cluster::new(4);
+    for i in 0..9 {
+        let r = c.request(i, KvCommand::put("k", format!("{i}")));
+        c.submit(&r);
+        c.run();
+    }
+    for rep in &c.replicas {
+        assert_eq!(rep.last_executed(), SeqNo(9));
+        assert_eq!(
+            rep.low_watermark(),
+            SeqNo(8),
+            "stable at 2f+1 CHECKPOINTs of seq 8"
+        );
+        assert_eq!(rep.log_len(), 1, "only seq 9 remains");
+    }
+}
+
+#[test]
+fn a_crashed_primary_is_replaced_by_a_view_change_and_the_request_executes() {
+    let mut c = Cluster::new(4);
+    c.down.insert(NodeId(0));
+    let r = c.request(1, KvCommand::put("k", "v"));
+    c.submit(&r);
+    c.run();
+    assert!(c.replicas[1..]
+        .iter()
+        .all(|rep| rep.last_executed() == SeqNo::ZERO));
+    c.tick(1_100_000);
+    c.run();
+    for rep in &c.replicas[1..] {
+        assert_eq!(rep.view(), View(1));
+        assert_eq!(rep.status(), Status::Normal);
+    }
+    // The new primary orders the pending request.
+    c.tick(100_000);
+    c.run();
+    for rep in &c.replicas[1..] {
+        assert_eq!(rep.last_executed(), SeqNo(1), "{rep:?}");
+    }
+    assert!(c
+        .events
+        .iter()
+        .any(|e| matches!(e, SafetyEvent::BecameLeader { node, epoch: 1 } if *node == NodeId(1))));
+    assert!(c.evidence.is_empty(), "{:?}", c.evidence);
+    c.checked();
+}
+
+#[test]
+fn prepared_requests_survive_a_view_change_and_sequence_numbers_do_not_restart() {
+    let mut c = Cluster::new(4);
+    let r1 = c.request(1, KvCommand::put("a", "1"));
+    c.submit(&r1);
+    c.run();
+    // r2 prepares everywhere, but no COMMIT is delivered.
+    let r2 = c.request(2, KvCommand::put("b", "2"));
+    c.submit(&r2);
+    while let Some((from, to, msg)) = c.queue.pop_front() {
+        if !matches!(msg, PbftMessage::Commit(_)) {
+            c.deliver_one(from, to, msg);
+        }
+    }
+    assert!(c.replicas.iter().all(|r| r.last_executed() == SeqNo(1)));
+    c.down.insert(NodeId(0));
+    c.tick(1_100_000);
+    c.run();
+    c.tick(100_000);
+    c.run();
+    for rep in &c.replicas[1..] {
+        assert_eq!(rep.view(), View(1));
+        assert_eq!(
+            rep.last_executed(),
+            SeqNo(2),
+            "the prepared request was re-issued at s2"
+        );
+        assert_eq!(rep.store().get("b"), Some("2"));
+    }
+    let r3 = c.request(3, KvCommand::put("c", "3"));
+    c.submit(&r3);
+    c.run();
+    for rep in &c.replicas[1..] {
+        assert_eq!(rep.last_executed(), SeqNo(3), "view 1 continues at s3");
+    }
+    c.checked();
+}
+
+#[test]
+fn a_lying_new_view_is_rejected_and_its_primary_accused() {
+    let mut c = Cluster::new(4);
+    c.down.insert(NodeId(0));
+    let r = c.request(1, KvCommand::put("k", "v"));
+    c.submit(&r);
+    c.run();
+    c.tick(1_100_000);
+    // Replace n1's NEW-VIEW by one that drops a VIEW-CHANGE's content:
+    // re-issues a PRE-PREPARE nobody prepared.
+    let mut forged = Vec::new();
+    while let Some((from, to, msg)) = c.queue.pop_front() {
+        match msg {
+            PbftMessage::NewView(_) => forged.push((from, to)),
+            m => c.deliver_one(from, to, m),
+        }
+    }
+    let nv = c.replicas[1].view();
+    assert_eq!(nv, View(1));
+    let (vcs, _) = (0, 0);
+    let _ = vcs;
+    // Build a NEW-VIEW signed by n1 with an extra re-issued request.
+    let keys1 = &c.keys[1];
+    let fake = Signed::new(
+        NewView {
+            view: View(1),
+            view_changes: Vec::new(),
+            pre_prepares: vec![Signed::new(
+                PrePrepare {
+                    view: View(1),
+                    seq: SeqNo(1),
+                    digest: Batch::default().digest(),
+                    primary: NodeId(1),
+                },
+                keys1,
+            )],
+            primary: NodeId(1),
+        },
+        keys1,
+    );
+    c.deliver_one(NodeId(1), NodeId(2), PbftMessage::NewView(fake));
+    assert!(c
+        .evidence
+        .iter()
+        .any(|e| e.accused == NodeId(1) && e.kind == EvidenceKind::LyingNewView));
+    assert!(
+        matches!(c.replicas[2].status(), Status::ViewChange { .. }),
+        "not installed"
+    );
+}
+
+#[test]
+fn forged_and_impersonated_messages_are_dropped_and_attributed() {
+    let mut c = Cluster::new(4);
+    let r = c.request(1, KvCommand::put("k", "v"));
+    // n3 forges a PRE-PREPARE as the primary n0.
+    let pp = Signed::new(
+        PrePrepare {
+            view: View(0),
+            seq: SeqNo(1),
+            digest: Batch(vec![r.clone()]).digest(),
+            primary: NodeId(0),
+        },
+        &c.keys[3],
+    );
+    c.deliver_one(
+        NodeId(3),
+        NodeId(1),
+        PbftMessage::PrePrepare {
+            pre_prepare: pp.clone(),
+            batch: Batch(vec![r.clone()]),
+        },
+    );
+    // And sends it as itself.
+    c.deliver_one(
+        NodeId(0),
+        NodeId(1),
+        PbftMessage::PrePrepare {
+            pre_prepare: pp,
+            batch: Batch(vec![r.clone()]),
+        },
+    );
+    // A commit with a MAC for someone else.
+    let commit = Maced::new(
+        Commit {
+            view: View(0),
+            seq: SeqNo(1),
+            digest: r.digest(),
+            replica: NodeId(3),
+        },
+        &c.keys[3],
+        &[NodeId(2)],
+    );
+    c.deliver_one(NodeId(3), NodeId(1), PbftMessage::Commit(commit));
+    let kinds: Vec<(NodeId, EvidenceKind)> =
+        c.evidence.iter().map(|e| (e.accused, e.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (NodeId(3), EvidenceKind::Impersonation),
+            (NodeId(0), EvidenceKind::InvalidSignature),
+            (NodeId(3), EvidenceKind::InvalidMac),
+        ]
+    );
+    assert_eq!(c.replicas[1].log_len(), 0, "nothing was accepted");
+}
+
+#[test]
+fn an_invalid_view_change_does_not_hide_the_valid_ones() {
+    // concord-bft: one VIEW-CHANGE with a bad certificate must not make a
+    // replica ignore the others.
+    let mut c = Cluster::new(4);
+    c.down.insert(NodeId(0));
+    let r = c.request(1, KvCommand::put("k", "v"));
+    c.submit(&r);
+    c.run();
+    // n3 sends a VIEW-CHANGE with a certificate lacking PREPAREs.
+    let fake_pp = Signed::new(
+        PrePrepare {
+            view: View(0),
+            seq: SeqNo(1),
+            digest: Batch(vec![r.clone()]).digest(),
+            primary: NodeId(0),
+        },
+        &c.keys[0],
+    );
+    let bad = Signed::new(
+        ViewChange {
+            new_view: View(1),
+            stable_seq: SeqNo::ZERO,
+            stable_digest: config(0, 4).quorums().genesis,
+            checkpoint_proof: Vec::new(),
+            prepared: vec![PreparedCert {
+                pre_prepare: fake_pp,
+                prepares: Vec::new(),
+                batch: Batch(vec![r.clone()]),
+            }],
+            replica: NodeId(3),
+        },
+        &c.keys[3],
+    );
+    c.deliver_one(NodeId(3), NodeId(1), PbftMessage::ViewChange(bad));
+    assert!(c
+        .evidence
+        .iter()
+        .any(|e| e.accused == NodeId(3) && e.kind == EvidenceKind::InvalidViewChange));
+    c.tick(1_100_000);
+    c.run();
+    c.tick(100_000);
+    c.run();
+    for rep in &c.replicas[1..] {
+        assert_eq!((rep.view(), rep.status()), (View(1), Status::Normal));
+        assert_eq!(rep.last_executed(), SeqNo(1));
+    }
+}
+
+#[test]
+fn a_partitioned_replica_catches_up_by_state_transfer() {
+    let mut c = Cluster::new(4);
+    c.down.insert(NodeId(3));
+    for i in 0..20 {
+        let r = c.request(i, KvCommand::put(format!("k{i}"), "v"));
+        c.submit(&r);
+        c.run();
+    }
+    assert_eq!(c.replicas[0].last_executed(), SeqNo(20));
+    assert_eq!(c.replicas[3].last_executed(), SeqNo::ZERO);
+    c.down.remove(&NodeId(3));
+    // Retransmitted CHECKPOINTs (to a silent replica every SILENT_ROUNDS
+    // rounds) tell n3 it is behind; it fetches the state.
+    for _ in 0..SILENT_ROUNDS + 2 {
+        c.tick(100_000);
+        c.run();
+    }
+    assert!(
+        c.replicas[3].last_executed() >= SeqNo(16),
+        "{:?}",
+        c.replicas[3]
+    );
+    assert_eq!(c.replicas[3].store().get("k15"), Some("v"));
+    assert!(c.evidence.is_empty());
+    c.checked();
+}
+
+#[test]
+fn a_pre_prepare_above_the_high_watermark_is_dropped_then_accepted_on_retransmission() {
+    // Fabric: a PRE-PREPARE just above H arriving before the CHECKPOINT
+    // that moves H must not force a view change.
+    let mut c = Cluster::new(4);
+    for i in 0..8 {
+        let r = c.request(i, KvCommand::put("k", format!("{i}")));
+        c.submit(&r);
+        c.run();
+    }
+    assert_eq!(c.replicas[1].low_watermark(), SeqNo(8));
+    for rep in &c.replicas {
+        assert_eq!(rep.view(), View(0));
+    }
+    let r = c.request(99, KvCommand::put("z", "z"));
+    c.submit(&r);
+    c.run();
+    c.tick(200_000);
+    c.run();
+    for rep in &c.replicas {
+        assert_eq!(rep.view(), View(0), "no view change");
+        assert_eq!(rep.last_executed(), SeqNo(9));
+    }
+}
+
+#[test]
+fn checkpoints_keep_the_log_bounded_over_a_long_run() {
+    let mut c = Cluster::new(4);
+    let mut max_log = 0;
+    for i in 0..600 {
+        let r = c.request(i % 7, KvCommand::put(format!("k{}", i % 5), format!("{i}")));
+        c.submit(&r);
+        c.run();
+        max_log = max_log.max(c.replicas.iter().map(Replica::log_len).max().unwrap_or(0));
+    }
+    for rep in &c.replicas {
+        assert_eq!(rep.last_executed(), SeqNo(600));
+        assert_eq!(
+            rep.low_watermark(),
+            SeqNo(600),
+            "stable at the last checkpoint"
+        );
+        assert_eq!(rep.pending_len(), 0);
+    }
+    // Measured: the log never held more than one checkpoint interval
+    // (plus the slot being ordered) with K = 4, L = 8.
+    assert!(max_log <= 8, "log grew to {max_log}");
+    c.checked();
+}
+
+#[test]
+fn a_request_executed_only_by_the_primary_survives_a_view_change() {
+    // CCF: the primary commits and executes; the backups' COMMITs to each
+    // other are lost; the primary crashes. The request is prepared at 2f+1
+    // replicas, so the new view re-issues it at the same sequence number.
+    let mut c = Cluster::new(4);
+    let r = c.request(1, KvCommand::put("k", "v"));
+    c.submit(&r);
+    while let Some((from, to, msg)) = c.queue.pop_front() {
+        let commit_to_backup = matches!(msg, PbftMessage::Commit(_)) && to != NodeId(0);
+        if !commit_to_backup {
+            c.deliver_one(from, to, msg);
+        }
+    }
+    assert_eq!(
+        c.replicas[0].last_executed(),
+        SeqNo(1),
+        "the primary executed"
+    );
+    assert!(c.replicas[1..]
+        .iter()
+        .all(|r| r.last_executed() == SeqNo::ZERO));
+    c.down.insert(NodeId(0));
+    c.tick(1_100_000);
+    c.run();
+    for rep in &c.replicas[1..] {
+        assert_eq!(rep.view(), View(1));
+        assert_eq!(rep.last_executed(), SeqNo(1), "not lost");
+        assert_eq!(rep.store().get("k"), Some("v"));
+    }
+    assert_eq!(
+        c.replies_for(&r).len(),
+        4,
+        "the primary's and the backups' replies"
+    );
+    c.checked();
+}
+
+#[test]
+fn a_transient_partition_after_the_view_change_timer_fired_does_not_stall_the_cluster() {
+    // Fabric: n3 hears a request, is cut off, its timer fires and it moves
+    // to view 1 alone. After the partition heals the others still run
+    // view 0; when n2 then crashes, n0 and n1 time out, join n3 in view 1
+    // (2f+1 VIEW-CHANGEs with n3's retransmitted one) and go on.
+    let mut c = Cluster::new(4);
+    let r1 = c.request(1, KvCommand::put("a", "1"));
+    for to in 0..4 {
+        let target = NodeId(to);
+        if target == NodeId(3) {
+            c.deliver_one(CLIENT_NODE, target, PbftMessage::Request(r1.clone()));
+        } else {
+            c.queue
+                .push_back((CLIENT_NODE, target, PbftMessage::Request(r1.clone())));
+        }
+    }
+    c.down.insert(NodeId(3));
+    c.run();
+    c.down.remove(&NodeId(3));
+    let effects = c.replicas[3].step(Input::Tick { now_us: 1_100_000 });
+    assert!(matches!(c.replicas[3].status(), Status::ViewChange { .. }));
+    assert_eq!(c.replicas[3].view(), View(1));
+    c.absorb(NodeId(3), effects);
+    c.run();
+    assert_eq!(
+        c.replicas[0].view(),
+        View(0),
+        "one VIEW-CHANGE moves nobody"
+    );
+    c.down.insert(NodeId(2));
+    let r2 = c.request(2, KvCommand::put("b", "2"));
+    c.submit(&r2);
+    c.run();
+    for _ in 0..40 {
+        c.tick(100_000);
+        c.run();
+    }
+    for i in [0, 1, 3] {
+        let rep = &c.replicas[i];
+        assert_eq!(rep.status(), Status::Normal, "{rep:?}");
+        assert_eq!(rep.store().get("b"), Some("2"), "{rep:?}");
+    }
+    c.checked();
+}

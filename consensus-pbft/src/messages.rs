@@ -1,0 +1,499 @@
+//! PBFT's messages (Castro and Liskov, OSDI'99 §4, TOCS 2002 §4), named
+//! as in the paper, and the authentication each carries.
+//!
+//! | message | authentication |
+//! |---|---|
+//! | REQUEST | client signature |
+//! | PRE-PREPARE, PREPARE | replica signature (they form prepared certificates) |
+//! | COMMIT, REPLY, fetch-state | MAC authenticator (one MAC per receiver) |
+//! | CHECKPOINT, VIEW-CHANGE, NEW-VIEW | replica signature |
+//! | state transfer | the digest certified by 2f+1 signed CHECKPOINTs |
+
+use crate::authenticator::core::{client_identity, digest_of, AuthHeader, AuthKind, Keys};
+use crate::types::{SeqNo, View};
+use consensus_actors::kv::{KvCommand, KvOutput};
+use consensus_actors::types::{ClientId, NodeId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A SHA-256 digest.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The first 8 bytes, as the `u64` digest safety events carry.
+    pub fn short(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(b)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{:016x}", self.short())
+    }
+}
+
+/// An HMAC-SHA256 tag.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag(pub [u8; 32]);
+
+impl fmt::Debug for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tag:{:02x}{:02x}..", self.0[0], self.0[1])
+    }
+}
+
+/// An ed25519 signature (64 bytes, kept as two halves for serde).
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sig {
+    r: [u8; 32],
+    s: [u8; 32],
+}
+
+impl Sig {
+    /// From the 64 signature bytes.
+    pub fn from_bytes(bytes: [u8; 64]) -> Self {
+        let mut r = [0u8; 32];
+        let mut s = [0u8; 32];
+        r.copy_from_slice(&bytes[..32]);
+        s.copy_from_slice(&bytes[32..]);
+        Self { r, s }
+    }
+
+    /// The 64 signature bytes.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.r);
+        out[32..].copy_from_slice(&self.s);
+        out
+    }
+}
+
+impl fmt::Debug for Sig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sig:{:02x}{:02x}..", self.r[0], self.r[1])
+    }
+}
+
+/// A message body with the header its authentication covers.
+pub trait Authenticated: Serialize {
+    /// The header (receiver left to the authenticator).
+    fn header(&self) -> AuthHeader;
+}
+
+/// A body signed by its sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed<T> {
+    /// The body.
+    pub body: T,
+    /// The sender's signature over the body's header.
+    pub sig: Sig,
+}
+
+impl<T: Authenticated> Signed<T> {
+    /// `body` signed with this replica's key.
+    pub fn new(body: T, keys: &Keys) -> Self {
+        let sig = keys.sign(&body.header());
+        Self { body, sig }
+    }
+
+    /// Whether the signature is replica `signer`'s.
+    pub fn verify(&self, keys: &Keys, signer: NodeId) -> bool {
+        keys.verify_replica(signer, &self.body.header(), &self.sig)
+    }
+}
+
+/// A body with a MAC authenticator (one MAC per receiver).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Maced<T> {
+    /// The body.
+    pub body: T,
+    /// One MAC per receiver.
+    pub auth: Vec<(NodeId, Tag)>,
+}
+
+impl<T: Authenticated> Maced<T> {
+    /// `body` with MACs for every node of `to`.
+    pub fn new(body: T, keys: &Keys, to: &[NodeId]) -> Self {
+        let auth = keys.authenticator(to, &body.header());
+        Self { body, auth }
+    }
+
+    /// Whether the MAC for this party is `from`'s.
+    pub fn verify(&self, keys: &Keys, from: NodeId) -> bool {
+        keys.check_authenticator(from, &self.body.header(), &self.auth)
+    }
+}
+
+fn header(
+    kind: AuthKind,
+    view: View,
+    seq: SeqNo,
+    sender: u64,
+    body: crate::messages::Digest,
+) -> AuthHeader {
+    AuthHeader {
+        kind,
+        view,
+        seq,
+        sender,
+        receiver: 0,
+        body,
+    }
+}
+
+/// A client's operation (§4.1: `<REQUEST, o, t, c>`). The client is
+/// identified by the node it submits through and its id there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The node the client submits through (replies go there).
+    pub node: NodeId,
+    /// The client's id on that node.
+    pub client: ClientId,
+    /// The client's timestamp: increasing, for exactly-once execution.
+    pub timestamp: u64,
+    /// The operation.
+    pub op: KvCommand,
+}
+
+impl Request {
+    /// The client's identity number.
+    pub fn identity(&self) -> u64 {
+        client_identity(self.node, self.client)
+    }
+}
+
+impl Authenticated for Request {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::Request,
+            View::ZERO,
+            SeqNo(self.timestamp),
+            self.identity(),
+            digest_of(self),
+        )
+    }
+}
+
+/// A request signed by its client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedRequest {
+    /// The request.
+    pub request: Request,
+    /// The client's signature.
+    pub sig: Sig,
+}
+
+impl SignedRequest {
+    /// `request` signed by its client (through `keys` of its node).
+    pub fn new(request: Request, keys: &Keys) -> Self {
+        let sig = keys.sign_as_client(request.identity(), &request.header());
+        Self { request, sig }
+    }
+
+    /// Whether the client signed it.
+    pub fn verify(&self, keys: &Keys) -> bool {
+        keys.verify_client(self.request.identity(), &self.request.header(), &self.sig)
+    }
+
+    /// The request's digest.
+    pub fn digest(&self) -> Digest {
+        digest_of(&self.request)
+    }
+}
+
+/// The requests one PRE-PREPARE orders (empty: the null request).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<SignedRequest>);
+
+impl Batch {
+    /// The digest a PRE-PREPARE carries: over the requests' digests.
+    pub fn digest(&self) -> Digest {
+        let digests: Vec<Digest> = self.0.iter().map(SignedRequest::digest).collect();
+        digest_of(&digests)
+    }
+}
+
+/// PRE-PREPARE `<v, n, d>` from the primary of `v` (§4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrePrepare {
+    /// The view.
+    pub view: View,
+    /// The sequence number assigned.
+    pub seq: SeqNo,
+    /// The digest of the batch.
+    pub digest: Digest,
+    /// The primary.
+    pub primary: NodeId,
+}
+
+impl Authenticated for PrePrepare {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::PrePrepare,
+            self.view,
+            self.seq,
+            self.primary.get(),
+            digest_of(self),
+        )
+    }
+}
+
+/// PREPARE `<v, n, d, i>` from a backup (§4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepare {
+    /// The view.
+    pub view: View,
+    /// The sequence number.
+    pub seq: SeqNo,
+    /// The digest.
+    pub digest: Digest,
+    /// The backup.
+    pub replica: NodeId,
+}
+
+impl Authenticated for Prepare {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::Prepare,
+            self.view,
+            self.seq,
+            self.replica.get(),
+            digest_of(self),
+        )
+    }
+}
+
+/// COMMIT `<v, n, d, i>` (§4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The view.
+    pub view: View,
+    /// The sequence number.
+    pub seq: SeqNo,
+    /// The digest.
+    pub digest: Digest,
+    /// The replica.
+    pub replica: NodeId,
+}
+
+impl Authenticated for Commit {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::Commit,
+            self.view,
+            self.seq,
+            self.replica.get(),
+            digest_of(self),
+        )
+    }
+}
+
+/// REPLY `<v, t, c, i, r>` (§4.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The replica's view.
+    pub view: View,
+    /// The request's timestamp.
+    pub timestamp: u64,
+    /// The client's node.
+    pub node: NodeId,
+    /// The client.
+    pub client: ClientId,
+    /// The replica.
+    pub replica: NodeId,
+    /// The result of executing the request.
+    pub result: KvOutput,
+}
+
+impl Authenticated for Reply {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::Reply,
+            self.view,
+            SeqNo(self.timestamp),
+            self.replica.get(),
+            digest_of(self),
+        )
+    }
+}
+
+/// CHECKPOINT `<n, d, i>` (§4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The sequence number of the last request the state reflects.
+    pub seq: SeqNo,
+    /// The digest of the state.
+    pub state: Digest,
+    /// The replica.
+    pub replica: NodeId,
+}
+
+impl Authenticated for Checkpoint {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::Checkpoint,
+            View::ZERO,
+            self.seq,
+            self.replica.get(),
+            digest_of(self),
+        )
+    }
+}
+
+/// A prepared certificate (§4.4): a PRE-PREPARE and 2f matching PREPAREs
+/// from distinct backups, with the batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedCert {
+    /// The primary's PRE-PREPARE.
+    pub pre_prepare: Signed<PrePrepare>,
+    /// 2f PREPAREs from distinct backups.
+    pub prepares: Vec<Signed<Prepare>>,
+    /// The batch (its digest is the PRE-PREPARE's).
+    pub batch: Batch,
+}
+
+/// VIEW-CHANGE `<v+1, n, C, P, i>` (§4.4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewChange {
+    /// The view the replica moves to.
+    pub new_view: View,
+    /// The sequence number of its last stable checkpoint.
+    pub stable_seq: SeqNo,
+    /// Its state digest.
+    pub stable_digest: Digest,
+    /// 2f+1 signed CHECKPOINTs proving it (empty for the initial state).
+    pub checkpoint_proof: Vec<Signed<Checkpoint>>,
+    /// A prepared certificate per sequence number above `stable_seq`
+    /// (the one of the highest view).
+    pub prepared: Vec<PreparedCert>,
+    /// The replica.
+    pub replica: NodeId,
+}
+
+impl Authenticated for ViewChange {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::ViewChange,
+            self.new_view,
+            self.stable_seq,
+            self.replica.get(),
+            digest_of(self),
+        )
+    }
+}
+
+/// NEW-VIEW `<v+1, V, O>` (§4.4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewView {
+    /// The new view.
+    pub view: View,
+    /// 2f+1 VIEW-CHANGEs for it from distinct replicas.
+    pub view_changes: Vec<Signed<ViewChange>>,
+    /// The re-issued PRE-PREPAREs (O), in sequence order.
+    pub pre_prepares: Vec<Signed<PrePrepare>>,
+    /// The new primary.
+    pub primary: NodeId,
+}
+
+impl Authenticated for NewView {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::NewView,
+            self.view,
+            SeqNo::ZERO,
+            self.primary.get(),
+            digest_of(self),
+        )
+    }
+}
+
+/// A lagging replica asks for the state of a stable checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchState {
+    /// The checkpoint wanted.
+    pub seq: SeqNo,
+    /// The replica asking.
+    pub replica: NodeId,
+}
+
+impl Authenticated for FetchState {
+    fn header(&self) -> AuthHeader {
+        header(
+            AuthKind::FetchState,
+            View::ZERO,
+            self.seq,
+            self.replica.get(),
+            digest_of(self),
+        )
+    }
+}
+
+/// The state of a checkpoint (checked against the certified digest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateTransfer {
+    /// The checkpoint.
+    pub seq: SeqNo,
+    /// The encoded state (store and client table).
+    pub state: Vec<u8>,
+    /// 2f+1 signed CHECKPOINTs for it.
+    pub proof: Vec<Signed<Checkpoint>>,
+}
+
+/// What PBFT replicas and clients send each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PbftMessage {
+    /// A client request (from its node, or forwarded by a backup).
+    Request(SignedRequest),
+    /// PRE-PREPARE with its batch.
+    PrePrepare {
+        /// The signed PRE-PREPARE.
+        pre_prepare: Signed<PrePrepare>,
+        /// The requests.
+        batch: Batch,
+    },
+    /// PREPARE, with the primary's PRE-PREPARE it answers (so that two
+    /// backups given different PRE-PREPAREs by an equivocating primary
+    /// hold the proof: two signed PRE-PREPAREs for one slot).
+    Prepare {
+        /// The signed PREPARE.
+        prepare: Signed<Prepare>,
+        /// The primary's signed PRE-PREPARE it answers.
+        pre_prepare: Signed<PrePrepare>,
+    },
+    /// COMMIT.
+    Commit(Maced<Commit>),
+    /// REPLY.
+    Reply(Maced<Reply>),
+    /// CHECKPOINT.
+    Checkpoint(Signed<Checkpoint>),
+    /// VIEW-CHANGE.
+    ViewChange(Signed<ViewChange>),
+    /// NEW-VIEW (the batches of its re-issued PRE-PREPAREs are in the
+    /// prepared certificates of its VIEW-CHANGEs).
+    NewView(Signed<NewView>),
+    /// A state-transfer request.
+    FetchState(Maced<FetchState>),
+    /// A state-transfer answer.
+    StateTransfer(StateTransfer),
+}
+
+impl PbftMessage {
+    /// The message's name, as the paper writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PbftMessage::Request(_) => "REQUEST",
+            PbftMessage::PrePrepare { .. } => "PRE-PREPARE",
+            PbftMessage::Prepare { .. } => "PREPARE",
+            PbftMessage::Commit(_) => "COMMIT",
+            PbftMessage::Reply(_) => "REPLY",
+            PbftMessage::Checkpoint(_) => "CHECKPOINT",
+            PbftMessage::ViewChange(_) => "VIEW-CHANGE",
+            PbftMessage::NewView(_) => "NEW-VIEW",
+            PbftMessage::FetchState(_) => "FETCH-STATE",
+            PbftMessage::StateTransfer(_) => "STATE-TRANSFER",
+        }
+    }
+}

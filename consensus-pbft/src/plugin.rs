@@ -1,0 +1,283 @@
+//! The PBFT plug-in: each node a supervised tree (authenticator, replica,
+//! client proxy; see [`crate::node`]) replicating the reference key-value
+//! store, behind the runtime's [`ProtocolPlugin`] and [`NodeHandle`], so
+//! the engine, `consensus simulate`, `consensus bench` and campaigns run
+//! it. The engine registers it under [`PROTOCOL`] (`pbft`).
+//!
+//! * `f` is `max_byzantine_nodes` when `byzantine_tolerance` is set (the
+//!   configuration refuses `n < 3f + 1`), else the largest `f` the cluster
+//!   tolerates, `(n - 1) / 3`.
+//! * Any node accepts a command: its client proxy signs it, multicasts it
+//!   and answers once f+1 replicas sent matching REPLYs.
+//! * Each node's replica state is kept by the plug-in across crashes
+//!   ([`ReplicaStore`]).
+//! * The primary of a view reports the neutral `BecameLeader` with the view
+//!   as the epoch.
+
+use crate::engine::actor::ReplicaStore;
+use crate::engine::core::{ReplicaConfig, Status};
+use crate::evidence::EvidenceLog;
+use crate::messages::PbftMessage;
+use crate::node::{start_node, NodeSpec, PbftSlots, Submit};
+use crate::safety::{self, PbftEvent, SafetyChecker};
+use consensus_actors::config::ConsensusConfig;
+use consensus_actors::kv::KvCommand;
+use consensus_actors::plugin::{
+    ready, Capabilities, Committed, NodeError, NodeHandle, NodeInfo, NodeWiring, PluginError,
+    PluginNode, ProtocolPlugin, Reply,
+};
+use consensus_actors::sim::{NodeContext, StartedNode};
+use consensus_actors::supervision::Shutdown;
+use consensus_actors::types::{ClientId, ConsensusProtocol, LogIndex, NodeId, NodeState};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use tokio::sync::oneshot;
+
+/// The name the engine registers PBFT under.
+pub const PROTOCOL: ConsensusProtocol = ConsensusProtocol::named("pbft");
+
+/// PBFT's settings beyond the shared configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PbftConfig {
+    /// `f`.
+    pub f: usize,
+    /// `K`: checkpoint interval.
+    pub checkpoint_interval: u64,
+    /// `L`: watermark window (a multiple of `K`).
+    pub log_window: u64,
+    /// Requests per PRE-PREPARE at most.
+    pub batch_max: usize,
+    /// Unexecuted batches the primary keeps at most.
+    pub batches_in_flight: u64,
+    /// The request timer, microseconds (doubles per successive view change).
+    pub view_change_timeout_us: u64,
+    /// Retransmission interval, microseconds.
+    pub retransmit_us: u64,
+    /// Seed of the cluster secret.
+    pub cluster_seed: u64,
+    /// The cluster id in authenticated messages.
+    pub cluster: u64,
+}
+
+impl PbftConfig {
+    /// The settings for `config`: `K = 64`, `L = 2K`, batches of up to
+    /// `max_log_entries_per_append` requests, the request timer the upper
+    /// election timeout, retransmission every two heartbeat intervals (at
+    /// least 100 ms).
+    pub fn from_consensus(config: &ConsensusConfig) -> Result<Self, PluginError> {
+        config.validate()?;
+        let n = config.cluster_size;
+        let f = if config.byzantine_tolerance {
+            config.max_byzantine_nodes
+        } else {
+            (n - 1) / 3
+        };
+        if n < 3 * f + 1 {
+            return Err(PluginError::InvalidSetting(format!(
+                "PBFT tolerating f = {f} Byzantine replicas needs at least {} nodes (3f + 1), got {n}",
+                3 * f + 1
+            )));
+        }
+        Ok(Self {
+            f,
+            checkpoint_interval: 64,
+            log_window: 128,
+            batch_max: config.max_log_entries_per_append.max(1),
+            batches_in_flight: 4,
+            view_change_timeout_us: config.election_timeout_ms.1 * 1000,
+            retransmit_us: (config.heartbeat_interval_ms * 2000).max(100_000),
+            cluster_seed: 0x5eed,
+            cluster: 1,
+        })
+    }
+
+    /// The settings of replica `id` among `members`.
+    pub fn replica(&self, id: NodeId, members: &[NodeId]) -> ReplicaConfig {
+        let mut members = members.to_vec();
+        members.sort_unstable();
+        members.dedup();
+        ReplicaConfig {
+            id,
+            members,
+            f: self.f,
+            checkpoint_interval: self.checkpoint_interval,
+            log_window: self.log_window,
+            batch_max: self.batch_max,
+            batches_in_flight: self.batches_in_flight,
+            view_change_timeout_us: self.view_change_timeout_us,
+            retransmit_us: self.retransmit_us,
+            max_pending: 65_536,
+            cluster: self.cluster,
+            secret: crate::authenticator::core::cluster_secret(self.cluster_seed, self.cluster),
+        }
+    }
+}
+
+/// PBFT, as the engine runs it. See the [module documentation](self).
+pub struct PbftPlugin {
+    cfg: PbftConfig,
+    slots: Option<Rc<dyn Fn(NodeId) -> PbftSlots>>,
+    stores: BTreeMap<NodeId, ReplicaStore>,
+    evidence: EvidenceLog,
+}
+
+impl PbftPlugin {
+    /// The stock plug-in with each node's slots chosen by `slots` (e.g. a
+    /// Byzantine replica on some nodes).
+    pub fn with_slots(
+        config: &ConsensusConfig,
+        slots: impl Fn(NodeId) -> PbftSlots + 'static,
+    ) -> Result<Self, PluginError> {
+        let mut p = Self::new(config)?;
+        p.slots = Some(Rc::new(slots));
+        Ok(p)
+    }
+
+    /// The PBFT settings.
+    pub fn pbft_config(&self) -> &PbftConfig {
+        &self.cfg
+    }
+
+    /// Evidence recorded against replicas so far.
+    pub fn evidence(&self) -> &EvidenceLog {
+        &self.evidence
+    }
+
+    /// Records evidence into `log` (e.g. one the caller keeps to read
+    /// after a run) instead of a log of its own.
+    #[must_use]
+    pub fn with_evidence_log(mut self, log: EvidenceLog) -> Self {
+        self.evidence = log;
+        self
+    }
+
+    /// The durable state of `node`'s replica.
+    pub fn store(&self, node: NodeId) -> Option<&ReplicaStore> {
+        self.stores.get(&node)
+    }
+}
+
+impl ProtocolPlugin for PbftPlugin {
+    type Message = PbftMessage;
+
+    type Event = PbftEvent;
+
+    const CAPABILITIES: Capabilities = Capabilities {
+        membership: false,
+        snapshots: false,
+        raft_rpcs: false,
+        panic_injection: false,
+        byzantine: true,
+        log_positions: false,
+    };
+
+    fn new(config: &ConsensusConfig) -> Result<Self, PluginError> {
+        Ok(Self {
+            cfg: PbftConfig::from_consensus(config)?,
+            slots: None,
+            stores: BTreeMap::new(),
+            evidence: EvidenceLog::new(),
+        })
+    }
+
+    fn safety_checker(&self, _config: &ConsensusConfig) -> SafetyChecker {
+        safety::checker()
+    }
+
+    fn start_node(
+        &mut self,
+        ctx: NodeContext<PbftMessage>,
+        wiring: &NodeWiring<PbftEvent>,
+    ) -> PluginNode<PbftMessage> {
+        let id = ctx.id;
+        let members = if wiring.initial_members.is_empty() {
+            ctx.members()
+        } else {
+            wiring.initial_members.clone()
+        };
+        let cfg = self.cfg.replica(id, &members);
+        let store = self.stores.entry(id).or_default().clone();
+        let slots = self
+            .slots
+            .as_ref()
+            .map_or_else(PbftSlots::default, |s| s(id));
+        let spec = NodeSpec {
+            cfg,
+            store: store.clone(),
+            transport: ctx.transport.clone(),
+            safety: wiring.safety.clone(),
+            evidence: self.evidence.clone(),
+            epoch: wiring.observer.origin(),
+        };
+        let node = start_node(spec, &slots, wiring.supervision.clone());
+        let supervisor = node.supervisor.clone();
+        PluginNode {
+            started: StartedNode::new(node.inbox.clone(), move || supervisor.do_send(Shutdown)),
+            handle: Rc::new(PbftHandle {
+                id,
+                members,
+                client: node.client.clone(),
+                store,
+            }),
+        }
+    }
+
+    fn on_crash(&mut self, _node: NodeId) {
+        // The replica's state is durable (see `ReplicaStore`); the client
+        // proxy's requests in flight are lost with the node.
+    }
+}
+
+struct PbftHandle {
+    id: NodeId,
+    members: Vec<NodeId>,
+    client: actix::Addr<crate::client::ClientProxy>,
+    store: ReplicaStore,
+}
+
+impl NodeHandle for PbftHandle {
+    fn node(&self) -> NodeId {
+        self.id
+    }
+
+    fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
+        let proxy = self.client.clone();
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            proxy
+                .try_send(Submit {
+                    client,
+                    op: command,
+                    reply: tx,
+                })
+                .map_err(|_| NodeError::Stopped)?;
+            match rx.await {
+                Ok(Ok(output)) => Ok(Committed {
+                    output,
+                    log_id: None,
+                }),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(NodeError::Stopped),
+            }
+        })
+    }
+
+    fn info(&self) -> Reply<NodeInfo> {
+        let info = self.store.with(|r| NodeInfo {
+            node: self.id,
+            role: if r.is_primary() {
+                NodeState::Leader
+            } else if matches!(r.status(), Status::ViewChange { .. }) {
+                NodeState::Candidate
+            } else {
+                NodeState::Follower
+            },
+            epoch: r.view().get(),
+            leader: (r.status() == Status::Normal).then(|| r.primary()),
+            commit_index: LogIndex(r.last_executed().get()),
+            last_applied: LogIndex(r.last_executed().get()),
+            members: self.members.clone(),
+        });
+        ready(info.ok_or_else(|| NodeError::Unknown("the replica has not started".into())))
+    }
+}
