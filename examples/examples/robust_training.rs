@@ -20,7 +20,8 @@
 //! push as it comes (no robust aggregation there yet: only `--aggregator
 //! mean`); its only Byzantine worker kind is one that pushes sign-flipped
 //! gradients without ever waiting (`--byzantine 1`). `--protocol pbft` is
-//! refused until the PBFT crate exists.
+//! refused until the PBFT replica can execute a state machine other than
+//! the key-value store.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -138,8 +139,9 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         "raft" => {}
         "pbft" => {
             return Err(
-                "--protocol pbft is not available yet: the PBFT ordering layer \
-                        (consensus-pbft, issue #12) is not written; use --protocol raft"
+                "--protocol pbft is not available yet: the PBFT replica executes only the \
+                        key-value store, and ordering model updates through it needs its engine \
+                        to replicate any StateMachine (issue #13); use --protocol raft"
                     .into(),
             )
         }
