@@ -388,7 +388,40 @@ pub trait ProtocolPlugin: Sized + 'static {
 
     /// Node `node` crashed (its actors are stopped): drop what a crash loses.
     fn on_crash(&mut self, node: NodeId);
+
+    /// Makes `node` one of the protocol's Byzantine replicas from its next
+    /// start on, with a behaviour chosen by `draw` (a seeded random number:
+    /// `consensus simulate --faults byzantine` calls it before the cluster
+    /// starts). Returns the behaviour's name, or `None` when the protocol
+    /// has no Byzantine replicas (the default).
+    fn make_byzantine(&mut self, node: NodeId, draw: u64) -> Option<String> {
+        let _ = (node, draw);
+        None
+    }
+
+    /// A way to read, during and after a run, the evidence the protocol's
+    /// correct replicas recorded against others (Byzantine fault
+    /// detection), or `None` when it records none (the default).
+    fn evidence_probe(&self) -> Option<EvidenceProbe> {
+        None
+    }
 }
+
+/// One record of misbehaviour a replica saw another commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Who saw it.
+    pub witness: NodeId,
+    /// The replica accused.
+    pub accused: NodeId,
+    /// What it did, in the protocol's words.
+    pub kind: String,
+    /// The proof, readable.
+    pub proof: String,
+}
+
+/// Reads the evidence recorded so far: `(records kept, total recorded)`.
+pub type EvidenceProbe = Box<dyn Fn() -> (Vec<Evidence>, u64)>;
 
 /// The running nodes of a cluster and their handles; shared between the
 /// cluster host and the clients (single-threaded).

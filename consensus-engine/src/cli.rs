@@ -204,7 +204,8 @@ pub struct RunArgs {
     pub clients: usize,
     /// Faults to inject: none, all, or a comma-separated list of crash, partition, loss, dup,
     /// reorder, panic, disk (failed syncs), quorum-loss, constrained, chained (OmniPaxos'
-    /// partial-connectivity scenarios, each held 5 s); the last four are not part of all.
+    /// partial-connectivity scenarios, each held 5 s), byzantine (--byzantine F replicas,
+    /// with behaviours drawn from the seed; PBFT); the last five are not part of all.
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub faults: FaultSelection,
     /// Distinct keys the clients read and write, 1..=1000000.
@@ -685,9 +686,10 @@ mod tests {
                     Fault::Disk,
                     Fault::QuorumLoss,
                     Fault::Constrained,
-                    Fault::Chained
+                    Fault::Chained,
+                    Fault::Byzantine
                 ],
-                1..=10
+                1..=11
             )
             .prop_map(FaultSelection::Only),
         ]

@@ -46,11 +46,15 @@ pub enum Fault {
     /// OmniPaxos' chained scenario: the leader and one other node cannot
     /// reach each other; all else works. Not part of `all`.
     Chained,
+    /// `--byzantine F` replicas, drawn from the seed, each running a
+    /// Byzantine behaviour drawn from the seed (only for protocols with
+    /// [`Capabilities::byzantine`]). Not part of `all`.
+    Byzantine,
 }
 
 impl Fault {
     /// Every fault family, in command-line order.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 11] = [
         Fault::Crash,
         Fault::Partition,
         Fault::Loss,
@@ -61,6 +65,7 @@ impl Fault {
         Fault::QuorumLoss,
         Fault::Constrained,
         Fault::Chained,
+        Fault::Byzantine,
     ];
 
     /// Whether `all` includes this family (`disk` and the
@@ -69,7 +74,11 @@ impl Fault {
     pub const fn in_all(self) -> bool {
         !matches!(
             self,
-            Fault::Disk | Fault::QuorumLoss | Fault::Constrained | Fault::Chained
+            Fault::Disk
+                | Fault::QuorumLoss
+                | Fault::Constrained
+                | Fault::Chained
+                | Fault::Byzantine
         )
     }
 
@@ -94,6 +103,7 @@ impl Fault {
             Fault::QuorumLoss => "quorum-loss",
             Fault::Constrained => "constrained",
             Fault::Chained => "chained",
+            Fault::Byzantine => "byzantine",
         }
     }
 }
@@ -121,7 +131,7 @@ pub enum FaultSelection {
 
 /// A `--faults` value that cannot be understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of crash, partition, loss, dup, reorder, panic, disk, quorum-loss, constrained, chained")]
+#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of crash, partition, loss, dup, reorder, panic, disk, quorum-loss, constrained, chained, byzantine")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for FaultSelection {
@@ -148,6 +158,7 @@ impl FromStr for FaultSelection {
                 "quorum-loss" | "quorum_loss" => Fault::QuorumLoss,
                 "constrained" => Fault::Constrained,
                 "chained" => Fault::Chained,
+                "byzantine" => Fault::Byzantine,
                 _ => return Err(UnknownFault(part)),
             };
             if !faults.contains(&fault) {
@@ -190,6 +201,11 @@ impl FaultSelection {
                 if list.contains(&Fault::Panic) && !capabilities.panic_injection {
                     return Err(EngineError::InvalidSetting(
                         "--faults panic: this protocol cannot inject component panics".into(),
+                    ));
+                }
+                if list.contains(&Fault::Byzantine) && !capabilities.byzantine {
+                    return Err(EngineError::InvalidSetting(
+                        "--faults byzantine: this protocol only tolerates crash faults (try --protocol pbft)".into(),
                     ));
                 }
                 Ok(list.clone())
@@ -461,7 +477,17 @@ mod tests {
             ]))
         );
         let all = FaultSelection::All.resolve(&caps(true)).unwrap();
-        assert!(all.iter().all(|f| !f.is_scenario()));
+        assert!(all
+            .iter()
+            .all(|f| !f.is_scenario() && *f != Fault::Byzantine));
+        // Byzantine replicas only where the protocol has them.
+        let byz = FaultSelection::Only(vec![Fault::Byzantine]);
+        assert!(byz.resolve(&caps(true)).is_err());
+        let bft = Capabilities {
+            byzantine: true,
+            ..caps(false)
+        };
+        assert_eq!(byz.resolve(&bft).unwrap(), vec![Fault::Byzantine]);
         let dir = NodeDirectory::new();
         let obs = ClusterObserver::new();
         let s = schedule_for(&[Fault::Chained], 5, &dir, &obs).unwrap();

@@ -31,7 +31,7 @@ use consensus_actors::history::{
     check_history_with, CheckOptions, History, LinearizabilityReport, Verdict,
 };
 use consensus_actors::observer::{ClusterObserver, ObserverSnapshot, SupervisionCollector};
-use consensus_actors::plugin::{NodeDirectory, NodeWiring, ProtocolPlugin};
+use consensus_actors::plugin::{Evidence, NodeDirectory, NodeWiring, ProtocolPlugin};
 use consensus_actors::safety::SafetyReport;
 use consensus_actors::sim::{
     block_on_paused, FaultEvent, NetworkFaults, NetworkStats, SimConfig, Simulation, TraceConfig,
@@ -185,6 +185,13 @@ pub struct SimulationReport {
     /// commits took to resume in it (absent when there was none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scenarios: Vec<ScenarioOutcome>,
+    /// The replicas `--faults byzantine` made Byzantine (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub byzantine: Vec<ByzantineReplica>,
+    /// The evidence the correct replicas recorded, for protocols that
+    /// detect Byzantine behaviour (absent for the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceReport>,
 }
 
 impl SimulationReport {
@@ -238,6 +245,63 @@ struct RawRun {
     network: NetworkStats,
     virtual_us: u64,
     recovered_at_us: u64,
+    byzantine: Vec<ByzantineReplica>,
+    evidence: Option<(Vec<Evidence>, u64)>,
+}
+
+/// A replica `--faults byzantine` made Byzantine for the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByzantineReplica {
+    /// The replica.
+    pub node: NodeId,
+    /// Its behaviour, in the protocol's words.
+    pub behaviour: String,
+}
+
+/// What the correct replicas recorded against others in a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceReport {
+    /// Records in all.
+    pub total: u64,
+    /// The replicas accused, sorted.
+    pub accused: Vec<NodeId>,
+    /// The first records (at most [`EVIDENCE_SHOWN`]).
+    pub records: Vec<Evidence>,
+}
+
+/// Evidence records a report carries at most.
+pub const EVIDENCE_SHOWN: usize = 20;
+
+/// Draws the `f` Byzantine replicas of a run and their behaviours from
+/// the seed, and tells the plug-in.
+fn make_byzantine<P: ProtocolPlugin>(
+    plugin: &mut P,
+    seed: u64,
+    nodes: usize,
+    f: usize,
+) -> Result<Vec<ByzantineReplica>, EngineError> {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    // A stream of its own ("byzantin"), so the other draws stay as they are.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x6279_7a61_6e74_696e);
+    let mut members: Vec<NodeId> = (1..=nodes as u64).map(NodeId).collect();
+    members.shuffle(&mut rng);
+    let mut chosen: Vec<NodeId> = members.into_iter().take(f).collect();
+    chosen.sort_unstable();
+    chosen
+        .into_iter()
+        .map(|node| {
+            let draw: u64 = rng.random();
+            plugin
+                .make_byzantine(node, draw)
+                .map(|behaviour| ByzantineReplica { node, behaviour })
+                .ok_or_else(|| {
+                    EngineError::InvalidSetting(
+                        "--faults byzantine: this protocol has no Byzantine replicas".into(),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Checks the settings of a simulation.
@@ -257,6 +321,15 @@ pub fn validate(config: &ConsensusConfig, options: &SimulateOptions) -> Result<(
         .workload
         .validate()
         .map_err(EngineError::InvalidSetting)?;
+    if let FaultSelection::Only(list) = &options.faults {
+        if list.contains(&Fault::Byzantine)
+            && !(config.byzantine_tolerance && config.max_byzantine_nodes >= 1)
+        {
+            return Err(EngineError::InvalidSetting(
+                "--faults byzantine needs --byzantine F (F >= 1 Byzantine replicas)".into(),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -314,6 +387,36 @@ pub fn simulate<P: ProtocolPlugin>(
         }
     }
 
+    // Evidence may accuse only the Byzantine replicas: an accusation of a
+    // correct one is a detection bug, reported as a violation.
+    let evidence = raw.evidence.as_ref().map(|(records, total)| {
+        let mut accused: Vec<NodeId> = records.iter().map(|e| e.accused).collect();
+        accused.sort_unstable();
+        accused.dedup();
+        EvidenceReport {
+            total: *total,
+            accused,
+            records: records.iter().take(EVIDENCE_SHOWN).cloned().collect(),
+        }
+    });
+    let mut wrongly_accused = false;
+    if let Some((records, _)) = &raw.evidence {
+        for e in records {
+            if !raw.byzantine.iter().any(|b| b.node == e.accused) {
+                wrongly_accused = true;
+                violations.push(ViolationSummary {
+                    kind: "evidence".into(),
+                    name: "correct replica accused".into(),
+                    detail: format!(
+                        "{} accuses {} of {}: {}",
+                        e.witness, e.accused, e.kind, e.proof
+                    ),
+                    at_us: None,
+                });
+            }
+        }
+    }
+
     let stats = &raw.stats;
     let report = SimulationReport {
         protocol: spec.name().clone(),
@@ -327,7 +430,9 @@ pub fn simulate<P: ProtocolPlugin>(
             p99: stats.latency.p99(),
             max: stats.latency.max(),
         },
-        safety_ok: raw.safety.ok,
+        // Evidence against a correct replica breaks the detector's own
+        // invariant: it fails the run like a safety violation.
+        safety_ok: raw.safety.ok && !wrongly_accused,
         linearizable: linearizability.linearizable,
         violations,
         trace_hash: format!("{:016x}", raw.trace_hash),
@@ -349,6 +454,8 @@ pub fn simulate<P: ProtocolPlugin>(
         real_secs: None,
         speedup: None,
         scenarios: scenario_outcomes(&raw.fault_events, &raw.history, raw.recovered_at_us),
+        byzantine: raw.byzantine.clone(),
+        evidence,
     };
     let timeline = Timeline::build(
         config.cluster_size,
@@ -380,7 +487,18 @@ async fn run_cluster<P: ProtocolPlugin>(
 ) -> Result<RawRun, EngineError> {
     let origin = Instant::now();
     let observer = ClusterObserver::with_origin(origin);
-    let plugin = spec.build(&config)?;
+    let mut plugin = spec.build(&config)?;
+    let byzantine = if faults.contains(&Fault::Byzantine) {
+        make_byzantine(
+            &mut plugin,
+            options.seed,
+            config.cluster_size,
+            config.max_byzantine_nodes,
+        )?
+    } else {
+        Vec::new()
+    };
+    let evidence_probe = plugin.evidence_probe();
     let checking = checking_for(&plugin, &config, &observer, origin, true);
     let checker = checking.checker.clone();
     let collector = SupervisionCollector::new(observer.clone()).start();
@@ -471,6 +589,8 @@ async fn run_cluster<P: ProtocolPlugin>(
         network,
         virtual_us,
         recovered_at_us,
+        byzantine,
+        evidence: evidence_probe.map(|probe| probe()),
     })
 }
 

@@ -23,8 +23,8 @@ use crate::safety::{self, PbftEvent, SafetyChecker};
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::plugin::{
-    ready, Capabilities, Committed, NodeError, NodeHandle, NodeInfo, NodeWiring, PluginError,
-    PluginNode, ProtocolPlugin, Reply,
+    ready, Capabilities, Committed, Evidence, EvidenceProbe, NodeError, NodeHandle, NodeInfo,
+    NodeWiring, PluginError, PluginNode, ProtocolPlugin, Reply,
 };
 use consensus_actors::sim::{NodeContext, StartedNode};
 use consensus_actors::supervision::Shutdown;
@@ -117,6 +117,8 @@ impl PbftConfig {
 pub struct PbftPlugin {
     cfg: PbftConfig,
     slots: Option<Rc<dyn Fn(NodeId) -> PbftSlots>>,
+    /// Replicas made Byzantine by [`ProtocolPlugin::make_byzantine`].
+    byzantine: BTreeMap<NodeId, crate::byzantine::Behaviour>,
     stores: BTreeMap<NodeId, ReplicaStore>,
     evidence: EvidenceLog,
 }
@@ -175,6 +177,7 @@ impl ProtocolPlugin for PbftPlugin {
         Ok(Self {
             cfg: PbftConfig::from_consensus(config)?,
             slots: None,
+            byzantine: BTreeMap::new(),
             stores: BTreeMap::new(),
             evidence: EvidenceLog::new(),
         })
@@ -197,10 +200,13 @@ impl ProtocolPlugin for PbftPlugin {
         };
         let cfg = self.cfg.replica(id, &members);
         let store = self.stores.entry(id).or_default().clone();
-        let slots = self
-            .slots
-            .as_ref()
-            .map_or_else(PbftSlots::default, |s| s(id));
+        let slots = match self.byzantine.get(&id) {
+            Some(&behaviour) => crate::byzantine::slots(behaviour),
+            None => self
+                .slots
+                .as_ref()
+                .map_or_else(PbftSlots::default, |s| s(id)),
+        };
         let spec = NodeSpec {
             cfg,
             store: store.clone(),
@@ -225,6 +231,32 @@ impl ProtocolPlugin for PbftPlugin {
     fn on_crash(&mut self, _node: NodeId) {
         // The replica's state is durable (see `ReplicaStore`); the client
         // proxy's requests in flight are lost with the node.
+    }
+
+    /// One of the seven behaviours of [`Behaviour::ALL`](crate::byzantine::Behaviour::ALL),
+    /// `draw` modulo 7.
+    fn make_byzantine(&mut self, node: NodeId, draw: u64) -> Option<String> {
+        let all = crate::byzantine::Behaviour::ALL;
+        let behaviour = all[(draw % all.len() as u64) as usize];
+        self.byzantine.insert(node, behaviour);
+        Some(format!("{behaviour:?}"))
+    }
+
+    fn evidence_probe(&self) -> Option<EvidenceProbe> {
+        let log = self.evidence.clone();
+        Some(Box::new(move || {
+            let records = log
+                .records()
+                .into_iter()
+                .map(|e| Evidence {
+                    witness: e.witness,
+                    accused: e.accused,
+                    kind: e.kind.to_string(),
+                    proof: e.proof,
+                })
+                .collect();
+            (records, log.total())
+        }))
     }
 }
 

@@ -596,6 +596,21 @@ fn print_summary(run: &SimulationRun) {
         },
         run.linearizability.keys
     );
+    for b in &r.byzantine {
+        out!("  byzantine:    {} behaves as {}", b.node, b.behaviour);
+    }
+    if let Some(e) = &r.evidence {
+        let accused: Vec<String> = e.accused.iter().map(|n| n.to_string()).collect();
+        out!(
+            "  evidence:     {} records, against {}",
+            e.total,
+            if accused.is_empty() {
+                "nobody".to_string()
+            } else {
+                accused.join(", ")
+            }
+        );
+    }
     for sc in &r.scenarios {
         out!(
             "  scenario:     {} at {}: {}",
