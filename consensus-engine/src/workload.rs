@@ -20,7 +20,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::task::Poll;
@@ -224,7 +224,7 @@ impl Workload {
         // What each key (by number) held after the client's last
         // acknowledged command on it: only the keys used take room (only
         // looked up, never iterated).
-        let mut seen: HashMap<usize, Option<String>> = HashMap::new();
+        let mut seen: BTreeMap<usize, Option<String>> = BTreeMap::new();
         let interval = self
             .options
             .rate
@@ -388,7 +388,7 @@ impl Workload {
         index: usize,
         generation: u64,
         seq: u64,
-        seen: &HashMap<usize, Option<String>>,
+        seen: &BTreeMap<usize, Option<String>>,
     ) -> (usize, KvCommand) {
         let k = rng.random_range(0..self.options.keys);
         let key = match self.key_names.get(k) {
