@@ -285,12 +285,14 @@ fn campaign_counts_every_seed_and_stops_when_asked() {
     assert!(!nothing.passed_all());
 }
 
-/// `--seeds A..` runs until interrupted; Ctrl-C (SIGINT) prints the
-/// summary of the runs made so far.
+/// `--seeds A..` runs until interrupted; off a terminal it says it is
+/// alive after 1, 2, 4 ... runs, and Ctrl-C (SIGINT) prints the summary of
+/// the runs made so far.
 #[cfg(unix)]
 #[test]
 fn an_open_campaign_runs_until_interrupted_and_reports() {
-    let child = Command::new(env!("CARGO_BIN_EXE_consensus"))
+    use std::io::{BufRead, BufReader, Read};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_consensus"))
         .args([
             "simulate",
             "--seeds",
@@ -305,19 +307,33 @@ fn an_open_campaign_runs_until_interrupted_and_reports() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Real time: the program must have started and made some runs.
-    std::thread::sleep(Duration::from_millis(2000));
+    // Wait (on output, not on the clock) until two runs are done.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let read = err.read_line(&mut line).unwrap();
+        assert!(read > 0, "stderr closed before any progress: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("consensus: 2 runs so far, 0 failed") {
+            break;
+        }
+    }
+    assert!(seen.contains("consensus: 1 runs so far"), "{seen}");
     let killed = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
     let o = child.wait_with_output().unwrap();
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}{seen}{rest}");
     assert!(out.contains("seeds 7..:"), "{out}");
     assert!(out.contains("(interrupted)"), "{out}");
     assert!(!out.contains(" 0 runs"), "{out}");
+    assert!(!out.contains(" 1 runs,"), "{out}");
 }
 
 /// `--rate 0.0001 --duration 5` ends after 5 virtual seconds (it ran

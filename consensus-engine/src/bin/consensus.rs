@@ -662,8 +662,18 @@ fn campaign(
         .jobs(args.jobs)
         .stop_when(stop);
     let show_progress = std::io::stderr().is_terminal();
+    let open_ended = seeds.to.is_none();
     if show_progress {
         campaign = campaign.on_progress(progress);
+    } else if open_ended {
+        // Off a terminal there is no bar; an open-ended campaign, which
+        // ends only when interrupted, still says it is alive: a line after
+        // 1, 2, 4, 8 ... runs, so a long one logs a handful of lines.
+        campaign = campaign.on_progress(|done, _, failed| {
+            if done.is_power_of_two() {
+                eprintln!("consensus: {done} runs so far, {failed} failed (Ctrl-C stops)");
+            }
+        });
     }
     if show_progress {
         // The first run may take a while: show the bar at once.
