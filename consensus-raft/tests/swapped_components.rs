@@ -33,14 +33,14 @@ use consensus_actors::safety::{SafetySink, SharedChecker};
 use consensus_actors::sim::{block_on_paused, FaultSchedule, NetworkFaults, SimConfig, Simulation};
 use consensus_actors::supervision::{ChildSlot, RestartIntensity, RestartStrategy};
 use consensus_actors::transport::Transport;
-use consensus_actors::types::{ClientId, LogIndex, NodeId, NodeState, Term};
+use consensus_actors::types::{ClientId, LogIndex, NodeId, NodeState};
 use consensus_raft::actors::{
-    BecomeLeader, BeginElection, Compact, EventKinds, InjectPanic, InstallSnapshotData, Interest,
-    ObserveLeader, ObserveTerm, OwnerHandles, PeerMessage, ProgressFilter, RaftEvents,
-    SnapshotSent, Subscribe, TransferLeadership,
+    Compact, EventKinds, InjectPanic, InstallSnapshotData, Interest, ObserveLeader, ObserveTerm,
+    OwnerHandles, PeerMessage, ProgressFilter, RaftEvents, SnapshotSent, Subscribe,
 };
-use consensus_raft::error::{ProposeError, Refusal};
+use consensus_raft::error::ProposeError;
 use consensus_raft::events::RaftEvent;
+use consensus_raft::leader_election::StaticLeaderElection;
 use consensus_raft::messages::RaftMessage;
 use consensus_raft::node::{components, RaftNode};
 use consensus_raft::sim::{NodeRegistry, RaftSimFactory};
@@ -48,7 +48,7 @@ use consensus_raft::slots::{
     CompactorHandles, Component, ElectionHandles, RaftSlots, Slot, SlotContext,
 };
 use consensus_raft::snapshot_compactor::{CompactorEffect, CompactorInput, SnapshotCore};
-use consensus_raft::{Membership, RaftConfig};
+use consensus_raft::RaftConfig;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::cell::{Cell, RefCell};
@@ -70,161 +70,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 // ----- the replacement LeaderElection -----------------------------------------
 
-/// The lowest voter campaigns whenever it knows no leader; nobody else
-/// ever does.
-struct StaticLeaderElection {
-    id: NodeId,
-    owner: OwnerHandles,
-    term: Term,
-    role: NodeState,
-    leader: Option<NodeId>,
-    voters: Membership,
-    campaign: Option<Term>,
-    votes: BTreeSet<NodeId>,
-}
-
-impl StaticLeaderElection {
-    fn new(id: NodeId, owner: OwnerHandles) -> Self {
-        Self {
-            id,
-            owner,
-            term: Term::ZERO,
-            role: NodeState::Follower,
-            leader: None,
-            voters: Membership::empty(),
-            campaign: None,
-            votes: BTreeSet::new(),
-        }
-    }
-
-    fn designated(&self) -> bool {
-        self.voters.all_voters().iter().next() == Some(&self.id)
-    }
-
-    fn apply(&mut self, event: &RaftEvent) {
-        match event {
-            RaftEvent::RoleChanged { term, role, leader } => {
-                if *term > self.term {
-                    self.campaign = None;
-                }
-                self.term = *term;
-                self.role = *role;
-                self.leader = *leader;
-            }
-            RaftEvent::MembershipChanged { effective, .. } => {
-                self.voters = effective.clone();
-                self.maybe_win();
-            }
-            RaftEvent::ElectionStarted {
-                term,
-                pre_vote: false,
-                ..
-            } => {
-                self.campaign = Some(*term);
-                self.votes = [self.id].into_iter().collect();
-                self.maybe_win();
-            }
-            _ => {}
-        }
-    }
-
-    fn maybe_win(&mut self) {
-        if let Some(term) = self.campaign {
-            if self.voters.is_quorum(&self.votes) {
-                self.owner.become_leader.do_send(BecomeLeader { term });
-                self.campaign = None;
-            }
-        }
-    }
-
-    fn tick(&mut self) {
-        if self.designated() && self.role != NodeState::Leader && self.leader.is_none() {
-            self.owner.begin_election.do_send(BeginElection {
-                expected_term: self.term,
-                pre_vote: false,
-                transfer: false,
-            });
-        }
-    }
-}
-
-impl Actor for StaticLeaderElection {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.owner.subscribe.do_send(Subscribe::new(
-            components::LEADER_ELECTION,
-            ctx.address().recipient(),
-            Interest {
-                kinds: EventKinds::ROLE_CHANGED
-                    | EventKinds::MEMBERSHIP_CHANGED
-                    | EventKinds::ELECTION_STARTED,
-                progress: ProgressFilter::Never,
-            },
-        ));
-        ctx.run_interval(Duration::from_millis(100), |act, _| act.tick());
-    }
-}
-
-impl Supervised for StaticLeaderElection {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        *self = Self::new(self.id, self.owner.clone());
-    }
-}
-
-impl Handler<RaftEvents> for StaticLeaderElection {
-    type Result = ();
-    fn handle(&mut self, m: RaftEvents, _: &mut Context<Self>) {
-        for e in &m.0 {
-            self.apply(e);
-        }
-    }
-}
-
-impl Handler<PeerMessage<Cmd>> for StaticLeaderElection {
-    type Result = ();
-    fn handle(&mut self, m: PeerMessage<Cmd>, _: &mut Context<Self>) {
-        if let RaftMessage::RequestVoteResponse(r) = m.msg {
-            if r.term > self.term {
-                self.owner
-                    .observe_term
-                    .do_send(ObserveTerm { term: r.term });
-            } else if !r.pre_vote && r.vote_granted && Some(r.term) == self.campaign {
-                self.votes.insert(m.from);
-                self.maybe_win();
-            }
-        }
-    }
-}
-
-impl Handler<TransferLeadership> for StaticLeaderElection {
-    type Result = Result<(), Refusal>;
-    fn handle(&mut self, m: TransferLeadership, _: &mut Context<Self>) -> Self::Result {
-        Err(Refusal::BadTransferTarget(m.target))
-    }
-}
-
-impl Handler<InjectPanic> for StaticLeaderElection {
-    type Result = ();
-    fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) {
-        panic!("injected panic in StaticLeaderElection");
-    }
-}
+// `StaticLeaderElection` is the library's
+// (`consensus_raft::leader_election::StaticLeaderElection`).
 
 fn static_election() -> Slot<SlotContext<Cmd>, ElectionHandles<Cmd>> {
-    Slot::new(|ctx: &SlotContext<Cmd>| {
-        let child = ChildSlot::<StaticLeaderElection>::new();
-        let addr = child.address();
-        Component::new(
-            child,
-            StaticLeaderElection::new(ctx.id, ctx.owner.clone()),
-            ElectionHandles {
-                peer: addr.clone().recipient(),
-                transfer: addr.clone().recipient(),
-                panic: Some(addr.recipient()),
-            },
-        )
-    })
+    StaticLeaderElection::slot()
 }
 
 // ----- the replacement SnapshotCompactor --------------------------------------

@@ -3,7 +3,9 @@
 //! Every box of a Raft node is an actor reached only through typed
 //! `Recipient<_>` handles, so any of them can be swapped for another actor
 //! that handles the same messages. `RaftNodeBuilder` has a slot per
-//! component; here the LeaderElection slot gets `StaticLeaderElection`: no
+//! component; here the LeaderElection slot gets `StaticLeaderElection`
+//! (`consensus_raft::leader_election`, written as a template for rules of
+//! your own): no
 //! randomized timeouts, the lowest node id always campaigns and the others
 //! never do. Everything else (LogReplicator, MembershipManager,
 //! SnapshotCompactor, router, supervision, the client API) is the stock
@@ -35,186 +37,35 @@ use clap::Parser;
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::storage::MemStorage;
-use consensus_actors::supervision::{ChildSlot, RestartStrategy};
+use consensus_actors::supervision::RestartStrategy;
 use consensus_actors::transport::Transport;
 use consensus_actors::types::ConsensusProtocol;
-use consensus_actors::types::{ClientId, NodeId, NodeState, Term};
+use consensus_actors::types::{ClientId, NodeId, NodeState};
 use consensus_engine::campaign::Campaign;
 use consensus_engine::cli::{parse_range, RunArgs};
 use consensus_engine::network::LocalNetwork;
 use consensus_engine::Registry;
-use consensus_raft::actors::{
-    BecomeLeader, BeginElection, EventKinds, Interest, ObserveTerm, OwnerHandles, PeerMessage,
-    ProgressFilter, RaftEvents, Subscribe, TransferLeadership,
-};
-use consensus_raft::error::Refusal;
-use consensus_raft::events::{HardState, RaftEvent};
+use consensus_raft::events::HardState;
+use consensus_raft::leader_election::StaticLeaderElection;
 use consensus_raft::messages::{EntryRef, RaftMessage};
-use consensus_raft::node::{components, RaftNode, RaftNodeBuilder};
-use consensus_raft::slots::{Component, ElectionHandles, LeaderElectionSlot, Slot, SlotContext};
+use consensus_raft::node::{RaftNode, RaftNodeBuilder};
+use consensus_raft::slots::LeaderElectionSlot;
 use consensus_raft::RaftPlugin;
 use consensus_raft::{Membership, RaftConfig};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 type Cmd = KvCommand;
 
-/// A leader election of our own: the lowest voter campaigns whenever it is
-/// not leader; nobody else ever does.
-struct StaticLeaderElection {
-    id: NodeId,
-    owner: OwnerHandles,
-    term: Term,
-    role: NodeState,
-    leader: Option<NodeId>,
-    voters: Membership,
-    campaign: Option<Term>,
-    votes: BTreeSet<NodeId>,
-}
-
-impl StaticLeaderElection {
-    fn new(id: NodeId, owner: OwnerHandles) -> Self {
-        Self {
-            id,
-            owner,
-            term: Term::ZERO,
-            role: NodeState::Follower,
-            leader: None,
-            voters: Membership::empty(),
-            campaign: None,
-            votes: BTreeSet::new(),
-        }
-    }
-
-    fn designated(&self) -> bool {
-        self.voters.all_voters().iter().next() == Some(&self.id)
-    }
-
-    fn apply(&mut self, event: &RaftEvent) {
-        match event {
-            RaftEvent::RoleChanged { term, role, leader } => {
-                self.term = *term;
-                self.role = *role;
-                self.leader = *leader;
-            }
-            RaftEvent::MembershipChanged { effective, .. } => self.voters = effective.clone(),
-            RaftEvent::ElectionStarted {
-                term,
-                pre_vote: false,
-                ..
-            } => {
-                self.campaign = Some(*term);
-                self.votes = [self.id].into_iter().collect();
-                self.maybe_win();
-            }
-            _ => {}
-        }
-    }
-
-    /// Tells the owner we won once a quorum voted for us.
-    fn maybe_win(&mut self) -> bool {
-        match self.campaign {
-            Some(term) if self.voters.is_quorum(&self.votes) => {
-                self.owner.become_leader.do_send(BecomeLeader { term });
-                self.campaign = None;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Every 100 ms: the designated node campaigns if nobody leads.
-    fn tick(&mut self) {
-        if self.designated() && self.role != NodeState::Leader && self.leader.is_none() {
-            self.owner.begin_election.do_send(BeginElection {
-                expected_term: self.term,
-                pre_vote: false,
-                transfer: false,
-            });
-        }
-    }
-}
-
-impl Actor for StaticLeaderElection {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // Subscribe to the owner's events (its current state comes first,
-        // in order with the rest), then check every 100 ms.
-        self.owner.subscribe.do_send(Subscribe::new(
-            components::LEADER_ELECTION,
-            ctx.address().recipient(),
-            Interest {
-                kinds: EventKinds::ROLE_CHANGED
-                    | EventKinds::MEMBERSHIP_CHANGED
-                    | EventKinds::ELECTION_STARTED,
-                progress: ProgressFilter::Never,
-            },
-        ));
-        ctx.run_interval(Duration::from_millis(100), |act, _| act.tick());
-    }
-}
-
-impl Supervised for StaticLeaderElection {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        // Forget everything: the subscription in started() brings the
-        // owner's state back.
-        *self = Self::new(self.id, self.owner.clone());
-    }
-}
-
-impl Handler<RaftEvents> for StaticLeaderElection {
-    type Result = ();
-    fn handle(&mut self, m: RaftEvents, _: &mut Context<Self>) {
-        for e in &m.0 {
-            self.apply(e);
-        }
-    }
-}
-
-impl Handler<PeerMessage<Cmd>> for StaticLeaderElection {
-    type Result = ();
-    fn handle(&mut self, m: PeerMessage<Cmd>, _: &mut Context<Self>) {
-        if let RaftMessage::RequestVoteResponse(r) = m.msg {
-            if r.term > self.term {
-                self.owner
-                    .observe_term
-                    .do_send(ObserveTerm { term: r.term });
-            } else if !r.pre_vote && r.vote_granted && Some(r.term) == self.campaign {
-                self.votes.insert(m.from);
-                self.maybe_win();
-            }
-        }
-    }
-}
-
-impl Handler<TransferLeadership> for StaticLeaderElection {
-    type Result = Result<(), Refusal>;
-    fn handle(&mut self, m: TransferLeadership, _: &mut Context<Self>) -> Self::Result {
-        // The leader is static: leadership is never handed over.
-        Err(Refusal::BadTransferTarget(m.target))
-    }
-}
-
 type Storage = MemStorage<HardState, EntryRef<Cmd>>;
 
-/// The LeaderElection slot filled with `StaticLeaderElection`: the factory
-/// gets the node's context (id, settings, the owner's handles, ...) and
-/// returns the actor with the handles the node needs from it.
+/// The LeaderElection slot filled with `StaticLeaderElection`: the slot's
+/// factory gets the node's context (id, settings, the owner's handles, ...)
+/// and returns the actor with the handles the node needs from it. Read
+/// `StaticLeaderElection::slot` and the rest of
+/// `consensus-raft/src/leader_election/fixed.rs` (about 150 lines) as the
+/// template for an election rule of your own.
 fn static_election() -> LeaderElectionSlot<Cmd> {
-    Slot::new(|ctx: &SlotContext<Cmd>| {
-        let child = ChildSlot::<StaticLeaderElection>::new();
-        let addr = child.address();
-        Component::new(
-            child,
-            StaticLeaderElection::new(ctx.id, ctx.owner.clone()),
-            ElectionHandles {
-                peer: addr.clone().recipient(),
-                transfer: addr.recipient(),
-                panic: None,
-            },
-        )
-    })
+    StaticLeaderElection::slot()
 }
 
 /// One node: the stock builder with our election in its slot.

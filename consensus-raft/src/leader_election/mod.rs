@@ -4,9 +4,12 @@
 //! |---|---|
 //! | `core` | [`ElectionCore`]: the pure core (inputs in, effects out; no actix, no clock, no I/O), unit-tested rule by rule |
 //! | `actor.rs` | [`LeaderElection`]: the thin supervised actix actor that owns the core and carries out its effects in order |
+//! | `fixed.rs` | [`StaticLeaderElection`]: a replacement with a designated leader, for experiments and as a template |
 
 pub mod actor;
 pub mod core;
+pub mod fixed;
 
 pub use self::actor::*;
 pub use self::core::*;
+pub use self::fixed::StaticLeaderElection;
