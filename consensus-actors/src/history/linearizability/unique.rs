@@ -1,0 +1,406 @@
+//! The unique-values pass: the first pass of every key, which decides in
+//! O(n log n) a key whose written values are all distinct, without search.
+//!
+//! # When it applies
+//!
+//! Every value is written by at most one operation (a put, or a
+//! compare-and-swap to it; a compare-and-swap observed to fail writes
+//! nothing), the key is never deleted (so "absent" is the initial value
+//! only, written once too, by a virtual operation before everything), and
+//! every operation with a known outcome names the value it observed: a read
+//! (`Value(x)`), a compare-and-swap that succeeded (it observes its
+//! expected value) or failed reporting the value it found (`CasFailed(x)`,
+//! `x` other than its expected value). Otherwise (a delete, a failed
+//! compare-and-swap that did not report its value, a value written twice, a
+//! compare-and-swap expecting the value it writes, ...) the pass says
+//! [`Unique::NotApplicable`] and the key goes to the search as before.
+//! Failed operations and reads with an unknown outcome never reach it.
+//!
+//! Then every observer names the one write it saw (Gibbons & Korach,
+//! "Testing shared memories", SIAM J. Computing 26(4), 1997: with this
+//! read-mapping a register history is checkable in polynomial time; the
+//! zones of Golab, Li & Shah, PODC 2011, are the same idea). The rules, each
+//! with its proof:
+//!
+//! **Rule 1 (unknown outcomes that must be placed, and those that need
+//! not).** An unknown-outcome write is *required* when its value is
+//! observed by an operation with a known outcome, or is the expected value
+//! of a required compare-and-swap (a closure, computed by a work list). The
+//! others are dropped; the required ones are placed as writes that took
+//! effect (a required compare-and-swap as one that succeeded).
+//! *Proof.* (a) Every required write takes effect, and succeeds, in every
+//! linearization `L`: by induction on the work list, a known-outcome
+//! observer of `v` is placed where the value is `v`, so the last effective
+//! write before it wrote `v`, and the only writer of `v` is that operation;
+//! a required compare-and-swap succeeded (induction), so the value before
+//! it was its expected value, whose only writer took effect. (b) Remove
+//! from `L` every dropped operation and every unknown-outcome
+//! compare-and-swap that failed in `L` (a failed one changed nothing). For
+//! a kept operation `X` whose output or effect depends on the value (a
+//! read, a compare-and-swap), the last effective write before it in `L` is
+//! not removed: its value is the one `X` observes (a known outcome's
+//! observation, or a required compare-and-swap's expected value), so that
+//! write is required. Writes that took effect and were kept are the same
+//! in both orders, so `X` sees the same value; a put's output does not
+//! depend on the value. So the shorter order linearizes the reduced
+//! history. (c) Conversely a linearization of the reduced history is one
+//! of the original in which the dropped operations never took effect,
+//! which an unknown outcome allows.
+//!
+//! **Rule 2 (clusters and chains).** In the reduced history every write
+//! takes effect and every other operation observes one value `v` exactly,
+//! so in a linearization it stands between the write of `v` and the next
+//! write: the order is the initial value's cluster and then, write by
+//! write, each write followed by the observers of its value (the write's
+//! *cluster*). A compare-and-swap `e -> n` ends the cluster of `e` and
+//! starts that of `n`, so `n`'s cluster comes right after `e`'s. Two
+//! compare-and-swaps that succeed from the same `e` cannot both be placed
+//! (between them the value would have to be `e` again, written a second
+//! time); the pass leaves that case to the search. So the clusters form
+//! *chains*: a put's (or the initial value's) cluster followed by those of
+//! the compare-and-swaps chained from it, in a forced order. A
+//! linearization is then exactly: the chains in some order, the initial
+//! value's first, each chain contiguous, with the operations of each chain
+//! in its forced cluster order and each cluster's observers in any order
+//! after its write and before the next cluster's write.
+//!
+//! **Rule 3 (inside a chain).** Order each cluster's observers by
+//! completion (then invocation). This is a valid order among them (if `a`
+//! completed before `b` was invoked, `a` completes first), and no other
+//! order inside the chain does better: whether an operation may stand
+//! after another only depends on the pair, and only the observers of one
+//! cluster may be swapped. So a chain fits real time iff, walking this
+//! order, no operation completes before the latest invocation of an
+//! operation before it; if one does, the two are a certificate (the first
+//! must take effect before the second, which returned before the first was
+//! invoked).
+//!
+//! **Rule 4 (between chains).** For a chain `C`, let `lo(C)` be the
+//! earliest completion of its operations and `hi(C)` the latest
+//! invocation (unknown outcomes complete at +infinity). Chains are
+//! contiguous, so `A` can go before `B` iff no operation of `B` completed
+//! before one of `A` was invoked: `hi(A) <= lo(B)`. This is a condition on
+//! pairs, so an order of the chains fits iff every pair does. Sort the
+//! chains by `(min(lo, hi), lo < hi)` (the initial value's first). If some
+//! order fits, this one does: when only `B` before `A` fits (`hi(B) <=
+//! lo(A)` and `lo(B) < hi(A)`), then `min(B) <= hi(B) <= lo(A)` and `min(B)
+//! <= lo(B) < hi(A)`, so `min(B) <= min(A)`; if they are equal, to `m`,
+//! then `lo(A) = m < hi(A)` (`A` sorts with `true`) and `hi(B) = m <=
+//! lo(B)` (`B` sorts with `false`): `B` sorts first either way. So walking
+//! the sorted chains, a chain `B` with `lo(B)` below the latest `hi` of the
+//! chains before it (say `A`'s) proves the key not linearizable: `A`
+//! cannot go before `B`, and since the sort put `A` first, `B` cannot go
+//! before `A` either (or the initial value's chain `A` must go first).
+//!
+//! The order found is replayed on the register and checked against real
+//! time before it is reported (O(n)); a failure there would be a bug of
+//! this pass, and sends the key to the search instead of giving a verdict.
+
+use super::{step, Cmd, Expect, Out, SeqOp, ABSENT, NIL};
+
+/// What the unique-values pass found for a key.
+#[derive(Debug)]
+pub(super) enum Unique {
+    /// A linearization: indexes into the key's operations, in order
+    /// (dropped unknown-outcome operations left out).
+    Linearizable(Vec<u32>),
+    /// Not linearizable, with a certificate.
+    Violation(Conflict),
+    /// The pass does not apply to this key (the reason, for the logs).
+    NotApplicable(&'static str),
+}
+
+/// Why a key is not linearizable, as the pass proves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Conflict {
+    /// Rule 3: `first` must take effect before `then` (the order of the
+    /// values forces it) but `then` returned before `first` was invoked.
+    Order { first: u32, then: u32 },
+    /// Rule 4: the chains of `a_value` and `b_value` cannot be ordered:
+    /// `b_early` returned before `a_late` was invoked (so `A` cannot go
+    /// first) and `a_early` returned before `b_late` was invoked (so `B`
+    /// cannot). When `a_value` is the initial value (absent), `A` must go
+    /// first and `a_early`/`b_late` are `NIL`.
+    Chains {
+        a_value: u32,
+        b_value: u32,
+        a_late: u32,
+        b_early: u32,
+        a_early: u32,
+        b_late: u32,
+    },
+}
+
+/// The role of an operation in the reduced history.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Dropped (rule 1) or constraining nothing.
+    Dropped,
+    /// A put of the value.
+    Put(u32),
+    /// A successful compare-and-swap (or a required unknown one).
+    Cas { expected: u32, new: u32 },
+    /// Observes the value and writes nothing.
+    Observer(u32),
+    /// An unknown-outcome write, not (yet) known to be required.
+    Unknown,
+}
+
+fn completion(op: &SeqOp) -> u64 {
+    op.complete_us.unwrap_or(u64::MAX)
+}
+
+/// Runs the pass over a key's operations; `values` is the number of value
+/// ids of the key.
+pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
+    let n = seq.len();
+    if n >= NIL as usize {
+        return Unique::NotApplicable("too many operations");
+    }
+    let mut role = vec![Role::Dropped; n];
+    // The one operation that writes each value (`NIL`: none yet).
+    let mut writer = vec![NIL; values];
+    for (i, op) in seq.iter().enumerate() {
+        let known = op.complete_us.is_some();
+        role[i] = match (op.cmd, op.expect) {
+            (Cmd::Delete, _) => return Unique::NotApplicable("the key is deleted"),
+            (Cmd::Get, Expect::Exactly(Out::Value(v))) => Role::Observer(v),
+            (Cmd::Get, Expect::Any) => Role::Dropped,
+            (Cmd::Put(_), Expect::Exactly(Out::Ok)) => Role::Put(op.writes),
+            (Cmd::Cas { expected, new }, _) if expected == new => {
+                return Unique::NotApplicable("a compare-and-swap expects the value it writes")
+            }
+            (Cmd::Cas { expected, new }, Expect::Exactly(Out::CasOk)) => {
+                Role::Cas { expected, new }
+            }
+            (Cmd::Cas { expected, .. }, Expect::Exactly(Out::CasFailed(x))) if x != expected => {
+                Role::Observer(x)
+            }
+            (Cmd::Put(_) | Cmd::Cas { .. }, Expect::Any) if !known => Role::Unknown,
+            _ => return Unique::NotApplicable("an output does not name one value"),
+        };
+        let written = match (role[i], op.cmd) {
+            (Role::Put(v), _) | (Role::Cas { new: v, .. }, _) => v,
+            (Role::Unknown, Cmd::Put(v)) | (Role::Unknown, Cmd::Cas { new: v, .. }) => v,
+            _ => NIL,
+        };
+        if written != NIL {
+            if written == ABSENT || writer[written as usize] != NIL {
+                return Unique::NotApplicable("a value is written twice");
+            }
+            writer[written as usize] = i as u32;
+        }
+    }
+    // Rule 1: the closure of the required unknown-outcome writes.
+    let mut work: Vec<u32> = Vec::new();
+    for r in &role {
+        match *r {
+            Role::Observer(v) | Role::Cas { expected: v, .. } => work.push(v),
+            _ => {}
+        }
+    }
+    while let Some(v) = work.pop() {
+        if v == ABSENT {
+            continue;
+        }
+        let w = writer[v as usize];
+        if w == NIL {
+            // An observed value nobody writes: the reduction of unwritten
+            // observations decides it (or the search does).
+            return Unique::NotApplicable("an observed value has no writer");
+        }
+        if role[w as usize] == Role::Unknown {
+            role[w as usize] = match seq[w as usize].cmd {
+                Cmd::Cas { expected, new } => {
+                    work.push(expected);
+                    Role::Cas { expected, new }
+                }
+                _ => Role::Put(v),
+            };
+        }
+    }
+    // Rule 2: links between clusters, and each cluster's observers
+    // (grouped by value: counts, then offsets).
+    let mut next = vec![NIL; values];
+    let mut start = vec![0u32; values + 1];
+    for (i, r) in role.iter_mut().enumerate() {
+        match *r {
+            Role::Unknown => *r = Role::Dropped,
+            Role::Cas { expected, .. } => {
+                if next[expected as usize] != NIL {
+                    return Unique::NotApplicable("two compare-and-swaps succeed from one value");
+                }
+                next[expected as usize] = i as u32;
+            }
+            Role::Observer(v) => start[v as usize + 1] += 1,
+            _ => {}
+        }
+    }
+    for v in 0..values {
+        start[v + 1] += start[v];
+    }
+    let mut observers = vec![0u32; start[values] as usize];
+    let mut fill = start.clone();
+    for (i, r) in role.iter().enumerate() {
+        if let Role::Observer(v) = *r {
+            observers[fill[v as usize] as usize] = i as u32;
+            fill[v as usize] += 1;
+        }
+    }
+    drop(fill);
+    for v in 0..values {
+        observers[start[v] as usize..start[v + 1] as usize].sort_unstable_by_key(|&i| {
+            (completion(&seq[i as usize]), seq[i as usize].invoke_us, i)
+        });
+    }
+    // Chains: from the initial value (if anything observes it or swaps it
+    // out) and from every put. Each chain's operations in their forced
+    // order (rule 3), checked as they are laid out.
+    let mut order: Vec<u32> = Vec::with_capacity(n);
+    let mut chains: Vec<Chain> = Vec::new();
+    let mut covered = 0usize;
+    let roots = std::iter::once(ABSENT).chain(role.iter().filter_map(|r| {
+        if let Role::Put(v) = *r {
+            Some(v)
+        } else {
+            None
+        }
+    }));
+    for root in roots {
+        let begin = order.len();
+        let mut chain = Chain {
+            root,
+            begin: begin as u32,
+            end: 0,
+            lo: (u64::MAX, NIL),
+            hi: (0, NIL),
+        };
+        let mut value = root;
+        loop {
+            let w = if value == ABSENT {
+                NIL
+            } else {
+                writer[value as usize]
+            };
+            let members = std::iter::once(w).filter(|&w| w != NIL).chain(
+                observers[start[value as usize] as usize..start[value as usize + 1] as usize]
+                    .iter()
+                    .copied(),
+            );
+            for i in members {
+                let op = &seq[i as usize];
+                if chain.hi.1 != NIL && completion(op) < chain.hi.0 {
+                    return Unique::Violation(Conflict::Order {
+                        first: chain.hi.1,
+                        then: i,
+                    });
+                }
+                if chain.hi.1 == NIL || op.invoke_us > chain.hi.0 {
+                    chain.hi = (op.invoke_us, i);
+                }
+                if completion(op) < chain.lo.0 || chain.lo.1 == NIL {
+                    chain.lo = (completion(op), i);
+                }
+                order.push(i);
+            }
+            covered += 1;
+            let link = next[value as usize];
+            if link == NIL {
+                break;
+            }
+            let Role::Cas { new, .. } = role[link as usize] else {
+                unreachable!("links are compare-and-swaps");
+            };
+            value = new;
+            if covered > values {
+                return Unique::NotApplicable("a cycle of compare-and-swaps");
+            }
+        }
+        chain.end = order.len() as u32;
+        if root == ABSENT && chain.begin == chain.end {
+            continue;
+        }
+        chains.push(chain);
+    }
+    let placed = role.iter().filter(|r| **r != Role::Dropped).count();
+    if order.len() != placed {
+        // Some compare-and-swap is reachable from no put nor the initial
+        // value: a cycle of them, or one from a value nobody writes.
+        return Unique::NotApplicable("a compare-and-swap chain has no start");
+    }
+    // Rule 4: order the chains; the initial value's stays first.
+    let first_is_root = chains.first().is_some_and(|c| c.root == ABSENT);
+    let rest = usize::from(first_is_root);
+    chains[rest..].sort_unstable_by_key(|c| {
+        let (lo, hi) = (c.lo.0, c.hi.0);
+        (lo.min(hi), lo < hi, c.begin)
+    });
+    let mut latest: Option<usize> = None;
+    for b in 0..chains.len() {
+        if let Some(a) = latest {
+            if chains[b].lo.0 < chains[a].hi.0 {
+                let (ca, cb) = (&chains[a], &chains[b]);
+                let root = ca.root == ABSENT && a == 0 && first_is_root;
+                return Unique::Violation(Conflict::Chains {
+                    a_value: ca.root,
+                    b_value: cb.root,
+                    a_late: ca.hi.1,
+                    b_early: cb.lo.1,
+                    a_early: if root { NIL } else { ca.lo.1 },
+                    b_late: if root { NIL } else { cb.hi.1 },
+                });
+            }
+        }
+        if latest.is_none_or(|a| chains[b].hi.0 > chains[a].hi.0) {
+            latest = Some(b);
+        }
+    }
+    let mut linearization = Vec::with_capacity(order.len());
+    for c in &chains {
+        linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
+    }
+    drop(order);
+    if !replays(seq, &linearization) {
+        debug_assert!(false, "the unique-values pass built an invalid order");
+        return Unique::NotApplicable("internal: the order found does not replay");
+    }
+    Unique::Linearizable(linearization)
+}
+
+/// One chain of clusters: its operations are `order[begin..end]`.
+struct Chain {
+    /// The value of its first cluster (a put's, or the initial value).
+    root: u32,
+    begin: u32,
+    end: u32,
+    /// The earliest completion and its operation.
+    lo: (u64, u32),
+    /// The latest invocation and its operation.
+    hi: (u64, u32),
+}
+
+/// Whether `order` linearizes the key: every operation with a known
+/// outcome appears once, real time is respected, and the register gives
+/// every known outcome its observed output.
+fn replays(seq: &[SeqOp], order: &[u32]) -> bool {
+    let mut seen = vec![false; seq.len()];
+    let mut state = ABSENT;
+    let mut latest_invoke = 0u64;
+    for &i in order {
+        let Some(op) = seq.get(i as usize) else {
+            return false;
+        };
+        if std::mem::replace(&mut seen[i as usize], true) || completion(op) < latest_invoke {
+            return false;
+        }
+        latest_invoke = latest_invoke.max(op.invoke_us);
+        let (after, out) = step(state, op.cmd);
+        if !op.expect.allows(out) {
+            return false;
+        }
+        state = after;
+    }
+    seq.iter()
+        .zip(&seen)
+        .all(|(op, &seen)| seen || op.complete_us.is_none())
+}
