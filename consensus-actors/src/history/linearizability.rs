@@ -654,7 +654,7 @@ impl<'r> Values<'r> {
 const ANONYMOUS: u32 = NO_STRING - 1;
 const ABSENT: u32 = 0;
 /// How explanations name the anonymous value.
-const ANONYMOUS_NAME: &str = "(a value written with unknown outcome that no later operation reads)";
+const ANONYMOUS_NAME: &str = "(a value that no later operation reads)";
 const NIL: u32 = u32::MAX;
 
 /// A command on one key, values interned.
@@ -1206,7 +1206,15 @@ fn explain(
     let id = |i: u32| OpId(history.records()[ops[i as usize] as usize].id);
     let longest_prefix: Vec<OpId> = deepest.prefix.iter().map(|&i| id(i)).collect();
     let mut value_after_prefix = values.name(deepest.state, history);
+    // How the summary names the value: quoted, "absent", or, for a value
+    // rewritten to the anonymous one, what its writer wrote and why no one
+    // reads it.
+    let mut value = match &value_after_prefix {
+        Some(v) => format!("{v:?}"),
+        None => "absent".to_string(),
+    };
     if values.names.get(deepest.state as usize) == Some(&ANONYMOUS) {
+        value = "written by a write that no later operation reads".to_string();
         // A write nobody observes was rewritten to the anonymous value
         // (reduction 1): name what the last such write in the prefix wrote.
         let writer = deepest
@@ -1223,6 +1231,11 @@ fn explain(
             };
             if let Some(name) = history.string(written) {
                 value_after_prefix = Some(name.to_string());
+                value = format!(
+                    "{name:?} (written by {}; no later operation reads it, so any value \
+                     no one reads would do as well)",
+                    OpId(r.id)
+                );
             }
         }
     }
@@ -1234,10 +1247,6 @@ fn explain(
         .filter(|&&i| i != deepest.blocked)
         .map(|&i| op(i).to_string())
         .collect();
-    let value = match &value_after_prefix {
-        Some(v) => format!("{v:?}"),
-        None => "absent".to_string(),
-    };
     let summary = format!(
         "key {key:?} is not linearizable: the longest linearizable prefix has {} of its {} \
          operations and leaves the value {value}; then {blocked} must take effect before it \

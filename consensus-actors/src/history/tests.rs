@@ -1548,3 +1548,35 @@ proptest! {
         }
     }
 }
+
+/// When the longest prefix ends on a write that no later operation reads
+/// (rewritten to the anonymous value), the explanation names what it wrote
+/// and says why the value does not matter.
+#[test]
+fn explanation_names_an_anonymised_value_plainly() {
+    let h = B::default()
+        .ok(put("a"), KvOutput::Ok, 0, 5)
+        .ok(get(), read(None), 10, 20)
+        // "b" written twice: the unique-values pass hands the key over.
+        .ok(put("b"), KvOutput::Ok, 30, 40)
+        .ok(put("b"), KvOutput::Ok, 30, 40)
+        .history();
+    assert_eq!(verdict(&h), NOT);
+    let report = check_history(&h);
+    let k = &report.per_key[0];
+    assert!(!k.reductions.unique_values);
+    let e = k.explanation.as_ref().unwrap();
+    assert_eq!(
+        (e.longest_prefix.clone(), e.blocked),
+        (vec![OpId(0)], OpId(1))
+    );
+    assert_eq!(e.value_after_prefix.as_deref(), Some("a"));
+    assert!(
+        e.summary.contains(
+            "leaves the value \"a\" (written by op0; no later operation reads it, so any value \
+             no one reads would do as well); then op1"
+        ),
+        "{}",
+        e.summary
+    );
+}
