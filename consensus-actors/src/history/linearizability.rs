@@ -10,15 +10,17 @@
 //!
 //! Each sub-history first goes through the *unique-values pass*
 //! (`unique.rs`, its rules proved there): when every value written to the
-//! key is distinct, the key is never deleted and every observation names
-//! one value, each read names the write it saw and the key is decided in
+//! key is distinct and every observation names one value, each read names
+//! the write it saw and a key that is never deleted is decided in
 //! O(n log n) without search (Gibbons & Korach 1997, with a successful
 //! compare-and-swap `a -> b` putting `b` right after `a`): unknown-outcome
 //! writes that some chain of observations needs are placed, the others
 //! dropped; the values form chains of clusters that must each take effect
 //! together, and sorting the chains by their time windows finds an order
-//! whenever one exists. A linearization it finds is replayed before it is
-//! reported; a key it does not apply to goes to the search whole.
+//! whenever one exists. With deletes, which absent version each read of
+//! absence saw is guessed, and the pass only reports an order it found.
+//! A linearization it finds is replayed before it is reported; a key it
+//! does not decide goes to the search whole.
 //!
 //! Otherwise the sub-history is checked by the depth-first search of Wing & Gong
 //! (1993) with Lowe's "just-in-time linearization" and memo (Lowe 2017), as
@@ -340,9 +342,10 @@ pub struct Reductions {
     /// no other operation invoked before it returned writes.
     pub unwritten_observation: bool,
     /// Decided without search by the unique-values pass: every value
-    /// written to the key is distinct, the key is never deleted and every
-    /// observation names one value, so each read names the write it saw
-    /// and the check is O(n log n) (Gibbons & Korach 1997).
+    /// written to the key is distinct and every observation names one
+    /// value, so each read names the write it saw and the check is
+    /// O(n log n) (Gibbons & Korach 1997; with deletes, only when the order
+    /// it builds replays).
     pub unique_values: bool,
     /// Writes with an unknown outcome that no operation after them can
     /// observe, rewritten to an anonymous value and tracked by a count.

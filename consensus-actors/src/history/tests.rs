@@ -1485,7 +1485,7 @@ fn unique_history(rng: &mut ChaCha8Rng, max_ops: usize, max_len_us: u64, deletes
 #[test]
 fn unique_values_pass_agrees_with_brute_force() {
     let mut rng = ChaCha8Rng::seed_from_u64(0xe19e);
-    let (mut lin, mut not, mut handed_over) = (0usize, 0usize, 0usize);
+    let (mut lin, mut not, mut handed_over, mut deleted_by_pass) = (0usize, 0usize, 0usize, 0);
     const CASES: usize = 30_000;
     for round in 0..CASES {
         let h = unique_history(
@@ -1501,6 +1501,16 @@ fn unique_values_pass_agrees_with_brute_force() {
             "checker and brute force disagree on {h:#?}\n{report}"
         );
         let by_pass = report.per_key.iter().all(|k| k.reductions.unique_values);
+        for k in report.per_key.iter().filter(|k| k.reductions.unique_values) {
+            let deleted = h.operations.iter().any(|op| {
+                matches!(&op.command, KvCommand::Delete { key } if *key == k.key)
+                    && !matches!(op.outcome, Outcome::Fail { .. })
+            });
+            if deleted {
+                assert_eq!(k.verdict, LIN, "with a delete the pass only finds orders");
+                deleted_by_pass += 1;
+            }
+        }
         match (by_pass, report.verdict) {
             (true, LIN) => lin += 1,
             (true, NOT) => not += 1,
@@ -1518,8 +1528,11 @@ fn unique_values_pass_agrees_with_brute_force() {
         }
     }
     assert!(
-        lin >= CASES / 5 && not >= CASES / 25 && handed_over >= CASES / 20,
-        "lin {lin}, not {not}, handed over {handed_over}"
+        lin >= CASES / 5
+            && not >= CASES / 25
+            && handed_over >= CASES / 20
+            && deleted_by_pass >= CASES / 50,
+        "lin {lin}, not {not}, handed over {handed_over}, with deletes {deleted_by_pass}"
     );
 }
 
@@ -1530,9 +1543,13 @@ proptest! {
     /// intervals, far beyond brute force) the pass and the search give the
     /// same verdict, and its linearizations replay.
     #[test]
-    fn unique_values_pass_agrees_with_the_search(seed in any::<u64>(), long in any::<bool>()) {
+    fn unique_values_pass_agrees_with_the_search(
+        seed in any::<u64>(),
+        long in any::<bool>(),
+        deletes in any::<bool>(),
+    ) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let h = unique_history(&mut rng, 300, if long { 200 } else { 30 }, false);
+        let h = unique_history(&mut rng, 300, if long { 200 } else { 30 }, deletes);
         let options = CheckOptions::default().with_max_steps_per_key(2_000_000);
         let searched = super::linearizability::check_history_search_only(&h, &options);
         let passed = check_history_with(&h, &options);

@@ -5,16 +5,22 @@
 //!
 //! Every value is written by at most one operation (a put, or a
 //! compare-and-swap to it; a compare-and-swap observed to fail writes
-//! nothing), the key is never deleted (so "absent" is the initial value
-//! only, written once too, by a virtual operation before everything), and
+//! nothing) and
 //! every operation with a known outcome names the value it observed: a read
 //! (`Value(x)`), a compare-and-swap that succeeded (it observes its
 //! expected value) or failed reporting the value it found (`CasFailed(x)`,
-//! `x` other than its expected value). Otherwise (a delete, a failed
+//! `x` other than its expected value), or is a delete. Otherwise (a failed
 //! compare-and-swap that did not report its value, a value written twice, a
 //! compare-and-swap expecting the value it writes, ...) the pass says
 //! [`Unique::NotApplicable`] and the key goes to the search as before.
 //! Failed operations and reads with an unknown outcome never reach it.
+//!
+//! A key that is never deleted is decided exactly, either way (rules 1 to
+//! 4): "absent" is then the initial value only, written once too, by a
+//! virtual operation before everything. A key with deletes has several
+//! absent versions, and which one an observer of absence saw is guessed
+//! (rule 5): the pass then only ever answers "linearizable", with an order
+//! it has replayed; when the guess fails, the key goes to the search.
 //!
 //! Then every observer names the one write it saw (Gibbons & Korach,
 //! "Testing shared memories", SIAM J. Computing 26(4), 1997: with this
@@ -92,9 +98,21 @@
 //! cannot go before `B`, and since the sort put `A` first, `B` cannot go
 //! before `A` either (or the initial value's chain `A` must go first).
 //!
+//! **Rule 5 (deletes: a guess, then a check).** Each delete that found
+//! the key starts a cluster of its own (it writes a new absent version,
+//! and it must follow a present value); a delete that found nothing is an
+//! observer of absence; one with an unknown outcome is left out. An
+//! observer of absence is put in the cluster of the last delete invoked
+//! before it completed (the initial value's if none), and a
+//! compare-and-swap from absent starts a chain of its own. Rules 3 and 4
+//! then build an order, which is only a candidate: it is reported only if
+//! it replays (below), and no violation is ever reported for such a key,
+//! since the guess may be what failed.
+//!
 //! The order found is replayed on the register and checked against real
-//! time before it is reported (O(n)); a failure there would be a bug of
-//! this pass, and sends the key to the search instead of giving a verdict.
+//! time before it is reported (O(n)). Without deletes a failure there would
+//! be a bug of this pass (a debug assertion); either way it sends the key
+//! to the search instead of giving a verdict.
 
 use super::{step, Cmd, Expect, Out, SeqOp, ABSENT, NIL};
 
@@ -138,6 +156,8 @@ enum Role {
     Dropped,
     /// A put of the value.
     Put(u32),
+    /// A delete that found the key (it writes a new absent version).
+    Delete,
     /// A successful compare-and-swap (or a required unknown one).
     Cas { expected: u32, new: u32 },
     /// Observes the value and writes nothing.
@@ -154,16 +174,26 @@ fn completion(op: &SeqOp) -> u64 {
 /// ids of the key.
 pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
     let n = seq.len();
-    if n >= NIL as usize {
+    if n >= NIL as usize / 2 || values >= NIL as usize / 2 {
         return Unique::NotApplicable("too many operations");
     }
+    // With a delete, "absent" has several versions and which one an
+    // observer of absence saw is a guess (rule 5): only a linearization,
+    // replayed, is then a verdict.
+    let exact = !seq.iter().any(|op| op.cmd == Cmd::Delete);
     let mut role = vec![Role::Dropped; n];
     // The one operation that writes each value (`NIL`: none yet).
     let mut writer = vec![NIL; values];
+    let mut deletes: Vec<u32> = Vec::new();
     for (i, op) in seq.iter().enumerate() {
         let known = op.complete_us.is_some();
         role[i] = match (op.cmd, op.expect) {
-            (Cmd::Delete, _) => return Unique::NotApplicable("the key is deleted"),
+            (Cmd::Delete, Expect::Exactly(Out::Deleted(true))) => {
+                deletes.push(i as u32);
+                Role::Delete
+            }
+            (Cmd::Delete, Expect::Exactly(Out::Deleted(false))) => Role::Observer(ABSENT),
+            (Cmd::Delete, Expect::Any) if !known => Role::Dropped,
             (Cmd::Get, Expect::Exactly(Out::Value(v))) => Role::Observer(v),
             (Cmd::Get, Expect::Any) => Role::Dropped,
             (Cmd::Put(_), Expect::Exactly(Out::Ok)) => Role::Put(op.writes),
@@ -219,77 +249,110 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
             };
         }
     }
-    // Rule 2: links between clusters, and each cluster's observers
-    // (grouped by value: counts, then offsets).
+    // Rule 2: clusters. Cluster `v < values` is value `v`'s (0: the
+    // initial absent value); cluster `values + k` is the absent value the
+    // `k`-th delete (in invocation order) leaves. Links between clusters,
+    // then each cluster's observers (counts, then offsets).
+    deletes.sort_unstable_by_key(|&d| (seq[d as usize].invoke_us, d));
+    let clusters = values + deletes.len();
+    let cluster_writer = |c: usize| -> u32 {
+        match c {
+            0 => NIL,
+            c if c < values => writer[c],
+            c => deletes[c - values],
+        }
+    };
+    // Rule 5: the absent version an observer of absence saw, guessed as
+    // the one left by the last delete invoked before it completed.
+    let absent_cluster = |i: usize| -> usize {
+        let k = deletes.partition_point(|&d| seq[d as usize].invoke_us <= completion(&seq[i]));
+        if k == 0 {
+            0
+        } else {
+            values + k - 1
+        }
+    };
     let mut next = vec![NIL; values];
-    let mut start = vec![0u32; values + 1];
+    let mut start = vec![0u32; clusters + 1];
+    let mut cluster_of = vec![NIL; n];
     for (i, r) in role.iter_mut().enumerate() {
         match *r {
             Role::Unknown => *r = Role::Dropped,
-            Role::Cas { expected, .. } => {
+            Role::Cas { expected, .. } if exact || expected != ABSENT => {
                 if next[expected as usize] != NIL {
                     return Unique::NotApplicable("two compare-and-swaps succeed from one value");
                 }
                 next[expected as usize] = i as u32;
             }
-            Role::Observer(v) => start[v as usize + 1] += 1,
+            Role::Observer(v) => {
+                let c = if v == ABSENT && !exact {
+                    absent_cluster(i)
+                } else {
+                    v as usize
+                };
+                cluster_of[i] = c as u32;
+                start[c + 1] += 1;
+            }
             _ => {}
         }
     }
-    for v in 0..values {
-        start[v + 1] += start[v];
+    for c in 0..clusters {
+        start[c + 1] += start[c];
     }
-    let mut observers = vec![0u32; start[values] as usize];
+    let mut observers = vec![0u32; start[clusters] as usize];
     let mut fill = start.clone();
-    for (i, r) in role.iter().enumerate() {
-        if let Role::Observer(v) = *r {
-            observers[fill[v as usize] as usize] = i as u32;
-            fill[v as usize] += 1;
+    for (i, &c) in cluster_of.iter().enumerate() {
+        if c != NIL {
+            observers[fill[c as usize] as usize] = i as u32;
+            fill[c as usize] += 1;
         }
     }
     drop(fill);
-    for v in 0..values {
-        observers[start[v] as usize..start[v + 1] as usize].sort_unstable_by_key(|&i| {
+    drop(cluster_of);
+    for c in 0..clusters {
+        observers[start[c] as usize..start[c + 1] as usize].sort_unstable_by_key(|&i| {
             (completion(&seq[i as usize]), seq[i as usize].invoke_us, i)
         });
     }
     // Chains: from the initial value (if anything observes it or swaps it
-    // out) and from every put. Each chain's operations in their forced
-    // order (rule 3), checked as they are laid out.
+    // out), every delete, every put and, with deletes, every
+    // compare-and-swap from absent. Each chain's operations in their
+    // forced order (rule 3), checked as they are laid out.
     let mut order: Vec<u32> = Vec::with_capacity(n);
     let mut chains: Vec<Chain> = Vec::new();
     let mut covered = 0usize;
-    let roots = std::iter::once(ABSENT).chain(role.iter().filter_map(|r| {
-        if let Role::Put(v) = *r {
-            Some(v)
-        } else {
-            None
-        }
-    }));
+    let roots = std::iter::once(0usize)
+        .chain(values..clusters)
+        .chain(role.iter().filter_map(|r| match *r {
+            Role::Put(v) => Some(v as usize),
+            Role::Cas { expected, new } if !exact && expected == ABSENT => Some(new as usize),
+            _ => None,
+        }));
     for root in roots {
         let begin = order.len();
         let mut chain = Chain {
-            root,
+            root: if root < values { root as u32 } else { ABSENT },
+            initial: root == 0,
             begin: begin as u32,
             end: 0,
             lo: (u64::MAX, NIL),
             hi: (0, NIL),
         };
-        let mut value = root;
+        let mut cluster = root;
         loop {
-            let w = if value == ABSENT {
-                NIL
-            } else {
-                writer[value as usize]
-            };
-            let members = std::iter::once(w).filter(|&w| w != NIL).chain(
-                observers[start[value as usize] as usize..start[value as usize + 1] as usize]
-                    .iter()
-                    .copied(),
-            );
+            let members = std::iter::once(cluster_writer(cluster))
+                .filter(|&w| w != NIL)
+                .chain(
+                    observers[start[cluster] as usize..start[cluster + 1] as usize]
+                        .iter()
+                        .copied(),
+                );
             for i in members {
                 let op = &seq[i as usize];
                 if chain.hi.1 != NIL && completion(op) < chain.hi.0 {
+                    if !exact {
+                        return Unique::NotApplicable("no order found for a deleted key");
+                    }
                     return Unique::Violation(Conflict::Order {
                         first: chain.hi.1,
                         then: i,
@@ -304,20 +367,20 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
                 order.push(i);
             }
             covered += 1;
-            let link = next[value as usize];
+            let link = if cluster < values { next[cluster] } else { NIL };
             if link == NIL {
                 break;
             }
             let Role::Cas { new, .. } = role[link as usize] else {
                 unreachable!("links are compare-and-swaps");
             };
-            value = new;
-            if covered > values {
+            cluster = new as usize;
+            if covered > clusters {
                 return Unique::NotApplicable("a cycle of compare-and-swaps");
             }
         }
         chain.end = order.len() as u32;
-        if root == ABSENT && chain.begin == chain.end {
+        if root == 0 && chain.begin == chain.end {
             continue;
         }
         chains.push(chain);
@@ -329,7 +392,8 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
         return Unique::NotApplicable("a compare-and-swap chain has no start");
     }
     // Rule 4: order the chains; the initial value's stays first.
-    let first_is_root = chains.first().is_some_and(|c| c.root == ABSENT);
+    // The initial value's chain, if any, was laid out first.
+    let first_is_root = chains.first().is_some_and(|c| c.initial);
     let rest = usize::from(first_is_root);
     chains[rest..].sort_unstable_by_key(|c| {
         let (lo, hi) = (c.lo.0, c.hi.0);
@@ -339,8 +403,11 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
     for b in 0..chains.len() {
         if let Some(a) = latest {
             if chains[b].lo.0 < chains[a].hi.0 {
+                if !exact {
+                    return Unique::NotApplicable("no order found for a deleted key");
+                }
                 let (ca, cb) = (&chains[a], &chains[b]);
-                let root = ca.root == ABSENT && a == 0 && first_is_root;
+                let root = a == 0 && first_is_root;
                 return Unique::Violation(Conflict::Chains {
                     a_value: ca.root,
                     b_value: cb.root,
@@ -361,16 +428,21 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
     }
     drop(order);
     if !replays(seq, &linearization) {
-        debug_assert!(false, "the unique-values pass built an invalid order");
-        return Unique::NotApplicable("internal: the order found does not replay");
+        // Without deletes, rules 1 to 4 are exact: an order that does not
+        // replay would be a bug. With deletes, the guess of rule 5 (or a
+        // dropped unknown write a delete needed) was wrong.
+        debug_assert!(!exact, "the unique-values pass built an invalid order");
+        return Unique::NotApplicable("no order found for a deleted key");
     }
     Unique::Linearizable(linearization)
 }
 
 /// One chain of clusters: its operations are `order[begin..end]`.
 struct Chain {
-    /// The value of its first cluster (a put's, or the initial value).
+    /// The value of its first cluster (a put's, or absent).
     root: u32,
+    /// Whether it starts with the initial value (it must go first).
+    initial: bool,
     begin: u32,
     end: u32,
     /// The earliest completion and its operation.
