@@ -351,7 +351,9 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
                 let op = &seq[i as usize];
                 if chain.hi.1 != NIL && completion(op) < chain.hi.0 {
                     if !exact {
-                        return Unique::NotApplicable("no order found for a deleted key");
+                        return Unique::NotApplicable(
+                            "deleted key: a chain does not fit real time",
+                        );
                     }
                     return Unique::Violation(Conflict::Order {
                         first: chain.hi.1,
@@ -404,7 +406,7 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
         if let Some(a) = latest {
             if chains[b].lo.0 < chains[a].hi.0 {
                 if !exact {
-                    return Unique::NotApplicable("no order found for a deleted key");
+                    return Unique::NotApplicable("deleted key: the chains cannot be ordered");
                 }
                 let (ca, cb) = (&chains[a], &chains[b]);
                 let root = a == 0 && first_is_root;
@@ -432,7 +434,7 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
         // replay would be a bug. With deletes, the guess of rule 5 (or a
         // dropped unknown write a delete needed) was wrong.
         debug_assert!(!exact, "the unique-values pass built an invalid order");
-        return Unique::NotApplicable("no order found for a deleted key");
+        return Unique::NotApplicable("deleted key: the order found does not replay");
     }
     Unique::Linearizable(linearization)
 }
