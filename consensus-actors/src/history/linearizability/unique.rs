@@ -337,6 +337,8 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
             end: 0,
             lo: (u64::MAX, NIL),
             hi: (0, NIL),
+            needs: ANY,
+            leaves: ANY,
         };
         let mut cluster = root;
         loop {
@@ -382,6 +384,16 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
             }
         }
         chain.end = order.len() as u32;
+        chain.needs = match role.get(cluster_writer(root) as usize) {
+            Some(Role::Delete) => PRESENT,
+            Some(Role::Cas { expected, .. }) if *expected == ABSENT => GONE,
+            _ => ANY,
+        };
+        chain.leaves = if cluster == 0 || cluster >= values {
+            GONE
+        } else {
+            PRESENT
+        };
         if root == 0 && chain.begin == chain.end {
             continue;
         }
@@ -401,6 +413,9 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
         let (lo, hi) = (c.lo.0, c.hi.0);
         (lo.min(hi), lo < hi, c.begin)
     });
+    if !exact && !repair(&mut chains) {
+        return Unique::NotApplicable("deleted key: no chain fits after a delete");
+    }
     let mut latest: Option<usize> = None;
     for b in 0..chains.len() {
         if let Some(a) = latest {
@@ -439,6 +454,53 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
     Unique::Linearizable(linearization)
 }
 
+/// What a chain needs before it, or leaves after it: anything, a present
+/// value, or absence.
+const ANY: u8 = 0;
+const PRESENT: u8 = 1;
+const GONE: u8 = 2;
+
+/// How far [`repair`] looks ahead for a chain to move.
+const REPAIR_LOOKAHEAD: usize = 64;
+
+/// Rule 5's repair of the sorted chains of a deleted key: a delete's chain
+/// needs a present value before it, a compare-and-swap from absent needs
+/// absence. Where the chain at `i` does not fit the value left before it,
+/// the first of the next few chains that fits there, leaves what chain `i`
+/// needs, and may move before the chains it jumps over (its latest
+/// invocation is not after their earliest completions) is moved to `i`.
+/// Returns whether every chain then fits; the replay still checks the
+/// result.
+fn repair(chains: &mut [Chain]) -> bool {
+    let fits = |state: u8, needs: u8| needs == ANY || needs == state;
+    let mut state = GONE;
+    let mut i = 0;
+    while i < chains.len() {
+        if fits(state, chains[i].needs) {
+            state = chains[i].leaves;
+            i += 1;
+            continue;
+        }
+        let wanted = chains[i].needs;
+        let mut earliest_completion = u64::MAX;
+        let mut found = None;
+        for j in i..chains.len().min(i + REPAIR_LOOKAHEAD) {
+            let c = &chains[j];
+            if j > i && fits(state, c.needs) && c.leaves == wanted && c.hi.0 <= earliest_completion
+            {
+                found = Some(j);
+                break;
+            }
+            earliest_completion = earliest_completion.min(c.lo.0);
+        }
+        let Some(j) = found else {
+            return false;
+        };
+        chains[i..=j].rotate_right(1);
+    }
+    true
+}
+
 /// One chain of clusters: its operations are `order[begin..end]`.
 struct Chain {
     /// The value of its first cluster (a put's, or absent).
@@ -451,6 +513,10 @@ struct Chain {
     lo: (u64, u32),
     /// The latest invocation and its operation.
     hi: (u64, u32),
+    /// What it needs before it ([`ANY`], [`PRESENT`] or [`GONE`]).
+    needs: u8,
+    /// What it leaves ([`PRESENT`] or [`GONE`]).
+    leaves: u8,
 }
 
 /// Whether `order` linearizes the key: every operation with a known
