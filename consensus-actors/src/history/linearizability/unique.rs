@@ -484,8 +484,8 @@ fn repair(chains: &mut [Chain]) -> bool {
         let wanted = chains[i].needs;
         let mut earliest_completion = u64::MAX;
         let mut found = None;
-        for j in i..chains.len().min(i + REPAIR_LOOKAHEAD) {
-            let c = &chains[j];
+        let window = chains.len().min(i + REPAIR_LOOKAHEAD);
+        for (j, c) in chains.iter().enumerate().take(window).skip(i) {
             if j > i && fits(state, c.needs) && c.leaves == wanted && c.hi.0 <= earliest_completion
             {
                 found = Some(j);
