@@ -71,7 +71,7 @@ ours() {
 import json, sys
 r = json.loads(sys.argv[1])
 v = r.get("verdict", "?").replace("_", "-")
-print(v, r.get("elapsed_ms", "?"), sys.argv[2])
+print(v, "%.1f" % r["elapsed_ms"] if "elapsed_ms" in r else "?", sys.argv[2])
 ' "$out" "$(tail -1 "$work/time")"
 }
 
@@ -87,7 +87,8 @@ theirs() {
     fi
     return
   fi
-  echo "$(echo "$out" | cut -d' ' -f1-2) $(tail -1 "$work/ptime")"
+  # Porcupine's "unknown" is its timeout.
+  echo "$(echo "$out" | cut -d' ' -f1-2 | sed "s/^unknown /timeout($timeout_go) /") $(tail -1 "$work/ptime")"
 }
 
 echo "| history | ops | ours: verdict, check, peak RSS | Porcupine: verdict, check, peak RSS |"
