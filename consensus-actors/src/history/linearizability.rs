@@ -124,6 +124,10 @@ pub const DEFAULT_MAX_STEPS_PER_KEY: u64 = 20_000_000;
 /// searched one after the other, so this bounds the whole check's search).
 pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 1 << 30;
 
+/// Steps of the short search that looks for the longest linearizable
+/// prefix of a key the unique-values pass proved not linearizable.
+const EXPLAIN_STEPS: u64 = 100_000;
+
 /// How often (in search steps) the interrupt callback is polled.
 const INTERRUPT_POLL_STEPS: u64 = 4096;
 
@@ -1025,6 +1029,7 @@ fn check_key_values(
         };
     }
     if unique_pass {
+        let mut explain_steps = 0;
         let decided = match unique::check(&seq, values.names.len()) {
             Unique::Linearizable(order) => Some((
                 Verdict::Linearizable,
@@ -1037,7 +1042,28 @@ fn check_key_values(
                 None,
             )),
             Unique::Violation(conflict) => {
-                let explanation = explain_conflict(key, history, ops, values, &conflict);
+                // The verdict is proved. A short search looks for the
+                // longest linearizable prefix, which explains it better
+                // (and is what the HTML picture draws); when it runs out,
+                // the pass's own certificate is the explanation.
+                let mut explanation = explain_conflict(key, history, ops, values, &conflict);
+                let mut searched = seq.clone();
+                let anonymous = values.anonymous();
+                rewrite_unobserved_writes(&mut searched, anonymous);
+                let mut search = Search::new(&searched, values.names.len());
+                let limit = options
+                    .max_steps_per_key
+                    .map_or(EXPLAIN_STEPS, |s| s.min(EXPLAIN_STEPS));
+                match search.run(&options.with_max_steps_per_key(limit)) {
+                    SearchOutcome::Violation(deepest) => {
+                        explanation = explain(key, history, ops, &searched, values, &deepest);
+                    }
+                    SearchOutcome::Linearizable(_) => {
+                        debug_assert!(false, "the search linearizes a key the pass refuted");
+                    }
+                    SearchOutcome::Stopped(_) => {}
+                }
+                explain_steps = search.steps;
                 tracing::debug!(key, summary = %explanation.summary, "not linearizable");
                 Some((Verdict::NotLinearizable, None, Some(explanation)))
             }
@@ -1051,7 +1077,7 @@ fn check_key_values(
                 key: key.to_string(),
                 operations: ops.len(),
                 verdict,
-                steps: 0,
+                steps: explain_steps,
                 stopped_by: None,
                 search_bytes: 0,
                 reductions: Reductions {

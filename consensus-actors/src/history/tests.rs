@@ -128,8 +128,10 @@ fn stale_read_is_not_linearizable_and_explained() {
         .ok(get(), read(None), 20, 30)
         .history();
     assert_eq!(verdict(&h), NOT);
-    // The unique-values pass decides it and names the read.
-    let report = check_history(&h);
+    // The unique-values pass decides it; with no step to spare for the
+    // short search, its own certificate explains it.
+    let report = check_history_with(&h, &CheckOptions::default().with_max_steps_per_key(1));
+    assert_eq!(report.verdict, NOT);
     assert!(report.per_key[0].reductions.unique_values);
     let e = report.per_key[0].explanation.clone().unwrap();
     assert_eq!(e.blocked, OpId(1));
@@ -139,8 +141,9 @@ fn stale_read_is_not_linearizable_and_explained() {
         "{}",
         e.summary
     );
-    // So does the search, with its longest prefix.
-    let report = super::linearizability::check_history_search_only(&h, &CheckOptions::default());
+    // Otherwise a short search finds the longest linearizable prefix.
+    let report = check_history(&h);
+    assert!(report.per_key[0].reductions.unique_values);
     assert_eq!(report.violations().count(), 1);
     let e = report.per_key[0].explanation.clone().unwrap();
     assert_eq!(e.longest_prefix, vec![OpId(0)]);
@@ -1518,11 +1521,12 @@ fn unique_values_pass_agrees_with_brute_force() {
         }
         for k in &report.per_key {
             if k.reductions.unique_values {
-                assert_eq!(k.steps, 0);
                 if k.verdict == NOT {
+                    // Explained by a short search, or by the pass itself.
                     let e = k.explanation.as_ref().unwrap();
-                    assert!(e.summary.contains("distinct"), "{}", e.summary);
                     assert!(e.candidates.contains(&e.blocked));
+                } else {
+                    assert_eq!(k.steps, 0);
                 }
             }
         }
