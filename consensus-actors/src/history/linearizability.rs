@@ -8,7 +8,21 @@
 //! (P-compositionality, Horn & Kroening 2015). `Noop`, failed operations and
 //! reads with an unknown outcome constrain nothing and are left out.
 //!
-//! Each sub-history is checked by the depth-first search of Wing & Gong
+//! Each sub-history first goes through the *unique-values pass*
+//! (`unique.rs`, its rules proved there): when every value written to the
+//! key is distinct and every observation names one value, each read names
+//! the write it saw and a key that is never deleted is decided in
+//! O(n log n) without search (Gibbons & Korach 1997, with a successful
+//! compare-and-swap `a -> b` putting `b` right after `a`): unknown-outcome
+//! writes that some chain of observations needs are placed, the others
+//! dropped; the values form chains of clusters that must each take effect
+//! together, and sorting the chains by their time windows finds an order
+//! whenever one exists. With deletes, which absent version each read of
+//! absence saw is guessed, and the pass only reports an order it found.
+//! A linearization it finds is replayed before it is reported; a key it
+//! does not decide goes to the search whole.
+//!
+//! Otherwise the sub-history is checked by the depth-first search of Wing & Gong
 //! (1993) with Lowe's "just-in-time linearization" and memo (Lowe 2017), as
 //! Porcupine does it. Invocations and completions are laid out as one list
 //! of entries in time order (invocations first at equal times, so equal
@@ -96,6 +110,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use unique::{Conflict, Unique};
+
+mod unique;
 
 /// The default step budget per key of [`CheckOptions::default`]: a few
 /// seconds of search at most, far more than any history of a few thousand
@@ -106,6 +123,10 @@ pub const DEFAULT_MAX_STEPS_PER_KEY: u64 = 20_000_000;
 /// search of one key (its memo, its path and its candidate stack; keys are
 /// searched one after the other, so this bounds the whole check's search).
 pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 1 << 30;
+
+/// Steps of the short search that looks for the longest linearizable
+/// prefix of a key the unique-values pass proved not linearizable.
+const EXPLAIN_STEPS: u64 = 100_000;
 
 /// How often (in search steps) the interrupt callback is polled.
 const INTERRUPT_POLL_STEPS: u64 = 4096;
@@ -324,6 +345,12 @@ pub struct Reductions {
     /// Decided without search: an operation observed a present value that
     /// no other operation invoked before it returned writes.
     pub unwritten_observation: bool,
+    /// Decided without search by the unique-values pass: every value
+    /// written to the key is distinct and every observation names one
+    /// value, so each read names the write it saw and the check is
+    /// O(n log n) (Gibbons & Korach 1997; with deletes, only when the order
+    /// it builds replays).
+    pub unique_values: bool,
     /// Writes with an unknown outcome that no operation after them can
     /// observe, rewritten to an anonymous value and tracked by a count.
     pub anonymised_writes: u64,
@@ -399,6 +426,25 @@ pub fn check_compact_with(
     history: &CompactHistory,
     options: &CheckOptions<'_>,
 ) -> LinearizabilityReport {
+    check_compact_passes(history, options, true)
+}
+
+/// [`check_history_with`] without the unique-values pass: every key goes to
+/// the search (the tests compare the two).
+#[cfg(test)]
+pub(super) fn check_history_search_only(
+    history: &History,
+    options: &CheckOptions<'_>,
+) -> LinearizabilityReport {
+    let compact = CompactHistory::from_history(history).expect("a small history");
+    check_compact_passes(&compact, options, false)
+}
+
+fn check_compact_passes(
+    history: &CompactHistory,
+    options: &CheckOptions<'_>,
+    unique_pass: bool,
+) -> LinearizabilityReport {
     // Split by key in two passes (number the keys and count each one's
     // constraining operations, then fill vectors of exactly that size), so
     // that no per-key vector is regrown.
@@ -442,7 +488,7 @@ pub fn check_compact_with(
     let mut remap = vec![NIL; history.string_count()];
     let per_key: Vec<KeyReport> = partitions
         .into_iter()
-        .map(|(key, ops)| check_key(key, history, &ops, &mut remap, options))
+        .map(|(key, ops)| check_key(key, history, &ops, &mut remap, options, unique_pass))
         .collect();
     let verdict = if per_key
         .iter()
@@ -615,7 +661,7 @@ impl<'r> Values<'r> {
 const ANONYMOUS: u32 = NO_STRING - 1;
 const ABSENT: u32 = 0;
 /// How explanations name the anonymous value.
-const ANONYMOUS_NAME: &str = "(a value written with unknown outcome that no later operation reads)";
+const ANONYMOUS_NAME: &str = "(a value that no later operation reads)";
 const NIL: u32 = u32::MAX;
 
 /// A command on one key, values interned.
@@ -943,9 +989,10 @@ fn check_key(
     ops: &[u32],
     remap: &mut [u32],
     options: &CheckOptions<'_>,
+    unique_pass: bool,
 ) -> KeyReport {
     let mut values = Values::new(remap);
-    let report = check_key_values(key, history, ops, &mut values, options);
+    let report = check_key_values(key, history, ops, &mut values, options, unique_pass);
     values.clear();
     report
 }
@@ -956,6 +1003,7 @@ fn check_key_values(
     ops: &[u32],
     values: &mut Values<'_>,
     options: &CheckOptions<'_>,
+    unique_pass: bool,
 ) -> KeyReport {
     let records = history.records();
     let mut seq: Vec<SeqOp> = ops
@@ -979,6 +1027,67 @@ fn check_key_values(
             linearization: None,
             explanation: Some(explanation),
         };
+    }
+    if unique_pass {
+        let mut explain_steps = 0;
+        let decided = match unique::check(&seq, values.names.len()) {
+            Unique::Linearizable(order) => Some((
+                Verdict::Linearizable,
+                Some(
+                    order
+                        .iter()
+                        .map(|&i| OpId(records[ops[i as usize] as usize].id))
+                        .collect(),
+                ),
+                None,
+            )),
+            Unique::Violation(conflict) => {
+                // The verdict is proved. A short search looks for the
+                // longest linearizable prefix, which explains it better
+                // (and is what the HTML picture draws); when it runs out,
+                // the pass's own certificate is the explanation.
+                let mut explanation = explain_conflict(key, history, ops, values, &conflict);
+                let mut searched = seq.clone();
+                let anonymous = values.anonymous();
+                rewrite_unobserved_writes(&mut searched, anonymous);
+                let mut search = Search::new(&searched, values.names.len());
+                let limit = options
+                    .max_steps_per_key
+                    .map_or(EXPLAIN_STEPS, |s| s.min(EXPLAIN_STEPS));
+                match search.run(&options.with_max_steps_per_key(limit)) {
+                    SearchOutcome::Violation(deepest) => {
+                        explanation = explain(key, history, ops, &searched, values, &deepest);
+                    }
+                    SearchOutcome::Linearizable(_) => {
+                        debug_assert!(false, "the search linearizes a key the pass refuted");
+                    }
+                    SearchOutcome::Stopped(_) => {}
+                }
+                explain_steps = search.steps;
+                tracing::debug!(key, summary = %explanation.summary, "not linearizable");
+                Some((Verdict::NotLinearizable, None, Some(explanation)))
+            }
+            Unique::NotApplicable(reason) => {
+                tracing::debug!(key, reason, "the unique-values pass does not apply");
+                None
+            }
+        };
+        if let Some((verdict, linearization, explanation)) = decided {
+            return KeyReport {
+                key: key.to_string(),
+                operations: ops.len(),
+                verdict,
+                steps: explain_steps,
+                stopped_by: None,
+                search_bytes: 0,
+                reductions: Reductions {
+                    unique_values: true,
+                    ..Reductions::default()
+                },
+                linearization,
+                explanation,
+            };
+        }
     }
     let anonymous = values.anonymous();
     let anonymised_writes = rewrite_unobserved_writes(&mut seq, anonymous);
@@ -1013,6 +1122,7 @@ fn check_key_values(
         search_bytes: search.peak_bytes as u64,
         reductions: Reductions {
             unwritten_observation: false,
+            unique_values: false,
             anonymised_writes,
             cas_dropped: search.dropped,
         },
@@ -1036,6 +1146,83 @@ fn explain_unwritten(key: &str, history: &CompactHistory, ops: &[u32], bad: u32)
     }
 }
 
+/// The explanation of a violation the unique-values pass proved.
+fn explain_conflict(
+    key: &str,
+    history: &CompactHistory,
+    ops: &[u32],
+    values: &Values<'_>,
+    conflict: &Conflict,
+) -> Explanation {
+    let op = |i: u32| history.operation(ops[i as usize] as usize);
+    let value = |v: u32| match values.name(v, history) {
+        Some(v) => format!("{v:?}"),
+        None => "absent (the initial value)".to_string(),
+    };
+    let (blocked, candidates, why) = match *conflict {
+        Conflict::Order { first, then } => (
+            then,
+            vec![first, then],
+            format!(
+                "every value written to it is distinct, which fixes the order of its writes and \
+                 of the operations that saw each value: {} must take effect before {}, but \
+                 {} returned before {} was invoked",
+                op(first),
+                op(then),
+                op(then).id,
+                op(first).id
+            ),
+        ),
+        Conflict::Chains {
+            a_value,
+            b_value,
+            a_late,
+            b_early,
+            a_early,
+            b_late,
+        } => {
+            let groups = format!(
+                "every value written to it is distinct, so the operations that wrote or saw \
+                 the value {} (with the values compare-and-swaps chained to it) take effect \
+                 together, and so do those of {}",
+                value(a_value),
+                value(b_value)
+            );
+            let why = if a_early == NIL {
+                format!(
+                    "{groups}; the first group must go first, but {} returned before {} was \
+                     invoked",
+                    op(b_early),
+                    op(a_late)
+                )
+            } else {
+                format!(
+                    "{groups}; neither group can go first: {} returned before {} was invoked, \
+                     and {} returned before {} was invoked",
+                    op(b_early),
+                    op(a_late),
+                    op(a_early),
+                    op(b_late)
+                )
+            };
+            let mut candidates = vec![a_late];
+            for i in [b_early, a_early, b_late] {
+                if i != NIL && !candidates.contains(&i) {
+                    candidates.push(i);
+                }
+            }
+            (a_late, candidates, why)
+        }
+    };
+    Explanation {
+        longest_prefix: Vec::new(),
+        value_after_prefix: None,
+        blocked: op(blocked).id,
+        candidates: candidates.into_iter().map(|i| op(i).id).collect(),
+        summary: format!("key {key:?} is not linearizable: {why}"),
+    }
+}
+
 fn explain(
     key: &str,
     history: &CompactHistory,
@@ -1048,7 +1235,15 @@ fn explain(
     let id = |i: u32| OpId(history.records()[ops[i as usize] as usize].id);
     let longest_prefix: Vec<OpId> = deepest.prefix.iter().map(|&i| id(i)).collect();
     let mut value_after_prefix = values.name(deepest.state, history);
+    // How the summary names the value: quoted, "absent", or, for a value
+    // rewritten to the anonymous one, what its writer wrote and why no one
+    // reads it.
+    let mut value = match &value_after_prefix {
+        Some(v) => format!("{v:?}"),
+        None => "absent".to_string(),
+    };
     if values.names.get(deepest.state as usize) == Some(&ANONYMOUS) {
+        value = "written by a write that no later operation reads".to_string();
         // A write nobody observes was rewritten to the anonymous value
         // (reduction 1): name what the last such write in the prefix wrote.
         let writer = deepest
@@ -1065,6 +1260,11 @@ fn explain(
             };
             if let Some(name) = history.string(written) {
                 value_after_prefix = Some(name.to_string());
+                value = format!(
+                    "{name:?} (written by {}; no later operation reads it, so any value \
+                     no one reads would do as well)",
+                    OpId(r.id)
+                );
             }
         }
     }
@@ -1076,10 +1276,6 @@ fn explain(
         .filter(|&&i| i != deepest.blocked)
         .map(|&i| op(i).to_string())
         .collect();
-    let value = match &value_after_prefix {
-        Some(v) => format!("{v:?}"),
-        None => "absent".to_string(),
-    };
     let summary = format!(
         "key {key:?} is not linearizable: the longest linearizable prefix has {} of its {} \
          operations and leaves the value {value}; then {blocked} must take effect before it \

@@ -234,6 +234,8 @@ h2 { font-size: 15px; margin: 18px 0 4px; }
 .op.prefix { background: #c8ecd2; border-color: #4fa86a; }
 .op.unplaced { background: #ffd9a8; border-color: #e08a1e; }
 .op.blocked { background: #ffb3b3; border-color: #c0262d; border-width: 2px; font-weight: bold; }
+.op.prefix.unknown { background: linear-gradient(to right, #c8ecd2, rgba(200,236,210,0.15)); }
+.op.unplaced.unknown { background: linear-gradient(to right, #ffd9a8, rgba(255,217,168,0.15)); }
 .op.selected { outline: 2px solid #222; }
 .badge { display: inline-block; background: #222; color: #fff; border-radius: 6px; padding: 0 3px;
   margin-right: 3px; font-size: 10px; line-height: 12px; }
