@@ -12,14 +12,15 @@
 //! | `WrongDigest` | as primary, a digest that is not its batch's | `WrongDigest` at the authenticator |
 //! | `ForgedAuth` | corrupts its COMMIT MACs and PREPARE signatures | `InvalidMac`, `InvalidSignature` |
 //! | `LyingNewView` | as new primary, a NEW-VIEW that does not follow from its VIEW-CHANGEs | `LyingNewView` |
-//! | `Flood` | floods requests with forged client signatures | `InvalidSignature` |
+//! | `Flood` | floods requests with forged client MACs, as their clients' node | `InvalidMac` (the requests come straight from the node that claims them) |
 //! | `Replay` | resends its earlier messages | tolerated (authentic messages; duplicates are ignored) |
 
 use crate::authenticator::core::{sha256, Keys};
 use crate::engine::actor::ReplicaActor;
 use crate::engine::core::{Effect, ReplicaConfig};
 use crate::messages::{
-    encode_payload, Batch, NewView, PbftMessage, PrePrepare, Request, Sig, Signed, SignedRequest,
+    encode_payload, AuthenticatedRequest, Batch, NewView, PbftMessage, PrePrepare, Request, Sig,
+    Signed,
 };
 use crate::node::{PbftSlots, ReplicaComponent, ReplicaContext};
 use consensus_actors::kv::{KvCommand, StateMachine};
@@ -41,7 +42,7 @@ pub enum Behaviour {
     ForgedAuth,
     /// As new primary, re-issues a PRE-PREPARE its VIEW-CHANGEs do not give.
     LyingNewView,
-    /// Sends requests with forged client signatures, many at a time.
+    /// Sends requests with forged client MACs, many at a time.
     Flood,
     /// Resends earlier messages of its own.
     Replay,
@@ -222,14 +223,18 @@ impl Corrupter {
         match self.behaviour {
             Behaviour::Flood => {
                 for i in 0..FLOOD_PER_STEP as u64 {
-                    let forged = SignedRequest {
+                    let forged = AuthenticatedRequest {
                         request: Request {
                             node: self.keys.me(),
                             client: ClientId(1_000_000 + i),
                             timestamp: self.counter,
                             op: encode_payload(&KvCommand::put("flood", "x")),
                         },
-                        sig: Sig::from_bytes([7u8; 64]),
+                        auth: self
+                            .members
+                            .iter()
+                            .map(|&m| (m, crate::messages::Tag([7u8; 32])))
+                            .collect(),
                     };
                     out.push(Effect::Broadcast(PbftMessage::Request(forged)));
                 }
@@ -344,7 +349,7 @@ mod tests {
                 NodeId(3),
                 EvidenceKind::InvalidSignature,
             ),
-            (Behaviour::Flood, NodeId(2), EvidenceKind::InvalidSignature),
+            (Behaviour::Flood, NodeId(2), EvidenceKind::InvalidMac),
             (
                 Behaviour::LyingNewView,
                 NodeId(1),

@@ -1,5 +1,5 @@
 //! The clients of one node (Castro and Liskov, OSDI'99 §4.1): a client
-//! signs its request with a timestamp above its previous one, multicasts
+//! authenticates its request (one MAC per replica) with a timestamp above its previous one, multicasts
 //! it to the replicas, and accepts a result once f+1 replicas sent
 //! matching REPLYs (at least one of them is correct). It retransmits a
 //! request that waits too long.
@@ -8,7 +8,7 @@
 
 use crate::authenticator::core::Keys;
 use crate::engine::core::ReplicaConfig;
-use crate::messages::{PbftMessage, Reply, Request, SignedRequest};
+use crate::messages::{AuthenticatedRequest, PbftMessage, Reply, Request};
 use crate::node::{ClientReply, Inbound, Submit};
 use actix::prelude::*;
 use consensus_actors::plugin::NodeError;
@@ -26,7 +26,7 @@ pub const MAX_IN_FLIGHT: usize = 65_536;
 pub const RETRY_TICK: Duration = Duration::from_millis(50);
 
 struct Waiting {
-    request: SignedRequest,
+    request: AuthenticatedRequest,
     replies: BTreeMap<NodeId, Vec<u8>>,
     sent_us: u64,
     retries: u32,
@@ -40,7 +40,7 @@ pub const MAX_BACKOFF: u32 = 4;
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientEffect {
     /// Multicast this request to every replica.
-    Multicast(SignedRequest),
+    Multicast(AuthenticatedRequest),
     /// The request `(client, timestamp)` is answered.
     Accept {
         /// The client.
@@ -58,6 +58,7 @@ pub struct ClientCore {
     f: usize,
     retry_us: u64,
     keys: Keys,
+    members: Vec<NodeId>,
     last_timestamp: BTreeMap<ClientId, u64>,
     waiting: BTreeMap<(ClientId, u64), Waiting>,
 }
@@ -70,6 +71,7 @@ impl ClientCore {
             f: cfg.f,
             retry_us,
             keys: Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members),
+            members: cfg.members.clone(),
             last_timestamp: BTreeMap::new(),
             waiting: BTreeMap::new(),
         }
@@ -94,7 +96,7 @@ impl ClientCore {
         let last = self.last_timestamp.get(&client).copied().unwrap_or(0);
         let timestamp = last.saturating_add(1).max(now_us);
         self.last_timestamp.insert(client, timestamp);
-        let request = SignedRequest::new(
+        let request = AuthenticatedRequest::new(
             Request {
                 node: self.node,
                 client,
@@ -102,6 +104,7 @@ impl ClientCore {
                 op,
             },
             &self.keys,
+            &self.members,
         );
         self.waiting.insert(
             (client, timestamp),

@@ -3,7 +3,7 @@
 //!
 //! | message | authentication |
 //! |---|---|
-//! | REQUEST | client signature |
+//! | REQUEST | client MAC authenticator (one MAC per replica; TOCS 2002 §4.1) |
 //! | PRE-PREPARE, PREPARE | replica signature (they form prepared certificates) |
 //! | COMMIT, REPLY, fetch-state | MAC authenticator (one MAC per receiver) |
 //! | CHECKPOINT, VIEW-CHANGE, NEW-VIEW | replica signature |
@@ -197,25 +197,31 @@ impl Authenticated for Request {
     }
 }
 
-/// A request signed by its client.
+/// A request with its client's authenticator: one MAC per replica, under
+/// the key the client shares with that replica (TOCS 2002 §4.1). Each
+/// replica checks its own MAC; no replica can prove to another that the
+/// client sent it, so a request's authenticity inside a PRE-PREPARE batch
+/// rests on the backup's own MAC and, inside a prepared certificate, on the
+/// 2f+1 replicas that prepared it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedRequest {
+pub struct AuthenticatedRequest {
     /// The request.
     pub request: Request,
-    /// The client's signature.
-    pub sig: Sig,
+    /// One MAC per replica.
+    pub auth: Vec<(NodeId, Tag)>,
 }
 
-impl SignedRequest {
-    /// `request` signed by its client (through `keys` of its node).
-    pub fn new(request: Request, keys: &Keys) -> Self {
-        let sig = keys.sign_as_client(request.identity(), &request.header());
-        Self { request, sig }
+impl AuthenticatedRequest {
+    /// `request` with its client's MACs for the replicas `to` (through
+    /// `keys` of the client's node).
+    pub fn new(request: Request, keys: &Keys, to: &[NodeId]) -> Self {
+        let auth = keys.client_authenticator(request.identity(), to, &request.header());
+        Self { request, auth }
     }
 
-    /// Whether the client signed it.
+    /// Whether the client's MAC for this replica holds.
     pub fn verify(&self, keys: &Keys) -> bool {
-        keys.verify_client(self.request.identity(), &self.request.header(), &self.sig)
+        keys.check_client_authenticator(self.request.identity(), &self.request.header(), &self.auth)
     }
 
     /// The request's digest.
@@ -226,12 +232,12 @@ impl SignedRequest {
 
 /// The requests one PRE-PREPARE orders (empty: the null request).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Batch(pub Vec<SignedRequest>);
+pub struct Batch(pub Vec<AuthenticatedRequest>);
 
 impl Batch {
     /// The digest a PRE-PREPARE carries: over the requests' digests.
     pub fn digest(&self) -> Digest {
-        let digests: Vec<Digest> = self.0.iter().map(SignedRequest::digest).collect();
+        let digests: Vec<Digest> = self.0.iter().map(AuthenticatedRequest::digest).collect();
         digest_of(&digests)
     }
 }
@@ -468,7 +474,7 @@ pub struct StateTransfer {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PbftMessage {
     /// A client request (from its node, or forwarded by a backup).
-    Request(SignedRequest),
+    Request(AuthenticatedRequest),
     /// PRE-PREPARE with its batch.
     PrePrepare {
         /// The signed PRE-PREPARE.

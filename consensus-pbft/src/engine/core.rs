@@ -32,9 +32,9 @@ use crate::authenticator::core::{sha256, Keys};
 use crate::checkpoint::core::{proof_is_valid, CheckpointProtocol, StableCheckpoint};
 use crate::evidence::{Evidence, EvidenceKind};
 use crate::messages::{
-    decode_payload, encode_payload, Batch, Checkpoint, Commit, Digest, FetchState, Maced, NewView,
-    PbftMessage, PrePrepare, Prepare, PreparedCert, Reply, Signed, SignedRequest, StateTransfer,
-    ViewChange,
+    decode_payload, encode_payload, AuthenticatedRequest, Batch, Checkpoint, Commit, Digest,
+    FetchState, Maced, NewView, PbftMessage, PrePrepare, Prepare, PreparedCert, Reply, Signed,
+    StateTransfer, ViewChange,
 };
 use crate::safety::{PbftEvent, SafetyEvent};
 use crate::types::{SeqNo, View};
@@ -160,7 +160,7 @@ type ReqKey = (u64, u64);
 
 #[derive(Clone, Debug)]
 struct PendingRequest {
-    request: SignedRequest,
+    request: AuthenticatedRequest,
     since_us: u64,
     assigned: bool,
 }
@@ -494,7 +494,7 @@ impl<SM: StateMachine> Replica<SM> {
         self.send(entry.node, msg);
     }
 
-    fn handle_request(&mut self, from: NodeId, sreq: SignedRequest) {
+    fn handle_request(&mut self, from: NodeId, sreq: AuthenticatedRequest) {
         let identity = sreq.request.identity();
         let key = (identity, sreq.request.timestamp);
         if let Some(entry) = self.clients.get(&identity) {

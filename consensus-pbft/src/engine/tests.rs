@@ -106,12 +106,14 @@ impl Cluster {
         }
         let i = to.get() as usize;
         if let Err(refused) = check_inbound(&self.keys[i], &mut VerifyCache::new(), from, &msg) {
-            self.evidence.push(Evidence {
-                witness: to,
-                accused: refused.accused,
-                kind: refused.kind,
-                proof: refused.proof,
-            });
+            if let Some(accused) = refused.accused {
+                self.evidence.push(Evidence {
+                    witness: to,
+                    accused,
+                    kind: refused.kind,
+                    proof: refused.proof,
+                });
+            }
             return;
         }
         let effects = self.replicas[i].step(Input::Message { from, msg });
@@ -140,9 +142,9 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn request(&mut self, client: u64, op: KvCommand) -> SignedRequest {
+    pub(crate) fn request(&mut self, client: u64, op: KvCommand) -> AuthenticatedRequest {
         self.timestamp += 1;
-        SignedRequest::new(
+        AuthenticatedRequest::new(
             Request {
                 node: CLIENT_NODE,
                 client: ClientId(client),
@@ -150,17 +152,18 @@ impl Cluster {
                 op: encode_payload(&op),
             },
             &self.client_keys,
+            &(0..self.n() as u64).map(NodeId).collect::<Vec<_>>(),
         )
     }
 
-    pub(crate) fn submit(&mut self, r: &SignedRequest) {
+    pub(crate) fn submit(&mut self, r: &AuthenticatedRequest) {
         for to in 0..self.n() as u64 {
             self.queue
                 .push_back((CLIENT_NODE, NodeId(to), PbftMessage::Request(r.clone())));
         }
     }
 
-    pub(crate) fn replies_for(&self, r: &SignedRequest) -> Vec<&Reply> {
+    pub(crate) fn replies_for(&self, r: &AuthenticatedRequest) -> Vec<&Reply> {
         self.replies
             .iter()
             .filter(|p| p.client == r.request.client && p.timestamp == r.request.timestamp)
@@ -270,7 +273,7 @@ fn a_repeated_request_executes_once_and_gets_the_cached_reply() {
 #[test]
 fn requests_arriving_while_the_pipeline_is_full_are_batched() {
     let mut c = Cluster::new(4);
-    let reqs: Vec<SignedRequest> = (0..12)
+    let reqs: Vec<AuthenticatedRequest> = (0..12)
         .map(|i| c.request(i, KvCommand::put(format!("k{i}"), "v")))
         .collect();
     // Only the primary hears them, all before anything is delivered.
