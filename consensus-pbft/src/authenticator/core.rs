@@ -26,7 +26,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -107,6 +107,44 @@ pub fn client_identity(node: NodeId, client: ClientId) -> u64 {
     (node.get() << 32) | (client.get() & 0xffff_ffff)
 }
 
+/// How many MACs and signatures one party computed: what
+/// [`Keys::counts`] reports (to measure what a protocol step costs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthCounts {
+    /// MACs computed for sending (one per receiver of an authenticator).
+    pub macs_made: u64,
+    /// MACs checked.
+    pub macs_checked: u64,
+    /// ed25519 signatures made.
+    pub signed: u64,
+    /// ed25519 signatures verified (cache hits excluded).
+    pub verified: u64,
+}
+
+impl std::ops::Add for AuthCounts {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            macs_made: self.macs_made + o.macs_made,
+            macs_checked: self.macs_checked + o.macs_checked,
+            signed: self.signed + o.signed,
+            verified: self.verified + o.verified,
+        }
+    }
+}
+
+impl std::ops::Sub for AuthCounts {
+    type Output = Self;
+    fn sub(self, o: Self) -> Self {
+        Self {
+            macs_made: self.macs_made - o.macs_made,
+            macs_checked: self.macs_checked - o.macs_checked,
+            signed: self.signed - o.signed,
+            verified: self.verified - o.verified,
+        }
+    }
+}
+
 /// The cluster's keys, as one party holds them (every party can derive
 /// every key from the cluster secret in this framework; a correct party only
 /// uses its own signing key and the MAC keys it shares).
@@ -117,6 +155,7 @@ pub struct Keys {
     signing: SigningKey,
     replica_keys: BTreeMap<NodeId, VerifyingKey>,
     client_macs: RefCell<BTreeMap<(u64, NodeId), HmacSha256>>,
+    counts: Cell<AuthCounts>,
     macs: BTreeMap<NodeId, HmacSha256>,
 }
 
@@ -183,8 +222,20 @@ impl Keys {
             signing: replica_signing_key(&secret, me),
             replica_keys,
             client_macs: RefCell::new(BTreeMap::new()),
+            counts: Cell::new(AuthCounts::default()),
             macs,
         }
+    }
+
+    /// The MACs and signatures these keys computed so far.
+    pub fn counts(&self) -> AuthCounts {
+        self.counts.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut AuthCounts)) {
+        let mut c = self.counts.get();
+        f(&mut c);
+        self.counts.set(c);
     }
 
     /// The party these keys belong to.
@@ -200,6 +251,7 @@ impl Keys {
     /// The MAC of `header` for `to` (sender: this party).
     pub fn mac(&self, to: NodeId, header: &AuthHeader) -> Option<Tag> {
         let mut mac = self.macs.get(&to)?.clone();
+        self.count(|c| c.macs_made += 1);
         mac.update(&header.bytes(self.cluster));
         Some(Tag(mac.finalize().into_bytes().into()))
     }
@@ -234,6 +286,7 @@ impl Keys {
             return false;
         };
         let mut mac = mac.clone();
+        self.count(|c| c.macs_checked += 1);
         let h = AuthHeader {
             receiver: self.me.get(),
             ..*header
@@ -277,6 +330,7 @@ impl Keys {
     ) -> Vec<(NodeId, Tag)> {
         to.iter()
             .map(|&r| {
+                self.count(|c| c.macs_made += 1);
                 let tag = self.client_mac(identity, r, header).finalize().into_bytes();
                 (r, Tag(tag.into()))
             })
@@ -294,6 +348,7 @@ impl Keys {
         let Some((_, tag)) = auth.iter().find(|(n, _)| *n == self.me) else {
             return false;
         };
+        self.count(|c| c.macs_checked += 1);
         self.client_mac(identity, self.me, header)
             .verify_slice(&tag.0)
             .is_ok()
@@ -301,6 +356,7 @@ impl Keys {
 
     /// This replica's signature of `header` (receiver: anyone).
     pub fn sign(&self, header: &AuthHeader) -> Sig {
+        self.count(|c| c.signed += 1);
         let h = AuthHeader {
             receiver: ANY_RECEIVER,
             ..*header
@@ -313,6 +369,7 @@ impl Keys {
         let Some(key) = self.replica_keys.get(&signer) else {
             return false;
         };
+        self.count(|c| c.verified += 1);
         let h = AuthHeader {
             receiver: ANY_RECEIVER,
             ..*header
