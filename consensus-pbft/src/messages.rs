@@ -20,7 +20,52 @@ use crate::authenticator::core::{client_identity, digest_of, AuthHeader, AuthKin
 use crate::types::{SeqNo, View};
 use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use std::fmt;
+
+/// Byte strings as MessagePack `bin` (one length and the bytes), not as a
+/// sequence of numbers: for operations and results, which are digested and
+/// sent with every request.
+mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // Grows with what the input holds, not with its claimed length.
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+}
 
 /// A SHA-256 digest.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -175,6 +220,7 @@ pub struct Request {
     pub timestamp: u64,
     /// The operation: the service's command, encoded with
     /// [`encode_payload`].
+    #[serde(with = "bytes")]
     pub op: Vec<u8>,
 }
 
@@ -182,6 +228,19 @@ impl Request {
     /// The client's identity number.
     pub fn identity(&self) -> u64 {
         client_identity(self.node, self.client)
+    }
+
+    /// The request's digest: SHA-256 over its fields, each length-fixed
+    /// or length-prefixed (no encoding step, no allocation).
+    pub fn digest(&self) -> Digest {
+        let mut h = Sha256::new();
+        h.update(b"pbft-request");
+        h.update(self.node.get().to_le_bytes());
+        h.update(self.client.get().to_le_bytes());
+        h.update(self.timestamp.to_le_bytes());
+        h.update((self.op.len() as u64).to_le_bytes());
+        h.update(&self.op);
+        Digest(h.finalize().into())
     }
 }
 
@@ -192,7 +251,7 @@ impl Authenticated for Request {
             View::ZERO,
             SeqNo(self.timestamp),
             self.identity(),
-            digest_of(self),
+            self.digest(),
         )
     }
 }
@@ -226,7 +285,7 @@ impl AuthenticatedRequest {
 
     /// The request's digest.
     pub fn digest(&self) -> Digest {
-        digest_of(&self.request)
+        self.request.digest()
     }
 }
 
@@ -237,8 +296,13 @@ pub struct Batch(pub Vec<AuthenticatedRequest>);
 impl Batch {
     /// The digest a PRE-PREPARE carries: over the requests' digests.
     pub fn digest(&self) -> Digest {
-        let digests: Vec<Digest> = self.0.iter().map(AuthenticatedRequest::digest).collect();
-        digest_of(&digests)
+        let mut h = Sha256::new();
+        h.update(b"pbft-batch");
+        h.update((self.0.len() as u64).to_le_bytes());
+        for r in &self.0 {
+            h.update(r.digest().0);
+        }
+        Digest(h.finalize().into())
     }
 }
 
@@ -333,6 +397,7 @@ pub struct Reply {
     /// The result of executing the request: the service's output, encoded
     /// with [`encode_payload`] (empty when the operation could not be
     /// decoded: every correct replica refuses it alike).
+    #[serde(with = "bytes")]
     pub result: Vec<u8>,
 }
 

@@ -143,6 +143,14 @@ impl<SM: StateMachine> PbftSimFactory<SM> {
         self
     }
 
+    /// Counts every evidence record in `recorder` too (see
+    /// [`EVIDENCE_METRIC`](crate::evidence::EVIDENCE_METRIC)).
+    #[must_use]
+    pub fn with_metrics(mut self, recorder: consensus_actors::metrics::ClusterRecorder) -> Self {
+        self.evidence = self.evidence.with_recorder(recorder);
+        self
+    }
+
     /// Sends every node's supervision events to `subscriber`.
     #[must_use]
     pub fn with_supervision_events(mut self, subscriber: Recipient<SupervisionEvent>) -> Self {

@@ -6,15 +6,17 @@
 //! the order is known: each answer must be the one the ledger gives for
 //! that prefix, and at the end every correct replica must hold exactly the
 //! state of the ledger that applied the commands in submission order.
-//! The safety checker must stay clean throughout.
+//! The safety checker must stay clean throughout, and every evidence
+//! record must count in the cluster's metrics against the liar.
 #![forbid(unsafe_code)]
 
 use consensus_actors::kv::{SnapshotDecodeError, StateMachine};
+use consensus_actors::metrics::ClusterRecorder;
 use consensus_actors::safety::{SafetySink, SharedChecker};
 use consensus_actors::sim::{block_on_paused, NetworkFaults, SimConfig, Simulation};
 use consensus_actors::types::{ClientId, NodeId};
 use consensus_pbft::byzantine::Behaviour;
-use consensus_pbft::evidence::EvidenceLog;
+use consensus_pbft::evidence::{EvidenceLog, EVIDENCE_METRIC};
 use consensus_pbft::sim::PbftSimFactory;
 use consensus_pbft::PbftConfig;
 use serde::{Deserialize, Serialize};
@@ -72,8 +74,11 @@ impl StateMachine for Ledger {
 }
 
 /// Runs 40 ledger commands through a 4-replica cluster whose replica 1
-/// (the primary of view 0) behaves as `behaviour`; returns the evidence.
-fn run(seed: u64, behaviour: Behaviour) -> EvidenceLog {
+/// (the primary of view 0) behaves as `behaviour`; returns the evidence
+/// and the cluster's metrics.
+fn run(seed: u64, behaviour: Behaviour) -> (EvidenceLog, ClusterRecorder) {
+    let recorder = ClusterRecorder::new();
+    let metrics = recorder.clone();
     let faults = NetworkFaults {
         jitter: Duration::from_millis(2),
         reorder: 0.05,
@@ -93,6 +98,7 @@ fn run(seed: u64, behaviour: Behaviour) -> EvidenceLog {
             .with_byzantine(byzantine, behaviour)
             .with_safety(SafetySink::local(&checker, origin))
             .with_evidence_log(log)
+            .with_metrics(metrics)
             .with_time_base(origin);
         let sim = Simulation::start(SimConfig::new(seed, 4).with_faults(faults), factory)
             .expect("simulation starts");
@@ -136,13 +142,24 @@ fn run(seed: u64, behaviour: Behaviour) -> EvidenceLog {
         assert!(violations.is_empty(), "{behaviour:?}: {violations:?}");
     })
     .expect("runtime builds");
-    evidence
+    (evidence, recorder)
 }
 
 #[test]
 fn a_non_kv_state_machine_is_replicated_identically_despite_one_byzantine_replica() {
     for (i, behaviour) in Behaviour::ALL.into_iter().enumerate() {
-        let evidence = run(40 + i as u64, behaviour);
+        let (evidence, recorder) = run(40 + i as u64, behaviour);
+        // Every record counts in the cluster's metrics, under the liar.
+        let counters = recorder.snapshot().counters;
+        let counted: u64 = counters
+            .iter()
+            .filter(|(k, _)| k.starts_with(EVIDENCE_METRIC))
+            .map(|(k, v)| {
+                assert!(k.contains("accused=\"n1\""), "{behaviour:?}: {k}");
+                *v
+            })
+            .sum();
+        assert_eq!(counted, evidence.total(), "{behaviour:?}: {counters:?}");
         if matches!(
             behaviour,
             Behaviour::Equivocate
