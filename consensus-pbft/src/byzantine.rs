@@ -14,6 +14,7 @@
 //! | `LyingNewView` | as new primary, a NEW-VIEW that does not follow from its VIEW-CHANGEs | `LyingNewView` |
 //! | `Flood` | floods requests with forged client MACs, as their clients' node | `InvalidMac` (the requests come straight from the node that claims them) |
 //! | `Replay` | resends its earlier messages | tolerated (authentic messages; duplicates are ignored) |
+//! | `Twins` | two instances of the unmodified replica with one identity, each talking to half the cluster ([`crate::twins`]) | tolerated; `Equivocation` when a PREPARE brings one twin's PRE-PREPARE to a backup of the other |
 
 use crate::authenticator::core::{sha256, Keys};
 use crate::engine::actor::ReplicaActor;
@@ -46,11 +47,14 @@ pub enum Behaviour {
     Flood,
     /// Resends earlier messages of its own.
     Replay,
+    /// Two instances of the replica share its identity ([`crate::twins`]).
+    /// Not a [`Corrupter`]: the effects of one core cannot make two.
+    Twins,
 }
 
 impl Behaviour {
     /// Every behaviour.
-    pub const ALL: [Behaviour; 7] = [
+    pub const ALL: [Behaviour; 8] = [
         Behaviour::Silent,
         Behaviour::Equivocate,
         Behaviour::WrongDigest,
@@ -58,12 +62,16 @@ impl Behaviour {
         Behaviour::LyingNewView,
         Behaviour::Flood,
         Behaviour::Replay,
+        Behaviour::Twins,
     ];
 
     /// Whether a correct replica can prove this behaviour (the others are
     /// tolerated without evidence).
     pub fn is_provable(self) -> bool {
-        !matches!(self, Behaviour::Silent | Behaviour::Replay)
+        !matches!(
+            self,
+            Behaviour::Silent | Behaviour::Replay | Behaviour::Twins
+        )
     }
 }
 
@@ -264,6 +272,9 @@ impl Corrupter {
 
 /// Slots with a replica (executing on `SM`) that behaves as `behaviour`.
 pub fn slots<SM: StateMachine>(behaviour: Behaviour) -> PbftSlots<SM> {
+    if behaviour == Behaviour::Twins {
+        return crate::twins::slots();
+    }
     PbftSlots::default().with_replica(move |ctx: &ReplicaContext<SM>| {
         let slot = ChildSlot::<ReplicaActor<SM>>::new();
         let actor = ReplicaActor::byzantine(ctx.clone(), Corrupter::new(behaviour, &ctx.cfg));
@@ -388,7 +399,12 @@ mod tests {
     #[test]
     fn test_pbft_3f_plus_1_tolerance() {
         for (n, f) in [(4u64, 1usize), (7, 2)] {
-            for behaviour in Behaviour::ALL {
+            // Twins need two cores per identity: the actor-level tests run
+            // them (tests/state_machine.rs), this hand-wired cluster cannot.
+            for behaviour in Behaviour::ALL
+                .into_iter()
+                .filter(|b| *b != Behaviour::Twins)
+            {
                 let faulty: Vec<(NodeId, Behaviour)> =
                     (0..f as u64).map(|i| (NodeId(i), behaviour)).collect();
                 let liars: Vec<NodeId> = faulty.iter().map(|(r, _)| *r).collect();

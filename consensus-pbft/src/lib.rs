@@ -16,6 +16,7 @@
 //! | [`view_changer`] | ViewChanger core: VIEW-CHANGE validity, NEW-VIEW computation, timeouts |
 //! | [`client`] | the clients of a node: signed requests, f+1 matching replies |
 //! | [`byzantine`] | Byzantine replicas: the stock replica with lying output, as a slot |
+//! | [`twins`] | Twins: two instances of one replica sharing its identity, as a slot |
 //! | [`evidence`] | evidence records against Byzantine replicas |
 //! | [`node`] | the node's actors, messages and slots ([`node::PbftSlots`]) |
 //! | [`plugin`] | [`PbftPlugin`], the engine's plug-in (`pbft`) |
@@ -42,6 +43,7 @@ pub mod node;
 pub mod plugin;
 pub mod safety;
 pub mod sim;
+pub mod twins;
 pub mod types;
 pub mod view_changer;
 

@@ -289,17 +289,42 @@ impl AuthenticatedRequest {
     }
 }
 
-/// The requests one PRE-PREPARE orders (empty: the null request).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Batch(pub Vec<AuthenticatedRequest>);
+/// The requests one PRE-PREPARE orders (empty: the null request). Shared,
+/// not copied, between the messages and slots that hold it (a batch of a
+/// thousand requests is sent to every backup and kept in the log and in
+/// prepared certificates); serialized as the list of requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch(pub std::sync::Arc<Vec<AuthenticatedRequest>>);
+
+impl Serialize for Batch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<AuthenticatedRequest>::deserialize(d).map(Batch::new)
+    }
+}
 
 impl Batch {
+    /// A batch of `requests`.
+    pub fn new(requests: Vec<AuthenticatedRequest>) -> Self {
+        Self(std::sync::Arc::new(requests))
+    }
+
+    /// Its requests, in order.
+    pub fn requests(&self) -> &[AuthenticatedRequest] {
+        &self.0
+    }
+
     /// The digest a PRE-PREPARE carries: over the requests' digests.
     pub fn digest(&self) -> Digest {
         let mut h = Sha256::new();
         h.update(b"pbft-batch");
         h.update((self.0.len() as u64).to_le_bytes());
-        for r in &self.0 {
+        for r in self.0.iter() {
             h.update(r.digest().0);
         }
         Digest(h.finalize().into())

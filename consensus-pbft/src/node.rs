@@ -251,13 +251,15 @@ pub(crate) fn submit_encoded<SM: StateMachine>(
     op: Vec<u8>,
 ) -> impl Future<Output = Result<SM::Output, NodeError>> + 'static {
     let (tx, rx) = oneshot::channel();
-    let sent = proxy.try_send(Submit {
+    // Not `try_send`: the proxy's mailbox is bounded (16) and thousands of
+    // clients submit at once; a stopped proxy drops the message, and with it
+    // the answer's sender, which reads as `Stopped` below.
+    proxy.do_send(Submit {
         client,
         op,
         reply: tx,
     });
     async move {
-        sent.map_err(|_| NodeError::Stopped)?;
         match rx.await {
             Ok(Ok(bytes)) => decode_payload::<SM::Output>(&bytes).ok_or_else(|| {
                 NodeError::Unknown(

@@ -258,8 +258,8 @@ impl ProtocolPlugin for PbftPlugin {
         // proxy's requests in flight are lost with the node.
     }
 
-    /// One of the seven behaviours of [`Behaviour::ALL`](crate::byzantine::Behaviour::ALL),
-    /// `draw` modulo 7.
+    /// One of the eight behaviours of [`Behaviour::ALL`](crate::byzantine::Behaviour::ALL),
+    /// `draw` modulo 8.
     fn make_byzantine(&mut self, node: NodeId, draw: u64) -> Option<String> {
         let all = crate::byzantine::Behaviour::ALL;
         let behaviour = all[(draw % all.len() as u64) as usize];

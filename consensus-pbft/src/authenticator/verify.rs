@@ -88,7 +88,7 @@ fn drop_unattributable(kind: EvidenceKind, proof: String) -> Result<(), Refused>
 }
 
 fn check_batch(keys: &Keys, batch: &Batch) -> Result<(), Refused> {
-    for r in &batch.0 {
+    for r in batch.0.iter() {
         if !r.verify(keys) {
             return drop_unattributable(
                 EvidenceKind::InvalidMac,

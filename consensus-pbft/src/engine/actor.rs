@@ -21,7 +21,7 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// (the replica's durable memory: every step is as if synced before its
 /// messages leave, Castro and Liskov's assumption of a replica whose state
 /// survives a power failure). Single-threaded; only borrowed inside a step.
-pub struct ReplicaStore<SM: StateMachine = KvStore>(Rc<RefCell<Option<Replica<SM>>>>);
+pub struct ReplicaStore<SM: StateMachine = KvStore>(pub(crate) Rc<RefCell<Option<Replica<SM>>>>);
 
 impl<SM: StateMachine> Clone for ReplicaStore<SM> {
     fn clone(&self) -> Self {

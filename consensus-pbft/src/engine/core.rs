@@ -561,7 +561,7 @@ impl<SM: StateMachine> Replica<SM> {
             if batch.is_empty() {
                 break;
             }
-            let batch = Batch(batch);
+            let batch = Batch::new(batch);
             let seq = self.next_seq;
             let pp = Signed::new(
                 PrePrepare {
@@ -615,7 +615,7 @@ impl<SM: StateMachine> Replica<SM> {
         }
         slot.pre_prepare = Some(spp);
         slot.batch = Some(batch.clone());
-        for r in &batch.0 {
+        for r in batch.0.iter() {
             let key = (r.request.identity(), r.request.timestamp);
             let done = self
                 .clients
@@ -836,7 +836,7 @@ impl<SM: StateMachine> Replica<SM> {
 
     fn execute(&mut self, seq: SeqNo, digest: Digest, batch: &Batch) {
         assert_eq!(seq, self.last_exec.next(), "execution in sequence order");
-        for r in &batch.0 {
+        for r in batch.0.iter() {
             let req = &r.request;
             let identity = req.identity();
             let key = (identity, req.timestamp);
@@ -890,9 +890,40 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     fn handle_checkpoint(&mut self, vote: Signed<Checkpoint>) {
+        let (seq, digest) = (vote.body.seq, vote.body.state);
         if let Some(stable) = self.checkpoints.record(vote) {
             self.become_stable(stable);
+            return;
         }
+        self.maybe_fetch_ahead(seq, digest);
+    }
+
+    /// f+1 matching CHECKPOINTs at or beyond the high watermark: at least
+    /// one correct replica executed that far, and this one can accept no
+    /// message there, so it fetches the state (TOCS 2002 §5.3.2). A replica
+    /// whose peers answer it with 2f+1 votes will never see (when a
+    /// Byzantine replica keeps its own vote from it: a twin talking to the
+    /// other half) would otherwise stay behind for good. What it installs
+    /// still needs the 2f+1-vote proof the state transfer carries.
+    fn maybe_fetch_ahead(&mut self, seq: SeqNo, digest: Digest) {
+        if self.fetch.is_some() || seq < self.checkpoints.high() || seq <= self.last_exec {
+            return;
+        }
+        let votes = self.checkpoints.matching(seq, digest);
+        if votes.len() <= self.cfg.f {
+            return;
+        }
+        tracing::debug!(replica = %self.cfg.id, %seq, "f+1 checkpoints beyond the window: fetching the state");
+        self.fetch = Some(Fetch {
+            stable: StableCheckpoint {
+                seq,
+                digest,
+                proof: votes,
+            },
+            next: 0,
+            last_us: None,
+        });
+        self.send_fetch();
     }
 
     fn become_stable(&mut self, stable: StableCheckpoint) {
@@ -1297,7 +1328,7 @@ impl<SM: StateMachine> Replica<SM> {
                 // A view change never changes what was executed.
                 assert_eq!(done, digest, "re-issued {seq} differs from what executed");
             }
-            for r in &batch.0 {
+            for r in batch.0.iter() {
                 if let Some(p) = self
                     .pending
                     .get_mut(&(r.request.identity(), r.request.timestamp))

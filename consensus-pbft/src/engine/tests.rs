@@ -203,7 +203,7 @@ fn the_primary_multicasts_a_signed_pre_prepare_for_a_request() {
     assert_eq!(pre_prepare.body.view, View(0));
     assert_eq!(pre_prepare.body.seq, SeqNo(1));
     assert_eq!(pre_prepare.body.primary, NodeId(0));
-    assert_eq!(batch.0, vec![r]);
+    assert_eq!(*batch.0, vec![r]);
     assert_eq!(pre_prepare.body.digest, batch.digest());
     assert!(pre_prepare.verify(&c.keys[1], NodeId(0)));
 }
@@ -452,7 +452,7 @@ fn forged_and_impersonated_messages_are_dropped_and_attributed() {
         PrePrepare {
             view: View(0),
             seq: SeqNo(1),
-            digest: Batch(vec![r.clone()]).digest(),
+            digest: Batch::new(vec![r.clone()]).digest(),
             primary: NodeId(0),
         },
         &c.keys[3],
@@ -462,7 +462,7 @@ fn forged_and_impersonated_messages_are_dropped_and_attributed() {
         NodeId(1),
         PbftMessage::PrePrepare {
             pre_prepare: pp.clone(),
-            batch: Batch(vec![r.clone()]),
+            batch: Batch::new(vec![r.clone()]),
         },
     );
     // And sends it as itself.
@@ -471,7 +471,7 @@ fn forged_and_impersonated_messages_are_dropped_and_attributed() {
         NodeId(1),
         PbftMessage::PrePrepare {
             pre_prepare: pp,
-            batch: Batch(vec![r.clone()]),
+            batch: Batch::new(vec![r.clone()]),
         },
     );
     // A commit with a MAC for someone else.
@@ -513,7 +513,7 @@ fn an_invalid_view_change_does_not_hide_the_valid_ones() {
         PrePrepare {
             view: View(0),
             seq: SeqNo(1),
-            digest: Batch(vec![r.clone()]).digest(),
+            digest: Batch::new(vec![r.clone()]).digest(),
             primary: NodeId(0),
         },
         &c.keys[0],
@@ -527,7 +527,7 @@ fn an_invalid_view_change_does_not_hide_the_valid_ones() {
             prepared: vec![PreparedCert {
                 pre_prepare: fake_pp,
                 prepares: Vec::new(),
-                batch: Batch(vec![r.clone()]),
+                batch: Batch::new(vec![r.clone()]),
             }],
             replica: NodeId(3),
         },
