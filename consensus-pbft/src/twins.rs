@@ -159,3 +159,146 @@ pub fn slots<SM: StateMachine>() -> PbftSlots<SM> {
         ReplicaComponent::new(slot, TwinsActor::new(ctx.clone()))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Why `n >= 3f + 1` is tight, with Twins: in a 4-replica cluster
+    //! (f = 1), one twinned replica cannot split the correct ones, but two
+    //! (f + 1 colluders) can: each half (twin a of n0 and n1 with n2, twin b
+    //! of n0 and n1 with n3) holds 2f + 1 identities, so each commits a
+    //! different request at sequence number 1, and the safety checker
+    //! flags the disagreement between the correct n2 and n3.
+    use crate::authenticator::core::{cluster_secret, Keys};
+    use crate::authenticator::verify::{check_inbound, VerifyCache};
+    use crate::engine::core::{Effect, Input, Replica};
+    use crate::engine::tests::{config, Cluster, CLIENT_NODE};
+    use crate::messages::PbftMessage;
+    use crate::safety::{self, PbftEvent, SafetyEvent};
+    use crate::types::SeqNo;
+    use consensus_actors::kv::KvCommand;
+    use consensus_actors::safety::Violation;
+    use consensus_actors::types::NodeId;
+    use std::collections::VecDeque;
+
+    struct Instance {
+        id: NodeId,
+        half: usize,
+        replica: Replica,
+        keys: Keys,
+        cache: VerifyCache,
+    }
+
+    /// Runs the split: replicas in `twinned` run as two instances, one per
+    /// half; n2 is in half 0, n3 in half 1, an untwinned n0 or n1 in half
+    /// 0. Half 0's clients send `put a = 1`, half 1's `put a = 2`. Returns
+    /// the checker's violations and the value of `a` at n2 and n3.
+    fn split(twinned: &[u64]) -> (Vec<Violation>, Option<String>, Option<String>) {
+        let n = 4;
+        let mut placement: Vec<(u64, usize)> = Vec::new();
+        for id in 0..2u64 {
+            placement.push((id, 0));
+            if twinned.contains(&id) {
+                placement.push((id, 1));
+            }
+        }
+        placement.push((2, 0));
+        placement.push((3, 1));
+        let members: Vec<NodeId> = (0..n).map(NodeId).collect();
+        let mut inst: Vec<Instance> = placement
+            .iter()
+            .map(|&(id, half)| Instance {
+                id: NodeId(id),
+                half,
+                replica: Replica::new(config(id, n)),
+                keys: Keys::new(7, cluster_secret(3, 7), NodeId(id), &members),
+                cache: VerifyCache::new(),
+            })
+            .collect();
+        let mut events: Vec<SafetyEvent> = vec![PbftEvent::ByzantineReplicas {
+            replicas: twinned.iter().map(|&i| NodeId(i)).collect(),
+        }
+        .into()];
+        // (sending instance or None for the client, receiver, message)
+        let mut queue: VecDeque<(Option<usize>, usize, NodeId, PbftMessage)> = VecDeque::new();
+        let absorb = |from: usize,
+                      effects: Vec<Effect>,
+                      inst: &[Instance],
+                      queue: &mut VecDeque<(Option<usize>, usize, NodeId, PbftMessage)>,
+                      events: &mut Vec<SafetyEvent>| {
+            let (me, half) = (inst[from].id, inst[from].half);
+            for e in effects {
+                match e {
+                    Effect::Send { to, msg } => queue.push_back((Some(from), half, to, msg)),
+                    Effect::Broadcast(msg) => {
+                        for to in (0..n).map(NodeId).filter(|&t| t != me) {
+                            queue.push_back((Some(from), half, to, msg.clone()));
+                        }
+                    }
+                    Effect::Safety(ev) => events.push(ev),
+                    Effect::Evidence(_) => {}
+                }
+            }
+        };
+        for i in 0..inst.len() {
+            let effects = inst[i].replica.start();
+            absorb(i, effects, &inst, &mut queue, &mut events);
+        }
+        let mut client = Cluster::new(n);
+        for (half, value) in [(0usize, "1"), (1, "2")] {
+            let r = client.request(half as u64 + 1, KvCommand::put("a", value));
+            for to in 0..n {
+                queue.push_back((None, half, NodeId(to), PbftMessage::Request(r.clone())));
+            }
+        }
+        let mut steps = 0;
+        while let Some((from, half, to, msg)) = queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "the split does not quiesce");
+            let Some(t) = inst.iter().position(|i| i.id == to && i.half == half) else {
+                continue; // across the halves, or to the client
+            };
+            let sender = from.map_or(CLIENT_NODE, |f| inst[f].id);
+            let target = &mut inst[t];
+            if check_inbound(&target.keys, &mut target.cache, sender, &msg).is_err() {
+                continue;
+            }
+            let effects = target.replica.step(Input::Message { from: sender, msg });
+            absorb(t, effects, &inst, &mut queue, &mut events);
+        }
+        let mut checker = safety::checker();
+        for ev in &events {
+            checker.observe(0, ev);
+        }
+        let value = |id: u64| {
+            inst.iter()
+                .find(|i| i.id == NodeId(id))
+                .filter(|i| i.replica.last_executed() >= SeqNo(1))
+                .and_then(|i| i.replica.store().get("a").map(str::to_string))
+        };
+        (checker.violations().to_vec(), value(2), value(3))
+    }
+
+    #[test]
+    fn one_twinned_replica_cannot_split_the_correct_ones() {
+        let (violations, at2, at3) = split(&[0]);
+        assert!(violations.is_empty(), "{violations:?}");
+        assert_eq!(at2.as_deref(), Some("1"), "half 0 holds a quorum");
+        assert_eq!(
+            at3, None,
+            "half 1 (twin of n0 and n3) is 2 < 2f+1: nothing commits"
+        );
+    }
+
+    #[test]
+    fn f_plus_1_colluding_twins_break_agreement_and_the_checker_flags_it() {
+        let (violations, at2, at3) = split(&[0, 1]);
+        assert_eq!(at2.as_deref(), Some("1"));
+        assert_eq!(at3.as_deref(), Some("2"), "the correct replicas diverged");
+        assert!(
+            violations.iter().any(|v| v.invariant == "pbft-agreement"
+                && v.nodes.contains(&NodeId(2))
+                && v.nodes.contains(&NodeId(3))),
+            "the checker must flag n2 and n3 committing different requests at s1: {violations:?}"
+        );
+    }
+}
