@@ -6,7 +6,7 @@ use crate::error::{EngineError, NodeError};
 use crate::host::{ClusterHost, LocalOptions};
 use crate::plugin::{AppendRequest, Capabilities, Committed, NodeHandle, NodeInfo, VoteRequest};
 use crate::registry::{ProtocolDriver, Registry};
-use crate::simulate::LatencySummary;
+use crate::simulate::{EvidenceReport, LatencySummary};
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::metrics::{LatencyHistogram, ThroughputSnapshot, ThroughputWindow};
@@ -91,6 +91,10 @@ pub struct EngineMetrics {
     pub crashes: u64,
     /// No safety invariant violated (`None` when safety is not checked).
     pub safety_ok: Option<bool>,
+    /// Evidence records the correct replicas made against Byzantine ones
+    /// (0 for crash-only protocols); [`ConsensusEngine::evidence`] has them.
+    #[serde(default)]
+    pub evidence_records: u64,
 }
 
 struct Counters {
@@ -680,6 +684,7 @@ impl ConsensusEngine {
             .and_then(|c| c.safety_report())
             .map(|r| r.ok);
         let nodes_running = cluster.as_ref().map_or(0, |c| c.directory().ids().len());
+        let evidence_records = cluster.as_ref().map_or(0, |c| c.evidence().1);
         let counters = self.counters.borrow();
         let now = Instant::now();
         let (latency_us, throughput, committed, failed) = match counters.as_ref() {
@@ -712,6 +717,7 @@ impl ConsensusEngine {
             node_failures: observed.node_failures,
             crashes: observed.crashes,
             safety_ok,
+            evidence_records,
         }
     }
 
@@ -723,6 +729,27 @@ impl ConsensusEngine {
             p50: m.latency_us.p50,
             p99: m.latency_us.p99,
             max: m.latency_us.max,
+        }
+    }
+
+    /// What the protocol's correct replicas recorded against others
+    /// (Byzantine fault detection), protocol-neutral: the plug-in's
+    /// [`evidence_probe`](crate::plugin::ProtocolPlugin::evidence_probe);
+    /// empty for crash-only protocols and before any node started.
+    pub fn evidence(&self) -> EvidenceReport {
+        let (records, total) = self
+            .cluster
+            .borrow()
+            .as_ref()
+            .map(|c| c.evidence())
+            .unwrap_or_default();
+        let mut accused: Vec<NodeId> = records.iter().map(|e| e.accused).collect();
+        accused.sort_unstable();
+        accused.dedup();
+        EvidenceReport {
+            total,
+            accused,
+            records,
         }
     }
 

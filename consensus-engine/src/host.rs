@@ -178,6 +178,13 @@ pub trait ClusterHost {
     fn observer(&self) -> ClusterObserver;
     /// The safety report, when safety is checked.
     fn safety_report(&self) -> Option<SafetyReport>;
+    /// The evidence the protocol's correct replicas recorded against
+    /// others: `(records kept, total recorded)`, from the plug-in's
+    /// [`evidence_probe`](ProtocolPlugin::evidence_probe) (none for a
+    /// crash-only protocol).
+    fn evidence(&self) -> (Vec<consensus_actors::plugin::Evidence>, u64) {
+        (Vec::new(), 0)
+    }
 }
 
 struct LocalNode {
@@ -346,6 +353,13 @@ impl<P: ProtocolPlugin> ClusterHost for LocalCluster<P> {
 
     fn safety_report(&self) -> Option<SafetyReport> {
         self.checker.as_ref().map(safety_report)
+    }
+
+    fn evidence(&self) -> (Vec<consensus_actors::plugin::Evidence>, u64) {
+        self.plugin()
+            .evidence_probe()
+            .map(|probe| probe())
+            .unwrap_or_default()
     }
 }
 

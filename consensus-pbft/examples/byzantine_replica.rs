@@ -6,7 +6,7 @@
 //! linearizability checker pass.
 //!
 //! ```sh
-//! cargo run -p consensus-pbft --example byzantine_replica -- [equivocate|wrong-digest|forged-auth|lying-new-view|flood|replay|silent]
+//! cargo run -p consensus-pbft --example byzantine_replica -- [equivocate|wrong-digest|forged-auth|lying-new-view|flood|replay|silent|twins]
 //! ```
 #![forbid(unsafe_code)]
 
@@ -32,6 +32,7 @@ fn behaviour(arg: Option<&str>) -> Option<Behaviour> {
         "flood" => Behaviour::Flood,
         "replay" => Behaviour::Replay,
         "silent" => Behaviour::Silent,
+        "twins" => Behaviour::Twins,
         _ => return None,
     })
 }
@@ -39,7 +40,7 @@ fn behaviour(arg: Option<&str>) -> Option<Behaviour> {
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1);
     let Some(behaviour) = behaviour(arg.as_deref()) else {
-        eprintln!("unknown behaviour {arg:?}: equivocate, wrong-digest, forged-auth, lying-new-view, flood, replay or silent");
+        eprintln!("unknown behaviour {arg:?}: equivocate, wrong-digest, forged-auth, lying-new-view, flood, replay, silent or twins");
         return ExitCode::from(2);
     };
     // The primary of view 0 is n1, of view 1 n2 (where a lying NEW-VIEW

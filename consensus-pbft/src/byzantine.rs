@@ -12,17 +12,19 @@
 //! | `WrongDigest` | as primary, a digest that is not its batch's | `WrongDigest` at the authenticator |
 //! | `ForgedAuth` | corrupts its COMMIT MACs and PREPARE signatures | `InvalidMac`, `InvalidSignature` |
 //! | `LyingNewView` | as new primary, a NEW-VIEW that does not follow from its VIEW-CHANGEs | `LyingNewView` |
-//! | `Flood` | floods requests with forged client signatures | `InvalidSignature` |
+//! | `Flood` | floods requests with forged client MACs, as their clients' node | `InvalidMac` (the requests come straight from the node that claims them) |
 //! | `Replay` | resends its earlier messages | tolerated (authentic messages; duplicates are ignored) |
+//! | `Twins` | two instances of the unmodified replica with one identity, each talking to half the cluster ([`crate::twins`]) | tolerated; `Equivocation` when a PREPARE brings one twin's PRE-PREPARE to a backup of the other |
 
 use crate::authenticator::core::{sha256, Keys};
 use crate::engine::actor::ReplicaActor;
 use crate::engine::core::{Effect, ReplicaConfig};
 use crate::messages::{
-    Batch, NewView, PbftMessage, PrePrepare, Request, Sig, Signed, SignedRequest,
+    encode_payload, AuthenticatedRequest, Batch, NewView, PbftMessage, PrePrepare, Request, Sig,
+    Signed,
 };
 use crate::node::{PbftSlots, ReplicaComponent, ReplicaContext};
-use consensus_actors::kv::KvCommand;
+use consensus_actors::kv::{KvCommand, StateMachine};
 use consensus_actors::supervision::ChildSlot;
 use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
@@ -41,15 +43,18 @@ pub enum Behaviour {
     ForgedAuth,
     /// As new primary, re-issues a PRE-PREPARE its VIEW-CHANGEs do not give.
     LyingNewView,
-    /// Sends requests with forged client signatures, many at a time.
+    /// Sends requests with forged client MACs, many at a time.
     Flood,
     /// Resends earlier messages of its own.
     Replay,
+    /// Two instances of the replica share its identity ([`crate::twins`]).
+    /// Not a [`Corrupter`]: the effects of one core cannot make two.
+    Twins,
 }
 
 impl Behaviour {
     /// Every behaviour.
-    pub const ALL: [Behaviour; 7] = [
+    pub const ALL: [Behaviour; 8] = [
         Behaviour::Silent,
         Behaviour::Equivocate,
         Behaviour::WrongDigest,
@@ -57,12 +62,16 @@ impl Behaviour {
         Behaviour::LyingNewView,
         Behaviour::Flood,
         Behaviour::Replay,
+        Behaviour::Twins,
     ];
 
     /// Whether a correct replica can prove this behaviour (the others are
     /// tolerated without evidence).
     pub fn is_provable(self) -> bool {
-        !matches!(self, Behaviour::Silent | Behaviour::Replay)
+        !matches!(
+            self,
+            Behaviour::Silent | Behaviour::Replay | Behaviour::Twins
+        )
     }
 }
 
@@ -222,14 +231,18 @@ impl Corrupter {
         match self.behaviour {
             Behaviour::Flood => {
                 for i in 0..FLOOD_PER_STEP as u64 {
-                    let forged = SignedRequest {
+                    let forged = AuthenticatedRequest {
                         request: Request {
                             node: self.keys.me(),
                             client: ClientId(1_000_000 + i),
                             timestamp: self.counter,
-                            op: KvCommand::put("flood", "x"),
+                            op: encode_payload(&KvCommand::put("flood", "x")),
                         },
-                        sig: Sig::from_bytes([7u8; 64]),
+                        auth: self
+                            .members
+                            .iter()
+                            .map(|&m| (m, crate::messages::Tag([7u8; 32])))
+                            .collect(),
                     };
                     out.push(Effect::Broadcast(PbftMessage::Request(forged)));
                 }
@@ -257,10 +270,13 @@ impl Corrupter {
     }
 }
 
-/// Slots with a replica that behaves as `behaviour`.
-pub fn slots(behaviour: Behaviour) -> PbftSlots {
-    PbftSlots::default().with_replica(move |ctx: &ReplicaContext| {
-        let slot = ChildSlot::<ReplicaActor>::new();
+/// Slots with a replica (executing on `SM`) that behaves as `behaviour`.
+pub fn slots<SM: StateMachine>(behaviour: Behaviour) -> PbftSlots<SM> {
+    if behaviour == Behaviour::Twins {
+        return crate::twins::slots();
+    }
+    PbftSlots::default().with_replica(move |ctx: &ReplicaContext<SM>| {
+        let slot = ChildSlot::<ReplicaActor<SM>>::new();
         let actor = ReplicaActor::byzantine(ctx.clone(), Corrupter::new(behaviour, &ctx.cfg));
         ReplicaComponent::new(slot, actor)
     })
@@ -287,7 +303,9 @@ mod tests {
                 let ok = c
                     .replies_for(&r)
                     .iter()
-                    .filter(|p| !faulty.contains(&p.replica) && p.result == KvOutput::Ok)
+                    .filter(|p| {
+                        !faulty.contains(&p.replica) && p.result == encode_payload(&KvOutput::Ok)
+                    })
                     .map(|p| p.replica)
                     .collect::<std::collections::BTreeSet<_>>()
                     .len();
@@ -342,7 +360,7 @@ mod tests {
                 NodeId(3),
                 EvidenceKind::InvalidSignature,
             ),
-            (Behaviour::Flood, NodeId(2), EvidenceKind::InvalidSignature),
+            (Behaviour::Flood, NodeId(2), EvidenceKind::InvalidMac),
             (
                 Behaviour::LyingNewView,
                 NodeId(1),
@@ -381,7 +399,12 @@ mod tests {
     #[test]
     fn test_pbft_3f_plus_1_tolerance() {
         for (n, f) in [(4u64, 1usize), (7, 2)] {
-            for behaviour in Behaviour::ALL {
+            // Twins need two cores per identity: the actor-level tests run
+            // them (tests/state_machine.rs), this hand-wired cluster cannot.
+            for behaviour in Behaviour::ALL
+                .into_iter()
+                .filter(|b| *b != Behaviour::Twins)
+            {
                 let faulty: Vec<(NodeId, Behaviour)> =
                     (0..f as u64).map(|i| (NodeId(i), behaviour)).collect();
                 let liars: Vec<NodeId> = faulty.iter().map(|(r, _)| *r).collect();

@@ -1,7 +1,12 @@
 //! Evidence against replicas: what a correct replica saw that only a
 //! faulty one sends. Each record names the accused replica, the kind of
 //! misbehaviour and a readable proof.
+//!
+//! With a [`ClusterRecorder`] ([`EvidenceLog::with_recorder`]) every record
+//! also counts in the cluster's metrics: the counter [`EVIDENCE_METRIC`]
+//! labelled with the accused replica and the kind.
 
+use consensus_actors::metrics::ClusterRecorder;
 use consensus_actors::types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -74,17 +79,40 @@ impl fmt::Display for Evidence {
 /// Records kept per log at most (older ones are counted, not kept).
 pub const EVIDENCE_KEPT: usize = 1024;
 
+/// The counter evidence records count in, labelled `accused` (`n1`) and
+/// `kind` (`InvalidMac`...): `pbft_evidence{accused="n1",kind="Equivocation"}`.
+pub const EVIDENCE_METRIC: &str = "pbft_evidence";
+
 /// A cluster's evidence records, shared by its nodes (and readable from
 /// the thread that started the cluster).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct EvidenceLog {
     inner: Arc<Mutex<(Vec<Evidence>, u64)>>,
+    recorder: Option<ClusterRecorder>,
+}
+
+impl fmt::Debug for EvidenceLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EvidenceLog")
+            .field("total", &self.total())
+            .field("metrics", &self.recorder.is_some())
+            .finish()
+    }
 }
 
 impl EvidenceLog {
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same log, also counting every record in `recorder` (see
+    /// [`EVIDENCE_METRIC`]). Set it before handing clones out: clones made
+    /// earlier do not count.
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: ClusterRecorder) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, (Vec<Evidence>, u64)> {
@@ -95,6 +123,16 @@ impl EvidenceLog {
     /// Records `evidence`.
     pub fn record(&self, evidence: Evidence) {
         tracing::warn!(%evidence, "byzantine behaviour detected");
+        if let Some(recorder) = &self.recorder {
+            recorder.with(|| {
+                ::metrics::counter!(
+                    EVIDENCE_METRIC,
+                    "accused" => evidence.accused.to_string(),
+                    "kind" => format!("{:?}", evidence.kind)
+                )
+                .increment(1);
+            });
+        }
         let mut inner = self.lock();
         inner.1 += 1;
         if inner.0.len() < EVIDENCE_KEPT {

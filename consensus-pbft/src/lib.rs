@@ -16,10 +16,12 @@
 //! | [`view_changer`] | ViewChanger core: VIEW-CHANGE validity, NEW-VIEW computation, timeouts |
 //! | [`client`] | the clients of a node: signed requests, f+1 matching replies |
 //! | [`byzantine`] | Byzantine replicas: the stock replica with lying output, as a slot |
+//! | [`twins`] | Twins: two instances of one replica sharing its identity, as a slot |
 //! | [`evidence`] | evidence records against Byzantine replicas |
 //! | [`node`] | the node's actors, messages and slots ([`node::PbftSlots`]) |
 //! | [`plugin`] | [`PbftPlugin`], the engine's plug-in (`pbft`) |
 //! | [`safety`] | PBFT's safety events and invariants |
+//! | [`sim`] | [`sim::PbftSimFactory`]: PBFT nodes on any state machine for the deterministic simulation |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -40,6 +42,8 @@ pub mod messages;
 pub mod node;
 pub mod plugin;
 pub mod safety;
+pub mod sim;
+pub mod twins;
 pub mod types;
 pub mod view_changer;
 

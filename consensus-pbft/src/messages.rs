@@ -3,18 +3,69 @@
 //!
 //! | message | authentication |
 //! |---|---|
-//! | REQUEST | client signature |
+//! | REQUEST | client MAC authenticator (one MAC per replica; TOCS 2002 §4.1) |
 //! | PRE-PREPARE, PREPARE | replica signature (they form prepared certificates) |
 //! | COMMIT, REPLY, fetch-state | MAC authenticator (one MAC per receiver) |
 //! | CHECKPOINT, VIEW-CHANGE, NEW-VIEW | replica signature |
 //! | state transfer | the digest certified by 2f+1 signed CHECKPOINTs |
+//!
+//! Operations and results are opaque bytes here, as in the paper's BFT
+//! library (TOCS 2002 §6: the service's `execute` upcall gets the request's
+//! bytes and fills the reply's): the replica decodes an operation into its
+//! [`StateMachine`](consensus_actors::kv::StateMachine)'s command only to
+//! execute it, and the client decodes the result it accepted. Messages,
+//! authenticators and certificates are the same whatever the service.
 
 use crate::authenticator::core::{client_identity, digest_of, AuthHeader, AuthKind, Keys};
 use crate::types::{SeqNo, View};
-use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use std::fmt;
+
+/// Byte strings as MessagePack `bin` (one length and the bytes), not as a
+/// sequence of numbers: for operations and results, which are digested and
+/// sent with every request.
+mod bytes {
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+    use serde::Serializer;
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // Grows with what the input holds, not with its claimed length.
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+}
 
 /// A SHA-256 digest.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -144,6 +195,19 @@ fn header(
     }
 }
 
+/// An operation's or a result's bytes (MessagePack). Encoding a command or
+/// an output of a [`StateMachine`](consensus_actors::kv::StateMachine)
+/// cannot fail; an empty vector stands for a value serde refused.
+pub fn encode_payload<T: Serialize>(value: &T) -> Vec<u8> {
+    rmp_serde::to_vec(value).unwrap_or_default()
+}
+
+/// Decodes bytes written by [`encode_payload`]; `None` when they are not a
+/// `T` (bytes from a faulty client, or of another service).
+pub fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    rmp_serde::from_slice(bytes).ok()
+}
+
 /// A client's operation (§4.1: `<REQUEST, o, t, c>`). The client is
 /// identified by the node it submits through and its id there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,14 +218,29 @@ pub struct Request {
     pub client: ClientId,
     /// The client's timestamp: increasing, for exactly-once execution.
     pub timestamp: u64,
-    /// The operation.
-    pub op: KvCommand,
+    /// The operation: the service's command, encoded with
+    /// [`encode_payload`].
+    #[serde(with = "bytes")]
+    pub op: Vec<u8>,
 }
 
 impl Request {
     /// The client's identity number.
     pub fn identity(&self) -> u64 {
         client_identity(self.node, self.client)
+    }
+
+    /// The request's digest: SHA-256 over its fields, each length-fixed
+    /// or length-prefixed (no encoding step, no allocation).
+    pub fn digest(&self) -> Digest {
+        let mut h = Sha256::new();
+        h.update(b"pbft-request");
+        h.update(self.node.get().to_le_bytes());
+        h.update(self.client.get().to_le_bytes());
+        h.update(self.timestamp.to_le_bytes());
+        h.update((self.op.len() as u64).to_le_bytes());
+        h.update(&self.op);
+        Digest(h.finalize().into())
     }
 }
 
@@ -172,47 +251,83 @@ impl Authenticated for Request {
             View::ZERO,
             SeqNo(self.timestamp),
             self.identity(),
-            digest_of(self),
+            self.digest(),
         )
     }
 }
 
-/// A request signed by its client.
+/// A request with its client's authenticator: one MAC per replica, under
+/// the key the client shares with that replica (TOCS 2002 §4.1). Each
+/// replica checks its own MAC; no replica can prove to another that the
+/// client sent it, so a request's authenticity inside a PRE-PREPARE batch
+/// rests on the backup's own MAC and, inside a prepared certificate, on the
+/// 2f+1 replicas that prepared it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedRequest {
+pub struct AuthenticatedRequest {
     /// The request.
     pub request: Request,
-    /// The client's signature.
-    pub sig: Sig,
+    /// One MAC per replica.
+    pub auth: Vec<(NodeId, Tag)>,
 }
 
-impl SignedRequest {
-    /// `request` signed by its client (through `keys` of its node).
-    pub fn new(request: Request, keys: &Keys) -> Self {
-        let sig = keys.sign_as_client(request.identity(), &request.header());
-        Self { request, sig }
+impl AuthenticatedRequest {
+    /// `request` with its client's MACs for the replicas `to` (through
+    /// `keys` of the client's node).
+    pub fn new(request: Request, keys: &Keys, to: &[NodeId]) -> Self {
+        let auth = keys.client_authenticator(request.identity(), to, &request.header());
+        Self { request, auth }
     }
 
-    /// Whether the client signed it.
+    /// Whether the client's MAC for this replica holds.
     pub fn verify(&self, keys: &Keys) -> bool {
-        keys.verify_client(self.request.identity(), &self.request.header(), &self.sig)
+        keys.check_client_authenticator(self.request.identity(), &self.request.header(), &self.auth)
     }
 
     /// The request's digest.
     pub fn digest(&self) -> Digest {
-        digest_of(&self.request)
+        self.request.digest()
     }
 }
 
-/// The requests one PRE-PREPARE orders (empty: the null request).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Batch(pub Vec<SignedRequest>);
+/// The requests one PRE-PREPARE orders (empty: the null request). Shared,
+/// not copied, between the messages and slots that hold it (a batch of a
+/// thousand requests is sent to every backup and kept in the log and in
+/// prepared certificates); serialized as the list of requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch(pub std::sync::Arc<Vec<AuthenticatedRequest>>);
+
+impl Serialize for Batch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.as_slice().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<AuthenticatedRequest>::deserialize(d).map(Batch::new)
+    }
+}
 
 impl Batch {
+    /// A batch of `requests`.
+    pub fn new(requests: Vec<AuthenticatedRequest>) -> Self {
+        Self(std::sync::Arc::new(requests))
+    }
+
+    /// Its requests, in order.
+    pub fn requests(&self) -> &[AuthenticatedRequest] {
+        &self.0
+    }
+
     /// The digest a PRE-PREPARE carries: over the requests' digests.
     pub fn digest(&self) -> Digest {
-        let digests: Vec<Digest> = self.0.iter().map(SignedRequest::digest).collect();
-        digest_of(&digests)
+        let mut h = Sha256::new();
+        h.update(b"pbft-batch");
+        h.update((self.0.len() as u64).to_le_bytes());
+        for r in self.0.iter() {
+            h.update(r.digest().0);
+        }
+        Digest(h.finalize().into())
     }
 }
 
@@ -304,8 +419,11 @@ pub struct Reply {
     pub client: ClientId,
     /// The replica.
     pub replica: NodeId,
-    /// The result of executing the request.
-    pub result: KvOutput,
+    /// The result of executing the request: the service's output, encoded
+    /// with [`encode_payload`] (empty when the operation could not be
+    /// decoded: every correct replica refuses it alike).
+    #[serde(with = "bytes")]
+    pub result: Vec<u8>,
 }
 
 impl Authenticated for Reply {
@@ -446,7 +564,7 @@ pub struct StateTransfer {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PbftMessage {
     /// A client request (from its node, or forwarded by a backup).
-    Request(SignedRequest),
+    Request(AuthenticatedRequest),
     /// PRE-PREPARE with its batch.
     PrePrepare {
         /// The signed PRE-PREPARE.

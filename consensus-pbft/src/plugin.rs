@@ -17,11 +17,12 @@
 use crate::engine::actor::ReplicaStore;
 use crate::engine::core::{ReplicaConfig, Status};
 use crate::evidence::EvidenceLog;
+use crate::messages::encode_payload;
 use crate::messages::PbftMessage;
-use crate::node::{start_node, NodeSpec, PbftSlots, Submit};
+use crate::node::{start_node, submit_encoded, NodeSpec, PbftSlots};
 use crate::safety::{self, PbftEvent, SafetyChecker};
 use consensus_actors::config::ConsensusConfig;
-use consensus_actors::kv::KvCommand;
+use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::plugin::{
     ready, Capabilities, Committed, Evidence, EvidenceProbe, NodeError, NodeHandle, NodeInfo,
     NodeWiring, PluginError, PluginNode, ProtocolPlugin, Reply,
@@ -31,10 +32,15 @@ use consensus_actors::supervision::Shutdown;
 use consensus_actors::types::{ClientId, ConsensusProtocol, LogIndex, NodeId, NodeState};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use tokio::sync::oneshot;
 
 /// The name the engine registers PBFT under.
 pub const PROTOCOL: ConsensusProtocol = ConsensusProtocol::named("pbft");
+
+/// A PRE-PREPARE orders up to this many times `max_log_entries_per_append`
+/// requests: its two signatures (and the 3f checks of each) are shared by
+/// the whole batch, so with many clients larger batches pay them less often
+/// per request.
+pub const BATCH_FACTOR: usize = 10;
 
 /// PBFT's settings beyond the shared configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +67,7 @@ pub struct PbftConfig {
 
 impl PbftConfig {
     /// The settings for `config`: `K = 64`, `L = 2K`, batches of up to
-    /// `max_log_entries_per_append` requests, the request timer the upper
+    /// [`BATCH_FACTOR`] × `max_log_entries_per_append` requests, the request timer the upper
     /// election timeout, retransmission every two heartbeat intervals (at
     /// least 100 ms).
     pub fn from_consensus(config: &ConsensusConfig) -> Result<Self, PluginError> {
@@ -82,12 +88,21 @@ impl PbftConfig {
             f,
             checkpoint_interval: 64,
             log_window: 128,
-            batch_max: config.max_log_entries_per_append.max(1),
+            batch_max: config.max_log_entries_per_append.max(1) * BATCH_FACTOR,
             batches_in_flight: 4,
             view_change_timeout_us: config.election_timeout_ms.1 * 1000,
             retransmit_us: (config.heartbeat_interval_ms * 2000).max(100_000),
             cluster_seed: 0x5eed,
             cluster: 1,
+        })
+    }
+
+    /// The settings for a cluster of `n` replicas tolerating the largest
+    /// `f` it can, `(n - 1) / 3`, with the shared defaults otherwise.
+    pub fn for_cluster(n: usize) -> Result<Self, PluginError> {
+        Self::from_consensus(&ConsensusConfig {
+            cluster_size: n,
+            ..ConsensusConfig::default()
         })
     }
 
@@ -153,6 +168,15 @@ impl PbftPlugin {
         self
     }
 
+    /// Counts every evidence record in `recorder` too (see
+    /// [`EVIDENCE_METRIC`](crate::evidence::EVIDENCE_METRIC)). Call before
+    /// the nodes start.
+    #[must_use]
+    pub fn with_metrics(mut self, recorder: consensus_actors::metrics::ClusterRecorder) -> Self {
+        self.evidence = self.evidence.with_recorder(recorder);
+        self
+    }
+
     /// The durable state of `node`'s replica.
     pub fn store(&self, node: NodeId) -> Option<&ReplicaStore> {
         self.stores.get(&node)
@@ -210,6 +234,7 @@ impl ProtocolPlugin for PbftPlugin {
         let spec = NodeSpec {
             cfg,
             store: store.clone(),
+            make_state_machine: std::sync::Arc::new(KvStore::default),
             transport: ctx.transport.clone(),
             safety: wiring.safety.clone(),
             evidence: self.evidence.clone(),
@@ -233,8 +258,8 @@ impl ProtocolPlugin for PbftPlugin {
         // proxy's requests in flight are lost with the node.
     }
 
-    /// One of the seven behaviours of [`Behaviour::ALL`](crate::byzantine::Behaviour::ALL),
-    /// `draw` modulo 7.
+    /// One of the eight behaviours of [`Behaviour::ALL`](crate::byzantine::Behaviour::ALL),
+    /// `draw` modulo 8.
     fn make_byzantine(&mut self, node: NodeId, draw: u64) -> Option<String> {
         let all = crate::byzantine::Behaviour::ALL;
         let behaviour = all[(draw % all.len() as u64) as usize];
@@ -273,24 +298,12 @@ impl NodeHandle for PbftHandle {
     }
 
     fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
-        let proxy = self.client.clone();
+        let answer = submit_encoded::<KvStore>(&self.client, client, encode_payload(&command));
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            proxy
-                .try_send(Submit {
-                    client,
-                    op: command,
-                    reply: tx,
-                })
-                .map_err(|_| NodeError::Stopped)?;
-            match rx.await {
-                Ok(Ok(output)) => Ok(Committed {
-                    output,
-                    log_id: None,
-                }),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(NodeError::Stopped),
-            }
+            answer.await.map(|output| Committed {
+                output,
+                log_id: None,
+            })
         })
     }
 

@@ -52,12 +52,15 @@ impl Handler<Envelope<PbftMessage>> for Authenticator {
             return;
         }
         if let Err(refused) = check_inbound(&self.keys, &mut self.cache, env.from, &env.msg) {
-            self.evidence.record(Evidence {
-                witness: self.keys.me(),
-                accused: refused.accused,
-                kind: refused.kind,
-                proof: refused.proof,
-            });
+            match refused.accused {
+                Some(accused) => self.evidence.record(Evidence {
+                    witness: self.keys.me(),
+                    accused,
+                    kind: refused.kind,
+                    proof: refused.proof,
+                }),
+                None => tracing::debug!(from = %env.from, why = %refused.proof, "dropped"),
+            }
             return;
         }
         match env.msg {

@@ -4,12 +4,14 @@
 //! * Every pair of parties shares a MAC key, derived deterministically from
 //!   the cluster secret and the pair; an *authenticator* is one MAC per
 //!   receiver.
-//! * Every replica and every client has an ed25519 key pair, derived from
-//!   the cluster secret and its identity (`SigningKey::from_bytes`).
-//!   Signatures go where a message must prove something to a third party:
-//!   client requests, PRE-PREPARE and PREPARE (they make up the prepared
-//!   certificates a VIEW-CHANGE carries), CHECKPOINT, VIEW-CHANGE and
-//!   NEW-VIEW.
+//! * Every client shares a MAC key with every replica; a request carries
+//!   the client's authenticator (TOCS 2002 §4.1).
+//! * Every replica has an ed25519 key pair, derived from the cluster secret
+//!   and its identity (`SigningKey::from_bytes`). Signatures go where a
+//!   message must prove something to a third party: PRE-PREPARE and PREPARE
+//!   (they make up the prepared certificates a VIEW-CHANGE carries; signed
+//!   once per batch, so their cost is shared by its requests), CHECKPOINT,
+//!   VIEW-CHANGE and NEW-VIEW.
 //! * The authenticated bytes are [`AuthHeader`]: cluster id, message kind,
 //!   view, sequence number, sender, receiver and the digest of the body,
 //!   so a message cannot be replayed into another cluster, view, slot or
@@ -24,7 +26,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -105,6 +107,44 @@ pub fn client_identity(node: NodeId, client: ClientId) -> u64 {
     (node.get() << 32) | (client.get() & 0xffff_ffff)
 }
 
+/// How many MACs and signatures one party computed: what
+/// [`Keys::counts`] reports (to measure what a protocol step costs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthCounts {
+    /// MACs computed for sending (one per receiver of an authenticator).
+    pub macs_made: u64,
+    /// MACs checked.
+    pub macs_checked: u64,
+    /// ed25519 signatures made.
+    pub signed: u64,
+    /// ed25519 signatures verified (cache hits excluded).
+    pub verified: u64,
+}
+
+impl std::ops::Add for AuthCounts {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            macs_made: self.macs_made + o.macs_made,
+            macs_checked: self.macs_checked + o.macs_checked,
+            signed: self.signed + o.signed,
+            verified: self.verified + o.verified,
+        }
+    }
+}
+
+impl std::ops::Sub for AuthCounts {
+    type Output = Self;
+    fn sub(self, o: Self) -> Self {
+        Self {
+            macs_made: self.macs_made - o.macs_made,
+            macs_checked: self.macs_checked - o.macs_checked,
+            signed: self.signed - o.signed,
+            verified: self.verified - o.verified,
+        }
+    }
+}
+
 /// The cluster's keys, as one party holds them (every party can derive
 /// every key from the cluster secret in this framework; a correct party only
 /// uses its own signing key and the MAC keys it shares).
@@ -114,8 +154,8 @@ pub struct Keys {
     me: NodeId,
     signing: SigningKey,
     replica_keys: BTreeMap<NodeId, VerifyingKey>,
-    client_keys: RefCell<BTreeMap<u64, VerifyingKey>>,
-    client_signing: RefCell<BTreeMap<u64, SigningKey>>,
+    client_macs: RefCell<BTreeMap<(u64, NodeId), HmacSha256>>,
+    counts: Cell<AuthCounts>,
     macs: BTreeMap<NodeId, HmacSha256>,
 }
 
@@ -147,10 +187,12 @@ pub fn replica_signing_key(secret: &[u8; 32], node: NodeId) -> SigningKey {
     SigningKey::from_bytes(&derive(secret, b"replica-sign", node.get(), 0))
 }
 
-/// The signing key of client `identity` (see [`client_identity`]).
-pub fn client_signing_key(secret: &[u8; 32], identity: u64) -> SigningKey {
-    SigningKey::from_bytes(&derive(secret, b"client-sign", identity, 0))
+fn client_mac_key(secret: &[u8; 32], identity: u64, replica: NodeId) -> [u8; 32] {
+    derive(secret, b"client-mac", identity, replica.get())
 }
+
+/// Client MAC states kept at most (beyond, the cache starts over).
+pub const CLIENT_KEYS_MAX: usize = 1 << 16;
 
 fn mac_key(secret: &[u8; 32], a: NodeId, b: NodeId) -> [u8; 32] {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
@@ -179,10 +221,21 @@ impl Keys {
             me,
             signing: replica_signing_key(&secret, me),
             replica_keys,
-            client_keys: RefCell::new(BTreeMap::new()),
-            client_signing: RefCell::new(BTreeMap::new()),
+            client_macs: RefCell::new(BTreeMap::new()),
+            counts: Cell::new(AuthCounts::default()),
             macs,
         }
+    }
+
+    /// The MACs and signatures these keys computed so far.
+    pub fn counts(&self) -> AuthCounts {
+        self.counts.get()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut AuthCounts)) {
+        let mut c = self.counts.get();
+        f(&mut c);
+        self.counts.set(c);
     }
 
     /// The party these keys belong to.
@@ -198,6 +251,7 @@ impl Keys {
     /// The MAC of `header` for `to` (sender: this party).
     pub fn mac(&self, to: NodeId, header: &AuthHeader) -> Option<Tag> {
         let mut mac = self.macs.get(&to)?.clone();
+        self.count(|c| c.macs_made += 1);
         mac.update(&header.bytes(self.cluster));
         Some(Tag(mac.finalize().into_bytes().into()))
     }
@@ -232,6 +286,7 @@ impl Keys {
             return false;
         };
         let mut mac = mac.clone();
+        self.count(|c| c.macs_checked += 1);
         let h = AuthHeader {
             receiver: self.me.get(),
             ..*header
@@ -240,8 +295,68 @@ impl Keys {
         mac.verify_slice(&tag.0).is_ok()
     }
 
+    /// The MAC state client `identity` shares with `replica`, updated
+    /// with `header` addressed to `replica`.
+    fn client_mac(&self, identity: u64, replica: NodeId, header: &AuthHeader) -> HmacSha256 {
+        let mut macs = self.client_macs.borrow_mut();
+        if macs.len() >= CLIENT_KEYS_MAX && !macs.contains_key(&(identity, replica)) {
+            macs.clear();
+        }
+        let state = macs.entry((identity, replica)).or_insert_with(|| {
+            // A 32-byte key is always a valid HMAC key.
+            <HmacSha256 as KeyInit>::new_from_slice(&client_mac_key(
+                &self.secret,
+                identity,
+                replica,
+            ))
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+        });
+        let mut mac = state.clone();
+        let h = AuthHeader {
+            receiver: replica.get(),
+            ..*header
+        };
+        mac.update(&h.bytes(self.cluster));
+        mac
+    }
+
+    /// Client `identity`'s authenticator over `header`: one MAC per replica
+    /// of `to` (a client submitting through this node).
+    pub fn client_authenticator(
+        &self,
+        identity: u64,
+        to: &[NodeId],
+        header: &AuthHeader,
+    ) -> Vec<(NodeId, Tag)> {
+        to.iter()
+            .map(|&r| {
+                self.count(|c| c.macs_made += 1);
+                let tag = self.client_mac(identity, r, header).finalize().into_bytes();
+                (r, Tag(tag.into()))
+            })
+            .collect()
+    }
+
+    /// Checks client `identity`'s MAC for this replica in `auth`, in
+    /// constant time.
+    pub fn check_client_authenticator(
+        &self,
+        identity: u64,
+        header: &AuthHeader,
+        auth: &[(NodeId, Tag)],
+    ) -> bool {
+        let Some((_, tag)) = auth.iter().find(|(n, _)| *n == self.me) else {
+            return false;
+        };
+        self.count(|c| c.macs_checked += 1);
+        self.client_mac(identity, self.me, header)
+            .verify_slice(&tag.0)
+            .is_ok()
+    }
+
     /// This replica's signature of `header` (receiver: anyone).
     pub fn sign(&self, header: &AuthHeader) -> Sig {
+        self.count(|c| c.signed += 1);
         let h = AuthHeader {
             receiver: ANY_RECEIVER,
             ..*header
@@ -254,48 +369,10 @@ impl Keys {
         let Some(key) = self.replica_keys.get(&signer) else {
             return false;
         };
+        self.count(|c| c.verified += 1);
         let h = AuthHeader {
             receiver: ANY_RECEIVER,
             ..*header
-        };
-        key.verify_strict(
-            &h.bytes(self.cluster),
-            &Signature::from_bytes(&sig.to_bytes()),
-        )
-        .is_ok()
-    }
-
-    /// The signature of client `identity` (a client submitting through
-    /// this node) over `header`.
-    pub fn sign_as_client(&self, identity: u64, header: &AuthHeader) -> Sig {
-        let h = AuthHeader {
-            receiver: ANY_RECEIVER,
-            ..*header
-        };
-        let mut keys = self.client_signing.borrow_mut();
-        if keys.len() > 4096 {
-            keys.clear();
-        }
-        let key = keys
-            .entry(identity)
-            .or_insert_with(|| client_signing_key(&self.secret, identity));
-        Sig::from_bytes(key.sign(&h.bytes(self.cluster)).to_bytes())
-    }
-
-    /// Whether `sig` is client `identity`'s signature of `header`.
-    pub fn verify_client(&self, identity: u64, header: &AuthHeader, sig: &Sig) -> bool {
-        let h = AuthHeader {
-            receiver: ANY_RECEIVER,
-            ..*header
-        };
-        let key = {
-            let mut keys = self.client_keys.borrow_mut();
-            if keys.len() > 4096 {
-                keys.clear();
-            }
-            *keys
-                .entry(identity)
-                .or_insert_with(|| client_signing_key(&self.secret, identity).verifying_key())
         };
         key.verify_strict(
             &h.bytes(self.cluster),
@@ -387,13 +464,21 @@ mod tests {
     }
 
     #[test]
-    fn client_signatures_bind_the_client_identity() {
-        let (k0, k1) = (keys(0), keys(1));
+    fn client_authenticators_bind_the_client_identity_and_the_receiver() {
+        let (k0, k1, k2) = (keys(0), keys(1), keys(2));
         let id = client_identity(NodeId(0), ClientId(5));
         let h = header(AuthKind::Request);
-        let sig = k0.sign_as_client(id, &h);
-        assert!(k1.verify_client(id, &h, &sig));
-        assert!(!k1.verify_client(client_identity(NodeId(0), ClientId(6)), &h, &sig));
+        let auth = k0.client_authenticator(id, &[NodeId(1), NodeId(2)], &h);
+        assert!(k1.check_client_authenticator(id, &h, &auth));
+        assert!(k2.check_client_authenticator(id, &h, &auth));
+        assert!(!k1.check_client_authenticator(client_identity(NodeId(0), ClientId(6)), &h, &auth));
+        assert!(!k1.check_client_authenticator(id, &AuthHeader { seq: SeqNo(8), ..h }, &auth));
+        // n1's MAC does not pass as n2's (no reflection).
+        let moved: Vec<_> = auth.iter().map(|(_, t)| (NodeId(2), *t)).take(1).collect();
+        assert!(!k2.check_client_authenticator(id, &h, &moved));
+        let mut bad = auth.clone();
+        bad[0].1 .0[3] ^= 1;
+        assert!(!k1.check_client_authenticator(id, &h, &bad));
     }
 
     #[test]

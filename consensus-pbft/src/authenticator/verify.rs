@@ -1,7 +1,17 @@
 //! Inbound checks of the MessageAuthenticator: every MAC, every signature
 //! (nested ones included: the requests of a batch, the certificates of a
 //! VIEW-CHANGE, the VIEW-CHANGEs of a NEW-VIEW) and every batch digest. A
-//! message that fails is dropped and its sender accused.
+//! message that fails is dropped and its sender accused when the failure
+//! proves the sender lied to this replica.
+//!
+//! A client request carries MACs, not a signature, so only its own node
+//! answers for it: a request with a bad MAC straight from the node that
+//! claims it accuses that node; one forwarded by a backup, or inside a
+//! primary's batch, is dropped without accusing anyone (the client may
+//! have put a good MAC for one replica and a bad one for another, so the
+//! forwarder may be correct). Requests inside a prepared certificate are
+//! not checked again: the 2f+1 signed PRE-PREPARE and PREPAREs vouch that
+//! at least f+1 correct replicas authenticated them.
 
 use super::core::{digest_of, Keys};
 use crate::evidence::EvidenceKind;
@@ -52,8 +62,9 @@ impl VerifyCache {
 /// Why a message was refused, and whom it accuses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refused {
-    /// The replica accused (the envelope's sender).
-    pub accused: NodeId,
+    /// The replica accused (the envelope's sender), `None` when the failure
+    /// proves nothing against it.
+    pub accused: Option<NodeId>,
     /// The misbehaviour.
     pub kind: EvidenceKind,
     /// A readable proof.
@@ -62,25 +73,27 @@ pub struct Refused {
 
 fn refuse(accused: NodeId, kind: EvidenceKind, proof: String) -> Result<(), Refused> {
     Err(Refused {
-        accused,
+        accused: Some(accused),
         kind,
         proof,
     })
 }
 
-fn check_batch(
-    keys: &Keys,
-    cache: &mut VerifyCache,
-    from: NodeId,
-    batch: &Batch,
-) -> Result<(), Refused> {
-    for r in &batch.0 {
-        if !cache.check(r, || r.verify(keys)) {
-            return refuse(
-                from,
-                EvidenceKind::InvalidSignature,
+fn drop_unattributable(kind: EvidenceKind, proof: String) -> Result<(), Refused> {
+    Err(Refused {
+        accused: None,
+        kind,
+        proof,
+    })
+}
+
+fn check_batch(keys: &Keys, batch: &Batch) -> Result<(), Refused> {
+    for r in batch.0.iter() {
+        if !r.verify(keys) {
+            return drop_unattributable(
+                EvidenceKind::InvalidMac,
                 format!(
-                    "request t{} of client {} is not signed by it",
+                    "request t{} of client {} in a batch: its MAC for this replica fails",
                     r.request.timestamp, r.request.client
                 ),
             );
@@ -115,7 +128,7 @@ fn check_cert(
             );
         }
     }
-    check_batch(keys, cache, from, &cert.batch)
+    Ok(())
 }
 
 fn check_view_change(
@@ -169,15 +182,16 @@ pub fn check_inbound(
     };
     match msg {
         PbftMessage::Request(r) => {
-            if !cache.check(r, || r.verify(keys)) {
-                return refuse(
-                    from,
-                    EvidenceKind::InvalidSignature,
-                    format!(
-                        "request t{} of client {} is not signed by it",
-                        r.request.timestamp, r.request.client
-                    ),
+            if !r.verify(keys) {
+                let proof = format!(
+                    "request t{} of client {}: its MAC for this replica fails",
+                    r.request.timestamp, r.request.client
                 );
+                return if from == r.request.node {
+                    refuse(from, EvidenceKind::InvalidMac, proof)
+                } else {
+                    drop_unattributable(EvidenceKind::InvalidMac, proof)
+                };
             }
         }
         PbftMessage::PrePrepare { pre_prepare, batch } => {
@@ -205,7 +219,7 @@ pub fn check_inbound(
                     ),
                 );
             }
-            check_batch(keys, cache, from, batch)?;
+            check_batch(keys, batch)?;
         }
         PbftMessage::Prepare {
             prepare: p,

@@ -132,6 +132,19 @@ impl CheckpointProtocol {
             .unwrap_or_default()
     }
 
+    /// The CHECKPOINTs recorded for `seq` with state `digest`.
+    pub fn matching(&self, seq: SeqNo, digest: Digest) -> Vec<Signed<Checkpoint>> {
+        self.votes
+            .get(&seq)
+            .map(|v| {
+                v.values()
+                    .filter(|c| c.body.state == digest)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Records this replica's own checkpoint (its state after executing
     /// `seq`).
     pub fn take_own(&mut self, seq: SeqNo, digest: Digest, state: Vec<u8>) {
