@@ -16,12 +16,15 @@
 //! window shaded.
 //!
 //! `--consistency bsp` (the default) runs synchronous rounds with the chosen
-//! rule. `ssp:S` and `asp` run ParameterSync instead, which applies every
-//! push as it comes (no robust aggregation there yet: only `--aggregator
-//! mean`); its only Byzantine worker kind is one that pushes sign-flipped
-//! gradients without ever waiting (`--byzantine 1`). `--protocol pbft` is
-//! refused until the PBFT replica can execute a state machine other than
-//! the key-value store.
+//! rule (GradientConsensus). `ssp:S` and `asp` run ParameterSync instead:
+//! every push aggregates the latest gradient of each worker with the chosen
+//! rule; its Byzantine workers push sign-flipped (×100) gradients without
+//! ever waiting, or stay silent with `--attack silent`. `--evict-after K`
+//! evicts a silent worker: after K silent rounds (bsp), or after it was
+//! stuck behind the others for K slow-worker steps (40 ms each, ssp/asp;
+//! K must exceed one honest step, so K >= 2).
+//! The JSON also says which replicas served a model the majority did not
+//! (`served_disagreements`, bsp).
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -66,6 +69,9 @@ struct Args {
     /// Seed of the simulation, the data and the workers.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Evict a worker silent for K rounds (bsp) or stuck K slow steps (ssp, asp; K >= 2).
+    #[arg(long, value_name = "K")]
+    evict_after: Option<u64>,
     /// One JSON object on the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -202,18 +208,24 @@ fn bsp(args: &Args, rule: Aggregator, attack_window: (Round, Round)) -> Result<O
     spec.rounds = args.rounds;
     spec.replicas = args.replicas;
     spec.attack_window = attack_window;
+    spec.evict_after = args.evict_after;
     let report = run_training(&spec).map_err(|e| e.to_string())?;
     let lines = report
         .rounds
         .iter()
         .map(|r| {
             format!(
-                "round {:>3}  loss {:>12.6}  distance {:>10.4}  included {}  stale {}{}",
+                "round {:>3}  loss {:>12.6}  distance {:>10.4}  included {}  stale {}{}{}",
                 r.summary.round.0,
                 r.loss,
                 r.distance,
                 r.summary.included.len(),
                 r.stale,
+                if r.summary.evicted.is_empty() {
+                    String::new()
+                } else {
+                    format!("  evicted {:?}", r.summary.evicted)
+                },
                 r.summary
                     .refused
                     .as_deref()
@@ -230,31 +242,43 @@ fn bsp(args: &Args, rule: Aggregator, attack_window: (Round, Round)) -> Result<O
         replica_losses: report.replica_losses,
         trace_hash: report.trace_hash,
         rounds: args.rounds,
-        extra: serde_json::json!({ "initial_loss": report.initial_loss }),
+        extra: serde_json::json!({
+            "initial_loss": report.initial_loss,
+            "evicted": report
+                .rounds
+                .iter()
+                .flat_map(|r| r.summary.evicted.iter().map(|w| w.0))
+                .collect::<Vec<_>>(),
+            "served_disagreements": report
+                .served_disagreements
+                .iter()
+                .map(|(round, replica)| serde_json::json!({"round": round.0, "replica": replica.0}))
+                .collect::<Vec<_>>(),
+        }),
     })
 }
 
 fn sync(args: &Args, rule: Aggregator, consistency: Consistency) -> Result<Outcome, String> {
-    if rule != Aggregator::Mean {
+    if args.byzantine > args.workers {
         return Err(format!(
-            "--consistency {consistency} applies every push as it comes, without robust \
-             aggregation (not built yet): use --aggregator mean, or --consistency bsp"
+            "--byzantine {} is more than --workers {}",
+            args.byzantine, args.workers
         ));
     }
-    if args.byzantine > 1 {
-        return Err(format!(
-            "--consistency {consistency} supports at most one Byzantine worker (a sign-flip \
-             pusher that never waits), got --byzantine {}",
-            args.byzantine
-        ));
-    }
-    let honest = args.workers.saturating_sub(args.byzantine);
+    let honest = args.workers - args.byzantine;
     let mut spec = SyncSpec::new(args.seed, consistency);
     spec.replicas = args.replicas;
     spec.fast_workers = honest.div_ceil(2);
     spec.slow_workers = honest / 2;
     spec.steps = args.rounds;
-    spec.rusher = args.byzantine == 1;
+    if args.attack == model_agreement::Attack::Silent {
+        spec.silent = args.byzantine;
+    } else {
+        spec.byzantine = args.byzantine;
+    }
+    spec.aggregator = rule;
+    spec.f = args.byzantine;
+    spec.evict_after = args.evict_after.map(|k| spec.slow * k as u32);
     let report = run_parameter_sync(&spec).map_err(|e| e.to_string())?;
     let every = honest.max(1);
     let lines = report
@@ -281,6 +305,8 @@ fn sync(args: &Args, rule: Aggregator, consistency: Consistency) -> Result<Outco
             "max_staleness": report.max_staleness(),
             "waits": report.waits,
             "refused_pushes": report.refused.len(),
+            "buffered_pushes": report.buffered,
+            "evicted": report.evicted.iter().map(|w| w.0).collect::<Vec<_>>(),
         }),
     })
 }
