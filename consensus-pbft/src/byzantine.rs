@@ -19,10 +19,10 @@ use crate::authenticator::core::{sha256, Keys};
 use crate::engine::actor::ReplicaActor;
 use crate::engine::core::{Effect, ReplicaConfig};
 use crate::messages::{
-    Batch, NewView, PbftMessage, PrePrepare, Request, Sig, Signed, SignedRequest,
+    encode_payload, Batch, NewView, PbftMessage, PrePrepare, Request, Sig, Signed, SignedRequest,
 };
 use crate::node::{PbftSlots, ReplicaComponent, ReplicaContext};
-use consensus_actors::kv::KvCommand;
+use consensus_actors::kv::{KvCommand, StateMachine};
 use consensus_actors::supervision::ChildSlot;
 use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
@@ -227,7 +227,7 @@ impl Corrupter {
                             node: self.keys.me(),
                             client: ClientId(1_000_000 + i),
                             timestamp: self.counter,
-                            op: KvCommand::put("flood", "x"),
+                            op: encode_payload(&KvCommand::put("flood", "x")),
                         },
                         sig: Sig::from_bytes([7u8; 64]),
                     };
@@ -257,10 +257,10 @@ impl Corrupter {
     }
 }
 
-/// Slots with a replica that behaves as `behaviour`.
-pub fn slots(behaviour: Behaviour) -> PbftSlots {
-    PbftSlots::default().with_replica(move |ctx: &ReplicaContext| {
-        let slot = ChildSlot::<ReplicaActor>::new();
+/// Slots with a replica (executing on `SM`) that behaves as `behaviour`.
+pub fn slots<SM: StateMachine>(behaviour: Behaviour) -> PbftSlots<SM> {
+    PbftSlots::default().with_replica(move |ctx: &ReplicaContext<SM>| {
+        let slot = ChildSlot::<ReplicaActor<SM>>::new();
         let actor = ReplicaActor::byzantine(ctx.clone(), Corrupter::new(behaviour, &ctx.cfg));
         ReplicaComponent::new(slot, actor)
     })
@@ -287,7 +287,9 @@ mod tests {
                 let ok = c
                     .replies_for(&r)
                     .iter()
-                    .filter(|p| !faulty.contains(&p.replica) && p.result == KvOutput::Ok)
+                    .filter(|p| {
+                        !faulty.contains(&p.replica) && p.result == encode_payload(&KvOutput::Ok)
+                    })
                     .map(|p| p.replica)
                     .collect::<std::collections::BTreeSet<_>>()
                     .len();

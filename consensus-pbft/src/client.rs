@@ -11,7 +11,6 @@ use crate::engine::core::ReplicaConfig;
 use crate::messages::{PbftMessage, Reply, Request, SignedRequest};
 use crate::node::{ClientReply, Inbound, Submit};
 use actix::prelude::*;
-use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::plugin::NodeError;
 use consensus_actors::transport::Transport;
 use consensus_actors::types::{ClientId, NodeId};
@@ -28,7 +27,7 @@ pub const RETRY_TICK: Duration = Duration::from_millis(50);
 
 struct Waiting {
     request: SignedRequest,
-    replies: BTreeMap<NodeId, KvOutput>,
+    replies: BTreeMap<NodeId, Vec<u8>>,
     sent_us: u64,
     retries: u32,
 }
@@ -48,8 +47,8 @@ pub enum ClientEffect {
         client: ClientId,
         /// The request's timestamp.
         timestamp: u64,
-        /// The result f+1 replicas agree on.
-        result: KvOutput,
+        /// The result f+1 replicas agree on (encoded output).
+        result: Vec<u8>,
     },
 }
 
@@ -81,12 +80,12 @@ impl ClientCore {
         self.waiting.len()
     }
 
-    /// Client `client` submits `op` at `now_us`: returns the request's
+    /// Client `client` submits `op` (an encoded command) at `now_us`: returns the request's
     /// timestamp and what to do, or `None` when too many are in flight.
     pub fn submit(
         &mut self,
         client: ClientId,
-        op: KvCommand,
+        op: Vec<u8>,
         now_us: u64,
     ) -> Option<(u64, Vec<ClientEffect>)> {
         if self.waiting.len() >= MAX_IN_FLIGHT {
@@ -159,6 +158,9 @@ impl ClientCore {
     }
 }
 
+/// Where a submitted operation's encoded result goes.
+type Answer = oneshot::Sender<Result<Vec<u8>, NodeError>>;
+
 /// The client proxy actor of one node.
 pub struct ClientProxy {
     core: ClientCore,
@@ -167,7 +169,7 @@ pub struct ClientProxy {
     replica: Recipient<Inbound>,
     transport: Transport<PbftMessage>,
     epoch: Instant,
-    answers: BTreeMap<(ClientId, u64), oneshot::Sender<Result<KvOutput, NodeError>>>,
+    answers: BTreeMap<(ClientId, u64), Answer>,
 }
 
 impl ClientProxy {
@@ -279,7 +281,9 @@ impl Handler<ClientReply> for ClientProxy {
 mod tests {
     use super::*;
     use crate::authenticator::core::cluster_secret;
+    use crate::messages::encode_payload;
     use crate::types::View;
+    use consensus_actors::kv::{KvCommand, KvOutput};
 
     fn cfg() -> ReplicaConfig {
         ReplicaConfig {
@@ -298,7 +302,7 @@ mod tests {
         }
     }
 
-    fn reply(replica: u64, timestamp: u64, result: KvOutput) -> Reply {
+    fn reply(replica: u64, timestamp: u64, result: Vec<u8>) -> Reply {
         Reply {
             view: View(0),
             timestamp,
@@ -313,10 +317,10 @@ mod tests {
     fn a_result_is_accepted_on_f_plus_1_matching_replies_only() {
         let mut c = ClientCore::new(&cfg(), 100);
         let (t, effects) = c
-            .submit(ClientId(5), KvCommand::get("k"), 1_000)
+            .submit(ClientId(5), encode_payload(&KvCommand::get("k")), 1_000)
             .expect("room");
         assert!(matches!(&effects[..], [ClientEffect::Multicast(r)] if r.request.timestamp == t));
-        let v = |s: &str| KvOutput::Value(Some(s.into()));
+        let v = |s: &str| encode_payload(&KvOutput::Value(Some(s.into())));
         assert!(c.handle_reply(reply(1, t, v("lie"))).is_empty());
         assert!(
             c.handle_reply(reply(2, t, v("x"))).is_empty(),
@@ -340,8 +344,9 @@ mod tests {
     #[test]
     fn timestamps_increase_and_retransmissions_back_off() {
         let mut c = ClientCore::new(&cfg(), 100);
-        let (t1, _) = c.submit(ClientId(5), KvCommand::Noop, 50).expect("room");
-        let (t2, _) = c.submit(ClientId(5), KvCommand::Noop, 10).expect("room");
+        let noop = encode_payload(&KvCommand::Noop);
+        let (t1, _) = c.submit(ClientId(5), noop.clone(), 50).expect("room");
+        let (t2, _) = c.submit(ClientId(5), noop, 10).expect("room");
         assert!(t2 > t1, "a clock going back does not reuse a timestamp");
         c.forget(ClientId(5), t1);
         assert_eq!(c.tick(159).len(), 1, "after 100 us");

@@ -20,6 +20,7 @@
 //! | [`node`] | the node's actors, messages and slots ([`node::PbftSlots`]) |
 //! | [`plugin`] | [`PbftPlugin`], the engine's plug-in (`pbft`) |
 //! | [`safety`] | PBFT's safety events and invariants |
+//! | [`sim`] | [`sim::PbftSimFactory`]: PBFT nodes on any state machine for the deterministic simulation |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ pub mod messages;
 pub mod node;
 pub mod plugin;
 pub mod safety;
+pub mod sim;
 pub mod types;
 pub mod view_changer;
 

@@ -8,10 +8,16 @@
 //! | COMMIT, REPLY, fetch-state | MAC authenticator (one MAC per receiver) |
 //! | CHECKPOINT, VIEW-CHANGE, NEW-VIEW | replica signature |
 //! | state transfer | the digest certified by 2f+1 signed CHECKPOINTs |
+//!
+//! Operations and results are opaque bytes here, as in the paper's BFT
+//! library (TOCS 2002 §6: the service's `execute` upcall gets the request's
+//! bytes and fills the reply's): the replica decodes an operation into its
+//! [`StateMachine`](consensus_actors::kv::StateMachine)'s command only to
+//! execute it, and the client decodes the result it accepted. Messages,
+//! authenticators and certificates are the same whatever the service.
 
 use crate::authenticator::core::{client_identity, digest_of, AuthHeader, AuthKind, Keys};
 use crate::types::{SeqNo, View};
-use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -144,6 +150,19 @@ fn header(
     }
 }
 
+/// An operation's or a result's bytes (MessagePack). Encoding a command or
+/// an output of a [`StateMachine`](consensus_actors::kv::StateMachine)
+/// cannot fail; an empty vector stands for a value serde refused.
+pub fn encode_payload<T: Serialize>(value: &T) -> Vec<u8> {
+    rmp_serde::to_vec(value).unwrap_or_default()
+}
+
+/// Decodes bytes written by [`encode_payload`]; `None` when they are not a
+/// `T` (bytes from a faulty client, or of another service).
+pub fn decode_payload<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    rmp_serde::from_slice(bytes).ok()
+}
+
 /// A client's operation (§4.1: `<REQUEST, o, t, c>`). The client is
 /// identified by the node it submits through and its id there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,8 +173,9 @@ pub struct Request {
     pub client: ClientId,
     /// The client's timestamp: increasing, for exactly-once execution.
     pub timestamp: u64,
-    /// The operation.
-    pub op: KvCommand,
+    /// The operation: the service's command, encoded with
+    /// [`encode_payload`].
+    pub op: Vec<u8>,
 }
 
 impl Request {
@@ -304,8 +324,10 @@ pub struct Reply {
     pub client: ClientId,
     /// The replica.
     pub replica: NodeId,
-    /// The result of executing the request.
-    pub result: KvOutput,
+    /// The result of executing the request: the service's output, encoded
+    /// with [`encode_payload`] (empty when the operation could not be
+    /// decoded: every correct replica refuses it alike).
+    pub result: Vec<u8>,
 }
 
 impl Authenticated for Reply {

@@ -19,10 +19,10 @@ use crate::client::ClientProxy;
 use crate::engine::actor::{ReplicaActor, ReplicaStore};
 use crate::engine::core::ReplicaConfig;
 use crate::evidence::EvidenceLog;
-use crate::messages::{PbftMessage, Reply};
+use crate::messages::{decode_payload, encode_payload, PbftMessage, Reply};
 use crate::safety::PbftEvent;
 use actix::prelude::*;
-use consensus_actors::kv::{KvCommand, KvOutput};
+use consensus_actors::kv::{KvStore, StateMachine};
 use consensus_actors::plugin::NodeError;
 use consensus_actors::safety::SafetySink;
 use consensus_actors::supervision::{
@@ -30,6 +30,8 @@ use consensus_actors::supervision::{
 };
 use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{ClientId, NodeId};
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -50,25 +52,31 @@ pub struct Inbound {
 #[rtype(result = "()")]
 pub struct ClientReply(pub Reply);
 
-/// A client's operation, submitted through this node.
+/// A client's operation, submitted through this node. The operation and
+/// the result are the service's command and output encoded with
+/// [`encode_payload`] ([`PbftNode::submit`] does both).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Submit {
     /// The client.
     pub client: ClientId,
-    /// The operation.
-    pub op: KvCommand,
-    /// Where the accepted result goes.
-    pub reply: oneshot::Sender<Result<KvOutput, NodeError>>,
+    /// The operation (encoded command).
+    pub op: Vec<u8>,
+    /// Where the accepted result (encoded output) goes.
+    pub reply: oneshot::Sender<Result<Vec<u8>, NodeError>>,
 }
 
+/// Builds a replica's empty state machine.
+pub type MakeStateMachine<SM> = Arc<dyn Fn() -> SM + Send + Sync>;
+
 /// What the replica slot's factory gets.
-#[derive(Clone)]
-pub struct ReplicaContext {
+pub struct ReplicaContext<SM: StateMachine = KvStore> {
     /// The replica's settings.
     pub cfg: ReplicaConfig,
     /// Its durable state (kept across crashes and restarts).
-    pub store: ReplicaStore,
+    pub store: ReplicaStore<SM>,
+    /// Builds the empty state machine a fresh replica starts from.
+    pub make_state_machine: MakeStateMachine<SM>,
     /// Messages to peers.
     pub transport: Transport<PbftMessage>,
     /// REPLYs to this node's own clients.
@@ -79,6 +87,31 @@ pub struct ReplicaContext {
     pub evidence: EvidenceLog,
     /// Times count from here.
     pub epoch: Instant,
+}
+
+impl<SM: StateMachine> Clone for ReplicaContext<SM> {
+    fn clone(&self) -> Self {
+        Self {
+            cfg: self.cfg.clone(),
+            store: self.store.clone(),
+            make_state_machine: Arc::clone(&self.make_state_machine),
+            transport: self.transport.clone(),
+            local_clients: self.local_clients.clone(),
+            safety: self.safety.clone(),
+            evidence: self.evidence.clone(),
+            epoch: self.epoch,
+        }
+    }
+}
+
+impl<SM: StateMachine> ReplicaContext<SM> {
+    /// A replica in view 0 on a fresh state machine.
+    pub fn fresh_replica(&self) -> crate::engine::core::Replica<SM> {
+        crate::engine::core::Replica::with_state_machine(
+            self.cfg.clone(),
+            (self.make_state_machine)(),
+        )
+    }
 }
 
 type StartChild = Box<
@@ -112,20 +145,28 @@ impl ReplicaComponent {
     }
 }
 
-type ReplicaFactory = dyn Fn(&ReplicaContext) -> ReplicaComponent + Send + Sync;
+type ReplicaFactory<SM> = dyn Fn(&ReplicaContext<SM>) -> ReplicaComponent + Send + Sync;
 
-/// The replaceable components of a PBFT node.
-#[derive(Clone)]
-pub struct PbftSlots {
+/// The replaceable components of a PBFT node whose replicas execute on
+/// `SM` (default: the reference key-value store).
+pub struct PbftSlots<SM: StateMachine = KvStore> {
     /// The replica (stock: [`ReplicaActor`]).
-    pub replica: Arc<ReplicaFactory>,
+    pub replica: Arc<ReplicaFactory<SM>>,
 }
 
-impl Default for PbftSlots {
+impl<SM: StateMachine> Clone for PbftSlots<SM> {
+    fn clone(&self) -> Self {
+        Self {
+            replica: Arc::clone(&self.replica),
+        }
+    }
+}
+
+impl<SM: StateMachine> Default for PbftSlots<SM> {
     fn default() -> Self {
         Self {
-            replica: Arc::new(|ctx: &ReplicaContext| {
-                let slot = ChildSlot::<ReplicaActor>::new();
+            replica: Arc::new(|ctx: &ReplicaContext<SM>| {
+                let slot = ChildSlot::<ReplicaActor<SM>>::new();
                 let actor = ReplicaActor::new(ctx.clone());
                 ReplicaComponent::new(slot, actor)
             }),
@@ -133,12 +174,12 @@ impl Default for PbftSlots {
     }
 }
 
-impl PbftSlots {
+impl<SM: StateMachine> PbftSlots<SM> {
     /// The slots with the replica built by `factory`.
     #[must_use]
     pub fn with_replica(
         mut self,
-        factory: impl Fn(&ReplicaContext) -> ReplicaComponent + Send + Sync + 'static,
+        factory: impl Fn(&ReplicaContext<SM>) -> ReplicaComponent + Send + Sync + 'static,
     ) -> Self {
         self.replica = Arc::new(factory);
         self
@@ -155,8 +196,8 @@ pub mod components {
     pub const CLIENT: &str = "client";
 }
 
-/// A started PBFT node.
-pub struct PbftNode {
+/// A started PBFT node whose replica executes on `SM`.
+pub struct PbftNode<SM: StateMachine = KvStore> {
     /// The node.
     pub id: NodeId,
     /// Its supervisor.
@@ -165,15 +206,78 @@ pub struct PbftNode {
     pub inbox: Recipient<Envelope<PbftMessage>>,
     /// Its client proxy.
     pub client: Addr<ClientProxy>,
+    /// Its replica's durable state.
+    pub store: ReplicaStore<SM>,
+    _sm: PhantomData<fn() -> SM>,
+}
+
+impl<SM: StateMachine> Clone for PbftNode<SM> {
+    fn clone(&self) -> Self {
+        Self {
+            id: self.id,
+            supervisor: self.supervisor.clone(),
+            inbox: self.inbox.clone(),
+            client: self.client.clone(),
+            store: self.store.clone(),
+            _sm: PhantomData,
+        }
+    }
+}
+
+impl<SM: StateMachine> PbftNode<SM> {
+    /// Client `client` of this node submits `command`: the future resolves
+    /// to the output f+1 replicas agreed on. Submitting needs no running
+    /// future: the request leaves when this is called.
+    pub fn submit(
+        &self,
+        client: ClientId,
+        command: &SM::Command,
+    ) -> impl Future<Output = Result<SM::Output, NodeError>> + 'static {
+        submit_encoded::<SM>(&self.client, client, encode_payload(command))
+    }
+
+    /// Reads the replica's state machine (`None` before it started or
+    /// while a step holds it).
+    pub fn with_state_machine<T>(&self, f: impl FnOnce(&SM) -> T) -> Option<T> {
+        self.store.with(|r| f(r.store()))
+    }
+}
+
+/// Submits an encoded command through `proxy` and decodes the accepted
+/// output as `SM`'s.
+pub(crate) fn submit_encoded<SM: StateMachine>(
+    proxy: &Addr<ClientProxy>,
+    client: ClientId,
+    op: Vec<u8>,
+) -> impl Future<Output = Result<SM::Output, NodeError>> + 'static {
+    let (tx, rx) = oneshot::channel();
+    let sent = proxy.try_send(Submit {
+        client,
+        op,
+        reply: tx,
+    });
+    async move {
+        sent.map_err(|_| NodeError::Stopped)?;
+        match rx.await {
+            Ok(Ok(bytes)) => decode_payload::<SM::Output>(&bytes).ok_or_else(|| {
+                NodeError::Unknown(
+                    "f+1 replicas answered with bytes that are not an output of the service".into(),
+                )
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(NodeError::Stopped),
+        }
+    }
 }
 
 /// What a node is started with.
-#[derive(Clone)]
-pub struct NodeSpec {
+pub struct NodeSpec<SM: StateMachine = KvStore> {
     /// The replica's settings.
     pub cfg: ReplicaConfig,
     /// Its durable state.
-    pub store: ReplicaStore,
+    pub store: ReplicaStore<SM>,
+    /// Builds the empty state machine a fresh replica starts from.
+    pub make_state_machine: MakeStateMachine<SM>,
     /// Messages to peers.
     pub transport: Transport<PbftMessage>,
     /// Where safety events go.
@@ -186,11 +290,11 @@ pub struct NodeSpec {
 
 /// Starts a node: authenticator, replica (from `slots`), client proxy,
 /// under one supervisor. Call inside a running actix System.
-pub fn start_node(
-    spec: NodeSpec,
-    slots: &PbftSlots,
+pub fn start_node<SM: StateMachine>(
+    spec: NodeSpec<SM>,
+    slots: &PbftSlots<SM>,
     supervision: Option<Recipient<SupervisionEvent>>,
-) -> PbftNode {
+) -> PbftNode<SM> {
     let id = spec.cfg.id;
     let mut tree = SupervisorBuilder::new(id).time_base(spec.epoch);
     if let Some(s) = supervision {
@@ -201,6 +305,7 @@ pub fn start_node(
     let ctx = ReplicaContext {
         cfg: spec.cfg,
         store: spec.store,
+        make_state_machine: spec.make_state_machine,
         transport: spec.transport,
         local_clients: client_addr.clone().recipient(),
         safety: spec.safety,
@@ -237,5 +342,7 @@ pub fn start_node(
         supervisor: tree.start(),
         inbox,
         client: client_addr,
+        store: ctx.store,
+        _sm: PhantomData,
     }
 }

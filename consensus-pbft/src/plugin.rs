@@ -17,11 +17,12 @@
 use crate::engine::actor::ReplicaStore;
 use crate::engine::core::{ReplicaConfig, Status};
 use crate::evidence::EvidenceLog;
+use crate::messages::encode_payload;
 use crate::messages::PbftMessage;
-use crate::node::{start_node, NodeSpec, PbftSlots, Submit};
+use crate::node::{start_node, submit_encoded, NodeSpec, PbftSlots};
 use crate::safety::{self, PbftEvent, SafetyChecker};
 use consensus_actors::config::ConsensusConfig;
-use consensus_actors::kv::KvCommand;
+use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::plugin::{
     ready, Capabilities, Committed, Evidence, EvidenceProbe, NodeError, NodeHandle, NodeInfo,
     NodeWiring, PluginError, PluginNode, ProtocolPlugin, Reply,
@@ -31,7 +32,6 @@ use consensus_actors::supervision::Shutdown;
 use consensus_actors::types::{ClientId, ConsensusProtocol, LogIndex, NodeId, NodeState};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use tokio::sync::oneshot;
 
 /// The name the engine registers PBFT under.
 pub const PROTOCOL: ConsensusProtocol = ConsensusProtocol::named("pbft");
@@ -88,6 +88,15 @@ impl PbftConfig {
             retransmit_us: (config.heartbeat_interval_ms * 2000).max(100_000),
             cluster_seed: 0x5eed,
             cluster: 1,
+        })
+    }
+
+    /// The settings for a cluster of `n` replicas tolerating the largest
+    /// `f` it can, `(n - 1) / 3`, with the shared defaults otherwise.
+    pub fn for_cluster(n: usize) -> Result<Self, PluginError> {
+        Self::from_consensus(&ConsensusConfig {
+            cluster_size: n,
+            ..ConsensusConfig::default()
         })
     }
 
@@ -210,6 +219,7 @@ impl ProtocolPlugin for PbftPlugin {
         let spec = NodeSpec {
             cfg,
             store: store.clone(),
+            make_state_machine: std::sync::Arc::new(KvStore::default),
             transport: ctx.transport.clone(),
             safety: wiring.safety.clone(),
             evidence: self.evidence.clone(),
@@ -273,24 +283,12 @@ impl NodeHandle for PbftHandle {
     }
 
     fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
-        let proxy = self.client.clone();
+        let answer = submit_encoded::<KvStore>(&self.client, client, encode_payload(&command));
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            proxy
-                .try_send(Submit {
-                    client,
-                    op: command,
-                    reply: tx,
-                })
-                .map_err(|_| NodeError::Stopped)?;
-            match rx.await {
-                Ok(Ok(output)) => Ok(Committed {
-                    output,
-                    log_id: None,
-                }),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(NodeError::Stopped),
-            }
+            answer.await.map(|output| Committed {
+                output,
+                log_id: None,
+            })
         })
     }
 

@@ -9,6 +9,7 @@ use crate::messages::PbftMessage;
 use crate::node::{ClientReply, Inbound, ReplicaContext};
 use crate::safety::PbftEvent;
 use actix::prelude::*;
+use consensus_actors::kv::{KvStore, StateMachine};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -20,30 +21,41 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// (the replica's durable memory: every step is as if synced before its
 /// messages leave, Castro and Liskov's assumption of a replica whose state
 /// survives a power failure). Single-threaded; only borrowed inside a step.
-#[derive(Clone, Default)]
-pub struct ReplicaStore(Rc<RefCell<Option<Replica>>>);
+pub struct ReplicaStore<SM: StateMachine = KvStore>(Rc<RefCell<Option<Replica<SM>>>>);
 
-impl ReplicaStore {
+impl<SM: StateMachine> Clone for ReplicaStore<SM> {
+    fn clone(&self) -> Self {
+        Self(Rc::clone(&self.0))
+    }
+}
+
+impl<SM: StateMachine> Default for ReplicaStore<SM> {
+    fn default() -> Self {
+        Self(Rc::new(RefCell::new(None)))
+    }
+}
+
+impl<SM: StateMachine> ReplicaStore<SM> {
     /// An empty store (the replica starts fresh).
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Reads the replica's state, if it has started.
-    pub fn with<T>(&self, f: impl FnOnce(&Replica) -> T) -> Option<T> {
+    pub fn with<T>(&self, f: impl FnOnce(&Replica<SM>) -> T) -> Option<T> {
         self.0.try_borrow().ok()?.as_ref().map(f)
     }
 }
 
 /// See the [module documentation](self).
-pub struct ReplicaActor {
-    ctx: ReplicaContext,
+pub struct ReplicaActor<SM: StateMachine = KvStore> {
+    ctx: ReplicaContext<SM>,
     corrupter: Option<Corrupter>,
 }
 
-impl ReplicaActor {
+impl<SM: StateMachine> ReplicaActor<SM> {
     /// The stock replica for `ctx`.
-    pub fn new(ctx: ReplicaContext) -> Self {
+    pub fn new(ctx: ReplicaContext<SM>) -> Self {
         Self {
             ctx,
             corrupter: None,
@@ -52,7 +64,7 @@ impl ReplicaActor {
 
     /// A Byzantine replica: the stock one whose effects `corrupter`
     /// rewrites. It declares itself Byzantine to the safety checker.
-    pub fn byzantine(ctx: ReplicaContext, corrupter: Corrupter) -> Self {
+    pub fn byzantine(ctx: ReplicaContext<SM>, corrupter: Corrupter) -> Self {
         Self {
             ctx,
             corrupter: Some(corrupter),
@@ -69,7 +81,7 @@ impl ReplicaActor {
     fn step(&mut self, input: Input) {
         let effects = {
             let mut slot = self.ctx.store.0.borrow_mut();
-            let replica = slot.get_or_insert_with(|| Replica::new(self.ctx.cfg.clone()));
+            let replica = slot.get_or_insert_with(|| self.ctx.fresh_replica());
             replica.step(input)
         };
         let effects = self.corrupt(effects);
@@ -78,7 +90,7 @@ impl ReplicaActor {
 }
 
 /// Carries out `effects` for the replica of `ctx`, in order.
-pub fn carry_out(ctx: &ReplicaContext, effects: Vec<Effect>) {
+pub fn carry_out<SM: StateMachine>(ctx: &ReplicaContext<SM>, effects: Vec<Effect>) {
     for effect in effects {
         match effect {
             Effect::Send { to, msg } => send(ctx, to, msg),
@@ -89,7 +101,11 @@ pub fn carry_out(ctx: &ReplicaContext, effects: Vec<Effect>) {
     }
 }
 
-fn send(ctx: &ReplicaContext, to: consensus_actors::types::NodeId, msg: PbftMessage) {
+fn send<SM: StateMachine>(
+    ctx: &ReplicaContext<SM>,
+    to: consensus_actors::types::NodeId,
+    msg: PbftMessage,
+) {
     if to == ctx.cfg.id {
         if let PbftMessage::Reply(r) = msg {
             ctx.local_clients.do_send(ClientReply(r.body));
@@ -103,7 +119,7 @@ fn record(log: &EvidenceLog, ev: crate::evidence::Evidence) {
     log.record(ev);
 }
 
-impl Actor for ReplicaActor {
+impl<SM: StateMachine> Actor for ReplicaActor<SM> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -116,8 +132,7 @@ impl Actor for ReplicaActor {
         if fresh {
             let effects = {
                 let mut slot = self.ctx.store.0.borrow_mut();
-                slot.get_or_insert_with(|| Replica::new(self.ctx.cfg.clone()))
-                    .start()
+                slot.get_or_insert_with(|| self.ctx.fresh_replica()).start()
             };
             let effects = self.corrupt(effects);
             carry_out(&self.ctx, effects);
@@ -132,9 +147,9 @@ impl Actor for ReplicaActor {
     }
 }
 
-impl Supervised for ReplicaActor {}
+impl<SM: StateMachine> Supervised for ReplicaActor<SM> {}
 
-impl Handler<Inbound> for ReplicaActor {
+impl<SM: StateMachine> Handler<Inbound> for ReplicaActor<SM> {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, _ctx: &mut Context<Self>) {

@@ -13,7 +13,13 @@
 //! * `prepared(m, v, n, i)`: the PRE-PREPARE and 2f matching PREPAREs from
 //!   distinct backups; `committed-local(m, v, n, i)`: prepared and 2f+1
 //!   matching COMMITs. Requests execute in sequence order on the
-//!   reference key-value store.
+//!   replica's [`StateMachine`] (default: the reference [`KvStore`]): an
+//!   operation is decoded into the machine's command and its output
+//!   encoded into the REPLY; bytes that are no command of the machine are
+//!   not applied and answered with an empty result, alike on every
+//!   correct replica. A checkpoint's digest covers
+//!   [`StateMachine::snapshot`] and the client table; state transfer
+//!   installs them through [`StateMachine::restore`].
 //! * The view-change timer runs while requests wait (started by the oldest)
 //!   and restarts whenever one executes; when it expires the replica moves
 //!   to the next view. A replica that
@@ -26,15 +32,16 @@ use crate::authenticator::core::{sha256, Keys};
 use crate::checkpoint::core::{proof_is_valid, CheckpointProtocol, StableCheckpoint};
 use crate::evidence::{Evidence, EvidenceKind};
 use crate::messages::{
-    Batch, Checkpoint, Commit, Digest, FetchState, Maced, NewView, PbftMessage, PrePrepare,
-    Prepare, PreparedCert, Reply, Signed, SignedRequest, StateTransfer, ViewChange,
+    decode_payload, encode_payload, Batch, Checkpoint, Commit, Digest, FetchState, Maced, NewView,
+    PbftMessage, PrePrepare, Prepare, PreparedCert, Reply, Signed, SignedRequest, StateTransfer,
+    ViewChange,
 };
 use crate::safety::{PbftEvent, SafetyEvent};
 use crate::types::{SeqNo, View};
 use crate::view_changer::core::{
     plan_new_view, validate_view_change, view_change_timeout_us, NewViewPlan, Quorums,
 };
-use consensus_actors::kv::{KvOutput, KvStore, StateMachine};
+use consensus_actors::kv::{KvStore, StateMachine};
 use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -69,13 +76,20 @@ pub struct ReplicaConfig {
 }
 
 impl ReplicaConfig {
-    /// The view change's view of the cluster.
+    /// The view change's view of the cluster, for replicas of the
+    /// reference [`KvStore`].
     pub fn quorums(&self) -> Quorums {
+        self.quorums_from(&KvStore::default())
+    }
+
+    /// The view change's view of the cluster, for replicas whose state
+    /// machine starts as `initial` (the genesis checkpoint's digest).
+    pub fn quorums_from<SM: StateMachine>(&self, initial: &SM) -> Quorums {
         Quorums {
             members: self.members.clone(),
             f: self.f,
             window: self.log_window,
-            genesis: sha256(&encode_state(&KvStore::default(), &BTreeMap::new())),
+            genesis: sha256(&encode_state(initial, &BTreeMap::new())),
         }
     }
 }
@@ -127,22 +141,19 @@ pub struct ClientEntry {
     pub client: ClientId,
     /// The timestamp of the last request executed.
     pub timestamp: u64,
-    /// What executing it returned.
-    pub result: KvOutput,
+    /// What executing it returned (encoded output).
+    pub result: Vec<u8>,
 }
 
 /// The encoding of a replica's state (store and client table): what a
 /// checkpoint's digest covers and a state transfer carries.
-pub fn encode_state(store: &KvStore, clients: &BTreeMap<u64, ClientEntry>) -> Vec<u8> {
+pub fn encode_state<SM: StateMachine>(store: &SM, clients: &BTreeMap<u64, ClientEntry>) -> Vec<u8> {
     rmp_serde::to_vec(&(store.snapshot(), clients)).unwrap_or_default()
 }
 
-fn decode_state(bytes: &[u8]) -> Option<(KvStore, BTreeMap<u64, ClientEntry>)> {
-    let (snapshot, clients): (Vec<u8>, BTreeMap<u64, ClientEntry>) =
-        rmp_serde::from_slice(bytes).ok()?;
-    let mut store = KvStore::default();
-    store.restore(&snapshot).ok()?;
-    Some((store, clients))
+/// The state machine's snapshot and the client table of an encoded state.
+fn decode_state(bytes: &[u8]) -> Option<(Vec<u8>, BTreeMap<u64, ClientEntry>)> {
+    rmp_serde::from_slice(bytes).ok()
 }
 
 type ReqKey = (u64, u64);
@@ -198,8 +209,9 @@ struct Fetch {
     last_us: Option<u64>,
 }
 
-/// One PBFT replica's protocol state. See the [module documentation](self).
-pub struct Replica {
+/// One PBFT replica's protocol state, executing on `SM`. See the
+/// [module documentation](self).
+pub struct Replica<SM: StateMachine = KvStore> {
     cfg: ReplicaConfig,
     q: Quorums,
     keys: Keys,
@@ -210,7 +222,7 @@ pub struct Replica {
     next_seq: SeqNo,
     queue: VecDeque<ReqKey>,
     pending: BTreeMap<ReqKey, PendingRequest>,
-    store: KvStore,
+    store: SM,
     clients: BTreeMap<u64, ClientEntry>,
     last_exec: SeqNo,
     executed: BTreeMap<SeqNo, Digest>,
@@ -235,7 +247,7 @@ pub struct Replica {
 /// for that long (a crashed or cut-off replica is not flooded).
 pub const SILENT_ROUNDS: u64 = 10;
 
-impl std::fmt::Debug for Replica {
+impl<SM: StateMachine> std::fmt::Debug for Replica<SM> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Replica")
             .field("id", &self.cfg.id)
@@ -247,16 +259,26 @@ impl std::fmt::Debug for Replica {
     }
 }
 
-impl Replica {
-    /// A replica in view 0 with the initial state.
+impl Replica<KvStore> {
+    /// A replica of the reference key-value store in view 0 with the
+    /// initial state.
     pub fn new(cfg: ReplicaConfig) -> Self {
+        Self::with_state_machine(cfg, KvStore::default())
+    }
+}
+
+impl<SM: StateMachine> Replica<SM> {
+    /// A replica in view 0 executing on `initial` (every replica of the
+    /// cluster must start from the same state: its digest is the genesis
+    /// checkpoint's).
+    pub fn with_state_machine(cfg: ReplicaConfig, initial: SM) -> Self {
         assert!(cfg.members.len() > 3 * cfg.f, "PBFT needs n >= 3f + 1");
         assert!(cfg.members.contains(&cfg.id), "the replica is a member");
         assert!(cfg.log_window.is_multiple_of(cfg.checkpoint_interval) && cfg.log_window > 0);
         assert!(cfg.batch_max > 0 && cfg.batches_in_flight > 0);
-        let q = cfg.quorums();
+        let q = cfg.quorums_from(&initial);
         let keys = Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members);
-        let genesis_state = encode_state(&KvStore::default(), &BTreeMap::new());
+        let genesis_state = encode_state(&initial, &BTreeMap::new());
         let checkpoints = CheckpointProtocol::new(
             cfg.checkpoint_interval,
             cfg.log_window,
@@ -274,7 +296,7 @@ impl Replica {
             next_seq: SeqNo(1),
             queue: VecDeque::new(),
             pending: BTreeMap::new(),
-            store: KvStore::default(),
+            store: initial,
             clients: BTreeMap::new(),
             last_exec: SeqNo::ZERO,
             executed: BTreeMap::new(),
@@ -340,8 +362,8 @@ impl Replica {
         self.pending.len()
     }
 
-    /// The replicated store.
-    pub fn store(&self) -> &KvStore {
+    /// The replicated state machine.
+    pub fn store(&self) -> &SM {
         &self.store
     }
 
@@ -827,7 +849,11 @@ impl Replica {
                 // Exactly once: an old or repeated request is not applied.
                 continue;
             }
-            let result = self.store.apply(&req.op);
+            let result = match decode_payload::<SM::Command>(&req.op) {
+                Some(command) => encode_payload(&self.store.apply(&command)),
+                // Not a command of this service: refused alike everywhere.
+                None => Vec::new(),
+            };
             let entry = ClientEntry {
                 node: req.node,
                 client: req.client,
@@ -958,7 +984,7 @@ impl Replica {
             );
             return;
         }
-        let Some((store, clients)) = decode_state(&st.state) else {
+        let Some((snapshot, clients)) = decode_state(&st.state) else {
             self.accuse(
                 from,
                 EvidenceKind::BadStateTransfer,
@@ -966,8 +992,19 @@ impl Replica {
             );
             return;
         };
+        let before = self.store.snapshot();
+        if let Err(e) = self.store.restore(&snapshot) {
+            // 2f+1 replicas certified this digest, so a correct one wrote
+            // these bytes: a snapshot the machine cannot read back is a bug
+            // of the state machine, not of the sender. Keep the old state
+            // (and keep fetching) rather than run on a half-restored one.
+            tracing::error!(replica = %self.cfg.id, seq = %st.seq, error = %e, "a certified snapshot does not restore");
+            if let Err(e) = self.store.restore(&before) {
+                panic!("the replica's own snapshot does not restore: {e}");
+            }
+            return;
+        }
         tracing::debug!(replica = %self.cfg.id, seq = %st.seq, "state transfer installed");
-        self.store = store;
         self.clients = clients;
         self.last_exec = st.seq;
         self.executed.clear();

@@ -147,7 +147,7 @@ impl Cluster {
                 node: CLIENT_NODE,
                 client: ClientId(client),
                 timestamp: self.timestamp,
-                op,
+                op: encode_payload(&op),
             },
             &self.client_keys,
         )
@@ -227,7 +227,9 @@ fn a_request_commits_everywhere_and_the_client_gets_matching_replies() {
     }
     let replies = c.replies_for(&r);
     assert_eq!(replies.len(), 4);
-    assert!(replies.iter().all(|p| p.result == KvOutput::Ok));
+    assert!(replies
+        .iter()
+        .all(|p| p.result == encode_payload(&KvOutput::Ok)));
     // Prepared at the 3 backups + primary, committed at all 4.
     let prepared = c
         .events
@@ -260,7 +262,9 @@ fn a_repeated_request_executes_once_and_gets_the_cached_reply() {
         8,
         "each replica answers the retransmission from its table"
     );
-    assert!(replies.iter().all(|p| p.result == KvOutput::CasOk));
+    assert!(replies
+        .iter()
+        .all(|p| p.result == encode_payload(&KvOutput::CasOk)));
 }
 
 #[test]
