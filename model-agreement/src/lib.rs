@@ -32,8 +32,12 @@
 //! model its own replica's state machine reported, so a coordinator that
 //! pulls from every replica and compares hashes catches a replica that
 //! serves a model it did not apply (see `tests/training.rs`, where a slot
-//! puts in such a liar). PBFT as the ordering layer (for Byzantine
-//! *replicas*, not only workers) is not wired yet.
+//! puts in such a liar).
+//!
+//! The ordering layer is Raft (crash faults) or PBFT (Byzantine replicas,
+//! n ≥ 3f + 1; [`OrderingLayer`](training::OrderingLayer)): with PBFT, a
+//! replica that equivocates as primary, signs wrong digests or forges
+//! authenticators leaves every correct replica with the same model.
 //!
 //! # Using it
 //!
@@ -80,8 +84,9 @@
 //! | [`gradient_consensus`] | [`GradientConsensus`], its commands, outputs, versions, and the `ReplicaProbe` observer |
 //! | [`parameter_sync`] | `ParameterSync` and `Consistency` |
 //! | [`replica`] | the training tier: `Ordering`, the components, their messages and slots |
-//! | [`replica_sim`] | both tiers on simulated Raft: `ReplicaSimFactory`, `raft_ordering` |
-//! | [`training`] | GradientConsensus on a simulated Raft cluster: `run_training`, `run_training_with(slots)` |
+//! | [`replica_sim`] | both tiers on simulated Raft: `ReplicaSimFactory`, `raft_ordering`, `Replicas` |
+//! | [`replica_pbft`] | GradientConsensus tiers on simulated PBFT, Byzantine replicas included: `PbftReplicaSimFactory`, `pbft_ordering` |
+//! | [`training`] | GradientConsensus on a simulated Raft or PBFT cluster: `run_training`, `run_training_with(slots)` |
 //! | [`sync_run`] | ParameterSync on a simulated Raft cluster: `run_parameter_sync`, `run_parameter_sync_with(slots)` |
 //!
 //! # Testing
@@ -103,6 +108,7 @@ pub mod attack;
 pub mod gradient_consensus;
 pub mod parameter_sync;
 pub mod replica;
+pub mod replica_pbft;
 pub mod replica_sim;
 pub mod sync_run;
 pub mod task;

@@ -11,10 +11,10 @@
 //! component, so the component serves what its own replica applied.
 
 use crate::replica::{Ordering, OrderingError, OrderingFuture, Query};
-use actix::{Addr, Recipient};
+use actix::Recipient;
 use consensus_actors::kv::StateMachine;
 use consensus_actors::sim::{NodeContext, NodeFactory, StartedNode};
-use consensus_actors::supervision::{NodeSupervisor, Shutdown, SupervisorBuilder};
+use consensus_actors::supervision::{Shutdown, SupervisorBuilder};
 use consensus_actors::types::{ClientId, NodeId, NodeState};
 use consensus_raft::actors::RaftStateMachine;
 use consensus_raft::configuration::Membership;
@@ -37,45 +37,36 @@ type Command<SM> = <SM as StateMachine>::Command;
 /// How long the Raft adapter keeps retrying without a leader.
 pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One running replica: its ordering layer, its training tier's handles
-/// `H` and supervisor.
-pub struct Replica<SM: RaftStateMachine, H> {
-    /// The Raft node.
-    pub raft: RaftNode<SM>,
-    /// The training component's handles.
-    pub tier: H,
-    /// The training tier's supervisor.
-    pub supervisor: Addr<NodeSupervisor>,
-}
+/// The training tiers of the running replicas (their components'
+/// handles `H`), shared with the run's driver (single-threaded). Whatever
+/// the ordering layer, a driver reaches replicas only through these.
+pub struct Replicas<H>(Rc<RefCell<BTreeMap<NodeId, H>>>);
 
-impl<SM: RaftStateMachine, H: Clone> Clone for Replica<SM, H> {
-    fn clone(&self) -> Self {
-        Self {
-            raft: self.raft.clone(),
-            tier: self.tier.clone(),
-            supervisor: self.supervisor.clone(),
-        }
-    }
-}
-
-/// The running replicas, shared with the run's driver (single-threaded).
-pub struct Replicas<SM: RaftStateMachine, H>(Rc<RefCell<BTreeMap<NodeId, Replica<SM, H>>>>);
-
-impl<SM: RaftStateMachine, H> Clone for Replicas<SM, H> {
+impl<H> Clone for Replicas<H> {
     fn clone(&self) -> Self {
         Self(Rc::clone(&self.0))
     }
 }
 
-impl<SM: RaftStateMachine, H: Clone> Replicas<SM, H> {
-    /// The running incarnation of `id`.
-    pub fn get(&self, id: NodeId) -> Option<Replica<SM, H>> {
+impl<H> Default for Replicas<H> {
+    fn default() -> Self {
+        Self(Rc::new(RefCell::new(BTreeMap::new())))
+    }
+}
+
+impl<H: Clone> Replicas<H> {
+    /// The running incarnation of `id`'s tier.
+    pub fn get(&self, id: NodeId) -> Option<H> {
         self.0.borrow().get(&id).cloned()
     }
 
-    /// Every running replica, in id order.
-    pub fn all(&self) -> Vec<Replica<SM, H>> {
-        self.0.borrow().values().cloned().collect()
+    /// Every running replica's tier, in id order.
+    pub fn all(&self) -> Vec<(NodeId, H)> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|(i, h)| (*i, h.clone()))
+            .collect()
     }
 
     /// The ids of the running replicas.
@@ -90,7 +81,43 @@ impl<SM: RaftStateMachine, H: Clone> Replicas<SM, H> {
         map.range(id..)
             .chain(map.range(..id))
             .next()
-            .map(|(i, r)| (*i, r.tier.clone()))
+            .map(|(i, h)| (*i, h.clone()))
+    }
+
+    pub(crate) fn insert(&self, id: NodeId, tier: H) {
+        self.0.borrow_mut().insert(id, tier);
+    }
+
+    pub(crate) fn remove(&self, id: NodeId) {
+        self.0.borrow_mut().remove(&id);
+    }
+}
+
+/// A simulation factory that starts training replicas: what a run's driver
+/// needs from it, whatever the ordering layer.
+pub trait TrainingFactory<H> {
+    /// The running replicas' training tiers.
+    fn replicas(&self) -> Replicas<H>;
+}
+
+/// The running Raft nodes (the Raft adapter's view of the cluster).
+pub struct RaftNodes<SM: RaftStateMachine>(Rc<RefCell<BTreeMap<NodeId, RaftNode<SM>>>>);
+
+impl<SM: RaftStateMachine> Clone for RaftNodes<SM> {
+    fn clone(&self) -> Self {
+        Self(Rc::clone(&self.0))
+    }
+}
+
+impl<SM: RaftStateMachine> RaftNodes<SM> {
+    /// The running incarnation of `id`.
+    pub fn get(&self, id: NodeId) -> Option<RaftNode<SM>> {
+        self.0.borrow().get(&id).cloned()
+    }
+
+    /// Every running node, in id order.
+    pub fn all(&self) -> Vec<RaftNode<SM>> {
+        self.0.borrow().values().cloned().collect()
     }
 }
 
@@ -112,7 +139,8 @@ pub struct ReplicaSimFactory<SM: RaftStateMachine, H> {
     cfg: RaftConfig,
     bootstrap: BTreeSet<NodeId>,
     stores: BTreeMap<NodeId, SimStorage<Command<SM>>>,
-    replicas: Replicas<SM, H>,
+    nodes: RaftNodes<SM>,
+    replicas: Replicas<H>,
     build: Rc<BuildTier<SM, H>>,
 }
 
@@ -130,13 +158,20 @@ impl<SM: RaftStateMachine, H: Clone + 'static> ReplicaSimFactory<SM, H> {
             cfg,
             bootstrap: bootstrap.into_iter().collect(),
             stores: BTreeMap::new(),
-            replicas: Replicas(Rc::new(RefCell::new(BTreeMap::new()))),
+            nodes: RaftNodes(Rc::new(RefCell::new(BTreeMap::new()))),
+            replicas: Replicas::default(),
             build: Rc::new(build),
         }
     }
 
-    /// The running replicas.
-    pub fn replicas(&self) -> Replicas<SM, H> {
+    /// The running Raft nodes.
+    pub fn raft_nodes(&self) -> RaftNodes<SM> {
+        self.nodes.clone()
+    }
+}
+
+impl<SM: RaftStateMachine, H: Clone + 'static> TrainingFactory<H> for ReplicaSimFactory<SM, H> {
+    fn replicas(&self) -> Replicas<H> {
         self.replicas.clone()
     }
 }
@@ -156,7 +191,7 @@ impl<SM: RaftStateMachine, H: Clone + 'static> NodeFactory<RaftMessage<Command<S
             Membership::empty()
         };
         let mut tree = SupervisorBuilder::new(id);
-        let ordering = raft_ordering(self.replicas.clone());
+        let ordering = raft_ordering(self.nodes.clone());
         let tier = match (self.build)(id, ordering, &mut tree) {
             Ok(t) => t,
             // The tier's components have distinct names; a factory that
@@ -175,18 +210,11 @@ impl<SM: RaftStateMachine, H: Clone + 'static> NodeFactory<RaftMessage<Command<S
         .seed(ctx.rng.random())
         .trace(ctx.trace.clone())
         .start();
-        let supervisor = tree.start();
+        let tier_supervisor = tree.start();
         let inbox: Recipient<_> = raft.inbox();
         let raft_supervisor = raft.supervisor().clone();
-        let tier_supervisor = supervisor.clone();
-        self.replicas.0.borrow_mut().insert(
-            id,
-            Replica {
-                raft,
-                tier: tier.handles,
-                supervisor,
-            },
-        );
+        self.nodes.0.borrow_mut().insert(id, raft);
+        self.replicas.insert(id, tier.handles);
         StartedNode::new(inbox, move || {
             tier_supervisor.do_send(Shutdown);
             raft_supervisor.do_send(Shutdown);
@@ -194,7 +222,8 @@ impl<SM: RaftStateMachine, H: Clone + 'static> NodeFactory<RaftMessage<Command<S
     }
 
     fn on_crash(&mut self, id: NodeId) {
-        self.replicas.0.borrow_mut().remove(&id);
+        self.nodes.0.borrow_mut().remove(&id);
+        self.replicas.remove(id);
         if let Some(store) = self.stores.get(&id) {
             store.crash();
         }
@@ -205,9 +234,7 @@ impl<SM: RaftStateMachine, H: Clone + 'static> NodeFactory<RaftMessage<Command<S
 /// (found by asking the running replicas, remembered, followed on
 /// `NotLeader` hints), retried until [`PROGRESS_TIMEOUT`] passes without a
 /// leader answering.
-pub fn raft_ordering<SM: RaftStateMachine, H: Clone + 'static>(
-    replicas: Replicas<SM, H>,
-) -> Ordering<SM> {
+pub fn raft_ordering<SM: RaftStateMachine>(replicas: RaftNodes<SM>) -> Ordering<SM> {
     let leader: Rc<Cell<Option<NodeId>>> = Rc::new(Cell::new(None));
     let (r2, l2) = (replicas.clone(), Rc::clone(&leader));
     Ordering::new(
@@ -262,23 +289,22 @@ pub fn raft_ordering<SM: RaftStateMachine, H: Clone + 'static>(
 
 /// The remembered leader if it still runs, else the first running replica
 /// that reports itself leader.
-async fn find_leader<SM: RaftStateMachine, H: Clone>(
-    replicas: &Replicas<SM, H>,
+async fn find_leader<SM: RaftStateMachine>(
+    replicas: &RaftNodes<SM>,
     leader: &Cell<Option<NodeId>>,
     give_up: Instant,
 ) -> Result<RaftNode<SM>, OrderingError> {
     loop {
         if let Some(r) = leader.get().and_then(|l| replicas.get(l)) {
-            return Ok(r.raft);
+            return Ok(r);
         }
         for r in replicas.all() {
-            if r.raft
-                .status()
+            if r.status()
                 .await
                 .is_some_and(|s| s.role == NodeState::Leader)
             {
-                leader.set(Some(r.raft.id()));
-                return Ok(r.raft);
+                leader.set(Some(r.id()));
+                return Ok(r);
             }
         }
         if Instant::now() > give_up {

@@ -23,7 +23,7 @@ use crate::replica::TrainingSlots;
 use crate::replica::{
     components, PullParameters, PullReply, PushGradient, SyncContext, SyncHandles,
 };
-use crate::replica_sim::{raft_ordering, ReplicaSimFactory, Replicas, Tier};
+use crate::replica_sim::{raft_ordering, ReplicaSimFactory, Replicas, Tier, TrainingFactory};
 use crate::task::{LinearRegression, Shard};
 use crate::training::TrainingError;
 use consensus_actors::sim::{SimConfig, Simulation};
@@ -266,7 +266,7 @@ pub fn run_parameter_sync_with(
             if let Some(e) = failed {
                 return Err(e);
             }
-            let final_version = raft_ordering(replicas.clone())
+            let final_version = raft_ordering(sim.factory().raft_nodes())
                 .read(ParameterSync::pull)
                 .await?;
             // Let every replica apply the last push before the probe is read.
@@ -322,7 +322,7 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 /// How long a pull waits for the home replica to apply the worker's pushes.
 const PULL_WAIT: Duration = Duration::from_millis(500);
 
-type SyncReplicas = Replicas<ParameterSync, SyncHandles>;
+type SyncReplicas = Replicas<SyncHandles>;
 
 #[allow(clippy::too_many_arguments)]
 async fn worker_loop(

@@ -1,4 +1,5 @@
-//! A simulated training cluster: Raft replicas of [`GradientConsensus`],
+//! A simulated training cluster: Raft (or PBFT, see [`OrderingLayer`])
+//! replicas of [`GradientConsensus`],
 //! worker actors, and a round coordinator, all in the deterministic
 //! [`Simulation`] (paused clock, seeded RNG), so a run is a pure function of
 //! its [`TrainingSpec`].
@@ -22,19 +23,26 @@
 use crate::aggregation::Aggregator;
 use crate::attack::{Attack, WorkerOutput};
 use crate::gradient_consensus::{
-    parameter_hash, ConfigError, GradientCommand, GradientConsensus, GradientOutput, ReplicaProbe,
-    Round, RoundSummary, TrainingConfig,
+    parameter_hash, ConfigError, GradientConsensus, GradientOutput, ReplicaProbe, Round,
+    RoundSummary, TrainingConfig,
 };
+use crate::replica::Ordering;
 use crate::replica::{
     components, CloseRound, GradientContext, GradientHandles, ModelView, OrderingError, PullModel,
     SubmitGradient, TrainingSlots,
 };
-use crate::replica_sim::{ReplicaSimFactory, Replicas, Tier, PROGRESS_TIMEOUT};
+use crate::replica_pbft::PbftReplicaSimFactory;
+use crate::replica_sim::{ReplicaSimFactory, Replicas, Tier, TrainingFactory, PROGRESS_TIMEOUT};
 use crate::task::{LinearRegression, Shard};
 use crate::worker::{Behaviour, ComputeGradient, GradientReady, WorkerActor, WorkerCore};
 use actix::Actor;
+use consensus_actors::sim::NodeFactory;
 use consensus_actors::sim::{SimConfig, SimError, Simulation};
+use consensus_actors::supervision::SupervisorBuilder;
+use consensus_actors::transport::Wire;
 use consensus_actors::types::NodeId;
+use consensus_pbft::byzantine::Behaviour as PbftBehaviour;
+use consensus_pbft::PbftConfig;
 use consensus_raft::RaftConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -53,6 +61,19 @@ pub struct CrashPlan {
     pub at: Round,
     /// Restarted just before this round starts.
     pub restart_at: Round,
+}
+
+/// The consensus protocol that orders the training log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderingLayer {
+    /// Raft (crash faults).
+    Raft,
+    /// PBFT (Byzantine replicas: n ≥ 3f + 1), with the named replicas
+    /// Byzantine.
+    Pbft {
+        /// Byzantine replicas and how each lies.
+        byzantine: Vec<(NodeId, PbftBehaviour)>,
+    },
 }
 
 /// Everything a training run depends on.
@@ -96,6 +117,8 @@ pub struct TrainingSpec {
     pub evict_after: Option<u64>,
     /// Raft settings.
     pub raft: RaftConfig,
+    /// The ordering layer (Raft by default).
+    pub ordering: OrderingLayer,
 }
 
 impl TrainingSpec {
@@ -129,6 +152,7 @@ impl TrainingSpec {
             crash: None,
             evict_after: None,
             raft: RaftConfig::default(),
+            ordering: OrderingLayer::Raft,
         }
     }
 
@@ -157,6 +181,33 @@ impl TrainingSpec {
         if let Some(c) = self.crash {
             if !(1..=self.replicas).contains(&c.replica.0) || c.restart_at <= c.at {
                 return Err(TrainingError::Spec(format!("bad crash plan {c:?}")));
+            }
+        }
+        if let OrderingLayer::Pbft { byzantine } = &self.ordering {
+            let cfg = PbftConfig::for_cluster(self.replicas as usize)
+                .map_err(|e| TrainingError::Spec(format!("PBFT: {e}")))?;
+            if byzantine.len() > cfg.f {
+                return Err(TrainingError::Spec(format!(
+                    "{} Byzantine replicas, PBFT with {} replicas tolerates {}",
+                    byzantine.len(),
+                    self.replicas,
+                    cfg.f
+                )));
+            }
+            if byzantine
+                .iter()
+                .any(|(id, _)| !(1..=self.replicas).contains(&id.0))
+            {
+                return Err(TrainingError::Spec(
+                    "a Byzantine replica that is not a member".into(),
+                ));
+            }
+            if self.crash.is_some() {
+                return Err(TrainingError::Spec(
+                    "crash plans run on Raft only (a PBFT replica keeps its state machine \
+                     across a crash, wired to its old training tier)"
+                        .into(),
+                ));
             }
         }
         let config = TrainingConfig {
@@ -243,20 +294,18 @@ pub struct TrainingReport {
     /// than the majority's at the same version (the round it was pulled
     /// for): a lying or corrupted replica, caught by the hash comparison.
     pub served_disagreements: Vec<(Round, NodeId)>,
+    /// Evidence of Byzantine replicas the correct PBFT replicas recorded
+    /// (0 on Raft).
+    pub replica_evidence: u64,
 }
 
-type Sim = Simulation<
-    consensus_raft::RaftMessage<GradientCommand>,
-    ReplicaSimFactory<GradientConsensus, GradientHandles>,
->;
-
-/// Runs a training job on a simulated Raft cluster with the stock
-/// components.
+/// Runs a training job on a simulated cluster ([`TrainingSpec::ordering`])
+/// with the stock components.
 pub fn run_training(spec: &TrainingSpec) -> Result<TrainingReport, TrainingError> {
     run_training_with(spec, &TrainingSlots::default())
 }
 
-/// Runs a training job on a simulated Raft cluster whose replicas' training
+/// Runs a training job on a simulated cluster whose replicas' training
 /// tiers are built from `slots`.
 pub fn run_training_with(
     spec: &TrainingSpec,
@@ -268,38 +317,63 @@ pub fn run_training_with(
     let probe = ReplicaProbe::new();
     let sm_probe = probe.clone();
     let slot = slots.gradient_consensus.clone();
-    let factory = ReplicaSimFactory::new(
-        spec.raft.clone(),
-        (1..=spec.replicas).map(NodeId),
-        move |id, ordering, tree| {
-            let ctx = GradientContext {
-                id,
-                config: config.clone(),
-                ordering,
-            };
-            let handles = slot
-                .build(&ctx)
-                .start(tree, components::GRADIENT_CONSENSUS)
-                .map_err(|e| e.to_string())?;
-            let (config, probe, applied) =
-                (config.clone(), sm_probe.clone(), handles.applied.clone());
-            Ok(Tier {
-                handles,
-                make_sm: Arc::new(move || {
-                    GradientConsensus::new(config.clone())
-                        .with_probe(probe.clone())
-                        .with_publisher(applied.clone())
-                }),
-            })
-        },
-    );
-    let spec2 = spec.clone();
-    let problem2 = problem.clone();
-    let outcome = Simulation::run(
-        SimConfig::new(spec.seed, spec.replicas),
-        factory,
-        move |sim| coordinate(sim, spec2, problem2),
-    )?;
+    let byzantine: Vec<NodeId> = match &spec.ordering {
+        OrderingLayer::Raft => Vec::new(),
+        OrderingLayer::Pbft { byzantine } => byzantine.iter().map(|(id, _)| *id).collect(),
+    };
+    // Correct replicas' state machines report to the probe (what the
+    // identical-model claim is about); every replica's to its own tier.
+    let honest = byzantine.clone();
+    let build = move |id: NodeId,
+                      ordering: Ordering<GradientConsensus>,
+                      tree: &mut SupervisorBuilder|
+          -> Result<Tier<GradientConsensus, GradientHandles>, String> {
+        let ctx = GradientContext {
+            id,
+            config: config.clone(),
+            ordering,
+        };
+        let handles = slot
+            .build(&ctx)
+            .start(tree, components::GRADIENT_CONSENSUS)
+            .map_err(|e| e.to_string())?;
+        let probe = (!honest.contains(&id)).then(|| sm_probe.clone());
+        let (config, applied) = (config.clone(), handles.applied.clone());
+        Ok(Tier {
+            handles,
+            make_sm: Arc::new(move || {
+                let sm = GradientConsensus::new(config.clone()).with_publisher(applied.clone());
+                match &probe {
+                    Some(p) => sm.with_probe(p.clone()),
+                    None => sm,
+                }
+            }),
+        })
+    };
+    let members = (1..=spec.replicas).map(NodeId);
+    let sim_config = SimConfig::new(spec.seed, spec.replicas);
+    let (spec2, problem2) = (spec.clone(), problem.clone());
+    let mut evidence = None;
+    let outcome = match &spec.ordering {
+        OrderingLayer::Raft => {
+            let factory = ReplicaSimFactory::new(spec.raft.clone(), members, build);
+            Simulation::run(sim_config, factory, move |sim| {
+                coordinate(sim, spec2, problem2)
+            })?
+        }
+        OrderingLayer::Pbft { byzantine } => {
+            let cfg = PbftConfig::for_cluster(spec.replicas as usize)
+                .map_err(|e| TrainingError::Spec(format!("PBFT: {e}")))?;
+            let factory = byzantine.iter().fold(
+                PbftReplicaSimFactory::new(cfg, members, build),
+                |f, &(id, behaviour)| f.with_byzantine(id, behaviour),
+            );
+            evidence = Some(factory.evidence().clone());
+            Simulation::run(sim_config, factory, move |sim| {
+                coordinate(sim, spec2, problem2)
+            })?
+        }
+    };
     let (rounds, final_params, last_round, served_disagreements) = outcome.result?;
     let replica_losses = probe.records().into_iter().fold(
         BTreeMap::<usize, Vec<(Round, f64)>>::new(),
@@ -311,8 +385,9 @@ pub fn run_training_with(
         },
     );
     let reached = probe.at_round(last_round);
+    let correct = spec.replicas - byzantine.len() as u64;
     let replicas_identical = probe.disagreements().is_empty()
-        && reached.len() as u64 >= spec.replicas
+        && reached.len() as u64 >= correct
         && reached.windows(2).all(|w| w[0].1 == w[1].1);
     let rounds: Vec<RoundReport> = rounds
         .into_iter()
@@ -334,6 +409,7 @@ pub fn run_training_with(
         replica_losses,
         trace_hash: outcome.trace_hash,
         served_disagreements,
+        replica_evidence: evidence.map_or(0, |e| e.total()),
     })
 }
 
@@ -343,7 +419,15 @@ type Coordinated = Result<(Vec<RoundRecord>, Vec<f32>, Round, Vec<(Round, NodeId
 /// How long a pull waits for a replica to apply the version asked for.
 const PULL_WAIT: Duration = Duration::from_secs(1);
 
-async fn coordinate(mut sim: Sim, spec: TrainingSpec, problem: LinearRegression) -> Coordinated {
+async fn coordinate<M, F>(
+    mut sim: Simulation<M, F>,
+    spec: TrainingSpec,
+    problem: LinearRegression,
+) -> Coordinated
+where
+    M: Wire,
+    F: NodeFactory<M> + TrainingFactory<GradientHandles>,
+{
     let replicas = sim.factory().replicas();
     let honest_count = spec.workers - spec.byzantine;
     let workers: Vec<(NodeId, actix::Addr<WorkerActor>, bool)> = spec
@@ -518,21 +602,21 @@ async fn coordinate(mut sim: Sim, spec: TrainingSpec, problem: LinearRegression)
 /// parameters); the others that served that version are recorded as
 /// disagreeing at `round`.
 async fn agreed_model(
-    replicas: &Replicas<GradientConsensus, GradientHandles>,
+    replicas: &Replicas<GradientHandles>,
     n: u64,
     version: u64,
     round: Round,
     disagreements: &mut Vec<(Round, NodeId)>,
 ) -> Result<ModelView, TrainingError> {
     let mut views = Vec::new();
-    for replica in replicas.all() {
+    for (id, tier) in replicas.all() {
         let pull = PullModel {
             at_least: version,
             within: PULL_WAIT,
         };
-        if let Ok(Some(view)) = replica.tier.pull.send(pull).await {
+        if let Ok(Some(view)) = tier.pull.send(pull).await {
             if view.version.number == version {
-                views.push((replica.raft.id(), view));
+                views.push((id, view));
             }
         }
     }
@@ -564,7 +648,7 @@ async fn agreed_model(
 /// Submits through `prefer`'s component (the next running replica's when
 /// it is down).
 async fn submit(
-    replicas: &Replicas<GradientConsensus, GradientHandles>,
+    replicas: &Replicas<GradientHandles>,
     prefer: NodeId,
     msg: SubmitGradient,
 ) -> Result<GradientOutput, TrainingError> {
@@ -585,7 +669,7 @@ async fn submit(
 
 /// Closes `round` through replica 1's component (or the next running one).
 async fn close(
-    replicas: &Replicas<GradientConsensus, GradientHandles>,
+    replicas: &Replicas<GradientHandles>,
     round: Round,
 ) -> Result<RoundSummary, TrainingError> {
     let give_up = Instant::now() + PROGRESS_TIMEOUT;

@@ -661,3 +661,57 @@ mod sync_byzantine {
         }
     }
 }
+
+/// PBFT as the ordering layer (4 replicas, f = 1) with replica 1, the
+/// primary of view 0, Byzantine, and 2 of 7 workers flipping their
+/// gradients ×100 (Krum). An equivocating primary sends different
+/// PRE-PREPAREs to different backups; the correct replicas catch it
+/// (evidence), change view, and every correct replica ends with the same
+/// model, bit for bit, which converges. The same holds when the primary
+/// signs wrong digests, forges authenticators or stays silent.
+#[test]
+fn an_equivocating_pbft_replica_leaves_every_honest_replica_with_the_same_model() {
+    use consensus_pbft::byzantine::Behaviour;
+    use model_agreement::training::OrderingLayer;
+    for behaviour in [
+        Behaviour::Equivocate,
+        Behaviour::WrongDigest,
+        Behaviour::ForgedAuth,
+        Behaviour::Silent,
+    ] {
+        let mut spec = TrainingSpec::new(
+            21,
+            7,
+            2,
+            Attack::SignFlip { scale: 100.0 },
+            Aggregator::Krum,
+        );
+        spec.replicas = 4;
+        spec.ordering = OrderingLayer::Pbft {
+            byzantine: vec![(NodeId(1), behaviour)],
+        };
+        let r = run(&spec);
+        assert!(r.replicas_identical, "{behaviour:?}");
+        assert!(
+            r.final_distance < CONVERGED,
+            "{behaviour:?}: {}",
+            r.final_distance
+        );
+        assert!(
+            r.served_disagreements
+                .iter()
+                .all(|(_, id)| *id == NodeId(1)),
+            "{behaviour:?}: a correct replica served another model: {:?}",
+            r.served_disagreements
+        );
+        if behaviour != Behaviour::Silent {
+            assert!(r.replica_evidence > 0, "{behaviour:?} went unnoticed");
+        }
+    }
+    // PBFT needs n >= 3f + 1: one Byzantine replica among 3 is refused.
+    let mut spec = TrainingSpec::new(1, 5, 0, Attack::Silent, Aggregator::Mean);
+    spec.ordering = OrderingLayer::Pbft {
+        byzantine: vec![(NodeId(1), Behaviour::Equivocate)],
+    };
+    assert!(run_training(&spec).is_err());
+}
