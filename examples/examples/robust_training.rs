@@ -1,5 +1,5 @@
 //! A simulated training cluster that agrees on its model while workers lie:
-//! gradients are ordered through Raft and aggregated by a robust rule on
+//! gradients are ordered through Raft (or PBFT) and aggregated by a robust rule on
 //! every replica (model-agreement's GradientConsensus), all in virtual time.
 //!
 //! ```sh
@@ -16,25 +16,41 @@
 //! window shaded.
 //!
 //! `--consistency bsp` (the default) runs synchronous rounds with the chosen
-//! rule. `ssp:S` and `asp` run ParameterSync instead, which applies every
-//! push as it comes (no robust aggregation there yet: only `--aggregator
-//! mean`); its only Byzantine worker kind is one that pushes sign-flipped
-//! gradients without ever waiting (`--byzantine 1`). `--protocol pbft` is
-//! refused until the PBFT replica can execute a state machine other than
-//! the key-value store.
+//! rule (GradientConsensus). `ssp:S` and `asp` run ParameterSync instead:
+//! every push aggregates the latest gradient of each worker with the chosen
+//! rule; its Byzantine workers push sign-flipped (×100) gradients without
+//! ever waiting, or stay silent with `--attack silent`. `--evict-after K`
+//! evicts a silent worker: after K silent rounds (bsp), or after it was
+//! stuck behind the others for K slow-worker steps (40 ms each, ssp/asp;
+//! K must exceed one honest step, so K >= 2).
+//! The JSON also says which replicas served a model the majority did not
+//! (`served_disagreements`, bsp).
+//!
+//! `--protocol pbft` orders the rounds through PBFT instead of Raft (bsp
+//! only), 4 replicas by default, replica 1 (the first primary) Byzantine as
+//! `--replica-fault` says (default `equivocate`: different PRE-PREPAREs to
+//! different backups; also `wrong-digest`, `forged-auth`, `lying-new-view`,
+//! `flood`, `replay`, `silent`, or `none`); every correct replica must end
+//! with the same model.
+//!
+//! ```sh
+//! cargo run --example robust_training -- --protocol pbft --aggregator krum --byzantine 2 --json
+//! ```
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use consensus_actors::types::NodeId;
+use consensus_pbft::byzantine::Behaviour as PbftBehaviour;
 use model_agreement::gradient_consensus::Round;
 use model_agreement::parameter_sync::Consistency;
 use model_agreement::sync_run::{run_parameter_sync, SyncSpec};
-use model_agreement::training::{run_training, TrainingSpec};
+use model_agreement::training::{run_training, OrderingLayer, TrainingSpec};
 use model_agreement::{Aggregator, Attack};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(about = "Robust distributed training on a simulated Raft cluster")]
+#[command(about = "Robust distributed training on a simulated Raft or PBFT cluster")]
 struct Args {
     /// mean | median | trimmed-mean | krum | multi-krum | bulyan | centered-clipping
     #[arg(long, default_value = "median")]
@@ -60,12 +76,19 @@ struct Args {
     /// Training rounds.
     #[arg(long, default_value_t = 40)]
     rounds: u64,
-    /// Consensus replicas.
-    #[arg(long, default_value_t = 3)]
-    replicas: u64,
+    /// Consensus replicas (default: 3 for raft, 4 for pbft).
+    #[arg(long)]
+    replicas: Option<u64>,
+    /// pbft: how replica 1 lies (equivocate | wrong-digest | forged-auth |
+    /// lying-new-view | flood | replay | silent | none).
+    #[arg(long, default_value = "equivocate")]
+    replica_fault: String,
     /// Seed of the simulation, the data and the workers.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Evict a worker silent for K rounds (bsp) or stuck K slow steps (ssp, asp; K >= 2).
+    #[arg(long, value_name = "K")]
+    evict_after: Option<u64>,
     /// One JSON object on the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -97,6 +120,30 @@ fn aggregator(name: &str, n: usize, f: usize) -> Result<Aggregator, String> {
             ))
         }
     })
+}
+
+fn replicas(args: &Args) -> u64 {
+    args.replicas
+        .unwrap_or(if args.protocol == "pbft" { 4 } else { 3 })
+}
+
+fn replica_fault(name: &str) -> Result<Option<PbftBehaviour>, String> {
+    Ok(Some(match name {
+        "none" => return Ok(None),
+        "equivocate" => PbftBehaviour::Equivocate,
+        "wrong-digest" => PbftBehaviour::WrongDigest,
+        "forged-auth" => PbftBehaviour::ForgedAuth,
+        "lying-new-view" => PbftBehaviour::LyingNewView,
+        "flood" => PbftBehaviour::Flood,
+        "replay" => PbftBehaviour::Replay,
+        "silent" => PbftBehaviour::Silent,
+        other => {
+            return Err(format!(
+                "unknown --replica-fault `{other}` (expected equivocate, wrong-digest, \
+                 forged-auth, lying-new-view, flood, replay, silent or none)"
+            ))
+        }
+    }))
 }
 
 fn window(spec: Option<&str>) -> Result<(Round, Round), String> {
@@ -135,26 +182,32 @@ struct Outcome {
 }
 
 fn run(args: &Args) -> Result<ExitCode, String> {
-    match args.protocol.as_str() {
-        "raft" => {}
+    let ordering = match args.protocol.as_str() {
+        "raft" => OrderingLayer::Raft,
         "pbft" => {
-            return Err(
-                "--protocol pbft is not available yet: the PBFT replica executes only the \
-                        key-value store, and ordering model updates through it needs its engine \
-                        to replicate any StateMachine (issue #13); use --protocol raft"
-                    .into(),
-            )
+            if args.consistency != Consistency::Bsp {
+                return Err(format!(
+                    "--protocol pbft runs synchronous rounds (GradientConsensus) only; \
+                     ParameterSync (--consistency {}) runs on raft",
+                    args.consistency
+                ));
+            }
+            OrderingLayer::Pbft {
+                byzantine: replica_fault(&args.replica_fault)?
+                    .map(|b| vec![(NodeId(1), b)])
+                    .unwrap_or_default(),
+            }
         }
         other => {
             return Err(format!(
                 "unknown protocol `{other}` (expected raft or pbft)"
             ))
         }
-    }
+    };
     let attack_window = window(args.attack_window.as_deref())?;
     let rule = aggregator(&args.aggregator, args.workers, args.byzantine)?;
     let outcome = match args.consistency {
-        Consistency::Bsp => bsp(args, rule, attack_window)?,
+        Consistency::Bsp => bsp(args, rule, attack_window, ordering)?,
         c => sync(args, rule, c)?,
     };
     for line in &outcome.lines {
@@ -197,23 +250,35 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     })
 }
 
-fn bsp(args: &Args, rule: Aggregator, attack_window: (Round, Round)) -> Result<Outcome, String> {
+fn bsp(
+    args: &Args,
+    rule: Aggregator,
+    attack_window: (Round, Round),
+    ordering: OrderingLayer,
+) -> Result<Outcome, String> {
     let mut spec = TrainingSpec::new(args.seed, args.workers, args.byzantine, args.attack, rule);
     spec.rounds = args.rounds;
-    spec.replicas = args.replicas;
+    spec.replicas = replicas(args);
+    spec.ordering = ordering;
     spec.attack_window = attack_window;
+    spec.evict_after = args.evict_after;
     let report = run_training(&spec).map_err(|e| e.to_string())?;
     let lines = report
         .rounds
         .iter()
         .map(|r| {
             format!(
-                "round {:>3}  loss {:>12.6}  distance {:>10.4}  included {}  stale {}{}",
+                "round {:>3}  loss {:>12.6}  distance {:>10.4}  included {}  stale {}{}{}",
                 r.summary.round.0,
                 r.loss,
                 r.distance,
                 r.summary.included.len(),
                 r.stale,
+                if r.summary.evicted.is_empty() {
+                    String::new()
+                } else {
+                    format!("  evicted {:?}", r.summary.evicted)
+                },
                 r.summary
                     .refused
                     .as_deref()
@@ -230,31 +295,46 @@ fn bsp(args: &Args, rule: Aggregator, attack_window: (Round, Round)) -> Result<O
         replica_losses: report.replica_losses,
         trace_hash: report.trace_hash,
         rounds: args.rounds,
-        extra: serde_json::json!({ "initial_loss": report.initial_loss }),
+        extra: serde_json::json!({
+            "initial_loss": report.initial_loss,
+            "replicas": spec.replicas,
+            "replica_fault": if args.protocol == "pbft" { args.replica_fault.as_str() } else { "none" },
+            "replica_evidence": report.replica_evidence,
+            "evicted": report
+                .rounds
+                .iter()
+                .flat_map(|r| r.summary.evicted.iter().map(|w| w.0))
+                .collect::<Vec<_>>(),
+            "served_disagreements": report
+                .served_disagreements
+                .iter()
+                .map(|(round, replica)| serde_json::json!({"round": round.0, "replica": replica.0}))
+                .collect::<Vec<_>>(),
+        }),
     })
 }
 
 fn sync(args: &Args, rule: Aggregator, consistency: Consistency) -> Result<Outcome, String> {
-    if rule != Aggregator::Mean {
+    if args.byzantine > args.workers {
         return Err(format!(
-            "--consistency {consistency} applies every push as it comes, without robust \
-             aggregation (not built yet): use --aggregator mean, or --consistency bsp"
+            "--byzantine {} is more than --workers {}",
+            args.byzantine, args.workers
         ));
     }
-    if args.byzantine > 1 {
-        return Err(format!(
-            "--consistency {consistency} supports at most one Byzantine worker (a sign-flip \
-             pusher that never waits), got --byzantine {}",
-            args.byzantine
-        ));
-    }
-    let honest = args.workers.saturating_sub(args.byzantine);
+    let honest = args.workers - args.byzantine;
     let mut spec = SyncSpec::new(args.seed, consistency);
-    spec.replicas = args.replicas;
+    spec.replicas = replicas(args);
     spec.fast_workers = honest.div_ceil(2);
     spec.slow_workers = honest / 2;
     spec.steps = args.rounds;
-    spec.rusher = args.byzantine == 1;
+    if args.attack == model_agreement::Attack::Silent {
+        spec.silent = args.byzantine;
+    } else {
+        spec.byzantine = args.byzantine;
+    }
+    spec.aggregator = rule;
+    spec.f = args.byzantine;
+    spec.evict_after = args.evict_after.map(|k| spec.slow * k as u32);
     let report = run_parameter_sync(&spec).map_err(|e| e.to_string())?;
     let every = honest.max(1);
     let lines = report
@@ -281,6 +361,8 @@ fn sync(args: &Args, rule: Aggregator, consistency: Consistency) -> Result<Outco
             "max_staleness": report.max_staleness(),
             "waits": report.waits,
             "refused_pushes": report.refused.len(),
+            "buffered_pushes": report.buffered,
+            "evicted": report.evicted.iter().map(|w| w.0).collect::<Vec<_>>(),
         }),
     })
 }
@@ -329,7 +411,7 @@ fn svg(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{left}\" y=\"20\" font-size=\"14\">{} with {} of {} workers Byzantine ({}), {} replicas</text>\n",
-        args.aggregator, args.byzantine, args.workers, args.attack.name(), args.replicas
+        args.aggregator, args.byzantine, args.workers, args.attack.name(), replicas(args)
     );
     if args.byzantine > 0 {
         let (a, b) = (window.0 .0 as f64, (window.1 .0 as f64).min(x_max));

@@ -26,13 +26,21 @@
 //!   virtual timeout) does not wait for late workers. When the rule refuses
 //!   (too few gradients for its bound on f), the parameters stay as they
 //!   were and the next round opens; the refusal is in the output.
+//! - With [`TrainingConfig::evict_after`] `= Some(k)`, a worker with no
+//!   submission in k consecutive closed rounds is evicted by the close that
+//!   makes it k (a log command, so every replica evicts it at the same
+//!   round): it is no longer waited for (a round whose every active worker
+//!   submitted may close at once, the barrier) and its later submissions
+//!   are refused. Eviction is final and never leaves the group empty.
 
 use crate::aggregation::{AggregationError, Aggregator};
+use crate::replica::ModelApplied;
 use crate::version_vector::VersionVector;
+use actix::Recipient;
 use consensus_actors::kv::{SnapshotDecodeError, StateMachine};
 use consensus_actors::types::NodeId;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -93,6 +101,10 @@ pub struct TrainingConfig {
     /// Without it only proven Byzantine workers, the equivocators, are
     /// subtracted from f: a missing gradient may be a late honest worker's.
     pub synchronous: bool,
+    /// Evicts a worker silent for this many consecutive rounds (`None`:
+    /// never).
+    #[serde(default)]
+    pub evict_after: Option<u64>,
 }
 
 /// A command of the training log.
@@ -131,6 +143,9 @@ pub enum SubmitRefusal {
     /// A NaN or infinite coordinate.
     #[error("gradient has a non-finite coordinate")]
     NonFinite,
+    /// The worker was evicted for silence.
+    #[error("worker {0} was evicted")]
+    Evicted(NodeId),
     /// The round is not open yet.
     #[error("round {submitted} is not open yet (open: {open})")]
     FutureRound {
@@ -152,6 +167,8 @@ pub struct RoundSummary {
     pub f: usize,
     /// Workers dropped for equivocating.
     pub equivocators: Vec<NodeId>,
+    /// Workers evicted by this close (silent for `evict_after` rounds).
+    pub evicted: Vec<NodeId>,
     /// The rule's refusal ([`AggregationError`]'s message), when it refused
     /// (the parameters did not change).
     pub refused: Option<String>,
@@ -198,6 +215,10 @@ struct State {
     pending: BTreeMap<NodeId, Pending>,
     /// The summary of the last closed round.
     last_summary: Option<RoundSummary>,
+    /// Per active worker, the consecutive closed rounds without its
+    /// submission.
+    missed: BTreeMap<NodeId, u64>,
+    evicted: BTreeSet<NodeId>,
 }
 
 /// One replica's record of a closed round, for observers.
@@ -298,6 +319,7 @@ impl ReplicaProbe {
 pub struct GradientConsensus {
     state: State,
     probe: Option<(ReplicaProbe, usize)>,
+    publisher: Option<Recipient<ModelApplied>>,
 }
 
 impl GradientConsensus {
@@ -332,9 +354,41 @@ impl GradientConsensus {
                 last_aggregate: None,
                 pending: BTreeMap::new(),
                 last_summary: None,
+                missed: BTreeMap::new(),
+                evicted: BTreeSet::new(),
             },
             probe: None,
+            publisher: None,
         })
+    }
+
+    /// Reports the model after every round close (and after a restored
+    /// snapshot) to `publisher`: the replica's GradientConsensus component.
+    #[must_use]
+    pub fn with_publisher(mut self, publisher: Recipient<ModelApplied>) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    fn publish(&self) {
+        if let Some(p) = &self.publisher {
+            p.do_send(ModelApplied(crate::replica::model_view(self)));
+        }
+    }
+
+    /// Workers evicted so far, in id order.
+    pub fn evicted(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.state.evicted.iter().copied()
+    }
+
+    /// Whether every active (not evicted) worker has a submission in the
+    /// open round (the barrier: the round may close).
+    pub fn all_submitted(&self) -> bool {
+        let s = &self.state;
+        s.config
+            .workers
+            .iter()
+            .all(|w| s.evicted.contains(w) || s.pending.contains_key(w))
     }
 
     /// Reports every closed round to `probe`.
@@ -383,6 +437,9 @@ impl GradientConsensus {
         }
         if !s.config.workers.contains(&worker) {
             return GradientOutput::Refused(SubmitRefusal::UnknownWorker(worker));
+        }
+        if s.evicted.contains(&worker) {
+            return GradientOutput::Refused(SubmitRefusal::Evicted(worker));
         }
         if gradient.len() != s.params.len() {
             return GradientOutput::Refused(SubmitRefusal::Dimension {
@@ -454,6 +511,31 @@ impl GradientConsensus {
                 Some(e.to_string())
             }
         };
+        // Silence: every active worker without a submission this round.
+        let mut evicted = Vec::new();
+        for &w in &s.config.workers {
+            if s.evicted.contains(&w) {
+                continue;
+            }
+            let missed = s.missed.entry(w).or_insert(0);
+            *missed = if pending.contains_key(&w) {
+                0
+            } else {
+                *missed + 1
+            };
+            if s.config.evict_after.is_some_and(|k| *missed >= k) {
+                evicted.push(w);
+            }
+        }
+        for w in &evicted {
+            if s.evicted.len() + 1 < s.config.workers.len() {
+                tracing::info!(worker = %w, %round, "evicting a silent worker");
+                s.evicted.insert(*w);
+                s.missed.remove(w);
+            }
+        }
+        evicted.retain(|w| s.evicted.contains(w));
+        debug_assert!(s.evicted.len() < s.config.workers.len());
         s.version.number += 1;
         s.version.hash = parameter_hash(&s.params);
         s.round = Round(round.0 + 1);
@@ -466,10 +548,12 @@ impl GradientConsensus {
             f,
             included,
             equivocators,
+            evicted,
             refused,
             version: self.state.version.clone(),
         };
         self.state.last_summary = Some(summary.clone());
+        self.publish();
         GradientOutput::Closed(summary)
     }
 }
@@ -534,6 +618,7 @@ impl StateMachine for GradientConsensus {
         let state: State =
             rmp_serde::from_slice(snapshot).map_err(|e| SnapshotDecodeError(e.to_string()))?;
         self.state = state;
+        self.publish();
         Ok(())
     }
 }
@@ -550,6 +635,7 @@ mod tests {
             f,
             workers: (1..=workers).map(NodeId).collect(),
             synchronous: false,
+            evict_after: None,
         }
     }
 
@@ -687,6 +773,44 @@ mod tests {
         };
         assert_eq!(s.f, 1);
         assert!(s.refused.is_some());
+    }
+
+    #[test]
+    fn a_worker_silent_for_k_rounds_is_evicted_by_the_close() {
+        let mut c = config(Aggregator::Mean, 0, 3);
+        c.evict_after = Some(2);
+        let mut sm = GradientConsensus::new(c);
+        let close = |sm: &mut GradientConsensus, r| match sm
+            .apply(&GradientCommand::CloseRound { round: Round(r) })
+        {
+            GradientOutput::Closed(s) => s,
+            other => panic!("closes: {other:?}"),
+        };
+        // Worker 3 is silent; worker 2 only in round 0.
+        sm.apply(&submit(0, 1, &[1.0, 0.0]));
+        assert!(!sm.all_submitted());
+        assert!(close(&mut sm, 0).evicted.is_empty());
+        sm.apply(&submit(1, 1, &[1.0, 0.0]));
+        sm.apply(&submit(1, 2, &[1.0, 0.0]));
+        assert!(!sm.all_submitted(), "worker 3 is still waited for");
+        assert_eq!(close(&mut sm, 1).evicted, vec![NodeId(3)]);
+        assert_eq!(sm.evicted().collect::<Vec<_>>(), vec![NodeId(3)]);
+        assert_eq!(
+            sm.apply(&submit(2, 3, &[0.0, 0.0])),
+            GradientOutput::Refused(SubmitRefusal::Evicted(NodeId(3)))
+        );
+        sm.apply(&submit(2, 1, &[1.0, 0.0]));
+        assert!(!sm.all_submitted());
+        sm.apply(&submit(2, 2, &[1.0, 0.0]));
+        assert!(sm.all_submitted(), "the barrier skips the evicted worker");
+        assert!(close(&mut sm, 2).evicted.is_empty());
+        // Without `evict_after`, silence never evicts.
+        let mut sm = GradientConsensus::new(config(Aggregator::Mean, 0, 2));
+        for r in 0..5 {
+            sm.apply(&submit(r, 1, &[1.0, 0.0]));
+            assert!(close(&mut sm, r).evicted.is_empty());
+        }
+        assert!(!sm.all_submitted());
     }
 
     #[test]

@@ -13,16 +13,31 @@
 //! |---|---|
 //! | [`VersionVector`] | causal order of model versions: increment, merge, compare (before, after, equal, concurrent) |
 //! | [`Aggregator`] | mean, coordinate-wise median, trimmed mean, Krum, Multi-Krum, Bulyan, centered clipping; bounds on f checked; bit-identical results |
-//! | [`GradientConsensus`] | the replicated state machine of training rounds: submissions and round closes are log commands |
-//! | [`ParameterSync`](parameter_sync::ParameterSync) | a replicated parameter server with BSP, SSP(s) and ASP, the bound enforced by the log |
+//! | [`GradientConsensus`] | the replicated state machine of training rounds: submissions, round closes and evictions of silent workers are log commands |
+//! | [`ParameterSync`](parameter_sync::ParameterSync) | a replicated parameter server with BSP, SSP(s) and ASP, the bound enforced by the log; every push aggregated with the robust rule; silent workers evicted by a log command |
+//! | [`replica`] | GradientConsensus and ParameterSync as *supervised actors* of each replica's training tier, one builder slot each ([`TrainingSlots`](replica::TrainingSlots)): they order through the replica's ordering layer and serve what their own replica applied |
 //! | [`Attack`] | Byzantine worker behaviours: sign flip, Gaussian noise, "a little is enough", inner-product manipulation, equivocation, silence |
 //! | [`worker`] | a worker's pure core and its actix actor |
 //!
+//! # Two tiers per replica
+//!
 //! Both state machines implement
 //! [`StateMachine`](consensus_actors::kv::StateMachine), so any ordering
-//! layer that replicates a `StateMachine` carries them; they run inside
-//! each Raft node's supervised LogReplicator. PBFT as the ordering layer
-//! (for Byzantine *replicas*, not only workers) waits for the PBFT crate.
+//! layer that replicates a `StateMachine` carries them; here they run
+//! inside each Raft node's supervised LogReplicator (the *ordering tier*).
+//! Next to it, each replica runs a *training tier* under its own
+//! NodeSupervisor: the GradientConsensus or ParameterSync component that
+//! workers talk to. It reaches the ordering layer only through an
+//! [`Ordering`](replica::Ordering) handle (propose, read) and serves the
+//! model its own replica's state machine reported, so a coordinator that
+//! pulls from every replica and compares hashes catches a replica that
+//! serves a model it did not apply (see `tests/training.rs`, where a slot
+//! puts in such a liar).
+//!
+//! The ordering layer is Raft (crash faults) or PBFT (Byzantine replicas,
+//! n ≥ 3f + 1; [`OrderingLayer`](training::OrderingLayer)): with PBFT, a
+//! replica that equivocates as primary, signs wrong digests or forges
+//! authenticators leaves every correct replica with the same model.
 //!
 //! # Using it
 //!
@@ -68,8 +83,11 @@
 //! | [`worker`] | `WorkerCore` (pure) and `WorkerActor` (actix) |
 //! | [`gradient_consensus`] | [`GradientConsensus`], its commands, outputs, versions, and the `ReplicaProbe` observer |
 //! | [`parameter_sync`] | `ParameterSync` and `Consistency` |
-//! | [`training`] | GradientConsensus on a simulated Raft cluster: `run_training` |
-//! | [`sync_run`] | ParameterSync on a simulated Raft cluster: `run_parameter_sync` |
+//! | [`replica`] | the training tier: `Ordering`, the components, their messages and slots |
+//! | [`replica_sim`] | both tiers on simulated Raft: `ReplicaSimFactory`, `raft_ordering`, `Replicas` |
+//! | [`replica_pbft`] | GradientConsensus tiers on simulated PBFT, Byzantine replicas included: `PbftReplicaSimFactory`, `pbft_ordering` |
+//! | [`training`] | GradientConsensus on a simulated Raft or PBFT cluster: `run_training`, `run_training_with(slots)` |
+//! | [`sync_run`] | ParameterSync on a simulated Raft cluster: `run_parameter_sync`, `run_parameter_sync_with(slots)` |
 //!
 //! # Testing
 //!
@@ -89,6 +107,9 @@ pub mod aggregation;
 pub mod attack;
 pub mod gradient_consensus;
 pub mod parameter_sync;
+pub mod replica;
+pub mod replica_pbft;
+pub mod replica_sim;
 pub mod sync_run;
 pub mod task;
 pub mod training;

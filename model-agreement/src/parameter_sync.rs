@@ -20,16 +20,44 @@
 //! The bound is enforced by the replicated state, not by the workers'
 //! goodwill: a push at clock c is refused when `c > min + s`, and a push
 //! must carry the worker's next clock, so a Byzantine worker that ignores
-//! the wait cannot run ahead or replay. (A silent Byzantine worker stalls
-//! BSP and SSP: the slowest clock stops; evicting it is not done here.)
+//! the wait cannot run ahead or replay.
+//!
+//! # Robust aggregation in every mode
+//!
+//! The server keeps each worker's *latest* gradient. A push replaces the
+//! pusher's, then steps the parameters by the configured rule
+//! ([`SyncConfig::aggregator`], tolerating [`SyncConfig::f`]) over the
+//! latest gradients of the active workers: `w ← w − lr · rule(latest)`.
+//! With the mean rule and fresh gradients this moves as far per clock as
+//! applying each push alone; with a robust rule, f Byzantine workers'
+//! gradients are filtered in SSP and ASP as in synchronous rounds. While
+//! fewer gradients are known than the rule needs for f, a push advances
+//! the worker's clock without a step ([`SyncOutput::Buffered`]). A gradient
+//! stays in the set at most s clocks stale (SSP), unbounded in ASP.
+//!
+//! # Eviction of a silent worker
+//!
+//! A silent worker stalls BSP and SSP: the slowest clock stops. Any replica
+//! that sees a worker stuck behind the others at the same clock for
+//! [`SyncConfig::evict_after`] (virtual) proposes [`SyncCommand::Evict`]
+//! with that clock; the log orders it, so every replica agrees. It is
+//! applied only if the worker is still at that clock (it did not push in
+//! between) and behind the fastest; the worker is then ignored by the
+//! slowest clock and by the aggregation, and its later pushes are refused.
+//! Eviction is final.
 
-use crate::gradient_consensus::{parameter_hash, ModelVersion, ReplicaProbe, Round};
+use crate::aggregation::Aggregator;
+use crate::gradient_consensus::{parameter_hash, ConfigError, ModelVersion, ReplicaProbe, Round};
+use crate::replica::ParametersApplied;
 use crate::version_vector::VersionVector;
+use actix::Recipient;
 use consensus_actors::kv::{SnapshotDecodeError, StateMachine};
 use consensus_actors::types::NodeId;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// A consistency mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +128,51 @@ pub struct SyncConfig {
     pub workers: Vec<NodeId>,
     /// The consistency mode.
     pub consistency: Consistency,
+    /// The rule every push aggregates the latest gradients with.
+    pub aggregator: Aggregator,
+    /// Byzantine workers the rule must tolerate.
+    pub f: usize,
+    /// A worker stuck behind the others this long (virtual) is evicted
+    /// (`None`: never).
+    pub evict_after: Option<Duration>,
+}
+
+impl SyncConfig {
+    /// Mean, f = 0, no eviction: every push applied as it comes.
+    pub fn plain(
+        initial: Vec<f32>,
+        learning_rate: f32,
+        workers: Vec<NodeId>,
+        consistency: Consistency,
+    ) -> Self {
+        Self {
+            initial,
+            learning_rate,
+            workers,
+            consistency,
+            aggregator: Aggregator::Mean,
+            f: 0,
+            evict_after: None,
+        }
+    }
+
+    /// Checks what the state machine relies on: workers listed, a finite
+    /// positive learning rate, finite initial parameters, and the rule's
+    /// parameters and bound on f for the full set of workers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers.is_empty() {
+            return Err(ConfigError::NoWorkers);
+        }
+        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 {
+            return Err(ConfigError::LearningRate(self.learning_rate));
+        }
+        if !self.initial.iter().all(|x| x.is_finite()) {
+            return Err(ConfigError::NonFiniteInitial);
+        }
+        self.aggregator
+            .check(self.workers.len(), self.f)
+            .map_err(ConfigError::Aggregator)
+    }
 }
 
 /// A command of the parameter log.
@@ -113,6 +186,14 @@ pub enum SyncCommand {
         clock: u64,
         /// The gradient.
         gradient: Vec<f32>,
+    },
+    /// Evicts a worker seen stuck at `clock` (see the [module
+    /// documentation](self)).
+    Evict {
+        /// The worker.
+        worker: NodeId,
+        /// The clock it was stuck at.
+        clock: u64,
     },
 }
 
@@ -143,13 +224,38 @@ pub enum PushRefusal {
     /// Wrong dimension or non-finite values.
     #[error("malformed gradient")]
     Malformed,
+    /// The worker was evicted.
+    #[error("worker {0} was evicted")]
+    Evicted(NodeId),
+    /// An eviction whose evidence no longer holds: the worker moved on, or
+    /// is not behind the fastest, or is the last active one.
+    #[error("worker {worker} is not stuck at clock {clock} (its clock: {current})")]
+    NotStuck {
+        /// The worker.
+        worker: NodeId,
+        /// The clock the eviction named.
+        clock: u64,
+        /// Its clock.
+        current: u64,
+    },
 }
 
 /// The result of a push.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SyncOutput {
-    /// Applied: the new version.
+    /// Applied: the new version (parameters stepped by the rule).
     Applied(ModelVersion),
+    /// The push counts (the worker's clock advanced) but the rule refused
+    /// to aggregate the latest gradients (too few for its bound on f): the
+    /// parameters did not change.
+    Buffered {
+        /// The new version.
+        version: ModelVersion,
+        /// The rule's refusal.
+        refused: String,
+    },
+    /// The worker was evicted.
+    Evicted(NodeId),
     /// Refused.
     Refused(PushRefusal),
 }
@@ -161,8 +267,10 @@ pub struct VersionedParameters {
     pub version: ModelVersion,
     /// The parameters.
     pub params: Vec<f32>,
-    /// The slowest worker's clock.
+    /// The slowest active worker's clock.
     pub slowest: u64,
+    /// Evicted workers.
+    pub evicted: Vec<NodeId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -170,6 +278,11 @@ struct SyncState {
     config: SyncConfig,
     params: Vec<f32>,
     version: ModelVersion,
+    /// Each worker's latest gradient.
+    latest: BTreeMap<NodeId, Vec<f32>>,
+    /// The last aggregate (centered clipping's starting point).
+    last_aggregate: Option<Vec<f32>>,
+    evicted: BTreeSet<NodeId>,
 }
 
 /// The ParameterSync state machine. See the [module documentation](self).
@@ -177,6 +290,7 @@ struct SyncState {
 pub struct ParameterSync {
     state: SyncState,
     probe: Option<(ReplicaProbe, usize)>,
+    publisher: Option<Recipient<ParametersApplied>>,
 }
 
 impl PartialEq for ParameterSync {
@@ -199,9 +313,38 @@ impl ParameterSync {
                     vector: VersionVector::new(),
                     hash,
                 },
+                latest: BTreeMap::new(),
+                last_aggregate: None,
+                evicted: BTreeSet::new(),
             },
             probe: None,
+            publisher: None,
         }
+    }
+
+    /// Reports every change of the served parameters (applied push,
+    /// eviction, restored snapshot) to `publisher`: the replica's
+    /// ParameterSync component.
+    #[must_use]
+    pub fn with_publisher(mut self, publisher: Recipient<ParametersApplied>) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    fn publish(&self) {
+        if let Some(p) = &self.publisher {
+            p.do_send(ParametersApplied(self.pull()));
+        }
+    }
+
+    /// The active (not evicted) workers, in id order.
+    pub fn active(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let s = &self.state;
+        s.config
+            .workers
+            .iter()
+            .copied()
+            .filter(|w| !s.evicted.contains(w))
     }
 
     /// Reports every applied version to `probe` (its [`Round`] is the
@@ -213,12 +356,23 @@ impl ParameterSync {
         self
     }
 
-    /// The slowest worker's clock.
+    /// The slowest active worker's clock.
     pub fn slowest(&self) -> u64 {
-        let s = &self.state;
-        s.version
+        self.state
+            .version
             .vector
-            .min_over(s.config.workers.iter().copied())
+            .min_over(self.active())
+            .unwrap_or(0)
+    }
+
+    /// The fastest worker's clock.
+    pub fn fastest(&self) -> u64 {
+        self.state
+            .config
+            .workers
+            .iter()
+            .map(|w| self.clock(*w))
+            .max()
             .unwrap_or(0)
     }
 
@@ -241,12 +395,16 @@ impl ParameterSync {
             version: self.state.version.clone(),
             params: self.state.params.clone(),
             slowest: self.slowest(),
+            evicted: self.state.evicted.iter().copied().collect(),
         }
     }
 
     fn handle_push(&mut self, worker: NodeId, clock: u64, gradient: &[f32]) -> SyncOutput {
         if !self.state.config.workers.contains(&worker) {
             return SyncOutput::Refused(PushRefusal::UnknownWorker(worker));
+        }
+        if self.state.evicted.contains(&worker) {
+            return SyncOutput::Refused(PushRefusal::Evicted(worker));
         }
         let expected = self.clock(worker);
         if clock != expected {
@@ -266,10 +424,29 @@ impl ParameterSync {
         if gradient.len() != s.params.len() || !gradient.iter().all(|x| x.is_finite()) {
             return SyncOutput::Refused(PushRefusal::Malformed);
         }
-        let lr = f64::from(s.config.learning_rate);
-        for (p, &g) in s.params.iter_mut().zip(gradient) {
-            *p = (f64::from(*p) - lr * f64::from(g)) as f32;
-        }
+        s.latest.insert(worker, gradient.to_vec());
+        // The latest gradient of every active worker, in id order.
+        let gradients: Vec<&[f32]> = s
+            .latest
+            .iter()
+            .filter(|(w, _)| !s.evicted.contains(w))
+            .map(|(_, g)| g.as_slice())
+            .collect();
+        let result =
+            s.config
+                .aggregator
+                .aggregate_from(&gradients, s.config.f, s.last_aggregate.as_deref());
+        let refused = match result {
+            Ok(aggregate) => {
+                let lr = f64::from(s.config.learning_rate);
+                for (p, &a) in s.params.iter_mut().zip(&aggregate) {
+                    *p = (f64::from(*p) - lr * f64::from(a)) as f32;
+                }
+                s.last_aggregate = Some(aggregate);
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        };
         s.version.vector.increment(worker);
         s.version.number += 1;
         s.version.hash = parameter_hash(&s.params);
@@ -277,7 +454,34 @@ impl ParameterSync {
         if let Some((probe, instance)) = &self.probe {
             probe.record(*instance, Round(s.version.number), &s.params);
         }
-        SyncOutput::Applied(s.version.clone())
+        let version = s.version.clone();
+        self.publish();
+        match refused {
+            None => SyncOutput::Applied(version),
+            Some(refused) => SyncOutput::Buffered { version, refused },
+        }
+    }
+
+    fn handle_evict(&mut self, worker: NodeId, clock: u64) -> SyncOutput {
+        if !self.state.config.workers.contains(&worker) {
+            return SyncOutput::Refused(PushRefusal::UnknownWorker(worker));
+        }
+        if self.state.evicted.contains(&worker) {
+            return SyncOutput::Refused(PushRefusal::Evicted(worker));
+        }
+        let current = self.clock(worker);
+        if current != clock || current >= self.fastest() || self.active().count() <= 1 {
+            return SyncOutput::Refused(PushRefusal::NotStuck {
+                worker,
+                clock,
+                current,
+            });
+        }
+        tracing::info!(%worker, clock, "evicting a silent worker");
+        self.state.evicted.insert(worker);
+        debug_assert!(self.active().count() >= 1);
+        self.publish();
+        SyncOutput::Evicted(worker)
     }
 }
 
@@ -292,6 +496,7 @@ impl StateMachine for ParameterSync {
                 clock,
                 gradient,
             } => self.handle_push(*worker, *clock, gradient),
+            SyncCommand::Evict { worker, clock } => self.handle_evict(*worker, *clock),
         }
     }
 
@@ -302,6 +507,7 @@ impl StateMachine for ParameterSync {
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), SnapshotDecodeError> {
         self.state =
             rmp_serde::from_slice(snapshot).map_err(|e| SnapshotDecodeError(e.to_string()))?;
+        self.publish();
         Ok(())
     }
 }
@@ -311,12 +517,12 @@ mod tests {
     use super::*;
 
     fn sm(consistency: Consistency) -> ParameterSync {
-        ParameterSync::new(SyncConfig {
-            initial: vec![0.0],
-            learning_rate: 1.0,
-            workers: vec![NodeId(1), NodeId(2)],
+        ParameterSync::new(SyncConfig::plain(
+            vec![0.0],
+            1.0,
+            vec![NodeId(1), NodeId(2)],
             consistency,
-        })
+        ))
     }
 
     fn push(worker: u64, clock: u64) -> SyncCommand {
@@ -384,6 +590,83 @@ mod tests {
         let mut r = sm(Consistency::Asp);
         r.restore(&a.snapshot()).expect("decodes");
         assert_eq!(r, a);
+    }
+
+    #[test]
+    fn every_push_aggregates_the_latest_gradients_with_the_rule() {
+        let mut c = SyncConfig::plain(
+            vec![0.0],
+            1.0,
+            (1..=3).map(NodeId).collect(),
+            Consistency::Asp,
+        );
+        c.aggregator = Aggregator::Median;
+        c.f = 1;
+        let mut p = ParameterSync::new(c);
+        let push = |w, clock, g: f32| SyncCommand::Push {
+            worker: NodeId(w),
+            clock,
+            gradient: vec![g],
+        };
+        // Median tolerates f = 1 from 3 gradients on: buffered before.
+        assert!(matches!(
+            p.apply(&push(1, 0, 1.0)),
+            SyncOutput::Buffered { .. }
+        ));
+        assert!(matches!(
+            p.apply(&push(2, 0, 2.0)),
+            SyncOutput::Buffered { .. }
+        ));
+        assert_eq!(p.pull().params, vec![0.0]);
+        assert_eq!(p.clock(NodeId(2)), 1, "a buffered push advances the clock");
+        // The Byzantine worker's huge gradient is the median's outlier.
+        assert!(matches!(
+            p.apply(&push(3, 0, -1000.0)),
+            SyncOutput::Applied(_)
+        ));
+        assert_eq!(p.pull().params, vec![-1.0]);
+        // Worker 1's new gradient replaces its old one: median(3, 2, -1000).
+        p.apply(&push(1, 1, 3.0));
+        assert_eq!(p.pull().params, vec![-3.0]);
+    }
+
+    #[test]
+    fn a_silent_worker_is_evicted_by_a_log_command_and_stops_blocking() {
+        let mut p = sm(Consistency::Bsp);
+        p.apply(&push(1, 0));
+        assert!(!p.may_compute(NodeId(1)), "the barrier waits for worker 2");
+        let evict = |w, clock| SyncCommand::Evict {
+            worker: NodeId(w),
+            clock,
+        };
+        // Evidence that does not hold is refused: a wrong clock, the fastest.
+        for (w, c) in [(2, 1), (1, 1)] {
+            assert!(matches!(
+                p.apply(&evict(w, c)),
+                SyncOutput::Refused(PushRefusal::NotStuck { .. })
+            ));
+        }
+        assert_eq!(p.apply(&evict(2, 0)), SyncOutput::Evicted(NodeId(2)));
+        assert_eq!(p.slowest(), 1, "the evicted worker no longer counts");
+        assert!(p.may_compute(NodeId(1)));
+        assert!(matches!(p.apply(&push(1, 1)), SyncOutput::Applied(_)));
+        assert_eq!(
+            p.apply(&push(2, 0)),
+            SyncOutput::Refused(PushRefusal::Evicted(NodeId(2)))
+        );
+        assert_eq!(
+            p.apply(&evict(2, 0)),
+            SyncOutput::Refused(PushRefusal::Evicted(NodeId(2)))
+        );
+        // The last active worker is never evicted.
+        assert!(matches!(
+            p.apply(&evict(1, 2)),
+            SyncOutput::Refused(PushRefusal::NotStuck { .. })
+        ));
+        assert_eq!(p.pull().evicted, vec![NodeId(2)]);
+        let mut r = sm(Consistency::Bsp);
+        r.restore(&p.snapshot()).expect("decodes");
+        assert_eq!(r, p);
     }
 
     #[test]

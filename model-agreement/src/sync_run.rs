@@ -1,28 +1,37 @@
 //! [`ParameterSync`] on a simulated Raft cluster with fast and slow workers
-//! (and optionally a Byzantine one that never waits), recording every read's
-//! staleness.
+//! (and optionally Byzantine ones that never wait, and silent ones),
+//! recording every read's staleness.
 //!
-//! Each honest worker loops: read (through the leader, ReadIndex) whether it
-//! may compute and the versioned parameters; if the consistency mode says
-//! wait, poll again 2 ms (virtual) later; otherwise compute for its compute
-//! time and push through the log. The Byzantine *rusher* pushes sign-flipped
-//! gradients as fast as it can without waiting; the log refuses what the mode
-//! forbids.
+//! Each replica is a Raft node running the [`ParameterSync`] state machine
+//! and a training tier whose ParameterSync component
+//! ([`replica`](crate::replica)) serves pulls from what that replica
+//! applied. Each honest worker loops: pull from its home replica for its
+//! clock (the replica answers once it applied the worker's own pushes); if
+//! the consistency mode says wait, poll again 2 ms (virtual) later;
+//! otherwise compute for its compute time and push through its home
+//! replica. A Byzantine *rusher* pushes sign-flipped (×100) gradients as
+//! fast as it can without waiting; the log refuses what the mode forbids,
+//! and the rule filters what it lets through. A *silent* worker never
+//! pushes: it stalls BSP and SSP until the replicas evict it.
 
+use crate::aggregation::Aggregator;
 use crate::gradient_consensus::{ModelVersion, ReplicaProbe, Round};
 use crate::parameter_sync::{
-    Consistency, ParameterSync, PushRefusal, SyncCommand, SyncConfig, SyncOutput,
-    VersionedParameters,
+    Consistency, ParameterSync, PushRefusal, SyncConfig, SyncOutput, VersionedParameters,
 };
+use crate::replica::TrainingSlots;
+use crate::replica::{
+    components, PullParameters, PullReply, PushGradient, SyncContext, SyncHandles,
+};
+use crate::replica_sim::{raft_ordering, ReplicaSimFactory, Replicas, Tier, TrainingFactory};
 use crate::task::{LinearRegression, Shard};
 use crate::training::TrainingError;
 use consensus_actors::sim::{SimConfig, Simulation};
-use consensus_actors::types::{ClientId, NodeId, NodeState};
-use consensus_raft::node::RaftNode;
-use consensus_raft::sim::{NodeRegistry, RaftSimFactory};
+use consensus_actors::types::NodeId;
 use consensus_raft::RaftConfig;
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -45,8 +54,17 @@ pub struct SyncSpec {
     pub slow: Duration,
     /// Pushes per honest worker.
     pub steps: u64,
-    /// Adds a Byzantine worker that pushes without waiting.
-    pub rusher: bool,
+    /// Byzantine workers that push sign-flipped (×100) gradients without
+    /// waiting.
+    pub byzantine: usize,
+    /// Workers that never push.
+    pub silent: usize,
+    /// The rule every push aggregates the latest gradients with.
+    pub aggregator: Aggregator,
+    /// The f it tolerates.
+    pub f: usize,
+    /// Evict a worker stuck behind the others this long (virtual).
+    pub evict_after: Option<Duration>,
     /// Step size.
     pub learning_rate: f32,
     /// Model dimension.
@@ -57,7 +75,8 @@ pub struct SyncSpec {
 
 impl SyncSpec {
     /// 3 replicas, 2 fast workers (10 ms) and 2 slow ones (40 ms), 20 steps
-    /// each, learning rate 0.05, dimension 10.
+    /// each, learning rate 0.05, dimension 10, the mean rule, no Byzantine
+    /// or silent worker, no eviction.
     pub fn new(seed: u64, consistency: Consistency) -> Self {
         Self {
             seed,
@@ -68,7 +87,11 @@ impl SyncSpec {
             fast: Duration::from_millis(10),
             slow: Duration::from_millis(40),
             steps: 20,
-            rusher: false,
+            byzantine: 0,
+            silent: 0,
+            aggregator: Aggregator::Mean,
+            f: 0,
+            evict_after: None,
             learning_rate: 0.05,
             dim: 10,
             raft: RaftConfig::default(),
@@ -118,6 +141,11 @@ pub struct SyncReport {
     pub replicas_identical: bool,
     /// Per state-machine instance, the held-out loss after each version.
     pub replica_losses: std::collections::BTreeMap<usize, Vec<(Round, f64)>>,
+    /// Workers evicted by the end.
+    pub evicted: Vec<NodeId>,
+    /// Pushes that counted without a step (the rule refused: too few
+    /// gradients known for its bound on f).
+    pub buffered: u64,
 }
 
 impl SyncReport {
@@ -137,37 +165,66 @@ struct Log {
     waits: u64,
     refused: Vec<(NodeId, PushRefusal)>,
     applied: u64,
+    buffered: u64,
 }
 
-/// Runs `spec` to completion.
+/// Runs `spec` to completion with the stock components.
 pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> {
+    run_parameter_sync_with(spec, &TrainingSlots::default())
+}
+
+/// Runs `spec` to completion, the replicas' training tiers built from
+/// `slots`.
+pub fn run_parameter_sync_with(
+    spec: &SyncSpec,
+    slots: &TrainingSlots,
+) -> Result<SyncReport, TrainingError> {
     if spec.fast_workers + spec.slow_workers == 0 || spec.dim == 0 || spec.replicas == 0 {
         return Err(TrainingError::Spec(
             "workers, dimension and replicas must be > 0".into(),
         ));
     }
     let honest = spec.fast_workers + spec.slow_workers;
-    let workers: Vec<NodeId> = (0..honest as u64 + u64::from(spec.rusher))
-        .map(|i| NodeId(100 + i))
-        .collect();
+    let total = honest + spec.byzantine + spec.silent;
+    let workers: Vec<NodeId> = (0..total as u64).map(|i| NodeId(100 + i)).collect();
     let config = SyncConfig {
         initial: vec![0.0; spec.dim],
         learning_rate: spec.learning_rate,
         workers: workers.clone(),
         consistency: spec.consistency,
+        aggregator: spec.aggregator,
+        f: spec.f,
+        evict_after: spec.evict_after,
     };
-    if !config.learning_rate.is_finite() || config.learning_rate <= 0.0 {
-        return Err(TrainingError::Spec(
-            "learning rate must be finite and > 0".into(),
-        ));
-    }
+    config.validate()?;
     let problem = LinearRegression::new(spec.dim, 0.1, spec.seed);
     let probe = ReplicaProbe::new();
     let sm_probe = probe.clone();
-    let factory = RaftSimFactory::new(
+    let slot = slots.parameter_sync.clone();
+    let factory = ReplicaSimFactory::new(
         spec.raft.clone(),
         (1..=spec.replicas).map(NodeId),
-        move || ParameterSync::new(config.clone()).with_probe(sm_probe.clone()),
+        move |id, ordering, tree| {
+            let ctx = SyncContext {
+                id,
+                config: config.clone(),
+                ordering,
+            };
+            let handles = slot
+                .build(&ctx)
+                .start(tree, components::PARAMETER_SYNC)
+                .map_err(|e| e.to_string())?;
+            let (config, probe, applied) =
+                (config.clone(), sm_probe.clone(), handles.applied.clone());
+            Ok(Tier {
+                handles,
+                make_sm: Arc::new(move || {
+                    ParameterSync::new(config.clone())
+                        .with_probe(probe.clone())
+                        .with_publisher(applied.clone())
+                }),
+            })
+        },
     );
     let spec2 = spec.clone();
     let problem2 = problem.clone();
@@ -175,11 +232,13 @@ pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> 
         SimConfig::new(spec.seed, spec.replicas),
         factory,
         move |sim| async move {
-            let registry = sim.factory().registry();
+            let replicas = sim.factory().replicas();
             let log = Rc::new(RefCell::new(Log::default()));
             let mut tasks = Vec::new();
             for (i, &id) in workers.iter().enumerate() {
-                let role = if i >= honest {
+                let role = if i >= honest + spec2.byzantine {
+                    continue;
+                } else if i >= honest {
                     Role::Rusher
                 } else {
                     Role::Honest(if i < spec2.fast_workers {
@@ -189,9 +248,11 @@ pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> 
                     })
                 };
                 let shard = problem2.shard(i as u64, 64);
-                let (reg, log, steps) = (registry.clone(), Rc::clone(&log), spec2.steps);
+                let home = NodeId(1 + i as u64 % spec2.replicas);
+                let (reps, log, steps) = (replicas.clone(), Rc::clone(&log), spec2.steps);
+                let initial = vec![0.0; spec2.dim];
                 tasks.push(actix::spawn(async move {
-                    worker_loop(reg, id, shard, role, steps, log).await
+                    worker_loop(reps, home, id, shard, role, steps, initial, log).await
                 }));
             }
             let mut failed = None;
@@ -205,19 +266,21 @@ pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> 
             if let Some(e) = failed {
                 return Err(e);
             }
-            let final_version = read(&registry, |sm: &ParameterSync| sm.pull()).await?;
+            let final_version = raft_ordering(sim.factory().raft_nodes())
+                .read(ParameterSync::pull)
+                .await?;
             // Let every replica apply the last push before the probe is read.
             sim.run_for(Duration::from_secs(2)).await;
-            let final_params = final_version.params;
-            let last = Round(final_version.version.number);
             drop(sim);
             let log = Rc::try_unwrap(log)
                 .map(RefCell::into_inner)
                 .unwrap_or_default();
-            Ok((log, final_params, last))
+            Ok((log, final_version))
         },
     )?;
-    let (log, final_params, last) = outcome.result?;
+    let (log, final_version) = outcome.result?;
+    let final_params = final_version.params;
+    let last = Round(final_version.version.number);
     let held_out = problem.shard(u64::MAX, 256);
     let reached = probe.at_round(last);
     let replicas_identical = probe.disagreements().is_empty()
@@ -235,6 +298,7 @@ pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> 
         waits: log.waits,
         refused: log.refused,
         applied: log.applied,
+        buffered: log.buffered,
         distance: (
             problem.distance_to_truth(&vec![0.0; spec.dim]),
             problem.distance_to_truth(&final_params),
@@ -243,6 +307,7 @@ pub fn run_parameter_sync(spec: &SyncSpec) -> Result<SyncReport, TrainingError> 
         final_loss: held_out.loss(&final_params),
         replicas_identical,
         replica_losses,
+        evicted: final_version.evicted,
     })
 }
 
@@ -254,13 +319,20 @@ enum Role {
 
 const POLL: Duration = Duration::from_millis(2);
 const GIVE_UP: Duration = Duration::from_secs(30);
+/// How long a pull waits for the home replica to apply the worker's pushes.
+const PULL_WAIT: Duration = Duration::from_millis(500);
 
+type SyncReplicas = Replicas<SyncHandles>;
+
+#[allow(clippy::too_many_arguments)]
 async fn worker_loop(
-    registry: NodeRegistry<ParameterSync>,
+    replicas: SyncReplicas,
+    home: NodeId,
     id: NodeId,
     shard: Shard,
     role: Role,
     steps: u64,
+    initial: Vec<f32>,
     log: Rc<RefCell<Log>>,
 ) -> Result<(), TrainingError> {
     match role {
@@ -268,20 +340,25 @@ async fn worker_loop(
             for clock in 0..steps {
                 let give_up = Instant::now() + GIVE_UP;
                 let pulled: VersionedParameters = loop {
-                    let (may, current, vp) = read(&registry, move |sm: &ParameterSync| {
-                        (sm.may_compute(id), sm.clock(id), sm.pull())
-                    })
-                    .await?;
-                    assert_eq!(
-                        current, clock,
-                        "an honest worker's pushes are all applied in order"
-                    );
-                    if may {
-                        break vp;
+                    let pull = PullParameters {
+                        worker: id,
+                        clock,
+                        within: PULL_WAIT,
+                    };
+                    match pull_from(&replicas, home, pull).await {
+                        Some(PullReply::Ready(vp)) => {
+                            assert_eq!(
+                                vp.version.vector.get(id),
+                                clock,
+                                "an honest worker's pushes are all applied in order"
+                            );
+                            break vp;
+                        }
+                        Some(PullReply::Wait { .. }) => log.borrow_mut().waits += 1,
+                        Some(PullReply::NotYet) | None => {}
                     }
-                    log.borrow_mut().waits += 1;
                     if Instant::now() > give_up {
-                        // A silent worker stalls BSP and SSP (see parameter_sync).
+                        // A silent worker stalls BSP and SSP unless evicted.
                         return Err(TrainingError::NoProgress(GIVE_UP));
                     }
                     tokio::time::sleep(POLL).await;
@@ -294,40 +371,53 @@ async fn worker_loop(
                 });
                 tokio::time::sleep(compute).await;
                 let gradient = shard.gradient(&pulled.params);
-                let out = propose(
-                    &registry,
-                    SyncCommand::Push {
+                let out = push_to(
+                    &replicas,
+                    home,
+                    PushGradient {
                         worker: id,
                         clock,
                         gradient,
                     },
                 )
                 .await?;
+                let evicted = matches!(out, SyncOutput::Refused(PushRefusal::Evicted(_)));
                 record(&log, id, out);
+                if evicted {
+                    // Too slow for `evict_after`: the group moved on.
+                    tracing::warn!(worker = %id, clock, "an honest worker was evicted");
+                    return Ok(());
+                }
             }
         }
         Role::Rusher => {
             // Pushes every millisecond, never waiting, until as many of its
-            // pushes were applied as an honest worker makes.
+            // pushes counted as an honest worker makes; computes on the
+            // freshest parameters it could pull.
             let give_up = Instant::now() + GIVE_UP;
             let mut clock = 0;
+            let mut params = initial;
             while clock < steps {
-                let vp = read(&registry, |sm: &ParameterSync| sm.pull()).await?;
-                let gradient = shard
-                    .gradient(&vp.params)
-                    .iter()
-                    .map(|g| -100.0 * g)
-                    .collect();
-                let out = propose(
-                    &registry,
-                    SyncCommand::Push {
+                let pull = PullParameters {
+                    worker: id,
+                    clock,
+                    within: Duration::ZERO,
+                };
+                if let Some(PullReply::Ready(vp)) = pull_from(&replicas, home, pull).await {
+                    params = vp.params;
+                }
+                let gradient = shard.gradient(&params).iter().map(|g| -100.0 * g).collect();
+                let out = push_to(
+                    &replicas,
+                    home,
+                    PushGradient {
                         worker: id,
                         clock,
                         gradient,
                     },
                 )
                 .await?;
-                if matches!(out, SyncOutput::Applied(_)) {
+                if matches!(out, SyncOutput::Applied(_) | SyncOutput::Buffered { .. }) {
                     clock += 1;
                 }
                 record(&log, id, out);
@@ -345,63 +435,40 @@ fn record(log: &Rc<RefCell<Log>>, id: NodeId, out: SyncOutput) {
     let mut l = log.borrow_mut();
     match out {
         SyncOutput::Applied(_) => l.applied += 1,
+        SyncOutput::Buffered { .. } => {
+            l.applied += 1;
+            l.buffered += 1;
+        }
         SyncOutput::Refused(r) => l.refused.push((id, r)),
+        SyncOutput::Evicted(_) => {}
     }
 }
 
-async fn leader(
-    registry: &NodeRegistry<ParameterSync>,
-) -> Result<RaftNode<ParameterSync>, TrainingError> {
+async fn pull_from(
+    replicas: &SyncReplicas,
+    home: NodeId,
+    pull: PullParameters,
+) -> Option<PullReply> {
+    let (_, tier) = replicas.tier_near(home)?;
+    tier.pull.send(pull).await.ok()
+}
+
+async fn push_to(
+    replicas: &SyncReplicas,
+    home: NodeId,
+    push: PushGradient,
+) -> Result<SyncOutput, TrainingError> {
     let give_up = Instant::now() + GIVE_UP;
     loop {
-        for node in registry.all() {
-            if node
-                .status()
-                .await
-                .is_some_and(|s| s.role == NodeState::Leader)
-            {
-                return Ok(node);
+        if let Some((_, tier)) = replicas.tier_near(home) {
+            match tier.push.send(push.clone()).await {
+                Ok(out) => return Ok(out?),
+                Err(e) => tracing::debug!(error = %e, "replica gone; trying another"),
             }
         }
         if Instant::now() > give_up {
             return Err(TrainingError::NoProgress(GIVE_UP));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn read<R: Send + 'static>(
-    registry: &NodeRegistry<ParameterSync>,
-    query: impl Fn(&ParameterSync) -> R + Send + Clone + 'static,
-) -> Result<R, TrainingError> {
-    let give_up = Instant::now() + GIVE_UP;
-    loop {
-        let node = leader(registry).await?;
-        match node.read(query.clone()).await {
-            Ok(r) => return Ok(r),
-            Err(e) if Instant::now() <= give_up => {
-                tracing::debug!(error = %e, "read failed; retrying");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(_) => return Err(TrainingError::NoProgress(GIVE_UP)),
-        }
-    }
-}
-
-async fn propose(
-    registry: &NodeRegistry<ParameterSync>,
-    cmd: SyncCommand,
-) -> Result<SyncOutput, TrainingError> {
-    let give_up = Instant::now() + GIVE_UP;
-    loop {
-        let node = leader(registry).await?;
-        match node.propose(cmd.clone(), ClientId(1)).await {
-            Ok(out) => return Ok(out),
-            Err(e) if Instant::now() <= give_up => {
-                tracing::debug!(error = %e, "push failed; retrying");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(_) => return Err(TrainingError::NoProgress(GIVE_UP)),
-        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -304,7 +304,7 @@ mod sync {
     fn ssp_bound_holds_with_a_byzantine_worker_that_never_waits() {
         for c in [Consistency::Bsp, Consistency::Ssp(2)] {
             let mut spec = SyncSpec::new(4, c);
-            spec.rusher = true;
+            spec.byzantine = 1;
             let r = run(&spec);
             let bound = c.bound().expect("bounded modes");
             assert!(r.max_staleness() <= bound, "{c}: {}", r.max_staleness());
@@ -367,4 +367,351 @@ fn convergence_holds_over_seeds() {
             }
         }
     }
+}
+
+/// The training tier's slots: replica 2's GradientConsensus component is
+/// replaced by one that serves a model it did not apply (its parameters
+/// shifted, its hash recomputed to match). The coordinator pulls the model
+/// from every replica and trains on the one a majority serves: every pull
+/// catches replica 2 (and only it), the model still converges, and the
+/// replicated state machines stay identical (the lie is in what is served).
+/// Two liars telling different lies leave no majority: the run stops with
+/// a clear error instead of training on a lie.
+mod lying_replica {
+    use super::*;
+    use actix::prelude::*;
+    use consensus_actors::supervision::ChildSlot;
+    use model_agreement::gradient_consensus::{parameter_hash, GradientOutput, ModelVersion};
+    use model_agreement::replica::{
+        CloseRound, Component, GradientConsensusSlot, GradientContext, GradientHandles,
+        InjectPanic, ModelApplied, ModelMirror, ModelView, Ordering, OrderingError, PullModel,
+        Slot, SubmitGradient, TrainingSlots,
+    };
+    use model_agreement::training::{run_training_with, TrainingError};
+    use model_agreement::GradientCommand;
+    use model_agreement::GradientConsensus;
+    use std::sync::Arc;
+
+    /// Orders honestly, serves `applied + shift` as if it were version
+    /// `at_least`.
+    struct Liar {
+        ordering: Ordering<GradientConsensus>,
+        mirror: ModelMirror,
+        shift: f32,
+    }
+
+    impl Actor for Liar {
+        type Context = Context<Self>;
+    }
+    impl Supervised for Liar {}
+
+    impl Handler<SubmitGradient> for Liar {
+        type Result = ResponseFuture<Result<GradientOutput, OrderingError>>;
+        fn handle(&mut self, m: SubmitGradient, _: &mut Context<Self>) -> Self::Result {
+            self.ordering.propose(GradientCommand::Submit {
+                round: m.round,
+                worker: m.worker,
+                gradient: m.gradient,
+            })
+        }
+    }
+
+    impl Handler<CloseRound> for Liar {
+        type Result = ResponseFuture<Result<GradientOutput, OrderingError>>;
+        fn handle(&mut self, m: CloseRound, _: &mut Context<Self>) -> Self::Result {
+            self.ordering
+                .propose(GradientCommand::CloseRound { round: m.round })
+        }
+    }
+
+    impl Handler<PullModel> for Liar {
+        type Result = Option<ModelView>;
+        fn handle(&mut self, m: PullModel, _: &mut Context<Self>) -> Option<ModelView> {
+            let v = self.mirror.view()?;
+            let params: Vec<f32> = v.params.iter().map(|p| p + self.shift).collect();
+            Some(ModelView {
+                round: Round(m.at_least),
+                version: ModelVersion {
+                    number: m.at_least,
+                    vector: v.version.vector.clone(),
+                    hash: parameter_hash(&params),
+                },
+                params: Arc::new(params),
+            })
+        }
+    }
+
+    impl Handler<ModelApplied> for Liar {
+        type Result = ();
+        fn handle(&mut self, m: ModelApplied, _: &mut Context<Self>) {
+            self.mirror.handle_applied(m.0);
+        }
+    }
+
+    impl Handler<InjectPanic> for Liar {
+        type Result = ();
+        fn handle(&mut self, _: InjectPanic, _: &mut Context<Self>) {}
+    }
+
+    fn slots(liars: &'static [u64]) -> TrainingSlots {
+        let stock = GradientConsensusSlot::default();
+        TrainingSlots {
+            gradient_consensus: Slot::new(move |ctx: &GradientContext| {
+                if !liars.contains(&ctx.id.0) {
+                    return stock.build(ctx);
+                }
+                let child = ChildSlot::<Liar>::new();
+                let addr = child.address();
+                Component::new(
+                    child,
+                    Liar {
+                        ordering: ctx.ordering.clone(),
+                        mirror: ModelMirror::new(None),
+                        shift: ctx.id.0 as f32,
+                    },
+                    GradientHandles::of(&addr),
+                )
+            }),
+            ..TrainingSlots::default()
+        }
+    }
+
+    #[test]
+    fn a_replica_serving_a_model_it_did_not_apply_is_caught_by_the_hash_comparison() {
+        let mut spec = TrainingSpec::new(
+            9,
+            7,
+            2,
+            Attack::SignFlip { scale: 100.0 },
+            Aggregator::Median,
+        );
+        spec.rounds = 20;
+        let r = run_training_with(&spec, &slots(&[2])).expect("a majority is honest");
+        assert!(r.final_distance < 0.2, "distance {}", r.final_distance);
+        assert!(r.replicas_identical, "the state machines agree");
+        assert!(r
+            .served_disagreements
+            .iter()
+            .all(|(_, id)| *id == NodeId(2)));
+        assert_eq!(
+            r.served_disagreements.len(),
+            20,
+            "caught at every pull after a round (before the first close it serves nothing)"
+        );
+        let honest = run(&spec);
+        assert!(honest.served_disagreements.is_empty());
+        assert_eq!(
+            honest
+                .final_params
+                .iter()
+                .map(|x| x.to_bits())
+                .collect::<Vec<_>>(),
+            r.final_params
+                .iter()
+                .map(|x| x.to_bits())
+                .collect::<Vec<_>>(),
+            "the liar changed nothing the workers computed on"
+        );
+    }
+
+    #[test]
+    fn two_liars_of_three_leave_no_majority_and_the_run_stops() {
+        let mut spec = TrainingSpec::new(9, 5, 0, Attack::Silent, Aggregator::Mean);
+        spec.rounds = 3;
+        let err = run_training_with(&spec, &slots(&[2, 3])).expect_err("no majority");
+        assert!(
+            matches!(err, TrainingError::NoAgreement { version: 0, .. }),
+            "{err}"
+        );
+    }
+}
+
+/// A silent Byzantine worker blocks the barrier only until it is evicted:
+/// with `evict_after = 3`, the first three rounds close on the timeout
+/// (the two silent workers never submit), the third close evicts both on
+/// every replica (a log command), and from then on every round closes as
+/// soon as the five active workers submitted. Without eviction every round
+/// waits for the timeout. Both converge, replicas identical.
+#[test]
+fn silent_workers_are_evicted_and_rounds_close_at_the_barrier() {
+    let mut spec = TrainingSpec::new(13, 7, 2, Attack::Silent, Aggregator::Krum);
+    spec.rounds = 20;
+    let waiting = run(&spec);
+    assert!(waiting
+        .rounds
+        .iter()
+        .all(|r| r.closed_after >= spec.round_timeout && r.summary.evicted.is_empty()));
+    spec.evict_after = Some(3);
+    let r = run(&spec);
+    for (i, round) in r.rounds.iter().enumerate() {
+        if i < 3 {
+            assert!(round.closed_after >= spec.round_timeout, "round {i}");
+        } else {
+            assert!(
+                round.closed_after < spec.round_timeout,
+                "round {i} closes at the barrier: {:?}",
+                round.closed_after
+            );
+        }
+        let expected: Vec<NodeId> = if i == 2 {
+            vec![NodeId(105), NodeId(106)]
+        } else {
+            vec![]
+        };
+        assert_eq!(round.summary.evicted, expected, "round {i}");
+        assert_eq!(round.summary.included.len(), 5);
+    }
+    for report in [&waiting, &r] {
+        assert!(
+            report.final_distance < CONVERGED,
+            "{}",
+            report.final_distance
+        );
+        assert!(report.replicas_identical);
+    }
+    assert_eq!(
+        r.final_params
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>(),
+        waiting
+            .final_params
+            .iter()
+            .map(|x| x.to_bits())
+            .collect::<Vec<_>>(),
+        "eviction changes when rounds close, not what they aggregate"
+    );
+}
+
+/// ParameterSync with Byzantine workers and silent ones.
+mod sync_byzantine {
+    use super::*;
+    use model_agreement::parameter_sync::Consistency;
+    use model_agreement::sync_run::{run_parameter_sync, SyncSpec};
+    use std::time::Duration;
+
+    /// SSP (s = 2) and ASP with one Byzantine worker pushing sign-flipped
+    /// ×100 gradients as fast as the log lets it: every push aggregates the
+    /// latest gradient of each worker with the rule, so median, trimmed
+    /// mean and Krum (f = 1) converge while mean does not; and under SSP no
+    /// honest read is ever more than s clocks stale, Byzantine worker or not.
+    #[test]
+    fn ssp_bound_holds_and_robust_rules_converge_with_byzantine_workers() {
+        for consistency in [Consistency::Ssp(2), Consistency::Asp] {
+            for rule in [
+                Aggregator::Median,
+                Aggregator::TrimmedMean { beta: 0.3 },
+                Aggregator::Krum,
+                Aggregator::Mean,
+            ] {
+                let mut spec = SyncSpec::new(4, consistency);
+                spec.byzantine = 1;
+                spec.aggregator = rule;
+                spec.f = if rule == Aggregator::Mean { 0 } else { 1 };
+                let r = run_parameter_sync(&spec).expect("runs to completion");
+                if let Some(s) = consistency.bound() {
+                    assert!(r.max_staleness() <= s, "{consistency} {}", rule.name());
+                }
+                assert!(r.replicas_identical, "{consistency} {}", rule.name());
+                if rule == Aggregator::Mean {
+                    assert!(
+                        r.distance.1.is_nan() || r.distance.1 >= DIVERGED,
+                        "{consistency}: mean should not converge: {:?}",
+                        r.distance
+                    );
+                } else {
+                    assert!(
+                        r.distance.1 < CONVERGED,
+                        "{consistency} {}: {:?}",
+                        rule.name(),
+                        r.distance
+                    );
+                }
+            }
+        }
+    }
+
+    /// A silent worker stalls BSP and SSP (the slowest clock stops) until a
+    /// replica that saw it stuck for `evict_after` proposes its eviction:
+    /// then every honest push completes, the reads stay within the bound,
+    /// and every replica records the same eviction. Without eviction the
+    /// run makes no progress.
+    #[test]
+    fn a_silent_worker_is_evicted_and_stops_blocking_bsp_and_ssp() {
+        for consistency in [Consistency::Bsp, Consistency::Ssp(2)] {
+            let mut spec = SyncSpec::new(4, consistency);
+            spec.silent = 1;
+            spec.steps = 10;
+            spec.evict_after = Some(Duration::from_millis(300));
+            let r = run_parameter_sync(&spec).expect("the silent worker is evicted");
+            assert_eq!(r.evicted, vec![NodeId(104)], "{consistency}");
+            assert_eq!(r.applied, 40, "{consistency}");
+            assert!(r.max_staleness() <= consistency.bound().unwrap_or(0));
+            assert!(r.replicas_identical, "{consistency}");
+            assert!(
+                r.distance.1 < r.distance.0 / 2.0,
+                "{consistency}: {:?}",
+                r.distance
+            );
+            spec.evict_after = None;
+            assert!(
+                run_parameter_sync(&spec).is_err(),
+                "{consistency}: stalls without eviction"
+            );
+        }
+    }
+}
+
+/// PBFT as the ordering layer (4 replicas, f = 1) with replica 1, the
+/// primary of view 0, Byzantine, and 2 of 7 workers flipping their
+/// gradients ×100 (Krum). An equivocating primary sends different
+/// PRE-PREPAREs to different backups; the correct replicas catch it
+/// (evidence), change view, and every correct replica ends with the same
+/// model, bit for bit, which converges. The same holds when the primary
+/// signs wrong digests, forges authenticators or stays silent.
+#[test]
+fn an_equivocating_pbft_replica_leaves_every_honest_replica_with_the_same_model() {
+    use consensus_pbft::byzantine::Behaviour;
+    use model_agreement::training::OrderingLayer;
+    for behaviour in [
+        Behaviour::Equivocate,
+        Behaviour::WrongDigest,
+        Behaviour::ForgedAuth,
+        Behaviour::Silent,
+    ] {
+        let mut spec = TrainingSpec::new(
+            21,
+            7,
+            2,
+            Attack::SignFlip { scale: 100.0 },
+            Aggregator::Krum,
+        );
+        spec.replicas = 4;
+        spec.ordering = OrderingLayer::Pbft {
+            byzantine: vec![(NodeId(1), behaviour)],
+        };
+        let r = run(&spec);
+        assert!(r.replicas_identical, "{behaviour:?}");
+        assert!(
+            r.final_distance < CONVERGED,
+            "{behaviour:?}: {}",
+            r.final_distance
+        );
+        assert!(
+            r.served_disagreements
+                .iter()
+                .all(|(_, id)| *id == NodeId(1)),
+            "{behaviour:?}: a correct replica served another model: {:?}",
+            r.served_disagreements
+        );
+        if behaviour != Behaviour::Silent {
+            assert!(r.replica_evidence > 0, "{behaviour:?} went unnoticed");
+        }
+    }
+    // PBFT needs n >= 3f + 1: one Byzantine replica among 3 is refused.
+    let mut spec = TrainingSpec::new(1, 5, 0, Attack::Silent, Aggregator::Mean);
+    spec.ordering = OrderingLayer::Pbft {
+        byzantine: vec![(NodeId(1), Behaviour::Equivocate)],
+    };
+    assert!(run_training(&spec).is_err());
 }
