@@ -190,6 +190,9 @@ impl Cluster {
                     }
                 }
                 LearnerEffect::Report(r) => self.report(r.event()),
+                LearnerEffect::Snapshot(s) | LearnerEffect::Installed(s) => {
+                    self.acceptor(node, AcceptorInput::Compact { through: s.slot });
+                }
             }
         }
     }
@@ -219,7 +222,9 @@ impl Cluster {
             match e {
                 AcceptorEffect::Send { to, msg } => self.send(node, to, msg),
                 AcceptorEffect::Report(r) => self.report(r.event()),
-                AcceptorEffect::PersistPromise(_) | AcceptorEffect::PersistAccepted(_) => {}
+                AcceptorEffect::PersistPromise(_)
+                | AcceptorEffect::PersistAccepted(_)
+                | AcceptorEffect::Purge { .. } => {}
             }
         }
     }
@@ -246,6 +251,7 @@ impl Cluster {
             M::Chosen(c) => self.learner(to, LearnerInput::Chosen(c)),
             M::CatchUp(msg) => self.learner(to, LearnerInput::CatchUp { from, msg }),
             M::CatchUpReply(r) => self.learner(to, LearnerInput::CatchUpReply(r)),
+            M::InstallSnapshot(m) => self.learner(to, LearnerInput::InstallSnapshot(m)),
             M::HeartbeatRequest(msg) => self.election(to, ElectionInput::Request { from, msg }),
             M::HeartbeatReply(msg) => self.election(to, ElectionInput::Reply { from, msg }),
         }

@@ -22,7 +22,7 @@
 use crate::acceptor::DirectRequest;
 use crate::config::PaxosConfig;
 use crate::error::ProposeError;
-use crate::learner::{GetLearnerStatus, LearnerStatus};
+use crate::learner::{GetLearnerState, GetLearnerStatus, LearnerState, LearnerStatus};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, ProposerStatus};
 use crate::router::{PaxosRouter, RouterTargets};
@@ -256,6 +256,7 @@ impl PaxosNodeBuilder {
                 decided: router.clone().recipient(),
                 leader_change: router.clone().recipient(),
                 ballot_too_low: router.clone().recipient(),
+                compact: router.clone().recipient(),
             },
             acceptor_store: self.acceptor_store,
             learner_store: self.learner_store,
@@ -279,6 +280,7 @@ impl PaxosNodeBuilder {
                 track: learner.handles.track.clone(),
                 abandon: learner.handles.abandon.clone(),
                 ballot_too_low: election.handles.ballot_too_low.clone(),
+                compact: acceptor.handles.compact.clone(),
             },
         );
         let mut node = PaxosNode {
@@ -288,6 +290,7 @@ impl PaxosNodeBuilder {
             submit: proposer.handles.submit.clone(),
             proposer_status: proposer.handles.status.clone(),
             learner_status: learner.handles.status.clone(),
+            learner_state: learner.handles.state.clone(),
             direct: acceptor.handles.direct.clone(),
             panics: [
                 acceptor.handles.panic.clone(),
@@ -321,6 +324,7 @@ pub struct PaxosNode {
     submit: Recipient<Submit>,
     proposer_status: Option<Recipient<GetProposerStatus>>,
     learner_status: Option<Recipient<GetLearnerStatus>>,
+    learner_state: Option<Recipient<GetLearnerState>>,
     direct: Option<Recipient<DirectRequest>>,
     panics: [Option<Recipient<InjectPanic>>; 4],
 }
@@ -373,6 +377,16 @@ impl PaxosNode {
         self.learner_status
             .as_ref()?
             .send(GetLearnerStatus)
+            .await
+            .ok()
+    }
+
+    /// The Learner's state machine and how far it got (`None` while it
+    /// restarts, or not offered).
+    pub async fn learner_state(&self) -> Option<LearnerState> {
+        self.learner_state
+            .as_ref()?
+            .send(GetLearnerState)
             .await
             .ok()
     }

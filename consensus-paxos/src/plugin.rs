@@ -18,6 +18,11 @@
 //!   granted is a Promise, the term answered is the promised ballot's
 //!   round. AppendEntries has no Paxos counterpart: Unsupported.
 //! * The `panic` fault makes one of the four components panic, in turn.
+//! * Log compaction: every `snapshot_threshold` delivered slots a learner
+//!   snapshots its key-value store; it and its acceptor drop the slots
+//!   below (see [`learner::core`](crate::learner::core)). The engine's
+//!   `create_snapshot` stays Unsupported: a learner's snapshot is of its
+//!   delivered prefix, not taken at a linearizable point.
 
 use crate::config::{Mode, PaxosConfig};
 use crate::messages::{PaxosMessage, Prepare};

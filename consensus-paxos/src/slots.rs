@@ -33,6 +33,7 @@
 //!     Component::new(child, actor, AcceptorHandles {
 //!         peer: addr.clone().recipient(),
 //!         direct: Some(addr.clone().recipient()),
+//!         compact: Some(addr.clone().recipient()),
 //!         panic: Some(addr.recipient()),
 //!     })
 //! });
@@ -41,12 +42,13 @@
 use crate::acceptor::{AcceptRecord, Acceptor, AcceptorHardState, DirectRequest};
 use crate::config::{Mode, PaxosConfig};
 use crate::election::BallotLeaderElection;
-use crate::learner::{ChosenRecord, GetLearnerStatus, Learner};
+use crate::learner::{ChosenRecord, GetLearnerState, GetLearnerStatus, Learner};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, Proposer, ProposerOutputs};
 use crate::safety::PaxosEvent;
 use crate::wiring::{
-    Abandon, BallotTooLow, Decided, InjectPanic, LeaderChange, PeerMessage, Proposed, Submit, Track,
+    Abandon, BallotTooLow, Compact, Decided, InjectPanic, LeaderChange, PeerMessage, Proposed,
+    Submit, Track,
 };
 use actix::prelude::*;
 use consensus_actors::safety::SafetySink;
@@ -84,6 +86,8 @@ pub struct NodeBus {
     pub leader_change: Recipient<LeaderChange>,
     /// To the election.
     pub ballot_too_low: Recipient<BallotTooLow>,
+    /// To the Acceptor.
+    pub compact: Recipient<Compact>,
 }
 
 /// What a slot's factory gets.
@@ -124,6 +128,8 @@ pub struct AcceptorHandles {
     /// A request answered to the caller instead of the network (the engine's
     /// `request_vote`); `None`: not offered.
     pub direct: Option<Recipient<DirectRequest>>,
+    /// The Learner's compactions (`None`: it keeps every acceptance).
+    pub compact: Option<Recipient<Compact>>,
     /// Fault injection (`None`: not offered).
     pub panic: Option<Recipient<InjectPanic>>,
 }
@@ -156,6 +162,8 @@ pub struct LearnerHandles {
     pub abandon: Recipient<Abandon>,
     /// Its status (`None`: not offered).
     pub status: Option<Recipient<GetLearnerStatus>>,
+    /// Its state machine (`None`: not offered).
+    pub state: Option<Recipient<GetLearnerState>>,
     /// Fault injection (`None`: not offered).
     pub panic: Option<Recipient<InjectPanic>>,
 }
@@ -249,6 +257,7 @@ impl Default for AcceptorSlot {
                 AcceptorHandles {
                     peer: addr.clone().recipient(),
                     direct: Some(addr.clone().recipient()),
+                    compact: Some(addr.clone().recipient()),
                     panic: Some(addr.recipient()),
                 },
             )
@@ -313,6 +322,7 @@ impl Default for LearnerSlot {
                 ctx.learner_store.clone(),
                 ctx.transport.clone(),
                 ctx.bus.decided.clone(),
+                ctx.bus.compact.clone(),
                 ctx.safety.clone(),
                 ctx.fail.clone(),
             );
@@ -325,6 +335,7 @@ impl Default for LearnerSlot {
                     track: addr.clone().recipient(),
                     abandon: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),
+                    state: Some(addr.clone().recipient()),
                     panic: Some(addr.recipient()),
                 },
             )

@@ -129,6 +129,56 @@ pub struct PValue {
     pub value: ValueRef,
 }
 
+/// The learner's state machine at a slot: what log compaction keeps in
+/// place of the slots up to `slot`, and what a lagging learner installs
+/// when the slots it asks for were compacted away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaxosSnapshot {
+    /// The last slot whose value the snapshot includes.
+    pub slot: Slot,
+    /// The ballot `slot`'s value was chosen at.
+    pub ballot: Ballot,
+    /// The state machine ([`StateMachine::snapshot`](consensus_actors::kv::StateMachine::snapshot)).
+    pub state: Vec<u8>,
+    /// The batches executed up to `slot`, sorted (a batch chosen again in a
+    /// later slot must not run twice).
+    pub executed: Vec<BatchId>,
+}
+
+/// A snapshot as messages and learners share it.
+pub type SnapshotRef = Arc<PaxosSnapshot>;
+
+impl PaxosSnapshot {
+    /// The snapshot in the storage traits' form: `last_index` = slot,
+    /// `last_term` = the ballot's round, `meta` = (ballot, executed) in
+    /// MessagePack, `data` = the state machine.
+    pub fn to_stored(&self) -> consensus_actors::storage::Snapshot {
+        // Encoding a ballot and a list of ids cannot fail.
+        let meta = rmp_serde::to_vec(&(self.ballot, &self.executed)).unwrap_or_default();
+        consensus_actors::storage::Snapshot::new(
+            consensus_actors::types::LogIndex(self.slot.0),
+            consensus_actors::types::Term(self.ballot.round),
+            meta,
+            self.state.clone(),
+        )
+    }
+
+    /// The snapshot [`to_stored`](Self::to_stored) wrote; an error for
+    /// metadata it cannot decode.
+    pub fn from_stored(
+        stored: consensus_actors::storage::Snapshot,
+    ) -> Result<Self, consensus_actors::kv::SnapshotDecodeError> {
+        let (ballot, executed): (Ballot, Vec<BatchId>) = rmp_serde::from_slice(&stored.meta)
+            .map_err(|e| consensus_actors::kv::SnapshotDecodeError(e.to_string()))?;
+        Ok(Self {
+            slot: Slot(stored.last_index.0),
+            ballot,
+            state: stored.data,
+            executed,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +192,30 @@ mod tests {
         assert_eq!(b, Ballot::new(4, NodeId(1)));
         assert_eq!(b.to_string(), "b4.1");
         assert_eq!(Slot(3).to_string(), "slot3");
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_through_the_storage_form() {
+        let s = PaxosSnapshot {
+            slot: Slot(9),
+            ballot: Ballot::new(4, NodeId(2)),
+            state: vec![1, 2, 3],
+            executed: vec![BatchId {
+                node: NodeId(1),
+                nonce: 5,
+                seq: 7,
+            }],
+        };
+        let stored = s.to_stored();
+        assert_eq!(stored.last_index.0, 9);
+        assert_eq!(stored.last_term.0, 4);
+        assert_eq!(PaxosSnapshot::from_stored(stored).unwrap(), s);
+        let garbage = consensus_actors::storage::Snapshot::new(
+            consensus_actors::types::LogIndex(1),
+            consensus_actors::types::Term(1),
+            vec![0xc1],
+            Vec::new(),
+        );
+        assert!(PaxosSnapshot::from_stored(garbage).is_err());
     }
 }

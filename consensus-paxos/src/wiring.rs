@@ -12,6 +12,7 @@
 //! | [`Decided`] | Learner → Proposer | a slot's value is chosen; the learner's next undelivered slot |
 //! | [`LeaderChange`] | election → Proposer | the ballot leader election's leader |
 //! | [`BallotTooLow`] | Proposer → election | an acceptor promised a higher ballot |
+//! | [`Compact`] | Learner → Acceptor | the learner's durable snapshot covers these slots: forget their acceptances |
 //! | [`InjectPanic`] | fault injection → any | panic (supervision restarts it) |
 
 use crate::error::ProposeError;
@@ -108,6 +109,16 @@ pub struct LeaderChange {
 pub struct BallotTooLow {
     /// The promise that beat it.
     pub promised: Ballot,
+}
+
+/// The Learner's snapshot up to `through` is durable: every slot up to it
+/// is chosen, and the Acceptor may forget what it accepted there (see
+/// [`acceptor::core`](crate::acceptor::core#compaction)).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Compact {
+    /// The last slot covered.
+    pub through: Slot,
 }
 
 /// Makes the receiving component panic (fault injection).

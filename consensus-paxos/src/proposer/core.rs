@@ -19,6 +19,13 @@
 //! hole in between a no-op; then it assigns new slots to batches, at most
 //! `window` of them in flight. Refused, it steps down and tells the
 //! election the ballot that beat it.
+//!
+//! **Compaction**: a [`Promise`] names the acceptor's compaction point;
+//! every slot up to it is chosen and the acceptor no longer reports its
+//! value. The proposer never proposes in a slot at or below the highest
+//! compaction point it heard (its learner learns those slots from a peer's
+//! snapshot); see [`acceptor::core`](crate::acceptor::core#compaction) for
+//! why this keeps P2c.
 
 use crate::config::{Mode, PaxosConfig};
 use crate::error::ProposeError;
@@ -156,6 +163,8 @@ enum Phase {
         first: Slot,
         last: Option<Slot>,
         promises: BTreeMap<NodeId, Vec<PValue>>,
+        /// The highest compaction point the promises named.
+        compacted: Slot,
         since_us: u64,
     },
     Accepting {
@@ -186,6 +195,8 @@ pub struct ProposerCore {
     first_unchosen: Slot,
     /// Slots known chosen at or after `first_unchosen`.
     chosen_ahead: BTreeSet<Slot>,
+    /// Every slot up to this one is chosen: an acceptor compacted it.
+    compacted: Slot,
     leader: Option<Ballot>,
     backoff_until_us: u64,
 }
@@ -209,6 +220,7 @@ impl ProposerCore {
             highest: Ballot::ZERO,
             first_unchosen: Slot(1),
             chosen_ahead: BTreeSet::new(),
+            compacted: Slot(0),
             leader: None,
             backoff_until_us: 0,
         }
@@ -333,7 +345,7 @@ impl ProposerCore {
     }
 
     fn lowest_open_slot(&self) -> Slot {
-        let mut s = self.first_unchosen;
+        let mut s = self.first_unchosen.max(Slot(self.compacted.0 + 1));
         while self.chosen_ahead.contains(&s) {
             s = Slot(s.0 + 1);
         }
@@ -358,6 +370,7 @@ impl ProposerCore {
             first,
             last,
             promises: BTreeMap::new(),
+            compacted: Slot(0),
             since_us: now_us,
         };
         out.push(ProposerEffect::Broadcast(PaxosMessage::Prepare(Prepare {
@@ -375,7 +388,10 @@ impl ProposerCore {
         out: &mut Vec<ProposerEffect>,
     ) {
         let Phase::Preparing {
-            ballot, promises, ..
+            ballot,
+            promises,
+            compacted,
+            ..
         } = &mut self.phase
         else {
             return;
@@ -383,6 +399,7 @@ impl ProposerCore {
         if msg.ballot != *ballot || !self.members.contains(&from) {
             return;
         }
+        *compacted = (*compacted).max(msg.compacted);
         promises.insert(from, msg.accepted);
         if promises.len() < self.cfg.q1 {
             return;
@@ -392,11 +409,16 @@ impl ProposerCore {
             first,
             last,
             promises,
+            compacted,
             ..
         } = std::mem::replace(&mut self.phase, Phase::Idle)
         else {
             unreachable!("matched above");
         };
+        // Slots up to `compacted` are chosen and forgotten by an acceptor
+        // of the quorum: never propose in them.
+        self.compacted = self.compacted.max(compacted);
+        let compacted = self.compacted;
         // P2c: per slot, the value of the highest accepted ballot reported.
         let mut adopted: BTreeMap<Slot, (Ballot, ValueRef)> = BTreeMap::new();
         for pv in promises.into_values().flatten() {
@@ -412,6 +434,11 @@ impl ProposerCore {
         }
         let mut in_flight = BTreeMap::new();
         match self.cfg.mode {
+            Mode::Basic if first <= compacted => {
+                // The slot is chosen; the next attempt goes above it (the
+                // learner fetches it from a peer's snapshot).
+                self.maybe_propose(now_us, out);
+            }
             Mode::Basic => {
                 let value = match adopted.remove(&first) {
                     Some((_, v)) => v,
@@ -434,14 +461,17 @@ impl ProposerCore {
             Mode::Multi => {
                 let reported_max = adopted.keys().next_back().copied();
                 let ahead_max = self.chosen_ahead.iter().next_back().copied();
-                let mut next = first;
+                let mut next = first.max(Slot(compacted.0 + 1));
                 for s in [reported_max, ahead_max].into_iter().flatten() {
                     next = next.max(Slot(s.0 + 1));
                 }
                 // Recover every unfinished slot; fill the holes with no-ops.
                 for s in first.0..next.0 {
                     let slot = Slot(s);
-                    if slot < self.first_unchosen || self.chosen_ahead.contains(&slot) {
+                    if slot < self.first_unchosen
+                        || slot <= compacted
+                        || self.chosen_ahead.contains(&slot)
+                    {
                         continue;
                     }
                     let value = adopted
@@ -539,7 +569,10 @@ impl ProposerCore {
                 unreachable!("matched above");
             };
             let mut slot = next_slot;
-            while slot < self.first_unchosen || self.chosen_ahead.contains(&slot) {
+            while slot < self.first_unchosen
+                || slot <= self.compacted
+                || self.chosen_ahead.contains(&slot)
+            {
                 slot = Slot(slot.0 + 1);
             }
             self.propose(now_us, ballot, slot, value, &mut in_flight, out);
@@ -640,17 +673,28 @@ impl ProposerCore {
         if let Some(b) = batch {
             self.retry.retain(|v| v.batch != Some(b));
         }
-        let mut lost = None;
+        let mut lost = Vec::new();
         if let Phase::Accepting { in_flight, .. } = &mut self.phase {
             if let Some(f) = in_flight.remove(&slot) {
-                if f.value.batch != batch && self.own(&f.value).is_some() {
-                    lost = Some(f.value);
+                if f.value.batch != batch {
+                    lost.push(f.value);
                 }
             }
+            // Slots the learner passed without a decision of their own (a
+            // snapshot installed over them): what they held is unknown, so
+            // our batches there go to later slots (run at most once).
+            let kept = in_flight.split_off(&first);
+            lost.extend(
+                std::mem::replace(in_flight, kept)
+                    .into_values()
+                    .map(|f| f.value),
+            );
         }
-        if let Some(v) = lost {
-            // Another value took the slot: ours goes to a later one.
-            self.retry.push_front(v);
+        for v in lost.into_iter().rev() {
+            if self.own(&v).is_some() && v.batch != batch {
+                // Another value took the slot: ours goes to a later one.
+                self.retry.push_front(v);
+            }
         }
         if self.cfg.mode == Mode::Basic {
             if let Phase::Accepting { in_flight, .. } = &self.phase {
@@ -705,6 +749,7 @@ impl ProposerCore {
                     last,
                     promises,
                     since_us,
+                    ..
                 },
                 Mode::Multi,
             ) => {

@@ -76,6 +76,7 @@ fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accep
                     ballot: Ballot::new(0, n(2)),
                     value: ValueRef::clone(&theirs),
                 }],
+                compacted: Slot(0),
             },
         },
         &mut out,
@@ -88,6 +89,7 @@ fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accep
             msg: Promise {
                 ballot: b,
                 accepted: vec![],
+                compacted: Slot(0),
             },
         },
         &mut out,
@@ -207,6 +209,7 @@ fn a_multi_paxos_leader_batches_within_its_window_and_refuses_when_following() {
                 msg: Promise {
                     ballot: b,
                     accepted: vec![],
+                    compacted: Slot(0),
                 },
             },
             &mut out,
@@ -264,4 +267,69 @@ fn a_multi_paxos_leader_batches_within_its_window_and_refuses_when_following() {
     )));
     assert!(out.contains(&ProposerEffect::SteppedDown));
     assert!(!p.is_leader());
+}
+
+fn promise(from: u64, ballot: Ballot, compacted: u64) -> ProposerInput {
+    ProposerInput::Promise {
+        from: n(from),
+        msg: Promise {
+            ballot,
+            accepted: vec![],
+            compacted: Slot(compacted),
+        },
+    }
+}
+
+/// A promise naming a compaction point: the slots up to it are chosen and
+/// no longer reported, so the proposer must not fill them. Basic Paxos
+/// moves its attempt above the point; a Multi-Paxos leader starts its
+/// window there. (Without the check both propose their own value in slot
+/// 1, which may already hold another chosen value.)
+#[test]
+fn a_proposer_never_proposes_at_or_below_a_reported_compaction_point() {
+    let mut p = ProposerCore::new(n(1), PaxosConfig::new(Mode::Basic, 3), members(), 1);
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Submit {
+            token: 0,
+            request: request("mine"),
+        },
+        &mut out,
+    );
+    let b = broadcast_prepare(&out).unwrap().ballot;
+    out.clear();
+    p.step(1, promise(2, b, 0), &mut out);
+    p.step(1, promise(3, b, 7), &mut out);
+    assert!(accepts(&out).is_empty(), "nothing proposed in slot 1");
+    let again = broadcast_prepare(&out).expect("phase 1 again, higher up");
+    assert_eq!((again.first, again.last), (Slot(8), Some(Slot(8))));
+    out.clear();
+    p.step(2, promise(2, again.ballot, 7), &mut out);
+    p.step(2, promise(3, again.ballot, 7), &mut out);
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].slot, Slot(8));
+
+    // Multi-Paxos: recovery and new slots start above the point.
+    let mut m = ProposerCore::new(n(1), PaxosConfig::new(Mode::Multi, 3), members(), 1);
+    let leader = Ballot::new(1, n(1));
+    out.clear();
+    m.step(0, ProposerInput::Leader { leader }, &mut out);
+    m.step(1, promise(1, leader, 5), &mut out);
+    m.step(1, promise(2, leader, 0), &mut out);
+    assert!(m.is_leader());
+    assert!(accepts(&out).is_empty(), "no hole filled below the point");
+    out.clear();
+    m.step(
+        2,
+        ProposerInput::Submit {
+            token: 1,
+            request: request("next"),
+        },
+        &mut out,
+    );
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].slot, Slot(6));
 }
