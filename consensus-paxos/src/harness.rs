@@ -190,6 +190,11 @@ impl Cluster {
                     }
                 }
                 LearnerEffect::Report(r) => self.report(r.event()),
+                LearnerEffect::Configured(configs) => {
+                    let members = configs.latest().1.to_vec();
+                    self.proposer(node, ProposerInput::Configured { configs });
+                    self.election(node, ElectionInput::Members(members));
+                }
                 LearnerEffect::Snapshot(s) | LearnerEffect::Installed(s) => {
                     self.acceptor(node, AcceptorInput::Compact { through: s.slot });
                 }

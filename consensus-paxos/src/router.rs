@@ -6,7 +6,7 @@
 
 use crate::messages::{PaxosMessage, PaxosMessage as M};
 use crate::wiring::{
-    Abandon, BallotTooLow, Compact, Decided, LeaderChange, PeerMessage, Proposed, Track,
+    Abandon, BallotTooLow, Compact, Configured, Decided, LeaderChange, PeerMessage, Proposed, Track,
 };
 use actix::prelude::*;
 use consensus_actors::transport::Envelope;
@@ -39,6 +39,8 @@ pub struct RouterTargets {
     /// The Acceptor's [`Compact`] (`None`: an acceptor that keeps
     /// everything).
     pub compact: Option<Recipient<Compact>>,
+    /// The Proposer's and the election's [`Configured`].
+    pub configured: Vec<Recipient<Configured>>,
 }
 
 /// The router. See the [module documentation](self).
@@ -103,6 +105,16 @@ forward!(Proposed, proposed);
 forward!(Track, track);
 forward!(Abandon, abandon);
 forward!(BallotTooLow, ballot_too_low);
+
+impl Handler<Configured> for PaxosRouter {
+    type Result = ();
+
+    fn handle(&mut self, m: Configured, _ctx: &mut Context<Self>) {
+        for to in &self.to.configured {
+            to.do_send(m.clone());
+        }
+    }
+}
 
 impl Handler<Compact> for PaxosRouter {
     type Result = ();

@@ -12,12 +12,14 @@
 //! | [`Decided`] | Learner → Proposer | a slot's value is chosen; the learner's next undelivered slot |
 //! | [`LeaderChange`] | election → Proposer | the ballot leader election's leader |
 //! | [`BallotTooLow`] | Proposer → election | an acceptor promised a higher ballot |
+//! | [`Configured`] | Learner → Proposer, election | the configurations known after a change was delivered (or installed) |
+//! | [`Reconfigure`] | client API → Proposer | add or remove an acceptor (Multi-Paxos) |
 //! | [`Compact`] | Learner → Acceptor | the learner's durable snapshot covers these slots: forget their acceptances |
 //! | [`InjectPanic`] | fault injection → any | panic (supervision restarts it) |
 
 use crate::error::ProposeError;
 use crate::messages::PaxosMessage;
-use crate::types::{Ballot, BatchId, Slot, ValueRef};
+use crate::types::{Ballot, BatchId, Configurations, Slot, ValueRef};
 use actix::prelude::*;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::plugin::Committed;
@@ -119,6 +121,36 @@ pub struct BallotTooLow {
 pub struct Compact {
     /// The last slot covered.
     pub through: Slot,
+}
+
+/// The configurations (acceptor sets by slot) the Learner knows, sent
+/// after it delivered or installed a change, and when it starts.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Configured {
+    /// The configurations.
+    pub configs: Configurations,
+}
+
+/// A change of the acceptor set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Add this node.
+    Add(NodeId),
+    /// Remove this node.
+    Remove(NodeId),
+}
+
+/// Asks the Proposer (the Multi-Paxos leader) to choose a configuration
+/// change; answered once it is chosen and delivered here. It takes effect
+/// `α` (the window) slots after the slot it is chosen in.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    /// The change.
+    pub change: Change,
+    /// Where the answer goes.
+    pub reply: ClientReply,
 }
 
 /// Makes the receiving component panic (fault injection).

@@ -410,6 +410,7 @@ mod tests {
                 client: ClientId(1),
                 command: KvCommand::put("k", tag),
             }],
+            reconfig: None,
         })
     }
 

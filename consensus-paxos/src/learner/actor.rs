@@ -15,9 +15,10 @@ use crate::config::PaxosConfig;
 use crate::error::ProposeError;
 use crate::messages::{PaxosMessage, PaxosMessage as M};
 use crate::safety::PaxosEvent;
-use crate::types::{BatchId, PaxosSnapshot, Slot, SnapshotRef};
+use crate::types::{BatchId, Configurations, PaxosSnapshot, Slot, SnapshotRef};
 use crate::wiring::{
-    micros_since, Abandon, ClientReply, Compact, Decided, InjectPanic, PeerMessage, Proposed, Track,
+    micros_since, Abandon, ClientReply, Compact, Configured, Decided, InjectPanic, PeerMessage,
+    Proposed, Track,
 };
 use actix::prelude::*;
 use consensus_actors::plugin::Committed;
@@ -67,16 +68,29 @@ pub struct LearnerState {
 #[rtype(result = "LearnerState")]
 pub struct GetLearnerState;
 
+/// Where the Learner's local messages go (through the node's router).
+#[derive(Clone)]
+pub struct LearnerOutputs {
+    /// To the Proposer.
+    pub decided: Recipient<Decided>,
+    /// To the Acceptor.
+    pub compact: Recipient<Compact>,
+    /// To the Proposer and the election.
+    pub configured: Recipient<Configured>,
+}
+
 /// The Learner component. See the [module documentation](self).
 pub struct Learner<S: LearnerStorage> {
     id: NodeId,
     cfg: PaxosConfig,
     members: Vec<NodeId>,
+    initial: Configurations,
     epoch: Instant,
     storage: S,
     transport: Transport<PaxosMessage>,
     decided: Recipient<Decided>,
     compact: Recipient<Compact>,
+    configured: Recipient<Configured>,
     safety: SafetySink<PaxosEvent>,
     fail: Option<Recipient<FailNode>>,
     core: LearnerCore,
@@ -88,30 +102,33 @@ pub struct Learner<S: LearnerStorage> {
 }
 
 impl<S: LearnerStorage> Learner<S> {
-    /// The Learner of node `id`.
+    /// The Learner of node `id`, which knows `members`; `initial` names
+    /// the acceptors from slot 1 (until its log or snapshot says more).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: NodeId,
         cfg: PaxosConfig,
         members: Vec<NodeId>,
+        initial: Configurations,
         epoch: Instant,
         storage: S,
         transport: Transport<PaxosMessage>,
-        decided: Recipient<Decided>,
-        compact: Recipient<Compact>,
+        outputs: LearnerOutputs,
         safety: SafetySink<PaxosEvent>,
         fail: Option<Recipient<FailNode>>,
     ) -> Self {
         Self {
-            core: LearnerCore::new(id, &cfg, members.clone()),
+            core: LearnerCore::with_configurations(id, &cfg, initial.clone(), members.clone()),
             id,
             cfg,
             members,
+            initial,
             epoch,
             storage,
             transport,
-            decided,
-            compact,
+            decided: outputs.decided,
+            compact: outputs.compact,
+            configured: outputs.configured,
             safety,
             fail,
             tracked: BTreeMap::new(),
@@ -130,8 +147,16 @@ impl<S: LearnerStorage> Learner<S> {
             .transpose()
             .map_err(|e| e.to_string())?;
         let records = self.records().map_err(|e| e.to_string())?;
-        LearnerCore::recover(self.id, &self.cfg, self.members.clone(), snapshot, records)
-            .map_err(|e| e.to_string())
+        LearnerCore::recover_from(self.fresh(), snapshot, records).map_err(|e| e.to_string())
+    }
+
+    fn fresh(&self) -> LearnerCore {
+        LearnerCore::with_configurations(
+            self.id,
+            &self.cfg,
+            self.initial.clone(),
+            self.members.clone(),
+        )
     }
 
     fn records(&self) -> Result<Vec<ChosenRecord>, StorageError> {
@@ -236,6 +261,7 @@ impl<S: LearnerStorage> Learner<S> {
                 }
             }
             LearnerEffect::Report(r) => self.safety.emit_with(|| r.event()),
+            LearnerEffect::Configured(configs) => self.configured.do_send(Configured { configs }),
             LearnerEffect::Snapshot(snapshot) => {
                 if self.save_snapshot(&snapshot) {
                     self.compact.do_send(Compact {
@@ -270,7 +296,13 @@ impl<S: LearnerStorage> Actor for Learner<S> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         match self.recover() {
-            Ok(core) => self.core = core,
+            Ok(core) => {
+                self.core = core;
+                // The Proposer and the election learn the configurations.
+                self.configured.do_send(Configured {
+                    configs: self.core.configurations().clone(),
+                });
+            }
             Err(e) => self.fail(format!("learner cannot read its log or snapshot: {e}")),
         }
         let period = Duration::from_millis((self.cfg.catch_up_ms / 4).max(1));
@@ -285,7 +317,7 @@ impl<S: LearnerStorage> Supervised for Learner<S> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // Answers in flight are dropped: their clients see unknown outcomes.
         self.tracked.clear();
-        self.core = LearnerCore::new(self.id, &self.cfg, self.members.clone());
+        self.core = self.fresh();
     }
 }
 

@@ -40,7 +40,9 @@ use crate::config::PaxosConfig;
 use crate::messages::InstallSnapshot;
 use crate::messages::{Accepted, CatchUp, CatchUpReply, Chosen, PaxosMessage, CATCH_UP_MAX};
 use crate::report::Report;
-use crate::types::{Ballot, BatchId, PValue, PaxosSnapshot, Slot, SnapshotRef, ValueRef};
+use crate::types::{
+    Ballot, BatchId, Configurations, PValue, PaxosSnapshot, Slot, SnapshotRef, ValueRef,
+};
 use consensus_actors::kv::{KvOutput, KvStore, SnapshotDecodeError, StateMachine};
 use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -116,6 +118,9 @@ pub enum LearnerEffect {
     },
     /// Report a safety event.
     Report(Report),
+    /// A configuration change was delivered (or installed with a
+    /// snapshot): the configurations now known.
+    Configured(Configurations),
     /// The learner took this snapshot and dropped its log up to its slot:
     /// save it, purge the log up to it, sync, then let the acceptor
     /// compact ([`Compact`](crate::wiring::Compact)).
@@ -139,7 +144,12 @@ struct Tally {
 pub struct LearnerCore {
     id: NodeId,
     q2: usize,
+    nodes: usize,
+    /// Every node it knows of (peers to ask and tell).
     members: Vec<NodeId>,
+    /// The acceptors of each slot.
+    configs: Configurations,
+    alpha: u64,
     catch_up_us: u64,
     snapshot_interval: u64,
     /// The latest snapshot: it covers every slot up to `base`.
@@ -158,12 +168,27 @@ pub struct LearnerCore {
 }
 
 impl LearnerCore {
-    /// A fresh learner for node `id` among `members`.
+    /// A fresh learner for node `id` among `members`, the acceptors from
+    /// slot 1 on.
     pub fn new(id: NodeId, cfg: &PaxosConfig, members: Vec<NodeId>) -> Self {
+        Self::with_configurations(id, cfg, Configurations::initial(&members), members)
+    }
+
+    /// A fresh learner for node `id` that knows `members`, the acceptors
+    /// being `configs` (a node added later knows the initial ones).
+    pub fn with_configurations(
+        id: NodeId,
+        cfg: &PaxosConfig,
+        configs: Configurations,
+        members: Vec<NodeId>,
+    ) -> Self {
         Self {
             id,
             q2: cfg.q2,
+            nodes: cfg.nodes,
             members,
+            configs,
+            alpha: cfg.window as u64,
             catch_up_us: cfg.catch_up_ms * 1000,
             snapshot_interval: cfg.snapshot_interval.max(1),
             snapshot: None,
@@ -188,7 +213,16 @@ impl LearnerCore {
         snapshot: Option<PaxosSnapshot>,
         records: impl IntoIterator<Item = ChosenRecord>,
     ) -> Result<Self, SnapshotDecodeError> {
-        let mut core = Self::new(id, cfg, members);
+        Self::recover_from(Self::new(id, cfg, members), snapshot, records)
+    }
+
+    /// `core` (fresh) rebuilt from its snapshot and log, as
+    /// [`recover`](Self::recover).
+    pub fn recover_from(
+        mut core: Self,
+        snapshot: Option<PaxosSnapshot>,
+        records: impl IntoIterator<Item = ChosenRecord>,
+    ) -> Result<Self, SnapshotDecodeError> {
         if let Some(s) = snapshot {
             core.restore(SnapshotRef::new(s))?;
         }
@@ -212,6 +246,9 @@ impl LearnerCore {
         kv.restore(&snapshot.state)?;
         self.kv = kv;
         self.executed = snapshot.executed.iter().copied().collect();
+        if !snapshot.configs.from.is_empty() {
+            self.configs = snapshot.configs.clone();
+        }
         self.base = snapshot.slot;
         self.log.clear();
         let next = self.next();
@@ -240,6 +277,11 @@ impl LearnerCore {
     /// or chosen beyond a gap).
     pub fn retained(&self) -> usize {
         self.log.len() + self.ahead.len()
+    }
+
+    /// The acceptors of each slot, as far as it knows.
+    pub fn configurations(&self) -> &Configurations {
+        &self.configs
     }
 
     /// The state machine.
@@ -321,6 +363,7 @@ impl LearnerCore {
             ballot: *ballot,
             state: self.kv.snapshot(),
             executed: self.executed.iter().copied().collect(),
+            configs: self.configs.clone(),
         });
         self.base = snapshot.slot;
         self.log.clear();
@@ -337,6 +380,7 @@ impl LearnerCore {
             return;
         }
         out.push(LearnerEffect::Installed(SnapshotRef::clone(&snapshot)));
+        out.push(LearnerEffect::Configured(self.configs.clone()));
         self.deliver(out);
         out.push(LearnerEffect::Decided {
             slot: snapshot.slot,
@@ -362,10 +406,22 @@ impl LearnerCore {
         }
     }
 
+    /// The phase-2 quorum of a configuration: `q2` for the configured
+    /// cluster size, a majority for any other.
+    fn q2_of(&self, acceptors: &[NodeId]) -> usize {
+        if acceptors.len() == self.nodes {
+            self.q2
+        } else {
+            acceptors.len() / 2 + 1
+        }
+    }
+
     fn handle_accepted(&mut self, from: NodeId, msg: Accepted, out: &mut Vec<LearnerEffect>) {
-        if !self.members.contains(&from) {
+        let acceptors = self.configs.at(msg.slot);
+        if !acceptors.contains(&from) {
             return;
         }
+        let q2 = self.q2_of(acceptors);
         let Some(t) = self.tallies.get_mut(&msg.slot) else {
             return;
         };
@@ -373,7 +429,7 @@ impl LearnerCore {
             return;
         }
         t.acks.insert(from);
-        if t.acks.len() >= self.q2 {
+        if t.acks.len() >= q2 {
             let Some(t) = self.tallies.remove(&msg.slot) else {
                 return;
             };
@@ -407,13 +463,11 @@ impl LearnerCore {
                 ballot,
                 value: ValueRef::clone(&value),
             });
-            for peer in &self.members {
-                if *peer != self.id {
-                    out.push(LearnerEffect::Send {
-                        to: *peer,
-                        msg: msg.clone(),
-                    });
-                }
+            for peer in self.peers(slot) {
+                out.push(LearnerEffect::Send {
+                    to: peer,
+                    msg: msg.clone(),
+                });
             }
         }
         let batch = value.batch;
@@ -434,7 +488,11 @@ impl LearnerCore {
     fn deliver(&mut self, out: &mut Vec<LearnerEffect>) {
         while let Some((ballot, value)) = self.ahead.remove(&self.next()) {
             let slot = self.next();
+            let known = self.configs.from.len();
             if let Some(outputs) = self.execute(slot, ballot, &value) {
+                if self.configs.from.len() != known {
+                    out.push(LearnerEffect::Configured(self.configs.clone()));
+                }
                 if let Some(batch) = value.batch {
                     out.push(LearnerEffect::Answer {
                         batch,
@@ -452,19 +510,35 @@ impl LearnerCore {
         }
     }
 
-    /// Applies a slot's batch unless it ran already; its outputs.
-    fn execute(&mut self, _slot: Slot, _ballot: Ballot, value: &ValueRef) -> Option<Vec<KvOutput>> {
+    /// Every other node that should hear of `slot`: the acceptors from its
+    /// configuration on, and every node it knows.
+    fn peers(&self, slot: Slot) -> Vec<NodeId> {
+        let mut all = self.configs.from_slot(slot);
+        all.extend(self.members.iter().copied());
+        all.sort_unstable();
+        all.dedup();
+        all.retain(|p| *p != self.id);
+        all
+    }
+
+    /// Applies a slot's batch unless it ran already; its outputs (a
+    /// configuration change answers one `Ok`, and takes effect `α` slots
+    /// later).
+    fn execute(&mut self, slot: Slot, _ballot: Ballot, value: &ValueRef) -> Option<Vec<KvOutput>> {
         let batch = value.batch?;
         if !self.executed.insert(batch) {
             return None;
         }
-        Some(
-            value
-                .requests
-                .iter()
-                .map(|r| self.kv.apply(&r.command))
-                .collect(),
-        )
+        let mut outputs: Vec<KvOutput> = value
+            .requests
+            .iter()
+            .map(|r| self.kv.apply(&r.command))
+            .collect();
+        if let Some(members) = &value.reconfig {
+            self.configs.change(slot, self.alpha, members);
+            outputs.push(KvOutput::Ok);
+        }
+        Some(outputs)
     }
 
     fn handle_catch_up(&mut self, from: NodeId, msg: CatchUp, out: &mut Vec<LearnerEffect>) {
@@ -527,12 +601,7 @@ impl LearnerCore {
     }
 
     fn ask_peer(&mut self, out: &mut Vec<LearnerEffect>) {
-        let peers: Vec<NodeId> = self
-            .members
-            .iter()
-            .copied()
-            .filter(|p| *p != self.id)
-            .collect();
+        let peers = self.peers(self.next());
         if peers.is_empty() {
             return;
         }
@@ -568,6 +637,7 @@ mod tests {
                 client: ClientId(1),
                 command: KvCommand::put(key, val),
             }],
+            reconfig: None,
         })
     }
 
@@ -697,6 +767,7 @@ mod tests {
                     client: ClientId(1),
                     command: KvCommand::put("k", v),
                 }],
+                reconfig: None,
             })
         };
         l.step(0, chosen(1, put("a")), &mut out);

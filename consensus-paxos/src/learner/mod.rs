@@ -9,6 +9,7 @@ pub mod actor;
 pub mod core;
 
 pub use self::actor::{
-    GetLearnerState, GetLearnerStatus, Learner, LearnerState, LearnerStatus, LearnerStorage,
+    GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs, LearnerState, LearnerStatus,
+    LearnerStorage,
 };
 pub use self::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::messages::Accepted;
+use crate::types::Configurations;
+use crate::wiring::Change;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::types::ClientId;
 
@@ -63,6 +65,7 @@ fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accep
             seq: 0,
         }),
         requests: vec![request("theirs")],
+        reconfig: None,
     });
     out.clear();
     p.step(
@@ -332,4 +335,109 @@ fn a_proposer_never_proposes_at_or_below_a_reported_compaction_point() {
     let a = accepts(&out);
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].slot, Slot(6));
+}
+
+/// Configuration changes (Paxos Made Simple §3, α = the window): the
+/// leader proposes a change as a value of its own; a second change while
+/// one is in flight is refused; once the change (chosen in slot 1) is
+/// delivered, the slots before its first slot (1 + α) get no-ops, and
+/// nothing is proposed from that slot on until a phase-1 quorum of the
+/// new acceptors (3 of 4) promised the leader's ballot.
+#[test]
+fn a_configuration_change_takes_effect_alpha_slots_later_after_phase_1_with_the_new_acceptors() {
+    let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+    cfg.window = 4;
+    let mut p = ProposerCore::new(n(1), cfg, members(), 1);
+    let mut out = Vec::new();
+    let b = Ballot::new(1, n(1));
+    p.step(0, ProposerInput::Leader { leader: b }, &mut out);
+    p.step(0, promise(1, b, 0), &mut out);
+    p.step(0, promise(2, b, 0), &mut out);
+    assert!(p.is_leader());
+    out.clear();
+    p.step(
+        1,
+        ProposerInput::Reconfigure {
+            token: 0,
+            change: Change::Add(n(4)),
+        },
+        &mut out,
+    );
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].slot, Slot(1));
+    assert_eq!(a[0].value.reconfig, Some(vec![n(1), n(2), n(3), n(4)]));
+    let batch = a[0].value.batch;
+    out.clear();
+    p.step(
+        1,
+        ProposerInput::Reconfigure {
+            token: 1,
+            change: Change::Add(n(5)),
+        },
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        [ProposerEffect::Fail {
+            tokens: vec![1],
+            error: ProposeError::ChangeInProgress
+        }]
+    );
+    out.clear();
+    // The change is chosen in slot 1: acceptors 1..4 from slot 5 on.
+    let mut configs = Configurations::initial(&members());
+    configs.change(Slot(1), 4, &[n(1), n(2), n(3), n(4)]);
+    p.step(
+        2,
+        ProposerInput::Configured {
+            configs: configs.clone(),
+        },
+        &mut out,
+    );
+    p.step(
+        2,
+        ProposerInput::Decided {
+            slot: Slot(1),
+            batch,
+            next_undelivered: Slot(2),
+        },
+        &mut out,
+    );
+    assert_eq!(p.targets(), [n(1), n(2), n(3), n(4)]);
+    let noops: Vec<Slot> = accepts(&out)
+        .iter()
+        .filter(|a| a.value.is_noop())
+        .map(|a| a.slot)
+        .collect();
+    assert_eq!(noops, [Slot(2), Slot(3), Slot(4)]);
+    let prepares: Vec<NodeId> = out
+        .iter()
+        .filter_map(|e| match e {
+            ProposerEffect::Send {
+                to,
+                msg: PaxosMessage::Prepare(pr),
+            } if pr.first == Slot(5) && pr.ballot == b => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(prepares, [n(1), n(2), n(3), n(4)]);
+    out.clear();
+    // A command waits for the new acceptors' phase 1.
+    p.step(
+        3,
+        ProposerInput::Submit {
+            token: 2,
+            request: request("next"),
+        },
+        &mut out,
+    );
+    assert!(accepts(&out).is_empty(), "slot 5 needs the new quorum");
+    p.step(3, promise(1, b, 0), &mut out);
+    p.step(3, promise(4, b, 0), &mut out);
+    assert!(accepts(&out).is_empty(), "2 of 4 is no quorum");
+    p.step(3, promise(2, b, 0), &mut out);
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].slot, Slot(5));
 }
