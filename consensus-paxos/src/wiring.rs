@@ -85,7 +85,11 @@ pub struct Abandon {
     pub error: ProposeError,
 }
 
-/// A slot's value is chosen (the learner learned it).
+/// A slot's value is chosen (the learner learned it). The Learner sends it
+/// for every slot this node's Proposer proposed in; for the others it may
+/// send only some (the stock one: every one in `paxos`, every 64th in
+/// `multi-paxos`), and it reminds the Proposer where delivery stands
+/// periodically.
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "()")]
 pub struct Decided {

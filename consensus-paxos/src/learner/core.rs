@@ -11,6 +11,11 @@
 //!   from which a restarted learner rebuilds its state machine.
 //! * Every `catch_up_ms` (and at once on a gap) it asks one peer, in turn,
 //!   for the decisions from its first undelivered slot ([`CatchUp`]).
+//! * It tells the local proposer of the decisions of the slots it proposed
+//!   ([`LearnerEffect::Decided`]); of the others, in `multi-paxos`, only
+//!   every [`DECIDED_EVERY`] slots and at every tick (a follower's proposer
+//!   is idle; each message it is spared is two mailbox hops), in `paxos`
+//!   of every one.
 //!
 //! # Log compaction and snapshots
 //!
@@ -46,6 +51,12 @@ use crate::types::{
 use consensus_actors::kv::{KvOutput, KvStore, SnapshotDecodeError, StateMachine};
 use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Multi-Paxos: a follower's proposer hears of every this many slots
+/// decided by others (and of where delivery stands at every tick), not of
+/// each one: it proposes nothing until it leads, and then runs phase 1
+/// from where its learner stands.
+pub const DECIDED_EVERY: u64 = 64;
 
 /// A delivered slot as the learner's log keeps it.
 pub type ChosenRecord = PValue;
@@ -150,6 +161,13 @@ pub struct LearnerCore {
     /// The acceptors of each slot.
     configs: Configurations,
     alpha: u64,
+    /// Tell the proposer of every decision (`paxos`: every node proposes
+    /// and must skip the slots others took).
+    decide_all: bool,
+    /// `peers` of the configuration starting at `.0` (of `.1`
+    /// configurations known): recomputed only when either changes.
+    peers_for: (Slot, usize),
+    peers_cache: Vec<NodeId>,
     catch_up_us: u64,
     snapshot_interval: u64,
     /// The latest snapshot: it covers every slot up to `base`.
@@ -189,6 +207,9 @@ impl LearnerCore {
             members,
             configs,
             alpha: cfg.window as u64,
+            decide_all: cfg.mode == crate::config::Mode::Basic,
+            peers_for: (Slot(0), 0),
+            peers_cache: Vec::new(),
             catch_up_us: cfg.catch_up_ms * 1000,
             snapshot_interval: cfg.snapshot_interval.max(1),
             snapshot: None,
@@ -450,7 +471,8 @@ impl LearnerCore {
         if slot < self.next() || self.ahead.contains_key(&slot) || slot.0 == 0 {
             return;
         }
-        self.tallies.remove(&slot);
+        // The local proposer proposed here when it told this learner so.
+        let ours = self.tallies.remove(&slot).is_some() || counted;
         out.push(LearnerEffect::Report(Report::Chosen {
             node: self.id,
             slot,
@@ -463,9 +485,10 @@ impl LearnerCore {
                 ballot,
                 value: ValueRef::clone(&value),
             });
-            for peer in self.peers(slot) {
+            self.refresh_peers(slot);
+            for peer in &self.peers_cache {
                 out.push(LearnerEffect::Send {
-                    to: peer,
+                    to: *peer,
                     msg: msg.clone(),
                 });
             }
@@ -474,11 +497,13 @@ impl LearnerCore {
         self.ahead.insert(slot, (ballot, value));
         let gap = slot > self.next();
         self.deliver(out);
-        out.push(LearnerEffect::Decided {
-            slot,
-            batch,
-            next_undelivered: self.next(),
-        });
+        if ours || self.decide_all || slot.0.is_multiple_of(DECIDED_EVERY) {
+            out.push(LearnerEffect::Decided {
+                slot,
+                batch,
+                next_undelivered: self.next(),
+            });
+        }
         if gap && !counted {
             // Decisions arrive after a hole: ask for it now.
             self.ask_peer(out);
@@ -510,15 +535,20 @@ impl LearnerCore {
         }
     }
 
-    /// Every other node that should hear of `slot`: the acceptors from its
-    /// configuration on, and every node it knows.
-    fn peers(&self, slot: Slot) -> Vec<NodeId> {
+    /// Makes `peers_cache` every other node that should hear of `slot`:
+    /// the acceptors from its configuration on, and every node it knows.
+    fn refresh_peers(&mut self, slot: Slot) {
+        let key = (self.configs.start_of(slot), self.configs.from.len());
+        if key == self.peers_for {
+            return;
+        }
         let mut all = self.configs.from_slot(slot);
         all.extend(self.members.iter().copied());
         all.sort_unstable();
         all.dedup();
         all.retain(|p| *p != self.id);
-        all
+        self.peers_cache = all;
+        self.peers_for = key;
     }
 
     /// Applies a slot's batch unless it ran already; its outputs (a
@@ -601,7 +631,8 @@ impl LearnerCore {
     }
 
     fn ask_peer(&mut self, out: &mut Vec<LearnerEffect>) {
-        let peers = self.peers(self.next());
+        self.refresh_peers(self.next());
+        let peers = &self.peers_cache;
         if peers.is_empty() {
             return;
         }
