@@ -102,9 +102,14 @@ fn request_vote_is_a_prepare_and_raft_only_calls_are_unsupported() {
             }) => assert_eq!(op, "append_entries"),
             other => panic!("unexpected {other:?}"),
         }
+        // Membership changes exist (tests/membership.rs in consensus-paxos);
+        // removing a stranger is a typed refusal.
         assert!(matches!(
-            engine.add_node(NodeId(4)).await,
-            Err(EngineError::Unsupported { .. })
+            engine.remove_node(NodeId(9)).await,
+            Err(EngineError::Node {
+                error: NodeError::Refused(_),
+                ..
+            })
         ));
         assert!(matches!(
             engine.create_snapshot().await,

@@ -62,6 +62,15 @@ pub struct PaxosConfig {
     pub max_pending: usize,
     /// A learner asks a peer for decisions it may lack every this many ms.
     pub catch_up_ms: u64,
+    /// Log compaction: a learner snapshots its state machine once this
+    /// many slots were delivered since its last snapshot, and the slots up
+    /// to the snapshot are dropped by it and its acceptor.
+    #[serde(default = "default_snapshot_interval")]
+    pub snapshot_interval: u64,
+}
+
+fn default_snapshot_interval() -> u64 {
+    ConsensusConfig::default().snapshot_threshold
 }
 
 impl PaxosConfig {
@@ -80,15 +89,18 @@ impl PaxosConfig {
             max_batch: 512,
             max_pending: 16_384,
             catch_up_ms: 200,
+            snapshot_interval: default_snapshot_interval(),
         }
     }
 
     /// Settings from the engine's configuration (heartbeat interval; the
-    /// retry time is the minimum election timeout).
+    /// retry time is the minimum election timeout; a snapshot every
+    /// `snapshot_threshold` slots).
     pub fn from_consensus(mode: Mode, config: &ConsensusConfig) -> Self {
         Self {
             heartbeat_ms: config.heartbeat_interval_ms,
             retry_ms: config.election_timeout_ms.0,
+            snapshot_interval: config.snapshot_threshold,
             ..Self::new(mode, config.cluster_size)
         }
     }
@@ -118,6 +130,7 @@ impl PaxosConfig {
             (self.retry_ms, "retry_ms"),
             (self.backoff_max_ms, "backoff_max_ms"),
             (self.catch_up_ms, "catch_up_ms"),
+            (self.snapshot_interval, "snapshot_interval"),
         ] {
             if v == 0 {
                 return Err(PaxosConfigError::Zero(name));

@@ -190,6 +190,14 @@ impl Cluster {
                     }
                 }
                 LearnerEffect::Report(r) => self.report(r.event()),
+                LearnerEffect::Configured(configs) => {
+                    let members = configs.latest().1.to_vec();
+                    self.proposer(node, ProposerInput::Configured { configs });
+                    self.election(node, ElectionInput::Members(members));
+                }
+                LearnerEffect::Snapshot(s) | LearnerEffect::Installed(s) => {
+                    self.acceptor(node, AcceptorInput::Compact { through: s.slot });
+                }
             }
         }
     }
@@ -219,7 +227,9 @@ impl Cluster {
             match e {
                 AcceptorEffect::Send { to, msg } => self.send(node, to, msg),
                 AcceptorEffect::Report(r) => self.report(r.event()),
-                AcceptorEffect::PersistPromise(_) | AcceptorEffect::PersistAccepted(_) => {}
+                AcceptorEffect::PersistPromise(_)
+                | AcceptorEffect::PersistAccepted(_)
+                | AcceptorEffect::Purge { .. } => {}
             }
         }
     }
@@ -246,6 +256,7 @@ impl Cluster {
             M::Chosen(c) => self.learner(to, LearnerInput::Chosen(c)),
             M::CatchUp(msg) => self.learner(to, LearnerInput::CatchUp { from, msg }),
             M::CatchUpReply(r) => self.learner(to, LearnerInput::CatchUpReply(r)),
+            M::InstallSnapshot(m) => self.learner(to, LearnerInput::InstallSnapshot(m)),
             M::HeartbeatRequest(msg) => self.election(to, ElectionInput::Request { from, msg }),
             M::HeartbeatReply(msg) => self.election(to, ElectionInput::Reply { from, msg }),
         }

@@ -21,7 +21,7 @@
 //! | [`config`] | protocol mode, timers, window, batching, (flexible) quorums |
 //! | [`acceptor`] | the Acceptor: pure core + actor over a synced store |
 //! | [`proposer`] | the Proposer (and the Multi-Paxos leader's duties) |
-//! | [`learner`] | the Learner: quorum counting, in-order delivery, catch-up, client answers |
+//! | [`learner`] | the Learner: quorum counting, in-order delivery, catch-up, client answers; snapshots and log compaction |
 //! | [`election`] | ballot leader election (Multi-Paxos, after OmniPaxos) |
 //! | [`wiring`] | the messages between components of a node |
 //! | [`router`], [`slots`], [`node`] | the node: supervision tree, builder slots, client API |

@@ -10,9 +10,10 @@
 //! | [`Nack`] | acceptor → proposer | a refusal, naming the promise |
 //! | [`Chosen`] | learner → learners | the decision |
 //! | [`CatchUp`] / [`CatchUpReply`] | learner ↔ learner | filling gaps |
+//! | [`InstallSnapshot`] | learner → learner | filling a gap that was compacted |
 //! | [`HeartbeatRequest`] / [`HeartbeatReply`] | Multi-Paxos ballot leader election | |
 
-use crate::types::{Ballot, PValue, Slot, ValueRef};
+use crate::types::{Ballot, PValue, Slot, SnapshotRef, ValueRef};
 use serde::{Deserialize, Serialize};
 
 /// Phase 1a: "promise not to accept anything below `ballot`, and tell me
@@ -29,13 +30,19 @@ pub struct Prepare {
 }
 
 /// Phase 1b: the acceptor promised `ballot`; `accepted` is what it accepted
-/// in the slots asked about (the highest ballot per slot).
+/// in the slots asked about (the highest ballot per slot) above
+/// `compacted`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Promise {
     /// The ballot promised.
     pub ballot: Ballot,
     /// The accepted proposals in the slots asked about, by slot.
     pub accepted: Vec<PValue>,
+    /// Every slot up to this one is chosen and was compacted away by this
+    /// acceptor: it reports nothing for them, and the proposer must not
+    /// propose in them (`Slot(0)`: nothing compacted).
+    #[serde(default)]
+    pub compacted: Slot,
 }
 
 /// Phase 2a: "accept `value` in `slot` at `ballot`".
@@ -94,6 +101,14 @@ pub struct CatchUpReply {
     pub chosen: Vec<Chosen>,
 }
 
+/// The slots a learner asked for were compacted: the state machine as of
+/// `snapshot.slot`, to install in their place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The snapshot.
+    pub snapshot: SnapshotRef,
+}
+
 /// Most decisions one [`CatchUpReply`] carries.
 pub const CATCH_UP_MAX: usize = 256;
 
@@ -135,6 +150,8 @@ pub enum PaxosMessage {
     CatchUp(CatchUp),
     /// Decisions that fill it.
     CatchUpReply(CatchUpReply),
+    /// A snapshot that fills it.
+    InstallSnapshot(InstallSnapshot),
     /// Leader election heartbeat.
     HeartbeatRequest(HeartbeatRequest),
     /// Its answer.
@@ -153,6 +170,7 @@ impl PaxosMessage {
             PaxosMessage::Chosen(_) => "Chosen",
             PaxosMessage::CatchUp(_) => "CatchUp",
             PaxosMessage::CatchUpReply(_) => "CatchUpReply",
+            PaxosMessage::InstallSnapshot(_) => "InstallSnapshot",
             PaxosMessage::HeartbeatRequest(_) => "HeartbeatRequest",
             PaxosMessage::HeartbeatReply(_) => "HeartbeatReply",
         }

@@ -22,7 +22,7 @@
 use crate::acceptor::DirectRequest;
 use crate::config::PaxosConfig;
 use crate::error::ProposeError;
-use crate::learner::{GetLearnerStatus, LearnerStatus};
+use crate::learner::{GetLearnerState, GetLearnerStatus, LearnerState, LearnerStatus};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, ProposerStatus};
 use crate::router::{PaxosRouter, RouterTargets};
@@ -32,7 +32,8 @@ use crate::slots::{
     SlotContext,
 };
 use crate::slots::{AcceptorStore, ProposerStore};
-use crate::wiring::{InjectPanic, Submit};
+use crate::types::Configurations;
+use crate::wiring::{Change, InjectPanic, Reconfigure, Submit};
 use actix::prelude::*;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::plugin::Committed;
@@ -100,6 +101,7 @@ pub struct PaxosNodeBuilder {
     subscribers: Vec<Recipient<SupervisionEvent>>,
     time_base: Option<Instant>,
     slots: PaxosSlots,
+    initial: Option<Vec<NodeId>>,
 }
 
 impl PaxosNodeBuilder {
@@ -136,7 +138,17 @@ impl PaxosNodeBuilder {
             subscribers: Vec::new(),
             time_base: None,
             slots: PaxosSlots::default(),
+            initial: None,
         }
+    }
+
+    /// The cluster's acceptors from slot 1 (default: every member). A node
+    /// added to a running cluster is started with the initial acceptors,
+    /// without itself: it learns the changes from its peers.
+    #[must_use]
+    pub fn initial_acceptors(mut self, acceptors: Vec<NodeId>) -> Self {
+        self.initial = Some(acceptors);
+        self
     }
 
     /// Fills the component slots (default: the stock actors).
@@ -243,6 +255,7 @@ impl PaxosNodeBuilder {
         let ctx = SlotContext {
             id,
             cfg: self.cfg.clone(),
+            configs: Configurations::initial(self.initial.as_deref().unwrap_or(&self.members)),
             members: self.members.clone(),
             seed: self.seed,
             epoch,
@@ -256,6 +269,8 @@ impl PaxosNodeBuilder {
                 decided: router.clone().recipient(),
                 leader_change: router.clone().recipient(),
                 ballot_too_low: router.clone().recipient(),
+                compact: router.clone().recipient(),
+                configured: router.clone().recipient(),
             },
             acceptor_store: self.acceptor_store,
             learner_store: self.learner_store,
@@ -279,6 +294,10 @@ impl PaxosNodeBuilder {
                 track: learner.handles.track.clone(),
                 abandon: learner.handles.abandon.clone(),
                 ballot_too_low: election.handles.ballot_too_low.clone(),
+                compact: acceptor.handles.compact.clone(),
+                configured: std::iter::once(proposer.handles.configured.clone())
+                    .chain(election.handles.configured.clone())
+                    .collect(),
             },
         );
         let mut node = PaxosNode {
@@ -286,8 +305,10 @@ impl PaxosNodeBuilder {
             supervisor: tree.address(),
             inbox: router.clone().recipient(),
             submit: proposer.handles.submit.clone(),
+            reconfigure: proposer.handles.reconfigure.clone(),
             proposer_status: proposer.handles.status.clone(),
             learner_status: learner.handles.status.clone(),
+            learner_state: learner.handles.state.clone(),
             direct: acceptor.handles.direct.clone(),
             panics: [
                 acceptor.handles.panic.clone(),
@@ -319,8 +340,10 @@ pub struct PaxosNode {
     supervisor: Addr<NodeSupervisor>,
     inbox: Recipient<Envelope<PaxosMessage>>,
     submit: Recipient<Submit>,
+    reconfigure: Option<Recipient<Reconfigure>>,
     proposer_status: Option<Recipient<GetProposerStatus>>,
     learner_status: Option<Recipient<GetLearnerStatus>>,
+    learner_state: Option<Recipient<GetLearnerState>>,
     direct: Option<Recipient<DirectRequest>>,
     panics: [Option<Recipient<InjectPanic>>; 4],
 }
@@ -359,6 +382,24 @@ impl PaxosNode {
         answer.await.unwrap_or(Err(ProposeError::Unknown))
     }
 
+    /// Asks this node (it must lead, Multi-Paxos) to choose a
+    /// configuration change: resolves once the change is chosen and
+    /// delivered here. It takes effect `α` (the window) slots after its
+    /// slot; the leader fills those slots with no-ops at once.
+    /// [`ProposeError::ChangeInProgress`] while another change is chosen
+    /// but not in effect, or proposed but not chosen.
+    pub async fn reconfigure(&self, change: Change) -> Result<(), ProposeError> {
+        let Some(to) = &self.reconfigure else {
+            return Err(ProposeError::Unsupported);
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        to.do_send(Reconfigure { change, reply });
+        answer
+            .await
+            .unwrap_or(Err(ProposeError::Unknown))
+            .map(|_| ())
+    }
+
     /// The Proposer's status (`None` while it restarts, or not offered).
     pub async fn proposer_status(&self) -> Option<ProposerStatus> {
         self.proposer_status
@@ -373,6 +414,16 @@ impl PaxosNode {
         self.learner_status
             .as_ref()?
             .send(GetLearnerStatus)
+            .await
+            .ok()
+    }
+
+    /// The Learner's state machine and how far it got (`None` while it
+    /// restarts, or not offered).
+    pub async fn learner_state(&self) -> Option<LearnerState> {
+        self.learner_state
+            .as_ref()?
+            .send(GetLearnerState)
             .await
             .ok()
     }

@@ -17,7 +17,20 @@
 //!   candidate), slots from `last_log_index + 1`) to the node's Acceptor:
 //!   granted is a Promise, the term answered is the promised ballot's
 //!   round. AppendEntries has no Paxos counterpart: Unsupported.
+//! * `add_node` / `remove_node` (`multi-paxos` only; `paxos` answers
+//!   Unsupported): the leader chooses the change in a slot `s`; it names
+//!   the acceptors from slot `s + α` on, `α` being the window (see
+//!   [`proposer::core`](crate::proposer::core)). A second change while one
+//!   is chosen but not yet in effect, or proposed but not yet chosen, is
+//!   refused ([`ProposeError::ChangeInProgress`](crate::ProposeError::ChangeInProgress)).
+//!   A node added is started knowing the initial acceptors, and learns the
+//!   changes from its peers' log or snapshot.
 //! * The `panic` fault makes one of the four components panic, in turn.
+//! * Log compaction: every `snapshot_threshold` delivered slots a learner
+//!   snapshots its key-value store; it and its acceptor drop the slots
+//!   below (see [`learner::core`](crate::learner::core)). The engine's
+//!   `create_snapshot` stays Unsupported: a learner's snapshot is of its
+//!   delivered prefix, not taken at a linearizable point.
 
 use crate::config::{Mode, PaxosConfig};
 use crate::messages::{PaxosMessage, Prepare};
@@ -26,6 +39,7 @@ use crate::proposer::Role;
 use crate::safety::{self, PaxosEvent};
 use crate::slots::AcceptorStore;
 use crate::types::{Ballot, Slot};
+use crate::wiring::Change;
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::plugin::{
@@ -100,7 +114,7 @@ impl ProtocolPlugin for PaxosPlugin {
     type Event = PaxosEvent;
 
     const CAPABILITIES: Capabilities = Capabilities {
-        membership: false,
+        membership: true,
         snapshots: false,
         raft_rpcs: true,
         panic_injection: true,
@@ -135,9 +149,10 @@ impl ProtocolPlugin for PaxosPlugin {
         let stores = self.stores.entry(id).or_default().clone();
         let acceptor_store = stores.acceptor.clone();
         let mut members = wiring.initial_members.clone();
-        if !members.contains(&id) {
-            members.push(id);
-        }
+        members.extend(ctx.peers.iter().copied());
+        members.push(id);
+        members.sort_unstable();
+        members.dedup();
         let mut rng = ctx.rng;
         let mut builder = PaxosNodeBuilder::new(
             id,
@@ -146,6 +161,7 @@ impl ProtocolPlugin for PaxosPlugin {
             ctx.transport.clone(),
             stores,
         )
+        .initial_acceptors(wiring.initial_members.clone())
         .seed(rng.random())
         .safety(wiring.safety.clone())
         .trace(ctx.trace.clone())
@@ -262,6 +278,24 @@ impl NodeHandle for PaxosHandle {
                     "the acceptor did not answer (failed, restarting or replaced)".into(),
                 )),
             }
+        })
+    }
+
+    fn add_member(&self, node: NodeId) -> Reply<()> {
+        let this = Arc::clone(&self.node);
+        Box::pin(async move {
+            this.reconfigure(Change::Add(node))
+                .await
+                .map_err(NodeError::from)
+        })
+    }
+
+    fn remove_member(&self, node: NodeId) -> Reply<()> {
+        let this = Arc::clone(&self.node);
+        Box::pin(async move {
+            this.reconfigure(Change::Remove(node))
+                .await
+                .map_err(NodeError::from)
         })
     }
 

@@ -5,7 +5,9 @@
 //! state (a restart loses nothing).
 
 use crate::messages::{PaxosMessage, PaxosMessage as M};
-use crate::wiring::{Abandon, BallotTooLow, Decided, LeaderChange, PeerMessage, Proposed, Track};
+use crate::wiring::{
+    Abandon, BallotTooLow, Compact, Configured, Decided, LeaderChange, PeerMessage, Proposed, Track,
+};
 use actix::prelude::*;
 use consensus_actors::transport::Envelope;
 use consensus_actors::types::NodeId;
@@ -17,7 +19,8 @@ pub struct RouterTargets {
     pub acceptor: Recipient<PeerMessage>,
     /// Promise, Nack; [`Decided`], [`LeaderChange`].
     pub proposer: Recipient<PeerMessage>,
-    /// Accepted, Chosen, CatchUp(+Reply); [`Proposed`], [`Track`], [`Abandon`].
+    /// Accepted, Chosen, CatchUp(+Reply), InstallSnapshot; [`Proposed`],
+    /// [`Track`], [`Abandon`].
     pub learner: Recipient<PeerMessage>,
     /// Heartbeats; [`BallotTooLow`].
     pub election: Recipient<PeerMessage>,
@@ -33,6 +36,11 @@ pub struct RouterTargets {
     pub abandon: Recipient<Abandon>,
     /// The election's [`BallotTooLow`].
     pub ballot_too_low: Recipient<BallotTooLow>,
+    /// The Acceptor's [`Compact`] (`None`: an acceptor that keeps
+    /// everything).
+    pub compact: Option<Recipient<Compact>>,
+    /// The Proposer's and the election's [`Configured`].
+    pub configured: Vec<Recipient<Configured>>,
 }
 
 /// The router. See the [module documentation](self).
@@ -65,7 +73,11 @@ impl Handler<Envelope<PaxosMessage>> for PaxosRouter {
         let target = match &env.msg {
             M::Prepare(_) | M::Accept(_) => &self.to.acceptor,
             M::Promise(_) | M::Nack(_) => &self.to.proposer,
-            M::Accepted(_) | M::Chosen(_) | M::CatchUp(_) | M::CatchUpReply(_) => &self.to.learner,
+            M::Accepted(_)
+            | M::Chosen(_)
+            | M::CatchUp(_)
+            | M::CatchUpReply(_)
+            | M::InstallSnapshot(_) => &self.to.learner,
             M::HeartbeatRequest(_) | M::HeartbeatReply(_) => &self.to.election,
         };
         target.do_send(PeerMessage {
@@ -93,3 +105,23 @@ forward!(Proposed, proposed);
 forward!(Track, track);
 forward!(Abandon, abandon);
 forward!(BallotTooLow, ballot_too_low);
+
+impl Handler<Configured> for PaxosRouter {
+    type Result = ();
+
+    fn handle(&mut self, m: Configured, _ctx: &mut Context<Self>) {
+        for to in &self.to.configured {
+            to.do_send(m.clone());
+        }
+    }
+}
+
+impl Handler<Compact> for PaxosRouter {
+    type Result = ();
+
+    fn handle(&mut self, m: Compact, _ctx: &mut Context<Self>) {
+        if let Some(to) = &self.to.compact {
+            to.do_send(m);
+        }
+    }
+}

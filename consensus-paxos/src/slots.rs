@@ -33,6 +33,7 @@
 //!     Component::new(child, actor, AcceptorHandles {
 //!         peer: addr.clone().recipient(),
 //!         direct: Some(addr.clone().recipient()),
+//!         compact: Some(addr.clone().recipient()),
 //!         panic: Some(addr.recipient()),
 //!     })
 //! });
@@ -41,12 +42,14 @@
 use crate::acceptor::{AcceptRecord, Acceptor, AcceptorHardState, DirectRequest};
 use crate::config::{Mode, PaxosConfig};
 use crate::election::BallotLeaderElection;
-use crate::learner::{ChosenRecord, GetLearnerStatus, Learner};
+use crate::learner::{ChosenRecord, GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, Proposer, ProposerOutputs};
 use crate::safety::PaxosEvent;
+use crate::types::Configurations;
 use crate::wiring::{
-    Abandon, BallotTooLow, Decided, InjectPanic, LeaderChange, PeerMessage, Proposed, Submit, Track,
+    Abandon, BallotTooLow, Compact, Configured, Decided, InjectPanic, LeaderChange, PeerMessage,
+    Proposed, Reconfigure, Submit, Track,
 };
 use actix::prelude::*;
 use consensus_actors::safety::SafetySink;
@@ -84,6 +87,10 @@ pub struct NodeBus {
     pub leader_change: Recipient<LeaderChange>,
     /// To the election.
     pub ballot_too_low: Recipient<BallotTooLow>,
+    /// To the Acceptor.
+    pub compact: Recipient<Compact>,
+    /// To the Proposer and the election.
+    pub configured: Recipient<Configured>,
 }
 
 /// What a slot's factory gets.
@@ -95,6 +102,9 @@ pub struct SlotContext {
     pub cfg: PaxosConfig,
     /// Every member, this node included, sorted.
     pub members: Vec<NodeId>,
+    /// The acceptors from slot 1 (a node added to a running cluster is
+    /// not among them; its Learner learns the changes).
+    pub configs: Configurations,
     /// The node's seed (a restart reseeds deterministically from it).
     pub seed: u64,
     /// Times count from here.
@@ -124,6 +134,8 @@ pub struct AcceptorHandles {
     /// A request answered to the caller instead of the network (the engine's
     /// `request_vote`); `None`: not offered.
     pub direct: Option<Recipient<DirectRequest>>,
+    /// The Learner's compactions (`None`: it keeps every acceptance).
+    pub compact: Option<Recipient<Compact>>,
     /// Fault injection (`None`: not offered).
     pub panic: Option<Recipient<InjectPanic>>,
 }
@@ -134,6 +146,10 @@ pub struct ProposerHandles {
     pub peer: Recipient<PeerMessage>,
     /// Client commands.
     pub submit: Recipient<Submit>,
+    /// Configuration changes (`None`: not offered).
+    pub reconfigure: Option<Recipient<Reconfigure>>,
+    /// The Learner's configurations.
+    pub configured: Recipient<Configured>,
     /// The Learner's decisions.
     pub decided: Recipient<Decided>,
     /// The election's leaders.
@@ -156,6 +172,8 @@ pub struct LearnerHandles {
     pub abandon: Recipient<Abandon>,
     /// Its status (`None`: not offered).
     pub status: Option<Recipient<GetLearnerStatus>>,
+    /// Its state machine (`None`: not offered).
+    pub state: Option<Recipient<GetLearnerState>>,
     /// Fault injection (`None`: not offered).
     pub panic: Option<Recipient<InjectPanic>>,
 }
@@ -166,6 +184,8 @@ pub struct ElectionHandles {
     pub peer: Recipient<PeerMessage>,
     /// The Proposer's refusals.
     pub ballot_too_low: Recipient<BallotTooLow>,
+    /// The Learner's configurations (`None`: a fixed membership).
+    pub configured: Option<Recipient<Configured>>,
     /// Fault injection (`None`: not offered).
     pub panic: Option<Recipient<InjectPanic>>,
 }
@@ -249,6 +269,7 @@ impl Default for AcceptorSlot {
                 AcceptorHandles {
                     peer: addr.clone().recipient(),
                     direct: Some(addr.clone().recipient()),
+                    compact: Some(addr.clone().recipient()),
                     panic: Some(addr.recipient()),
                 },
             )
@@ -282,6 +303,7 @@ impl Default for ProposerSlot {
                 },
                 ctx.safety.clone(),
             )
+            .with_configurations(ctx.configs.clone())
             .with_trace(ctx.trace.clone());
             Component::new(
                 child,
@@ -289,6 +311,8 @@ impl Default for ProposerSlot {
                 ProposerHandles {
                     peer: addr.clone().recipient(),
                     submit: addr.clone().recipient(),
+                    reconfigure: Some(addr.clone().recipient()),
+                    configured: addr.clone().recipient(),
                     decided: addr.clone().recipient(),
                     leader_change: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),
@@ -309,10 +333,15 @@ impl Default for LearnerSlot {
                 ctx.id,
                 ctx.cfg.clone(),
                 ctx.members.clone(),
+                ctx.configs.clone(),
                 ctx.epoch,
                 ctx.learner_store.clone(),
                 ctx.transport.clone(),
-                ctx.bus.decided.clone(),
+                LearnerOutputs {
+                    decided: ctx.bus.decided.clone(),
+                    compact: ctx.bus.compact.clone(),
+                    configured: ctx.bus.configured.clone(),
+                },
                 ctx.safety.clone(),
                 ctx.fail.clone(),
             );
@@ -325,6 +354,7 @@ impl Default for LearnerSlot {
                     track: addr.clone().recipient(),
                     abandon: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),
+                    state: Some(addr.clone().recipient()),
                     panic: Some(addr.recipient()),
                 },
             )
@@ -338,10 +368,12 @@ impl Default for ElectionSlot {
         Slot::new(|ctx: &SlotContext| {
             let child = ChildSlot::<BallotLeaderElection>::new();
             let addr = child.address();
+            let initial = ctx.configs.latest().1.to_vec();
+            let majority = initial.len() / 2 + 1;
             let actor = BallotLeaderElection::new(
                 ctx.id,
-                ctx.members.clone(),
-                ctx.cfg.majority(),
+                initial,
+                majority,
                 Duration::from_millis(ctx.cfg.heartbeat_ms),
                 ctx.cfg.mode == Mode::Multi,
                 ctx.transport.clone(),
@@ -353,6 +385,7 @@ impl Default for ElectionSlot {
                 ElectionHandles {
                     peer: addr.clone().recipient(),
                     ballot_too_low: addr.clone().recipient(),
+                    configured: Some(addr.clone().recipient()),
                     panic: Some(addr.recipient()),
                 },
             )

@@ -4,6 +4,7 @@
 use consensus_actors::kv::KvCommand;
 use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -85,13 +86,17 @@ pub struct Request {
 }
 
 /// What a slot holds: a batch of client requests, or a no-op (a hole a new
-/// leader filled, `batch == None`).
+/// leader filled, `batch == None`), or a configuration change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Value {
     /// The batch's name (`None`: a no-op).
     pub batch: Option<BatchId>,
     /// The requests, applied in order.
     pub requests: Vec<Request>,
+    /// A configuration change: the acceptors (sorted) from `α` slots after
+    /// this one on (see [`Configurations`]).
+    #[serde(default)]
+    pub reconfig: Option<Vec<NodeId>>,
 }
 
 impl Value {
@@ -100,6 +105,16 @@ impl Value {
         Self {
             batch: None,
             requests: Vec::new(),
+            reconfig: None,
+        }
+    }
+
+    /// A batch of requests.
+    pub fn batch(batch: BatchId, requests: Vec<Request>) -> Self {
+        Self {
+            batch: Some(batch),
+            requests,
+            reconfig: None,
         }
     }
 
@@ -111,6 +126,75 @@ impl Value {
     /// The digest safety events carry for this value.
     pub fn digest(&self) -> u64 {
         consensus_actors::safety::digest_of(self)
+    }
+}
+
+/// The acceptor sets of a Multi-Paxos log over time: `(first slot,
+/// members)`, the first entry from slot 1. A change chosen in slot `s`
+/// takes effect at slot `s + α` (Lamport, "Paxos Made Simple" §3: the
+/// acceptors of instance `i + α` are named by the state after instance
+/// `i`), with `α` the window: a leader proposes in slot `t` only once slot
+/// `t − α` is delivered, so it always knows which acceptors `t` has.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Configurations {
+    /// From which slot on, which acceptors (sorted).
+    pub from: BTreeMap<Slot, Vec<NodeId>>,
+}
+
+impl Configurations {
+    /// One configuration from slot 1.
+    pub fn initial(members: &[NodeId]) -> Self {
+        let mut m = members.to_vec();
+        m.sort_unstable();
+        m.dedup();
+        Self {
+            from: BTreeMap::from([(Slot(1), m)]),
+        }
+    }
+
+    /// The acceptors of `slot`.
+    pub fn at(&self, slot: Slot) -> &[NodeId] {
+        self.from
+            .range(..=slot)
+            .next_back()
+            .map_or(&[], |(_, m)| m.as_slice())
+    }
+
+    /// The first slot of the configuration `slot` is in.
+    pub fn start_of(&self, slot: Slot) -> Slot {
+        self.from
+            .range(..=slot)
+            .next_back()
+            .map_or(Slot(1), |(s, _)| *s)
+    }
+
+    /// The latest configuration and the slot it starts at.
+    pub fn latest(&self) -> (Slot, &[NodeId]) {
+        self.from
+            .iter()
+            .next_back()
+            .map_or((Slot(1), &[][..]), |(s, m)| (*s, m.as_slice()))
+    }
+
+    /// Every acceptor of the configurations from `slot`'s on, sorted.
+    pub fn from_slot(&self, slot: Slot) -> Vec<NodeId> {
+        let start = self.start_of(slot);
+        let mut all: Vec<NodeId> = self
+            .from
+            .range(start..)
+            .flat_map(|(_, m)| m.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// Records a change chosen in `slot`: `members` from `slot + alpha` on.
+    pub fn change(&mut self, slot: Slot, alpha: u64, members: &[NodeId]) {
+        let mut m = members.to_vec();
+        m.sort_unstable();
+        m.dedup();
+        self.from.insert(Slot(slot.0 + alpha), m);
     }
 }
 
@@ -129,6 +213,62 @@ pub struct PValue {
     pub value: ValueRef,
 }
 
+/// The learner's state machine at a slot: what log compaction keeps in
+/// place of the slots up to `slot`, and what a lagging learner installs
+/// when the slots it asks for were compacted away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaxosSnapshot {
+    /// The last slot whose value the snapshot includes.
+    pub slot: Slot,
+    /// The ballot `slot`'s value was chosen at.
+    pub ballot: Ballot,
+    /// The state machine ([`StateMachine::snapshot`](consensus_actors::kv::StateMachine::snapshot)).
+    pub state: Vec<u8>,
+    /// The batches executed up to `slot`, sorted (a batch chosen again in a
+    /// later slot must not run twice).
+    pub executed: Vec<BatchId>,
+    /// The configurations known at `slot` (empty: the initial one).
+    #[serde(default)]
+    pub configs: Configurations,
+}
+
+/// A snapshot as messages and learners share it.
+pub type SnapshotRef = Arc<PaxosSnapshot>;
+
+impl PaxosSnapshot {
+    /// The snapshot in the storage traits' form: `last_index` = slot,
+    /// `last_term` = the ballot's round, `meta` = (ballot, executed) in
+    /// MessagePack, `data` = the state machine.
+    pub fn to_stored(&self) -> consensus_actors::storage::Snapshot {
+        // Encoding a ballot and a list of ids cannot fail.
+        let meta =
+            rmp_serde::to_vec(&(self.ballot, &self.executed, &self.configs)).unwrap_or_default();
+        consensus_actors::storage::Snapshot::new(
+            consensus_actors::types::LogIndex(self.slot.0),
+            consensus_actors::types::Term(self.ballot.round),
+            meta,
+            self.state.clone(),
+        )
+    }
+
+    /// The snapshot [`to_stored`](Self::to_stored) wrote; an error for
+    /// metadata it cannot decode.
+    pub fn from_stored(
+        stored: consensus_actors::storage::Snapshot,
+    ) -> Result<Self, consensus_actors::kv::SnapshotDecodeError> {
+        let (ballot, executed, configs): (Ballot, Vec<BatchId>, Configurations) =
+            rmp_serde::from_slice(&stored.meta)
+                .map_err(|e| consensus_actors::kv::SnapshotDecodeError(e.to_string()))?;
+        Ok(Self {
+            slot: Slot(stored.last_index.0),
+            ballot,
+            state: stored.data,
+            executed,
+            configs,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +282,31 @@ mod tests {
         assert_eq!(b, Ballot::new(4, NodeId(1)));
         assert_eq!(b.to_string(), "b4.1");
         assert_eq!(Slot(3).to_string(), "slot3");
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_through_the_storage_form() {
+        let s = PaxosSnapshot {
+            slot: Slot(9),
+            ballot: Ballot::new(4, NodeId(2)),
+            state: vec![1, 2, 3],
+            executed: vec![BatchId {
+                node: NodeId(1),
+                nonce: 5,
+                seq: 7,
+            }],
+            configs: Configurations::initial(&[NodeId(1), NodeId(2)]),
+        };
+        let stored = s.to_stored();
+        assert_eq!(stored.last_index.0, 9);
+        assert_eq!(stored.last_term.0, 4);
+        assert_eq!(PaxosSnapshot::from_stored(stored).unwrap(), s);
+        let garbage = consensus_actors::storage::Snapshot::new(
+            consensus_actors::types::LogIndex(1),
+            consensus_actors::types::Term(1),
+            vec![0xc1],
+            Vec::new(),
+        );
+        assert!(PaxosSnapshot::from_stored(garbage).is_err());
     }
 }

@@ -12,11 +12,14 @@
 //! | [`Decided`] | Learner → Proposer | a slot's value is chosen; the learner's next undelivered slot |
 //! | [`LeaderChange`] | election → Proposer | the ballot leader election's leader |
 //! | [`BallotTooLow`] | Proposer → election | an acceptor promised a higher ballot |
+//! | [`Configured`] | Learner → Proposer, election | the configurations known after a change was delivered (or installed) |
+//! | [`Reconfigure`] | client API → Proposer | add or remove an acceptor (Multi-Paxos) |
+//! | [`Compact`] | Learner → Acceptor | the learner's durable snapshot covers these slots: forget their acceptances |
 //! | [`InjectPanic`] | fault injection → any | panic (supervision restarts it) |
 
 use crate::error::ProposeError;
 use crate::messages::PaxosMessage;
-use crate::types::{Ballot, BatchId, Slot, ValueRef};
+use crate::types::{Ballot, BatchId, Configurations, Slot, ValueRef};
 use actix::prelude::*;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::plugin::Committed;
@@ -82,7 +85,11 @@ pub struct Abandon {
     pub error: ProposeError,
 }
 
-/// A slot's value is chosen (the learner learned it).
+/// A slot's value is chosen (the learner learned it). The Learner sends it
+/// for every slot this node's Proposer proposed in; for the others it may
+/// send only some (the stock one: every one in `paxos`, every 64th in
+/// `multi-paxos`), and it reminds the Proposer where delivery stands
+/// periodically.
 #[derive(Message, Clone, Copy, Debug)]
 #[rtype(result = "()")]
 pub struct Decided {
@@ -108,6 +115,46 @@ pub struct LeaderChange {
 pub struct BallotTooLow {
     /// The promise that beat it.
     pub promised: Ballot,
+}
+
+/// The Learner's snapshot up to `through` is durable: every slot up to it
+/// is chosen, and the Acceptor may forget what it accepted there (see
+/// [`acceptor::core`](crate::acceptor::core#compaction)).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct Compact {
+    /// The last slot covered.
+    pub through: Slot,
+}
+
+/// The configurations (acceptor sets by slot) the Learner knows, sent
+/// after it delivered or installed a change, and when it starts.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Configured {
+    /// The configurations.
+    pub configs: Configurations,
+}
+
+/// A change of the acceptor set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Add this node.
+    Add(NodeId),
+    /// Remove this node.
+    Remove(NodeId),
+}
+
+/// Asks the Proposer (the Multi-Paxos leader) to choose a configuration
+/// change; answered once it is chosen and delivered here. It takes effect
+/// `α` (the window) slots after the slot it is chosen in.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    /// The change.
+    pub change: Change,
+    /// Where the answer goes.
+    pub reply: ClientReply,
 }
 
 /// Makes the receiving component panic (fault injection).

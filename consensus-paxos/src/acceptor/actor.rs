@@ -3,17 +3,24 @@
 //! before its safety events are reported. A store that refuses a write or a
 //! sync fails the node ([`FailNode`]): the acceptor never answers on state
 //! it could not make durable. A restart rebuilds the core from the store.
+//!
+//! Compaction ([`Compact`], from the node's learner): the compaction point
+//! is written to the hard state and synced, then the log's prefix whose
+//! records all lie in compacted slots is purged. The actor remembers the
+//! slot of every record in its log to find that prefix.
 
 use super::core::{AcceptRecord, AcceptorCore, AcceptorEffect, AcceptorHardState, AcceptorInput};
 use crate::messages::{PaxosMessage, PaxosMessage as M};
 use crate::safety::PaxosEvent;
-use crate::wiring::{InjectPanic, PeerMessage};
+use crate::types::Slot;
+use crate::wiring::{Compact, InjectPanic, PeerMessage};
 use actix::prelude::*;
 use consensus_actors::safety::SafetySink;
 use consensus_actors::storage::{Storage, StorageError};
 use consensus_actors::supervision::FailNode;
 use consensus_actors::transport::Transport;
 use consensus_actors::types::{LogIndex, NodeId};
+use std::collections::VecDeque;
 
 /// What the Acceptor stores: its promise as hard state, its acceptances as
 /// an append-only log.
@@ -30,6 +37,8 @@ pub struct Acceptor<S: AcceptorStorage> {
     fail: Option<Recipient<FailNode>>,
     core: AcceptorCore,
     failed: bool,
+    /// The slot of each record of the log, from its first index on.
+    log_slots: VecDeque<Slot>,
 }
 
 impl<S: AcceptorStorage> Acceptor<S> {
@@ -49,6 +58,7 @@ impl<S: AcceptorStorage> Acceptor<S> {
             fail,
             core: AcceptorCore::new(id),
             failed: false,
+            log_slots: VecDeque::new(),
         }
     }
 
@@ -62,6 +72,7 @@ impl<S: AcceptorStorage> Acceptor<S> {
                 .storage
                 .entries(first, LogIndex(last.0 + 1), usize::MAX)?;
         }
+        self.log_slots = records.iter().map(|r| r.slot).collect();
         Ok(AcceptorCore::recover(self.id, hard, records))
     }
 
@@ -88,7 +99,10 @@ impl<S: AcceptorStorage> Acceptor<S> {
         for e in &effects {
             let r = match e {
                 AcceptorEffect::PersistPromise(h) => self.storage.save_hard_state(h),
-                AcceptorEffect::PersistAccepted(r) => self.storage.append(std::slice::from_ref(r)),
+                AcceptorEffect::PersistAccepted(r) => {
+                    self.log_slots.push_back(r.slot);
+                    self.storage.append(std::slice::from_ref(r))
+                }
                 _ => continue,
             };
             wrote = true;
@@ -111,10 +125,29 @@ impl<S: AcceptorStorage> Acceptor<S> {
                 }
                 AcceptorEffect::Send { to, msg } => self.transport.send(to, msg),
                 AcceptorEffect::Report(r) => self.safety.emit_with(|| r.event()),
+                AcceptorEffect::Purge { through } => self.purge(through),
                 AcceptorEffect::PersistPromise(_) | AcceptorEffect::PersistAccepted(_) => {}
             }
         }
         answer
+    }
+
+    /// Purges the log's longest prefix of records in slots up to
+    /// `through` (the compaction point is already synced: a purge a crash
+    /// undoes only brings back records recovery skips).
+    fn purge(&mut self, through: Slot) {
+        let mut n = 0u64;
+        while self.log_slots.front().is_some_and(|s| *s <= through) {
+            self.log_slots.pop_front();
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        let upto = LogIndex(self.storage.first_index().0 + n - 1);
+        if let Err(e) = self.storage.purge_prefix(upto) {
+            self.fail(format!("acceptor purge failed: {e}"));
+        }
     }
 }
 
@@ -174,6 +207,14 @@ impl<S: AcceptorStorage> Handler<DirectRequest> for Acceptor<S> {
             _ => return None,
         };
         self.step(input, Some(m.from))
+    }
+}
+
+impl<S: AcceptorStorage> Handler<Compact> for Acceptor<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: Compact, _ctx: &mut Context<Self>) {
+        self.step(AcceptorInput::Compact { through: m.through }, None);
     }
 }
 

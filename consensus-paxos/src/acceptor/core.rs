@@ -12,6 +12,31 @@
 //! depends on is handed out as [`AcceptorEffect::PersistPromise`] or
 //! [`AcceptorEffect::PersistAccepted`] first: the actor
 //! writes and syncs it before it sends anything.
+//!
+//! # Compaction
+//!
+//! [`AcceptorInput::Compact`] `s` (from this node's learner, once its
+//! snapshot up to `s` is durable) forgets the acceptances of every slot up
+//! to `s`. The promise is never forgotten. Why forgetting is safe:
+//!
+//! * The learner sends `Compact(s)` only for slots it *delivered*, so each
+//!   slot `t <= s` holds a value `v` accepted by a phase-2 quorum `Q2` at
+//!   some ballot `b`: `v` is chosen.
+//! * Paxos needs the acceptances only so that a proposer with a ballot
+//!   above `b` learns `v` in phase 1 (P2c): its phase-1 quorum `Q1` meets
+//!   `Q2` in an acceptor that reports `(b' >= b, v)` for `t`. After
+//!   compaction that acceptor may report nothing for `t`, but it reports
+//!   `compacted >= t` in its [`Promise`] instead,
+//!   and the proposer never proposes in a slot at or below the highest
+//!   `compacted` of its quorum (see the proposer). Either some acceptor of
+//!   `Q1` compacted `t` (then `t` is left alone) or none did (then every
+//!   acceptor of `Q1` still holds what it accepted in `t`, and the classic
+//!   argument applies unchanged).
+//! * The compaction point is part of the hard state, written and synced
+//!   before the log is purged: a restarted acceptor cannot come back
+//!   without its acceptances *and* without knowing it compacted them.
+//! * An Accept for a compacted slot is ignored (the slot is chosen; the
+//!   proposer's learner learns it from its peers).
 
 use crate::messages::{Accept, Accepted, Nack, PaxosMessage, Prepare, Promise};
 use crate::report::Report;
@@ -21,11 +46,16 @@ use consensus_actors::types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What the acceptor keeps as its hard state: the promise.
+/// What the acceptor keeps as its hard state: the promise and the
+/// compaction point.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcceptorHardState {
     /// The highest ballot promised.
     pub promised: Ballot,
+    /// Every slot up to this one is chosen and its acceptances were
+    /// forgotten (`Slot(0)`: none).
+    #[serde(default)]
+    pub compacted: Slot,
 }
 
 /// One acceptance as the acceptor's log keeps it (appended; on recovery
@@ -49,6 +79,12 @@ pub enum AcceptorInput {
         /// The request.
         msg: Accept,
     },
+    /// The local learner's snapshot covers every slot up to `through`
+    /// (durably): forget their acceptances.
+    Compact {
+        /// The last slot to forget.
+        through: Slot,
+    },
 }
 
 /// What the acceptor asks its actor to do, in order.
@@ -58,6 +94,12 @@ pub enum AcceptorEffect {
     PersistPromise(AcceptorHardState),
     /// Append an acceptance to the log.
     PersistAccepted(AcceptRecord),
+    /// Remove the log's acceptances of slots up to `through` (after the
+    /// hard state naming the compaction point is synced).
+    Purge {
+        /// The last slot forgotten.
+        through: Slot,
+    },
     /// Send a message (only after every write before it is synced).
     Send {
         /// The destination.
@@ -84,6 +126,7 @@ impl AcceptorEffect {
 pub struct AcceptorCore {
     id: NodeId,
     promised: Ballot,
+    compacted: Slot,
     accepted: BTreeMap<Slot, (Ballot, ValueRef)>,
     /// The highest ballot of any acceptance (the invariants compare it
     /// with the promise in O(1)).
@@ -97,6 +140,7 @@ impl AcceptorCore {
         Self {
             id,
             promised: Ballot::ZERO,
+            compacted: Slot(0),
             accepted: BTreeMap::new(),
             max_accepted: Ballot::ZERO,
             effects: Vec::new(),
@@ -111,8 +155,14 @@ impl AcceptorCore {
         records: impl IntoIterator<Item = AcceptRecord>,
     ) -> Self {
         let mut core = Self::new(id);
-        core.promised = hard.unwrap_or_default().promised;
+        let hard = hard.unwrap_or_default();
+        core.promised = hard.promised;
+        core.compacted = hard.compacted;
         for r in records {
+            if r.slot <= core.compacted {
+                // Compacted; the purge that removes it was not synced.
+                continue;
+            }
             let keep = core
                 .accepted
                 .get(&r.slot)
@@ -131,6 +181,16 @@ impl AcceptorCore {
         self.promised
     }
 
+    /// The compaction point: every slot up to it is forgotten.
+    pub fn compacted(&self) -> Slot {
+        self.compacted
+    }
+
+    /// How many slots it holds acceptances for.
+    pub fn retained(&self) -> usize {
+        self.accepted.len()
+    }
+
     /// What it accepted in `slot`, if anything.
     pub fn accepted(&self, slot: Slot) -> Option<(Ballot, &ValueRef)> {
         self.accepted.get(&slot).map(|(b, v)| (*b, v))
@@ -145,12 +205,15 @@ impl AcceptorCore {
     /// [`take_effects`](Self::take_effects), and checks the invariants.
     pub fn step(&mut self, input: AcceptorInput) {
         let before = self.promised;
+        let compacted_before = self.compacted;
         match input {
             AcceptorInput::Prepare { from, msg } => self.handle_prepare(from, msg),
             AcceptorInput::Accept { from, msg } => self.handle_accept(from, msg),
+            AcceptorInput::Compact { through } => self.handle_compact(through),
         }
-        // P1a: the promise never goes down.
+        // P1a: the promise never goes down; nothing forgotten comes back.
         assert!(self.promised >= before, "promise went down");
+        assert!(self.compacted >= compacted_before, "compaction went back");
         self.check();
     }
 
@@ -162,14 +225,14 @@ impl AcceptorCore {
         if msg.ballot > self.promised {
             self.promised = msg.ballot;
             self.effects
-                .push(AcceptorEffect::PersistPromise(AcceptorHardState {
-                    promised: msg.ballot,
-                }));
+                .push(AcceptorEffect::PersistPromise(self.hard_state()));
         }
+        // Compacted slots are not reported: `compacted` says they are chosen.
+        let first = msg.first.max(Slot(self.compacted.0 + 1));
         let range = match msg.last {
-            Some(last) if last < msg.first => Vec::new(),
-            Some(last) => self.collect(self.accepted.range(msg.first..=last)),
-            None => self.collect(self.accepted.range(msg.first..)),
+            Some(last) if last < first => Vec::new(),
+            Some(last) => self.collect(self.accepted.range(first..=last)),
+            None => self.collect(self.accepted.range(first..)),
         };
         self.effects.push(AcceptorEffect::Report(Report::Event(
             PaxosEvent::Promised {
@@ -182,6 +245,7 @@ impl AcceptorCore {
             msg: PaxosMessage::Promise(Promise {
                 ballot: msg.ballot,
                 accepted: range,
+                compacted: self.compacted,
             }),
         });
     }
@@ -203,14 +267,18 @@ impl AcceptorCore {
             self.nack(from, msg.ballot);
             return;
         }
+        if msg.slot <= self.compacted {
+            // Chosen and forgotten: accepting again could only repeat the
+            // chosen value, which this acceptor can no longer check.
+            tracing::debug!(acceptor = %self.id, slot = %msg.slot, "accept for a compacted slot ignored");
+            return;
+        }
         if msg.ballot > self.promised {
             // Accepting b is promising b: a lower ballot cannot be accepted
             // after it.
             self.promised = msg.ballot;
             self.effects
-                .push(AcceptorEffect::PersistPromise(AcceptorHardState {
-                    promised: msg.ballot,
-                }));
+                .push(AcceptorEffect::PersistPromise(self.hard_state()));
             self.effects.push(AcceptorEffect::Report(Report::Event(
                 PaxosEvent::Promised {
                     acceptor: self.id,
@@ -257,6 +325,27 @@ impl AcceptorCore {
         });
     }
 
+    fn handle_compact(&mut self, through: Slot) {
+        if through <= self.compacted {
+            return;
+        }
+        self.compacted = through;
+        let kept = self.accepted.split_off(&Slot(through.0 + 1));
+        self.accepted = kept;
+        // The compaction point first (synced), then the purge: see the
+        // module documentation.
+        self.effects
+            .push(AcceptorEffect::PersistPromise(self.hard_state()));
+        self.effects.push(AcceptorEffect::Purge { through });
+    }
+
+    fn hard_state(&self) -> AcceptorHardState {
+        AcceptorHardState {
+            promised: self.promised,
+            compacted: self.compacted,
+        }
+    }
+
     fn nack(&mut self, to: NodeId, ballot: Ballot) {
         debug_assert!(ballot < self.promised);
         self.effects.push(AcceptorEffect::Send {
@@ -277,6 +366,14 @@ impl AcceptorCore {
             "accepted {} above the promise {}",
             self.max_accepted,
             self.promised
+        );
+        assert!(
+            self.accepted
+                .keys()
+                .next()
+                .is_none_or(|s| *s > self.compacted),
+            "an acceptance kept at or below the compaction point {}",
+            self.compacted
         );
         let first_send = self
             .effects
@@ -313,6 +410,7 @@ mod tests {
                 client: ClientId(1),
                 command: KvCommand::put("k", tag),
             }],
+            reconfig: None,
         })
     }
 
@@ -351,7 +449,10 @@ mod tests {
         let fx = a.take_effects();
         assert_eq!(
             fx[0],
-            AcceptorEffect::PersistPromise(AcceptorHardState { promised: b2 })
+            AcceptorEffect::PersistPromise(AcceptorHardState {
+                promised: b2,
+                compacted: Slot(0)
+            })
         );
         match &fx[2] {
             AcceptorEffect::Send {
@@ -406,7 +507,10 @@ mod tests {
         let b3 = Ballot::new(3, n(2));
         let a = AcceptorCore::recover(
             n(1),
-            Some(AcceptorHardState { promised: b3 }),
+            Some(AcceptorHardState {
+                promised: b3,
+                compacted: Slot(0),
+            }),
             [
                 PValue {
                     slot: Slot(1),
@@ -442,5 +546,76 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn compaction_forgets_chosen_slots_keeps_the_promise_and_says_so_in_promises() {
+        let mut a = AcceptorCore::new(n(1));
+        let b1 = Ballot::new(1, n(2));
+        for slot in 1..=4 {
+            a.step(accept(b1, slot, v("x")));
+            a.take_effects();
+        }
+        a.step(AcceptorInput::Compact { through: Slot(2) });
+        // The compaction point is written before the log is purged.
+        assert_eq!(
+            a.take_effects(),
+            [
+                AcceptorEffect::PersistPromise(AcceptorHardState {
+                    promised: b1,
+                    compacted: Slot(2),
+                }),
+                AcceptorEffect::Purge { through: Slot(2) },
+            ]
+        );
+        assert_eq!(a.retained(), 2);
+        assert!(a.accepted(Slot(2)).is_none());
+        // Compacting again below the point does nothing.
+        a.step(AcceptorInput::Compact { through: Slot(1) });
+        assert!(a.take_effects().is_empty());
+        // A Prepare from slot 1 hears about slots 3 and 4 and the point.
+        let b2 = Ballot::new(2, n(3));
+        a.step(prepare(b2, 1, None));
+        let promise = a
+            .take_effects()
+            .into_iter()
+            .find_map(|e| match e {
+                AcceptorEffect::Send {
+                    msg: PaxosMessage::Promise(p),
+                    ..
+                } => Some(p),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(promise.compacted, Slot(2));
+        assert_eq!(
+            promise.accepted.iter().map(|p| p.slot).collect::<Vec<_>>(),
+            [Slot(3), Slot(4)]
+        );
+        // An Accept in a compacted slot is ignored, one above it accepted.
+        a.step(accept(b2, 2, v("y")));
+        assert!(a.take_effects().is_empty());
+        assert!(a.accepted(Slot(2)).is_none());
+        a.step(accept(b2, 5, v("y")));
+        assert!(a
+            .take_effects()
+            .iter()
+            .any(|e| matches!(e, AcceptorEffect::PersistAccepted(_))));
+        // Recovery skips the records the unsynced purge left behind.
+        let r = AcceptorCore::recover(
+            n(1),
+            Some(AcceptorHardState {
+                promised: b2,
+                compacted: Slot(2),
+            }),
+            (1..=3).map(|s| PValue {
+                slot: Slot(s),
+                ballot: b1,
+                value: v("x"),
+            }),
+        );
+        assert_eq!(r.compacted(), Slot(2));
+        assert_eq!(r.retained(), 1);
+        assert!(r.accepted(Slot(3)).is_some());
     }
 }

@@ -3,7 +3,7 @@
 
 use super::core::{ElectionCore, ElectionEffect, ElectionInput};
 use crate::messages::{PaxosMessage, PaxosMessage as M};
-use crate::wiring::{BallotTooLow, InjectPanic, LeaderChange, PeerMessage};
+use crate::wiring::{BallotTooLow, Configured, InjectPanic, LeaderChange, PeerMessage};
 use actix::prelude::*;
 use consensus_actors::transport::Transport;
 use consensus_actors::types::NodeId;
@@ -79,6 +79,20 @@ impl Supervised for BallotLeaderElection {
         // A new ballot round 0: the others' ballots and the acceptors'
         // refusals raise it again.
         self.core = ElectionCore::new(self.id, self.members.clone(), self.majority);
+    }
+}
+
+impl Handler<Configured> for BallotLeaderElection {
+    type Result = ();
+
+    fn handle(&mut self, m: Configured, _ctx: &mut Context<Self>) {
+        let members = m.configs.latest().1.to_vec();
+        if members.is_empty() || members == self.members {
+            return;
+        }
+        self.majority = members.len() / 2 + 1;
+        self.members = members.clone();
+        self.step(ElectionInput::Members(members));
     }
 }
 

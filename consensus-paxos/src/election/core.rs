@@ -21,7 +21,7 @@ use consensus_actors::types::NodeId;
 use std::collections::BTreeMap;
 
 /// An input of [`ElectionCore::step`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum ElectionInput {
     /// The round's time is up.
     RoundEnd,
@@ -44,6 +44,10 @@ pub enum ElectionInput {
         /// The promise.
         promised: Ballot,
     },
+    /// The acceptors are now `members` (a configuration change was
+    /// delivered): heartbeats go to them and a majority of them elects. A
+    /// node not among them stays silent and elects nobody.
+    Members(Vec<NodeId>),
 }
 
 /// What the election asks its actor to do.
@@ -132,6 +136,11 @@ impl ElectionCore {
                 // stale leadership must not outbid a healthy leader.
                 self.floor = self.floor.max(promised);
             }
+            ElectionInput::Members(members) => {
+                self.majority = members.len() / 2 + 1;
+                self.members = members;
+                self.replies.retain(|n, _| self.members.contains(n));
+            }
         }
         assert_eq!(self.ballot.node, self.id, "own ballot names another node");
         // A leader is only replaced by a higher ballot, or given up.
@@ -141,7 +150,18 @@ impl ElectionCore {
         );
     }
 
+    /// Whether this node is one of the acceptors (a removed or not yet
+    /// added node takes no part).
+    pub fn is_member(&self) -> bool {
+        self.members.contains(&self.id)
+    }
+
     fn handle_round_end(&mut self, out: &mut Vec<ElectionEffect>) {
+        if !self.is_member() {
+            self.replies.clear();
+            self.round += 1;
+            return;
+        }
         // Round 0 is the start: nobody was asked yet, nothing to judge.
         if self.round > 0 {
             self.replies.insert(self.id, (self.ballot, true));

@@ -3,14 +3,22 @@
 //! appends every delivered slot to its log and rebuilds from it on restart.
 //! The log is synced once per tick, never waited for: a learner that lost
 //! its tail in a crash asks its peers again.
+//!
+//! A snapshot (taken or installed) is saved, the log purged up to it, and
+//! both synced at once; only then is the acceptor told to forget those
+//! slots ([`Compact`]). Clients whose batch an installed snapshot includes
+//! are answered [`ProposeError::Unknown`]
+//! (applied, output not known here).
 
 use super::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};
 use crate::config::PaxosConfig;
+use crate::error::ProposeError;
 use crate::messages::{PaxosMessage, PaxosMessage as M};
 use crate::safety::PaxosEvent;
-use crate::types::{BatchId, Slot};
+use crate::types::{BatchId, Configurations, PaxosSnapshot, Slot, SnapshotRef};
 use crate::wiring::{
-    micros_since, Abandon, ClientReply, Decided, InjectPanic, PeerMessage, Proposed, Track,
+    micros_since, Abandon, ClientReply, Compact, Configured, Decided, InjectPanic, PeerMessage,
+    Proposed, Track,
 };
 use actix::prelude::*;
 use consensus_actors::plugin::Committed;
@@ -33,6 +41,10 @@ impl<T: Storage<(), ChosenRecord> + Unpin> LearnerStorage for T {}
 pub struct LearnerStatus {
     /// The first slot not yet delivered.
     pub next: Slot,
+    /// The last slot its snapshot covers (`Slot(0)`: none).
+    pub snapshot: Slot,
+    /// The slots it holds values for (after the snapshot).
+    pub retained: usize,
 }
 
 /// Asks the Learner for its [`LearnerStatus`].
@@ -40,15 +52,45 @@ pub struct LearnerStatus {
 #[rtype(result = "LearnerStatus")]
 pub struct GetLearnerStatus;
 
+/// The Learner's state machine as of its delivered prefix.
+#[derive(Clone, Debug, PartialEq, Eq, MessageResponse)]
+pub struct LearnerState {
+    /// The first slot not yet delivered (the state covers the slots
+    /// before it).
+    pub next: Slot,
+    /// The state machine ([`StateMachine::snapshot`](consensus_actors::kv::StateMachine::snapshot)).
+    pub state: Vec<u8>,
+}
+
+/// Asks the Learner for its [`LearnerState`] (tests and tools comparing
+/// replicas; it serializes the whole state machine).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "LearnerState")]
+pub struct GetLearnerState;
+
+/// Where the Learner's local messages go (through the node's router).
+#[derive(Clone)]
+pub struct LearnerOutputs {
+    /// To the Proposer.
+    pub decided: Recipient<Decided>,
+    /// To the Acceptor.
+    pub compact: Recipient<Compact>,
+    /// To the Proposer and the election.
+    pub configured: Recipient<Configured>,
+}
+
 /// The Learner component. See the [module documentation](self).
 pub struct Learner<S: LearnerStorage> {
     id: NodeId,
     cfg: PaxosConfig,
     members: Vec<NodeId>,
+    initial: Configurations,
     epoch: Instant,
     storage: S,
     transport: Transport<PaxosMessage>,
     decided: Recipient<Decided>,
+    compact: Recipient<Compact>,
+    configured: Recipient<Configured>,
     safety: SafetySink<PaxosEvent>,
     fail: Option<Recipient<FailNode>>,
     core: LearnerCore,
@@ -60,28 +102,33 @@ pub struct Learner<S: LearnerStorage> {
 }
 
 impl<S: LearnerStorage> Learner<S> {
-    /// The Learner of node `id`.
+    /// The Learner of node `id`, which knows `members`; `initial` names
+    /// the acceptors from slot 1 (until its log or snapshot says more).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: NodeId,
         cfg: PaxosConfig,
         members: Vec<NodeId>,
+        initial: Configurations,
         epoch: Instant,
         storage: S,
         transport: Transport<PaxosMessage>,
-        decided: Recipient<Decided>,
+        outputs: LearnerOutputs,
         safety: SafetySink<PaxosEvent>,
         fail: Option<Recipient<FailNode>>,
     ) -> Self {
         Self {
-            core: LearnerCore::new(id, &cfg, members.clone()),
+            core: LearnerCore::with_configurations(id, &cfg, initial.clone(), members.clone()),
             id,
             cfg,
             members,
+            initial,
             epoch,
             storage,
             transport,
-            decided,
+            decided: outputs.decided,
+            compact: outputs.compact,
+            configured: outputs.configured,
             safety,
             fail,
             tracked: BTreeMap::new(),
@@ -91,21 +138,56 @@ impl<S: LearnerStorage> Learner<S> {
         }
     }
 
-    fn recover(&self) -> Result<LearnerCore, StorageError> {
-        let first = self.storage.first_index();
-        let last = self.storage.last_index();
-        let records = if last >= first {
-            self.storage
-                .entries(first, LogIndex(last.0 + 1), usize::MAX)?
-        } else {
-            Vec::new()
-        };
-        Ok(LearnerCore::recover(
+    fn recover(&self) -> Result<LearnerCore, String> {
+        let snapshot = self
+            .storage
+            .load_snapshot()
+            .map_err(|e| e.to_string())?
+            .map(PaxosSnapshot::from_stored)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let records = self.records().map_err(|e| e.to_string())?;
+        LearnerCore::recover_from(self.fresh(), snapshot, records).map_err(|e| e.to_string())
+    }
+
+    fn fresh(&self) -> LearnerCore {
+        LearnerCore::with_configurations(
             self.id,
             &self.cfg,
+            self.initial.clone(),
             self.members.clone(),
-            records,
-        ))
+        )
+    }
+
+    fn records(&self) -> Result<Vec<ChosenRecord>, StorageError> {
+        let first = self.storage.first_index();
+        let last = self.storage.last_index();
+        if last >= first {
+            self.storage
+                .entries(first, LogIndex(last.0 + 1), usize::MAX)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Saves `snapshot`, purges the log up to it and syncs; true when all
+    /// of it is durable.
+    fn save_snapshot(&mut self, snapshot: &SnapshotRef) -> bool {
+        let r = self
+            .storage
+            .save_snapshot(snapshot.to_stored())
+            .and_then(|()| self.storage.purge_prefix(LogIndex(snapshot.slot.0)))
+            .and_then(|()| self.storage.sync());
+        match r {
+            Ok(()) => {
+                self.unsynced = false;
+                true
+            }
+            Err(e) => {
+                self.fail(format!("learner snapshot failed: {e}"));
+                false
+            }
+        }
     }
 
     fn fail(&mut self, reason: String) {
@@ -179,6 +261,32 @@ impl<S: LearnerStorage> Learner<S> {
                 }
             }
             LearnerEffect::Report(r) => self.safety.emit_with(|| r.event()),
+            LearnerEffect::Configured(configs) => self.configured.do_send(Configured { configs }),
+            LearnerEffect::Snapshot(snapshot) => {
+                if self.save_snapshot(&snapshot) {
+                    self.compact.do_send(Compact {
+                        through: snapshot.slot,
+                    });
+                }
+            }
+            LearnerEffect::Installed(snapshot) => {
+                let included: Vec<BatchId> = self
+                    .tracked
+                    .keys()
+                    .filter(|b| snapshot.executed.binary_search(b).is_ok())
+                    .copied()
+                    .collect();
+                for b in included {
+                    for r in self.tracked.remove(&b).unwrap_or_default() {
+                        let _ = r.send(Err(ProposeError::Unknown));
+                    }
+                }
+                if self.save_snapshot(&snapshot) {
+                    self.compact.do_send(Compact {
+                        through: snapshot.slot,
+                    });
+                }
+            }
         }
     }
 }
@@ -188,8 +296,14 @@ impl<S: LearnerStorage> Actor for Learner<S> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         match self.recover() {
-            Ok(core) => self.core = core,
-            Err(e) => self.fail(format!("learner cannot read its log: {e}")),
+            Ok(core) => {
+                self.core = core;
+                // The Proposer and the election learn the configurations.
+                self.configured.do_send(Configured {
+                    configs: self.core.configurations().clone(),
+                });
+            }
+            Err(e) => self.fail(format!("learner cannot read its log or snapshot: {e}")),
         }
         let period = Duration::from_millis((self.cfg.catch_up_ms / 4).max(1));
         ctx.run_interval(period, |act, _ctx| {
@@ -203,7 +317,7 @@ impl<S: LearnerStorage> Supervised for Learner<S> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // Answers in flight are dropped: their clients see unknown outcomes.
         self.tracked.clear();
-        self.core = LearnerCore::new(self.id, &self.cfg, self.members.clone());
+        self.core = self.fresh();
     }
 }
 
@@ -216,6 +330,7 @@ impl<S: LearnerStorage> Handler<PeerMessage> for Learner<S> {
             M::Chosen(c) => LearnerInput::Chosen(c),
             M::CatchUp(msg) => LearnerInput::CatchUp { from: m.from, msg },
             M::CatchUpReply(r) => LearnerInput::CatchUpReply(r),
+            M::InstallSnapshot(m) => LearnerInput::InstallSnapshot(m),
             other => {
                 tracing::debug!(message = other.name(), "not for the learner");
                 return;
@@ -265,6 +380,20 @@ impl<S: LearnerStorage> Handler<GetLearnerStatus> for Learner<S> {
     fn handle(&mut self, _: GetLearnerStatus, _ctx: &mut Context<Self>) -> LearnerStatus {
         LearnerStatus {
             next: self.core.next(),
+            snapshot: self.core.snapshot_slot(),
+            retained: self.core.retained(),
+        }
+    }
+}
+
+impl<S: LearnerStorage> Handler<GetLearnerState> for Learner<S> {
+    type Result = LearnerState;
+
+    fn handle(&mut self, _: GetLearnerState, _ctx: &mut Context<Self>) -> LearnerState {
+        use consensus_actors::kv::StateMachine;
+        LearnerState {
+            next: self.core.next(),
+            state: self.core.kv().snapshot(),
         }
     }
 }

@@ -11,14 +11,52 @@
 //!   from which a restarted learner rebuilds its state machine.
 //! * Every `catch_up_ms` (and at once on a gap) it asks one peer, in turn,
 //!   for the decisions from its first undelivered slot ([`CatchUp`]).
+//! * It tells the local proposer of the decisions of the slots it proposed
+//!   ([`LearnerEffect::Decided`]); of the others, in `multi-paxos`, only
+//!   every [`DECIDED_EVERY`] slots and at every tick (a follower's proposer
+//!   is idle; each message it is spared is two mailbox hops), in `paxos`
+//!   of every one.
+//!
+//! # Log compaction and snapshots
+//!
+//! Once `snapshot_interval` slots were delivered since the last snapshot,
+//! the learner snapshots its state machine at the last delivered slot
+//! ([`PaxosSnapshot`]: the key-value store and the batches executed) and
+//! drops its log up to it ([`LearnerEffect::Snapshot`]; the actor saves
+//! the snapshot, purges its log, syncs, and only then tells the acceptor to
+//! forget those slots, so a node never forgets a chosen value before it
+//! holds a durable snapshot that includes it).
+//!
+//! A peer asking for slots at or below the snapshot gets the snapshot
+//! ([`InstallSnapshot`]) followed by the decisions after it; a learner
+//! that installs a snapshot ahead of its own delivery replaces its state
+//! machine with it ([`LearnerEffect::Installed`]).
+//!
+//! Compaction lives in the learner rather than in a component of its own
+//! (Raft's SnapshotCompactor) because the learner owns the state machine
+//! and its log: a separate actor would have to ask the learner for a copy
+//! of both at every snapshot and every transfer, and hand installs back to
+//! it, for no decision of its own (Paxos has no term/leader rules around
+//! a transfer: a snapshot contains only chosen slots, so any peer may send
+//! it and any learner may install it). Snapshots travel whole, not in
+//! chunks: the reference key-value store is small.
 
 use crate::config::PaxosConfig;
+use crate::messages::InstallSnapshot;
 use crate::messages::{Accepted, CatchUp, CatchUpReply, Chosen, PaxosMessage, CATCH_UP_MAX};
 use crate::report::Report;
-use crate::types::{Ballot, BatchId, PValue, Slot, ValueRef};
-use consensus_actors::kv::{KvOutput, KvStore, StateMachine};
+use crate::types::{
+    Ballot, BatchId, Configurations, PValue, PaxosSnapshot, Slot, SnapshotRef, ValueRef,
+};
+use consensus_actors::kv::{KvOutput, KvStore, SnapshotDecodeError, StateMachine};
 use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Multi-Paxos: a follower's proposer hears of every this many slots
+/// decided by others (and of where delivery stands at every tick), not of
+/// each one: it proposes nothing until it leads, and then runs phase 1
+/// from where its learner stands.
+pub const DECIDED_EVERY: u64 = 64;
 
 /// A delivered slot as the learner's log keeps it.
 pub type ChosenRecord = PValue;
@@ -53,6 +91,8 @@ pub enum LearnerInput {
     },
     /// Decisions a peer sent.
     CatchUpReply(CatchUpReply),
+    /// A snapshot a peer sent (the slots asked for were compacted).
+    InstallSnapshot(InstallSnapshot),
     /// Time passed.
     Tick,
 }
@@ -89,6 +129,18 @@ pub enum LearnerEffect {
     },
     /// Report a safety event.
     Report(Report),
+    /// A configuration change was delivered (or installed with a
+    /// snapshot): the configurations now known.
+    Configured(Configurations),
+    /// The learner took this snapshot and dropped its log up to its slot:
+    /// save it, purge the log up to it, sync, then let the acceptor
+    /// compact ([`Compact`](crate::wiring::Compact)).
+    Snapshot(SnapshotRef),
+    /// The learner installed a peer's snapshot in place of its state
+    /// machine and log: save it and purge the log as for
+    /// [`Snapshot`](Self::Snapshot); the clients of batches it includes
+    /// will get no output.
+    Installed(SnapshotRef),
 }
 
 #[derive(Clone, Debug)]
@@ -103,10 +155,27 @@ struct Tally {
 pub struct LearnerCore {
     id: NodeId,
     q2: usize,
+    nodes: usize,
+    /// Every node it knows of (peers to ask and tell).
     members: Vec<NodeId>,
+    /// The acceptors of each slot.
+    configs: Configurations,
+    alpha: u64,
+    /// Tell the proposer of every decision (`paxos`: every node proposes
+    /// and must skip the slots others took).
+    decide_all: bool,
+    /// `peers` of the configuration starting at `.0` (of `.1`
+    /// configurations known): recomputed only when either changes.
+    peers_for: (Slot, usize),
+    peers_cache: Vec<NodeId>,
     catch_up_us: u64,
-    /// Delivered slots: `log[i]` is slot `i + 1`.
-    log: Vec<(Ballot, ValueRef)>,
+    snapshot_interval: u64,
+    /// The latest snapshot: it covers every slot up to `base`.
+    snapshot: Option<SnapshotRef>,
+    /// The last slot covered by the snapshot (`Slot(0)`: none).
+    base: Slot,
+    /// Delivered slots after the snapshot: `log[i]` is slot `base + i + 1`.
+    log: VecDeque<(Ballot, ValueRef)>,
     /// Chosen, not yet delivered (beyond a gap).
     ahead: BTreeMap<Slot, (Ballot, ValueRef)>,
     tallies: BTreeMap<Slot, Tally>,
@@ -117,14 +186,35 @@ pub struct LearnerCore {
 }
 
 impl LearnerCore {
-    /// A fresh learner for node `id` among `members`.
+    /// A fresh learner for node `id` among `members`, the acceptors from
+    /// slot 1 on.
     pub fn new(id: NodeId, cfg: &PaxosConfig, members: Vec<NodeId>) -> Self {
+        Self::with_configurations(id, cfg, Configurations::initial(&members), members)
+    }
+
+    /// A fresh learner for node `id` that knows `members`, the acceptors
+    /// being `configs` (a node added later knows the initial ones).
+    pub fn with_configurations(
+        id: NodeId,
+        cfg: &PaxosConfig,
+        configs: Configurations,
+        members: Vec<NodeId>,
+    ) -> Self {
         Self {
             id,
             q2: cfg.q2,
+            nodes: cfg.nodes,
             members,
+            configs,
+            alpha: cfg.window as u64,
+            decide_all: cfg.mode == crate::config::Mode::Basic,
+            peers_for: (Slot(0), 0),
+            peers_cache: Vec::new(),
             catch_up_us: cfg.catch_up_ms * 1000,
-            log: Vec::new(),
+            snapshot_interval: cfg.snapshot_interval.max(1),
+            snapshot: None,
+            base: Slot(0),
+            log: VecDeque::new(),
             ahead: BTreeMap::new(),
             tallies: BTreeMap::new(),
             executed: BTreeSet::new(),
@@ -134,25 +224,85 @@ impl LearnerCore {
         }
     }
 
-    /// A learner rebuilt from its log (`records` in slot order from 1).
+    /// A learner rebuilt from its snapshot and its log (`records` in slot
+    /// order; those the snapshot covers are skipped, the log stops at the
+    /// first gap). An error when the snapshot cannot be decoded.
     pub fn recover(
         id: NodeId,
         cfg: &PaxosConfig,
         members: Vec<NodeId>,
+        snapshot: Option<PaxosSnapshot>,
         records: impl IntoIterator<Item = ChosenRecord>,
-    ) -> Self {
-        let mut core = Self::new(id, cfg, members);
-        for r in records {
-            assert_eq!(r.slot, core.next(), "the learner's log has a gap");
-            core.execute(r.slot, r.ballot, &r.value);
-            core.log.push((r.ballot, r.value));
+    ) -> Result<Self, SnapshotDecodeError> {
+        Self::recover_from(Self::new(id, cfg, members), snapshot, records)
+    }
+
+    /// `core` (fresh) rebuilt from its snapshot and log, as
+    /// [`recover`](Self::recover).
+    pub fn recover_from(
+        mut core: Self,
+        snapshot: Option<PaxosSnapshot>,
+        records: impl IntoIterator<Item = ChosenRecord>,
+    ) -> Result<Self, SnapshotDecodeError> {
+        if let Some(s) = snapshot {
+            core.restore(SnapshotRef::new(s))?;
         }
-        core
+        for r in records {
+            if r.slot < core.next() {
+                continue;
+            }
+            if r.slot != core.next() {
+                break;
+            }
+            core.execute(r.slot, r.ballot, &r.value);
+            core.log.push_back((r.ballot, r.value));
+        }
+        core.check();
+        Ok(core)
+    }
+
+    /// Replaces the state machine and the log by `snapshot`.
+    fn restore(&mut self, snapshot: SnapshotRef) -> Result<(), SnapshotDecodeError> {
+        let mut kv = KvStore::default();
+        kv.restore(&snapshot.state)?;
+        self.kv = kv;
+        self.executed = snapshot.executed.iter().copied().collect();
+        if !snapshot.configs.from.is_empty() {
+            self.configs = snapshot.configs.clone();
+        }
+        self.base = snapshot.slot;
+        self.log.clear();
+        let next = self.next();
+        self.ahead.retain(|s, _| *s >= next);
+        self.tallies.retain(|s, _| *s >= next);
+        self.snapshot = Some(snapshot);
+        Ok(())
     }
 
     /// The first slot not yet delivered.
     pub fn next(&self) -> Slot {
-        Slot(self.log.len() as u64 + 1)
+        Slot(self.base.0 + self.log.len() as u64 + 1)
+    }
+
+    /// The last slot the latest snapshot covers (`Slot(0)`: none).
+    pub fn snapshot_slot(&self) -> Slot {
+        self.base
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Option<&SnapshotRef> {
+        self.snapshot.as_ref()
+    }
+
+    /// How many slots it holds values for (delivered after the snapshot,
+    /// or chosen beyond a gap).
+    pub fn retained(&self) -> usize {
+        self.log.len() + self.ahead.len()
+    }
+
+    /// The acceptors of each slot, as far as it knows.
+    pub fn configurations(&self) -> &Configurations {
+        &self.configs
     }
 
     /// The state machine.
@@ -160,16 +310,16 @@ impl LearnerCore {
         &self.kv
     }
 
-    /// The value delivered in `slot`, if any.
+    /// The value delivered in `slot`, if any and not compacted.
     pub fn delivered(&self, slot: Slot) -> Option<&ValueRef> {
-        let i = usize::try_from(slot.0.checked_sub(1)?).ok()?;
+        let i = usize::try_from(slot.0.checked_sub(self.base.0 + 1)?).ok()?;
         self.log.get(i).map(|(_, v)| v)
     }
 
     /// The one entry: handles `input` at `now_us`, leaving its effects in
     /// `out`, and checks the invariants.
     pub fn step(&mut self, now_us: u64, input: LearnerInput, out: &mut Vec<LearnerEffect>) {
-        let delivered_before = self.log.len();
+        let delivered_before = self.next();
         match input {
             LearnerInput::Proposed {
                 slot,
@@ -192,15 +342,72 @@ impl LearnerCore {
                     self.ask_peer(out);
                 }
             }
+            LearnerInput::InstallSnapshot(m) => self.handle_install_snapshot(m.snapshot, out),
             LearnerInput::Tick => self.handle_tick(now_us, out),
         }
-        // Delivery never goes back, and nothing waits beyond a delivered slot.
-        assert!(self.log.len() >= delivered_before, "delivery went back");
+        self.maybe_snapshot(out);
+        // Delivery never goes back; the log is bounded by the interval.
+        assert!(self.next() >= delivered_before, "delivery went back");
+        assert!(
+            (self.log.len() as u64) < self.snapshot_interval,
+            "the log outgrew the snapshot interval"
+        );
+        self.check();
+    }
+
+    /// Invariants after every step: nothing waits beyond a delivered slot,
+    /// and the snapshot covers exactly the slots below the log.
+    fn check(&self) {
         let next = self.next();
         assert!(
             self.ahead.keys().next().is_none_or(|s| *s > next),
             "a deliverable slot left undelivered"
         );
+        assert_eq!(
+            self.snapshot.as_ref().map_or(Slot(0), |s| s.slot),
+            self.base,
+            "the snapshot and the log disagree"
+        );
+    }
+
+    /// Takes a snapshot once `snapshot_interval` slots were delivered
+    /// since the last one.
+    fn maybe_snapshot(&mut self, out: &mut Vec<LearnerEffect>) {
+        if (self.log.len() as u64) < self.snapshot_interval {
+            return;
+        }
+        let Some((ballot, _)) = self.log.back() else {
+            return;
+        };
+        let snapshot = SnapshotRef::new(PaxosSnapshot {
+            slot: Slot(self.next().0 - 1),
+            ballot: *ballot,
+            state: self.kv.snapshot(),
+            executed: self.executed.iter().copied().collect(),
+            configs: self.configs.clone(),
+        });
+        self.base = snapshot.slot;
+        self.log.clear();
+        self.snapshot = Some(SnapshotRef::clone(&snapshot));
+        out.push(LearnerEffect::Snapshot(snapshot));
+    }
+
+    fn handle_install_snapshot(&mut self, snapshot: SnapshotRef, out: &mut Vec<LearnerEffect>) {
+        if snapshot.slot < self.next() {
+            return;
+        }
+        if let Err(e) = self.restore(SnapshotRef::clone(&snapshot)) {
+            tracing::warn!(node = %self.id, slot = %snapshot.slot, error = %e, "a peer's snapshot cannot be installed");
+            return;
+        }
+        out.push(LearnerEffect::Installed(SnapshotRef::clone(&snapshot)));
+        out.push(LearnerEffect::Configured(self.configs.clone()));
+        self.deliver(out);
+        out.push(LearnerEffect::Decided {
+            slot: snapshot.slot,
+            batch: None,
+            next_undelivered: self.next(),
+        });
     }
 
     fn handle_proposed(&mut self, slot: Slot, ballot: Ballot, value: ValueRef) {
@@ -220,10 +427,22 @@ impl LearnerCore {
         }
     }
 
+    /// The phase-2 quorum of a configuration: `q2` for the configured
+    /// cluster size, a majority for any other.
+    fn q2_of(&self, acceptors: &[NodeId]) -> usize {
+        if acceptors.len() == self.nodes {
+            self.q2
+        } else {
+            acceptors.len() / 2 + 1
+        }
+    }
+
     fn handle_accepted(&mut self, from: NodeId, msg: Accepted, out: &mut Vec<LearnerEffect>) {
-        if !self.members.contains(&from) {
+        let acceptors = self.configs.at(msg.slot);
+        if !acceptors.contains(&from) {
             return;
         }
+        let q2 = self.q2_of(acceptors);
         let Some(t) = self.tallies.get_mut(&msg.slot) else {
             return;
         };
@@ -231,7 +450,7 @@ impl LearnerCore {
             return;
         }
         t.acks.insert(from);
-        if t.acks.len() >= self.q2 {
+        if t.acks.len() >= q2 {
             let Some(t) = self.tallies.remove(&msg.slot) else {
                 return;
             };
@@ -252,7 +471,8 @@ impl LearnerCore {
         if slot < self.next() || self.ahead.contains_key(&slot) || slot.0 == 0 {
             return;
         }
-        self.tallies.remove(&slot);
+        // The local proposer proposed here when it told this learner so.
+        let ours = self.tallies.remove(&slot).is_some() || counted;
         out.push(LearnerEffect::Report(Report::Chosen {
             node: self.id,
             slot,
@@ -265,24 +485,25 @@ impl LearnerCore {
                 ballot,
                 value: ValueRef::clone(&value),
             });
-            for peer in &self.members {
-                if *peer != self.id {
-                    out.push(LearnerEffect::Send {
-                        to: *peer,
-                        msg: msg.clone(),
-                    });
-                }
+            self.refresh_peers(slot);
+            for peer in &self.peers_cache {
+                out.push(LearnerEffect::Send {
+                    to: *peer,
+                    msg: msg.clone(),
+                });
             }
         }
         let batch = value.batch;
         self.ahead.insert(slot, (ballot, value));
         let gap = slot > self.next();
         self.deliver(out);
-        out.push(LearnerEffect::Decided {
-            slot,
-            batch,
-            next_undelivered: self.next(),
-        });
+        if ours || self.decide_all || slot.0.is_multiple_of(DECIDED_EVERY) {
+            out.push(LearnerEffect::Decided {
+                slot,
+                batch,
+                next_undelivered: self.next(),
+            });
+        }
         if gap && !counted {
             // Decisions arrive after a hole: ask for it now.
             self.ask_peer(out);
@@ -292,7 +513,11 @@ impl LearnerCore {
     fn deliver(&mut self, out: &mut Vec<LearnerEffect>) {
         while let Some((ballot, value)) = self.ahead.remove(&self.next()) {
             let slot = self.next();
+            let known = self.configs.from.len();
             if let Some(outputs) = self.execute(slot, ballot, &value) {
+                if self.configs.from.len() != known {
+                    out.push(LearnerEffect::Configured(self.configs.clone()));
+                }
                 if let Some(batch) = value.batch {
                     out.push(LearnerEffect::Answer {
                         batch,
@@ -306,30 +531,68 @@ impl LearnerCore {
                 ballot,
                 value: ValueRef::clone(&value),
             }));
-            self.log.push((ballot, value));
+            self.log.push_back((ballot, value));
         }
     }
 
-    /// Applies a slot's batch unless it ran already; its outputs.
-    fn execute(&mut self, _slot: Slot, _ballot: Ballot, value: &ValueRef) -> Option<Vec<KvOutput>> {
+    /// Makes `peers_cache` every other node that should hear of `slot`:
+    /// the acceptors from its configuration on, and every node it knows.
+    fn refresh_peers(&mut self, slot: Slot) {
+        let key = (self.configs.start_of(slot), self.configs.from.len());
+        if key == self.peers_for {
+            return;
+        }
+        let mut all = self.configs.from_slot(slot);
+        all.extend(self.members.iter().copied());
+        all.sort_unstable();
+        all.dedup();
+        all.retain(|p| *p != self.id);
+        self.peers_cache = all;
+        self.peers_for = key;
+    }
+
+    /// Applies a slot's batch unless it ran already; its outputs (a
+    /// configuration change answers one `Ok`, and takes effect `α` slots
+    /// later).
+    fn execute(&mut self, slot: Slot, _ballot: Ballot, value: &ValueRef) -> Option<Vec<KvOutput>> {
         let batch = value.batch?;
         if !self.executed.insert(batch) {
             return None;
         }
-        Some(
-            value
-                .requests
-                .iter()
-                .map(|r| self.kv.apply(&r.command))
-                .collect(),
-        )
+        let mut outputs: Vec<KvOutput> = value
+            .requests
+            .iter()
+            .map(|r| self.kv.apply(&r.command))
+            .collect();
+        if let Some(members) = &value.reconfig {
+            self.configs.change(slot, self.alpha, members);
+            outputs.push(KvOutput::Ok);
+        }
+        Some(outputs)
     }
 
     fn handle_catch_up(&mut self, from: NodeId, msg: CatchUp, out: &mut Vec<LearnerEffect>) {
         if msg.from.0 == 0 || msg.from >= self.next() {
             return;
         }
-        let start = usize::try_from(msg.from.0 - 1).unwrap_or(usize::MAX);
+        let mut first = msg.from;
+        if first <= self.base {
+            // Compacted here: the snapshot stands for those slots.
+            if let Some(s) = &self.snapshot {
+                out.push(LearnerEffect::Send {
+                    to: from,
+                    msg: PaxosMessage::InstallSnapshot(InstallSnapshot {
+                        snapshot: SnapshotRef::clone(s),
+                    }),
+                });
+            }
+            first = Slot(self.base.0 + 1);
+            if first >= self.next() {
+                return;
+            }
+        }
+        let start = usize::try_from(first.0 - self.base.0 - 1).unwrap_or(usize::MAX);
+        let base = self.base.0;
         let chosen: Vec<Chosen> = self
             .log
             .iter()
@@ -337,7 +600,7 @@ impl LearnerCore {
             .skip(start)
             .take(CATCH_UP_MAX)
             .map(|(i, (ballot, value))| Chosen {
-                slot: Slot(i as u64 + 1),
+                slot: Slot(base + i as u64 + 1),
                 ballot: *ballot,
                 value: ValueRef::clone(value),
             })
@@ -353,10 +616,11 @@ impl LearnerCore {
             self.last_catch_up_us = now_us;
             self.ask_peer(out);
             // Remind the proposer where delivery stands (after its restart).
-            if let Some((_, v)) = self.log.last() {
+            let last = Slot(self.next().0 - 1);
+            if last.0 > 0 {
                 out.push(LearnerEffect::Decided {
-                    slot: Slot(self.log.len() as u64),
-                    batch: v.batch,
+                    slot: last,
+                    batch: self.log.back().and_then(|(_, v)| v.batch),
                     next_undelivered: self.next(),
                 });
             }
@@ -367,12 +631,8 @@ impl LearnerCore {
     }
 
     fn ask_peer(&mut self, out: &mut Vec<LearnerEffect>) {
-        let peers: Vec<NodeId> = self
-            .members
-            .iter()
-            .copied()
-            .filter(|p| *p != self.id)
-            .collect();
+        self.refresh_peers(self.next());
+        let peers = &self.peers_cache;
         if peers.is_empty() {
             return;
         }
@@ -408,6 +668,7 @@ mod tests {
                 client: ClientId(1),
                 command: KvCommand::put(key, val),
             }],
+            reconfig: None,
         })
     }
 
@@ -537,6 +798,7 @@ mod tests {
                     client: ClientId(1),
                     command: KvCommand::put("k", v),
                 }],
+                reconfig: None,
             })
         };
         l.step(0, chosen(1, put("a")), &mut out);
@@ -581,9 +843,105 @@ mod tests {
             n(1),
             &PaxosConfig::new(Mode::Multi, 3),
             vec![n(1), n(2), n(3)],
+            None,
             records,
-        );
+        )
+        .unwrap();
         assert_eq!(r.next(), Slot(4));
         assert_eq!(r.kv().get("k"), Some("b"));
+    }
+
+    #[test]
+    fn a_snapshot_every_interval_is_served_to_a_lagging_peer_which_installs_it() {
+        let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+        cfg.snapshot_interval = 2;
+        let members = vec![n(1), n(2), n(3)];
+        let mut l = LearnerCore::new(n(1), &cfg, members.clone());
+        let mut out = Vec::new();
+        l.step(0, chosen(1, batch(0, "a", "1")), &mut out);
+        assert!(!out.iter().any(|e| matches!(e, LearnerEffect::Snapshot(_))));
+        l.step(0, chosen(2, batch(1, "b", "2")), &mut out);
+        let snap = out
+            .iter()
+            .find_map(|e| match e {
+                LearnerEffect::Snapshot(s) => Some(SnapshotRef::clone(s)),
+                _ => None,
+            })
+            .expect("a snapshot after two slots");
+        assert_eq!(snap.slot, Slot(2));
+        assert_eq!(snap.executed.len(), 2);
+        assert_eq!((l.snapshot_slot(), l.retained()), (Slot(2), 0));
+        assert!(l.delivered(Slot(1)).is_none(), "compacted");
+        l.step(0, chosen(3, batch(2, "a", "3")), &mut out);
+        // A peer asking from slot 1 gets the snapshot, then slot 3.
+        out.clear();
+        l.step(
+            0,
+            LearnerInput::CatchUp {
+                from: n(2),
+                msg: CatchUp { from: Slot(1) },
+            },
+            &mut out,
+        );
+        let (install, reply) = match &out[..] {
+            [LearnerEffect::Send {
+                msg: PaxosMessage::InstallSnapshot(i),
+                ..
+            }, LearnerEffect::Send {
+                msg: PaxosMessage::CatchUpReply(r),
+                ..
+            }] => (i.clone(), r.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(install.snapshot, snap);
+        assert_eq!(
+            reply.chosen.iter().map(|c| c.slot).collect::<Vec<_>>(),
+            [Slot(3)]
+        );
+        // The lagging peer installs it, then the decisions after it.
+        let mut p = LearnerCore::new(n(2), &cfg, members.clone());
+        let mut out = Vec::new();
+        p.step(0, chosen(5, batch(4, "c", "5")), &mut out);
+        out.clear();
+        p.step(0, LearnerInput::InstallSnapshot(install), &mut out);
+        assert!(matches!(out[0], LearnerEffect::Installed(ref s) if s.slot == Slot(2)));
+        assert!(out.iter().any(|e| matches!(
+            e,
+            LearnerEffect::Decided {
+                slot: Slot(2),
+                next_undelivered: Slot(3),
+                ..
+            }
+        )));
+        p.step(0, LearnerInput::CatchUpReply(reply), &mut out);
+        assert_eq!(p.next(), l.next());
+        assert_eq!(p.kv(), l.kv());
+        // A stale snapshot changes nothing; a batch in it never runs again.
+        out.clear();
+        p.step(
+            0,
+            LearnerInput::InstallSnapshot(InstallSnapshot { snapshot: snap }),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        p.step(0, chosen(4, batch(0, "a", "1")), &mut out);
+        assert_eq!(p.kv().get("a"), Some("3"), "batch 0 ran once, at slot 1");
+        assert_eq!(p.next(), Slot(6));
+        // A restart rebuilds the same state from the snapshot and the log.
+        let stored = p.snapshot().map(|s| (**s).clone());
+        let r = LearnerCore::recover(
+            n(2),
+            &cfg,
+            members,
+            stored,
+            [ChosenRecord {
+                slot: Slot(5),
+                ballot: Ballot::new(1, n(2)),
+                value: batch(4, "c", "5"),
+            }],
+        )
+        .unwrap();
+        assert_eq!(r.next(), p.next());
+        assert_eq!(r.kv(), p.kv());
     }
 }

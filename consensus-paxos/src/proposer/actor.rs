@@ -7,10 +7,10 @@ use super::core::{ProposerCore, ProposerEffect, ProposerInput, Role};
 use crate::config::PaxosConfig;
 use crate::messages::{PaxosMessage, PaxosMessage as M};
 use crate::safety::PaxosEvent;
-use crate::types::{Ballot, Request};
+use crate::types::{Ballot, Configurations, Request};
 use crate::wiring::{
-    micros_since, Abandon, BallotTooLow, ClientReply, Decided, InjectPanic, LeaderChange,
-    PeerMessage, Proposed, Submit, Track,
+    micros_since, Abandon, BallotTooLow, ClientReply, Configured, Decided, InjectPanic,
+    LeaderChange, PeerMessage, Proposed, Reconfigure, Submit, Track,
 };
 use actix::prelude::*;
 use consensus_actors::safety::{SafetyEvent, SafetySink};
@@ -67,6 +67,9 @@ pub struct Proposer<S: ProposerStorage> {
     id: NodeId,
     cfg: PaxosConfig,
     members: Vec<NodeId>,
+    /// The latest configurations the Learner sent (kept across restarts
+    /// of this actor).
+    configs: Configurations,
     seed: u64,
     incarnation: u64,
     epoch: Instant,
@@ -102,6 +105,7 @@ impl<S: ProposerStorage> Proposer<S> {
             core: ProposerCore::new(id, cfg.clone(), members.clone(), seed),
             id,
             cfg,
+            configs: Configurations::initial(&members),
             members,
             seed,
             incarnation: 0,
@@ -114,6 +118,15 @@ impl<S: ProposerStorage> Proposer<S> {
             next_token: 0,
             effects: Vec::new(),
         }
+    }
+
+    /// Starts from these configurations (a node added to a running cluster
+    /// knows the initial acceptors, not itself).
+    #[must_use]
+    pub fn with_configurations(mut self, configs: Configurations) -> Self {
+        self.core = self.core.with_configurations(configs.clone());
+        self.configs = configs;
+        self
     }
 
     /// Records leadership changes in a simulation trace.
@@ -139,7 +152,8 @@ impl<S: ProposerStorage> Proposer<S> {
         let seed = self
             .seed
             .wrapping_add(self.incarnation.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let core = ProposerCore::new(self.id, self.cfg.clone(), self.members.clone(), seed);
+        let core = ProposerCore::new(self.id, self.cfg.clone(), self.members.clone(), seed)
+            .with_configurations(self.configs.clone());
         match self.storage.load_hard_state() {
             Ok(used) => self.core = core.above(used.unwrap_or(Ballot::ZERO)),
             Err(e) => self.fail(format!("proposer cannot read its store: {e}")),
@@ -175,7 +189,7 @@ impl<S: ProposerStorage> Proposer<S> {
                 }
             }
             ProposerEffect::Broadcast(msg) => {
-                for m in &self.members {
+                for m in self.core.targets() {
                     self.transport.send(*m, msg.clone());
                 }
             }
@@ -269,6 +283,31 @@ impl<S: ProposerStorage> Handler<Submit> for Proposer<S> {
                 command: m.command,
             },
         });
+    }
+}
+
+impl<S: ProposerStorage> Handler<Reconfigure> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: Reconfigure, _ctx: &mut Context<Self>) {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.replies.insert(token, m.reply);
+        self.step(ProposerInput::Reconfigure {
+            token,
+            change: m.change,
+        });
+    }
+}
+
+impl<S: ProposerStorage> Handler<Configured> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, m: Configured, _ctx: &mut Context<Self>) {
+        if m.configs.from.len() >= self.configs.from.len() {
+            self.configs = m.configs.clone();
+        }
+        self.step(ProposerInput::Configured { configs: m.configs });
     }
 }
 

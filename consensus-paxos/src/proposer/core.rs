@@ -19,11 +19,31 @@
 //! hole in between a no-op; then it assigns new slots to batches, at most
 //! `window` of them in flight. Refused, it steps down and tells the
 //! election the ballot that beat it.
+//!
+//! **Configuration changes** (Multi-Paxos): a change is a value of its
+//! own ([`Value::reconfig`]), proposed by the leader when no other change
+//! is in progress; chosen in slot `s`, it names the acceptors from slot
+//! `s + α` on (`α` = the window; [`Configurations`]). The leader proposes
+//! in slot `t` only once slot `t − α` is delivered, so it always knows
+//! `t`'s acceptors. Phase 1 at the leader's ballot covers the slots of the
+//! configurations it held a quorum of; before proposing in the first slot
+//! of a new configuration it repeats phase 1 (same ballot) with a quorum
+//! of the new acceptors, adopting what they accepted there. Once a change
+//! is delivered the leader fills the slots up to its first slot with
+//! no-ops, so the change takes effect at once (Lamport's "α − 1 no-ops").
+//!
+//! **Compaction**: a [`Promise`] names the acceptor's compaction point;
+//! every slot up to it is chosen and the acceptor no longer reports its
+//! value. The proposer never proposes in a slot at or below the highest
+//! compaction point it heard (its learner learns those slots from a peer's
+//! snapshot); see [`acceptor::core`](crate::acceptor::core#compaction) for
+//! why this keeps P2c.
 
 use crate::config::{Mode, PaxosConfig};
 use crate::error::ProposeError;
 use crate::messages::{Accept, Nack, PaxosMessage, Prepare, Promise};
-use crate::types::{Ballot, BatchId, PValue, Request, Slot, Value, ValueRef};
+use crate::types::{Ballot, BatchId, Configurations, PValue, Request, Slot, Value, ValueRef};
+use crate::wiring::Change;
 use consensus_actors::types::NodeId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -66,6 +86,18 @@ pub enum ProposerInput {
     Leader {
         /// The leader's ballot.
         leader: Ballot,
+    },
+    /// The learner's configurations changed (Multi-Paxos).
+    Configured {
+        /// The configurations now known.
+        configs: Configurations,
+    },
+    /// A configuration change to propose; `token` names its answer.
+    Reconfigure {
+        /// The actor's name for the answer.
+        token: u64,
+        /// The change.
+        change: Change,
     },
     /// Time passed (retries, back-off).
     Tick,
@@ -148,6 +180,17 @@ struct InFlight {
     since_us: u64,
 }
 
+/// Phase 1 again, at the leader's ballot, with the acceptors of a new
+/// configuration.
+#[derive(Clone, Debug)]
+struct Reprepare {
+    /// The first slot of the new configuration.
+    from: Slot,
+    promises: BTreeMap<NodeId, Vec<PValue>>,
+    compacted: Slot,
+    since_us: u64,
+}
+
 #[derive(Clone, Debug)]
 enum Phase {
     Idle,
@@ -156,6 +199,8 @@ enum Phase {
         first: Slot,
         last: Option<Slot>,
         promises: BTreeMap<NodeId, Vec<PValue>>,
+        /// The highest compaction point the promises named.
+        compacted: Slot,
         since_us: u64,
     },
     Accepting {
@@ -170,7 +215,6 @@ enum Phase {
 pub struct ProposerCore {
     id: NodeId,
     cfg: PaxosConfig,
-    members: Vec<NodeId>,
     rng: ChaCha8Rng,
     nonce: u64,
     next_seq: u64,
@@ -186,6 +230,20 @@ pub struct ProposerCore {
     first_unchosen: Slot,
     /// Slots known chosen at or after `first_unchosen`.
     chosen_ahead: BTreeSet<Slot>,
+    /// Every slot up to this one is chosen: an acceptor compacted it.
+    compacted: Slot,
+    /// The acceptors of each slot (Multi-Paxos changes them).
+    configs: Configurations,
+    /// Where Prepare and Accept go: every acceptor from the current
+    /// configuration on.
+    targets: Vec<NodeId>,
+    /// The leader holds a phase-1 quorum of the configurations starting
+    /// at or before this slot.
+    prepared_from: Slot,
+    reprepare: Option<Reprepare>,
+    /// Recovered values (or hole-filling no-ops) waiting until the window
+    /// reaches their slot.
+    deferred: BTreeMap<Slot, ValueRef>,
     leader: Option<Ballot>,
     backoff_until_us: u64,
 }
@@ -199,7 +257,6 @@ impl ProposerCore {
         Self {
             id,
             cfg,
-            members,
             rng,
             nonce,
             next_seq: 0,
@@ -209,6 +266,12 @@ impl ProposerCore {
             highest: Ballot::ZERO,
             first_unchosen: Slot(1),
             chosen_ahead: BTreeSet::new(),
+            compacted: Slot(0),
+            targets: members.clone(),
+            configs: Configurations::initial(&members),
+            prepared_from: Slot(1),
+            reprepare: None,
+            deferred: BTreeMap::new(),
             leader: None,
             backoff_until_us: 0,
         }
@@ -267,6 +330,48 @@ impl ProposerCore {
         self.queue.len()
     }
 
+    /// Where Prepare and Accept go (every acceptor from the current
+    /// configuration on).
+    pub fn targets(&self) -> &[NodeId] {
+        &self.targets
+    }
+
+    /// The acceptors of each slot, as far as it knows.
+    pub fn configurations(&self) -> &Configurations {
+        &self.configs
+    }
+
+    /// A proposer that knows `configs` from the start (a node added to
+    /// the cluster knows the initial acceptors, not itself).
+    #[must_use]
+    pub fn with_configurations(mut self, configs: Configurations) -> Self {
+        self.configs = configs;
+        self.targets = self.configs.from_slot(self.first_unchosen);
+        self
+    }
+
+    /// The phase-1 quorum of a configuration: `q1` for the configured
+    /// cluster size, a majority for any other.
+    fn q1_of(&self, acceptors: &[NodeId]) -> usize {
+        if acceptors.len() == self.cfg.nodes {
+            self.cfg.q1
+        } else {
+            acceptors.len() / 2 + 1
+        }
+    }
+
+    /// The first slot the leader may not propose in yet: `α` past the
+    /// first undelivered slot, and the first slot of a configuration it
+    /// holds no phase-1 quorum of.
+    fn limit(&self) -> Slot {
+        let mut lim = Slot(self.first_unchosen.0 + self.cfg.window as u64);
+        let (latest, _) = self.configs.latest();
+        if latest > self.prepared_from {
+            lim = lim.min(latest);
+        }
+        lim
+    }
+
     /// The one entry: handles `input` at `now_us`, leaving its effects in
     /// `out`, and checks the invariants.
     pub fn step(&mut self, now_us: u64, input: ProposerInput, out: &mut Vec<ProposerEffect>) {
@@ -282,9 +387,234 @@ impl ProposerCore {
                 next_undelivered,
             } => self.handle_decided(now_us, slot, batch, next_undelivered, out),
             ProposerInput::Leader { leader } => self.handle_leader(now_us, leader, out),
+            ProposerInput::Configured { configs } => self.handle_configured(now_us, configs, out),
+            ProposerInput::Reconfigure { token, change } => {
+                self.handle_reconfigure(now_us, token, change, out)
+            }
             ProposerInput::Tick => self.handle_tick(now_us, out),
         }
         self.check();
+    }
+
+    fn handle_configured(
+        &mut self,
+        now_us: u64,
+        configs: Configurations,
+        out: &mut Vec<ProposerEffect>,
+    ) {
+        if configs.from.len() < self.configs.from.len() {
+            // Older news (a restarted learner that has not caught up).
+            return;
+        }
+        self.configs = configs;
+        self.targets = self.configs.from_slot(self.first_unchosen);
+        if self.maybe_promised(now_us, out) || !self.is_leader() {
+            return;
+        }
+        let (latest, _) = self.configs.latest();
+        if latest > self.prepared_from {
+            self.fill_to_change();
+            self.begin_reprepare(now_us, out);
+        }
+        self.fill_window(now_us, out);
+    }
+
+    /// A change takes effect at the latest configuration's first slot:
+    /// the open slots before it get no-ops, so it does at once.
+    fn fill_to_change(&mut self) {
+        let (latest, _) = self.configs.latest();
+        if let Phase::Accepting {
+            in_flight,
+            next_slot,
+            ..
+        } = &mut self.phase
+        {
+            let mut s = *next_slot;
+            while s < latest {
+                let open = s >= self.first_unchosen
+                    && s > self.compacted
+                    && !self.chosen_ahead.contains(&s)
+                    && !in_flight.contains_key(&s);
+                if open {
+                    self.deferred
+                        .entry(s)
+                        .or_insert_with(|| ValueRef::new(Value::noop()));
+                }
+                s = Slot(s.0 + 1);
+            }
+            *next_slot = (*next_slot).max(latest);
+        }
+    }
+
+    /// Phase 1 again at the leader's ballot, with the acceptors of the
+    /// latest configuration, for its slots.
+    fn begin_reprepare(&mut self, now_us: u64, out: &mut Vec<ProposerEffect>) {
+        let Some(ballot) = self.ballot() else {
+            return;
+        };
+        let (from, acceptors) = self.configs.latest();
+        if self.reprepare.as_ref().is_some_and(|r| r.from == from) {
+            return;
+        }
+        // What the old acceptors reported for these slots does not count.
+        self.deferred.retain(|s, _| *s < from);
+        self.reprepare = Some(Reprepare {
+            from,
+            promises: BTreeMap::new(),
+            compacted: Slot(0),
+            since_us: now_us,
+        });
+        let msg = PaxosMessage::Prepare(Prepare {
+            ballot,
+            first: from,
+            last: None,
+        });
+        for a in acceptors {
+            out.push(ProposerEffect::Send {
+                to: *a,
+                msg: msg.clone(),
+            });
+        }
+    }
+
+    /// A promise for the repeated phase 1.
+    fn handle_reprepare_promise(
+        &mut self,
+        now_us: u64,
+        from: NodeId,
+        msg: Promise,
+        out: &mut Vec<ProposerEffect>,
+    ) {
+        let Some(r) = &mut self.reprepare else {
+            return;
+        };
+        let acceptors = self.configs.at(r.from).to_vec();
+        if !acceptors.contains(&from) {
+            return;
+        }
+        r.compacted = r.compacted.max(msg.compacted);
+        r.promises.insert(from, msg.accepted);
+        if r.promises.len() < self.q1_of(&acceptors) {
+            return;
+        }
+        let Some(r) = self.reprepare.take() else {
+            return;
+        };
+        self.compacted = self.compacted.max(r.compacted);
+        let mut adopted: BTreeMap<Slot, (Ballot, ValueRef)> = BTreeMap::new();
+        for pv in r.promises.into_values().flatten() {
+            if pv.slot < r.from {
+                continue;
+            }
+            let e = adopted
+                .entry(pv.slot)
+                .or_insert((pv.ballot, ValueRef::clone(&pv.value)));
+            if pv.ballot > e.0 {
+                *e = (pv.ballot, pv.value);
+            }
+        }
+        if let Some(max) = adopted.keys().next_back().copied() {
+            for s in r.from.0..=max.0 {
+                let slot = Slot(s);
+                if slot < self.first_unchosen
+                    || slot <= self.compacted
+                    || self.chosen_ahead.contains(&slot)
+                {
+                    continue;
+                }
+                let value = adopted
+                    .remove(&slot)
+                    .map_or_else(|| ValueRef::new(Value::noop()), |(_, v)| v);
+                self.deferred.insert(slot, value);
+            }
+            if let Phase::Accepting { next_slot, .. } = &mut self.phase {
+                *next_slot = (*next_slot).max(Slot(max.0 + 1));
+            }
+        }
+        self.prepared_from = r.from;
+        self.fill_window(now_us, out);
+    }
+
+    /// Whether a configuration change is under way: chosen and not yet in
+    /// effect, or proposed and not yet chosen.
+    fn change_in_progress(&self) -> bool {
+        let (latest, _) = self.configs.latest();
+        if latest > self.prepared_from || latest > self.first_unchosen {
+            return true;
+        }
+        let pending = |v: &ValueRef| v.reconfig.is_some();
+        let in_flight = match &self.phase {
+            Phase::Accepting { in_flight, .. } => in_flight.values().any(|f| pending(&f.value)),
+            _ => false,
+        };
+        in_flight || self.deferred.values().any(pending) || self.retry.iter().any(pending)
+    }
+
+    fn handle_reconfigure(
+        &mut self,
+        now_us: u64,
+        token: u64,
+        change: Change,
+        out: &mut Vec<ProposerEffect>,
+    ) {
+        let fail = |error| ProposerEffect::Fail {
+            tokens: vec![token],
+            error,
+        };
+        if self.cfg.mode != Mode::Multi {
+            out.push(fail(ProposeError::Unsupported));
+            return;
+        }
+        if !self.is_leader() {
+            out.push(fail(ProposeError::NotLeader {
+                leader: self.leader().filter(|l| *l != self.id),
+            }));
+            return;
+        }
+        if self.change_in_progress() {
+            out.push(fail(ProposeError::ChangeInProgress));
+            return;
+        }
+        let mut members = self.configs.latest().1.to_vec();
+        match change {
+            Change::Add(n) if members.contains(&n) => {
+                out.push(fail(ProposeError::InvalidChange(format!(
+                    "{n} is already a member"
+                ))));
+                return;
+            }
+            Change::Add(n) => members.push(n),
+            Change::Remove(n) if !members.contains(&n) => {
+                out.push(fail(ProposeError::InvalidChange(format!(
+                    "{n} is not a member"
+                ))));
+                return;
+            }
+            Change::Remove(_) if members.len() == 1 => {
+                out.push(fail(ProposeError::InvalidChange(
+                    "the last member cannot be removed".into(),
+                )));
+                return;
+            }
+            Change::Remove(n) => members.retain(|m| *m != n),
+        }
+        members.sort_unstable();
+        let batch = BatchId {
+            node: self.id,
+            nonce: self.nonce,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        out.push(ProposerEffect::Track {
+            batch,
+            tokens: vec![token],
+        });
+        self.retry.push_front(ValueRef::new(Value {
+            batch: Some(batch),
+            requests: Vec::new(),
+            reconfig: Some(members),
+        }));
+        self.fill_window(now_us, out);
     }
 
     fn handle_submit(
@@ -333,7 +663,7 @@ impl ProposerCore {
     }
 
     fn lowest_open_slot(&self) -> Slot {
-        let mut s = self.first_unchosen;
+        let mut s = self.first_unchosen.max(Slot(self.compacted.0 + 1));
         while self.chosen_ahead.contains(&s) {
             s = Slot(s.0 + 1);
         }
@@ -358,6 +688,7 @@ impl ProposerCore {
             first,
             last,
             promises: BTreeMap::new(),
+            compacted: Slot(0),
             since_us: now_us,
         };
         out.push(ProposerEffect::Broadcast(PaxosMessage::Prepare(Prepare {
@@ -374,29 +705,61 @@ impl ProposerCore {
         msg: Promise,
         out: &mut Vec<ProposerEffect>,
     ) {
+        if matches!(self.phase, Phase::Accepting { .. })
+            && self.cfg.mode == Mode::Multi
+            && Some(msg.ballot) == self.ballot()
+        {
+            self.handle_reprepare_promise(now_us, from, msg, out);
+            return;
+        }
         let Phase::Preparing {
-            ballot, promises, ..
+            ballot,
+            first,
+            promises,
+            compacted,
+            ..
         } = &mut self.phase
         else {
             return;
         };
-        if msg.ballot != *ballot || !self.members.contains(&from) {
+        if msg.ballot != *ballot || !self.configs.at(*first).contains(&from) {
             return;
         }
+        *compacted = (*compacted).max(msg.compacted);
         promises.insert(from, msg.accepted);
-        if promises.len() < self.cfg.q1 {
-            return;
+        self.maybe_promised(now_us, out);
+    }
+
+    /// Phase 1 is done once `q1` acceptors of its first slot's
+    /// configuration promised (checked on each promise and whenever the
+    /// configurations change).
+    fn maybe_promised(&mut self, now_us: u64, out: &mut Vec<ProposerEffect>) -> bool {
+        let Phase::Preparing {
+            first, promises, ..
+        } = &mut self.phase
+        else {
+            return false;
+        };
+        let acceptors = self.configs.at(*first).to_vec();
+        promises.retain(|n, _| acceptors.contains(n));
+        if promises.len() < self.q1_of(&acceptors) {
+            return false;
         }
         let Phase::Preparing {
             ballot,
             first,
             last,
             promises,
+            compacted,
             ..
         } = std::mem::replace(&mut self.phase, Phase::Idle)
         else {
             unreachable!("matched above");
         };
+        // Slots up to `compacted` are chosen and forgotten by an acceptor
+        // of the quorum: never propose in them.
+        self.compacted = self.compacted.max(compacted);
+        let compacted = self.compacted;
         // P2c: per slot, the value of the highest accepted ballot reported.
         let mut adopted: BTreeMap<Slot, (Ballot, ValueRef)> = BTreeMap::new();
         for pv in promises.into_values().flatten() {
@@ -412,6 +775,11 @@ impl ProposerCore {
         }
         let mut in_flight = BTreeMap::new();
         match self.cfg.mode {
+            Mode::Basic if first <= compacted => {
+                // The slot is chosen; the next attempt goes above it (the
+                // learner fetches it from a peer's snapshot).
+                self.maybe_propose(now_us, out);
+            }
             Mode::Basic => {
                 let value = match adopted.remove(&first) {
                     Some((_, v)) => v,
@@ -420,7 +788,7 @@ impl ProposerCore {
                         None => {
                             // Nothing left to propose (our batch was
                             // decided meanwhile).
-                            return;
+                            return true;
                         }
                     },
                 };
@@ -434,20 +802,38 @@ impl ProposerCore {
             Mode::Multi => {
                 let reported_max = adopted.keys().next_back().copied();
                 let ahead_max = self.chosen_ahead.iter().next_back().copied();
-                let mut next = first;
+                let mut next = first.max(Slot(compacted.0 + 1));
                 for s in [reported_max, ahead_max].into_iter().flatten() {
                     next = next.max(Slot(s.0 + 1));
                 }
-                // Recover every unfinished slot; fill the holes with no-ops.
+                self.prepared_from = self.configs.start_of(first);
+                self.deferred.clear();
+                self.reprepare = None;
+                let (latest, _) = self.configs.latest();
+                if latest > self.prepared_from {
+                    // The slots of a newer configuration wait for its own
+                    // phase 1.
+                    next = next.min(latest);
+                }
+                let limit = self.limit();
+                // Recover every unfinished slot; fill the holes with no-ops
+                // (those beyond the window wait in `deferred`).
                 for s in first.0..next.0 {
                     let slot = Slot(s);
-                    if slot < self.first_unchosen || self.chosen_ahead.contains(&slot) {
+                    if slot < self.first_unchosen
+                        || slot <= compacted
+                        || self.chosen_ahead.contains(&slot)
+                    {
                         continue;
                     }
                     let value = adopted
                         .remove(&slot)
                         .map_or_else(|| ValueRef::new(Value::noop()), |(_, v)| v);
-                    self.propose(now_us, ballot, slot, value, &mut in_flight, out);
+                    if slot >= limit {
+                        self.deferred.insert(slot, value);
+                    } else {
+                        self.propose(now_us, ballot, slot, value, &mut in_flight, out);
+                    }
                 }
                 self.phase = Phase::Accepting {
                     ballot,
@@ -455,9 +841,14 @@ impl ProposerCore {
                     next_slot: next,
                 };
                 out.push(ProposerEffect::BecameLeader { ballot });
+                if latest > self.prepared_from {
+                    self.fill_to_change();
+                    self.begin_reprepare(now_us, out);
+                }
                 self.fill_window(now_us, out);
             }
         }
+        true
     }
 
     fn propose(
@@ -512,23 +903,51 @@ impl ProposerCore {
         };
         self.next_seq += 1;
         out.push(ProposerEffect::Track { batch, tokens });
-        Some(ValueRef::new(Value {
-            batch: Some(batch),
-            requests,
-        }))
+        Some(ValueRef::new(Value::batch(batch, requests)))
     }
 
     fn fill_window(&mut self, now_us: u64, out: &mut Vec<ProposerEffect>) -> bool {
         let mut did = false;
         loop {
-            let Phase::Accepting { in_flight, .. } = &self.phase else {
+            let Phase::Accepting {
+                in_flight,
+                next_slot,
+                ..
+            } = &self.phase
+            else {
                 return did;
             };
             if in_flight.len() >= self.cfg.window {
                 return did;
             }
-            let Some(value) = self.next_batch(out) else {
-                return did;
+            let limit = if self.cfg.mode == Mode::Multi {
+                self.limit()
+            } else {
+                Slot(u64::MAX)
+            };
+            // Recovered slots first, as the window reaches them.
+            let deferred = self.deferred.range(..limit).next().map(|(s, _)| *s);
+            let (slot, value) = if let Some(slot) = deferred {
+                let Some(value) = self.deferred.remove(&slot) else {
+                    return did;
+                };
+                (slot, value)
+            } else {
+                let mut slot = *next_slot;
+                while slot < self.first_unchosen
+                    || slot <= self.compacted
+                    || self.chosen_ahead.contains(&slot)
+                    || self.deferred.contains_key(&slot)
+                {
+                    slot = Slot(slot.0 + 1);
+                }
+                if slot >= limit {
+                    return did;
+                }
+                let Some(value) = self.next_batch(out) else {
+                    return did;
+                };
+                (slot, value)
             };
             let Phase::Accepting {
                 ballot,
@@ -538,15 +957,11 @@ impl ProposerCore {
             else {
                 unreachable!("matched above");
             };
-            let mut slot = next_slot;
-            while slot < self.first_unchosen || self.chosen_ahead.contains(&slot) {
-                slot = Slot(slot.0 + 1);
-            }
             self.propose(now_us, ballot, slot, value, &mut in_flight, out);
             self.phase = Phase::Accepting {
                 ballot,
                 in_flight,
-                next_slot: Slot(slot.0 + 1),
+                next_slot: next_slot.max(Slot(slot.0 + 1)),
             };
             did = true;
         }
@@ -588,6 +1003,8 @@ impl ProposerCore {
 
     fn step_down(&mut self, out: &mut Vec<ProposerEffect>) {
         let was_leading = self.is_leader();
+        self.reprepare = None;
+        self.deferred.clear();
         let mut batches: Vec<BatchId> = Vec::new();
         if let Phase::Accepting { in_flight, .. } = std::mem::replace(&mut self.phase, Phase::Idle)
         {
@@ -630,27 +1047,43 @@ impl ProposerCore {
     ) {
         if next_undelivered > self.first_unchosen {
             self.first_unchosen = next_undelivered;
+            if self.configs.from.len() > 1 {
+                self.targets = self.configs.from_slot(self.first_unchosen);
+            }
         }
         if slot >= self.first_unchosen {
             self.chosen_ahead.insert(slot);
         }
         let first = self.first_unchosen;
         self.chosen_ahead.retain(|s| *s >= first);
+        self.deferred.remove(&slot);
+        self.deferred.retain(|s, _| *s >= first);
         // Our batch is decided: it needs no other slot.
         if let Some(b) = batch {
             self.retry.retain(|v| v.batch != Some(b));
         }
-        let mut lost = None;
+        let mut lost = Vec::new();
         if let Phase::Accepting { in_flight, .. } = &mut self.phase {
             if let Some(f) = in_flight.remove(&slot) {
-                if f.value.batch != batch && self.own(&f.value).is_some() {
-                    lost = Some(f.value);
+                if f.value.batch != batch {
+                    lost.push(f.value);
                 }
             }
+            // Slots the learner passed without a decision of their own (a
+            // snapshot installed over them): what they held is unknown, so
+            // our batches there go to later slots (run at most once).
+            let kept = in_flight.split_off(&first);
+            lost.extend(
+                std::mem::replace(in_flight, kept)
+                    .into_values()
+                    .map(|f| f.value),
+            );
         }
-        if let Some(v) = lost {
-            // Another value took the slot: ours goes to a later one.
-            self.retry.push_front(v);
+        for v in lost.into_iter().rev() {
+            if self.own(&v).is_some() && v.batch != batch {
+                // Another value took the slot: ours goes to a later one.
+                self.retry.push_front(v);
+            }
         }
         if self.cfg.mode == Mode::Basic {
             if let Phase::Accepting { in_flight, .. } = &self.phase {
@@ -705,6 +1138,7 @@ impl ProposerCore {
                     last,
                     promises,
                     since_us,
+                    ..
                 },
                 Mode::Multi,
             ) => {
@@ -715,7 +1149,7 @@ impl ProposerCore {
                         first: *first,
                         last: *last,
                     });
-                    for m in &self.members {
+                    for m in self.configs.at(*first) {
                         if !promises.contains_key(m) {
                             out.push(ProposerEffect::Send {
                                 to: *m,
@@ -758,6 +1192,24 @@ impl ProposerCore {
                 }
             }
         }
+        if let (Some(ballot), Some(r)) = (self.ballot(), self.reprepare.as_mut()) {
+            if now_us.saturating_sub(r.since_us) >= retry_us {
+                r.since_us = now_us;
+                let msg = PaxosMessage::Prepare(Prepare {
+                    ballot,
+                    first: r.from,
+                    last: None,
+                });
+                for m in self.configs.at(r.from) {
+                    if !r.promises.contains_key(m) {
+                        out.push(ProposerEffect::Send {
+                            to: *m,
+                            msg: msg.clone(),
+                        });
+                    }
+                }
+            }
+        }
         if matches!(self.phase, Phase::Idle) {
             self.maybe_propose(now_us, out);
         }
@@ -772,10 +1224,21 @@ impl ProposerCore {
         match &self.phase {
             Phase::Idle => {}
             Phase::Preparing {
-                ballot, promises, ..
+                ballot,
+                promises,
+                first,
+                ..
             } => {
                 assert_eq!(ballot.node, self.id, "phase 1 with another node's ballot");
-                assert!(promises.len() < self.cfg.q1, "a phase-1 quorum left unused");
+                let acceptors = self.configs.at(*first);
+                assert!(
+                    promises.keys().all(|n| acceptors.contains(n)),
+                    "a promise counted from a stranger"
+                );
+                assert!(
+                    promises.len() < self.q1_of(acceptors),
+                    "a phase-1 quorum left unused"
+                );
             }
             Phase::Accepting {
                 ballot,

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::messages::Accepted;
+use crate::types::Configurations;
+use crate::wiring::Change;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::types::ClientId;
 
@@ -63,6 +65,7 @@ fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accep
             seq: 0,
         }),
         requests: vec![request("theirs")],
+        reconfig: None,
     });
     out.clear();
     p.step(
@@ -76,6 +79,7 @@ fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accep
                     ballot: Ballot::new(0, n(2)),
                     value: ValueRef::clone(&theirs),
                 }],
+                compacted: Slot(0),
             },
         },
         &mut out,
@@ -88,6 +92,7 @@ fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accep
             msg: Promise {
                 ballot: b,
                 accepted: vec![],
+                compacted: Slot(0),
             },
         },
         &mut out,
@@ -207,6 +212,7 @@ fn a_multi_paxos_leader_batches_within_its_window_and_refuses_when_following() {
                 msg: Promise {
                     ballot: b,
                     accepted: vec![],
+                    compacted: Slot(0),
                 },
             },
             &mut out,
@@ -264,4 +270,174 @@ fn a_multi_paxos_leader_batches_within_its_window_and_refuses_when_following() {
     )));
     assert!(out.contains(&ProposerEffect::SteppedDown));
     assert!(!p.is_leader());
+}
+
+fn promise(from: u64, ballot: Ballot, compacted: u64) -> ProposerInput {
+    ProposerInput::Promise {
+        from: n(from),
+        msg: Promise {
+            ballot,
+            accepted: vec![],
+            compacted: Slot(compacted),
+        },
+    }
+}
+
+/// A promise naming a compaction point: the slots up to it are chosen and
+/// no longer reported, so the proposer must not fill them. Basic Paxos
+/// moves its attempt above the point; a Multi-Paxos leader starts its
+/// window there. (Without the check both propose their own value in slot
+/// 1, which may already hold another chosen value.)
+#[test]
+fn a_proposer_never_proposes_at_or_below_a_reported_compaction_point() {
+    let mut p = ProposerCore::new(n(1), PaxosConfig::new(Mode::Basic, 3), members(), 1);
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Submit {
+            token: 0,
+            request: request("mine"),
+        },
+        &mut out,
+    );
+    let b = broadcast_prepare(&out).unwrap().ballot;
+    out.clear();
+    p.step(1, promise(2, b, 0), &mut out);
+    p.step(1, promise(3, b, 7), &mut out);
+    assert!(accepts(&out).is_empty(), "nothing proposed in slot 1");
+    let again = broadcast_prepare(&out).expect("phase 1 again, higher up");
+    assert_eq!((again.first, again.last), (Slot(8), Some(Slot(8))));
+    out.clear();
+    p.step(2, promise(2, again.ballot, 7), &mut out);
+    p.step(2, promise(3, again.ballot, 7), &mut out);
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].slot, Slot(8));
+
+    // Multi-Paxos: recovery and new slots start above the point.
+    let mut m = ProposerCore::new(n(1), PaxosConfig::new(Mode::Multi, 3), members(), 1);
+    let leader = Ballot::new(1, n(1));
+    out.clear();
+    m.step(0, ProposerInput::Leader { leader }, &mut out);
+    m.step(1, promise(1, leader, 5), &mut out);
+    m.step(1, promise(2, leader, 0), &mut out);
+    assert!(m.is_leader());
+    assert!(accepts(&out).is_empty(), "no hole filled below the point");
+    out.clear();
+    m.step(
+        2,
+        ProposerInput::Submit {
+            token: 1,
+            request: request("next"),
+        },
+        &mut out,
+    );
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].slot, Slot(6));
+}
+
+/// Configuration changes (Paxos Made Simple §3, α = the window): the
+/// leader proposes a change as a value of its own; a second change while
+/// one is in flight is refused; once the change (chosen in slot 1) is
+/// delivered, the slots before its first slot (1 + α) get no-ops, and
+/// nothing is proposed from that slot on until a phase-1 quorum of the
+/// new acceptors (3 of 4) promised the leader's ballot.
+#[test]
+fn a_configuration_change_takes_effect_alpha_slots_later_after_phase_1_with_the_new_acceptors() {
+    let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+    cfg.window = 4;
+    let mut p = ProposerCore::new(n(1), cfg, members(), 1);
+    let mut out = Vec::new();
+    let b = Ballot::new(1, n(1));
+    p.step(0, ProposerInput::Leader { leader: b }, &mut out);
+    p.step(0, promise(1, b, 0), &mut out);
+    p.step(0, promise(2, b, 0), &mut out);
+    assert!(p.is_leader());
+    out.clear();
+    p.step(
+        1,
+        ProposerInput::Reconfigure {
+            token: 0,
+            change: Change::Add(n(4)),
+        },
+        &mut out,
+    );
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].slot, Slot(1));
+    assert_eq!(a[0].value.reconfig, Some(vec![n(1), n(2), n(3), n(4)]));
+    let batch = a[0].value.batch;
+    out.clear();
+    p.step(
+        1,
+        ProposerInput::Reconfigure {
+            token: 1,
+            change: Change::Add(n(5)),
+        },
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        [ProposerEffect::Fail {
+            tokens: vec![1],
+            error: ProposeError::ChangeInProgress
+        }]
+    );
+    out.clear();
+    // The change is chosen in slot 1: acceptors 1..4 from slot 5 on.
+    let mut configs = Configurations::initial(&members());
+    configs.change(Slot(1), 4, &[n(1), n(2), n(3), n(4)]);
+    p.step(
+        2,
+        ProposerInput::Configured {
+            configs: configs.clone(),
+        },
+        &mut out,
+    );
+    p.step(
+        2,
+        ProposerInput::Decided {
+            slot: Slot(1),
+            batch,
+            next_undelivered: Slot(2),
+        },
+        &mut out,
+    );
+    assert_eq!(p.targets(), [n(1), n(2), n(3), n(4)]);
+    let noops: Vec<Slot> = accepts(&out)
+        .iter()
+        .filter(|a| a.value.is_noop())
+        .map(|a| a.slot)
+        .collect();
+    assert_eq!(noops, [Slot(2), Slot(3), Slot(4)]);
+    let prepares: Vec<NodeId> = out
+        .iter()
+        .filter_map(|e| match e {
+            ProposerEffect::Send {
+                to,
+                msg: PaxosMessage::Prepare(pr),
+            } if pr.first == Slot(5) && pr.ballot == b => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(prepares, [n(1), n(2), n(3), n(4)]);
+    out.clear();
+    // A command waits for the new acceptors' phase 1.
+    p.step(
+        3,
+        ProposerInput::Submit {
+            token: 2,
+            request: request("next"),
+        },
+        &mut out,
+    );
+    assert!(accepts(&out).is_empty(), "slot 5 needs the new quorum");
+    p.step(3, promise(1, b, 0), &mut out);
+    p.step(3, promise(4, b, 0), &mut out);
+    assert!(accepts(&out).is_empty(), "2 of 4 is no quorum");
+    p.step(3, promise(2, b, 0), &mut out);
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].slot, Slot(5));
 }
