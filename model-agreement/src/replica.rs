@@ -501,7 +501,6 @@ pub fn model_view(sm: &GradientConsensus) -> ModelView {
 pub struct GradientConsensusActor {
     id: NodeId,
     ordering: Ordering<GradientConsensus>,
-    initial: ModelView,
     mirror: ModelMirror,
     waiting: Vec<(u64, oneshot::Sender<Option<ModelView>>)>,
     panic_next: bool,
@@ -525,8 +524,7 @@ impl GradientConsensusActor {
         Self {
             id: ctx.id,
             ordering: ctx.ordering.clone(),
-            mirror: ModelMirror::new(Some(initial.clone())),
-            initial,
+            mirror: ModelMirror::new(Some(initial)),
             waiting: Vec::new(),
             panic_next: false,
             restarted: false,
@@ -577,7 +575,6 @@ impl Supervised for GradientConsensusActor {
             let _ = tx.send(None);
         }
         self.restarted = true;
-        let _ = &self.initial;
     }
 }
 
