@@ -649,7 +649,7 @@ impl LearnerCore {
 mod tests {
     use super::*;
     use crate::config::Mode;
-    use crate::types::{Request, Value};
+    use crate::types::{Configurations, Request, Value};
     use consensus_actors::kv::KvCommand;
     use consensus_actors::types::ClientId;
 
@@ -943,5 +943,53 @@ mod tests {
         .unwrap();
         assert_eq!(r.next(), p.next());
         assert_eq!(r.kv(), p.kv());
+    }
+
+    /// Each slot is chosen by a phase-2 quorum of its own configuration:
+    /// with acceptors 1..3 until slot 4 and 1..4 from slot 5, two of three
+    /// choose slot 4 (node 4's acceptance does not count there) and slot 5
+    /// needs three of four.
+    #[test]
+    fn each_slot_is_counted_among_the_acceptors_of_its_configuration() {
+        let cfg = PaxosConfig::new(Mode::Multi, 3);
+        let mut configs = Configurations::initial(&[n(1), n(2), n(3)]);
+        configs.change(Slot(1), 4, &[n(1), n(2), n(3), n(4)]);
+        let mut l =
+            LearnerCore::with_configurations(n(1), &cfg, configs, vec![n(1), n(2), n(3), n(4)]);
+        let mut out = Vec::new();
+        let b = Ballot::new(1, n(1));
+        for slot in 1..=5 {
+            l.step(
+                0,
+                LearnerInput::Proposed {
+                    slot: Slot(slot),
+                    ballot: b,
+                    value: batch(slot, "k", &slot.to_string()),
+                },
+                &mut out,
+            );
+        }
+        let acc = |from: u64, slot: u64| LearnerInput::Accepted {
+            from: n(from),
+            msg: Accepted {
+                ballot: b,
+                slot: Slot(slot),
+            },
+        };
+        for slot in 1..=3 {
+            l.step(0, acc(2, slot), &mut out);
+            l.step(0, acc(3, slot), &mut out);
+        }
+        l.step(0, acc(4, 4), &mut out);
+        l.step(0, acc(2, 4), &mut out);
+        assert_eq!(l.next(), Slot(4), "node 4 is no acceptor of slot 4");
+        l.step(0, acc(3, 4), &mut out);
+        assert_eq!(l.next(), Slot(5));
+        l.step(0, acc(2, 5), &mut out);
+        l.step(0, acc(3, 5), &mut out);
+        assert_eq!(l.next(), Slot(5), "two of four choose nothing");
+        l.step(0, acc(4, 5), &mut out);
+        assert_eq!(l.next(), Slot(6));
+        assert_eq!(l.kv().get("k"), Some("5"));
     }
 }
