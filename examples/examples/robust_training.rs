@@ -26,12 +26,12 @@
 //! The JSON also says which replicas served a model the majority did not
 //! (`served_disagreements`, bsp).
 //!
-//! `--protocol pbft` orders the rounds through PBFT instead of Raft (bsp
-//! only), 4 replicas by default, replica 1 (the first primary) Byzantine as
+//! `--protocol pbft` orders the rounds (bsp) or the pushes (ssp, asp)
+//! through PBFT instead of Raft, 4 replicas by default, replica 1 (the first primary) Byzantine as
 //! `--replica-fault` says (default `equivocate`: different PRE-PREPAREs to
 //! different backups; also `wrong-digest`, `forged-auth`, `lying-new-view`,
 //! `flood`, `replay`, `silent`, or `none`); every correct replica must end
-//! with the same model.
+//! with the same model (or parameters).
 //!
 //! ```sh
 //! cargo run --example robust_training -- --protocol pbft --aggregator krum --byzantine 2 --json
@@ -184,20 +184,11 @@ struct Outcome {
 fn run(args: &Args) -> Result<ExitCode, String> {
     let ordering = match args.protocol.as_str() {
         "raft" => OrderingLayer::Raft,
-        "pbft" => {
-            if args.consistency != Consistency::Bsp {
-                return Err(format!(
-                    "--protocol pbft runs synchronous rounds (GradientConsensus) only; \
-                     ParameterSync (--consistency {}) runs on raft",
-                    args.consistency
-                ));
-            }
-            OrderingLayer::Pbft {
-                byzantine: replica_fault(&args.replica_fault)?
-                    .map(|b| vec![(NodeId(1), b)])
-                    .unwrap_or_default(),
-            }
-        }
+        "pbft" => OrderingLayer::Pbft {
+            byzantine: replica_fault(&args.replica_fault)?
+                .map(|b| vec![(NodeId(1), b)])
+                .unwrap_or_default(),
+        },
         other => {
             return Err(format!(
                 "unknown protocol `{other}` (expected raft or pbft)"
@@ -208,7 +199,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let rule = aggregator(&args.aggregator, args.workers, args.byzantine)?;
     let outcome = match args.consistency {
         Consistency::Bsp => bsp(args, rule, attack_window, ordering)?,
-        c => sync(args, rule, c)?,
+        c => sync(args, rule, c, ordering)?,
     };
     for line in &outcome.lines {
         println!("{line}");
@@ -314,7 +305,12 @@ fn bsp(
     })
 }
 
-fn sync(args: &Args, rule: Aggregator, consistency: Consistency) -> Result<Outcome, String> {
+fn sync(
+    args: &Args,
+    rule: Aggregator,
+    consistency: Consistency,
+    ordering: OrderingLayer,
+) -> Result<Outcome, String> {
     if args.byzantine > args.workers {
         return Err(format!(
             "--byzantine {} is more than --workers {}",
@@ -335,6 +331,7 @@ fn sync(args: &Args, rule: Aggregator, consistency: Consistency) -> Result<Outco
     spec.aggregator = rule;
     spec.f = args.byzantine;
     spec.evict_after = args.evict_after.map(|k| spec.slow * k as u32);
+    spec.ordering = ordering;
     let report = run_parameter_sync(&spec).map_err(|e| e.to_string())?;
     let every = honest.max(1);
     let lines = report

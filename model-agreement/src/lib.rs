@@ -37,7 +37,9 @@
 //! The ordering layer is Raft (crash faults) or PBFT (Byzantine replicas,
 //! n ≥ 3f + 1; [`OrderingLayer`](training::OrderingLayer)): with PBFT, a
 //! replica that equivocates as primary, signs wrong digests or forges
-//! authenticators leaves every correct replica with the same model.
+//! authenticators leaves every correct replica with the same model
+//! (GradientConsensus, [`training`]) or the same parameters (ParameterSync,
+//! [`sync_run`]; [`SyncSpec::ordering`](sync_run::SyncSpec::ordering)).
 //!
 //! # Using it
 //!
@@ -85,9 +87,9 @@
 //! | [`parameter_sync`] | `ParameterSync` and `Consistency` |
 //! | [`replica`] | the training tier: `Ordering`, the components, their messages and slots |
 //! | [`replica_sim`] | both tiers on simulated Raft: `ReplicaSimFactory`, `raft_ordering`, `Replicas` |
-//! | [`replica_pbft`] | GradientConsensus tiers on simulated PBFT, Byzantine replicas included: `PbftReplicaSimFactory`, `pbft_ordering` |
+//! | [`replica_pbft`] | training tiers (GradientConsensus or ParameterSync) on simulated PBFT, Byzantine replicas included: `PbftReplicaSimFactory`, `pbft_ordering` |
 //! | [`training`] | GradientConsensus on a simulated Raft or PBFT cluster: `run_training`, `run_training_with(slots)` |
-//! | [`sync_run`] | ParameterSync on a simulated Raft cluster: `run_parameter_sync`, `run_parameter_sync_with(slots)` |
+//! | [`sync_run`] | ParameterSync on a simulated Raft or PBFT cluster: `run_parameter_sync`, `run_parameter_sync_with(slots)` |
 //!
 //! # Testing
 //!

@@ -1,4 +1,5 @@
-//! [`ParameterSync`] on a simulated Raft cluster with fast and slow workers
+//! [`ParameterSync`] on a simulated Raft (or PBFT, see
+//! [`SyncSpec::ordering`]) cluster with fast and slow workers
 //! (and optionally Byzantine ones that never wait, and silent ones),
 //! recording every read's staleness.
 //!
@@ -13,21 +14,30 @@
 //! fast as it can without waiting; the log refuses what the mode forbids,
 //! and the rule filters what it lets through. A *silent* worker never
 //! pushes: it stalls BSP and SSP until the replicas evict it.
+//!
+//! On PBFT ([`OrderingLayer::Pbft`]) some replicas may be Byzantine; the
+//! workers' home replicas are then the correct ones (a worker trusts the
+//! replica it runs next to), and `replicas_identical` is about the correct
+//! replicas' parameters.
 
 use crate::aggregation::Aggregator;
 use crate::gradient_consensus::{ModelVersion, ReplicaProbe, Round};
 use crate::parameter_sync::{
     Consistency, ParameterSync, PushRefusal, SyncConfig, SyncOutput, VersionedParameters,
 };
+use crate::replica::Ordering;
 use crate::replica::TrainingSlots;
 use crate::replica::{
     components, PullParameters, PullReply, PushGradient, SyncContext, SyncHandles,
 };
+use crate::replica_pbft::{pbft_ordering, PbftReplicaSimFactory};
 use crate::replica_sim::{raft_ordering, ReplicaSimFactory, Replicas, Tier, TrainingFactory};
 use crate::task::{LinearRegression, Shard};
-use crate::training::TrainingError;
-use consensus_actors::sim::{SimConfig, Simulation};
+use crate::training::{OrderingLayer, TrainingError};
+use consensus_actors::sim::{NodeFactory, SimConfig, Simulation};
+use consensus_actors::transport::Wire;
 use consensus_actors::types::NodeId;
+use consensus_pbft::PbftConfig;
 use consensus_raft::RaftConfig;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -71,6 +81,8 @@ pub struct SyncSpec {
     pub dim: usize,
     /// Raft settings.
     pub raft: RaftConfig,
+    /// The ordering layer (Raft by default; PBFT with Byzantine replicas).
+    pub ordering: OrderingLayer,
 }
 
 impl SyncSpec {
@@ -95,6 +107,7 @@ impl SyncSpec {
             learning_rate: 0.05,
             dim: 10,
             raft: RaftConfig::default(),
+            ordering: OrderingLayer::Raft,
         }
     }
 }
@@ -197,94 +210,94 @@ pub fn run_parameter_sync_with(
         evict_after: spec.evict_after,
     };
     config.validate()?;
+    spec.ordering.validate(spec.replicas)?;
     let problem = LinearRegression::new(spec.dim, 0.1, spec.seed);
     let probe = ReplicaProbe::new();
     let sm_probe = probe.clone();
     let slot = slots.parameter_sync.clone();
-    let factory = ReplicaSimFactory::new(
-        spec.raft.clone(),
-        (1..=spec.replicas).map(NodeId),
-        move |id, ordering, tree| {
-            let ctx = SyncContext {
-                id,
-                config: config.clone(),
-                ordering,
-            };
-            let handles = slot
-                .build(&ctx)
-                .start(tree, components::PARAMETER_SYNC)
-                .map_err(|e| e.to_string())?;
-            let (config, probe, applied) =
-                (config.clone(), sm_probe.clone(), handles.applied.clone());
-            Ok(Tier {
-                handles,
-                make_sm: Arc::new(move || {
-                    ParameterSync::new(config.clone())
-                        .with_probe(probe.clone())
-                        .with_publisher(applied.clone())
-                }),
-            })
-        },
-    );
-    let spec2 = spec.clone();
-    let problem2 = problem.clone();
-    let outcome = Simulation::run(
-        SimConfig::new(spec.seed, spec.replicas),
-        factory,
-        move |sim| async move {
-            let replicas = sim.factory().replicas();
-            let log = Rc::new(RefCell::new(Log::default()));
-            let mut tasks = Vec::new();
-            for (i, &id) in workers.iter().enumerate() {
-                let role = if i >= honest + spec2.byzantine {
-                    continue;
-                } else if i >= honest {
-                    Role::Rusher
-                } else {
-                    Role::Honest(if i < spec2.fast_workers {
-                        spec2.fast
-                    } else {
-                        spec2.slow
-                    })
-                };
-                let shard = problem2.shard(i as u64, 64);
-                let home = NodeId(1 + i as u64 % spec2.replicas);
-                let (reps, log, steps) = (replicas.clone(), Rc::clone(&log), spec2.steps);
-                let initial = vec![0.0; spec2.dim];
-                tasks.push(actix::spawn(async move {
-                    worker_loop(reps, home, id, shard, role, steps, initial, log).await
-                }));
-            }
-            let mut failed = None;
-            for t in tasks {
-                match t.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => failed = Some(e),
-                    Err(_) => failed = Some(TrainingError::Spec("a worker task panicked".into())),
+    let byzantine: Vec<NodeId> = match &spec.ordering {
+        OrderingLayer::Raft => Vec::new(),
+        OrderingLayer::Pbft { byzantine } => byzantine.iter().map(|(id, _)| *id).collect(),
+    };
+    let correct: Vec<NodeId> = (1..=spec.replicas)
+        .map(NodeId)
+        .filter(|id| !byzantine.contains(id))
+        .collect();
+    if correct.is_empty() {
+        return Err(TrainingError::Spec("no correct replica".into()));
+    }
+    // Correct replicas' state machines report to the probe (what the
+    // identical-parameters claim is about); every replica's to its own tier.
+    let liars = byzantine.clone();
+    let build = move |id: NodeId,
+                      ordering: Ordering<ParameterSync>,
+                      tree: &mut consensus_actors::supervision::SupervisorBuilder|
+          -> Result<Tier<ParameterSync, SyncHandles>, String> {
+        let ctx = SyncContext {
+            id,
+            config: config.clone(),
+            ordering,
+        };
+        let handles = slot
+            .build(&ctx)
+            .start(tree, components::PARAMETER_SYNC)
+            .map_err(|e| e.to_string())?;
+        let probe = (!liars.contains(&id)).then(|| sm_probe.clone());
+        let (config, applied) = (config.clone(), handles.applied.clone());
+        Ok(Tier {
+            handles,
+            make_sm: Arc::new(move || {
+                let sm = ParameterSync::new(config.clone()).with_publisher(applied.clone());
+                match &probe {
+                    Some(p) => sm.with_probe(p.clone()),
+                    None => sm,
                 }
-            }
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            let final_version = raft_ordering(sim.factory().raft_nodes())
-                .read(ParameterSync::pull)
-                .await?;
-            // Let every replica apply the last push before the probe is read.
-            sim.run_for(Duration::from_secs(2)).await;
-            drop(sim);
-            let log = Rc::try_unwrap(log)
-                .map(RefCell::into_inner)
-                .unwrap_or_default();
-            Ok((log, final_version))
-        },
-    )?;
+            }),
+        })
+    };
+    let members = (1..=spec.replicas).map(NodeId);
+    let sim_config = SimConfig::new(spec.seed, spec.replicas);
+    let run = Drive {
+        spec: spec.clone(),
+        problem: problem.clone(),
+        workers,
+        honest,
+        homes: correct.clone(),
+    };
+    let outcome = match &spec.ordering {
+        OrderingLayer::Raft => {
+            let factory = ReplicaSimFactory::new(spec.raft.clone(), members, build);
+            Simulation::run(sim_config, factory, move |sim| {
+                run.drive(sim, |f: &ReplicaSimFactory<ParameterSync, SyncHandles>| {
+                    raft_ordering(f.raft_nodes())
+                })
+            })?
+        }
+        OrderingLayer::Pbft { byzantine } => {
+            let cfg = PbftConfig::for_cluster(spec.replicas as usize)
+                .map_err(|e| TrainingError::Spec(format!("PBFT: {e}")))?;
+            let factory = byzantine.iter().fold(
+                PbftReplicaSimFactory::new(cfg, members, build),
+                |f, &(id, behaviour)| f.with_byzantine(id, behaviour),
+            );
+            let reader = correct[0];
+            Simulation::run(sim_config, factory, move |sim| {
+                run.drive(
+                    sim,
+                    move |f: &PbftReplicaSimFactory<ParameterSync, SyncHandles>| {
+                        pbft_ordering(f.pbft_nodes(), reader)
+                    },
+                )
+            })?
+        }
+    };
     let (log, final_version) = outcome.result?;
     let final_params = final_version.params;
     let last = Round(final_version.version.number);
     let held_out = problem.shard(u64::MAX, 256);
     let reached = probe.at_round(last);
     let replicas_identical = probe.disagreements().is_empty()
-        && reached.len() as u64 >= spec.replicas
+        && reached.len() >= correct.len()
         && reached.windows(2).all(|w| w[0].1 == w[1].1);
     let mut replica_losses = std::collections::BTreeMap::<usize, Vec<(Round, f64)>>::new();
     for r in probe.records() {
@@ -309,6 +322,80 @@ pub fn run_parameter_sync_with(
         replica_losses,
         evicted: final_version.evicted,
     })
+}
+
+/// What the simulated part of a run needs, whatever the ordering layer.
+struct Drive {
+    spec: SyncSpec,
+    problem: LinearRegression,
+    workers: Vec<NodeId>,
+    honest: usize,
+    /// The replicas workers are homed on, in turn (the correct ones).
+    homes: Vec<NodeId>,
+}
+
+impl Drive {
+    /// Runs the workers to completion, then reads the final parameters
+    /// through the ordering handle `reader` builds.
+    async fn drive<M, F>(
+        self,
+        sim: Simulation<M, F>,
+        reader: impl FnOnce(&F) -> Ordering<ParameterSync>,
+    ) -> Result<(Log, VersionedParameters), TrainingError>
+    where
+        M: Wire,
+        F: NodeFactory<M> + TrainingFactory<SyncHandles>,
+    {
+        let Drive {
+            spec,
+            problem,
+            workers,
+            honest,
+            homes,
+        } = self;
+        let replicas = sim.factory().replicas();
+        let log = Rc::new(RefCell::new(Log::default()));
+        let mut tasks = Vec::new();
+        for (i, &id) in workers.iter().enumerate() {
+            let role = if i >= honest + spec.byzantine {
+                continue;
+            } else if i >= honest {
+                Role::Rusher
+            } else {
+                Role::Honest(if i < spec.fast_workers {
+                    spec.fast
+                } else {
+                    spec.slow
+                })
+            };
+            let shard = problem.shard(i as u64, 64);
+            let home = homes[i % homes.len()];
+            let (reps, log, steps) = (replicas.clone(), Rc::clone(&log), spec.steps);
+            let initial = vec![0.0; spec.dim];
+            tasks.push(actix::spawn(async move {
+                worker_loop(reps, home, id, shard, role, steps, initial, log).await
+            }));
+        }
+        let mut failed = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = Some(e),
+                Err(_) => failed = Some(TrainingError::Spec("a worker task panicked".into())),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let final_version = reader(sim.factory()).read(ParameterSync::pull).await?;
+        // Let every replica apply the last push before the probe is read.
+        sim.run_for(Duration::from_secs(2)).await;
+        drop(sim);
+        let log = Rc::try_unwrap(log)
+            .map(RefCell::into_inner)
+            .unwrap_or_default();
+        Ok((log, final_version))
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

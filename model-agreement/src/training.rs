@@ -76,6 +76,35 @@ pub enum OrderingLayer {
     },
 }
 
+impl OrderingLayer {
+    /// Refuses a PBFT layer with more Byzantine replicas than `replicas`
+    /// tolerate (n ≥ 3f + 1) or with a Byzantine replica that is not a
+    /// member.
+    pub fn validate(&self, replicas: u64) -> Result<(), TrainingError> {
+        let OrderingLayer::Pbft { byzantine } = self else {
+            return Ok(());
+        };
+        let cfg = PbftConfig::for_cluster(replicas as usize)
+            .map_err(|e| TrainingError::Spec(format!("PBFT: {e}")))?;
+        if byzantine.len() > cfg.f {
+            return Err(TrainingError::Spec(format!(
+                "{} Byzantine replicas, PBFT with {replicas} replicas tolerates {}",
+                byzantine.len(),
+                cfg.f
+            )));
+        }
+        if byzantine
+            .iter()
+            .any(|(id, _)| !(1..=replicas).contains(&id.0))
+        {
+            return Err(TrainingError::Spec(
+                "a Byzantine replica that is not a member".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Everything a training run depends on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainingSpec {
@@ -183,25 +212,8 @@ impl TrainingSpec {
                 return Err(TrainingError::Spec(format!("bad crash plan {c:?}")));
             }
         }
-        if let OrderingLayer::Pbft { byzantine } = &self.ordering {
-            let cfg = PbftConfig::for_cluster(self.replicas as usize)
-                .map_err(|e| TrainingError::Spec(format!("PBFT: {e}")))?;
-            if byzantine.len() > cfg.f {
-                return Err(TrainingError::Spec(format!(
-                    "{} Byzantine replicas, PBFT with {} replicas tolerates {}",
-                    byzantine.len(),
-                    self.replicas,
-                    cfg.f
-                )));
-            }
-            if byzantine
-                .iter()
-                .any(|(id, _)| !(1..=self.replicas).contains(&id.0))
-            {
-                return Err(TrainingError::Spec(
-                    "a Byzantine replica that is not a member".into(),
-                ));
-            }
+        self.ordering.validate(self.replicas)?;
+        if let OrderingLayer::Pbft { .. } = &self.ordering {
             if self.crash.is_some() {
                 return Err(TrainingError::Spec(
                     "crash plans run on Raft only (a PBFT replica keeps its state machine \

@@ -631,6 +631,36 @@ mod sync_byzantine {
         }
     }
 
+    /// ParameterSync ordered by PBFT (4 replicas, f = 1) with replica 1,
+    /// the primary of view 0, Byzantine, and one Byzantine worker pushing
+    /// sign-flipped ×100 gradients without waiting, median (f = 1): under
+    /// SSP(2) no honest read is more than 2 clocks stale, every correct
+    /// replica holds the same parameters bit for bit, and they converge.
+    #[test]
+    fn parameter_sync_over_pbft_with_a_byzantine_replica_keeps_the_bound_and_one_model() {
+        use consensus_pbft::byzantine::Behaviour;
+        use model_agreement::training::OrderingLayer;
+        for behaviour in [Behaviour::Equivocate, Behaviour::Silent] {
+            let mut spec = SyncSpec::new(4, Consistency::Ssp(2));
+            spec.replicas = 4;
+            spec.byzantine = 1;
+            spec.aggregator = Aggregator::Median;
+            spec.f = 1;
+            spec.ordering = OrderingLayer::Pbft {
+                byzantine: vec![(NodeId(1), behaviour)],
+            };
+            let r = run_parameter_sync(&spec).expect("runs to completion");
+            assert!(
+                r.max_staleness() <= 2,
+                "{behaviour:?}: {}",
+                r.max_staleness()
+            );
+            assert!(r.replicas_identical, "{behaviour:?}");
+            assert!(r.distance.1 < CONVERGED, "{behaviour:?}: {:?}", r.distance);
+            assert_eq!(r.applied, 100, "{behaviour:?}: every push applied");
+        }
+    }
+
     /// A silent worker stalls BSP and SSP (the slowest clock stops) until a
     /// replica that saw it stuck for `evict_after` proposes its eviction:
     /// then every honest push completes, the reads stay within the bound,
