@@ -178,7 +178,6 @@ impl ProtocolPlugin for PaxosPlugin {
             started: StartedNode::new(node.inbox(), move || supervisor.do_send(Shutdown)),
             handle: Rc::new(PaxosHandle {
                 mode: self.cfg.mode,
-                members,
                 node: Arc::new(node),
                 next_panic: Cell::new(0),
                 store: acceptor_store,
@@ -196,7 +195,6 @@ impl ProtocolPlugin for PaxosPlugin {
 /// The engine's handle on one Paxos node.
 struct PaxosHandle {
     mode: Mode,
-    members: Vec<NodeId>,
     node: Arc<PaxosNode>,
     next_panic: Cell<usize>,
     store: AcceptorStore,
@@ -222,8 +220,6 @@ impl NodeHandle for PaxosHandle {
     fn info(&self) -> Reply<NodeInfo> {
         let node = Arc::clone(&self.node);
         let mode = self.mode;
-        let mut members = self.members.clone();
-        members.sort_unstable();
         Box::pin(async move {
             let unavailable =
                 || NodeError::Unknown("status unavailable (restarting or stopped)".into());
@@ -241,6 +237,8 @@ impl NodeHandle for PaxosHandle {
                 }
             };
             let delivered = LogIndex(l.next.0.saturating_sub(1));
+            let mut members = l.members;
+            members.sort_unstable();
             Ok(NodeInfo {
                 node: node.id(),
                 role,

@@ -93,6 +93,14 @@ fn test_membership_change() {
         // The new node catches up.
         let applied = engine.node_info(leader).await.unwrap().last_applied.0;
         assert!(caught_up(&engine, added, applied).await, "{added} lags");
+        // Every node reports the new configuration.
+        for n in [leader, added] {
+            assert_eq!(
+                engine.node_info(n).await.unwrap().members,
+                vec![NodeId(1), NodeId(2), NodeId(3), NodeId(4)],
+                "{n}'s members after adding node 4"
+            );
+        }
         // Remove an old follower: the acceptors are the leader, the other
         // old follower and node 4. With that follower stopped too, only
         // the leader and node 4 are left: a commit needs node 4's vote.
@@ -116,6 +124,12 @@ fn test_membership_change() {
         }
         assert_eq!(removed, Ok(()));
         assert!(!engine.running_nodes().contains(&old));
+        let info = engine.node_info(leader).await.unwrap();
+        assert!(
+            info.members.contains(&added) && !info.members.contains(&old),
+            "members after removing {old}: {:?}",
+            info.members
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         engine.stop_node(other).unwrap();
         let with_four = tokio::time::timeout(

@@ -37,7 +37,7 @@ pub trait LearnerStorage: Storage<(), ChosenRecord> + Unpin {}
 impl<T: Storage<(), ChosenRecord> + Unpin> LearnerStorage for T {}
 
 /// The Learner's progress as the client API reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, MessageResponse)]
+#[derive(Clone, Debug, PartialEq, Eq, MessageResponse)]
 pub struct LearnerStatus {
     /// The first slot not yet delivered.
     pub next: Slot,
@@ -45,6 +45,10 @@ pub struct LearnerStatus {
     pub snapshot: Slot,
     /// The slots it holds values for (after the snapshot).
     pub retained: usize,
+    /// The acceptors of the latest configuration it knows (the initial
+    /// members until a change is delivered; a change chosen in slot s
+    /// governs the slots from s + α on).
+    pub members: Vec<NodeId>,
 }
 
 /// Asks the Learner for its [`LearnerStatus`].
@@ -382,6 +386,7 @@ impl<S: LearnerStorage> Handler<GetLearnerStatus> for Learner<S> {
             next: self.core.next(),
             snapshot: self.core.snapshot_slot(),
             retained: self.core.retained(),
+            members: self.core.configurations().latest().1.to_vec(),
         }
     }
 }
