@@ -265,7 +265,19 @@ impl<S: LearnerStorage> Learner<S> {
                 }
             }
             LearnerEffect::Report(r) => self.safety.emit_with(|| r.event()),
-            LearnerEffect::Configured(configs) => self.configured.do_send(Configured { configs }),
+            LearnerEffect::Configured(configs) => {
+                // The checker counts majorities per configuration; the
+                // initial one (from slot 1) it knows from the cluster size.
+                let me = self.id;
+                for (from, acceptors) in configs.from.range(Slot(2)..) {
+                    self.safety.emit_with(|| PaxosEvent::Configured {
+                        node: me,
+                        from: *from,
+                        acceptors: acceptors.clone(),
+                    });
+                }
+                self.configured.do_send(Configured { configs });
+            }
             LearnerEffect::Snapshot(snapshot) => {
                 if self.save_snapshot(&snapshot) {
                     self.compact.do_send(Compact {

@@ -7,7 +7,9 @@
 //!
 //! * learners: two `Chosen` reports for one slot with different values;
 //! * acceptors (when the number of acceptors is known): a value accepted by
-//!   a majority at one ballot is chosen, whether or not a learner noticed;
+//!   a majority at one ballot is chosen, whether or not a learner noticed.
+//!   After a configuration change (`Configured`), a slot's majority is
+//!   counted among the acceptors of the configuration governing it;
 //! * P2b: once a value is chosen at ballot b, an acceptor accepting another
 //!   value at a ballot ≥ b in that slot (in either order of observation)
 //!   shows a proposal that breaks P2b, before any learner is misled. Two
@@ -73,6 +75,8 @@ struct Vote {
 #[derive(Clone, Debug, Default)]
 pub struct PaxosAgreement {
     acceptors: Option<usize>,
+    /// Configurations learners delivered: the acceptors from each slot on.
+    configs: BTreeMap<Slot, Vec<NodeId>>,
     chosen: BTreeMap<Slot, ChosenValue>,
     votes: BTreeMap<(Slot, Ballot), Vote>,
 }
@@ -226,12 +230,22 @@ impl PaxosAgreement {
             return;
         }
         vote.acceptors.push(acceptor);
-        let Some(n) = self.acceptors else {
-            return;
+        let mut voters = vote.acceptors.clone();
+        // The slot's acceptors: the configuration a learner reported for
+        // it or, before any change, the initial number. Exactly the
+        // acceptance that completes a majority of them records the choice.
+        let (n, counts) = match self.configs.range(..=slot).next_back() {
+            Some((_, members)) => {
+                voters.retain(|a| members.contains(a));
+                (members.len(), members.contains(&acceptor))
+            }
+            None => match self.acceptors {
+                Some(n) => (n, true),
+                None => return,
+            },
         };
-        if vote.acceptors.len() == n / 2 + 1 {
-            let by = ChosenBy::Majority(vote.acceptors.clone());
-            self.record_chosen(at_us, ev, proposal, by, out);
+        if counts && voters.len() == n / 2 + 1 {
+            self.record_chosen(at_us, ev, proposal, ChosenBy::Majority(voters), out);
         }
     }
 }
@@ -255,6 +269,13 @@ impl Invariant<PaxosEvent> for PaxosAgreement {
                     digest: *digest,
                 };
                 self.on_accepted(at_us, ev, *acceptor, proposal, out);
+            }
+            SafetyEvent::Protocol(PaxosEvent::Configured {
+                from, acceptors, ..
+            }) => {
+                self.configs
+                    .entry(*from)
+                    .or_insert_with(|| acceptors.clone());
             }
             SafetyEvent::Protocol(PaxosEvent::Chosen {
                 node,
@@ -410,5 +431,66 @@ mod tests {
             out[0].detail,
             "n2 accepted #000000000000000b in slot1 at b1.1 where n1 accepted #000000000000000a: one ballot carries one value"
         );
+    }
+
+    fn configured(from: u64, acceptors: &[u64]) -> SafetyEvent {
+        PaxosEvent::Configured {
+            node: N1,
+            from: Slot(from),
+            acceptors: acceptors.iter().map(|&a| NodeId(a)).collect(),
+        }
+        .into()
+    }
+
+    /// After node 4 joins (from slot 5), two acceptances of slot 6 are not
+    /// a majority of the four acceptors: another value may be chosen at a
+    /// higher ballot. Counted against the initial three, this would be a
+    /// false "breaking P2b".
+    #[test]
+    fn after_a_node_joins_a_majority_is_counted_among_the_new_acceptors() {
+        let n4 = NodeId(4);
+        let mut inv = PaxosAgreement::with_acceptors(3);
+        let out = run(
+            &mut inv,
+            &[
+                configured(5, &[1, 2, 3, 4]),
+                accepted(N1, 6, b(1, N1), 10),
+                accepted(N2, 6, b(1, N1), 10),
+                accepted(N2, 6, b(2, N2), 11),
+                accepted(N3, 6, b(2, N2), 11),
+                accepted(n4, 6, b(2, N2), 11),
+                // Slot 4 is still the initial configuration's: 2 of 3.
+                accepted(N1, 4, b(1, N1), 7),
+                accepted(N2, 4, b(1, N1), 7),
+            ],
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(inv.chosen(Slot(6)), Some(11));
+        assert_eq!(inv.chosen(Slot(4)), Some(7));
+    }
+
+    /// After node 4 leaves (from slot 5, four acceptors before), two of the
+    /// remaining three choose a value; a third acceptor accepting another
+    /// value at a higher ballot breaks P2b. Counted against the initial
+    /// four, the choice (and so the violation) would go unseen.
+    #[test]
+    fn after_a_node_leaves_a_majority_of_the_rest_chooses() {
+        let n4 = NodeId(4);
+        let mut inv = PaxosAgreement::with_acceptors(4);
+        let out = run(
+            &mut inv,
+            &[
+                configured(5, &[1, 2, 3]),
+                accepted(N1, 6, b(1, N1), 10),
+                // The removed node's acceptance does not count.
+                accepted(n4, 6, b(1, N1), 10),
+                accepted(N2, 6, b(1, N1), 10),
+                accepted(N3, 6, b(2, N3), 11),
+            ],
+        );
+        assert_eq!(inv.chosen(Slot(6)), Some(10));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].detail.contains("breaking P2b"), "{}", out[0].detail);
+        assert_eq!(out[0].nodes, vec![N1, N2, N3]);
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! `Promised` for every promise an acceptor makes (promises cover every
 //! slot), `Accepted` for every accepted proposal, `Chosen` whenever a
-//! learner learns a value. Single-decree Paxos uses one slot (any fixed
+//! learner learns a value, `Configured` whenever a learner delivers a
+//! configuration change (Multi-Paxos' `add_node` / `remove_node`), so the
+//! checker counts each slot's majority among that slot's acceptors.
+//! Single-decree Paxos uses one slot (any fixed
 //! number). A Multi-Paxos leader reports the neutral
 //! [`SafetyEvent::BecameLeader`] with its ballot's round as the epoch.
 
@@ -26,6 +29,8 @@ pub mod kinds {
     pub const ACCEPTED: EventKinds = EventKinds::protocol(1);
     /// [`PaxosEvent::Chosen`](super::PaxosEvent::Chosen).
     pub const CHOSEN: EventKinds = EventKinds::protocol(2);
+    /// [`PaxosEvent::Configured`](super::PaxosEvent::Configured).
+    pub const CONFIGURED: EventKinds = EventKinds::protocol(3);
 }
 
 /// What a Paxos (or Multi-Paxos) participant did.
@@ -63,6 +68,16 @@ pub enum PaxosEvent {
         /// Digest of the chosen value.
         digest: u64,
     },
+    /// A learner delivered a configuration change: the acceptors of the
+    /// slots from `from` on (until a later configuration).
+    Configured {
+        /// The learner.
+        node: NodeId,
+        /// The first slot the configuration governs.
+        from: Slot,
+        /// Its acceptors.
+        acceptors: Vec<NodeId>,
+    },
 }
 
 impl From<PaxosEvent> for SafetyEvent {
@@ -79,6 +94,7 @@ impl ProtocolEvent for PaxosEvent {
             PaxosEvent::Promised { .. } => kinds::PROMISED,
             PaxosEvent::Accepted { .. } => kinds::ACCEPTED,
             PaxosEvent::Chosen { .. } => kinds::CHOSEN,
+            PaxosEvent::Configured { .. } => kinds::CONFIGURED,
         }
     }
 
@@ -112,6 +128,18 @@ impl fmt::Display for PaxosEvent {
                 "{node} learned {slot} chosen at {ballot} {}",
                 fmt_digest(*digest)
             ),
+            PaxosEvent::Configured {
+                node,
+                from,
+                acceptors,
+            } => {
+                let names: Vec<String> = acceptors.iter().map(|n| n.to_string()).collect();
+                write!(
+                    f,
+                    "{node} learned acceptors {} from {from}",
+                    names.join(" ")
+                )
+            }
         }
     }
 }
