@@ -230,21 +230,18 @@ impl PaxosAgreement {
             return;
         }
         vote.acceptors.push(acceptor);
-        let mut voters = vote.acceptors.clone();
         // The slot's acceptors: the configuration a learner reported for
         // it or, before any change, the initial number. Exactly the
         // acceptance that completes a majority of them records the choice.
-        let (n, counts) = match self.configs.range(..=slot).next_back() {
-            Some((_, members)) => {
-                voters.retain(|a| members.contains(a));
-                (members.len(), members.contains(&acceptor))
-            }
-            None => match self.acceptors {
-                Some(n) => (n, true),
-                None => return,
-            },
+        let config = self.configs.range(..=slot).next_back().map(|(_, m)| m);
+        let counted = |a: &NodeId| config.is_none_or(|m| m.contains(a));
+        let n = match (config, self.acceptors) {
+            (Some(m), _) => m.len(),
+            (None, Some(n)) => n,
+            (None, None) => return,
         };
-        if counts && voters.len() == n / 2 + 1 {
+        if counted(&acceptor) && vote.acceptors.iter().filter(|a| counted(a)).count() == n / 2 + 1 {
+            let voters: Vec<NodeId> = vote.acceptors.iter().copied().filter(counted).collect();
             self.record_chosen(at_us, ev, proposal, ChosenBy::Majority(voters), out);
         }
     }
