@@ -205,7 +205,8 @@ pub struct RunArgs {
     /// Faults to inject: none, all, or a comma-separated list of crash, partition, loss, dup,
     /// reorder, panic, disk (failed syncs), quorum-loss, constrained, chained (OmniPaxos'
     /// partial-connectivity scenarios, each held 5 s), byzantine (--byzantine F replicas,
-    /// with behaviours drawn from the seed; PBFT); the last five are not part of all.
+    /// with behaviours drawn from the seed; PBFT); the last five are not part of all, and
+    /// `all,byzantine` (say) adds them to it.
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub faults: FaultSelection,
     /// Distinct keys the clients read and write, 1..=1000000.
@@ -692,6 +693,17 @@ mod tests {
                 1..=11
             )
             .prop_map(FaultSelection::Only),
+            proptest::sample::subsequence(
+                vec![
+                    Fault::Disk,
+                    Fault::QuorumLoss,
+                    Fault::Constrained,
+                    Fault::Chained,
+                    Fault::Byzantine
+                ],
+                1..=5
+            )
+            .prop_map(FaultSelection::AllAnd),
         ]
     }
 

@@ -115,7 +115,7 @@ impl fmt::Display for Fault {
 }
 
 /// The faults of a run: `none`, `all` (every family the protocol supports),
-/// or an explicit list.
+/// `all` with families it leaves out (`all,byzantine`), or an explicit list.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultSelection {
     /// No faults.
@@ -125,13 +125,17 @@ pub enum FaultSelection {
     /// partial-connectivity scenarios.
     #[default]
     All,
+    /// What `all` injects, plus these families that `all` leaves out
+    /// (`disk`, `byzantine`, the partial-connectivity scenarios): written
+    /// `all,byzantine`.
+    AllAnd(Vec<Fault>),
     /// Exactly these families.
     Only(Vec<Fault>),
 }
 
 /// A `--faults` value that cannot be understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of crash, partition, loss, dup, reorder, panic, disk, quorum-loss, constrained, chained, byzantine")]
+#[error("unknown fault {0:?}: expected none, all, or a comma-separated list of all, partition, loss, dup, reorder, panic, disk, quorum-loss, constrained, chained, byzantine")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for FaultSelection {
@@ -145,9 +149,14 @@ impl FromStr for FaultSelection {
             _ => {}
         }
         let mut faults = Vec::new();
+        let mut all = false;
         for part in s.split(',') {
             let part = part.trim().to_ascii_lowercase();
             let fault = match part.as_str() {
+                "all" => {
+                    all = true;
+                    continue;
+                }
                 "crash" => Fault::Crash,
                 "partition" => Fault::Partition,
                 "loss" => Fault::Loss,
@@ -166,6 +175,17 @@ impl FromStr for FaultSelection {
             }
         }
         faults.sort_unstable();
+        if all {
+            // Families `all` already holds add nothing, except `panic`:
+            // `all` leaves it out where the protocol cannot inject it, and
+            // naming it must then be refused.
+            faults.retain(|&f| !f.in_all() || f == Fault::Panic);
+            return Ok(if faults.is_empty() {
+                FaultSelection::All
+            } else {
+                FaultSelection::AllAnd(faults)
+            });
+        }
         Ok(FaultSelection::Only(faults))
     }
 }
@@ -176,6 +196,10 @@ impl fmt::Display for FaultSelection {
             FaultSelection::None => f.write_str("none"),
             FaultSelection::All => f.write_str("all"),
             FaultSelection::Only(list) if list.is_empty() => f.write_str("none"),
+            FaultSelection::AllAnd(list) => {
+                f.write_str("all")?;
+                list.iter().try_for_each(|x| write!(f, ",{}", x.name()))
+            }
             FaultSelection::Only(list) => {
                 let names: Vec<&str> = list.iter().map(|x| x.name()).collect();
                 f.write_str(&names.join(","))
@@ -185,18 +209,36 @@ impl fmt::Display for FaultSelection {
 }
 
 impl FaultSelection {
+    /// The families named in the selection beyond `all` (everything for an
+    /// explicit list, the extras for `all,...`).
+    pub fn named(&self) -> &[Fault] {
+        match self {
+            FaultSelection::None | FaultSelection::All => &[],
+            FaultSelection::AllAnd(list) | FaultSelection::Only(list) => list,
+        }
+    }
+
     /// The fault families this selection injects for a protocol with
     /// `capabilities`. An explicit `panic` the protocol cannot do is an
     /// error; `all` leaves it out.
     pub fn resolve(&self, capabilities: &Capabilities) -> Result<Vec<Fault>, EngineError> {
-        match self {
-            FaultSelection::None => Ok(Vec::new()),
-            FaultSelection::All => Ok(Fault::ALL
+        let all = || {
+            Fault::ALL
                 .iter()
                 .copied()
                 .filter(|&f| f.in_all())
                 .filter(|&f| f != Fault::Panic || capabilities.panic_injection)
-                .collect()),
+        };
+        match self {
+            FaultSelection::None => Ok(Vec::new()),
+            FaultSelection::All => Ok(all().collect()),
+            FaultSelection::AllAnd(extra) => {
+                let mut list: Vec<Fault> = all().collect();
+                list.extend(FaultSelection::Only(extra.clone()).resolve(capabilities)?);
+                list.sort_unstable();
+                list.dedup();
+                Ok(list)
+            }
             FaultSelection::Only(list) => {
                 if list.contains(&Fault::Panic) && !capabilities.panic_injection {
                     return Err(EngineError::InvalidSetting(
@@ -406,6 +448,41 @@ mod tests {
             FaultSelection::Only(vec![Fault::Loss, Fault::Panic]).to_string(),
             "loss,panic"
         );
+    }
+
+    #[test]
+    fn all_takes_the_families_it_leaves_out() {
+        let with = "all, byzantine,crash,disk".parse::<FaultSelection>();
+        assert_eq!(
+            with,
+            Ok(FaultSelection::AllAnd(vec![Fault::Disk, Fault::Byzantine]))
+        );
+        assert_eq!(with.unwrap().to_string(), "all,disk,byzantine");
+        // Naming only what `all` holds is `all`; `panic` stays named, so a
+        // protocol that cannot inject it refuses it.
+        assert_eq!("crash,all".parse(), Ok(FaultSelection::All));
+        let panic = "all,panic".parse::<FaultSelection>().unwrap();
+        assert!(panic.resolve(&caps(false)).is_err());
+        assert_eq!(panic.resolve(&caps(true)).unwrap().len(), 6);
+        let mut byzantine = caps(false);
+        byzantine.byzantine = true;
+        assert_eq!(
+            FaultSelection::AllAnd(vec![Fault::Byzantine])
+                .resolve(&byzantine)
+                .unwrap(),
+            vec![
+                Fault::Crash,
+                Fault::Partition,
+                Fault::Loss,
+                Fault::Dup,
+                Fault::Reorder,
+                Fault::Byzantine
+            ]
+        );
+        // An extra the protocol cannot run is refused as when named alone.
+        assert!(FaultSelection::AllAnd(vec![Fault::Byzantine])
+            .resolve(&caps(true))
+            .is_err());
     }
 
     #[test]

@@ -321,14 +321,12 @@ pub fn validate(config: &ConsensusConfig, options: &SimulateOptions) -> Result<(
         .workload
         .validate()
         .map_err(EngineError::InvalidSetting)?;
-    if let FaultSelection::Only(list) = &options.faults {
-        if list.contains(&Fault::Byzantine)
-            && !(config.byzantine_tolerance && config.max_byzantine_nodes >= 1)
-        {
-            return Err(EngineError::InvalidSetting(
-                "--faults byzantine needs --byzantine F (F >= 1 Byzantine replicas)".into(),
-            ));
-        }
+    if options.faults.named().contains(&Fault::Byzantine)
+        && !(config.byzantine_tolerance && config.max_byzantine_nodes >= 1)
+    {
+        return Err(EngineError::InvalidSetting(
+            "--faults byzantine needs --byzantine F (F >= 1 Byzantine replicas)".into(),
+        ));
     }
     Ok(())
 }

@@ -422,6 +422,47 @@ fn the_issues_refusals() {
     assert_eq!(err.trim_end().lines().count(), 1);
 }
 
+/// A campaign whose settings no seed can run with (PBFT cannot inject
+/// component panics; `byzantine` without `--byzantine F`) is refused in one
+/// line before any run, not once per seed; `all,byzantine` runs.
+#[test]
+fn a_campaign_refuses_impossible_faults_once() {
+    for faults in ["crash,panic", "all,panic", "crash,byzantine"] {
+        let o = consensus(&[
+            "simulate",
+            "--protocol",
+            "pbft",
+            "--nodes",
+            "4",
+            "--faults",
+            faults,
+            "--seeds",
+            "1..50",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{faults}");
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{faults}: {err}");
+        assert!(stdout(&o).is_empty(), "{faults}: no run started");
+    }
+    let o = consensus(&[
+        "simulate",
+        "--protocol",
+        "pbft",
+        "--nodes",
+        "4",
+        "--byzantine",
+        "1",
+        "--faults",
+        "all,byzantine",
+        "--duration",
+        "0.5",
+        "--seeds",
+        "1..2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 passed"), "{}", stdout(&o));
+}
+
 /// Flags given on the command line override the configuration file, which
 /// overrides the defaults.
 #[test]

@@ -643,6 +643,13 @@ fn campaign(
         Ok(o) => o,
         Err(e) => return usage_error(e),
     };
+    // A setting no seed can run with (a fault the protocol cannot inject)
+    // is one usage error, not one error per seed.
+    if let Err(e) = consensus_engine::simulate::validate(config, &options)
+        .and_then(|()| options.faults.resolve(&driver.capabilities()).map(drop))
+    {
+        return usage_error(e);
+    }
     // Ctrl-C stops the campaign: no new seed starts, the runs in flight
     // finish and the summary so far is printed; a second Ctrl-C ends the
     // program at once. (ctrlc: the campaign runs on plain threads, with no
