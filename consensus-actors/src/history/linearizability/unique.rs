@@ -18,9 +18,10 @@
 //! A key that is never deleted is decided exactly, either way (rules 1 to
 //! 4): "absent" is then the initial value only, written once too, by a
 //! virtual operation before everything. A key with deletes has several
-//! absent versions, and which one an observer of absence saw is guessed
-//! (rule 5): the pass then only ever answers "linearizable", with an order
-//! it has replayed; when the guess fails, the key goes to the search.
+//! absent versions, one per delete that found the key, and which one an
+//! observer of absence saw is not named: rule 5 proves violations with
+//! sound tests and builds an order with a placement that is checked (see
+//! there); what it decides neither way goes to the search.
 //!
 //! Then every observer names the one write it saw (Gibbons & Korach,
 //! "Testing shared memories", SIAM J. Computing 26(4), 1997: with this
@@ -98,23 +99,74 @@
 //! cannot go before `B`, and since the sort put `A` first, `B` cannot go
 //! before `A` either (or the initial value's chain `A` must go first).
 //!
-//! **Rule 5 (deletes: a guess, then a check).** Each delete that found
-//! the key starts a cluster of its own (it writes a new absent version,
-//! and it must follow a present value); a delete that found nothing is an
-//! observer of absence; one with an unknown outcome is left out. An
-//! observer of absence is put in the cluster of the last delete invoked
-//! before it completed (the initial value's if none), and a
-//! compare-and-swap from absent starts a chain of its own. Rules 3 and 4
-//! then build an order, which is only a candidate: it is reported only if
-//! it replays (below), and no violation is ever reported for such a key,
-//! since the guess may be what failed.
+//! **Rule 5 (deletes).** Each delete that found the key writes a new
+//! absent version (it must follow a present value, so it is never right
+//! after another one, nor first); a delete that found nothing, a read of
+//! absence and a compare-and-swap that failed finding nothing are
+//! *observers of absence*, of some absent version; a compare-and-swap from
+//! absent starts a chain of its own, and needs an absent version right
+//! before it; an unknown-outcome delete is left out of the order (an
+//! order without it is a linearization in which it never took effect),
+//! but counted where a violation needs every delete. With the absent
+//! version of each observer unknown, checking is NP-complete in general
+//! (Gibbons & Korach): the rule proves what it can, then tries one
+//! placement.
+//! *(a) Chains of present values are still exact.* Let `L` linearize the
+//! key. Between the write of a present value `v` and the next effective
+//! write the value is `v`, so every operation placed there that has a
+//! known outcome or is a required write observes `v` or is the
+//! compare-and-swap from `v` (a delete, a put or a write of another value
+//! would end the cluster; an observer of absence or of another value would
+//! see the wrong value; only unknown outcomes that change nothing can stand
+//! there besides). So each present value's chain is contiguous in `L`
+//! among those operations, in its forced order, and rules 3 and 4 among
+//! these chains give sound certificates as before.
+//! *(b) Deletes and observers of absence as chains of one.* None of them
+//! can stand inside a chain of present values (the value is present all
+//! through it), so the chains of present values and each delete and each
+//! observer of absence on its own are disjoint contiguous blocks of `L`,
+//! and rule 4's argument applies to all of them together: if the sorted
+//! blocks do not fit real time, no order does.
+//! *(c) Something must happen between.* If an operation `x` of a present
+//! value's chain returned before an observer of absence `r` was invoked,
+//! then `x` precedes `r` in `L`, the value is present at `x` and absent at
+//! `r`, so a delete (known, or unknown that took effect) stands between
+//! them: invoked at or before `r` returned and returning at or after `x`
+//! was invoked. If none is, no `L` exists; the `x` invoked latest is the
+//! strongest. Symmetrically a delete `d` that found the key needs a write
+//! of a present value (known, or unknown) between it and the latest
+//! invoked operation that returned before `d` was invoked and left the key
+//! absent (an observer of absence, or a delete), or the start.
+//! *(d) A placement, then a check.* Keep the chains of present values in
+//! rule 4's order. A delete fits gap `g` (right after the `g`-th chain)
+//! when no chain before it invoked an operation after the delete returned
+//! and none after it returned one before the delete was invoked; both
+//! bounds grow with `g`, so a delete's gaps form a window. Each gap takes
+//! at most one delete; a gap before a chain that starts with a
+//! compare-and-swap from absent needs one. The deletes are assigned
+//! earliest deadline first, first to the gaps that need one, then each to
+//! the earliest free gap of its window (convex bipartite matching, greedy;
+//! not exact together with the gaps that need a delete). With the deletes
+//! placed, each observer of absence goes to the earliest absent version
+//! (the initial one, or a delete's) whose blocks before it invoked nothing
+//! after the observer returned and whose blocks after it returned nothing
+//! before the observer was invoked. Given the blocks, this is exact: both
+//! bounds grow along the versions, so the versions an observer fits form
+//! a window, and the earliest ones keep the observers in real-time order
+//! among themselves (if `r2` returned before `r1` was invoked and `r1`
+//! fits version `e1`, then `r2` fits `e1` too, so its earliest is not
+//! later); inside a version, they are ordered by completion (rule 3). The
+//! result is only a candidate, reported once it replays; if it does not,
+//! or a step above finds no room, the key goes to the search.
 //!
 //! The order found is replayed on the register and checked against real
 //! time before it is reported (O(n)). Without deletes a failure there would
 //! be a bug of this pass (a debug assertion); either way it sends the key
-//! to the search instead of giving a verdict.
+//! to the search instead of giving a verdict. Every step is O(n log n).
 
 use super::{step, Cmd, Expect, Out, SeqOp, ABSENT, NIL};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// What the unique-values pass found for a key.
 #[derive(Debug)]
@@ -139,6 +191,12 @@ pub(super) enum Conflict {
     /// first) and `a_early` returned before `b_late` was invoked (so `B`
     /// cannot). When `a_value` is the initial value (absent), `A` must go
     /// first and `a_early`/`b_late` are `NIL`.
+    /// Rule 5: `first` returned before `then` was invoked, and something
+    /// must take effect between them that nothing can: `then` observed
+    /// absence and `first` a present value (a delete is missing), or
+    /// `then` is a delete that found the key and `first` left it absent
+    /// (`NIL`: the initial absence; a write is missing).
+    NothingBetween { first: u32, then: u32 },
     Chains {
         a_value: u32,
         b_value: u32,
@@ -177,21 +235,15 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
     if n >= NIL as usize / 2 || values >= NIL as usize / 2 {
         return Unique::NotApplicable("too many operations");
     }
-    // With a delete, "absent" has several versions and which one an
-    // observer of absence saw is a guess (rule 5): only a linearization,
-    // replayed, is then a verdict.
-    let exact = !seq.iter().any(|op| op.cmd == Cmd::Delete);
+    // With a delete, "absent" has several versions: rule 5.
+    let deleted = seq.iter().any(|op| op.cmd == Cmd::Delete);
     let mut role = vec![Role::Dropped; n];
     // The one operation that writes each value (`NIL`: none yet).
     let mut writer = vec![NIL; values];
-    let mut deletes: Vec<u32> = Vec::new();
     for (i, op) in seq.iter().enumerate() {
         let known = op.complete_us.is_some();
         role[i] = match (op.cmd, op.expect) {
-            (Cmd::Delete, Expect::Exactly(Out::Deleted(true))) => {
-                deletes.push(i as u32);
-                Role::Delete
-            }
+            (Cmd::Delete, Expect::Exactly(Out::Deleted(true))) => Role::Delete,
             (Cmd::Delete, Expect::Exactly(Out::Deleted(false))) => Role::Observer(ABSENT),
             (Cmd::Delete, Expect::Any) if !known => Role::Dropped,
             (Cmd::Get, Expect::Exactly(Out::Value(v))) => Role::Observer(v),
@@ -249,118 +301,180 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
             };
         }
     }
-    // Rule 2: clusters. Cluster `v < values` is value `v`'s (0: the
-    // initial absent value); cluster `values + k` is the absent value the
-    // `k`-th delete (in invocation order) leaves. Links between clusters,
-    // then each cluster's observers (counts, then offsets).
-    deletes.sort_unstable_by_key(|&d| (seq[d as usize].invoke_us, d));
-    let clusters = values + deletes.len();
-    let cluster_writer = |c: usize| -> u32 {
-        match c {
-            0 => NIL,
-            c if c < values => writer[c],
-            c => deletes[c - values],
-        }
-    };
-    // Rule 5: the absent version an observer of absence saw, guessed as
-    // the one left by the last delete invoked before it completed.
-    let absent_cluster = |i: usize| -> usize {
-        let k = deletes.partition_point(|&d| seq[d as usize].invoke_us <= completion(&seq[i]));
-        if k == 0 {
-            0
-        } else {
-            values + k - 1
-        }
-    };
+    drop(work);
+    // Rule 2: clusters, one per value (`ABSENT`: the initial value's,
+    // without deletes), and the links between them. With deletes, the
+    // observers of absence and the deletes are set apart for rule 5, and a
+    // compare-and-swap from absent starts a chain of its own.
     let mut next = vec![NIL; values];
-    let mut start = vec![0u32; clusters + 1];
-    let mut cluster_of = vec![NIL; n];
+    let mut start = vec![0u32; values + 1];
+    let mut absent_observers: Vec<u32> = Vec::new();
+    let mut deletes: Vec<u32> = Vec::new();
     for (i, r) in role.iter_mut().enumerate() {
         match *r {
             Role::Unknown => *r = Role::Dropped,
-            Role::Cas { expected, .. } if exact || expected != ABSENT => {
+            Role::Cas { expected, .. } if !deleted || expected != ABSENT => {
                 if next[expected as usize] != NIL {
                     return Unique::NotApplicable("two compare-and-swaps succeed from one value");
                 }
                 next[expected as usize] = i as u32;
             }
-            Role::Observer(v) => {
-                let c = if v == ABSENT && !exact {
-                    absent_cluster(i)
-                } else {
-                    v as usize
-                };
-                cluster_of[i] = c as u32;
-                start[c + 1] += 1;
-            }
+            Role::Observer(ABSENT) if deleted => absent_observers.push(i as u32),
+            Role::Observer(v) => start[v as usize + 1] += 1,
+            Role::Delete => deletes.push(i as u32),
             _ => {}
         }
     }
-    for c in 0..clusters {
-        start[c + 1] += start[c];
+    for v in 0..values {
+        start[v + 1] += start[v];
     }
-    let mut observers = vec![0u32; start[clusters] as usize];
+    let mut observers = vec![0u32; start[values] as usize];
     let mut fill = start.clone();
-    for (i, &c) in cluster_of.iter().enumerate() {
-        if c != NIL {
-            observers[fill[c as usize] as usize] = i as u32;
-            fill[c as usize] += 1;
+    for (i, r) in role.iter().enumerate() {
+        if let Role::Observer(v) = *r {
+            if !(deleted && v == ABSENT) {
+                observers[fill[v as usize] as usize] = i as u32;
+                fill[v as usize] += 1;
+            }
         }
     }
     drop(fill);
-    drop(cluster_of);
-    for c in 0..clusters {
-        observers[start[c] as usize..start[c + 1] as usize].sort_unstable_by_key(|&i| {
+    for v in 0..values {
+        observers[start[v] as usize..start[v + 1] as usize].sort_unstable_by_key(|&i| {
             (completion(&seq[i as usize]), seq[i as usize].invoke_us, i)
         });
     }
-    // Chains: from the initial value (if anything observes it or swaps it
-    // out), every delete, every put and, with deletes, every
-    // compare-and-swap from absent. Each chain's operations in their
-    // forced order (rule 3), checked as they are laid out.
+    // Chains: from the initial value (without deletes), every put and,
+    // with deletes, every compare-and-swap from absent; each laid out in
+    // its forced order and checked as it is (rule 3).
+    let clusters = Clusters {
+        seq,
+        role: &role,
+        writer: &writer,
+        next: &next,
+        observers: &observers,
+        start: &start,
+    };
     let mut order: Vec<u32> = Vec::with_capacity(n);
     let mut chains: Vec<Chain> = Vec::new();
-    let mut covered = 0usize;
-    let roots = std::iter::once(0usize)
-        .chain(values..clusters)
+    let roots = (!deleted)
+        .then_some(ABSENT)
+        .into_iter()
         .chain(role.iter().filter_map(|r| match *r {
-            Role::Put(v) => Some(v as usize),
-            Role::Cas { expected, new } if !exact && expected == ABSENT => Some(new as usize),
+            Role::Put(v) => Some(v),
+            Role::Cas { expected, new } if deleted && expected == ABSENT => Some(new),
             _ => None,
         }));
     for root in roots {
-        let begin = order.len();
+        let chain = match clusters.lay_out(root, &mut order) {
+            Ok(chain) => chain,
+            Err(decided) => return decided,
+        };
+        if !(chain.initial && chain.begin == chain.end) {
+            chains.push(chain);
+        }
+    }
+    drop(observers);
+    let placed = role.iter().filter(|r| **r != Role::Dropped).count();
+    if order.len() + deletes.len() + absent_observers.len() != placed {
+        // Some compare-and-swap is reachable from no put nor the initial
+        // value: a cycle of them, or one from a value nobody writes.
+        return Unique::NotApplicable("a compare-and-swap chain has no start");
+    }
+    // Rule 4: order the chains; the initial value's, laid out first,
+    // stays first.
+    let first_is_root = chains.first().is_some_and(|c| c.initial);
+    chains[usize::from(first_is_root)..].sort_unstable_by_key(|c| {
+        let (lo, hi) = (c.lo.0, c.hi.0);
+        (lo.min(hi), lo < hi, c.begin)
+    });
+    if let Some(conflict) = unorderable(&chains, first_is_root) {
+        return Unique::Violation(conflict);
+    }
+    if deleted {
+        if let Some(conflict) = singletons_unorderable(seq, &chains, &deletes, &absent_observers)
+            .or_else(|| nothing_between(seq, &role))
+        {
+            return Unique::Violation(conflict);
+        }
+    }
+    let linearization = if deleted {
+        match place_deletes(seq, &chains, &order, &deletes, &absent_observers) {
+            Ok(linearization) => linearization,
+            Err(reason) => return Unique::NotApplicable(reason),
+        }
+    } else {
+        let mut linearization = Vec::with_capacity(order.len());
+        for c in &chains {
+            linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
+        }
+        linearization
+    };
+    drop(order);
+    if !replays(seq, &linearization) {
+        // Without deletes, rules 1 to 4 are exact: an order that does not
+        // replay would be a bug. With deletes, rule 5's placement of the
+        // deletes (or a dropped unknown-outcome write) was not one that
+        // works.
+        debug_assert!(deleted, "the unique-values pass built an invalid order");
+        return Unique::NotApplicable("deleted key: the order found does not replay");
+    }
+    Unique::Linearizable(linearization)
+}
+
+/// The clusters of a key and the links between them (rule 2).
+struct Clusters<'a> {
+    seq: &'a [SeqOp],
+    role: &'a [Role],
+    writer: &'a [u32],
+    /// The compare-and-swap that succeeds from each value (`NIL`: none).
+    next: &'a [u32],
+    /// Each value's observers, `observers[start[v]..start[v + 1]]`, by
+    /// completion.
+    observers: &'a [u32],
+    start: &'a [u32],
+}
+
+impl Clusters<'_> {
+    /// Lays out the chain from `root`'s cluster at the end of `order`, in
+    /// its forced order (rule 3): a violation of real time inside it is a
+    /// verdict.
+    fn lay_out(&self, root: u32, order: &mut Vec<u32>) -> Result<Chain, Unique> {
         let mut chain = Chain {
-            root: if root < values { root as u32 } else { ABSENT },
-            initial: root == 0,
-            begin: begin as u32,
+            root,
+            initial: root == ABSENT,
+            from_absent: matches!(
+                self.role.get(self.writer[root as usize] as usize),
+                Some(Role::Cas {
+                    expected: ABSENT,
+                    ..
+                })
+            ),
+            begin: order.len() as u32,
             end: 0,
             lo: (u64::MAX, NIL),
             hi: (0, NIL),
-            needs: ANY,
-            leaves: ANY,
         };
-        let mut cluster = root;
+        let mut cluster = root as usize;
+        let mut covered = 0usize;
         loop {
-            let members = std::iter::once(cluster_writer(cluster))
-                .filter(|&w| w != NIL)
-                .chain(
-                    observers[start[cluster] as usize..start[cluster + 1] as usize]
-                        .iter()
-                        .copied(),
-                );
+            let writer = if cluster == ABSENT as usize {
+                NIL
+            } else {
+                self.writer[cluster]
+            };
+            let members = std::iter::once(writer).filter(|&w| w != NIL).chain(
+                self.observers[self.start[cluster] as usize..self.start[cluster + 1] as usize]
+                    .iter()
+                    .copied(),
+            );
             for i in members {
-                let op = &seq[i as usize];
+                let op = &self.seq[i as usize];
                 if chain.hi.1 != NIL && completion(op) < chain.hi.0 {
-                    if !exact {
-                        return Unique::NotApplicable(
-                            "deleted key: a chain does not fit real time",
-                        );
-                    }
-                    return Unique::Violation(Conflict::Order {
+                    return Err(Unique::Violation(Conflict::Order {
                         first: chain.hi.1,
                         then: i,
-                    });
+                    }));
                 }
                 if chain.hi.1 == NIL || op.invoke_us > chain.hi.0 {
                     chain.hi = (op.invoke_us, i);
@@ -371,61 +485,34 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
                 order.push(i);
             }
             covered += 1;
-            let link = if cluster < values { next[cluster] } else { NIL };
+            let link = self.next[cluster];
             if link == NIL {
                 break;
             }
-            let Role::Cas { new, .. } = role[link as usize] else {
+            let Role::Cas { new, .. } = self.role[link as usize] else {
                 unreachable!("links are compare-and-swaps");
             };
             cluster = new as usize;
-            if covered > clusters {
-                return Unique::NotApplicable("a cycle of compare-and-swaps");
+            if covered > self.next.len() {
+                return Err(Unique::NotApplicable("a cycle of compare-and-swaps"));
             }
         }
         chain.end = order.len() as u32;
-        chain.needs = match role.get(cluster_writer(root) as usize) {
-            Some(Role::Delete) => PRESENT,
-            Some(Role::Cas { expected, .. }) if *expected == ABSENT => GONE,
-            _ => ANY,
-        };
-        chain.leaves = if cluster == 0 || cluster >= values {
-            GONE
-        } else {
-            PRESENT
-        };
-        if root == 0 && chain.begin == chain.end {
-            continue;
-        }
-        chains.push(chain);
+        Ok(chain)
     }
-    let placed = role.iter().filter(|r| **r != Role::Dropped).count();
-    if order.len() != placed {
-        // Some compare-and-swap is reachable from no put nor the initial
-        // value: a cycle of them, or one from a value nobody writes.
-        return Unique::NotApplicable("a compare-and-swap chain has no start");
-    }
-    // Rule 4: order the chains; the initial value's stays first.
-    // The initial value's chain, if any, was laid out first.
-    let first_is_root = chains.first().is_some_and(|c| c.initial);
-    let rest = usize::from(first_is_root);
-    chains[rest..].sort_unstable_by_key(|c| {
-        let (lo, hi) = (c.lo.0, c.hi.0);
-        (lo.min(hi), lo < hi, c.begin)
-    });
-    if !exact && !repair(&mut chains) {
-        return Unique::NotApplicable("deleted key: no chain fits after a delete");
-    }
+}
+
+/// Rule 4's test of the sorted chains: the first chain that completes an
+/// operation before the latest invocation of a chain sorted before it,
+/// with the certificate.
+fn unorderable(chains: &[Chain], first_is_root: bool) -> Option<Conflict> {
     let mut latest: Option<usize> = None;
     for b in 0..chains.len() {
         if let Some(a) = latest {
             if chains[b].lo.0 < chains[a].hi.0 {
-                if !exact {
-                    return Unique::NotApplicable("deleted key: the chains cannot be ordered");
-                }
                 let (ca, cb) = (&chains[a], &chains[b]);
                 let root = a == 0 && first_is_root;
-                return Unique::Violation(Conflict::Chains {
+                return Some(Conflict::Chains {
                     a_value: ca.root,
                     b_value: cb.root,
                     a_late: ca.hi.1,
@@ -439,84 +526,332 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
             latest = Some(b);
         }
     }
-    let mut linearization = Vec::with_capacity(order.len());
-    for c in &chains {
-        linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
-    }
-    drop(order);
-    if !replays(seq, &linearization) {
-        // Without deletes, rules 1 to 4 are exact: an order that does not
-        // replay would be a bug. With deletes, the guess of rule 5 (or a
-        // dropped unknown write a delete needed) was wrong.
-        debug_assert!(!exact, "the unique-values pass built an invalid order");
-        return Unique::NotApplicable("deleted key: the order found does not replay");
-    }
-    Unique::Linearizable(linearization)
+    None
 }
 
-/// What a chain needs before it, or leaves after it: anything, a present
-/// value, or absence.
-const ANY: u8 = 0;
-const PRESENT: u8 = 1;
-const GONE: u8 = 2;
+/// Rule 5's test of real time: rule 4 with each delete and each observer
+/// of absence as a chain of its own.
+fn singletons_unorderable(
+    seq: &[SeqOp],
+    chains: &[Chain],
+    deletes: &[u32],
+    absent: &[u32],
+) -> Option<Conflict> {
+    let mut all: Vec<Chain> = Vec::with_capacity(chains.len() + deletes.len() + absent.len());
+    all.extend_from_slice(chains);
+    for &i in deletes.iter().chain(absent) {
+        let op = &seq[i as usize];
+        all.push(Chain {
+            root: ABSENT,
+            initial: false,
+            from_absent: false,
+            // Unique among the chains (whose `begin` is below `n`).
+            begin: NIL / 2 + i,
+            end: NIL / 2 + i,
+            lo: (completion(op), i),
+            hi: (op.invoke_us, i),
+        });
+    }
+    all.sort_unstable_by_key(|c| {
+        let (lo, hi) = (c.lo.0, c.hi.0);
+        (lo.min(hi), lo < hi, c.begin)
+    });
+    unorderable(&all, false)
+}
 
-/// How far [`repair`] looks ahead for a chain to move.
-const REPAIR_LOOKAHEAD: usize = 64;
+/// Operations as (completion, invocation, op) by completion, and the
+/// (invocation, op) invoked latest up to each.
+type ByCompletion = (Vec<(u64, u64, u32)>, Vec<(u64, u32)>);
 
-/// Rule 5's repair of the sorted chains of a deleted key: a delete's chain
-/// needs a present value before it, a compare-and-swap from absent needs
-/// absence. Where the chain at `i` does not fit the value left before it,
-/// the first of the next few chains that fits there, leaves what chain `i`
-/// needs, and may move before the chains it jumps over (its latest
-/// invocation is not after their earliest completions) is moved to `i`.
-/// Returns whether every chain then fits; the replay still checks the
-/// result.
-fn repair(chains: &mut [Chain]) -> bool {
-    let fits = |state: u8, needs: u8| needs == ANY || needs == state;
-    let mut state = GONE;
-    let mut i = 0;
-    while i < chains.len() {
-        if fits(state, chains[i].needs) {
-            state = chains[i].leaves;
-            i += 1;
+/// A delete to place: (deadline gap, completion, invocation, op, first gap).
+type Job = (u32, u64, u64, u32, u32);
+
+/// Rule 5's test of what must happen between two operations: an observer
+/// of absence `r` that some operation `x` of a present value's chain
+/// returned before (so a delete took effect between them), with no delete
+/// (known or unknown outcome) that may take effect after `x` and before
+/// `r`; or a delete that found the key, with no write (known or unknown
+/// outcome) that may take effect between it and the latest operation that
+/// returned before it and left the key absent (or the start).
+fn nothing_between(seq: &[SeqOp], role: &[Role]) -> Option<Conflict> {
+    // (completion, invocation, op), by completion, with the operation of
+    // the latest invocation up to each.
+    let by_completion = |keep: &dyn Fn(usize) -> bool| {
+        let mut list: Vec<(u64, u64, u32)> = (0..seq.len())
+            .filter(|&i| keep(i) && seq[i].complete_us.is_some())
+            .map(|i| (completion(&seq[i]), seq[i].invoke_us, i as u32))
+            .collect();
+        list.sort_unstable();
+        let mut latest: Option<(u64, u32)> = None;
+        let best: Vec<(u64, u32)> = list
+            .iter()
+            .map(|&(_, inv, i)| {
+                if latest.is_none_or(|(l, _)| inv > l) {
+                    latest = Some((inv, i));
+                }
+                latest.unwrap_or((inv, i))
+            })
+            .collect();
+        (list, best)
+    };
+    // The latest-invoked operation of the list that returned before `t`.
+    let before = |(list, best): &ByCompletion, t: u64| {
+        let k = list.partition_point(|&(c, _, _)| c < t);
+        (k > 0).then(|| best[k - 1])
+    };
+    // (invocation, completion) by invocation, with the latest completion
+    // up to each.
+    let by_invocation = |keep: &dyn Fn(&SeqOp) -> bool| {
+        let mut list: Vec<(u64, u64)> = seq
+            .iter()
+            .filter(|op| keep(op))
+            .map(|op| (op.invoke_us, completion(op)))
+            .collect();
+        list.sort_unstable();
+        let mut latest = 0u64;
+        for e in &mut list {
+            latest = latest.max(e.1);
+            e.1 = latest;
+        }
+        list
+    };
+    // Whether one of them is invoked at or before `until` and completes
+    // at or after `after`.
+    let any_between = |list: &[(u64, u64)], after: u64, until: u64| {
+        let k = list.partition_point(|&(inv, _)| inv <= until);
+        k > 0 && list[k - 1].1 >= after
+    };
+    let present = by_completion(&|i| match role[i] {
+        Role::Put(_) | Role::Cas { .. } => true,
+        Role::Observer(v) => v != ABSENT,
+        _ => false,
+    });
+    let deleters = by_invocation(&|op| {
+        op.cmd == Cmd::Delete && op.expect != Expect::Exactly(Out::Deleted(false))
+    });
+    for (r, _) in role
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| **r == Role::Observer(ABSENT))
+    {
+        let op = &seq[r];
+        if let Some((after, x)) = before(&present, op.invoke_us) {
+            if !any_between(&deleters, after, completion(op)) {
+                return Some(Conflict::NothingBetween {
+                    first: x,
+                    then: r as u32,
+                });
+            }
+        }
+    }
+    drop(present);
+    drop(deleters);
+    let gone = by_completion(&|i| matches!(role[i], Role::Observer(ABSENT) | Role::Delete));
+    let writers = by_invocation(&|op| op.writes != NIL && op.writes != ABSENT);
+    for (d, _) in role.iter().enumerate().filter(|(_, r)| **r == Role::Delete) {
+        let op = &seq[d];
+        let (after, y) = before(&gone, op.invoke_us).unwrap_or((0, NIL));
+        if !any_between(&writers, after, completion(op)) {
+            return Some(Conflict::NothingBetween {
+                first: y,
+                then: d as u32,
+            });
+        }
+    }
+    None
+}
+
+/// Rule 5: places the deletes between the sorted chains of present values
+/// and each observer of absence in an absent version, and returns the
+/// order (not yet replayed), or why it found none.
+fn place_deletes(
+    seq: &[SeqOp],
+    chains: &[Chain],
+    order: &[u32],
+    deletes: &[u32],
+    absent: &[u32],
+) -> Result<Vec<u32>, &'static str> {
+    let m = chains.len();
+    if m == 0 && !deletes.is_empty() {
+        return Err("deleted key: a delete finds a value but nothing is written");
+    }
+    // Gap `g` (1..=m) is right after chain `g - 1`. A delete fits gap `g`
+    // when no chain before it invoked an operation after the delete
+    // completed (`pre_hi[g - 1]`) and no chain after it completed one
+    // before the delete was invoked (`suf_lo[g]`); both bounds grow with
+    // `g`, so the gaps a delete fits form a window `g0..=g1`.
+    let mut pre_hi = Vec::with_capacity(m);
+    let mut latest = 0u64;
+    for c in chains {
+        latest = latest.max(c.hi.0);
+        pre_hi.push(latest);
+    }
+    let mut suf_lo = vec![u64::MAX; m + 1];
+    for j in (0..m).rev() {
+        suf_lo[j] = suf_lo[j + 1].min(chains[j].lo.0);
+    }
+    // (g0, g1, completion, invocation, delete), by window start.
+    let mut jobs: Vec<(u32, u32, u64, u64, u32)> = Vec::with_capacity(deletes.len());
+    for &d in deletes {
+        let op = &seq[d as usize];
+        let g0 = 1 + suf_lo[1..].partition_point(|&lo| lo < op.invoke_us);
+        let g1 = pre_hi.partition_point(|&hi| hi <= completion(op));
+        if g0 > g1 {
+            return Err("deleted key: a delete fits between no two values");
+        }
+        jobs.push((g0 as u32, g1 as u32, completion(op), op.invoke_us, d));
+    }
+    jobs.sort_unstable();
+    let mut at_gap = vec![NIL; m + 1];
+    // First the gaps before a chain that starts with a compare-and-swap
+    // from absent (it needs a delete right before it), earliest deadline
+    // first; then the other deletes, earliest deadline first, each in the
+    // earliest free gap of its window.
+    let mut heap: BinaryHeap<Reverse<Job>> = BinaryHeap::new();
+    let mut released = 0usize;
+    let mut left: Vec<(u32, u32, u64, u64, u32)> = Vec::new();
+    for g in (1..m).filter(|&g| chains[g].from_absent) {
+        while released < jobs.len() && jobs[released].0 as usize <= g {
+            let (g0, g1, c, i, d) = jobs[released];
+            heap.push(Reverse((g1, c, i, d, g0)));
+            released += 1;
+        }
+        loop {
+            let Some(Reverse((g1, c, i, d, g0))) = heap.pop() else {
+                return Err("deleted key: no delete fits before a compare-and-swap from absent");
+            };
+            if (g1 as usize) < g {
+                left.push((g0, g1, c, i, d));
+                continue;
+            }
+            at_gap[g] = d;
+            break;
+        }
+    }
+    left.extend(
+        heap.drain()
+            .map(|Reverse((g1, c, i, d, g0))| (g0, g1, c, i, d)),
+    );
+    left.extend_from_slice(&jobs[released..]);
+    drop(jobs);
+    left.sort_unstable();
+    let mut released = 0usize;
+    for (g, slot) in at_gap.iter_mut().enumerate().skip(1) {
+        if released == left.len() && heap.is_empty() {
+            break;
+        }
+        if *slot != NIL {
             continue;
         }
-        let wanted = chains[i].needs;
-        let mut earliest_completion = u64::MAX;
-        let mut found = None;
-        let window = chains.len().min(i + REPAIR_LOOKAHEAD);
-        for (j, c) in chains.iter().enumerate().take(window).skip(i) {
-            if j > i && fits(state, c.needs) && c.leaves == wanted && c.hi.0 <= earliest_completion
-            {
-                found = Some(j);
-                break;
-            }
-            earliest_completion = earliest_completion.min(c.lo.0);
+        while released < left.len() && left[released].0 as usize <= g {
+            let (g0, g1, c, i, d) = left[released];
+            heap.push(Reverse((g1, c, i, d, g0)));
+            released += 1;
         }
-        let Some(j) = found else {
-            return false;
-        };
-        chains[i..=j].rotate_right(1);
+        if let Some(Reverse((g1, _, _, d, _))) = heap.pop() {
+            if (g1 as usize) < g {
+                return Err("deleted key: the deletes do not fit between the values");
+            }
+            *slot = d;
+        }
     }
-    true
+    if released < left.len() || !heap.is_empty() {
+        return Err("deleted key: the deletes do not fit between the values");
+    }
+    // The blocks in order: each chain, and the delete after it if any.
+    // `pre[p]`: the latest invocation in blocks `..=p`; `suf[p]`: the
+    // earliest completion in blocks `p..`.
+    let mut blocks: Vec<(u64, u64)> = Vec::with_capacity(m + deletes.len());
+    // The absent versions: the initial one, then each delete's, with the
+    // latest invocation at or before it and the earliest completion after.
+    let mut epoch_at: Vec<usize> = Vec::with_capacity(deletes.len() + 1);
+    for (j, c) in chains.iter().enumerate() {
+        blocks.push((c.hi.0, c.lo.0));
+        let d = at_gap[j + 1];
+        if d != NIL {
+            let op = &seq[d as usize];
+            epoch_at.push(blocks.len());
+            blocks.push((op.invoke_us, completion(op)));
+        }
+    }
+    let mut suf = vec![u64::MAX; blocks.len() + 1];
+    for p in (0..blocks.len()).rev() {
+        suf[p] = suf[p + 1].min(blocks[p].1);
+    }
+    let mut epoch_pre = vec![0u64];
+    let mut epoch_suf = vec![suf[0]];
+    let mut latest = 0u64;
+    let mut p = 0;
+    for &at in &epoch_at {
+        while p <= at {
+            latest = latest.max(blocks[p].0);
+            p += 1;
+        }
+        epoch_pre.push(latest);
+        epoch_suf.push(suf[at + 1]);
+    }
+    drop(suf);
+    drop(blocks);
+    // Each observer of absence in the earliest absent version it fits.
+    let epochs = epoch_pre.len();
+    let mut epoch_start = vec![0u32; epochs + 1];
+    let mut epoch_of = Vec::with_capacity(absent.len());
+    for &r in absent {
+        let op = &seq[r as usize];
+        let e = epoch_suf.partition_point(|&lo| lo < op.invoke_us);
+        if e == epochs || epoch_pre[e] > completion(op) {
+            return Err("deleted key: an observer of absence fits no absent version");
+        }
+        epoch_of.push(e as u32);
+        epoch_start[e + 1] += 1;
+    }
+    for e in 0..epochs {
+        epoch_start[e + 1] += epoch_start[e];
+    }
+    let mut in_epoch = vec![0u32; absent.len()];
+    let mut fill = epoch_start.clone();
+    for (&r, &e) in absent.iter().zip(&epoch_of) {
+        in_epoch[fill[e as usize] as usize] = r;
+        fill[e as usize] += 1;
+    }
+    drop(fill);
+    drop(epoch_of);
+    for e in 0..epochs {
+        in_epoch[epoch_start[e] as usize..epoch_start[e + 1] as usize].sort_unstable_by_key(|&i| {
+            (completion(&seq[i as usize]), seq[i as usize].invoke_us, i)
+        });
+    }
+    let epoch = |e: usize| &in_epoch[epoch_start[e] as usize..epoch_start[e + 1] as usize];
+    let mut linearization = Vec::with_capacity(order.len() + deletes.len() + absent.len());
+    linearization.extend_from_slice(epoch(0));
+    let mut e = 0;
+    for (j, c) in chains.iter().enumerate() {
+        linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
+        let d = at_gap[j + 1];
+        if d != NIL {
+            e += 1;
+            linearization.push(d);
+            linearization.extend_from_slice(epoch(e));
+        }
+    }
+    Ok(linearization)
 }
 
 /// One chain of clusters: its operations are `order[begin..end]`.
+#[derive(Clone, Copy)]
 struct Chain {
     /// The value of its first cluster (a put's, or absent).
     root: u32,
     /// Whether it starts with the initial value (it must go first).
     initial: bool,
+    /// Whether it starts with a compare-and-swap from absent.
+    from_absent: bool,
     begin: u32,
     end: u32,
     /// The earliest completion and its operation.
     lo: (u64, u32),
     /// The latest invocation and its operation.
     hi: (u64, u32),
-    /// What it needs before it ([`ANY`], [`PRESENT`] or [`GONE`]).
-    needs: u8,
-    /// What it leaves ([`PRESENT`] or [`GONE`]).
-    leaves: u8,
 }
 
 /// Whether `order` linearizes the key: every operation with a known
