@@ -107,7 +107,7 @@
 //! absent starts a chain of its own, and needs an absent version right
 //! before it; an unknown-outcome delete is left out of the order (an
 //! order without it is a linearization in which it never took effect),
-//! but counted where a violation needs every delete. With the absent
+//! but counted where (c) needs every delete. With the absent
 //! version of each observer unknown, checking is NP-complete in general
 //! (Gibbons & Korach): the rule proves what it can, then tries one
 //! placement.
@@ -137,27 +137,30 @@
 //! of a present value (known, or unknown) between it and the latest
 //! invoked operation that returned before `d` was invoked and left the key
 //! absent (an observer of absence, or a delete), or the start.
-//! *(d) A placement, then a check.* Keep the chains of present values in
-//! rule 4's order. A delete fits gap `g` (right after the `g`-th chain)
-//! when no chain before it invoked an operation after the delete returned
-//! and none after it returned one before the delete was invoked; both
-//! bounds grow with `g`, so a delete's gaps form a window. Each gap takes
-//! at most one delete; a gap before a chain that starts with a
-//! compare-and-swap from absent needs one. The deletes are assigned
-//! earliest deadline first, first to the gaps that need one, then each to
-//! the earliest free gap of its window (convex bipartite matching, greedy;
-//! not exact together with the gaps that need a delete). With the deletes
-//! placed, each observer of absence goes to the earliest absent version
-//! (the initial one, or a delete's) whose blocks before it invoked nothing
-//! after the observer returned and whose blocks after it returned nothing
-//! before the observer was invoked. Given the blocks, this is exact: both
-//! bounds grow along the versions, so the versions an observer fits form
-//! a window, and the earliest ones keep the observers in real-time order
-//! among themselves (if `r2` returned before `r1` was invoked and `r1`
-//! fits version `e1`, then `r2` fits `e1` too, so its earliest is not
-//! later); inside a version, they are ordered by completion (rule 3). The
-//! result is only a candidate, reported once it replays; if it does not,
-//! or a step above finds no room, the key goes to the search.
+//! *(d) A placement, then a check.* Take the chains of present values and
+//! the deletes in rule 4's order (which fits real time, by (b)) and walk
+//! it, tracking whether the key is present: a delete needs a present
+//! value, a chain from absent needs absence. Where the next block does
+//! not fit, a block further on that may move forward past the blocks in
+//! between (its latest invocation is not after their earliest completion)
+//! and fits is moved there: when the key is absent a chain from absent
+//! first, else a chain from a put; when it is present, a delete. A delete
+//! that finds the key absent with no such block ahead gets a put placed
+//! before moved right before it, if that put may follow the blocks it
+//! jumps over and they still fit without it. Then each observer of
+//! absence goes to the earliest absent version (the initial one, or a
+//! delete's) whose blocks before it invoked nothing after the observer
+//! returned and whose blocks after it returned nothing before the
+//! observer was invoked. Given the blocks, this is exact: both bounds grow
+//! along the versions, so the versions an observer fits form a window,
+//! and the earliest ones keep the observers in real-time order among
+//! themselves (if `r2` returned before `r1` was invoked and `r1` fits
+//! version `e1`, then `r2` fits `e1` too, so its earliest is not later);
+//! inside a version they are ordered by completion (rule 3). Rule 4's
+//! order puts simultaneous deletes after the chains they tie with, which
+//! is where a read of absence right after them needs them. The result is
+//! only a candidate, reported once it replays; if it does not, or the walk
+//! finds no block to move, the key goes to the search.
 //!
 //! The order found is replayed on the register and checked against real
 //! time before it is reported (O(n)). Without deletes a failure there would
@@ -165,8 +168,6 @@
 //! to the search instead of giving a verdict. Every step is O(n log n).
 
 use super::{step, Cmd, Expect, Out, SeqOp, ABSENT, NIL};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 /// What the unique-values pass found for a key.
 #[derive(Debug)]
@@ -391,15 +392,21 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
     if let Some(conflict) = unorderable(&chains, first_is_root) {
         return Unique::Violation(conflict);
     }
-    if deleted {
-        if let Some(conflict) = singletons_unorderable(seq, &chains, &deletes, &absent_observers)
-            .or_else(|| nothing_between(seq, &role))
-        {
+    let linearization = if deleted {
+        let mut blocks = match singletons_unorderable(seq, &chains, &deletes, &absent_observers) {
+            Ok(blocks) => blocks,
+            Err(conflict) => return Unique::Violation(conflict),
+        };
+        if let Some(conflict) = nothing_between(seq, &role) {
             return Unique::Violation(conflict);
         }
-    }
-    let linearization = if deleted {
-        match place_deletes(seq, &chains, &order, &deletes, &absent_observers) {
+        // Rule 5(d): the chains and deletes arranged, then the observers
+        // of absence placed.
+        blocks.retain(|c| c.begin < NIL / 2 || deletes.binary_search(&(c.begin - NIL / 2)).is_ok());
+        if let Err(reason) = arrange(&mut blocks) {
+            return Unique::NotApplicable(reason);
+        }
+        match place_observers(seq, &blocks, &order, &absent_observers) {
             Ok(linearization) => linearization,
             Err(reason) => return Unique::NotApplicable(reason),
         }
@@ -536,7 +543,7 @@ fn singletons_unorderable(
     chains: &[Chain],
     deletes: &[u32],
     absent: &[u32],
-) -> Option<Conflict> {
+) -> Result<Vec<Chain>, Conflict> {
     let mut all: Vec<Chain> = Vec::with_capacity(chains.len() + deletes.len() + absent.len());
     all.extend_from_slice(chains);
     for &i in deletes.iter().chain(absent) {
@@ -556,15 +563,15 @@ fn singletons_unorderable(
         let (lo, hi) = (c.lo.0, c.hi.0);
         (lo.min(hi), lo < hi, c.begin)
     });
-    unorderable(&all, false)
+    match unorderable(&all, false) {
+        Some(conflict) => Err(conflict),
+        None => Ok(all),
+    }
 }
 
 /// Operations as (completion, invocation, op) by completion, and the
 /// (invocation, op) invoked latest up to each.
 type ByCompletion = (Vec<(u64, u64, u32)>, Vec<(u64, u32)>);
-
-/// A delete to place: (deadline gap, completion, invocation, op, first gap).
-type Job = (u32, u64, u64, u32, u32);
 
 /// Rule 5's test of what must happen between two operations: an observer
 /// of absence `r` that some operation `x` of a present value's chain
@@ -661,138 +668,136 @@ fn nothing_between(seq: &[SeqOp], role: &[Role]) -> Option<Conflict> {
     None
 }
 
-/// Rule 5: places the deletes between the sorted chains of present values
-/// and each observer of absence in an absent version, and returns the
+/// Rule 5(d): arranges the blocks sorted by rule 4 (chains of present
+/// values and deletes) so that each delete follows a present value and
+/// each chain from absent follows a delete or the start, moving a block
+/// forward only past blocks it may precede (its latest invocation is not
+/// after their earliest completion), or a put back to right before a
+/// delete (see the module documentation). Fails if it finds no such move;
+/// the result is checked by the replay.
+fn arrange(blocks: &mut [Chain]) -> Result<(), &'static str> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        /// A chain from a put: fits anywhere, leaves a present value.
+        Put,
+        /// A chain from absent: needs absence, leaves a present value.
+        FromAbsent,
+        /// A delete that found the key: needs a present value.
+        Delete,
+    }
+    let kind = |c: &Chain| {
+        if c.begin >= NIL / 2 {
+            Kind::Delete
+        } else if c.from_absent {
+            Kind::FromAbsent
+        } else {
+            Kind::Put
+        }
+    };
+    // The first block from `i + 1` of a wanted kind that may move to `i`.
+    let find = |blocks: &[Chain], i: usize, wanted: &dyn Fn(Kind) -> bool| {
+        let mut earliest = blocks[i].lo.0;
+        let ahead = blocks.iter().enumerate().take(i + REARRANGE_LOOKAHEAD);
+        for (j, c) in ahead.skip(i + 1) {
+            if earliest < c.lo.0.min(c.hi.0) {
+                break;
+            }
+            if c.hi.0 <= earliest && wanted(kind(c)) {
+                return Some(j);
+            }
+            earliest = earliest.min(c.lo.0);
+        }
+        None
+    };
+    let mut absent = true;
+    // Whether the key is absent before each block placed.
+    let mut before: Vec<bool> = Vec::with_capacity(blocks.len());
+    // Whether the key is absent after a block (whatever it was before).
+    let step = |_: bool, k: Kind| k == Kind::Delete;
+    for i in 0..blocks.len() {
+        let k = kind(&blocks[i]);
+        let pick = if absent {
+            if k == Kind::FromAbsent {
+                None
+            } else if let Some(j) = find(blocks, i, &|k| k == Kind::FromAbsent) {
+                Some(j)
+            } else if k == Kind::Put {
+                None
+            } else if let Some(j) = find(blocks, i, &|k| k == Kind::Put) {
+                Some(j)
+            } else {
+                // A delete after a delete: move a put placed before to
+                // right before it, if it may follow what it jumps over and
+                // what it jumps over still fits without it.
+                let p = (i.saturating_sub(REARRANGE_LOOKAHEAD)..i)
+                    .rev()
+                    .find(|&p| {
+                        kind(&blocks[p]) == Kind::Put && {
+                            let lo = blocks[p].lo.0;
+                            let mut state = before[p];
+                            blocks[p + 1..i].iter().all(|b| {
+                                let fits = match kind(b) {
+                                    Kind::Put => true,
+                                    Kind::Delete => !state,
+                                    Kind::FromAbsent => state,
+                                };
+                                state = step(state, kind(b));
+                                fits && b.hi.0 <= lo
+                            })
+                        }
+                    })
+                    .ok_or(NO_PLACE)?;
+                blocks[p..i].rotate_left(1);
+                let mut state = before[p];
+                for (q, b) in blocks.iter().enumerate().take(i).skip(p) {
+                    before[q] = state;
+                    state = step(state, kind(b));
+                }
+                absent = state;
+                None
+            }
+        } else if k == Kind::FromAbsent {
+            Some(find(blocks, i, &|k| k == Kind::Delete).ok_or(NO_PLACE)?)
+        } else {
+            None
+        };
+        if let Some(j) = pick {
+            blocks[i..=j].rotate_right(1);
+        }
+        before.push(absent);
+        absent = step(absent, kind(&blocks[i]));
+    }
+    Ok(())
+}
+
+/// Rule 5(d), observers of absence: given the blocks in order (chains and
+/// deletes), puts each observer of absence in the earliest absent version
+/// (the initial one, or a delete's) that it fits, and returns the whole
 /// order (not yet replayed), or why it found none.
-fn place_deletes(
+fn place_observers(
     seq: &[SeqOp],
-    chains: &[Chain],
+    blocks: &[Chain],
     order: &[u32],
-    deletes: &[u32],
     absent: &[u32],
 ) -> Result<Vec<u32>, &'static str> {
-    let m = chains.len();
-    if m == 0 && !deletes.is_empty() {
-        return Err("deleted key: a delete finds a value but nothing is written");
-    }
-    // Gap `g` (1..=m) is right after chain `g - 1`. A delete fits gap `g`
-    // when no chain before it invoked an operation after the delete
-    // completed (`pre_hi[g - 1]`) and no chain after it completed one
-    // before the delete was invoked (`suf_lo[g]`); both bounds grow with
-    // `g`, so the gaps a delete fits form a window `g0..=g1`.
-    let mut pre_hi = Vec::with_capacity(m);
-    let mut latest = 0u64;
-    for c in chains {
-        latest = latest.max(c.hi.0);
-        pre_hi.push(latest);
-    }
-    let mut suf_lo = vec![u64::MAX; m + 1];
-    for j in (0..m).rev() {
-        suf_lo[j] = suf_lo[j + 1].min(chains[j].lo.0);
-    }
-    // (g0, g1, completion, invocation, delete), by window start.
-    let mut jobs: Vec<(u32, u32, u64, u64, u32)> = Vec::with_capacity(deletes.len());
-    for &d in deletes {
-        let op = &seq[d as usize];
-        let g0 = 1 + suf_lo[1..].partition_point(|&lo| lo < op.invoke_us);
-        let g1 = pre_hi.partition_point(|&hi| hi <= completion(op));
-        if g0 > g1 {
-            return Err("deleted key: a delete fits between no two values");
-        }
-        jobs.push((g0 as u32, g1 as u32, completion(op), op.invoke_us, d));
-    }
-    jobs.sort_unstable();
-    let mut at_gap = vec![NIL; m + 1];
-    // First the gaps before a chain that starts with a compare-and-swap
-    // from absent (it needs a delete right before it), earliest deadline
-    // first; then the other deletes, earliest deadline first, each in the
-    // earliest free gap of its window.
-    let mut heap: BinaryHeap<Reverse<Job>> = BinaryHeap::new();
-    let mut released = 0usize;
-    let mut left: Vec<(u32, u32, u64, u64, u32)> = Vec::new();
-    for g in (1..m).filter(|&g| chains[g].from_absent) {
-        while released < jobs.len() && jobs[released].0 as usize <= g {
-            let (g0, g1, c, i, d) = jobs[released];
-            heap.push(Reverse((g1, c, i, d, g0)));
-            released += 1;
-        }
-        loop {
-            let Some(Reverse((g1, c, i, d, g0))) = heap.pop() else {
-                return Err("deleted key: no delete fits before a compare-and-swap from absent");
-            };
-            if (g1 as usize) < g {
-                left.push((g0, g1, c, i, d));
-                continue;
-            }
-            at_gap[g] = d;
-            break;
-        }
-    }
-    left.extend(
-        heap.drain()
-            .map(|Reverse((g1, c, i, d, g0))| (g0, g1, c, i, d)),
-    );
-    left.extend_from_slice(&jobs[released..]);
-    drop(jobs);
-    left.sort_unstable();
-    let mut released = 0usize;
-    for (g, slot) in at_gap.iter_mut().enumerate().skip(1) {
-        if released == left.len() && heap.is_empty() {
-            break;
-        }
-        if *slot != NIL {
-            continue;
-        }
-        while released < left.len() && left[released].0 as usize <= g {
-            let (g0, g1, c, i, d) = left[released];
-            heap.push(Reverse((g1, c, i, d, g0)));
-            released += 1;
-        }
-        if let Some(Reverse((g1, _, _, d, _))) = heap.pop() {
-            if (g1 as usize) < g {
-                return Err("deleted key: the deletes do not fit between the values");
-            }
-            *slot = d;
-        }
-    }
-    if released < left.len() || !heap.is_empty() {
-        return Err("deleted key: the deletes do not fit between the values");
-    }
-    // The blocks in order: each chain, and the delete after it if any.
-    // `pre[p]`: the latest invocation in blocks `..=p`; `suf[p]`: the
-    // earliest completion in blocks `p..`.
-    let mut blocks: Vec<(u64, u64)> = Vec::with_capacity(m + deletes.len());
-    // The absent versions: the initial one, then each delete's, with the
-    // latest invocation at or before it and the earliest completion after.
-    let mut epoch_at: Vec<usize> = Vec::with_capacity(deletes.len() + 1);
-    for (j, c) in chains.iter().enumerate() {
-        blocks.push((c.hi.0, c.lo.0));
-        let d = at_gap[j + 1];
-        if d != NIL {
-            let op = &seq[d as usize];
-            epoch_at.push(blocks.len());
-            blocks.push((op.invoke_us, completion(op)));
-        }
-    }
+    let is_delete = |c: &Chain| c.begin >= NIL / 2;
+    // For each absent version: the latest invocation up to its delete,
+    // and the earliest completion after it. Both grow along the versions.
     let mut suf = vec![u64::MAX; blocks.len() + 1];
     for p in (0..blocks.len()).rev() {
-        suf[p] = suf[p + 1].min(blocks[p].1);
+        suf[p] = suf[p + 1].min(blocks[p].lo.0);
     }
     let mut epoch_pre = vec![0u64];
     let mut epoch_suf = vec![suf[0]];
     let mut latest = 0u64;
-    let mut p = 0;
-    for &at in &epoch_at {
-        while p <= at {
-            latest = latest.max(blocks[p].0);
-            p += 1;
+    for (p, c) in blocks.iter().enumerate() {
+        latest = latest.max(c.hi.0);
+        if is_delete(c) {
+            epoch_pre.push(latest);
+            epoch_suf.push(suf[p + 1]);
         }
-        epoch_pre.push(latest);
-        epoch_suf.push(suf[at + 1]);
     }
     drop(suf);
-    drop(blocks);
-    // Each observer of absence in the earliest absent version it fits.
     let epochs = epoch_pre.len();
     let mut epoch_start = vec![0u32; epochs + 1];
     let mut epoch_of = Vec::with_capacity(absent.len());
@@ -822,20 +827,26 @@ fn place_deletes(
         });
     }
     let epoch = |e: usize| &in_epoch[epoch_start[e] as usize..epoch_start[e + 1] as usize];
-    let mut linearization = Vec::with_capacity(order.len() + deletes.len() + absent.len());
+    let mut linearization = Vec::with_capacity(order.len() + blocks.len() + absent.len());
     linearization.extend_from_slice(epoch(0));
     let mut e = 0;
-    for (j, c) in chains.iter().enumerate() {
-        linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
-        let d = at_gap[j + 1];
-        if d != NIL {
+    for c in blocks {
+        if is_delete(c) {
             e += 1;
-            linearization.push(d);
+            linearization.push(c.begin - NIL / 2);
             linearization.extend_from_slice(epoch(e));
+        } else {
+            linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
         }
     }
     Ok(linearization)
 }
+
+/// Why [`arrange`] found no order.
+const NO_PLACE: &str = "deleted key: no block fits where a delete or absence is needed";
+
+/// How far [`arrange`] looks ahead for a block to move.
+const REARRANGE_LOOKAHEAD: usize = 256;
 
 /// One chain of clusters: its operations are `order[begin..end]`.
 #[derive(Clone, Copy)]
