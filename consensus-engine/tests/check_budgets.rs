@@ -101,14 +101,17 @@ fn check_history_is_undecided_when_a_budget_runs_out() {
 #[test]
 fn simulate_and_campaigns_report_undecided_apart_from_failures() {
     // One search step per key cannot decide a run with several operations
-    // per key. (One hot key with deletes: the unique-values pass, which
-    // needs no steps, hands such a key to the search.)
+    // per key that the search must decide. The unique-values pass decides
+    // most hot-key runs with no steps, deletes included; seed 8's it hands
+    // to the search (its arrangement of the deletes finds no order:
+    // `RUST_LOG=debug` says "no block fits where a delete or absence is
+    // needed"). If the pass learns to decide it, pick another such seed.
     let o = consensus(&[
         "simulate",
         "--duration",
         "1",
         "--seed",
-        "3",
+        "8",
         "--keys",
         "1",
         "--clients",
@@ -135,7 +138,7 @@ fn simulate_and_campaigns_report_undecided_apart_from_failures() {
         "--duration",
         "1",
         "--seeds",
-        "1..2",
+        "7..8",
         "--keys",
         "1",
         "--clients",
@@ -147,8 +150,8 @@ fn simulate_and_campaigns_report_undecided_apart_from_failures() {
     ]);
     assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
     let out = stdout(&o);
-    assert!(out.contains("0 failed, 2 undecided"), "{out}");
-    assert!(out.contains("seed 1: undecided (not a failure)"), "{out}");
+    assert!(out.contains("1 passed, 0 failed, 1 undecided"), "{out}");
+    assert!(out.contains("seed 8: undecided (not a failure)"), "{out}");
     assert!(
         out.contains("--max-check-steps 1 --max-check-memory 1024"),
         "the replay line carries the check's budgets: {out}"

@@ -18,9 +18,12 @@
 //! dropped; the values form chains of clusters that must each take effect
 //! together, and sorting the chains by their time windows finds an order
 //! whenever one exists. With deletes, which absent version each read of
-//! absence saw is guessed, and the pass only reports an order it found.
-//! A linearization it finds is replayed before it is reported; a key it
-//! does not decide goes to the search whole.
+//! absence saw is not named: the pass proves the violations its sound
+//! tests find (chains and single operations that cannot be ordered, a
+//! delete or a write that must take effect between two operations and
+//! none can) and otherwise tries one placement of the deletes and the
+//! reads of absence. A linearization it finds is replayed before it is
+//! reported; a key it does not decide goes to the search whole.
 //!
 //! Otherwise the sub-history is checked by the depth-first search of Wing & Gong
 //! (1993) with Lowe's "just-in-time linearization" and memo (Lowe 2017), as
@@ -106,6 +109,7 @@
 
 use super::compact::{CmdTag, OutTag, OutcomeTag, Record, NO_STRING};
 use super::{CompactHistory, History, OpId};
+use crate::kv::KvCommand;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -1155,9 +1159,10 @@ fn explain_conflict(
     conflict: &Conflict,
 ) -> Explanation {
     let op = |i: u32| history.operation(ops[i as usize] as usize);
-    let value = |v: u32| match values.name(v, history) {
+    let value = |v: u32, initial: bool| match values.name(v, history) {
         Some(v) => format!("{v:?}"),
-        None => "absent (the initial value)".to_string(),
+        None if initial => "absent (the initial value)".to_string(),
+        None => "absent".to_string(),
     };
     let (blocked, candidates, why) = match *conflict {
         Conflict::Order { first, then } => (
@@ -1173,6 +1178,28 @@ fn explain_conflict(
                 op(first).id
             ),
         ),
+        Conflict::NothingBetween { first, then } => {
+            let why = match (first, history.operation(ops[then as usize] as usize).command) {
+                (NIL, _) => format!(
+                    "{} found the key present, but no write may take effect before it",
+                    op(then)
+                ),
+                (_, KvCommand::Delete { .. }) => format!(
+                    "{} found the key present, but {} left it absent and returned before {}                      was invoked, and no write may take effect between them",
+                    op(then),
+                    op(first),
+                    op(then).id
+                ),
+                _ => format!(
+                    "{} found the key absent, but {} returned with a value present before {}                      was invoked, and no delete may take effect between them",
+                    op(then),
+                    op(first),
+                    op(then).id
+                ),
+            };
+            let candidates = [first, then].into_iter().filter(|&i| i != NIL).collect();
+            (then, candidates, why)
+        }
         Conflict::Chains {
             a_value,
             b_value,
@@ -1185,8 +1212,8 @@ fn explain_conflict(
                 "every value written to it is distinct, so the operations that wrote or saw \
                  the value {} (with the values compare-and-swaps chained to it) take effect \
                  together, and so do those of {}",
-                value(a_value),
-                value(b_value)
+                value(a_value, a_early == NIL),
+                value(b_value, false)
             );
             let why = if a_early == NIL {
                 format!(

@@ -1066,7 +1066,12 @@ fn unobserved_unknown_writes_are_anonymised_soundly() {
     let (mut fired, mut fired_not) = (0, 0);
     for _ in 0..6000 {
         let h = random_history(&mut rng, UNKNOWN_HEAVY);
-        let report = cross_checked(&h);
+        cross_checked(&h);
+        // The reduction is the search's: count it where the search decides
+        // every key (the unique-values pass decides many of them first).
+        let report =
+            super::linearizability::check_history_search_only(&h, &CheckOptions::unlimited());
+        assert_eq!(report.linearizable, brute::linearizable(&h));
         if report
             .per_key
             .iter()
@@ -1370,8 +1375,8 @@ fn simultaneous_operations_in_any_file_order_are_cheap() {
 /// outcomes; then, most of the time, a few perturbations: a read or a
 /// compare-and-swap failure reports another value seen in the run, an
 /// interval moves, or a compare-and-swap expects another value. With
-/// `deletes`, a few deletes too (the pass must hand those keys over).
-fn unique_history(rng: &mut ChaCha8Rng, max_ops: usize, max_len_us: u64, deletes: bool) -> History {
+/// `deletes` > 0, that percentage of deletes too.
+fn unique_history(rng: &mut ChaCha8Rng, max_ops: usize, max_len_us: u64, deletes: u32) -> History {
     let n = rng.random_range(1..=max_ops);
     let keys: &[&str] = if rng.random_bool(0.7) {
         &["x"]
@@ -1390,7 +1395,7 @@ fn unique_history(rng: &mut ChaCha8Rng, max_ops: usize, max_len_us: u64, deletes
             KvCommand::put(key, format!("v{fresh}"))
         } else if roll < 70 {
             KvCommand::get(key)
-        } else if deletes && roll < 76 {
+        } else if roll < 70 + deletes {
             KvCommand::delete(key)
         } else {
             fresh += 1;
@@ -1488,14 +1493,17 @@ fn unique_history(rng: &mut ChaCha8Rng, max_ops: usize, max_len_us: u64, deletes
 #[test]
 fn unique_values_pass_agrees_with_brute_force() {
     let mut rng = ChaCha8Rng::seed_from_u64(0xe19e);
-    let (mut lin, mut not, mut handed_over, mut deleted_by_pass) = (0usize, 0usize, 0usize, 0);
+    let (mut lin, mut not, mut handed_over) = (0usize, 0usize, 0usize);
+    // Keys with a delete: decided by the pass (linearizable, not), or not.
+    let (mut deleted_lin, mut deleted_not, mut deleted_keys) = (0usize, 0usize, 0usize);
+    let (mut deleted_lin_keys, mut deleted_not_keys) = (0usize, 0usize);
     const CASES: usize = 30_000;
     for round in 0..CASES {
         let h = unique_history(
             &mut rng,
             brute::MAX_OPS - 1,
             [5, 14][round % 2],
-            round % 5 == 0,
+            if round % 5 == 0 { 6 } else { 0 },
         );
         let report = check_history_with(&h, &CheckOptions::unlimited());
         assert_eq!(
@@ -1504,14 +1512,23 @@ fn unique_values_pass_agrees_with_brute_force() {
             "checker and brute force disagree on {h:#?}\n{report}"
         );
         let by_pass = report.per_key.iter().all(|k| k.reductions.unique_values);
-        for k in report.per_key.iter().filter(|k| k.reductions.unique_values) {
+        for k in &report.per_key {
             let deleted = h.operations.iter().any(|op| {
                 matches!(&op.command, KvCommand::Delete { key } if *key == k.key)
                     && !matches!(op.outcome, Outcome::Fail { .. })
             });
             if deleted {
-                assert_eq!(k.verdict, LIN, "with a delete the pass only finds orders");
-                deleted_by_pass += 1;
+                deleted_keys += 1;
+                match k.verdict {
+                    LIN => deleted_lin_keys += 1,
+                    NOT => deleted_not_keys += 1,
+                    _ => {}
+                }
+                match (k.reductions.unique_values, k.verdict) {
+                    (true, LIN) => deleted_lin += 1,
+                    (true, NOT) => deleted_not += 1,
+                    _ => {}
+                }
             }
         }
         match (by_pass, report.verdict) {
@@ -1531,12 +1548,65 @@ fn unique_values_pass_agrees_with_brute_force() {
             }
         }
     }
+    let deleted = format!(
+        "keys with deletes: {deleted_keys} ({deleted_lin_keys} linearizable, {deleted_not_keys} \
+         not), decided by the pass: {deleted_lin} linearizable and {deleted_not} not"
+    );
+    eprintln!("lin {lin}, not {not}, handed over {handed_over}; {deleted}");
     assert!(
         lin >= CASES / 5
             && not >= CASES / 25
             && handed_over >= CASES / 20
-            && deleted_by_pass >= CASES / 50,
-        "lin {lin}, not {not}, handed over {handed_over}, with deletes {deleted_by_pass}"
+            && deleted_lin >= deleted_lin_keys * 3 / 4
+            && deleted_not >= deleted_not_keys / 3,
+        "lin {lin}, not {not}, handed over {handed_over}; {deleted}"
+    );
+}
+
+/// Keys with deletes (15 % of the operations), with unknown outcomes and
+/// failed compare-and-swaps: the pass (rule 5) agrees with the brute-force
+/// checker on every one, and decides most of them, both verdicts.
+#[test]
+fn unique_values_pass_decides_deleted_keys() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0xde1e7e);
+    const CASES: usize = 20_000;
+    let (mut keys, mut lin, mut not, mut pass_lin, mut pass_not) = (0, 0, 0, 0, 0);
+    for round in 0..CASES {
+        let h = unique_history(&mut rng, brute::MAX_OPS - 1, [5, 14][round % 2], 15);
+        let report = check_history_with(&h, &CheckOptions::unlimited());
+        assert_eq!(
+            report.linearizable,
+            brute::linearizable(&h),
+            "checker and brute force disagree on {h:#?}\n{report}"
+        );
+        for k in &report.per_key {
+            let deleted = h.operations.iter().any(|op| {
+                matches!(&op.command, KvCommand::Delete { key } if *key == k.key)
+                    && !matches!(op.outcome, Outcome::Fail { .. })
+            });
+            if !deleted {
+                continue;
+            }
+            keys += 1;
+            match (k.verdict, k.reductions.unique_values) {
+                (LIN, by_pass) => {
+                    lin += 1;
+                    pass_lin += usize::from(by_pass);
+                }
+                (NOT, by_pass) => {
+                    not += 1;
+                    pass_not += usize::from(by_pass);
+                }
+                _ => {}
+            }
+        }
+    }
+    eprintln!(
+        "keys with deletes: {keys}; linearizable {lin} (pass {pass_lin}), not {not} (pass {pass_not})"
+    );
+    assert!(
+        keys >= CASES / 2 && pass_lin >= lin * 3 / 4 && pass_not >= not / 3,
+        "keys with deletes: {keys}; linearizable {lin} (pass {pass_lin}), not {not} (pass {pass_not})"
     );
 }
 
@@ -1553,7 +1623,7 @@ proptest! {
         deletes in any::<bool>(),
     ) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let h = unique_history(&mut rng, 300, if long { 200 } else { 30 }, deletes);
+        let h = unique_history(&mut rng, 300, if long { 200 } else { 30 }, if deletes { 6 } else { 0 });
         let options = CheckOptions::default().with_max_steps_per_key(2_000_000);
         let searched = super::linearizability::check_history_search_only(&h, &options);
         let passed = check_history_with(&h, &options);

@@ -18,9 +18,10 @@
 //! A key that is never deleted is decided exactly, either way (rules 1 to
 //! 4): "absent" is then the initial value only, written once too, by a
 //! virtual operation before everything. A key with deletes has several
-//! absent versions, and which one an observer of absence saw is guessed
-//! (rule 5): the pass then only ever answers "linearizable", with an order
-//! it has replayed; when the guess fails, the key goes to the search.
+//! absent versions, one per delete that found the key, and which one an
+//! observer of absence saw is not named: rule 5 proves violations with
+//! sound tests and builds an order with a placement that is checked (see
+//! there); what it decides neither way goes to the search.
 //!
 //! Then every observer names the one write it saw (Gibbons & Korach,
 //! "Testing shared memories", SIAM J. Computing 26(4), 1997: with this
@@ -98,21 +99,73 @@
 //! cannot go before `B`, and since the sort put `A` first, `B` cannot go
 //! before `A` either (or the initial value's chain `A` must go first).
 //!
-//! **Rule 5 (deletes: a guess, then a check).** Each delete that found
-//! the key starts a cluster of its own (it writes a new absent version,
-//! and it must follow a present value); a delete that found nothing is an
-//! observer of absence; one with an unknown outcome is left out. An
-//! observer of absence is put in the cluster of the last delete invoked
-//! before it completed (the initial value's if none), and a
-//! compare-and-swap from absent starts a chain of its own. Rules 3 and 4
-//! then build an order, which is only a candidate: it is reported only if
-//! it replays (below), and no violation is ever reported for such a key,
-//! since the guess may be what failed.
+//! **Rule 5 (deletes).** Each delete that found the key writes a new
+//! absent version (it must follow a present value, so it is never right
+//! after another one, nor first); a delete that found nothing, a read of
+//! absence and a compare-and-swap that failed finding nothing are
+//! *observers of absence*, of some absent version; a compare-and-swap from
+//! absent starts a chain of its own, and needs an absent version right
+//! before it; an unknown-outcome delete is left out of the order (an
+//! order without it is a linearization in which it never took effect),
+//! but counted where (c) needs every delete. With the absent
+//! version of each observer unknown, checking is NP-complete in general
+//! (Gibbons & Korach): the rule proves what it can, then tries one
+//! placement.
+//! *(a) Chains of present values are still exact.* Let `L` linearize the
+//! key. Between the write of a present value `v` and the next effective
+//! write the value is `v`, so every operation placed there that has a
+//! known outcome or is a required write observes `v` or is the
+//! compare-and-swap from `v` (a delete, a put or a write of another value
+//! would end the cluster; an observer of absence or of another value would
+//! see the wrong value; only unknown outcomes that change nothing can stand
+//! there besides). So each present value's chain is contiguous in `L`
+//! among those operations, in its forced order, and rules 3 and 4 among
+//! these chains give sound certificates as before.
+//! *(b) Deletes and observers of absence as chains of one.* None of them
+//! can stand inside a chain of present values (the value is present all
+//! through it), so the chains of present values and each delete and each
+//! observer of absence on its own are disjoint contiguous blocks of `L`,
+//! and rule 4's argument applies to all of them together: if the sorted
+//! blocks do not fit real time, no order does.
+//! *(c) Something must happen between.* If an operation `x` of a present
+//! value's chain returned before an observer of absence `r` was invoked,
+//! then `x` precedes `r` in `L`, the value is present at `x` and absent at
+//! `r`, so a delete (known, or unknown that took effect) stands between
+//! them: invoked at or before `r` returned and returning at or after `x`
+//! was invoked. If none is, no `L` exists; the `x` invoked latest is the
+//! strongest. Symmetrically a delete `d` that found the key needs a write
+//! of a present value (known, or unknown) between it and the latest
+//! invoked operation that returned before `d` was invoked and left the key
+//! absent (an observer of absence, or a delete), or the start.
+//! *(d) A placement, then a check.* Take the chains of present values and
+//! the deletes in rule 4's order (which fits real time, by (b)) and walk
+//! it, tracking whether the key is present: a delete needs a present
+//! value, a chain from absent needs absence. Where the next block does
+//! not fit, a block further on that may move forward past the blocks in
+//! between (its latest invocation is not after their earliest completion)
+//! and fits is moved there: when the key is absent a chain from absent
+//! first, else a chain from a put; when it is present, a delete. A delete
+//! that finds the key absent with no such block ahead gets a put placed
+//! before moved right before it, if that put may follow the blocks it
+//! jumps over and they still fit without it. Then each observer of
+//! absence goes to the earliest absent version (the initial one, or a
+//! delete's) whose blocks before it invoked nothing after the observer
+//! returned and whose blocks after it returned nothing before the
+//! observer was invoked. Given the blocks, this is exact: both bounds grow
+//! along the versions, so the versions an observer fits form a window,
+//! and the earliest ones keep the observers in real-time order among
+//! themselves (if `r2` returned before `r1` was invoked and `r1` fits
+//! version `e1`, then `r2` fits `e1` too, so its earliest is not later);
+//! inside a version they are ordered by completion (rule 3). Rule 4's
+//! order puts simultaneous deletes after the chains they tie with, which
+//! is where a read of absence right after them needs them. The result is
+//! only a candidate, reported once it replays; if it does not, or the walk
+//! finds no block to move, the key goes to the search.
 //!
 //! The order found is replayed on the register and checked against real
 //! time before it is reported (O(n)). Without deletes a failure there would
 //! be a bug of this pass (a debug assertion); either way it sends the key
-//! to the search instead of giving a verdict.
+//! to the search instead of giving a verdict. Every step is O(n log n).
 
 use super::{step, Cmd, Expect, Out, SeqOp, ABSENT, NIL};
 
@@ -139,6 +192,12 @@ pub(super) enum Conflict {
     /// first) and `a_early` returned before `b_late` was invoked (so `B`
     /// cannot). When `a_value` is the initial value (absent), `A` must go
     /// first and `a_early`/`b_late` are `NIL`.
+    /// Rule 5: `first` returned before `then` was invoked, and something
+    /// must take effect between them that nothing can: `then` observed
+    /// absence and `first` a present value (a delete is missing), or
+    /// `then` is a delete that found the key and `first` left it absent
+    /// (`NIL`: the initial absence; a write is missing).
+    NothingBetween { first: u32, then: u32 },
     Chains {
         a_value: u32,
         b_value: u32,
@@ -177,21 +236,15 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
     if n >= NIL as usize / 2 || values >= NIL as usize / 2 {
         return Unique::NotApplicable("too many operations");
     }
-    // With a delete, "absent" has several versions and which one an
-    // observer of absence saw is a guess (rule 5): only a linearization,
-    // replayed, is then a verdict.
-    let exact = !seq.iter().any(|op| op.cmd == Cmd::Delete);
+    // With a delete, "absent" has several versions: rule 5.
+    let deleted = seq.iter().any(|op| op.cmd == Cmd::Delete);
     let mut role = vec![Role::Dropped; n];
     // The one operation that writes each value (`NIL`: none yet).
     let mut writer = vec![NIL; values];
-    let mut deletes: Vec<u32> = Vec::new();
     for (i, op) in seq.iter().enumerate() {
         let known = op.complete_us.is_some();
         role[i] = match (op.cmd, op.expect) {
-            (Cmd::Delete, Expect::Exactly(Out::Deleted(true))) => {
-                deletes.push(i as u32);
-                Role::Delete
-            }
+            (Cmd::Delete, Expect::Exactly(Out::Deleted(true))) => Role::Delete,
             (Cmd::Delete, Expect::Exactly(Out::Deleted(false))) => Role::Observer(ABSENT),
             (Cmd::Delete, Expect::Any) if !known => Role::Dropped,
             (Cmd::Get, Expect::Exactly(Out::Value(v))) => Role::Observer(v),
@@ -249,118 +302,186 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
             };
         }
     }
-    // Rule 2: clusters. Cluster `v < values` is value `v`'s (0: the
-    // initial absent value); cluster `values + k` is the absent value the
-    // `k`-th delete (in invocation order) leaves. Links between clusters,
-    // then each cluster's observers (counts, then offsets).
-    deletes.sort_unstable_by_key(|&d| (seq[d as usize].invoke_us, d));
-    let clusters = values + deletes.len();
-    let cluster_writer = |c: usize| -> u32 {
-        match c {
-            0 => NIL,
-            c if c < values => writer[c],
-            c => deletes[c - values],
-        }
-    };
-    // Rule 5: the absent version an observer of absence saw, guessed as
-    // the one left by the last delete invoked before it completed.
-    let absent_cluster = |i: usize| -> usize {
-        let k = deletes.partition_point(|&d| seq[d as usize].invoke_us <= completion(&seq[i]));
-        if k == 0 {
-            0
-        } else {
-            values + k - 1
-        }
-    };
+    drop(work);
+    // Rule 2: clusters, one per value (`ABSENT`: the initial value's,
+    // without deletes), and the links between them. With deletes, the
+    // observers of absence and the deletes are set apart for rule 5, and a
+    // compare-and-swap from absent starts a chain of its own.
     let mut next = vec![NIL; values];
-    let mut start = vec![0u32; clusters + 1];
-    let mut cluster_of = vec![NIL; n];
+    let mut start = vec![0u32; values + 1];
+    let mut absent_observers: Vec<u32> = Vec::new();
+    let mut deletes: Vec<u32> = Vec::new();
     for (i, r) in role.iter_mut().enumerate() {
         match *r {
             Role::Unknown => *r = Role::Dropped,
-            Role::Cas { expected, .. } if exact || expected != ABSENT => {
+            Role::Cas { expected, .. } if !deleted || expected != ABSENT => {
                 if next[expected as usize] != NIL {
                     return Unique::NotApplicable("two compare-and-swaps succeed from one value");
                 }
                 next[expected as usize] = i as u32;
             }
-            Role::Observer(v) => {
-                let c = if v == ABSENT && !exact {
-                    absent_cluster(i)
-                } else {
-                    v as usize
-                };
-                cluster_of[i] = c as u32;
-                start[c + 1] += 1;
-            }
+            Role::Observer(ABSENT) if deleted => absent_observers.push(i as u32),
+            Role::Observer(v) => start[v as usize + 1] += 1,
+            Role::Delete => deletes.push(i as u32),
             _ => {}
         }
     }
-    for c in 0..clusters {
-        start[c + 1] += start[c];
+    for v in 0..values {
+        start[v + 1] += start[v];
     }
-    let mut observers = vec![0u32; start[clusters] as usize];
+    let mut observers = vec![0u32; start[values] as usize];
     let mut fill = start.clone();
-    for (i, &c) in cluster_of.iter().enumerate() {
-        if c != NIL {
-            observers[fill[c as usize] as usize] = i as u32;
-            fill[c as usize] += 1;
+    for (i, r) in role.iter().enumerate() {
+        if let Role::Observer(v) = *r {
+            if !(deleted && v == ABSENT) {
+                observers[fill[v as usize] as usize] = i as u32;
+                fill[v as usize] += 1;
+            }
         }
     }
     drop(fill);
-    drop(cluster_of);
-    for c in 0..clusters {
-        observers[start[c] as usize..start[c + 1] as usize].sort_unstable_by_key(|&i| {
+    for v in 0..values {
+        observers[start[v] as usize..start[v + 1] as usize].sort_unstable_by_key(|&i| {
             (completion(&seq[i as usize]), seq[i as usize].invoke_us, i)
         });
     }
-    // Chains: from the initial value (if anything observes it or swaps it
-    // out), every delete, every put and, with deletes, every
-    // compare-and-swap from absent. Each chain's operations in their
-    // forced order (rule 3), checked as they are laid out.
+    // Chains: from the initial value (without deletes), every put and,
+    // with deletes, every compare-and-swap from absent; each laid out in
+    // its forced order and checked as it is (rule 3).
+    let clusters = Clusters {
+        seq,
+        role: &role,
+        writer: &writer,
+        next: &next,
+        observers: &observers,
+        start: &start,
+    };
     let mut order: Vec<u32> = Vec::with_capacity(n);
     let mut chains: Vec<Chain> = Vec::new();
-    let mut covered = 0usize;
-    let roots = std::iter::once(0usize)
-        .chain(values..clusters)
+    let roots = (!deleted)
+        .then_some(ABSENT)
+        .into_iter()
         .chain(role.iter().filter_map(|r| match *r {
-            Role::Put(v) => Some(v as usize),
-            Role::Cas { expected, new } if !exact && expected == ABSENT => Some(new as usize),
+            Role::Put(v) => Some(v),
+            Role::Cas { expected, new } if deleted && expected == ABSENT => Some(new),
             _ => None,
         }));
     for root in roots {
-        let begin = order.len();
+        let chain = match clusters.lay_out(root, &mut order) {
+            Ok(chain) => chain,
+            Err(decided) => return decided,
+        };
+        if !(chain.initial && chain.begin == chain.end) {
+            chains.push(chain);
+        }
+    }
+    drop(observers);
+    let placed = role.iter().filter(|r| **r != Role::Dropped).count();
+    if order.len() + deletes.len() + absent_observers.len() != placed {
+        // Some compare-and-swap is reachable from no put nor the initial
+        // value: a cycle of them, or one from a value nobody writes.
+        return Unique::NotApplicable("a compare-and-swap chain has no start");
+    }
+    // Rule 4: order the chains; the initial value's, laid out first,
+    // stays first.
+    let first_is_root = chains.first().is_some_and(|c| c.initial);
+    chains[usize::from(first_is_root)..].sort_unstable_by_key(|c| {
+        let (lo, hi) = (c.lo.0, c.hi.0);
+        (lo.min(hi), lo < hi, c.begin)
+    });
+    if let Some(conflict) = unorderable(&chains, first_is_root) {
+        return Unique::Violation(conflict);
+    }
+    let linearization = if deleted {
+        let mut blocks = match singletons_unorderable(seq, &chains, &deletes, &absent_observers) {
+            Ok(blocks) => blocks,
+            Err(conflict) => return Unique::Violation(conflict),
+        };
+        if let Some(conflict) = nothing_between(seq, &role) {
+            return Unique::Violation(conflict);
+        }
+        // Rule 5(d): the chains and deletes arranged, then the observers
+        // of absence placed.
+        blocks.retain(|c| c.begin < NIL / 2 || deletes.binary_search(&(c.begin - NIL / 2)).is_ok());
+        if let Err(reason) = arrange(&mut blocks) {
+            return Unique::NotApplicable(reason);
+        }
+        match place_observers(seq, &blocks, &order, &absent_observers) {
+            Ok(linearization) => linearization,
+            Err(reason) => return Unique::NotApplicable(reason),
+        }
+    } else {
+        let mut linearization = Vec::with_capacity(order.len());
+        for c in &chains {
+            linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
+        }
+        linearization
+    };
+    drop(order);
+    if !replays(seq, &linearization) {
+        // Without deletes, rules 1 to 4 are exact: an order that does not
+        // replay would be a bug. With deletes, rule 5's placement of the
+        // deletes (or a dropped unknown-outcome write) was not one that
+        // works.
+        debug_assert!(deleted, "the unique-values pass built an invalid order");
+        return Unique::NotApplicable("deleted key: the order found does not replay");
+    }
+    Unique::Linearizable(linearization)
+}
+
+/// The clusters of a key and the links between them (rule 2).
+struct Clusters<'a> {
+    seq: &'a [SeqOp],
+    role: &'a [Role],
+    writer: &'a [u32],
+    /// The compare-and-swap that succeeds from each value (`NIL`: none).
+    next: &'a [u32],
+    /// Each value's observers, `observers[start[v]..start[v + 1]]`, by
+    /// completion.
+    observers: &'a [u32],
+    start: &'a [u32],
+}
+
+impl Clusters<'_> {
+    /// Lays out the chain from `root`'s cluster at the end of `order`, in
+    /// its forced order (rule 3): a violation of real time inside it is a
+    /// verdict.
+    fn lay_out(&self, root: u32, order: &mut Vec<u32>) -> Result<Chain, Unique> {
         let mut chain = Chain {
-            root: if root < values { root as u32 } else { ABSENT },
-            initial: root == 0,
-            begin: begin as u32,
+            root,
+            initial: root == ABSENT,
+            from_absent: matches!(
+                self.role.get(self.writer[root as usize] as usize),
+                Some(Role::Cas {
+                    expected: ABSENT,
+                    ..
+                })
+            ),
+            begin: order.len() as u32,
             end: 0,
             lo: (u64::MAX, NIL),
             hi: (0, NIL),
-            needs: ANY,
-            leaves: ANY,
         };
-        let mut cluster = root;
+        let mut cluster = root as usize;
+        let mut covered = 0usize;
         loop {
-            let members = std::iter::once(cluster_writer(cluster))
-                .filter(|&w| w != NIL)
-                .chain(
-                    observers[start[cluster] as usize..start[cluster + 1] as usize]
-                        .iter()
-                        .copied(),
-                );
+            let writer = if cluster == ABSENT as usize {
+                NIL
+            } else {
+                self.writer[cluster]
+            };
+            let members = std::iter::once(writer).filter(|&w| w != NIL).chain(
+                self.observers[self.start[cluster] as usize..self.start[cluster + 1] as usize]
+                    .iter()
+                    .copied(),
+            );
             for i in members {
-                let op = &seq[i as usize];
+                let op = &self.seq[i as usize];
                 if chain.hi.1 != NIL && completion(op) < chain.hi.0 {
-                    if !exact {
-                        return Unique::NotApplicable(
-                            "deleted key: a chain does not fit real time",
-                        );
-                    }
-                    return Unique::Violation(Conflict::Order {
+                    return Err(Unique::Violation(Conflict::Order {
                         first: chain.hi.1,
                         then: i,
-                    });
+                    }));
                 }
                 if chain.hi.1 == NIL || op.invoke_us > chain.hi.0 {
                     chain.hi = (op.invoke_us, i);
@@ -371,61 +492,34 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
                 order.push(i);
             }
             covered += 1;
-            let link = if cluster < values { next[cluster] } else { NIL };
+            let link = self.next[cluster];
             if link == NIL {
                 break;
             }
-            let Role::Cas { new, .. } = role[link as usize] else {
+            let Role::Cas { new, .. } = self.role[link as usize] else {
                 unreachable!("links are compare-and-swaps");
             };
             cluster = new as usize;
-            if covered > clusters {
-                return Unique::NotApplicable("a cycle of compare-and-swaps");
+            if covered > self.next.len() {
+                return Err(Unique::NotApplicable("a cycle of compare-and-swaps"));
             }
         }
         chain.end = order.len() as u32;
-        chain.needs = match role.get(cluster_writer(root) as usize) {
-            Some(Role::Delete) => PRESENT,
-            Some(Role::Cas { expected, .. }) if *expected == ABSENT => GONE,
-            _ => ANY,
-        };
-        chain.leaves = if cluster == 0 || cluster >= values {
-            GONE
-        } else {
-            PRESENT
-        };
-        if root == 0 && chain.begin == chain.end {
-            continue;
-        }
-        chains.push(chain);
+        Ok(chain)
     }
-    let placed = role.iter().filter(|r| **r != Role::Dropped).count();
-    if order.len() != placed {
-        // Some compare-and-swap is reachable from no put nor the initial
-        // value: a cycle of them, or one from a value nobody writes.
-        return Unique::NotApplicable("a compare-and-swap chain has no start");
-    }
-    // Rule 4: order the chains; the initial value's stays first.
-    // The initial value's chain, if any, was laid out first.
-    let first_is_root = chains.first().is_some_and(|c| c.initial);
-    let rest = usize::from(first_is_root);
-    chains[rest..].sort_unstable_by_key(|c| {
-        let (lo, hi) = (c.lo.0, c.hi.0);
-        (lo.min(hi), lo < hi, c.begin)
-    });
-    if !exact && !repair(&mut chains) {
-        return Unique::NotApplicable("deleted key: no chain fits after a delete");
-    }
+}
+
+/// Rule 4's test of the sorted chains: the first chain that completes an
+/// operation before the latest invocation of a chain sorted before it,
+/// with the certificate.
+fn unorderable(chains: &[Chain], first_is_root: bool) -> Option<Conflict> {
     let mut latest: Option<usize> = None;
     for b in 0..chains.len() {
         if let Some(a) = latest {
             if chains[b].lo.0 < chains[a].hi.0 {
-                if !exact {
-                    return Unique::NotApplicable("deleted key: the chains cannot be ordered");
-                }
                 let (ca, cb) = (&chains[a], &chains[b]);
                 let root = a == 0 && first_is_root;
-                return Unique::Violation(Conflict::Chains {
+                return Some(Conflict::Chains {
                     a_value: ca.root,
                     b_value: cb.root,
                     a_late: ca.hi.1,
@@ -439,84 +533,336 @@ pub(super) fn check(seq: &[SeqOp], values: usize) -> Unique {
             latest = Some(b);
         }
     }
-    let mut linearization = Vec::with_capacity(order.len());
-    for c in &chains {
-        linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
-    }
-    drop(order);
-    if !replays(seq, &linearization) {
-        // Without deletes, rules 1 to 4 are exact: an order that does not
-        // replay would be a bug. With deletes, the guess of rule 5 (or a
-        // dropped unknown write a delete needed) was wrong.
-        debug_assert!(!exact, "the unique-values pass built an invalid order");
-        return Unique::NotApplicable("deleted key: the order found does not replay");
-    }
-    Unique::Linearizable(linearization)
+    None
 }
 
-/// What a chain needs before it, or leaves after it: anything, a present
-/// value, or absence.
-const ANY: u8 = 0;
-const PRESENT: u8 = 1;
-const GONE: u8 = 2;
+/// Rule 5's test of real time: rule 4 with each delete and each observer
+/// of absence as a chain of its own.
+fn singletons_unorderable(
+    seq: &[SeqOp],
+    chains: &[Chain],
+    deletes: &[u32],
+    absent: &[u32],
+) -> Result<Vec<Chain>, Conflict> {
+    let mut all: Vec<Chain> = Vec::with_capacity(chains.len() + deletes.len() + absent.len());
+    all.extend_from_slice(chains);
+    for &i in deletes.iter().chain(absent) {
+        let op = &seq[i as usize];
+        all.push(Chain {
+            root: ABSENT,
+            initial: false,
+            from_absent: false,
+            // Unique among the chains (whose `begin` is below `n`).
+            begin: NIL / 2 + i,
+            end: NIL / 2 + i,
+            lo: (completion(op), i),
+            hi: (op.invoke_us, i),
+        });
+    }
+    all.sort_unstable_by_key(|c| {
+        let (lo, hi) = (c.lo.0, c.hi.0);
+        (lo.min(hi), lo < hi, c.begin)
+    });
+    match unorderable(&all, false) {
+        Some(conflict) => Err(conflict),
+        None => Ok(all),
+    }
+}
 
-/// How far [`repair`] looks ahead for a chain to move.
-const REPAIR_LOOKAHEAD: usize = 64;
+/// Operations as (completion, invocation, op) by completion, and the
+/// (invocation, op) invoked latest up to each.
+type ByCompletion = (Vec<(u64, u64, u32)>, Vec<(u64, u32)>);
 
-/// Rule 5's repair of the sorted chains of a deleted key: a delete's chain
-/// needs a present value before it, a compare-and-swap from absent needs
-/// absence. Where the chain at `i` does not fit the value left before it,
-/// the first of the next few chains that fits there, leaves what chain `i`
-/// needs, and may move before the chains it jumps over (its latest
-/// invocation is not after their earliest completions) is moved to `i`.
-/// Returns whether every chain then fits; the replay still checks the
-/// result.
-fn repair(chains: &mut [Chain]) -> bool {
-    let fits = |state: u8, needs: u8| needs == ANY || needs == state;
-    let mut state = GONE;
-    let mut i = 0;
-    while i < chains.len() {
-        if fits(state, chains[i].needs) {
-            state = chains[i].leaves;
-            i += 1;
-            continue;
+/// Rule 5's test of what must happen between two operations: an observer
+/// of absence `r` that some operation `x` of a present value's chain
+/// returned before (so a delete took effect between them), with no delete
+/// (known or unknown outcome) that may take effect after `x` and before
+/// `r`; or a delete that found the key, with no write (known or unknown
+/// outcome) that may take effect between it and the latest operation that
+/// returned before it and left the key absent (or the start).
+fn nothing_between(seq: &[SeqOp], role: &[Role]) -> Option<Conflict> {
+    // (completion, invocation, op), by completion, with the operation of
+    // the latest invocation up to each.
+    let by_completion = |keep: &dyn Fn(usize) -> bool| {
+        let mut list: Vec<(u64, u64, u32)> = (0..seq.len())
+            .filter(|&i| keep(i) && seq[i].complete_us.is_some())
+            .map(|i| (completion(&seq[i]), seq[i].invoke_us, i as u32))
+            .collect();
+        list.sort_unstable();
+        let mut latest: Option<(u64, u32)> = None;
+        let best: Vec<(u64, u32)> = list
+            .iter()
+            .map(|&(_, inv, i)| {
+                if latest.is_none_or(|(l, _)| inv > l) {
+                    latest = Some((inv, i));
+                }
+                latest.unwrap_or((inv, i))
+            })
+            .collect();
+        (list, best)
+    };
+    // The latest-invoked operation of the list that returned before `t`.
+    let before = |(list, best): &ByCompletion, t: u64| {
+        let k = list.partition_point(|&(c, _, _)| c < t);
+        (k > 0).then(|| best[k - 1])
+    };
+    // (invocation, completion) by invocation, with the latest completion
+    // up to each.
+    let by_invocation = |keep: &dyn Fn(&SeqOp) -> bool| {
+        let mut list: Vec<(u64, u64)> = seq
+            .iter()
+            .filter(|op| keep(op))
+            .map(|op| (op.invoke_us, completion(op)))
+            .collect();
+        list.sort_unstable();
+        let mut latest = 0u64;
+        for e in &mut list {
+            latest = latest.max(e.1);
+            e.1 = latest;
         }
-        let wanted = chains[i].needs;
-        let mut earliest_completion = u64::MAX;
-        let mut found = None;
-        let window = chains.len().min(i + REPAIR_LOOKAHEAD);
-        for (j, c) in chains.iter().enumerate().take(window).skip(i) {
-            if j > i && fits(state, c.needs) && c.leaves == wanted && c.hi.0 <= earliest_completion
-            {
-                found = Some(j);
+        list
+    };
+    // Whether one of them is invoked at or before `until` and completes
+    // at or after `after`.
+    let any_between = |list: &[(u64, u64)], after: u64, until: u64| {
+        let k = list.partition_point(|&(inv, _)| inv <= until);
+        k > 0 && list[k - 1].1 >= after
+    };
+    let present = by_completion(&|i| match role[i] {
+        Role::Put(_) | Role::Cas { .. } => true,
+        Role::Observer(v) => v != ABSENT,
+        _ => false,
+    });
+    let deleters = by_invocation(&|op| {
+        op.cmd == Cmd::Delete && op.expect != Expect::Exactly(Out::Deleted(false))
+    });
+    for (r, _) in role
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| **r == Role::Observer(ABSENT))
+    {
+        let op = &seq[r];
+        if let Some((after, x)) = before(&present, op.invoke_us) {
+            if !any_between(&deleters, after, completion(op)) {
+                return Some(Conflict::NothingBetween {
+                    first: x,
+                    then: r as u32,
+                });
+            }
+        }
+    }
+    drop(present);
+    drop(deleters);
+    let gone = by_completion(&|i| matches!(role[i], Role::Observer(ABSENT) | Role::Delete));
+    let writers = by_invocation(&|op| op.writes != NIL && op.writes != ABSENT);
+    for (d, _) in role.iter().enumerate().filter(|(_, r)| **r == Role::Delete) {
+        let op = &seq[d];
+        let (after, y) = before(&gone, op.invoke_us).unwrap_or((0, NIL));
+        if !any_between(&writers, after, completion(op)) {
+            return Some(Conflict::NothingBetween {
+                first: y,
+                then: d as u32,
+            });
+        }
+    }
+    None
+}
+
+/// Rule 5(d): arranges the blocks sorted by rule 4 (chains of present
+/// values and deletes) so that each delete follows a present value and
+/// each chain from absent follows a delete or the start, moving a block
+/// forward only past blocks it may precede (its latest invocation is not
+/// after their earliest completion), or a put back to right before a
+/// delete (see the module documentation). Fails if it finds no such move;
+/// the result is checked by the replay.
+fn arrange(blocks: &mut [Chain]) -> Result<(), &'static str> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        /// A chain from a put: fits anywhere, leaves a present value.
+        Put,
+        /// A chain from absent: needs absence, leaves a present value.
+        FromAbsent,
+        /// A delete that found the key: needs a present value.
+        Delete,
+    }
+    let kind = |c: &Chain| {
+        if c.begin >= NIL / 2 {
+            Kind::Delete
+        } else if c.from_absent {
+            Kind::FromAbsent
+        } else {
+            Kind::Put
+        }
+    };
+    // The first block from `i + 1` of a wanted kind that may move to `i`.
+    let find = |blocks: &[Chain], i: usize, wanted: &dyn Fn(Kind) -> bool| {
+        let mut earliest = blocks[i].lo.0;
+        let ahead = blocks.iter().enumerate().take(i + REARRANGE_LOOKAHEAD);
+        for (j, c) in ahead.skip(i + 1) {
+            if earliest < c.lo.0.min(c.hi.0) {
                 break;
             }
-            earliest_completion = earliest_completion.min(c.lo.0);
+            if c.hi.0 <= earliest && wanted(kind(c)) {
+                return Some(j);
+            }
+            earliest = earliest.min(c.lo.0);
         }
-        let Some(j) = found else {
-            return false;
+        None
+    };
+    let mut absent = true;
+    // Whether the key is absent before each block placed.
+    let mut before: Vec<bool> = Vec::with_capacity(blocks.len());
+    // Whether the key is absent after a block (whatever it was before).
+    let step = |_: bool, k: Kind| k == Kind::Delete;
+    for i in 0..blocks.len() {
+        let k = kind(&blocks[i]);
+        let pick = if absent {
+            if k == Kind::FromAbsent {
+                None
+            } else if let Some(j) = find(blocks, i, &|k| k == Kind::FromAbsent) {
+                Some(j)
+            } else if k == Kind::Put {
+                None
+            } else if let Some(j) = find(blocks, i, &|k| k == Kind::Put) {
+                Some(j)
+            } else {
+                // A delete after a delete: move a put placed before to
+                // right before it, if it may follow what it jumps over and
+                // what it jumps over still fits without it.
+                let p = (i.saturating_sub(REARRANGE_LOOKAHEAD)..i)
+                    .rev()
+                    .find(|&p| {
+                        kind(&blocks[p]) == Kind::Put && {
+                            let lo = blocks[p].lo.0;
+                            let mut state = before[p];
+                            blocks[p + 1..i].iter().all(|b| {
+                                let fits = match kind(b) {
+                                    Kind::Put => true,
+                                    Kind::Delete => !state,
+                                    Kind::FromAbsent => state,
+                                };
+                                state = step(state, kind(b));
+                                fits && b.hi.0 <= lo
+                            })
+                        }
+                    })
+                    .ok_or(NO_PLACE)?;
+                blocks[p..i].rotate_left(1);
+                let mut state = before[p];
+                for (q, b) in blocks.iter().enumerate().take(i).skip(p) {
+                    before[q] = state;
+                    state = step(state, kind(b));
+                }
+                absent = state;
+                None
+            }
+        } else if k == Kind::FromAbsent {
+            Some(find(blocks, i, &|k| k == Kind::Delete).ok_or(NO_PLACE)?)
+        } else {
+            None
         };
-        chains[i..=j].rotate_right(1);
+        if let Some(j) = pick {
+            blocks[i..=j].rotate_right(1);
+        }
+        before.push(absent);
+        absent = step(absent, kind(&blocks[i]));
     }
-    true
+    Ok(())
 }
 
+/// Rule 5(d), observers of absence: given the blocks in order (chains and
+/// deletes), puts each observer of absence in the earliest absent version
+/// (the initial one, or a delete's) that it fits, and returns the whole
+/// order (not yet replayed), or why it found none.
+fn place_observers(
+    seq: &[SeqOp],
+    blocks: &[Chain],
+    order: &[u32],
+    absent: &[u32],
+) -> Result<Vec<u32>, &'static str> {
+    let is_delete = |c: &Chain| c.begin >= NIL / 2;
+    // For each absent version: the latest invocation up to its delete,
+    // and the earliest completion after it. Both grow along the versions.
+    let mut suf = vec![u64::MAX; blocks.len() + 1];
+    for p in (0..blocks.len()).rev() {
+        suf[p] = suf[p + 1].min(blocks[p].lo.0);
+    }
+    let mut epoch_pre = vec![0u64];
+    let mut epoch_suf = vec![suf[0]];
+    let mut latest = 0u64;
+    for (p, c) in blocks.iter().enumerate() {
+        latest = latest.max(c.hi.0);
+        if is_delete(c) {
+            epoch_pre.push(latest);
+            epoch_suf.push(suf[p + 1]);
+        }
+    }
+    drop(suf);
+    let epochs = epoch_pre.len();
+    let mut epoch_start = vec![0u32; epochs + 1];
+    let mut epoch_of = Vec::with_capacity(absent.len());
+    for &r in absent {
+        let op = &seq[r as usize];
+        let e = epoch_suf.partition_point(|&lo| lo < op.invoke_us);
+        if e == epochs || epoch_pre[e] > completion(op) {
+            return Err("deleted key: an observer of absence fits no absent version");
+        }
+        epoch_of.push(e as u32);
+        epoch_start[e + 1] += 1;
+    }
+    for e in 0..epochs {
+        epoch_start[e + 1] += epoch_start[e];
+    }
+    let mut in_epoch = vec![0u32; absent.len()];
+    let mut fill = epoch_start.clone();
+    for (&r, &e) in absent.iter().zip(&epoch_of) {
+        in_epoch[fill[e as usize] as usize] = r;
+        fill[e as usize] += 1;
+    }
+    drop(fill);
+    drop(epoch_of);
+    for e in 0..epochs {
+        in_epoch[epoch_start[e] as usize..epoch_start[e + 1] as usize].sort_unstable_by_key(|&i| {
+            (completion(&seq[i as usize]), seq[i as usize].invoke_us, i)
+        });
+    }
+    let epoch = |e: usize| &in_epoch[epoch_start[e] as usize..epoch_start[e + 1] as usize];
+    let mut linearization = Vec::with_capacity(order.len() + blocks.len() + absent.len());
+    linearization.extend_from_slice(epoch(0));
+    let mut e = 0;
+    for c in blocks {
+        if is_delete(c) {
+            e += 1;
+            linearization.push(c.begin - NIL / 2);
+            linearization.extend_from_slice(epoch(e));
+        } else {
+            linearization.extend_from_slice(&order[c.begin as usize..c.end as usize]);
+        }
+    }
+    Ok(linearization)
+}
+
+/// Why [`arrange`] found no order.
+const NO_PLACE: &str = "deleted key: no block fits where a delete or absence is needed";
+
+/// How far [`arrange`] looks ahead for a block to move.
+const REARRANGE_LOOKAHEAD: usize = 256;
+
 /// One chain of clusters: its operations are `order[begin..end]`.
+#[derive(Clone, Copy)]
 struct Chain {
     /// The value of its first cluster (a put's, or absent).
     root: u32,
     /// Whether it starts with the initial value (it must go first).
     initial: bool,
+    /// Whether it starts with a compare-and-swap from absent.
+    from_absent: bool,
     begin: u32,
     end: u32,
     /// The earliest completion and its operation.
     lo: (u64, u32),
     /// The latest invocation and its operation.
     hi: (u64, u32),
-    /// What it needs before it ([`ANY`], [`PRESENT`] or [`GONE`]).
-    needs: u8,
-    /// What it leaves ([`PRESENT`] or [`GONE`]).
-    leaves: u8,
 }
 
 /// Whether `order` linearizes the key: every operation with a known
