@@ -1,5 +1,5 @@
 //! The Learner actor: runs the [`LearnerCore`], keeps the clients' answers
-//! per batch ([`Track`]) and answers them when their batch is delivered,
+//! per batch (they come with the batch's first [`Proposed`]) and answers them when their batch is delivered,
 //! appends every delivered slot to its log and rebuilds from it on restart.
 //! The log is synced once per tick, never waited for: a learner that lost
 //! its tail in a crash asks its peers again.
@@ -17,8 +17,8 @@ use crate::messages::{PaxosMessage, PaxosMessage as M};
 use crate::safety::PaxosEvent;
 use crate::types::{BatchId, Configurations, PaxosSnapshot, Slot, SnapshotRef};
 use crate::wiring::{
-    micros_since, Abandon, ClientReply, Compact, Configured, Decided, InjectPanic, PeerMessage,
-    Proposed, Track,
+    micros_since, Abandon, ClientReply, Compact, Configured, Decided, InjectPanic, LocalRecipient,
+    PeerMessage, Proposed,
 };
 use actix::prelude::*;
 use consensus_actors::plugin::Committed;
@@ -72,15 +72,15 @@ pub struct LearnerState {
 #[rtype(result = "LearnerState")]
 pub struct GetLearnerState;
 
-/// Where the Learner's local messages go (through the node's router).
+/// Where the Learner's local messages go.
 #[derive(Clone)]
 pub struct LearnerOutputs {
     /// To the Proposer.
-    pub decided: Recipient<Decided>,
+    pub decided: LocalRecipient<Decided>,
     /// To the Acceptor.
-    pub compact: Recipient<Compact>,
-    /// To the Proposer and the election.
-    pub configured: Recipient<Configured>,
+    pub compact: LocalRecipient<Compact>,
+    /// To the Proposer and the election (unbound ones are skipped).
+    pub configured: Vec<LocalRecipient<Configured>>,
 }
 
 /// The Learner component. See the [module documentation](self).
@@ -92,9 +92,9 @@ pub struct Learner<S: LearnerStorage> {
     epoch: Instant,
     storage: S,
     transport: Transport<PaxosMessage>,
-    decided: Recipient<Decided>,
-    compact: Recipient<Compact>,
-    configured: Recipient<Configured>,
+    decided: LocalRecipient<Decided>,
+    compact: LocalRecipient<Compact>,
+    configured: Vec<LocalRecipient<Configured>>,
     safety: SafetySink<PaxosEvent>,
     fail: Option<Recipient<FailNode>>,
     core: LearnerCore,
@@ -218,6 +218,14 @@ impl<S: LearnerStorage> Learner<S> {
         self.effects = out;
     }
 
+    fn tell_configured(&self, configs: Configurations) {
+        for to in self.configured.iter().filter(|to| to.is_bound()) {
+            to.do_send(Configured {
+                configs: configs.clone(),
+            });
+        }
+    }
+
     /// Makes the delivered slots durable, once per tick at most: nothing
     /// waits for it (a crash only costs a longer catch-up), but a node that
     /// restarts with its log need not fetch it all from its peers.
@@ -276,7 +284,7 @@ impl<S: LearnerStorage> Learner<S> {
                         acceptors: acceptors.clone(),
                     });
                 }
-                self.configured.do_send(Configured { configs });
+                self.tell_configured(configs);
             }
             LearnerEffect::Snapshot(snapshot) => {
                 if self.save_snapshot(&snapshot) {
@@ -315,9 +323,7 @@ impl<S: LearnerStorage> Actor for Learner<S> {
             Ok(core) => {
                 self.core = core;
                 // The Proposer and the election learn the configurations.
-                self.configured.do_send(Configured {
-                    configs: self.core.configurations().clone(),
-                });
+                self.tell_configured(self.core.configurations().clone());
             }
             Err(e) => self.fail(format!("learner cannot read its log or snapshot: {e}")),
         }
@@ -360,19 +366,16 @@ impl<S: LearnerStorage> Handler<Proposed> for Learner<S> {
     type Result = ();
 
     fn handle(&mut self, m: Proposed, _ctx: &mut Context<Self>) {
+        if !m.replies.is_empty() {
+            if let Some(b) = m.value.batch {
+                self.tracked.insert(b, m.replies);
+            }
+        }
         self.step(LearnerInput::Proposed {
             slot: m.slot,
             ballot: m.ballot,
             value: m.value,
         });
-    }
-}
-
-impl<S: LearnerStorage> Handler<Track> for Learner<S> {
-    type Result = ();
-
-    fn handle(&mut self, m: Track, _ctx: &mut Context<Self>) {
-        self.tracked.insert(m.batch, m.replies);
     }
 }
 
