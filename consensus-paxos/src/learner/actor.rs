@@ -272,6 +272,11 @@ impl<S: LearnerStorage> Learner<S> {
                     }
                 }
             }
+            LearnerEffect::Skipped { batch } => {
+                for r in self.tracked.remove(&batch).unwrap_or_default() {
+                    let _ = r.send(Err(ProposeError::Unknown));
+                }
+            }
             LearnerEffect::Report(r) => self.safety.emit_with(|| r.event()),
             LearnerEffect::Configured(configs) => {
                 // The checker counts majorities per configuration; the
@@ -297,7 +302,7 @@ impl<S: LearnerStorage> Learner<S> {
                 let included: Vec<BatchId> = self
                     .tracked
                     .keys()
-                    .filter(|b| snapshot.executed.binary_search(b).is_ok())
+                    .filter(|b| snapshot.executed.done(b))
                     .copied()
                     .collect();
                 for b in included {

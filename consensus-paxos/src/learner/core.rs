@@ -6,7 +6,9 @@
 //!   (slot, ballot) choose the value. The learner then tells every peer
 //!   ([`Chosen`]).
 //! * Chosen values are delivered in slot order to the [`KvStore`]; a batch
-//!   proposed in more than one slot is executed at its first slot only.
+//!   proposed in more than one slot is executed at its first slot only
+//!   (the learner remembers what ran per proposer incarnation, bounded:
+//!   [`ExecutedBatches`]).
 //!   Each delivered slot is appended to the learner's log (index = slot),
 //!   from which a restarted learner rebuilds its state machine.
 //! * Every `catch_up_ms` (and at once on a gap) it asks one peer, in turn,
@@ -46,7 +48,8 @@ use crate::messages::InstallSnapshot;
 use crate::messages::{Accepted, CatchUp, CatchUpReply, Chosen, PaxosMessage, CATCH_UP_MAX};
 use crate::report::Report;
 use crate::types::{
-    Ballot, BatchId, Configurations, PValue, PaxosSnapshot, Slot, SnapshotRef, ValueRef,
+    Admission, Ballot, BatchId, Configurations, ExecutedBatches, PValue, PaxosSnapshot, Slot,
+    SnapshotRef, ValueRef,
 };
 use consensus_actors::kv::{KvOutput, KvStore, SnapshotDecodeError, StateMachine};
 use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
@@ -57,6 +60,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// each one: it proposes nothing until it leads, and then runs phase 1
 /// from where its learner stands.
 pub const DECIDED_EVERY: u64 = 64;
+
+/// What running a delivered slot's value did.
+enum Execution {
+    /// The batch ran: its outputs.
+    Ran(Vec<KvOutput>),
+    /// It did not run (a no-op, a duplicate, or too old).
+    Skipped(Admission),
+}
 
 /// A delivered slot as the learner's log keeps it.
 pub type ChosenRecord = PValue;
@@ -127,6 +138,12 @@ pub enum LearnerEffect {
         /// Ballot round as term, slot as index.
         log_id: LogId,
     },
+    /// A batch was skipped as too old to tell whether it ran (see
+    /// [`ExecutedBatches`]): its clients get an unknown outcome.
+    Skipped {
+        /// The batch.
+        batch: BatchId,
+    },
     /// Report a safety event.
     Report(Report),
     /// A configuration change was delivered (or installed with a
@@ -179,7 +196,7 @@ pub struct LearnerCore {
     /// Chosen, not yet delivered (beyond a gap).
     ahead: BTreeMap<Slot, (Ballot, ValueRef)>,
     tallies: BTreeMap<Slot, Tally>,
-    executed: BTreeSet<BatchId>,
+    executed: ExecutedBatches,
     kv: KvStore,
     next_peer: usize,
     last_catch_up_us: u64,
@@ -217,7 +234,7 @@ impl LearnerCore {
             log: VecDeque::new(),
             ahead: BTreeMap::new(),
             tallies: BTreeMap::new(),
-            executed: BTreeSet::new(),
+            executed: ExecutedBatches::new(),
             kv: KvStore::default(),
             next_peer: 0,
             last_catch_up_us: 0,
@@ -266,7 +283,7 @@ impl LearnerCore {
         let mut kv = KvStore::default();
         kv.restore(&snapshot.state)?;
         self.kv = kv;
-        self.executed = snapshot.executed.iter().copied().collect();
+        self.executed = snapshot.executed.clone();
         if !snapshot.configs.from.is_empty() {
             self.configs = snapshot.configs.clone();
         }
@@ -383,7 +400,7 @@ impl LearnerCore {
             slot: Slot(self.next().0 - 1),
             ballot: *ballot,
             state: self.kv.snapshot(),
-            executed: self.executed.iter().copied().collect(),
+            executed: self.executed.clone(),
             configs: self.configs.clone(),
         });
         self.base = snapshot.slot;
@@ -514,17 +531,25 @@ impl LearnerCore {
         while let Some((ballot, value)) = self.ahead.remove(&self.next()) {
             let slot = self.next();
             let known = self.configs.from.len();
-            if let Some(outputs) = self.execute(slot, ballot, &value) {
-                if self.configs.from.len() != known {
-                    out.push(LearnerEffect::Configured(self.configs.clone()));
+            match self.execute(slot, ballot, &value) {
+                Execution::Ran(outputs) => {
+                    if self.configs.from.len() != known {
+                        out.push(LearnerEffect::Configured(self.configs.clone()));
+                    }
+                    if let Some(batch) = value.batch {
+                        out.push(LearnerEffect::Answer {
+                            batch,
+                            outputs,
+                            log_id: LogId::new(Term(ballot.round), LogIndex(slot.0)),
+                        });
+                    }
                 }
-                if let Some(batch) = value.batch {
-                    out.push(LearnerEffect::Answer {
-                        batch,
-                        outputs,
-                        log_id: LogId::new(Term(ballot.round), LogIndex(slot.0)),
-                    });
+                Execution::Skipped(Admission::TooOld) => {
+                    if let Some(batch) = value.batch {
+                        out.push(LearnerEffect::Skipped { batch });
+                    }
                 }
+                Execution::Skipped(_) => {}
             }
             out.push(LearnerEffect::Persist(ChosenRecord {
                 slot,
@@ -554,10 +579,13 @@ impl LearnerCore {
     /// Applies a slot's batch unless it ran already; its outputs (a
     /// configuration change answers one `Ok`, and takes effect `α` slots
     /// later).
-    fn execute(&mut self, slot: Slot, _ballot: Ballot, value: &ValueRef) -> Option<Vec<KvOutput>> {
-        let batch = value.batch?;
-        if !self.executed.insert(batch) {
-            return None;
+    fn execute(&mut self, slot: Slot, _ballot: Ballot, value: &ValueRef) -> Execution {
+        let Some(batch) = value.batch else {
+            return Execution::Skipped(Admission::Duplicate);
+        };
+        match self.executed.admit(batch) {
+            Admission::Execute => {}
+            other => return Execution::Skipped(other),
         }
         let mut outputs: Vec<KvOutput> = value
             .requests
@@ -568,7 +596,7 @@ impl LearnerCore {
             self.configs.change(slot, self.alpha, members);
             outputs.push(KvOutput::Ok);
         }
-        Some(outputs)
+        Execution::Ran(outputs)
     }
 
     fn handle_catch_up(&mut self, from: NodeId, msg: CatchUp, out: &mut Vec<LearnerEffect>) {
@@ -851,6 +879,88 @@ mod tests {
         assert_eq!(r.kv().get("k"), Some("b"));
     }
 
+    /// Exactly-once across a leader change and a snapshot install: the old
+    /// leader's batch B ran at slot 1; a new leader recovers B's copy
+    /// that acceptors hold elsewhere (or the old leader retried it), so B
+    /// is chosen again at slot 4. A learner that delivered slot 1 and one
+    /// that only installed a snapshot covering it both skip the copy: the
+    /// executed-batch table travels in the snapshot. (With a snapshot that
+    /// dropped the table, the installing learner would put `k = a` back.)
+    #[test]
+    fn a_batch_chosen_again_after_a_leader_change_runs_once_even_across_a_snapshot_install() {
+        let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+        cfg.snapshot_interval = 3;
+        let members = vec![n(1), n(2), n(3)];
+        let mut l = LearnerCore::new(n(1), &cfg, members.clone());
+        let mut out = Vec::new();
+        let b = batch(0, "k", "a");
+        l.step(0, chosen(1, ValueRef::clone(&b)), &mut out);
+        l.step(0, chosen(2, batch(1, "k", "b")), &mut out);
+        l.step(0, chosen(3, batch(2, "other", "x")), &mut out);
+        let snap = out
+            .iter()
+            .find_map(|e| match e {
+                LearnerEffect::Snapshot(s) => Some(SnapshotRef::clone(s)),
+                _ => None,
+            })
+            .expect("a snapshot at slot 3");
+        let mut fresh = LearnerCore::new(n(2), &cfg, members);
+        fresh.step(
+            0,
+            LearnerInput::InstallSnapshot(InstallSnapshot {
+                snapshot: SnapshotRef::clone(&snap),
+            }),
+            &mut out,
+        );
+        assert_eq!(fresh.next(), Slot(4));
+        // The new leader's ballot chooses B again at slot 4.
+        let again = LearnerInput::Chosen(Chosen {
+            slot: Slot(4),
+            ballot: Ballot::new(2, n(3)),
+            value: ValueRef::clone(&b),
+        });
+        for learner in [&mut l, &mut fresh] {
+            out.clear();
+            learner.step(0, again.clone(), &mut out);
+            assert_eq!(learner.next(), Slot(5));
+            assert_eq!(learner.kv().get("k"), Some("b"), "B ran twice");
+            assert!(
+                !out.iter().any(|e| matches!(
+                    e,
+                    LearnerEffect::Answer { .. } | LearnerEffect::Skipped { .. }
+                )),
+                "{out:?}"
+            );
+        }
+    }
+
+    /// The table the snapshots carry stays the same size however many
+    /// batches ran (one entry per proposer incarnation), where a set of
+    /// every executed batch grew with each.
+    #[test]
+    fn the_executed_batch_table_does_not_grow_with_the_batches() {
+        let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+        cfg.snapshot_interval = 1000;
+        let mut l = LearnerCore::new(n(1), &cfg, vec![n(1), n(2), n(3)]);
+        let mut out = Vec::new();
+        let mut sizes = Vec::new();
+        for seq in 0..10_000 {
+            l.step(0, chosen(seq + 1, batch(seq, "k", "v")), &mut out);
+            for e in out.drain(..) {
+                if let LearnerEffect::Snapshot(s) = e {
+                    sizes.push((
+                        s.executed.proposers(),
+                        s.executed.gaps(),
+                        s.to_stored().meta.len(),
+                    ));
+                }
+            }
+        }
+        assert_eq!(sizes.len(), 10);
+        assert!(sizes.iter().all(|s| *s == sizes[0]), "{sizes:?}");
+        assert_eq!((sizes[0].0, sizes[0].1), (1, 0));
+    }
+
     #[test]
     fn a_snapshot_every_interval_is_served_to_a_lagging_peer_which_installs_it() {
         let mut cfg = PaxosConfig::new(Mode::Multi, 3);
@@ -869,7 +979,7 @@ mod tests {
             })
             .expect("a snapshot after two slots");
         assert_eq!(snap.slot, Slot(2));
-        assert_eq!(snap.executed.len(), 2);
+        assert_eq!(snap.executed.proposers(), 1);
         assert_eq!((l.snapshot_slot(), l.retained()), (Slot(2), 0));
         assert!(l.delivered(Slot(1)).is_none(), "compacted");
         l.step(0, chosen(3, batch(2, "a", "3")), &mut out);
