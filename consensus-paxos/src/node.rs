@@ -16,7 +16,11 @@
 //! ```
 //!
 //! Every component sits in a slot of the builder ([`PaxosSlots`]); the
-//! router (no protocol state) is fixed. Local messages go straight to
+//! router (no protocol state) is fixed. The network delivers to the
+//! stock Learner, which handles its own messages (most of a node's
+//! traffic) and hands the others straight to their component, as Raft's
+//! LogReplicator does; a replacement Learner that does not offer to be
+//! the inbox leaves that to the router. Local messages go straight to
 //! their component: the node binds the bus ([`NodeBus`]) once every
 //! factory has built its component. A node's messages to itself never
 //! reach the network ([`Loopback`]); client commands reach the Proposer
@@ -280,6 +284,7 @@ impl PaxosNodeBuilder {
             learner_store: self.learner_store,
             proposer_store: self.proposer_store,
             fail: Some(tree.address().recipient()),
+            peers: targets.clone(),
         };
         let acceptor = self.slots.acceptor.build(&ctx);
         let proposer = self.slots.proposer.build(&ctx);
@@ -307,7 +312,13 @@ impl PaxosNodeBuilder {
         let mut node = PaxosNode {
             id,
             supervisor: tree.address(),
-            inbox: router.clone().recipient(),
+            // The Learner, when it offers, takes the node's envelopes itself
+            // (most of them are its own) and hands on the rest.
+            inbox: learner
+                .handles
+                .inbox
+                .clone()
+                .unwrap_or_else(|| router.clone().recipient()),
             submit: proposer.handles.submit.clone(),
             drain: proposer.handles.drain.clone(),
             submissions,

@@ -47,6 +47,7 @@ use crate::election::BallotLeaderElection;
 use crate::learner::{ChosenRecord, GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, Proposer, ProposerOutputs};
+use crate::router::RouterTargets;
 use crate::safety::PaxosEvent;
 use crate::types::Configurations;
 use crate::wiring::{
@@ -58,7 +59,7 @@ use consensus_actors::safety::SafetySink;
 use consensus_actors::sim::TraceHandle;
 use consensus_actors::storage::MemStorage;
 use consensus_actors::supervision::{ChildSlot, FailNode, SupervisionError, SupervisorBuilder};
-use consensus_actors::transport::Transport;
+use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::NodeId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +142,10 @@ pub struct SlotContext {
     pub proposer_store: ProposerStore,
     /// Fails the node (a store that cannot be trusted).
     pub fail: Option<Recipient<FailNode>>,
+    /// Each component's peer messages (bound once every component is
+    /// built): where a component that is the node's inbox
+    /// ([`LearnerHandles::inbox`]) hands the messages it does not handle.
+    pub peers: RouterTargets,
 }
 
 /// What the node needs from its Acceptor.
@@ -185,6 +190,13 @@ pub struct LearnerHandles {
     pub peer: Recipient<PeerMessage>,
     /// The Proposer's proposals (and the answers to keep).
     pub proposed: Recipient<Proposed>,
+    /// The node's inbox, when the Learner offers to be it (as Raft's
+    /// LogReplicator is): the network delivers every envelope of the node
+    /// here; the Learner handles its own messages (most of a node's
+    /// traffic: Accepted at a leader, Chosen at a follower) and hands the
+    /// others to [`SlotContext::peers`], one mailbox hop fewer than through
+    /// the router. `None`: the router is the inbox.
+    pub inbox: Option<Recipient<Envelope<PaxosMessage>>>,
     /// Answers to give up.
     pub abandon: Recipient<Abandon>,
     /// Its status (`None`: not offered).
@@ -365,13 +377,15 @@ impl Default for LearnerSlot {
                 },
                 ctx.safety.clone(),
                 ctx.fail.clone(),
-            );
+            )
+            .with_peers(ctx.peers.clone());
             Component::new(
                 child,
                 actor,
                 LearnerHandles {
                     peer: addr.clone().recipient(),
                     proposed: addr.clone().recipient(),
+                    inbox: Some(addr.clone().recipient()),
                     abandon: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),
                     state: Some(addr.clone().recipient()),

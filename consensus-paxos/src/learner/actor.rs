@@ -14,6 +14,7 @@ use super::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};
 use crate::config::PaxosConfig;
 use crate::error::ProposeError;
 use crate::messages::{PaxosMessage, PaxosMessage as M};
+use crate::router::RouterTargets;
 use crate::safety::PaxosEvent;
 use crate::types::{BatchId, Configurations, PaxosSnapshot, Slot, SnapshotRef};
 use crate::wiring::{
@@ -25,7 +26,7 @@ use consensus_actors::plugin::Committed;
 use consensus_actors::safety::SafetySink;
 use consensus_actors::storage::{Storage, StorageError};
 use consensus_actors::supervision::FailNode;
-use consensus_actors::transport::Transport;
+use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{LogIndex, NodeId};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -103,6 +104,9 @@ pub struct Learner<S: LearnerStorage> {
     failed: bool,
     /// Slots appended since the last sync.
     unsynced: bool,
+    /// Where the envelopes for the node's other components go when this
+    /// Learner is the node's inbox.
+    peers: Option<RouterTargets>,
 }
 
 impl<S: LearnerStorage> Learner<S> {
@@ -139,7 +143,17 @@ impl<S: LearnerStorage> Learner<S> {
             effects: Vec::new(),
             failed: false,
             unsynced: false,
+            peers: None,
         }
+    }
+
+    /// Makes it able to be the node's inbox: envelopes for the node's other
+    /// components go to `peers` (see
+    /// [`LearnerHandles::inbox`](crate::slots::LearnerHandles::inbox)).
+    #[must_use]
+    pub fn with_peers(mut self, peers: RouterTargets) -> Self {
+        self.peers = Some(peers);
+        self
     }
 
     fn recover(&self) -> Result<LearnerCore, String> {
@@ -364,6 +378,40 @@ impl<S: LearnerStorage> Handler<PeerMessage> for Learner<S> {
             }
         };
         self.step(input);
+    }
+}
+
+impl<S: LearnerStorage> Handler<Envelope<PaxosMessage>> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, env: Envelope<PaxosMessage>, ctx: &mut Context<Self>) {
+        if env.to != self.id {
+            tracing::debug!(to = %env.to, "envelope for another node dropped");
+            return;
+        }
+        match (&env.msg, &self.peers) {
+            (
+                M::Accepted(_)
+                | M::Chosen(_)
+                | M::CatchUp(_)
+                | M::CatchUpReply(_)
+                | M::InstallSnapshot(_),
+                _,
+            ) => self.handle(
+                PeerMessage {
+                    from: env.from,
+                    msg: env.msg,
+                },
+                ctx,
+            ),
+            (_, Some(peers)) => peers.deliver(env.from, env.msg),
+            (_, None) => {
+                tracing::debug!(
+                    message = env.msg.name(),
+                    "not for the learner, no peers to hand it to"
+                );
+            }
+        }
     }
 }
 
