@@ -21,7 +21,9 @@
 //!
 //! # Log compaction and snapshots
 //!
-//! Once `snapshot_interval` slots were delivered since the last snapshot,
+//! Once `snapshot_interval` commands were delivered since the last
+//! snapshot (a slot counts its batch's commands, at least one, as Raft's
+//! threshold counts log entries),
 //! the learner snapshots its state machine at the last delivered slot
 //! ([`PaxosSnapshot`]: the key-value store and the batches executed) and
 //! drops its log up to it ([`LearnerEffect::Snapshot`]; the actor saves
@@ -60,6 +62,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// each one: it proposes nothing until it leads, and then runs phase 1
 /// from where its learner stands.
 pub const DECIDED_EVERY: u64 = 64;
+
+/// What a slot weighs against the snapshot interval: its commands, at
+/// least one (a no-op or a configuration change counts one).
+fn commands(value: &ValueRef) -> u64 {
+    (value.requests.len() as u64).max(1)
+}
 
 /// What running a delivered slot's value did.
 enum Execution {
@@ -193,6 +201,8 @@ pub struct LearnerCore {
     base: Slot,
     /// Delivered slots after the snapshot: `log[i]` is slot `base + i + 1`.
     log: VecDeque<(Ballot, ValueRef)>,
+    /// The commands in `log` (each slot counting at least one).
+    log_commands: u64,
     /// Chosen, not yet delivered (beyond a gap).
     ahead: BTreeMap<Slot, (Ballot, ValueRef)>,
     tallies: BTreeMap<Slot, Tally>,
@@ -232,6 +242,7 @@ impl LearnerCore {
             snapshot: None,
             base: Slot(0),
             log: VecDeque::new(),
+            log_commands: 0,
             ahead: BTreeMap::new(),
             tallies: BTreeMap::new(),
             executed: ExecutedBatches::new(),
@@ -272,6 +283,7 @@ impl LearnerCore {
                 break;
             }
             core.execute(r.slot, r.ballot, &r.value);
+            core.log_commands += commands(&r.value);
             core.log.push_back((r.ballot, r.value));
         }
         core.check();
@@ -289,6 +301,7 @@ impl LearnerCore {
         }
         self.base = snapshot.slot;
         self.log.clear();
+        self.log_commands = 0;
         let next = self.next();
         self.ahead.retain(|s, _| *s >= next);
         self.tallies.retain(|s, _| *s >= next);
@@ -366,7 +379,8 @@ impl LearnerCore {
         // Delivery never goes back; the log is bounded by the interval.
         assert!(self.next() >= delivered_before, "delivery went back");
         assert!(
-            (self.log.len() as u64) < self.snapshot_interval,
+            self.log_commands < self.snapshot_interval
+                && self.log.len() as u64 <= self.log_commands,
             "the log outgrew the snapshot interval"
         );
         self.check();
@@ -387,10 +401,10 @@ impl LearnerCore {
         );
     }
 
-    /// Takes a snapshot once `snapshot_interval` slots were delivered
+    /// Takes a snapshot once `snapshot_interval` commands were delivered
     /// since the last one.
     fn maybe_snapshot(&mut self, out: &mut Vec<LearnerEffect>) {
-        if (self.log.len() as u64) < self.snapshot_interval {
+        if self.log_commands < self.snapshot_interval {
             return;
         }
         let Some((ballot, _)) = self.log.back() else {
@@ -405,6 +419,7 @@ impl LearnerCore {
         });
         self.base = snapshot.slot;
         self.log.clear();
+        self.log_commands = 0;
         self.snapshot = Some(SnapshotRef::clone(&snapshot));
         out.push(LearnerEffect::Snapshot(snapshot));
     }
@@ -556,6 +571,7 @@ impl LearnerCore {
                 ballot,
                 value: ValueRef::clone(&value),
             }));
+            self.log_commands += commands(&value);
             self.log.push_back((ballot, value));
         }
     }
@@ -932,6 +948,40 @@ mod tests {
                 "{out:?}"
             );
         }
+    }
+
+    /// The snapshot interval counts commands, not slots (as Raft's counts
+    /// entries): one slot holding a batch of four commands reaches an
+    /// interval of four, where four such slots of one command each are
+    /// needed; a no-op counts one.
+    #[test]
+    fn the_snapshot_interval_counts_commands_not_slots() {
+        let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+        cfg.snapshot_interval = 4;
+        let mut l = LearnerCore::new(n(1), &cfg, vec![n(1), n(2), n(3)]);
+        let mut out = Vec::new();
+        let four = ValueRef::new(Value {
+            batch: Some(BatchId {
+                node: n(2),
+                nonce: 3,
+                seq: 0,
+            }),
+            requests: (0..4)
+                .map(|i| Request {
+                    client: ClientId(i),
+                    command: KvCommand::put("k", "v"),
+                })
+                .collect(),
+            reconfig: None,
+        });
+        l.step(0, chosen(1, four), &mut out);
+        assert_eq!(l.snapshot_slot(), Slot(1), "four commands in one slot");
+        l.step(0, chosen(2, ValueRef::new(Value::noop())), &mut out);
+        l.step(0, chosen(3, batch(0, "a", "1")), &mut out);
+        l.step(0, chosen(4, batch(1, "a", "2")), &mut out);
+        assert_eq!((l.snapshot_slot(), l.retained()), (Slot(1), 3));
+        l.step(0, chosen(5, batch(2, "a", "3")), &mut out);
+        assert_eq!((l.snapshot_slot(), l.retained()), (Slot(5), 0));
     }
 
     /// The table the snapshots carry stays the same size however many
