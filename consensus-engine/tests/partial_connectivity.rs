@@ -131,8 +131,11 @@ fn multi_paxos_keeps_committing_when_chained() {
 
 /// Where Raft stalls, MultiPaxos resumes: the outdated hub can lead, since
 /// its phase 1 recovers every slot it lacks from a quorum of acceptors.
-/// Most scenarios resume within the hold (seeds 3–5: every one, after
-/// 1.0–3.1 s); a scenario the end of the run cut short may not.
+/// Every scenario of seeds 3–5 resumes while the fault still holds (after
+/// 1.0–5.1 s: a client that sent to a node which cannot commit waits out
+/// its 1 s request timeout before it tries another, so resumption comes in
+/// steps of about a second); a scenario the end of the run cut short may
+/// not.
 #[test]
 fn multi_paxos_resumes_in_the_constrained_election() {
     let mut resumed = 0;
@@ -141,7 +144,7 @@ fn multi_paxos_resumes_in_the_constrained_election() {
         for o in scenarios("multi-paxos", Fault::Constrained, seed) {
             total += 1;
             if let Some(us) = o.resumed_after_us {
-                assert!(us < 5_000_000, "{o:?}");
+                assert!(us < o.held_us, "{o:?}");
                 resumed += 1;
             }
         }

@@ -63,8 +63,10 @@ pub struct PaxosConfig {
     /// A learner asks a peer for decisions it may lack every this many ms.
     pub catch_up_ms: u64,
     /// Log compaction: a learner snapshots its state machine once this
-    /// many slots were delivered since its last snapshot, and the slots up
-    /// to the snapshot are dropped by it and its acceptor.
+    /// many commands were delivered since its last snapshot (a slot counts
+    /// its batch's commands, at least one, as Raft's threshold counts
+    /// entries), and the slots up to the snapshot are dropped by it and its
+    /// acceptor.
     #[serde(default = "default_snapshot_interval")]
     pub snapshot_interval: u64,
 }

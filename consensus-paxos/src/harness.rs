@@ -189,6 +189,12 @@ impl Cluster {
                         }
                     }
                 }
+                LearnerEffect::Skipped { batch } => {
+                    let n = self.nodes.get_mut(&node).unwrap();
+                    if let Some(ts) = n.tracked.remove(&batch) {
+                        n.failed.extend(ts);
+                    }
+                }
                 LearnerEffect::Report(r) => self.report(r.event()),
                 LearnerEffect::Configured(configs) => {
                     let members = configs.latest().1.to_vec();

@@ -9,15 +9,23 @@
 //!   ┌──────────  PaxosRouter  ───────────────────────────────┐
 //!   │ Prepare, Accept     Promise, Nack   Accepted, Chosen,   Heartbeats
 //!   ▼                     ▼               CatchUp(+Reply)     ▼
-//! Acceptor            Proposer ─Proposed/Track/Abandon─► Learner   BallotLeaderElection
+//! Acceptor            Proposer ─Proposed/Abandon──────► Learner   BallotLeaderElection
 //! (promise, accepted;  ▲   ◄──────── Decided ───────────  (KvStore,  ── LeaderChange ──► Proposer
 //!  synced store)       │                                  answers)  ◄── BallotTooLow ── Proposer
 //!                   clients (submit)
 //! ```
 //!
 //! Every component sits in a slot of the builder ([`PaxosSlots`]); the
-//! router (no protocol state) is fixed. Local messages travel through the
-//! router, so each factory needs only the router's address.
+//! router (no protocol state) is fixed. The network delivers to the
+//! stock Learner, which handles its own messages (most of a node's
+//! traffic) and hands the others straight to their component, as Raft's
+//! LogReplicator does; a replacement Learner that does not offer to be
+//! the inbox leaves that to the router. Local messages go straight to
+//! their component: the node binds the bus ([`NodeBus`]) once every
+//! factory has built its component. A node's messages to itself never
+//! reach the network ([`Loopback`]); client commands reach the Proposer
+//! through a shared queue, one wake-up message per batch of them
+//! ([`SubmissionQueue`]).
 
 use crate::acceptor::DirectRequest;
 use crate::config::PaxosConfig;
@@ -25,7 +33,7 @@ use crate::error::ProposeError;
 use crate::learner::{GetLearnerState, GetLearnerStatus, LearnerState, LearnerStatus};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, ProposerStatus};
-use crate::router::{PaxosRouter, RouterTargets};
+use crate::router::{Loopback, PaxosRouter, RouterTargets};
 use crate::safety::PaxosEvent;
 use crate::slots::{
     AcceptorSlot, ElectionSlot, LearnerSlot, LearnerStore, NodeBus, PaxosSlots, ProposerSlot,
@@ -33,7 +41,9 @@ use crate::slots::{
 };
 use crate::slots::{AcceptorStore, ProposerStore};
 use crate::types::Configurations;
-use crate::wiring::{Change, InjectPanic, Reconfigure, Submit};
+use crate::wiring::{
+    Change, DrainSubmissions, InjectPanic, Pushed, Reconfigure, SubmissionQueue, Submit,
+};
 use actix::prelude::*;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::plugin::Committed;
@@ -45,6 +55,7 @@ use consensus_actors::supervision::{
 };
 use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{ClientId, NodeId};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// The names the node's components are supervised under.
@@ -252,6 +263,11 @@ impl PaxosNodeBuilder {
             .context_mut()
             .set_mailbox_capacity(self.cfg.max_pending);
         let router = router_slot.address();
+        // Components name each other before any of them exists: the bus and
+        // the router's targets are bound below, once all four are built.
+        let bus = NodeBus::default();
+        let targets = RouterTargets::unbound();
+        let submissions = Arc::new(SubmissionQueue::new(self.cfg.max_pending));
         let ctx = SlotContext {
             id,
             cfg: self.cfg.clone(),
@@ -259,52 +275,53 @@ impl PaxosNodeBuilder {
             members: self.members.clone(),
             seed: self.seed,
             epoch,
-            transport: self.transport,
+            transport: Loopback::transport(id, self.transport, targets.clone()),
             safety: self.safety,
             trace: self.trace,
-            bus: NodeBus {
-                proposed: router.clone().recipient(),
-                track: router.clone().recipient(),
-                abandon: router.clone().recipient(),
-                decided: router.clone().recipient(),
-                leader_change: router.clone().recipient(),
-                ballot_too_low: router.clone().recipient(),
-                compact: router.clone().recipient(),
-                configured: router.clone().recipient(),
-            },
+            bus: bus.clone(),
+            submissions: Arc::clone(&submissions),
             acceptor_store: self.acceptor_store,
             learner_store: self.learner_store,
             proposer_store: self.proposer_store,
             fail: Some(tree.address().recipient()),
+            peers: targets.clone(),
         };
         let acceptor = self.slots.acceptor.build(&ctx);
         let proposer = self.slots.proposer.build(&ctx);
         let learner = self.slots.learner.build(&ctx);
         let election = self.slots.election.build(&ctx);
-        let router_actor = PaxosRouter::new(
-            id,
-            RouterTargets {
-                acceptor: acceptor.handles.peer.clone(),
-                proposer: proposer.handles.peer.clone(),
-                learner: learner.handles.peer.clone(),
-                election: election.handles.peer.clone(),
-                decided: proposer.handles.decided.clone(),
-                leader_change: proposer.handles.leader_change.clone(),
-                proposed: learner.handles.proposed.clone(),
-                track: learner.handles.track.clone(),
-                abandon: learner.handles.abandon.clone(),
-                ballot_too_low: election.handles.ballot_too_low.clone(),
-                compact: acceptor.handles.compact.clone(),
-                configured: std::iter::once(proposer.handles.configured.clone())
-                    .chain(election.handles.configured.clone())
-                    .collect(),
-            },
-        );
+        targets.acceptor.bind(acceptor.handles.peer.clone());
+        targets.proposer.bind(proposer.handles.peer.clone());
+        targets.learner.bind(learner.handles.peer.clone());
+        targets.election.bind(election.handles.peer.clone());
+        bus.proposed.bind(learner.handles.proposed.clone());
+        bus.abandon.bind(learner.handles.abandon.clone());
+        bus.decided.bind(proposer.handles.decided.clone());
+        bus.leader_change
+            .bind(proposer.handles.leader_change.clone());
+        bus.ballot_too_low
+            .bind(election.handles.ballot_too_low.clone());
+        if let Some(c) = &acceptor.handles.compact {
+            bus.compact.bind(c.clone());
+        }
+        bus.configured.bind(proposer.handles.configured.clone());
+        if let Some(c) = &election.handles.configured {
+            bus.configured_election.bind(c.clone());
+        }
+        let router_actor = PaxosRouter::new(id, targets);
         let mut node = PaxosNode {
             id,
             supervisor: tree.address(),
-            inbox: router.clone().recipient(),
+            // The Learner, when it offers, takes the node's envelopes itself
+            // (most of them are its own) and hands on the rest.
+            inbox: learner
+                .handles
+                .inbox
+                .clone()
+                .unwrap_or_else(|| router.clone().recipient()),
             submit: proposer.handles.submit.clone(),
+            drain: proposer.handles.drain.clone(),
+            submissions,
             reconfigure: proposer.handles.reconfigure.clone(),
             proposer_status: proposer.handles.status.clone(),
             learner_status: learner.handles.status.clone(),
@@ -340,6 +357,8 @@ pub struct PaxosNode {
     supervisor: Addr<NodeSupervisor>,
     inbox: Recipient<Envelope<PaxosMessage>>,
     submit: Recipient<Submit>,
+    drain: Option<Recipient<DrainSubmissions>>,
+    submissions: Arc<SubmissionQueue>,
     reconfigure: Option<Recipient<Reconfigure>>,
     proposer_status: Option<Recipient<GetProposerStatus>>,
     learner_status: Option<Recipient<GetLearnerStatus>>,
@@ -374,11 +393,19 @@ impl PaxosNode {
         client: ClientId,
     ) -> Result<Committed, ProposeError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit.do_send(Submit {
+        let submit = Submit {
             client,
             command,
             reply,
-        });
+        };
+        match &self.drain {
+            Some(drain) => match self.submissions.push(submit) {
+                Pushed::Wake => drain.do_send(DrainSubmissions),
+                Pushed::Queued => {}
+                Pushed::Refused(_, error) => return Err(error),
+            },
+            None => self.submit.do_send(submit),
+        }
         answer.await.unwrap_or(Err(ProposeError::Unknown))
     }
 

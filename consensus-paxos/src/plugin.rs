@@ -137,7 +137,11 @@ impl ProtocolPlugin for PaxosPlugin {
     }
 
     fn safety_checker(&self, config: &ConsensusConfig) -> SafetyChecker<PaxosEvent> {
-        safety::checker_with_acceptors(config.cluster_size)
+        if self.cfg.nodes == config.cluster_size {
+            safety::checker_with_quorum(config.cluster_size, self.cfg.q2)
+        } else {
+            safety::checker_with_acceptors(config.cluster_size)
+        }
     }
 
     fn start_node(

@@ -1,46 +1,58 @@
-//! The node's router: the inbox the network delivers to and the bus the
-//! components talk through. It hands each peer message to the component
-//! the paper gives it to, and forwards the local messages of
-//! [`wiring`](crate::wiring) to their component. It holds no protocol
-//! state (a restart loses nothing).
+//! The node's router: the inbox the network delivers to. It hands each
+//! peer message to the component the paper gives it to, and holds no
+//! protocol state (a restart loses nothing). Local messages (see
+//! [`wiring`](crate::wiring)) do not pass through it: each goes straight
+//! to its component. Neither do a node's messages to itself: the node's
+//! [`Loopback`] hands them to the component at once, without the network.
 
 use crate::messages::{PaxosMessage, PaxosMessage as M};
-use crate::wiring::{
-    Abandon, BallotTooLow, Compact, Configured, Decided, LeaderChange, PeerMessage, Proposed, Track,
-};
+use crate::wiring::{LocalRecipient, PeerMessage};
 use actix::prelude::*;
-use consensus_actors::transport::Envelope;
+use consensus_actors::transport::{Envelope, EnvelopeSink, Transport};
 use consensus_actors::types::NodeId;
 
 /// Where the router sends what.
 #[derive(Clone)]
 pub struct RouterTargets {
     /// Prepare, Accept.
-    pub acceptor: Recipient<PeerMessage>,
-    /// Promise, Nack; [`Decided`], [`LeaderChange`].
-    pub proposer: Recipient<PeerMessage>,
-    /// Accepted, Chosen, CatchUp(+Reply), InstallSnapshot; [`Proposed`],
-    /// [`Track`], [`Abandon`].
-    pub learner: Recipient<PeerMessage>,
-    /// Heartbeats; [`BallotTooLow`].
-    pub election: Recipient<PeerMessage>,
-    /// The Proposer's [`Decided`].
-    pub decided: Recipient<Decided>,
-    /// The Proposer's [`LeaderChange`].
-    pub leader_change: Recipient<LeaderChange>,
-    /// The Learner's [`Proposed`].
-    pub proposed: Recipient<Proposed>,
-    /// The Learner's [`Track`].
-    pub track: Recipient<Track>,
-    /// The Learner's [`Abandon`].
-    pub abandon: Recipient<Abandon>,
-    /// The election's [`BallotTooLow`].
-    pub ballot_too_low: Recipient<BallotTooLow>,
-    /// The Acceptor's [`Compact`] (`None`: an acceptor that keeps
-    /// everything).
-    pub compact: Option<Recipient<Compact>>,
-    /// The Proposer's and the election's [`Configured`].
-    pub configured: Vec<Recipient<Configured>>,
+    pub acceptor: LocalRecipient<PeerMessage>,
+    /// Promise, Nack.
+    pub proposer: LocalRecipient<PeerMessage>,
+    /// Accepted, Chosen, CatchUp(+Reply), InstallSnapshot.
+    pub learner: LocalRecipient<PeerMessage>,
+    /// Heartbeats.
+    pub election: LocalRecipient<PeerMessage>,
+}
+
+impl RouterTargets {
+    /// Targets not bound yet (see [`LocalRecipient`]).
+    pub fn unbound() -> Self {
+        Self {
+            acceptor: LocalRecipient::unbound(),
+            proposer: LocalRecipient::unbound(),
+            learner: LocalRecipient::unbound(),
+            election: LocalRecipient::unbound(),
+        }
+    }
+
+    /// The component that handles `msg`.
+    pub fn target(&self, msg: &PaxosMessage) -> &LocalRecipient<PeerMessage> {
+        match msg {
+            M::Prepare(_) | M::Accept(_) => &self.acceptor,
+            M::Promise(_) | M::Nack(_) => &self.proposer,
+            M::Accepted(_)
+            | M::Chosen(_)
+            | M::CatchUp(_)
+            | M::CatchUpReply(_)
+            | M::InstallSnapshot(_) => &self.learner,
+            M::HeartbeatRequest(_) | M::HeartbeatReply(_) => &self.election,
+        }
+    }
+
+    /// Hands `msg` from `from` to its component.
+    pub fn deliver(&self, from: NodeId, msg: PaxosMessage) {
+        self.target(&msg).do_send(PeerMessage { from, msg });
+    }
 }
 
 /// The router. See the [module documentation](self).
@@ -70,58 +82,38 @@ impl Handler<Envelope<PaxosMessage>> for PaxosRouter {
             tracing::debug!(to = %env.to, "envelope for another node dropped");
             return;
         }
-        let target = match &env.msg {
-            M::Prepare(_) | M::Accept(_) => &self.to.acceptor,
-            M::Promise(_) | M::Nack(_) => &self.to.proposer,
-            M::Accepted(_)
-            | M::Chosen(_)
-            | M::CatchUp(_)
-            | M::CatchUpReply(_)
-            | M::InstallSnapshot(_) => &self.to.learner,
-            M::HeartbeatRequest(_) | M::HeartbeatReply(_) => &self.to.election,
-        };
-        target.do_send(PeerMessage {
-            from: env.from,
-            msg: env.msg,
-        });
+        self.to.deliver(env.from, env.msg);
     }
 }
 
-macro_rules! forward {
-    ($msg:ty, $field:ident) => {
-        impl Handler<$msg> for PaxosRouter {
-            type Result = ();
-
-            fn handle(&mut self, m: $msg, _ctx: &mut Context<Self>) {
-                self.to.$field.do_send(m);
-            }
-        }
-    };
+/// The node's own end of its transport: a message a component sends to
+/// its own node (a leader's Accept to its own acceptor, that acceptor's
+/// Accepted to its own learner) goes straight to the component that
+/// handles it; every other message goes to the network.
+pub struct Loopback {
+    id: NodeId,
+    network: Transport<PaxosMessage>,
+    local: RouterTargets,
 }
 
-forward!(Decided, decided);
-forward!(LeaderChange, leader_change);
-forward!(Proposed, proposed);
-forward!(Track, track);
-forward!(Abandon, abandon);
-forward!(BallotTooLow, ballot_too_low);
-
-impl Handler<Configured> for PaxosRouter {
-    type Result = ();
-
-    fn handle(&mut self, m: Configured, _ctx: &mut Context<Self>) {
-        for to in &self.to.configured {
-            to.do_send(m.clone());
-        }
+impl Loopback {
+    /// The transport of node `id`: its own messages to `local`, the rest
+    /// through `network`.
+    pub fn transport(
+        id: NodeId,
+        network: Transport<PaxosMessage>,
+        local: RouterTargets,
+    ) -> Transport<PaxosMessage> {
+        Transport::direct(id, std::sync::Arc::new(Self { id, network, local }))
     }
 }
 
-impl Handler<Compact> for PaxosRouter {
-    type Result = ();
-
-    fn handle(&mut self, m: Compact, _ctx: &mut Context<Self>) {
-        if let Some(to) = &self.to.compact {
-            to.do_send(m);
+impl EnvelopeSink<PaxosMessage> for Loopback {
+    fn send(&self, env: Envelope<PaxosMessage>) {
+        if env.to == self.id {
+            self.local.deliver(env.from, env.msg);
+        } else {
+            self.network.send(env.to, env.msg);
         }
     }
 }

@@ -13,10 +13,12 @@
 //!
 //! Components talk only through the messages of
 //! [`wiring`](crate::wiring): peers' messages come as
-//! [`PeerMessage`]s from the router; local messages go to
-//! [`SlotContext::bus`] (the router), which forwards them to the component
-//! that handles them. A replacement handles the same messages as the stock
-//! component it stands for.
+//! [`PeerMessage`]s from the router (or straight from the node's own
+//! components, for a message a node sends itself); local messages go
+//! through [`SlotContext::bus`] straight to the component that handles
+//! them (the node binds each [`LocalRecipient`] to the handle the slot's
+//! factory returned, once every component is built). A replacement
+//! handles the same messages as the stock component it stands for.
 //!
 //! # Example: an acceptor of your own
 //!
@@ -45,18 +47,19 @@ use crate::election::BallotLeaderElection;
 use crate::learner::{ChosenRecord, GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, Proposer, ProposerOutputs};
+use crate::router::RouterTargets;
 use crate::safety::PaxosEvent;
 use crate::types::Configurations;
 use crate::wiring::{
-    Abandon, BallotTooLow, Compact, Configured, Decided, InjectPanic, LeaderChange, PeerMessage,
-    Proposed, Reconfigure, Submit, Track,
+    Abandon, BallotTooLow, Compact, Configured, Decided, DrainSubmissions, InjectPanic,
+    LeaderChange, LocalRecipient, PeerMessage, Proposed, Reconfigure, SubmissionQueue, Submit,
 };
 use actix::prelude::*;
 use consensus_actors::safety::SafetySink;
 use consensus_actors::sim::TraceHandle;
 use consensus_actors::storage::MemStorage;
 use consensus_actors::supervision::{ChildSlot, FailNode, SupervisionError, SupervisorBuilder};
-use consensus_actors::transport::Transport;
+use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::NodeId;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,26 +74,36 @@ pub type ProposerStore = MemStorage<crate::types::Ballot, ()>;
 /// The stock Learner's store.
 pub type LearnerStore = MemStorage<(), ChosenRecord>;
 
-/// The local messages, sent to the node's router which forwards each to
-/// the component that handles it.
-#[derive(Clone)]
+/// The local messages: each goes straight to the component that handles
+/// it (bound by the node once every component is built).
+#[derive(Clone, Default)]
 pub struct NodeBus {
     /// To the Learner.
-    pub proposed: Recipient<Proposed>,
+    pub proposed: LocalRecipient<Proposed>,
     /// To the Learner.
-    pub track: Recipient<Track>,
-    /// To the Learner.
-    pub abandon: Recipient<Abandon>,
+    pub abandon: LocalRecipient<Abandon>,
     /// To the Proposer.
-    pub decided: Recipient<Decided>,
+    pub decided: LocalRecipient<Decided>,
     /// To the Proposer.
-    pub leader_change: Recipient<LeaderChange>,
+    pub leader_change: LocalRecipient<LeaderChange>,
     /// To the election.
-    pub ballot_too_low: Recipient<BallotTooLow>,
-    /// To the Acceptor.
-    pub compact: Recipient<Compact>,
-    /// To the Proposer and the election.
-    pub configured: Recipient<Configured>,
+    pub ballot_too_low: LocalRecipient<BallotTooLow>,
+    /// To the Acceptor (unbound: an acceptor that keeps everything).
+    pub compact: LocalRecipient<Compact>,
+    /// To the Proposer.
+    pub configured: LocalRecipient<Configured>,
+    /// To the election (unbound: a fixed membership).
+    pub configured_election: LocalRecipient<Configured>,
+}
+
+impl NodeBus {
+    /// Tells the Proposer and the election of `configs`.
+    pub fn configured(&self, configs: Configured) {
+        if self.configured_election.is_bound() {
+            self.configured_election.do_send(configs.clone());
+        }
+        self.configured.do_send(configs);
+    }
 }
 
 /// What a slot's factory gets.
@@ -115,8 +128,12 @@ pub struct SlotContext {
     pub safety: SafetySink<PaxosEvent>,
     /// The run's trace (simulations).
     pub trace: Option<TraceHandle>,
-    /// The local messages (through the router).
+    /// The local messages (straight to their components).
     pub bus: NodeBus,
+    /// Client commands on their way to the Proposer without a mailbox
+    /// message each (see [`SubmissionQueue`]); a Proposer that offers
+    /// [`ProposerHandles::drain`] takes them from here.
+    pub submissions: Arc<SubmissionQueue>,
     /// The Acceptor's durable store (kept across crashes by the plug-in).
     pub acceptor_store: AcceptorStore,
     /// The Learner's log.
@@ -125,6 +142,10 @@ pub struct SlotContext {
     pub proposer_store: ProposerStore,
     /// Fails the node (a store that cannot be trusted).
     pub fail: Option<Recipient<FailNode>>,
+    /// Each component's peer messages (bound once every component is
+    /// built): where a component that is the node's inbox
+    /// ([`LearnerHandles::inbox`]) hands the messages it does not handle.
+    pub peers: RouterTargets,
 }
 
 /// What the node needs from its Acceptor.
@@ -144,8 +165,11 @@ pub struct AcceptorHandles {
 pub struct ProposerHandles {
     /// Promise and Nack from peers.
     pub peer: Recipient<PeerMessage>,
-    /// Client commands.
+    /// Client commands, one message each (used when `drain` is `None`).
     pub submit: Recipient<Submit>,
+    /// Wakes the Proposer to take the commands queued in
+    /// [`SlotContext::submissions`] (`None`: it takes [`Submit`]s only).
+    pub drain: Option<Recipient<DrainSubmissions>>,
     /// Configuration changes (`None`: not offered).
     pub reconfigure: Option<Recipient<Reconfigure>>,
     /// The Learner's configurations.
@@ -164,10 +188,15 @@ pub struct ProposerHandles {
 pub struct LearnerHandles {
     /// Accepted, Chosen, CatchUp and CatchUpReply from peers.
     pub peer: Recipient<PeerMessage>,
-    /// The Proposer's proposals.
+    /// The Proposer's proposals (and the answers to keep).
     pub proposed: Recipient<Proposed>,
-    /// Answers to keep.
-    pub track: Recipient<Track>,
+    /// The node's inbox, when the Learner offers to be it (as Raft's
+    /// LogReplicator is): the network delivers every envelope of the node
+    /// here; the Learner handles its own messages (most of a node's
+    /// traffic: Accepted at a leader, Chosen at a follower) and hands the
+    /// others to [`SlotContext::peers`], one mailbox hop fewer than through
+    /// the router. `None`: the router is the inbox.
+    pub inbox: Option<Recipient<Envelope<PaxosMessage>>>,
     /// Answers to give up.
     pub abandon: Recipient<Abandon>,
     /// Its status (`None`: not offered).
@@ -297,13 +326,13 @@ impl Default for ProposerSlot {
                 ctx.transport.clone(),
                 ProposerOutputs {
                     proposed: ctx.bus.proposed.clone(),
-                    track: ctx.bus.track.clone(),
                     abandon: ctx.bus.abandon.clone(),
                     ballot_too_low: ctx.bus.ballot_too_low.clone(),
                 },
                 ctx.safety.clone(),
             )
             .with_configurations(ctx.configs.clone())
+            .with_submissions(Arc::clone(&ctx.submissions))
             .with_trace(ctx.trace.clone());
             Component::new(
                 child,
@@ -311,6 +340,7 @@ impl Default for ProposerSlot {
                 ProposerHandles {
                     peer: addr.clone().recipient(),
                     submit: addr.clone().recipient(),
+                    drain: Some(addr.clone().recipient()),
                     reconfigure: Some(addr.clone().recipient()),
                     configured: addr.clone().recipient(),
                     decided: addr.clone().recipient(),
@@ -340,18 +370,22 @@ impl Default for LearnerSlot {
                 LearnerOutputs {
                     decided: ctx.bus.decided.clone(),
                     compact: ctx.bus.compact.clone(),
-                    configured: ctx.bus.configured.clone(),
+                    configured: vec![
+                        ctx.bus.configured.clone(),
+                        ctx.bus.configured_election.clone(),
+                    ],
                 },
                 ctx.safety.clone(),
                 ctx.fail.clone(),
-            );
+            )
+            .with_peers(ctx.peers.clone());
             Component::new(
                 child,
                 actor,
                 LearnerHandles {
                     peer: addr.clone().recipient(),
                     proposed: addr.clone().recipient(),
-                    track: addr.clone().recipient(),
+                    inbox: Some(addr.clone().recipient()),
                     abandon: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),
                     state: Some(addr.clone().recipient()),

@@ -70,6 +70,142 @@ pub struct BatchId {
     pub seq: u64,
 }
 
+/// How far below a proposer's highest executed batch a batch of the same
+/// proposer may still run: [`ExecutedBatches`] remembers which of the
+/// last this many it executed. A proposer has at most its window plus its
+/// retries of batches outstanding (formed, not yet delivered), far fewer.
+pub const EXECUTED_WINDOW: u64 = 4096;
+
+/// What [`ExecutedBatches::admit`] decided for a delivered batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Not executed before: run it.
+    Execute,
+    /// Executed before (a copy chosen in an earlier slot): skip it.
+    Duplicate,
+    /// More than [`EXECUTED_WINDOW`] batches below its proposer's highest
+    /// executed one: whether it ran is no longer known, so it is skipped
+    /// (never run twice) and its clients are answered "unknown".
+    TooOld,
+}
+
+/// The batches a learner executed, bounded like a client table: per
+/// proposer incarnation (node, nonce), the highest batch sequence number
+/// executed and the sequence numbers within [`EXECUTED_WINDOW`] below it
+/// that did not run (yet), as ranges. In slot order a proposer's batches
+/// mostly arrive in sequence order, so the ranges stay few; its size
+/// grows with proposer incarnations, not with commands. It is part of
+/// every snapshot: a batch chosen again after a snapshot runs at most once
+/// on every learner, whether it delivered the slots or installed them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutedBatches {
+    by_proposer: BTreeMap<(NodeId, u64), ProposerRecord>,
+}
+
+/// One proposer incarnation's entry of [`ExecutedBatches`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct ProposerRecord {
+    /// The highest sequence number executed.
+    highest: u64,
+    /// Half-open ranges of sequence numbers in the window below `highest`
+    /// not executed: sorted, disjoint, non-empty.
+    missing: Vec<(u64, u64)>,
+}
+
+impl ProposerRecord {
+    /// The lowest sequence number still tracked.
+    fn floor(&self) -> u64 {
+        self.highest.saturating_sub(EXECUTED_WINDOW - 1)
+    }
+
+    fn trim(&mut self) {
+        let floor = self.floor();
+        self.missing.retain(|(_, end)| *end > floor);
+        if let Some(first) = self.missing.first_mut() {
+            first.0 = first.0.max(floor);
+        }
+    }
+
+    fn missing_at(&self, seq: u64) -> Option<usize> {
+        self.missing.iter().position(|&(a, e)| a <= seq && seq < e)
+    }
+}
+
+impl ExecutedBatches {
+    /// Nothing executed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decides whether `batch`, delivered now, runs; records it when it
+    /// does.
+    pub fn admit(&mut self, batch: BatchId) -> Admission {
+        let seq = batch.seq;
+        let Some(r) = self.by_proposer.get_mut(&(batch.node, batch.nonce)) else {
+            // The first batch of this incarnation seen here: the ones below
+            // it (within the window) may still come.
+            let mut r = ProposerRecord {
+                highest: seq,
+                missing: Vec::new(),
+            };
+            if r.floor() < seq {
+                r.missing.push((r.floor(), seq));
+            }
+            self.by_proposer.insert((batch.node, batch.nonce), r);
+            return Admission::Execute;
+        };
+        if seq > r.highest {
+            if seq > r.highest + 1 {
+                r.missing.push((r.highest + 1, seq));
+            }
+            r.highest = seq;
+            r.trim();
+            return Admission::Execute;
+        }
+        if seq < r.floor() {
+            return Admission::TooOld;
+        }
+        match r.missing_at(seq) {
+            Some(i) => {
+                let (a, e) = r.missing[i];
+                let mut parts = Vec::with_capacity(2);
+                if a < seq {
+                    parts.push((a, seq));
+                }
+                if seq + 1 < e {
+                    parts.push((seq + 1, e));
+                }
+                r.missing.splice(i..=i, parts);
+                Admission::Execute
+            }
+            None => Admission::Duplicate,
+        }
+    }
+
+    /// Whether `batch` will never run here (again): it ran, or it is too
+    /// old to run.
+    pub fn done(&self, batch: &BatchId) -> bool {
+        match self.by_proposer.get(&(batch.node, batch.nonce)) {
+            None => false,
+            Some(r) => {
+                batch.seq < r.floor()
+                    || (batch.seq <= r.highest && r.missing_at(batch.seq).is_none())
+            }
+        }
+    }
+
+    /// Proposer incarnations recorded.
+    pub fn proposers(&self) -> usize {
+        self.by_proposer.len()
+    }
+
+    /// The ranges of sequence numbers remembered as not run, over every
+    /// proposer (the table's size beyond one entry per incarnation).
+    pub fn gaps(&self) -> usize {
+        self.by_proposer.values().map(|r| r.missing.len()).sum()
+    }
+}
+
 impl fmt::Display for BatchId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "batch{}.{:x}.{}", self.node.0, self.nonce, self.seq)
@@ -224,9 +360,9 @@ pub struct PaxosSnapshot {
     pub ballot: Ballot,
     /// The state machine ([`StateMachine::snapshot`](consensus_actors::kv::StateMachine::snapshot)).
     pub state: Vec<u8>,
-    /// The batches executed up to `slot`, sorted (a batch chosen again in a
-    /// later slot must not run twice).
-    pub executed: Vec<BatchId>,
+    /// The batches executed up to `slot` (a batch chosen again in a later
+    /// slot must not run twice).
+    pub executed: ExecutedBatches,
     /// The configurations known at `slot` (empty: the initial one).
     #[serde(default)]
     pub configs: Configurations,
@@ -256,7 +392,7 @@ impl PaxosSnapshot {
     pub fn from_stored(
         stored: consensus_actors::storage::Snapshot,
     ) -> Result<Self, consensus_actors::kv::SnapshotDecodeError> {
-        let (ballot, executed, configs): (Ballot, Vec<BatchId>, Configurations) =
+        let (ballot, executed, configs): (Ballot, ExecutedBatches, Configurations) =
             rmp_serde::from_slice(&stored.meta)
                 .map_err(|e| consensus_actors::kv::SnapshotDecodeError(e.to_string()))?;
         Ok(Self {
@@ -272,6 +408,51 @@ impl PaxosSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn b(node: u64, nonce: u64, seq: u64) -> BatchId {
+        BatchId {
+            node: NodeId(node),
+            nonce,
+            seq,
+        }
+    }
+
+    /// Each batch runs once, in whatever order its proposer's batches are
+    /// delivered; incarnations are told apart; a batch more than the
+    /// window below its proposer's highest is refused as too old.
+    #[test]
+    fn executed_batches_admit_each_batch_once_in_any_order_within_the_window() {
+        let mut e = ExecutedBatches::new();
+        assert_eq!(e.admit(b(1, 7, 3)), Admission::Execute);
+        assert_eq!(e.admit(b(1, 7, 3)), Admission::Duplicate);
+        // Below the first one seen, and a jump ahead: both still run once.
+        assert_eq!(e.admit(b(1, 7, 1)), Admission::Execute);
+        assert_eq!(e.admit(b(1, 7, 9)), Admission::Execute);
+        for seq in [0, 2, 4, 5, 6, 7, 8] {
+            assert!(!e.done(&b(1, 7, seq)));
+            assert_eq!(e.admit(b(1, 7, seq)), Admission::Execute, "{seq}");
+            assert!(e.done(&b(1, 7, seq)));
+        }
+        for seq in 0..=9 {
+            assert_eq!(e.admit(b(1, 7, seq)), Admission::Duplicate, "{seq}");
+        }
+        assert_eq!(e.gaps(), 0);
+        // Another incarnation of the same node is another proposer.
+        assert_eq!(e.admit(b(1, 8, 3)), Admission::Execute);
+        assert_eq!(e.proposers(), 2);
+        // Far ahead: what lies a window below is too old to tell.
+        let top = 9 + EXECUTED_WINDOW + 10;
+        assert_eq!(e.admit(b(1, 7, top)), Admission::Execute);
+        assert_eq!(e.admit(b(1, 7, 5)), Admission::TooOld);
+        assert!(e.done(&b(1, 7, 5)));
+        assert_eq!(e.admit(b(1, 7, top - 1)), Admission::Execute);
+        // One range not run yet per incarnation: 20..4114 and 0..3.
+        assert_eq!(e.gaps(), 2);
+        assert!(e.by_proposer.values().all(|r| r
+            .missing
+            .iter()
+            .all(|(a, end)| a < end && *end <= r.highest)));
+    }
 
     #[test]
     fn ballots_order_by_round_then_node() {
@@ -290,11 +471,15 @@ mod tests {
             slot: Slot(9),
             ballot: Ballot::new(4, NodeId(2)),
             state: vec![1, 2, 3],
-            executed: vec![BatchId {
-                node: NodeId(1),
-                nonce: 5,
-                seq: 7,
-            }],
+            executed: {
+                let mut e = ExecutedBatches::new();
+                e.admit(BatchId {
+                    node: NodeId(1),
+                    nonce: 5,
+                    seq: 7,
+                });
+                e
+            },
             configs: Configurations::initial(&[NodeId(1), NodeId(2)]),
         };
         let stored = s.to_stored();

@@ -6,8 +6,8 @@
 //! |---|---|---|
 //! | [`PeerMessage`] | router → any | a message from a peer |
 //! | [`Submit`] | client API → Proposer | a client command |
-//! | [`Proposed`] | Proposer → Learner | "I asked acceptors to accept this": the learner counts their `Accepted` |
-//! | [`Track`] | Proposer → Learner | answer these clients when this batch is delivered |
+//! | [`DrainSubmissions`] | client API → Proposer | take the commands queued in the [`SubmissionQueue`] |
+//! | [`Proposed`] | Proposer → Learner | "I asked acceptors to accept this": the learner counts their `Accepted`; the first proposal of a batch carries its clients' answers |
 //! | [`Abandon`] | Proposer → Learner | the batch may never be delivered: answer its clients with this error |
 //! | [`Decided`] | Learner → Proposer | a slot's value is chosen; the learner's next undelivered slot |
 //! | [`LeaderChange`] | election → Proposer | the ballot leader election's leader |
@@ -24,6 +24,7 @@ use actix::prelude::*;
 use consensus_actors::kv::KvCommand;
 use consensus_actors::plugin::Committed;
 use consensus_actors::types::{ClientId, NodeId};
+use std::sync::{Arc, OnceLock};
 use tokio::sync::oneshot;
 
 /// A message from peer `from`.
@@ -51,9 +52,124 @@ pub struct Submit {
     pub reply: ClientReply,
 }
 
+/// What [`SubmissionQueue::push`] did with a submission.
+#[derive(Debug)]
+pub enum Pushed {
+    /// Queued; the queue was idle, so the Proposer must be woken with one
+    /// [`DrainSubmissions`].
+    Wake,
+    /// Queued behind others; a [`DrainSubmissions`] is on its way.
+    Queued,
+    /// Not queued: the queue is full ([`ProposeError::Busy`]) or the
+    /// Proposer is stopped ([`ProposeError::Unknown`]).
+    Refused(Submit, ProposeError),
+}
+
+/// Client commands on their way to the Proposer without a mailbox message
+/// each (as Raft's leader takes its proposals): clients push here, and the
+/// one [`DrainSubmissions`] sent when the queue goes from idle to busy
+/// makes the Proposer take every command queued by then, which it batches
+/// into its next slots. Bounded: a full queue refuses. Closed while the
+/// Proposer is stopped (what it held is dropped, so its clients see an
+/// unknown outcome, as for commands lost in a mailbox).
+#[derive(Debug)]
+pub struct SubmissionQueue {
+    state: std::sync::Mutex<QueueState>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    items: Vec<Submit>,
+    /// A [`DrainSubmissions`] was sent and not handled yet.
+    wake_pending: bool,
+    closed: bool,
+}
+
+impl SubmissionQueue {
+    /// An empty queue holding at most `capacity` commands.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            state: std::sync::Mutex::new(QueueState::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // Nothing panics while holding the lock; a poisoned lock still
+        // holds a consistent queue.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `s` (see [`Pushed`]).
+    pub fn push(&self, s: Submit) -> Pushed {
+        let mut st = self.state();
+        if st.closed {
+            return Pushed::Refused(s, ProposeError::Unknown);
+        }
+        if st.items.len() >= self.capacity {
+            return Pushed::Refused(s, ProposeError::Busy);
+        }
+        st.items.push(s);
+        if st.wake_pending {
+            Pushed::Queued
+        } else {
+            st.wake_pending = true;
+            Pushed::Wake
+        }
+    }
+
+    /// Moves every queued command to `into` (in arrival order); the next
+    /// push wakes the Proposer again.
+    pub fn take_into(&self, into: &mut Vec<Submit>) {
+        let mut st = self.state();
+        st.wake_pending = false;
+        if into.is_empty() {
+            std::mem::swap(&mut st.items, into);
+        } else {
+            into.append(&mut st.items);
+        }
+    }
+
+    /// Closes the queue (the Proposer stopped): what it held is dropped
+    /// (unanswered) and pushes are refused until [`reopen`](Self::reopen).
+    pub fn close(&self) {
+        let dropped = {
+            let mut st = self.state();
+            st.closed = true;
+            st.wake_pending = false;
+            std::mem::take(&mut st.items)
+        };
+        drop(dropped);
+    }
+
+    /// Accepts pushes again (the Proposer (re)started).
+    pub fn reopen(&self) {
+        self.state().closed = false;
+    }
+
+    /// Commands queued.
+    pub fn len(&self) -> usize {
+        self.state().items.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Wakes the Proposer to take the commands of its [`SubmissionQueue`].
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub struct DrainSubmissions;
+
 /// The Proposer sent Accept(`ballot`, `slot`, `value`): the Learner counts
-/// the acceptors' `Accepted` for it.
-#[derive(Message, Clone, Debug)]
+/// the acceptors' `Accepted` for it. The first proposal of a batch carries
+/// the answers of its clients (in the batch's order), which the Learner
+/// sends when the batch is delivered; a batch proposed again (a later
+/// slot, a resend) carries none.
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Proposed {
     /// The slot.
@@ -62,15 +178,8 @@ pub struct Proposed {
     pub ballot: Ballot,
     /// The value.
     pub value: ValueRef,
-}
-
-/// Answer `replies` (in the batch's order) when `batch` is delivered.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Track {
-    /// The batch.
-    pub batch: BatchId,
-    /// One answer per request of the batch.
+    /// One answer per request of the value's batch (empty: answered
+    /// elsewhere, or proposed before).
     pub replies: Vec<ClientReply>,
 }
 
@@ -170,4 +279,84 @@ pub(crate) fn micros_since(epoch: tokio::time::Instant) -> u64 {
             .as_micros(),
     )
     .unwrap_or(u64::MAX)
+}
+
+/// The recipient of a local message, bound once the node has built every
+/// component (components name each other before any of them exists: the
+/// Proposer sends to the Learner and the Learner to the Proposer). A
+/// message sent before it is bound is dropped, as one to a stopped actor
+/// would be. Cheap to clone (clones share the binding).
+pub struct LocalRecipient<M: Message + Send>
+where
+    M::Result: Send,
+{
+    to: Arc<OnceLock<Recipient<M>>>,
+}
+
+impl<M: Message + Send> Clone for LocalRecipient<M>
+where
+    M::Result: Send,
+{
+    fn clone(&self) -> Self {
+        Self {
+            to: Arc::clone(&self.to),
+        }
+    }
+}
+
+impl<M: Message + Send> Default for LocalRecipient<M>
+where
+    M::Result: Send,
+{
+    fn default() -> Self {
+        Self {
+            to: Arc::new(OnceLock::new()),
+        }
+    }
+}
+
+impl<M: Message + Send> LocalRecipient<M>
+where
+    M::Result: Send,
+{
+    /// Not bound yet.
+    pub fn unbound() -> Self {
+        Self::default()
+    }
+
+    /// Already bound to `to`.
+    pub fn bound(to: Recipient<M>) -> Self {
+        let me = Self::default();
+        me.bind(to);
+        me
+    }
+
+    /// Binds it to `to` (the first binding wins; later ones are ignored).
+    pub fn bind(&self, to: Recipient<M>) {
+        if self.to.set(to).is_err() {
+            tracing::warn!("a local recipient was bound twice; the first binding stays");
+        }
+    }
+
+    /// Whether it is bound.
+    pub fn is_bound(&self) -> bool {
+        self.to.get().is_some()
+    }
+
+    /// Sends `msg` (dropped when not bound).
+    pub fn do_send(&self, msg: M) {
+        match self.to.get() {
+            Some(to) => to.do_send(msg),
+            None => tracing::debug!("local message before the node was wired: dropped"),
+        }
+    }
+}
+
+impl<M: Message + Send> From<Recipient<M>> for LocalRecipient<M>
+where
+    M::Result: Send,
+{
+    fn from(to: Recipient<M>) -> Self {
+        Self::bound(to)
+    }
 }

@@ -1,7 +1,7 @@
 //! Log compaction and snapshot catch-up on a Multi-Paxos cluster of
 //! supervised actors in the deterministic simulation: the counterpart of
 //! Raft's `test_snapshot_compaction`. Past `snapshot_interval` delivered
-//! slots every learner snapshots its key-value store and drops its log, and
+//! commands every learner snapshots its key-value store and drops its log, and
 //! its acceptor forgets the acceptances below the snapshot, so what every
 //! node keeps stays bounded however long the run. A node cut off past
 //! several snapshots asks for slots its peers compacted, installs a peer's
@@ -106,7 +106,7 @@ fn put(i: u64) -> KvCommand {
     KvCommand::put(format!("k{i}"), format!("v{i}"))
 }
 
-/// Log compaction with a snapshot every 50 slots: see the module
+/// Log compaction with a snapshot every 50 commands: see the module
 /// documentation.
 #[test]
 fn test_snapshot_compaction() {

@@ -3,7 +3,9 @@
 
 use super::core::{ElectionCore, ElectionEffect, ElectionInput};
 use crate::messages::{PaxosMessage, PaxosMessage as M};
-use crate::wiring::{BallotTooLow, Configured, InjectPanic, LeaderChange, PeerMessage};
+use crate::wiring::{
+    BallotTooLow, Configured, InjectPanic, LeaderChange, LocalRecipient, PeerMessage,
+};
 use actix::prelude::*;
 use consensus_actors::transport::Transport;
 use consensus_actors::types::NodeId;
@@ -18,7 +20,7 @@ pub struct BallotLeaderElection {
     period: Duration,
     enabled: bool,
     transport: Transport<PaxosMessage>,
-    leader_change: Recipient<LeaderChange>,
+    leader_change: LocalRecipient<LeaderChange>,
     core: ElectionCore,
     effects: Vec<ElectionEffect>,
 }
@@ -33,7 +35,7 @@ impl BallotLeaderElection {
         period: Duration,
         enabled: bool,
         transport: Transport<PaxosMessage>,
-        leader_change: Recipient<LeaderChange>,
+        leader_change: LocalRecipient<LeaderChange>,
     ) -> Self {
         Self {
             core: ElectionCore::new(id, members.clone(), majority),

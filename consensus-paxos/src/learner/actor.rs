@@ -1,5 +1,5 @@
 //! The Learner actor: runs the [`LearnerCore`], keeps the clients' answers
-//! per batch ([`Track`]) and answers them when their batch is delivered,
+//! per batch (they come with the batch's first [`Proposed`]) and answers them when their batch is delivered,
 //! appends every delivered slot to its log and rebuilds from it on restart.
 //! The log is synced once per tick, never waited for: a learner that lost
 //! its tail in a crash asks its peers again.
@@ -14,18 +14,19 @@ use super::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};
 use crate::config::PaxosConfig;
 use crate::error::ProposeError;
 use crate::messages::{PaxosMessage, PaxosMessage as M};
+use crate::router::RouterTargets;
 use crate::safety::PaxosEvent;
 use crate::types::{BatchId, Configurations, PaxosSnapshot, Slot, SnapshotRef};
 use crate::wiring::{
-    micros_since, Abandon, ClientReply, Compact, Configured, Decided, InjectPanic, PeerMessage,
-    Proposed, Track,
+    micros_since, Abandon, ClientReply, Compact, Configured, Decided, InjectPanic, LocalRecipient,
+    PeerMessage, Proposed,
 };
 use actix::prelude::*;
 use consensus_actors::plugin::Committed;
 use consensus_actors::safety::SafetySink;
 use consensus_actors::storage::{Storage, StorageError};
 use consensus_actors::supervision::FailNode;
-use consensus_actors::transport::Transport;
+use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{LogIndex, NodeId};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,15 +73,15 @@ pub struct LearnerState {
 #[rtype(result = "LearnerState")]
 pub struct GetLearnerState;
 
-/// Where the Learner's local messages go (through the node's router).
+/// Where the Learner's local messages go.
 #[derive(Clone)]
 pub struct LearnerOutputs {
     /// To the Proposer.
-    pub decided: Recipient<Decided>,
+    pub decided: LocalRecipient<Decided>,
     /// To the Acceptor.
-    pub compact: Recipient<Compact>,
-    /// To the Proposer and the election.
-    pub configured: Recipient<Configured>,
+    pub compact: LocalRecipient<Compact>,
+    /// To the Proposer and the election (unbound ones are skipped).
+    pub configured: Vec<LocalRecipient<Configured>>,
 }
 
 /// The Learner component. See the [module documentation](self).
@@ -92,9 +93,9 @@ pub struct Learner<S: LearnerStorage> {
     epoch: Instant,
     storage: S,
     transport: Transport<PaxosMessage>,
-    decided: Recipient<Decided>,
-    compact: Recipient<Compact>,
-    configured: Recipient<Configured>,
+    decided: LocalRecipient<Decided>,
+    compact: LocalRecipient<Compact>,
+    configured: Vec<LocalRecipient<Configured>>,
     safety: SafetySink<PaxosEvent>,
     fail: Option<Recipient<FailNode>>,
     core: LearnerCore,
@@ -103,6 +104,9 @@ pub struct Learner<S: LearnerStorage> {
     failed: bool,
     /// Slots appended since the last sync.
     unsynced: bool,
+    /// Where the envelopes for the node's other components go when this
+    /// Learner is the node's inbox.
+    peers: Option<RouterTargets>,
 }
 
 impl<S: LearnerStorage> Learner<S> {
@@ -139,7 +143,17 @@ impl<S: LearnerStorage> Learner<S> {
             effects: Vec::new(),
             failed: false,
             unsynced: false,
+            peers: None,
         }
+    }
+
+    /// Makes it able to be the node's inbox: envelopes for the node's other
+    /// components go to `peers` (see
+    /// [`LearnerHandles::inbox`](crate::slots::LearnerHandles::inbox)).
+    #[must_use]
+    pub fn with_peers(mut self, peers: RouterTargets) -> Self {
+        self.peers = Some(peers);
+        self
     }
 
     fn recover(&self) -> Result<LearnerCore, String> {
@@ -218,6 +232,14 @@ impl<S: LearnerStorage> Learner<S> {
         self.effects = out;
     }
 
+    fn tell_configured(&self, configs: Configurations) {
+        for to in self.configured.iter().filter(|to| to.is_bound()) {
+            to.do_send(Configured {
+                configs: configs.clone(),
+            });
+        }
+    }
+
     /// Makes the delivered slots durable, once per tick at most: nothing
     /// waits for it (a crash only costs a longer catch-up), but a node that
     /// restarts with its log need not fetch it all from its peers.
@@ -264,6 +286,11 @@ impl<S: LearnerStorage> Learner<S> {
                     }
                 }
             }
+            LearnerEffect::Skipped { batch } => {
+                for r in self.tracked.remove(&batch).unwrap_or_default() {
+                    let _ = r.send(Err(ProposeError::Unknown));
+                }
+            }
             LearnerEffect::Report(r) => self.safety.emit_with(|| r.event()),
             LearnerEffect::Configured(configs) => {
                 // The checker counts majorities per configuration; the
@@ -276,7 +303,7 @@ impl<S: LearnerStorage> Learner<S> {
                         acceptors: acceptors.clone(),
                     });
                 }
-                self.configured.do_send(Configured { configs });
+                self.tell_configured(configs);
             }
             LearnerEffect::Snapshot(snapshot) => {
                 if self.save_snapshot(&snapshot) {
@@ -289,7 +316,7 @@ impl<S: LearnerStorage> Learner<S> {
                 let included: Vec<BatchId> = self
                     .tracked
                     .keys()
-                    .filter(|b| snapshot.executed.binary_search(b).is_ok())
+                    .filter(|b| snapshot.executed.done(b))
                     .copied()
                     .collect();
                 for b in included {
@@ -315,9 +342,7 @@ impl<S: LearnerStorage> Actor for Learner<S> {
             Ok(core) => {
                 self.core = core;
                 // The Proposer and the election learn the configurations.
-                self.configured.do_send(Configured {
-                    configs: self.core.configurations().clone(),
-                });
+                self.tell_configured(self.core.configurations().clone());
             }
             Err(e) => self.fail(format!("learner cannot read its log or snapshot: {e}")),
         }
@@ -356,23 +381,54 @@ impl<S: LearnerStorage> Handler<PeerMessage> for Learner<S> {
     }
 }
 
+impl<S: LearnerStorage> Handler<Envelope<PaxosMessage>> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, env: Envelope<PaxosMessage>, ctx: &mut Context<Self>) {
+        if env.to != self.id {
+            tracing::debug!(to = %env.to, "envelope for another node dropped");
+            return;
+        }
+        match (&env.msg, &self.peers) {
+            (
+                M::Accepted(_)
+                | M::Chosen(_)
+                | M::CatchUp(_)
+                | M::CatchUpReply(_)
+                | M::InstallSnapshot(_),
+                _,
+            ) => self.handle(
+                PeerMessage {
+                    from: env.from,
+                    msg: env.msg,
+                },
+                ctx,
+            ),
+            (_, Some(peers)) => peers.deliver(env.from, env.msg),
+            (_, None) => {
+                tracing::debug!(
+                    message = env.msg.name(),
+                    "not for the learner, no peers to hand it to"
+                );
+            }
+        }
+    }
+}
+
 impl<S: LearnerStorage> Handler<Proposed> for Learner<S> {
     type Result = ();
 
     fn handle(&mut self, m: Proposed, _ctx: &mut Context<Self>) {
+        if !m.replies.is_empty() {
+            if let Some(b) = m.value.batch {
+                self.tracked.insert(b, m.replies);
+            }
+        }
         self.step(LearnerInput::Proposed {
             slot: m.slot,
             ballot: m.ballot,
             value: m.value,
         });
-    }
-}
-
-impl<S: LearnerStorage> Handler<Track> for Learner<S> {
-    type Result = ();
-
-    fn handle(&mut self, m: Track, _ctx: &mut Context<Self>) {
-        self.tracked.insert(m.batch, m.replies);
     }
 }
 

@@ -6,7 +6,9 @@
 //!   (slot, ballot) choose the value. The learner then tells every peer
 //!   ([`Chosen`]).
 //! * Chosen values are delivered in slot order to the [`KvStore`]; a batch
-//!   proposed in more than one slot is executed at its first slot only.
+//!   proposed in more than one slot is executed at its first slot only
+//!   (the learner remembers what ran per proposer incarnation, bounded:
+//!   [`ExecutedBatches`]).
 //!   Each delivered slot is appended to the learner's log (index = slot),
 //!   from which a restarted learner rebuilds its state machine.
 //! * Every `catch_up_ms` (and at once on a gap) it asks one peer, in turn,
@@ -19,7 +21,9 @@
 //!
 //! # Log compaction and snapshots
 //!
-//! Once `snapshot_interval` slots were delivered since the last snapshot,
+//! Once `snapshot_interval` commands were delivered since the last
+//! snapshot (a slot counts its batch's commands, at least one, as Raft's
+//! threshold counts log entries),
 //! the learner snapshots its state machine at the last delivered slot
 //! ([`PaxosSnapshot`]: the key-value store and the batches executed) and
 //! drops its log up to it ([`LearnerEffect::Snapshot`]; the actor saves
@@ -46,7 +50,8 @@ use crate::messages::InstallSnapshot;
 use crate::messages::{Accepted, CatchUp, CatchUpReply, Chosen, PaxosMessage, CATCH_UP_MAX};
 use crate::report::Report;
 use crate::types::{
-    Ballot, BatchId, Configurations, PValue, PaxosSnapshot, Slot, SnapshotRef, ValueRef,
+    Admission, Ballot, BatchId, Configurations, ExecutedBatches, PValue, PaxosSnapshot, Slot,
+    SnapshotRef, ValueRef,
 };
 use consensus_actors::kv::{KvOutput, KvStore, SnapshotDecodeError, StateMachine};
 use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
@@ -57,6 +62,20 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// each one: it proposes nothing until it leads, and then runs phase 1
 /// from where its learner stands.
 pub const DECIDED_EVERY: u64 = 64;
+
+/// What a slot weighs against the snapshot interval: its commands, at
+/// least one (a no-op or a configuration change counts one).
+fn commands(value: &ValueRef) -> u64 {
+    (value.requests.len() as u64).max(1)
+}
+
+/// What running a delivered slot's value did.
+enum Execution {
+    /// The batch ran: its outputs.
+    Ran(Vec<KvOutput>),
+    /// It did not run (a no-op, a duplicate, or too old).
+    Skipped(Admission),
+}
 
 /// A delivered slot as the learner's log keeps it.
 pub type ChosenRecord = PValue;
@@ -127,6 +146,12 @@ pub enum LearnerEffect {
         /// Ballot round as term, slot as index.
         log_id: LogId,
     },
+    /// A batch was skipped as too old to tell whether it ran (see
+    /// [`ExecutedBatches`]): its clients get an unknown outcome.
+    Skipped {
+        /// The batch.
+        batch: BatchId,
+    },
     /// Report a safety event.
     Report(Report),
     /// A configuration change was delivered (or installed with a
@@ -176,10 +201,12 @@ pub struct LearnerCore {
     base: Slot,
     /// Delivered slots after the snapshot: `log[i]` is slot `base + i + 1`.
     log: VecDeque<(Ballot, ValueRef)>,
+    /// The commands in `log` (each slot counting at least one).
+    log_commands: u64,
     /// Chosen, not yet delivered (beyond a gap).
     ahead: BTreeMap<Slot, (Ballot, ValueRef)>,
     tallies: BTreeMap<Slot, Tally>,
-    executed: BTreeSet<BatchId>,
+    executed: ExecutedBatches,
     kv: KvStore,
     next_peer: usize,
     last_catch_up_us: u64,
@@ -215,9 +242,10 @@ impl LearnerCore {
             snapshot: None,
             base: Slot(0),
             log: VecDeque::new(),
+            log_commands: 0,
             ahead: BTreeMap::new(),
             tallies: BTreeMap::new(),
-            executed: BTreeSet::new(),
+            executed: ExecutedBatches::new(),
             kv: KvStore::default(),
             next_peer: 0,
             last_catch_up_us: 0,
@@ -255,6 +283,7 @@ impl LearnerCore {
                 break;
             }
             core.execute(r.slot, r.ballot, &r.value);
+            core.log_commands += commands(&r.value);
             core.log.push_back((r.ballot, r.value));
         }
         core.check();
@@ -266,12 +295,13 @@ impl LearnerCore {
         let mut kv = KvStore::default();
         kv.restore(&snapshot.state)?;
         self.kv = kv;
-        self.executed = snapshot.executed.iter().copied().collect();
+        self.executed = snapshot.executed.clone();
         if !snapshot.configs.from.is_empty() {
             self.configs = snapshot.configs.clone();
         }
         self.base = snapshot.slot;
         self.log.clear();
+        self.log_commands = 0;
         let next = self.next();
         self.ahead.retain(|s, _| *s >= next);
         self.tallies.retain(|s, _| *s >= next);
@@ -349,7 +379,8 @@ impl LearnerCore {
         // Delivery never goes back; the log is bounded by the interval.
         assert!(self.next() >= delivered_before, "delivery went back");
         assert!(
-            (self.log.len() as u64) < self.snapshot_interval,
+            self.log_commands < self.snapshot_interval
+                && self.log.len() as u64 <= self.log_commands,
             "the log outgrew the snapshot interval"
         );
         self.check();
@@ -370,10 +401,10 @@ impl LearnerCore {
         );
     }
 
-    /// Takes a snapshot once `snapshot_interval` slots were delivered
+    /// Takes a snapshot once `snapshot_interval` commands were delivered
     /// since the last one.
     fn maybe_snapshot(&mut self, out: &mut Vec<LearnerEffect>) {
-        if (self.log.len() as u64) < self.snapshot_interval {
+        if self.log_commands < self.snapshot_interval {
             return;
         }
         let Some((ballot, _)) = self.log.back() else {
@@ -383,11 +414,12 @@ impl LearnerCore {
             slot: Slot(self.next().0 - 1),
             ballot: *ballot,
             state: self.kv.snapshot(),
-            executed: self.executed.iter().copied().collect(),
+            executed: self.executed.clone(),
             configs: self.configs.clone(),
         });
         self.base = snapshot.slot;
         self.log.clear();
+        self.log_commands = 0;
         self.snapshot = Some(SnapshotRef::clone(&snapshot));
         out.push(LearnerEffect::Snapshot(snapshot));
     }
@@ -514,23 +546,32 @@ impl LearnerCore {
         while let Some((ballot, value)) = self.ahead.remove(&self.next()) {
             let slot = self.next();
             let known = self.configs.from.len();
-            if let Some(outputs) = self.execute(slot, ballot, &value) {
-                if self.configs.from.len() != known {
-                    out.push(LearnerEffect::Configured(self.configs.clone()));
+            match self.execute(slot, ballot, &value) {
+                Execution::Ran(outputs) => {
+                    if self.configs.from.len() != known {
+                        out.push(LearnerEffect::Configured(self.configs.clone()));
+                    }
+                    if let Some(batch) = value.batch {
+                        out.push(LearnerEffect::Answer {
+                            batch,
+                            outputs,
+                            log_id: LogId::new(Term(ballot.round), LogIndex(slot.0)),
+                        });
+                    }
                 }
-                if let Some(batch) = value.batch {
-                    out.push(LearnerEffect::Answer {
-                        batch,
-                        outputs,
-                        log_id: LogId::new(Term(ballot.round), LogIndex(slot.0)),
-                    });
+                Execution::Skipped(Admission::TooOld) => {
+                    if let Some(batch) = value.batch {
+                        out.push(LearnerEffect::Skipped { batch });
+                    }
                 }
+                Execution::Skipped(_) => {}
             }
             out.push(LearnerEffect::Persist(ChosenRecord {
                 slot,
                 ballot,
                 value: ValueRef::clone(&value),
             }));
+            self.log_commands += commands(&value);
             self.log.push_back((ballot, value));
         }
     }
@@ -554,10 +595,13 @@ impl LearnerCore {
     /// Applies a slot's batch unless it ran already; its outputs (a
     /// configuration change answers one `Ok`, and takes effect `α` slots
     /// later).
-    fn execute(&mut self, slot: Slot, _ballot: Ballot, value: &ValueRef) -> Option<Vec<KvOutput>> {
-        let batch = value.batch?;
-        if !self.executed.insert(batch) {
-            return None;
+    fn execute(&mut self, slot: Slot, _ballot: Ballot, value: &ValueRef) -> Execution {
+        let Some(batch) = value.batch else {
+            return Execution::Skipped(Admission::Duplicate);
+        };
+        match self.executed.admit(batch) {
+            Admission::Execute => {}
+            other => return Execution::Skipped(other),
         }
         let mut outputs: Vec<KvOutput> = value
             .requests
@@ -568,7 +612,7 @@ impl LearnerCore {
             self.configs.change(slot, self.alpha, members);
             outputs.push(KvOutput::Ok);
         }
-        Some(outputs)
+        Execution::Ran(outputs)
     }
 
     fn handle_catch_up(&mut self, from: NodeId, msg: CatchUp, out: &mut Vec<LearnerEffect>) {
@@ -851,6 +895,122 @@ mod tests {
         assert_eq!(r.kv().get("k"), Some("b"));
     }
 
+    /// Exactly-once across a leader change and a snapshot install: the old
+    /// leader's batch B ran at slot 1; a new leader recovers B's copy
+    /// that acceptors hold elsewhere (or the old leader retried it), so B
+    /// is chosen again at slot 4. A learner that delivered slot 1 and one
+    /// that only installed a snapshot covering it both skip the copy: the
+    /// executed-batch table travels in the snapshot. (With a snapshot that
+    /// dropped the table, the installing learner would put `k = a` back.)
+    #[test]
+    fn a_batch_chosen_again_after_a_leader_change_runs_once_even_across_a_snapshot_install() {
+        let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+        cfg.snapshot_interval = 3;
+        let members = vec![n(1), n(2), n(3)];
+        let mut l = LearnerCore::new(n(1), &cfg, members.clone());
+        let mut out = Vec::new();
+        let b = batch(0, "k", "a");
+        l.step(0, chosen(1, ValueRef::clone(&b)), &mut out);
+        l.step(0, chosen(2, batch(1, "k", "b")), &mut out);
+        l.step(0, chosen(3, batch(2, "other", "x")), &mut out);
+        let snap = out
+            .iter()
+            .find_map(|e| match e {
+                LearnerEffect::Snapshot(s) => Some(SnapshotRef::clone(s)),
+                _ => None,
+            })
+            .expect("a snapshot at slot 3");
+        let mut fresh = LearnerCore::new(n(2), &cfg, members);
+        fresh.step(
+            0,
+            LearnerInput::InstallSnapshot(InstallSnapshot {
+                snapshot: SnapshotRef::clone(&snap),
+            }),
+            &mut out,
+        );
+        assert_eq!(fresh.next(), Slot(4));
+        // The new leader's ballot chooses B again at slot 4.
+        let again = LearnerInput::Chosen(Chosen {
+            slot: Slot(4),
+            ballot: Ballot::new(2, n(3)),
+            value: ValueRef::clone(&b),
+        });
+        for learner in [&mut l, &mut fresh] {
+            out.clear();
+            learner.step(0, again.clone(), &mut out);
+            assert_eq!(learner.next(), Slot(5));
+            assert_eq!(learner.kv().get("k"), Some("b"), "B ran twice");
+            assert!(
+                !out.iter().any(|e| matches!(
+                    e,
+                    LearnerEffect::Answer { .. } | LearnerEffect::Skipped { .. }
+                )),
+                "{out:?}"
+            );
+        }
+    }
+
+    /// The snapshot interval counts commands, not slots (as Raft's counts
+    /// entries): one slot holding a batch of four commands reaches an
+    /// interval of four, where four such slots of one command each are
+    /// needed; a no-op counts one.
+    #[test]
+    fn the_snapshot_interval_counts_commands_not_slots() {
+        let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+        cfg.snapshot_interval = 4;
+        let mut l = LearnerCore::new(n(1), &cfg, vec![n(1), n(2), n(3)]);
+        let mut out = Vec::new();
+        let four = ValueRef::new(Value {
+            batch: Some(BatchId {
+                node: n(2),
+                nonce: 3,
+                seq: 0,
+            }),
+            requests: (0..4)
+                .map(|i| Request {
+                    client: ClientId(i),
+                    command: KvCommand::put("k", "v"),
+                })
+                .collect(),
+            reconfig: None,
+        });
+        l.step(0, chosen(1, four), &mut out);
+        assert_eq!(l.snapshot_slot(), Slot(1), "four commands in one slot");
+        l.step(0, chosen(2, ValueRef::new(Value::noop())), &mut out);
+        l.step(0, chosen(3, batch(0, "a", "1")), &mut out);
+        l.step(0, chosen(4, batch(1, "a", "2")), &mut out);
+        assert_eq!((l.snapshot_slot(), l.retained()), (Slot(1), 3));
+        l.step(0, chosen(5, batch(2, "a", "3")), &mut out);
+        assert_eq!((l.snapshot_slot(), l.retained()), (Slot(5), 0));
+    }
+
+    /// The table the snapshots carry stays the same size however many
+    /// batches ran (one entry per proposer incarnation), where a set of
+    /// every executed batch grew with each.
+    #[test]
+    fn the_executed_batch_table_does_not_grow_with_the_batches() {
+        let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+        cfg.snapshot_interval = 1000;
+        let mut l = LearnerCore::new(n(1), &cfg, vec![n(1), n(2), n(3)]);
+        let mut out = Vec::new();
+        let mut sizes = Vec::new();
+        for seq in 0..10_000 {
+            l.step(0, chosen(seq + 1, batch(seq, "k", "v")), &mut out);
+            for e in out.drain(..) {
+                if let LearnerEffect::Snapshot(s) = e {
+                    sizes.push((
+                        s.executed.proposers(),
+                        s.executed.gaps(),
+                        s.to_stored().meta.len(),
+                    ));
+                }
+            }
+        }
+        assert_eq!(sizes.len(), 10);
+        assert!(sizes.iter().all(|s| *s == sizes[0]), "{sizes:?}");
+        assert_eq!((sizes[0].0, sizes[0].1), (1, 0));
+    }
+
     #[test]
     fn a_snapshot_every_interval_is_served_to_a_lagging_peer_which_installs_it() {
         let mut cfg = PaxosConfig::new(Mode::Multi, 3);
@@ -869,7 +1029,7 @@ mod tests {
             })
             .expect("a snapshot after two slots");
         assert_eq!(snap.slot, Slot(2));
-        assert_eq!(snap.executed.len(), 2);
+        assert_eq!(snap.executed.proposers(), 1);
         assert_eq!((l.snapshot_slot(), l.retained()), (Slot(2), 0));
         assert!(l.delivered(Slot(1)).is_none(), "compacted");
         l.step(0, chosen(3, batch(2, "a", "3")), &mut out);

@@ -1,16 +1,19 @@
 //! The Proposer actor: runs the [`ProposerCore`] on a timer, keeps the
-//! clients' answers until their batch is formed (then hands them to the
-//! Learner, which answers on delivery) and carries out the core's effects
-//! in order.
+//! clients' answers until their batch is first proposed (then hands them
+//! to the Learner with the [`Proposed`], and the Learner answers on
+//! delivery) and carries out the core's effects in order. Client commands
+//! arrive through the node's [`SubmissionQueue`] (one [`DrainSubmissions`]
+//! per batch of them) or one [`Submit`] each.
 
 use super::core::{ProposerCore, ProposerEffect, ProposerInput, Role};
 use crate::config::PaxosConfig;
 use crate::messages::{PaxosMessage, PaxosMessage as M};
 use crate::safety::PaxosEvent;
-use crate::types::{Ballot, Configurations, Request};
+use crate::types::{Ballot, BatchId, Configurations, Request};
 use crate::wiring::{
-    micros_since, Abandon, BallotTooLow, ClientReply, Configured, Decided, InjectPanic,
-    LeaderChange, PeerMessage, Proposed, Reconfigure, Submit, Track,
+    micros_since, Abandon, BallotTooLow, ClientReply, Configured, Decided, DrainSubmissions,
+    InjectPanic, LeaderChange, LocalRecipient, PeerMessage, Proposed, Reconfigure, SubmissionQueue,
+    Submit,
 };
 use actix::prelude::*;
 use consensus_actors::safety::{SafetyEvent, SafetySink};
@@ -20,20 +23,19 @@ use consensus_actors::supervision::FailNode;
 use consensus_actors::transport::Transport;
 use consensus_actors::types::NodeId;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// Where the Proposer's messages to the rest of its node go.
 #[derive(Clone)]
 pub struct ProposerOutputs {
-    /// The Learner: what was proposed.
-    pub proposed: Recipient<Proposed>,
-    /// The Learner: whom to answer for a batch.
-    pub track: Recipient<Track>,
+    /// The Learner: what was proposed (with the answers of a new batch).
+    pub proposed: LocalRecipient<Proposed>,
     /// The Learner: batches given up.
-    pub abandon: Recipient<Abandon>,
+    pub abandon: LocalRecipient<Abandon>,
     /// The ballot leader election: a refused ballot.
-    pub ballot_too_low: Recipient<BallotTooLow>,
+    pub ballot_too_low: LocalRecipient<BallotTooLow>,
 }
 
 /// The Proposer's state as the client API reports it.
@@ -79,8 +81,13 @@ pub struct Proposer<S: ProposerStorage> {
     trace: Option<TraceHandle>,
     core: ProposerCore,
     replies: BTreeMap<u64, ClientReply>,
+    /// The answers of batches formed and not yet proposed (sent with their
+    /// first [`Proposed`]).
+    batched: BTreeMap<BatchId, Vec<ClientReply>>,
     next_token: u64,
     effects: Vec<ProposerEffect>,
+    submissions: Arc<SubmissionQueue>,
+    drained: Vec<Submit>,
 }
 
 impl<S: ProposerStorage> Proposer<S> {
@@ -115,9 +122,45 @@ impl<S: ProposerStorage> Proposer<S> {
             safety,
             trace: None,
             replies: BTreeMap::new(),
+            batched: BTreeMap::new(),
             next_token: 0,
             effects: Vec::new(),
+            submissions: Arc::new(SubmissionQueue::new(1)),
+            drained: Vec::new(),
         }
+    }
+
+    /// Takes client commands from `queue` (the node's, shared with its
+    /// client API) when woken by [`DrainSubmissions`].
+    #[must_use]
+    pub fn with_submissions(mut self, queue: Arc<SubmissionQueue>) -> Self {
+        self.submissions = queue;
+        self
+    }
+
+    /// Takes every queued command into the core as one input.
+    fn drain_submissions(&mut self) {
+        let mut taken = std::mem::take(&mut self.drained);
+        self.submissions.take_into(&mut taken);
+        if taken.is_empty() {
+            self.drained = taken;
+            return;
+        }
+        let mut requests = Vec::with_capacity(taken.len());
+        for m in taken.drain(..) {
+            let token = self.next_token;
+            self.next_token += 1;
+            self.replies.insert(token, m.reply);
+            requests.push((
+                token,
+                Request {
+                    client: m.client,
+                    command: m.command,
+                },
+            ));
+        }
+        self.drained = taken;
+        self.step(ProposerInput::Submits { requests });
     }
 
     /// Starts from these configurations (a node added to a running cluster
@@ -198,21 +241,46 @@ impl<S: ProposerStorage> Proposer<S> {
                 slot,
                 ballot,
                 value,
-            } => self.outputs.proposed.do_send(Proposed {
-                slot,
-                ballot,
-                value,
-            }),
+            } => {
+                let replies = value
+                    .batch
+                    .and_then(|b| self.batched.remove(&b))
+                    .unwrap_or_default();
+                self.outputs.proposed.do_send(Proposed {
+                    slot,
+                    ballot,
+                    value,
+                    replies,
+                });
+            }
             ProposerEffect::Track { batch, tokens } => {
                 let replies = tokens
                     .iter()
                     .filter_map(|t| self.replies.remove(t))
                     .collect::<Vec<_>>();
                 debug_assert_eq!(replies.len(), tokens.len(), "a token without its reply");
-                self.outputs.track.do_send(Track { batch, replies });
+                self.batched.insert(batch, replies);
             }
             ProposerEffect::Abandon { batches, error } => {
-                self.outputs.abandon.do_send(Abandon { batches, error });
+                // Batches never proposed are answered here; the Learner
+                // answers the others.
+                let mut proposed = Vec::with_capacity(batches.len());
+                for b in batches {
+                    match self.batched.remove(&b) {
+                        Some(replies) => {
+                            for r in replies {
+                                let _ = r.send(Err(error.clone()));
+                            }
+                        }
+                        None => proposed.push(b),
+                    }
+                }
+                if !proposed.is_empty() {
+                    self.outputs.abandon.do_send(Abandon {
+                        batches: proposed,
+                        error,
+                    });
+                }
             }
             ProposerEffect::Fail { tokens, error } => {
                 for t in tokens {
@@ -251,8 +319,15 @@ impl<S: ProposerStorage> Actor for Proposer<S> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.recover();
+        // A wake sent before a restart may be lost with the mailbox.
+        self.submissions.reopen();
+        self.drain_submissions();
         let period = Duration::from_millis((self.cfg.heartbeat_ms / 5).max(1));
         ctx.run_interval(period, |act, _ctx| act.step(ProposerInput::Tick));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.submissions.close();
     }
 }
 
@@ -265,6 +340,7 @@ impl<S: ProposerStorage> Supervised for Proposer<S> {
         // Queued commands were never proposed; their answers are dropped
         // (the client sees an unknown outcome).
         self.replies.clear();
+        self.batched.clear();
         // `started` rebuilds the core above the stored ballot.
     }
 }
@@ -283,6 +359,14 @@ impl<S: ProposerStorage> Handler<Submit> for Proposer<S> {
                 command: m.command,
             },
         });
+    }
+}
+
+impl<S: ProposerStorage> Handler<DrainSubmissions> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: DrainSubmissions, _ctx: &mut Context<Self>) {
+        self.drain_submissions();
     }
 }
 

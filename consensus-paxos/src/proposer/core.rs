@@ -59,6 +59,12 @@ pub enum ProposerInput {
         /// The command.
         request: Request,
     },
+    /// Client commands taken together (a drained submission queue), in
+    /// arrival order; each token names its answer in the actor.
+    Submits {
+        /// The commands and their tokens.
+        requests: Vec<(u64, Request)>,
+    },
     /// Phase 1b from `from`.
     Promise {
         /// The acceptor.
@@ -379,6 +385,7 @@ impl ProposerCore {
             ProposerInput::Submit { token, request } => {
                 self.handle_submit(now_us, token, request, out)
             }
+            ProposerInput::Submits { requests } => self.handle_submits(now_us, requests, out),
             ProposerInput::Promise { from, msg } => self.handle_promise(now_us, from, msg, out),
             ProposerInput::Nack { msg, .. } => self.handle_nack(now_us, msg, out),
             ProposerInput::Decided {
@@ -641,6 +648,42 @@ impl ProposerCore {
             return;
         }
         self.queue.push_back((token, request));
+        self.maybe_propose(now_us, out);
+    }
+
+    fn handle_submits(
+        &mut self,
+        now_us: u64,
+        requests: Vec<(u64, Request)>,
+        out: &mut Vec<ProposerEffect>,
+    ) {
+        if requests.is_empty() {
+            return;
+        }
+        if self.cfg.mode == Mode::Multi && self.role() == Role::Idle {
+            out.push(ProposerEffect::Fail {
+                tokens: requests.into_iter().map(|(t, _)| t).collect(),
+                error: ProposeError::NotLeader {
+                    leader: self.leader().filter(|l| *l != self.id),
+                },
+            });
+            return;
+        }
+        let room = self.cfg.max_pending.saturating_sub(self.queue.len());
+        let mut refused = Vec::new();
+        for (i, (token, request)) in requests.into_iter().enumerate() {
+            if i < room {
+                self.queue.push_back((token, request));
+            } else {
+                refused.push(token);
+            }
+        }
+        if !refused.is_empty() {
+            out.push(ProposerEffect::Fail {
+                tokens: refused,
+                error: ProposeError::Busy,
+            });
+        }
         self.maybe_propose(now_us, out);
     }
 

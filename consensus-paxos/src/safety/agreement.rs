@@ -7,8 +7,11 @@
 //!
 //! * learners: two `Chosen` reports for one slot with different values;
 //! * acceptors (when the number of acceptors is known): a value accepted by
-//!   a majority at one ballot is chosen, whether or not a learner noticed.
-//!   After a configuration change (`Configured`), a slot's majority is
+//!   a phase-2 quorum at one ballot is chosen, whether or not a learner
+//!   noticed. The quorum is `q2` (flexible quorums,
+//!   [`with_quorum`](PaxosAgreement::with_quorum)) for a configuration of
+//!   the configured size, a majority otherwise, as the learners count it.
+//!   After a configuration change (`Configured`), a slot's quorum is
 //!   counted among the acceptors of the configuration governing it;
 //! * P2b: once a value is chosen at ballot b, an acceptor accepting another
 //!   value at a ballot ≥ b in that slot (in either order of observation)
@@ -75,6 +78,9 @@ struct Vote {
 #[derive(Clone, Debug, Default)]
 pub struct PaxosAgreement {
     acceptors: Option<usize>,
+    /// The phase-2 quorum of a configuration of `acceptors` acceptors
+    /// (`None`: a majority).
+    q2: Option<usize>,
     /// Configurations learners delivered: the acceptors from each slot on.
     configs: BTreeMap<Slot, Vec<NodeId>>,
     chosen: BTreeMap<Slot, ChosenValue>,
@@ -97,6 +103,18 @@ impl PaxosAgreement {
     pub fn with_acceptors(acceptors: usize) -> Self {
         Self {
             acceptors: Some(acceptors),
+            ..Self::default()
+        }
+    }
+
+    /// Agreement that infers chosen values from `q2` of `acceptors`
+    /// accepting one proposal (flexible quorums: `q2` may be below a
+    /// majority when phase 1 needs more; a configuration of another size,
+    /// after a change, is counted by majority as the learners count it).
+    pub fn with_quorum(acceptors: usize, q2: usize) -> Self {
+        Self {
+            acceptors: Some(acceptors),
+            q2: Some(q2),
             ..Self::default()
         }
     }
@@ -232,7 +250,7 @@ impl PaxosAgreement {
         vote.acceptors.push(acceptor);
         // The slot's acceptors: the configuration a learner reported for
         // it or, before any change, the initial number. Exactly the
-        // acceptance that completes a majority of them records the choice.
+        // acceptance that completes a quorum of them records the choice.
         let config = self.configs.range(..=slot).next_back().map(|(_, m)| m);
         let counted = |a: &NodeId| config.is_none_or(|m| m.contains(a));
         let n = match (config, self.acceptors) {
@@ -240,7 +258,11 @@ impl PaxosAgreement {
             (None, Some(n)) => n,
             (None, None) => return,
         };
-        if counted(&acceptor) && vote.acceptors.iter().filter(|a| counted(a)).count() == n / 2 + 1 {
+        let quorum = match self.q2 {
+            Some(q2) if Some(n) == self.acceptors => q2,
+            _ => n / 2 + 1,
+        };
+        if counted(&acceptor) && vote.acceptors.iter().filter(|a| counted(a)).count() == quorum {
             let voters: Vec<NodeId> = vote.acceptors.iter().copied().filter(counted).collect();
             self.record_chosen(at_us, ev, proposal, ChosenBy::Majority(voters), out);
         }
@@ -437,6 +459,36 @@ mod tests {
             acceptors: acceptors.iter().map(|&a| NodeId(a)).collect(),
         }
         .into()
+    }
+
+    /// Flexible quorums (5 acceptors, q1 = 4, q2 = 2): two acceptances at
+    /// one ballot choose the value, below a majority. A third acceptor
+    /// accepting another value at a higher ballot in that slot breaks P2b;
+    /// counted by majority, the choice and the violation would go unseen.
+    #[test]
+    fn with_flexible_quorums_q2_acceptances_choose_below_a_majority() {
+        let mut inv = PaxosAgreement::with_quorum(5, 2);
+        let out = run(
+            &mut inv,
+            &[
+                accepted(N1, 1, b(1, N1), 10),
+                accepted(N2, 1, b(1, N1), 10),
+                accepted(N3, 1, b(2, N3), 11),
+            ],
+        );
+        assert_eq!(inv.chosen(Slot(1)), Some(10));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].detail.contains("breaking P2b"), "{out:?}");
+        let mut by_majority = PaxosAgreement::with_acceptors(5);
+        let unseen = run(
+            &mut by_majority,
+            &[
+                accepted(N1, 1, b(1, N1), 10),
+                accepted(N2, 1, b(1, N1), 10),
+                accepted(N3, 1, b(2, N3), 11),
+            ],
+        );
+        assert!(unseen.is_empty() && by_majority.chosen(Slot(1)).is_none());
     }
 
     /// After node 4 joins (from slot 5), two acceptances of slot 6 are not

@@ -45,6 +45,14 @@ pub fn checker_with_acceptors(acceptors: usize) -> SafetyChecker {
         .with(Box::new(PaxosPromisesKept::default()))
 }
 
+/// Like [`checker_with_acceptors`], with flexible quorums: `q2` of the
+/// `acceptors` at one ballot choose a value.
+pub fn checker_with_quorum(acceptors: usize, q2: usize) -> SafetyChecker {
+    SafetyChecker::new()
+        .with(Box::new(PaxosAgreement::with_quorum(acceptors, q2)))
+        .with(Box::new(PaxosPromisesKept::default()))
+}
+
 /// A ballot as a violation's epoch (`b3.1`).
 pub fn ballot_epoch(ballot: Ballot) -> Epoch {
     Epoch::new("ballot", ballot)

@@ -441,3 +441,66 @@ fn a_configuration_change_takes_effect_alpha_slots_later_after_phase_1_with_the_
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].slot, Slot(5));
 }
+
+/// A drained submission queue is one input: the commands fill the window's
+/// free slots as batches (here one slot, all three commands), the ones
+/// beyond `max_pending` are refused Busy, and a follower refuses them all
+/// naming no leader it does not know.
+#[test]
+fn drained_submissions_are_batched_into_the_free_slots_and_bounded() {
+    let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+    cfg.window = 1;
+    cfg.max_pending = 4;
+    let mut p = ProposerCore::new(n(1), cfg, members(), 1);
+    let mut out = Vec::new();
+    let drained = |tokens: std::ops::Range<u64>| ProposerInput::Submits {
+        requests: tokens.map(|t| (t, request("v"))).collect(),
+    };
+    p.step(0, drained(0..2), &mut out);
+    assert!(matches!(
+        &out[..],
+        [ProposerEffect::Fail {
+            tokens,
+            error: ProposeError::NotLeader { leader: None },
+        }] if tokens == &[0, 1]
+    ));
+    out.clear();
+    let b = Ballot::new(3, n(1));
+    p.step(0, ProposerInput::Leader { leader: b }, &mut out);
+    for from in [n(1), n(2)] {
+        p.step(
+            0,
+            ProposerInput::Promise {
+                from,
+                msg: Promise {
+                    ballot: b,
+                    accepted: vec![],
+                    compacted: Slot(0),
+                },
+            },
+            &mut out,
+        );
+    }
+    assert!(p.is_leader());
+    out.clear();
+    p.step(0, drained(10..13), &mut out);
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1, "one slot in the window");
+    assert_eq!((a[0].slot, a[0].value.requests.len()), (Slot(1), 3));
+    assert!(out.contains(&ProposerEffect::Track {
+        batch: a[0].value.batch.unwrap(),
+        tokens: vec![10, 11, 12],
+    }));
+    out.clear();
+    // The window is full: four wait, the other two are refused.
+    p.step(0, drained(20..26), &mut out);
+    assert!(accepts(&out).is_empty());
+    assert_eq!(p.queued(), 4);
+    assert_eq!(
+        out,
+        vec![ProposerEffect::Fail {
+            tokens: vec![24, 25],
+            error: ProposeError::Busy,
+        }]
+    );
+}
