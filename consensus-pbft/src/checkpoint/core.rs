@@ -565,7 +565,10 @@ impl Checkpointer {
     }
 
     fn handle_state_transfer(&mut self, from: NodeId, st: StateTransfer) {
-        if st.seq <= self.known_exec {
+        // A state below the stable checkpoint is of no use: the log between
+        // them is discarded everywhere, so only a state at or above it can
+        // be caught up from.
+        if st.seq <= self.known_exec || st.seq < self.book.low() {
             return;
         }
         let digest = sha256(&st.state);
@@ -678,5 +681,96 @@ mod tests {
             &members(),
             3
         ));
+    }
+
+    /// A Checkpointer of replica 3 (K = 4, L = 8), synced with a fresh
+    /// engine.
+    fn checkpointer() -> Checkpointer {
+        let mut cfg = crate::engine::tests::config(3, 4);
+        cfg.cluster = 1;
+        cfg.secret = cluster_secret(1, 1);
+        let q = cfg.quorums();
+        let keys = Rc::new(Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members));
+        let mut cp = Checkpointer::new(cfg, q.clone(), keys, Arc::new(Vec::new()));
+        cp.start(0);
+        assert!(!cp.is_synced());
+        cp.handle_note(CheckpointNote::Synced {
+            last_exec: SeqNo::ZERO,
+            stable: StableCheckpoint {
+                seq: SeqNo::ZERO,
+                digest: q.genesis,
+                proof: Vec::new(),
+            },
+            own: Vec::new(),
+        });
+        assert!(cp.is_synced());
+        cp.take_notes();
+        cp
+    }
+
+    fn engine_notes(cp: &mut Checkpointer) -> Vec<EngineNote> {
+        cp.take_notes()
+            .into_iter()
+            .map(|n| match n {
+                Note::Engine(e) => e,
+                other => panic!("a Checkpointer talks to the engine only: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Found by the actor-level state-transfer test: a replica behind a
+    /// stable checkpoint at 8 gets (late) the state of the earlier one at
+    /// 4. The log between them is discarded everywhere, so that state
+    /// helps nothing; handing it to the engine made it install a state
+    /// below its stable checkpoint. It is dropped, and the replica keeps
+    /// fetching 8.
+    #[test]
+    fn a_state_below_the_stable_checkpoint_is_not_installed() {
+        let mut cp = checkpointer();
+        for r in 0..3 {
+            cp.handle_message(NodeId(r), PbftMessage::Checkpoint(vote(r, 8, b"s8")));
+        }
+        assert_eq!(cp.book().low(), SeqNo(8));
+        assert_eq!(cp.fetching(), Some(SeqNo(8)), "behind: fetching");
+        let notes = engine_notes(&mut cp);
+        assert!(matches!(&notes[..], [EngineNote::Stable(s)] if s.seq == SeqNo(8)));
+        let old = StateTransfer {
+            seq: SeqNo(4),
+            state: b"s4".to_vec(),
+            proof: (0..3).map(|r| vote(r, 4, b"s4")).collect(),
+        };
+        let effects = cp.handle_message(NodeId(0), PbftMessage::StateTransfer(old));
+        assert!(effects.is_empty(), "{effects:?}");
+        assert!(engine_notes(&mut cp).is_empty(), "nothing to install");
+        assert_eq!(cp.fetching(), Some(SeqNo(8)));
+        let good = StateTransfer {
+            seq: SeqNo(8),
+            state: b"s8".to_vec(),
+            proof: (0..3).map(|r| vote(r, 8, b"s8")).collect(),
+        };
+        cp.handle_message(NodeId(1), PbftMessage::StateTransfer(good));
+        let notes = engine_notes(&mut cp);
+        assert!(
+            matches!(&notes[..], [EngineNote::Install { from, stable, .. }] if *from == NodeId(1) && stable.seq == SeqNo(8)),
+            "{notes:?}"
+        );
+    }
+
+    /// A forged state (its digest is not the certified one) is refused and
+    /// its sender accused.
+    #[test]
+    fn a_state_that_does_not_match_its_certificate_is_refused_and_attributed() {
+        let mut cp = checkpointer();
+        let forged = StateTransfer {
+            seq: SeqNo(8),
+            state: b"lie".to_vec(),
+            proof: (0..3).map(|r| vote(r, 8, b"s8")).collect(),
+        };
+        let effects = cp.handle_message(NodeId(2), PbftMessage::StateTransfer(forged));
+        assert!(
+            matches!(&effects[..], [Effect::Evidence(e)] if e.accused == NodeId(2) && e.kind == EvidenceKind::BadStateTransfer),
+            "{effects:?}"
+        );
+        assert!(engine_notes(&mut cp).is_empty());
     }
 }

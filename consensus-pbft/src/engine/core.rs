@@ -1024,9 +1024,10 @@ impl<SM: StateMachine> Engine<SM> {
     /// A state the CheckpointProtocol checked against its certificate.
     fn install_state(&mut self, from: NodeId, stable: StableCheckpoint, state: Arc<Vec<u8>>) {
         let seq = stable.seq;
-        if seq <= self.last_exec {
-            // Caught up meanwhile: tell the CheckpointProtocol, which
-            // stops fetching.
+        if seq <= self.last_exec || seq < self.low() {
+            // Caught up meanwhile, or overtaken by a later stable
+            // checkpoint (the log between them is gone: only that one's
+            // state helps): tell the CheckpointProtocol what it has.
             self.reported_exec = self.last_exec;
             self.note(Note::Checkpoint(CheckpointNote::Executed {
                 last_exec: self.last_exec,
