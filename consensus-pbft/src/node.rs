@@ -47,7 +47,7 @@ use consensus_actors::supervision::{
     ChildSlot, NodeSupervisor, SupervisionEvent, SupervisorBuilder,
 };
 use consensus_actors::transport::{Envelope, Transport};
-use consensus_actors::types::{ClientId, NodeId};
+use consensus_actors::types::{ClientId, LogId, LogIndex, NodeId, Term};
 use std::cell::OnceCell;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -82,8 +82,8 @@ pub struct Submit {
     pub client: ClientId,
     /// The operation (encoded command).
     pub op: Vec<u8>,
-    /// Where the accepted result (encoded output) goes.
-    pub reply: oneshot::Sender<Result<Vec<u8>, NodeError>>,
+    /// Where the accepted result (encoded output and position) goes.
+    pub reply: oneshot::Sender<Result<crate::client::Accepted, NodeError>>,
 }
 
 /// A note for the engine (from the ViewChanger or the CheckpointProtocol).
@@ -472,6 +472,18 @@ impl<SM: StateMachine> PbftNode<SM> {
         client: ClientId,
         command: &SM::Command,
     ) -> impl Future<Output = Result<SM::Output, NodeError>> + 'static {
+        let answer = submit_encoded::<SM>(&self.client, client, encode_payload(command));
+        async move { answer.await.map(|(output, _)| output) }
+    }
+
+    /// As [`PbftNode::submit`], with the position f+1 replicas agree the
+    /// command executed at: the view as term, the sequence number as index
+    /// (the requests of one batch share it).
+    pub fn submit_at(
+        &self,
+        client: ClientId,
+        command: &SM::Command,
+    ) -> impl Future<Output = Result<(SM::Output, LogId), NodeError>> + 'static {
         submit_encoded::<SM>(&self.client, client, encode_payload(command))
     }
 
@@ -483,12 +495,12 @@ impl<SM: StateMachine> PbftNode<SM> {
 }
 
 /// Submits an encoded command through `proxy` and decodes the accepted
-/// output as `SM`'s.
+/// output as `SM`'s, with its position.
 pub(crate) fn submit_encoded<SM: StateMachine>(
     proxy: &Addr<ClientProxy>,
     client: ClientId,
     op: Vec<u8>,
-) -> impl Future<Output = Result<SM::Output, NodeError>> + 'static {
+) -> impl Future<Output = Result<(SM::Output, LogId), NodeError>> + 'static {
     let (tx, rx) = oneshot::channel();
     // Not `try_send`: the proxy's mailbox is bounded (16) and thousands of
     // clients submit at once; a stopped proxy drops the message, and with it
@@ -500,11 +512,17 @@ pub(crate) fn submit_encoded<SM: StateMachine>(
     });
     async move {
         match rx.await {
-            Ok(Ok(bytes)) => decode_payload::<SM::Output>(&bytes).ok_or_else(|| {
-                NodeError::Unknown(
-                    "f+1 replicas answered with bytes that are not an output of the service".into(),
-                )
-            }),
+            Ok(Ok(accepted)) => {
+                let at = LogId::new(Term(accepted.view.get()), LogIndex(accepted.seq.get()));
+                decode_payload::<SM::Output>(&accepted.result)
+                    .map(|output| (output, at))
+                    .ok_or_else(|| {
+                        NodeError::Unknown(
+                            "f+1 replicas answered with bytes that are not an output of the service"
+                                .into(),
+                        )
+                    })
+            }
             Ok(Err(e)) => Err(e),
             Err(_) => Err(NodeError::Stopped),
         }

@@ -145,6 +145,8 @@ pub struct ClientEntry {
     pub client: ClientId,
     /// The timestamp of the last request executed.
     pub timestamp: u64,
+    /// The sequence number it executed at.
+    pub seq: SeqNo,
     /// What executing it returned (encoded output).
     pub result: Vec<u8>,
 }
@@ -576,6 +578,7 @@ impl<SM: StateMachine> Engine<SM> {
     fn reply_to(&mut self, entry: &ClientEntry) {
         let reply = Reply {
             view: self.view,
+            seq: entry.seq,
             timestamp: entry.timestamp,
             node: entry.node,
             client: entry.client,
@@ -938,6 +941,7 @@ impl<SM: StateMachine> Engine<SM> {
                 node: req.node,
                 client: req.client,
                 timestamp: req.timestamp,
+                seq,
                 result,
             };
             self.reply_to(&entry);
