@@ -65,7 +65,10 @@ fn propose_returns_the_sequence_number_and_view() {
             .unwrap();
         let id = c.log_id.expect("a position");
         assert!(id.term >= Term(1), "a view change happened: {id:?}");
-        assert!(id.index > last, "sequence numbers go on: {id:?} after {last:?}");
+        assert!(
+            id.index > last,
+            "sequence numbers go on: {id:?} after {last:?}"
+        );
         let read = engine
             .execute(KvCommand::get("x"), ClientId(2))
             .await
