@@ -491,31 +491,43 @@ impl<SM: StateMachine> Engine<SM> {
         self.notes.push(note);
     }
 
+    /// Checked after every step. The maps are ordered, so the range
+    /// invariants look at their first and last keys only (a step costs
+    /// O(log L) here, not O(L): profiled at about 4 % of a loaded
+    /// replica's instructions); the per-slot one runs in debug builds.
     fn check_invariants(&self) {
         let h = self.low();
         let hi = self.high();
+        let first = |m: Option<SeqNo>| m.is_none_or(|s| s > h);
         assert!(
-            self.log.keys().all(|&s| s > h && s <= hi),
+            first(self.log.keys().next().copied())
+                && self.log.keys().next_back().is_none_or(|&s| s <= hi),
             "the log holds only (h, H]"
         );
         assert!(self.log.len() as u64 <= self.cfg.log_window);
         assert!(
-            self.pset.keys().all(|&s| s > h),
+            first(self.pset.keys().next().copied()),
             "certificates at or below h are discarded"
         );
         assert!(
-            self.own_states.keys().all(|&s| s >= h),
+            self.own_states.keys().next().is_none_or(|&s| s >= h),
             "checkpoint states below h are discarded"
         );
         assert!(self.stable.seq.get() == 0 || self.stable.proof.len() >= self.q.quorum());
-        assert!(self.executed.keys().all(|&s| s <= self.last_exec));
+        assert!(self
+            .executed
+            .keys()
+            .next_back()
+            .is_none_or(|&s| s <= self.last_exec));
         assert!(self.next_seq > h, "sequence numbers never restart");
         assert!(self.pending.len() <= self.cfg.max_pending);
-        for slot in self.log.values() {
-            assert!(
-                !slot.committed || slot.prepared,
-                "committed-local implies prepared"
-            );
+        if cfg!(debug_assertions) {
+            for slot in self.log.values() {
+                assert!(
+                    !slot.committed || slot.prepared,
+                    "committed-local implies prepared"
+                );
+            }
         }
     }
 
