@@ -1,6 +1,7 @@
-//! Byzantine replicas: the stock replica whose output passes through a
-//! [`Corrupter`] that lies in one of the ways of [`Behaviour`]. Each is a
-//! replica slot ([`slots`]) a test, the plug-in
+//! Byzantine replicas: the stock replica, whole (engine, ViewChanger and
+//! CheckpointProtocol in one actor, [`crate::engine::replica`]), whose
+//! output passes through a [`Corrupter`] that lies in one of the ways of
+//! [`Behaviour`]. Each is a replica slot ([`slots`]) a test, the plug-in
 //! ([`PbftPlugin::with_slots`](crate::PbftPlugin::with_slots)) or an
 //! example puts into any replica; the replica declares itself with
 //! `ByzantineReplicas` so the safety checker does not trust its events.
@@ -278,7 +279,7 @@ pub fn slots<SM: StateMachine>(behaviour: Behaviour) -> PbftSlots<SM> {
     PbftSlots::default().with_replica(move |ctx: &ReplicaContext<SM>| {
         let slot = ChildSlot::<ReplicaActor<SM>>::new();
         let actor = ReplicaActor::byzantine(ctx.clone(), Corrupter::new(behaviour, &ctx.cfg));
-        ReplicaComponent::new(slot, actor)
+        ReplicaComponent::whole(slot, actor)
     })
 }
 

@@ -1,8 +1,9 @@
 //! The clients of one node (Castro and Liskov, OSDI'99 §4.1): a client
 //! authenticates its request (one MAC per replica) with a timestamp above its previous one, multicasts
 //! it to the replicas, and accepts a result once f+1 replicas sent
-//! matching REPLYs (at least one of them is correct). It retransmits a
-//! request that waits too long.
+//! matching REPLYs (at least one of them is correct): the same result at
+//! the same sequence number, which is the request's position in the
+//! order. It retransmits a request that waits too long.
 //!
 //! [`ClientCore`] is the pure part; [`ClientProxy`] the actor.
 
@@ -10,6 +11,7 @@ use crate::authenticator::core::Keys;
 use crate::engine::core::ReplicaConfig;
 use crate::messages::{AuthenticatedRequest, PbftMessage, Reply, Request};
 use crate::node::{ClientReply, Inbound, Submit};
+use crate::types::{SeqNo, View};
 use actix::prelude::*;
 use consensus_actors::plugin::NodeError;
 use consensus_actors::transport::Transport;
@@ -27,7 +29,8 @@ pub const RETRY_TICK: Duration = Duration::from_millis(50);
 
 struct Waiting {
     request: AuthenticatedRequest,
-    replies: BTreeMap<NodeId, Vec<u8>>,
+    /// Each replica's (sequence number, view, result).
+    replies: BTreeMap<NodeId, (SeqNo, View, Vec<u8>)>,
     sent_us: u64,
     retries: u32,
 }
@@ -47,9 +50,21 @@ pub enum ClientEffect {
         client: ClientId,
         /// The request's timestamp.
         timestamp: u64,
-        /// The result f+1 replicas agree on (encoded output).
-        result: Vec<u8>,
+        /// What f+1 replicas agree on.
+        accepted: Accepted,
     },
+}
+
+/// A result f+1 replicas agree on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The encoded output.
+    pub result: Vec<u8>,
+    /// The sequence number the request executed at (the f+1 agree on it).
+    pub seq: SeqNo,
+    /// The highest view among the f+1 replies (replicas may commit one
+    /// sequence number in different views; the position is `seq`).
+    pub view: View,
 }
 
 /// The clients of one node. See the [module documentation](self).
@@ -127,14 +142,25 @@ impl ClientCore {
         let Some(w) = self.waiting.get_mut(&key) else {
             return Vec::new();
         };
-        w.replies.insert(reply.replica, reply.result.clone());
-        let matching = w.replies.values().filter(|r| **r == reply.result).count();
-        if matching > self.f {
+        w.replies
+            .insert(reply.replica, (reply.seq, reply.view, reply.result.clone()));
+        let matching: Vec<View> = w
+            .replies
+            .values()
+            .filter(|(s, _, r)| *s == reply.seq && *r == reply.result)
+            .map(|(_, v, _)| *v)
+            .collect();
+        if matching.len() > self.f {
             self.waiting.remove(&key);
+            let view = matching.into_iter().max().unwrap_or(reply.view);
             return vec![ClientEffect::Accept {
                 client: key.0,
                 timestamp: key.1,
-                result: reply.result,
+                accepted: Accepted {
+                    result: reply.result,
+                    seq: reply.seq,
+                    view,
+                },
             }];
         }
         Vec::new()
@@ -161,8 +187,8 @@ impl ClientCore {
     }
 }
 
-/// Where a submitted operation's encoded result goes.
-type Answer = oneshot::Sender<Result<Vec<u8>, NodeError>>;
+/// Where a submitted operation's accepted result goes.
+type Answer = oneshot::Sender<Result<Accepted, NodeError>>;
 
 /// The client proxy actor of one node.
 pub struct ClientProxy {
@@ -216,10 +242,10 @@ impl ClientProxy {
                 ClientEffect::Accept {
                     client,
                     timestamp,
-                    result,
+                    accepted,
                 } => {
                     if let Some(tx) = self.answers.remove(&(client, timestamp)) {
-                        let _ = tx.send(Ok(result));
+                        let _ = tx.send(Ok(accepted));
                     }
                 }
             }
@@ -308,6 +334,7 @@ mod tests {
     fn reply(replica: u64, timestamp: u64, result: Vec<u8>) -> Reply {
         Reply {
             view: View(0),
+            seq: SeqNo(3),
             timestamp,
             node: NodeId(0),
             client: ClientId(5),
@@ -338,10 +365,46 @@ mod tests {
             vec![ClientEffect::Accept {
                 client: ClientId(5),
                 timestamp: t,
-                result: v("x")
+                accepted: Accepted {
+                    result: v("x"),
+                    seq: SeqNo(3),
+                    view: View(0)
+                }
             }]
         );
         assert_eq!(c.in_flight(), 0);
+    }
+
+    /// The f+1 matching replies agree on the sequence number too: a
+    /// replica that claims another position does not count towards it.
+    #[test]
+    fn replies_match_on_the_sequence_number_and_report_the_highest_view() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let (t, _) = c
+            .submit(ClientId(5), encode_payload(&KvCommand::get("k")), 1_000)
+            .expect("room");
+        let v = encode_payload(&KvOutput::Value(Some("x".into())));
+        let mut lie = reply(1, t, v.clone());
+        lie.seq = SeqNo(9);
+        assert!(c.handle_reply(lie).is_empty());
+        assert!(
+            c.handle_reply(reply(2, t, v.clone())).is_empty(),
+            "same result, another position: no match"
+        );
+        let mut later = reply(3, t, v.clone());
+        later.view = View(2);
+        assert_eq!(
+            c.handle_reply(later),
+            vec![ClientEffect::Accept {
+                client: ClientId(5),
+                timestamp: t,
+                accepted: Accepted {
+                    result: v,
+                    seq: SeqNo(3),
+                    view: View(2)
+                }
+            }]
+        );
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //! | [`types`] | views and sequence numbers |
 //! | [`messages`] | the paper's messages and their authentication |
 //! | [`authenticator`] | MessageAuthenticator: HMAC-SHA256 authenticators, ed25519 signatures, inbound checks, the inbox actor |
-//! | [`engine`] | PBFTEngine: the replica core (normal case, execution, client table) and its actor |
-//! | [`checkpoint`] | CheckpointProtocol core: checkpoints, stable checkpoints, watermarks |
-//! | [`view_changer`] | ViewChanger core: VIEW-CHANGE validity, NEW-VIEW computation, timeouts |
+//! | [`engine`] | PBFTEngine: the engine core (normal case, execution, client table), its actor, and a whole replica in one core |
+//! | [`checkpoint`] | CheckpointProtocol: checkpoints, stable checkpoints, watermarks, state transfer; core and actor |
+//! | [`view_changer`] | ViewChanger: request timer, VIEW-CHANGE, NEW-VIEW computation and check, timeouts; core and actor |
+//! | [`notes`] | the contract between the engine, the ViewChanger and the CheckpointProtocol (resync included) |
 //! | [`client`] | the clients of a node: signed requests, f+1 matching replies |
 //! | [`byzantine`] | Byzantine replicas: the stock replica with lying output, as a slot |
 //! | [`twins`] | Twins: two instances of one replica sharing its identity, as a slot |
@@ -40,6 +41,7 @@ pub mod engine;
 pub mod evidence;
 pub mod messages;
 pub mod node;
+pub mod notes;
 pub mod plugin;
 pub mod safety;
 pub mod sim;

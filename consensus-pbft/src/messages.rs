@@ -406,11 +406,15 @@ impl Authenticated for Commit {
     }
 }
 
-/// REPLY `<v, t, c, i, r>` (§4.1).
+/// REPLY `<v, t, c, i, r>` (§4.1), with the sequence number the request
+/// executed at (so a client learns its position in the order).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     /// The replica's view.
     pub view: View,
+    /// The sequence number of the batch the request executed in (shared
+    /// by the requests of one batch).
+    pub seq: SeqNo,
     /// The request's timestamp.
     pub timestamp: u64,
     /// The client's node.

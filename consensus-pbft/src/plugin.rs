@@ -194,7 +194,7 @@ impl ProtocolPlugin for PbftPlugin {
         raft_rpcs: false,
         panic_injection: false,
         byzantine: true,
-        log_positions: false,
+        log_positions: true,
     };
 
     fn new(config: &ConsensusConfig) -> Result<Self, PluginError> {
@@ -300,9 +300,9 @@ impl NodeHandle for PbftHandle {
     fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
         let answer = submit_encoded::<KvStore>(&self.client, client, encode_payload(&command));
         Box::pin(async move {
-            answer.await.map(|output| Committed {
+            answer.await.map(|(output, at)| Committed {
                 output,
-                log_id: None,
+                log_id: Some(at),
             })
         })
     }

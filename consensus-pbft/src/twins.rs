@@ -1,7 +1,7 @@
 //! Twins (Bano et al., "Twins: BFT Systems Made Robust", the approach Diem
 //! used to generate millions of scenarios): two instances of one replica
-//! sharing its identity and keys, each running the unmodified replica core
-//! ([`Replica`]), each talking to its own half of the other replicas. To the
+//! sharing its identity and keys, each running the unmodified replica
+//! cores (engine, ViewChanger and CheckpointProtocol, [`Companions`]), each talking to its own half of the other replicas. To the
 //! cluster the node is one replica that tells each half a different story:
 //! as primary it may order different requests at one sequence number, as a
 //! backup it may vote for both. It declares itself Byzantine to the safety
@@ -16,7 +16,8 @@
 //! in one of its own.
 
 use crate::engine::actor::{ReplicaStore, TICK};
-use crate::engine::core::{Effect, Input, Replica};
+use crate::engine::core::{Effect, Engine, Input};
+use crate::engine::replica::Companions;
 use crate::messages::PbftMessage;
 use crate::node::{ClientReply, Inbound, PbftSlots, ReplicaComponent, ReplicaContext};
 use crate::safety::PbftEvent;
@@ -38,6 +39,9 @@ pub struct TwinsActor<SM: StateMachine> {
     ctx: ReplicaContext<SM>,
     second: ReplicaStore<SM>,
     groups: [Vec<NodeId>; 2],
+    /// Each twin's ViewChanger and CheckpointProtocol (rebuilt, and
+    /// resynced, on every start).
+    parts: [Option<Companions>; 2],
 }
 
 impl<SM: StateMachine> TwinsActor<SM> {
@@ -48,6 +52,7 @@ impl<SM: StateMachine> TwinsActor<SM> {
             ctx,
             second: ReplicaStore::new(),
             groups,
+            parts: [None, None],
         }
     }
 
@@ -60,10 +65,14 @@ impl<SM: StateMachine> TwinsActor<SM> {
     }
 
     fn step(&mut self, twin: usize, input: Input) {
+        let store = self.store(twin).clone();
+        let Some(parts) = self.parts[twin].as_mut() else {
+            return;
+        };
         let effects = {
-            let mut slot = self.store(twin).0.borrow_mut();
-            let replica: &mut Replica<SM> = slot.get_or_insert_with(|| self.ctx.fresh_replica());
-            replica.step(input)
+            let mut slot = store.0.borrow_mut();
+            let engine: &mut Engine<SM> = slot.get_or_insert_with(|| self.ctx.fresh_replica());
+            parts.step(engine, input)
         };
         self.carry_out(twin, effects);
     }
@@ -102,21 +111,23 @@ impl<SM: StateMachine> Actor for TwinsActor<SM> {
         self.ctx.safety.emit(PbftEvent::ByzantineReplicas {
             replicas: vec![self.ctx.cfg.id],
         });
+        let now_us = self.ctx.now_us();
         for twin in 0..2 {
-            let fresh = self.store(twin).0.borrow().is_none();
-            if fresh {
-                let effects = {
-                    let mut slot = self.store(twin).0.borrow_mut();
-                    slot.get_or_insert_with(|| self.ctx.fresh_replica()).start()
-                };
-                self.carry_out(twin, effects);
-            }
+            let store = self.store(twin).clone();
+            let fresh = store.0.borrow().is_none();
+            let effects = {
+                let mut slot = store.0.borrow_mut();
+                let engine = slot.get_or_insert_with(|| self.ctx.fresh_replica());
+                let mut effects = if fresh { engine.start() } else { Vec::new() };
+                let mut parts = Companions::for_engine(engine);
+                effects.extend(parts.start(engine, now_us));
+                self.parts[twin] = Some(parts);
+                effects
+            };
+            self.carry_out(twin, effects);
         }
-        let epoch = self.ctx.epoch;
         ctx.run_interval(TICK, move |act, _ctx| {
-            let now_us = tokio::time::Instant::now()
-                .saturating_duration_since(epoch)
-                .as_micros() as u64;
+            let now_us = act.ctx.now_us();
             for twin in 0..2 {
                 act.step(twin, Input::Tick { now_us });
             }
@@ -124,7 +135,11 @@ impl<SM: StateMachine> Actor for TwinsActor<SM> {
     }
 }
 
-impl<SM: StateMachine> Supervised for TwinsActor<SM> {}
+impl<SM: StateMachine> Supervised for TwinsActor<SM> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.parts = [None, None];
+    }
+}
 
 impl<SM: StateMachine> Handler<Inbound> for TwinsActor<SM> {
     type Result = ();
@@ -156,7 +171,7 @@ impl<SM: StateMachine> Handler<Inbound> for TwinsActor<SM> {
 pub fn slots<SM: StateMachine>() -> PbftSlots<SM> {
     PbftSlots::default().with_replica(|ctx: &ReplicaContext<SM>| {
         let slot = ChildSlot::<TwinsActor<SM>>::new();
-        ReplicaComponent::new(slot, TwinsActor::new(ctx.clone()))
+        ReplicaComponent::whole(slot, TwinsActor::new(ctx.clone()))
     })
 }
 

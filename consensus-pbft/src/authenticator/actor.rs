@@ -1,38 +1,45 @@
 //! The MessageAuthenticator actor: the node's inbox. Authentic messages go
-//! on (to the replica, or REPLYs to the client proxy); the others are
-//! dropped and recorded as evidence against their sender.
+//! on to the component that owns them ([`owner_of`]: the engine, the
+//! ViewChanger, the CheckpointProtocol, or REPLYs to the client proxy); the
+//! others are dropped and recorded as evidence against their sender.
 
 use super::core::Keys;
 use super::verify::{check_inbound, VerifyCache};
 use crate::engine::core::ReplicaConfig;
+use crate::engine::replica::{owner_of, Owner};
 use crate::evidence::{Evidence, EvidenceLog};
 use crate::messages::PbftMessage;
 use crate::node::{ClientReply, Inbound};
 use actix::prelude::*;
 use consensus_actors::transport::Envelope;
 
+/// Where authentic messages go.
+pub struct Routes {
+    /// REQUEST, PRE-PREPARE, PREPARE, COMMIT.
+    pub engine: Recipient<Inbound>,
+    /// VIEW-CHANGE, NEW-VIEW.
+    pub view_changer: Recipient<Inbound>,
+    /// CHECKPOINT, FETCH-STATE, state transfer.
+    pub checkpoint: Recipient<Inbound>,
+    /// REPLYs.
+    pub clients: Recipient<ClientReply>,
+}
+
 /// See the [module documentation](self).
 pub struct Authenticator {
     keys: Keys,
     cache: VerifyCache,
-    replica: Recipient<Inbound>,
-    clients: Recipient<ClientReply>,
+    routes: Routes,
     evidence: EvidenceLog,
 }
 
 impl Authenticator {
     /// The authenticator of `cfg.id`.
-    pub fn new(
-        cfg: &ReplicaConfig,
-        replica: Recipient<Inbound>,
-        clients: Recipient<ClientReply>,
-        evidence: EvidenceLog,
-    ) -> Self {
+    pub fn new(cfg: &ReplicaConfig, routes: Routes, evidence: EvidenceLog) -> Self {
         Self {
             keys: Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members),
             cache: VerifyCache::new(),
-            replica,
-            clients,
+            routes,
             evidence,
         }
     }
@@ -63,12 +70,20 @@ impl Handler<Envelope<PbftMessage>> for Authenticator {
             }
             return;
         }
-        match env.msg {
-            PbftMessage::Reply(r) => self.clients.do_send(ClientReply(r.body)),
-            msg => self.replica.do_send(Inbound {
-                from: env.from,
-                msg,
-            }),
-        }
+        let to = match owner_of(&env.msg) {
+            Owner::Client => {
+                if let PbftMessage::Reply(r) = env.msg {
+                    self.routes.clients.do_send(ClientReply(r.body));
+                }
+                return;
+            }
+            Owner::Engine => &self.routes.engine,
+            Owner::ViewChanger => &self.routes.view_changer,
+            Owner::Checkpoint => &self.routes.checkpoint,
+        };
+        to.do_send(Inbound {
+            from: env.from,
+            msg: env.msg,
+        });
     }
 }

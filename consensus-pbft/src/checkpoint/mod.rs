@@ -1,5 +1,7 @@
-//! The CheckpointProtocol: checkpoints, stable checkpoints, watermarks
-//! ([`core`]). It runs inside the replica actor (it owns no message of its
-//! own beyond CHECKPOINT and the state transfer, which the replica feeds it).
+//! The CheckpointProtocol: the book of checkpoints, stable checkpoints and
+//! watermarks, and the component's core [`core::Checkpointer`] (votes,
+//! stability, FETCH-STATE and state transfer), run by its supervised actor
+//! ([`actor`]).
 
+pub mod actor;
 pub mod core;

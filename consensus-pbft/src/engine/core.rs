@@ -1,8 +1,9 @@
 //! The PBFTEngine core: one replica's normal case (Castro and Liskov,
-//! OSDI'99 §4.2), driving the CheckpointProtocol core (§4.3) and the
-//! ViewChanger core (§4.4). Pure: no actix, no clock, no I/O. Inputs are
+//! OSDI'99 §4.2). Pure: no actix, no clock, no I/O. Inputs are
 //! authenticated messages (the MessageAuthenticator checked every MAC and
-//! signature) and ticks; outputs are [`Effect`]s.
+//! signature), ticks and [`EngineNote`]s from the ViewChanger and the
+//! CheckpointProtocol; outputs are [`Effect`]s and [`Note`]s to them (the
+//! contract is [`crate::notes`]). [`Replica`] is the three cores in one.
 //!
 //! * A client request carries the client's identity and timestamp; the
 //!   client table keeps the last reply of every client, so a request is
@@ -20,31 +21,34 @@
 //!   correct replica. A checkpoint's digest covers
 //!   [`StateMachine::snapshot`] and the client table; state transfer
 //!   installs them through [`StateMachine::restore`].
-//! * The view-change timer runs while requests wait (started by the oldest)
-//!   and restarts whenever one executes; when it expires the replica moves
-//!   to the next view. A replica that
-//!   sees f+1 VIEW-CHANGEs for higher views joins the smallest.
+//! * The engine tells the ViewChanger whether requests wait and when one
+//!   executes (its request timer); it moves to another view only when the
+//!   ViewChanger says so, and answers with its prepared certificates.
+//! * It tells the CheckpointProtocol what it executed and the state of each
+//!   checkpoint; it learns the watermarks and installs transferred states
+//!   from it.
 //! * Retransmission: every `retransmit_us` a replica resends what peers
-//!   are missing (by what it heard from them), its checkpoint, its
-//!   VIEW-CHANGE, the NEW-VIEW (primary), and its state-transfer request.
+//!   are missing (by what it heard from them), and asks the ViewChanger to
+//!   resend the NEW-VIEW (primary) to peers not heard from in the view.
 
+pub use super::replica::Replica;
 use crate::authenticator::core::{sha256, Keys};
-use crate::checkpoint::core::{proof_is_valid, CheckpointProtocol, StableCheckpoint};
+use crate::checkpoint::core::StableCheckpoint;
 use crate::evidence::{Evidence, EvidenceKind};
 use crate::messages::{
-    decode_payload, encode_payload, AuthenticatedRequest, Batch, Checkpoint, Commit, Digest,
-    FetchState, Maced, NewView, PbftMessage, PrePrepare, Prepare, PreparedCert, Reply, Signed,
-    StateTransfer, ViewChange,
+    decode_payload, encode_payload, AuthenticatedRequest, Batch, Commit, Digest, Maced, NewView,
+    PbftMessage, PrePrepare, Prepare, PreparedCert, Reply, Signed,
 };
+use crate::notes::{CheckpointNote, EngineNote, Note, OwnCheckpoint, ViewChangerNote};
 use crate::safety::{PbftEvent, SafetyEvent};
 use crate::types::{SeqNo, View};
-use crate::view_changer::core::{
-    plan_new_view, validate_view_change, view_change_timeout_us, NewViewPlan, Quorums,
-};
+use crate::view_changer::core::{NewViewPlan, Quorums};
 use consensus_actors::kv::{KvStore, StateMachine};
 use consensus_actors::types::{ClientId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
 
 /// One replica's settings.
 #[derive(Clone, Debug)]
@@ -141,6 +145,8 @@ pub struct ClientEntry {
     pub client: ClientId,
     /// The timestamp of the last request executed.
     pub timestamp: u64,
+    /// The sequence number it executed at.
+    pub seq: SeqNo,
     /// What executing it returned (encoded output).
     pub result: Vec<u8>,
 }
@@ -152,7 +158,7 @@ pub fn encode_state<SM: StateMachine>(store: &SM, clients: &BTreeMap<u64, Client
 }
 
 /// The state machine's snapshot and the client table of an encoded state.
-fn decode_state(bytes: &[u8]) -> Option<(Vec<u8>, BTreeMap<u64, ClientEntry>)> {
+pub(crate) fn decode_state(bytes: &[u8]) -> Option<(Vec<u8>, BTreeMap<u64, ClientEntry>)> {
     rmp_serde::from_slice(bytes).ok()
 }
 
@@ -161,7 +167,6 @@ type ReqKey = (u64, u64);
 #[derive(Clone, Debug)]
 struct PendingRequest {
     request: AuthenticatedRequest,
-    since_us: u64,
     assigned: bool,
 }
 
@@ -202,22 +207,16 @@ pub enum Status {
     },
 }
 
-#[derive(Clone, Debug)]
-struct Fetch {
-    stable: StableCheckpoint,
-    next: usize,
-    last_us: Option<u64>,
-}
-
-/// One PBFT replica's protocol state, executing on `SM`. See the
+/// One PBFT replica's PBFTEngine, executing on `SM`. See the
 /// [module documentation](self).
-pub struct Replica<SM: StateMachine = KvStore> {
+pub struct Engine<SM: StateMachine = KvStore> {
     cfg: ReplicaConfig,
     q: Quorums,
-    keys: Keys,
+    keys: Rc<Keys>,
+    /// A copy: the ViewChanger decides views (the durable one a restarted
+    /// ViewChanger resyncs from).
     view: View,
     status: Status,
-    attempts: u32,
     log: BTreeMap<SeqNo, Slot>,
     next_seq: SeqNo,
     queue: VecDeque<ReqKey>,
@@ -226,72 +225,98 @@ pub struct Replica<SM: StateMachine = KvStore> {
     clients: BTreeMap<u64, ClientEntry>,
     last_exec: SeqNo,
     executed: BTreeMap<SeqNo, Digest>,
-    checkpoints: CheckpointProtocol,
-    own_vote: Option<Signed<Checkpoint>>,
+    /// The last stable checkpoint (a copy: the CheckpointProtocol decides;
+    /// the durable one a restarted CheckpointProtocol resyncs from).
+    stable: StableCheckpoint,
+    /// The encoded state of this replica's checkpoints at and above `h`.
+    /// The engine holds them, not the CheckpointProtocol: it owns the state
+    /// machine and its durable state outlives a restart of the other
+    /// components; the CheckpointProtocol shares them (`Arc`, no copy) to
+    /// answer FETCH-STATE and gets them back on resync.
+    own_states: BTreeMap<SeqNo, OwnCheckpoint>,
     pset: BTreeMap<SeqNo, PreparedCert>,
-    vcs: BTreeMap<View, BTreeMap<NodeId, Signed<ViewChange>>>,
     new_view: Option<Signed<NewView>>,
     heard: BTreeSet<NodeId>,
-    fetch: Option<Fetch>,
     now_us: u64,
     last_retransmit_us: u64,
     retransmit_round: u64,
     last_heard_us: BTreeMap<NodeId, u64>,
-    /// The view-change timer: running while requests wait, restarted when
-    /// one executes (OSDI'99 §4.4).
-    timer_since_us: Option<u64>,
+    /// What the ViewChanger last heard: whether requests wait.
+    reported_waiting: bool,
+    /// The last executed sequence number the CheckpointProtocol heard of.
+    reported_exec: SeqNo,
+    /// The ViewChanger's request timer must start again (the requests were
+    /// re-queued in a new view).
+    timer_restart: bool,
+    /// Execution progressed in this step.
+    progressed: bool,
     out: Vec<Effect>,
+    notes: Vec<Note>,
 }
 
 /// Retransmission rounds between two to a replica that has been silent
 /// for that long (a crashed or cut-off replica is not flooded).
 pub const SILENT_ROUNDS: u64 = 10;
 
-impl<SM: StateMachine> std::fmt::Debug for Replica<SM> {
+impl<SM: StateMachine> std::fmt::Debug for Engine<SM> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Replica")
             .field("id", &self.cfg.id)
             .field("view", &self.view)
             .field("status", &self.status)
             .field("last_exec", &self.last_exec)
-            .field("h", &self.checkpoints.low())
+            .field("h", &self.low())
             .finish_non_exhaustive()
     }
 }
 
-impl Replica<KvStore> {
-    /// A replica of the reference key-value store in view 0 with the
+impl Engine<KvStore> {
+    /// An engine of the reference key-value store in view 0 with the
     /// initial state.
     pub fn new(cfg: ReplicaConfig) -> Self {
         Self::with_state_machine(cfg, KvStore::default())
     }
 }
 
-impl<SM: StateMachine> Replica<SM> {
-    /// A replica in view 0 executing on `initial` (every replica of the
+impl<SM: StateMachine> Engine<SM> {
+    /// An engine in view 0 executing on `initial` (every replica of the
     /// cluster must start from the same state: its digest is the genesis
-    /// checkpoint's).
+    /// checkpoint's), with keys of its own.
     pub fn with_state_machine(cfg: ReplicaConfig, initial: SM) -> Self {
+        let keys = Rc::new(Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members));
+        Self::with_keys(cfg, initial, keys)
+    }
+
+    /// An engine in view 0 executing on `initial`, authenticating with
+    /// `keys` (shared with the node's other components).
+    pub fn with_keys(cfg: ReplicaConfig, initial: SM, keys: Rc<Keys>) -> Self {
         assert!(cfg.members.len() > 3 * cfg.f, "PBFT needs n >= 3f + 1");
         assert!(cfg.members.contains(&cfg.id), "the replica is a member");
         assert!(cfg.log_window.is_multiple_of(cfg.checkpoint_interval) && cfg.log_window > 0);
         assert!(cfg.batch_max > 0 && cfg.batches_in_flight > 0);
+        assert_eq!(keys.me(), cfg.id, "the replica's own keys");
         let q = cfg.quorums_from(&initial);
-        let keys = Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members);
         let genesis_state = encode_state(&initial, &BTreeMap::new());
-        let checkpoints = CheckpointProtocol::new(
-            cfg.checkpoint_interval,
-            cfg.log_window,
-            q.quorum(),
-            q.genesis,
-            genesis_state,
+        let mut own_states = BTreeMap::new();
+        own_states.insert(
+            SeqNo::ZERO,
+            OwnCheckpoint {
+                seq: SeqNo::ZERO,
+                digest: q.genesis,
+                state: Arc::new(genesis_state),
+            },
         );
         Self {
+            stable: StableCheckpoint {
+                seq: SeqNo::ZERO,
+                digest: q.genesis,
+                proof: Vec::new(),
+            },
+            own_states,
             q,
             keys,
             view: View::ZERO,
             status: Status::Normal,
-            attempts: 0,
             log: BTreeMap::new(),
             next_seq: SeqNo(1),
             queue: VecDeque::new(),
@@ -300,19 +325,19 @@ impl<SM: StateMachine> Replica<SM> {
             clients: BTreeMap::new(),
             last_exec: SeqNo::ZERO,
             executed: BTreeMap::new(),
-            checkpoints,
-            own_vote: None,
             pset: BTreeMap::new(),
-            vcs: BTreeMap::new(),
             new_view: None,
             heard: BTreeSet::new(),
-            fetch: None,
             now_us: 0,
             last_retransmit_us: 0,
             retransmit_round: 0,
             last_heard_us: BTreeMap::new(),
-            timer_since_us: None,
+            reported_waiting: false,
+            reported_exec: SeqNo::ZERO,
+            timer_restart: false,
+            progressed: false,
             out: Vec::new(),
+            notes: Vec::new(),
             cfg,
         }
     }
@@ -349,7 +374,26 @@ impl<SM: StateMachine> Replica<SM> {
 
     /// The low watermark `h` (last stable checkpoint).
     pub fn low_watermark(&self) -> SeqNo {
-        self.checkpoints.low()
+        self.low()
+    }
+
+    fn low(&self) -> SeqNo {
+        self.stable.seq
+    }
+
+    /// The high watermark `H = h + L`.
+    fn high(&self) -> SeqNo {
+        SeqNo(self.low().get() + self.cfg.log_window)
+    }
+
+    /// Whether `seq` is within `(h, H]`.
+    fn in_window(&self, seq: SeqNo) -> bool {
+        seq > self.low() && seq <= self.high()
+    }
+
+    /// The last stable checkpoint it knows.
+    pub fn stable_checkpoint(&self) -> &StableCheckpoint {
+        &self.stable
     }
 
     /// Slots in the message log (bounded by `L`).
@@ -368,8 +412,18 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     /// The keys it authenticates with.
-    pub fn keys(&self) -> &Keys {
+    pub fn keys(&self) -> &Rc<Keys> {
         &self.keys
+    }
+
+    /// The cluster's shape as the view change needs it.
+    pub fn quorums(&self) -> &Quorums {
+        &self.q
+    }
+
+    /// The encoded state of its checkpoint at `seq` (at or above `h`).
+    pub fn checkpoint_state(&self, seq: SeqNo) -> Option<&OwnCheckpoint> {
+        self.own_states.get(&seq)
     }
 
     /// The configuration.
@@ -388,41 +442,92 @@ impl<SM: StateMachine> Replica<SM> {
         std::mem::take(&mut self.out)
     }
 
-    /// The one entry point: feeds `input`, returns the effects, then
-    /// checks the replica's invariants.
+    /// The one entry point for messages and ticks: feeds `input`, returns
+    /// the effects (the notes wait in [`Engine::take_notes`]), then checks
+    /// the engine's invariants.
     pub fn step(&mut self, input: Input) -> Vec<Effect> {
         match input {
             Input::Tick { now_us } => self.handle_tick(now_us),
             Input::Message { from, msg } => self.handle_message(from, msg),
         }
+        self.after_step()
+    }
+
+    /// The entry point for the other components' notes.
+    pub fn step_note(&mut self, note: EngineNote) -> Vec<Effect> {
+        self.handle_note(note);
+        self.after_step()
+    }
+
+    /// The notes for the ViewChanger and the CheckpointProtocol, in order.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
+    }
+
+    fn after_step(&mut self) -> Vec<Effect> {
+        let waiting = !self.pending.is_empty();
+        let restart = std::mem::take(&mut self.timer_restart);
+        let progressed = std::mem::take(&mut self.progressed);
+        if waiting != self.reported_waiting || restart || progressed {
+            self.reported_waiting = waiting;
+            self.note(Note::ViewChanger(ViewChangerNote::Activity {
+                waiting,
+                restart,
+                progressed,
+            }));
+        }
+        if self.last_exec > self.reported_exec {
+            self.reported_exec = self.last_exec;
+            self.note(Note::Checkpoint(CheckpointNote::Executed {
+                last_exec: self.last_exec,
+                checkpoint: None,
+            }));
+        }
         self.check_invariants();
         std::mem::take(&mut self.out)
     }
 
+    fn note(&mut self, note: Note) {
+        self.notes.push(note);
+    }
+
+    /// Checked after every step. The maps are ordered, so the range
+    /// invariants look at their first and last keys only (a step costs
+    /// O(log L) here, not O(L): profiled at about 4 % of a loaded
+    /// replica's instructions); the per-slot one runs in debug builds.
     fn check_invariants(&self) {
-        let h = self.checkpoints.low();
-        let hi = self.checkpoints.high();
+        let h = self.low();
+        let hi = self.high();
+        let first = |m: Option<SeqNo>| m.is_none_or(|s| s > h);
         assert!(
-            self.log.keys().all(|&s| s > h && s <= hi),
+            first(self.log.keys().next().copied())
+                && self.log.keys().next_back().is_none_or(|&s| s <= hi),
             "the log holds only (h, H]"
         );
         assert!(self.log.len() as u64 <= self.cfg.log_window);
         assert!(
-            self.pset.keys().all(|&s| s > h),
+            first(self.pset.keys().next().copied()),
             "certificates at or below h are discarded"
         );
         assert!(
-            self.last_exec >= h || self.fetch.is_some(),
-            "a replica below its stable checkpoint is fetching the state"
+            self.own_states.keys().next().is_none_or(|&s| s >= h),
+            "checkpoint states below h are discarded"
         );
-        assert!(self.executed.keys().all(|&s| s <= self.last_exec));
+        assert!(self.stable.seq.get() == 0 || self.stable.proof.len() >= self.q.quorum());
+        assert!(self
+            .executed
+            .keys()
+            .next_back()
+            .is_none_or(|&s| s <= self.last_exec));
         assert!(self.next_seq > h, "sequence numbers never restart");
         assert!(self.pending.len() <= self.cfg.max_pending);
-        for slot in self.log.values() {
-            assert!(
-                !slot.committed || slot.prepared,
-                "committed-local implies prepared"
-            );
+        if cfg!(debug_assertions) {
+            for slot in self.log.values() {
+                assert!(
+                    !slot.committed || slot.prepared,
+                    "committed-local implies prepared"
+                );
+            }
         }
     }
 
@@ -470,12 +575,13 @@ impl<SM: StateMachine> Replica<SM> {
                 pre_prepare,
             } => self.handle_prepare(from, prepare, pre_prepare),
             PbftMessage::Commit(c) => self.handle_commit(from, c.body),
-            PbftMessage::Checkpoint(c) => self.handle_checkpoint(c),
-            PbftMessage::ViewChange(vc) => self.handle_view_change(from, vc),
-            PbftMessage::NewView(nv) => self.handle_new_view(from, nv),
-            PbftMessage::FetchState(f) => self.handle_fetch_state(from, f.body),
-            PbftMessage::StateTransfer(st) => self.handle_state_transfer(from, st),
-            PbftMessage::Reply(_) => {}
+            // The ViewChanger's and the CheckpointProtocol's messages.
+            PbftMessage::Checkpoint(_)
+            | PbftMessage::ViewChange(_)
+            | PbftMessage::NewView(_)
+            | PbftMessage::FetchState(_)
+            | PbftMessage::StateTransfer(_)
+            | PbftMessage::Reply(_) => {}
         }
     }
 
@@ -484,6 +590,7 @@ impl<SM: StateMachine> Replica<SM> {
     fn reply_to(&mut self, entry: &ClientEntry) {
         let reply = Reply {
             view: self.view,
+            seq: entry.seq,
             timestamp: entry.timestamp,
             node: entry.node,
             client: entry.client,
@@ -523,7 +630,6 @@ impl<SM: StateMachine> Replica<SM> {
             key,
             PendingRequest {
                 request: sreq.clone(),
-                since_us: self.now_us,
                 assigned: false,
             },
         );
@@ -542,7 +648,7 @@ impl<SM: StateMachine> Replica<SM> {
         let mut sent = false;
         while self.is_primary()
             && !self.queue.is_empty()
-            && self.next_seq <= self.checkpoints.high()
+            && self.next_seq <= self.high()
             && self.next_seq.get() - self.last_exec.get().min(self.next_seq.get() - 1)
                 <= self.cfg.batches_in_flight
         {
@@ -589,10 +695,7 @@ impl<SM: StateMachine> Replica<SM> {
 
     fn handle_pre_prepare(&mut self, from: NodeId, spp: Signed<PrePrepare>, batch: Batch) {
         let pp = spp.body;
-        if self.status != Status::Normal
-            || pp.view != self.view
-            || !self.checkpoints.in_window(pp.seq)
-        {
+        if self.status != Status::Normal || pp.view != self.view || !self.in_window(pp.seq) {
             return;
         }
         if from != self.primary() || pp.primary != from || self.primary() == self.cfg.id {
@@ -631,7 +734,6 @@ impl<SM: StateMachine> Replica<SM> {
                     key,
                     PendingRequest {
                         request: r.clone(),
-                        since_us: self.now_us,
                         assigned: true,
                     },
                 );
@@ -666,10 +768,7 @@ impl<SM: StateMachine> Replica<SM> {
 
     fn handle_prepare(&mut self, from: NodeId, sp: Signed<Prepare>, spp: Signed<PrePrepare>) {
         let p = sp.body;
-        if self.status != Status::Normal
-            || p.view != self.view
-            || !self.checkpoints.in_window(p.seq)
-        {
+        if self.status != Status::Normal || p.view != self.view || !self.in_window(p.seq) {
             return;
         }
         if p.replica != from || from == self.primary() {
@@ -759,10 +858,7 @@ impl<SM: StateMachine> Replica<SM> {
     }
 
     fn handle_commit(&mut self, from: NodeId, c: Commit) {
-        if self.status != Status::Normal
-            || c.view != self.view
-            || !self.checkpoints.in_window(c.seq)
-        {
+        if self.status != Status::Normal || c.view != self.view || !self.in_window(c.seq) {
             return;
         }
         if c.replica != from {
@@ -828,8 +924,7 @@ impl<SM: StateMachine> Replica<SM> {
             progressed = true;
         }
         if progressed {
-            self.attempts = 0;
-            self.timer_since_us = (!self.pending.is_empty()).then_some(self.now_us);
+            self.progressed = true;
             self.maybe_send_pre_prepare();
         }
     }
@@ -858,6 +953,7 @@ impl<SM: StateMachine> Replica<SM> {
                 node: req.node,
                 client: req.client,
                 timestamp: req.timestamp,
+                seq,
                 result,
             };
             self.reply_to(&entry);
@@ -865,7 +961,7 @@ impl<SM: StateMachine> Replica<SM> {
         }
         self.last_exec = seq;
         self.executed.insert(seq, digest);
-        if self.checkpoints.is_checkpoint(seq) {
+        if seq.get().is_multiple_of(self.cfg.checkpoint_interval) {
             self.take_checkpoint(seq);
         }
     }
@@ -874,152 +970,97 @@ impl<SM: StateMachine> Replica<SM> {
 
     fn take_checkpoint(&mut self, seq: SeqNo) {
         let state = encode_state(&self.store, &self.clients);
-        let digest = sha256(&state);
-        self.checkpoints.take_own(seq, digest, state);
-        let vote = Signed::new(
-            Checkpoint {
-                seq,
-                state: digest,
-                replica: self.cfg.id,
-            },
-            &self.keys,
-        );
-        self.own_vote = Some(vote.clone());
-        self.broadcast(PbftMessage::Checkpoint(vote.clone()));
-        self.handle_checkpoint(vote);
+        let own = OwnCheckpoint {
+            seq,
+            digest: sha256(&state),
+            state: Arc::new(state),
+        };
+        self.own_states.insert(seq, own.clone());
+        self.reported_exec = seq;
+        self.note(Note::Checkpoint(CheckpointNote::Executed {
+            last_exec: seq,
+            checkpoint: Some(own),
+        }));
     }
 
-    fn handle_checkpoint(&mut self, vote: Signed<Checkpoint>) {
-        let (seq, digest) = (vote.body.seq, vote.body.state);
-        if let Some(stable) = self.checkpoints.record(vote) {
-            self.become_stable(stable);
-            return;
+    /// The CheckpointProtocol's notes and the ViewChanger's.
+    fn handle_note(&mut self, note: EngineNote) {
+        match note {
+            EngineNote::StartViewChange { view } => self.handle_start_view_change(view),
+            EngineNote::EnterView { new_view, plan } => self.enter_view(new_view, plan),
+            EngineNote::SyncViewChanger => self.report_state(),
+            EngineNote::Stable(stable) => self.become_stable(stable),
+            EngineNote::Install {
+                from,
+                stable,
+                state,
+            } => self.install_state(from, stable, state),
+            EngineNote::SyncCheckpoint => {
+                let own = self
+                    .own_states
+                    .range(self.low()..)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                self.reported_exec = self.last_exec;
+                self.note(Note::Checkpoint(CheckpointNote::Synced {
+                    last_exec: self.last_exec,
+                    stable: self.stable.clone(),
+                    own,
+                }));
+            }
         }
-        self.maybe_fetch_ahead(seq, digest);
     }
 
-    /// f+1 matching CHECKPOINTs at or beyond the high watermark: at least
-    /// one correct replica executed that far, and this one can accept no
-    /// message there, so it fetches the state (TOCS 2002 §5.3.2). A replica
-    /// whose peers answer it with 2f+1 votes will never see (when a
-    /// Byzantine replica keeps its own vote from it: a twin talking to the
-    /// other half) would otherwise stay behind for good. What it installs
-    /// still needs the 2f+1-vote proof the state transfer carries.
-    fn maybe_fetch_ahead(&mut self, seq: SeqNo, digest: Digest) {
-        if self.fetch.is_some() || seq < self.checkpoints.high() || seq <= self.last_exec {
-            return;
-        }
-        let votes = self.checkpoints.matching(seq, digest);
-        if votes.len() <= self.cfg.f {
-            return;
-        }
-        tracing::debug!(replica = %self.cfg.id, %seq, "f+1 checkpoints beyond the window: fetching the state");
-        self.fetch = Some(Fetch {
-            stable: StableCheckpoint {
-                seq,
-                digest,
-                proof: votes,
-            },
-            next: 0,
-            last_us: None,
-        });
-        self.send_fetch();
-    }
-
+    /// A stable checkpoint (from the CheckpointProtocol, a NEW-VIEW or a
+    /// state transfer): the watermarks move, the log at or below it goes.
     fn become_stable(&mut self, stable: StableCheckpoint) {
         let seq = stable.seq;
-        if seq <= self.checkpoints.low() {
+        if seq <= self.low() {
             return;
         }
-        let behind = self.last_exec < seq;
-        self.checkpoints.advance(stable.clone());
+        if let Some(own) = self.own_states.get(&seq) {
+            // Agreement on the state: our own checkpoint matches the one
+            // 2f+1 replicas (f+1 correct ones) signed.
+            assert_eq!(own.digest, stable.digest, "state diverged at {seq}");
+        }
+        self.stable = stable;
         self.log = self.log.split_off(&seq.next());
         self.pset = self.pset.split_off(&seq.next());
         self.executed = self.executed.split_off(&seq.next());
+        self.own_states = self.own_states.split_off(&seq);
         if self.next_seq <= seq {
             self.next_seq = seq.next();
         }
-        if behind {
-            tracing::debug!(replica = %self.cfg.id, %seq, "behind a stable checkpoint: fetching the state");
-            self.fetch = Some(Fetch {
-                stable,
-                next: 0,
-                last_us: None,
-            });
-            self.send_fetch();
+        if self.last_exec < seq {
+            tracing::debug!(replica = %self.cfg.id, %seq, "behind a stable checkpoint: waiting for its state");
         }
         self.maybe_send_pre_prepare();
     }
 
-    fn send_fetch(&mut self) {
-        let Some(fetch) = &mut self.fetch else { return };
-        let candidates: Vec<NodeId> = fetch
-            .stable
-            .proof
-            .iter()
-            .map(|c| c.body.replica)
-            .filter(|&r| r != self.cfg.id)
-            .collect();
-        if candidates.is_empty() {
+    /// A state the CheckpointProtocol checked against its certificate.
+    fn install_state(&mut self, from: NodeId, stable: StableCheckpoint, state: Arc<Vec<u8>>) {
+        let seq = stable.seq;
+        if seq <= self.last_exec || seq < self.low() {
+            // Caught up meanwhile, or overtaken by a later stable
+            // checkpoint (the log between them is gone: only that one's
+            // state helps): tell the CheckpointProtocol what it has.
+            self.reported_exec = self.last_exec;
+            self.note(Note::Checkpoint(CheckpointNote::Executed {
+                last_exec: self.last_exec,
+                checkpoint: None,
+            }));
             return;
         }
-        let to = candidates[fetch.next % candidates.len()];
-        fetch.next += 1;
-        fetch.last_us = Some(self.now_us);
-        let body = FetchState {
-            seq: fetch.stable.seq,
-            replica: self.cfg.id,
-        };
-        let msg = PbftMessage::FetchState(Maced::new(body, &self.keys, &[to]));
-        self.send(to, msg);
-    }
-
-    fn handle_fetch_state(&mut self, from: NodeId, f: FetchState) {
-        if f.replica != from {
-            return;
-        }
-        let stable = self.checkpoints.stable().clone();
-        if stable.seq < f.seq || stable.seq == SeqNo::ZERO {
-            return;
-        }
-        let Some((digest, state)) = self.checkpoints.own_state(stable.seq) else {
-            return;
-        };
-        assert_eq!(digest, stable.digest);
-        self.send(
-            from,
-            PbftMessage::StateTransfer(StateTransfer {
-                seq: stable.seq,
-                state: state.as_ref().clone(),
-                proof: stable.proof,
-            }),
+        debug_assert_eq!(
+            sha256(&state),
+            stable.digest,
+            "checked by the CheckpointProtocol"
         );
-    }
-
-    fn handle_state_transfer(&mut self, from: NodeId, st: StateTransfer) {
-        if st.seq <= self.last_exec {
-            return;
-        }
-        let digest = sha256(&st.state);
-        if !proof_is_valid(
-            st.seq,
-            digest,
-            &st.proof,
-            &self.cfg.members,
-            self.q.quorum(),
-        ) {
+        let Some((snapshot, clients)) = decode_state(&state) else {
             self.accuse(
                 from,
                 EvidenceKind::BadStateTransfer,
-                format!("state for {} does not match a certified checkpoint", st.seq),
-            );
-            return;
-        }
-        let Some((snapshot, clients)) = decode_state(&st.state) else {
-            self.accuse(
-                from,
-                EvidenceKind::BadStateTransfer,
-                format!("undecodable state for {}", st.seq),
+                format!("undecodable state for {seq}"),
             );
             return;
         };
@@ -1029,296 +1070,98 @@ impl<SM: StateMachine> Replica<SM> {
             // these bytes: a snapshot the machine cannot read back is a bug
             // of the state machine, not of the sender. Keep the old state
             // (and keep fetching) rather than run on a half-restored one.
-            tracing::error!(replica = %self.cfg.id, seq = %st.seq, error = %e, "a certified snapshot does not restore");
+            tracing::error!(replica = %self.cfg.id, %seq, error = %e, "a certified snapshot does not restore");
             if let Err(e) = self.store.restore(&before) {
                 panic!("the replica's own snapshot does not restore: {e}");
             }
             return;
         }
-        tracing::debug!(replica = %self.cfg.id, seq = %st.seq, "state transfer installed");
+        tracing::debug!(replica = %self.cfg.id, %seq, "state transfer installed");
         self.clients = clients;
-        self.last_exec = st.seq;
+        self.last_exec = seq;
         self.executed.clear();
         let clients = &self.clients;
         self.pending
             .retain(|k, _| clients.get(&k.0).is_none_or(|e| e.timestamp < k.1));
-        if st.seq > self.checkpoints.low() {
-            self.become_stable(StableCheckpoint {
-                seq: st.seq,
-                digest,
-                proof: st.proof,
-            });
-        }
-        self.checkpoints.take_own(st.seq, digest, st.state);
-        if self.fetch.as_ref().is_some_and(|f| f.stable.seq <= st.seq) {
-            self.fetch = None;
-        }
+        let digest = stable.digest;
+        self.become_stable(stable);
+        let own = OwnCheckpoint { seq, digest, state };
+        self.own_states.insert(seq, own.clone());
+        self.reported_exec = seq;
+        self.note(Note::Checkpoint(CheckpointNote::Installed(own)));
         if self.next_seq <= self.last_exec {
             self.next_seq = self.last_exec.next();
         }
         self.try_execute();
     }
 
-    // ----- view changes -----
+    // ----- view changes (decided by the ViewChanger) -----
 
-    fn timeout_us(&self) -> u64 {
-        view_change_timeout_us(self.cfg.view_change_timeout_us, self.attempts)
+    /// Stops the normal case and moves to `view`; answers with the
+    /// certificates a VIEW-CHANGE carries (final: none forms in a lower
+    /// view from now on).
+    fn handle_start_view_change(&mut self, view: View) {
+        if view > self.view {
+            tracing::debug!(replica = %self.cfg.id, from = %self.view, to = %view, "view change");
+            self.view = view;
+            self.status = Status::ViewChange {
+                since_us: self.now_us,
+                quorum_since_us: None,
+            };
+            self.new_view = None;
+            self.heard.clear();
+        }
+        self.report_state();
     }
 
-    fn start_view_change(&mut self, new_view: View) {
-        assert!(new_view > self.view, "views only move forward");
-        tracing::debug!(replica = %self.cfg.id, from = %self.view, to = %new_view, "view change");
-        self.view = new_view;
-        self.status = Status::ViewChange {
-            since_us: self.now_us,
-            quorum_since_us: None,
+    fn report_state(&mut self) {
+        let normal = self.status == Status::Normal;
+        let h = self.low();
+        let prepared = if normal {
+            Vec::new()
+        } else {
+            self.pset
+                .range(h.next()..)
+                .map(|(_, c)| c.clone())
+                .collect()
         };
-        self.attempts = self.attempts.saturating_add(1);
-        self.new_view = None;
-        self.heard.clear();
-        let stable = self.checkpoints.stable().clone();
-        let h = stable.seq;
-        let vc = Signed::new(
-            ViewChange {
-                new_view,
-                stable_seq: h,
-                stable_digest: stable.digest,
-                checkpoint_proof: stable.proof,
-                prepared: self
-                    .pset
-                    .range(h.next()..)
-                    .map(|(_, c)| c.clone())
-                    .collect(),
-                replica: self.cfg.id,
-            },
-            &self.keys,
-        );
-        debug_assert!(
-            validate_view_change(&vc.body, &self.q).is_ok(),
-            "own VIEW-CHANGE valid"
-        );
-        self.broadcast(PbftMessage::ViewChange(vc.clone()));
-        self.store_view_change(vc);
-        self.vcs = self.vcs.split_off(&new_view);
-        self.after_view_change_recorded();
+        self.note(Note::ViewChanger(ViewChangerNote::EngineState {
+            view: self.view,
+            normal,
+            new_view: self.new_view.clone(),
+            stable: self.stable.clone(),
+            prepared,
+        }));
     }
 
-    fn store_view_change(&mut self, vc: Signed<ViewChange>) {
-        let replica = vc.body.replica;
-        // One VIEW-CHANGE per replica: its latest.
-        for set in self.vcs.values_mut() {
-            set.remove(&replica);
-        }
-        self.vcs.retain(|_, set| !set.is_empty());
-        self.vcs
-            .entry(vc.body.new_view)
-            .or_default()
-            .insert(replica, vc);
-    }
-
-    fn after_view_change_recorded(&mut self) {
-        if let Status::ViewChange {
-            since_us,
-            quorum_since_us: None,
-        } = self.status
-        {
-            if self.vcs.get(&self.view).map_or(0, BTreeMap::len) >= self.q.quorum() {
-                self.status = Status::ViewChange {
-                    since_us,
-                    quorum_since_us: Some(self.now_us),
-                };
-            }
-        }
-        self.maybe_send_new_view();
-    }
-
-    fn handle_view_change(&mut self, from: NodeId, svc: Signed<ViewChange>) {
-        let vc = &svc.body;
-        if vc.replica != from {
+    /// Enters the view of a NEW-VIEW the ViewChanger sent or checked, with
+    /// its re-issued PRE-PREPAREs.
+    fn enter_view(&mut self, nv: Signed<NewView>, plan: NewViewPlan) {
+        let view = nv.body.view;
+        if view < self.view || (view == self.view && self.status == Status::Normal) {
             return;
         }
-        let stale =
-            vc.new_view < self.view || (vc.new_view == self.view && self.status == Status::Normal);
-        if stale {
-            return;
-        }
-        if let Err(e) = validate_view_change(vc, &self.q) {
-            self.accuse(from, EvidenceKind::InvalidViewChange, e.to_string());
-            return;
-        }
-        if self
-            .vcs
-            .get(&vc.new_view)
-            .and_then(|s| s.get(&from))
-            .is_some_and(|old| old == &svc)
-        {
-            return;
-        }
-        self.store_view_change(svc);
-        // Join f+1 replicas that moved past this view (§4.5.2).
-        let mut ahead: Vec<View> = self
-            .vcs
-            .iter()
-            .filter(|(v, _)| **v > self.view)
-            .flat_map(|(v, set)| set.keys().filter(|r| **r != self.cfg.id).map(move |_| *v))
-            .collect();
-        if ahead.len() > self.cfg.f {
-            ahead.sort_unstable();
-            let target = ahead[ahead.len() - 1 - self.cfg.f];
-            if target > self.view {
-                self.start_view_change(target);
-                return;
-            }
-        }
-        self.after_view_change_recorded();
-    }
-
-    fn maybe_send_new_view(&mut self) {
-        if !matches!(self.status, Status::ViewChange { .. })
-            || self.q.primary(self.view) != self.cfg.id
-            || self.new_view.is_some()
-        {
-            return;
-        }
-        let Some(set) = self.vcs.get(&self.view) else {
-            return;
-        };
-        if set.len() < self.q.quorum() || !set.contains_key(&self.cfg.id) {
-            return;
-        }
-        let mut chosen: Vec<Signed<ViewChange>> = vec![set[&self.cfg.id].clone()];
-        chosen.extend(
-            set.iter()
-                .filter(|(r, _)| **r != self.cfg.id)
-                .map(|(_, vc)| vc.clone())
-                .take(self.q.quorum() - 1),
-        );
-        let plan = plan_new_view(chosen.iter().map(|vc| &vc.body));
-        let pre_prepares = plan
-            .reissue
-            .iter()
-            .map(|(&seq, (digest, _))| {
-                Signed::new(
-                    PrePrepare {
-                        view: self.view,
-                        seq,
-                        digest: *digest,
-                        primary: self.cfg.id,
-                    },
-                    &self.keys,
-                )
-            })
-            .collect();
-        let nv = Signed::new(
-            NewView {
-                view: self.view,
-                view_changes: chosen,
-                pre_prepares,
-                primary: self.cfg.id,
-            },
-            &self.keys,
-        );
-        self.broadcast(PbftMessage::NewView(nv.clone()));
-        self.install_new_view(nv, plan);
-    }
-
-    /// Checks a NEW-VIEW against its VIEW-CHANGEs; returns `O` if it holds.
-    fn check_new_view(&self, nv: &NewView) -> Result<NewViewPlan, String> {
-        let mut senders: Vec<NodeId> = Vec::new();
-        for vc in &nv.view_changes {
-            if vc.body.new_view != nv.view {
-                return Err(format!(
-                    "a VIEW-CHANGE for {} in the NEW-VIEW of {}",
-                    vc.body.new_view, nv.view
-                ));
-            }
-            if !self.cfg.members.contains(&vc.body.replica) || senders.contains(&vc.body.replica) {
-                return Err(format!(
-                    "VIEW-CHANGE of {} repeated or not a member",
-                    vc.body.replica
-                ));
-            }
-            senders.push(vc.body.replica);
-            validate_view_change(&vc.body, &self.q)
-                .map_err(|e| format!("{}: {e}", vc.body.replica))?;
-        }
-        if senders.len() < self.q.quorum() {
-            return Err(format!(
-                "{} VIEW-CHANGEs, 2f+1 = {} needed",
-                senders.len(),
-                self.q.quorum()
-            ));
-        }
-        let plan = plan_new_view(nv.view_changes.iter().map(|vc| &vc.body));
-        let given: Vec<(SeqNo, Digest)> = nv
-            .pre_prepares
-            .iter()
-            .map(|pp| (pp.body.seq, pp.body.digest))
-            .collect();
-        let expected: Vec<(SeqNo, Digest)> =
-            plan.reissue.iter().map(|(s, (d, _))| (*s, *d)).collect();
-        if given != expected {
-            return Err(format!(
-                "re-issued PRE-PREPAREs {:?} where the VIEW-CHANGEs give {:?}",
-                given, expected
-            ));
-        }
-        if nv
-            .pre_prepares
-            .iter()
-            .any(|pp| pp.body.view != nv.view || pp.body.primary != nv.primary)
-        {
-            return Err("a re-issued PRE-PREPARE of another view or primary".into());
-        }
-        Ok(plan)
-    }
-
-    fn handle_new_view(&mut self, from: NodeId, snv: Signed<NewView>) {
-        let nv = &snv.body;
-        if nv.view < self.view || (nv.view == self.view && self.status == Status::Normal) {
-            return;
-        }
-        if nv.primary != from || self.q.primary(nv.view) != from {
-            return;
-        }
-        match self.check_new_view(nv) {
-            Ok(plan) => {
-                if nv.view > self.view {
-                    self.view = nv.view;
-                }
-                self.install_new_view(snv, plan);
-            }
-            Err(why) => self.accuse(
-                from,
-                EvidenceKind::LyingNewView,
-                format!("NEW-VIEW of {}: {why}", nv.view),
-            ),
-        }
-    }
-
-    fn install_new_view(&mut self, nv: Signed<NewView>, plan: NewViewPlan) {
-        assert_eq!(nv.body.view, self.view);
+        self.view = view;
         let primary = self.q.primary(self.view) == self.cfg.id;
         self.status = Status::Normal;
-        self.timer_since_us = None;
         self.heard.clear();
         self.log.clear();
-        self.vcs = self.vcs.split_off(&self.view.next());
-        if plan.min_s > self.checkpoints.low() {
-            self.become_stable(StableCheckpoint {
+        if plan.min_s > self.low() {
+            let stable = StableCheckpoint {
                 seq: plan.min_s,
                 digest: plan.min_s_digest,
                 proof: plan.min_s_proof.clone(),
-            });
+            };
+            self.note(Note::Checkpoint(CheckpointNote::Adopt(stable.clone())));
+            self.become_stable(stable);
         }
         for p in self.pending.values_mut() {
             p.assigned = false;
-            p.since_us = self.now_us;
         }
-        let h = self.checkpoints.low();
+        let h = self.low();
         for pp in &nv.body.pre_prepares {
             let seq = pp.body.seq;
-            if seq <= h || !self.checkpoints.in_window(seq) {
+            if seq <= h || !self.in_window(seq) {
                 continue;
             }
             let Some((digest, batch)) = plan.reissue.get(&seq) else {
@@ -1363,6 +1206,7 @@ impl<SM: StateMachine> Replica<SM> {
         } else {
             self.queue.clear();
         }
+        self.timer_restart = true;
         let seqs: Vec<SeqNo> = self.log.keys().copied().collect();
         for seq in seqs {
             self.maybe_prepared(seq);
@@ -1374,32 +1218,6 @@ impl<SM: StateMachine> Replica<SM> {
 
     fn handle_tick(&mut self, now_us: u64) {
         self.now_us = self.now_us.max(now_us);
-        let timeout = self.timeout_us();
-        match self.status {
-            Status::Normal => {
-                if self.pending.is_empty() {
-                    self.timer_since_us = None;
-                } else {
-                    let oldest = self
-                        .pending
-                        .values()
-                        .map(|p| p.since_us)
-                        .min()
-                        .unwrap_or(self.now_us);
-                    let since = *self.timer_since_us.get_or_insert(oldest);
-                    if self.now_us.saturating_sub(since) > timeout {
-                        self.start_view_change(self.view.next());
-                    }
-                }
-            }
-            Status::ViewChange {
-                quorum_since_us: Some(t),
-                ..
-            } if self.now_us.saturating_sub(t) > timeout => {
-                self.start_view_change(self.view.next());
-            }
-            Status::ViewChange { .. } => {}
-        }
         if self.now_us.saturating_sub(self.last_retransmit_us) >= self.cfg.retransmit_us {
             self.last_retransmit_us = self.now_us;
             self.retransmit();
@@ -1482,37 +1300,22 @@ impl<SM: StateMachine> Replica<SM> {
                         }
                     }
                 }
-                if primary {
-                    if let Some(nv) = &self.new_view {
-                        for &r in &others {
-                            if !self.heard.contains(&r) {
-                                out.push((r, PbftMessage::NewView(nv.clone())));
-                            }
-                        }
+                if primary && self.new_view.is_some() {
+                    let to: Vec<NodeId> = others
+                        .iter()
+                        .copied()
+                        .filter(|r| !self.heard.contains(r))
+                        .collect();
+                    if !to.is_empty() {
+                        self.note(Note::ViewChanger(ViewChangerNote::ResendNewView { to }));
                     }
                 }
             }
-            Status::ViewChange { .. } => {
-                if let Some(vc) = self.vcs.get(&self.view).and_then(|s| s.get(&me)) {
-                    for &r in &others {
-                        out.push((r, PbftMessage::ViewChange(vc.clone())));
-                    }
-                }
-            }
-        }
-        if let Some(vote) = &self.own_vote {
-            let voters = self.checkpoints.voters(vote.body.seq);
-            for &r in &others {
-                if !voters.contains(&r) {
-                    out.push((r, PbftMessage::Checkpoint(vote.clone())));
-                }
-            }
+            // Between views the ViewChanger retransmits the VIEW-CHANGE.
+            Status::ViewChange { .. } => {}
         }
         for (to, msg) in out {
             self.send(to, msg);
-        }
-        if self.fetch.is_some() {
-            self.send_fetch();
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The PBFTEngine: the replica core ([`core`]) and its actor ([`actor`]).
+//! The PBFTEngine: the engine core ([`core`]), its actor ([`actor`]), and
+//! the whole replica in one core ([`replica`]).
 
 pub mod actor;
 pub mod core;
+pub mod replica;
 #[cfg(test)]
 pub(crate) mod tests;

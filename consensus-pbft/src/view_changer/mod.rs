@@ -1,4 +1,7 @@
-//! The ViewChanger: VIEW-CHANGE validity and the NEW-VIEW computation
-//! ([`core`]), driven by the replica's timers.
+//! The ViewChanger: VIEW-CHANGE validity, the NEW-VIEW computation, and
+//! the component's core [`core::ViewChanger`] (request timer, VIEW-CHANGE
+//! send and collect, NEW-VIEW compute and check, growing timeouts), run by
+//! its supervised actor ([`actor`]).
 
+pub mod actor;
 pub mod core;
