@@ -190,9 +190,11 @@ impl ConsensusConfig {
         self.cluster_size / 2 + 1
     }
 
-    /// The Byzantine quorum `2f + 1`.
+    /// The Byzantine quorum `⌈(n + f + 1) / 2⌉`: `2f + 1` when
+    /// `n = 3f + 1`; any two such quorums share `f + 1` nodes for any
+    /// `n >= 3f + 1`, where a fixed `2f + 1` would not.
     pub fn byzantine_quorum(&self) -> usize {
-        2 * self.max_byzantine_nodes + 1
+        (self.cluster_size + self.max_byzantine_nodes + 2) / 2
     }
 }
 

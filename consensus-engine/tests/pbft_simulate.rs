@@ -93,3 +93,42 @@ fn byzantine_faults_are_refused_where_they_cannot_run() {
     };
     assert!(e.contains("--byzantine F"), "{e}");
 }
+
+/// Regression, seed 3020: with `--byzantine 0` on 4 replicas the quorum
+/// was `2f + 1 = 1`, so after a crash, lost messages and component panics
+/// n2 committed null requests in view 1 at sequence numbers where n1 had
+/// committed clients' requests in view 0. Quorums are now
+/// `⌈(n + f + 1) / 2⌉` (3 here), which any two share a replica of. The
+/// same faults with 6 replicas and f = 1 (quorum 4, not 3) must hold too.
+#[test]
+fn quorums_intersect_whatever_n_and_f_under_component_panics() {
+    for (nodes, f, seeds) in [(4, 0, [3020, 3050]), (6, 1, [3020, 3021])] {
+        for seed in seeds {
+            let mut config = ConsensusConfig::for_protocol(ConsensusProtocol::named("pbft"), nodes);
+            config.byzantine_tolerance = true;
+            config.max_byzantine_nodes = f;
+            let options = SimulateOptions {
+                seed,
+                duration: Duration::from_secs(8),
+                workload: WorkloadOptions {
+                    clients: 3,
+                    ..WorkloadOptions::default()
+                },
+                faults: FaultSelection::Only(vec![Fault::Crash, Fault::Loss, Fault::Panic]),
+                ..SimulateOptions::default()
+            };
+            let run = Registry::builtin()
+                .driver(&config.protocol)
+                .expect("pbft is registered")
+                .simulate(&config, &options)
+                .expect("runs");
+            let r = &run.report;
+            assert!(
+                r.passed(),
+                "n={nodes} f={f} seed {seed}: {:?}",
+                r.violations
+            );
+            assert!(r.committed > 0, "n={nodes} f={f} seed {seed}: no progress");
+        }
+    }
+}

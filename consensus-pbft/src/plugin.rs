@@ -192,7 +192,7 @@ impl ProtocolPlugin for PbftPlugin {
         membership: false,
         snapshots: false,
         raft_rpcs: false,
-        panic_injection: false,
+        panic_injection: true,
         byzantine: true,
         log_positions: true,
     };
@@ -249,6 +249,14 @@ impl ProtocolPlugin for PbftPlugin {
                 members,
                 client: node.client.clone(),
                 store,
+                panics: [
+                    node.view_changer_panic.clone(),
+                    node.checkpoint_panic.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+                next_panic: std::cell::Cell::new(0),
             }),
         }
     }
@@ -290,6 +298,10 @@ struct PbftHandle {
     members: Vec<NodeId>,
     client: actix::Addr<crate::client::ClientProxy>,
     store: ReplicaStore,
+    /// The ViewChanger's and the CheckpointProtocol's fault injection
+    /// (none for a whole replica).
+    panics: Vec<actix::Recipient<crate::node::InjectPanic>>,
+    next_panic: std::cell::Cell<usize>,
 }
 
 impl NodeHandle for PbftHandle {
@@ -305,6 +317,18 @@ impl NodeHandle for PbftHandle {
                 log_id: Some(at),
             })
         })
+    }
+
+    /// The ViewChanger and the CheckpointProtocol in turn (they restart
+    /// and resync from the engine; see [`crate::notes`]).
+    fn inject_panic(&self) -> bool {
+        if self.panics.is_empty() {
+            return false;
+        }
+        let i = self.next_panic.get() % self.panics.len();
+        self.next_panic.set(i + 1);
+        self.panics[i].do_send(crate::node::InjectPanic);
+        true
     }
 
     fn info(&self) -> Reply<NodeInfo> {

@@ -822,7 +822,9 @@ impl<SM: StateMachine> Engine<SM> {
             .filter(|p| p.body.digest == digest && p.body.replica != primary)
             .cloned()
             .collect();
-        if prepares.len() < 2 * self.cfg.f {
+        // Prepared: the PRE-PREPARE and a quorum less one PREPAREs (2f
+        // when n = 3f + 1; see `Quorums::quorum`).
+        if prepares.len() + 1 < self.q.quorum() {
             return false;
         }
         slot.prepared = true;
