@@ -432,6 +432,7 @@ mod tests {
                 ballot: b,
                 slot: Slot(slot),
                 value,
+                commit: None,
             },
         }
     }

@@ -267,10 +267,12 @@ impl<S: LearnerStorage> Learner<S> {
                 slot,
                 batch,
                 next_undelivered,
+                commit,
             } => self.decided.do_send(Decided {
                 slot,
                 batch,
                 next_undelivered,
+                commit,
             }),
             LearnerEffect::Answer {
                 batch,
@@ -369,6 +371,8 @@ impl<S: LearnerStorage> Handler<PeerMessage> for Learner<S> {
         let input = match m.msg {
             M::Accepted(msg) => LearnerInput::Accepted { from: m.from, msg },
             M::Chosen(c) => LearnerInput::Chosen(c),
+            M::Commit(c) => LearnerInput::Commit(c),
+            M::Accept(a) => LearnerInput::Accept(a),
             M::CatchUp(msg) => LearnerInput::CatchUp { from: m.from, msg },
             M::CatchUpReply(r) => LearnerInput::CatchUpReply(r),
             M::InstallSnapshot(m) => LearnerInput::InstallSnapshot(m),
@@ -390,9 +394,21 @@ impl<S: LearnerStorage> Handler<Envelope<PaxosMessage>> for Learner<S> {
             return;
         }
         match (&env.msg, &self.peers) {
+            (M::Accept(a), Some(_)) => {
+                // A Multi-Paxos learner keeps the leader's Accepts (and
+                // their commit) as they go by to the acceptor.
+                if self.cfg.mode == crate::config::Mode::Multi {
+                    let a = a.clone();
+                    self.step(LearnerInput::Accept(a));
+                }
+                if let Some(peers) = &self.peers {
+                    peers.deliver(env.from, env.msg);
+                }
+            }
             (
                 M::Accepted(_)
                 | M::Chosen(_)
+                | M::Commit(_)
                 | M::CatchUp(_)
                 | M::CatchUpReply(_)
                 | M::InstallSnapshot(_),

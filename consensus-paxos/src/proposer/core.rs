@@ -41,7 +41,7 @@
 
 use crate::config::{Mode, PaxosConfig};
 use crate::error::ProposeError;
-use crate::messages::{Accept, Nack, PaxosMessage, Prepare, Promise};
+use crate::messages::{Accept, Commit, Nack, PaxosMessage, Prepare, Promise};
 use crate::types::{Ballot, BatchId, Configurations, PValue, Request, Slot, Value, ValueRef};
 use crate::wiring::Change;
 use consensus_actors::types::NodeId;
@@ -87,6 +87,8 @@ pub enum ProposerInput {
         batch: Option<BatchId>,
         /// The learner's first undelivered slot.
         next_undelivered: Slot,
+        /// The learner's last delivered slots chosen at one ballot.
+        commit: Option<Commit>,
     },
     /// The ballot leader election's leader (Multi-Paxos).
     Leader {
@@ -252,6 +254,11 @@ pub struct ProposerCore {
     deferred: BTreeMap<Slot, ValueRef>,
     leader: Option<Ballot>,
     backoff_until_us: u64,
+    /// Multi-Paxos: the slots the learner delivered that were chosen at
+    /// the current ballot (told to the followers on the next Accept).
+    commit: Option<Commit>,
+    /// The last slot of the latest commit sent.
+    commit_sent: Slot,
 }
 
 impl ProposerCore {
@@ -280,6 +287,8 @@ impl ProposerCore {
             deferred: BTreeMap::new(),
             leader: None,
             backoff_until_us: 0,
+            commit: None,
+            commit_sent: Slot(0),
         }
     }
 
@@ -392,7 +401,11 @@ impl ProposerCore {
                 slot,
                 batch,
                 next_undelivered,
-            } => self.handle_decided(now_us, slot, batch, next_undelivered, out),
+                commit,
+            } => {
+                self.note_commit(commit);
+                self.handle_decided(now_us, slot, batch, next_undelivered, out)
+            }
             ProposerInput::Leader { leader } => self.handle_leader(now_us, leader, out),
             ProposerInput::Configured { configs } => self.handle_configured(now_us, configs, out),
             ProposerInput::Reconfigure { token, change } => {
@@ -908,10 +921,12 @@ impl ProposerCore {
             ballot,
             value: ValueRef::clone(&value),
         });
+        let commit = self.commit_at(ballot);
         out.push(ProposerEffect::Broadcast(PaxosMessage::Accept(Accept {
             ballot,
             slot,
             value: ValueRef::clone(&value),
+            commit,
         })));
         let previous = in_flight.insert(
             slot,
@@ -921,6 +936,31 @@ impl ProposerCore {
             },
         );
         assert!(previous.is_none(), "{slot} proposed twice in one ballot");
+    }
+
+    /// Keeps the learner's commit when it is of the current ballot
+    /// (Multi-Paxos): only what was chosen at the leader's own ballot is
+    /// named by it.
+    fn note_commit(&mut self, commit: Option<Commit>) {
+        let Some(c) = commit else {
+            return;
+        };
+        if self.cfg.mode != Mode::Multi || self.ballot() != Some(c.ballot) {
+            return;
+        }
+        if self
+            .commit
+            .is_none_or(|old| old.ballot != c.ballot || old.through < c.through)
+        {
+            self.commit = Some(c);
+        }
+    }
+
+    /// The commit to carry on an Accept at `ballot` (noting it sent).
+    fn commit_at(&mut self, ballot: Ballot) -> Option<Commit> {
+        let c = self.commit.filter(|c| c.ballot == ballot)?;
+        self.commit_sent = self.commit_sent.max(c.through);
+        Some(c)
     }
 
     /// The next batch to propose: one waiting for a slot, or a new one of
@@ -1218,6 +1258,7 @@ impl ProposerCore {
                 Mode::Multi,
             ) => {
                 let ballot = *ballot;
+                let commit = self.commit.filter(|c| c.ballot == ballot);
                 for (slot, f) in in_flight.iter_mut() {
                     if now_us.saturating_sub(f.since_us) >= retry_us {
                         f.since_us = now_us;
@@ -1230,7 +1271,17 @@ impl ProposerCore {
                             ballot,
                             slot: *slot,
                             value: ValueRef::clone(&f.value),
+                            commit,
                         })));
+                    }
+                }
+                if let Some(c) = commit {
+                    if c.through > self.commit_sent {
+                        // No Accept carried the latest decisions: they go
+                        // alone, as Raft's heartbeat carries the commit
+                        // index.
+                        self.commit_sent = c.through;
+                        out.push(ProposerEffect::Broadcast(PaxosMessage::Commit(c)));
                     }
                 }
             }

@@ -108,6 +108,7 @@ fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accep
             slot: Slot(1),
             batch: theirs.batch,
             next_undelivered: Slot(2),
+            commit: None,
         },
         &mut out,
     );
@@ -245,6 +246,7 @@ fn a_multi_paxos_leader_batches_within_its_window_and_refuses_when_following() {
             slot: Slot(1),
             batch,
             next_undelivered: Slot(2),
+            commit: None,
         },
         &mut out,
     );
@@ -401,6 +403,7 @@ fn a_configuration_change_takes_effect_alpha_slots_later_after_phase_1_with_the_
             slot: Slot(1),
             batch,
             next_undelivered: Slot(2),
+            commit: None,
         },
         &mut out,
     );
