@@ -44,7 +44,9 @@
 use crate::acceptor::{AcceptRecord, Acceptor, AcceptorHardState, DirectRequest};
 use crate::config::{Mode, PaxosConfig};
 use crate::election::BallotLeaderElection;
-use crate::learner::{ChosenRecord, GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs};
+use crate::learner::{
+    ChosenRecord, GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs, TakeSnapshot,
+};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, Proposer, ProposerOutputs};
 use crate::router::RouterTargets;
@@ -203,6 +205,9 @@ pub struct LearnerHandles {
     pub status: Option<Recipient<GetLearnerStatus>>,
     /// Its state machine (`None`: not offered).
     pub state: Option<Recipient<GetLearnerState>>,
+    /// A snapshot taken on demand (`None`: not offered; the engine's
+    /// `create_snapshot` then answers Unsupported).
+    pub snapshot: Option<Recipient<TakeSnapshot>>,
     /// Fault injection (`None`: not offered).
     pub panic: Option<Recipient<InjectPanic>>,
 }
@@ -389,6 +394,7 @@ impl Default for LearnerSlot {
                     abandon: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),
                     state: Some(addr.clone().recipient()),
+                    snapshot: Some(addr.clone().recipient()),
                     panic: Some(addr.recipient()),
                 },
             )

@@ -286,10 +286,9 @@ impl AcceptorCore {
                 },
             )));
         }
-        let same = self
-            .accepted
-            .get(&msg.slot)
-            .is_some_and(|(b, v)| *b == msg.ballot && **v == *msg.value);
+        let same = self.accepted.get(&msg.slot).is_some_and(|(b, v)| {
+            *b == msg.ballot && (ValueRef::ptr_eq(v, &msg.value) || **v == *msg.value)
+        });
         if !same {
             if let Some((b, v)) = self.accepted.get(&msg.slot) {
                 // One ballot proposes one value per slot.

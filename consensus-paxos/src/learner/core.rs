@@ -131,6 +131,10 @@ pub enum LearnerInput {
     CatchUpReply(CatchUpReply),
     /// A snapshot a peer sent (the slots asked for were compacted).
     InstallSnapshot(InstallSnapshot),
+    /// Take a snapshot at the last delivered slot now, whatever the
+    /// interval says (the engine's `create_snapshot`); nothing to do when
+    /// the latest snapshot is there already or nothing was delivered.
+    SnapshotNow,
     /// Time passed.
     Tick,
 }
@@ -412,6 +416,7 @@ impl LearnerCore {
             }
             LearnerInput::InstallSnapshot(m) => self.handle_install_snapshot(m.snapshot, out),
             LearnerInput::Tick => self.handle_tick(now_us, out),
+            LearnerInput::SnapshotNow => self.take_snapshot(out),
         }
         self.deliver_committed(out);
         self.maybe_snapshot(out);
@@ -443,9 +448,15 @@ impl LearnerCore {
     /// Takes a snapshot once `snapshot_interval` commands were delivered
     /// since the last one.
     fn maybe_snapshot(&mut self, out: &mut Vec<LearnerEffect>) {
-        if self.log_commands < self.snapshot_interval {
-            return;
+        if self.log_commands >= self.snapshot_interval {
+            self.take_snapshot(out);
         }
+    }
+
+    /// Snapshots the state machine at the last delivered slot and drops
+    /// the log up to it (nothing when the log is empty: the latest
+    /// snapshot, if any, is at that slot already).
+    fn take_snapshot(&mut self, out: &mut Vec<LearnerEffect>) {
         let Some((ballot, _)) = self.log.back() else {
             return;
         };
@@ -1045,6 +1056,41 @@ mod tests {
         );
         assert_eq!(l.next(), Slot(4));
         assert_eq!(l.kv().get("k"), Some("3"));
+    }
+
+    /// `SnapshotNow` snapshots at the last delivered slot whatever the
+    /// interval, drops the log up to it and asks for the acceptor's
+    /// compaction (the Snapshot effect); with nothing delivered since the
+    /// last snapshot it does nothing.
+    #[test]
+    fn snapshot_now_snapshots_at_the_last_delivered_slot() {
+        let mut l = learner();
+        let mut out = Vec::new();
+        l.step(0, LearnerInput::SnapshotNow, &mut out);
+        assert!(out.is_empty(), "nothing delivered, nothing to snapshot");
+        l.step(0, chosen(1, batch(0, "k", "1")), &mut out);
+        l.step(0, chosen(2, batch(1, "j", "2")), &mut out);
+        out.clear();
+        l.step(0, LearnerInput::SnapshotNow, &mut out);
+        let taken: Vec<Slot> = out
+            .iter()
+            .filter_map(|e| match e {
+                LearnerEffect::Snapshot(s) => Some(s.slot),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(taken, [Slot(2)]);
+        assert_eq!(l.snapshot_slot(), Slot(2));
+        assert_eq!(l.retained(), 0, "the log up to the snapshot is dropped");
+        let mut kv = KvStore::default();
+        kv.restore(&l.snapshot().unwrap().state).unwrap();
+        assert_eq!((kv.get("k"), kv.get("j")), (Some("1"), Some("2")));
+        out.clear();
+        l.step(0, LearnerInput::SnapshotNow, &mut out);
+        assert!(
+            out.is_empty(),
+            "the snapshot is at the last delivered slot already"
+        );
     }
 
     /// A commit that arrives before the Accept it names (reordering)
