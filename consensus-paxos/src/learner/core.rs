@@ -68,7 +68,7 @@ use crate::types::{
 };
 use consensus_actors::kv::{KvOutput, KvStore, SnapshotDecodeError, StateMachine};
 use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Multi-Paxos: a follower's proposer hears of every this many slots
 /// decided by others (and of where delivery stands at every tick), not of
@@ -198,7 +198,9 @@ pub enum LearnerEffect {
 struct Tally {
     ballot: Ballot,
     value: ValueRef,
-    acks: BTreeSet<NodeId>,
+    /// The acceptors that accepted it (distinct; at most the
+    /// configuration's size, so a vector, not an allocating set).
+    acks: Vec<NodeId>,
     /// The local proposer proposed in this slot (at this or a lower
     /// ballot): it is told of the decision.
     local: bool,
@@ -505,7 +507,7 @@ impl LearnerCore {
                 *t = Tally {
                     ballot,
                     value,
-                    acks: BTreeSet::new(),
+                    acks: Vec::new(),
                     local: local || t.local,
                 }
             }
@@ -515,7 +517,7 @@ impl LearnerCore {
                     Tally {
                         ballot,
                         value,
-                        acks: BTreeSet::new(),
+                        acks: Vec::new(),
                         local,
                     },
                 );
@@ -615,7 +617,9 @@ impl LearnerCore {
         if t.ballot != msg.ballot {
             return;
         }
-        t.acks.insert(from);
+        if !t.acks.contains(&from) {
+            t.acks.push(from);
+        }
         if t.acks.len() >= q2 {
             let Some(t) = self.tallies.remove(&msg.slot) else {
                 return;
