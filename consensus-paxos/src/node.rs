@@ -8,7 +8,8 @@
 //!                  ▼
 //!   ┌──────────  PaxosRouter  ───────────────────────────────┐
 //!   │ Prepare, Accept     Promise, Nack   Accepted, Chosen,   Heartbeats
-//!   ▼                     ▼               CatchUp(+Reply)     ▼
+//!   ▼                     ▼               Commit, Accept (a   ▼
+//!                                         copy), CatchUp(+Reply)
 //! Acceptor            Proposer ─Proposed/Abandon──────► Learner   BallotLeaderElection
 //! (promise, accepted;  ▲   ◄──────── Decided ───────────  (KvStore,  ── LeaderChange ──► Proposer
 //!  synced store)       │                                  answers)  ◄── BallotTooLow ── Proposer
@@ -25,7 +26,9 @@
 //! factory has built its component. A node's messages to itself never
 //! reach the network ([`Loopback`]); client commands reach the Proposer
 //! through a shared queue, one wake-up message per batch of them
-//! ([`SubmissionQueue`]).
+//! ([`SubmissionQueue`]). In Multi-Paxos a follower's Learner learns the
+//! decisions from the leader's Accepts that pass by (their
+//! [`Commit`](crate::messages::Commit)), not from a Chosen per slot.
 
 use crate::acceptor::DirectRequest;
 use crate::config::PaxosConfig;
