@@ -98,6 +98,40 @@ fn multi_paxos_campaign_with_membership_changes() {
     campaign("multi-paxos", true);
 }
 
+/// Seeds that failed once, run again (each a bug fixed):
+/// * multi-paxos 1710 with membership changes: a leader that learned of
+///   two pending changes prepared only the latest configuration and
+///   overwrote a value chosen in the middle one with a no-op.
+#[test]
+fn regression_seeds() {
+    consensus_actors::supervision::install_panic_hook();
+    let mut config = ConsensusConfig::for_protocol("multi-paxos".parse().expect("a protocol"), 5);
+    config.snapshot_threshold = 16;
+    let driver = Registry::builtin()
+        .driver(&config.protocol)
+        .expect("the protocol is registered");
+    let options = SimulateOptions {
+        duration: Duration::from_secs(5),
+        workload: WorkloadOptions {
+            clients: 4,
+            ..WorkloadOptions::default()
+        },
+        faults: FaultSelection::All,
+        membership_changes: true,
+        ..SimulateOptions::default()
+    };
+    let report = Campaign::new(driver, config, options, 1710..=1710)
+        .jobs(1)
+        .run();
+    assert!(
+        report.passed_all(),
+        "{:#?} {:?}",
+        report.failed,
+        report.errors
+    );
+    assert_eq!(report.membership_changes, 2);
+}
+
 /// `paxos` cannot change its membership: the flag is a usage error, before
 /// anything runs.
 #[test]
