@@ -22,7 +22,7 @@
 //!   the acceptors from slot `s + α` on, `α` being the window (see
 //!   [`proposer::core`](crate::proposer::core)). A second change while one
 //!   is chosen but not yet in effect, or proposed but not yet chosen, is
-//!   refused ([`ProposeError::ChangeInProgress`](crate::ProposeError::ChangeInProgress)).
+//!   refused ([`ProposeError::ChangeInProgress`]).
 //!   A node added is started knowing the initial acceptors, and learns the
 //!   changes from its peers' log or snapshot.
 //! * The `panic` fault makes one of the four components panic, in turn.
