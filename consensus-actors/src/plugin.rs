@@ -405,6 +405,14 @@ pub trait ProtocolPlugin: Sized + 'static {
     fn evidence_probe(&self) -> Option<EvidenceProbe> {
         None
     }
+
+    /// Whether this plug-in, as configured, can add and remove nodes while
+    /// it runs (`consensus simulate --membership-changes`). The default is
+    /// [`Capabilities::membership`]; a plug-in running several protocols
+    /// answers for the one configured.
+    fn supports_membership_changes(&self) -> bool {
+        Self::CAPABILITIES.membership
+    }
 }
 
 /// One record of misbehaviour a replica saw another commit.

@@ -72,6 +72,8 @@ pub struct CampaignReport {
     pub errors: Vec<String>,
     /// Operations committed over all runs.
     pub committed: u64,
+    /// Membership changes over all runs (`--membership-changes`).
+    pub membership_changes: u64,
     /// Wall-clock seconds the campaign took.
     pub real_secs: f64,
 }
@@ -169,6 +171,7 @@ impl Campaign {
         match result {
             Ok(r) => {
                 report.committed += r.committed;
+                report.membership_changes += r.membership_changes;
                 if r.passed() {
                     report.passed += 1;
                 } else {
@@ -240,6 +243,7 @@ impl Campaign {
             undecided: Vec::new(),
             errors: Vec::new(),
             committed: 0,
+            membership_changes: 0,
             real_secs: 0.0,
         };
         let mut errors: Vec<(u64, String)> = Vec::new();

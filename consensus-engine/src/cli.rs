@@ -236,6 +236,12 @@ pub struct RunArgs {
     /// (0: unlimited); when it runs out the verdict is undecided (exit 3).
     #[arg(long, default_value_t = DEFAULT_MAX_MEMORY_MIB, value_name = "MIB", value_parser = parse_check_memory, allow_hyphen_values = true)]
     pub max_check_memory: u64,
+    /// Change the membership during the run: a spare node N+1 starts with
+    /// the cluster, is added through the leader, then a random node of
+    /// 1..=N is removed, under the faults (protocols that cannot change
+    /// their membership refuse the flag).
+    #[arg(long)]
+    pub membership_changes: bool,
     /// The cluster's settings.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -441,6 +447,7 @@ impl RunArgs {
             keep_trace: 0,
             max_check_steps: (self.max_check_steps > 0).then_some(self.max_check_steps),
             max_check_memory_bytes: memory_budget(self.max_check_memory),
+            membership_changes: self.membership_changes,
         };
         options.workload.validate()?;
         Ok(options)
@@ -530,6 +537,9 @@ pub fn replay_args(
     ]);
     if config.byzantine_tolerance {
         args.extend(["--byzantine".into(), config.max_byzantine_nodes.to_string()]);
+    }
+    if options.membership_changes {
+        args.push("--membership-changes".into());
     }
     Ok(args)
 }

@@ -39,6 +39,8 @@ use consensus_actors::sim::{
 };
 use consensus_actors::types::{ConsensusProtocol, NodeId};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::rc::Rc;
 use tokio::time::{Duration, Instant};
 
 /// Everything that shapes a simulation run besides the cluster configuration.
@@ -61,6 +63,12 @@ pub struct SimulateOptions {
     /// Memory budget of the linearizability check per key, in bytes
     /// (`None`: unlimited).
     pub max_check_memory_bytes: Option<u64>,
+    /// Change the membership during the run ([`membership_changes`]): a
+    /// spare node `nodes + 1` starts with the cluster, is added through
+    /// the leader, then a random node of `1..=nodes` is removed. Refused
+    /// for a protocol whose plug-in cannot
+    /// ([`ProtocolPlugin::supports_membership_changes`]).
+    pub membership_changes: bool,
 }
 
 impl SimulateOptions {
@@ -85,6 +93,7 @@ impl Default for SimulateOptions {
             keep_trace: 0,
             max_check_steps: Some(consensus_actors::history::DEFAULT_MAX_STEPS_PER_KEY),
             max_check_memory_bytes: Some(consensus_actors::history::DEFAULT_MAX_MEMORY_BYTES),
+            membership_changes: false,
         }
     }
 }
@@ -192,6 +201,14 @@ pub struct SimulationReport {
     /// detect Byzantine behaviour (absent for the others).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceReport>,
+    /// Membership changes that took effect (`--membership-changes`; absent
+    /// when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub membership_changes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl SimulationReport {
@@ -247,6 +264,7 @@ struct RawRun {
     recovered_at_us: u64,
     byzantine: Vec<ByzantineReplica>,
     evidence: Option<(Vec<Evidence>, u64)>,
+    membership_changes: u64,
 }
 
 /// A replica `--faults byzantine` made Byzantine for the run.
@@ -457,6 +475,7 @@ pub fn simulate<P: ProtocolPlugin>(
         scenarios: scenario_outcomes(&raw.fault_events, &raw.history, raw.recovered_at_us),
         byzantine: raw.byzantine.clone(),
         evidence,
+        membership_changes: raw.membership_changes,
     };
     let timeline = Timeline::build(
         config.cluster_size,
@@ -489,6 +508,12 @@ async fn run_cluster<P: ProtocolPlugin>(
     let origin = Instant::now();
     let observer = ClusterObserver::with_origin(origin);
     let mut plugin = spec.build(&config)?;
+    if options.membership_changes && !plugin.supports_membership_changes() {
+        return Err(EngineError::InvalidSetting(format!(
+            "--membership-changes: {} cannot add or remove nodes",
+            spec.name()
+        )));
+    }
     let byzantine = if faults.contains(&Fault::Byzantine) {
         make_byzantine(
             &mut plugin,
@@ -537,6 +562,22 @@ async fn run_cluster<P: ProtocolPlugin>(
         ));
     }
 
+    let changes = Rc::new(Cell::new(0));
+    let changer = if options.membership_changes {
+        let spare = NodeId(nodes as u64 + 1);
+        sim.add_node(spare)
+            .map_err(|e| EngineError::Simulation(e.to_string()))?;
+        Some(actix::spawn(membership_changes(
+            directory.clone(),
+            sim.rng_for("membership"),
+            nodes,
+            deadline,
+            Rc::clone(&changes),
+        )))
+    } else {
+        None
+    };
+
     let fault_events = match schedule_for(&faults, nodes, &directory, &observer) {
         Some(mut schedule) => schedule.run(&mut sim, options.duration).await,
         None => {
@@ -552,6 +593,11 @@ async fn run_cluster<P: ProtocolPlugin>(
     for client in clients {
         if let Err(e) = client.await {
             tracing::error!(error = %e, "simulation: a client task failed");
+        }
+    }
+    if let Some(changer) = changer {
+        if let Err(e) = changer.await {
+            tracing::error!(error = %e, "simulation: the membership task failed");
         }
     }
     let virtual_us = micros(Instant::now().saturating_duration_since(origin));
@@ -592,7 +638,68 @@ async fn run_cluster<P: ProtocolPlugin>(
         recovered_at_us,
         byzantine,
         evidence: evidence_probe.map(|probe| probe()),
+        membership_changes: changes.get(),
     })
+}
+
+/// `--membership-changes`: adds the spare node `nodes + 1` (started with
+/// the cluster), then removes a random node of `1..=nodes` (perhaps the
+/// leader), one change at a time through whichever node leads, retrying
+/// through leader changes and faults until `deadline`. A change counts
+/// once the leader it went through reports it in its members (an attempt
+/// that timed out may have taken effect).
+pub async fn membership_changes(
+    directory: NodeDirectory,
+    mut rng: rand_chacha::ChaCha8Rng,
+    nodes: usize,
+    deadline: Instant,
+    done: Rc<Cell<u64>>,
+) {
+    use rand::Rng;
+    let spare = NodeId(nodes as u64 + 1);
+    let victim = NodeId(rng.random_range(1..=nodes as u64));
+    for (add, node) in [(true, spare), (false, victim)] {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+        while Instant::now() < deadline {
+            let Some(leader) = find_leader(&directory).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let change = if add {
+                leader.add_member(node)
+            } else {
+                leader.remove_member(node)
+            };
+            let answered = tokio::time::timeout(Duration::from_secs(3), change).await;
+            let in_effect = match answered {
+                Ok(Ok(())) => true,
+                // Refused, timed out, lost: done already if the leader
+                // says so.
+                _ => match tokio::time::timeout(Duration::from_secs(1), leader.info()).await {
+                    Ok(Ok(info)) => info.members.contains(&node) == add,
+                    _ => false,
+                },
+            };
+            if in_effect {
+                done.set(done.get() + 1);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A node that reports itself the leader, if one does (asked in id order).
+async fn find_leader(
+    directory: &NodeDirectory,
+) -> Option<Rc<dyn consensus_actors::plugin::NodeHandle>> {
+    for handle in directory.handles() {
+        let info = tokio::time::timeout(Duration::from_millis(200), handle.info()).await;
+        if matches!(info, Ok(Ok(i)) if i.role == consensus_actors::types::NodeState::Leader) {
+            return Some(handle);
+        }
+    }
+    None
 }
 
 fn micros(d: Duration) -> u64 {

@@ -167,6 +167,7 @@ impl Cluster {
                     slot,
                     batch,
                     next_undelivered,
+                    commit,
                 } => {
                     self.proposer(
                         node,
@@ -174,6 +175,7 @@ impl Cluster {
                             slot,
                             batch,
                             next_undelivered,
+                            commit,
                         },
                     );
                 }
@@ -255,11 +257,17 @@ impl Cluster {
         use PaxosMessage as M;
         match msg {
             M::Prepare(msg) => self.acceptor(to, AcceptorInput::Prepare { from, msg }),
-            M::Accept(msg) => self.acceptor(to, AcceptorInput::Accept { from, msg }),
+            M::Accept(msg) => {
+                if from != to {
+                    self.learner(to, LearnerInput::Accept(msg.clone()));
+                }
+                self.acceptor(to, AcceptorInput::Accept { from, msg })
+            }
             M::Promise(msg) => self.proposer(to, ProposerInput::Promise { from, msg }),
             M::Nack(msg) => self.proposer(to, ProposerInput::Nack { from, msg }),
             M::Accepted(msg) => self.learner(to, LearnerInput::Accepted { from, msg }),
             M::Chosen(c) => self.learner(to, LearnerInput::Chosen(c)),
+            M::Commit(c) => self.learner(to, LearnerInput::Commit(c)),
             M::CatchUp(msg) => self.learner(to, LearnerInput::CatchUp { from, msg }),
             M::CatchUpReply(r) => self.learner(to, LearnerInput::CatchUpReply(r)),
             M::InstallSnapshot(m) => self.learner(to, LearnerInput::InstallSnapshot(m)),

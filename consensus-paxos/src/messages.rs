@@ -8,7 +8,8 @@
 //! | [`Accept`] | proposer → acceptors | 2a |
 //! | [`Accepted`] | acceptor → the proposer's learner | 2b |
 //! | [`Nack`] | acceptor → proposer | a refusal, naming the promise |
-//! | [`Chosen`] | learner → learners | the decision |
+//! | [`Chosen`] | learner → learners | the decision (`paxos`) |
+//! | [`Commit`] | Multi-Paxos leader → learners | decisions, by the ballot they were chosen at (alone when no Accept carries them) |
 //! | [`CatchUp`] / [`CatchUpReply`] | learner ↔ learner | filling gaps |
 //! | [`InstallSnapshot`] | learner → learner | filling a gap that was compacted |
 //! | [`HeartbeatRequest`] / [`HeartbeatReply`] | Multi-Paxos ballot leader election | |
@@ -45,7 +46,11 @@ pub struct Promise {
     pub compacted: Slot,
 }
 
-/// Phase 2a: "accept `value` in `slot` at `ballot`".
+/// Phase 2a: "accept `value` in `slot` at `ballot`". A Multi-Paxos
+/// leader's Accept also carries what it knows chosen at its ballot
+/// (`commit`), as Raft's AppendEntries carries the commit index: the
+/// learners it passes by learn those slots from it instead of a
+/// [`Chosen`] each.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accept {
     /// The proposer's ballot.
@@ -54,6 +59,33 @@ pub struct Accept {
     pub slot: Slot,
     /// The value.
     pub value: ValueRef,
+    /// Slots the sender knows chosen at this ballot (`commit.ballot ==
+    /// ballot`); `None` in `paxos`.
+    #[serde(default)]
+    pub commit: Option<Commit>,
+}
+
+/// Multi-Paxos' decisions without their values: "every slot in
+/// `from..=through` was chosen at `ballot`". One ballot proposes one value
+/// per slot, so a learner that saw the Accept of (`ballot`, slot) knows the
+/// value chosen there; one that did not asks its peers ([`CatchUp`]).
+/// The leader sends it on its Accepts, and alone on its tick when no
+/// Accept carried its latest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The ballot every slot of the range was chosen at.
+    pub ballot: Ballot,
+    /// The first slot of the range.
+    pub from: Slot,
+    /// The last slot of the range (`through < from`: empty).
+    pub through: Slot,
+}
+
+impl Commit {
+    /// Whether `slot` is in the range.
+    pub fn covers(&self, slot: Slot) -> bool {
+        self.from <= slot && slot <= self.through
+    }
 }
 
 /// Phase 2b: the acceptor accepted (`ballot`, value) in `slot`.
@@ -146,6 +178,8 @@ pub enum PaxosMessage {
     Nack(Nack),
     /// A decision.
     Chosen(Chosen),
+    /// Decisions by ballot (Multi-Paxos).
+    Commit(Commit),
     /// A gap to fill.
     CatchUp(CatchUp),
     /// Decisions that fill it.
@@ -168,6 +202,7 @@ impl PaxosMessage {
             PaxosMessage::Accepted(_) => "Accepted",
             PaxosMessage::Nack(_) => "Nack",
             PaxosMessage::Chosen(_) => "Chosen",
+            PaxosMessage::Commit(_) => "Commit",
             PaxosMessage::CatchUp(_) => "CatchUp",
             PaxosMessage::CatchUpReply(_) => "CatchUpReply",
             PaxosMessage::InstallSnapshot(_) => "InstallSnapshot",

@@ -8,7 +8,8 @@
 //!                  ▼
 //!   ┌──────────  PaxosRouter  ───────────────────────────────┐
 //!   │ Prepare, Accept     Promise, Nack   Accepted, Chosen,   Heartbeats
-//!   ▼                     ▼               CatchUp(+Reply)     ▼
+//!   ▼                     ▼               Commit, Accept (a   ▼
+//!                                         copy), CatchUp(+Reply)
 //! Acceptor            Proposer ─Proposed/Abandon──────► Learner   BallotLeaderElection
 //! (promise, accepted;  ▲   ◄──────── Decided ───────────  (KvStore,  ── LeaderChange ──► Proposer
 //!  synced store)       │                                  answers)  ◄── BallotTooLow ── Proposer
@@ -25,12 +26,16 @@
 //! factory has built its component. A node's messages to itself never
 //! reach the network ([`Loopback`]); client commands reach the Proposer
 //! through a shared queue, one wake-up message per batch of them
-//! ([`SubmissionQueue`]).
+//! ([`SubmissionQueue`]). In Multi-Paxos a follower's Learner learns the
+//! decisions from the leader's Accepts that pass by (their
+//! [`Commit`](crate::messages::Commit)), not from a Chosen per slot.
 
 use crate::acceptor::DirectRequest;
 use crate::config::PaxosConfig;
 use crate::error::ProposeError;
-use crate::learner::{GetLearnerState, GetLearnerStatus, LearnerState, LearnerStatus};
+use crate::learner::{
+    GetLearnerState, GetLearnerStatus, LearnerState, LearnerStatus, SnapshotTaken, TakeSnapshot,
+};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, ProposerStatus};
 use crate::router::{Loopback, PaxosRouter, RouterTargets};
@@ -57,6 +62,9 @@ use consensus_actors::transport::{Envelope, Transport};
 use consensus_actors::types::{ClientId, NodeId};
 use std::sync::Arc;
 use tokio::time::Instant;
+
+/// The client a [`PaxosNode::create_snapshot`]'s read is proposed for.
+const SNAPSHOT_CLIENT: ClientId = ClientId(u64::MAX);
 
 /// The names the node's components are supervised under.
 pub mod components {
@@ -326,6 +334,7 @@ impl PaxosNodeBuilder {
             proposer_status: proposer.handles.status.clone(),
             learner_status: learner.handles.status.clone(),
             learner_state: learner.handles.state.clone(),
+            learner_snapshot: learner.handles.snapshot.clone(),
             direct: acceptor.handles.direct.clone(),
             panics: [
                 acceptor.handles.panic.clone(),
@@ -363,6 +372,7 @@ pub struct PaxosNode {
     proposer_status: Option<Recipient<GetProposerStatus>>,
     learner_status: Option<Recipient<GetLearnerStatus>>,
     learner_state: Option<Recipient<GetLearnerState>>,
+    learner_snapshot: Option<Recipient<TakeSnapshot>>,
     direct: Option<Recipient<DirectRequest>>,
     panics: [Option<Recipient<InjectPanic>>; 4],
 }
@@ -453,6 +463,28 @@ impl PaxosNode {
             .send(GetLearnerState)
             .await
             .ok()
+    }
+
+    /// A snapshot of the state machine at a linearizable point: a read
+    /// goes through the log first (in Multi-Paxos only the leader gets it
+    /// chosen, so a deposed leader cannot answer a stale state), then the
+    /// Learner snapshots at its last delivered slot, at or after the
+    /// read's (saved and compacted as any snapshot). Errors: the read's
+    /// ([`ProposeError::NotLeader`] on a follower...), or
+    /// [`ProposeError::Unsupported`] when the Learner offers no snapshot,
+    /// [`ProposeError::Unknown`] when it is restarting or failed.
+    pub async fn create_snapshot(&self) -> Result<SnapshotTaken, ProposeError> {
+        let Some(learner) = &self.learner_snapshot else {
+            return Err(ProposeError::Unsupported);
+        };
+        let read = KvCommand::Get { key: String::new() };
+        self.submit(read, SNAPSHOT_CLIENT).await?;
+        learner
+            .send(TakeSnapshot)
+            .await
+            .ok()
+            .flatten()
+            .ok_or(ProposeError::Unknown)
     }
 
     /// Delivers a Prepare or Accept to the Acceptor on behalf of `from` and

@@ -22,17 +22,20 @@
 //!   the acceptors from slot `s + α` on, `α` being the window (see
 //!   [`proposer::core`](crate::proposer::core)). A second change while one
 //!   is chosen but not yet in effect, or proposed but not yet chosen, is
-//!   refused ([`ProposeError::ChangeInProgress`](crate::ProposeError::ChangeInProgress)).
+//!   refused ([`ProposeError::ChangeInProgress`]).
 //!   A node added is started knowing the initial acceptors, and learns the
 //!   changes from its peers' log or snapshot.
 //! * The `panic` fault makes one of the four components panic, in turn.
 //! * Log compaction: every `snapshot_threshold` delivered slots a learner
 //!   snapshots its key-value store; it and its acceptor drop the slots
 //!   below (see [`learner::core`](crate::learner::core)). The engine's
-//!   `create_snapshot` stays Unsupported: a learner's snapshot is of its
-//!   delivered prefix, not taken at a linearizable point.
+//!   `create_snapshot` runs a read through the log on the leader (a
+//!   linearizable point), then has its learner snapshot at its last
+//!   delivered slot at once ([`PaxosNode::create_snapshot`](crate::node::PaxosNode::create_snapshot)):
+//!   the serialized key-value store, as Raft's answers.
 
 use crate::config::{Mode, PaxosConfig};
+use crate::error::ProposeError;
 use crate::messages::{PaxosMessage, Prepare};
 use crate::node::{components, NodeStores, PaxosNode, PaxosNodeBuilder};
 use crate::proposer::Role;
@@ -115,7 +118,7 @@ impl ProtocolPlugin for PaxosPlugin {
 
     const CAPABILITIES: Capabilities = Capabilities {
         membership: true,
-        snapshots: false,
+        snapshots: true,
         raft_rpcs: true,
         panic_injection: true,
         byzantine: false,
@@ -134,6 +137,12 @@ impl ProtocolPlugin for PaxosPlugin {
             )));
         };
         Self::with_config(PaxosConfig::from_consensus(mode, config))
+    }
+
+    /// Only Multi-Paxos changes its acceptors (its leader orders the
+    /// change); `paxos` answers Unsupported.
+    fn supports_membership_changes(&self) -> bool {
+        self.cfg.mode == Mode::Multi
     }
 
     fn safety_checker(&self, config: &ConsensusConfig) -> SafetyChecker<PaxosEvent> {
@@ -298,6 +307,17 @@ impl NodeHandle for PaxosHandle {
             this.reconfigure(Change::Remove(node))
                 .await
                 .map_err(NodeError::from)
+        })
+    }
+
+    fn create_snapshot(&self) -> Reply<Vec<u8>> {
+        let node = Arc::clone(&self.node);
+        Box::pin(async move {
+            match node.create_snapshot().await {
+                Ok(s) => Ok(s.state),
+                Err(ProposeError::Unsupported) => Err(NodeError::Unsupported("create_snapshot")),
+                Err(e) => Err(NodeError::from(e)),
+            }
         })
     }
 

@@ -18,7 +18,8 @@ pub struct RouterTargets {
     pub acceptor: LocalRecipient<PeerMessage>,
     /// Promise, Nack.
     pub proposer: LocalRecipient<PeerMessage>,
-    /// Accepted, Chosen, CatchUp(+Reply), InstallSnapshot.
+    /// Accepted, Chosen, Commit, CatchUp(+Reply), InstallSnapshot; and a
+    /// copy of every Accept from a peer (see [`deliver_from_peer`](Self::deliver_from_peer)).
     pub learner: LocalRecipient<PeerMessage>,
     /// Heartbeats.
     pub election: LocalRecipient<PeerMessage>,
@@ -42,6 +43,7 @@ impl RouterTargets {
             M::Promise(_) | M::Nack(_) => &self.proposer,
             M::Accepted(_)
             | M::Chosen(_)
+            | M::Commit(_)
             | M::CatchUp(_)
             | M::CatchUpReply(_)
             | M::InstallSnapshot(_) => &self.learner,
@@ -52,6 +54,20 @@ impl RouterTargets {
     /// Hands `msg` from `from` to its component.
     pub fn deliver(&self, from: NodeId, msg: PaxosMessage) {
         self.target(&msg).do_send(PeerMessage { from, msg });
+    }
+
+    /// Hands `msg`, which came from peer `from` over the network, to its
+    /// component, and an Accept to the Learner too: a Multi-Paxos learner
+    /// learns the values of the slots a later [`Commit`](crate::messages::Commit)
+    /// names from the Accepts that went by.
+    pub fn deliver_from_peer(&self, from: NodeId, msg: PaxosMessage) {
+        if let M::Accept(a) = &msg {
+            self.learner.do_send(PeerMessage {
+                from,
+                msg: M::Accept(a.clone()),
+            });
+        }
+        self.deliver(from, msg);
     }
 }
 
@@ -82,7 +98,7 @@ impl Handler<Envelope<PaxosMessage>> for PaxosRouter {
             tracing::debug!(to = %env.to, "envelope for another node dropped");
             return;
         }
-        self.to.deliver(env.from, env.msg);
+        self.to.deliver_from_peer(env.from, env.msg);
     }
 }
 

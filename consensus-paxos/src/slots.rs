@@ -44,7 +44,9 @@
 use crate::acceptor::{AcceptRecord, Acceptor, AcceptorHardState, DirectRequest};
 use crate::config::{Mode, PaxosConfig};
 use crate::election::BallotLeaderElection;
-use crate::learner::{ChosenRecord, GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs};
+use crate::learner::{
+    ChosenRecord, GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs, TakeSnapshot,
+};
 use crate::messages::PaxosMessage;
 use crate::proposer::{GetProposerStatus, Proposer, ProposerOutputs};
 use crate::router::RouterTargets;
@@ -186,14 +188,17 @@ pub struct ProposerHandles {
 
 /// What the node needs from its Learner.
 pub struct LearnerHandles {
-    /// Accepted, Chosen, CatchUp and CatchUpReply from peers.
+    /// Accepted, Chosen, Commit, CatchUp and CatchUpReply from peers, and
+    /// (Multi-Paxos) a copy of each peer's Accept when the router is the
+    /// inbox.
     pub peer: Recipient<PeerMessage>,
     /// The Proposer's proposals (and the answers to keep).
     pub proposed: Recipient<Proposed>,
     /// The node's inbox, when the Learner offers to be it (as Raft's
     /// LogReplicator is): the network delivers every envelope of the node
     /// here; the Learner handles its own messages (most of a node's
-    /// traffic: Accepted at a leader, Chosen at a follower) and hands the
+    /// traffic: Accepted at a leader, the leader's Accepts at a follower,
+    /// which it keeps before handing them on) and hands the
     /// others to [`SlotContext::peers`], one mailbox hop fewer than through
     /// the router. `None`: the router is the inbox.
     pub inbox: Option<Recipient<Envelope<PaxosMessage>>>,
@@ -203,6 +208,9 @@ pub struct LearnerHandles {
     pub status: Option<Recipient<GetLearnerStatus>>,
     /// Its state machine (`None`: not offered).
     pub state: Option<Recipient<GetLearnerState>>,
+    /// A snapshot taken on demand (`None`: not offered; the engine's
+    /// `create_snapshot` then answers Unsupported).
+    pub snapshot: Option<Recipient<TakeSnapshot>>,
     /// Fault injection (`None`: not offered).
     pub panic: Option<Recipient<InjectPanic>>,
 }
@@ -244,6 +252,12 @@ impl<H> Component<H> {
     /// The handles.
     pub fn handles(&self) -> &H {
         &self.handles
+    }
+
+    /// The handles, to change before the node takes them (a stock
+    /// component offered without one of its optional handles, say).
+    pub fn handles_mut(&mut self) -> &mut H {
+        &mut self.handles
     }
 }
 
@@ -389,6 +403,7 @@ impl Default for LearnerSlot {
                     abandon: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),
                     state: Some(addr.clone().recipient()),
+                    snapshot: Some(addr.clone().recipient()),
                     panic: Some(addr.recipient()),
                 },
             )

@@ -9,7 +9,7 @@
 //! | [`DrainSubmissions`] | client API → Proposer | take the commands queued in the [`SubmissionQueue`] |
 //! | [`Proposed`] | Proposer → Learner | "I asked acceptors to accept this": the learner counts their `Accepted`; the first proposal of a batch carries its clients' answers |
 //! | [`Abandon`] | Proposer → Learner | the batch may never be delivered: answer its clients with this error |
-//! | [`Decided`] | Learner → Proposer | a slot's value is chosen; the learner's next undelivered slot |
+//! | [`Decided`] | Learner → Proposer | a slot's value is chosen; the learner's next undelivered slot and its commit |
 //! | [`LeaderChange`] | election → Proposer | the ballot leader election's leader |
 //! | [`BallotTooLow`] | Proposer → election | an acceptor promised a higher ballot |
 //! | [`Configured`] | Learner → Proposer, election | the configurations known after a change was delivered (or installed) |
@@ -18,7 +18,7 @@
 //! | [`InjectPanic`] | fault injection → any | panic (supervision restarts it) |
 
 use crate::error::ProposeError;
-use crate::messages::PaxosMessage;
+use crate::messages::{Commit, PaxosMessage};
 use crate::types::{Ballot, BatchId, Configurations, Slot, ValueRef};
 use actix::prelude::*;
 use consensus_actors::kv::KvCommand;
@@ -208,6 +208,10 @@ pub struct Decided {
     pub batch: Option<BatchId>,
     /// The learner's first slot not yet delivered.
     pub next_undelivered: Slot,
+    /// The learner's last delivered slots that were chosen at one ballot
+    /// (a Multi-Paxos leader tells its followers those chosen at its own
+    /// ballot on its next Accept: [`Commit`]).
+    pub commit: Option<Commit>,
 }
 
 /// Ballot leader election elected `leader` (its ballot).

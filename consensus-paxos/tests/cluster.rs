@@ -16,6 +16,7 @@ use consensus_actors::storage::SyncFailure;
 use consensus_actors::types::{ClientId, LogIndex, NodeId, NodeState, Term};
 use consensus_paxos::messages::PaxosMessage;
 use consensus_paxos::safety::{self, PaxosEvent};
+use consensus_paxos::slots::LearnerSlot;
 use consensus_paxos::{PaxosPlugin, MULTI_PAXOS, PAXOS};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -69,6 +70,21 @@ fn factory(multi: bool, nodes: usize, checker: &SharedChecker<PaxosEvent>) -> (F
         },
         handles,
     )
+}
+
+/// Multi-Paxos nodes whose stock Learner does not offer to be the inbox:
+/// the router is, and copies each peer's Accept to the Learner.
+fn factory_router_inbox(nodes: usize, checker: &SharedChecker<PaxosEvent>) -> (Factory, Handles) {
+    let (mut f, handles) = factory(true, nodes, checker);
+    f.plugin = PaxosPlugin::with_setup(&f.wiring.config, |_, builder| {
+        builder.learner(LearnerSlot::new(|ctx| {
+            let mut stock = LearnerSlot::default().build(ctx);
+            stock.handles_mut().inbox = None;
+            stock
+        }))
+    })
+    .expect("a valid configuration");
+    (f, handles)
 }
 
 fn handle(handles: &Handles, node: u64) -> Rc<dyn NodeHandle> {
@@ -316,4 +332,54 @@ fn a_restarted_proposer_never_reuses_a_ballot() {
     })
     .unwrap();
     assert!(checker.is_ok(), "{:?}", checker.violations());
+}
+
+/// A Multi-Paxos follower learns the decisions from the leader's next
+/// Accept (its commit) or, with nothing more to propose, from the commit
+/// the leader sends alone on its tick (every heartbeat / 5 = 10 ms): within
+/// a few ticks of the leader, not at its next catch-up (every 200 ms).
+/// Both with the stock Learner as the node's inbox and with the router as
+/// the inbox (which copies each Accept to the Learner); were the Accepts
+/// not seen, a round below would find a follower behind.
+#[test]
+fn followers_learn_decisions_from_the_leaders_accepts_within_a_few_ticks() {
+    type Build = fn(usize, &SharedChecker<PaxosEvent>) -> (Factory, Handles);
+    let builds: [(&str, Build); 2] = [
+        ("learner inbox", |n, c| factory(true, n, c)),
+        ("router inbox", factory_router_inbox),
+    ];
+    for (what, build) in builds {
+        let checker = SharedChecker::new(safety::checker_with_acceptors(3));
+        let (f, handles) = build(3, &checker);
+        Simulation::run(SimConfig::new(7, 3), f, |_sim| async move {
+            let leader = wait_leader(&handles, &[]).await;
+            for round in 0..5 {
+                for i in 0..10 {
+                    let key = format!("k{round}-{i}");
+                    assert_eq!(
+                        submit(
+                            &handles,
+                            leader,
+                            KvCommand::put(key, "v"),
+                            Duration::from_secs(2)
+                        )
+                        .await,
+                        Some(Ok(KvOutput::Ok)),
+                        "{what}"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                let mut applied = Vec::new();
+                for n in 1..=3 {
+                    applied.push(handle(&handles, n).info().await.unwrap().last_applied);
+                }
+                assert!(
+                    applied.iter().all(|a| *a == applied[0]),
+                    "{what}, round {round}: {applied:?}"
+                );
+            }
+        })
+        .unwrap();
+        assert!(checker.is_ok(), "{what}: {:?}", checker.violations());
+    }
 }

@@ -124,7 +124,18 @@ fn test_membership_change() {
         }
         assert_eq!(removed, Ok(()));
         assert!(!engine.running_nodes().contains(&old));
-        let info = engine.node_info(leader).await.unwrap();
+        // `leader` may have become a follower meanwhile (the restarted
+        // followers can win an election): a follower learns decisions from
+        // the leader's next Accept or commit, as a Raft follower learns the
+        // commit index from the next AppendEntries, so wait for it.
+        let mut info = engine.node_info(leader).await.unwrap();
+        for _ in 0..100 {
+            if !info.members.contains(&old) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            info = engine.node_info(leader).await.unwrap();
+        }
         assert!(
             info.members.contains(&added) && !info.members.contains(&old),
             "members after removing {old}: {:?}",

@@ -611,6 +611,12 @@ fn print_summary(run: &SimulationRun) {
             }
         );
     }
+    if r.membership_changes > 0 {
+        out!(
+            "  membership:   {} changes took effect",
+            r.membership_changes
+        );
+    }
     for sc in &r.scenarios {
         out!(
             "  scenario:     {} at {}: {}",
@@ -707,6 +713,12 @@ fn campaign(
             report.committed,
             report.real_secs
         );
+        if report.membership_changes > 0 {
+            out!(
+                "  {} membership changes took effect",
+                report.membership_changes
+            );
+        }
         for f in &report.failed {
             let what = match (f.safety_ok, f.linearizable) {
                 (false, false) => "safety violated and not linearizable",

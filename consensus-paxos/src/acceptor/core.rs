@@ -286,23 +286,33 @@ impl AcceptorCore {
                 },
             )));
         }
-        let same = self
-            .accepted
-            .get(&msg.slot)
-            .is_some_and(|(b, v)| *b == msg.ballot && **v == *msg.value);
-        if !same {
-            if let Some((b, v)) = self.accepted.get(&msg.slot) {
+        // One search of the map per Accept (an entry, not a get and an
+        // insert).
+        let fresh = (msg.ballot, ValueRef::clone(&msg.value));
+        let same = match self.accepted.entry(msg.slot) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(fresh);
+                false
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let (b, v) = e.get();
+                let equal = ValueRef::ptr_eq(v, &msg.value) || **v == *msg.value;
                 // One ballot proposes one value per slot.
                 assert!(
-                    *b != msg.ballot || **v == *msg.value,
+                    *b != msg.ballot || equal,
                     "two values at {} in {}",
                     msg.ballot,
                     msg.slot
                 );
+                let same = *b == msg.ballot;
+                if !same {
+                    e.insert(fresh);
+                }
+                same
             }
+        };
+        if !same {
             self.max_accepted = self.max_accepted.max(msg.ballot);
-            self.accepted
-                .insert(msg.slot, (msg.ballot, ValueRef::clone(&msg.value)));
             self.effects
                 .push(AcceptorEffect::PersistAccepted(AcceptRecord {
                     slot: msg.slot,
@@ -432,6 +442,7 @@ mod tests {
                 ballot: b,
                 slot: Slot(slot),
                 value,
+                commit: None,
             },
         }
     }

@@ -10,7 +10,12 @@
 //!   (the leader is gone or lost its quorum), it raises its own ballot above
 //!   the old leader's and elects in the next round;
 //! * a proposer refused by an acceptor's higher promise raises the ballot
-//!   above that promise ([`ElectionInput::BallotTooLow`]).
+//!   above that promise ([`ElectionInput::BallotTooLow`]);
+//! * the first round elects only when every member answered (from the
+//!   second on, a majority suffices): at start every ballot is of round 0
+//!   and the highest node id wins, so electing from a majority that missed
+//!   a slow starter's reply names a leader the next round replaces, and
+//!   its clients retry.
 //!
 //! The elected ballot is the leader's Paxos ballot: its proposer runs phase
 //! 1 with it.
@@ -77,6 +82,8 @@ pub struct ElectionCore {
     replies: BTreeMap<NodeId, (Ballot, bool)>,
     /// The highest promise an acceptor refused this node's proposer with.
     floor: Ballot,
+    /// Some round was judged (see [`handle_round_end`](Self::handle_round_end)).
+    judged: bool,
 }
 
 impl ElectionCore {
@@ -92,6 +99,7 @@ impl ElectionCore {
             quorum_connected: true,
             replies: BTreeMap::new(),
             floor: Ballot::ZERO,
+            judged: false,
         }
     }
 
@@ -167,7 +175,13 @@ impl ElectionCore {
             self.replies.insert(self.id, (self.ballot, true));
             if self.replies.len() >= self.majority {
                 self.quorum_connected = true;
-                self.check_leader(out);
+                // The first round judges only a full house (see the
+                // module documentation).
+                let everyone = self.members.iter().all(|m| self.replies.contains_key(m));
+                if self.judged || everyone || self.round > 1 {
+                    self.judged = true;
+                    self.check_leader(out);
+                }
             } else {
                 self.quorum_connected = false;
             }
@@ -259,6 +273,34 @@ mod tests {
         e.step(reply(3, 3, Ballot::new(0, n(3)), true), &mut out);
         e.step(ElectionInput::RoundEnd, &mut out);
         assert_eq!(e.leader(), Some(Ballot::new(1, n(1))));
+    }
+
+    /// At start the first round elects only when every member answered: a
+    /// majority that missed the highest node would name a leader the next
+    /// round replaces.
+    #[test]
+    fn the_first_round_waits_for_every_member_then_a_majority_elects() {
+        let mut e = ElectionCore::new(n(1), members(), 2);
+        let mut out = Vec::new();
+        e.step(ElectionInput::RoundEnd, &mut out); // the start
+        e.step(reply(2, 1, Ballot::new(0, n(2)), true), &mut out);
+        out.clear();
+        e.step(ElectionInput::RoundEnd, &mut out); // round 1: n3 is late
+        assert_eq!(e.leader(), None, "n2 would be replaced by n3 next round");
+        assert!(e.quorum_connected(), "a majority answered");
+        assert!(!out.iter().any(|o| matches!(o, ElectionEffect::Leader(_))));
+        e.step(reply(2, 2, Ballot::new(0, n(2)), true), &mut out);
+        e.step(reply(3, 2, Ballot::new(0, n(3)), true), &mut out);
+        e.step(ElectionInput::RoundEnd, &mut out); // round 2
+        assert_eq!(e.leader(), Some(Ballot::new(0, n(3))));
+        // Without n3 a majority elects from round 2 on.
+        let mut e = ElectionCore::new(n(1), members(), 2);
+        e.step(ElectionInput::RoundEnd, &mut out);
+        for round in 1..=2 {
+            e.step(reply(2, round, Ballot::new(0, n(2)), true), &mut out);
+            e.step(ElectionInput::RoundEnd, &mut out);
+        }
+        assert_eq!(e.leader(), Some(Ballot::new(0, n(2))));
     }
 
     #[test]

@@ -73,6 +73,28 @@ pub struct LearnerState {
 #[rtype(result = "LearnerState")]
 pub struct GetLearnerState;
 
+/// A snapshot the Learner took (or already had) at its last delivered
+/// slot, as [`TakeSnapshot`] answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotTaken {
+    /// The last slot it covers (`Slot(0)`: nothing delivered yet, the
+    /// state is the empty store's).
+    pub slot: Slot,
+    /// The round of the ballot that slot was chosen at (0 for `Slot(0)`).
+    pub round: u64,
+    /// The state machine as of `slot`
+    /// ([`StateMachine::snapshot`](consensus_actors::kv::StateMachine::snapshot)).
+    pub state: Vec<u8>,
+}
+
+/// Asks the Learner to snapshot its state machine at its last delivered
+/// slot now (saved and synced, the log and the acceptor compacted up to
+/// it, as for a snapshot the interval triggers) and answer it. `None`:
+/// the learner cannot go on (its storage failed).
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "Option<SnapshotTaken>")]
+pub struct TakeSnapshot;
+
 /// Where the Learner's local messages go.
 #[derive(Clone)]
 pub struct LearnerOutputs {
@@ -267,10 +289,12 @@ impl<S: LearnerStorage> Learner<S> {
                 slot,
                 batch,
                 next_undelivered,
+                commit,
             } => self.decided.do_send(Decided {
                 slot,
                 batch,
                 next_undelivered,
+                commit,
             }),
             LearnerEffect::Answer {
                 batch,
@@ -369,6 +393,8 @@ impl<S: LearnerStorage> Handler<PeerMessage> for Learner<S> {
         let input = match m.msg {
             M::Accepted(msg) => LearnerInput::Accepted { from: m.from, msg },
             M::Chosen(c) => LearnerInput::Chosen(c),
+            M::Commit(c) => LearnerInput::Commit(c),
+            M::Accept(a) => LearnerInput::Accept(a),
             M::CatchUp(msg) => LearnerInput::CatchUp { from: m.from, msg },
             M::CatchUpReply(r) => LearnerInput::CatchUpReply(r),
             M::InstallSnapshot(m) => LearnerInput::InstallSnapshot(m),
@@ -390,9 +416,21 @@ impl<S: LearnerStorage> Handler<Envelope<PaxosMessage>> for Learner<S> {
             return;
         }
         match (&env.msg, &self.peers) {
+            (M::Accept(a), Some(_)) => {
+                // A Multi-Paxos learner keeps the leader's Accepts (and
+                // their commit) as they go by to the acceptor.
+                if self.cfg.mode == crate::config::Mode::Multi {
+                    let a = a.clone();
+                    self.step(LearnerInput::Accept(a));
+                }
+                if let Some(peers) = &self.peers {
+                    peers.deliver(env.from, env.msg);
+                }
+            }
             (
                 M::Accepted(_)
                 | M::Chosen(_)
+                | M::Commit(_)
                 | M::CatchUp(_)
                 | M::CatchUpReply(_)
                 | M::InstallSnapshot(_),
@@ -467,6 +505,35 @@ impl<S: LearnerStorage> Handler<GetLearnerState> for Learner<S> {
         LearnerState {
             next: self.core.next(),
             state: self.core.kv().snapshot(),
+        }
+    }
+}
+
+impl<S: LearnerStorage> Handler<TakeSnapshot> for Learner<S> {
+    type Result = Option<SnapshotTaken>;
+
+    fn handle(&mut self, _: TakeSnapshot, _ctx: &mut Context<Self>) -> Option<SnapshotTaken> {
+        self.step(LearnerInput::SnapshotNow);
+        if self.failed {
+            return None;
+        }
+        match self.core.snapshot() {
+            Some(s) if s.slot == Slot(self.core.next().0 - 1) => Some(SnapshotTaken {
+                slot: s.slot,
+                round: s.ballot.round,
+                state: s.state.clone(),
+            }),
+            // Nothing delivered yet (or the snapshot is behind, which
+            // SnapshotNow rules out): the state machine as it is.
+            _ => {
+                use consensus_actors::kv::StateMachine;
+                debug_assert_eq!(self.core.next(), Slot(1), "a delivered slot left out");
+                Some(SnapshotTaken {
+                    slot: Slot(self.core.next().0 - 1),
+                    round: 0,
+                    state: self.core.kv().snapshot(),
+                })
+            }
         }
     }
 }

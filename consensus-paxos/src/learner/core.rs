@@ -3,8 +3,19 @@
 //!
 //! * The local proposer reports each `Accept` it sends ([`LearnerInput::Proposed`]);
 //!   acceptors answer [`Accepted`] to this node; `q2` of them for the same
-//!   (slot, ballot) choose the value. The learner then tells every peer
-//!   ([`Chosen`]).
+//!   (slot, ballot) choose the value. In `paxos` the learner then tells
+//!   every peer ([`Chosen`]).
+//! * In `multi-paxos` it tells no peer: the leader's next Accept (or, when
+//!   none follows soon, a [`Commit`] alone) names the slots chosen at its
+//!   ballot, as Raft's AppendEntries carries the commit index. A
+//!   follower's learner sees the leader's Accepts go by
+//!   ([`LearnerInput::Accept`]: it is the node's inbox, or the router
+//!   copies them to it) and keeps each (slot, ballot, value): a slot a
+//!   [`Commit`] names at ballot `b` is delivered with the value of the
+//!   Accept of (`b`, slot), the only value ballot `b` proposes there. A
+//!   slot whose Accept it missed it fetches from a peer ([`CatchUp`]).
+//!   What it tells as commit is the run of its last delivered slots
+//!   chosen at one ballot ([`LearnerEffect::Decided`]'s `commit`).
 //! * Chosen values are delivered in slot order to the [`KvStore`]; a batch
 //!   proposed in more than one slot is executed at its first slot only
 //!   (the learner remembers what ran per proposer incarnation, bounded:
@@ -47,7 +58,9 @@
 
 use crate::config::PaxosConfig;
 use crate::messages::InstallSnapshot;
-use crate::messages::{Accepted, CatchUp, CatchUpReply, Chosen, PaxosMessage, CATCH_UP_MAX};
+use crate::messages::{
+    Accept, Accepted, CatchUp, CatchUpReply, Chosen, Commit, PaxosMessage, CATCH_UP_MAX,
+};
 use crate::report::Report;
 use crate::types::{
     Admission, Ballot, BatchId, Configurations, ExecutedBatches, PValue, PaxosSnapshot, Slot,
@@ -55,7 +68,7 @@ use crate::types::{
 };
 use consensus_actors::kv::{KvOutput, KvStore, SnapshotDecodeError, StateMachine};
 use consensus_actors::types::{LogId, LogIndex, NodeId, Term};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Multi-Paxos: a follower's proposer hears of every this many slots
 /// decided by others (and of where delivery stands at every tick), not of
@@ -101,6 +114,12 @@ pub enum LearnerInput {
     },
     /// A peer learned a decision.
     Chosen(Chosen),
+    /// A peer's Accept to this node's acceptor went by (Multi-Paxos: its
+    /// value is the one chosen if a [`Commit`] names its slot and ballot;
+    /// its own `commit` is one).
+    Accept(Accept),
+    /// The Multi-Paxos leader's decisions by ballot.
+    Commit(Commit),
     /// A peer asks for decisions.
     CatchUp {
         /// The peer.
@@ -112,6 +131,10 @@ pub enum LearnerInput {
     CatchUpReply(CatchUpReply),
     /// A snapshot a peer sent (the slots asked for were compacted).
     InstallSnapshot(InstallSnapshot),
+    /// Take a snapshot at the last delivered slot now, whatever the
+    /// interval says (the engine's `create_snapshot`); nothing to do when
+    /// the latest snapshot is there already or nothing was delivered.
+    SnapshotNow,
     /// Time passed.
     Tick,
 }
@@ -136,6 +159,9 @@ pub enum LearnerEffect {
         batch: Option<BatchId>,
         /// The first slot not yet delivered.
         next_undelivered: Slot,
+        /// The last delivered slots that were chosen at one ballot (what
+        /// a leader tells its followers, see [`Commit`]).
+        commit: Option<Commit>,
     },
     /// A batch was executed: its outputs, in order, at `log_id`.
     Answer {
@@ -172,7 +198,12 @@ pub enum LearnerEffect {
 struct Tally {
     ballot: Ballot,
     value: ValueRef,
-    acks: BTreeSet<NodeId>,
+    /// The acceptors that accepted it (distinct; at most the
+    /// configuration's size, so a vector, not an allocating set).
+    acks: Vec<NodeId>,
+    /// The local proposer proposed in this slot (at this or a lower
+    /// ballot): it is told of the decision.
+    local: bool,
 }
 
 /// The Learner's state. See the [module documentation](self).
@@ -205,7 +236,14 @@ pub struct LearnerCore {
     log_commands: u64,
     /// Chosen, not yet delivered (beyond a gap).
     ahead: BTreeMap<Slot, (Ballot, ValueRef)>,
+    /// Proposals seen (the local proposer's, and in Multi-Paxos the
+    /// peers' Accepts), with the acceptances counted for the local ones.
     tallies: BTreeMap<Slot, Tally>,
+    /// The latest [`Commit`] heard (Multi-Paxos).
+    commit: Option<Commit>,
+    /// The ballot the last delivered slots were chosen at and the first
+    /// of them (`None`: nothing delivered since the snapshot).
+    run: Option<(Ballot, Slot)>,
     executed: ExecutedBatches,
     kv: KvStore,
     next_peer: usize,
@@ -245,6 +283,8 @@ impl LearnerCore {
             log_commands: 0,
             ahead: BTreeMap::new(),
             tallies: BTreeMap::new(),
+            commit: None,
+            run: None,
             executed: ExecutedBatches::new(),
             kv: KvStore::default(),
             next_peer: 0,
@@ -283,6 +323,7 @@ impl LearnerCore {
                 break;
             }
             core.execute(r.slot, r.ballot, &r.value);
+            core.extend_run(r.slot, r.ballot);
             core.log_commands += commands(&r.value);
             core.log.push_back((r.ballot, r.value));
         }
@@ -302,6 +343,7 @@ impl LearnerCore {
         self.base = snapshot.slot;
         self.log.clear();
         self.log_commands = 0;
+        self.run = None;
         let next = self.next();
         self.ahead.retain(|s, _| *s >= next);
         self.tallies.retain(|s, _| *s >= next);
@@ -355,11 +397,13 @@ impl LearnerCore {
                 slot,
                 ballot,
                 value,
-            } => self.handle_proposed(slot, ballot, value),
+            } => self.handle_proposed(slot, ballot, value, true),
             LearnerInput::Accepted { from, msg } => self.handle_accepted(from, msg, out),
             LearnerInput::Chosen(c) => {
                 self.learn(c.slot, c.ballot, c.value, false, out);
             }
+            LearnerInput::Accept(a) => self.handle_accept(a),
+            LearnerInput::Commit(c) => self.handle_commit(c),
             LearnerInput::CatchUp { from, msg } => self.handle_catch_up(from, msg, out),
             LearnerInput::CatchUpReply(r) => {
                 let full = r.chosen.len() >= CATCH_UP_MAX;
@@ -374,7 +418,9 @@ impl LearnerCore {
             }
             LearnerInput::InstallSnapshot(m) => self.handle_install_snapshot(m.snapshot, out),
             LearnerInput::Tick => self.handle_tick(now_us, out),
+            LearnerInput::SnapshotNow => self.take_snapshot(out),
         }
+        self.deliver_committed(out);
         self.maybe_snapshot(out);
         // Delivery never goes back; the log is bounded by the interval.
         assert!(self.next() >= delivered_before, "delivery went back");
@@ -404,9 +450,15 @@ impl LearnerCore {
     /// Takes a snapshot once `snapshot_interval` commands were delivered
     /// since the last one.
     fn maybe_snapshot(&mut self, out: &mut Vec<LearnerEffect>) {
-        if self.log_commands < self.snapshot_interval {
-            return;
+        if self.log_commands >= self.snapshot_interval {
+            self.take_snapshot(out);
         }
+    }
+
+    /// Snapshots the state machine at the last delivered slot and drops
+    /// the log up to it (nothing when the log is empty: the latest
+    /// snapshot, if any, is at that slot already).
+    fn take_snapshot(&mut self, out: &mut Vec<LearnerEffect>) {
         let Some((ballot, _)) = self.log.back() else {
             return;
         };
@@ -439,23 +491,107 @@ impl LearnerCore {
             slot: snapshot.slot,
             batch: None,
             next_undelivered: self.next(),
+            commit: self.run_commit(),
         });
     }
 
-    fn handle_proposed(&mut self, slot: Slot, ballot: Ballot, value: ValueRef) {
+    /// Records that (`ballot`, `value`) was proposed in `slot`, by the
+    /// local proposer when `local`.
+    fn handle_proposed(&mut self, slot: Slot, ballot: Ballot, value: ValueRef, local: bool) {
         if slot < self.next() || self.ahead.contains_key(&slot) {
             return;
         }
-        let replace = self.tallies.get(&slot).is_none_or(|t| t.ballot < ballot);
-        if replace {
-            self.tallies.insert(
-                slot,
-                Tally {
+        match self.tallies.get_mut(&slot) {
+            Some(t) if t.ballot >= ballot => t.local |= local,
+            Some(t) => {
+                *t = Tally {
                     ballot,
                     value,
-                    acks: BTreeSet::new(),
-                },
-            );
+                    acks: Vec::new(),
+                    local: local || t.local,
+                }
+            }
+            None => {
+                self.tallies.insert(
+                    slot,
+                    Tally {
+                        ballot,
+                        value,
+                        acks: Vec::new(),
+                        local,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A peer's Accept went by: in Multi-Paxos, its value and its commit.
+    fn handle_accept(&mut self, a: Accept) {
+        if self.decide_all || a.ballot.node == self.id {
+            // `paxos` decides by Chosen; our own proposals come as
+            // Proposed.
+            return;
+        }
+        if let Some(c) = a.commit {
+            self.handle_commit(c);
+        }
+        self.handle_proposed(a.slot, a.ballot, a.value, false);
+    }
+
+    /// Keeps the newest commit heard (a higher ballot's, or the same
+    /// ballot's further one); [`deliver_committed`](Self::deliver_committed)
+    /// acts on it.
+    fn handle_commit(&mut self, c: Commit) {
+        let newer = self.commit.is_none_or(|old| {
+            c.ballot > old.ballot || (c.ballot == old.ballot && c.through > old.through)
+        });
+        if newer && c.from <= c.through {
+            self.commit = Some(c);
+        }
+    }
+
+    /// Delivers the slots from the first undelivered one on that the
+    /// latest commit names and whose Accept at its ballot went by.
+    fn deliver_committed(&mut self, out: &mut Vec<LearnerEffect>) {
+        let Some(c) = self.commit else {
+            return;
+        };
+        loop {
+            let slot = self.next();
+            if !c.covers(slot) {
+                break;
+            }
+            let Some(t) = self.tallies.get(&slot) else {
+                break;
+            };
+            if t.ballot != c.ballot {
+                // Another ballot's proposal: not what was chosen at
+                // `c.ballot` (a peer has it).
+                break;
+            }
+            let value = ValueRef::clone(&t.value);
+            self.learn(slot, c.ballot, value, false, out);
+            assert!(self.next() > slot, "a committed slot left undelivered");
+        }
+        if self.commit.is_some_and(|c| c.through < self.next()) {
+            self.commit = None;
+        }
+    }
+
+    /// The last delivered slots chosen at one ballot, as a [`Commit`].
+    fn run_commit(&self) -> Option<Commit> {
+        self.run.map(|(ballot, from)| Commit {
+            ballot,
+            from,
+            through: Slot(self.next().0 - 1),
+        })
+    }
+
+    /// Slot `slot` (the next after the log's end) was delivered, chosen
+    /// at `ballot`.
+    fn extend_run(&mut self, slot: Slot, ballot: Ballot) {
+        if self.run.is_none_or(|(b, _)| b != ballot) {
+            self.run = Some((ballot, slot));
         }
     }
 
@@ -481,7 +617,9 @@ impl LearnerCore {
         if t.ballot != msg.ballot {
             return;
         }
-        t.acks.insert(from);
+        if !t.acks.contains(&from) {
+            t.acks.push(from);
+        }
         if t.acks.len() >= q2 {
             let Some(t) = self.tallies.remove(&msg.slot) else {
                 return;
@@ -504,14 +642,14 @@ impl LearnerCore {
             return;
         }
         // The local proposer proposed here when it told this learner so.
-        let ours = self.tallies.remove(&slot).is_some() || counted;
+        let ours = self.tallies.remove(&slot).is_some_and(|t| t.local) || counted;
         out.push(LearnerEffect::Report(Report::Chosen {
             node: self.id,
             slot,
             ballot,
             value: ValueRef::clone(&value),
         }));
-        if counted {
+        if counted && self.decide_all {
             let msg = PaxosMessage::Chosen(Chosen {
                 slot,
                 ballot,
@@ -534,6 +672,7 @@ impl LearnerCore {
                 slot,
                 batch,
                 next_undelivered: self.next(),
+                commit: self.run_commit(),
             });
         }
         if gap && !counted {
@@ -571,6 +710,7 @@ impl LearnerCore {
                 ballot,
                 value: ValueRef::clone(&value),
             }));
+            self.extend_run(slot, ballot);
             self.log_commands += commands(&value);
             self.log.push_back((ballot, value));
         }
@@ -666,6 +806,7 @@ impl LearnerCore {
                     slot: last,
                     batch: self.log.back().and_then(|(_, v)| v.batch),
                     next_undelivered: self.next(),
+                    commit: self.run_commit(),
                 });
             }
         }
@@ -733,7 +874,7 @@ mod tests {
     }
 
     #[test]
-    fn a_quorum_of_accepted_chooses_and_the_peers_are_told() {
+    fn a_quorum_of_accepted_chooses_and_the_decided_carries_the_commit() {
         let mut l = learner();
         let mut out = Vec::new();
         let b = Ballot::new(1, n(1));
@@ -796,8 +937,186 @@ mod tests {
                 )
             })
             .count();
-        assert_eq!(sends, 2);
+        assert_eq!(
+            sends, 0,
+            "Multi-Paxos tells its decisions on the next Accept"
+        );
         assert!(out.iter().any(|e| matches!(e, LearnerEffect::Answer { log_id, .. } if log_id.index == LogIndex(1) && log_id.term == Term(1))));
+        let commit = Commit {
+            ballot: b,
+            from: Slot(1),
+            through: Slot(1),
+        };
+        assert!(out.iter().any(|e| matches!(
+            e,
+            LearnerEffect::Decided { slot: Slot(1), commit: Some(c), .. } if *c == commit
+        )));
+    }
+
+    fn basic_learner() -> LearnerCore {
+        LearnerCore::new(
+            n(1),
+            &PaxosConfig::new(Mode::Basic, 3),
+            vec![n(1), n(2), n(3)],
+        )
+    }
+
+    #[test]
+    fn in_basic_paxos_a_quorum_of_accepted_is_told_to_every_peer() {
+        let mut l = basic_learner();
+        let mut out = Vec::new();
+        let b = Ballot::new(1, n(1));
+        l.step(
+            0,
+            LearnerInput::Proposed {
+                slot: Slot(1),
+                ballot: b,
+                value: batch(0, "k", "v"),
+            },
+            &mut out,
+        );
+        for from in [n(1), n(2)] {
+            let msg = Accepted {
+                ballot: b,
+                slot: Slot(1),
+            };
+            l.step(0, LearnerInput::Accepted { from, msg }, &mut out);
+        }
+        let told: Vec<NodeId> = out
+            .iter()
+            .filter_map(|e| match e {
+                LearnerEffect::Send {
+                    to,
+                    msg: PaxosMessage::Chosen(_),
+                } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, [n(2), n(3)]);
+    }
+
+    fn accept(ballot: Ballot, slot: u64, value: ValueRef, commit: Option<Commit>) -> LearnerInput {
+        LearnerInput::Accept(Accept {
+            ballot,
+            slot: Slot(slot),
+            value,
+            commit,
+        })
+    }
+
+    /// A follower delivers the slots a commit names with the values of the
+    /// Accepts of that ballot it saw go by, and nothing else: a slot whose
+    /// Accept it saw at another ballot (which a later ballot may have
+    /// replaced) or not at all waits for a peer.
+    #[test]
+    fn a_follower_learns_from_the_commit_on_the_next_accept_only_values_of_its_ballot() {
+        let mut l = learner();
+        let mut out = Vec::new();
+        let old = Ballot::new(1, n(2));
+        let b = Ballot::new(2, n(3));
+        let c = |from, through| Commit {
+            ballot: b,
+            from: Slot(from),
+            through: Slot(through),
+        };
+        l.step(0, accept(b, 1, batch(0, "k", "1"), None), &mut out);
+        // Slot 2: only an older ballot's Accept went by.
+        l.step(0, accept(old, 2, batch(1, "k", "old"), None), &mut out);
+        assert_eq!(l.next(), Slot(1), "nothing is delivered without a commit");
+        // The Accept of slot 3 says slots 1 and 2 were chosen at `b`.
+        l.step(0, accept(b, 3, batch(2, "k", "3"), Some(c(1, 2))), &mut out);
+        assert_eq!(l.next(), Slot(2), "slot 1 delivered, slot 2 waits");
+        assert_eq!(l.kv().get("k"), Some("1"));
+        assert!(
+            !out.iter()
+                .any(|e| matches!(e, LearnerEffect::Decided { .. })),
+            "a follower's idle proposer is not told of each slot"
+        );
+        // Slot 2's value comes from a peer; the commit then covers slot 3
+        // once it is named.
+        l.step(
+            0,
+            LearnerInput::Chosen(Chosen {
+                slot: Slot(2),
+                ballot: b,
+                value: batch(1, "k", "2"),
+            }),
+            &mut out,
+        );
+        assert_eq!(l.next(), Slot(3));
+        l.step(0, LearnerInput::Commit(c(1, 3)), &mut out);
+        assert_eq!(l.next(), Slot(4));
+        assert_eq!(l.kv().get("k"), Some("3"));
+        // A commit of another ballot does not deliver this ballot's values.
+        l.step(0, accept(b, 4, batch(3, "k", "4"), None), &mut out);
+        l.step(
+            0,
+            LearnerInput::Commit(Commit {
+                ballot: Ballot::new(3, n(2)),
+                from: Slot(4),
+                through: Slot(4),
+            }),
+            &mut out,
+        );
+        assert_eq!(l.next(), Slot(4));
+        assert_eq!(l.kv().get("k"), Some("3"));
+    }
+
+    /// `SnapshotNow` snapshots at the last delivered slot whatever the
+    /// interval, drops the log up to it and asks for the acceptor's
+    /// compaction (the Snapshot effect); with nothing delivered since the
+    /// last snapshot it does nothing.
+    #[test]
+    fn snapshot_now_snapshots_at_the_last_delivered_slot() {
+        let mut l = learner();
+        let mut out = Vec::new();
+        l.step(0, LearnerInput::SnapshotNow, &mut out);
+        assert!(out.is_empty(), "nothing delivered, nothing to snapshot");
+        l.step(0, chosen(1, batch(0, "k", "1")), &mut out);
+        l.step(0, chosen(2, batch(1, "j", "2")), &mut out);
+        out.clear();
+        l.step(0, LearnerInput::SnapshotNow, &mut out);
+        let taken: Vec<Slot> = out
+            .iter()
+            .filter_map(|e| match e {
+                LearnerEffect::Snapshot(s) => Some(s.slot),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(taken, [Slot(2)]);
+        assert_eq!(l.snapshot_slot(), Slot(2));
+        assert_eq!(l.retained(), 0, "the log up to the snapshot is dropped");
+        let mut kv = KvStore::default();
+        kv.restore(&l.snapshot().unwrap().state).unwrap();
+        assert_eq!((kv.get("k"), kv.get("j")), (Some("1"), Some("2")));
+        out.clear();
+        l.step(0, LearnerInput::SnapshotNow, &mut out);
+        assert!(
+            out.is_empty(),
+            "the snapshot is at the last delivered slot already"
+        );
+    }
+
+    /// A commit that arrives before the Accept it names (reordering)
+    /// delivers the slot when the Accept comes.
+    #[test]
+    fn a_commit_ahead_of_its_accept_delivers_when_the_accept_arrives() {
+        let mut l = learner();
+        let mut out = Vec::new();
+        let b = Ballot::new(2, n(3));
+        l.step(
+            0,
+            LearnerInput::Commit(Commit {
+                ballot: b,
+                from: Slot(1),
+                through: Slot(1),
+            }),
+            &mut out,
+        );
+        assert_eq!(l.next(), Slot(1));
+        l.step(0, accept(b, 1, batch(0, "k", "1"), None), &mut out);
+        assert_eq!(l.next(), Slot(2));
+        assert_eq!(l.kv().get("k"), Some("1"));
     }
 
     #[test]

@@ -10,6 +10,6 @@ pub mod core;
 
 pub use self::actor::{
     GetLearnerState, GetLearnerStatus, Learner, LearnerOutputs, LearnerState, LearnerStatus,
-    LearnerStorage,
+    LearnerStorage, SnapshotTaken, TakeSnapshot,
 };
 pub use self::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};

@@ -232,8 +232,12 @@ impl<S: ProposerStorage> Proposer<S> {
                 }
             }
             ProposerEffect::Broadcast(msg) => {
+                // A commit is for the other nodes' learners (ours made it).
+                let to_self = !matches!(msg, M::Commit(_));
                 for m in self.core.targets() {
-                    self.transport.send(*m, msg.clone());
+                    if to_self || *m != self.id {
+                        self.transport.send(*m, msg.clone());
+                    }
                 }
             }
             ProposerEffect::Send { to, msg } => self.transport.send(to, msg),
@@ -419,6 +423,7 @@ impl<S: ProposerStorage> Handler<Decided> for Proposer<S> {
             slot: m.slot,
             batch: m.batch,
             next_undelivered: m.next_undelivered,
+            commit: m.commit,
         });
     }
 }

@@ -28,7 +28,10 @@
 //! `t`'s acceptors. Phase 1 at the leader's ballot covers the slots of the
 //! configurations it held a quorum of; before proposing in the first slot
 //! of a new configuration it repeats phase 1 (same ballot) with a quorum
-//! of the new acceptors, adopting what they accepted there. Once a change
+//! of the new acceptors, adopting what they accepted there. With several
+//! changes pending, each configuration gets its phase 1 in turn, the
+//! earliest first: a leader never proposes in a configuration whose
+//! acceptors it holds no quorum of. Once a change
 //! is delivered the leader fills the slots up to its first slot with
 //! no-ops, so the change takes effect at once (Lamport's "α − 1 no-ops").
 //!
@@ -41,7 +44,7 @@
 
 use crate::config::{Mode, PaxosConfig};
 use crate::error::ProposeError;
-use crate::messages::{Accept, Nack, PaxosMessage, Prepare, Promise};
+use crate::messages::{Accept, Commit, Nack, PaxosMessage, Prepare, Promise};
 use crate::types::{Ballot, BatchId, Configurations, PValue, Request, Slot, Value, ValueRef};
 use crate::wiring::Change;
 use consensus_actors::types::NodeId;
@@ -87,6 +90,8 @@ pub enum ProposerInput {
         batch: Option<BatchId>,
         /// The learner's first undelivered slot.
         next_undelivered: Slot,
+        /// The learner's last delivered slots chosen at one ballot.
+        commit: Option<Commit>,
     },
     /// The ballot leader election's leader (Multi-Paxos).
     Leader {
@@ -252,6 +257,11 @@ pub struct ProposerCore {
     deferred: BTreeMap<Slot, ValueRef>,
     leader: Option<Ballot>,
     backoff_until_us: u64,
+    /// Multi-Paxos: the slots the learner delivered that were chosen at
+    /// the current ballot (told to the followers on the next Accept).
+    commit: Option<Commit>,
+    /// The last slot of the latest commit sent.
+    commit_sent: Slot,
 }
 
 impl ProposerCore {
@@ -280,6 +290,8 @@ impl ProposerCore {
             deferred: BTreeMap::new(),
             leader: None,
             backoff_until_us: 0,
+            commit: None,
+            commit_sent: Slot(0),
         }
     }
 
@@ -371,11 +383,23 @@ impl ProposerCore {
     /// holds no phase-1 quorum of.
     fn limit(&self) -> Slot {
         let mut lim = Slot(self.first_unchosen.0 + self.cfg.window as u64);
-        let (latest, _) = self.configs.latest();
-        if latest > self.prepared_from {
-            lim = lim.min(latest);
+        if let Some(unprepared) = self.next_unprepared() {
+            lim = lim.min(unprepared);
         }
         lim
+    }
+
+    /// The first slot of the earliest configuration after the ones the
+    /// leader holds a phase-1 quorum of (`None`: it holds every one it
+    /// knows). With two changes chosen before a leader's phase 1, this is
+    /// the first of them, not the latest: each configuration gets its own
+    /// phase 1, in order.
+    fn next_unprepared(&self) -> Option<Slot> {
+        self.configs
+            .from
+            .range(Slot(self.prepared_from.0 + 1)..)
+            .next()
+            .map(|(s, _)| *s)
     }
 
     /// The one entry: handles `input` at `now_us`, leaving its effects in
@@ -392,7 +416,11 @@ impl ProposerCore {
                 slot,
                 batch,
                 next_undelivered,
-            } => self.handle_decided(now_us, slot, batch, next_undelivered, out),
+                commit,
+            } => {
+                self.note_commit(commit);
+                self.handle_decided(now_us, slot, batch, next_undelivered, out)
+            }
             ProposerInput::Leader { leader } => self.handle_leader(now_us, leader, out),
             ProposerInput::Configured { configs } => self.handle_configured(now_us, configs, out),
             ProposerInput::Reconfigure { token, change } => {
@@ -418,18 +446,22 @@ impl ProposerCore {
         if self.maybe_promised(now_us, out) || !self.is_leader() {
             return;
         }
-        let (latest, _) = self.configs.latest();
-        if latest > self.prepared_from {
+        if self.next_unprepared().is_some() {
             self.fill_to_change();
             self.begin_reprepare(now_us, out);
         }
         self.fill_window(now_us, out);
     }
 
-    /// A change takes effect at the latest configuration's first slot:
-    /// the open slots before it get no-ops, so it does at once.
+    /// A change takes effect at the first slot of its configuration (the
+    /// earliest one not prepared yet): the open slots before it get
+    /// no-ops, so it does at once. Slots of a configuration not prepared
+    /// get nothing here: what its acceptors accepted there is unknown
+    /// until its phase 1.
     fn fill_to_change(&mut self) {
-        let (latest, _) = self.configs.latest();
+        let Some(latest) = self.next_unprepared() else {
+            return;
+        };
         if let Phase::Accepting {
             in_flight,
             next_slot,
@@ -454,12 +486,15 @@ impl ProposerCore {
     }
 
     /// Phase 1 again at the leader's ballot, with the acceptors of the
-    /// latest configuration, for its slots.
+    /// earliest configuration it holds no quorum of, for its slots.
     fn begin_reprepare(&mut self, now_us: u64, out: &mut Vec<ProposerEffect>) {
         let Some(ballot) = self.ballot() else {
             return;
         };
-        let (from, acceptors) = self.configs.latest();
+        let Some(from) = self.next_unprepared() else {
+            return;
+        };
+        let acceptors = self.configs.at(from).to_vec();
         if self.reprepare.as_ref().is_some_and(|r| r.from == from) {
             return;
         }
@@ -478,7 +513,7 @@ impl ProposerCore {
         });
         for a in acceptors {
             out.push(ProposerEffect::Send {
-                to: *a,
+                to: a,
                 msg: msg.clone(),
             });
         }
@@ -508,9 +543,17 @@ impl ProposerCore {
             return;
         };
         self.compacted = self.compacted.max(r.compacted);
+        // This phase 1 covers its configuration's slots only: a later
+        // configuration's get their own.
+        let upto = self
+            .configs
+            .from
+            .range(Slot(r.from.0 + 1)..)
+            .next()
+            .map_or(Slot(u64::MAX), |(s, _)| *s);
         let mut adopted: BTreeMap<Slot, (Ballot, ValueRef)> = BTreeMap::new();
         for pv in r.promises.into_values().flatten() {
-            if pv.slot < r.from {
+            if pv.slot < r.from || pv.slot >= upto {
                 continue;
             }
             let e = adopted
@@ -539,6 +582,11 @@ impl ProposerCore {
             }
         }
         self.prepared_from = r.from;
+        if self.next_unprepared().is_some() {
+            // A later change is known too: its configuration next.
+            self.fill_to_change();
+            self.begin_reprepare(now_us, out);
+        }
         self.fill_window(now_us, out);
     }
 
@@ -852,11 +900,11 @@ impl ProposerCore {
                 self.prepared_from = self.configs.start_of(first);
                 self.deferred.clear();
                 self.reprepare = None;
-                let (latest, _) = self.configs.latest();
-                if latest > self.prepared_from {
+                let unprepared = self.next_unprepared();
+                if let Some(boundary) = unprepared {
                     // The slots of a newer configuration wait for its own
                     // phase 1.
-                    next = next.min(latest);
+                    next = next.min(boundary);
                 }
                 let limit = self.limit();
                 // Recover every unfinished slot; fill the holes with no-ops
@@ -884,7 +932,7 @@ impl ProposerCore {
                     next_slot: next,
                 };
                 out.push(ProposerEffect::BecameLeader { ballot });
-                if latest > self.prepared_from {
+                if unprepared.is_some() {
                     self.fill_to_change();
                     self.begin_reprepare(now_us, out);
                 }
@@ -908,10 +956,12 @@ impl ProposerCore {
             ballot,
             value: ValueRef::clone(&value),
         });
+        let commit = self.commit_at(ballot);
         out.push(ProposerEffect::Broadcast(PaxosMessage::Accept(Accept {
             ballot,
             slot,
             value: ValueRef::clone(&value),
+            commit,
         })));
         let previous = in_flight.insert(
             slot,
@@ -921,6 +971,31 @@ impl ProposerCore {
             },
         );
         assert!(previous.is_none(), "{slot} proposed twice in one ballot");
+    }
+
+    /// Keeps the learner's commit when it is of the current ballot
+    /// (Multi-Paxos): only what was chosen at the leader's own ballot is
+    /// named by it.
+    fn note_commit(&mut self, commit: Option<Commit>) {
+        let Some(c) = commit else {
+            return;
+        };
+        if self.cfg.mode != Mode::Multi || self.ballot() != Some(c.ballot) {
+            return;
+        }
+        if self
+            .commit
+            .is_none_or(|old| old.ballot != c.ballot || old.through < c.through)
+        {
+            self.commit = Some(c);
+        }
+    }
+
+    /// The commit to carry on an Accept at `ballot` (noting it sent).
+    fn commit_at(&mut self, ballot: Ballot) -> Option<Commit> {
+        let c = self.commit.filter(|c| c.ballot == ballot)?;
+        self.commit_sent = self.commit_sent.max(c.through);
+        Some(c)
     }
 
     /// The next batch to propose: one waiting for a slot, or a new one of
@@ -1218,6 +1293,7 @@ impl ProposerCore {
                 Mode::Multi,
             ) => {
                 let ballot = *ballot;
+                let commit = self.commit.filter(|c| c.ballot == ballot);
                 for (slot, f) in in_flight.iter_mut() {
                     if now_us.saturating_sub(f.since_us) >= retry_us {
                         f.since_us = now_us;
@@ -1230,7 +1306,17 @@ impl ProposerCore {
                             ballot,
                             slot: *slot,
                             value: ValueRef::clone(&f.value),
+                            commit,
                         })));
+                    }
+                }
+                if let Some(c) = commit {
+                    if c.through > self.commit_sent {
+                        // No Accept carried the latest decisions: they go
+                        // alone, as Raft's heartbeat carries the commit
+                        // index.
+                        self.commit_sent = c.through;
+                        out.push(ProposerEffect::Broadcast(PaxosMessage::Commit(c)));
                     }
                 }
             }

@@ -108,6 +108,7 @@ fn basic_paxos_persists_its_ballot_before_preparing_and_adopts_the_highest_accep
             slot: Slot(1),
             batch: theirs.batch,
             next_undelivered: Slot(2),
+            commit: None,
         },
         &mut out,
     );
@@ -245,6 +246,7 @@ fn a_multi_paxos_leader_batches_within_its_window_and_refuses_when_following() {
             slot: Slot(1),
             batch,
             next_undelivered: Slot(2),
+            commit: None,
         },
         &mut out,
     );
@@ -401,6 +403,7 @@ fn a_configuration_change_takes_effect_alpha_slots_later_after_phase_1_with_the_
             slot: Slot(1),
             batch,
             next_undelivered: Slot(2),
+            commit: None,
         },
         &mut out,
     );
@@ -503,4 +506,115 @@ fn drained_submissions_are_batched_into_the_free_slots_and_bounded() {
             error: ProposeError::Busy,
         }]
     );
+}
+
+/// Two configuration changes the leader learns of before its phase 1
+/// reaches them (its Proposer's view of delivery lags its Learner's): each
+/// configuration gets its own phase 1, in order. Nothing is proposed in
+/// the second configuration's slots (from 5) before a quorum of its
+/// acceptors promised, and a value one of them reports there is proposed
+/// again, not a no-op; only then does the third configuration's phase 1
+/// start. (Campaign seed 1710 with `--membership-changes`: the leader
+/// prepared only the latest configuration, filled the middle one's slots
+/// with no-ops and overwrote a chosen value.)
+#[test]
+fn two_pending_changes_get_one_phase_1_each_in_order() {
+    let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+    cfg.window = 4;
+    let mut p = ProposerCore::new(n(1), cfg, members(), 1);
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Decided {
+            slot: Slot(2),
+            batch: None,
+            next_undelivered: Slot(3),
+            commit: None,
+        },
+        &mut out,
+    );
+    let mut configs = Configurations::initial(&members());
+    configs.change(Slot(1), 4, &[n(1), n(2), n(3), n(4)]);
+    configs.change(Slot(5), 4, &[n(1), n(2), n(4)]);
+    p.step(0, ProposerInput::Configured { configs }, &mut out);
+    let b = Ballot::new(1, n(1));
+    p.step(0, ProposerInput::Leader { leader: b }, &mut out);
+    out.clear();
+    p.step(1, promise(1, b, 0), &mut out);
+    p.step(1, promise(2, b, 0), &mut out);
+    assert!(p.is_leader());
+    let slots: Vec<Slot> = accepts(&out).iter().map(|a| a.slot).collect();
+    assert_eq!(slots, [Slot(3), Slot(4)], "nothing from slot 5 on yet");
+    let prepares: Vec<(NodeId, Slot)> = out
+        .iter()
+        .filter_map(|e| match e {
+            ProposerEffect::Send {
+                to,
+                msg: PaxosMessage::Prepare(pr),
+            } => Some((*to, pr.first)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        prepares,
+        [n(1), n(2), n(3), n(4)].map(|a| (a, Slot(5))),
+        "phase 1 of the configuration from slot 5, not the latest"
+    );
+    out.clear();
+    p.step(
+        2,
+        ProposerInput::Submit {
+            token: 0,
+            request: request("waits"),
+        },
+        &mut out,
+    );
+    assert!(accepts(&out).is_empty(), "slot 5 needs its own quorum");
+    // A quorum of 1..=4 promises; n3 accepted a value in slot 6 earlier.
+    let theirs = ValueRef::new(Value {
+        batch: Some(BatchId {
+            node: n(2),
+            nonce: 9,
+            seq: 0,
+        }),
+        requests: vec![request("theirs")],
+        reconfig: None,
+    });
+    p.step(3, promise(1, b, 0), &mut out);
+    p.step(3, promise(2, b, 0), &mut out);
+    p.step(
+        3,
+        ProposerInput::Promise {
+            from: n(3),
+            msg: Promise {
+                ballot: b,
+                accepted: vec![PValue {
+                    slot: Slot(6),
+                    ballot: Ballot::new(0, n(2)),
+                    value: ValueRef::clone(&theirs),
+                }],
+                compacted: Slot(0),
+            },
+        },
+        &mut out,
+    );
+    let a = accepts(&out);
+    assert_eq!(
+        a.iter().map(|a| a.slot).collect::<Vec<_>>(),
+        [Slot(5), Slot(6)],
+        "the window (first undelivered 3 + α 4) ends at 7"
+    );
+    assert!(a[0].value.is_noop());
+    assert_eq!(a[1].value, theirs, "P2c in the second configuration");
+    let next: Vec<(NodeId, Slot)> = out
+        .iter()
+        .filter_map(|e| match e {
+            ProposerEffect::Send {
+                to,
+                msg: PaxosMessage::Prepare(pr),
+            } => Some((*to, pr.first)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(next, [n(1), n(2), n(4)].map(|a| (a, Slot(9))));
 }
