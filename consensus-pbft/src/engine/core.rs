@@ -134,7 +134,16 @@ pub enum Effect {
     Safety(SafetyEvent),
     /// Record evidence against a replica.
     Evidence(Evidence),
+    /// Count one occurrence of `name` in the node's metrics, labelled
+    /// with the replica (e.g. [`STATE_TRANSFER_METRIC`]).
+    Count(&'static str),
 }
+
+/// The counter of state transfers a replica started (each fetch of a
+/// checkpoint's state), labelled `replica`:
+/// `pbft_state_transfers{replica="n4"}`. Zero in a fault-free run: a
+/// replica that will reach a checkpoint by executing does not fetch it.
+pub const STATE_TRANSFER_METRIC: &str = "pbft_state_transfers";
 
 /// A client's last executed request and its result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +237,9 @@ pub struct Engine<SM: StateMachine = KvStore> {
     /// The last stable checkpoint (a copy: the CheckpointProtocol decides;
     /// the durable one a restarted CheckpointProtocol resyncs from).
     stable: StableCheckpoint,
+    /// A stable checkpoint above `h` that execution has not reached yet
+    /// but will from the log (applied when it does; see [`crate::notes`]).
+    deferred_stable: Option<StableCheckpoint>,
     /// The encoded state of this replica's checkpoints at and above `h`.
     /// The engine holds them, not the CheckpointProtocol: it owns the state
     /// machine and its durable state outlives a restart of the other
@@ -250,6 +262,12 @@ pub struct Engine<SM: StateMachine = KvStore> {
     timer_restart: bool,
     /// Execution progressed in this step.
     progressed: bool,
+    /// The durable copy of the ViewChanger's request timer: since when
+    /// requests wait (as last reported), `None` when none do.
+    timer_since_us: Option<u64>,
+    /// The durable copy of the ViewChanger's count of successive view
+    /// changes without progress.
+    view_change_attempts: u32,
     out: Vec<Effect>,
     notes: Vec<Note>,
 }
@@ -313,6 +331,7 @@ impl<SM: StateMachine> Engine<SM> {
                 proof: Vec::new(),
             },
             own_states,
+            deferred_stable: None,
             q,
             keys,
             view: View::ZERO,
@@ -336,6 +355,8 @@ impl<SM: StateMachine> Engine<SM> {
             reported_exec: SeqNo::ZERO,
             timer_restart: false,
             progressed: false,
+            timer_since_us: None,
+            view_change_attempts: 0,
             out: Vec::new(),
             notes: Vec::new(),
             cfg,
@@ -465,10 +486,28 @@ impl<SM: StateMachine> Engine<SM> {
     }
 
     fn after_step(&mut self) -> Vec<Effect> {
+        if self
+            .deferred_stable
+            .as_ref()
+            .is_some_and(|d| d.seq <= self.last_exec)
+        {
+            if let Some(stable) = self.deferred_stable.take() {
+                self.become_stable(stable);
+            }
+        }
         let waiting = !self.pending.is_empty();
         let restart = std::mem::take(&mut self.timer_restart);
         let progressed = std::mem::take(&mut self.progressed);
+        if progressed {
+            self.view_change_attempts = 0;
+        }
         if waiting != self.reported_waiting || restart || progressed {
+            // The ViewChanger's timer rule, kept here for its restart.
+            if !waiting {
+                self.timer_since_us = None;
+            } else if restart || progressed || self.timer_since_us.is_none() {
+                self.timer_since_us = Some(self.now_us);
+            }
             self.reported_waiting = waiting;
             self.note(Note::ViewChanger(ViewChangerNote::Activity {
                 waiting,
@@ -514,6 +553,12 @@ impl<SM: StateMachine> Engine<SM> {
             "checkpoint states below h are discarded"
         );
         assert!(self.stable.seq.get() == 0 || self.stable.proof.len() >= self.q.quorum());
+        assert!(
+            self.deferred_stable
+                .as_ref()
+                .is_none_or(|d| d.seq > h && d.seq > self.last_exec),
+            "a deferred stable checkpoint is above h and not yet executed"
+        );
         assert!(self
             .executed
             .keys()
@@ -991,7 +1036,7 @@ impl<SM: StateMachine> Engine<SM> {
             EngineNote::StartViewChange { view } => self.handle_start_view_change(view),
             EngineNote::EnterView { new_view, plan } => self.enter_view(new_view, plan),
             EngineNote::SyncViewChanger => self.report_state(),
-            EngineNote::Stable(stable) => self.become_stable(stable),
+            EngineNote::Stable(stable) => self.handle_stable(stable),
             EngineNote::Install {
                 from,
                 stable,
@@ -1013,12 +1058,45 @@ impl<SM: StateMachine> Engine<SM> {
         }
     }
 
+    /// A stable checkpoint from the CheckpointProtocol. Executed up to
+    /// it: it becomes the low watermark. Not yet, but in the normal case
+    /// and within the window: deferred until execution reaches it (no
+    /// state transfer; the CheckpointProtocol fetches if execution
+    /// stalls). Otherwise the CheckpointProtocol fetches its state now
+    /// ([`CheckpointNote::Behind`]).
+    fn handle_stable(&mut self, stable: StableCheckpoint) {
+        let seq = stable.seq;
+        if seq <= self.low() || self.deferred_stable.as_ref().is_some_and(|d| d.seq >= seq) {
+            return;
+        }
+        if self.last_exec < seq {
+            if self.can_reach(seq) {
+                self.deferred_stable = Some(stable);
+                return;
+            }
+            self.note(Note::Checkpoint(CheckpointNote::Behind { seq }));
+        }
+        self.become_stable(stable);
+    }
+
+    /// Whether execution may reach `seq` by the normal case: the replica
+    /// runs it and `seq` is within its window, so the PRE-PREPAREs,
+    /// PREPAREs and COMMITs up to it are accepted. Whether they are in the
+    /// log yet says little: a loaded engine's mailbox holds them while its
+    /// CheckpointProtocol already counted the others' CHECKPOINTs.
+    fn can_reach(&self, seq: SeqNo) -> bool {
+        self.status == Status::Normal && seq <= self.high()
+    }
+
     /// A stable checkpoint (from the CheckpointProtocol, a NEW-VIEW or a
     /// state transfer): the watermarks move, the log at or below it goes.
     fn become_stable(&mut self, stable: StableCheckpoint) {
         let seq = stable.seq;
         if seq <= self.low() {
             return;
+        }
+        if self.deferred_stable.as_ref().is_some_and(|d| d.seq <= seq) {
+            self.deferred_stable = None;
         }
         if let Some(own) = self.own_states.get(&seq) {
             // Agreement on the state: our own checkpoint matches the one
@@ -1105,6 +1183,7 @@ impl<SM: StateMachine> Engine<SM> {
     fn handle_start_view_change(&mut self, view: View) {
         if view > self.view {
             tracing::debug!(replica = %self.cfg.id, from = %self.view, to = %view, "view change");
+            self.view_change_attempts = self.view_change_attempts.saturating_add(1);
             self.view = view;
             self.status = Status::ViewChange {
                 since_us: self.now_us,
@@ -1133,6 +1212,12 @@ impl<SM: StateMachine> Engine<SM> {
             new_view: self.new_view.clone(),
             stable: self.stable.clone(),
             prepared,
+            waiting_since_us: if self.reported_waiting {
+                self.timer_since_us
+            } else {
+                None
+            },
+            attempts: self.view_change_attempts,
         }));
     }
 

@@ -8,7 +8,7 @@ use crate::evidence::{Evidence, EvidenceKind};
 use crate::messages::*;
 use crate::safety::{self, PbftEvent, SafetyEvent};
 use crate::types::{SeqNo, View};
-use consensus_actors::kv::{KvCommand, KvOutput};
+use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
 use consensus_actors::types::{ClientId, NodeId};
 use std::collections::{BTreeSet, VecDeque};
 
@@ -46,6 +46,8 @@ pub(crate) struct Cluster {
     pub(crate) down: BTreeSet<NodeId>,
     pub(crate) now_us: u64,
     pub(crate) timestamp: u64,
+    /// The counters of [`Effect::Count`], over all replicas.
+    pub(crate) counts: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Cluster {
@@ -65,6 +67,7 @@ impl Cluster {
             down: BTreeSet::new(),
             now_us: 0,
             timestamp: 0,
+            counts: std::collections::BTreeMap::new(),
         };
         for i in 0..n as usize {
             let effects = c.replicas[i].start();
@@ -94,6 +97,7 @@ impl Cluster {
                 }
                 Effect::Safety(ev) => self.events.push(ev),
                 Effect::Evidence(ev) => self.evidence.push(ev),
+                Effect::Count(name) => *self.counts.entry(name).or_default() += 1,
             }
         }
     }
@@ -776,4 +780,64 @@ fn authenticators_and_signatures_per_view_change() {
     assert_eq!(cost.macs_made, 18, "{cost:?}");
     assert_eq!(cost.macs_checked, 12, "{cost:?}");
     c.checked();
+}
+
+/// The engine keeps the ViewChanger's count of successive view changes
+/// without progress: a ViewChanger started afresh (as after a restart)
+/// goes on with the doubled timeout instead of the base one, and learns
+/// from the same answer that a request waits and since when.
+#[test]
+fn a_restarted_view_changer_resumes_the_doubled_timeout_and_the_request_timer() {
+    use crate::notes::{EngineNote, Note, ViewChangerNote};
+    use crate::view_changer::core::{view_change_timeout_us, ViewChanger};
+    use std::rc::Rc;
+    let cfg = config(1, 4);
+    let keys = Rc::new(Keys::new(7, cluster_secret(3, 7), NodeId(1), &cfg.members));
+    let mut engine = Engine::with_keys(cfg.clone(), KvStore::default(), Rc::clone(&keys));
+    let client = Keys::new(7, cluster_secret(3, 7), CLIENT_NODE, &[]);
+    let request = Request {
+        node: CLIENT_NODE,
+        client: ClientId(1),
+        timestamp: 1,
+        op: encode_payload(&KvCommand::put("k", "v")),
+    };
+    engine.step(Input::Tick { now_us: 5_000 });
+    engine.step(Input::Message {
+        from: CLIENT_NODE,
+        msg: PbftMessage::Request(AuthenticatedRequest::new(request, &client, &cfg.members)),
+    });
+    for view in [View(1), View(2)] {
+        engine.step_note(EngineNote::StartViewChange { view });
+    }
+    engine.take_notes();
+    engine.step_note(EngineNote::SyncViewChanger);
+    let notes = engine.take_notes();
+    let Some(Note::ViewChanger(ViewChangerNote::EngineState {
+        waiting_since_us,
+        attempts,
+        ..
+    })) = notes.last().cloned()
+    else {
+        panic!("the engine answers with its state: {notes:?}");
+    };
+    assert_eq!(attempts, 2, "two view changes, no progress");
+    assert_eq!(
+        waiting_since_us,
+        Some(5_000),
+        "the request waits since 5 ms"
+    );
+    let mut vc = ViewChanger::new(cfg.clone(), engine.quorums().clone(), keys);
+    vc.start(10_000);
+    assert_eq!(vc.attempts(), 0, "unsynced: nothing known yet");
+    for note in notes {
+        if let Note::ViewChanger(n) = note {
+            vc.handle_note(n);
+        }
+    }
+    assert!(vc.is_synced());
+    assert_eq!(vc.attempts(), 2, "the doubling goes on");
+    assert_eq!(
+        view_change_timeout_us(cfg.view_change_timeout_us, vc.attempts()),
+        4 * cfg.view_change_timeout_us
+    );
 }

@@ -378,7 +378,14 @@ impl ViewChanger {
                 new_view,
                 stable,
                 prepared,
-            } => self.handle_engine_state(view, normal, new_view, stable, prepared),
+                waiting_since_us,
+                attempts,
+            } => {
+                if !self.synced {
+                    self.resync_timer(waiting_since_us, attempts);
+                }
+                self.handle_engine_state(view, normal, new_view, stable, prepared)
+            }
             ViewChangerNote::ResendNewView { to } => {
                 if let Some(nv) = &self.new_view {
                     if nv.body.view == self.view && self.status == Status::Normal {
@@ -479,6 +486,16 @@ impl ViewChanger {
         self.timer_since_us = None;
         self.vcs = self.vcs.split_off(&new_view);
         self.note(EngineNote::StartViewChange { view: new_view });
+    }
+
+    /// After a start or restart: the request timer and the growing
+    /// timeouts as the engine kept them, so a request that waited before
+    /// the restart still triggers a view change within its timeout, and a
+    /// timeout that had doubled stays doubled.
+    fn resync_timer(&mut self, waiting_since_us: Option<u64>, attempts: u32) {
+        self.waiting = waiting_since_us.is_some();
+        self.timer_since_us = waiting_since_us.map(|t| t.min(self.now_us));
+        self.attempts = attempts;
     }
 
     fn handle_engine_state(
