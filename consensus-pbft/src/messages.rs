@@ -280,7 +280,21 @@ impl AuthenticatedRequest {
 
     /// Whether the client's MAC for this replica holds.
     pub fn verify(&self, keys: &Keys) -> bool {
-        keys.check_client_authenticator(self.request.identity(), &self.request.header(), &self.auth)
+        self.verify_digest(keys, self.request.digest())
+    }
+
+    /// [`Self::verify`] with the request's digest already computed
+    /// (`digest` must be [`Self::digest`]: the MAC covers it).
+    pub fn verify_digest(&self, keys: &Keys, digest: Digest) -> bool {
+        debug_assert_eq!(digest, self.request.digest());
+        let header = header(
+            AuthKind::Request,
+            View::ZERO,
+            SeqNo(self.request.timestamp),
+            self.request.identity(),
+            digest,
+        );
+        keys.check_client_authenticator(self.request.identity(), &header, &self.auth)
     }
 
     /// The request's digest.
@@ -321,11 +335,17 @@ impl Batch {
 
     /// The digest a PRE-PREPARE carries: over the requests' digests.
     pub fn digest(&self) -> Digest {
+        Self::digest_of_requests(self.0.iter().map(AuthenticatedRequest::digest))
+    }
+
+    /// The digest of a batch whose requests have the digests `requests`
+    /// (in order): for a caller that needs them anyway.
+    pub fn digest_of_requests(requests: impl ExactSizeIterator<Item = Digest>) -> Digest {
         let mut h = Sha256::new();
         h.update(b"pbft-batch");
-        h.update((self.0.len() as u64).to_le_bytes());
-        for r in self.0.iter() {
-            h.update(r.digest().0);
+        h.update((requests.len() as u64).to_le_bytes());
+        for d in requests {
+            h.update(d.0);
         }
         Digest(h.finalize().into())
     }

@@ -12,30 +12,71 @@
 //! forwarder may be correct). Requests inside a prepared certificate are
 //! not checked again: the 2f+1 signed PRE-PREPARE and PREPAREs vouch that
 //! at least f+1 correct replicas authenticated them.
+//!
+//! A request this replica already authenticated on receipt is not checked
+//! again inside a PRE-PREPARE's batch: the cache remembers the digests of
+//! the requests whose MAC held ([`VerifyCache::knows_request`]), and a
+//! request with the same digest has the same client, timestamp and
+//! operation, so the client sent it whatever MAC the batch carries. A
+//! request the replica never authenticated (one a primary made up, or one
+//! that reached only the primary) is checked as before.
 
 use super::core::{digest_of, Keys};
 use crate::evidence::EvidenceKind;
 use crate::messages::{Batch, Digest, PbftMessage, PreparedCert, Signed, ViewChange};
 use consensus_actors::types::NodeId;
 use serde::Serialize;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 
 /// Signatures checked recently, by the digest of the signed item (a
-/// retransmitted or nested signature is checked once). Bounded: the oldest
-/// entries go first.
+/// retransmitted or nested signature is checked once), and the digests of
+/// client requests whose MAC held. Bounded: the oldest entries go first.
 #[derive(Debug, Default)]
 pub struct VerifyCache {
     set: BTreeSet<Digest>,
     order: VecDeque<Digest>,
+    /// Only membership is asked (no iteration): a hash set is safe here.
+    requests: HashSet<Digest>,
+    request_order: VecDeque<Digest>,
 }
 
 impl VerifyCache {
     /// Entries kept at most.
     pub const CAPACITY: usize = 16_384;
 
+    /// Authenticated request digests kept at most (more than the requests
+    /// a replica holds pending; beyond, the oldest go and are checked
+    /// again if they come in a batch).
+    pub const REQUEST_CAPACITY: usize = 1 << 17;
+
     /// An empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Remembers that the request with digest `d` was authenticated.
+    pub fn note_request(&mut self, d: Digest) {
+        if !self.requests.insert(d) {
+            return;
+        }
+        if self.request_order.len() >= Self::REQUEST_CAPACITY {
+            if let Some(old) = self.request_order.pop_front() {
+                self.requests.remove(&old);
+            }
+        }
+        self.request_order.push_back(d);
+        debug_assert!(self.requests.len() <= Self::REQUEST_CAPACITY);
+    }
+
+    /// Whether the request with digest `d` was authenticated (and not
+    /// forgotten since).
+    pub fn knows_request(&self, d: &Digest) -> bool {
+        self.requests.contains(d)
+    }
+
+    /// Request digests held.
+    pub fn requests_held(&self) -> usize {
+        self.requests.len()
     }
 
     /// Whether `item` is authentic: from the cache, or by `check` (whose
@@ -87,9 +128,22 @@ fn drop_unattributable(kind: EvidenceKind, proof: String) -> Result<(), Refused>
     })
 }
 
-fn check_batch(keys: &Keys, batch: &Batch) -> Result<(), Refused> {
-    for r in batch.0.iter() {
-        if !r.verify(keys) {
+/// Checks the MACs of the requests of `batch` this replica did not
+/// authenticate on receipt; `digests` are theirs, in order.
+fn check_batch(
+    keys: &Keys,
+    cache: &mut VerifyCache,
+    batch: &Batch,
+    digests: &[Digest],
+) -> Result<(), Refused> {
+    debug_assert_eq!(batch.0.len(), digests.len());
+    for (r, d) in batch.0.iter().zip(digests) {
+        if cache.knows_request(d) {
+            continue;
+        }
+        if r.verify_digest(keys, *d) {
+            cache.note_request(*d);
+        } else {
             return drop_unattributable(
                 EvidenceKind::InvalidMac,
                 format!(
@@ -182,7 +236,10 @@ pub fn check_inbound(
     };
     match msg {
         PbftMessage::Request(r) => {
-            if !r.verify(keys) {
+            let d = r.digest();
+            if r.verify_digest(keys, d) {
+                cache.note_request(d);
+            } else {
                 let proof = format!(
                     "request t{} of client {}: its MAC for this replica fails",
                     r.request.timestamp, r.request.client
@@ -206,7 +263,10 @@ pub fn check_inbound(
                     ),
                 );
             }
-            if batch.digest() != pre_prepare.body.digest {
+            // Each request's digest once, for the batch's and the cache.
+            let digests: Vec<Digest> = batch.0.iter().map(|r| r.digest()).collect();
+            let digest = Batch::digest_of_requests(digests.iter().copied());
+            if digest != pre_prepare.body.digest {
                 return refuse(
                     from,
                     EvidenceKind::WrongDigest,
@@ -215,11 +275,11 @@ pub fn check_inbound(
                         pre_prepare.body.view,
                         pre_prepare.body.seq,
                         pre_prepare.body.digest,
-                        batch.digest()
+                        digest
                     ),
                 );
             }
-            check_batch(keys, batch)?;
+            check_batch(keys, cache, batch, &digests)?;
         }
         PbftMessage::Prepare {
             prepare: p,
@@ -329,4 +389,137 @@ pub fn check_inbound(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authenticator::core::cluster_secret;
+    use crate::messages::{encode_payload, AuthenticatedRequest, PrePrepare, Request, Tag};
+    use crate::types::{SeqNo, View};
+    use consensus_actors::kv::KvCommand;
+    use consensus_actors::types::ClientId;
+
+    const CLIENT: NodeId = NodeId(100);
+
+    fn members() -> Vec<NodeId> {
+        (0..4).map(NodeId).collect()
+    }
+
+    fn keys(me: NodeId) -> Keys {
+        Keys::new(7, cluster_secret(3, 7), me, &members())
+    }
+
+    fn request(timestamp: u64, value: &str) -> AuthenticatedRequest {
+        let client = Keys::new(7, cluster_secret(3, 7), CLIENT, &[]);
+        AuthenticatedRequest::new(
+            Request {
+                node: CLIENT,
+                client: ClientId(1),
+                timestamp,
+                op: encode_payload(&KvCommand::put("k", value)),
+            },
+            &client,
+            &members(),
+        )
+    }
+
+    /// The primary n0's PRE-PREPARE for `batch` at 1 in view 0.
+    fn pre_prepare(batch: Vec<AuthenticatedRequest>) -> PbftMessage {
+        let batch = Batch::new(batch);
+        let pre_prepare = Signed::new(
+            PrePrepare {
+                view: View::ZERO,
+                seq: SeqNo(1),
+                digest: batch.digest(),
+                primary: NodeId(0),
+            },
+            &keys(NodeId(0)),
+        );
+        PbftMessage::PrePrepare { pre_prepare, batch }
+    }
+
+    /// A request whose MAC held on receipt is not checked again in the
+    /// primary's batch: one client MAC checked in all, not two.
+    #[test]
+    fn a_request_authenticated_on_receipt_is_not_checked_again_in_a_batch() {
+        let me = keys(NodeId(1));
+        let mut cache = VerifyCache::new();
+        let r = request(1, "v");
+        let before = me.counts().macs_checked;
+        check_inbound(&me, &mut cache, CLIENT, &PbftMessage::Request(r.clone()))
+            .expect("an authentic request");
+        assert_eq!(me.counts().macs_checked, before + 1);
+        assert_eq!(cache.requests_held(), 1);
+        check_inbound(&me, &mut cache, NodeId(0), &pre_prepare(vec![r]))
+            .expect("an authentic PRE-PREPARE");
+        assert_eq!(
+            me.counts().macs_checked,
+            before + 1,
+            "the request's MAC is not checked twice"
+        );
+        // A request it never received is checked in the batch.
+        check_inbound(
+            &me,
+            &mut cache,
+            NodeId(0),
+            &pre_prepare(vec![request(2, "w")]),
+        )
+        .expect("an authentic PRE-PREPARE");
+        assert_eq!(me.counts().macs_checked, before + 2);
+    }
+
+    /// A request the client never sent, inside the primary's batch with a
+    /// forged MAC, is refused; so is one whose operation the primary
+    /// changed after the client authenticated the original (another
+    /// digest: the cache does not vouch for it). Nobody is accused: the
+    /// client may have put a bad MAC for this replica only.
+    #[test]
+    fn a_forged_request_mac_inside_a_pre_prepare_is_refused_without_accusing_the_primary() {
+        let me = keys(NodeId(1));
+        let mut cache = VerifyCache::new();
+        let genuine = request(1, "v");
+        check_inbound(
+            &me,
+            &mut cache,
+            CLIENT,
+            &PbftMessage::Request(genuine.clone()),
+        )
+        .expect("an authentic request");
+        let mut forged = request(2, "w");
+        for (_, tag) in &mut forged.auth {
+            *tag = Tag([7; 32]);
+        }
+        let mut altered = genuine.clone();
+        altered.request.op = encode_payload(&KvCommand::put("k", "changed"));
+        for lie in [forged, altered] {
+            let refused = check_inbound(
+                &me,
+                &mut cache,
+                NodeId(0),
+                &pre_prepare(vec![genuine.clone(), lie]),
+            )
+            .expect_err("a request the client did not send");
+            assert_eq!(refused.kind, EvidenceKind::InvalidMac);
+            assert_eq!(refused.accused, None, "{}", refused.proof);
+        }
+    }
+
+    /// The request cache is bounded: the oldest digests go first.
+    #[test]
+    fn the_request_cache_forgets_the_oldest_digests_beyond_its_capacity() {
+        let mut cache = VerifyCache::new();
+        let digest = |i: u64| {
+            let mut d = [0u8; 32];
+            d[..8].copy_from_slice(&i.to_le_bytes());
+            Digest(d)
+        };
+        let cap = VerifyCache::REQUEST_CAPACITY as u64;
+        for i in 0..cap + 10 {
+            cache.note_request(digest(i));
+        }
+        assert_eq!(cache.requests_held(), VerifyCache::REQUEST_CAPACITY);
+        assert!(!cache.knows_request(&digest(0)) && !cache.knows_request(&digest(9)));
+        assert!(cache.knows_request(&digest(10)) && cache.knows_request(&digest(cap + 9)));
+    }
 }
