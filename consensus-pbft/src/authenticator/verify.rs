@@ -21,11 +21,12 @@
 //! request the replica never authenticated (one a primary made up, or one
 //! that reached only the primary) is checked as before.
 
-use super::core::{digest_of, Keys};
+use super::core::{sha256, Keys};
 use crate::evidence::EvidenceKind;
-use crate::messages::{Batch, Digest, PbftMessage, PreparedCert, Signed, ViewChange};
+use crate::messages::{
+    Authenticated, Batch, Digest, PbftMessage, PreparedCert, Signed, ViewChange,
+};
 use consensus_actors::types::NodeId;
-use serde::Serialize;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 /// Signatures checked recently, by the digest of the signed item (a
@@ -79,14 +80,29 @@ impl VerifyCache {
         self.requests.len()
     }
 
-    /// Whether `item` is authentic: from the cache, or by `check` (whose
-    /// success is remembered).
-    pub fn check<T: Serialize + ?Sized>(&mut self, item: &T, check: impl FnOnce() -> bool) -> bool {
-        let d = digest_of(item);
+    /// Whether `signed` carries `signer`'s signature: from the cache, or
+    /// checked (and remembered). The key is the digest the signature
+    /// covers with the signature and the signer, so a hit costs the
+    /// body's signed digest, not its whole encoding: cheap for a
+    /// VIEW-CHANGE or NEW-VIEW, whose signed digests leave the batches out
+    /// ([`ViewChange::signed_digest`]).
+    pub fn check_signed<T: Authenticated>(
+        &mut self,
+        keys: &Keys,
+        signed: &Signed<T>,
+        signer: NodeId,
+    ) -> bool {
+        let header = signed.body.header();
+        let mut key = [0u8; 32 + 64 + 8 + 1];
+        key[..32].copy_from_slice(&header.body.0);
+        key[32..96].copy_from_slice(&signed.sig.to_bytes());
+        key[96..104].copy_from_slice(&signer.get().to_le_bytes());
+        key[104] = header.kind as u8;
+        let d = sha256(&key);
         if self.set.contains(&d) {
             return true;
         }
-        if !check() {
+        if !keys.verify_replica(signer, &header, &signed.sig) {
             return false;
         }
         if self.order.len() >= Self::CAPACITY {
@@ -163,7 +179,7 @@ fn check_cert(
     cert: &PreparedCert,
 ) -> Result<(), Refused> {
     let pp = &cert.pre_prepare;
-    if !cache.check(pp, || pp.verify(keys, pp.body.primary)) {
+    if !cache.check_signed(keys, pp, pp.body.primary) {
         return refuse(
             from,
             EvidenceKind::InvalidSignature,
@@ -174,7 +190,7 @@ fn check_cert(
         );
     }
     for p in &cert.prepares {
-        if !cache.check(p, || p.verify(keys, p.body.replica)) {
+        if !cache.check_signed(keys, p, p.body.replica) {
             return refuse(
                 from,
                 EvidenceKind::InvalidSignature,
@@ -191,7 +207,7 @@ fn check_view_change(
     from: NodeId,
     vc: &Signed<ViewChange>,
 ) -> Result<(), Refused> {
-    if !cache.check(vc, || vc.verify(keys, vc.body.replica)) {
+    if !cache.check_signed(keys, vc, vc.body.replica) {
         return refuse(
             from,
             EvidenceKind::InvalidSignature,
@@ -202,7 +218,7 @@ fn check_view_change(
         );
     }
     for c in &vc.body.checkpoint_proof {
-        if !cache.check(c, || c.verify(keys, c.body.replica)) {
+        if !cache.check_signed(keys, c, c.body.replica) {
             return refuse(
                 from,
                 EvidenceKind::InvalidSignature,
@@ -253,7 +269,7 @@ pub fn check_inbound(
         }
         PbftMessage::PrePrepare { pre_prepare, batch } => {
             claimed(pre_prepare.body.primary)?;
-            if !cache.check(pre_prepare, || pre_prepare.verify(keys, from)) {
+            if !cache.check_signed(keys, pre_prepare, from) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -286,7 +302,7 @@ pub fn check_inbound(
             pre_prepare: pp,
         } => {
             claimed(p.body.replica)?;
-            if !cache.check(p, || p.verify(keys, from)) {
+            if !cache.check_signed(keys, p, from) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -296,7 +312,7 @@ pub fn check_inbound(
             let answers = pp.body.view == p.body.view
                 && pp.body.seq == p.body.seq
                 && pp.body.digest == p.body.digest;
-            if !answers || !cache.check(pp, || pp.verify(keys, pp.body.primary)) {
+            if !answers || !cache.check_signed(keys, pp, pp.body.primary) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -329,7 +345,7 @@ pub fn check_inbound(
         }
         PbftMessage::Checkpoint(c) => {
             claimed(c.body.replica)?;
-            if !cache.check(c, || c.verify(keys, from)) {
+            if !cache.check_signed(keys, c, from) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -343,7 +359,7 @@ pub fn check_inbound(
         }
         PbftMessage::NewView(nv) => {
             claimed(nv.body.primary)?;
-            if !cache.check(nv, || nv.verify(keys, from)) {
+            if !cache.check_signed(keys, nv, from) {
                 return refuse(
                     from,
                     EvidenceKind::InvalidSignature,
@@ -354,7 +370,7 @@ pub fn check_inbound(
                 check_view_change(keys, cache, from, vc)?;
             }
             for pp in &nv.body.pre_prepares {
-                if !cache.check(pp, || pp.verify(keys, from)) {
+                if !cache.check_signed(keys, pp, from) {
                     return refuse(
                         from,
                         EvidenceKind::InvalidSignature,
@@ -375,7 +391,7 @@ pub fn check_inbound(
         }
         PbftMessage::StateTransfer(st) => {
             for c in &st.proof {
-                if !cache.check(c, || c.verify(keys, c.body.replica)) {
+                if !cache.check_signed(keys, c, c.body.replica) {
                     return refuse(
                         from,
                         EvidenceKind::InvalidSignature,

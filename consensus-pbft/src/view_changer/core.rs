@@ -604,16 +604,13 @@ impl ViewChanger {
         if stale {
             return;
         }
-        if let Err(e) = validate_view_change(vc, &self.q) {
-            self.accuse(from, EvidenceKind::InvalidViewChange, e.to_string());
+        if self.holds(&svc) {
+            // A retransmission: validated when it first came (a compare
+            // costs less than hashing its batches again).
             return;
         }
-        if self
-            .vcs
-            .get(&vc.new_view)
-            .and_then(|s| s.get(&from))
-            .is_some_and(|old| old == &svc)
-        {
+        if let Err(e) = validate_view_change(vc, &self.q) {
+            self.accuse(from, EvidenceKind::InvalidViewChange, e.to_string());
             return;
         }
         self.store_view_change(svc);
@@ -633,6 +630,15 @@ impl ViewChanger {
             }
         }
         self.after_view_change_recorded();
+    }
+
+    /// Whether `vc` is the VIEW-CHANGE held for its sender and view (held
+    /// ones were validated).
+    fn holds(&self, vc: &Signed<ViewChange>) -> bool {
+        self.vcs
+            .get(&vc.body.new_view)
+            .and_then(|s| s.get(&vc.body.replica))
+            .is_some_and(|held| held == vc)
     }
 
     fn maybe_send_new_view(&mut self) {
@@ -702,8 +708,10 @@ impl ViewChanger {
                 ));
             }
             senders.push(vc.body.replica);
-            validate_view_change(&vc.body, &self.q)
-                .map_err(|e| format!("{}: {e}", vc.body.replica))?;
+            if !self.holds(vc) {
+                validate_view_change(&vc.body, &self.q)
+                    .map_err(|e| format!("{}: {e}", vc.body.replica))?;
+            }
         }
         if senders.len() < self.q.quorum() {
             return Err(format!(
