@@ -433,10 +433,17 @@ impl Checkpointer {
                 }
             }
             CheckpointNote::Behind { seq } => {
-                if self.behind.as_ref().is_some_and(|b| b.stable.seq <= seq) {
-                    if let Some(b) = self.behind.take() {
-                        tracing::debug!(replica = %self.cfg.id, seq = %b.stable.seq, "the engine cannot reach the stable checkpoint: fetching the state");
-                        self.start_fetch(b.stable);
+                if self.fetch.is_none() && self.known_exec < seq {
+                    let target = match self.behind.take() {
+                        Some(b) if b.stable.seq <= seq => Some(b.stable),
+                        other => {
+                            self.behind = other;
+                            (self.book.low() == seq).then(|| self.book.stable().clone())
+                        }
+                    };
+                    if let Some(stable) = target {
+                        tracing::debug!(replica = %self.cfg.id, seq = %stable.seq, "the engine cannot reach the stable checkpoint: fetching the state");
+                        self.start_fetch(stable);
                     }
                 }
             }

@@ -402,9 +402,14 @@ impl<SM: StateMachine> Engine<SM> {
         self.stable.seq
     }
 
-    /// The high watermark `H = h + L`.
+    /// The high watermark `H = h + L`, where `h` counts a deferred stable
+    /// checkpoint: the window moves on as the others' does, while the
+    /// log between the old and the deferred checkpoint waits for
+    /// execution (so a replica a little behind never drops the
+    /// PRE-PREPAREs the others send above its old window).
     fn high(&self) -> SeqNo {
-        SeqNo(self.low().get() + self.cfg.log_window)
+        let base = self.deferred_stable.as_ref().map_or(self.low(), |d| d.seq);
+        SeqNo(base.get() + self.cfg.log_window)
     }
 
     /// Whether `seq` is within `(h, H]`.
@@ -543,7 +548,11 @@ impl<SM: StateMachine> Engine<SM> {
                 && self.log.keys().next_back().is_none_or(|&s| s <= hi),
             "the log holds only (h, H]"
         );
-        assert!(self.log.len() as u64 <= self.cfg.log_window);
+        assert!(self.log.len() as u64 <= hi.get() - h.get());
+        assert!(
+            hi.get() - h.get() <= 2 * self.cfg.log_window,
+            "a deferred stable checkpoint is within the window"
+        );
         assert!(
             first(self.pset.keys().next().copied()),
             "certificates at or below h are discarded"
@@ -1069,23 +1078,22 @@ impl<SM: StateMachine> Engine<SM> {
         if seq <= self.low() || self.deferred_stable.as_ref().is_some_and(|d| d.seq >= seq) {
             return;
         }
-        if self.last_exec < seq {
-            if self.can_reach(seq) {
-                self.deferred_stable = Some(stable);
-                return;
-            }
-            self.note(Note::Checkpoint(CheckpointNote::Behind { seq }));
+        if self.last_exec < seq && self.can_reach(seq) {
+            self.deferred_stable = Some(stable);
+            self.maybe_send_pre_prepare();
+            return;
         }
         self.become_stable(stable);
     }
 
     /// Whether execution may reach `seq` by the normal case: the replica
-    /// runs it and `seq` is within its window, so the PRE-PREPAREs,
-    /// PREPAREs and COMMITs up to it are accepted. Whether they are in the
-    /// log yet says little: a loaded engine's mailbox holds them while its
-    /// CheckpointProtocol already counted the others' CHECKPOINTs.
+    /// runs it and `seq` is within its window `(h, h + L]` (not counting
+    /// a deferred checkpoint), so the PRE-PREPAREs, PREPAREs and COMMITs
+    /// up to it are accepted. Whether they are in the log yet says little:
+    /// a loaded engine's mailbox holds them while its CheckpointProtocol
+    /// already counted the others' CHECKPOINTs.
     fn can_reach(&self, seq: SeqNo) -> bool {
-        self.status == Status::Normal && seq <= self.high()
+        self.status == Status::Normal && seq.get() <= self.low().get() + self.cfg.log_window
     }
 
     /// A stable checkpoint (from the CheckpointProtocol, a NEW-VIEW or a
@@ -1097,6 +1105,11 @@ impl<SM: StateMachine> Engine<SM> {
         }
         if self.deferred_stable.as_ref().is_some_and(|d| d.seq <= seq) {
             self.deferred_stable = None;
+        }
+        if self.last_exec < seq {
+            // The log up to it goes: only its state brings this replica
+            // there (a NEW-VIEW's min-s, or a checkpoint beyond reach).
+            self.note(Note::Checkpoint(CheckpointNote::Behind { seq }));
         }
         if let Some(own) = self.own_states.get(&seq) {
             // Agreement on the state: our own checkpoint matches the one
@@ -1197,7 +1210,14 @@ impl<SM: StateMachine> Engine<SM> {
 
     fn report_state(&mut self) {
         let normal = self.status == Status::Normal;
-        let h = self.low();
+        // A deferred stable checkpoint is stable (its proof holds): the
+        // VIEW-CHANGE carries it, and the certificates above it (some may
+        // be above the old window).
+        let stable = self
+            .deferred_stable
+            .clone()
+            .unwrap_or_else(|| self.stable.clone());
+        let h = stable.seq;
         let prepared = if normal {
             Vec::new()
         } else {
@@ -1210,7 +1230,7 @@ impl<SM: StateMachine> Engine<SM> {
             view: self.view,
             normal,
             new_view: self.new_view.clone(),
-            stable: self.stable.clone(),
+            stable,
             prepared,
             waiting_since_us: if self.reported_waiting {
                 self.timer_since_us
