@@ -670,6 +670,9 @@ impl<SM: StateMachine> Engine<SM> {
         }
         let from_client = from == sreq.request.node;
         if self.pending.contains_key(&key) {
+            // The client sent it again: it waits too long, perhaps
+            // because the primary never got it (OSDI'99 §4.1: a backup
+            // relays a retransmitted request to the primary).
             if from_client && self.primary() != self.cfg.id {
                 let primary = self.primary();
                 self.send(primary, PbftMessage::Request(sreq));
@@ -680,19 +683,20 @@ impl<SM: StateMachine> Engine<SM> {
             tracing::debug!(replica = %self.cfg.id, "pending requests full: request dropped");
             return;
         }
+        // A first copy is not relayed: the client multicasts its requests
+        // to every replica, so the primary has its own (relaying every one
+        // made the primary check each request's MAC four times). A
+        // retransmission is relayed (above).
         self.pending.insert(
             key,
             PendingRequest {
-                request: sreq.clone(),
+                request: sreq,
                 assigned: false,
             },
         );
         if self.primary() == self.cfg.id {
             self.queue.push_back(key);
             self.maybe_send_pre_prepare();
-        } else if from_client {
-            let primary = self.primary();
-            self.send(primary, PbftMessage::Request(sreq));
         }
     }
 

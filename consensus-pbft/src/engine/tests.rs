@@ -212,10 +212,20 @@ fn the_primary_multicasts_a_signed_pre_prepare_for_a_request() {
     assert!(pre_prepare.verify(&c.keys[1], NodeId(0)));
 }
 
+/// OSDI'99 §4.1: the client multicasts; a backup keeps the first copy
+/// (the primary got its own) and relays a retransmission to the primary.
 #[test]
 fn a_backup_forwards_a_client_request_to_the_primary() {
     let mut c = Cluster::new(4);
     let r = c.request(1, KvCommand::put("k", "v"));
+    let effects = c.replicas[2].step(Input::Message {
+        from: CLIENT_NODE,
+        msg: PbftMessage::Request(r.clone()),
+    });
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Send { .. })),
+        "a first copy is not relayed: {effects:?}"
+    );
     let effects = c.replicas[2].step(Input::Message {
         from: CLIENT_NODE,
         msg: PbftMessage::Request(r.clone()),
