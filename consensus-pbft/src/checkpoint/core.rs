@@ -878,4 +878,67 @@ mod tests {
         );
         assert!(engine_notes(&mut cp).is_empty());
     }
+
+    fn executed(cp: &mut Checkpointer, seq: u64) {
+        cp.handle_note(CheckpointNote::Executed {
+            last_exec: SeqNo(seq),
+            checkpoint: None,
+        });
+    }
+
+    /// TOCS 2002 §5.3.2: the others' CHECKPOINTs make 4 stable while this
+    /// replica executed 2. It waits for its own execution (no fetch);
+    /// execution reaches 4 and nothing was transferred. Then 8 becomes
+    /// stable at 6 executed: progress keeps it waiting, and once execution
+    /// stalls for two retransmission intervals it fetches 8.
+    #[test]
+    fn a_replica_executes_up_to_a_stable_checkpoint_and_fetches_only_when_stalled() {
+        let mut cp = checkpointer();
+        let retransmit = crate::engine::tests::config(3, 4).retransmit_us;
+        executed(&mut cp, 2);
+        for r in 0..3 {
+            cp.handle_message(NodeId(r), PbftMessage::Checkpoint(vote(r, 4, b"s4")));
+        }
+        assert_eq!(cp.book().low(), SeqNo(4));
+        assert_eq!((cp.awaiting(), cp.fetching()), (Some(SeqNo(4)), None));
+        cp.tick(retransmit);
+        executed(&mut cp, 4);
+        assert_eq!((cp.awaiting(), cp.fetching()), (None, None));
+        executed(&mut cp, 6);
+        for r in 0..3 {
+            cp.handle_message(NodeId(r), PbftMessage::Checkpoint(vote(r, 8, b"s8")));
+        }
+        assert_eq!(cp.awaiting(), Some(SeqNo(8)));
+        cp.tick(2 * retransmit);
+        executed(&mut cp, 7);
+        cp.tick(3 * retransmit);
+        assert_eq!(cp.fetching(), None, "execution progresses: it waits");
+        cp.tick(5 * retransmit);
+        assert_eq!((cp.awaiting(), cp.fetching()), (None, Some(SeqNo(8))));
+        assert_eq!(cp.state_transfers(), 1);
+    }
+
+    /// The engine answers `Behind` (it cannot reach the checkpoint by the
+    /// normal case): the replica fetches at once.
+    #[test]
+    fn a_replica_the_engine_says_is_behind_fetches_at_once() {
+        let mut cp = checkpointer();
+        for r in 0..3 {
+            cp.handle_message(NodeId(r), PbftMessage::Checkpoint(vote(r, 4, b"s4")));
+        }
+        assert_eq!((cp.awaiting(), cp.fetching()), (Some(SeqNo(4)), None));
+        let effects = cp.handle_note(CheckpointNote::Behind { seq: SeqNo(4) });
+        assert_eq!((cp.awaiting(), cp.fetching()), (None, Some(SeqNo(4))));
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Effect::Send {
+                msg: PbftMessage::FetchState(_),
+                ..
+            }
+        )));
+        assert!(effects
+            .iter()
+            .any(|e| matches!(e, Effect::Count(crate::engine::core::STATE_TRANSFER_METRIC))));
+        assert_eq!(cp.state_transfers(), 1);
+    }
 }
