@@ -119,6 +119,7 @@ impl Corrupter {
                 (_, Effect::Safety(ev)) => out.push(Effect::Safety(ev)),
                 // A liar's accusations are worth nothing.
                 (_, Effect::Evidence(_)) => {}
+                (_, Effect::Count(name)) => out.push(Effect::Count(name)),
                 (Behaviour::Silent, _) => {}
                 (
                     Behaviour::Equivocate,

@@ -140,6 +140,17 @@ impl EvidenceLog {
         }
     }
 
+    /// Counts one occurrence of the counter `name` for `replica` in the
+    /// recorder, if the log has one (a node's other metrics ride along
+    /// with its evidence: [`crate::engine::core::Effect::Count`]).
+    pub fn count(&self, name: &'static str, replica: NodeId) {
+        if let Some(recorder) = &self.recorder {
+            recorder.with(|| {
+                ::metrics::counter!(name, "replica" => replica.to_string()).increment(1);
+            });
+        }
+    }
+
     /// The records kept.
     pub fn records(&self) -> Vec<Evidence> {
         self.lock().0.clone()

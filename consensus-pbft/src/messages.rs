@@ -240,6 +240,7 @@ impl Request {
         h.update(self.timestamp.to_le_bytes());
         h.update((self.op.len() as u64).to_le_bytes());
         h.update(&self.op);
+        crate::authenticator::core::count_hashed(44 + self.op.len());
         Digest(h.finalize().into())
     }
 }
@@ -280,7 +281,21 @@ impl AuthenticatedRequest {
 
     /// Whether the client's MAC for this replica holds.
     pub fn verify(&self, keys: &Keys) -> bool {
-        keys.check_client_authenticator(self.request.identity(), &self.request.header(), &self.auth)
+        self.verify_digest(keys, self.request.digest())
+    }
+
+    /// [`Self::verify`] with the request's digest already computed
+    /// (`digest` must be [`Self::digest`]: the MAC covers it).
+    pub fn verify_digest(&self, keys: &Keys, digest: Digest) -> bool {
+        debug_assert_eq!(digest, self.request.digest());
+        let header = header(
+            AuthKind::Request,
+            View::ZERO,
+            SeqNo(self.request.timestamp),
+            self.request.identity(),
+            digest,
+        );
+        keys.check_client_authenticator(self.request.identity(), &header, &self.auth)
     }
 
     /// The request's digest.
@@ -321,11 +336,18 @@ impl Batch {
 
     /// The digest a PRE-PREPARE carries: over the requests' digests.
     pub fn digest(&self) -> Digest {
+        Self::digest_of_requests(self.0.iter().map(AuthenticatedRequest::digest))
+    }
+
+    /// The digest of a batch whose requests have the digests `requests`
+    /// (in order): for a caller that needs them anyway.
+    pub fn digest_of_requests(requests: impl ExactSizeIterator<Item = Digest>) -> Digest {
         let mut h = Sha256::new();
         h.update(b"pbft-batch");
-        h.update((self.0.len() as u64).to_le_bytes());
-        for r in self.0.iter() {
-            h.update(r.digest().0);
+        crate::authenticator::core::count_hashed(18 + 32 * requests.len());
+        h.update((requests.len() as u64).to_le_bytes());
+        for d in requests {
+            h.update(d.0);
         }
         Digest(h.finalize().into())
     }
@@ -430,6 +452,27 @@ pub struct Reply {
     pub result: Vec<u8>,
 }
 
+impl Reply {
+    /// The digest its MAC covers: SHA-256 over its fields, each
+    /// length-fixed or length-prefixed (no encoding step, no allocation:
+    /// every request gets a REPLY from every replica, each made and
+    /// checked once).
+    pub fn digest(&self) -> Digest {
+        let mut h = Sha256::new();
+        h.update(b"pbft-reply");
+        h.update(self.view.get().to_le_bytes());
+        h.update(self.seq.get().to_le_bytes());
+        h.update(self.timestamp.to_le_bytes());
+        h.update(self.node.get().to_le_bytes());
+        h.update(self.client.get().to_le_bytes());
+        h.update(self.replica.get().to_le_bytes());
+        h.update((self.result.len() as u64).to_le_bytes());
+        h.update(&self.result);
+        crate::authenticator::core::count_hashed(66 + self.result.len());
+        Digest(h.finalize().into())
+    }
+}
+
 impl Authenticated for Reply {
     fn header(&self) -> AuthHeader {
         header(
@@ -437,7 +480,7 @@ impl Authenticated for Reply {
             self.view,
             SeqNo(self.timestamp),
             self.replica.get(),
-            digest_of(self),
+            self.digest(),
         )
     }
 }
@@ -495,6 +538,37 @@ pub struct ViewChange {
     pub replica: NodeId,
 }
 
+impl ViewChange {
+    /// The digest its signature covers: every field, the checkpoint proof
+    /// and the certificates' signed PRE-PREPAREs and PREPAREs, but not the
+    /// certificates' batches. A batch is bound by its PRE-PREPARE's digest,
+    /// which [`validate_view_change`](crate::view_changer::core::validate_view_change)
+    /// checks; so signing, checking and recognising a VIEW-CHANGE again
+    /// (the verify cache) hash a few bytes per certificate instead of
+    /// encoding and hashing every request in flight.
+    pub fn signed_digest(&self) -> Digest {
+        let mut h = Sha256::new();
+        h.update(b"pbft-view-change");
+        h.update(self.new_view.get().to_le_bytes());
+        h.update(self.stable_seq.get().to_le_bytes());
+        h.update(self.stable_digest.0);
+        h.update(self.replica.get().to_le_bytes());
+        h.update((self.checkpoint_proof.len() as u64).to_le_bytes());
+        for c in &self.checkpoint_proof {
+            h.update(digest_of(c).0);
+        }
+        h.update((self.prepared.len() as u64).to_le_bytes());
+        for cert in &self.prepared {
+            h.update(digest_of(&cert.pre_prepare).0);
+            h.update(digest_of(&cert.prepares).0);
+        }
+        crate::authenticator::core::count_hashed(
+            64 + 32 * (self.checkpoint_proof.len() + 2 * self.prepared.len()),
+        );
+        Digest(h.finalize().into())
+    }
+}
+
 impl Authenticated for ViewChange {
     fn header(&self) -> AuthHeader {
         header(
@@ -502,7 +576,7 @@ impl Authenticated for ViewChange {
             self.new_view,
             self.stable_seq,
             self.replica.get(),
-            digest_of(self),
+            self.signed_digest(),
         )
     }
 }
@@ -520,6 +594,32 @@ pub struct NewView {
     pub primary: NodeId,
 }
 
+impl NewView {
+    /// The digest its signature covers: every field, each VIEW-CHANGE by
+    /// its [`ViewChange::signed_digest`] and signature (the batches are
+    /// bound through their PRE-PREPAREs, checked when the VIEW-CHANGEs are
+    /// validated), each re-issued PRE-PREPARE whole.
+    pub fn signed_digest(&self) -> Digest {
+        let mut h = Sha256::new();
+        h.update(b"pbft-new-view");
+        h.update(self.view.get().to_le_bytes());
+        h.update(self.primary.get().to_le_bytes());
+        h.update((self.view_changes.len() as u64).to_le_bytes());
+        for vc in &self.view_changes {
+            h.update(vc.body.signed_digest().0);
+            h.update(vc.sig.to_bytes());
+        }
+        h.update((self.pre_prepares.len() as u64).to_le_bytes());
+        for pp in &self.pre_prepares {
+            h.update(digest_of(pp).0);
+        }
+        crate::authenticator::core::count_hashed(
+            37 + 96 * self.view_changes.len() + 32 * self.pre_prepares.len(),
+        );
+        Digest(h.finalize().into())
+    }
+}
+
 impl Authenticated for NewView {
     fn header(&self) -> AuthHeader {
         header(
@@ -527,7 +627,7 @@ impl Authenticated for NewView {
             self.view,
             SeqNo::ZERO,
             self.primary.get(),
-            digest_of(self),
+            self.signed_digest(),
         )
     }
 }

@@ -40,10 +40,25 @@
 //! and is *unsynced* until the answer arrives:
 //!
 //! * an unsynced ViewChanger starts no view change and accepts no NEW-VIEW;
-//!   the answer gives it the engine's view, status and last NEW-VIEW, and,
-//!   if the engine is between views, the certificates it needs to send its
-//!   VIEW-CHANGE again. VIEW-CHANGEs of peers it lost come back through
+//!   the answer gives it the engine's view, status and last NEW-VIEW, the
+//!   request timer (whether requests wait, and since when) and the count
+//!   of successive view changes without progress (so the timeouts go on
+//!   doubling), and, if the engine is between views, the certificates it
+//!   needs to send its VIEW-CHANGE again. VIEW-CHANGEs of peers it lost come back through
 //!   their retransmission; a NEW-VIEW it lost through the primary's.
+//! # Stable checkpoints the engine has not reached
+//!
+//! Other replicas' CHECKPOINTs usually make a checkpoint stable before
+//! this replica's own execution reaches it. The engine then keeps its
+//! watermarks and its log until it executes up to the checkpoint (the
+//! stable checkpoint is *deferred*), unless it cannot: then it answers
+//! [`CheckpointNote::Behind`] and the CheckpointProtocol fetches the state.
+//! The CheckpointProtocol also fetches if execution stalls below the
+//! checkpoint (the COMMITs the engine lacks may never come). So a replica
+//! that keeps up never transfers state.
+//!
+//! # Resync after a restart (continued)
+//!
 //! * an unsynced CheckpointProtocol records nothing; the answer gives it
 //!   the last executed sequence number, the stable checkpoint with its
 //!   proof (its own stored proof), and the states of the engine's
@@ -128,6 +143,17 @@ pub enum ViewChangerNote {
         /// Between views: its prepared certificates above `stable` (final:
         /// it forms no more in lower views). Empty in the normal case.
         prepared: Vec<PreparedCert>,
+        /// The request timer as the engine last reported it: `Some(t)`
+        /// when requests wait, the timer running since `t` (µs, the
+        /// engine's clock); `None` when none wait. A restarted ViewChanger
+        /// re-arms its timer from it instead of waiting for the next
+        /// [`ViewChangerNote::Activity`].
+        waiting_since_us: Option<u64>,
+        /// Successive view changes without progress: one per
+        /// [`EngineNote::StartViewChange`] to a higher view, zero again
+        /// when a request executes. A restarted ViewChanger's timeouts go
+        /// on doubling from here instead of starting over.
+        attempts: u32,
     },
     /// The primary's retransmission: the NEW-VIEW again to these replicas,
     /// not heard from in the view.
@@ -164,6 +190,15 @@ pub enum CheckpointNote {
     Installed(OwnCheckpoint),
     /// A NEW-VIEW's `min-s` with its proof: stable.
     Adopt(StableCheckpoint),
+    /// The answer to [`EngineNote::Stable`] when the engine has not
+    /// executed up to `seq` and cannot by the normal case (it is between
+    /// views, or `seq` is beyond its window): fetch the state now. Without it the CheckpointProtocol waits for execution to reach
+    /// `seq` (the engine keeps its log up to it), and fetches only if
+    /// execution stalls.
+    Behind {
+        /// The stable checkpoint.
+        seq: SeqNo,
+    },
     /// The answer to [`EngineNote::SyncCheckpoint`].
     Synced {
         /// The last sequence number executed.

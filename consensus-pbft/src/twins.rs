@@ -99,6 +99,7 @@ impl<SM: StateMachine> TwinsActor<SM> {
                 Effect::Safety(ev) => self.ctx.safety.emit(ev),
                 // A liar's accusations are worth nothing.
                 Effect::Evidence(_) => {}
+                Effect::Count(name) => self.ctx.evidence.count(name, self.ctx.cfg.id),
             }
         }
     }
@@ -250,7 +251,7 @@ mod tests {
                         }
                     }
                     Effect::Safety(ev) => events.push(ev),
-                    Effect::Evidence(_) => {}
+                    Effect::Evidence(_) | Effect::Count(_) => {}
                 }
             }
         };

@@ -9,6 +9,7 @@
 
 use actix::prelude::*;
 use consensus_actors::kv::{KvCommand, KvStore};
+use consensus_actors::metrics::{metric_key, ClusterRecorder};
 use consensus_actors::safety::{SafetySink, SharedChecker};
 use consensus_actors::sim::{block_on_paused, NetworkFaults, SimConfig, Simulation};
 use consensus_actors::supervision::{
@@ -16,9 +17,12 @@ use consensus_actors::supervision::{
 };
 use consensus_actors::types::{ClientId, NodeId};
 use consensus_pbft::checkpoint::actor::CheckpointActor;
+use consensus_pbft::engine::actor::ReplicaActor;
+use consensus_pbft::engine::core::STATE_TRANSFER_METRIC;
 use consensus_pbft::messages::PbftMessage;
 use consensus_pbft::node::{
-    components, Component, Inbound, InjectPanic, PbftNode, PbftSlots, ReplicaContext, ToViewChanger,
+    components, Component, Inbound, InjectPanic, PbftNode, PbftSlots, ReplicaComponent,
+    ReplicaContext, ToViewChanger,
 };
 use consensus_pbft::sim::PbftSimFactory;
 use consensus_pbft::types::{SeqNo, View};
@@ -43,28 +47,39 @@ fn config() -> PbftConfig {
 
 struct Cluster {
     sim: Sim,
+    metrics: ClusterRecorder,
     checker: SharedChecker<consensus_pbft::safety::PbftEvent>,
     events: Addr<EventLog>,
 }
 
 fn start(seed: u64, slots: PbftSlots<KvStore>) -> Cluster {
+    start_with(
+        seed,
+        slots,
+        NetworkFaults {
+            jitter: Duration::from_millis(2),
+            ..NetworkFaults::none()
+        },
+    )
+}
+
+fn start_with(seed: u64, slots: PbftSlots<KvStore>, faults: NetworkFaults) -> Cluster {
     install_panic_hook();
     let checker = SharedChecker::new(consensus_pbft::safety::checker());
     let origin = Instant::now();
     let events = EventLog::new().start();
+    let metrics = ClusterRecorder::new();
     let factory = PbftSimFactory::new(config(), (1..=4).map(NodeId), KvStore::default)
         .with_slots(slots)
         .with_safety(SafetySink::local(&checker, origin))
         .with_supervision_events(events.clone().recipient())
+        .with_metrics(metrics.clone())
         .with_time_base(origin);
-    let faults = NetworkFaults {
-        jitter: Duration::from_millis(2),
-        ..NetworkFaults::none()
-    };
     let sim = Simulation::start(SimConfig::new(seed, 4).with_faults(faults), factory)
         .expect("simulation starts");
     Cluster {
         sim,
+        metrics,
         checker,
         events,
     }
@@ -105,6 +120,15 @@ impl Cluster {
                 )
             })
             .expect("engine started")
+    }
+
+    /// The state transfers node `id` started.
+    fn state_transfers(&self, id: u64) -> u64 {
+        let key = metric_key(
+            STATE_TRANSFER_METRIC,
+            &[("replica", &NodeId(id).to_string())],
+        );
+        self.metrics.snapshot().counter(&key).unwrap_or(0)
     }
 
     fn assert_safe(&self) {
@@ -193,6 +217,70 @@ fn a_panicked_view_changer_restarts_resyncs_and_a_view_change_still_completes() 
     .expect("runtime builds");
 }
 
+/// The request timer survives a restart of the ViewChanger. The primary
+/// crashes, a request reaches the backups and waits; 100 ms later (well
+/// within the 300 ms timeout) the three backups' ViewChangers panic and
+/// restart. Their engines report no change from then on (the request just
+/// keeps waiting), so a restarted ViewChanger learns that it waits only
+/// from the resync: it re-arms the timer from the engine's copy and the
+/// view change starts on time. The new view is entered within the
+/// timeout and two rounds of VIEW-CHANGE retransmission of the request's
+/// arrival (without the resync nobody ever leaves view 0).
+#[test]
+fn a_view_changer_restarted_while_a_request_waits_still_changes_view_on_time() {
+    block_on_paused(async {
+        let mut c = start(15, PbftSlots::default());
+        c.puts(2, 0, 3).await;
+        c.sim.crash(NodeId(1)).expect("n1 crashes");
+        let node = c.node(2);
+        let submitted = Instant::now();
+        let answer =
+            tokio::task::spawn_local(node.submit(ClientId(1), &KvCommand::put("after", "crash")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for id in 2..=4 {
+            let (view, normal, ..) = c.engine(id);
+            assert!(view == View(0) && normal, "n{id} waits in view 0");
+            c.node(id)
+                .view_changer_panic
+                .expect("the stock ViewChanger offers fault injection")
+                .do_send(InjectPanic);
+        }
+        let timeout = Duration::from_micros(config().view_change_timeout_us);
+        let retransmit = Duration::from_micros(config().retransmit_us);
+        let deadline = submitted + timeout + 2 * retransmit + Duration::from_millis(100);
+        loop {
+            let moved = (2..=4).all(|id| {
+                let (view, normal, ..) = c.engine(id);
+                view >= View(1) && normal
+            });
+            if moved {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new view {:?} after the request: {:?}",
+                Instant::now() - submitted,
+                (2..=4).map(|id| c.engine(id)).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let events = c.supervision().await;
+        for id in 2..=4 {
+            assert!(
+                restarted(&events, id, components::VIEW_CHANGER),
+                "n{id}'s ViewChanger panicked and restarted: {events:?}"
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("the request is answered in the new view")
+            .expect("the client task runs")
+            .expect("the put succeeds");
+        c.assert_safe();
+    })
+    .expect("runtime builds");
+}
+
 /// The CheckpointProtocols of two replicas panic and restart; they resync
 /// the stable checkpoint and the checkpoint states from the engine, and
 /// checkpoints still become stable everywhere: the watermarks move on and
@@ -246,6 +334,97 @@ fn a_panicked_checkpoint_protocol_restarts_resyncs_and_checkpoints_still_become_
             .map(|id| c.node(id).with_state_machine(|s| s.clone()))
             .collect();
         assert!(states.iter().all(|s| *s == states[0]), "{states:?}");
+        c.assert_safe();
+    })
+    .expect("runtime builds");
+}
+
+/// Hands every message to an engine `lag` late, in order: an engine whose
+/// mailbox is backed up (as a loaded backup's is), while its
+/// CheckpointProtocol keeps up with the others' CHECKPOINTs.
+struct Lag {
+    to: Recipient<Inbound>,
+    lag: Duration,
+    queue: std::collections::VecDeque<(Instant, Inbound)>,
+}
+
+impl Actor for Lag {
+    type Context = Context<Self>;
+}
+
+impl Handler<Inbound> for Lag {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        self.queue.push_back((Instant::now() + self.lag, msg));
+        ctx.run_later(self.lag, |act, _| {
+            while act.queue.front().is_some_and(|(t, _)| *t <= Instant::now()) {
+                if let Some((_, msg)) = act.queue.pop_front() {
+                    act.to.do_send(msg);
+                }
+            }
+        });
+    }
+}
+
+/// A fault-free run through many checkpoints (K = 8, 300 requests from
+/// 3 nodes' clients at once) where n4's engine handles every message
+/// 50 ms late: the others' CHECKPOINTs make each checkpoint stable at
+/// n4's CheckpointProtocol before n4's engine executed up to it. n4 then
+/// executes up to it from its own log instead of transferring the state
+/// (TOCS 2002 §5.3.2): no replica fetches a state, and every checkpoint
+/// still becomes stable everywhere.
+#[test]
+fn a_fault_free_run_through_many_checkpoints_transfers_no_state() {
+    let slots = PbftSlots::default().with_replica(|ctx: &ReplicaContext<KvStore>| {
+        let slot = consensus_actors::supervision::ChildSlot::<ReplicaActor<KvStore>>::new();
+        let mut component = ReplicaComponent::new(slot, ReplicaActor::new(ctx.clone()));
+        if ctx.cfg.id == NodeId(4) {
+            let lag = Lag {
+                to: component.inbound.clone(),
+                lag: Duration::from_millis(15),
+                queue: Default::default(),
+            }
+            .start();
+            component.inbound = lag.recipient();
+        }
+        component
+    });
+    block_on_paused(async move {
+        let c = start(16, slots);
+        let mut clients = Vec::new();
+        for via in 1..=3u64 {
+            let node = c.node(via);
+            clients.push(tokio::task::spawn_local(async move {
+                for i in 0..100u64 {
+                    let cmd = KvCommand::put(format!("k{via}-{i}"), format!("v{i}"));
+                    tokio::time::timeout(Duration::from_secs(60), node.submit(ClientId(via), &cmd))
+                        .await
+                        .unwrap_or_else(|_| panic!("put {i} via n{via} not answered in 60 s"))
+                        .unwrap_or_else(|e| panic!("put {i} via n{via} failed: {e}"));
+                }
+            }));
+        }
+        for client in clients {
+            client.await.expect("the client task runs");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let last = c.engine(1).2;
+        for id in 1..=4 {
+            let (view, normal, exec, h, _) = c.engine(id);
+            assert!(view == View(0) && normal, "n{id}: no view change");
+            assert_eq!(exec, last, "n{id} executed everything");
+            assert!(
+                h.get() + 8 > last.get() && h >= SeqNo(16),
+                "n{id}: h = {h}, executed {last}"
+            );
+            assert_eq!(
+                c.state_transfers(id),
+                0,
+                "n{id} fetched a state it could execute to"
+            );
+        }
+        assert!(last >= SeqNo(24), "several checkpoints: executed {last}");
         c.assert_safe();
     })
     .expect("runtime builds");
@@ -401,6 +580,10 @@ fn a_partitioned_replica_fetches_the_checkpoint_state_through_its_checkpoint_act
             transfers.load(Ordering::Relaxed) > 0,
             "the state came through n4's CheckpointProtocol"
         );
+        assert!(c.state_transfers(4) >= 1, "n4 counted its transfer");
+        for id in 1..=3 {
+            assert_eq!(c.state_transfers(id), 0, "n{id} kept up: no transfer");
+        }
         let caught_up = c.engine(4).2;
         // And it keeps executing with the others.
         c.puts(4, 84, 10).await;

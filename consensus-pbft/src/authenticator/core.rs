@@ -89,8 +89,25 @@ impl AuthHeader {
     }
 }
 
+thread_local! {
+    static BYTES_HASHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes this thread fed to SHA-256 for message digests so far (requests,
+/// batches, encoded messages): what a view change costs in hashing is
+/// measured with it (`view_change_cost` in the authenticator's tests).
+pub fn bytes_hashed() -> u64 {
+    BYTES_HASHED.with(std::cell::Cell::get)
+}
+
+/// Counts `n` bytes hashed (see [`bytes_hashed`]).
+pub(crate) fn count_hashed(n: usize) {
+    BYTES_HASHED.with(|c| c.set(c.get().wrapping_add(n as u64)));
+}
+
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> Digest {
+    count_hashed(bytes.len());
     Digest(Sha256::digest(bytes).into())
 }
 

@@ -258,6 +258,21 @@ struct Fetch {
     next: usize,
 }
 
+/// A stable checkpoint the engine has not executed yet and may still
+/// reach from its own log.
+#[derive(Clone, Debug)]
+struct Behind {
+    stable: StableCheckpoint,
+    /// When it became stable, or execution last progressed since.
+    since_us: u64,
+}
+
+/// Retransmission intervals without execution progress before a replica
+/// behind a stable checkpoint fetches its state although the engine said
+/// it holds the log up to it (the COMMITs it lacks may never come: the
+/// others discarded that log).
+pub const FETCH_AFTER_STALLED_ROUNDS: u64 = 2;
+
 /// The CheckpointProtocol component's core. See the
 /// [module documentation](self).
 pub struct Checkpointer {
@@ -270,6 +285,10 @@ pub struct Checkpointer {
     synced: bool,
     own_vote: Option<Signed<Checkpoint>>,
     fetch: Option<Fetch>,
+    /// Behind a stable checkpoint, waiting for execution to reach it.
+    behind: Option<Behind>,
+    /// State transfers started (fetches).
+    transfers: u64,
     /// The last sequence number the engine executed (as it reported).
     known_exec: SeqNo,
     now_us: u64,
@@ -311,6 +330,8 @@ impl Checkpointer {
             synced: false,
             own_vote: None,
             fetch: None,
+            behind: None,
+            transfers: 0,
             known_exec: SeqNo::ZERO,
             now_us: 0,
             last_retransmit_us: 0,
@@ -332,6 +353,17 @@ impl Checkpointer {
     /// The checkpoint it fetches the state of, if any.
     pub fn fetching(&self) -> Option<SeqNo> {
         self.fetch.as_ref().map(|f| f.stable.seq)
+    }
+
+    /// The stable checkpoint it waits for execution to reach, if any.
+    pub fn awaiting(&self) -> Option<SeqNo> {
+        self.behind.as_ref().map(|b| b.stable.seq)
+    }
+
+    /// State transfers it started (each counted in
+    /// [`STATE_TRANSFER_METRIC`](crate::engine::core::STATE_TRANSFER_METRIC)).
+    pub fn state_transfers(&self) -> u64 {
+        self.transfers
     }
 
     /// On start and after every restart: asks the engine for its state.
@@ -365,6 +397,7 @@ impl Checkpointer {
                 self.send_fetch();
             }
         }
+        self.maybe_fetch_stalled();
         self.after_step()
     }
 
@@ -389,9 +422,29 @@ impl Checkpointer {
                 last_exec,
                 checkpoint,
             } => {
-                self.known_exec = self.known_exec.max(last_exec);
+                if last_exec > self.known_exec {
+                    self.known_exec = last_exec;
+                    if let Some(b) = &mut self.behind {
+                        b.since_us = self.now_us;
+                    }
+                }
                 if let Some(own) = checkpoint {
                     self.take_checkpoint(own);
+                }
+            }
+            CheckpointNote::Behind { seq } => {
+                if self.fetch.is_none() && self.known_exec < seq {
+                    let target = match self.behind.take() {
+                        Some(b) if b.stable.seq <= seq => Some(b.stable),
+                        other => {
+                            self.behind = other;
+                            (self.book.low() == seq).then(|| self.book.stable().clone())
+                        }
+                    };
+                    if let Some(stable) = target {
+                        tracing::debug!(replica = %self.cfg.id, seq = %stable.seq, "the engine cannot reach the stable checkpoint: fetching the state");
+                        self.start_fetch(stable);
+                    }
                 }
             }
             CheckpointNote::Installed(own) => {
@@ -425,6 +478,13 @@ impl Checkpointer {
         {
             self.fetch = None;
         }
+        if self
+            .behind
+            .as_ref()
+            .is_some_and(|b| b.stable.seq <= self.known_exec)
+        {
+            self.behind = None;
+        }
         self.after_step()
     }
 
@@ -440,8 +500,15 @@ impl Checkpointer {
 
     fn check_invariants(&self) {
         assert!(
-            !self.synced || self.known_exec >= self.book.low() || self.fetch.is_some(),
-            "a replica below its stable checkpoint is fetching the state"
+            !self.synced
+                || self.known_exec >= self.book.low()
+                || self.fetch.is_some()
+                || self.behind.is_some(),
+            "a replica below its stable checkpoint fetches the state or executes up to it"
+        );
+        assert!(
+            self.fetch.is_none() || self.behind.is_none(),
+            "it waits for execution or fetches, not both"
         );
         assert!(
             self.fetch
@@ -509,13 +576,50 @@ impl Checkpointer {
         self.book.advance(stable.clone());
         self.notes
             .push(Note::Engine(EngineNote::Stable(stable.clone())));
-        if self.known_exec < seq {
-            tracing::debug!(replica = %self.cfg.id, %seq, "behind a stable checkpoint: fetching the state");
-            self.start_fetch(stable);
+        if self.known_exec >= seq {
+            return;
+        }
+        if let Some(fetch) = &mut self.fetch {
+            // Already fetching: the later checkpoint's state instead.
+            *fetch = Fetch { stable, next: 0 };
+            self.send_fetch();
+            return;
+        }
+        // Other replicas' votes usually arrive before this one's own
+        // execution reaches the checkpoint: it fetches the state only if
+        // the engine cannot reach it from its log (it answers `Behind`)
+        // or execution stalls (TOCS 2002 §5.3.2). A later checkpoint
+        // keeps the wait's start: a stalled replica fetches in time
+        // however fast the others go.
+        tracing::debug!(replica = %self.cfg.id, %seq, "behind a stable checkpoint: executing up to it");
+        let since_us = self.behind.as_ref().map_or(self.now_us, |b| b.since_us);
+        self.behind = Some(Behind { stable, since_us });
+    }
+
+    /// Behind a stable checkpoint and execution made no progress for
+    /// [`FETCH_AFTER_STALLED_ROUNDS`] retransmission intervals: fetch.
+    fn maybe_fetch_stalled(&mut self) {
+        let wait = self
+            .cfg
+            .retransmit_us
+            .saturating_mul(FETCH_AFTER_STALLED_ROUNDS);
+        if self
+            .behind
+            .as_ref()
+            .is_some_and(|b| self.now_us.saturating_sub(b.since_us) >= wait)
+        {
+            if let Some(b) = self.behind.take() {
+                tracing::debug!(replica = %self.cfg.id, seq = %b.stable.seq, "execution stalled below the stable checkpoint: fetching the state");
+                self.start_fetch(b.stable);
+            }
         }
     }
 
     fn start_fetch(&mut self, stable: StableCheckpoint) {
+        self.behind = None;
+        self.transfers += 1;
+        self.out
+            .push(Effect::Count(crate::engine::core::STATE_TRANSFER_METRIC));
         self.fetch = Some(Fetch { stable, next: 0 });
         self.send_fetch();
     }
@@ -596,6 +700,7 @@ impl Checkpointer {
                 .as_ref()
                 .is_none_or(|f| f.stable.seq < stable.seq)
             {
+                self.behind = None;
                 self.fetch = Some(Fetch {
                     stable: stable.clone(),
                     next: 0,
@@ -772,5 +877,68 @@ mod tests {
             "{effects:?}"
         );
         assert!(engine_notes(&mut cp).is_empty());
+    }
+
+    fn executed(cp: &mut Checkpointer, seq: u64) {
+        cp.handle_note(CheckpointNote::Executed {
+            last_exec: SeqNo(seq),
+            checkpoint: None,
+        });
+    }
+
+    /// TOCS 2002 §5.3.2: the others' CHECKPOINTs make 4 stable while this
+    /// replica executed 2. It waits for its own execution (no fetch);
+    /// execution reaches 4 and nothing was transferred. Then 8 becomes
+    /// stable at 6 executed: progress keeps it waiting, and once execution
+    /// stalls for two retransmission intervals it fetches 8.
+    #[test]
+    fn a_replica_executes_up_to_a_stable_checkpoint_and_fetches_only_when_stalled() {
+        let mut cp = checkpointer();
+        let retransmit = crate::engine::tests::config(3, 4).retransmit_us;
+        executed(&mut cp, 2);
+        for r in 0..3 {
+            cp.handle_message(NodeId(r), PbftMessage::Checkpoint(vote(r, 4, b"s4")));
+        }
+        assert_eq!(cp.book().low(), SeqNo(4));
+        assert_eq!((cp.awaiting(), cp.fetching()), (Some(SeqNo(4)), None));
+        cp.tick(retransmit);
+        executed(&mut cp, 4);
+        assert_eq!((cp.awaiting(), cp.fetching()), (None, None));
+        executed(&mut cp, 6);
+        for r in 0..3 {
+            cp.handle_message(NodeId(r), PbftMessage::Checkpoint(vote(r, 8, b"s8")));
+        }
+        assert_eq!(cp.awaiting(), Some(SeqNo(8)));
+        cp.tick(2 * retransmit);
+        executed(&mut cp, 7);
+        cp.tick(3 * retransmit);
+        assert_eq!(cp.fetching(), None, "execution progresses: it waits");
+        cp.tick(5 * retransmit);
+        assert_eq!((cp.awaiting(), cp.fetching()), (None, Some(SeqNo(8))));
+        assert_eq!(cp.state_transfers(), 1);
+    }
+
+    /// The engine answers `Behind` (it cannot reach the checkpoint by the
+    /// normal case): the replica fetches at once.
+    #[test]
+    fn a_replica_the_engine_says_is_behind_fetches_at_once() {
+        let mut cp = checkpointer();
+        for r in 0..3 {
+            cp.handle_message(NodeId(r), PbftMessage::Checkpoint(vote(r, 4, b"s4")));
+        }
+        assert_eq!((cp.awaiting(), cp.fetching()), (Some(SeqNo(4)), None));
+        let effects = cp.handle_note(CheckpointNote::Behind { seq: SeqNo(4) });
+        assert_eq!((cp.awaiting(), cp.fetching()), (None, Some(SeqNo(4))));
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Effect::Send {
+                msg: PbftMessage::FetchState(_),
+                ..
+            }
+        )));
+        assert!(effects
+            .iter()
+            .any(|e| matches!(e, Effect::Count(crate::engine::core::STATE_TRANSFER_METRIC))));
+        assert_eq!(cp.state_transfers(), 1);
     }
 }

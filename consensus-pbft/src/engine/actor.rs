@@ -139,6 +139,7 @@ pub fn carry_out<SM: StateMachine>(ctx: &ReplicaContext<SM>, effects: Vec<Effect
             Effect::Broadcast(msg) => ctx.transport.broadcast(&ctx.cfg.members, &msg),
             Effect::Safety(ev) => ctx.safety.emit(ev),
             Effect::Evidence(ev) => record(&ctx.evidence, ev),
+            Effect::Count(name) => ctx.evidence.count(name, ctx.cfg.id),
         }
     }
 }

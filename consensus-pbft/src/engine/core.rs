@@ -134,7 +134,16 @@ pub enum Effect {
     Safety(SafetyEvent),
     /// Record evidence against a replica.
     Evidence(Evidence),
+    /// Count one occurrence of `name` in the node's metrics, labelled
+    /// with the replica (e.g. [`STATE_TRANSFER_METRIC`]).
+    Count(&'static str),
 }
+
+/// The counter of state transfers a replica started (each fetch of a
+/// checkpoint's state), labelled `replica`:
+/// `pbft_state_transfers{replica="n4"}`. Zero in a fault-free run: a
+/// replica that will reach a checkpoint by executing does not fetch it.
+pub const STATE_TRANSFER_METRIC: &str = "pbft_state_transfers";
 
 /// A client's last executed request and its result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +237,9 @@ pub struct Engine<SM: StateMachine = KvStore> {
     /// The last stable checkpoint (a copy: the CheckpointProtocol decides;
     /// the durable one a restarted CheckpointProtocol resyncs from).
     stable: StableCheckpoint,
+    /// A stable checkpoint above `h` that execution has not reached yet
+    /// but will from the log (applied when it does; see [`crate::notes`]).
+    deferred_stable: Option<StableCheckpoint>,
     /// The encoded state of this replica's checkpoints at and above `h`.
     /// The engine holds them, not the CheckpointProtocol: it owns the state
     /// machine and its durable state outlives a restart of the other
@@ -250,6 +262,12 @@ pub struct Engine<SM: StateMachine = KvStore> {
     timer_restart: bool,
     /// Execution progressed in this step.
     progressed: bool,
+    /// The durable copy of the ViewChanger's request timer: since when
+    /// requests wait (as last reported), `None` when none do.
+    timer_since_us: Option<u64>,
+    /// The durable copy of the ViewChanger's count of successive view
+    /// changes without progress.
+    view_change_attempts: u32,
     out: Vec<Effect>,
     notes: Vec<Note>,
 }
@@ -313,6 +331,7 @@ impl<SM: StateMachine> Engine<SM> {
                 proof: Vec::new(),
             },
             own_states,
+            deferred_stable: None,
             q,
             keys,
             view: View::ZERO,
@@ -336,6 +355,8 @@ impl<SM: StateMachine> Engine<SM> {
             reported_exec: SeqNo::ZERO,
             timer_restart: false,
             progressed: false,
+            timer_since_us: None,
+            view_change_attempts: 0,
             out: Vec::new(),
             notes: Vec::new(),
             cfg,
@@ -381,9 +402,14 @@ impl<SM: StateMachine> Engine<SM> {
         self.stable.seq
     }
 
-    /// The high watermark `H = h + L`.
+    /// The high watermark `H = h + L`, where `h` counts a deferred stable
+    /// checkpoint: the window moves on as the others' does, while the
+    /// log between the old and the deferred checkpoint waits for
+    /// execution (so a replica a little behind never drops the
+    /// PRE-PREPAREs the others send above its old window).
     fn high(&self) -> SeqNo {
-        SeqNo(self.low().get() + self.cfg.log_window)
+        let base = self.deferred_stable.as_ref().map_or(self.low(), |d| d.seq);
+        SeqNo(base.get() + self.cfg.log_window)
     }
 
     /// Whether `seq` is within `(h, H]`.
@@ -465,10 +491,28 @@ impl<SM: StateMachine> Engine<SM> {
     }
 
     fn after_step(&mut self) -> Vec<Effect> {
+        if self
+            .deferred_stable
+            .as_ref()
+            .is_some_and(|d| d.seq <= self.last_exec)
+        {
+            if let Some(stable) = self.deferred_stable.take() {
+                self.become_stable(stable);
+            }
+        }
         let waiting = !self.pending.is_empty();
         let restart = std::mem::take(&mut self.timer_restart);
         let progressed = std::mem::take(&mut self.progressed);
+        if progressed {
+            self.view_change_attempts = 0;
+        }
         if waiting != self.reported_waiting || restart || progressed {
+            // The ViewChanger's timer rule, kept here for its restart.
+            if !waiting {
+                self.timer_since_us = None;
+            } else if restart || progressed || self.timer_since_us.is_none() {
+                self.timer_since_us = Some(self.now_us);
+            }
             self.reported_waiting = waiting;
             self.note(Note::ViewChanger(ViewChangerNote::Activity {
                 waiting,
@@ -504,7 +548,11 @@ impl<SM: StateMachine> Engine<SM> {
                 && self.log.keys().next_back().is_none_or(|&s| s <= hi),
             "the log holds only (h, H]"
         );
-        assert!(self.log.len() as u64 <= self.cfg.log_window);
+        assert!(self.log.len() as u64 <= hi.get() - h.get());
+        assert!(
+            hi.get() - h.get() <= 2 * self.cfg.log_window,
+            "a deferred stable checkpoint is within the window"
+        );
         assert!(
             first(self.pset.keys().next().copied()),
             "certificates at or below h are discarded"
@@ -514,6 +562,12 @@ impl<SM: StateMachine> Engine<SM> {
             "checkpoint states below h are discarded"
         );
         assert!(self.stable.seq.get() == 0 || self.stable.proof.len() >= self.q.quorum());
+        assert!(
+            self.deferred_stable
+                .as_ref()
+                .is_none_or(|d| d.seq > h && d.seq > self.last_exec),
+            "a deferred stable checkpoint is above h and not yet executed"
+        );
         assert!(self
             .executed
             .keys()
@@ -616,6 +670,9 @@ impl<SM: StateMachine> Engine<SM> {
         }
         let from_client = from == sreq.request.node;
         if self.pending.contains_key(&key) {
+            // The client sent it again: it waits too long, perhaps
+            // because the primary never got it (OSDI'99 §4.1: a backup
+            // relays a retransmitted request to the primary).
             if from_client && self.primary() != self.cfg.id {
                 let primary = self.primary();
                 self.send(primary, PbftMessage::Request(sreq));
@@ -626,19 +683,20 @@ impl<SM: StateMachine> Engine<SM> {
             tracing::debug!(replica = %self.cfg.id, "pending requests full: request dropped");
             return;
         }
+        // A first copy is not relayed: the client multicasts its requests
+        // to every replica, so the primary has its own (relaying every one
+        // made the primary check each request's MAC four times). A
+        // retransmission is relayed (above).
         self.pending.insert(
             key,
             PendingRequest {
-                request: sreq.clone(),
+                request: sreq,
                 assigned: false,
             },
         );
         if self.primary() == self.cfg.id {
             self.queue.push_back(key);
             self.maybe_send_pre_prepare();
-        } else if from_client {
-            let primary = self.primary();
-            self.send(primary, PbftMessage::Request(sreq));
         }
     }
 
@@ -991,7 +1049,7 @@ impl<SM: StateMachine> Engine<SM> {
             EngineNote::StartViewChange { view } => self.handle_start_view_change(view),
             EngineNote::EnterView { new_view, plan } => self.enter_view(new_view, plan),
             EngineNote::SyncViewChanger => self.report_state(),
-            EngineNote::Stable(stable) => self.become_stable(stable),
+            EngineNote::Stable(stable) => self.handle_stable(stable),
             EngineNote::Install {
                 from,
                 stable,
@@ -1013,12 +1071,49 @@ impl<SM: StateMachine> Engine<SM> {
         }
     }
 
+    /// A stable checkpoint from the CheckpointProtocol. Executed up to
+    /// it: it becomes the low watermark. Not yet, but in the normal case
+    /// and within the window: deferred until execution reaches it (no
+    /// state transfer; the CheckpointProtocol fetches if execution
+    /// stalls). Otherwise the CheckpointProtocol fetches its state now
+    /// ([`CheckpointNote::Behind`]).
+    fn handle_stable(&mut self, stable: StableCheckpoint) {
+        let seq = stable.seq;
+        if seq <= self.low() || self.deferred_stable.as_ref().is_some_and(|d| d.seq >= seq) {
+            return;
+        }
+        if self.last_exec < seq && self.can_reach(seq) {
+            self.deferred_stable = Some(stable);
+            self.maybe_send_pre_prepare();
+            return;
+        }
+        self.become_stable(stable);
+    }
+
+    /// Whether execution may reach `seq` by the normal case: the replica
+    /// runs it and `seq` is within its window `(h, h + L]` (not counting
+    /// a deferred checkpoint), so the PRE-PREPAREs, PREPAREs and COMMITs
+    /// up to it are accepted. Whether they are in the log yet says little:
+    /// a loaded engine's mailbox holds them while its CheckpointProtocol
+    /// already counted the others' CHECKPOINTs.
+    fn can_reach(&self, seq: SeqNo) -> bool {
+        self.status == Status::Normal && seq.get() <= self.low().get() + self.cfg.log_window
+    }
+
     /// A stable checkpoint (from the CheckpointProtocol, a NEW-VIEW or a
     /// state transfer): the watermarks move, the log at or below it goes.
     fn become_stable(&mut self, stable: StableCheckpoint) {
         let seq = stable.seq;
         if seq <= self.low() {
             return;
+        }
+        if self.deferred_stable.as_ref().is_some_and(|d| d.seq <= seq) {
+            self.deferred_stable = None;
+        }
+        if self.last_exec < seq {
+            // The log up to it goes: only its state brings this replica
+            // there (a NEW-VIEW's min-s, or a checkpoint beyond reach).
+            self.note(Note::Checkpoint(CheckpointNote::Behind { seq }));
         }
         if let Some(own) = self.own_states.get(&seq) {
             // Agreement on the state: our own checkpoint matches the one
@@ -1105,6 +1200,7 @@ impl<SM: StateMachine> Engine<SM> {
     fn handle_start_view_change(&mut self, view: View) {
         if view > self.view {
             tracing::debug!(replica = %self.cfg.id, from = %self.view, to = %view, "view change");
+            self.view_change_attempts = self.view_change_attempts.saturating_add(1);
             self.view = view;
             self.status = Status::ViewChange {
                 since_us: self.now_us,
@@ -1118,7 +1214,14 @@ impl<SM: StateMachine> Engine<SM> {
 
     fn report_state(&mut self) {
         let normal = self.status == Status::Normal;
-        let h = self.low();
+        // A deferred stable checkpoint is stable (its proof holds): the
+        // VIEW-CHANGE carries it, and the certificates above it (some may
+        // be above the old window).
+        let stable = self
+            .deferred_stable
+            .clone()
+            .unwrap_or_else(|| self.stable.clone());
+        let h = stable.seq;
         let prepared = if normal {
             Vec::new()
         } else {
@@ -1131,8 +1234,14 @@ impl<SM: StateMachine> Engine<SM> {
             view: self.view,
             normal,
             new_view: self.new_view.clone(),
-            stable: self.stable.clone(),
+            stable,
             prepared,
+            waiting_since_us: if self.reported_waiting {
+                self.timer_since_us
+            } else {
+                None
+            },
+            attempts: self.view_change_attempts,
         }));
     }
 

@@ -378,7 +378,14 @@ impl ViewChanger {
                 new_view,
                 stable,
                 prepared,
-            } => self.handle_engine_state(view, normal, new_view, stable, prepared),
+                waiting_since_us,
+                attempts,
+            } => {
+                if !self.synced {
+                    self.resync_timer(waiting_since_us, attempts);
+                }
+                self.handle_engine_state(view, normal, new_view, stable, prepared)
+            }
             ViewChangerNote::ResendNewView { to } => {
                 if let Some(nv) = &self.new_view {
                     if nv.body.view == self.view && self.status == Status::Normal {
@@ -479,6 +486,16 @@ impl ViewChanger {
         self.timer_since_us = None;
         self.vcs = self.vcs.split_off(&new_view);
         self.note(EngineNote::StartViewChange { view: new_view });
+    }
+
+    /// After a start or restart: the request timer and the growing
+    /// timeouts as the engine kept them, so a request that waited before
+    /// the restart still triggers a view change within its timeout, and a
+    /// timeout that had doubled stays doubled.
+    fn resync_timer(&mut self, waiting_since_us: Option<u64>, attempts: u32) {
+        self.waiting = waiting_since_us.is_some();
+        self.timer_since_us = waiting_since_us.map(|t| t.min(self.now_us));
+        self.attempts = attempts;
     }
 
     fn handle_engine_state(
@@ -587,16 +604,13 @@ impl ViewChanger {
         if stale {
             return;
         }
-        if let Err(e) = validate_view_change(vc, &self.q) {
-            self.accuse(from, EvidenceKind::InvalidViewChange, e.to_string());
+        if self.holds(&svc) {
+            // A retransmission: validated when it first came (a compare
+            // costs less than hashing its batches again).
             return;
         }
-        if self
-            .vcs
-            .get(&vc.new_view)
-            .and_then(|s| s.get(&from))
-            .is_some_and(|old| old == &svc)
-        {
+        if let Err(e) = validate_view_change(vc, &self.q) {
+            self.accuse(from, EvidenceKind::InvalidViewChange, e.to_string());
             return;
         }
         self.store_view_change(svc);
@@ -616,6 +630,15 @@ impl ViewChanger {
             }
         }
         self.after_view_change_recorded();
+    }
+
+    /// Whether `vc` is the VIEW-CHANGE held for its sender and view (held
+    /// ones were validated).
+    fn holds(&self, vc: &Signed<ViewChange>) -> bool {
+        self.vcs
+            .get(&vc.body.new_view)
+            .and_then(|s| s.get(&vc.body.replica))
+            .is_some_and(|held| held == vc)
     }
 
     fn maybe_send_new_view(&mut self) {
@@ -685,8 +708,10 @@ impl ViewChanger {
                 ));
             }
             senders.push(vc.body.replica);
-            validate_view_change(&vc.body, &self.q)
-                .map_err(|e| format!("{}: {e}", vc.body.replica))?;
+            if !self.holds(vc) {
+                validate_view_change(&vc.body, &self.q)
+                    .map_err(|e| format!("{}: {e}", vc.body.replica))?;
+            }
         }
         if senders.len() < self.q.quorum() {
             return Err(format!(
