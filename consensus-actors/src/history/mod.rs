@@ -102,6 +102,7 @@ mod brute;
 pub mod compact;
 pub mod jepsen;
 pub mod linearizability;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -112,6 +113,7 @@ pub use linearizability::{
     KeyReport, LinearizabilityReport, Reductions, Verdict, DEFAULT_MAX_MEMORY_BYTES,
     DEFAULT_MAX_STEPS_PER_KEY,
 };
+pub use stream::{check_json_streaming, StreamOptions, StreamStats, Streamed};
 
 /// Identifies one operation of a [`History`].
 #[derive(
