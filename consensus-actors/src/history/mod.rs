@@ -19,6 +19,11 @@
 //!   (linearized set, state), run independently per key;
 //! - [`compact`]: [`CompactHistory`], the read-only form the checker works
 //!   on (fixed-size records, strings interned once, JSON streamed);
+//! - [`stream`]: [`check_json_streaming`], the same check of a JSON file
+//!   read once and decided segment by segment at quiet points, so memory
+//!   follows the longest segment rather than the file (it proves
+//!   linearizable histories; anything else it hands to the whole-history
+//!   check);
 //! - [`jepsen`]: import of Jepsen's single-register logs
 //!   ([`History::from_jepsen`]).
 //!

@@ -235,9 +235,9 @@ struct Segment {
 struct Decided {
     /// The keys at the end.
     end: BTreeMap<String, KeyState>,
-    /// With two segments, the keys at the cut between them, as the order
-    /// found leaves them.
-    mid: Option<BTreeMap<String, KeyState>>,
+    /// The keys at the cut before the last part, as the order found leaves
+    /// them.
+    mid: BTreeMap<String, KeyState>,
 }
 
 struct Streamer<'o, 'a> {
@@ -256,6 +256,8 @@ struct Streamer<'o, 'a> {
     /// At the last cut, the latest completion before it: every
     /// constraining operation read after must be invoked later.
     cut_bound: Option<u64>,
+    /// The window's last quiet point (an index into it; 0: none).
+    last_quiet: usize,
     last_id: Option<u64>,
     operations: usize,
     stats: StreamStats,
@@ -290,6 +292,7 @@ impl<'o, 'a> Streamer<'o, 'a> {
             prev: None,
             latest_completion: None,
             cut_bound: None,
+            last_quiet: 0,
             last_id: None,
             operations: 0,
             stats: StreamStats::default(),
@@ -325,10 +328,14 @@ impl<'o, 'a> Streamer<'o, 'a> {
                 op.id
             ));
         }
-        if self.window.len() >= self.stream.min_segment_ops
-            && self.latest_completion.is_none_or(|c| op.invoke_us > c)
-        {
-            self.cut()?;
+        if self.latest_completion.is_none_or(|c| op.invoke_us > c) {
+            // A quiet point: a cut, or the last place inside the window
+            // where the next check may start over.
+            if self.window.len() >= self.stream.min_segment_ops {
+                self.cut()?;
+            } else {
+                self.last_quiet = self.window.len();
+            }
             self.cut_bound = self.latest_completion;
         }
         if let Outcome::Ok { complete_us, .. } = op.outcome {
@@ -342,32 +349,33 @@ impl<'o, 'a> Streamer<'o, 'a> {
     }
 
     /// Checks the window from the keys at its start or, when that fails,
-    /// together with the segment before it, from the keys at that one's
-    /// start. Either way the window is kept as the segment before the next
-    /// one, with the keys at its start as the order found leaves them.
+    /// together with what is kept of the segment before it, from the keys
+    /// at its start. Either way the window's part after its last quiet
+    /// point is kept for the next cut, with the keys there as the order
+    /// found leaves them.
     fn cut(&mut self) -> Result<(), String> {
-        let window = std::mem::take(&mut self.window);
+        let mut window = std::mem::take(&mut self.window);
+        let quiet = std::mem::take(&mut self.last_quiet);
         let state = std::mem::take(&mut self.state);
-        let start = match self.decide(&state, &[&window]) {
-            Ok(decided) => {
-                self.state = decided.end;
-                state
-            }
+        let (head, tail) = window.split_at(quiet);
+        let decided = match self.decide(&state, &[head, tail]) {
+            Ok(decided) => decided,
             Err(reason) => {
                 let Some(prev) = self.prev.take() else {
                     return Err(reason);
                 };
                 tracing::debug!(%reason, "segment checked again with the one before");
-                let decided = self.decide(&prev.start, &[&prev.ops, &window])?;
+                let decided = self.decide(&prev.start, &[&prev.ops, head, tail])?;
                 self.stats.merged += 1;
-                self.state = decided.end;
                 decided
-                    .mid
-                    .ok_or_else(|| "no state between two segments".to_string())?
             }
         };
+        self.state = decided.end;
         self.stats.segments += 1;
-        self.prev = Some(Segment { start, ops: window });
+        self.prev = Some(Segment {
+            start: decided.mid,
+            ops: window.split_off(quiet),
+        });
         Ok(())
     }
 
@@ -474,7 +482,9 @@ impl<'o, 'a> Streamer<'o, 'a> {
         // first).
         let mut known_of: HashMap<&str, [usize; 2]> = HashMap::new();
         let mut unknown_of: HashMap<&str, Vec<(&Operation, bool)>> = HashMap::new();
-        let first_part = parts.first().map_or(0, |p| p.len());
+        // Everything before the last part is "first" (the cut before the
+        // last part is the one `mid` describes).
+        let first_part = parts.iter().rev().skip(1).map(|p| p.len()).sum::<usize>();
         let tagged = carried()
             .map(|op| (op, false))
             .chain(real().enumerate().map(|(i, op)| (op, i >= first_part)));
@@ -490,9 +500,12 @@ impl<'o, 'a> Streamer<'o, 'a> {
                 unknown_of.entry(key).or_default().push((op, later));
             }
         }
+        let last_part = parts
+            .last()
+            .map_or_else(HashSet::new, |p| p.iter().map(|op| op.id.0).collect());
         let by_id: HashMap<u64, &Operation> = all().map(|op| (op.id.0, op)).collect();
         let mut end = start.clone();
-        let mut mid = (parts.len() == 2).then(|| start.clone());
+        let mut mid = start.clone();
         let cap = self.stream.max_carried_unknown;
         // The unknown-outcome operations not placed, of those given.
         let unplaced = |ops: &[(&Operation, bool)], placed: &HashSet<u64>, upto_first: bool| {
@@ -511,7 +524,13 @@ impl<'o, 'a> Streamer<'o, 'a> {
                 .as_deref()
                 .ok_or_else(|| format!("key {key:?}: no linearization"))?;
             let known = known_of.get(key).copied().unwrap_or_default();
-            let replayed = replay(key, order, &by_id, boundary_of.get(key).copied(), known)?;
+            let given = Given {
+                by_id: &by_id,
+                last_part: &last_part,
+                boundary: boundary_of.get(key).copied(),
+                known,
+            };
+            let replayed = replay(key, order, &given)?;
             let unknown = unknown_of.get(key).map_or(&[][..], Vec::as_slice);
             end.insert(
                 kr.key.clone(),
@@ -520,15 +539,13 @@ impl<'o, 'a> Streamer<'o, 'a> {
                     carried: unplaced(unknown, &replayed.placed, false),
                 },
             );
-            if let Some(mid) = &mut mid {
-                mid.insert(
-                    kr.key.clone(),
-                    KeyState {
-                        value: replayed.mid,
-                        carried: unplaced(unknown, &replayed.placed_by_mid, true),
-                    },
-                );
-            }
+            mid.insert(
+                kr.key.clone(),
+                KeyState {
+                    value: replayed.mid,
+                    carried: unplaced(unknown, &replayed.placed_by_mid, true),
+                },
+            );
         }
         Ok(Decided { end, mid })
     }
@@ -547,18 +564,31 @@ struct Replayed {
     placed_by_mid: HashSet<u64>,
 }
 
+/// What [`replay`] checks an order against.
+struct Given<'g> {
+    by_id: &'g HashMap<u64, &'g Operation>,
+    /// The ids of the last part's operations.
+    last_part: &'g HashSet<u64>,
+    /// The key's boundary write, if any.
+    boundary: Option<u64>,
+    /// The known-outcome operations of the key before the last part, and
+    /// in all.
+    known: [usize; 2],
+}
+
 /// Replays a key's linearization from its boundary write (if any) on the
 /// register: every known-outcome operation given exactly once, after the
-/// boundary write, each output as observed, real time respected. `known`
-/// is the number of known-outcome operations of the first part and of
-/// all; the cut between the parts is right after the first part's last.
-fn replay(
-    key: &str,
-    order: &[OpId],
-    by_id: &HashMap<u64, &Operation>,
-    boundary: Option<u64>,
-    known: [usize; 2],
-) -> Result<Replayed, String> {
+/// boundary write, each output as observed, real time respected, and those
+/// of the last part after all others. Also gives the value at the cut
+/// before the last part (right after the last known-outcome operation
+/// before it).
+fn replay(key: &str, order: &[OpId], given: &Given<'_>) -> Result<Replayed, String> {
+    let Given {
+        by_id,
+        last_part,
+        boundary,
+        known,
+    } = *given;
     let bad = |why: &str| Err(format!("key {key:?}: the segment's order {why}"));
     let from = match boundary {
         Some(id) => match order.iter().position(|op| op.0 == id) {
@@ -607,6 +637,9 @@ fn replay(
                     return bad("does not replay");
                 }
                 seen_known += 1;
+                if (seen_known <= known[0]) == last_part.contains(&id.0) {
+                    return bad("mixes the parts");
+                }
                 if seen_known == known[0] {
                     mid = Some((store.get(key).map(str::to_string), placed.clone()));
                 }
