@@ -8,14 +8,17 @@
 //! unknown-outcome writes, deletes and compare-and-swaps; see
 //! `linearizability::constrains`) in file order. A *quiet point* is met at
 //! an operation `s` invoked after every constraining operation with a known
-//! outcome read before it has completed. The operations read before `s`
+//! outcome read before it has completed, and not before any constraining
+//! operation read before it was invoked. The operations read before `s`
 //! since the last cut are the segment `P`, `s` and what follows are `S`.
 //! The cut stands only if every constraining operation read later is also
-//! invoked after the latest completion in `P` (else the file is not in
-//! time order and the streaming check gives up, see below).
+//! invoked after the latest completion in `P` and not before its latest
+//! invocation (else the file is not in time order and the streaming check
+//! gives up, see below).
 //!
 //! **The cut lemma.** Let every known-outcome operation of `P` complete
-//! before every constraining operation of `S` is invoked. Let `L_P`
+//! before every constraining operation of `S` is invoked, and no operation
+//! of `P` be invoked after one of `S`. Let `L_P`
 //! linearize `P` together with the unknown-outcome operations carried into
 //! it (invoked earlier, placed nowhere yet), starting from the value `x0`
 //! the segments before left, and let it end with the key holding `x`. Let
@@ -28,9 +31,9 @@
 //! value `L_P` ends with. Real time: a pair within one order is respected
 //! by that order; for `p` in `L_P` and `s` in `L_S`, the concatenation
 //! puts `p` first, which is wrong only if `s` completed before `p` was
-//! invoked. `s` is either an operation of `S` (invoked after every
-//! known-outcome operation of `P` completed, so after `p` was invoked, and
-//! it completes after its invocation) or an unknown-outcome operation,
+//! invoked. `s` is either an operation of `S` (invoked no earlier than
+//! any operation of `P`, `p` included, and it completes at or after its
+//! invocation) or an unknown-outcome operation carried from before,
 //! which never completes. Unknown-outcome operations left out of every
 //! order never took effect, which their outcome allows. ∎
 //!
@@ -53,18 +56,28 @@
 //! # When the cut loses something
 //!
 //! The converse does not hold: `P` may have several linearizations ending
-//! with different values (two concurrent writes last, say), and `S` may fit
-//! only some. So when a segment has no linearization from the value the
-//! one before left, it is checked again *together with the one before*
-//! (kept for that), from the value before that: the two segments as one
-//! are exact about their inner cut. If that fails too, or a segment is
-//! undecided, or the file is not in time order (a constraining operation
-//! invoked before the latest completion of a segment already cut), or its
-//! ids do not increase (duplicates could not be told apart without keeping
-//! them all), the streaming check gives up with a reason and the caller
-//! checks the whole history in memory, which decides every case. A
-//! *not linearizable* verdict is never given here: it always comes from
-//! the whole history.
+//! with different values (two writes invoked and completed together last,
+//! which is how a simulated cluster's batches look), and `S` may fit only
+//! some. So every check also notes, from the order it found, the value and
+//! the carried operations at the segment's *last* quiet point inside it
+//! (the lemma holds at every quiet point, not only at cuts), and keeps the
+//! operations after that point. When the next segment has no
+//! linearization from the value its predecessor ended with, it is checked
+//! again together with those kept operations, from the value noted there:
+//! that check is exact about the cut that failed, and costs about one
+//! segment more. The replay checks that every order it takes a value from
+//! places the operations before the quiet point first (real time forces
+//! it; a file out of order is caught before, see below).
+//!
+//! If that fails too, or a segment is undecided, or the file is not in
+//! time order (a constraining operation invoked at or before the latest
+//! completion before a quiet point already passed), or its ids do not
+//! increase (duplicates could not be told apart without keeping them
+//! all), the streaming check gives up with a reason and the caller checks
+//! the whole history in memory, which decides every case. A *not
+//! linearizable* verdict is never given here: it always comes from the
+//! whole history. So the streaming check cannot change a verdict, only
+//! who gives it.
 //!
 //! The unknown-outcome operations carried are those no segment placed;
 //! past [`StreamOptions::max_carried_unknown`] per key the oldest are left
@@ -253,9 +266,12 @@ struct Streamer<'o, 'a> {
     prev: Option<Segment>,
     /// The latest completion of a constraining operation read so far.
     latest_completion: Option<u64>,
-    /// At the last cut, the latest completion before it: every
-    /// constraining operation read after must be invoked later.
-    cut_bound: Option<u64>,
+    /// The latest invocation of a constraining operation read so far.
+    latest_invoke: u64,
+    /// At the last quiet point, the latest completion and invocation
+    /// before it: every constraining operation read after must be invoked
+    /// after the one and not before the other.
+    cut_bound: Option<(Option<u64>, u64)>,
     /// The window's last quiet point (an index into it; 0: none).
     last_quiet: usize,
     last_id: Option<u64>,
@@ -291,6 +307,7 @@ impl<'o, 'a> Streamer<'o, 'a> {
             window: Vec::new(),
             prev: None,
             latest_completion: None,
+            latest_invoke: 0,
             cut_bound: None,
             last_quiet: 0,
             last_id: None,
@@ -321,14 +338,17 @@ impl<'o, 'a> Streamer<'o, 'a> {
         if !constrains {
             return Ok(());
         }
-        if self.cut_bound.is_some_and(|bound| op.invoke_us <= bound) {
+        let after = |(completed, invoked): (Option<u64>, u64)| {
+            completed.is_none_or(|c| op.invoke_us > c) && op.invoke_us >= invoked
+        };
+        if self.cut_bound.is_some_and(|bound| !after(bound)) {
             return Err(format!(
-                "the file is not in time order: {} is listed after operations that \
-                 completed after it was invoked",
+                "the file is not in time order: {} is listed after a quiet point it \
+                 precedes",
                 op.id
             ));
         }
-        if self.latest_completion.is_none_or(|c| op.invoke_us > c) {
+        if after((self.latest_completion, self.latest_invoke)) {
             // A quiet point: a cut, or the last place inside the window
             // where the next check may start over.
             if self.window.len() >= self.stream.min_segment_ops {
@@ -336,7 +356,7 @@ impl<'o, 'a> Streamer<'o, 'a> {
             } else {
                 self.last_quiet = self.window.len();
             }
-            self.cut_bound = self.latest_completion;
+            self.cut_bound = Some((self.latest_completion, self.latest_invoke));
         }
         if let Outcome::Ok { complete_us, .. } = op.outcome {
             self.latest_completion = Some(
@@ -344,6 +364,7 @@ impl<'o, 'a> Streamer<'o, 'a> {
                     .map_or(complete_us, |c| c.max(complete_us)),
             );
         }
+        self.latest_invoke = self.latest_invoke.max(op.invoke_us);
         self.window.push(op);
         Ok(())
     }
