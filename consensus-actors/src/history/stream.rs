@@ -133,13 +133,14 @@ impl Default for StreamOptions {
 /// What the streaming check did, for figures and `--json`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StreamStats {
-    /// Segments checked and kept (a merged pair counts once).
+    /// Segments decided.
     pub segments: u64,
     /// Segments that had no linearization from the value the one before
-    /// left and were checked again together with it.
+    /// ended with and were checked again from that one's last quiet point.
     pub merged: u64,
-    /// The most constraining operations checked at once (a segment, with
-    /// the one before when merged).
+    /// The most operations checked at once (a segment, with what was kept
+    /// of the one before when merged, boundary writes and carried
+    /// operations included).
     pub largest_segment_ops: usize,
 }
 
