@@ -2,8 +2,8 @@
 //! Jepsen register log) and checking it for linearizability.
 
 use consensus_actors::history::{
-    check_compact_with, check_history_with, CheckOptions, CompactHistory, History,
-    LinearizabilityReport, Verdict,
+    check_compact_with, check_history_with, check_json_streaming, CheckOptions, CompactHistory,
+    History, LinearizabilityReport, StreamOptions, StreamStats, Streamed, Verdict,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -92,6 +92,49 @@ pub fn load_compact_history(
     }
 }
 
+/// How `check-history` checked a JSON file: streamed in segments, or whole
+/// in memory (and why).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckMode {
+    /// Decided by the streaming check (`consensus_actors::history::stream`).
+    pub streamed: bool,
+    /// What the streaming check did (all zero if it was not tried).
+    #[serde(flatten)]
+    pub stats: StreamStats,
+    /// Why the whole history was checked in memory, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_memory_because: Option<String>,
+}
+
+/// Checks the JSON history in `path` with the streaming check (memory
+/// following its longest quiet-point-delimited segment, not its length):
+/// `Ok(Ok(..))` when it decides (linearizable), `Ok(Err(..))` with the
+/// reason and figures when the whole history must be checked in memory
+/// ([`load_compact_history`] and [`check_compact`]), which decides every
+/// case.
+#[allow(clippy::type_complexity)]
+pub fn check_json_file_streaming(
+    path: &Path,
+    options: &CheckOptions<'_>,
+    stream: &StreamOptions,
+) -> Result<Result<(LinearizabilityReport, StreamStats), (String, StreamStats)>, LoadError> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| LoadError::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    match check_json_streaming(reader, options, stream) {
+        Ok(Streamed::Decided { report, stats }) => Ok(Ok((report, stats))),
+        Ok(Streamed::NeedsWholeHistory { reason, stats }) => Ok(Err((reason, stats))),
+        Err(e) => Err(LoadError::Parse {
+            path: shown,
+            format: "JSON",
+            reason: one_line(&e.to_string()),
+        }),
+    }
+}
+
 /// Parses a history from text.
 pub fn parse_history(text: &str, format: HistoryFormat) -> Result<History, (&'static str, String)> {
     match format {
@@ -129,6 +172,10 @@ pub struct CheckReport {
     pub steps: u64,
     /// For each key that is not linearizable (or undecided), why.
     pub violations: Vec<KeyViolation>,
+    /// How the file was checked (`None`: a history checked in memory from
+    /// the start, e.g. a Jepsen log or with `--html`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CheckMode>,
 }
 
 /// A key whose history is not linearizable.
@@ -171,6 +218,7 @@ impl CheckReport {
                     },
                 })
                 .collect(),
+            mode: None,
         }
     }
 }

@@ -146,6 +146,36 @@ fn history_written_by_simulate_is_checked_the_same_by_the_program_and_the_librar
         Some(if library.linearizable { 0 } else { 1 })
     );
 
+    // Streamed in small segments, or read whole: the same verdict and
+    // counts, and `mode` says which.
+    let small = consensus(&[
+        "check-history",
+        history.to_str().unwrap(),
+        "--json",
+        "--segment-ops",
+        "50",
+    ]);
+    let whole = consensus(&[
+        "check-history",
+        history.to_str().unwrap(),
+        "--json",
+        "--segment-ops",
+        "0",
+    ]);
+    let (small, whole) = (last_json(&small), last_json(&whole));
+    for field in ["verdict", "operations", "keys"] {
+        assert_eq!(small[field], whole[field], "{field}");
+    }
+    assert!(whole.get("mode").is_none(), "{whole}");
+    let mode = &small["mode"];
+    if library.linearizable {
+        assert_eq!(mode["streamed"], Value::Bool(true), "{small}");
+        assert!(mode["segments"].as_u64().unwrap() >= 2, "{small}");
+    } else {
+        assert_eq!(mode["streamed"], Value::Bool(false), "{small}");
+        assert!(mode["in_memory_because"].is_string(), "{small}");
+    }
+
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(picture.starts_with("<svg"));
     assert!(picture.contains("committed ops/s") && picture.contains("leads term"));
@@ -319,7 +349,13 @@ fn help_explains_every_flag() {
         assert!(sim.contains(flag), "simulate --help lacks {flag}");
     }
     let check = stdout(&consensus(&["check-history", "--help"]));
-    for flag in ["--format", "--json", "--max-steps", "--timeout"] {
+    for flag in [
+        "--format",
+        "--json",
+        "--max-steps",
+        "--timeout",
+        "--segment-ops",
+    ] {
         assert!(check.contains(flag), "check-history --help lacks {flag}");
     }
     let bench = stdout(&consensus(&["bench", "--help"]));

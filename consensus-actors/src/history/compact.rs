@@ -237,26 +237,15 @@ impl CompactHistory {
         reader: impl Read,
         text_bytes: u64,
     ) -> Result<Self, HistoryError> {
-        let mut builder = Builder::default();
+        let mut compact = Self::default();
         // An operation takes at least about 90 bytes of JSON and brings at
         // most a few short strings.
         let ops = usize::try_from(text_bytes / 90).unwrap_or(0).min(1 << 28);
-        builder.compact.records.reserve(ops);
-        builder
-            .compact
+        compact.records.reserve(ops);
+        compact
             .strings
             .reserve(ops, usize::try_from(text_bytes / 8).unwrap_or(0));
-        let mut de = serde_json::Deserializer::from_reader(reader);
-        let read = HistorySeed(&mut builder)
-            .deserialize(&mut de)
-            .and_then(|()| de.end());
-        let Builder { compact, invalid } = builder;
-        // A validation error travels through serde as a custom error; the
-        // typed one was kept aside.
-        if let Some(e) = invalid {
-            return Err(e);
-        }
-        read.map_err(|e| HistoryError::Json(e.to_string()))?;
+        read_json_operations(reader, &mut compact)?;
         compact.check_ids()?;
         Ok(compact)
     }
@@ -354,7 +343,8 @@ impl CompactHistory {
         (id != NO_STRING).then(|| self.strings.get(id))
     }
 
-    fn push(&mut self, op: &Operation) -> Result<(), HistoryError> {
+    /// Appends one operation.
+    pub(crate) fn push(&mut self, op: &Operation) -> Result<(), HistoryError> {
         let strings = &mut self.strings;
         let mut intern = |s: Option<&str>| s.map_or(Ok(NO_STRING), |s| strings.intern(s));
         let (cmd, key, a, b) = match &op.command {
@@ -436,14 +426,59 @@ impl CompactHistory {
     }
 }
 
-/// What the streaming reader builds, and the first validation error.
-#[derive(Default)]
-struct Builder {
-    compact: CompactHistory,
+/// What the streaming reader hands each operation to, in file order.
+pub(crate) trait OperationSink {
+    /// Room for about `n` more operations (a hint).
+    fn reserve(&mut self, _n: usize) {}
+
+    /// Takes one operation, already checked not to complete before it is
+    /// invoked; an error stops the reading and is returned by
+    /// [`read_json_operations`].
+    fn accept(&mut self, op: Operation) -> Result<(), HistoryError>;
+}
+
+impl OperationSink for CompactHistory {
+    fn reserve(&mut self, n: usize) {
+        self.records.reserve(n);
+    }
+
+    fn accept(&mut self, op: Operation) -> Result<(), HistoryError> {
+        self.push(&op)
+    }
+}
+
+/// Reads a JSON history (schema in the [module documentation](super)) from
+/// `reader`, handing each operation to `sink` as soon as it is read: the
+/// text is never held. Validates every operation as
+/// [`History::from_json`] does, except for duplicate ids (the sink's
+/// business).
+pub(crate) fn read_json_operations(
+    reader: impl Read,
+    sink: &mut impl OperationSink,
+) -> Result<(), HistoryError> {
+    let mut reading = Reading {
+        sink,
+        invalid: None,
+    };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let read = HistorySeed(&mut reading)
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+    // A validation error travels through serde as a custom error; the
+    // typed one was kept aside.
+    if let Some(e) = reading.invalid {
+        return Err(e);
+    }
+    read.map_err(|e| HistoryError::Json(e.to_string()))
+}
+
+/// The sink being filled, and the first validation error.
+struct Reading<'s, S> {
+    sink: &'s mut S,
     invalid: Option<HistoryError>,
 }
 
-impl Builder {
+impl<S> Reading<'_, S> {
     fn fail<E: serde::de::Error>(&mut self, e: HistoryError) -> E {
         let message = e.to_string();
         self.invalid = Some(e);
@@ -451,10 +486,10 @@ impl Builder {
     }
 }
 
-/// Reads `{"operations": [...]}`, pushing each operation as it is read.
-struct HistorySeed<'a>(&'a mut Builder);
+/// Reads `{"operations": [...]}`, handing each operation on as it is read.
+struct HistorySeed<'a, 's, S>(&'a mut Reading<'s, S>);
 
-impl<'de> DeserializeSeed<'de> for HistorySeed<'_> {
+impl<'de, S: OperationSink> DeserializeSeed<'de> for HistorySeed<'_, '_, S> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -462,7 +497,7 @@ impl<'de> DeserializeSeed<'de> for HistorySeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for HistorySeed<'_> {
+impl<'de, S: OperationSink> Visitor<'de> for HistorySeed<'_, '_, S> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -489,9 +524,9 @@ impl<'de> Visitor<'de> for HistorySeed<'_> {
     }
 }
 
-struct OperationsSeed<'a>(&'a mut Builder);
+struct OperationsSeed<'a, 's, S>(&'a mut Reading<'s, S>);
 
-impl<'de> DeserializeSeed<'de> for OperationsSeed<'_> {
+impl<'de, S: OperationSink> DeserializeSeed<'de> for OperationsSeed<'_, '_, S> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -499,7 +534,7 @@ impl<'de> DeserializeSeed<'de> for OperationsSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for OperationsSeed<'_> {
+impl<'de, S: OperationSink> Visitor<'de> for OperationsSeed<'_, '_, S> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -508,7 +543,7 @@ impl<'de> Visitor<'de> for OperationsSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if let Some(n) = seq.size_hint() {
-            self.0.compact.records.reserve(n);
+            self.0.sink.reserve(n);
         }
         while let Some(op) = seq.next_element::<Operation>()? {
             if let Some(complete_us) = op.outcome.complete_us() {
@@ -521,7 +556,7 @@ impl<'de> Visitor<'de> for OperationsSeed<'_> {
                     return Err(self.0.fail(e));
                 }
             }
-            if let Err(e) = self.0.compact.push(&op) {
+            if let Err(e) = self.0.sink.accept(op) {
                 return Err(self.0.fail(e));
             }
         }

@@ -19,6 +19,11 @@
 //!   (linearized set, state), run independently per key;
 //! - [`compact`]: [`CompactHistory`], the read-only form the checker works
 //!   on (fixed-size records, strings interned once, JSON streamed);
+//! - [`stream`]: [`check_json_streaming`], the same check of a JSON file
+//!   read once and decided segment by segment at quiet points, so memory
+//!   follows the longest segment rather than the file (it proves
+//!   linearizable histories; anything else it hands to the whole-history
+//!   check);
 //! - [`jepsen`]: import of Jepsen's single-register logs
 //!   ([`History::from_jepsen`]).
 //!
@@ -102,6 +107,7 @@ mod brute;
 pub mod compact;
 pub mod jepsen;
 pub mod linearizability;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -112,6 +118,7 @@ pub use linearizability::{
     KeyReport, LinearizabilityReport, Reductions, Verdict, DEFAULT_MAX_MEMORY_BYTES,
     DEFAULT_MAX_STEPS_PER_KEY,
 };
+pub use stream::{check_json_streaming, StreamOptions, StreamStats, Streamed};
 
 /// Identifies one operation of a [`History`].
 #[derive(

@@ -1671,3 +1671,227 @@ fn explanation_names_an_anonymised_value_plainly() {
         e.summary
     );
 }
+
+/// `h` with its operations in invocation order (completion, then file
+/// order, among equal invocations) and ids renumbered in that order: what a
+/// recorder writes and what the streaming check reads.
+fn in_time_order(h: &History) -> History {
+    let mut ops = h.operations.clone();
+    ops.sort_by_key(|op| (op.invoke_us, op.outcome.complete_us().unwrap_or(u64::MAX)));
+    for (i, op) in ops.iter_mut().enumerate() {
+        op.id = OpId(i as u64);
+    }
+    History { operations: ops }
+}
+
+fn streamed(h: &History, min_segment_ops: usize, max_carried_unknown: usize) -> Streamed {
+    let stream = StreamOptions {
+        min_segment_ops,
+        max_carried_unknown,
+    };
+    check_json_streaming(h.to_json().as_bytes(), &CheckOptions::unlimited(), &stream)
+        .expect("a valid history")
+}
+
+/// The streaming check, cut at every quiet point it can, agrees with the
+/// whole-history check (and with brute force on the small ones) on tens
+/// of thousands of random histories: fresh values and reused ones,
+/// deletes, unknown outcomes, failed compare-and-swaps, one or two keys.
+/// It only ever says "linearizable", and it says so on most histories the
+/// whole check finds linearizable, across cuts and after merging segments.
+#[test]
+fn streaming_agrees_with_the_whole_history_check() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5742_ea11);
+    const CASES: usize = 24_000;
+    let (mut lin, mut decided, mut cut, mut merged, mut brute_checked) = (0, 0, 0, 0, 0);
+    let (mut lin_sorted, mut decided_sorted, mut unsorted_decided) = (0, 0, 0);
+    for round in 0..CASES {
+        let h = match round % 4 {
+            0 => random_history(&mut rng, SMALL),
+            1 => unique_history(&mut rng, brute::MAX_OPS - 1, 4, 15),
+            2 => unique_history(&mut rng, 40, 6, 6),
+            _ => unique_history(&mut rng, 60, [3, 12][round % 8 / 4], 0),
+        };
+        // One in five files as generated (out of time order), ids
+        // renumbered in file order.
+        let sorted = round % 5 != 0;
+        let h = if !sorted {
+            let mut h = h;
+            for (i, op) in h.operations.iter_mut().enumerate() {
+                op.id = OpId(i as u64);
+            }
+            h
+        } else {
+            in_time_order(&h)
+        };
+        let whole = check_history_with(&h, &CheckOptions::unlimited());
+        lin += usize::from(whole.linearizable);
+        lin_sorted += usize::from(whole.linearizable && sorted);
+        let segment = [1, 2, 3, 7][round / 4 % 4];
+        let carried = if round % 3 == 0 { 1 } else { 64 };
+        match streamed(&h, segment, carried) {
+            Streamed::Decided { report, stats } => {
+                assert!(whole.linearizable, "streaming decided {h:#?}\n{whole}");
+                assert_eq!(report.verdict, Verdict::Linearizable);
+                assert_eq!(report.operations, whole.operations);
+                let counts = |r: &LinearizabilityReport| {
+                    r.per_key
+                        .iter()
+                        .map(|k| (k.key.clone(), k.operations, k.verdict))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(counts(&report), counts(&whole), "{h:#?}");
+                let constraining = h
+                    .operations
+                    .iter()
+                    .filter(|op| op.command != KvCommand::Noop)
+                    .filter(|op| !matches!(op.outcome, Outcome::Fail { .. }))
+                    .count();
+                if constraining <= brute::MAX_OPS {
+                    assert!(brute::linearizable(&h), "{h:#?}");
+                    brute_checked += 1;
+                }
+                decided += 1;
+                decided_sorted += usize::from(sorted);
+                unsorted_decided += usize::from(!sorted && stats.segments >= 2);
+                cut += usize::from(stats.segments >= 2);
+                merged += usize::from(stats.merged > 0);
+            }
+            Streamed::NeedsWholeHistory { reason, .. } => {
+                assert!(!reason.is_empty());
+            }
+        }
+    }
+    eprintln!(
+        "lin {lin}, decided {decided}, cut {cut}, merged {merged}, brute {brute_checked}; \
+         in time order: lin {lin_sorted}, decided {decided_sorted}; \
+         out of order, decided across cuts: {unsorted_decided}"
+    );
+    // Both verdicts are common, the streaming check decides most of the
+    // linearizable histories in time order, many across cuts, some after
+    // merging.
+    assert!((CASES / 4..=CASES * 3 / 4).contains(&lin), "lin {lin}");
+    assert!(
+        decided_sorted * 100 >= lin_sorted * 95,
+        "decided {decided_sorted} of {lin_sorted}"
+    );
+    assert!(cut >= decided / 3, "cut {cut} of {decided}");
+    assert!(merged >= 100, "merged {merged}");
+    assert!(brute_checked >= 1000, "brute force {brute_checked}");
+}
+
+/// An unknown-outcome write invoked before a cut and read after it is
+/// carried past the cut and placed there; one that nobody reads is never
+/// placed.
+#[test]
+fn streaming_carries_unknown_writes_past_cuts() {
+    let h = B::default()
+        .unknown(put("late"), 0)
+        .unknown(put("never"), 1)
+        .ok(put("a"), KvOutput::Ok, 2, 3)
+        .ok(get(), read(Some("a")), 5, 6)
+        .ok(get(), read(Some("late")), 10, 11)
+        .ok(put("b"), KvOutput::Ok, 20, 21)
+        .ok(get(), read(Some("b")), 30, 31)
+        .history();
+    let Streamed::Decided { report, stats } = streamed(&h, 1, 64) else {
+        panic!("not decided");
+    };
+    assert!(report.linearizable);
+    assert_eq!(report.per_key[0].operations, 7);
+    assert!(stats.segments >= 3, "{stats:?}");
+    // With nothing carried, the read of "late" has no writer: the whole
+    // history must decide.
+    assert!(matches!(
+        streamed(&h, 1, 0),
+        Streamed::NeedsWholeHistory { .. }
+    ));
+}
+
+/// When the value a segment ends with is ambiguous (two writes at once),
+/// the next segment, which needs one of them last, is checked again
+/// together with it if the guess was wrong.
+#[test]
+fn streaming_merges_a_segment_whose_start_was_guessed_wrong() {
+    let mut merged = 0;
+    for last in ["a", "b"] {
+        let h = B::default()
+            .ok(put("a"), KvOutput::Ok, 0, 5)
+            .ok(put("b"), KvOutput::Ok, 0, 5)
+            .ok(get(), read(Some(last)), 10, 11)
+            .ok(get(), read(Some(last)), 20, 21)
+            .history();
+        match streamed(&h, 1, 64) {
+            Streamed::Decided { report, stats } => {
+                assert!(report.linearizable);
+                assert!(stats.segments >= 2, "{stats:?}");
+                merged += stats.merged;
+            }
+            Streamed::NeedsWholeHistory { reason, .. } => panic!("{reason}"),
+        }
+    }
+    // The first segment ends with one guess; one of the two reads needs
+    // the other.
+    assert!(merged >= 1);
+}
+
+/// The streaming check gives up, with a reason, on what it cannot decide:
+/// a file not in time order, ids that do not increase, a violation. The
+/// whole-history check decides those.
+#[test]
+fn streaming_hands_over_what_it_cannot_decide() {
+    let stale = B::default()
+        .ok(put("a"), KvOutput::Ok, 0, 1)
+        .ok(put("b"), KvOutput::Ok, 2, 3)
+        .ok(get(), read(Some("a")), 4, 5)
+        .history();
+    let Streamed::NeedsWholeHistory { reason, .. } = streamed(&stale, 1, 64) else {
+        panic!("a violation streamed");
+    };
+    assert!(reason.contains("not linearizable"), "{reason}");
+    assert_eq!(verdict(&stale), NOT);
+
+    // Listed after a cut that it precedes in time.
+    let unsorted = B::default()
+        .ok(put("a"), KvOutput::Ok, 0, 1)
+        .ok(get(), read(Some("a")), 5, 6)
+        .ok(put("z"), KvOutput::Ok, 0, 1)
+        .history();
+    let Streamed::NeedsWholeHistory { reason, .. } = streamed(&unsorted, 1, 64) else {
+        panic!("a file out of time order streamed");
+    };
+    assert!(reason.contains("time order"), "{reason}");
+    assert_eq!(verdict(&unsorted), LIN);
+
+    // An unknown-outcome write listed before a read that returned before
+    // it was invoked: no quiet point before the read (it is invoked before
+    // the write), so the order that puts the write first is never built.
+    let late = B::default()
+        .ok(put("a"), KvOutput::Ok, 0, 1)
+        .unknown(put("v"), 100)
+        .ok(get(), read(Some("v")), 50, 60)
+        .history();
+    assert!(matches!(
+        streamed(&late, 1, 64),
+        Streamed::NeedsWholeHistory { .. }
+    ));
+    assert_eq!(verdict(&late), NOT);
+
+    let mut ids = in_time_order(&stale);
+    ids.operations[2].id = OpId(0);
+    ids.operations[0].id = OpId(2);
+    let Streamed::NeedsWholeHistory { reason, .. } = streamed(&ids, 1, 64) else {
+        panic!("decreasing ids streamed");
+    };
+    assert!(reason.contains("ids"), "{reason}");
+
+    // Invalid files are the same typed errors as for the whole history.
+    assert!(matches!(
+        check_json_streaming(
+            "{\"operations\":[1]}".as_bytes(),
+            &CheckOptions::default(),
+            &StreamOptions::default()
+        ),
+        Err(HistoryError::Json(_))
+    ));
+}

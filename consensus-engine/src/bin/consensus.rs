@@ -11,11 +11,11 @@
 
 use clap::{Args, Parser, Subcommand};
 use consensus_actors::config::ConsensusConfig;
-use consensus_actors::history::{CheckOptions, Verdict};
+use consensus_actors::history::{CheckOptions, LinearizabilityReport, Verdict};
 use consensus_actors::types::ConsensusProtocol;
 use consensus_engine::bench::{BenchCommand, BenchOptions, BenchReport};
 use consensus_engine::campaign::Campaign;
-use consensus_engine::check::{load_compact_history, CheckReport, HistoryFormat};
+use consensus_engine::check::{load_compact_history, CheckMode, CheckReport, HistoryFormat};
 use consensus_engine::cli::{
     bench_nodes, build_config, count_in, excerpt, one_line, parse_seeds, whole_in, ClusterArgs,
     RunArgs, SeedRange, MAX_BENCH_NODES, MAX_CLIENTS, MAX_MS,
@@ -228,6 +228,11 @@ struct CheckArgs {
     /// Write a self-contained HTML picture of the history and the verdict to FILE.
     #[arg(long, value_name = "FILE.html")]
     html: Option<PathBuf>,
+    /// Check a JSON file as a stream, cut at the first quiet point after every N constraining
+    /// operations, so memory follows N, not the file (0: read the whole history into memory).
+    #[arg(long, value_name = "N",
+          default_value_t = consensus_actors::history::stream::DEFAULT_MIN_SEGMENT_OPS)]
+    segment_ops: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -837,10 +842,6 @@ fn check_history(args: CheckArgs) -> ExitCode {
             ));
         }
     }
-    let history = match load_compact_history(&args.file, args.format) {
-        Ok(h) => h,
-        Err(e) => return usage_error(e),
-    };
     let began = Instant::now();
     let deadline = args.timeout.map(|t| began + Duration::from_secs_f64(t));
     let interrupt = move || deadline.is_some_and(|d| Instant::now() >= d);
@@ -854,9 +855,40 @@ fn check_history(args: CheckArgs) -> ExitCode {
     if deadline.is_some() {
         options = options.with_interrupt(&interrupt);
     }
+    // A JSON file is first checked as a stream, segment by segment; the
+    // whole history is read into memory only when that cannot decide (or
+    // the picture needs it).
+    let mut mode = None;
+    if args.format == HistoryFormat::Json && args.html.is_none() && args.segment_ops > 0 {
+        let stream = consensus_actors::history::StreamOptions {
+            min_segment_ops: args.segment_ops,
+            ..Default::default()
+        };
+        match consensus_engine::check::check_json_file_streaming(&args.file, &options, &stream) {
+            Err(e) => return usage_error(e),
+            Ok(Ok((report, stats))) => {
+                let mode = CheckMode {
+                    streamed: true,
+                    stats,
+                    in_memory_because: None,
+                };
+                return print_check(&args, &report, began, Some(mode));
+            }
+            Ok(Err((reason, stats))) => {
+                tracing::info!(%reason, "checking the whole history in memory");
+                mode = Some(CheckMode {
+                    streamed: false,
+                    stats,
+                    in_memory_because: Some(reason),
+                });
+            }
+        }
+    }
+    let history = match load_compact_history(&args.file, args.format) {
+        Ok(h) => h,
+        Err(e) => return usage_error(e),
+    };
     let report = consensus_engine::check::check_compact(&history, &options);
-    let elapsed_ms = began.elapsed().as_secs_f64() * 1000.0;
-    let out = CheckReport::from_report(&report, elapsed_ms);
     if let Some(path) = &args.html {
         let title = args.file.display().to_string();
         let page = consensus_engine::check::history_html(&history.to_history(), &report, &title);
@@ -864,6 +896,20 @@ fn check_history(args: CheckArgs) -> ExitCode {
             return usage_error(e);
         }
     }
+    drop(history);
+    print_check(&args, &report, began, mode)
+}
+
+/// Prints `check-history`'s result and gives its exit status.
+fn print_check(
+    args: &CheckArgs,
+    report: &LinearizabilityReport,
+    began: Instant,
+    mode: Option<CheckMode>,
+) -> ExitCode {
+    let elapsed_ms = began.elapsed().as_secs_f64() * 1000.0;
+    let mut out = CheckReport::from_report(report, elapsed_ms);
+    out.mode = mode;
     if args.json {
         print_json(&out);
     } else {
