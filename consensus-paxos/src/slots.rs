@@ -53,8 +53,9 @@ use crate::router::RouterTargets;
 use crate::safety::PaxosEvent;
 use crate::types::Configurations;
 use crate::wiring::{
-    Abandon, BallotTooLow, Compact, Configured, Decided, DrainSubmissions, InjectPanic,
-    LeaderChange, LocalRecipient, PeerMessage, Proposed, Reconfigure, SubmissionQueue, Submit,
+    Abandon, BallotTooLow, Compact, Configured, Decided, DrainSubmissions, FeedReady, InjectPanic,
+    LeaderChange, LearnerNews, LocalFeed, LocalRecipient, PeerMessage, Proposed, Reconfigure,
+    SubmissionQueue, Submit,
 };
 use actix::prelude::*;
 use consensus_actors::safety::SafetySink;
@@ -77,23 +78,24 @@ pub type ProposerStore = MemStorage<crate::types::Ballot, ()>;
 pub type LearnerStore = MemStorage<(), ChosenRecord>;
 
 /// The local messages: each goes straight to the component that handles
-/// it (bound by the node once every component is built).
+/// it (bound by the node once every component is built). The two busiest
+/// are [`LocalFeed`]s, which cost no mailbox message when their consumer
+/// takes them itself.
 #[derive(Clone, Default)]
 pub struct NodeBus {
-    /// To the Learner.
-    pub proposed: LocalRecipient<Proposed>,
+    /// To the Learner: what the Proposer proposed.
+    pub proposed: LocalFeed<Proposed>,
     /// To the Learner.
     pub abandon: LocalRecipient<Abandon>,
-    /// To the Proposer.
-    pub decided: LocalRecipient<Decided>,
+    /// To the Proposer: the Learner's decisions and configurations, in
+    /// order.
+    pub news: LocalFeed<LearnerNews>,
     /// To the Proposer.
     pub leader_change: LocalRecipient<LeaderChange>,
     /// To the election.
     pub ballot_too_low: LocalRecipient<BallotTooLow>,
     /// To the Acceptor (unbound: an acceptor that keeps everything).
     pub compact: LocalRecipient<Compact>,
-    /// To the Proposer.
-    pub configured: LocalRecipient<Configured>,
     /// To the election (unbound: a fixed membership).
     pub configured_election: LocalRecipient<Configured>,
 }
@@ -104,7 +106,7 @@ impl NodeBus {
         if self.configured_election.is_bound() {
             self.configured_election.do_send(configs.clone());
         }
-        self.configured.do_send(configs);
+        self.news.send_urgent(LearnerNews::Configured(configs));
     }
 }
 
@@ -178,6 +180,11 @@ pub struct ProposerHandles {
     pub configured: Recipient<Configured>,
     /// The Learner's decisions.
     pub decided: Recipient<Decided>,
+    /// `Some`: it takes the Learner's decisions and configurations from
+    /// [`NodeBus::news`] itself, before each of its inputs, and asks to be
+    /// woken (through this) when it waits for one; `decided` and
+    /// `configured` are then not used. `None`: one message each.
+    pub takes_news: Option<Recipient<FeedReady<LearnerNews>>>,
     /// The election's leaders.
     pub leader_change: Recipient<LeaderChange>,
     /// Its status (`None`: not offered).
@@ -194,6 +201,12 @@ pub struct LearnerHandles {
     pub peer: Recipient<PeerMessage>,
     /// The Proposer's proposals (and the answers to keep).
     pub proposed: Recipient<Proposed>,
+    /// `Some`: it takes the proposals from [`NodeBus::proposed`] itself,
+    /// before each of its inputs (a proposal matters to it only once an
+    /// acceptor answers it), and asks to be woken through this when it
+    /// waits for one; `proposed` is then not used. `None`: one message
+    /// each.
+    pub takes_proposed: Option<Recipient<FeedReady<Proposed>>>,
     /// The node's inbox, when the Learner offers to be it (as Raft's
     /// LogReplicator is): the network delivers every envelope of the node
     /// here; the Learner handles its own messages (most of a node's
@@ -347,6 +360,7 @@ impl Default for ProposerSlot {
             )
             .with_configurations(ctx.configs.clone())
             .with_submissions(Arc::clone(&ctx.submissions))
+            .with_news(ctx.bus.news.clone())
             .with_trace(ctx.trace.clone());
             Component::new(
                 child,
@@ -358,6 +372,7 @@ impl Default for ProposerSlot {
                     reconfigure: Some(addr.clone().recipient()),
                     configured: addr.clone().recipient(),
                     decided: addr.clone().recipient(),
+                    takes_news: Some(addr.clone().recipient()),
                     leader_change: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),
                     panic: Some(addr.recipient()),
@@ -382,23 +397,22 @@ impl Default for LearnerSlot {
                 ctx.learner_store.clone(),
                 ctx.transport.clone(),
                 LearnerOutputs {
-                    decided: ctx.bus.decided.clone(),
+                    news: ctx.bus.news.clone(),
                     compact: ctx.bus.compact.clone(),
-                    configured: vec![
-                        ctx.bus.configured.clone(),
-                        ctx.bus.configured_election.clone(),
-                    ],
+                    configured: vec![ctx.bus.configured_election.clone()],
                 },
                 ctx.safety.clone(),
                 ctx.fail.clone(),
             )
-            .with_peers(ctx.peers.clone());
+            .with_peers(ctx.peers.clone())
+            .with_proposals(ctx.bus.proposed.clone());
             Component::new(
                 child,
                 actor,
                 LearnerHandles {
                     peer: addr.clone().recipient(),
                     proposed: addr.clone().recipient(),
+                    takes_proposed: Some(addr.clone().recipient()),
                     inbox: Some(addr.clone().recipient()),
                     abandon: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),

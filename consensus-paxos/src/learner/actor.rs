@@ -18,8 +18,8 @@ use crate::router::RouterTargets;
 use crate::safety::PaxosEvent;
 use crate::types::{BatchId, Configurations, PaxosSnapshot, Slot, SnapshotRef};
 use crate::wiring::{
-    micros_since, Abandon, ClientReply, Compact, Configured, Decided, InjectPanic, LocalRecipient,
-    PeerMessage, Proposed,
+    micros_since, Abandon, ClientReply, Compact, Configured, Decided, FeedReady, InjectPanic,
+    LearnerNews, LocalFeed, LocalRecipient, PeerMessage, Proposed,
 };
 use actix::prelude::*;
 use consensus_actors::plugin::Committed;
@@ -98,11 +98,12 @@ pub struct TakeSnapshot;
 /// Where the Learner's local messages go.
 #[derive(Clone)]
 pub struct LearnerOutputs {
-    /// To the Proposer.
-    pub decided: LocalRecipient<Decided>,
+    /// To the Proposer: decisions and configurations, in order.
+    pub news: LocalFeed<LearnerNews>,
     /// To the Acceptor.
     pub compact: LocalRecipient<Compact>,
-    /// To the Proposer and the election (unbound ones are skipped).
+    /// Configurations to the other components that want them, the
+    /// election's (unbound ones are skipped).
     pub configured: Vec<LocalRecipient<Configured>>,
 }
 
@@ -115,7 +116,7 @@ pub struct Learner<S: LearnerStorage> {
     epoch: Instant,
     storage: S,
     transport: Transport<PaxosMessage>,
-    decided: LocalRecipient<Decided>,
+    news: LocalFeed<LearnerNews>,
     compact: LocalRecipient<Compact>,
     configured: Vec<LocalRecipient<Configured>>,
     safety: SafetySink<PaxosEvent>,
@@ -129,6 +130,9 @@ pub struct Learner<S: LearnerStorage> {
     /// Where the envelopes for the node's other components go when this
     /// Learner is the node's inbox.
     peers: Option<RouterTargets>,
+    /// The Proposer's proposals, when this Learner takes them itself.
+    proposals: Option<LocalFeed<Proposed>>,
+    taken: Vec<Proposed>,
 }
 
 impl<S: LearnerStorage> Learner<S> {
@@ -156,7 +160,7 @@ impl<S: LearnerStorage> Learner<S> {
             epoch,
             storage,
             transport,
-            decided: outputs.decided,
+            news: outputs.news,
             compact: outputs.compact,
             configured: outputs.configured,
             safety,
@@ -166,7 +170,48 @@ impl<S: LearnerStorage> Learner<S> {
             failed: false,
             unsynced: false,
             peers: None,
+            proposals: None,
+            taken: Vec::new(),
         }
+    }
+
+    /// Takes the Proposer's proposals from `feed` (the node's
+    /// [`NodeBus::proposed`](crate::slots::NodeBus::proposed)) before each
+    /// input, rather than one [`Proposed`] message each (see
+    /// [`LearnerHandles::takes_proposed`](crate::slots::LearnerHandles::takes_proposed)).
+    #[must_use]
+    pub fn with_proposals(mut self, feed: LocalFeed<Proposed>) -> Self {
+        self.proposals = Some(feed);
+        self
+    }
+
+    /// Runs the proposals queued in the feed. A proposal only matters
+    /// once an acceptor answers it, and the answer comes after it (the
+    /// Proposer queues it before it sends its Accept), so taking them
+    /// before each input is as if each had come as a message.
+    fn take_proposals(&mut self) {
+        let Some(feed) = &self.proposals else {
+            return;
+        };
+        let mut taken = std::mem::take(&mut self.taken);
+        feed.take_into(&mut taken);
+        for m in taken.drain(..) {
+            self.proposed(m);
+        }
+        self.taken = taken;
+    }
+
+    fn proposed(&mut self, m: Proposed) {
+        if !m.replies.is_empty() {
+            if let Some(b) = m.value.batch {
+                self.tracked.insert(b, m.replies);
+            }
+        }
+        self.step_one(LearnerInput::Proposed {
+            slot: m.slot,
+            ballot: m.ballot,
+            value: m.value,
+        });
     }
 
     /// Makes it able to be the node's inbox: envelopes for the node's other
@@ -242,6 +287,11 @@ impl<S: LearnerStorage> Learner<S> {
     }
 
     fn step(&mut self, input: LearnerInput) {
+        self.take_proposals();
+        self.step_one(input);
+    }
+
+    fn step_one(&mut self, input: LearnerInput) {
         if self.failed {
             return;
         }
@@ -260,6 +310,8 @@ impl<S: LearnerStorage> Learner<S> {
                 configs: configs.clone(),
             });
         }
+        self.news
+            .send_urgent(LearnerNews::Configured(Configured { configs }));
     }
 
     /// Makes the delivered slots durable, once per tick at most: nothing
@@ -290,12 +342,12 @@ impl<S: LearnerStorage> Learner<S> {
                 batch,
                 next_undelivered,
                 commit,
-            } => self.decided.do_send(Decided {
+            } => self.news.send(LearnerNews::Decided(Decided {
                 slot,
                 batch,
                 next_undelivered,
                 commit,
-            }),
+            })),
             LearnerEffect::Answer {
                 batch,
                 outputs,
@@ -362,6 +414,10 @@ impl<S: LearnerStorage> Actor for Learner<S> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(feed) = &self.proposals {
+            // Never woken: a proposal waits for the first answer to it.
+            let _ = feed.set_wake(false);
+        }
         match self.recover() {
             Ok(core) => {
                 self.core = core;
@@ -457,16 +513,16 @@ impl<S: LearnerStorage> Handler<Proposed> for Learner<S> {
     type Result = ();
 
     fn handle(&mut self, m: Proposed, _ctx: &mut Context<Self>) {
-        if !m.replies.is_empty() {
-            if let Some(b) = m.value.batch {
-                self.tracked.insert(b, m.replies);
-            }
-        }
-        self.step(LearnerInput::Proposed {
-            slot: m.slot,
-            ballot: m.ballot,
-            value: m.value,
-        });
+        self.take_proposals();
+        self.proposed(m);
+    }
+}
+
+impl<S: LearnerStorage> Handler<FeedReady<Proposed>> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: FeedReady<Proposed>, _ctx: &mut Context<Self>) {
+        self.take_proposals();
     }
 }
 
@@ -474,6 +530,8 @@ impl<S: LearnerStorage> Handler<Abandon> for Learner<S> {
     type Result = ();
 
     fn handle(&mut self, m: Abandon, _ctx: &mut Context<Self>) {
+        // The proposals sent before it first.
+        self.take_proposals();
         for b in m.batches {
             if let Some(replies) = self.tracked.remove(&b) {
                 for r in replies {

@@ -12,8 +12,8 @@ use crate::safety::PaxosEvent;
 use crate::types::{Ballot, BatchId, Configurations, Request};
 use crate::wiring::{
     micros_since, Abandon, BallotTooLow, ClientReply, Configured, Decided, DrainSubmissions,
-    InjectPanic, LeaderChange, LocalRecipient, PeerMessage, Proposed, Reconfigure, SubmissionQueue,
-    Submit,
+    FeedReady, InjectPanic, LeaderChange, LearnerNews, LocalFeed, LocalRecipient, PeerMessage,
+    Proposed, Reconfigure, SubmissionQueue, Submit,
 };
 use actix::prelude::*;
 use consensus_actors::safety::{SafetyEvent, SafetySink};
@@ -30,8 +30,9 @@ use tokio::time::Instant;
 /// Where the Proposer's messages to the rest of its node go.
 #[derive(Clone)]
 pub struct ProposerOutputs {
-    /// The Learner: what was proposed (with the answers of a new batch).
-    pub proposed: LocalRecipient<Proposed>,
+    /// The Learner: what was proposed (with the answers of a new batch),
+    /// queued before the Accept is sent.
+    pub proposed: LocalFeed<Proposed>,
     /// The Learner: batches given up.
     pub abandon: LocalRecipient<Abandon>,
     /// The ballot leader election: a refused ballot.
@@ -88,6 +89,10 @@ pub struct Proposer<S: ProposerStorage> {
     effects: Vec<ProposerEffect>,
     submissions: Arc<SubmissionQueue>,
     drained: Vec<Submit>,
+    /// The Learner's decisions and configurations, when this Proposer
+    /// takes them itself.
+    news: Option<LocalFeed<LearnerNews>>,
+    news_taken: Vec<LearnerNews>,
 }
 
 impl<S: ProposerStorage> Proposer<S> {
@@ -127,7 +132,65 @@ impl<S: ProposerStorage> Proposer<S> {
             effects: Vec::new(),
             submissions: Arc::new(SubmissionQueue::new(1)),
             drained: Vec::new(),
+            news: None,
+            news_taken: Vec::new(),
         }
+    }
+
+    /// Takes the Learner's decisions and configurations from `feed` (the
+    /// node's [`NodeBus::news`](crate::slots::NodeBus::news)) before each
+    /// input, rather than one message each, and asks to be woken for them
+    /// only while it waits for a decision (see
+    /// [`ProposerCore::awaits_decisions`]).
+    #[must_use]
+    pub fn with_news(mut self, feed: LocalFeed<LearnerNews>) -> Self {
+        self.news = Some(feed);
+        self
+    }
+
+    /// Runs the news queued in the feed, in order.
+    fn take_news(&mut self) {
+        let Some(feed) = &self.news else {
+            return;
+        };
+        let mut taken = std::mem::take(&mut self.news_taken);
+        feed.take_into(&mut taken);
+        for n in taken.drain(..) {
+            match n {
+                LearnerNews::Decided(m) => self.decided(m),
+                LearnerNews::Configured(m) => self.configured(m),
+            }
+        }
+        self.news_taken = taken;
+    }
+
+    /// After an input: asks the feed to wake it for the next decision
+    /// only if it waits for one (a leader with commands queued behind a
+    /// full window, a retry, a phase 1, basic Paxos), taking whatever came
+    /// meanwhile.
+    fn settle(&mut self) {
+        while let Some(feed) = &self.news {
+            if !feed.set_wake(self.failed || self.core.awaits_decisions()) {
+                break;
+            }
+            self.take_news();
+        }
+    }
+
+    fn decided(&mut self, m: Decided) {
+        self.step_one(ProposerInput::Decided {
+            slot: m.slot,
+            batch: m.batch,
+            next_undelivered: m.next_undelivered,
+            commit: m.commit,
+        });
+    }
+
+    fn configured(&mut self, m: Configured) {
+        if m.configs.from.len() >= self.configs.from.len() {
+            self.configs = m.configs.clone();
+        }
+        self.step_one(ProposerInput::Configured { configs: m.configs });
     }
 
     /// Takes client commands from `queue` (the node's, shared with its
@@ -203,7 +266,14 @@ impl<S: ProposerStorage> Proposer<S> {
         }
     }
 
+    /// Runs `input` after the news that came before it.
     fn step(&mut self, input: ProposerInput) {
+        self.take_news();
+        self.step_one(input);
+        self.settle();
+    }
+
+    fn step_one(&mut self, input: ProposerInput) {
         if self.failed {
             return;
         }
@@ -250,7 +320,7 @@ impl<S: ProposerStorage> Proposer<S> {
                     .batch
                     .and_then(|b| self.batched.remove(&b))
                     .unwrap_or_default();
-                self.outputs.proposed.do_send(Proposed {
+                self.outputs.proposed.send(Proposed {
                     slot,
                     ballot,
                     value,
@@ -323,7 +393,10 @@ impl<S: ProposerStorage> Actor for Proposer<S> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.recover();
-        // A wake sent before a restart may be lost with the mailbox.
+        // A wake sent before a restart may be lost with the mailbox (taking
+        // spends it).
+        self.take_news();
+        self.settle();
         self.submissions.reopen();
         self.drain_submissions();
         let period = Duration::from_millis((self.cfg.heartbeat_ms / 5).max(1));
@@ -392,10 +465,9 @@ impl<S: ProposerStorage> Handler<Configured> for Proposer<S> {
     type Result = ();
 
     fn handle(&mut self, m: Configured, _ctx: &mut Context<Self>) {
-        if m.configs.from.len() >= self.configs.from.len() {
-            self.configs = m.configs.clone();
-        }
-        self.step(ProposerInput::Configured { configs: m.configs });
+        self.take_news();
+        self.configured(m);
+        self.settle();
     }
 }
 
@@ -419,12 +491,18 @@ impl<S: ProposerStorage> Handler<Decided> for Proposer<S> {
     type Result = ();
 
     fn handle(&mut self, m: Decided, _ctx: &mut Context<Self>) {
-        self.step(ProposerInput::Decided {
-            slot: m.slot,
-            batch: m.batch,
-            next_undelivered: m.next_undelivered,
-            commit: m.commit,
-        });
+        self.take_news();
+        self.decided(m);
+        self.settle();
+    }
+}
+
+impl<S: ProposerStorage> Handler<FeedReady<LearnerNews>> for Proposer<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: FeedReady<LearnerNews>, _ctx: &mut Context<Self>) {
+        self.take_news();
+        self.settle();
     }
 }
 

@@ -330,6 +330,27 @@ impl ProposerCore {
         self.cfg.mode == Mode::Multi && self.role() == Role::Accepting
     }
 
+    /// Whether it waits for its learner's next decision to make progress:
+    /// in basic Paxos always (one slot at a time); in Multi-Paxos while it
+    /// has commands or values it could not propose yet (a full window, a
+    /// slot beyond the delivered configurations), recovered slots to
+    /// propose, or a phase 1 under way. A Multi-Paxos leader with
+    /// everything queued in flight does not: it reads its decisions with
+    /// its next command or tick (their commit rides on its next Accept),
+    /// and a retransmission timer runs only after reading them.
+    pub fn awaits_decisions(&self) -> bool {
+        match self.cfg.mode {
+            Mode::Basic => true,
+            Mode::Multi => {
+                !self.queue.is_empty()
+                    || !self.retry.is_empty()
+                    || !self.deferred.is_empty()
+                    || self.reprepare.is_some()
+                    || matches!(self.phase, Phase::Preparing { .. })
+            }
+        }
+    }
+
     /// The leader it knows of (Multi-Paxos).
     pub fn leader(&self) -> Option<NodeId> {
         self.leader.map(|b| b.node)
