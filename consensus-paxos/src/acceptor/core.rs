@@ -38,13 +38,13 @@
 //! * An Accept for a compacted slot is ignored (the slot is chosen; the
 //!   proposer's learner learns it from its peers).
 
+use super::ring::SlotRing;
 use crate::messages::{Accept, Accepted, Nack, PaxosMessage, Prepare, Promise};
 use crate::report::Report;
 use crate::safety::PaxosEvent;
 use crate::types::{Ballot, PValue, Slot, ValueRef};
 use consensus_actors::types::NodeId;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// What the acceptor keeps as its hard state: the promise and the
 /// compaction point.
@@ -127,7 +127,7 @@ pub struct AcceptorCore {
     id: NodeId,
     promised: Ballot,
     compacted: Slot,
-    accepted: BTreeMap<Slot, (Ballot, ValueRef)>,
+    accepted: SlotRing<(Ballot, ValueRef)>,
     /// The highest ballot of any acceptance (the invariants compare it
     /// with the promise in O(1)).
     max_accepted: Ballot,
@@ -141,7 +141,7 @@ impl AcceptorCore {
             id,
             promised: Ballot::ZERO,
             compacted: Slot(0),
-            accepted: BTreeMap::new(),
+            accepted: SlotRing::new(),
             max_accepted: Ballot::ZERO,
             effects: Vec::new(),
         }
@@ -165,7 +165,7 @@ impl AcceptorCore {
             }
             let keep = core
                 .accepted
-                .get(&r.slot)
+                .get(r.slot)
                 .is_none_or(|(b, _)| *b <= r.ballot);
             if keep {
                 core.max_accepted = core.max_accepted.max(r.ballot);
@@ -193,7 +193,7 @@ impl AcceptorCore {
 
     /// What it accepted in `slot`, if anything.
     pub fn accepted(&self, slot: Slot) -> Option<(Ballot, &ValueRef)> {
-        self.accepted.get(&slot).map(|(b, v)| (*b, v))
+        self.accepted.get(slot).map(|(b, v)| (*b, v))
     }
 
     /// Takes the effects of the last steps.
@@ -229,11 +229,7 @@ impl AcceptorCore {
         }
         // Compacted slots are not reported: `compacted` says they are chosen.
         let first = msg.first.max(Slot(self.compacted.0 + 1));
-        let range = match msg.last {
-            Some(last) if last < first => Vec::new(),
-            Some(last) => self.collect(self.accepted.range(first..=last)),
-            None => self.collect(self.accepted.range(first..)),
-        };
+        let range = self.collect(self.accepted.range(first, msg.last));
         self.effects.push(AcceptorEffect::Report(Report::Event(
             PaxosEvent::Promised {
                 acceptor: self.id,
@@ -250,16 +246,15 @@ impl AcceptorCore {
         });
     }
 
-    fn collect<'a>(
-        &self,
-        it: impl Iterator<Item = (&'a Slot, &'a (Ballot, ValueRef))>,
-    ) -> Vec<PValue> {
-        it.map(|(slot, (ballot, value))| PValue {
-            slot: *slot,
-            ballot: *ballot,
-            value: ValueRef::clone(value),
-        })
-        .collect()
+    fn collect(&self, slots: Vec<(Slot, &(Ballot, ValueRef))>) -> Vec<PValue> {
+        slots
+            .into_iter()
+            .map(|(slot, (ballot, value))| PValue {
+                slot,
+                ballot: *ballot,
+                value: ValueRef::clone(value),
+            })
+            .collect()
     }
 
     fn handle_accept(&mut self, from: NodeId, msg: Accept) {
@@ -286,16 +281,15 @@ impl AcceptorCore {
                 },
             )));
         }
-        // One search of the map per Accept (an entry, not a get and an
-        // insert).
+        // A leader's next slot is the ring's next place: O(1).
         let fresh = (msg.ballot, ValueRef::clone(&msg.value));
-        let same = match self.accepted.entry(msg.slot) {
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(fresh);
+        let same = match self.accepted.get_mut(msg.slot) {
+            None => {
+                self.accepted.insert(msg.slot, fresh);
                 false
             }
-            std::collections::btree_map::Entry::Occupied(mut e) => {
-                let (b, v) = e.get();
+            Some(held) => {
+                let (b, v) = &*held;
                 let equal = ValueRef::ptr_eq(v, &msg.value) || **v == *msg.value;
                 // One ballot proposes one value per slot.
                 assert!(
@@ -306,7 +300,7 @@ impl AcceptorCore {
                 );
                 let same = *b == msg.ballot;
                 if !same {
-                    e.insert(fresh);
+                    *held = fresh;
                 }
                 same
             }
@@ -340,8 +334,7 @@ impl AcceptorCore {
             return;
         }
         self.compacted = through;
-        let kept = self.accepted.split_off(&Slot(through.0 + 1));
-        self.accepted = kept;
+        self.accepted.forget_through(through);
         // The compaction point first (synced), then the purge: see the
         // module documentation.
         self.effects
@@ -379,9 +372,8 @@ impl AcceptorCore {
         );
         assert!(
             self.accepted
-                .keys()
-                .next()
-                .is_none_or(|s| *s > self.compacted),
+                .first_slot()
+                .is_none_or(|s| s > self.compacted),
             "an acceptance kept at or below the compaction point {}",
             self.compacted
         );
