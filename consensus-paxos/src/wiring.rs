@@ -26,6 +26,7 @@ use consensus_actors::kv::KvCommand;
 use consensus_actors::plugin::Committed;
 use consensus_actors::types::{ClientId, NodeId};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::oneshot;
 
@@ -425,6 +426,9 @@ struct FeedState<M> {
 struct FeedInner<M: 'static> {
     route: OnceLock<FeedRoute<M>>,
     state: Mutex<FeedState<M>>,
+    /// Whether `state.items` may hold messages (set and cleared under the
+    /// lock): a consumer with nothing queued takes without locking.
+    queued: AtomicBool,
 }
 
 /// A local channel from one component to another that costs no mailbox
@@ -466,6 +470,7 @@ impl<M> Default for LocalFeed<M> {
                     wake_wanted: true,
                     wake_pending: false,
                 }),
+                queued: AtomicBool::new(false),
             }),
         }
     }
@@ -529,6 +534,7 @@ impl<M: Send + 'static> LocalFeed<M> {
                 let wake_now = {
                     let mut st = self.state();
                     st.items.push(msg);
+                    self.inner.queued.store(true, Ordering::Release);
                     let now = (urgent || st.wake_wanted) && !st.wake_pending && wake.is_some();
                     if now {
                         st.wake_pending = true;
@@ -545,7 +551,12 @@ impl<M: Send + 'static> LocalFeed<M> {
     /// Moves every queued message to `into`, in the order they were sent
     /// (the consumer's side; a wake sent before is spent).
     pub fn take_into(&self, into: &mut Vec<M>) {
+        if !self.inner.queued.load(Ordering::Acquire) {
+            // Nothing was pushed since the last take (so no wake either).
+            return;
+        }
         let mut st = self.state();
+        self.inner.queued.store(false, Ordering::Release);
         st.wake_pending = false;
         if into.is_empty() {
             std::mem::swap(&mut st.items, into);

@@ -133,6 +133,8 @@ pub struct Learner<S: LearnerStorage> {
     /// The Proposer's proposals, when this Learner takes them itself.
     proposals: Option<LocalFeed<Proposed>>,
     taken: Vec<Proposed>,
+    /// The time of the last tick, in microseconds since `epoch`.
+    now_us: u64,
 }
 
 impl<S: LearnerStorage> Learner<S> {
@@ -172,6 +174,7 @@ impl<S: LearnerStorage> Learner<S> {
             peers: None,
             proposals: None,
             taken: Vec::new(),
+            now_us: 0,
         }
     }
 
@@ -295,9 +298,13 @@ impl<S: LearnerStorage> Learner<S> {
         if self.failed {
             return;
         }
-        let now = micros_since(self.epoch);
+        // The core reads the time on its ticks only (catch-up pacing):
+        // other inputs get the last tick's reading, and skip the clock.
+        if matches!(input, LearnerInput::Tick) {
+            self.now_us = micros_since(self.epoch);
+        }
         let mut out = std::mem::take(&mut self.effects);
-        self.core.step(now, input, &mut out);
+        self.core.step(self.now_us, input, &mut out);
         for e in out.drain(..) {
             self.run(e);
         }

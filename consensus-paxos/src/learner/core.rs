@@ -389,7 +389,9 @@ impl LearnerCore {
     }
 
     /// The one entry: handles `input` at `now_us`, leaving its effects in
-    /// `out`, and checks the invariants.
+    /// `out`, and checks the invariants. Only [`LearnerInput::Tick`] reads
+    /// `now_us` (the stock actor passes the last tick's time with the
+    /// others).
     pub fn step(&mut self, now_us: u64, input: LearnerInput, out: &mut Vec<LearnerEffect>) {
         let delivered_before = self.next();
         match input {
