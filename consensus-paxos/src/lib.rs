@@ -45,6 +45,7 @@ pub mod node;
 pub mod plugin;
 pub mod proposer;
 pub mod report;
+pub mod ring;
 pub mod router;
 pub mod safety;
 pub mod slots;

@@ -38,9 +38,9 @@
 //! * An Accept for a compacted slot is ignored (the slot is chosen; the
 //!   proposer's learner learns it from its peers).
 
-use super::ring::SlotRing;
 use crate::messages::{Accept, Accepted, Nack, PaxosMessage, Prepare, Promise};
 use crate::report::Report;
+use crate::ring::SlotRing;
 use crate::safety::PaxosEvent;
 use crate::types::{Ballot, PValue, Slot, ValueRef};
 use consensus_actors::types::NodeId;

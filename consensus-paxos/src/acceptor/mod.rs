@@ -4,7 +4,6 @@
 
 pub mod actor;
 pub mod core;
-pub mod ring;
 
 pub use self::actor::{Acceptor, AcceptorStorage, DirectRequest};
 pub use self::core::{

@@ -62,6 +62,7 @@ use crate::messages::{
     Accept, Accepted, CatchUp, CatchUpReply, Chosen, Commit, PaxosMessage, CATCH_UP_MAX,
 };
 use crate::report::Report;
+use crate::ring::SlotRing;
 use crate::types::{
     Admission, Ballot, BatchId, Configurations, ExecutedBatches, PValue, PaxosSnapshot, Slot,
     SnapshotRef, ValueRef,
@@ -238,7 +239,7 @@ pub struct LearnerCore {
     ahead: BTreeMap<Slot, (Ballot, ValueRef)>,
     /// Proposals seen (the local proposer's, and in Multi-Paxos the
     /// peers' Accepts), with the acceptances counted for the local ones.
-    tallies: BTreeMap<Slot, Tally>,
+    tallies: SlotRing<Tally>,
     /// The latest [`Commit`] heard (Multi-Paxos).
     commit: Option<Commit>,
     /// The ballot the last delivered slots were chosen at and the first
@@ -282,7 +283,7 @@ impl LearnerCore {
             log: VecDeque::new(),
             log_commands: 0,
             ahead: BTreeMap::new(),
-            tallies: BTreeMap::new(),
+            tallies: SlotRing::new(),
             commit: None,
             run: None,
             executed: ExecutedBatches::new(),
@@ -346,7 +347,7 @@ impl LearnerCore {
         self.run = None;
         let next = self.next();
         self.ahead.retain(|s, _| *s >= next);
-        self.tallies.retain(|s, _| *s >= next);
+        self.tallies.forget_below(next);
         self.snapshot = Some(snapshot);
         Ok(())
     }
@@ -503,7 +504,7 @@ impl LearnerCore {
         if slot < self.next() || self.ahead.contains_key(&slot) {
             return;
         }
-        match self.tallies.get_mut(&slot) {
+        match self.tallies.get_mut(slot) {
             Some(t) if t.ballot >= ballot => t.local |= local,
             Some(t) => {
                 *t = Tally {
@@ -563,7 +564,7 @@ impl LearnerCore {
             if !c.covers(slot) {
                 break;
             }
-            let Some(t) = self.tallies.get(&slot) else {
+            let Some(t) = self.tallies.get(slot) else {
                 break;
             };
             if t.ballot != c.ballot {
@@ -613,7 +614,7 @@ impl LearnerCore {
             return;
         }
         let q2 = self.q2_of(acceptors);
-        let Some(t) = self.tallies.get_mut(&msg.slot) else {
+        let Some(t) = self.tallies.get_mut(msg.slot) else {
             return;
         };
         if t.ballot != msg.ballot {
@@ -623,7 +624,7 @@ impl LearnerCore {
             t.acks.push(from);
         }
         if t.acks.len() >= q2 {
-            let Some(t) = self.tallies.remove(&msg.slot) else {
+            let Some(t) = self.tallies.remove(msg.slot) else {
                 return;
             };
             self.learn(msg.slot, t.ballot, t.value, true, out);
@@ -644,7 +645,7 @@ impl LearnerCore {
             return;
         }
         // The local proposer proposed here when it told this learner so.
-        let ours = self.tallies.remove(&slot).is_some_and(|t| t.local) || counted;
+        let ours = self.tallies.remove(slot).is_some_and(|t| t.local) || counted;
         out.push(LearnerEffect::Report(Report::Chosen {
             node: self.id,
             slot,
@@ -666,8 +667,14 @@ impl LearnerCore {
             }
         }
         let batch = value.batch;
-        self.ahead.insert(slot, (ballot, value));
         let gap = slot > self.next();
+        if gap {
+            self.ahead.insert(slot, (ballot, value));
+        } else {
+            // The next slot (most decisions): delivered without a trip
+            // through `ahead`.
+            self.deliver_one(slot, ballot, value, out);
+        }
         self.deliver(out);
         if ours || self.decide_all || slot.0.is_multiple_of(DECIDED_EVERY) {
             out.push(LearnerEffect::Decided {
@@ -683,9 +690,27 @@ impl LearnerCore {
         }
     }
 
+    /// Delivers the slots `ahead` holds from the first undelivered one on.
     fn deliver(&mut self, out: &mut Vec<LearnerEffect>) {
+        if self.ahead.is_empty() {
+            return;
+        }
         while let Some((ballot, value)) = self.ahead.remove(&self.next()) {
             let slot = self.next();
+            self.deliver_one(slot, ballot, value, out);
+        }
+    }
+
+    /// Delivers `slot`, the first undelivered one.
+    fn deliver_one(
+        &mut self,
+        slot: Slot,
+        ballot: Ballot,
+        value: ValueRef,
+        out: &mut Vec<LearnerEffect>,
+    ) {
+        debug_assert_eq!(slot, self.next(), "delivery out of order");
+        {
             let known = self.configs.from.len();
             match self.execute(slot, ballot, &value) {
                 Execution::Ran(outputs) => {
@@ -814,7 +839,7 @@ impl LearnerCore {
         }
         // Forget tallies of slots already delivered.
         let next = self.next();
-        self.tallies.retain(|s, _| *s >= next);
+        self.tallies.forget_below(next);
     }
 
     fn ask_peer(&mut self, out: &mut Vec<LearnerEffect>) {

@@ -1,5 +1,6 @@
-//! The acceptances an Acceptor keeps, by slot: a ring for the run of slots
-//! a leader fills one after another, a B-tree for the rest.
+//! Per-slot state kept by slot (an Acceptor's acceptances, a Learner's
+//! tallies): a ring for the run of slots a leader fills one after another,
+//! a B-tree for the rest.
 //!
 //! A Multi-Paxos leader proposes slot after slot, so nearly every Accept
 //! lands at, or just past, the end of the slots accepted so far; the
@@ -149,6 +150,31 @@ impl<V> SlotRing<V> {
         old
     }
 
+    /// Takes the value out of `slot`.
+    pub fn remove(&mut self, slot: Slot) -> Option<V> {
+        let old = match self.in_ring(slot) {
+            Some(i) => self.ring[i].take(),
+            None => self.sparse.remove(&slot),
+        };
+        if old.is_some() {
+            self.len -= 1;
+            // Slots leave from the front (in slot order) most of the time:
+            // keep the ring starting at one that holds a value.
+            while let Some(None) = self.ring.front() {
+                self.ring.pop_front();
+                self.base += 1;
+            }
+        }
+        old
+    }
+
+    /// Forgets every slot below `slot`.
+    pub fn forget_below(&mut self, slot: Slot) {
+        if let Some(through) = slot.0.checked_sub(1) {
+            self.forget_through(Slot(through));
+        }
+    }
+
     /// Forgets every slot up to `through`.
     pub fn forget_through(&mut self, through: Slot) {
         while !self.ring.is_empty() && self.base <= through.0 {
@@ -243,6 +269,7 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         Insert(u64, u32),
+        Remove(u64),
         Forget(u64),
     }
 
@@ -252,6 +279,7 @@ mod tests {
             4 => (0u64..300, any::<u32>()).prop_map(|(s, v)| Op::Insert(s, v)),
             1 => (0u64..100_000, any::<u32>()).prop_map(|(s, v)| Op::Insert(s, v)),
             1 => (0u64..300).prop_map(Op::Forget),
+            2 => (0u64..300).prop_map(Op::Remove),
         ]
     }
 
@@ -265,6 +293,9 @@ mod tests {
                 match op {
                     Op::Insert(s, v) => {
                         prop_assert_eq!(ring.insert(Slot(s), v), model.insert(Slot(s), v));
+                    }
+                    Op::Remove(s) => {
+                        prop_assert_eq!(ring.remove(Slot(s)), model.remove(&Slot(s)));
                     }
                     Op::Forget(t) => {
                         ring.forget_through(Slot(t));
