@@ -313,6 +313,9 @@ impl PaxosNodeBuilder {
                 .proposed
                 .bind_recipient(learner.handles.proposed.clone()),
         }
+        if let Some(wake) = &learner.handles.takes_own_accepted {
+            targets.own_accepted.bind_taken(Some(wake.clone()));
+        }
         bus.abandon.bind(learner.handles.abandon.clone());
         match &proposer.handles.takes_news {
             Some(wake) => bus.news.bind_taken(Some(wake.clone())),

@@ -150,6 +150,11 @@ impl<V> SlotRing<V> {
         old
     }
 
+    /// The values, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.ring.iter().flatten().chain(self.sparse.values())
+    }
+
     /// Takes the value out of `slot`.
     pub fn remove(&mut self, slot: Slot) -> Option<V> {
         let old = match self.in_ring(slot) {

@@ -6,7 +6,7 @@
 //! [`Loopback`] hands them to the component at once, without the network.
 
 use crate::messages::{PaxosMessage, PaxosMessage as M};
-use crate::wiring::{LocalRecipient, PeerMessage};
+use crate::wiring::{LocalFeed, LocalRecipient, PeerMessage};
 use actix::prelude::*;
 use consensus_actors::transport::{Envelope, EnvelopeSink, Transport};
 use consensus_actors::types::NodeId;
@@ -23,6 +23,10 @@ pub struct RouterTargets {
     pub learner: LocalRecipient<PeerMessage>,
     /// Heartbeats.
     pub election: LocalRecipient<PeerMessage>,
+    /// The node's own acceptor's Accepted, when the Learner takes them
+    /// itself ([`LearnerHandles::takes_own_accepted`](crate::slots::LearnerHandles::takes_own_accepted));
+    /// unbound: they go to `learner` like the others.
+    pub own_accepted: LocalFeed<PeerMessage>,
 }
 
 impl RouterTargets {
@@ -33,6 +37,7 @@ impl RouterTargets {
             proposer: LocalRecipient::unbound(),
             learner: LocalRecipient::unbound(),
             election: LocalRecipient::unbound(),
+            own_accepted: LocalFeed::default(),
         }
     }
 
@@ -127,6 +132,13 @@ impl Loopback {
 impl EnvelopeSink<PaxosMessage> for Loopback {
     fn send(&self, env: Envelope<PaxosMessage>) {
         if env.to == self.id {
+            if matches!(env.msg, M::Accepted(_)) && self.local.own_accepted.is_taken() {
+                self.local.own_accepted.send(PeerMessage {
+                    from: env.from,
+                    msg: env.msg,
+                });
+                return;
+            }
             self.local.deliver(env.from, env.msg);
         } else {
             self.network.send(env.to, env.msg);

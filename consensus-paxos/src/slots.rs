@@ -207,6 +207,13 @@ pub struct LearnerHandles {
     /// waits for one; `proposed` is then not used. `None`: one message
     /// each.
     pub takes_proposed: Option<Recipient<FeedReady<Proposed>>>,
+    /// `Some`: it takes its own acceptor's Accepted from
+    /// [`RouterTargets::own_accepted`] itself, before each of its inputs,
+    /// and asks to be woken through this when one more acceptance could
+    /// choose a slot (a leader's own acceptance then usually rides along
+    /// with the first follower's, one mailbox message fewer per slot).
+    /// `None`: they come as [`PeerMessage`]s like the others.
+    pub takes_own_accepted: Option<Recipient<FeedReady<PeerMessage>>>,
     /// The node's inbox, when the Learner offers to be it (as Raft's
     /// LogReplicator is): the network delivers every envelope of the node
     /// here; the Learner handles its own messages (most of a node's
@@ -405,7 +412,8 @@ impl Default for LearnerSlot {
                 ctx.fail.clone(),
             )
             .with_peers(ctx.peers.clone())
-            .with_proposals(ctx.bus.proposed.clone());
+            .with_proposals(ctx.bus.proposed.clone())
+            .with_own_accepted(ctx.peers.own_accepted.clone());
             Component::new(
                 child,
                 actor,
@@ -413,6 +421,7 @@ impl Default for LearnerSlot {
                     peer: addr.clone().recipient(),
                     proposed: addr.clone().recipient(),
                     takes_proposed: Some(addr.clone().recipient()),
+                    takes_own_accepted: Some(addr.clone().recipient()),
                     inbox: Some(addr.clone().recipient()),
                     abandon: addr.clone().recipient(),
                     status: Some(addr.clone().recipient()),

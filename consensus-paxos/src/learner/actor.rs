@@ -135,6 +135,10 @@ pub struct Learner<S: LearnerStorage> {
     taken: Vec<Proposed>,
     /// The time of the last tick, in microseconds since `epoch`.
     now_us: u64,
+    /// The node's own acceptor's answers, when this Learner takes them
+    /// itself.
+    own_accepted: Option<LocalFeed<PeerMessage>>,
+    own_taken: Vec<PeerMessage>,
 }
 
 impl<S: LearnerStorage> Learner<S> {
@@ -175,6 +179,8 @@ impl<S: LearnerStorage> Learner<S> {
             proposals: None,
             taken: Vec::new(),
             now_us: 0,
+            own_accepted: None,
+            own_taken: Vec::new(),
         }
     }
 
@@ -186,6 +192,42 @@ impl<S: LearnerStorage> Learner<S> {
     pub fn with_proposals(mut self, feed: LocalFeed<Proposed>) -> Self {
         self.proposals = Some(feed);
         self
+    }
+
+    /// Takes its own acceptor's Accepted from `feed` (the node's
+    /// [`RouterTargets::own_accepted`]) before each input, woken for them
+    /// only when one more acceptance could choose a slot
+    /// ([`LearnerCore::awaits_own_ack`]).
+    #[must_use]
+    pub fn with_own_accepted(mut self, feed: LocalFeed<PeerMessage>) -> Self {
+        self.own_accepted = Some(feed);
+        self
+    }
+
+    /// Runs the own acceptor's answers queued in the feed.
+    fn take_own_accepted(&mut self) {
+        let Some(feed) = &self.own_accepted else {
+            return;
+        };
+        let mut taken = std::mem::take(&mut self.own_taken);
+        feed.take_into(&mut taken);
+        for m in taken.drain(..) {
+            if let M::Accepted(msg) = m.msg {
+                self.step_one(LearnerInput::Accepted { from: m.from, msg });
+            }
+        }
+        self.own_taken = taken;
+    }
+
+    /// After an input: asks to be woken by its own acceptor's next answer
+    /// only if that answer could choose a slot, taking what came meanwhile.
+    fn settle(&mut self) {
+        while let Some(feed) = &self.own_accepted {
+            if !feed.set_wake(self.failed || self.core.awaits_own_ack()) {
+                break;
+            }
+            self.take_own_accepted();
+        }
     }
 
     /// Runs the proposals queued in the feed. A proposal only matters
@@ -291,7 +333,9 @@ impl<S: LearnerStorage> Learner<S> {
 
     fn step(&mut self, input: LearnerInput) {
         self.take_proposals();
+        self.take_own_accepted();
         self.step_one(input);
+        self.settle();
     }
 
     fn step_one(&mut self, input: LearnerInput) {
@@ -433,6 +477,10 @@ impl<S: LearnerStorage> Actor for Learner<S> {
             }
             Err(e) => self.fail(format!("learner cannot read its log or snapshot: {e}")),
         }
+        // A wake sent before a restart may be lost with the mailbox
+        // (taking spends it).
+        self.take_own_accepted();
+        self.settle();
         let period = Duration::from_millis((self.cfg.catch_up_ms / 4).max(1));
         ctx.run_interval(period, |act, _ctx| {
             act.step(LearnerInput::Tick);
@@ -521,7 +569,9 @@ impl<S: LearnerStorage> Handler<Proposed> for Learner<S> {
 
     fn handle(&mut self, m: Proposed, _ctx: &mut Context<Self>) {
         self.take_proposals();
+        self.take_own_accepted();
         self.proposed(m);
+        self.settle();
     }
 }
 
@@ -530,6 +580,16 @@ impl<S: LearnerStorage> Handler<FeedReady<Proposed>> for Learner<S> {
 
     fn handle(&mut self, _: FeedReady<Proposed>, _ctx: &mut Context<Self>) {
         self.take_proposals();
+    }
+}
+
+impl<S: LearnerStorage> Handler<FeedReady<PeerMessage>> for Learner<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: FeedReady<PeerMessage>, _ctx: &mut Context<Self>) {
+        self.take_proposals();
+        self.take_own_accepted();
+        self.settle();
     }
 }
 
