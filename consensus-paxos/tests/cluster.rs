@@ -16,7 +16,7 @@ use consensus_actors::storage::SyncFailure;
 use consensus_actors::types::{ClientId, LogIndex, NodeId, NodeState, Term};
 use consensus_paxos::messages::PaxosMessage;
 use consensus_paxos::safety::{self, PaxosEvent};
-use consensus_paxos::slots::LearnerSlot;
+use consensus_paxos::slots::{LearnerSlot, ProposerSlot};
 use consensus_paxos::{PaxosPlugin, MULTI_PAXOS, PAXOS};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -82,6 +82,29 @@ fn factory_router_inbox(nodes: usize, checker: &SharedChecker<PaxosEvent>) -> (F
             stock.handles_mut().inbox = None;
             stock
         }))
+    })
+    .expect("a valid configuration");
+    (f, handles)
+}
+
+/// Multi-Paxos nodes whose stock Learner and Proposer take every local
+/// message one mailbox message at a time (as a replacement that does not
+/// offer the feeds would): no `LocalFeed` is taken.
+fn factory_no_feeds(nodes: usize, checker: &SharedChecker<PaxosEvent>) -> (Factory, Handles) {
+    let (mut f, handles) = factory(true, nodes, checker);
+    f.plugin = PaxosPlugin::with_setup(&f.wiring.config, |_, builder| {
+        builder
+            .learner(LearnerSlot::new(|ctx| {
+                let mut stock = LearnerSlot::default().build(ctx);
+                stock.handles_mut().takes_proposed = None;
+                stock.handles_mut().takes_own_accepted = None;
+                stock
+            }))
+            .proposer(ProposerSlot::new(|ctx| {
+                let mut stock = ProposerSlot::default().build(ctx);
+                stock.handles_mut().takes_news = None;
+                stock
+            }))
     })
     .expect("a valid configuration");
     (f, handles)
@@ -338,15 +361,18 @@ fn a_restarted_proposer_never_reuses_a_ballot() {
 /// Accept (its commit) or, with nothing more to propose, from the commit
 /// the leader sends alone on its tick (every heartbeat / 5 = 10 ms): within
 /// a few ticks of the leader, not at its next catch-up (every 200 ms).
-/// Both with the stock Learner as the node's inbox and with the router as
-/// the inbox (which copies each Accept to the Learner); were the Accepts
-/// not seen, a round below would find a follower behind.
+/// With the stock Learner as the node's inbox, with the router as the
+/// inbox (which copies each Accept to the Learner), and with components
+/// that take no local feeds (one mailbox message per proposal, decision
+/// and own Accepted); were the Accepts not seen, a round below would find
+/// a follower behind.
 #[test]
 fn followers_learn_decisions_from_the_leaders_accepts_within_a_few_ticks() {
     type Build = fn(usize, &SharedChecker<PaxosEvent>) -> (Factory, Handles);
-    let builds: [(&str, Build); 2] = [
+    let builds: [(&str, Build); 3] = [
         ("learner inbox", |n, c| factory(true, n, c)),
         ("router inbox", factory_router_inbox),
+        ("no local feeds", factory_no_feeds),
     ];
     for (what, build) in builds {
         let checker = SharedChecker::new(safety::checker_with_acceptors(3));
@@ -382,4 +408,37 @@ fn followers_learn_decisions_from_the_leaders_accepts_within_a_few_ticks() {
         .unwrap();
         assert!(checker.is_ok(), "{what}: {:?}", checker.violations());
     }
+}
+
+/// A one-node Multi-Paxos cluster: its own acceptor's Accepted alone
+/// chooses a slot, so the Learner must be woken by it (it waits for no
+/// peer). Were it left queued until the Learner's next tick (every
+/// 50 ms), these 50 commands would take seconds of virtual time.
+#[test]
+fn a_one_node_cluster_chooses_on_its_own_acceptance_at_once() {
+    let checker = SharedChecker::new(safety::checker_with_acceptors(1));
+    let (f, handles) = factory(true, 1, &checker);
+    Simulation::run(SimConfig::new(11, 1), f, |_sim| async move {
+        let leader = wait_leader(&handles, &[]).await;
+        let start = Instant::now();
+        for i in 0..50 {
+            assert_eq!(
+                submit(
+                    &handles,
+                    leader,
+                    KvCommand::put(format!("k{i}"), "v"),
+                    Duration::from_secs(2)
+                )
+                .await,
+                Some(Ok(KvOutput::Ok))
+            );
+        }
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(50),
+            "50 commands took {took:?} of virtual time"
+        );
+    })
+    .unwrap();
+    assert!(checker.is_ok(), "{:?}", checker.violations());
 }

@@ -600,16 +600,16 @@ impl LearnerCore {
 
     /// The phase-2 quorum of a configuration: `q2` for the configured
     /// cluster size, a majority for any other.
-    /// Whether one more acceptance could choose a slot it tallies: the
-    /// node's own acceptor's answer must then wake it (see
-    /// [`LearnerHandles::takes_own_accepted`](crate::slots::LearnerHandles::takes_own_accepted));
-    /// otherwise that answer can wait for the next peer's. Counted against
-    /// the smallest phase-2 quorum of its configurations (waking too often
-    /// costs a message; too rarely, a stall until the next tick).
+    /// Whether its own acceptor's next answer must wake it (see
+    /// [`LearnerHandles::takes_own_accepted`](crate::slots::LearnerHandles::takes_own_accepted))
+    /// rather than wait for the next peer's answer, which comes as a
+    /// message of its own: when one more acceptance could choose a slot it
+    /// tallies, and always when one acceptance is a phase-2 quorum (then
+    /// no peer's answer comes first, and a proposal the Learner has not
+    /// taken yet is not among its tallies). Counted against the smallest
+    /// phase-2 quorum of its configurations: waking too often costs a
+    /// message, too rarely a stall until the next tick.
     pub fn awaits_own_ack(&self) -> bool {
-        if self.tallies.is_empty() {
-            return false;
-        }
         let q2 = self
             .configs
             .from
@@ -617,7 +617,7 @@ impl LearnerCore {
             .map(|a| self.q2_of(a))
             .min()
             .unwrap_or(1);
-        self.tallies.values().any(|t| t.acks.len() + 1 >= q2)
+        q2 <= 1 || self.tallies.values().any(|t| t.acks.len() + 1 >= q2)
     }
 
     fn q2_of(&self, acceptors: &[NodeId]) -> usize {
