@@ -56,6 +56,13 @@ pub struct PaxosConfig {
     pub backoff_max_ms: u64,
     /// Multi-Paxos: most slots in flight (proposed, not yet chosen).
     pub window: usize,
+    /// Multi-Paxos: a thrifty leader sends each Accept at once only to a
+    /// phase-2 quorum (itself and `q2 − 1` others) and to the other
+    /// acceptors in one [`LazyAccepts`](crate::messages::LazyAccepts) per
+    /// tick; the first retransmission of its ballot turns it off (see
+    /// [`proposer::core`](crate::proposer::core#thrifty-phase-2)).
+    #[serde(default = "default_thrifty")]
+    pub thrifty: bool,
     /// Most client commands batched in one slot.
     pub max_batch: usize,
     /// Most client commands queued at a proposer (beyond: refused).
@@ -69,6 +76,10 @@ pub struct PaxosConfig {
     /// acceptor.
     #[serde(default = "default_snapshot_interval")]
     pub snapshot_interval: u64,
+}
+
+fn default_thrifty() -> bool {
+    true
 }
 
 fn default_snapshot_interval() -> u64 {
@@ -88,6 +99,7 @@ impl PaxosConfig {
             retry_ms: 150,
             backoff_max_ms: 100,
             window: 64,
+            thrifty: default_thrifty(),
             max_batch: 512,
             max_pending: 16_384,
             catch_up_ms: 200,

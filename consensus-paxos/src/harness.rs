@@ -198,6 +198,9 @@ impl Cluster {
                     }
                 }
                 LearnerEffect::Report(r) => self.report(r.event()),
+                LearnerEffect::Acked { acceptors } => {
+                    self.proposer(node, ProposerInput::Acked { acceptors });
+                }
                 LearnerEffect::Configured(configs) => {
                     let members = configs.latest().1.to_vec();
                     self.proposer(node, ProposerInput::Configured { configs });
@@ -263,9 +266,26 @@ impl Cluster {
                 }
                 self.acceptor(to, AcceptorInput::Accept { from, msg })
             }
+            M::LazyAccepts(msg) => {
+                if from != to {
+                    for a in &msg.accepts {
+                        self.learner(to, LearnerInput::Accept(a.clone()));
+                    }
+                }
+                self.acceptor(to, AcceptorInput::LazyAccepts { from, msg })
+            }
             M::Promise(msg) => self.proposer(to, ProposerInput::Promise { from, msg }),
             M::Nack(msg) => self.proposer(to, ProposerInput::Nack { from, msg }),
             M::Accepted(msg) => self.learner(to, LearnerInput::Accepted { from, msg }),
+            M::LazyAccepted(msg) => {
+                for slot in msg.slots {
+                    let msg = crate::messages::Accepted {
+                        ballot: msg.ballot,
+                        slot,
+                    };
+                    self.learner(to, LearnerInput::Accepted { from, msg });
+                }
+            }
             M::Chosen(c) => self.learner(to, LearnerInput::Chosen(c)),
             M::Commit(c) => self.learner(to, LearnerInput::Commit(c)),
             M::CatchUp(msg) => self.learner(to, LearnerInput::CatchUp { from, msg }),

@@ -65,6 +65,28 @@ pub struct Accept {
     pub commit: Option<Commit>,
 }
 
+/// Accepts a thrifty Multi-Paxos leader sends, in one message per tick,
+/// to an acceptor outside the phase-2 quorum it counts on first (see
+/// [`proposer::core`](crate::proposer::core#thrifty-phase-2)): the
+/// acceptor accepts each as it would a lone [`Accept`] and answers them
+/// all with one [`LazyAccepted`] (a refusal with one [`Nack`]); its
+/// learner keeps their values and commits as it does an Accept's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LazyAccepts {
+    /// The Accepts, in the order proposed.
+    pub accepts: Vec<Accept>,
+}
+
+/// Phase 2b for a [`LazyAccepts`]: the acceptor accepted these slots at
+/// `ballot` (each counts as an [`Accepted`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LazyAccepted {
+    /// The ballot.
+    pub ballot: Ballot,
+    /// The slots, in the order accepted.
+    pub slots: Vec<Slot>,
+}
+
 /// Multi-Paxos' decisions without their values: "every slot in
 /// `from..=through` was chosen at `ballot`". One ballot proposes one value
 /// per slot, so a learner that saw the Accept of (`ballot`, slot) knows the
@@ -174,6 +196,11 @@ pub enum PaxosMessage {
     Accept(Accept),
     /// Phase 2b.
     Accepted(Accepted),
+    /// Phase 2a, batched, for an acceptor outside the quorum counted on
+    /// first (thrifty Multi-Paxos).
+    LazyAccepts(LazyAccepts),
+    /// Phase 2b for it.
+    LazyAccepted(LazyAccepted),
     /// A refusal.
     Nack(Nack),
     /// A decision.
@@ -200,6 +227,8 @@ impl PaxosMessage {
             PaxosMessage::Promise(_) => "Promise",
             PaxosMessage::Accept(_) => "Accept",
             PaxosMessage::Accepted(_) => "Accepted",
+            PaxosMessage::LazyAccepts(_) => "LazyAccepts",
+            PaxosMessage::LazyAccepted(_) => "LazyAccepted",
             PaxosMessage::Nack(_) => "Nack",
             PaxosMessage::Chosen(_) => "Chosen",
             PaxosMessage::Commit(_) => "Commit",

@@ -325,6 +325,9 @@ impl PaxosNodeBuilder {
                 bus.news.bind_each(move |n| match n {
                     LearnerNews::Decided(d) => decided.do_send(d),
                     LearnerNews::Configured(c) => configured.do_send(c),
+                    // A Proposer that takes news one message at a time
+                    // counts on acceptors in id order.
+                    LearnerNews::Acked(_) => {}
                 });
             }
         }

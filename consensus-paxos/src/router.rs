@@ -44,9 +44,10 @@ impl RouterTargets {
     /// The component that handles `msg`.
     pub fn target(&self, msg: &PaxosMessage) -> &LocalRecipient<PeerMessage> {
         match msg {
-            M::Prepare(_) | M::Accept(_) => &self.acceptor,
+            M::Prepare(_) | M::Accept(_) | M::LazyAccepts(_) => &self.acceptor,
             M::Promise(_) | M::Nack(_) => &self.proposer,
             M::Accepted(_)
+            | M::LazyAccepted(_)
             | M::Chosen(_)
             | M::Commit(_)
             | M::CatchUp(_)
@@ -66,11 +67,16 @@ impl RouterTargets {
     /// learns the values of the slots a later [`Commit`](crate::messages::Commit)
     /// names from the Accepts that went by.
     pub fn deliver_from_peer(&self, from: NodeId, msg: PaxosMessage) {
-        if let M::Accept(a) = &msg {
-            self.learner.do_send(PeerMessage {
+        match &msg {
+            M::Accept(a) => self.learner.do_send(PeerMessage {
                 from,
                 msg: M::Accept(a.clone()),
-            });
+            }),
+            M::LazyAccepts(b) => self.learner.do_send(PeerMessage {
+                from,
+                msg: M::LazyAccepts(b.clone()),
+            }),
+            _ => {}
         }
         self.deliver(from, msg);
     }

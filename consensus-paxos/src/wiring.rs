@@ -373,6 +373,9 @@ where
 pub enum LearnerNews {
     /// A slot's value is chosen.
     Decided(Decided),
+    /// The acceptors whose answers chose the last slot the Learner
+    /// counted (sent when they change; thrifty phase 2 counts on them).
+    Acked(Vec<NodeId>),
     /// The configurations changed.
     Configured(Configured),
 }

@@ -442,3 +442,47 @@ fn a_one_node_cluster_chooses_on_its_own_acceptance_at_once() {
     .unwrap();
     assert!(checker.is_ok(), "{:?}", checker.violations());
 }
+
+/// Thrifty phase 2 under a cut follower: once the leader counts on one
+/// follower for each slot (after its first slots), cutting either
+/// follower away leaves every command answered well within the retry
+/// time: the other follower's batched answers choose the slots within a
+/// tick, and the learner then counts on it.
+#[test]
+fn a_thrifty_leader_goes_on_at_once_when_either_follower_is_cut_off() {
+    let checker = SharedChecker::new(safety::checker_with_acceptors(3));
+    let (f, handles) = factory(true, 3, &checker);
+    Simulation::run(SimConfig::new(13, 3), f, |sim| async move {
+        let leader = wait_leader(&handles, &[]).await;
+        let followers: Vec<NodeId> = (1..=3).map(NodeId).filter(|n| *n != leader).collect();
+        let mut i = 0;
+        let mut put = |handles: &Handles| {
+            i += 1;
+            let h = handles.clone();
+            let key = format!("k{i}");
+            async move { submit(&h, leader, KvCommand::put(key, "v"), Duration::from_secs(2)).await }
+        };
+        for _ in 0..40 {
+            assert_eq!(put(&handles).await, Some(Ok(KvOutput::Ok)));
+        }
+        for cut in &followers {
+            let rest: Vec<NodeId> = (1..=3).map(NodeId).filter(|n| n != cut).collect();
+            sim.partition(vec![vec![*cut], rest]).unwrap();
+            let mut slowest = Duration::ZERO;
+            for _ in 0..40 {
+                let start = Instant::now();
+                assert_eq!(put(&handles).await, Some(Ok(KvOutput::Ok)), "{cut} cut");
+                slowest = slowest.max(start.elapsed());
+            }
+            assert!(
+                slowest < Duration::from_millis(100),
+                "with {cut} cut a command took {slowest:?}"
+            );
+            sim.heal();
+            sim.run_for(Duration::from_millis(500)).await;
+        }
+        assert_eq!(wait_leader(&handles, &[]).await, leader);
+    })
+    .unwrap();
+    assert!(checker.is_ok(), "{:?}", checker.violations());
+}

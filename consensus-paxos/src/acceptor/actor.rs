@@ -176,6 +176,7 @@ impl<S: AcceptorStorage> Handler<PeerMessage> for Acceptor<S> {
         let input = match m.msg {
             M::Prepare(msg) => AcceptorInput::Prepare { from: m.from, msg },
             M::Accept(msg) => AcceptorInput::Accept { from: m.from, msg },
+            M::LazyAccepts(msg) => AcceptorInput::LazyAccepts { from: m.from, msg },
             other => {
                 tracing::debug!(message = other.name(), "not for the acceptor");
                 return;

@@ -38,7 +38,9 @@
 //! * An Accept for a compacted slot is ignored (the slot is chosen; the
 //!   proposer's learner learns it from its peers).
 
-use crate::messages::{Accept, Accepted, Nack, PaxosMessage, Prepare, Promise};
+use crate::messages::{
+    Accept, Accepted, LazyAccepted, LazyAccepts, Nack, PaxosMessage, Prepare, Promise,
+};
 use crate::report::Report;
 use crate::ring::SlotRing;
 use crate::safety::PaxosEvent;
@@ -78,6 +80,16 @@ pub enum AcceptorInput {
         from: NodeId,
         /// The request.
         msg: Accept,
+    },
+    /// Phase 2a, batched, for slots the proposer counts on other
+    /// acceptors for first (thrifty Multi-Paxos): each accepted as a lone
+    /// Accept would be, answered with one LazyAccepted (one Nack for any
+    /// refused).
+    LazyAccepts {
+        /// The proposer's node.
+        from: NodeId,
+        /// The Accepts.
+        msg: LazyAccepts,
     },
     /// The local learner's snapshot covers every slot up to `through`
     /// (durably): forget their acceptances.
@@ -208,7 +220,35 @@ impl AcceptorCore {
         let compacted_before = self.compacted;
         match input {
             AcceptorInput::Prepare { from, msg } => self.handle_prepare(from, msg),
-            AcceptorInput::Accept { from, msg } => self.handle_accept(from, msg),
+            AcceptorInput::Accept { from, msg } => {
+                self.handle_accept(from, msg, true);
+            }
+            AcceptorInput::LazyAccepts { from, msg } => {
+                let mut refused = None;
+                let mut accepted: Vec<(Ballot, Vec<Slot>)> = Vec::new();
+                for a in msg.accepts {
+                    if a.ballot < self.promised {
+                        refused = refused.max(Some(a.ballot));
+                        continue;
+                    }
+                    let (ballot, slot) = (a.ballot, a.slot);
+                    if self.handle_accept(from, a, false) {
+                        match accepted.last_mut() {
+                            Some((b, slots)) if *b == ballot => slots.push(slot),
+                            _ => accepted.push((ballot, vec![slot])),
+                        }
+                    }
+                }
+                for (ballot, slots) in accepted {
+                    self.effects.push(AcceptorEffect::Send {
+                        to: from,
+                        msg: PaxosMessage::LazyAccepted(LazyAccepted { ballot, slots }),
+                    });
+                }
+                if let Some(ballot) = refused {
+                    self.nack(from, ballot);
+                }
+            }
             AcceptorInput::Compact { through } => self.handle_compact(through),
         }
         // P1a: the promise never goes down; nothing forgotten comes back.
@@ -257,16 +297,21 @@ impl AcceptorCore {
             .collect()
     }
 
-    fn handle_accept(&mut self, from: NodeId, msg: Accept) {
+    /// Accepts `msg` unless it is below the promise; answers `from` (an
+    /// Accepted, or a Nack) when `answer`. True when it holds `msg`'s
+    /// acceptance afterwards.
+    fn handle_accept(&mut self, from: NodeId, msg: Accept, answer: bool) -> bool {
         if msg.ballot < self.promised {
-            self.nack(from, msg.ballot);
-            return;
+            if answer {
+                self.nack(from, msg.ballot);
+            }
+            return false;
         }
         if msg.slot <= self.compacted {
             // Chosen and forgotten: accepting again could only repeat the
             // chosen value, which this acceptor can no longer check.
             tracing::debug!(acceptor = %self.id, slot = %msg.slot, "accept for a compacted slot ignored");
-            return;
+            return false;
         }
         if msg.ballot > self.promised {
             // Accepting b is promising b: a lower ballot cannot be accepted
@@ -320,13 +365,16 @@ impl AcceptorCore {
             ballot: msg.ballot,
             value: ValueRef::clone(&msg.value),
         }));
-        self.effects.push(AcceptorEffect::Send {
-            to: from,
-            msg: PaxosMessage::Accepted(Accepted {
-                ballot: msg.ballot,
-                slot: msg.slot,
-            }),
-        });
+        if answer {
+            self.effects.push(AcceptorEffect::Send {
+                to: from,
+                msg: PaxosMessage::Accepted(Accepted {
+                    ballot: msg.ballot,
+                    slot: msg.slot,
+                }),
+            });
+        }
+        true
     }
 
     fn handle_compact(&mut self, through: Slot) {
@@ -424,6 +472,81 @@ mod tests {
                 first: Slot(first),
                 last: last.map(Slot),
             },
+        }
+    }
+
+    /// Lazy Accepts are accepted as lone ones would be and answered with
+    /// one LazyAccepted; those below the promise get one Nack between
+    /// them, and nothing is answered per slot.
+    #[test]
+    fn lazy_accepts_are_accepted_and_answered_once() {
+        let mut a = AcceptorCore::new(n(2));
+        let b1 = Ballot::new(1, n(1));
+        let b2 = Ballot::new(2, n(3));
+        a.step(prepare(b2, 5, Some(5)));
+        a.take_effects();
+        let lazy = |ballot: Ballot, slots: &[u64]| {
+            Accept {
+                ballot,
+                slot: Slot(0),
+                value: v("x"),
+                commit: None,
+            }
+            .clone_for(slots)
+        };
+        let mut accepts = lazy(b2, &[1, 2]);
+        accepts.extend(lazy(b1, &[3]));
+        a.step(AcceptorInput::LazyAccepts {
+            from: n(3),
+            msg: LazyAccepts { accepts },
+        });
+        let effects = a.take_effects();
+        let sends: Vec<&PaxosMessage> = effects
+            .iter()
+            .filter_map(|e| match e {
+                AcceptorEffect::Send { msg, .. } => Some(msg),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sends,
+            [
+                &PaxosMessage::LazyAccepted(LazyAccepted {
+                    ballot: b2,
+                    slots: vec![Slot(1), Slot(2)],
+                }),
+                &PaxosMessage::Nack(Nack {
+                    ballot: b1,
+                    promised: b2,
+                }),
+            ]
+        );
+        assert!(a.accepted(Slot(1)).is_some() && a.accepted(Slot(2)).is_some());
+        assert!(a.accepted(Slot(3)).is_none(), "below the promise");
+        // Written before anything is sent.
+        let first_send = effects
+            .iter()
+            .position(|e| matches!(e, AcceptorEffect::Send { .. }))
+            .unwrap();
+        assert_eq!(
+            effects[..first_send]
+                .iter()
+                .filter(|e| matches!(e, AcceptorEffect::PersistAccepted(_)))
+                .count(),
+            2
+        );
+    }
+
+    impl Accept {
+        /// This Accept in each of `slots`.
+        fn clone_for(&self, slots: &[u64]) -> Vec<Accept> {
+            slots
+                .iter()
+                .map(|s| Accept {
+                    slot: Slot(*s),
+                    ..self.clone()
+                })
+                .collect()
         }
     }
 

@@ -13,7 +13,7 @@
 use super::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};
 use crate::config::PaxosConfig;
 use crate::error::ProposeError;
-use crate::messages::{PaxosMessage, PaxosMessage as M};
+use crate::messages::{Accept, Accepted, PaxosMessage, PaxosMessage as M};
 use crate::router::RouterTargets;
 use crate::safety::PaxosEvent;
 use crate::types::{BatchId, Configurations, PaxosSnapshot, Slot, SnapshotRef};
@@ -230,6 +230,17 @@ impl<S: LearnerStorage> Learner<S> {
         }
     }
 
+    /// Keeps the values and commits of Accepts sent to this node's
+    /// acceptor lazily (thrifty Multi-Paxos), as it does a lone Accept's.
+    fn lazy_accepts(&mut self, accepts: Vec<Accept>) {
+        self.take_proposals();
+        self.take_own_accepted();
+        for a in accepts {
+            self.step_one(LearnerInput::Accept(a));
+        }
+        self.settle();
+    }
+
     /// Runs the proposals queued in the feed. A proposal only matters
     /// once an acceptor answers it, and the answer comes after it (the
     /// Proposer queues it before it sends its Accept), so taking them
@@ -399,6 +410,9 @@ impl<S: LearnerStorage> Learner<S> {
                 next_undelivered,
                 commit,
             })),
+            LearnerEffect::Acked { acceptors } => {
+                self.news.send(LearnerNews::Acked(acceptors));
+            }
             LearnerEffect::Answer {
                 batch,
                 outputs,
@@ -506,6 +520,23 @@ impl<S: LearnerStorage> Handler<PeerMessage> for Learner<S> {
             M::Chosen(c) => LearnerInput::Chosen(c),
             M::Commit(c) => LearnerInput::Commit(c),
             M::Accept(a) => LearnerInput::Accept(a),
+            M::LazyAccepts(b) => {
+                self.lazy_accepts(b.accepts);
+                return;
+            }
+            M::LazyAccepted(b) => {
+                self.take_proposals();
+                self.take_own_accepted();
+                for slot in b.slots {
+                    let msg = Accepted {
+                        ballot: b.ballot,
+                        slot,
+                    };
+                    self.step_one(LearnerInput::Accepted { from: m.from, msg });
+                }
+                self.settle();
+                return;
+            }
             M::CatchUp(msg) => LearnerInput::CatchUp { from: m.from, msg },
             M::CatchUpReply(r) => LearnerInput::CatchUpReply(r),
             M::InstallSnapshot(m) => LearnerInput::InstallSnapshot(m),
@@ -527,6 +558,16 @@ impl<S: LearnerStorage> Handler<Envelope<PaxosMessage>> for Learner<S> {
             return;
         }
         match (&env.msg, &self.peers) {
+            (M::LazyAccepts(b), Some(_)) => {
+                // The same for Accepts sent to this acceptor lazily.
+                if self.cfg.mode == crate::config::Mode::Multi {
+                    let accepts = b.accepts.clone();
+                    self.lazy_accepts(accepts);
+                }
+                if let Some(peers) = &self.peers {
+                    peers.deliver(env.from, env.msg);
+                }
+            }
             (M::Accept(a), Some(_)) => {
                 // A Multi-Paxos learner keeps the leader's Accepts (and
                 // their commit) as they go by to the acceptor.
@@ -540,6 +581,7 @@ impl<S: LearnerStorage> Handler<Envelope<PaxosMessage>> for Learner<S> {
             }
             (
                 M::Accepted(_)
+                | M::LazyAccepted(_)
                 | M::Chosen(_)
                 | M::Commit(_)
                 | M::CatchUp(_)

@@ -164,6 +164,13 @@ pub enum LearnerEffect {
         /// a leader tells its followers, see [`Commit`]).
         commit: Option<Commit>,
     },
+    /// The acceptors whose answers chose the last slot this learner
+    /// counted, in the order they came (sent when they change): the
+    /// proposer counts on the quickest for thrifty phase 2.
+    Acked {
+        /// The acceptors.
+        acceptors: Vec<NodeId>,
+    },
     /// A batch was executed: its outputs, in order, at `log_id`.
     Answer {
         /// The batch.
@@ -211,6 +218,8 @@ struct Tally {
 #[derive(Clone, Debug)]
 pub struct LearnerCore {
     id: NodeId,
+    /// The acceptors of the last [`LearnerEffect::Acked`].
+    acked: Vec<NodeId>,
     q2: usize,
     nodes: usize,
     /// Every node it knows of (peers to ask and tell).
@@ -284,6 +293,7 @@ impl LearnerCore {
             log_commands: 0,
             ahead: BTreeMap::new(),
             tallies: SlotRing::new(),
+            acked: Vec::new(),
             commit: None,
             run: None,
             executed: ExecutedBatches::new(),
@@ -647,6 +657,10 @@ impl LearnerCore {
             let Some(t) = self.tallies.remove(msg.slot) else {
                 return;
             };
+            if t.acks != self.acked {
+                self.acked.clone_from(&t.acks);
+                out.push(LearnerEffect::Acked { acceptors: t.acks });
+            }
             self.learn(msg.slot, t.ballot, t.value, true, out);
         }
     }

@@ -159,6 +159,9 @@ impl<S: ProposerStorage> Proposer<S> {
             match n {
                 LearnerNews::Decided(m) => self.decided(m),
                 LearnerNews::Configured(m) => self.configured(m),
+                LearnerNews::Acked(acceptors) => {
+                    self.step_one(ProposerInput::Acked { acceptors });
+                }
             }
         }
         self.news_taken = taken;

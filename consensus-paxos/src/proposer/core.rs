@@ -35,6 +35,29 @@
 //! is delivered the leader fills the slots up to its first slot with
 //! no-ops, so the change takes effect at once (Lamport's "α − 1 no-ops").
 //!
+//! # Thrifty phase 2
+//!
+//! A Multi-Paxos leader needs `q2` acceptances per slot, and every other
+//! answer costs the cluster work it does not need then. With
+//! [`PaxosConfig::thrifty`] (the default) it sends each Accept at once only
+//! to a phase-2 quorum of the slot's acceptors: itself and the `q2 − 1`
+//! others whose answers chose its learner's last counted slot (the
+//! quickest, [`ProposerInput::Acked`]), filled up in id order. Every other
+//! acceptor gets the Accept queued, in one [`LazyAccepts`] per tick (or as
+//! soon as it holds [`LAZY_MAX`]), and answers them all with one
+//! [`LazyAccepted`](crate::messages::LazyAccepted); its learner delivers
+//! them from the commits that ride along. So every acceptor still accepts
+//! every slot and the leader still hears from all of them, the others once
+//! per tick instead of once per slot. Should a counted acceptor fail, its
+//! slots are chosen with the late answers within a tick, and the learner
+//! names the acceptors that answered: the next slots count on them.
+//! Safety is Paxos' own: an acceptor that accepts late accepts what the
+//! ballot proposed, or refuses it for a higher promise. Thrift starts only
+//! after [`THRIFTY_AFTER`] of the ballot's own slots were decided with
+//! every acceptor answering at once, so the learner has named the
+//! quickest; a retransmission (a slot not chosen within `retry_ms`) goes to
+//! every acceptor and starts that count again.
+//!
 //! **Compaction**: a [`Promise`] names the acceptor's compaction point;
 //! every slot up to it is chosen and the acceptor no longer reports its
 //! value. The proposer never proposes in a slot at or below the highest
@@ -44,7 +67,7 @@
 
 use crate::config::{Mode, PaxosConfig};
 use crate::error::ProposeError;
-use crate::messages::{Accept, Commit, Nack, PaxosMessage, Prepare, Promise};
+use crate::messages::{Accept, Commit, LazyAccepts, Nack, PaxosMessage, Prepare, Promise};
 use crate::types::{Ballot, BatchId, Configurations, PValue, Request, Slot, Value, ValueRef};
 use crate::wiring::Change;
 use consensus_actors::types::NodeId;
@@ -109,6 +132,12 @@ pub enum ProposerInput {
         token: u64,
         /// The change.
         change: Change,
+    },
+    /// The acceptors whose answers chose the learner's last counted slot,
+    /// quickest first (Multi-Paxos: thrifty phase 2 counts on them).
+    Acked {
+        /// The acceptors.
+        acceptors: Vec<NodeId>,
     },
     /// Time passed (retries, back-off).
     Tick,
@@ -262,7 +291,29 @@ pub struct ProposerCore {
     commit: Option<Commit>,
     /// The last slot of the latest commit sent.
     commit_sent: Slot,
+    /// Thrifty phase 2 is on for the current ballot (off after its first
+    /// retransmission).
+    thrifty: bool,
+    /// Accepts queued for the acceptors outside the counted quorum.
+    lazy: BTreeMap<NodeId, Vec<Accept>>,
+    /// The last slot of the latest commit sent alone (to every acceptor).
+    lazy_commit_sent: Slot,
+    /// The other acceptors whose answers chose the learner's last counted
+    /// slot, quickest first: the counted quorum of thrifty phase 2.
+    quick: Vec<NodeId>,
+    /// Own slots decided since this ballot began or last retransmitted:
+    /// thrift starts once there are [`THRIFTY_AFTER`].
+    calm: usize,
 }
+
+/// Own slots a leader sees decided with every acceptor answering (at the
+/// start of its ballot, after a retransmission) before it turns thrifty:
+/// by then its learner has named the quickest acceptors.
+pub const THRIFTY_AFTER: usize = 16;
+
+/// Accepts queued for one acceptor before they go at once, without
+/// waiting for the tick.
+pub const LAZY_MAX: usize = 256;
 
 impl ProposerCore {
     /// A proposer for node `id` among `members`, its batch nonce and
@@ -292,6 +343,11 @@ impl ProposerCore {
             backoff_until_us: 0,
             commit: None,
             commit_sent: Slot(0),
+            thrifty: false,
+            lazy: BTreeMap::new(),
+            lazy_commit_sent: Slot(0),
+            quick: Vec::new(),
+            calm: 0,
         }
     }
 
@@ -448,6 +504,9 @@ impl ProposerCore {
                 self.handle_reconfigure(now_us, token, change, out)
             }
             ProposerInput::Tick => self.handle_tick(now_us, out),
+            ProposerInput::Acked { acceptors } => {
+                self.quick = acceptors.into_iter().filter(|a| *a != self.id).collect();
+            }
         }
         self.check();
     }
@@ -953,6 +1012,11 @@ impl ProposerCore {
                     next_slot: next,
                 };
                 out.push(ProposerEffect::BecameLeader { ballot });
+                // Every acceptor answers until the learner has named the
+                // quickest (see THRIFTY_AFTER).
+                self.thrifty = false;
+                self.calm = 0;
+                self.lazy.clear();
                 if unprepared.is_some() {
                     self.fill_to_change();
                     self.begin_reprepare(now_us, out);
@@ -978,12 +1042,17 @@ impl ProposerCore {
             value: ValueRef::clone(&value),
         });
         let commit = self.commit_at(ballot);
-        out.push(ProposerEffect::Broadcast(PaxosMessage::Accept(Accept {
+        let accept = Accept {
             ballot,
             slot,
             value: ValueRef::clone(&value),
             commit,
-        })));
+        };
+        if self.thrifty && self.cfg.mode == Mode::Multi {
+            self.send_thrifty(accept, out);
+        } else {
+            out.push(ProposerEffect::Broadcast(PaxosMessage::Accept(accept)));
+        }
         let previous = in_flight.insert(
             slot,
             InFlight {
@@ -992,6 +1061,79 @@ impl ProposerCore {
             },
         );
         assert!(previous.is_none(), "{slot} proposed twice in one ballot");
+    }
+
+    /// Sends `accept` at once to a phase-2 quorum of its slot's acceptors
+    /// (this node, if one of them, and the next others in id order from
+    /// `loud_from`) and queues it for the other targets (see the
+    /// [module documentation](self#thrifty-phase-2)).
+    fn send_thrifty(&mut self, accept: Accept, out: &mut Vec<ProposerEffect>) {
+        let acceptors = self.configs.at(accept.slot);
+        let me_in = acceptors.contains(&self.id);
+        let others: Vec<NodeId> = acceptors
+            .iter()
+            .copied()
+            .filter(|n| *n != self.id)
+            .collect();
+        let q2 = self.q2_of(acceptors);
+        let wanted = q2.saturating_sub(usize::from(me_in));
+        let mut loud: Vec<NodeId> = Vec::with_capacity(wanted + 1);
+        if me_in {
+            loud.push(self.id);
+        }
+        // The quickest first, then the others in id order.
+        let mut counted = 0;
+        for a in self.quick.iter().chain(others.iter()) {
+            if counted >= wanted {
+                break;
+            }
+            if others.contains(a) && !loud.contains(a) {
+                loud.push(*a);
+                counted += 1;
+            }
+        }
+        for to in &self.targets {
+            if loud.contains(to) {
+                out.push(ProposerEffect::Send {
+                    to: *to,
+                    msg: PaxosMessage::Accept(accept.clone()),
+                });
+            } else if *to != self.id {
+                let queue = self.lazy.entry(*to).or_default();
+                queue.push(accept.clone());
+                if queue.len() >= LAZY_MAX {
+                    let accepts = std::mem::take(queue);
+                    out.push(ProposerEffect::Send {
+                        to: *to,
+                        msg: PaxosMessage::LazyAccepts(LazyAccepts { accepts }),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends every queued lazy Accept (on the tick).
+    fn flush_lazy(&mut self, out: &mut Vec<ProposerEffect>) {
+        for (to, queue) in &mut self.lazy {
+            if !queue.is_empty() {
+                out.push(ProposerEffect::Send {
+                    to: *to,
+                    msg: PaxosMessage::LazyAccepts(LazyAccepts {
+                        accepts: std::mem::take(queue),
+                    }),
+                });
+            }
+        }
+    }
+
+    /// The phase-2 quorum of a configuration: `q2` for the configured
+    /// cluster size, a majority for any other (as the learners count).
+    fn q2_of(&self, acceptors: &[NodeId]) -> usize {
+        if acceptors.len() == self.cfg.nodes {
+            self.cfg.q2
+        } else {
+            acceptors.len() / 2 + 1
+        }
     }
 
     /// Keeps the learner's commit when it is of the current ballot
@@ -1184,6 +1326,12 @@ impl ProposerCore {
         next_undelivered: Slot,
         out: &mut Vec<ProposerEffect>,
     ) {
+        if self.cfg.thrifty && self.cfg.mode == Mode::Multi && self.is_leader() && !self.thrifty {
+            self.calm += 1;
+            if self.calm >= THRIFTY_AFTER && !self.quick.is_empty() {
+                self.thrifty = true;
+            }
+        }
         if next_undelivered > self.first_unchosen {
             self.first_unchosen = next_undelivered;
             if self.configs.from.len() > 1 {
@@ -1261,6 +1409,11 @@ impl ProposerCore {
 
     fn handle_tick(&mut self, now_us: u64, out: &mut Vec<ProposerEffect>) {
         let retry_us = self.cfg.retry_ms * 1000;
+        if !matches!(self.phase, Phase::Accepting { .. }) {
+            // Not leading (any more): what was queued is for a ballot
+            // that is over.
+            self.lazy.clear();
+        }
         match (&mut self.phase, self.cfg.mode) {
             (Phase::Idle, _) => {
                 self.maybe_propose(now_us, out);
@@ -1315,9 +1468,11 @@ impl ProposerCore {
             ) => {
                 let ballot = *ballot;
                 let commit = self.commit.filter(|c| c.ballot == ballot);
+                let mut resent = false;
                 for (slot, f) in in_flight.iter_mut() {
                     if now_us.saturating_sub(f.since_us) >= retry_us {
                         f.since_us = now_us;
+                        resent = true;
                         out.push(ProposerEffect::Proposed {
                             slot: *slot,
                             ballot,
@@ -1331,12 +1486,28 @@ impl ProposerCore {
                         })));
                     }
                 }
+                if resent {
+                    // A counted acceptor may have failed: answers from
+                    // every acceptor until the learner names the quickest
+                    // again.
+                    self.thrifty = false;
+                    self.calm = 0;
+                }
+                self.flush_lazy(out);
                 if let Some(c) = commit {
-                    if c.through > self.commit_sent {
+                    // The acceptors outside the counted quorum saw only
+                    // the commits their lazy Accepts carried.
+                    let sent = if self.cfg.thrifty {
+                        self.lazy_commit_sent
+                    } else {
+                        self.commit_sent
+                    };
+                    if c.through > sent {
                         // No Accept carried the latest decisions: they go
                         // alone, as Raft's heartbeat carries the commit
                         // index.
                         self.commit_sent = c.through;
+                        self.lazy_commit_sent = c.through;
                         out.push(ProposerEffect::Broadcast(PaxosMessage::Commit(c)));
                     }
                 }

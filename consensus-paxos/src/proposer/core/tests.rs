@@ -29,12 +29,20 @@ fn broadcast_prepare(out: &[ProposerEffect]) -> Option<Prepare> {
     })
 }
 
+/// The Accepts proposed, once each: broadcast, or (thrifty) sent to each
+/// acceptor of the counted quorum.
 fn accepts(out: &[ProposerEffect]) -> Vec<Accept> {
+    let mut seen = std::collections::BTreeSet::new();
     out.iter()
         .filter_map(|e| match e {
-            ProposerEffect::Broadcast(PaxosMessage::Accept(a)) => Some(a.clone()),
+            ProposerEffect::Broadcast(PaxosMessage::Accept(a))
+            | ProposerEffect::Send {
+                msg: PaxosMessage::Accept(a),
+                ..
+            } => Some(a.clone()),
             _ => None,
         })
+        .filter(|a| seen.insert((a.ballot, a.slot)))
         .collect()
 }
 
@@ -617,4 +625,158 @@ fn two_pending_changes_get_one_phase_1_each_in_order() {
         })
         .collect();
     assert_eq!(next, [n(1), n(2), n(4)].map(|a| (a, Slot(9))));
+}
+
+/// A leader elected with `members()` acceptors, with nothing proposed.
+fn multi_leader(cfg: PaxosConfig) -> ProposerCore {
+    let mut p = ProposerCore::new(n(1), cfg, members(), 1);
+    let mut out = Vec::new();
+    let b = Ballot::new(1, n(1));
+    p.step(0, ProposerInput::Leader { leader: b }, &mut out);
+    for from in [n(1), n(2), n(3)] {
+        p.step(
+            0,
+            ProposerInput::Promise {
+                from,
+                msg: Promise {
+                    ballot: b,
+                    accepted: vec![],
+                    compacted: Slot(0),
+                },
+            },
+            &mut out,
+        );
+    }
+    assert!(p.is_leader());
+    p
+}
+
+/// Proposes one command and decides its slot; the Accepts sent, by
+/// destination.
+fn propose_and_decide(p: &mut ProposerCore, token: u64) -> Vec<(NodeId, PaxosMessage)> {
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Submit {
+            token,
+            request: request("v"),
+        },
+        &mut out,
+    );
+    let a = accepts(&out);
+    assert_eq!(a.len(), 1);
+    let mut sent = Vec::new();
+    for e in &out {
+        match e {
+            ProposerEffect::Broadcast(m @ PaxosMessage::Accept(_)) => {
+                for to in members() {
+                    sent.push((to, m.clone()));
+                }
+            }
+            ProposerEffect::Send { to, msg } => sent.push((*to, msg.clone())),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Decided {
+            slot: a[0].slot,
+            batch: a[0].value.batch,
+            next_undelivered: Slot(a[0].slot.0 + 1),
+            commit: None,
+        },
+        &mut out,
+    );
+    sent
+}
+
+/// Thrifty phase 2: the first THRIFTY_AFTER slots of a ballot go to every
+/// acceptor; once the learner named the quickest, each Accept goes to the
+/// leader and the quickest other only, the third acceptor gets them in one
+/// LazyAccepts on the tick, and a retransmission asks everyone again.
+#[test]
+fn a_thrifty_leader_counts_on_the_quickest_and_batches_the_others() {
+    let mut p = multi_leader(PaxosConfig::new(Mode::Multi, 3));
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Acked {
+            acceptors: vec![n(1), n(3)],
+        },
+        &mut out,
+    );
+    for t in 0..THRIFTY_AFTER as u64 {
+        let sent = propose_and_decide(&mut p, t);
+        let to: Vec<NodeId> = sent.iter().map(|(to, _)| *to).collect();
+        assert_eq!(to, members(), "slot {t}: every acceptor before thrift");
+    }
+    // Thrifty now: n3 (the quickest other) and n1 itself; n2 waits.
+    let sent = propose_and_decide(&mut p, 100);
+    let mut to: Vec<NodeId> = sent.iter().map(|(to, _)| *to).collect();
+    to.sort();
+    assert_eq!(to, [n(1), n(3)]);
+    let mut slot_sent = None;
+    for t in 101..104 {
+        let mut out = Vec::new();
+        p.step(
+            0,
+            ProposerInput::Submit {
+                token: t,
+                request: request("w"),
+            },
+            &mut out,
+        );
+        slot_sent.get_or_insert(accepts(&out)[0].slot);
+    }
+    let mut out = Vec::new();
+    p.step(1_000, ProposerInput::Tick, &mut out);
+    let lazy: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            ProposerEffect::Send {
+                to,
+                msg: PaxosMessage::LazyAccepts(l),
+            } => Some((*to, l.accepts.iter().map(|a| a.slot).collect::<Vec<_>>())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lazy.len(), 1, "one LazyAccepts, for n2: {lazy:?}");
+    assert_eq!(lazy[0].0, n(2));
+    assert_eq!(
+        lazy[0].1.len(),
+        4,
+        "the thrifty slot and the three in flight"
+    );
+    // Nothing decided for a retry period: everyone is asked again, and
+    // thrift waits for THRIFTY_AFTER decisions anew.
+    let mut out = Vec::new();
+    let retry_us = PaxosConfig::new(Mode::Multi, 3).retry_ms * 1000;
+    p.step(1_000 + retry_us, ProposerInput::Tick, &mut out);
+    let resent = out
+        .iter()
+        .filter(|e| matches!(e, ProposerEffect::Broadcast(PaxosMessage::Accept(_))))
+        .count();
+    assert_eq!(resent, 3, "the three slots in flight, to every acceptor");
+    let sent = propose_and_decide(&mut p, 200);
+    assert_eq!(sent.len(), 3, "not thrifty after a retransmission");
+}
+
+/// With thrift turned off, every Accept goes to every acceptor.
+#[test]
+fn a_leader_without_thrift_sends_every_accept_to_every_acceptor() {
+    let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+    cfg.thrifty = false;
+    let mut p = multi_leader(cfg);
+    let mut out = Vec::new();
+    p.step(
+        0,
+        ProposerInput::Acked {
+            acceptors: vec![n(1), n(3)],
+        },
+        &mut out,
+    );
+    for t in 0..(THRIFTY_AFTER as u64 + 4) {
+        assert_eq!(propose_and_decide(&mut p, t).len(), 3);
+    }
 }
