@@ -57,10 +57,14 @@ pub struct PaxosConfig {
     /// Multi-Paxos: most slots in flight (proposed, not yet chosen).
     pub window: usize,
     /// Multi-Paxos: a thrifty leader sends each Accept at once only to a
-    /// phase-2 quorum (itself and `q2 − 1` others) and to the other
-    /// acceptors in one [`LazyAccepts`](crate::messages::LazyAccepts) per
-    /// tick; the first retransmission of its ballot turns it off (see
-    /// [`proposer::core`](crate::proposer::core#thrifty-phase-2)).
+    /// phase-2 quorum (itself and the `q2 − 1` quickest others) and to the
+    /// other acceptors in one [`LazyAccepts`](crate::messages::LazyAccepts)
+    /// per tick (see
+    /// [`proposer::core`](crate::proposer::core#thrifty-phase-2)). Off by
+    /// default: with it on, one fixed-seed constrained-election scenario
+    /// (`consensus-engine/tests/partial_connectivity.rs`, seed 3) stalls
+    /// for its whole hold, a stall not yet explained (the same kind of
+    /// stall occurs without it in about 4 % of such scenarios).
     #[serde(default = "default_thrifty")]
     pub thrifty: bool,
     /// Most client commands batched in one slot.
@@ -79,7 +83,7 @@ pub struct PaxosConfig {
 }
 
 fn default_thrifty() -> bool {
-    true
+    false
 }
 
 fn default_snapshot_interval() -> u64 {

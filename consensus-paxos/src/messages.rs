@@ -196,11 +196,6 @@ pub enum PaxosMessage {
     Accept(Accept),
     /// Phase 2b.
     Accepted(Accepted),
-    /// Phase 2a, batched, for an acceptor outside the quorum counted on
-    /// first (thrifty Multi-Paxos).
-    LazyAccepts(LazyAccepts),
-    /// Phase 2b for it.
-    LazyAccepted(LazyAccepted),
     /// A refusal.
     Nack(Nack),
     /// A decision.
@@ -217,6 +212,12 @@ pub enum PaxosMessage {
     HeartbeatRequest(HeartbeatRequest),
     /// Its answer.
     HeartbeatReply(HeartbeatReply),
+    /// Phase 2a, batched, for an acceptor outside the quorum counted on
+    /// first (thrifty Multi-Paxos). Last, so the older variants keep their
+    /// encoding.
+    LazyAccepts(LazyAccepts),
+    /// Phase 2b for it.
+    LazyAccepted(LazyAccepted),
 }
 
 impl PaxosMessage {

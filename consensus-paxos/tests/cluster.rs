@@ -14,6 +14,7 @@ use consensus_actors::safety::{SafetySink, SharedChecker};
 use consensus_actors::sim::{NodeContext, NodeFactory, SimConfig, Simulation, StartedNode};
 use consensus_actors::storage::SyncFailure;
 use consensus_actors::types::{ClientId, LogIndex, NodeId, NodeState, Term};
+use consensus_paxos::config::{Mode, PaxosConfig};
 use consensus_paxos::messages::PaxosMessage;
 use consensus_paxos::safety::{self, PaxosEvent};
 use consensus_paxos::slots::{LearnerSlot, ProposerSlot};
@@ -451,7 +452,10 @@ fn a_one_node_cluster_chooses_on_its_own_acceptance_at_once() {
 #[test]
 fn a_thrifty_leader_goes_on_at_once_when_either_follower_is_cut_off() {
     let checker = SharedChecker::new(safety::checker_with_acceptors(3));
-    let (f, handles) = factory(true, 3, &checker);
+    let (mut f, handles) = factory(true, 3, &checker);
+    let mut cfg = PaxosConfig::from_consensus(Mode::Multi, &f.wiring.config);
+    cfg.thrifty = true;
+    f.plugin = PaxosPlugin::with_config(cfg).expect("a valid configuration");
     Simulation::run(SimConfig::new(13, 3), f, |sim| async move {
         let leader = wait_leader(&handles, &[]).await;
         let followers: Vec<NodeId> = (1..=3).map(NodeId).filter(|n| *n != leader).collect();

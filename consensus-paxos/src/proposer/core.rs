@@ -39,7 +39,8 @@
 //!
 //! A Multi-Paxos leader needs `q2` acceptances per slot, and every other
 //! answer costs the cluster work it does not need then. With
-//! [`PaxosConfig::thrifty`] (the default) it sends each Accept at once only
+//! [`PaxosConfig::thrifty`] (opt-in, off by default: see its
+//! documentation) it sends each Accept at once only
 //! to a phase-2 quorum of the slot's acceptors: itself and the `q2 − 1`
 //! others whose answers chose its learner's last counted slot (the
 //! quickest, [`ProposerInput::Acked`]), filled up in id order. Every other

@@ -697,7 +697,9 @@ fn propose_and_decide(p: &mut ProposerCore, token: u64) -> Vec<(NodeId, PaxosMes
 /// LazyAccepts on the tick, and a retransmission asks everyone again.
 #[test]
 fn a_thrifty_leader_counts_on_the_quickest_and_batches_the_others() {
-    let mut p = multi_leader(PaxosConfig::new(Mode::Multi, 3));
+    let mut cfg = PaxosConfig::new(Mode::Multi, 3);
+    cfg.thrifty = true;
+    let mut p = multi_leader(cfg);
     let mut out = Vec::new();
     p.step(
         0,
