@@ -60,11 +60,8 @@ pub struct PaxosConfig {
     /// phase-2 quorum (itself and the `q2 − 1` quickest others) and to the
     /// other acceptors in one [`LazyAccepts`](crate::messages::LazyAccepts)
     /// per tick (see
-    /// [`proposer::core`](crate::proposer::core#thrifty-phase-2)). Off by
-    /// default: with it on, one fixed-seed constrained-election scenario
-    /// (`consensus-engine/tests/partial_connectivity.rs`, seed 3) stalls
-    /// for its whole hold, a stall not yet explained (the same kind of
-    /// stall occurs without it in about 4 % of such scenarios).
+    /// [`proposer::core`](crate::proposer::core#thrifty-phase-2)). On by
+    /// default.
     #[serde(default = "default_thrifty")]
     pub thrifty: bool,
     /// Most client commands batched in one slot.
@@ -83,7 +80,7 @@ pub struct PaxosConfig {
 }
 
 fn default_thrifty() -> bool {
-    false
+    true
 }
 
 fn default_snapshot_interval() -> u64 {

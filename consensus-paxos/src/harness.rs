@@ -201,6 +201,9 @@ impl Cluster {
                 LearnerEffect::Acked { acceptors } => {
                     self.proposer(node, ProposerInput::Acked { acceptors });
                 }
+                LearnerEffect::Leading { ballot } => {
+                    self.proposer(node, ProposerInput::Leading { ballot });
+                }
                 LearnerEffect::Configured(configs) => {
                     let members = configs.latest().1.to_vec();
                     self.proposer(node, ProposerInput::Configured { configs });
@@ -268,24 +271,14 @@ impl Cluster {
             }
             M::LazyAccepts(msg) => {
                 if from != to {
-                    for a in &msg.accepts {
-                        self.learner(to, LearnerInput::Accept(a.clone()));
-                    }
+                    self.learner(to, LearnerInput::Accepts(msg.accepts.clone()));
                 }
                 self.acceptor(to, AcceptorInput::LazyAccepts { from, msg })
             }
             M::Promise(msg) => self.proposer(to, ProposerInput::Promise { from, msg }),
             M::Nack(msg) => self.proposer(to, ProposerInput::Nack { from, msg }),
             M::Accepted(msg) => self.learner(to, LearnerInput::Accepted { from, msg }),
-            M::LazyAccepted(msg) => {
-                for slot in msg.slots {
-                    let msg = crate::messages::Accepted {
-                        ballot: msg.ballot,
-                        slot,
-                    };
-                    self.learner(to, LearnerInput::Accepted { from, msg });
-                }
-            }
+            M::LazyAccepted(msg) => self.learner(to, LearnerInput::LazyAccepted { from, msg }),
             M::Chosen(c) => self.learner(to, LearnerInput::Chosen(c)),
             M::Commit(c) => self.learner(to, LearnerInput::Commit(c)),
             M::CatchUp(msg) => self.learner(to, LearnerInput::CatchUp { from, msg }),

@@ -327,7 +327,7 @@ impl PaxosNodeBuilder {
                     LearnerNews::Configured(c) => configured.do_send(c),
                     // A Proposer that takes news one message at a time
                     // counts on acceptors in id order.
-                    LearnerNews::Acked(_) => {}
+                    LearnerNews::Acked(_) | LearnerNews::Leading(_) => {}
                 });
             }
         }

@@ -376,6 +376,9 @@ pub enum LearnerNews {
     /// The acceptors whose answers chose the last slot the Learner
     /// counted (sent when they change; thrifty phase 2 counts on them).
     Acked(Vec<NodeId>),
+    /// A leader's Accept or commit went by at a ballot higher than any
+    /// before: its node is the leader to name to clients.
+    Leading(Ballot),
     /// The configurations changed.
     Configured(Configured),
 }

@@ -13,7 +13,7 @@
 use super::core::{ChosenRecord, LearnerCore, LearnerEffect, LearnerInput};
 use crate::config::PaxosConfig;
 use crate::error::ProposeError;
-use crate::messages::{Accept, Accepted, PaxosMessage, PaxosMessage as M};
+use crate::messages::{Accept, PaxosMessage, PaxosMessage as M};
 use crate::router::RouterTargets;
 use crate::safety::PaxosEvent;
 use crate::types::{BatchId, Configurations, PaxosSnapshot, Slot, SnapshotRef};
@@ -233,12 +233,7 @@ impl<S: LearnerStorage> Learner<S> {
     /// Keeps the values and commits of Accepts sent to this node's
     /// acceptor lazily (thrifty Multi-Paxos), as it does a lone Accept's.
     fn lazy_accepts(&mut self, accepts: Vec<Accept>) {
-        self.take_proposals();
-        self.take_own_accepted();
-        for a in accepts {
-            self.step_one(LearnerInput::Accept(a));
-        }
-        self.settle();
+        self.step(LearnerInput::Accepts(accepts));
     }
 
     /// Runs the proposals queued in the feed. A proposal only matters
@@ -413,6 +408,9 @@ impl<S: LearnerStorage> Learner<S> {
             LearnerEffect::Acked { acceptors } => {
                 self.news.send(LearnerNews::Acked(acceptors));
             }
+            LearnerEffect::Leading { ballot } => {
+                self.news.send(LearnerNews::Leading(ballot));
+            }
             LearnerEffect::Answer {
                 batch,
                 outputs,
@@ -524,19 +522,7 @@ impl<S: LearnerStorage> Handler<PeerMessage> for Learner<S> {
                 self.lazy_accepts(b.accepts);
                 return;
             }
-            M::LazyAccepted(b) => {
-                self.take_proposals();
-                self.take_own_accepted();
-                for slot in b.slots {
-                    let msg = Accepted {
-                        ballot: b.ballot,
-                        slot,
-                    };
-                    self.step_one(LearnerInput::Accepted { from: m.from, msg });
-                }
-                self.settle();
-                return;
-            }
+            M::LazyAccepted(msg) => LearnerInput::LazyAccepted { from: m.from, msg },
             M::CatchUp(msg) => LearnerInput::CatchUp { from: m.from, msg },
             M::CatchUpReply(r) => LearnerInput::CatchUpReply(r),
             M::InstallSnapshot(m) => LearnerInput::InstallSnapshot(m),

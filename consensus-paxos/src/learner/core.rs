@@ -59,7 +59,8 @@
 use crate::config::PaxosConfig;
 use crate::messages::InstallSnapshot;
 use crate::messages::{
-    Accept, Accepted, CatchUp, CatchUpReply, Chosen, Commit, PaxosMessage, CATCH_UP_MAX,
+    Accept, Accepted, CatchUp, CatchUpReply, Chosen, Commit, LazyAccepted, PaxosMessage,
+    CATCH_UP_MAX,
 };
 use crate::report::Report;
 use crate::ring::SlotRing;
@@ -119,6 +120,17 @@ pub enum LearnerInput {
     /// value is the one chosen if a [`Commit`] names its slot and ballot;
     /// its own `commit` is one).
     Accept(Accept),
+    /// Accepts sent to this node's acceptor lazily, in one message
+    /// (thrifty Multi-Paxos): each as [`LearnerInput::Accept`].
+    Accepts(Vec<Accept>),
+    /// An acceptor's answer to lazy Accepts: each slot as an
+    /// [`LearnerInput::Accepted`] from `from`.
+    LazyAccepted {
+        /// The acceptor.
+        from: NodeId,
+        /// Its answer.
+        msg: LazyAccepted,
+    },
     /// The Multi-Paxos leader's decisions by ballot.
     Commit(Commit),
     /// A peer asks for decisions.
@@ -171,6 +183,13 @@ pub enum LearnerEffect {
         /// The acceptors.
         acceptors: Vec<NodeId>,
     },
+    /// A leader's Accept or commit at a ballot higher than any seen
+    /// before went by: that ballot's node leads as far as this node
+    /// knows (its proposer names it to clients).
+    Leading {
+        /// The ballot.
+        ballot: Ballot,
+    },
     /// A batch was executed: its outputs, in order, at `log_id`.
     Answer {
         /// The batch.
@@ -220,6 +239,8 @@ pub struct LearnerCore {
     id: NodeId,
     /// The acceptors of the last [`LearnerEffect::Acked`].
     acked: Vec<NodeId>,
+    /// The highest ballot of a leader's Accept or commit seen.
+    leading: Ballot,
     q2: usize,
     nodes: usize,
     /// Every node it knows of (peers to ask and tell).
@@ -294,6 +315,7 @@ impl LearnerCore {
             ahead: BTreeMap::new(),
             tallies: SlotRing::new(),
             acked: Vec::new(),
+            leading: Ballot::ZERO,
             commit: None,
             run: None,
             executed: ExecutedBatches::new(),
@@ -415,8 +437,29 @@ impl LearnerCore {
             LearnerInput::Chosen(c) => {
                 self.learn(c.slot, c.ballot, c.value, false, out);
             }
-            LearnerInput::Accept(a) => self.handle_accept(a),
-            LearnerInput::Commit(c) => self.handle_commit(c),
+            LearnerInput::Accept(a) => {
+                self.note_leading(a.ballot, out);
+                self.handle_accept(a);
+            }
+            LearnerInput::Commit(c) => {
+                self.note_leading(c.ballot, out);
+                self.handle_commit(c);
+            }
+            LearnerInput::Accepts(accepts) => {
+                for a in accepts {
+                    self.note_leading(a.ballot, out);
+                    self.handle_accept(a);
+                }
+            }
+            LearnerInput::LazyAccepted { from, msg } => {
+                for slot in msg.slots {
+                    let one = Accepted {
+                        ballot: msg.ballot,
+                        slot,
+                    };
+                    self.handle_accepted(from, one, out);
+                }
+            }
             LearnerInput::CatchUp { from, msg } => self.handle_catch_up(from, msg, out),
             LearnerInput::CatchUpReply(r) => {
                 let full = r.chosen.len() >= CATCH_UP_MAX;
@@ -539,6 +582,14 @@ impl LearnerCore {
     }
 
     /// A peer's Accept went by: in Multi-Paxos, its value and its commit.
+    /// Reports a leader's ballot higher than any seen (Multi-Paxos).
+    fn note_leading(&mut self, ballot: Ballot, out: &mut Vec<LearnerEffect>) {
+        if !self.decide_all && ballot > self.leading && ballot.node != self.id {
+            self.leading = ballot;
+            out.push(LearnerEffect::Leading { ballot });
+        }
+    }
+
     fn handle_accept(&mut self, a: Accept) {
         if self.decide_all || a.ballot.node == self.id {
             // `paxos` decides by Chosen; our own proposals come as

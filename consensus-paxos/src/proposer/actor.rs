@@ -162,6 +162,9 @@ impl<S: ProposerStorage> Proposer<S> {
                 LearnerNews::Acked(acceptors) => {
                     self.step_one(ProposerInput::Acked { acceptors });
                 }
+                LearnerNews::Leading(ballot) => {
+                    self.step_one(ProposerInput::Leading { ballot });
+                }
             }
         }
         self.news_taken = taken;

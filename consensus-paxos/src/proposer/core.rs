@@ -39,8 +39,7 @@
 //!
 //! A Multi-Paxos leader needs `q2` acceptances per slot, and every other
 //! answer costs the cluster work it does not need then. With
-//! [`PaxosConfig::thrifty`] (opt-in, off by default: see its
-//! documentation) it sends each Accept at once only
+//! [`PaxosConfig::thrifty`] (the default) it sends each Accept at once only
 //! to a phase-2 quorum of the slot's acceptors: itself and the `q2 − 1`
 //! others whose answers chose its learner's last counted slot (the
 //! quickest, [`ProposerInput::Acked`]), filled up in id order. Every other
@@ -139,6 +138,14 @@ pub enum ProposerInput {
     Acked {
         /// The acceptors.
         acceptors: Vec<NodeId>,
+    },
+    /// The learner saw a leader's Accept or commit at this ballot, higher
+    /// than any before (Multi-Paxos): the leader to name to clients when
+    /// the election, which may not complete a round from here, names an
+    /// older one.
+    Leading {
+        /// The ballot.
+        ballot: Ballot,
     },
     /// Time passed (retries, back-off).
     Tick,
@@ -302,6 +309,8 @@ pub struct ProposerCore {
     /// The other acceptors whose answers chose the learner's last counted
     /// slot, quickest first: the counted quorum of thrifty phase 2.
     quick: Vec<NodeId>,
+    /// The highest ballot of a leader's Accepts its learner saw.
+    seen_leading: Option<Ballot>,
     /// Own slots decided since this ballot began or last retransmitted:
     /// thrift starts once there are [`THRIFTY_AFTER`].
     calm: usize,
@@ -348,6 +357,7 @@ impl ProposerCore {
             lazy: BTreeMap::new(),
             lazy_commit_sent: Slot(0),
             quick: Vec::new(),
+            seen_leading: None,
             calm: 0,
         }
     }
@@ -408,9 +418,15 @@ impl ProposerCore {
         }
     }
 
-    /// The leader it knows of (Multi-Paxos).
+    /// The leader it knows of (Multi-Paxos): the election's, or the node
+    /// of a higher ballot whose Accepts its learner saw. A node cut off
+    /// from all but the new leader cannot complete an election round and
+    /// keeps naming the old one; the new leader's Accepts name the new.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader.map(|b| b.node)
+        match (self.leader, self.seen_leading) {
+            (Some(l), Some(s)) if s > l => Some(s.node),
+            (l, s) => l.or(s).map(|b| b.node),
+        }
     }
 
     /// Slots proposed and not yet known chosen.
@@ -505,6 +521,11 @@ impl ProposerCore {
                 self.handle_reconfigure(now_us, token, change, out)
             }
             ProposerInput::Tick => self.handle_tick(now_us, out),
+            ProposerInput::Leading { ballot } => {
+                if self.seen_leading.is_none_or(|s| ballot > s) {
+                    self.seen_leading = Some(ballot);
+                }
+            }
             ProposerInput::Acked { acceptors } => {
                 self.quick = acceptors.into_iter().filter(|a| *a != self.id).collect();
             }

@@ -782,3 +782,52 @@ fn a_leader_without_thrift_sends_every_accept_to_every_acceptor() {
         assert_eq!(propose_and_decide(&mut p, t).len(), 3);
     }
 }
+
+/// A follower cut off from all but the new leader cannot complete an
+/// election round and keeps the old leader; the new leader's Accepts,
+/// seen by its learner, make it name the new one to clients.
+#[test]
+fn a_follower_names_the_leader_whose_accepts_it_sees() {
+    let mut p = ProposerCore::new(n(1), PaxosConfig::new(Mode::Multi, 3), members(), 1);
+    let mut out = Vec::new();
+    let old = Ballot::new(2, n(3));
+    p.step(0, ProposerInput::Leader { leader: old }, &mut out);
+    assert_eq!(p.leader(), Some(n(3)));
+    p.step(
+        0,
+        ProposerInput::Leading {
+            ballot: Ballot::new(3, n(2)),
+        },
+        &mut out,
+    );
+    assert_eq!(p.leader(), Some(n(2)), "the higher ballot's node");
+    // A later election of a higher ballot wins again.
+    p.step(
+        0,
+        ProposerInput::Leader {
+            leader: Ballot::new(4, n(3)),
+        },
+        &mut out,
+    );
+    assert_eq!(p.leader(), Some(n(3)));
+    // And a client of this follower is told so.
+    out.clear();
+    p.step(
+        0,
+        ProposerInput::Submit {
+            token: 9,
+            request: request("x"),
+        },
+        &mut out,
+    );
+    assert!(
+        matches!(
+            &out[..],
+            [ProposerEffect::Fail {
+                error: ProposeError::NotLeader { leader: Some(l) },
+                ..
+            }] if *l == n(3)
+        ),
+        "{out:?}"
+    );
+}
