@@ -4,29 +4,16 @@
 //! Raft calls with no Paxos counterpart answer typed Unsupported errors.
 #![forbid(unsafe_code)]
 
-use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvOutput};
 use consensus_actors::plugin::NodeError;
 use consensus_actors::sim::block_on_paused;
 use consensus_actors::types::{ClientId, LogIndex, NodeId, Term};
-use consensus_engine::{ConsensusEngine, EngineError};
+use consensus_engine::EngineError;
 use std::time::Duration;
 
-fn ids(n: u64) -> Vec<NodeId> {
-    (1..=n).map(NodeId).collect()
-}
+mod support;
 
-fn cluster(protocol: &str, n: u64) -> ConsensusEngine {
-    let engine = ConsensusEngine::new(ConsensusConfig::for_protocol(
-        protocol.parse().unwrap(),
-        n as usize,
-    ))
-    .unwrap();
-    for id in ids(n) {
-        engine.start_node(id, &ids(n)).unwrap();
-    }
-    engine
-}
+use support::{cluster, ids};
 
 #[test]
 fn propose_returns_the_slot_and_ballot_round() {

@@ -12,9 +12,7 @@ use consensus_actors::types::{ClientId, LogIndex, NodeId, Term};
 use consensus_engine::ConsensusEngine;
 use std::time::Duration;
 
-fn ids(n: u64) -> Vec<NodeId> {
-    (1..=n).map(NodeId).collect()
-}
+mod support;
 
 fn cluster(n: u64) -> ConsensusEngine {
     let config = ConsensusConfig {
@@ -23,12 +21,9 @@ fn cluster(n: u64) -> ConsensusEngine {
         max_byzantine_nodes: 1,
         ..ConsensusConfig::default()
     };
-    let engine = ConsensusEngine::new(config).unwrap();
+    let engine = support::start(config);
     assert_eq!(engine.protocol(), consensus_pbft::PROTOCOL);
     assert!(engine.capabilities().log_positions);
-    for id in ids(n) {
-        engine.start_node(id, &ids(n)).unwrap();
-    }
     engine
 }
 

@@ -11,20 +11,15 @@ use consensus_actors::types::{ClientId, ConsensusProtocol, LogId, LogIndex, Node
 use consensus_engine::{ConsensusEngine, EngineError};
 use std::time::Duration;
 
-fn ids(n: u64) -> Vec<NodeId> {
-    (1..=n).map(NodeId).collect()
-}
+mod support;
+
+use support::ids;
 
 fn cluster(n: u64) -> ConsensusEngine {
-    let engine = ConsensusEngine::new(ConsensusConfig {
+    support::start(ConsensusConfig {
         cluster_size: n as usize,
         ..ConsensusConfig::default()
     })
-    .unwrap();
-    for id in ids(n) {
-        engine.start_node(id, &ids(n)).unwrap();
-    }
-    engine
 }
 
 #[test]

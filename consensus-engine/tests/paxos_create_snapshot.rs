@@ -5,28 +5,14 @@
 //! takes it at its last delivered slot, after a read through the log).
 #![forbid(unsafe_code)]
 
-use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvStore, StateMachine};
 use consensus_actors::sim::block_on_paused;
-use consensus_actors::types::{ClientId, NodeId};
-use consensus_engine::ConsensusEngine;
+use consensus_actors::types::ClientId;
 use std::time::Duration;
 
-fn ids(n: u64) -> Vec<NodeId> {
-    (1..=n).map(NodeId).collect()
-}
+mod support;
 
-fn cluster(protocol: &str, n: u64) -> ConsensusEngine {
-    let engine = ConsensusEngine::new(ConsensusConfig::for_protocol(
-        protocol.parse().unwrap(),
-        n as usize,
-    ))
-    .unwrap();
-    for id in ids(n) {
-        engine.start_node(id, &ids(n)).unwrap();
-    }
-    engine
-}
+use support::cluster;
 
 fn restore(bytes: &[u8]) -> KvStore {
     let mut kv = KvStore::default();
