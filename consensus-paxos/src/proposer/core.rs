@@ -304,6 +304,8 @@ pub struct ProposerCore {
     thrifty: bool,
     /// Accepts queued for the acceptors outside the counted quorum.
     lazy: BTreeMap<NodeId, Vec<Accept>>,
+    /// The counted quorum of the last thrifty Accept (a buffer).
+    loud_buf: Vec<NodeId>,
     /// The last slot of the latest commit sent alone (to every acceptor).
     lazy_commit_sent: Slot,
     /// The other acceptors whose answers chose the learner's last counted
@@ -355,6 +357,7 @@ impl ProposerCore {
             commit_sent: Slot(0),
             thrifty: false,
             lazy: BTreeMap::new(),
+            loud_buf: Vec::new(),
             lazy_commit_sent: Slot(0),
             quick: Vec::new(),
             seen_leading: None,
@@ -1090,26 +1093,22 @@ impl ProposerCore {
     /// `loud_from`) and queues it for the other targets (see the
     /// [module documentation](self#thrifty-phase-2)).
     fn send_thrifty(&mut self, accept: Accept, out: &mut Vec<ProposerEffect>) {
+        // A buffer kept between calls: this runs once per slot.
+        let mut loud = std::mem::take(&mut self.loud_buf);
+        loud.clear();
         let acceptors = self.configs.at(accept.slot);
         let me_in = acceptors.contains(&self.id);
-        let others: Vec<NodeId> = acceptors
-            .iter()
-            .copied()
-            .filter(|n| *n != self.id)
-            .collect();
-        let q2 = self.q2_of(acceptors);
-        let wanted = q2.saturating_sub(usize::from(me_in));
-        let mut loud: Vec<NodeId> = Vec::with_capacity(wanted + 1);
+        let wanted = self.q2_of(acceptors).saturating_sub(usize::from(me_in));
         if me_in {
             loud.push(self.id);
         }
         // The quickest first, then the others in id order.
         let mut counted = 0;
-        for a in self.quick.iter().chain(others.iter()) {
+        for a in self.quick.iter().chain(acceptors.iter()) {
             if counted >= wanted {
                 break;
             }
-            if others.contains(a) && !loud.contains(a) {
+            if *a != self.id && acceptors.contains(a) && !loud.contains(a) {
                 loud.push(*a);
                 counted += 1;
             }
@@ -1124,7 +1123,7 @@ impl ProposerCore {
                 let queue = self.lazy.entry(*to).or_default();
                 queue.push(accept.clone());
                 if queue.len() >= LAZY_MAX {
-                    let accepts = std::mem::take(queue);
+                    let accepts = std::mem::replace(queue, Vec::with_capacity(LAZY_MAX));
                     out.push(ProposerEffect::Send {
                         to: *to,
                         msg: PaxosMessage::LazyAccepts(LazyAccepts { accepts }),
@@ -1132,6 +1131,7 @@ impl ProposerCore {
                 }
             }
         }
+        self.loud_buf = loud;
     }
 
     /// Sends every queued lazy Accept (on the tick).
