@@ -1,15 +1,23 @@
 //! The clients of one node (Castro and Liskov, OSDI'99 §4.1): a client
-//! authenticates its request (one MAC per replica) with a timestamp above its previous one, multicasts
-//! it to the replicas, and accepts a result once f+1 replicas sent
-//! matching REPLYs (at least one of them is correct): the same result at
-//! the same sequence number, which is the request's position in the
-//! order. It retransmits a request that waits too long.
+//! authenticates its request (one MAC per replica) with a timestamp above
+//! its previous one, sends it to the replica it believes is the primary,
+//! and accepts a result once f+1 replicas sent matching REPLYs (at least
+//! one of them is correct): the same result at the same sequence number,
+//! which is the request's position in the order. A request that waits too
+//! long is multicast to every replica (the backups relay it to the primary
+//! and start their view-change timers on it).
+//!
+//! The primary the clients believe in is that of the highest view that
+//! f+1 matching replies vouch for (the lowest view among them, so f lying
+//! replicas cannot inflate it); a wrong guess costs one retransmission
+//! interval, never progress.
 //!
 //! [`ClientCore`] is the pure part; [`ClientProxy`] the actor.
 
 use crate::authenticator::core::Keys;
 use crate::engine::core::ReplicaConfig;
-use crate::messages::{AuthenticatedRequest, PbftMessage, Reply, Request};
+use crate::evidence::{Evidence, EvidenceKind, EvidenceLog};
+use crate::messages::{AuthenticatedRequest, Maced, PbftMessage, Reply, Request};
 use crate::node::{ClientReply, Inbound, Submit};
 use crate::types::{SeqNo, View};
 use actix::prelude::*;
@@ -42,8 +50,18 @@ pub const MAX_BACKOFF: u32 = 4;
 /// What the client core asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientEffect {
-    /// Multicast this request to every replica.
+    /// Send this request to `to`, the primary the clients believe in (a
+    /// first transmission).
+    Send {
+        /// The replica.
+        to: NodeId,
+        /// The request.
+        request: AuthenticatedRequest,
+    },
+    /// Multicast this request to every replica (a retransmission).
     Multicast(AuthenticatedRequest),
+    /// A REPLY failed its MAC check: evidence against its sender.
+    Evidence(Evidence),
     /// The request `(client, timestamp)` is answered.
     Accept {
         /// The client.
@@ -74,6 +92,10 @@ pub struct ClientCore {
     retry_us: u64,
     keys: Keys,
     members: Vec<NodeId>,
+    /// The replicas sorted: the primary of view `v` is `sorted[v mod n]`.
+    sorted: Vec<NodeId>,
+    /// The highest view f+1 matching replies vouched for.
+    view: View,
     last_timestamp: BTreeMap<ClientId, u64>,
     waiting: BTreeMap<(ClientId, u64), Waiting>,
 }
@@ -87,9 +109,27 @@ impl ClientCore {
             retry_us,
             keys: Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members),
             members: cfg.members.clone(),
+            sorted: {
+                let mut s = cfg.members.clone();
+                s.sort();
+                s.dedup();
+                s
+            },
+            view: View(0),
             last_timestamp: BTreeMap::new(),
             waiting: BTreeMap::new(),
         }
+    }
+
+    /// The replica the clients believe is the primary.
+    pub fn primary(&self) -> Option<NodeId> {
+        let n = self.sorted.len() as u64;
+        (n > 0).then(|| self.sorted[(self.view.get() % n) as usize])
+    }
+
+    /// The highest view f+1 matching replies vouched for.
+    pub fn view(&self) -> View {
+        self.view
     }
 
     /// Requests waiting for replies.
@@ -130,18 +170,36 @@ impl ClientCore {
                 retries: 0,
             },
         );
-        Some((timestamp, vec![ClientEffect::Multicast(request)]))
+        let effect = match self.primary() {
+            Some(to) => ClientEffect::Send { to, request },
+            None => ClientEffect::Multicast(request),
+        };
+        Some((timestamp, vec![effect]))
     }
 
-    /// A REPLY arrived (authenticated).
-    pub fn handle_reply(&mut self, reply: Reply) -> Vec<ClientEffect> {
-        if reply.node != self.node {
+    /// A REPLY arrived from replica `from` (this node's own replica: no
+    /// MAC). Its MAC is checked only if the request still waits for
+    /// replies: once f+1 matched, the others are dropped unchecked.
+    pub fn handle_reply(&mut self, from: NodeId, maced: Maced<Reply>) -> Vec<ClientEffect> {
+        if maced.body.node != self.node || maced.body.replica != from {
             return Vec::new();
         }
-        let key = (reply.client, reply.timestamp);
+        let key = (maced.body.client, maced.body.timestamp);
         let Some(w) = self.waiting.get_mut(&key) else {
             return Vec::new();
         };
+        if from != self.node && !maced.verify(&self.keys, from) {
+            return vec![ClientEffect::Evidence(Evidence {
+                witness: self.node,
+                accused: from,
+                kind: EvidenceKind::InvalidMac,
+                proof: format!(
+                    "REPLY t{} for client {}",
+                    maced.body.timestamp, maced.body.client
+                ),
+            })];
+        }
+        let reply = maced.body;
         w.replies
             .insert(reply.replica, (reply.seq, reply.view, reply.result.clone()));
         let matching: Vec<View> = w
@@ -152,6 +210,11 @@ impl ClientCore {
             .collect();
         if matching.len() > self.f {
             self.waiting.remove(&key);
+            // At least one of the f+1 is correct: the lowest of their
+            // views is one some correct replica reached.
+            if let Some(&lowest) = matching.iter().min() {
+                self.view = self.view.max(lowest);
+            }
             let view = matching.into_iter().max().unwrap_or(reply.view);
             return vec![ClientEffect::Accept {
                 client: key.0,
@@ -197,16 +260,18 @@ pub struct ClientProxy {
     members: Vec<NodeId>,
     replica: Recipient<Inbound>,
     transport: Transport<PbftMessage>,
+    evidence: EvidenceLog,
     epoch: Instant,
     answers: BTreeMap<(ClientId, u64), Answer>,
 }
 
 impl ClientProxy {
-    /// The proxy of `cfg.id`.
+    /// The proxy of `cfg.id`; forged REPLYs are recorded in `evidence`.
     pub fn new(
         cfg: &ReplicaConfig,
         replica: Recipient<Inbound>,
         transport: Transport<PbftMessage>,
+        evidence: EvidenceLog,
         epoch: Instant,
     ) -> Self {
         Self {
@@ -215,6 +280,7 @@ impl ClientProxy {
             members: cfg.members.clone(),
             replica,
             transport,
+            evidence,
             epoch,
             answers: BTreeMap::new(),
         }
@@ -229,6 +295,14 @@ impl ClientProxy {
     fn carry_out(&mut self, effects: Vec<ClientEffect>) {
         for e in effects {
             match e {
+                ClientEffect::Send { to, request } => {
+                    let msg = PbftMessage::Request(request);
+                    if to == self.me {
+                        self.replica.do_send(Inbound { from: self.me, msg });
+                    } else {
+                        self.transport.send(to, msg);
+                    }
+                }
                 ClientEffect::Multicast(r) => {
                     let msg = PbftMessage::Request(r);
                     if self.members.contains(&self.me) {
@@ -239,6 +313,7 @@ impl ClientProxy {
                     }
                     self.transport.broadcast(&self.members, &msg);
                 }
+                ClientEffect::Evidence(e) => self.evidence.record(e),
                 ClientEffect::Accept {
                     client,
                     timestamp,
@@ -301,8 +376,10 @@ impl Handler<ClientReply> for ClientProxy {
     type Result = ();
 
     fn handle(&mut self, msg: ClientReply, _ctx: &mut Context<Self>) {
-        let effects = self.core.handle_reply(msg.0);
-        self.carry_out(effects);
+        for reply in msg.replies {
+            let effects = self.core.handle_reply(msg.from, reply);
+            self.carry_out(effects);
+        }
     }
 }
 
@@ -331,6 +408,63 @@ mod tests {
         }
     }
 
+    /// Delivers `r` as its replica sends it: with a MAC for node 0.
+    fn give(c: &mut ClientCore, r: Reply) -> Vec<ClientEffect> {
+        let from = r.replica;
+        let cfg = cfg();
+        let keys = Keys::new(cfg.cluster, cfg.secret, from, &cfg.members);
+        c.handle_reply(from, Maced::new(r, &keys, &[NodeId(0)]))
+    }
+
+    /// A REPLY whose MAC fails is evidence against its sender and does not
+    /// count; once f+1 matched, the late ones are not even checked.
+    #[test]
+    fn forged_replies_are_evidence_until_the_request_is_answered() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let (t, _) = c
+            .submit(ClientId(5), encode_payload(&KvCommand::Noop), 10)
+            .expect("room");
+        let v = encode_payload(&KvOutput::Ok);
+        let cfg = cfg();
+        let keys = Keys::new(cfg.cluster, cfg.secret, NodeId(2), &cfg.members);
+        let forged = || {
+            let mut m = Maced::new(reply(1, t, v.clone()), &keys, &[NodeId(0)]);
+            m.body.replica = NodeId(1);
+            m
+        };
+        let effects = c.handle_reply(NodeId(1), forged());
+        assert!(
+            matches!(&effects[..], [ClientEffect::Evidence(e)] if e.accused == NodeId(1) && e.kind == EvidenceKind::InvalidMac),
+            "{effects:?}"
+        );
+        assert!(
+            c.handle_reply(NodeId(2), forged()).is_empty(),
+            "a REPLY naming another replica than its sender is dropped"
+        );
+        assert!(give(&mut c, reply(2, t, v.clone())).is_empty());
+        assert!(
+            give(
+                &mut c,
+                reply(1, t, encode_payload(&KvOutput::Deleted(true)))
+            )
+            .is_empty(),
+            "the forged one did not count; this one does not match"
+        );
+        assert_eq!(give(&mut c, reply(3, t, v.clone())).len(), 1);
+        assert!(
+            c.handle_reply(NodeId(1), forged()).is_empty(),
+            "answered: late replies are dropped unchecked"
+        );
+        let local = Maced {
+            body: reply(0, t + 1, v),
+            auth: Vec::new(),
+        };
+        assert!(
+            c.handle_reply(NodeId(0), local).is_empty(),
+            "the local replica's REPLY carries no MAC and needs none"
+        );
+    }
+
     fn reply(replica: u64, timestamp: u64, result: Vec<u8>) -> Reply {
         Reply {
             view: View(0),
@@ -349,19 +483,19 @@ mod tests {
         let (t, effects) = c
             .submit(ClientId(5), encode_payload(&KvCommand::get("k")), 1_000)
             .expect("room");
-        assert!(matches!(&effects[..], [ClientEffect::Multicast(r)] if r.request.timestamp == t));
-        let v = |s: &str| encode_payload(&KvOutput::Value(Some(s.into())));
-        assert!(c.handle_reply(reply(1, t, v("lie"))).is_empty());
         assert!(
-            c.handle_reply(reply(2, t, v("x"))).is_empty(),
-            "1 vote each"
+            matches!(&effects[..], [ClientEffect::Send { to: NodeId(0), request: r }] if r.request.timestamp == t),
+            "a first transmission goes to the primary of view 0"
         );
+        let v = |s: &str| encode_payload(&KvOutput::Value(Some(s.into())));
+        assert!(give(&mut c, reply(1, t, v("lie"))).is_empty());
+        assert!(give(&mut c, reply(2, t, v("x"))).is_empty(), "1 vote each");
         assert!(
-            c.handle_reply(reply(2, t, v("x"))).is_empty(),
+            give(&mut c, reply(2, t, v("x"))).is_empty(),
             "a replica counts once"
         );
         assert_eq!(
-            c.handle_reply(reply(3, t, v("x"))),
+            give(&mut c, reply(3, t, v("x"))),
             vec![ClientEffect::Accept {
                 client: ClientId(5),
                 timestamp: t,
@@ -386,15 +520,15 @@ mod tests {
         let v = encode_payload(&KvOutput::Value(Some("x".into())));
         let mut lie = reply(1, t, v.clone());
         lie.seq = SeqNo(9);
-        assert!(c.handle_reply(lie).is_empty());
+        assert!(give(&mut c, lie).is_empty());
         assert!(
-            c.handle_reply(reply(2, t, v.clone())).is_empty(),
+            give(&mut c, reply(2, t, v.clone())).is_empty(),
             "same result, another position: no match"
         );
         let mut later = reply(3, t, v.clone());
         later.view = View(2);
         assert_eq!(
-            c.handle_reply(later),
+            give(&mut c, later),
             vec![ClientEffect::Accept {
                 client: ClientId(5),
                 timestamp: t,
@@ -404,6 +538,34 @@ mod tests {
                     view: View(2)
                 }
             }]
+        );
+    }
+
+    /// The clients follow the primary of the lowest view among f+1
+    /// matching replies: one replica claiming a far view cannot send them
+    /// to a replica that is not the primary.
+    #[test]
+    fn first_transmissions_follow_the_view_f_plus_1_replies_vouch_for() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let noop = encode_payload(&KvCommand::Noop);
+        let v = encode_payload(&KvOutput::Ok);
+        let (t, _) = c.submit(ClientId(5), noop.clone(), 10).expect("room");
+        let mut liar = reply(1, t, v.clone());
+        liar.view = View(9);
+        let mut honest = reply(2, t, v.clone());
+        honest.view = View(1);
+        assert!(give(&mut c, liar).is_empty());
+        assert_eq!(give(&mut c, honest).len(), 1);
+        assert_eq!(c.view(), View(1), "the lowest of the f+1 views");
+        let (t2, effects) = c.submit(ClientId(5), noop, 20).expect("room");
+        assert!(
+            matches!(&effects[..], [ClientEffect::Send { to: NodeId(1), request: r }] if r.request.timestamp == t2),
+            "{effects:?}"
+        );
+        assert_eq!(c.tick(20 + 100).len(), 1);
+        assert!(
+            matches!(&c.tick(20 + 300)[..], [ClientEffect::Multicast(_)]),
+            "a retransmission goes to every replica"
         );
     }
 

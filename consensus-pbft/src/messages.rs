@@ -700,9 +700,22 @@ pub enum PbftMessage {
     FetchState(Maced<FetchState>),
     /// A state-transfer answer.
     StateTransfer(StateTransfer),
+    /// The REPLYs of one executed batch for the clients of one node, each
+    /// with its own MAC: one message per batch and client node instead of
+    /// one per request. (Last, so the other variants keep their encoding.)
+    Replies(Vec<Maced<Reply>>),
 }
 
 impl PbftMessage {
+    /// The REPLYs this message carries, if it is a REPLY or a batch of them.
+    pub fn into_replies(self) -> Option<Vec<Maced<Reply>>> {
+        match self {
+            PbftMessage::Reply(r) => Some(vec![r]),
+            PbftMessage::Replies(rs) => Some(rs),
+            _ => None,
+        }
+    }
+
     /// The message's name, as the paper writes it.
     pub fn name(&self) -> &'static str {
         match self {
@@ -716,6 +729,7 @@ impl PbftMessage {
             PbftMessage::NewView(_) => "NEW-VIEW",
             PbftMessage::FetchState(_) => "FETCH-STATE",
             PbftMessage::StateTransfer(_) => "STATE-TRANSFER",
+            PbftMessage::Replies(_) => "REPLY*",
         }
     }
 }

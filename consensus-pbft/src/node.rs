@@ -35,7 +35,7 @@ use crate::client::ClientProxy;
 use crate::engine::actor::{ReplicaActor, ReplicaStore};
 use crate::engine::core::ReplicaConfig;
 use crate::evidence::EvidenceLog;
-use crate::messages::{decode_payload, encode_payload, PbftMessage, Reply};
+use crate::messages::{decode_payload, encode_payload, Maced, PbftMessage, Reply};
 use crate::notes::{CheckpointNote, EngineNote, Note, ViewChangerNote};
 use crate::safety::PbftEvent;
 use crate::view_changer::actor::ViewChangerActor;
@@ -66,11 +66,20 @@ pub struct Inbound {
     pub msg: PbftMessage,
 }
 
-/// A REPLY for a client of this node (authenticated, or from the local
-/// replica).
+/// REPLYs from one replica for clients of this node: one, or those of one
+/// executed batch. Their MACs are not checked yet: the clients check those
+/// of the replies they still wait for ([`ClientCore::handle_reply`]); the
+/// local replica's carry none.
+///
+/// [`ClientCore::handle_reply`]: crate::client::ClientCore::handle_reply
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
-pub struct ClientReply(pub Reply);
+pub struct ClientReply {
+    /// The replica that sent them.
+    pub from: NodeId,
+    /// The replies.
+    pub replies: Vec<Maced<Reply>>,
+}
 
 /// A client's operation, submitted through this node. The operation and
 /// the result are the service's command and output encoded with
@@ -603,6 +612,7 @@ pub fn start_node<SM: StateMachine>(
         &ctx.cfg,
         replica.inbound.clone(),
         ctx.transport.clone(),
+        ctx.evidence.clone(),
         ctx.epoch,
     );
     // Names are distinct constants: starting cannot fail.

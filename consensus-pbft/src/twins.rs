@@ -18,7 +18,6 @@
 use crate::engine::actor::{ReplicaStore, TICK};
 use crate::engine::core::{Effect, Engine, Input};
 use crate::engine::replica::Companions;
-use crate::messages::PbftMessage;
 use crate::node::{ClientReply, Inbound, PbftSlots, ReplicaComponent, ReplicaContext};
 use crate::safety::PbftEvent;
 use actix::prelude::*;
@@ -83,8 +82,10 @@ impl<SM: StateMachine> TwinsActor<SM> {
         for effect in effects {
             match effect {
                 Effect::Send { to, msg } if to == me => {
-                    if let PbftMessage::Reply(r) = msg {
-                        self.ctx.local_clients.do_send(ClientReply(r.body));
+                    if let Some(replies) = msg.into_replies() {
+                        self.ctx
+                            .local_clients
+                            .do_send(ClientReply { from: me, replies });
                     }
                 }
                 Effect::Send { to, msg } => {

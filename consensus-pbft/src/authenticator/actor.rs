@@ -72,8 +72,11 @@ impl Handler<Envelope<PbftMessage>> for Authenticator {
         }
         let to = match owner_of(&env.msg) {
             Owner::Client => {
-                if let PbftMessage::Reply(r) = env.msg {
-                    self.routes.clients.do_send(ClientReply(r.body));
+                if let Some(replies) = env.msg.into_replies() {
+                    self.routes.clients.do_send(ClientReply {
+                        from: env.from,
+                        replies,
+                    });
                 }
                 return;
             }

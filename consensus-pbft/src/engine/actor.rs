@@ -150,8 +150,11 @@ fn send<SM: StateMachine>(
     msg: PbftMessage,
 ) {
     if to == ctx.cfg.id {
-        if let PbftMessage::Reply(r) = msg {
-            ctx.local_clients.do_send(ClientReply(r.body));
+        if let Some(replies) = msg.into_replies() {
+            ctx.local_clients.do_send(ClientReply {
+                from: ctx.cfg.id,
+                replies,
+            });
         }
         return;
     }

@@ -635,13 +635,20 @@ impl<SM: StateMachine> Engine<SM> {
             | PbftMessage::NewView(_)
             | PbftMessage::FetchState(_)
             | PbftMessage::StateTransfer(_)
-            | PbftMessage::Reply(_) => {}
+            | PbftMessage::Reply(_)
+            | PbftMessage::Replies(_) => {}
         }
     }
 
     // ----- requests and the normal case -----
 
     fn reply_to(&mut self, entry: &ClientEntry) {
+        let msg = PbftMessage::Reply(self.reply(entry));
+        self.send(entry.node, msg);
+    }
+
+    /// This replica's authenticated REPLY for `entry`.
+    fn reply(&self, entry: &ClientEntry) -> Maced<Reply> {
         let reply = Reply {
             view: self.view,
             seq: entry.seq,
@@ -651,8 +658,7 @@ impl<SM: StateMachine> Engine<SM> {
             replica: self.cfg.id,
             result: entry.result.clone(),
         };
-        let msg = PbftMessage::Reply(Maced::new(reply, &self.keys, &[entry.node]));
-        self.send(entry.node, msg);
+        Maced::new(reply, &self.keys, &[entry.node])
     }
 
     fn handle_request(&mut self, from: NodeId, sreq: AuthenticatedRequest) {
@@ -668,12 +674,14 @@ impl<SM: StateMachine> Engine<SM> {
                 return;
             }
         }
-        let from_client = from == sreq.request.node;
+        // Clients send a request to the primary they believe in and
+        // multicast it only when it waits too long (OSDI'99 §4.1): a copy
+        // straight from the client at a backup is such a retransmission,
+        // perhaps because the primary never got it, so the backup relays
+        // it to the primary (and keeps it: its view-change timer runs).
+        let relay = from == sreq.request.node && self.primary() != self.cfg.id;
         if self.pending.contains_key(&key) {
-            // The client sent it again: it waits too long, perhaps
-            // because the primary never got it (OSDI'99 §4.1: a backup
-            // relays a retransmitted request to the primary).
-            if from_client && self.primary() != self.cfg.id {
+            if relay {
                 let primary = self.primary();
                 self.send(primary, PbftMessage::Request(sreq));
             }
@@ -683,10 +691,10 @@ impl<SM: StateMachine> Engine<SM> {
             tracing::debug!(replica = %self.cfg.id, "pending requests full: request dropped");
             return;
         }
-        // A first copy is not relayed: the client multicasts its requests
-        // to every replica, so the primary has its own (relaying every one
-        // made the primary check each request's MAC four times). A
-        // retransmission is relayed (above).
+        if relay {
+            let primary = self.primary();
+            self.send(primary, PbftMessage::Request(sreq.clone()));
+        }
         self.pending.insert(
             key,
             PendingRequest {
@@ -991,6 +999,8 @@ impl<SM: StateMachine> Engine<SM> {
 
     fn execute(&mut self, seq: SeqNo, digest: Digest, batch: &Batch) {
         assert_eq!(seq, self.last_exec.next(), "execution in sequence order");
+        // The batch's REPLYs, by client node: one message to each.
+        let mut replies: BTreeMap<NodeId, Vec<Maced<Reply>>> = BTreeMap::new();
         for r in batch.0.iter() {
             let req = &r.request;
             let identity = req.identity();
@@ -1016,8 +1026,19 @@ impl<SM: StateMachine> Engine<SM> {
                 seq,
                 result,
             };
-            self.reply_to(&entry);
+            replies
+                .entry(entry.node)
+                .or_default()
+                .push(self.reply(&entry));
             self.clients.insert(identity, entry);
+        }
+        for (node, mut rs) in replies {
+            let msg = if rs.len() == 1 {
+                PbftMessage::Reply(rs.remove(0))
+            } else {
+                PbftMessage::Replies(rs)
+            };
+            self.send(node, msg);
         }
         self.last_exec = seq;
         self.executed.insert(seq, digest);

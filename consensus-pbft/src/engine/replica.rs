@@ -46,7 +46,7 @@ pub fn owner_of(msg: &PbftMessage) -> Owner {
         PbftMessage::Checkpoint(_) | PbftMessage::FetchState(_) | PbftMessage::StateTransfer(_) => {
             Owner::Checkpoint
         }
-        PbftMessage::Reply(_) => Owner::Client,
+        PbftMessage::Reply(_) | PbftMessage::Replies(_) => Owner::Client,
     }
 }
 

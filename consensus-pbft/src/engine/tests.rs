@@ -104,9 +104,12 @@ impl Cluster {
 
     pub(crate) fn deliver_one(&mut self, from: NodeId, to: NodeId, msg: PbftMessage) {
         if to == CLIENT_NODE {
-            if let PbftMessage::Reply(r) = msg {
-                self.replies.push(r.body);
-            }
+            self.replies.extend(
+                msg.into_replies()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.body),
+            );
             return;
         }
         if self.down.contains(&to) || self.down.contains(&from) {
@@ -212,27 +215,31 @@ fn the_primary_multicasts_a_signed_pre_prepare_for_a_request() {
     assert!(pre_prepare.verify(&c.keys[1], NodeId(0)));
 }
 
-/// OSDI'99 §4.1: the client multicasts; a backup keeps the first copy
-/// (the primary got its own) and relays a retransmission to the primary.
+/// OSDI'99 §4.1: a client sends to the primary and multicasts only a
+/// request that waits too long; a backup relays what it gets straight from
+/// the client to the primary, and keeps it (its view-change timer runs).
 #[test]
 fn a_backup_forwards_a_client_request_to_the_primary() {
     let mut c = Cluster::new(4);
     let r = c.request(1, KvCommand::put("k", "v"));
+    for copy in ["the first copy", "a second copy"] {
+        let effects = c.replicas[2].step(Input::Message {
+            from: CLIENT_NODE,
+            msg: PbftMessage::Request(r.clone()),
+        });
+        assert!(
+            effects.iter().any(|e| matches!(e, Effect::Send { to, msg: PbftMessage::Request(x) } if *to == NodeId(0) && *x == r)),
+            "{copy} is relayed: {effects:?}"
+        );
+        assert_eq!(c.replicas[2].pending_len(), 1, "{copy} is kept");
+    }
     let effects = c.replicas[2].step(Input::Message {
-        from: CLIENT_NODE,
+        from: NodeId(3),
         msg: PbftMessage::Request(r.clone()),
     });
     assert!(
         !effects.iter().any(|e| matches!(e, Effect::Send { .. })),
-        "a first copy is not relayed: {effects:?}"
-    );
-    let effects = c.replicas[2].step(Input::Message {
-        from: CLIENT_NODE,
-        msg: PbftMessage::Request(r.clone()),
-    });
-    assert_eq!(effects.len(), 1);
-    assert!(
-        matches!(&effects[0], Effect::Send { to, msg: PbftMessage::Request(x) } if *to == NodeId(0) && *x == r)
+        "a copy another replica relayed is not relayed again: {effects:?}"
     );
 }
 
