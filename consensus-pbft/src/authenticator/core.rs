@@ -16,6 +16,12 @@
 //!   view, sequence number, sender, receiver and the digest of the body,
 //!   so a message cannot be replayed into another cluster, view, slot or
 //!   kind, nor reflected to another receiver.
+//! * A MAC covers the same fields as a signature, laid out for speed: one
+//!   64-byte block with the cluster id, the sender and the receiver (the
+//!   same for every message between one pair in one direction, so each
+//!   key's HMAC state is kept with that block absorbed), then 49 bytes
+//!   with the kind, view, sequence number and body digest. HMAC-SHA256
+//!   then costs two compressions per message instead of three.
 //! * Tags are compared in constant time (`Mac::verify_slice`); signatures
 //!   are checked with `verify_strict`.
 
@@ -75,7 +81,35 @@ pub struct AuthHeader {
     pub body: Digest,
 }
 
+/// The first block a MAC covers: who talks to whom, in which cluster.
+fn route_block(cluster: u64, sender: u64, receiver: u64) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    out[0..8].copy_from_slice(b"pbft-mac");
+    out[8..16].copy_from_slice(&cluster.to_le_bytes());
+    out[16..24].copy_from_slice(&sender.to_le_bytes());
+    out[24..32].copy_from_slice(&receiver.to_le_bytes());
+    out
+}
+
+/// `state` (a keyed HMAC) with the route block of `cluster`, `sender` and
+/// `receiver` absorbed.
+fn routed(state: &HmacSha256, cluster: u64, sender: u64, receiver: u64) -> HmacSha256 {
+    let mut s = state.clone();
+    s.update(&route_block(cluster, sender, receiver));
+    s
+}
+
 impl AuthHeader {
+    /// What a MAC covers after the route block.
+    fn mac_bytes(&self) -> [u8; 49] {
+        let mut out = [0u8; 49];
+        out[0] = self.kind as u8;
+        out[1..9].copy_from_slice(&self.view.get().to_le_bytes());
+        out[9..17].copy_from_slice(&self.seq.get().to_le_bytes());
+        out[17..49].copy_from_slice(&self.body.0);
+        out
+    }
+
     fn bytes(&self, cluster: u64) -> [u8; 73] {
         let mut out = [0u8; 73];
         out[0..8].copy_from_slice(&cluster.to_le_bytes());
@@ -171,9 +205,17 @@ pub struct Keys {
     me: NodeId,
     signing: SigningKey,
     replica_keys: BTreeMap<NodeId, VerifyingKey>,
+    /// Per (client identity, replica): the keyed state with the route
+    /// block (client to replica) absorbed.
     client_macs: RefCell<BTreeMap<(u64, NodeId), HmacSha256>>,
     counts: Cell<AuthCounts>,
+    /// Per peer: the keyed state shared with it.
     macs: BTreeMap<NodeId, HmacSha256>,
+    /// Per peer: that state with the route block from this party to the
+    /// peer absorbed (MACs made).
+    macs_out: BTreeMap<NodeId, HmacSha256>,
+    /// Per peer: the same from the peer to this party (MACs checked).
+    macs_in: BTreeMap<NodeId, HmacSha256>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -224,13 +266,21 @@ impl Keys {
             .iter()
             .map(|&n| (n, replica_signing_key(&secret, n).verifying_key()))
             .collect();
-        let macs = nodes
+        let macs: BTreeMap<NodeId, HmacSha256> = nodes
             .iter()
             .filter_map(|&n| {
                 HmacSha256::new_from_slice(&mac_key(&secret, me, n))
                     .ok()
                     .map(|m| (n, m))
             })
+            .collect();
+        let macs_out = macs
+            .iter()
+            .map(|(&n, m)| (n, routed(m, cluster, me.get(), n.get())))
+            .collect();
+        let macs_in = macs
+            .iter()
+            .map(|(&n, m)| (n, routed(m, cluster, n.get(), me.get())))
             .collect();
         Self {
             cluster,
@@ -241,6 +291,8 @@ impl Keys {
             client_macs: RefCell::new(BTreeMap::new()),
             counts: Cell::new(AuthCounts::default()),
             macs,
+            macs_out,
+            macs_in,
         }
     }
 
@@ -267,9 +319,14 @@ impl Keys {
 
     /// The MAC of `header` for `to` (sender: this party).
     pub fn mac(&self, to: NodeId, header: &AuthHeader) -> Option<Tag> {
-        let mut mac = self.macs.get(&to)?.clone();
+        let mut mac = if header.sender == self.me.get() && header.receiver == to.get() {
+            self.macs_out.get(&to)?.clone()
+        } else {
+            let base = self.macs.get(&to)?;
+            routed(base, self.cluster, header.sender, header.receiver)
+        };
         self.count(|c| c.macs_made += 1);
-        mac.update(&header.bytes(self.cluster));
+        mac.update(&header.mac_bytes());
         Some(Tag(mac.finalize().into_bytes().into()))
     }
 
@@ -299,16 +356,23 @@ impl Keys {
         let Some((_, tag)) = auth.iter().find(|(n, _)| *n == self.me) else {
             return false;
         };
-        let Some(mac) = self.macs.get(&from) else {
-            return false;
-        };
-        let mut mac = mac.clone();
-        self.count(|c| c.macs_checked += 1);
         let h = AuthHeader {
             receiver: self.me.get(),
             ..*header
         };
-        mac.update(&h.bytes(self.cluster));
+        let mut mac = if h.sender == from.get() {
+            let Some(mac) = self.macs_in.get(&from) else {
+                return false;
+            };
+            mac.clone()
+        } else {
+            let Some(base) = self.macs.get(&from) else {
+                return false;
+            };
+            routed(base, self.cluster, h.sender, h.receiver)
+        };
+        self.count(|c| c.macs_checked += 1);
+        mac.update(&h.mac_bytes());
         mac.verify_slice(&tag.0).is_ok()
     }
 
@@ -319,21 +383,35 @@ impl Keys {
         if macs.len() >= CLIENT_KEYS_MAX && !macs.contains_key(&(identity, replica)) {
             macs.clear();
         }
+        let cluster = self.cluster;
         let state = macs.entry((identity, replica)).or_insert_with(|| {
             // A 32-byte key is always a valid HMAC key.
-            <HmacSha256 as KeyInit>::new_from_slice(&client_mac_key(
+            let keyed = <HmacSha256 as KeyInit>::new_from_slice(&client_mac_key(
                 &self.secret,
                 identity,
                 replica,
             ))
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+            routed(&keyed, cluster, identity, replica.get())
         });
-        let mut mac = state.clone();
         let h = AuthHeader {
             receiver: replica.get(),
             ..*header
         };
-        mac.update(&h.bytes(self.cluster));
+        let mut mac = if h.sender == identity {
+            state.clone()
+        } else {
+            // Not the client's own sender field: the key alone, routed as
+            // the header says (a forged request fails its check).
+            let keyed = <HmacSha256 as KeyInit>::new_from_slice(&client_mac_key(
+                &self.secret,
+                identity,
+                replica,
+            ))
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+            routed(&keyed, cluster, h.sender, h.receiver)
+        };
+        mac.update(&h.mac_bytes());
         mac
     }
 
@@ -465,6 +543,40 @@ mod tests {
             &[NodeId(0), NodeId(1)],
         );
         assert!(!k1_other.check_authenticator(NodeId(0), &h, &auth));
+    }
+
+    /// The kept states (route block absorbed) and the slow path (keyed
+    /// state, then the route block the header names) agree: a header whose
+    /// sender is not the party's own is MACed over its own route, and a
+    /// sender field that differs from the real sender fails its check.
+    #[test]
+    fn a_mac_covers_the_route_and_the_kept_states_match_the_slow_path() {
+        let (k0, k1) = (keys(0), keys(1));
+        let h = header(AuthKind::Commit);
+        let fast = k0.mac(NodeId(1), &AuthHeader { receiver: 1, ..h });
+        let keyed = k0.macs.get(&NodeId(1)).expect("a peer");
+        let mut slow = routed(keyed, 9, 0, 1);
+        slow.update(&AuthHeader { receiver: 1, ..h }.mac_bytes());
+        assert_eq!(fast, Some(Tag(slow.finalize().into_bytes().into())));
+        // n0 MACs a header claiming sender 2: n1 refuses it from n0 and
+        // from n2 (whose key it is not).
+        let claimed = AuthHeader { sender: 2, ..h };
+        let auth = k0.authenticator(&[NodeId(1)], &claimed);
+        assert!(!k1.check_authenticator(NodeId(0), &h, &auth));
+        assert!(!k1.check_authenticator(NodeId(2), &claimed, &auth));
+        assert!(
+            k1.check_authenticator(NodeId(0), &claimed, &auth),
+            "the same bytes under the same key"
+        );
+        // Client MACs: the kept state and the slow path agree too.
+        let req = AuthHeader {
+            kind: AuthKind::Request,
+            sender: 77,
+            ..h
+        };
+        let auth = k0.client_authenticator(77, &[NodeId(1)], &req);
+        assert!(k1.check_client_authenticator(77, &req, &auth));
+        assert!(!k1.check_client_authenticator(77, &AuthHeader { sender: 78, ..req }, &auth));
     }
 
     #[test]
