@@ -569,6 +569,23 @@ mod tests {
         }
     }
 
+    /// PBFT offers a shared submit handle too: its clients run on a thread
+    /// of their own with `client_thread`, and every command commits.
+    #[test]
+    fn pbft_clients_run_on_a_thread_of_their_own() {
+        let options = BenchOptions {
+            clients: 16,
+            ops: 400,
+            client_thread: true,
+            ..BenchOptions::default()
+        };
+        let config = ConsensusConfig::for_protocol(consensus_pbft::PROTOCOL, 4).byzantine();
+        let spec = PluginSpec::<consensus_pbft::PbftPlugin>::stock(consensus_pbft::PROTOCOL);
+        let report = bench(&spec, &config, &options).unwrap();
+        assert_eq!((report.ops, report.nodes, report.clients), (400, 4, 16));
+        assert_eq!(report.retries, 0);
+    }
+
     #[test]
     fn resident_memory_is_read_on_linux() {
         if cfg!(target_os = "linux") {

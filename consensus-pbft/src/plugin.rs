@@ -25,7 +25,7 @@ use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvStore};
 use consensus_actors::plugin::{
     ready, Capabilities, Committed, Evidence, EvidenceProbe, NodeError, NodeHandle, NodeInfo,
-    NodeWiring, PluginError, PluginNode, ProtocolPlugin, Reply,
+    NodeWiring, PluginError, PluginNode, ProtocolPlugin, Reply, SendReply, SharedSubmit,
 };
 use consensus_actors::sim::{NodeContext, StartedNode};
 use consensus_actors::supervision::Shutdown;
@@ -293,6 +293,38 @@ impl ProtocolPlugin for PbftPlugin {
     }
 }
 
+/// Submits `command` for `client` through the client proxy `proxy`.
+fn submit_kv(
+    proxy: &actix::Addr<crate::client::ClientProxy>,
+    client: ClientId,
+    command: &KvCommand,
+) -> SendReply<Committed> {
+    let answer = submit_encoded::<KvStore>(proxy, client, encode_payload(command));
+    Box::pin(async move {
+        answer.await.map(|(output, at)| Committed {
+            output,
+            log_id: Some(at),
+        })
+    })
+}
+
+/// Submits to one PBFT node from any thread (its client proxy's address
+/// is a thread-safe actix handle; the answer comes on a oneshot channel).
+struct PbftSubmit {
+    id: NodeId,
+    client: actix::Addr<crate::client::ClientProxy>,
+}
+
+impl SharedSubmit for PbftSubmit {
+    fn node(&self) -> NodeId {
+        self.id
+    }
+
+    fn submit(&self, client: ClientId, command: KvCommand) -> SendReply<Committed> {
+        submit_kv(&self.client, client, &command)
+    }
+}
+
 struct PbftHandle {
     id: NodeId,
     members: Vec<NodeId>,
@@ -310,13 +342,14 @@ impl NodeHandle for PbftHandle {
     }
 
     fn submit(&self, client: ClientId, command: KvCommand) -> Reply<Committed> {
-        let answer = submit_encoded::<KvStore>(&self.client, client, encode_payload(&command));
-        Box::pin(async move {
-            answer.await.map(|(output, at)| Committed {
-                output,
-                log_id: Some(at),
-            })
-        })
+        submit_kv(&self.client, client, &command)
+    }
+
+    fn shared_submit(&self) -> Option<std::sync::Arc<dyn SharedSubmit>> {
+        Some(std::sync::Arc::new(PbftSubmit {
+            id: self.id,
+            client: self.client.clone(),
+        }))
     }
 
     /// The ViewChanger and the CheckpointProtocol in turn (they restart
