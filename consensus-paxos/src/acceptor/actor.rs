@@ -93,6 +93,7 @@ impl<S: AcceptorStorage> Acceptor<S> {
         if self.failed {
             return None;
         }
+        self.core.set_reports(self.safety.is_enabled());
         self.core.step(input);
         let effects = self.core.take_effects();
         let mut wrote = false;

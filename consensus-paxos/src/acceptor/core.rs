@@ -144,6 +144,8 @@ pub struct AcceptorCore {
     /// with the promise in O(1)).
     max_accepted: Ballot,
     effects: Vec<AcceptorEffect>,
+    /// Whether it hands out [`Report`]s (see [`set_reports`](Self::set_reports)).
+    reports: bool,
 }
 
 impl AcceptorCore {
@@ -156,7 +158,17 @@ impl AcceptorCore {
             accepted: SlotRing::new(),
             max_accepted: Ballot::ZERO,
             effects: Vec::new(),
+            reports: true,
         }
+    }
+
+    /// Whether to hand out [`AcceptorEffect::Report`]s of acceptances (on by
+    /// default). The stock actor turns them off when its safety sink is
+    /// off, as in benchmarks: each holds a reference to the value, whose
+    /// count is an atomic add and sub at every acceptance. Promise reports
+    /// are always handed out.
+    pub fn set_reports(&mut self, on: bool) {
+        self.reports = on;
     }
 
     /// An acceptor rebuilt from what it stored: its hard state and its log
@@ -327,51 +339,59 @@ impl AcceptorCore {
             )));
         }
         // A leader's next slot is the ring's next place: O(1).
-        let fresh = (msg.ballot, ValueRef::clone(&msg.value));
-        let same = match self.accepted.get_mut(msg.slot) {
+        let Accept {
+            ballot,
+            slot,
+            value,
+            ..
+        } = msg;
+        let fresh = (ballot, ValueRef::clone(&value));
+        let same = match self.accepted.get_mut(slot) {
             None => {
-                self.accepted.insert(msg.slot, fresh);
+                self.accepted.insert(slot, fresh);
                 false
             }
             Some(held) => {
                 let (b, v) = &*held;
-                let equal = ValueRef::ptr_eq(v, &msg.value) || **v == *msg.value;
+                let equal = ValueRef::ptr_eq(v, &value) || **v == *value;
                 // One ballot proposes one value per slot.
                 assert!(
-                    *b != msg.ballot || equal,
+                    *b != ballot || equal,
                     "two values at {} in {}",
-                    msg.ballot,
-                    msg.slot
+                    ballot,
+                    slot
                 );
-                let same = *b == msg.ballot;
+                let same = *b == ballot;
                 if !same {
                     *held = fresh;
                 }
                 same
             }
         };
+        // The record takes the message's reference to the value: one
+        // count update fewer per acceptance.
+        let report = self.reports.then(|| ValueRef::clone(&value));
         if !same {
-            self.max_accepted = self.max_accepted.max(msg.ballot);
+            self.max_accepted = self.max_accepted.max(ballot);
             self.effects
                 .push(AcceptorEffect::PersistAccepted(AcceptRecord {
-                    slot: msg.slot,
-                    ballot: msg.ballot,
-                    value: ValueRef::clone(&msg.value),
+                    slot,
+                    ballot,
+                    value,
                 }));
         }
-        self.effects.push(AcceptorEffect::Report(Report::Accepted {
-            acceptor: self.id,
-            slot: msg.slot,
-            ballot: msg.ballot,
-            value: ValueRef::clone(&msg.value),
-        }));
+        if let Some(value) = report {
+            self.effects.push(AcceptorEffect::Report(Report::Accepted {
+                acceptor: self.id,
+                slot,
+                ballot,
+                value,
+            }));
+        }
         if answer {
             self.effects.push(AcceptorEffect::Send {
                 to: from,
-                msg: PaxosMessage::Accepted(Accepted {
-                    ballot: msg.ballot,
-                    slot: msg.slot,
-                }),
+                msg: PaxosMessage::Accepted(Accepted { ballot, slot }),
             });
         }
         true
@@ -601,6 +621,30 @@ mod tests {
             }] => assert!(p.accepted.is_empty()),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// With reports off (a sink that checks nothing), an acceptance is
+    /// persisted and answered as before, without its report.
+    #[test]
+    fn reports_off_leaves_out_only_the_acceptance_report() {
+        let b1 = Ballot::new(1, n(1));
+        let mut on = AcceptorCore::new(n(3));
+        let mut off = AcceptorCore::new(n(3));
+        off.set_reports(false);
+        on.step(accept(b1, 4, v("x")));
+        off.step(accept(b1, 4, v("x")));
+        let with: Vec<_> = on
+            .take_effects()
+            .into_iter()
+            .filter(|e| !matches!(e, AcceptorEffect::Report(Report::Accepted { .. })))
+            .collect();
+        assert_eq!(off.take_effects(), with);
+        assert!(with
+            .iter()
+            .any(|e| matches!(e, AcceptorEffect::PersistAccepted(_))));
+        assert!(with
+            .iter()
+            .any(|e| matches!(e, AcceptorEffect::Send { .. })));
     }
 
     #[test]

@@ -354,6 +354,7 @@ impl<S: LearnerStorage> Learner<S> {
             self.now_us = micros_since(self.epoch);
         }
         let mut out = std::mem::take(&mut self.effects);
+        self.core.set_reports(self.safety.is_enabled());
         self.core.step(self.now_us, input, &mut out);
         for e in out.drain(..) {
             self.run(e);

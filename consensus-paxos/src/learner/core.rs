@@ -279,6 +279,8 @@ pub struct LearnerCore {
     kv: KvStore,
     next_peer: usize,
     last_catch_up_us: u64,
+    /// Whether it hands out [`Report`]s (see [`set_reports`](Self::set_reports)).
+    reports: bool,
 }
 
 impl LearnerCore {
@@ -322,7 +324,16 @@ impl LearnerCore {
             kv: KvStore::default(),
             next_peer: 0,
             last_catch_up_us: 0,
+            reports: true,
         }
+    }
+
+    /// Whether to hand out [`LearnerEffect::Report`]s of chosen values (on
+    /// by default). The stock actor turns them off when its safety sink is
+    /// off, as in benchmarks: each holds a reference to the value, whose
+    /// count is an atomic add and sub at every slot.
+    pub fn set_reports(&mut self, on: bool) {
+        self.reports = on;
     }
 
     /// A learner rebuilt from its snapshot and its log (`records` in slot
@@ -731,12 +742,14 @@ impl LearnerCore {
         }
         // The local proposer proposed here when it told this learner so.
         let ours = self.tallies.remove(slot).is_some_and(|t| t.local) || counted;
-        out.push(LearnerEffect::Report(Report::Chosen {
-            node: self.id,
-            slot,
-            ballot,
-            value: ValueRef::clone(&value),
-        }));
+        if self.reports {
+            out.push(LearnerEffect::Report(Report::Chosen {
+                node: self.id,
+                slot,
+                ballot,
+                value: ValueRef::clone(&value),
+            }));
+        }
         if counted && self.decide_all {
             let msg = PaxosMessage::Chosen(Chosen {
                 slot,
