@@ -18,7 +18,7 @@ use crate::authenticator::core::Keys;
 use crate::engine::core::ReplicaConfig;
 use crate::evidence::{Evidence, EvidenceKind, EvidenceLog};
 use crate::messages::{AuthenticatedRequest, Maced, PbftMessage, Reply, Request};
-use crate::node::{ClientReply, Inbound, Submit};
+use crate::node::{ClientReply, Inbound, Submit, SubmitAuthenticated};
 use crate::types::{SeqNo, View};
 use actix::prelude::*;
 use consensus_actors::plugin::NodeError;
@@ -150,7 +150,6 @@ impl ClientCore {
         }
         let last = self.last_timestamp.get(&client).copied().unwrap_or(0);
         let timestamp = last.saturating_add(1).max(now_us);
-        self.last_timestamp.insert(client, timestamp);
         let request = AuthenticatedRequest::new(
             Request {
                 node: self.node,
@@ -161,6 +160,39 @@ impl ClientCore {
             &self.keys,
             &self.members,
         );
+        Some((timestamp, self.enqueue(request, now_us)))
+    }
+
+    /// A request a [`RequestSigner`] of this node authenticated on another
+    /// thread: what to do, or why it is refused (too many in flight, not
+    /// this node's, or a timestamp not above the client's last one).
+    pub fn submit_authenticated(
+        &mut self,
+        request: AuthenticatedRequest,
+        now_us: u64,
+    ) -> Result<Vec<ClientEffect>, &'static str> {
+        if self.waiting.len() >= MAX_IN_FLIGHT {
+            return Err("too many requests in flight");
+        }
+        let r = &request.request;
+        if r.node != self.node {
+            return Err("a request of another node's client");
+        }
+        if self
+            .last_timestamp
+            .get(&r.client)
+            .is_some_and(|&t| t >= r.timestamp)
+        {
+            return Err("a timestamp not above the client's last one");
+        }
+        Ok(self.enqueue(request, now_us))
+    }
+
+    /// Waits for replies to `request` (its timestamp is the client's last
+    /// one from now on) and sends it.
+    fn enqueue(&mut self, request: AuthenticatedRequest, now_us: u64) -> Vec<ClientEffect> {
+        let (client, timestamp) = (request.request.client, request.request.timestamp);
+        self.last_timestamp.insert(client, timestamp);
         self.waiting.insert(
             (client, timestamp),
             Waiting {
@@ -174,7 +206,7 @@ impl ClientCore {
             Some(to) => ClientEffect::Send { to, request },
             None => ClientEffect::Multicast(request),
         };
-        Some((timestamp, vec![effect]))
+        vec![effect]
     }
 
     /// A REPLY arrived from replica `from` (this node's own replica: no
@@ -247,6 +279,54 @@ impl ClientCore {
     /// The caller gave up on `(client, timestamp)`.
     pub fn forget(&mut self, client: ClientId, timestamp: u64) {
         self.waiting.remove(&(client, timestamp));
+    }
+}
+
+/// Authenticates requests for the clients of one node on a thread of
+/// their own (the benchmark's client thread, as a client machine would):
+/// the timestamp and the MACs [`ClientCore::submit`] makes, so that the
+/// proxy, on the node's thread, only keeps track of the request
+/// ([`ClientCore::submit_authenticated`]).
+pub struct RequestSigner {
+    node: NodeId,
+    keys: Keys,
+    members: Vec<NodeId>,
+    epoch: Instant,
+    last_timestamp: BTreeMap<ClientId, u64>,
+}
+
+impl RequestSigner {
+    /// The signer for the clients of `cfg.id`, timestamps counted from
+    /// `epoch` as the node's proxy counts them.
+    pub fn new(cfg: &ReplicaConfig, epoch: Instant) -> Self {
+        Self {
+            node: cfg.id,
+            keys: Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members),
+            members: cfg.members.clone(),
+            epoch,
+            last_timestamp: BTreeMap::new(),
+        }
+    }
+
+    /// Client `client`'s request for `op`, with a timestamp above its last
+    /// one and its MACs for every replica.
+    pub fn authenticate(&mut self, client: ClientId, op: Vec<u8>) -> AuthenticatedRequest {
+        let now_us = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_micros() as u64;
+        let last = self.last_timestamp.get(&client).copied().unwrap_or(0);
+        let timestamp = last.saturating_add(1).max(now_us);
+        self.last_timestamp.insert(client, timestamp);
+        AuthenticatedRequest::new(
+            Request {
+                node: self.node,
+                client,
+                timestamp,
+                op,
+            },
+            &self.keys,
+            &self.members,
+        )
     }
 }
 
@@ -367,6 +447,24 @@ impl Handler<Submit> for ClientProxy {
                 let _ = msg.reply.send(Err(NodeError::Refused(
                     "too many requests in flight".into(),
                 )));
+            }
+        }
+    }
+}
+
+impl Handler<SubmitAuthenticated> for ClientProxy {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubmitAuthenticated, _ctx: &mut Context<Self>) {
+        let now = self.now_us();
+        let key = (msg.request.request.client, msg.request.request.timestamp);
+        match self.core.submit_authenticated(msg.request, now) {
+            Ok(effects) => {
+                self.answers.insert(key, msg.reply);
+                self.carry_out(effects);
+            }
+            Err(why) => {
+                let _ = msg.reply.send(Err(NodeError::Refused(why.into())));
             }
         }
     }
@@ -567,6 +665,63 @@ mod tests {
             matches!(&c.tick(20 + 300)[..], [ClientEffect::Multicast(_)]),
             "a retransmission goes to every replica"
         );
+    }
+
+    /// A request authenticated on another thread is tracked as one made
+    /// here: sent to the primary, refused when its timestamp is not above
+    /// the client's last one or when it belongs to another node.
+    #[test]
+    fn requests_signed_elsewhere_are_tracked_and_their_timestamps_checked() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let mut signer = RequestSigner::new(&cfg(), Instant::now());
+        let noop = encode_payload(&KvCommand::Noop);
+        let r1 = signer.authenticate(ClientId(5), noop.clone());
+        let r2 = signer.authenticate(ClientId(5), noop.clone());
+        assert!(r2.request.timestamp > r1.request.timestamp);
+        let keys = Keys::new(cfg().cluster, cfg().secret, NodeId(1), &cfg().members);
+        assert!(r1.verify(&keys), "the MACs the replicas check");
+        let effects = c.submit_authenticated(r2.clone(), 10).expect("taken");
+        assert!(
+            matches!(&effects[..], [ClientEffect::Send { to: NodeId(0), request }] if *request == r2)
+        );
+        assert_eq!(c.in_flight(), 1);
+        assert!(
+            c.submit_authenticated(r1, 10).is_err(),
+            "an older timestamp"
+        );
+        assert!(
+            c.submit_authenticated(r2, 10).is_err(),
+            "the same one again"
+        );
+        let mut other = RequestSigner::new(
+            &ReplicaConfig {
+                id: NodeId(2),
+                ..cfg()
+            },
+            Instant::now(),
+        );
+        let theirs = other.authenticate(ClientId(5), noop);
+        assert!(
+            c.submit_authenticated(theirs, 10).is_err(),
+            "another node's client"
+        );
+        assert_eq!(c.in_flight(), 1);
+        let (t, _) = c
+            .submit(ClientId(5), encode_payload(&KvCommand::Noop), 0)
+            .expect("room");
+        assert!(
+            t > effects_timestamp(&effects),
+            "the proxy's own next timestamp is above it"
+        );
+    }
+
+    fn effects_timestamp(effects: &[ClientEffect]) -> u64 {
+        match &effects[0] {
+            ClientEffect::Send { request, .. } | ClientEffect::Multicast(request) => {
+                request.request.timestamp
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -95,6 +95,18 @@ pub struct Submit {
     pub reply: oneshot::Sender<Result<crate::client::Accepted, NodeError>>,
 }
 
+/// A request a [`RequestSigner`](crate::client::RequestSigner) of this
+/// node already authenticated (on the submitting thread), for the client
+/// proxy to send and track.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubmitAuthenticated {
+    /// The request, with its client's MACs.
+    pub request: crate::messages::AuthenticatedRequest,
+    /// Where the accepted result (encoded output and position) goes.
+    pub reply: oneshot::Sender<Result<crate::client::Accepted, NodeError>>,
+}
+
 /// A note for the engine (from the ViewChanger or the CheckpointProtocol).
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
@@ -519,22 +531,38 @@ pub(crate) fn submit_encoded<SM: StateMachine>(
         op,
         reply: tx,
     });
-    async move {
-        match rx.await {
-            Ok(Ok(accepted)) => {
-                let at = LogId::new(Term(accepted.view.get()), LogIndex(accepted.seq.get()));
-                decode_payload::<SM::Output>(&accepted.result)
-                    .map(|output| (output, at))
-                    .ok_or_else(|| {
-                        NodeError::Unknown(
-                            "f+1 replicas answered with bytes that are not an output of the service"
-                                .into(),
-                        )
-                    })
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(NodeError::Stopped),
+    decode_answer::<SM>(rx)
+}
+
+/// Sends `request` (authenticated on the caller's thread) through `proxy`
+/// and decodes the accepted output as `SM`'s, with its position.
+pub(crate) fn submit_authenticated<SM: StateMachine>(
+    proxy: &Addr<ClientProxy>,
+    request: crate::messages::AuthenticatedRequest,
+) -> impl Future<Output = Result<(SM::Output, LogId), NodeError>> + 'static {
+    let (tx, rx) = oneshot::channel();
+    proxy.do_send(SubmitAuthenticated { request, reply: tx });
+    decode_answer::<SM>(rx)
+}
+
+/// The accepted output `rx` brings, decoded as `SM`'s, with its position.
+async fn decode_answer<SM: StateMachine>(
+    rx: oneshot::Receiver<Result<crate::client::Accepted, NodeError>>,
+) -> Result<(SM::Output, LogId), NodeError> {
+    match rx.await {
+        Ok(Ok(accepted)) => {
+            let at = LogId::new(Term(accepted.view.get()), LogIndex(accepted.seq.get()));
+            decode_payload::<SM::Output>(&accepted.result)
+                .map(|output| (output, at))
+                .ok_or_else(|| {
+                    NodeError::Unknown(
+                        "f+1 replicas answered with bytes that are not an output of the service"
+                            .into(),
+                    )
+                })
         }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(NodeError::Stopped),
     }
 }
 

@@ -19,7 +19,7 @@ use crate::engine::core::{ReplicaConfig, Status};
 use crate::evidence::EvidenceLog;
 use crate::messages::encode_payload;
 use crate::messages::PbftMessage;
-use crate::node::{start_node, submit_encoded, NodeSpec, PbftSlots};
+use crate::node::{start_node, submit_authenticated, submit_encoded, NodeSpec, PbftSlots};
 use crate::safety::{self, PbftEvent, SafetyChecker};
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::{KvCommand, KvStore};
@@ -223,6 +223,7 @@ impl ProtocolPlugin for PbftPlugin {
             wiring.initial_members.clone()
         };
         let cfg = self.cfg.replica(id, &members);
+        let epoch = wiring.observer.origin();
         let store = self.stores.entry(id).or_default().clone();
         let slots = match self.byzantine.get(&id) {
             Some(&behaviour) => crate::byzantine::slots(behaviour),
@@ -238,8 +239,9 @@ impl ProtocolPlugin for PbftPlugin {
             transport: ctx.transport.clone(),
             safety: wiring.safety.clone(),
             evidence: self.evidence.clone(),
-            epoch: wiring.observer.origin(),
+            epoch,
         };
+        let spec_cfg = spec.cfg.clone();
         let node = start_node(spec, &slots, wiring.supervision.clone());
         let supervisor = node.supervisor.clone();
         PluginNode {
@@ -247,6 +249,8 @@ impl ProtocolPlugin for PbftPlugin {
             handle: Rc::new(PbftHandle {
                 id,
                 members,
+                cfg: spec_cfg,
+                epoch,
                 client: node.client.clone(),
                 store,
                 panics: [
@@ -308,11 +312,14 @@ fn submit_kv(
     })
 }
 
-/// Submits to one PBFT node from any thread (its client proxy's address
-/// is a thread-safe actix handle; the answer comes on a oneshot channel).
+/// Submits to one PBFT node from any thread: the request is authenticated
+/// there (timestamp and MACs, as a client machine would), and the node's
+/// client proxy, reached through its thread-safe actix address, sends and
+/// tracks it; the answer comes on a oneshot channel.
 struct PbftSubmit {
     id: NodeId,
     client: actix::Addr<crate::client::ClientProxy>,
+    signer: std::sync::Mutex<crate::client::RequestSigner>,
 }
 
 impl SharedSubmit for PbftSubmit {
@@ -321,13 +328,28 @@ impl SharedSubmit for PbftSubmit {
     }
 
     fn submit(&self, client: ClientId, command: KvCommand) -> SendReply<Committed> {
-        submit_kv(&self.client, client, &command)
+        let op = encode_payload(&command);
+        let request = match self.signer.lock() {
+            Ok(mut signer) => signer.authenticate(client, op),
+            Err(_) => return Box::pin(async { Err(NodeError::Stopped) }),
+        };
+        let answer = submit_authenticated::<KvStore>(&self.client, request);
+        Box::pin(async move {
+            answer.await.map(|(output, at)| Committed {
+                output,
+                log_id: Some(at),
+            })
+        })
     }
 }
 
 struct PbftHandle {
     id: NodeId,
     members: Vec<NodeId>,
+    /// The replica's settings (the shared submit handle's keys).
+    cfg: ReplicaConfig,
+    /// The node's time base (request timestamps).
+    epoch: tokio::time::Instant,
     client: actix::Addr<crate::client::ClientProxy>,
     store: ReplicaStore,
     /// The ViewChanger's and the CheckpointProtocol's fault injection
@@ -349,6 +371,7 @@ impl NodeHandle for PbftHandle {
         Some(std::sync::Arc::new(PbftSubmit {
             id: self.id,
             client: self.client.clone(),
+            signer: std::sync::Mutex::new(crate::client::RequestSigner::new(&self.cfg, self.epoch)),
         }))
     }
 
