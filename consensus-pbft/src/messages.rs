@@ -308,12 +308,27 @@ impl AuthenticatedRequest {
 /// not copied, between the messages and slots that hold it (a batch of a
 /// thousand requests is sent to every backup and kept in the log and in
 /// prepared certificates); serialized as the list of requests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Batch(pub std::sync::Arc<Vec<AuthenticatedRequest>>);
+///
+/// Its digest is computed once and shared by every copy: the requests
+/// cannot change after [`Batch::new`] (the field is private), so the
+/// remembered digest is always theirs.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    requests: std::sync::Arc<Vec<AuthenticatedRequest>>,
+    digest: std::sync::Arc<std::sync::OnceLock<Digest>>,
+}
+
+impl PartialEq for Batch {
+    fn eq(&self, other: &Self) -> bool {
+        self.requests == other.requests
+    }
+}
+
+impl Eq for Batch {}
 
 impl Serialize for Batch {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.as_slice().serialize(s)
+        self.requests.as_slice().serialize(s)
     }
 }
 
@@ -326,17 +341,45 @@ impl<'de> Deserialize<'de> for Batch {
 impl Batch {
     /// A batch of `requests`.
     pub fn new(requests: Vec<AuthenticatedRequest>) -> Self {
-        Self(std::sync::Arc::new(requests))
+        Self {
+            requests: std::sync::Arc::new(requests),
+            digest: std::sync::Arc::default(),
+        }
     }
 
     /// Its requests, in order.
     pub fn requests(&self) -> &[AuthenticatedRequest] {
-        &self.0
+        &self.requests
     }
 
-    /// The digest a PRE-PREPARE carries: over the requests' digests.
+    /// How many requests it holds.
+    pub fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Whether it is the null request.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// The digest a PRE-PREPARE carries: over the requests' digests
+    /// (computed once per batch, whichever copy asks).
     pub fn digest(&self) -> Digest {
-        Self::digest_of_requests(self.0.iter().map(AuthenticatedRequest::digest))
+        *self.digest.get_or_init(|| {
+            Self::digest_of_requests(self.requests.iter().map(AuthenticatedRequest::digest))
+        })
+    }
+
+    /// Remembers `digest`, which the caller computed with
+    /// [`digest_of_requests`](Self::digest_of_requests) from this batch's
+    /// own requests' digests (the authenticator does, to check a
+    /// PRE-PREPARE).
+    pub(crate) fn remember_digest(&self, digest: Digest) {
+        debug_assert_eq!(
+            digest,
+            Self::digest_of_requests(self.requests.iter().map(AuthenticatedRequest::digest))
+        );
+        let _ = self.digest.set(digest);
     }
 
     /// The digest of a batch whose requests have the digests `requests`

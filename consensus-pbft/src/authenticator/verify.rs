@@ -176,8 +176,8 @@ fn check_batch(
     batch: &Batch,
     digests: &[Digest],
 ) -> Result<(), Refused> {
-    debug_assert_eq!(batch.0.len(), digests.len());
-    for (r, d) in batch.0.iter().zip(digests) {
+    debug_assert_eq!(batch.len(), digests.len());
+    for (r, d) in batch.requests().iter().zip(digests) {
         if cache.forget_request(d) {
             continue;
         }
@@ -302,7 +302,7 @@ pub fn check_inbound(
                 );
             }
             // Each request's digest once, for the batch's and the cache.
-            let digests: Vec<Digest> = batch.0.iter().map(|r| r.digest()).collect();
+            let digests: Vec<Digest> = batch.requests().iter().map(|r| r.digest()).collect();
             let digest = Batch::digest_of_requests(digests.iter().copied());
             if digest != pre_prepare.body.digest {
                 return refuse(
@@ -318,6 +318,8 @@ pub fn check_inbound(
                 );
             }
             check_batch(keys, cache, batch, &digests)?;
+            // The engine checks the digest again: it need not hash again.
+            batch.remember_digest(digest);
         }
         PbftMessage::Prepare {
             prepare: p,

@@ -784,7 +784,7 @@ impl<SM: StateMachine> Engine<SM> {
         }
         slot.pre_prepare = Some(spp);
         slot.batch = Some(batch.clone());
-        for r in batch.0.iter() {
+        for r in batch.requests().iter() {
             let key = (r.request.identity(), r.request.timestamp);
             let done = self
                 .clients
@@ -1001,7 +1001,7 @@ impl<SM: StateMachine> Engine<SM> {
         assert_eq!(seq, self.last_exec.next(), "execution in sequence order");
         // The batch's REPLYs, by client node: one message to each.
         let mut replies: BTreeMap<NodeId, Vec<Maced<Reply>>> = BTreeMap::new();
-        for r in batch.0.iter() {
+        for r in batch.requests().iter() {
             let req = &r.request;
             let identity = req.identity();
             let key = (identity, req.timestamp);
@@ -1303,7 +1303,7 @@ impl<SM: StateMachine> Engine<SM> {
                 // A view change never changes what was executed.
                 assert_eq!(done, digest, "re-issued {seq} differs from what executed");
             }
-            for r in batch.0.iter() {
+            for r in batch.requests().iter() {
                 if let Some(p) = self
                     .pending
                     .get_mut(&(r.request.identity(), r.request.timestamp))

@@ -210,7 +210,7 @@ fn the_primary_multicasts_a_signed_pre_prepare_for_a_request() {
     assert_eq!(pre_prepare.body.view, View(0));
     assert_eq!(pre_prepare.body.seq, SeqNo(1));
     assert_eq!(pre_prepare.body.primary, NodeId(0));
-    assert_eq!(*batch.0, vec![r]);
+    assert_eq!(batch.requests(), &[r][..]);
     assert_eq!(pre_prepare.body.digest, batch.digest());
     assert!(pre_prepare.verify(&c.keys[1], NodeId(0)));
 }
@@ -313,7 +313,7 @@ fn requests_arriving_while_the_pipeline_is_full_are_batched() {
         .queue
         .iter()
         .filter_map(|(_, to, m)| match m {
-            PbftMessage::PrePrepare { batch, .. } if *to == NodeId(1) => Some(batch.0.len()),
+            PbftMessage::PrePrepare { batch, .. } if *to == NodeId(1) => Some(batch.len()),
             _ => None,
         })
         .collect();
@@ -1109,4 +1109,30 @@ fn a_view_change_with_a_swapped_batch_is_refused_although_its_signature_holds() 
         validate_view_change(&vc.body, &q),
         Err(InvalidViewChange::Certificate { seq: SeqNo(1), .. })
     ));
+}
+
+/// A batch's digest is computed once and shared by its copies; equality
+/// is over the requests only, whether or not a copy computed it.
+#[test]
+fn a_batch_digest_is_shared_by_its_copies() {
+    let mut c = Cluster::new(4);
+    let r = c.request(1, KvCommand::put("k", "v"));
+    let before = crate::authenticator::core::bytes_hashed();
+    let batch = Batch::new(vec![r.clone()]);
+    let copy = batch.clone();
+    let d = batch.digest();
+    let hashed = crate::authenticator::core::bytes_hashed() - before;
+    assert!(hashed > 0);
+    assert_eq!(copy.digest(), d);
+    assert_eq!(
+        crate::authenticator::core::bytes_hashed() - before,
+        hashed,
+        "the copy hashed nothing"
+    );
+    let fresh = Batch::new(vec![r]);
+    assert_eq!(fresh, batch, "equal without a digest yet");
+    assert_eq!(fresh.digest(), d);
+    let other = Batch::new(vec![c.request(1, KvCommand::put("k", "w"))]);
+    assert_ne!(other, batch);
+    assert_ne!(other.digest(), d);
 }
