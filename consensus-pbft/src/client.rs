@@ -90,13 +90,13 @@ pub struct ClientCore {
     node: NodeId,
     f: usize,
     retry_us: u64,
-    keys: Keys,
-    members: Vec<NodeId>,
+    /// Timestamps and MACs of this node's requests (its keys check the
+    /// REPLYs too).
+    signer: RequestSigner,
     /// The replicas sorted: the primary of view `v` is `sorted[v mod n]`.
     sorted: Vec<NodeId>,
     /// The highest view f+1 matching replies vouched for.
     view: View,
-    last_timestamp: BTreeMap<ClientId, u64>,
     waiting: BTreeMap<(ClientId, u64), Waiting>,
 }
 
@@ -107,8 +107,8 @@ impl ClientCore {
             node: cfg.id,
             f: cfg.f,
             retry_us,
-            keys: Keys::new(cfg.cluster, cfg.secret, cfg.id, &cfg.members),
-            members: cfg.members.clone(),
+            // Its time base is unused: the core is given the time.
+            signer: RequestSigner::new(cfg, Instant::now()),
             sorted: {
                 let mut s = cfg.members.clone();
                 s.sort();
@@ -116,7 +116,6 @@ impl ClientCore {
                 s
             },
             view: View(0),
-            last_timestamp: BTreeMap::new(),
             waiting: BTreeMap::new(),
         }
     }
@@ -148,19 +147,8 @@ impl ClientCore {
         if self.waiting.len() >= MAX_IN_FLIGHT {
             return None;
         }
-        let last = self.last_timestamp.get(&client).copied().unwrap_or(0);
-        let timestamp = last.saturating_add(1).max(now_us);
-        let request = AuthenticatedRequest::new(
-            Request {
-                node: self.node,
-                client,
-                timestamp,
-                op,
-            },
-            &self.keys,
-            &self.members,
-        );
-        Some((timestamp, self.enqueue(request, now_us)))
+        let request = self.signer.authenticate_at(client, op, now_us);
+        Some((request.request.timestamp, self.enqueue(request, now_us)))
     }
 
     /// A request a [`RequestSigner`] of this node authenticated on another
@@ -179,6 +167,7 @@ impl ClientCore {
             return Err("a request of another node's client");
         }
         if self
+            .signer
             .last_timestamp
             .get(&r.client)
             .is_some_and(|&t| t >= r.timestamp)
@@ -192,7 +181,7 @@ impl ClientCore {
     /// one from now on) and sends it.
     fn enqueue(&mut self, request: AuthenticatedRequest, now_us: u64) -> Vec<ClientEffect> {
         let (client, timestamp) = (request.request.client, request.request.timestamp);
-        self.last_timestamp.insert(client, timestamp);
+        self.signer.last_timestamp.insert(client, timestamp);
         self.waiting.insert(
             (client, timestamp),
             Waiting {
@@ -220,7 +209,7 @@ impl ClientCore {
         let Some(w) = self.waiting.get_mut(&key) else {
             return Vec::new();
         };
-        if from != self.node && !maced.verify(&self.keys, from) {
+        if from != self.node && !maced.verify(&self.signer.keys, from) {
             return vec![ClientEffect::Evidence(Evidence {
                 witness: self.node,
                 accused: from,
@@ -314,6 +303,16 @@ impl RequestSigner {
         let now_us = Instant::now()
             .saturating_duration_since(self.epoch)
             .as_micros() as u64;
+        self.authenticate_at(client, op, now_us)
+    }
+
+    /// The same at `now_us` (microseconds since the time base).
+    pub fn authenticate_at(
+        &mut self,
+        client: ClientId,
+        op: Vec<u8>,
+        now_us: u64,
+    ) -> AuthenticatedRequest {
         let last = self.last_timestamp.get(&client).copied().unwrap_or(0);
         let timestamp = last.saturating_add(1).max(now_us);
         self.last_timestamp.insert(client, timestamp);

@@ -22,14 +22,14 @@ use crate::messages::PbftMessage;
 use crate::node::{start_node, submit_authenticated, submit_encoded, NodeSpec, PbftSlots};
 use crate::safety::{self, PbftEvent, SafetyChecker};
 use consensus_actors::config::ConsensusConfig;
-use consensus_actors::kv::{KvCommand, KvStore};
+use consensus_actors::kv::{KvCommand, KvOutput, KvStore};
 use consensus_actors::plugin::{
     ready, Capabilities, Committed, Evidence, EvidenceProbe, NodeError, NodeHandle, NodeInfo,
     NodeWiring, PluginError, PluginNode, ProtocolPlugin, Reply, SendReply, SharedSubmit,
 };
 use consensus_actors::sim::{NodeContext, StartedNode};
 use consensus_actors::supervision::Shutdown;
-use consensus_actors::types::{ClientId, ConsensusProtocol, LogIndex, NodeId, NodeState};
+use consensus_actors::types::{ClientId, ConsensusProtocol, LogId, LogIndex, NodeId, NodeState};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -303,7 +303,17 @@ fn submit_kv(
     client: ClientId,
     command: &KvCommand,
 ) -> SendReply<Committed> {
-    let answer = submit_encoded::<KvStore>(proxy, client, encode_payload(command));
+    committed(submit_encoded::<KvStore>(
+        proxy,
+        client,
+        encode_payload(command),
+    ))
+}
+
+/// The engine's answer from the proxy's: the output and its position.
+fn committed(
+    answer: impl std::future::Future<Output = Result<(KvOutput, LogId), NodeError>> + Send + 'static,
+) -> SendReply<Committed> {
     Box::pin(async move {
         answer.await.map(|(output, at)| Committed {
             output,
@@ -333,13 +343,7 @@ impl SharedSubmit for PbftSubmit {
             Ok(mut signer) => signer.authenticate(client, op),
             Err(_) => return Box::pin(async { Err(NodeError::Stopped) }),
         };
-        let answer = submit_authenticated::<KvStore>(&self.client, request);
-        Box::pin(async move {
-            answer.await.map(|(output, at)| Committed {
-                output,
-                log_id: Some(at),
-            })
-        })
+        committed(submit_authenticated::<KvStore>(&self.client, request))
     }
 }
 
