@@ -13,12 +13,19 @@
 //! longer than the request timeout.
 //!
 //! With [`BenchOptions::client_thread`], the clients run on a thread of
-//! their own and the cluster keeps the calling one.
+//! their own and the cluster keeps the calling one. With
+//! [`BenchOptions::node_threads`] above 1, the nodes are spread over that
+//! many threads (each an actix Arbiter with a [`LocalCluster`] of its
+//! nodes, the clusters connected into one through
+//! [`LocalCluster::connect`]): a node's messages to a node on another
+//! thread cross threads as they would cross machines, through the same
+//! network and inbox, and every component stays swappable.
 
 use crate::error::{EngineError, NodeError};
 use crate::host::{ClusterHost, LocalCluster, LocalOptions};
 use crate::registry::PluginSpec;
 use crate::simulate::LatencySummary;
+use actix::Recipient;
 use actix::System;
 use consensus_actors::config::ConsensusConfig;
 use consensus_actors::kv::KvCommand;
@@ -26,6 +33,7 @@ use consensus_actors::metrics::LatencyHistogram;
 use consensus_actors::plugin::{
     Committed, NodeDirectory, NodeHandle, ProtocolPlugin, Reply, SharedSubmit,
 };
+use consensus_actors::transport::{Envelope, Wire};
 use consensus_actors::types::{ClientId, ConsensusProtocol, NodeId, NodeState};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -65,6 +73,13 @@ pub struct BenchOptions {
     /// shares one thread (the cross-thread wake-up per command costs more
     /// than the second core gives on a 2-core machine, see BENCHMARKS.md).
     pub client_thread: bool,
+    /// Threads the nodes run on (at least 1). With more than one, node
+    /// `k`-th in id order runs on thread `k % node_threads`, each thread an
+    /// actix Arbiter with a [`LocalCluster`] of its nodes, the clusters
+    /// connected into one ([`LocalCluster::connect`]); needs the protocol's
+    /// [`NodeHandle::shared_submit`]. The clients keep the calling thread
+    /// (with the first share of nodes) unless `client_thread`.
+    pub node_threads: usize,
 }
 
 impl Default for BenchOptions {
@@ -77,6 +92,7 @@ impl Default for BenchOptions {
             request_timeout: Duration::from_secs(10),
             rss_interval: None,
             client_thread: false,
+            node_threads: 1,
         }
     }
 }
@@ -125,6 +141,12 @@ pub fn validate(config: &ConsensusConfig, options: &BenchOptions) -> Result<(), 
             "--ops must be at least 1".into(),
         ));
     }
+    if options.node_threads == 0 || options.node_threads > config.cluster_size {
+        return Err(EngineError::InvalidSetting(format!(
+            "--node-threads must be in 1..={} (one node per thread at most)",
+            config.cluster_size
+        )));
+    }
     Ok(())
 }
 
@@ -153,21 +175,28 @@ async fn run<P: ProtocolPlugin>(
     config: &ConsensusConfig,
     options: &BenchOptions,
 ) -> Result<BenchReport, EngineError> {
-    let mut cluster = LocalCluster::<P>::new(
-        spec,
-        config,
-        LocalOptions {
-            seed: 1,
-            check_safety: false,
-            direct_rpcs: false,
-        },
-    )?;
     let members: Vec<NodeId> = (1..=config.cluster_size as u64).map(NodeId).collect();
-    for &id in &members {
-        cluster.start_node(id, members.clone())?;
-    }
-    let directory = cluster.directory();
-    let leader = find_leader(&directory, options.leader_timeout).await?;
+    let (hosting, leader, targets) = if options.node_threads > 1 {
+        let shards = Shards::<P>::start(spec, config, &members, options).await?;
+        let leader = shards.leader.unwrap_or(members[0]);
+        let targets = Targets::Shared(shards.targets.clone());
+        (Hosting::Shards(shards), leader, targets)
+    } else {
+        let mut cluster = LocalCluster::<P>::new(spec, config, bench_options())?;
+        for &id in &members {
+            cluster.start_node(id, members.clone())?;
+        }
+        let directory = cluster.directory();
+        let leader = find_leader(&directory, options.leader_timeout).await?;
+        let handles = directory.handles();
+        let shared: Option<Vec<Arc<dyn SharedSubmit>>> =
+            handles.iter().map(|h| h.shared_submit()).collect();
+        let targets = match shared {
+            Some(shared) if options.client_thread => Targets::Shared(shared),
+            _ => Targets::Local(handles),
+        };
+        (Hosting::Local(Box::new(cluster)), leader, targets)
+    };
 
     let rss_samples = Rc::new(RefCell::new(Vec::new()));
     let done = Rc::new(Cell::new(false));
@@ -184,53 +213,32 @@ async fn run<P: ProtocolPlugin>(
         })
     });
 
-    let handles = directory.handles();
-    let shared: Option<Vec<Arc<dyn SharedSubmit>>> =
-        handles.iter().map(|h| h.shared_submit()).collect();
-    let outcome = match shared {
-        Some(targets) if options.client_thread => {
-            // The clients on a thread of their own, the nodes on this one.
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let opts = *options;
-            let spawned = std::thread::Builder::new()
-                .name("bench-clients".into())
-                .spawn(move || {
-                    let outcome = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| {
-                            EngineError::InvalidSetting(format!("cannot build a runtime: {e}"))
-                        })
-                        .map(|rt| {
-                            tokio::task::LocalSet::new()
-                                .block_on(&rt, drive_clients(targets, leader, opts))
-                        });
-                    // The receiver waits for it unless the run was dropped.
-                    let _ = tx.send(outcome);
-                })
-                .map_err(|e| EngineError::InvalidSetting(format!("cannot start a thread: {e}")))?;
-            let outcome = rx
-                .await
-                .map_err(|_| EngineError::InvalidSetting("the client thread failed".into()))??;
-            let _ = spawned.join();
-            outcome
+    let outcome = match (&hosting, targets) {
+        // Spread nodes, clients not on a thread of their own: they share
+        // the last node thread (the lighter share: the first holds the
+        // leader), so the process keeps one thread per core.
+        (Hosting::Shards(shards), Targets::Shared(targets)) if !options.client_thread => {
+            shards.drive_clients(targets, leader, options).await
         }
-        _ => drive_clients(handles, leader, *options).await,
+        (_, targets) => drive(targets, leader, options).await,
     };
     done.set(true);
     if let Some(sampler) = sampler {
         let _ = sampler.await;
+    }
+    match hosting {
+        Hosting::Local(cluster) => drop(cluster),
+        Hosting::Shards(shards) => shards.stop().await,
     }
     let ClientOutcome {
         elapsed,
         latency,
         retries,
         failure,
-    } = outcome;
+    } = outcome?;
     if let Some(error) = failure {
         return Err(error);
     }
-    drop(cluster);
     let elapsed_secs = elapsed.as_secs_f64();
     let rss_samples_mib = rss_samples.borrow().clone();
     Ok(BenchReport {
@@ -255,6 +263,324 @@ async fn run<P: ProtocolPlugin>(
         peak_rss_mib: peak_resident_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
         rss_samples_mib,
     })
+}
+
+/// The settings of every benchmark cluster: no safety checking, the
+/// protocol's messages over the network.
+fn bench_options() -> LocalOptions {
+    LocalOptions {
+        seed: 1,
+        check_safety: false,
+        direct_rpcs: false,
+    }
+}
+
+/// Who hosts the nodes during a run.
+enum Hosting<P: ProtocolPlugin> {
+    /// All of them, on the calling thread.
+    Local(Box<LocalCluster<P>>),
+    /// Spread over threads.
+    Shards(Shards<P>),
+}
+
+/// What the clients submit through.
+enum Targets {
+    /// The nodes' own handles, on the calling thread.
+    Local(Vec<Rc<dyn NodeHandle>>),
+    /// The nodes' shared submit handles, usable from any thread.
+    Shared(Vec<Arc<dyn SharedSubmit>>),
+}
+
+/// Runs the clients: on a thread of their own with
+/// [`BenchOptions::client_thread`] and shared handles, else on this one.
+async fn drive(
+    targets: Targets,
+    leader: NodeId,
+    options: &BenchOptions,
+) -> Result<ClientOutcome, EngineError> {
+    match targets {
+        Targets::Shared(targets) if options.client_thread => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let opts = *options;
+            let spawned = std::thread::Builder::new()
+                .name("bench-clients".into())
+                .spawn(move || {
+                    let outcome = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| {
+                            EngineError::InvalidSetting(format!("cannot build a runtime: {e}"))
+                        })
+                        .map(|rt| {
+                            tokio::task::LocalSet::new()
+                                .block_on(&rt, drive_clients(targets, leader, opts))
+                        });
+                    // The receiver waits for it unless the run was dropped.
+                    let _ = tx.send(outcome);
+                })
+                .map_err(|e| EngineError::InvalidSetting(format!("cannot start a thread: {e}")))?;
+            let outcome = rx
+                .await
+                .map_err(|_| EngineError::InvalidSetting("the client thread failed".into()))?;
+            let _ = spawned.join();
+            outcome
+        }
+        Targets::Shared(targets) => Ok(drive_clients(targets, leader, *options).await),
+        Targets::Local(handles) => Ok(drive_clients(handles, leader, *options).await),
+    }
+}
+
+/// A node's inbox, as another thread's network reaches it.
+type Inbox<M> = (NodeId, Recipient<Envelope<M>>);
+
+/// What a shard tells the calling thread once its nodes started.
+struct ShardReady<M: Wire> {
+    inboxes: Vec<Inbox<M>>,
+    /// Its nodes' shared submit handles, in id order (`None`: the protocol
+    /// has none).
+    submits: Option<Vec<Arc<dyn SharedSubmit>>>,
+}
+
+/// The calling thread's end of one shard.
+struct ShardLink<M: Wire> {
+    peers: tokio::sync::oneshot::Sender<Vec<Inbox<M>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    stopped: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// A cluster's nodes spread over threads: a [`LocalCluster`] per thread,
+/// connected into one cluster.
+struct Shards<P: ProtocolPlugin> {
+    links: Vec<ShardLink<P::Message>>,
+    arbiters: Vec<actix::Arbiter>,
+    targets: Vec<Arc<dyn SharedSubmit>>,
+    leader: Option<NodeId>,
+}
+
+impl<P: ProtocolPlugin> Shards<P> {
+    /// Starts `members` over `options.node_threads` threads (this one
+    /// first), connects them and waits for a leader.
+    async fn start(
+        spec: &PluginSpec<P>,
+        config: &ConsensusConfig,
+        members: &[NodeId],
+        options: &BenchOptions,
+    ) -> Result<Self, EngineError> {
+        let threads = options.node_threads;
+        let (leader_tx, mut leader_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut shards = Self {
+            links: Vec::new(),
+            arbiters: Vec::new(),
+            targets: Vec::new(),
+            leader: None,
+        };
+        let mut readies = Vec::new();
+        for shard in 0..threads {
+            let nodes: Vec<NodeId> = members
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| match std::env::var("TMPSHARD") {
+                    Ok(v) => {
+                        v.split(',').nth(*k).and_then(|x| x.parse::<usize>().ok()) == Some(shard)
+                    }
+                    Err(_) => k % threads == shard,
+                })
+                .map(|(_, &id)| id)
+                .collect();
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let (peers_tx, peers_rx) = tokio::sync::oneshot::channel();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+            let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
+            let host = ShardHost {
+                spec: spec.clone(),
+                config: config.clone(),
+                members: members.to_vec(),
+                nodes,
+                ready: ready_tx,
+                peers: peers_rx,
+                leader: leader_tx.clone(),
+                stop: stop_rx,
+                stopped: stopped_tx,
+            };
+            if shard == 0 {
+                actix::spawn(host.run());
+            } else {
+                let arbiter = actix::Arbiter::new();
+                arbiter.spawn_fn(move || {
+                    actix::spawn(host.run());
+                });
+                shards.arbiters.push(arbiter);
+            }
+            shards.links.push(ShardLink {
+                peers: peers_tx,
+                stop: stop_tx,
+                stopped: stopped_rx,
+            });
+            readies.push(ready_rx);
+        }
+        drop(leader_tx);
+        let mut inboxes = Vec::new();
+        let mut submits = Vec::new();
+        let mut failure = None;
+        for ready in readies {
+            match ready.await {
+                Ok(Ok(r)) => {
+                    inboxes.extend(r.inboxes);
+                    match r.submits {
+                        Some(s) => submits.extend(s),
+                        None => {
+                            failure.get_or_insert(EngineError::InvalidSetting(
+                                "--node-threads needs a protocol whose nodes take \
+                                 submissions from other threads"
+                                    .into(),
+                            ));
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                Err(_) => {
+                    failure.get_or_insert(EngineError::InvalidSetting(
+                        "a node thread failed to start".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            shards.stop().await;
+            return Err(e);
+        }
+        submits.sort_by_key(|s| s.node());
+        shards.targets = submits;
+        for link in shards.links.iter_mut() {
+            let (tx, _) = tokio::sync::oneshot::channel();
+            let peers = std::mem::replace(&mut link.peers, tx);
+            let _ = peers.send(inboxes.clone());
+        }
+        let began = Instant::now();
+        match tokio::time::timeout(options.leader_timeout, leader_rx.recv()).await {
+            Ok(Some(leader)) => shards.leader = Some(leader),
+            _ => {
+                shards.stop().await;
+                return Err(EngineError::NoLeader {
+                    waited_ms: began.elapsed().as_millis() as u64,
+                });
+            }
+        }
+        Ok(shards)
+    }
+
+    /// Runs the clients on the last node thread; returns what they
+    /// measured.
+    async fn drive_clients(
+        &self,
+        targets: Vec<Arc<dyn SharedSubmit>>,
+        leader: NodeId,
+        options: &BenchOptions,
+    ) -> Result<ClientOutcome, EngineError> {
+        let Some(arbiter) = self.arbiters.last() else {
+            return Ok(drive_clients(targets, leader, *options).await);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let opts = *options;
+        arbiter.spawn_fn(move || {
+            actix::spawn(async move {
+                let outcome = drive_clients(targets, leader, opts).await;
+                let _ = tx.send(outcome);
+            });
+        });
+        rx.await
+            .map_err(|_| EngineError::InvalidSetting("the clients' thread failed".into()))
+    }
+
+    /// Stops every shard's nodes and waits for the threads to end.
+    async fn stop(self) {
+        for link in self.links {
+            let _ = link.stop.send(());
+            let _ = link.stopped.await;
+        }
+        for arbiter in self.arbiters {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+    }
+}
+
+/// One thread's share of a cluster's nodes.
+struct ShardHost<P: ProtocolPlugin> {
+    spec: PluginSpec<P>,
+    config: ConsensusConfig,
+    members: Vec<NodeId>,
+    nodes: Vec<NodeId>,
+    ready: tokio::sync::oneshot::Sender<Result<ShardReady<P::Message>, EngineError>>,
+    peers: tokio::sync::oneshot::Receiver<Vec<Inbox<P::Message>>>,
+    leader: tokio::sync::mpsc::UnboundedSender<NodeId>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    stopped: tokio::sync::oneshot::Sender<()>,
+}
+
+impl<P: ProtocolPlugin> ShardHost<P> {
+    /// Starts this shard's nodes, connects them to the others' and serves
+    /// until told to stop; on its own thread.
+    async fn run(self) {
+        let ShardHost {
+            spec,
+            config,
+            members,
+            nodes,
+            ready,
+            peers,
+            leader,
+            stop,
+            stopped,
+        } = self;
+        let started = (|| {
+            let mut cluster = LocalCluster::<P>::new(&spec, &config, bench_options())?;
+            for &id in &nodes {
+                cluster.start_node(id, members.clone())?;
+            }
+            Ok::<_, EngineError>(cluster)
+        })();
+        let mut cluster = match started {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                let _ = stopped.send(());
+                return;
+            }
+        };
+        let directory = cluster.directory();
+        let inboxes = nodes
+            .iter()
+            .filter_map(|&id| cluster.inbox(id).map(|inbox| (id, inbox)))
+            .collect();
+        let submits = directory
+            .handles()
+            .iter()
+            .map(|h| h.shared_submit())
+            .collect();
+        let _ = ready.send(Ok(ShardReady { inboxes, submits }));
+        if let Ok(all) = peers.await {
+            for (id, inbox) in all {
+                if !nodes.contains(&id) {
+                    cluster.connect(id, inbox);
+                }
+            }
+            let search = async {
+                loop {
+                    if let Some(l) = leader_now(&directory).await {
+                        let _ = leader.send(l);
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            let _ = futures::future::select(std::pin::pin!(search), stop).await;
+        }
+        drop(cluster);
+        let _ = stopped.send(());
+    }
 }
 
 /// Where a client sends its commands: one node, through a handle usable on
@@ -584,6 +910,67 @@ mod tests {
         let report = bench(&spec, &config, &options).unwrap();
         assert_eq!((report.ops, report.nodes, report.clients), (400, 4, 16));
         assert_eq!(report.retries, 0);
+    }
+
+    /// Nodes spread over threads form one cluster: every command commits,
+    /// with the clients on a node thread and on a thread of their own, for
+    /// a leader-based protocol and for PBFT (whose nodes on different
+    /// threads must agree on keys and on the primary).
+    #[test]
+    fn nodes_spread_over_threads_commit_every_command() {
+        for client_thread in [false, true] {
+            let options = BenchOptions {
+                clients: 16,
+                ops: 400,
+                client_thread,
+                node_threads: 2,
+                ..BenchOptions::default()
+            };
+            let config = ConsensusConfig {
+                cluster_size: 3,
+                ..ConsensusConfig::default()
+            };
+            let spec = PluginSpec::<consensus_raft::RaftPlugin>::stock(consensus_raft::PROTOCOL);
+            let report = bench(&spec, &config, &options).unwrap();
+            assert_eq!((report.ops, report.nodes), (400, 3));
+            assert_eq!(report.retries, 0, "client_thread {client_thread}");
+
+            let config = ConsensusConfig::for_protocol(consensus_pbft::PROTOCOL, 4).byzantine();
+            let spec = PluginSpec::<consensus_pbft::PbftPlugin>::stock(consensus_pbft::PROTOCOL);
+            let options = BenchOptions {
+                node_threads: 4,
+                ..options
+            };
+            let report = bench(&spec, &config, &options).unwrap();
+            assert_eq!((report.ops, report.nodes), (400, 4));
+            assert_eq!(report.retries, 0, "client_thread {client_thread}");
+            assert_eq!(report.leader, NodeId(1), "the primary of view 0");
+        }
+    }
+
+    #[test]
+    fn node_threads_are_at_least_one_and_at_most_one_per_node() {
+        let cfg = ConsensusConfig {
+            cluster_size: 3,
+            ..ConsensusConfig::default()
+        };
+        for node_threads in [0, 4] {
+            let options = BenchOptions {
+                node_threads,
+                ..BenchOptions::default()
+            };
+            assert!(matches!(
+                validate(&cfg, &options),
+                Err(EngineError::InvalidSetting(m)) if m.contains("--node-threads")
+            ));
+        }
+        for node_threads in 1..=3 {
+            let options = BenchOptions {
+                node_threads,
+                ..BenchOptions::default()
+            };
+            assert!(validate(&cfg, &options).is_ok());
+        }
     }
 
     #[test]

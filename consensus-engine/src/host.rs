@@ -17,7 +17,7 @@ use consensus_actors::safety::{
 };
 use consensus_actors::sim::rng::node_rng;
 use consensus_actors::sim::{NodeContext, NodeFactory, StartedNode, TraceConfig, TraceHandle};
-use consensus_actors::transport::{DeregisterNode, RegisterNode, Transport};
+use consensus_actors::transport::{DeregisterNode, Envelope, RegisterNode, Transport, Wire};
 use consensus_actors::types::{ConsensusProtocol, NodeId};
 use std::collections::BTreeMap;
 use tokio::time::Instant;
@@ -187,9 +187,10 @@ pub trait ClusterHost {
     }
 }
 
-struct LocalNode {
+struct LocalNode<M: Wire> {
     incarnation: u32,
     peers: Vec<NodeId>,
+    inbox: Recipient<Envelope<M>>,
     shutdown: Option<Box<dyn FnOnce()>>,
 }
 
@@ -199,7 +200,7 @@ struct LocalNode {
 pub struct LocalCluster<P: ProtocolPlugin> {
     factory: HostedFactory<P>,
     network: Addr<LocalNetwork<P::Message>>,
-    nodes: BTreeMap<NodeId, LocalNode>,
+    nodes: BTreeMap<NodeId, LocalNode<P::Message>>,
     seed: u64,
     trace: TraceHandle,
     checker: Option<SharedChecker<P::Event>>,
@@ -262,16 +263,37 @@ impl<P: ProtocolPlugin> LocalCluster<P> {
         let started = self.factory.start_node(ctx);
         self.network.do_send(RegisterNode {
             node: id,
-            inbox: started.inbox,
+            inbox: started.inbox.clone(),
         });
         self.nodes.insert(
             id,
             LocalNode {
                 incarnation,
                 peers,
+                inbox: started.inbox,
                 shutdown: Some(started.shutdown),
             },
         );
+    }
+
+    /// Where node `id` of this cluster receives its envelopes, while it
+    /// runs: to [`connect`](Self::connect) it to a cluster on another
+    /// thread.
+    pub fn inbox(&self, id: NodeId) -> Option<Recipient<Envelope<P::Message>>> {
+        self.nodes
+            .get(&id)
+            .filter(|n| n.shutdown.is_some())
+            .map(|n| n.inbox.clone())
+    }
+
+    /// Connects node `id`, which runs elsewhere in this process (another
+    /// `LocalCluster`, on another thread) and receives on `inbox`: this
+    /// cluster's nodes then reach it through their network as they reach
+    /// each other. That is how one cluster's nodes are spread over threads
+    /// (`consensus bench --node-threads`); safety checking and the
+    /// directory stay per `LocalCluster`.
+    pub fn connect(&mut self, id: NodeId, inbox: Recipient<Envelope<P::Message>>) {
+        self.network.do_send(RegisterNode { node: id, inbox });
     }
 }
 

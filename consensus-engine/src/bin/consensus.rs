@@ -263,6 +263,12 @@ struct BenchArgs {
     /// Run the clients on a thread of their own, the nodes on another, when the protocol allows it (default: one thread for everything).
     #[arg(long)]
     client_thread: bool,
+    /// Spread the nodes over N threads, 1..=nodes, each node on one (default 1: every node on
+    /// the calling thread); needs a protocol whose nodes take submissions from other threads.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = |s: &str| whole_in(s, 1, MAX_BENCH_NODES as u64).map(|n| n as usize),
+          allow_hyphen_values = true)]
+    node_threads: usize,
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -969,6 +975,7 @@ fn bench(args: BenchArgs) -> ExitCode {
         },
         rss_interval: args.rss_interval_ms.map(Duration::from_millis),
         client_thread: args.client_thread,
+        node_threads: args.node_threads,
         ..BenchOptions::default()
     };
     if let Err(e) = consensus_engine::bench::validate(&config, &options) {
