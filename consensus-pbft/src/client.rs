@@ -17,7 +17,9 @@
 use crate::authenticator::core::Keys;
 use crate::engine::core::ReplicaConfig;
 use crate::evidence::{Evidence, EvidenceKind, EvidenceLog};
-use crate::messages::{AuthenticatedRequest, Maced, PbftMessage, Reply, Request};
+use crate::messages::{
+    AuthenticatedRequest, Maced, PbftMessage, Replies, Reply, ReplyBatch, Request,
+};
 use crate::node::{ClientReply, Inbound, Submit, SubmitAuthenticated};
 use crate::types::{SeqNo, View};
 use actix::prelude::*;
@@ -198,6 +200,50 @@ impl ClientCore {
         vec![effect]
     }
 
+    /// REPLYs arrived from replica `from`: one with its own MAC, or a batch
+    /// with one MAC for all (none from this node's own replica).
+    pub fn handle_replies(&mut self, from: NodeId, replies: Replies) -> Vec<ClientEffect> {
+        match replies {
+            Replies::One(maced) => self.handle_reply(from, maced),
+            Replies::Batch(batch) => self.handle_reply_batch(from, batch),
+        }
+    }
+
+    /// A batch of REPLYs arrived from replica `from`. Its MAC is checked
+    /// only if one of them is still awaited; a batch that fails the check is
+    /// evidence and none of its REPLYs counts.
+    pub fn handle_reply_batch(
+        &mut self,
+        from: NodeId,
+        batch: Maced<ReplyBatch>,
+    ) -> Vec<ClientEffect> {
+        if batch.body.replica != from {
+            return Vec::new();
+        }
+        let awaited =
+            batch.body.replies.iter().any(|r| {
+                r.node == self.node && self.waiting.contains_key(&(r.client, r.timestamp))
+            });
+        if !awaited {
+            return Vec::new();
+        }
+        if from != self.node && !batch.verify(&self.signer.keys, from) {
+            return vec![ClientEffect::Evidence(Evidence {
+                witness: self.node,
+                accused: from,
+                kind: EvidenceKind::InvalidMac,
+                proof: format!("a batch of {} REPLYs", batch.body.replies.len()),
+            })];
+        }
+        let mut out = Vec::new();
+        for reply in batch.body.replies {
+            if reply.node == self.node && reply.replica == from {
+                out.extend(self.count_reply(reply));
+            }
+        }
+        out
+    }
+
     /// A REPLY arrived from replica `from` (this node's own replica: no
     /// MAC). Its MAC is checked only if the request still waits for
     /// replies: once f+1 matched, the others are dropped unchecked.
@@ -206,9 +252,9 @@ impl ClientCore {
             return Vec::new();
         }
         let key = (maced.body.client, maced.body.timestamp);
-        let Some(w) = self.waiting.get_mut(&key) else {
+        if !self.waiting.contains_key(&key) {
             return Vec::new();
-        };
+        }
         if from != self.node && !maced.verify(&self.signer.keys, from) {
             return vec![ClientEffect::Evidence(Evidence {
                 witness: self.node,
@@ -220,7 +266,14 @@ impl ClientCore {
                 ),
             })];
         }
-        let reply = maced.body;
+        self.count_reply(maced.body).into_iter().collect()
+    }
+
+    /// An authentic REPLY for one of this node's clients: counted towards
+    /// its request's f+1 matching ones; the answer once they are there.
+    fn count_reply(&mut self, reply: Reply) -> Option<ClientEffect> {
+        let key = (reply.client, reply.timestamp);
+        let w = self.waiting.get_mut(&key)?;
         w.replies
             .insert(reply.replica, (reply.seq, reply.view, reply.result.clone()));
         let matching: Vec<View> = w
@@ -237,7 +290,7 @@ impl ClientCore {
                 self.view = self.view.max(lowest);
             }
             let view = matching.into_iter().max().unwrap_or(reply.view);
-            return vec![ClientEffect::Accept {
+            return Some(ClientEffect::Accept {
                 client: key.0,
                 timestamp: key.1,
                 accepted: Accepted {
@@ -245,9 +298,9 @@ impl ClientCore {
                     seq: reply.seq,
                     view,
                 },
-            }];
+            });
         }
-        Vec::new()
+        None
     }
 
     /// Time passed: retransmits requests waiting longer than the retry
@@ -473,10 +526,8 @@ impl Handler<ClientReply> for ClientProxy {
     type Result = ();
 
     fn handle(&mut self, msg: ClientReply, _ctx: &mut Context<Self>) {
-        for reply in msg.replies {
-            let effects = self.core.handle_reply(msg.from, reply);
-            self.carry_out(effects);
-        }
+        let effects = self.core.handle_replies(msg.from, msg.replies);
+        self.carry_out(effects);
     }
 }
 
@@ -511,6 +562,67 @@ mod tests {
         let cfg = cfg();
         let keys = Keys::new(cfg.cluster, cfg.secret, from, &cfg.members);
         c.handle_reply(from, Maced::new(r, &keys, &[NodeId(0)]))
+    }
+
+    /// A batch of REPLYs under one MAC: a forged one is evidence and none of
+    /// its REPLYs counts; an authentic one answers every request it
+    /// completes; one naming another replica than its sender is dropped;
+    /// once nothing in it is awaited it is not even checked.
+    #[test]
+    fn a_reply_batch_is_checked_once_and_counts_only_when_authentic() {
+        let mut c = ClientCore::new(&cfg(), 100);
+        let op = || encode_payload(&KvCommand::Noop);
+        let (t1, _) = c.submit(ClientId(5), op(), 10).expect("room");
+        let (t2, _) = c.submit(ClientId(6), op(), 10).expect("room");
+        let v = encode_payload(&KvOutput::Ok);
+        let cfg = cfg();
+        let batch = |replica: u64, signer: u64| {
+            let keys = Keys::new(cfg.cluster, cfg.secret, NodeId(signer), &cfg.members);
+            let replies = [(5, t1), (6, t2)]
+                .into_iter()
+                .map(|(client, timestamp)| Reply {
+                    client: ClientId(client),
+                    ..reply(replica, timestamp, v.clone())
+                })
+                .collect();
+            Maced::new(
+                ReplyBatch {
+                    replica: NodeId(replica),
+                    replies,
+                },
+                &keys,
+                &[NodeId(0)],
+            )
+        };
+        let effects = c.handle_reply_batch(NodeId(1), batch(1, 2));
+        assert!(
+            matches!(&effects[..], [ClientEffect::Evidence(e)] if e.accused == NodeId(1) && e.kind == EvidenceKind::InvalidMac),
+            "{effects:?}"
+        );
+        assert!(
+            c.handle_reply_batch(NodeId(2), batch(1, 1)).is_empty(),
+            "a batch naming another replica than its sender is dropped"
+        );
+        assert!(c.handle_reply_batch(NodeId(2), batch(2, 2)).is_empty());
+        assert!(
+            c.handle_reply_batch(NodeId(1), batch(1, 2)).len() == 1,
+            "the forged batch did not count: f+1 are not there yet"
+        );
+        let effects = c.handle_replies(NodeId(3), Replies::Batch(batch(3, 3)));
+        let answered: Vec<(ClientId, u64)> = effects
+            .iter()
+            .filter_map(|e| match e {
+                ClientEffect::Accept {
+                    client, timestamp, ..
+                } => Some((*client, *timestamp)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(answered, vec![(ClientId(5), t1), (ClientId(6), t2)]);
+        assert!(
+            c.handle_reply_batch(NodeId(1), batch(1, 2)).is_empty(),
+            "nothing awaited: dropped unchecked"
+        );
     }
 
     /// A REPLY whose MAC fails is evidence against its sender and does not

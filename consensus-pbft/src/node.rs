@@ -35,7 +35,7 @@ use crate::client::ClientProxy;
 use crate::engine::actor::{ReplicaActor, ReplicaStore};
 use crate::engine::core::ReplicaConfig;
 use crate::evidence::EvidenceLog;
-use crate::messages::{decode_payload, encode_payload, Maced, PbftMessage, Reply};
+use crate::messages::{decode_payload, encode_payload, PbftMessage, Replies};
 use crate::notes::{CheckpointNote, EngineNote, Note, ViewChangerNote};
 use crate::safety::PbftEvent;
 use crate::view_changer::actor::ViewChangerActor;
@@ -66,19 +66,19 @@ pub struct Inbound {
     pub msg: PbftMessage,
 }
 
-/// REPLYs from one replica for clients of this node: one, or those of one
-/// executed batch. Their MACs are not checked yet: the clients check those
-/// of the replies they still wait for ([`ClientCore::handle_reply`]); the
-/// local replica's carry none.
+/// REPLYs from one replica for clients of this node: one with its MAC, or
+/// those of one executed batch under one MAC. The MACs are not checked yet:
+/// the clients check them when a REPLY is still awaited
+/// ([`ClientCore::handle_replies`]); the local replica's carry none.
 ///
-/// [`ClientCore::handle_reply`]: crate::client::ClientCore::handle_reply
+/// [`ClientCore::handle_replies`]: crate::client::ClientCore::handle_replies
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct ClientReply {
     /// The replica that sent them.
     pub from: NodeId,
     /// The replies.
-    pub replies: Vec<Maced<Reply>>,
+    pub replies: Replies,
 }
 
 /// A client's operation, submitted through this node. The operation and

@@ -62,6 +62,8 @@ pub enum AuthKind {
     NewView = 8,
     /// A state-transfer request.
     FetchState = 9,
+    /// The REPLYs of one batch, authenticated together.
+    ReplyBatch = 10,
 }
 
 /// What a MAC or a signature covers.

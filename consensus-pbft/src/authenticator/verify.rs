@@ -360,9 +360,10 @@ pub fn check_inbound(
         // The clients check the MACs of the REPLYs they still wait for
         // (`ClientCore::handle_reply`): the f+1 they need, not every one.
         PbftMessage::Reply(r) => claimed(r.body.replica)?,
-        PbftMessage::Replies(rs) => {
-            for r in rs {
-                claimed(r.body.replica)?;
+        PbftMessage::Replies(b) => {
+            claimed(b.body.replica)?;
+            for r in &b.body.replies {
+                claimed(r.replica)?;
             }
         }
         PbftMessage::Checkpoint(c) => {

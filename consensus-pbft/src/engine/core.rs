@@ -37,7 +37,7 @@ use crate::checkpoint::core::StableCheckpoint;
 use crate::evidence::{Evidence, EvidenceKind};
 use crate::messages::{
     decode_payload, encode_payload, AuthenticatedRequest, Batch, Commit, Digest, Maced, NewView,
-    PbftMessage, PrePrepare, Prepare, PreparedCert, Reply, Signed,
+    PbftMessage, PrePrepare, Prepare, PreparedCert, Reply, ReplyBatch, Signed,
 };
 use crate::notes::{CheckpointNote, EngineNote, Note, OwnCheckpoint, ViewChangerNote};
 use crate::safety::{PbftEvent, SafetyEvent};
@@ -649,7 +649,12 @@ impl<SM: StateMachine> Engine<SM> {
 
     /// This replica's authenticated REPLY for `entry`.
     fn reply(&self, entry: &ClientEntry) -> Maced<Reply> {
-        let reply = Reply {
+        Maced::new(self.reply_body(entry), &self.keys, &[entry.node])
+    }
+
+    /// This replica's REPLY for `entry`, not yet authenticated.
+    fn reply_body(&self, entry: &ClientEntry) -> Reply {
+        Reply {
             view: self.view,
             seq: entry.seq,
             timestamp: entry.timestamp,
@@ -657,8 +662,7 @@ impl<SM: StateMachine> Engine<SM> {
             client: entry.client,
             replica: self.cfg.id,
             result: entry.result.clone(),
-        };
-        Maced::new(reply, &self.keys, &[entry.node])
+        }
     }
 
     fn handle_request(&mut self, from: NodeId, sreq: AuthenticatedRequest) {
@@ -1000,7 +1004,7 @@ impl<SM: StateMachine> Engine<SM> {
     fn execute(&mut self, seq: SeqNo, digest: Digest, batch: &Batch) {
         assert_eq!(seq, self.last_exec.next(), "execution in sequence order");
         // The batch's REPLYs, by client node: one message to each.
-        let mut replies: BTreeMap<NodeId, Vec<Maced<Reply>>> = BTreeMap::new();
+        let mut replies: BTreeMap<NodeId, Vec<Reply>> = BTreeMap::new();
         for r in batch.requests().iter() {
             let req = &r.request;
             let identity = req.identity();
@@ -1029,14 +1033,18 @@ impl<SM: StateMachine> Engine<SM> {
             replies
                 .entry(entry.node)
                 .or_default()
-                .push(self.reply(&entry));
+                .push(self.reply_body(&entry));
             self.clients.insert(identity, entry);
         }
         for (node, mut rs) in replies {
             let msg = if rs.len() == 1 {
-                PbftMessage::Reply(rs.remove(0))
+                PbftMessage::Reply(Maced::new(rs.remove(0), &self.keys, &[node]))
             } else {
-                PbftMessage::Replies(rs)
+                let batch = ReplyBatch {
+                    replica: self.cfg.id,
+                    replies: rs,
+                };
+                PbftMessage::Replies(Maced::new(batch, &self.keys, &[node]))
             };
             self.send(node, msg);
         }

@@ -106,9 +106,8 @@ impl Cluster {
         if to == CLIENT_NODE {
             self.replies.extend(
                 msg.into_replies()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| r.body),
+                    .map(Replies::into_bodies)
+                    .unwrap_or_default(),
             );
             return;
         }
