@@ -869,15 +869,17 @@ mod tests {
         ));
     }
 
-    /// Clients on the nodes' thread and on a thread of their own commit
-    /// exactly the commands asked for, each answer awaited.
+    /// Clients on the nodes' thread and on a thread of their own, with the
+    /// nodes on one thread and spread over two, commit exactly the
+    /// commands asked for, each answer awaited.
     #[test]
-    fn both_client_placements_commit_every_command() {
-        for client_thread in [false, true] {
+    fn every_placement_commits_every_command() {
+        for (client_thread, node_threads) in [(false, 1), (true, 1), (false, 2), (true, 2)] {
             let options = BenchOptions {
                 clients: 16,
                 ops: 400,
                 client_thread,
+                node_threads,
                 ..BenchOptions::default()
             };
             let config = ConsensusConfig {
@@ -886,9 +888,10 @@ mod tests {
             };
             let spec = PluginSpec::<consensus_raft::RaftPlugin>::stock(consensus_raft::PROTOCOL);
             let report = bench(&spec, &config, &options).unwrap();
+            let placement = format!("client_thread {client_thread}, node_threads {node_threads}");
             assert_eq!(report.ops, 400);
             assert_eq!((report.nodes, report.clients), (3, 16));
-            assert_eq!(report.retries, 0, "client_thread {client_thread}");
+            assert_eq!(report.retries, 0, "{placement}");
             assert!(report.ops_per_sec > 0.0);
             assert!((1..=3).contains(&report.leader.get()));
             assert!(report.latency_us.p50 <= report.latency_us.max);
@@ -896,54 +899,24 @@ mod tests {
     }
 
     /// PBFT offers a shared submit handle too: its clients run on a thread
-    /// of their own with `client_thread`, and every command commits.
+    /// of their own with `client_thread`, its replicas on threads of their
+    /// own with `node_threads` (agreeing on keys and on the primary across
+    /// threads), and every command commits.
     #[test]
-    fn pbft_clients_run_on_a_thread_of_their_own() {
-        let options = BenchOptions {
-            clients: 16,
-            ops: 400,
-            client_thread: true,
-            ..BenchOptions::default()
-        };
-        let config = ConsensusConfig::for_protocol(consensus_pbft::PROTOCOL, 4).byzantine();
-        let spec = PluginSpec::<consensus_pbft::PbftPlugin>::stock(consensus_pbft::PROTOCOL);
-        let report = bench(&spec, &config, &options).unwrap();
-        assert_eq!((report.ops, report.nodes, report.clients), (400, 4, 16));
-        assert_eq!(report.retries, 0);
-    }
-
-    /// Nodes spread over threads form one cluster: every command commits,
-    /// with the clients on a node thread and on a thread of their own, for
-    /// a leader-based protocol and for PBFT (whose nodes on different
-    /// threads must agree on keys and on the primary).
-    #[test]
-    fn nodes_spread_over_threads_commit_every_command() {
-        for client_thread in [false, true] {
+    fn pbft_clients_and_replicas_run_on_threads_of_their_own() {
+        for node_threads in [1, 4] {
             let options = BenchOptions {
                 clients: 16,
                 ops: 400,
-                client_thread,
-                node_threads: 2,
+                client_thread: true,
+                node_threads,
                 ..BenchOptions::default()
             };
-            let config = ConsensusConfig {
-                cluster_size: 3,
-                ..ConsensusConfig::default()
-            };
-            let spec = PluginSpec::<consensus_raft::RaftPlugin>::stock(consensus_raft::PROTOCOL);
-            let report = bench(&spec, &config, &options).unwrap();
-            assert_eq!((report.ops, report.nodes), (400, 3));
-            assert_eq!(report.retries, 0, "client_thread {client_thread}");
-
             let config = ConsensusConfig::for_protocol(consensus_pbft::PROTOCOL, 4).byzantine();
             let spec = PluginSpec::<consensus_pbft::PbftPlugin>::stock(consensus_pbft::PROTOCOL);
-            let options = BenchOptions {
-                node_threads: 4,
-                ..options
-            };
             let report = bench(&spec, &config, &options).unwrap();
-            assert_eq!((report.ops, report.nodes), (400, 4));
-            assert_eq!(report.retries, 0, "client_thread {client_thread}");
+            assert_eq!((report.ops, report.nodes, report.clients), (400, 4, 16));
+            assert_eq!(report.retries, 0);
             assert_eq!(report.leader, NodeId(1), "the primary of view 0");
         }
     }

@@ -228,12 +228,8 @@ impl ClientCore {
             return Vec::new();
         }
         if from != self.node && !batch.verify(&self.signer.keys, from) {
-            return vec![ClientEffect::Evidence(Evidence {
-                witness: self.node,
-                accused: from,
-                kind: EvidenceKind::InvalidMac,
-                proof: format!("a batch of {} REPLYs", batch.body.replies.len()),
-            })];
+            let proof = format!("a batch of {} REPLYs", batch.body.replies.len());
+            return vec![self.forged(from, proof)];
         }
         let mut out = Vec::new();
         for reply in batch.body.replies {
@@ -256,17 +252,23 @@ impl ClientCore {
             return Vec::new();
         }
         if from != self.node && !maced.verify(&self.signer.keys, from) {
-            return vec![ClientEffect::Evidence(Evidence {
-                witness: self.node,
-                accused: from,
-                kind: EvidenceKind::InvalidMac,
-                proof: format!(
-                    "REPLY t{} for client {}",
-                    maced.body.timestamp, maced.body.client
-                ),
-            })];
+            let proof = format!(
+                "REPLY t{} for client {}",
+                maced.body.timestamp, maced.body.client
+            );
+            return vec![self.forged(from, proof)];
         }
         self.count_reply(maced.body).into_iter().collect()
+    }
+
+    /// Evidence that replica `from` sent REPLYs whose MAC fails.
+    fn forged(&self, from: NodeId, proof: String) -> ClientEffect {
+        ClientEffect::Evidence(Evidence {
+            witness: self.node,
+            accused: from,
+            kind: EvidenceKind::InvalidMac,
+            proof,
+        })
     }
 
     /// An authentic REPLY for one of this node's clients: counted towards
