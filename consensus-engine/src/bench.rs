@@ -567,14 +567,17 @@ impl<P: ProtocolPlugin> ShardHost<P> {
                     cluster.connect(id, inbox);
                 }
             }
+            // Until one shard found the leader (the calling thread then
+            // drops its end), or this one does.
             let search = async {
-                loop {
+                while !leader.is_closed() {
                     if let Some(l) = leader_now(&directory).await {
                         let _ = leader.send(l);
-                        std::future::pending::<()>().await;
+                        break;
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                std::future::pending::<()>().await
             };
             let _ = futures::future::select(std::pin::pin!(search), stop).await;
         }
