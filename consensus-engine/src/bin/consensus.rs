@@ -263,8 +263,9 @@ struct BenchArgs {
     /// Run the clients on a thread of their own, the nodes on another, when the protocol allows it (default: one thread for everything).
     #[arg(long)]
     client_thread: bool,
-    /// Spread the nodes over N threads, 1..=nodes, each node on one (default 1: every node on
-    /// the calling thread); needs a protocol whose nodes take submissions from other threads.
+    /// Spread the nodes over N threads, 1..=nodes: node k on thread k % N, the clients on the
+    /// last unless --client-thread (default 1: every node on the calling thread); needs a
+    /// protocol whose nodes take submissions from other threads.
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = |s: &str| whole_in(s, 1, MAX_BENCH_NODES as u64).map(|n| n as usize),
           allow_hyphen_values = true)]
