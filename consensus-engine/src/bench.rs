@@ -177,15 +177,11 @@ async fn run<P: ProtocolPlugin>(
 ) -> Result<BenchReport, EngineError> {
     let members: Vec<NodeId> = (1..=config.cluster_size as u64).map(NodeId).collect();
     let (hosting, leader, targets) = if options.node_threads > 1 {
-        let shards = Shards::<P>::start(spec, config, &members, options).await?;
-        let leader = shards.leader.unwrap_or(members[0]);
+        let (shards, leader) = Shards::<P>::start(spec, config, &members, options).await?;
         let targets = Targets::Shared(shards.targets.clone());
         (Hosting::Shards(shards), leader, targets)
     } else {
-        let mut cluster = LocalCluster::<P>::new(spec, config, bench_options())?;
-        for &id in &members {
-            cluster.start_node(id, members.clone())?;
-        }
+        let cluster = start_cluster(spec, config, &members, &members)?;
         let directory = cluster.directory();
         let leader = find_leader(&directory, options.leader_timeout).await?;
         let handles = directory.handles();
@@ -265,14 +261,24 @@ async fn run<P: ProtocolPlugin>(
     })
 }
 
-/// The settings of every benchmark cluster: no safety checking, the
-/// protocol's messages over the network.
-fn bench_options() -> LocalOptions {
-    LocalOptions {
+/// A benchmark cluster of `nodes` among `members`, started: no safety
+/// checking, the protocol's messages over the network.
+fn start_cluster<P: ProtocolPlugin>(
+    spec: &PluginSpec<P>,
+    config: &ConsensusConfig,
+    nodes: &[NodeId],
+    members: &[NodeId],
+) -> Result<LocalCluster<P>, EngineError> {
+    let options = LocalOptions {
         seed: 1,
         check_safety: false,
         direct_rpcs: false,
+    };
+    let mut cluster = LocalCluster::<P>::new(spec, config, options)?;
+    for &id in nodes {
+        cluster.start_node(id, members.to_vec())?;
     }
+    Ok(cluster)
 }
 
 /// Who hosts the nodes during a run.
@@ -343,7 +349,8 @@ struct ShardReady<M: Wire> {
 
 /// The calling thread's end of one shard.
 struct ShardLink<M: Wire> {
-    peers: tokio::sync::oneshot::Sender<Vec<Inbox<M>>>,
+    /// Taken once, to hand the shard every node's inbox.
+    peers: Option<tokio::sync::oneshot::Sender<Vec<Inbox<M>>>>,
     stop: tokio::sync::oneshot::Sender<()>,
     stopped: tokio::sync::oneshot::Receiver<()>,
 }
@@ -354,25 +361,24 @@ struct Shards<P: ProtocolPlugin> {
     links: Vec<ShardLink<P::Message>>,
     arbiters: Vec<actix::Arbiter>,
     targets: Vec<Arc<dyn SharedSubmit>>,
-    leader: Option<NodeId>,
 }
 
 impl<P: ProtocolPlugin> Shards<P> {
     /// Starts `members` over `options.node_threads` threads (this one
-    /// first), connects them and waits for a leader.
+    /// first), connects them and waits for a leader; returns them and the
+    /// leader.
     async fn start(
         spec: &PluginSpec<P>,
         config: &ConsensusConfig,
         members: &[NodeId],
         options: &BenchOptions,
-    ) -> Result<Self, EngineError> {
+    ) -> Result<(Self, NodeId), EngineError> {
         let threads = options.node_threads;
         let (leader_tx, mut leader_rx) = tokio::sync::mpsc::unbounded_channel();
         let mut shards = Self {
             links: Vec::new(),
             arbiters: Vec::new(),
             targets: Vec::new(),
-            leader: None,
         };
         let mut readies = Vec::new();
         for shard in 0..threads {
@@ -412,7 +418,7 @@ impl<P: ProtocolPlugin> Shards<P> {
                 shards.arbiters.push(arbiter);
             }
             shards.links.push(ShardLink {
-                peers: peers_tx,
+                peers: Some(peers_tx),
                 stop: stop_tx,
                 stopped: stopped_rx,
             });
@@ -453,22 +459,19 @@ impl<P: ProtocolPlugin> Shards<P> {
         }
         submits.sort_by_key(|s| s.node());
         shards.targets = submits;
-        for link in shards.links.iter_mut() {
-            let (tx, _) = tokio::sync::oneshot::channel();
-            let peers = std::mem::replace(&mut link.peers, tx);
+        for peers in shards.links.iter_mut().filter_map(|l| l.peers.take()) {
             let _ = peers.send(inboxes.clone());
         }
         let began = Instant::now();
         match tokio::time::timeout(options.leader_timeout, leader_rx.recv()).await {
-            Ok(Some(leader)) => shards.leader = Some(leader),
+            Ok(Some(leader)) => Ok((shards, leader)),
             _ => {
                 shards.stop().await;
-                return Err(EngineError::NoLeader {
+                Err(EngineError::NoLeader {
                     waited_ms: began.elapsed().as_millis() as u64,
-                });
+                })
             }
         }
-        Ok(shards)
     }
 
     /// Runs the clients on the last node thread; returns what they
@@ -535,14 +538,7 @@ impl<P: ProtocolPlugin> ShardHost<P> {
             stop,
             stopped,
         } = self;
-        let started = (|| {
-            let mut cluster = LocalCluster::<P>::new(&spec, &config, bench_options())?;
-            for &id in &nodes {
-                cluster.start_node(id, members.clone())?;
-            }
-            Ok::<_, EngineError>(cluster)
-        })();
-        let mut cluster = match started {
+        let mut cluster = match start_cluster(&spec, &config, &nodes, &members) {
             Ok(c) => c,
             Err(e) => {
                 let _ = ready.send(Err(e));
